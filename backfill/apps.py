@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class BackfillConfig(AppConfig):
+    name = "backfill"
+    verbose_name = "Backfill"

@@ -1,0 +1,1 @@
+# Webhook events, replay and data migrations arrive with the backfill issue.

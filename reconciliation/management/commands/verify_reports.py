@@ -1,0 +1,44 @@
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from reconciliation import reports
+from revassure.firestore import get_gateway
+
+
+class Command(BaseCommand):
+    help = (
+        "Recompute every completed report's checksum, follow the hash chain and compare the "
+        "Firestore mirrors. Exits non-zero and names the run when anything does not hold."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+        parser.add_argument(
+            "--skip-firestore", action="store_true", help="check the database only, not the Firestore mirrors"
+        )
+
+    def handle(self, *args, json: bool = False, skip_firestore: bool = False, **options):
+        gateway = None if skip_firestore else get_gateway()
+        checked, problems = reports.verify(gateway=gateway)
+        if json:
+            self.stdout.write(
+                _dumps(
+                    {
+                        "ok": not problems,
+                        "runs_checked": checked,
+                        "problems": [{"run_id": p.run_id, "message": p.message} for p in problems],
+                    }
+                )
+            )
+        else:
+            for problem in problems:
+                self.stderr.write(str(problem))
+            if not problems:
+                self.stdout.write(f"{checked} reports verified: every checksum and chain link holds.")
+        if problems:
+            raise CommandError(f"{len(problems)} problem(s) in {checked} reports", returncode=2)
+
+
+def _dumps(data: dict) -> str:
+    return json.dumps(data, sort_keys=True)

@@ -1,0 +1,155 @@
+from django.conf import settings
+from django.db import models
+
+
+class FinishedRecordError(Exception):
+    """Raised on any attempt to change a finished run or its violations."""
+
+
+class RunStatus(models.TextChoices):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+FINISHED = (RunStatus.COMPLETED, RunStatus.FAILED)
+
+
+class RunTrigger(models.TextChoices):
+    COMMAND = "command"
+    ADMIN = "admin"
+    SCHEDULE = "schedule"
+    API = "api"
+
+
+class ReconciliationRun(models.Model):
+    """One reconciliation of wallets against their ledgers: the report.
+
+    Counters move while the run is running (each chunk adds its share); once
+    the run is finished the row is sealed: a checksum over its canonical form,
+    chained to the previous completed run, and the model, the admin and the
+    database (triggers, see migration 0002) all refuse to change it.
+    """
+
+    status = models.CharField(max_length=16, choices=RunStatus, default=RunStatus.PENDING)
+    trigger = models.CharField(max_length=16, choices=RunTrigger)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    # The wallets asked for; empty means every wallet.
+    scope_uids = models.JSONField(default=list, blank=True)
+    correlation_id = models.CharField(max_length=128, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    chunks_total = models.PositiveIntegerField(null=True, blank=True)
+    chunks_done = models.PositiveIntegerField(default=0)
+    wallets_checked = models.BigIntegerField(default=0)
+    violations_count = models.PositiveIntegerField(default=0)
+    drift_count = models.PositiveIntegerField(default=0)
+    malformed_count = models.PositiveIntegerField(default=0)
+    total_abs_drift = models.BigIntegerField(default=0)
+    # The programme's liability check: points held in wallets against points the
+    # ledgers say were earned (integer amounts only).
+    total_wallet_points = models.BigIntegerField(default=0)
+    total_ledger_sum = models.BigIntegerField(default=0)
+
+    checksum = models.CharField(max_length=64, blank=True)
+    previous_checksum = models.CharField(max_length=64, blank=True)
+    # Position in the hash chain of completed runs: 1, 2, 3, ... (unique, so two
+    # runs finishing at once cannot both claim the same predecessor).
+    chain_seq = models.PositiveIntegerField(null=True, blank=True, unique=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        permissions = [
+            ("run_reconciliation", "Can start a reconciliation run"),
+            ("export_reconciliationrun", "Can export a reconciliation report"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Run {self.pk} ({self.status})"
+
+    def save(self, *args, **kwargs):
+        if self.pk and type(self).objects.filter(pk=self.pk, status__in=FINISHED).exists():
+            raise FinishedRecordError(f"run {self.pk} is finished and cannot be changed")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        if self.is_finished:
+            raise FinishedRecordError(f"run {self.pk} is finished and cannot be deleted")
+        return super().delete(*args, **kwargs)
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED
+
+    @property
+    def liability_difference(self) -> int:
+        return self.total_wallet_points - self.total_ledger_sum
+
+    @property
+    def duration(self):
+        if self.started_at and self.finished_at:
+            return self.finished_at - self.started_at
+        return None
+
+
+class ViolationKind(models.TextChoices):
+    DRIFT = "drift"
+    MALFORMED = "malformed"
+
+
+class Violation(models.Model):
+    """A wallet whose cached points disagree with its ledger, confirmed in a transaction.
+
+    `ledger_sum` counts integer amounts only; a malformed entry (an amount that
+    is missing, not a number or not an integer) is listed in `details` and makes
+    the violation `malformed`, never coerced into the sum. `wallet_points` and
+    `delta` are null when the wallet's own points are not an integer.
+    """
+
+    run = models.ForeignKey(ReconciliationRun, on_delete=models.PROTECT, related_name="violations")
+    uid = models.CharField(max_length=256)
+    kind = models.CharField(max_length=16, choices=ViolationKind)
+    wallet_points = models.BigIntegerField(null=True, blank=True)
+    ledger_sum = models.BigIntegerField()
+    delta = models.BigIntegerField(null=True, blank=True)
+    entries = models.PositiveIntegerField()
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["run", "uid"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "uid"], name="one_violation_per_wallet_per_run")
+        ]
+        indexes = [models.Index(fields=["uid"])]
+
+    def __str__(self) -> str:
+        return f"{self.uid}: {self.kind} {self.delta}"
+
+    def save(self, *args, **kwargs):
+        if ReconciliationRun.objects.filter(pk=self.run_id, status__in=FINISHED).exists():
+            raise FinishedRecordError(f"run {self.run_id} is finished; its violations cannot change")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise FinishedRecordError("violations are part of a report and cannot be deleted")
+
+
+class ReconciliationChunk(models.Model):
+    """A slice of a run's wallets that one worker checks: [[uid, points], ...]."""
+
+    run = models.ForeignKey(ReconciliationRun, on_delete=models.CASCADE, related_name="chunks")
+    seq = models.PositiveIntegerField()
+    wallets = models.JSONField()
+    done = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "seq"], name="one_chunk_per_seq")]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} chunk {self.seq}"

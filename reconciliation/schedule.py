@@ -1,0 +1,47 @@
+"""The daily reconciliation schedule, kept in step with settings idempotently."""
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.utils import timezone
+from django_q.models import Schedule
+
+NAME = "daily-reconcile"
+FUNC = "reconciliation.tasks.scheduled_reconcile"
+
+
+def parse_daily_at(value: str) -> tuple[int, int]:
+    """'HH:MM' (UTC) -> (hour, minute); ValueError when it is not a time of day."""
+    hour_text, sep, minute_text = value.partition(":")
+    if not sep or not hour_text.isdigit() or not minute_text.isdigit() or len(minute_text) != 2:
+        raise ValueError(f"expected HH:MM, got {value!r}")
+    hour, minute = int(hour_text), int(minute_text)
+    if not (0 <= hour < 24 and 0 <= minute < 60):
+        raise ValueError(f"expected HH:MM, got {value!r}")
+    return hour, minute
+
+
+def next_occurrence(hour: int, minute: int, now: datetime) -> datetime:
+    candidate = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    return candidate if candidate > now else candidate + timedelta(days=1)
+
+
+def sync_daily_schedule() -> Schedule:
+    """Create or update the one named schedule (never a duplicate)."""
+    hour, minute = parse_daily_at(settings.RECONCILE_DAILY_AT)
+    cron = f"{minute} {hour} * * *"
+    schedule, created = Schedule.objects.get_or_create(
+        name=NAME,
+        defaults={
+            "func": FUNC,
+            "schedule_type": Schedule.CRON,
+            "cron": cron,
+            "repeats": -1,
+            "next_run": next_occurrence(hour, minute, timezone.now()),
+        },
+    )
+    if not created and (schedule.cron != cron or schedule.func != FUNC):
+        schedule.func, schedule.cron, schedule.schedule_type = FUNC, cron, Schedule.CRON
+        schedule.next_run = next_occurrence(hour, minute, timezone.now())
+        schedule.save(update_fields=["func", "cron", "schedule_type", "next_run"])
+    return schedule

@@ -1,0 +1,360 @@
+"""Reconciliation: check `wallet.points == sum(ledger.amount)` for every wallet.
+
+One code path, whoever triggers it (the command, the admin button, the daily
+schedule, the job API):
+
+    request_run()   create a pending run and hand it to the workers, or
+    run_inline()    create a run and execute it in this process;
+    execute_run()   stream the wallets and cut them into chunks;
+    process_chunk() aggregate each wallet's ledger, re-check candidates in a
+                    transaction, classify and store confirmed violations;
+    reports.seal_run() once the last chunk is in.
+
+See docs/reconciliation.md for the consistency argument and the costs.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from reconciliation import reports
+from reconciliation.models import (
+    ReconciliationChunk,
+    ReconciliationRun,
+    RunStatus,
+    Violation,
+    ViolationKind,
+)
+from revassure import flags
+from revassure.firestore import MISSING, FirestoreGateway, LedgerTotals
+from revassure.logs import get_correlation_id
+
+log = logging.getLogger(__name__)
+
+FLAG = "reconciliation_enabled"
+MAX_LISTED_MALFORMED = 50
+
+
+class RunNotStartable(Exception):
+    pass
+
+
+# -- starting runs -----------------------------------------------------------
+
+
+def _create_run(*, actor, trigger: str, uids: list[str] | None) -> ReconciliationRun:
+    flags.require_enabled(FLAG)
+    if actor is not None and not actor.has_perm("reconciliation.run_reconciliation"):
+        raise PermissionError(f"{actor} may not start reconciliation runs")
+    scope = sorted(set(uids or []))
+    if any(not uid or "/" in uid for uid in scope):
+        raise ValueError("a wallet uid must be non-empty and contain no '/'")
+    return ReconciliationRun.objects.create(
+        trigger=trigger,
+        requested_by=actor,
+        scope_uids=scope,
+        correlation_id=get_correlation_id() or "",
+    )
+
+
+def request_run(*, actor, trigger: str, uids: list[str] | None = None) -> ReconciliationRun:
+    """Create a pending run and enqueue it for the workers once the row is committed."""
+    from reconciliation import tasks
+
+    with transaction.atomic():
+        run = _create_run(actor=actor, trigger=trigger, uids=uids)
+        transaction.on_commit(lambda: tasks.enqueue_start(run.pk))
+    log.info("reconciliation run requested", extra={"run_id": run.pk, "trigger": trigger})
+    return run
+
+
+def run_inline(
+    *, actor, trigger: str, gateway: FirestoreGateway, uids: list[str] | None = None
+) -> ReconciliationRun:
+    """Create a run and execute it here, chunk after chunk; returns the finished run."""
+    run = _create_run(actor=actor, trigger=trigger, uids=uids)
+    execute_run(run.pk, gateway=gateway, inline=True)
+    run.refresh_from_db()
+    return run
+
+
+# -- executing runs ----------------------------------------------------------
+
+
+def execute_run(run_id: int, *, gateway: FirestoreGateway, inline: bool, enqueue_chunk=None) -> None:
+    """Stream the run's wallets into chunks and process them.
+
+    `inline` processes each chunk in this process as soon as it is cut (the
+    wallet stream keeps flowing in a background thread meanwhile); otherwise
+    each chunk is stored and handed to `enqueue_chunk(chunk_id)` so that any
+    number of workers share the run.
+    """
+    claimed = ReconciliationRun.objects.filter(pk=run_id, status=RunStatus.PENDING).update(
+        status=RunStatus.RUNNING, started_at=timezone.now()
+    )
+    if claimed != 1:
+        log.warning("reconciliation run not pending; nothing to do", extra={"run_id": run_id})
+        return
+    run = ReconciliationRun.objects.get(pk=run_id)
+    log.info("reconciliation run started", extra={"run_id": run_id, "inline": inline})
+    try:
+        seq = 0
+        for seq, wallets in enumerate(_wallet_chunks(run, gateway), start=1):
+            chunk = ReconciliationChunk.objects.create(run=run, seq=seq, wallets=wallets)
+            if inline:
+                process_chunk(chunk.pk, gateway=gateway)
+            else:
+                transaction.on_commit(lambda chunk_id=chunk.pk: enqueue_chunk(chunk_id))
+        ReconciliationRun.objects.filter(pk=run_id).update(chunks_total=seq)
+    except Exception as exc:
+        fail_run(run_id, exc)
+        raise
+    _seal_if_complete(run_id, gateway)
+
+
+def _wallet_chunks(run: ReconciliationRun, gateway: FirestoreGateway):
+    """Yield lists of [uid, encoded points], at most RECONCILE_CHUNK_SIZE long.
+
+    The wallet stream is read by a background thread into a small bounded queue,
+    so reading wallets overlaps with checking the chunk before; memory stays
+    bounded by a few chunks whatever the number of wallets.
+    """
+    size = settings.RECONCILE_CHUNK_SIZE
+    if run.scope_uids:
+        for start in range(0, len(run.scope_uids), size):
+            uids = run.scope_uids[start : start + size]
+            found = gateway.get_wallet_points(uids)
+            yield [[uid, _encode_points(*found[uid])] for uid in uids]
+        return
+
+    chunks: queue.Queue = queue.Queue(maxsize=2)
+    done, stop = object(), threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                chunks.put(item, timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce():
+        try:
+            batch = []
+            for uid, points in gateway.stream_wallets():
+                batch.append([uid, _encode_points(True, points)])
+                if len(batch) == size:
+                    if not put(batch):
+                        return
+                    batch = []
+            if not batch or put(batch):
+                put(done)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            put(exc)
+
+    threading.Thread(target=produce, name="wallet-stream", daemon=True).start()
+    try:
+        while (item := chunks.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()  # the consumer gave up: let the producer end
+
+
+def process_chunk(chunk_id: int, *, gateway: FirestoreGateway) -> None:
+    """Check one chunk of wallets and add its findings to the run. Runs once.
+
+    Only reads happen before the final database transaction, so a chunk whose
+    worker died is simply processed again; the `done` flag, claimed in the same
+    transaction as the counters, makes a duplicate delivery a no-op.
+    """
+    chunk = ReconciliationChunk.objects.select_related("run").filter(pk=chunk_id).first()
+    if chunk is None or chunk.done or chunk.run.status != RunStatus.RUNNING:
+        return  # a redelivery: the chunk was counted (and dropped at the seal) already
+    run_id = chunk.run_id
+    try:
+        findings = check_wallets(chunk.wallets, gateway=gateway)
+    except Exception as exc:
+        fail_run(run_id, exc)
+        raise
+    with transaction.atomic():
+        if ReconciliationChunk.objects.filter(pk=chunk_id, done=False).update(done=True) != 1:
+            return
+        Violation.objects.bulk_create(
+            Violation(run_id=run_id, **violation) for violation in findings.violations
+        )
+        ReconciliationRun.objects.filter(pk=run_id).update(
+            chunks_done=F("chunks_done") + 1,
+            wallets_checked=F("wallets_checked") + findings.wallets_checked,
+            violations_count=F("violations_count") + len(findings.violations),
+            drift_count=F("drift_count") + findings.drift_count,
+            malformed_count=F("malformed_count") + findings.malformed_count,
+            total_abs_drift=F("total_abs_drift") + findings.total_abs_drift,
+            total_wallet_points=F("total_wallet_points") + findings.total_wallet_points,
+            total_ledger_sum=F("total_ledger_sum") + findings.total_ledger_sum,
+        )
+    _seal_if_complete(run_id, gateway)
+
+
+def _seal_if_complete(run_id: int, gateway: FirestoreGateway) -> None:
+    sealed = reports.seal_run(run_id)
+    if sealed is not None:
+        reports.mirror_run(sealed, gateway=gateway)
+
+
+def fail_run(run_id: int, exc: BaseException) -> None:
+    log.error("reconciliation run failed", extra={"run_id": run_id, "error": repr(exc)})
+    reports.fail_run(run_id, f"{type(exc).__name__}: {exc}")
+
+
+# -- checking wallets --------------------------------------------------------
+
+
+@dataclass
+class ChunkFindings:
+    wallets_checked: int = 0
+    drift_count: int = 0
+    malformed_count: int = 0
+    total_abs_drift: int = 0
+    total_wallet_points: int = 0
+    total_ledger_sum: int = 0
+
+    def __post_init__(self):
+        self.violations: list[dict[str, Any]] = []
+
+
+def check_wallets(wallets: list[list[Any]], *, gateway: FirestoreGateway) -> ChunkFindings:
+    """Compare each wallet's points with its ledger's aggregated sum.
+
+    A mismatch is only a candidate: it is re-read inside a transaction (wallet
+    and ledger sum together) and reported only if it still holds there.
+    """
+    uids = [uid for uid, _ in wallets]
+    totals = gateway.aggregate_ledgers(uids, concurrency=settings.RECONCILE_CONCURRENCY)
+    findings = ChunkFindings()
+    for uid, encoded in wallets:
+        exists, points = _decode_points(encoded)
+        ledger = totals[uid]
+        if not exists and ledger.count == 0:
+            continue  # asked for by uid, but neither a wallet nor a ledger: nothing to check
+        findings.wallets_checked += 1
+        if _agrees(points, ledger):
+            findings.total_wallet_points += points
+            findings.total_ledger_sum += ledger.total
+            continue
+        state = gateway.read_wallet_and_ledger(uid)
+        points = 0 if not state.exists else state.points
+        if _agrees(points, state.ledger):
+            # A write landed between the first read and the re-check: no drift.
+            findings.total_wallet_points += points
+            findings.total_ledger_sum += state.ledger.total
+            continue
+        violation = _classify(uid, points, exists=state.exists, gateway=gateway)
+        if violation is None:
+            # The entries themselves agree with the wallet (the server summed
+            # integers into a double): no violation.
+            findings.total_wallet_points += points
+            findings.total_ledger_sum += points
+            continue
+        findings.violations.append(violation)
+        if violation["wallet_points"] is not None:
+            findings.total_wallet_points += violation["wallet_points"]
+        findings.total_ledger_sum += violation["ledger_sum"]
+        if violation["kind"] == ViolationKind.MALFORMED:
+            findings.malformed_count += 1
+        else:
+            findings.drift_count += 1
+        if violation["delta"] is not None:
+            findings.total_abs_drift += abs(violation["delta"])
+    return findings
+
+
+def _is_int(value: Any) -> bool:
+    return type(value) is int  # bool is an int subclass, and never a valid amount
+
+
+def _agrees(points: Any, ledger: LedgerTotals) -> bool:
+    # A float sum means a float amount somewhere: never clean, even when equal.
+    return _is_int(points) and _is_int(ledger.total) and points == ledger.total
+
+
+def _classify(uid: str, points: Any, *, exists: bool, gateway) -> dict[str, Any] | None:
+    """Read a confirmed violation's ledger to tell malformed entries from plain drift.
+
+    The entries are the last word: None when every amount is an integer and they
+    add up to the wallet's points after all.
+    """
+    int_sum, count, malformed = 0, 0, []
+    for entry_id, fields in gateway.ledger_entries(uid):
+        count += 1
+        amount = fields.get("amount", MISSING)
+        if _is_int(amount):
+            int_sum += amount
+        else:
+            malformed.append({"entry": entry_id, "amount": _describe(amount), "problem": _problem(amount)})
+    details: dict[str, Any] = {}
+    if not exists:
+        details["wallet"] = "wallet document missing; its points count as 0"
+    elif not _is_int(points):
+        details["wallet"] = f"points is {_problem(points)}: {_describe(points)}"
+    if malformed:
+        details["malformed_entries"] = malformed[:MAX_LISTED_MALFORMED]
+        details["malformed_entries_total"] = len(malformed)
+    wallet_points = points if _is_int(points) else None
+    if not malformed and wallet_points is not None and wallet_points == int_sum:
+        return None
+    kind = ViolationKind.MALFORMED if malformed or wallet_points is None else ViolationKind.DRIFT
+    return {
+        "uid": uid,
+        "kind": kind,
+        "wallet_points": wallet_points,
+        "ledger_sum": int_sum,
+        "delta": None if wallet_points is None else wallet_points - int_sum,
+        "entries": count,
+        "details": details,
+    }
+
+
+def _problem(value: Any) -> str:
+    if value is MISSING:
+        return "missing"
+    if isinstance(value, float):
+        return "not an integer"
+    return "not a number"
+
+
+def _describe(value: Any) -> str:
+    return "missing" if value is MISSING else f"{type(value).__name__} {value!r}"[:120]
+
+
+# Chunks are stored as JSON: points that are not JSON values (a timestamp, a
+# map) are kept as their description, which is all a report needs of them.
+def _encode_points(exists: bool, points: Any) -> Any:
+    if not exists:
+        return {"$absent": "wallet"}
+    if points is MISSING:
+        return {"$absent": "points"}
+    if points is None or isinstance(points, bool | int | float | str):
+        return points
+    return {"$value": _describe(points)}
+
+
+def _decode_points(encoded: Any) -> tuple[bool, Any]:
+    if isinstance(encoded, dict):
+        if encoded.get("$absent") == "wallet":
+            return False, 0
+        if encoded.get("$absent") == "points":
+            return True, MISSING
+        return True, encoded.get("$value")
+    return True, encoded

@@ -1,0 +1,34 @@
+"""django-q2 tasks: thin wrappers that load ids and call the services."""
+
+import logging
+
+from django_q.tasks import async_task
+
+from reconciliation import services
+from reconciliation.models import RunTrigger
+from revassure.firestore import get_gateway
+
+log = logging.getLogger(__name__)
+
+
+def enqueue_start(run_id: int) -> None:
+    async_task("reconciliation.tasks.start_run", run_id, task_name=f"reconcile-run-{run_id}")
+
+
+def enqueue_chunk(chunk_id: int) -> None:
+    async_task("reconciliation.tasks.check_chunk", chunk_id, task_name=f"reconcile-chunk-{chunk_id}")
+
+
+def start_run(run_id: int) -> None:
+    services.execute_run(run_id, gateway=get_gateway(), inline=False, enqueue_chunk=enqueue_chunk)
+
+
+def check_chunk(chunk_id: int) -> None:
+    services.process_chunk(chunk_id, gateway=get_gateway())
+
+
+def scheduled_reconcile() -> int:
+    """The daily schedule's entry point. A disabled flag raises, so the refusal
+    shows as a failed task in the admin rather than passing unnoticed."""
+    run = services.request_run(actor=None, trigger=RunTrigger.SCHEDULE)
+    return run.pk

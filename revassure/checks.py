@@ -1,0 +1,26 @@
+"""Start-up checks: wrong configuration fails early and names the variable."""
+
+from django.conf import settings
+from django.core.checks import Error, register
+
+
+@register()
+def configuration(app_configs, **kwargs):
+    from reconciliation.schedule import parse_daily_at
+
+    errors = []
+    try:
+        parse_daily_at(settings.RECONCILE_DAILY_AT)
+    except ValueError as exc:
+        errors.append(Error(f"RECONCILE_DAILY_AT is not a UTC time of day: {exc}", id="revassure.E001"))
+    if settings.RECONCILE_CONCURRENCY < 1:
+        errors.append(Error("RECONCILE_CONCURRENCY must be at least 1", id="revassure.E002"))
+    if settings.RECONCILE_CHUNK_SIZE < 1:
+        errors.append(Error("RECONCILE_CHUNK_SIZE must be at least 1", id="revassure.E003"))
+    if not settings.GOOGLE_CLOUD_PROJECT:
+        errors.append(Error("GOOGLE_CLOUD_PROJECT must name the Firestore project", id="revassure.E004"))
+    if settings.REDIS_URL and not settings.REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
+        errors.append(Error("REDIS_URL must be a redis://, rediss:// or unix:// URL", id="revassure.E005"))
+    if settings.Q_CLUSTER["timeout"] >= settings.Q_CLUSTER["retry"]:
+        errors.append(Error("Q_TIMEOUT must stay below the queue's retry time", id="revassure.E006"))
+    return errors

@@ -1,0 +1,84 @@
+"""Correlation ids: one id follows a request or a schedule into every task it
+starts and into every log line of that run.
+
+The id lives in a contextvar. The middleware binds it for a request (taking a
+caller's `X-Request-ID` when it looks sane), django-q2's signals carry it in the
+task dict from enqueue to the worker, and every binding is reset afterwards,
+since workers are reused and sync-mode tasks run in the caller's process.
+"""
+
+import contextvars
+import logging
+import re
+import uuid
+from contextlib import contextmanager
+
+_correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("correlation_id", default=None)
+_SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
+TASK_KEY = "correlation_id"
+
+
+def new_correlation_id() -> str:
+    return uuid.uuid4().hex
+
+
+def get_correlation_id() -> str | None:
+    return _correlation_id.get()
+
+
+@contextmanager
+def bound_correlation_id(value: str | None = None):
+    """Bind a correlation id (a new one unless given) for the duration of the block."""
+    token = _correlation_id.set(value or new_correlation_id())
+    try:
+        yield _correlation_id.get()
+    finally:
+        _correlation_id.reset(token)
+
+
+class CorrelationIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.correlation_id = _correlation_id.get()
+        return True
+
+
+class CorrelationIdMiddleware:
+    header = "HTTP_X_REQUEST_ID"
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        incoming = request.META.get(self.header, "")
+        with bound_correlation_id(incoming if _SANE_ID.match(incoming) else None) as cid:
+            request.correlation_id = cid
+            response = self.get_response(request)
+            response["X-Request-ID"] = cid
+            return response
+
+
+def connect_task_signals() -> None:
+    """Carry the id through django-q2 (called from AppConfig.ready)."""
+    from django_q.signals import post_execute_in_worker, pre_enqueue, pre_execute
+
+    pre_enqueue.connect(_attach_to_task, dispatch_uid="revassure-correlation-enqueue")
+    pre_execute.connect(_bind_in_worker, dispatch_uid="revassure-correlation-execute")
+    post_execute_in_worker.connect(_reset_in_worker, dispatch_uid="revassure-correlation-reset")
+
+
+def _attach_to_task(sender, task, **kwargs):
+    # A schedule enqueued by the cluster has no id bound: it starts a new one.
+    task.setdefault(TASK_KEY, _correlation_id.get() or new_correlation_id())
+
+
+_task_tokens: dict[str, contextvars.Token] = {}
+
+
+def _bind_in_worker(sender, func, task, **kwargs):
+    _task_tokens[task["id"]] = _correlation_id.set(task.get(TASK_KEY) or new_correlation_id())
+
+
+def _reset_in_worker(sender, func, task, **kwargs):
+    token = _task_tokens.pop(task["id"], None)
+    if token is not None:
+        _correlation_id.reset(token)

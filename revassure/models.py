@@ -1,0 +1,42 @@
+from django.conf import settings
+from django.db import models
+
+
+class FeatureFlag(models.Model):
+    """A runtime override of a flag's environment default.
+
+    `override` null means "follow the environment default"; the row exists so
+    ops can see every flag in the admin and who last touched it.
+    """
+
+    name = models.CharField(max_length=64, unique=True)
+    override = models.BooleanField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    updated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class FeatureFlagChange(models.Model):
+    """Append-only history of flag overrides: who, when, from what to what, why."""
+
+    flag = models.ForeignKey(FeatureFlag, on_delete=models.PROTECT, related_name="changes")
+    previous = models.BooleanField(null=True)
+    override = models.BooleanField(null=True)
+    effective = models.BooleanField()
+    reason = models.TextField()
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.flag.name} by {self.actor} at {self.created_at:%Y-%m-%d %H:%M}"

@@ -1,0 +1,176 @@
+"""Settings for revassure: environment variables only, each read once here.
+
+Every variable has a safe local default (SQLite, the django-q2 ORM broker, the
+local Firestore emulator) or none at all where a default would be unsafe
+(`SECRET_KEY` when `DEBUG` is off). `NAME_FILE` works for every variable, so
+secrets can come from files mounted by Secret Manager.
+"""
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.FileAwareEnv()
+
+DEBUG = env.bool("DEBUG", default=False)
+# A development key is only acceptable while DEBUG is on; production must set one.
+SECRET_KEY = env.str("SECRET_KEY", default="dev-only-insecure-key" if DEBUG else "")
+if not SECRET_KEY:
+    raise ImproperlyConfigured("SECRET_KEY (or SECRET_KEY_FILE) must be set when DEBUG is off")
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+DATABASE_URL = env.str("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+REDIS_URL = env.str("REDIS_URL", default="")
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+
+GOOGLE_CLOUD_PROJECT = env.str("GOOGLE_CLOUD_PROJECT", default="revassure-local")
+FIRESTORE_EMULATOR_HOST = env.str("FIRESTORE_EMULATOR_HOST", default="")
+# Retries of transient Firestore errors (UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED,
+# RESOURCE_EXHAUSTED): exponential backoff with jitter, capped in total time.
+FIRESTORE_RETRY_DEADLINE = env.float("FIRESTORE_RETRY_DEADLINE", default=60.0)
+FIRESTORE_CALL_TIMEOUT = env.float("FIRESTORE_CALL_TIMEOUT", default=30.0)
+
+# Reconciliation: how many ledger aggregations run at once in one process, how
+# many wallets one worker chunk holds, and when the daily run starts (UTC).
+RECONCILE_CONCURRENCY = env.int("RECONCILE_CONCURRENCY", default=64)
+RECONCILE_CHUNK_SIZE = env.int("RECONCILE_CHUNK_SIZE", default=2000)
+RECONCILE_DAILY_AT = env.str("RECONCILE_DAILY_AT", default="02:00")
+
+# Feature flags: the default of each flag in this environment. Ops can override
+# any of them at runtime from the admin; see revassure/flags.py.
+FEATURE_FLAG_DEFAULTS = {
+    "reconciliation_enabled": env.bool("FLAG_RECONCILIATION_ENABLED", default=True),
+}
+
+# django-q2: a task must finish within `timeout`; `retry` (which also counts the
+# wait in the queue) is longer so that a slow task is never started twice.
+Q_TIMEOUT = env.int("Q_TIMEOUT", default=1800)
+Q_WORKERS = env.int("Q_WORKERS", default=2)
+
+INSTALLED_APPS = [
+    "revassure.apps.RevassureConfig",
+    "reconciliation.apps.ReconciliationConfig",
+    "backfill.apps.BackfillConfig",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django_q",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "revassure.logs.CorrelationIdMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "revassure.urls"
+WSGI_APPLICATION = "revassure.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": env.db_url_config(DATABASE_URL)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL and a busy timeout keep the web process and the qcluster from failing
+    # with "database is locked"; IMMEDIATE makes writers queue at BEGIN.
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+}
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+X_FRAME_OPTIONS = "DENY"
+
+Q_CLUSTER = {
+    "name": "revassure",
+    "workers": Q_WORKERS,
+    "timeout": Q_TIMEOUT,
+    "retry": Q_TIMEOUT + 300,
+    "max_attempts": 3,
+    "ack_failures": True,
+    "catch_up": False,
+    "recycle": 500,
+    "save_limit": 1000,
+    "label": "Task queue",
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"correlation": {"()": "revassure.logs.CorrelationIdFilter"}},
+    "formatters": {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        }
+    },
+    "handlers": {
+        "stderr": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "filters": ["correlation"],
+        }
+    },
+    "root": {"handlers": ["stderr"], "level": LOG_LEVEL},
+    # django-q2 attaches a plain-text handler of its own unless its logger is
+    # configured here; give it ours so every line is JSON.
+    "loggers": {"django-q": {"handlers": ["stderr"], "level": LOG_LEVEL, "propagate": False}},
+}

@@ -1,0 +1,126 @@
+"""Shared fixtures: the real Firestore emulator, isolated projects, role users.
+
+The emulator (`@firestore-emulator/server`, installed by `npm ci`) starts once
+per test session on a free loopback port, unless FIRESTORE_EMULATOR_HOST already
+points at one (CI may run Google's emulator instead). Each test that asks for a
+`gateway` gets a Firestore project of its own, so tests never see each other's
+documents.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django_q.conf import Conf
+
+from revassure.firestore import get_gateway
+from revassure.roles import APPROVER, OPS, REVIEWER
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"emulator exited with {process.returncode}: {process.stdout.read()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"emulator did not listen on {port} within {timeout}s")
+
+
+@pytest.fixture(scope="session")
+def firestore_emulator():
+    """The emulator's host:port for this test session."""
+    existing = os.environ.get("FIRESTORE_EMULATOR_HOST")
+    if existing:
+        yield existing
+        return
+    node = shutil.which("node")
+    script = ROOT / "scripts" / "firestore-emulator.js"
+    if node is None or not (ROOT / "node_modules" / "@firestore-emulator" / "server").exists():
+        pytest.fail("the Firestore emulator is not installed: run `npm ci` (make install does)")
+    port = free_port()
+    process = subprocess.Popen(
+        [node, str(script), str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        wait_for_port(port, process)
+        host = f"127.0.0.1:{port}"
+        os.environ["FIRESTORE_EMULATOR_HOST"] = host
+        yield host
+    finally:
+        os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def firestore_project(firestore_emulator, settings):
+    """A fresh, empty Firestore project, made the configured one for this test."""
+    project = f"test-{uuid.uuid4().hex[:12]}"
+    settings.GOOGLE_CLOUD_PROJECT = project
+    settings.FIRESTORE_EMULATOR_HOST = firestore_emulator
+    return project
+
+
+@pytest.fixture
+def gateway(firestore_project):
+    return get_gateway(firestore_project)
+
+
+@pytest.fixture(autouse=True)
+def sync_tasks(monkeypatch):
+    """Tasks run in process and re-raise: the same functions a worker would call.
+
+    django-q2 reads its Conf at import time, so override_settings cannot do this.
+    """
+    monkeypatch.setattr(Conf, "SYNC", True)
+
+
+@pytest.fixture(autouse=True)
+def fast_passwords(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def _user(username: str, role: str | None, **extra) -> User:
+    user = User.objects.create_user(username, f"{username}@example.com", "password", is_staff=True, **extra)
+    if role:
+        user.groups.add(Group.objects.get(name=role))
+    return user
+
+
+@pytest.fixture
+def reviewer(db):
+    return _user("alice", REVIEWER)
+
+
+@pytest.fixture
+def approver(db):
+    return _user("bob", APPROVER)
+
+
+@pytest.fixture
+def ops(db):
+    return _user("olga", OPS)
+
+
+@pytest.fixture
+def outsider(db):
+    """Staff, but in no role: can log in to the admin and do nothing."""
+    return _user("charlie", None)
