@@ -36,7 +36,7 @@ from reconciliation.models import (
 )
 from revassure import flags
 from revassure.firestore import MISSING, FirestoreGateway, LedgerTotals
-from revassure.logs import get_correlation_id
+from revassure.logs import get_correlation_id, on_commit
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def request_run(*, actor, trigger: str, uids: list[str] | None = None) -> Reconc
 
     with transaction.atomic():
         run = _create_run(actor=actor, trigger=trigger, uids=uids)
-        transaction.on_commit(lambda: tasks.enqueue_start(run.pk))
+        on_commit(lambda: tasks.enqueue_start(run.pk))
     log.info("reconciliation run requested", extra={"run_id": run.pk, "trigger": trigger})
     return run
 
@@ -113,7 +113,7 @@ def execute_run(run_id: int, *, gateway: FirestoreGateway, inline: bool, enqueue
             if inline:
                 process_chunk(chunk.pk, gateway=gateway)
             else:
-                transaction.on_commit(lambda chunk_id=chunk.pk: enqueue_chunk(chunk_id))
+                on_commit(lambda chunk_id=chunk.pk: enqueue_chunk(chunk_id))
         ReconciliationRun.objects.filter(pk=run_id).update(chunks_total=seq)
     except Exception as exc:
         fail_run(run_id, exc)

@@ -36,6 +36,19 @@ def bound_correlation_id(value: str | None = None):
         _correlation_id.reset(token)
 
 
+def on_commit(func, using: str | None = None) -> None:
+    """transaction.on_commit that runs `func` with the correlation id bound now.
+
+    Callbacks may run after the code that registered them has left its context
+    (a test's captured callbacks, a savepoint released later); the task they
+    enqueue must still carry the id of the request or schedule that asked.
+    """
+    from django.db import transaction
+
+    context = contextvars.copy_context()
+    transaction.on_commit(lambda: context.run(func), using=using)
+
+
 class CorrelationIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.correlation_id = _correlation_id.get()

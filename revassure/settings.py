@@ -49,6 +49,7 @@ FEATURE_FLAG_DEFAULTS = {
 # wait in the queue) is longer so that a slow task is never started twice.
 Q_TIMEOUT = env.int("Q_TIMEOUT", default=1800)
 Q_WORKERS = env.int("Q_WORKERS", default=2)
+Q_CLUSTER_NAME = env.str("Q_CLUSTER_NAME", default="revassure")
 
 INSTALLED_APPS = [
     "revassure.apps.RevassureConfig",
@@ -135,7 +136,7 @@ CSRF_COOKIE_SECURE = not DEBUG
 X_FRAME_OPTIONS = "DENY"
 
 Q_CLUSTER = {
-    "name": "revassure",
+    "name": Q_CLUSTER_NAME,
     "workers": Q_WORKERS,
     "timeout": Q_TIMEOUT,
     "retry": Q_TIMEOUT + 300,

@@ -94,8 +94,13 @@ def sync_tasks(monkeypatch):
 
 
 @pytest.fixture(autouse=True)
-def fast_passwords(settings):
+def test_settings(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Pages render without a collectstatic manifest (the Docker build makes one).
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
 
 
 def _user(username: str, role: str | None, **extra) -> User:

@@ -1,0 +1,143 @@
+import pytest
+from django.db import DatabaseError, connection, transaction
+
+from reconciliation import reports, services
+from reconciliation.models import FinishedRecordError, ReconciliationRun, RunTrigger, Violation
+from tests.helpers import put_wallets
+
+
+def reconcile(gateway):
+    return services.run_inline(actor=None, trigger=RunTrigger.COMMAND, gateway=gateway)
+
+
+def without_immutability_triggers():
+    """What an intruder with database rights could do: drop the guards (rolled back with the test)."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            for name in [
+                "run_finished_no_update",
+                "run_finished_no_delete",
+                "violation_finished_no_update",
+                "violation_finished_no_delete",
+            ]:
+                cursor.execute(f"DROP TRIGGER {name}")
+        else:
+            cursor.execute("DROP TRIGGER run_finished_immutable ON reconciliation_reconciliationrun")
+            cursor.execute("DROP TRIGGER violation_finished_immutable ON reconciliation_violation")
+
+
+@pytest.fixture
+def three_runs(gateway):
+    put_wallets(gateway, {"a": (10, [9]), "b": (4, [4]), "c": (1, [3])})
+    return [reconcile(gateway) for _ in range(3)]
+
+
+@pytest.mark.django_db
+def test_completed_runs_form_a_hash_chain(three_runs, gateway):
+    first, second, third = three_runs
+
+    assert [r.chain_seq for r in three_runs] == [1, 2, 3]
+    assert first.previous_checksum == ""
+    assert second.previous_checksum == first.checksum
+    assert third.previous_checksum == second.checksum
+    assert first.checksum != second.checksum  # the chain position is part of the content
+    assert reports.verify(gateway=gateway) == (3, [])
+
+
+@pytest.mark.django_db
+def test_the_checksum_covers_the_canonical_content(three_runs):
+    run = three_runs[0]
+    assert reports.compute_checksum(run) == run.checksum
+    run.total_abs_drift += 1
+    assert reports.compute_checksum(run) != run.checksum
+
+
+@pytest.mark.django_db
+def test_each_report_is_mirrored_to_firestore(three_runs, gateway):
+    run = three_runs[1]
+    mirror = gateway.get_report(str(run.pk))
+    assert mirror["checksum"] == run.checksum
+    assert mirror["violations_count"] == 2
+    assert mirror["previous_checksum"] == three_runs[0].checksum
+    docs = gateway.client.collection("reconciliationReports").document(str(run.pk)).collection("violations")
+    assert {d.id: d.to_dict()["delta"] for d in docs.stream()} == {"a": 1, "c": -2}
+
+
+@pytest.mark.django_db
+def test_model_and_database_refuse_to_change_a_finished_run(three_runs):
+    run = three_runs[0]
+    run.total_abs_drift = 0
+    with pytest.raises(FinishedRecordError):
+        run.save()
+    with pytest.raises(FinishedRecordError):
+        run.delete()
+    violation = run.violations.first()
+    violation.delta = 0
+    with pytest.raises(FinishedRecordError):
+        violation.save()
+    # Bypassing the model, the database still refuses.
+    for statement in [
+        f"UPDATE reconciliation_reconciliationrun SET total_abs_drift = 0 WHERE id = {run.pk}",
+        f"DELETE FROM reconciliation_reconciliationrun WHERE id = {run.pk}",
+        f"UPDATE reconciliation_violation SET delta = 0 WHERE run_id = {run.pk}",
+        f"DELETE FROM reconciliation_violation WHERE run_id = {run.pk}",
+    ]:
+        with pytest.raises(DatabaseError, match="immutable"), transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(statement)
+    with pytest.raises(DatabaseError, match="immutable"), transaction.atomic():
+        Violation.objects.bulk_create([Violation(run=run, uid="new", kind="drift", ledger_sum=0, entries=0)])
+
+
+@pytest.mark.django_db
+def test_verify_names_a_run_whose_violation_was_edited(three_runs, gateway):
+    without_immutability_triggers()
+    target = three_runs[1]
+    Violation.objects.filter(run=target, uid="a").update(delta=0)
+
+    checked, problems = reports.verify(gateway=gateway)
+
+    assert checked == 3
+    assert [p.run_id for p in problems] == [target.pk]
+    assert "checksum mismatch" in problems[0].message
+
+
+@pytest.mark.django_db
+def test_verify_catches_a_recomputed_checksum_through_the_chain(three_runs, gateway):
+    without_immutability_triggers()
+    target = three_runs[0]
+    ReconciliationRun.objects.filter(pk=target.pk).update(total_abs_drift=0)
+    target.refresh_from_db()
+    ReconciliationRun.objects.filter(pk=target.pk).update(checksum=reports.compute_checksum(target))
+
+    _, problems = reports.verify(gateway=gateway)
+
+    messages = {(p.run_id, p.message) for p in problems}
+    assert (three_runs[1].pk, "previous checksum does not match the report before it") in messages
+    assert any(run_id == str(target.pk) and "mirror" in message for run_id, message in messages)
+
+
+@pytest.mark.django_db
+def test_verify_catches_a_deleted_report(three_runs, gateway):
+    without_immutability_triggers()
+    Violation.objects.filter(run=three_runs[1]).delete()
+    ReconciliationRun.objects.filter(pk=three_runs[1].pk).delete()
+
+    _, problems = reports.verify(gateway=gateway)
+
+    assert any(p.run_id == three_runs[2].pk and "a report is missing" in p.message for p in problems)
+    assert any(p.run_id == str(three_runs[1].pk) and "not in the database" in p.message for p in problems)
+
+
+@pytest.mark.django_db
+def test_verify_catches_a_tampered_or_missing_mirror(three_runs, gateway):
+    reports_collection = gateway.client.collection("reconciliationReports")
+    reports_collection.document(str(three_runs[0].pk)).update({"checksum": "0" * 64})
+    reports_collection.document(str(three_runs[2].pk)).delete()
+
+    _, problems = reports.verify(gateway=gateway)
+
+    assert {(str(p.run_id), p.message) for p in problems} == {
+        (str(three_runs[0].pk), "Firestore mirror's checksum differs from the report"),
+        (str(three_runs[2].pk), "not mirrored to Firestore reconciliationReports"),
+    }
