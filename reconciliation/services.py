@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,9 @@ log = logging.getLogger(__name__)
 
 FLAG = "reconciliation_enabled"
 MAX_LISTED_MALFORMED = 50
+# Candidates are few; confirming them (a transaction and a ledger read each)
+# in parallel keeps a run with many drifted wallets from stalling.
+RECHECK_THREADS = 8
 
 
 class RunNotStartable(Exception):
@@ -107,13 +111,20 @@ def execute_run(run_id: int, *, gateway: FirestoreGateway, inline: bool, enqueue
     run = ReconciliationRun.objects.get(pk=run_id)
     log.info("reconciliation run started", extra={"run_id": run_id, "inline": inline})
     try:
-        seq = 0
+        seq, in_flight = 0, None
         for seq, wallets in enumerate(_wallet_chunks(run, gateway), start=1):
             chunk = ReconciliationChunk.objects.create(run=run, seq=seq, wallets=wallets)
-            if inline:
-                process_chunk(chunk.pk, gateway=gateway)
-            else:
+            if not inline:
                 on_commit(lambda chunk_id=chunk.pk: enqueue_chunk(chunk_id))
+                continue
+            # Queue this chunk's aggregations before finishing the previous chunk,
+            # so Firestore stays busy while this process writes findings.
+            queued = (chunk.pk, _start_aggregation(wallets, gateway))
+            if in_flight:
+                process_chunk(in_flight[0], gateway=gateway, totals=in_flight[1].result())
+            in_flight = queued
+        if in_flight:
+            process_chunk(in_flight[0], gateway=gateway, totals=in_flight[1].result())
         ReconciliationRun.objects.filter(pk=run_id).update(chunks_total=seq)
     except Exception as exc:
         fail_run(run_id, exc)
@@ -172,7 +183,14 @@ def _wallet_chunks(run: ReconciliationRun, gateway: FirestoreGateway):
         stop.set()  # the consumer gave up: let the producer end
 
 
-def process_chunk(chunk_id: int, *, gateway: FirestoreGateway) -> None:
+def _start_aggregation(wallets: list[list[Any]], gateway: FirestoreGateway):
+    uids = [uid for uid, _ in wallets]
+    return gateway.start_aggregation(uids, concurrency=settings.RECONCILE_CONCURRENCY)
+
+
+def process_chunk(
+    chunk_id: int, *, gateway: FirestoreGateway, totals: dict[str, LedgerTotals] | None = None
+) -> None:
     """Check one chunk of wallets and add its findings to the run. Runs once.
 
     Only reads happen before the final database transaction, so a chunk whose
@@ -184,7 +202,7 @@ def process_chunk(chunk_id: int, *, gateway: FirestoreGateway) -> None:
         return  # a redelivery: the chunk was counted (and dropped at the seal) already
     run_id = chunk.run_id
     try:
-        findings = check_wallets(chunk.wallets, gateway=gateway)
+        findings = check_wallets(chunk.wallets, gateway=gateway, totals=totals)
     except Exception as exc:
         fail_run(run_id, exc)
         raise
@@ -233,16 +251,34 @@ class ChunkFindings:
     def __post_init__(self):
         self.violations: list[dict[str, Any]] = []
 
+    def add(self, confirmed: tuple[int, int, dict[str, Any] | None]) -> None:
+        wallet_points, ledger_sum, violation = confirmed
+        self.total_wallet_points += wallet_points
+        self.total_ledger_sum += ledger_sum
+        if violation is None:
+            return
+        self.violations.append(violation)
+        if violation["kind"] == ViolationKind.MALFORMED:
+            self.malformed_count += 1
+        else:
+            self.drift_count += 1
+        if violation["delta"] is not None:
+            self.total_abs_drift += abs(violation["delta"])
 
-def check_wallets(wallets: list[list[Any]], *, gateway: FirestoreGateway) -> ChunkFindings:
+
+def check_wallets(
+    wallets: list[list[Any]], *, gateway: FirestoreGateway, totals: dict[str, LedgerTotals] | None = None
+) -> ChunkFindings:
     """Compare each wallet's points with its ledger's aggregated sum.
 
     A mismatch is only a candidate: it is re-read inside a transaction (wallet
     and ledger sum together) and reported only if it still holds there.
+    `totals` are the chunk's ledger aggregations when already fetched.
     """
-    uids = [uid for uid, _ in wallets]
-    totals = gateway.aggregate_ledgers(uids, concurrency=settings.RECONCILE_CONCURRENCY)
+    if totals is None:
+        totals = _start_aggregation(wallets, gateway).result()
     findings = ChunkFindings()
+    candidates = []
     for uid, encoded in wallets:
         exists, points = _decode_points(encoded)
         ledger = totals[uid]
@@ -252,32 +288,30 @@ def check_wallets(wallets: list[list[Any]], *, gateway: FirestoreGateway) -> Chu
         if _agrees(points, ledger):
             findings.total_wallet_points += points
             findings.total_ledger_sum += ledger.total
-            continue
-        state = gateway.read_wallet_and_ledger(uid)
-        points = 0 if not state.exists else state.points
-        if _agrees(points, state.ledger):
-            # A write landed between the first read and the re-check: no drift.
-            findings.total_wallet_points += points
-            findings.total_ledger_sum += state.ledger.total
-            continue
-        violation = _classify(uid, points, exists=state.exists, gateway=gateway)
-        if violation is None:
-            # The entries themselves agree with the wallet (the server summed
-            # integers into a double): no violation.
-            findings.total_wallet_points += points
-            findings.total_ledger_sum += points
-            continue
-        findings.violations.append(violation)
-        if violation["wallet_points"] is not None:
-            findings.total_wallet_points += violation["wallet_points"]
-        findings.total_ledger_sum += violation["ledger_sum"]
-        if violation["kind"] == ViolationKind.MALFORMED:
-            findings.malformed_count += 1
         else:
-            findings.drift_count += 1
-        if violation["delta"] is not None:
-            findings.total_abs_drift += abs(violation["delta"])
+            candidates.append(uid)
+    with ThreadPoolExecutor(max_workers=min(RECHECK_THREADS, len(candidates) or 1)) as pool:
+        for violation in pool.map(lambda uid: _confirm(uid, gateway), candidates):
+            findings.add(violation)
     return findings
+
+
+def _confirm(uid: str, gateway: FirestoreGateway) -> tuple[int, int, dict[str, Any] | None]:
+    """Re-check a candidate in a transaction; classify it when the drift holds.
+
+    Returns (wallet points, ledger sum, violation or None) for the totals.
+    """
+    state = gateway.read_wallet_and_ledger(uid)
+    points = 0 if not state.exists else state.points
+    if _agrees(points, state.ledger):
+        # A write landed between the first read and the re-check: no drift.
+        return points, state.ledger.total, None
+    violation = _classify(uid, points, exists=state.exists, gateway=gateway)
+    if violation is None:
+        # The entries themselves agree with the wallet (the server summed
+        # integers into a double): no violation.
+        return points, points, None
+    return violation["wallet_points"] or 0, violation["ledger_sum"], violation
 
 
 def _is_int(value: Any) -> bool:

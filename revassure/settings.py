@@ -36,7 +36,7 @@ FIRESTORE_CALL_TIMEOUT = env.float("FIRESTORE_CALL_TIMEOUT", default=30.0)
 # Reconciliation: how many ledger aggregations run at once in one process, how
 # many wallets one worker chunk holds, and when the daily run starts (UTC).
 RECONCILE_CONCURRENCY = env.int("RECONCILE_CONCURRENCY", default=64)
-RECONCILE_CHUNK_SIZE = env.int("RECONCILE_CHUNK_SIZE", default=2000)
+RECONCILE_CHUNK_SIZE = env.int("RECONCILE_CHUNK_SIZE", default=1000)
 RECONCILE_DAILY_AT = env.str("RECONCILE_DAILY_AT", default="02:00")
 
 # Feature flags: the default of each flag in this environment. Ops can override

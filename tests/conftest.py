@@ -8,40 +8,17 @@ documents.
 """
 
 import os
-import shutil
-import socket
-import subprocess
-import time
 import uuid
-from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Group, User
 from django_q.conf import Conf
 
+from revassure.emulator import ROOT, EmulatorUnavailable, running_emulator
 from revassure.firestore import get_gateway
 from revassure.roles import APPROVER, OPS, REVIEWER
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"emulator exited with {process.returncode}: {process.stdout.read()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"emulator did not listen on {port} within {timeout}s")
+__all__ = ["ROOT"]
 
 
 @pytest.fixture(scope="session")
@@ -51,23 +28,14 @@ def firestore_emulator():
     if existing:
         yield existing
         return
-    node = shutil.which("node")
-    script = ROOT / "scripts" / "firestore-emulator.js"
-    if node is None or not (ROOT / "node_modules" / "@firestore-emulator" / "server").exists():
-        pytest.fail("the Firestore emulator is not installed: run `npm ci` (make install does)")
-    port = free_port()
-    process = subprocess.Popen(
-        [node, str(script), str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
     try:
-        wait_for_port(port, process)
-        host = f"127.0.0.1:{port}"
-        os.environ["FIRESTORE_EMULATOR_HOST"] = host
-        yield host
+        with running_emulator() as host:
+            os.environ["FIRESTORE_EMULATOR_HOST"] = host
+            yield host
+    except EmulatorUnavailable as exc:
+        pytest.fail(str(exc))
     finally:
         os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
-        process.terminate()
-        process.wait(timeout=10)
 
 
 @pytest.fixture

@@ -104,20 +104,24 @@ def test_wallet_points_that_are_not_an_integer_are_malformed(gateway):
 @pytest.mark.django_db
 def test_a_write_landing_during_the_run_is_not_reported(gateway, monkeypatch):
     put_wallets(gateway, {"busy": (100, [60, 40]), "drifted": (9, [10])})
-    real_aggregate = gateway.aggregate_ledgers
+    real_aggregation = gateway.start_aggregation
+    credited = []
 
     def aggregate_after_a_purchase(uids, **kwargs):
         # The points app credits 25 points (entry and wallet in one atomic write)
         # after the run read the wallet's points and before it sums the ledger.
         gateway.append_entry("busy", "late-purchase", {"amount": 25, "type": "purchase"})
-        return real_aggregate(uids, **kwargs)
+        credited.append("busy")
+        return real_aggregation(uids, **kwargs)
 
-    monkeypatch.setattr(gateway, "aggregate_ledgers", aggregate_after_a_purchase)
+    monkeypatch.setattr(gateway, "start_aggregation", aggregate_after_a_purchase)
 
     run = reconcile(gateway)
 
+    assert credited == ["busy"]
     assert set(violations(run)) == {"drifted"}
     assert run.wallets_checked == 2
+    assert (run.total_wallet_points, run.total_ledger_sum) == (125 + 9, 125 + 10)
 
 
 @pytest.mark.django_db
@@ -202,7 +206,7 @@ def test_firestore_failure_fails_the_run_with_the_error(gateway, monkeypatch):
     def unreachable(uids, **kwargs):
         raise ConnectionError("emulator unreachable")
 
-    monkeypatch.setattr(gateway, "aggregate_ledgers", unreachable)
+    monkeypatch.setattr(gateway, "start_aggregation", unreachable)
 
     with pytest.raises(ConnectionError):
         reconcile(gateway)

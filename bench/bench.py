@@ -1,0 +1,221 @@
+"""`make bench`: reconcile throughput and memory against baselines from the same run.
+
+Starts its own Firestore emulator, seeds wallets with 20 ledger entries each,
+then measures, each in a fresh process:
+
+- reconcile: the product's own run (`run_inline`, as `manage.py reconcile` does);
+- floor: bare aggregation queries (sum and count per wallet) at the same
+  concurrency over a pre-listed set of uids, with no application logic;
+- naive: one wallet at a time, stream every ledger document, sum in Python.
+
+Machines are noisy, so the figures that count are ratios between these, taken
+in the same run; each measurement is repeated and the best kept. Exits 1 when
+a target is missed.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+TARGET_VS_NAIVE = 6.0
+TARGET_VS_FLOOR = 1.25
+TARGET_MEMORY = 1.15
+
+
+def django_setup(db_path: str) -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "revassure.settings")
+    os.environ.setdefault("SECRET_KEY", "bench-only-not-secret")
+    os.environ["DATABASE_URL"] = f"sqlite:///{db_path}"
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()
+
+
+def peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# -- children: one measurement per fresh process ------------------------------
+
+
+def child_reconcile(project: str, db_path: str) -> dict:
+    django_setup(db_path)
+    from reconciliation import services
+    from reconciliation.models import RunTrigger
+    from revassure.firestore import get_gateway
+
+    gateway = get_gateway(project)
+    started = time.perf_counter()
+    run = services.run_inline(actor=None, trigger=RunTrigger.COMMAND, gateway=gateway)
+    seconds = time.perf_counter() - started
+    assert run.status == "completed", run.error
+    return {"wallets": run.wallets_checked, "seconds": seconds, "violations": run.violations_count}
+
+
+def child_floor(project: str, concurrency: int) -> dict:
+    import asyncio
+
+    from google.cloud import firestore
+
+    uids = [doc.id for doc in firestore.Client(project=project).collection("wallets").stream()]
+
+    async def main():
+        client = firestore.AsyncClient(project=project)
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(uid):
+            async with gate:
+                agg = client.collection("wallets").document(uid).collection("ledger").sum("amount", alias="s")
+                agg.count(alias="c")
+                return await agg.get()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(uid) for uid in uids))
+        return time.perf_counter() - started
+
+    seconds = asyncio.run(main())
+    return {"wallets": len(uids), "seconds": seconds}
+
+
+def child_naive(project: str, sample: int) -> dict:
+    from google.cloud import firestore
+
+    client = firestore.Client(project=project)
+    checked = 0
+    started = time.perf_counter()
+    for wallet in client.collection("wallets").limit(sample).stream():
+        total = sum(doc.to_dict().get("amount", 0) for doc in wallet.reference.collection("ledger").stream())
+        _ = wallet.get("points") == total
+        checked += 1
+    return {"wallets": checked, "seconds": time.perf_counter() - started}
+
+
+# -- the parent: seed, spawn, compare -----------------------------------------
+
+
+def spawn(env: dict, *args: str) -> dict:
+    proc = subprocess.Popen(
+        [sys.executable, __file__, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    out, err = proc.communicate()
+    if proc.returncode != 0:
+        raise SystemExit(f"bench child {args} failed:\n{err[-3000:]}")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def seed(project: str, wallets: int, entries: int) -> float:
+    from reconciliation.demo import demo_wallets
+    from revassure.firestore import FirestoreGateway
+
+    started = time.perf_counter()
+    FirestoreGateway(project).write_wallets(
+        demo_wallets(wallets, entries_per_wallet=entries, drift_share=0.01, malformed=0, seed=wallets)
+    )
+    return time.perf_counter() - started
+
+
+def best(results: list[dict]) -> dict:
+    return max(results, key=lambda r: r["wallets"] / r["seconds"])
+
+
+def rate(result: dict) -> float:
+    return result["wallets"] / result["seconds"]
+
+
+def verdict(ok: bool) -> str:
+    return "ok" if ok else "MISSED"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--small", type=int, default=5000, help="wallets in the small set (memory)")
+    parser.add_argument("--large", type=int, default=20000, help="wallets in the large set (speed, memory)")
+    parser.add_argument("--entries", type=int, default=20, help="ledger entries per wallet")
+    parser.add_argument("--naive-sample", type=int, default=1000, help="wallets the naive baseline checks")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+
+    from revassure.emulator import running_emulator
+
+    os.environ.setdefault("SECRET_KEY", "bench-only-not-secret")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "revassure.settings")
+    work = Path(tempfile.mkdtemp(prefix="revassure-bench-"))
+    with running_emulator() as host:
+        os.environ["FIRESTORE_EMULATOR_HOST"] = host
+        env = {**os.environ, "FIRESTORE_EMULATOR_HOST": host, "LOG_LEVEL": "WARNING"}
+        concurrency = int(os.environ.get("RECONCILE_CONCURRENCY", "64"))
+        django_setup(str(work / "parent.sqlite3"))
+        projects = {}
+        for size in (args.small, args.large):
+            projects[size] = f"bench-{size}"
+            seconds = seed(projects[size], size, args.entries)
+            print(f"seeded {size} wallets x {args.entries} entries in {seconds:.1f} s", flush=True)
+
+        def reconcile(size: int, tag: str) -> dict:
+            db = work / f"{tag}.sqlite3"
+            subprocess.run(
+                [sys.executable, str(ROOT / "manage.py"), "migrate", "--noinput", "-v0"],
+                env={**env, "DATABASE_URL": f"sqlite:///{db}"},
+                check=True,
+            )
+            return spawn(env, "--child", "reconcile", projects[size], str(db))
+
+        large = projects[args.large]
+        runs, floors = [], []
+        for n in range(args.repeat):
+            floors.append(spawn(env, "--child", "floor", large, str(concurrency)))
+            runs.append(reconcile(args.large, f"large-{n}"))
+        naive = spawn(env, "--child", "naive", large, str(args.naive_sample))
+        small_mem = reconcile(args.small, "small")
+        large_mem = best(runs)
+
+    run, floor = best(runs), best(floors)
+    vs_naive = rate(run) / rate(naive)
+    vs_floor = rate(floor) / rate(run)
+    memory = large_mem["peak_rss_mb"] / small_mem["peak_rss_mb"]
+    print()
+    print(f"reconcile, {args.large} wallets x {args.entries} entries, concurrency {concurrency}")
+    print(f"  reconcile            {rate(run):9.0f} wallets/s   ({run['violations']} violations found)")
+    print(f"  floor (bare aggs)    {rate(floor):9.0f} wallets/s")
+    print(f"  naive (stream+sum)   {rate(naive):9.0f} wallets/s   (sample of {naive['wallets']})")
+    print(
+        f"  reconcile / naive    {vs_naive:9.2f}x   target >= {TARGET_VS_NAIVE}x   {verdict(vs_naive >= 6)}"
+    )
+    print(
+        f"  floor / reconcile    {vs_floor:9.2f}x   target <= {TARGET_VS_FLOOR}x  {verdict(vs_floor <= 1.25)}"
+    )
+    print(
+        f"  peak memory          {small_mem['peak_rss_mb']:.0f} MB at {args.small} wallets, "
+        f"{large_mem['peak_rss_mb']:.0f} MB at {args.large}: {memory:.2f}x   "
+        f"target <= {TARGET_MEMORY}x  {verdict(memory <= TARGET_MEMORY)}"
+    )
+    ok = vs_naive >= TARGET_VS_NAIVE and vs_floor <= TARGET_VS_FLOOR and memory <= TARGET_MEMORY
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "--child":
+        kind, *rest = sys.argv[2:]
+        if kind == "reconcile":
+            result = child_reconcile(rest[0], rest[1])
+        elif kind == "floor":
+            result = child_floor(rest[0], int(rest[1]))
+        else:
+            result = child_naive(rest[0], int(rest[1]))
+        result["peak_rss_mb"] = peak_rss_mb()
+        print(json.dumps(result))
+        sys.exit(0)
+    sys.exit(main())

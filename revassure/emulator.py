@@ -1,0 +1,59 @@
+"""Start the local Firestore emulator (development and tests only).
+
+`@firestore-emulator/server` comes from package.json (`npm ci`);
+scripts/firestore-emulator.js serves it on a loopback port until the process
+ends. Used by the test fixtures and `make bench`; `make demo` starts the same
+script from scripts/demo.sh.
+"""
+
+import shutil
+import socket
+import subprocess
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "scripts" / "firestore-emulator.js"
+PACKAGE = ROOT / "node_modules" / "@firestore-emulator" / "server"
+
+
+class EmulatorUnavailable(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for_port(port: int, process: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise EmulatorUnavailable(f"emulator exited with {process.returncode}: {process.stdout.read()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise EmulatorUnavailable(f"emulator did not listen on {port} within {timeout}s")
+
+
+@contextmanager
+def running_emulator(timeout: float = 30.0):
+    """Yield the host:port of a fresh emulator; stop it on exit."""
+    node = shutil.which("node")
+    if node is None or not PACKAGE.exists():
+        raise EmulatorUnavailable("the Firestore emulator is not installed: run `npm ci` (make install does)")
+    port = free_port()
+    process = subprocess.Popen(
+        [node, str(SCRIPT), str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        _wait_for_port(port, process, timeout)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
