@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,8 +43,8 @@ log = logging.getLogger(__name__)
 FLAG = "reconciliation_enabled"
 MAX_LISTED_MALFORMED = 50
 # Candidates are few; confirming them (a transaction and a ledger read each)
-# in parallel keeps a run with many drifted wallets from stalling.
-RECHECK_THREADS = 8
+# concurrently keeps a run with many drifted wallets from stalling.
+RECHECK_CONCURRENCY = 16
 
 
 class RunNotStartable(Exception):
@@ -290,28 +289,40 @@ def check_wallets(
             findings.total_ledger_sum += ledger.total
         else:
             candidates.append(uid)
-    with ThreadPoolExecutor(max_workers=min(RECHECK_THREADS, len(candidates) or 1)) as pool:
-        for violation in pool.map(lambda uid: _confirm(uid, gateway), candidates):
-            findings.add(violation)
+    for confirmed in _confirm(candidates, gateway):
+        findings.add(confirmed)
     return findings
 
 
-def _confirm(uid: str, gateway: FirestoreGateway) -> tuple[int, int, dict[str, Any] | None]:
-    """Re-check a candidate in a transaction; classify it when the drift holds.
+def _confirm(uids: list[str], gateway: FirestoreGateway) -> list[tuple[int, int, dict[str, Any] | None]]:
+    """Re-check candidates in transactions; classify those whose drift holds.
 
-    Returns (wallet points, ledger sum, violation or None) for the totals.
+    Returns (wallet points, ledger sum, violation or None) per candidate, for the totals.
     """
-    state = gateway.read_wallet_and_ledger(uid)
-    points = 0 if not state.exists else state.points
-    if _agrees(points, state.ledger):
-        # A write landed between the first read and the re-check: no drift.
-        return points, state.ledger.total, None
-    violation = _classify(uid, points, exists=state.exists, gateway=gateway)
-    if violation is None:
-        # The entries themselves agree with the wallet (the server summed
-        # integers into a double): no violation.
-        return points, points, None
-    return violation["wallet_points"] or 0, violation["ledger_sum"], violation
+    if not uids:
+        return []
+    states = gateway.read_wallets_and_ledgers(uids, concurrency=RECHECK_CONCURRENCY)
+    confirmed, drifting = [], []
+    for uid in uids:
+        state = states[uid]
+        points = 0 if not state.exists else state.points
+        if _agrees(points, state.ledger):
+            # A write landed between the first read and the re-check: no drift.
+            confirmed.append((points, state.ledger.total, None))
+        else:
+            drifting.append(uid)
+    ledgers = gateway.ledgers(drifting, concurrency=RECHECK_CONCURRENCY)
+    for uid in drifting:
+        state = states[uid]
+        points = 0 if not state.exists else state.points
+        violation = _classify(uid, points, ledgers[uid], exists=state.exists)
+        if violation is None:
+            # The entries themselves agree with the wallet (the server summed
+            # integers into a double): no violation.
+            confirmed.append((points, points, None))
+        else:
+            confirmed.append((violation["wallet_points"] or 0, violation["ledger_sum"], violation))
+    return confirmed
 
 
 def _is_int(value: Any) -> bool:
@@ -323,14 +334,16 @@ def _agrees(points: Any, ledger: LedgerTotals) -> bool:
     return _is_int(points) and _is_int(ledger.total) and points == ledger.total
 
 
-def _classify(uid: str, points: Any, *, exists: bool, gateway) -> dict[str, Any] | None:
+def _classify(
+    uid: str, points: Any, entries: list[tuple[str, dict[str, Any]]], *, exists: bool
+) -> dict[str, Any] | None:
     """Read a confirmed violation's ledger to tell malformed entries from plain drift.
 
     The entries are the last word: None when every amount is an integer and they
     add up to the wallet's points after all.
     """
     int_sum, count, malformed = 0, 0, []
-    for entry_id, fields in gateway.ledger_entries(uid):
+    for entry_id, fields in entries:
         count += 1
         amount = fields.get("amount", MISSING)
         if _is_int(amount):

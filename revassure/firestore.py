@@ -26,6 +26,7 @@ from google.api_core import retry as gretry
 from google.api_core import retry_async as gretry_async
 from google.cloud import firestore
 from google.cloud.firestore_v1 import _helpers
+from google.cloud.firestore_v1.async_transaction import async_transactional
 from google.cloud.firestore_v1.types import document as document_pb
 from google.cloud.firestore_v1.types import firestore as firestore_pb
 from google.cloud.firestore_v1.types import query as query_pb
@@ -222,42 +223,55 @@ class FirestoreGateway:
         return self._submit(self._aggregate_many(uids, concurrency))
 
     async def _aggregate_many(self, uids: list[str], concurrency: int) -> dict[str, LedgerTotals]:
-        client = self._async_client
         gate = self._gates.setdefault(concurrency, asyncio.Semaphore(concurrency))
+        return await self._gather(uids, gate, self._aggregate)
 
-        async def one(uid: str) -> tuple[str, LedgerTotals]:
-            async with gate:
-                query = client.collection(WALLETS).document(uid).collection(LEDGER)
-                agg = query.sum("amount", alias="total")
-                agg.count(alias="count")
-                rows = await agg.get(retry=self.async_retry, timeout=self.call_timeout)
-                return uid, _totals(rows)
+    async def _aggregate(self, uid: str) -> LedgerTotals:
+        query = self._async_client.collection(WALLETS).document(uid).collection(LEDGER)
+        agg = query.sum("amount", alias="total")
+        agg.count(alias="count")
+        return _totals(await agg.get(retry=self.async_retry, timeout=self.call_timeout))
 
-        return dict(await asyncio.gather(*(one(uid) for uid in uids)))
+    def read_wallets_and_ledgers(self, uids: list[str], *, concurrency: int) -> dict[str, WalletState]:
+        """Read each wallet and its ledger totals together, one transaction per wallet.
 
-    def read_wallet_and_ledger(self, uid: str) -> WalletState:
-        """Read a wallet and its ledger totals together, in one transaction.
-
-        Both reads see the same snapshot, so a write that moves the ledger and the
-        wallet together (as the points app does) is seen whole or not at all.
+        Both reads of a wallet see the same snapshot, so a write that moves its
+        ledger and its points together (as the points app does) is seen whole
+        or not at all.
         """
-        wallet = self._wallet(uid)
+        gate = asyncio.Semaphore(concurrency)
+        return self._submit(self._gather(uids, gate, self._read_wallet_and_ledger)).result()
+
+    async def _read_wallet_and_ledger(self, uid: str) -> WalletState:
+        wallet = self._async_client.collection(WALLETS).document(uid)
         agg = wallet.collection(LEDGER).sum("amount", alias="total")
         agg.count(alias="count")
 
-        @firestore.transactional
-        def read(transaction) -> WalletState:
-            snap = wallet.get(transaction=transaction)
-            rows = agg.get(transaction=transaction)
+        @async_transactional
+        async def read(transaction) -> WalletState:
+            snap = await wallet.get(transaction=transaction)
+            rows = await agg.get(transaction=transaction)
             points = _field(snap.to_dict(), "points") if snap.exists else MISSING
             return WalletState(exists=snap.exists, points=points, ledger=_totals(rows))
 
-        return read(self.client.transaction(read_only=True))
+        return await read(self._async_client.transaction(read_only=True))
 
-    def ledger_entries(self, uid: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Every ledger entry of a wallet, as (entry id, fields)."""
-        for snap in self._wallet(uid).collection(LEDGER).stream(retry=self.retry):
-            yield snap.id, snap.to_dict()
+    def ledgers(self, uids: list[str], *, concurrency: int) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+        """Every ledger entry of each given wallet, as (entry id, fields); for the few
+        wallets whose entries must be looked at one by one."""
+        gate = asyncio.Semaphore(concurrency)
+        return self._submit(self._gather(uids, gate, self._ledger)).result()
+
+    async def _ledger(self, uid: str) -> list[tuple[str, dict[str, Any]]]:
+        query = self._async_client.collection(WALLETS).document(uid).collection(LEDGER)
+        return [(snap.id, snap.to_dict()) async for snap in query.stream(retry=self.async_retry)]
+
+    async def _gather(self, uids: list[str], gate: asyncio.Semaphore, read) -> dict[str, Any]:
+        async def one(uid: str):
+            async with gate:
+                return uid, await read(uid)
+
+        return dict(await asyncio.gather(*(one(uid) for uid in uids)))
 
     def write_wallets(self, wallets: Iterable[tuple[str, Any, dict[str, dict[str, Any]]]]) -> int:
         """Write wallets with their ledgers in atomic batches (seeding, tests).
