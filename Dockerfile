@@ -1,0 +1,22 @@
+# revassure: the Django back office (web) and its django-q2 workers (same image,
+# `python manage.py qcluster`). Configuration comes from the environment only.
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+RUN groupadd --system app && useradd --system --gid app --home-dir /app --shell /usr/sbin/nologin app
+WORKDIR /app
+
+COPY requirements.txt .
+RUN pip install -r requirements.txt
+
+COPY --chown=app:app . .
+# collectstatic needs settings that import; the key is a build-time throwaway.
+RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput
+
+USER app
+EXPOSE 8000
+CMD ["gunicorn", "revassure.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]
