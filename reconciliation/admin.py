@@ -109,7 +109,12 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
         return request.user.has_perm("reconciliation.export_reconciliationrun")
 
     def changelist_view(self, request, extra_context=None):
-        extra_context = {**(extra_context or {}), "can_run": self.has_run_permission(request)}
+        in_progress = ReconciliationRun.objects.filter(status__in=[RunStatus.PENDING, RunStatus.RUNNING])
+        extra_context = {
+            **(extra_context or {}),
+            "can_run": self.has_run_permission(request),
+            "refresh_seconds": 5 if in_progress.exists() else None,
+        }
         return super().changelist_view(request, extra_context)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):

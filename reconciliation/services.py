@@ -105,6 +105,14 @@ def execute_run(run_id: int, *, gateway: FirestoreGateway, inline: bool, enqueue
         status=RunStatus.RUNNING, started_at=timezone.now()
     )
     if claimed != 1:
+        # django-q redelivers a task only after its timeout killed the first
+        # attempt, so a run still listing wallets here was abandoned mid-way.
+        # Listing is read-only: fail it clearly and let a new run start afresh.
+        abandoned = ReconciliationRun.objects.filter(
+            pk=run_id, status=RunStatus.RUNNING, chunks_total__isnull=True
+        ).exists()
+        if abandoned:
+            reports.fail_run(run_id, "interrupted while listing wallets (worker lost); start a new run")
         log.warning("reconciliation run not pending; nothing to do", extra={"run_id": run_id})
         return
     run = ReconciliationRun.objects.get(pk=run_id)

@@ -153,3 +153,14 @@ def test_an_outsider_sees_no_reports(client, outsider, finished_run):
     client.force_login(outsider)
     assert client.get(reverse(CHANGELIST)).status_code == 403
     assert client.get(reverse("admin:reconciliation_violation_changelist")).status_code == 403
+
+
+@pytest.mark.django_db
+def test_the_run_list_refreshes_itself_while_a_run_is_in_progress(client, reviewer, finished_run):
+    client.force_login(reviewer)
+    assert 'http-equiv="refresh"' not in client.get(reverse(CHANGELIST)).content.decode()
+
+    ReconciliationRun.objects.create(trigger=RunTrigger.SCHEDULE)
+    page = client.get(reverse(CHANGELIST)).content.decode()
+    assert '<meta http-equiv="refresh" content="5">' in page
+    assert "queued" in page
