@@ -6,11 +6,13 @@ ends. Used by the test fixtures and `make bench`; `make demo` starts the same
 script from scripts/demo.sh.
 """
 
+import os
 import shutil
 import socket
 import subprocess
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,9 +43,20 @@ def _wait_for_port(port: int, process: subprocess.Popen, timeout: float) -> None
     raise EmulatorUnavailable(f"emulator did not listen on {port} within {timeout}s")
 
 
+@dataclass(frozen=True)
+class Emulator:
+    host: str  # host:port, for FIRESTORE_EMULATOR_HOST
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """CPU time the emulator process has used so far (Linux /proc)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
 def running_emulator(timeout: float = 30.0):
-    """Yield the host:port of a fresh emulator; stop it on exit."""
+    """Yield a fresh emulator (its host:port and pid); stop it on exit."""
     node = shutil.which("node")
     if node is None or not PACKAGE.exists():
         raise EmulatorUnavailable("the Firestore emulator is not installed: run `npm ci` (make install does)")
@@ -53,7 +66,7 @@ def running_emulator(timeout: float = 30.0):
     )
     try:
         _wait_for_port(port, process, timeout)
-        yield f"127.0.0.1:{port}"
+        yield Emulator(host=f"127.0.0.1:{port}", pid=process.pid)
     finally:
         process.terminate()
         process.wait(timeout=10)

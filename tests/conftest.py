@@ -29,9 +29,9 @@ def firestore_emulator():
         yield existing
         return
     try:
-        with running_emulator() as host:
-            os.environ["FIRESTORE_EMULATOR_HOST"] = host
-            yield host
+        with running_emulator() as emulator:
+            os.environ["FIRESTORE_EMULATOR_HOST"] = emulator.host
+            yield emulator.host
     except EmulatorUnavailable as exc:
         pytest.fail(str(exc))
     finally:
