@@ -198,22 +198,21 @@ def main() -> int:
             f"(emulator busy {figures[size]['busy']:.0%} of the time)"
         )
         print(f"    naive (stream+sum)   {rate(naive):8.0f} wallets/s   (first {naive['wallets']} wallets)")
+        floor_ok = vs_floor <= TARGET_VS_FLOOR
         print(
-            f"    floor / reconcile    {vs_floor:8.2f}x    target <= {TARGET_VS_FLOOR}x  {verdict(vs_floor <= 1.25)}"
+            f"    floor / reconcile    {vs_floor:8.2f}x    target <= {TARGET_VS_FLOOR}x  {verdict(floor_ok)}"
         )
         ok &= floor_ok
-        if floor_vs_naive < TARGET_VS_NAIVE:
+        naive_ok = vs_naive >= TARGET_VS_NAIVE
+        line = (
+            f"    reconcile / naive    {vs_naive:8.2f}x    target >= {TARGET_VS_NAIVE}x   {verdict(naive_ok)}"
+        )
+        if not naive_ok and floor_vs_naive < TARGET_VS_NAIVE:
             # Not even bare queries reach the target here: the emulator's own
-            # per-query cost dominates, and no client can be 6x faster.
-            print(
-                f"    reconcile / naive    {vs_naive:8.2f}x    target >= {TARGET_VS_NAIVE}x  "
-                f"unreachable here: the floor itself is {floor_vs_naive:.2f}x naive"
-            )
-        else:
-            print(
-                f"    reconcile / naive    {vs_naive:8.2f}x    target >= {TARGET_VS_NAIVE}x   {verdict(vs_naive >= 6)}"
-            )
-            ok &= vs_naive >= TARGET_VS_NAIVE
+            # per-query cost dominates, and no client can be 6x the naive one.
+            line += f", out of reach on this emulator: the floor itself is {floor_vs_naive:.2f}x naive"
+        print(line)
+        ok &= naive_ok
     small, large = figures[args.small]["run"], figures[args.large]["run"]
     memory = large["peak_rss_mb"] / small["peak_rss_mb"]
     print(
