@@ -33,26 +33,26 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
     list_display = [
         "id",
         "status",
-        "trigger",
-        "requested_by",
         "started_at",
-        "duration_display",
-        "progress",
         "wallets_checked",
         "violations_link",
         "total_abs_drift",
         "liability_difference",
+        "duration_display",
+        "progress",
+        "trigger",
+        "requested_by",
     ]
     list_filter = ["status", "trigger"]
     list_select_related = ["requested_by"]
     date_hierarchy = "created_at"
     fieldsets = [
-        (None, {"fields": ["status", "trigger", "requested_by", "scope_uids", "error"]}),
-        ("Timing", {"fields": ["created_at", "started_at", "finished_at", "duration_display", "progress"]}),
         (
-            "Findings",
+            None,
             {
                 "fields": [
+                    "status",
+                    "error",
                     "wallets_checked",
                     "violations_link",
                     "drift_count",
@@ -62,7 +62,9 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
             },
         ),
         ("Liability", {"fields": ["total_wallet_points", "total_ledger_sum", "liability_difference"]}),
-        ("Seal", {"fields": ["chain_seq", "checksum", "previous_checksum", "correlation_id"]}),
+        ("Timing", {"fields": ["created_at", "started_at", "finished_at", "duration_display", "progress"]}),
+        ("Request", {"fields": ["trigger", "requested_by", "scope_uids", "correlation_id"]}),
+        ("Seal", {"fields": ["chain_seq", "checksum", "previous_checksum"]}),
     ]
 
     @admin.display(description="duration")
@@ -72,6 +74,8 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
 
     @admin.display(description="progress")
     def progress(self, run):
+        if run.is_finished:
+            return "done" if run.status == RunStatus.COMPLETED else "-"
         if run.status == RunStatus.PENDING:
             return "queued"
         if run.chunks_total is None:
@@ -146,6 +150,16 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
         return response
 
 
+def describe_details(details: dict) -> str:
+    """One line for a person: what is wrong with the wallet and which entries are malformed."""
+    parts = [details["wallet"]] if details.get("wallet") else []
+    parts += [f"{m['entry']}: {m['problem']} ({m['amount']})" for m in details.get("malformed_entries", [])]
+    hidden = details.get("malformed_entries_total", 0) - len(details.get("malformed_entries", []))
+    if hidden > 0:
+        parts.append(f"and {hidden} more malformed entries")
+    return "; ".join(parts)
+
+
 class _Echo:
     def write(self, value):
         return value
@@ -216,13 +230,17 @@ class SizeFilter(admin.SimpleListFilter):
 
 @admin.register(Violation)
 class ViolationAdmin(ReadOnlyAdmin):
-    list_display = ["uid", "run_link", "kind", "wallet_points", "ledger_sum", "delta", "entries"]
-    list_filter = ["kind", SignFilter, SizeFilter, "run__status"]
+    list_display = ["uid", "run_link", "kind", "wallet_points", "ledger_sum", "delta", "entries", "problem"]
+    list_filter = ["kind", SignFilter, SizeFilter]
     list_select_related = ["run"]
     search_fields = ["=uid"]
     search_help_text = "Exact wallet uid"
     list_per_page = 100
     fields = ["run", "uid", "kind", "wallet_points", "ledger_sum", "delta", "entries", "details"]
+
+    @admin.display(description="problem")
+    def problem(self, violation):
+        return describe_details(violation.details) or "-"
 
     @admin.display(description="run", ordering="run")
     def run_link(self, violation):

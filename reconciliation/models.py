@@ -20,7 +20,7 @@ class RunTrigger(models.TextChoices):
     COMMAND = "command"
     ADMIN = "admin"
     SCHEDULE = "schedule"
-    API = "api"
+    API = "api", "API"
 
 
 class ReconciliationRun(models.Model):

@@ -42,7 +42,7 @@ class Migration(migrations.Migration):
                             ("command", "Command"),
                             ("admin", "Admin"),
                             ("schedule", "Schedule"),
-                            ("api", "Api"),
+                            ("api", "API"),
                         ],
                         max_length=16,
                     ),

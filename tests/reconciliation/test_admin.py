@@ -49,7 +49,8 @@ def test_the_run_list_shows_counts_drift_and_progress(client, reviewer, finished
     client.force_login(reviewer)
     page = client.get(reverse(CHANGELIST)).content.decode()
     assert f'run__id__exact={finished_run.pk}">3</a>' in page
-    assert "1/1 chunks" in page
+    assert '<td class="field-total_abs_drift">6</td>' in page  # u1 +2, u3 +3 (2.5 left out), =evil -1
+    assert '<td class="field-progress">done</td>' in page
     assert "Run reconciliation now" not in page  # reviewers cannot start runs
 
 
@@ -120,6 +121,8 @@ def test_violation_filters_and_uid_search(client, reviewer, finished_run):
     assert uids("?size=small") == ["=evil", "u1", "u3"]
     assert uids("?size=medium") == []
     assert uids("?q=u1") == ["u1"]
+    page = client.get(url + "?kind__exact=malformed").content.decode()
+    assert "e001: not an integer (float 2.5)" in page
 
 
 @pytest.mark.django_db
@@ -161,6 +164,10 @@ def test_the_run_list_refreshes_itself_while_a_run_is_in_progress(client, review
     assert 'http-equiv="refresh"' not in client.get(reverse(CHANGELIST)).content.decode()
 
     ReconciliationRun.objects.create(trigger=RunTrigger.SCHEDULE)
+    ReconciliationRun.objects.create(
+        trigger=RunTrigger.ADMIN, status="running", chunks_total=4, chunks_done=1
+    )
     page = client.get(reverse(CHANGELIST)).content.decode()
     assert '<meta http-equiv="refresh" content="5">' in page
     assert "queued" in page
+    assert '<progress max="4" value="1"></progress> 1/4 chunks' in page
