@@ -9,6 +9,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from reconciliation import services
+from reconciliation.admin_changes import propose_heal_action
 from reconciliation.models import ReconciliationRun, RunStatus, RunTrigger, Violation
 from revassure.flags import FeatureDisabled
 
@@ -236,7 +237,15 @@ class ViolationAdmin(ReadOnlyAdmin):
     search_fields = ["=uid"]
     search_help_text = "Exact wallet uid"
     list_per_page = 100
+    actions = ["propose_heal"]
     fields = ["run", "uid", "kind", "wallet_points", "ledger_sum", "delta", "entries", "details"]
+
+    @admin.action(description="Propose heal for the selected violations", permissions=["propose"])
+    def propose_heal(self, request, queryset):
+        return propose_heal_action(self, request, queryset)
+
+    def has_propose_permission(self, request):
+        return request.user.has_perm("reconciliation.propose_balancerequest")
 
     @admin.display(description="problem")
     def problem(self, violation):

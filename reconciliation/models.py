@@ -153,3 +153,157 @@ class ReconciliationChunk(models.Model):
 
     def __str__(self) -> str:
         return f"run {self.run_id} chunk {self.seq}"
+
+
+# -- balance change requests: heals and manual adjustments ---------------------
+
+
+class RequestKind(models.TextChoices):
+    HEAL = "heal"
+    ADJUSTMENT = "adjustment", "manual adjustment"
+
+
+class HealStrategy(models.TextChoices):
+    REBALANCE = "rebalance", "rebalance (set points to the ledger sum)"
+    POST_ADJUSTMENT = "post_adjustment", "post adjustment (append a reconciliation entry)"
+
+
+class RequestState(models.TextChoices):
+    PROPOSED = "proposed"
+    APPROVED = "approved"
+    APPLIED = "applied"
+    REJECTED = "rejected"
+    STALE = "stale"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+
+OPEN_STATES = (RequestState.PROPOSED, RequestState.APPROVED)
+
+# The one state machine of heals and adjustments: from -> allowed next states.
+TRANSITIONS = {
+    RequestState.PROPOSED: {
+        RequestState.APPROVED,
+        RequestState.REJECTED,
+        RequestState.EXPIRED,
+        RequestState.STALE,
+    },
+    RequestState.APPROVED: {RequestState.APPLIED, RequestState.STALE, RequestState.FAILED},
+}
+
+
+class ReasonCode(models.TextChoices):
+    GOODWILL = "goodwill", "goodwill gesture"
+    SERVICE_RECOVERY = "service_recovery", "service recovery"
+    CORRECTION = "correction", "correction of an error"
+    FRAUD = "fraud", "fraud or abuse"
+    MIGRATION = "migration", "data migration fix"
+    OTHER = "other", "other (explain)"
+
+
+class BalanceRequest(models.Model):
+    """A proposed change to one wallet's balance: a heal of a violation, or a
+    manual adjustment. Nobody moves a balance alone: the proposer can never
+    approve it, and above a threshold two distinct approvers must.
+
+    `expected_points` / `expected_ledger_sum` are the wallet as the proposal saw
+    it; each approval records what its approver saw; execution refuses (stale)
+    when Firestore no longer matches the last approval.
+    """
+
+    kind = models.CharField(max_length=16, choices=RequestKind)
+    uid = models.CharField(max_length=256)
+    state = models.CharField(max_length=16, choices=RequestState, default=RequestState.PROPOSED)
+    violation = models.ForeignKey(
+        Violation, null=True, blank=True, on_delete=models.PROTECT, related_name="heal_requests"
+    )
+    strategy = models.CharField(max_length=16, choices=HealStrategy, blank=True)
+    # Signed points the change moves the wallet by (for a rebalance: ledger sum - points).
+    amount = models.BigIntegerField()
+    reason_code = models.CharField(max_length=32, choices=ReasonCode)
+    reason = models.TextField()
+    expected_points = models.BigIntegerField()
+    expected_ledger_sum = models.BigIntegerField()
+    required_approvals = models.PositiveSmallIntegerField(default=1)
+    proposed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    approved_at = models.DateTimeField(null=True, blank=True)
+    # Set by the worker that executes it: a second worker finds it taken.
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    applied_at = models.DateTimeField(null=True, blank=True)
+    result = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [
+            ("propose_balancerequest", "Can propose heals and manual adjustments"),
+            ("approve_balancerequest", "Can approve or reject heals and manual adjustments"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["violation"],
+                condition=models.Q(state__in=["proposed", "approved"]),
+                name="one_open_heal_per_violation",
+            )
+        ]
+        indexes = [models.Index(fields=["state", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.pk} for {self.uid} ({self.amount:+d})"
+
+    @property
+    def ledger_entry_id(self) -> str:
+        """The ledger entry this request appends: derived from the request, so a
+        retry can never post it twice."""
+        return f"revassure-{self.kind}-{self.pk}"
+
+
+class RequestApproval(models.Model):
+    request = models.ForeignKey(BalanceRequest, on_delete=models.PROTECT, related_name="approvals")
+    # Null when a policy approved it (auto-heal), named in `policy`.
+    approver = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    policy = models.CharField(max_length=64, blank=True)
+    seen_points = models.BigIntegerField()
+    seen_ledger_sum = models.BigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["request", "approver"], name="one_approval_per_person")
+        ]
+
+    def __str__(self) -> str:
+        return f"approval of #{self.request_id} by {self.approver or self.policy}"
+
+
+class RequestEvent(models.Model):
+    """Append-only audit trail of a request: every transition, who, when, why."""
+
+    request = models.ForeignKey(BalanceRequest, on_delete=models.PROTECT, related_name="events")
+    from_state = models.CharField(max_length=16, blank=True)
+    to_state = models.CharField(max_length=16)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    # Who acted when it was not a person: "policy:auto-heal", "system:expiry", "worker".
+    actor_label = models.CharField(max_length=64, blank=True)
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"#{self.request_id}: {self.from_state or '-'} -> {self.to_state}"
+
+    def save(self, *args, **kwargs):
+        if self.pk:
+            raise FinishedRecordError("the audit trail is append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise FinishedRecordError("the audit trail is append-only")

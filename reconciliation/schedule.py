@@ -8,6 +8,9 @@ from django_q.models import Schedule
 
 NAME = "daily-reconcile"
 FUNC = "reconciliation.tasks.scheduled_reconcile"
+SWEEP_NAME = "sweep-balance-requests"
+SWEEP_FUNC = "reconciliation.tasks.sweep_requests"
+SWEEP_MINUTES = 10
 
 
 def parse_daily_at(value: str) -> tuple[int, int]:
@@ -44,4 +47,17 @@ def sync_daily_schedule() -> Schedule:
         schedule.func, schedule.cron, schedule.schedule_type = FUNC, cron, Schedule.CRON
         schedule.next_run = next_occurrence(hour, minute, timezone.now())
         schedule.save(update_fields=["func", "cron", "schedule_type", "next_run"])
+    return schedule
+
+
+def sync_sweep_schedule() -> Schedule:
+    schedule, _ = Schedule.objects.update_or_create(
+        name=SWEEP_NAME,
+        defaults={
+            "func": SWEEP_FUNC,
+            "schedule_type": Schedule.MINUTES,
+            "minutes": SWEEP_MINUTES,
+            "repeats": -1,
+        },
+    )
     return schedule

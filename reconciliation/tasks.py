@@ -4,7 +4,7 @@ import logging
 
 from django_q.tasks import async_task
 
-from reconciliation import services
+from reconciliation import changes, services
 from reconciliation.models import RunTrigger
 from revassure.firestore import get_gateway
 
@@ -32,3 +32,25 @@ def scheduled_reconcile() -> int:
     shows as a failed task in the admin rather than passing unnoticed."""
     run = services.request_run(actor=None, trigger=RunTrigger.SCHEDULE)
     return run.pk
+
+
+def enqueue_execution(request_id: int) -> None:
+    async_task("reconciliation.tasks.execute_request", request_id, task_name=f"balance-request-{request_id}")
+
+
+def execute_request(request_id: int) -> str:
+    return changes.execute(request_id, gateway=get_gateway()).state
+
+
+def sweep_requests() -> dict:
+    """Every few minutes: expire undecided proposals, and give back the claims of
+    workers that died mid-execution (longer ago than any task may run), then
+    enqueue what is waiting."""
+    from datetime import timedelta
+
+    from django.conf import settings
+
+    expired = changes.expire_due()
+    released = changes.release_abandoned(timedelta(seconds=settings.Q_CLUSTER["retry"]))
+    resumed = changes.resume_waiting()
+    return {"expired": expired, "released": released, "resumed": resumed}

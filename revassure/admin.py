@@ -1,10 +1,15 @@
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from revassure import flags
-from revassure.models import FeatureFlag, FeatureFlagChange
+from revassure import flags, freeze
+from revassure.firestore import get_gateway
+from revassure.models import FeatureFlag, FeatureFlagChange, FreezeEvent
 
 _OVERRIDES = {"default": None, "on": True, "off": False}
 
@@ -129,3 +134,72 @@ class FeatureFlagChangeAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class FreezeForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 60}))
+
+
+@admin.register(FreezeEvent)
+class FreezeEventAdmin(admin.ModelAdmin):
+    """The freeze's history; the toggle page turns it on or off with a reason."""
+
+    change_list_template = "admin/revassure/freezeevent/change_list.html"
+    list_display = ["created_at", "frozen", "actor", "reason"]
+    list_select_related = ["actor"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_urls(self):
+        return [
+            path("toggle/", self.admin_site.admin_view(self.toggle_view), name="revassure_freeze_toggle"),
+            *super().get_urls(),
+        ]
+
+    def changelist_view(self, request, extra_context=None):
+        can = request.user.has_perm("revassure.manage_freeze")
+        return super().changelist_view(request, {**(extra_context or {}), "can_manage_freeze": can})
+
+    def toggle_view(self, request):
+        if not request.user.has_perm("revassure.manage_freeze"):
+            raise PermissionDenied
+        active = freeze.current()
+        form = FreezeForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            change = freeze.unfreeze if active else freeze.freeze
+            try:
+                event = change(actor=request.user, reason=form.cleaned_data["reason"], gateway=get_gateway())
+            except (ValueError, PermissionError) as exc:
+                form.add_error(None, str(exc))
+            else:
+                state = "frozen" if event.frozen else "unfrozen; approved requests that waited run now"
+                self.message_user(request, f"Manual balance changes are {state}.", messages.SUCCESS)
+                return HttpResponseRedirect(reverse("admin:revassure_freezeevent_changelist"))
+        title = "Unfreeze manual balance changes" if active else "Freeze manual balance changes"
+        intro = (
+            "Heals and manual adjustments will be accepted again; approved requests that waited are "
+            "executed if still valid."
+            if active
+            else "While frozen, proposing, approving and executing heals and manual adjustments is refused. "
+            "Reconciliation keeps running. The points app sees the freeze in Firestore config/adjustments."
+        )
+        return TemplateResponse(
+            request,
+            "admin/revassure/form_page.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": title,
+                "intro": intro,
+                "form": form,
+                "back_url": reverse("admin:revassure_freezeevent_changelist"),
+                "back_label": "Freeze history",
+                "buttons": [("toggle", "Unfreeze" if active else "Freeze")],
+            },
+        )

@@ -21,6 +21,9 @@ def configuration(app_configs, **kwargs):
         errors.append(Error("GOOGLE_CLOUD_PROJECT must name the Firestore project", id="revassure.E004"))
     if settings.REDIS_URL and not settings.REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
         errors.append(Error("REDIS_URL must be a redis://, rediss:// or unix:// URL", id="revassure.E005"))
+    for name in ("AUTO_HEAL_MAX_DRIFT", "TWO_APPROVERS_ABOVE", "PROPOSAL_TTL_HOURS"):
+        if getattr(settings, name) < (1 if name == "PROPOSAL_TTL_HOURS" else 0):
+            errors.append(Error(f"{name} must not be negative (or zero, for a time)", id="revassure.E007"))
     if settings.Q_CLUSTER["timeout"] >= settings.Q_CLUSTER["retry"]:
         errors.append(Error("Q_TIMEOUT must stay below the queue's retry time", id="revassure.E006"))
     return errors

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 from google.api_core import exceptions as gexc
 from google.api_core import retry as gretry
 from google.api_core import retry_async as gretry_async
@@ -34,7 +35,6 @@ from google.cloud.firestore_v1.types import query as query_pb
 WALLETS = "wallets"
 LEDGER = "ledger"
 REPORTS = "reconciliationReports"
-MIGRATIONS = "dataMigrations"
 AUDIT_LOG = "auditLog"
 CONFIG = "config"
 
@@ -76,6 +76,34 @@ class WalletState:
     exists: bool
     points: Any  # the raw `points` value, MISSING when absent
     ledger: LedgerTotals
+
+
+@dataclass(frozen=True)
+class BalanceChange:
+    """What a heal or manual adjustment does to one wallet.
+
+    mode: "rebalance" (points := ledger sum, with an auditLog record),
+    "post_adjustment" (append a ledger entry of `amount`, wallet untouched) or
+    "adjustment" (append a ledger entry of `amount` and move the wallet by it).
+    `marker_id` is the id of the entry or auditLog record, derived from the
+    request; `record` holds the fields written to it besides amounts and times.
+    """
+
+    uid: str
+    mode: str
+    amount: int
+    expected_points: int
+    expected_ledger_sum: int
+    marker_id: str
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ChangeOutcome:
+    status: str  # applied | already_applied | stale
+    points_before: Any = None
+    ledger_before: Any = None
+    points_after: Any = None
 
 
 class FirestoreGateway:
@@ -313,6 +341,68 @@ class FirestoreGateway:
         )
         batch.commit(retry=self.retry, timeout=self.call_timeout)
 
+    # -- balance changes ---------------------------------------------------
+
+    def apply_balance_change(self, change: BalanceChange) -> ChangeOutcome:
+        """Apply a heal or a manual adjustment in one Firestore transaction.
+
+        The transaction first looks for the change's own marker (its ledger
+        entry, or for a rebalance its auditLog record), whose id derives from
+        the request: found means a previous attempt committed, and nothing is
+        written again. Then it re-reads the wallet and its ledger sum and
+        refuses (stale) unless they are exactly what the approver saw.
+        """
+        wallet = self._wallet(change.uid)
+        marker = self._marker(change)
+        agg = wallet.collection(LEDGER).sum("amount", alias="total")
+        agg.count(alias="count")
+
+        @firestore.transactional
+        def apply(transaction) -> ChangeOutcome:
+            if marker.get(transaction=transaction).exists:
+                return ChangeOutcome("already_applied")
+            snap = wallet.get(transaction=transaction)
+            ledger = _totals(agg.get(transaction=transaction))
+            points = _field(snap.to_dict(), "points") if snap.exists else MISSING
+            # Strict types: a float 10.0 is not the integer 10 the approver saw.
+            if (type(points), type(ledger.total)) != (int, int) or (points, ledger.total) != (
+                change.expected_points,
+                change.expected_ledger_sum,
+            ):
+                return ChangeOutcome("stale", points_before=points, ledger_before=ledger.total)
+            stamp = {"updatedAt": firestore.SERVER_TIMESTAMP}
+            if change.mode == "rebalance":
+                after = ledger.total
+                transaction.set(wallet, {"points": after, **stamp}, merge=True)
+                transaction.create(
+                    marker, {**change.record, "before": points, "after": after, "at": timezone.now()}
+                )
+            elif change.mode == "post_adjustment":
+                after = points  # the ledger moves to meet the wallet
+                transaction.create(
+                    marker, {**change.record, "amount": change.amount, "createdAt": timezone.now()}
+                )
+            else:
+                after = points + change.amount
+                transaction.create(
+                    marker, {**change.record, "amount": change.amount, "createdAt": timezone.now()}
+                )
+                transaction.set(wallet, {"points": after, **stamp}, merge=True)
+            return ChangeOutcome(
+                "applied", points_before=points, ledger_before=ledger.total, points_after=after
+            )
+
+        return apply(self.client.transaction())
+
+    def balance_change_applied(self, change: BalanceChange) -> bool:
+        """Whether the change's marker exists: the answer after an ambiguous failure."""
+        return self._marker(change).get(retry=self.retry, timeout=self.call_timeout).exists
+
+    def _marker(self, change: BalanceChange):
+        if change.mode == "rebalance":
+            return self.client.collection(AUDIT_LOG).document(change.marker_id)
+        return self._wallet(change.uid).collection(LEDGER).document(change.marker_id)
+
     # -- reports -----------------------------------------------------------
 
     def put_report(self, run_id: str, report: dict[str, Any], violations: Iterable[dict[str, Any]]) -> None:
@@ -343,9 +433,14 @@ class FirestoreGateway:
         for snap in self.client.collection(REPORTS).stream(retry=self.retry):
             yield snap.id, snap.to_dict()
 
-    def ping(self) -> None:
-        """Raise unless Firestore answers a trivial read."""
-        self.client.collection(CONFIG).document("ping").get(retry=self.retry, timeout=self.call_timeout)
+    # -- config ------------------------------------------------------------
+
+    def put_config(self, name: str, data: dict[str, Any]) -> None:
+        self.client.collection(CONFIG).document(name).set(data, retry=self.retry, timeout=self.call_timeout)
+
+    def get_config(self, name: str) -> dict[str, Any] | None:
+        snap = self.client.collection(CONFIG).document(name).get(retry=self.retry, timeout=self.call_timeout)
+        return snap.to_dict() if snap.exists else None
 
 
 def _field(data: dict[str, Any] | None, name: str) -> Any:

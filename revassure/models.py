@@ -40,3 +40,24 @@ class FeatureFlagChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.flag.name} by {self.actor} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class FreezeEvent(models.Model):
+    """Append-only history of the cutover freeze; the newest row is the state.
+
+    While frozen, proposing, approving and executing manual adjustments and
+    heals are refused; reconciliation and dry runs keep working.
+    """
+
+    frozen = models.BooleanField()
+    reason = models.TextField()
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [("manage_freeze", "Can freeze and unfreeze manual balance changes")]
+
+    def __str__(self) -> str:
+        state = "frozen" if self.frozen else "unfrozen"
+        return f"{state} by {self.actor} at {self.created_at:%Y-%m-%d %H:%M} UTC"

@@ -43,7 +43,16 @@ RECONCILE_DAILY_AT = env.str("RECONCILE_DAILY_AT", default="02:00")
 # any of them at runtime from the admin; see revassure/flags.py.
 FEATURE_FLAG_DEFAULTS = {
     "reconciliation_enabled": env.bool("FLAG_RECONCILIATION_ENABLED", default=True),
+    "auto_heal_enabled": env.bool("FLAG_AUTO_HEAL_ENABLED", default=False),
 }
+
+# Heals and manual adjustments: the auto-heal policy approves rebalances whose
+# drift is at most AUTO_HEAL_MAX_DRIFT points (when its flag is on); a change of
+# more than TWO_APPROVERS_ABOVE points needs two distinct approvers; proposals
+# not decided within PROPOSAL_TTL_HOURS expire.
+AUTO_HEAL_MAX_DRIFT = env.int("AUTO_HEAL_MAX_DRIFT", default=10)
+TWO_APPROVERS_ABOVE = env.int("TWO_APPROVERS_ABOVE", default=10_000)
+PROPOSAL_TTL_HOURS = env.int("PROPOSAL_TTL_HOURS", default=72)
 
 # django-q2: a task must finish within `timeout`; `retry` (which also counts the
 # wait in the queue) is longer so that a slow task is never started twice.
@@ -90,6 +99,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "revassure.context_processors.freeze",
             ],
         },
     },

@@ -1,0 +1,433 @@
+"""Heals and manual adjustments: propose, approve or reject, execute.
+
+One state machine for both (models.TRANSITIONS), enforced here whoever calls
+(admin, command, shell, task): permissions, maker-checker (nobody approves
+what they proposed, and above TWO_APPROVERS_ABOVE two distinct people must),
+the cutover freeze, expiry, and a stale check against what the approver saw.
+Every transition writes a RequestEvent with actor, time and reason.
+
+Execution runs in a django-q task; the Firestore side is one transaction that
+is idempotent by construction (see FirestoreGateway.apply_balance_change), and
+the database claim makes a second delivery a no-op, so the balance moves once
+or not at all, and the request says which.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from reconciliation.models import (
+    TRANSITIONS,
+    BalanceRequest,
+    HealStrategy,
+    ReasonCode,
+    RequestApproval,
+    RequestEvent,
+    RequestKind,
+    RequestState,
+    RunStatus,
+    ViolationKind,
+)
+from revassure import flags, freeze
+from revassure.firestore import BalanceChange, FirestoreGateway
+from revassure.logs import on_commit
+
+log = logging.getLogger(__name__)
+
+AUTO_HEAL_FLAG = "auto_heal_enabled"
+AUTO_HEAL_POLICY = "policy:auto-heal"
+
+
+class RequestRefused(Exception):
+    """A request cannot do what was asked; the message says why, for a person."""
+
+
+# -- proposing -----------------------------------------------------------------
+
+
+def propose_heals(
+    violations, *, actor, strategy: str, reason: str, gateway: FirestoreGateway
+) -> list[BalanceRequest]:
+    """Propose a heal for each violation (all or none), with one strategy and reason."""
+    _require(actor, "reconciliation.propose_balancerequest", "propose heals")
+    freeze.require_unfrozen()
+    if strategy not in HealStrategy.values:
+        raise RequestRefused(f"unknown heal strategy {strategy!r}")
+    _require_reason(reason)
+    violations = list(violations)
+    for violation in violations:
+        if violation.run.status != RunStatus.COMPLETED:
+            raise RequestRefused(f"violation {violation.uid} is not from a completed run")
+        if violation.kind != ViolationKind.DRIFT:
+            raise RequestRefused(
+                f"{violation.uid} has malformed ledger entries or points: fix the data first, "
+                "a heal would only hide them"
+            )
+    live = gateway.read_wallets_and_ledgers([v.uid for v in violations], concurrency=16)
+    for violation in violations:
+        state = live[violation.uid]
+        if (state.points, state.ledger.total) != (violation.wallet_points, violation.ledger_sum):
+            raise RequestRefused(
+                f"{violation.uid} changed since run {violation.run_id} "
+                f"(now {state.points} points, ledger {state.ledger.total}): run reconciliation again"
+            )
+    created = []
+    with transaction.atomic():
+        for violation in violations:
+            if violation.heal_requests.filter(
+                state__in=[RequestState.PROPOSED, RequestState.APPROVED]
+            ).exists():
+                raise RequestRefused(f"{violation.uid} already has an open heal request")
+            # Rebalance moves the wallet to the ledger; post_adjustment moves
+            # the ledger to the wallet. `amount` is that signed move.
+            amount = -violation.delta if strategy == HealStrategy.REBALANCE else violation.delta
+            request = _create(
+                kind=RequestKind.HEAL,
+                uid=violation.uid,
+                violation=violation,
+                strategy=strategy,
+                amount=amount,
+                reason_code=ReasonCode.CORRECTION,
+                reason=reason,
+                expected_points=violation.wallet_points,
+                expected_ledger_sum=violation.ledger_sum,
+                actor=actor,
+            )
+            created.append(request)
+        for request in created:
+            _auto_heal(request, live[request.uid])
+    return created
+
+
+def propose_adjustment(
+    *, actor, uid: str, amount: int, reason_code: str, reason: str, gateway: FirestoreGateway
+) -> BalanceRequest:
+    """Propose a manual adjustment: a signed integer number of points for one wallet."""
+    _require(actor, "reconciliation.propose_balancerequest", "propose manual adjustments")
+    freeze.require_unfrozen()
+    if type(amount) is not int or amount == 0:
+        raise RequestRefused("the amount must be a non-zero whole number of points")
+    if reason_code not in ReasonCode.values:
+        raise RequestRefused(f"unknown reason code {reason_code!r}")
+    _require_reason(reason)
+    state = gateway.read_wallets_and_ledgers([uid], concurrency=1)[uid]
+    if not state.exists:
+        raise RequestRefused(f"there is no wallet {uid!r}")
+    if type(state.points) is not int or type(state.ledger.total) is not int:
+        raise RequestRefused(f"wallet {uid} has malformed points or ledger entries: reconcile it first")
+    with transaction.atomic():
+        return _create(
+            kind=RequestKind.ADJUSTMENT,
+            uid=uid,
+            amount=amount,
+            reason_code=reason_code,
+            reason=reason,
+            expected_points=state.points,
+            expected_ledger_sum=state.ledger.total,
+            actor=actor,
+        )
+
+
+def _create(*, actor, amount: int, **fields) -> BalanceRequest:
+    request = BalanceRequest.objects.create(
+        **fields,
+        amount=amount,
+        proposed_by=actor,
+        required_approvals=2 if abs(amount) > settings.TWO_APPROVERS_ABOVE else 1,
+        expires_at=timezone.now() + timedelta(hours=settings.PROPOSAL_TTL_HOURS),
+    )
+    RequestEvent.objects.create(
+        request=request, to_state=RequestState.PROPOSED, actor=actor, reason=fields["reason"]
+    )
+    log.info(
+        "balance request proposed", extra={"request_id": request.pk, "uid": request.uid, "amount": amount}
+    )
+    return request
+
+
+def _auto_heal(request: BalanceRequest, live) -> None:
+    """The materiality policy: small rebalances need no second person (still audited)."""
+    if (
+        request.strategy != HealStrategy.REBALANCE
+        or abs(request.amount) > settings.AUTO_HEAL_MAX_DRIFT
+        or request.required_approvals > 1
+        or not flags.is_enabled(AUTO_HEAL_FLAG)
+    ):
+        return
+    RequestApproval.objects.create(
+        request=request, policy=AUTO_HEAL_POLICY, seen_points=live.points, seen_ledger_sum=live.ledger.total
+    )
+    _transition(
+        request,
+        RequestState.APPROVED,
+        actor_label=AUTO_HEAL_POLICY,
+        reason=f"drift {abs(request.amount)} is within the auto-heal limit ({settings.AUTO_HEAL_MAX_DRIFT})",
+    )
+    request.approved_at = timezone.now()
+    request.save(update_fields=["approved_at"])
+    _enqueue_execution(request.pk)
+
+
+# -- deciding ------------------------------------------------------------------
+
+
+def approve(request_id: int, *, actor, gateway: FirestoreGateway) -> BalanceRequest:
+    """Record actor's approval; the request is approved once it has enough of them.
+
+    The approver's view is the wallet as Firestore has it now; for a heal it
+    must still be exactly what the proposal saw, or the request goes stale.
+    """
+    _require(actor, "reconciliation.approve_balancerequest", "approve requests")
+    freeze.require_unfrozen()
+    with transaction.atomic():
+        request = BalanceRequest.objects.select_for_update().get(pk=request_id)
+        refusal = _refusal_unless_open(request)
+        if refusal is None:
+            _approve_locked(request, actor=actor, gateway=gateway)
+    if refusal is not None:
+        raise RequestRefused(refusal)
+    return request
+
+
+def _approve_locked(request: BalanceRequest, *, actor, gateway: FirestoreGateway) -> None:
+    if request.proposed_by_id == actor.pk:
+        raise RequestRefused("you proposed this request: someone else must approve it")
+    if request.approvals.filter(approver=actor).exists():
+        raise RequestRefused("you have approved this request already: it needs a different approver")
+    live = gateway.read_wallets_and_ledgers([request.uid], concurrency=1)[request.uid]
+    if request.kind == RequestKind.HEAL and (live.points, live.ledger.total) != (
+        request.expected_points,
+        request.expected_ledger_sum,
+    ):
+        _transition(
+            request,
+            RequestState.STALE,
+            actor=actor,
+            reason=f"wallet changed since proposed: now {live.points} points, ledger {live.ledger.total}",
+        )
+        return
+    RequestApproval.objects.create(
+        request=request, approver=actor, seen_points=live.points, seen_ledger_sum=live.ledger.total
+    )
+    approvals = request.approvals.count()
+    if approvals < request.required_approvals:
+        RequestEvent.objects.create(
+            request=request,
+            from_state=request.state,
+            to_state=request.state,
+            actor=actor,
+            reason=f"approval {approvals} of {request.required_approvals}",
+        )
+        return
+    _transition(request, RequestState.APPROVED, actor=actor, reason="approved")
+    request.approved_at = timezone.now()
+    request.save(update_fields=["approved_at"])
+    _enqueue_execution(request.pk)
+
+
+def reject(request_id: int, *, actor, reason: str) -> BalanceRequest:
+    _require(actor, "reconciliation.approve_balancerequest", "reject requests")
+    _require_reason(reason)
+    with transaction.atomic():
+        request = BalanceRequest.objects.select_for_update().get(pk=request_id)
+        refusal = _refusal_unless_open(request)
+        if refusal is None:
+            if request.proposed_by_id == actor.pk:
+                raise RequestRefused("you proposed this request: someone else must decide on it")
+            _transition(request, RequestState.REJECTED, actor=actor, reason=reason)
+    if refusal is not None:
+        raise RequestRefused(refusal)
+    return request
+
+
+def expire_due(now=None) -> int:
+    """Expire proposals past their time; returns how many."""
+    now = now or timezone.now()
+    expired = 0
+    for request_id in BalanceRequest.objects.filter(
+        state=RequestState.PROPOSED, expires_at__lte=now
+    ).values_list("pk", flat=True):
+        with transaction.atomic():
+            request = BalanceRequest.objects.select_for_update().get(pk=request_id)
+            if request.state == RequestState.PROPOSED:
+                _transition(
+                    request, RequestState.EXPIRED, actor_label="system:expiry", reason="not decided in time"
+                )
+                expired += 1
+    return expired
+
+
+# -- executing -----------------------------------------------------------------
+
+
+def execute(request_id: int, *, gateway: FirestoreGateway) -> BalanceRequest:
+    """Apply an approved request to Firestore, once. Waits out a freeze."""
+    request = BalanceRequest.objects.get(pk=request_id)
+    if request.state != RequestState.APPROVED:
+        return request
+    if freeze.current() is not None:
+        log.info("balance request waits for the freeze to end", extra={"request_id": request_id})
+        return request
+    claimed = BalanceRequest.objects.filter(
+        pk=request_id, state=RequestState.APPROVED, claimed_at__isnull=True
+    )
+    if claimed.update(claimed_at=timezone.now()) != 1:
+        return request  # another worker has it
+    request.refresh_from_db()
+    change = _change(request)
+    try:
+        outcome = gateway.apply_balance_change(change)
+    except Exception as exc:
+        # An error after the commit left Firestore is ambiguous: ask the marker.
+        try:
+            applied = gateway.balance_change_applied(change)
+        except Exception:
+            # Firestore cannot say: leave it claimed; the sweeper retries it later.
+            log.exception("balance request outcome unknown", extra={"request_id": request_id})
+            raise exc from None
+        with transaction.atomic():
+            request = BalanceRequest.objects.select_for_update().get(pk=request_id)
+            if applied:
+                return _applied(request, {"note": "confirmed after an error: " + repr(exc)})
+            _transition(
+                request, RequestState.FAILED, actor_label="worker", reason=f"{type(exc).__name__}: {exc}"
+            )
+            return request
+    with transaction.atomic():
+        request = BalanceRequest.objects.select_for_update().get(pk=request_id)
+        if outcome.status == "stale":
+            _transition(
+                request,
+                RequestState.STALE,
+                actor_label="worker",
+                reason=(
+                    f"wallet changed since approval: {outcome.points_before} points and ledger "
+                    f"{outcome.ledger_before}; approved at {change.expected_points} and "
+                    f"{change.expected_ledger_sum}"
+                ),
+            )
+            return request
+        return _applied(
+            request,
+            {
+                "entry_id": change.marker_id if change.mode != "rebalance" else None,
+                "audit_log_id": change.marker_id if change.mode == "rebalance" else None,
+                "points_before": outcome.points_before,
+                "points_after": outcome.points_after,
+                "ledger_before": outcome.ledger_before,
+                "already_applied": outcome.status == "already_applied",
+            },
+        )
+
+
+def resume_waiting() -> int:
+    """Enqueue every approved request nobody is executing (after an unfreeze)."""
+    waiting = list(
+        BalanceRequest.objects.filter(state=RequestState.APPROVED, claimed_at__isnull=True).values_list(
+            "pk", flat=True
+        )
+    )
+    for request_id in waiting:
+        _enqueue_execution(request_id)
+    return len(waiting)
+
+
+def release_abandoned(older_than: timedelta) -> int:
+    """Give back claims of workers that died mid-way, so the requests run again
+    (the Firestore side is idempotent: a committed change is found, not redone)."""
+    cutoff = timezone.now() - older_than
+    abandoned = BalanceRequest.objects.filter(state=RequestState.APPROVED, claimed_at__lt=cutoff)
+    return abandoned.update(claimed_at=None)
+
+
+def _change(request: BalanceRequest) -> BalanceChange:
+    seen = request.approvals.order_by("-created_at", "-id").first()
+    mode = request.strategy if request.kind == RequestKind.HEAL else "adjustment"
+    record = {
+        "type": "reconciliation" if request.kind == RequestKind.HEAL else "adjustment",
+        "requestId": request.pk,
+        "reasonCode": request.reason_code,
+        "reason": request.reason,
+        "proposedBy": request.proposed_by.get_username(),
+        "approvedBy": [
+            a.approver.get_username() if a.approver else a.policy for a in request.approvals.all()
+        ],
+    }
+    return BalanceChange(
+        uid=request.uid,
+        mode=mode,
+        amount=request.amount,
+        expected_points=seen.seen_points,
+        expected_ledger_sum=seen.seen_ledger_sum,
+        marker_id=request.ledger_entry_id,
+        record=record,
+    )
+
+
+def _applied(request: BalanceRequest, result: dict) -> BalanceRequest:
+    request.result = result
+    request.applied_at = timezone.now()
+    request.save(update_fields=["result", "applied_at"])
+    _transition(request, RequestState.APPLIED, actor_label="worker", reason="applied to Firestore")
+    return request
+
+
+# -- helpers -------------------------------------------------------------------
+
+
+def _transition(
+    request: BalanceRequest, to_state: str, *, actor=None, actor_label: str = "", reason: str
+) -> None:
+    if to_state not in TRANSITIONS.get(request.state, set()):
+        raise RequestRefused(f"a {request.state} request cannot become {to_state}")
+    RequestEvent.objects.create(
+        request=request,
+        from_state=request.state,
+        to_state=to_state,
+        actor=actor,
+        actor_label=actor_label,
+        reason=reason,
+    )
+    request.state = to_state
+    request.save(update_fields=["state"])
+    log.info("balance request %s", to_state, extra={"request_id": request.pk, "state": to_state})
+
+
+def _require(actor, permission: str, doing: str) -> None:
+    if actor is None or not actor.is_active or not actor.has_perm(permission):
+        raise PermissionError(f"{actor} may not {doing}")
+
+
+def _require_reason(reason: str) -> None:
+    if not reason or not reason.strip():
+        raise RequestRefused("a reason is required")
+
+
+def _refusal_unless_open(request: BalanceRequest) -> str | None:
+    """Why the request cannot be decided now, or None. Expires it when due
+    (the caller commits that before refusing)."""
+    if request.state == RequestState.PROPOSED and request.expires_at <= timezone.now():
+        _transition(request, RequestState.EXPIRED, actor_label="system:expiry", reason="not decided in time")
+        return f"request {request.pk} expired at {request.expires_at:%Y-%m-%d %H:%M} UTC"
+    if request.state != RequestState.PROPOSED:
+        return f"request {request.pk} is {request.state}, not awaiting a decision"
+    return None
+
+
+def _enqueue_execution(request_id: int) -> None:
+    from reconciliation import tasks
+
+    on_commit(lambda: tasks.enqueue_execution(request_id))
+
+
+def awaiting(user):
+    """Open proposals this user may decide: not their own, not approved by them yet."""
+    return BalanceRequest.objects.filter(state=RequestState.PROPOSED).exclude(
+        Q(proposed_by=user) | Q(approvals__approver=user)
+    )

@@ -1,0 +1,71 @@
+"""The cutover freeze of manual balance changes (heals and adjustments).
+
+Ops turn it on and off with a mandatory reason; the history is kept in
+FreezeEvent, and the state is mirrored to Firestore `config/adjustments` so
+the points app can honour it too. Services call `require_unfrozen()` before
+proposing, approving or executing; a request approved before the freeze waits
+and is picked up again when `unfrozen` fires.
+"""
+
+from django.db import transaction
+from django.dispatch import Signal
+
+from revassure.firestore import FirestoreGateway
+from revassure.models import FreezeEvent
+
+# Sent after an unfreeze is committed; receivers resume what waited.
+unfrozen = Signal()
+
+
+class Frozen(Exception):
+    def __init__(self, event: FreezeEvent):
+        self.event = event
+        super().__init__(
+            f"manual balance changes are frozen since {event.created_at:%Y-%m-%d %H:%M} UTC "
+            f"by {event.actor}: {event.reason}"
+        )
+
+
+def current() -> FreezeEvent | None:
+    """The event that froze changes, or None when they are not frozen."""
+    latest = FreezeEvent.objects.select_related("actor").order_by("-created_at", "-id").first()
+    return latest if latest is not None and latest.frozen else None
+
+
+def require_unfrozen() -> None:
+    event = current()
+    if event is not None:
+        raise Frozen(event)
+
+
+def freeze(*, actor, reason: str, gateway: FirestoreGateway) -> FreezeEvent:
+    return _set(True, actor=actor, reason=reason, gateway=gateway)
+
+
+def unfreeze(*, actor, reason: str, gateway: FirestoreGateway) -> FreezeEvent:
+    return _set(False, actor=actor, reason=reason, gateway=gateway)
+
+
+def _set(frozen: bool, *, actor, reason: str, gateway: FirestoreGateway) -> FreezeEvent:
+    if not reason.strip():
+        raise ValueError("a reason is required to freeze or unfreeze")
+    if not actor.has_perm("revassure.manage_freeze"):
+        raise PermissionError(f"{actor} may not freeze or unfreeze manual balance changes")
+    with transaction.atomic():
+        if (current() is not None) == frozen:
+            raise ValueError("manual balance changes are already " + ("frozen" if frozen else "unfrozen"))
+        event = FreezeEvent.objects.create(frozen=frozen, reason=reason.strip(), actor=actor)
+        # Mirror inside the transaction: if Firestore cannot be told, the
+        # freeze does not change here either, so both sides always agree.
+        gateway.put_config(
+            "adjustments",
+            {
+                "frozen": frozen,
+                "reason": event.reason,
+                "changedBy": actor.get_username(),
+                "changedAt": event.created_at,
+            },
+        )
+        if not frozen:
+            transaction.on_commit(lambda: unfrozen.send(sender=FreezeEvent, event=event))
+    return event

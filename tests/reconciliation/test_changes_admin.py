@@ -1,0 +1,204 @@
+import pytest
+from django.contrib.auth.models import Group, User
+from django.urls import reverse
+
+from reconciliation import changes, services
+from reconciliation.models import BalanceRequest, RequestState, RunTrigger
+from revassure import freeze
+from revassure.roles import APPROVER
+from tests.helpers import put_wallets
+
+QUEUE = "admin:reconciliation_balancerequest_changelist"
+
+
+def decide_url(request):
+    return reverse("admin:reconciliation_balancerequest_decide", args=[request.pk])
+
+
+@pytest.fixture
+def adjustment(gateway, reviewer):
+    put_wallets(gateway, {"a": (10, [10])})
+    return changes.propose_adjustment(
+        actor=reviewer, uid="a", amount=40, reason_code="goodwill", reason="late parcel", gateway=gateway
+    )
+
+
+def messages_of(response):
+    return [str(m) for m in response.context["messages"]]
+
+
+@pytest.mark.django_db
+def test_every_request_and_freeze_page_renders(client, gateway, adjustment):
+    client.force_login(User.objects.create_superuser("root", "root@example.com", "pw"))
+    urls = [
+        reverse(QUEUE),
+        reverse(QUEUE) + "?queue=mine",
+        reverse("admin:reconciliation_balancerequest_change", args=[adjustment.pk]),
+        decide_url(adjustment),
+        reverse("admin:reconciliation_balancerequest_propose"),
+        reverse("admin:reconciliation_requestevent_changelist"),
+        reverse("admin:revassure_freezeevent_changelist"),
+        reverse("admin:revassure_freeze_toggle"),
+    ]
+    for url in urls:
+        assert client.get(url).status_code == 200, url
+
+
+@pytest.mark.django_db
+def test_a_reviewer_proposes_an_adjustment_in_the_admin(client, gateway, reviewer):
+    put_wallets(gateway, {"a": (10, [10])})
+    client.force_login(reviewer)
+    url = reverse("admin:reconciliation_balancerequest_propose")
+
+    response = client.post(
+        url, {"uid": "a", "amount": "-4", "reason_code": "correction", "reason": "double credit"}, follow=True
+    )
+
+    request = BalanceRequest.objects.get()
+    assert (request.uid, request.amount, request.proposed_by, request.state) == (
+        "a",
+        -4,
+        reviewer,
+        "proposed",
+    )
+    assert f"Adjustment {request.pk} of -4 points for a proposed" in messages_of(response)[0]
+
+
+@pytest.mark.django_db
+def test_the_approver_queue_shows_what_awaits_them_and_one_click_approves(
+    client, gateway, adjustment, approver, django_capture_on_commit_callbacks
+):
+    client.force_login(approver)
+    queue = client.get(reverse(QUEUE) + "?queue=mine")
+    assert [r.pk for r in queue.context["cl"].result_list] == [adjustment.pk]
+    assert "late parcel" in client.get(decide_url(adjustment)).content.decode()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(decide_url(adjustment), {"approve": "Approve", "reason": ""}, follow=True)
+
+    assert f"Request {adjustment.pk} approved" in messages_of(response)[0]
+    adjustment.refresh_from_db()
+    assert adjustment.state == RequestState.APPLIED
+    assert gateway.client.collection("wallets").document("a").get().to_dict()["points"] == 50
+    assert client.get(reverse(QUEUE) + "?queue=mine").context["cl"].result_list.count() == 0
+    page = client.get(
+        reverse("admin:reconciliation_balancerequest_change", args=[adjustment.pk])
+    ).content.decode()
+    assert "proposed &rarr; approved" in page and "approved &rarr; applied" in page
+
+
+@pytest.mark.django_db
+def test_self_approval_is_refused_in_the_admin(client, gateway, adjustment, reviewer):
+    reviewer.groups.add(Group.objects.get(name=APPROVER))
+    client.force_login(reviewer)
+    assert client.get(reverse(QUEUE) + "?queue=mine").context["cl"].result_list.count() == 0
+
+    response = client.post(decide_url(adjustment), {"approve": "Approve"}, follow=True)
+
+    assert "Refused: you proposed this request" in messages_of(response)[0]
+    adjustment.refresh_from_db()
+    assert adjustment.state == RequestState.PROPOSED
+
+
+@pytest.mark.django_db
+def test_rejecting_in_the_admin_needs_a_reason(client, adjustment, approver):
+    client.force_login(approver)
+    refused = client.post(decide_url(adjustment), {"reject": "Reject", "reason": ""}, follow=True)
+    assert "Refused: a reason is required" in messages_of(refused)[0]
+
+    client.post(decide_url(adjustment), {"reject": "Reject", "reason": "not our fault"})
+    adjustment.refresh_from_db()
+    assert adjustment.state == RequestState.REJECTED
+
+
+@pytest.mark.django_db
+def test_only_approvers_decide_and_only_reviewers_propose(client, adjustment, reviewer, ops, outsider):
+    for user in (reviewer, ops, outsider):
+        client.force_login(user)
+        assert client.post(decide_url(adjustment), {"approve": "Approve"}).status_code == 403
+    for user in (ops, outsider):
+        client.force_login(user)
+        assert client.get(reverse("admin:reconciliation_balancerequest_propose")).status_code == 403
+    adjustment.refresh_from_db()
+    assert adjustment.state == RequestState.PROPOSED
+
+
+@pytest.mark.django_db
+def test_propose_heal_action_on_violations(client, gateway, reviewer, approver):
+    put_wallets(gateway, {"w1": (130, [120]), "w2": (5, [9])})
+    run = services.run_inline(actor=None, trigger=RunTrigger.COMMAND, gateway=gateway)
+    ids = [str(pk) for pk in run.violations.order_by("uid").values_list("pk", flat=True)]
+    url = reverse("admin:reconciliation_violation_changelist")
+    client.force_login(reviewer)
+
+    page = client.post(url, {"action": "propose_heal", "_selected_action": ids})
+    assert page.status_code == 200 and "Propose heals for 2 violation(s)" in page.content.decode()
+    response = client.post(
+        url,
+        {
+            "action": "propose_heal",
+            "_selected_action": ids,
+            "propose": "1",
+            "strategy": "rebalance",
+            "reason": "fix",
+        },
+        follow=True,
+    )
+
+    assert "2 heal request(s) proposed" in messages_of(response)[0]
+    assert sorted(BalanceRequest.objects.values_list("uid", "amount")) == [("w1", -10), ("w2", 4)]
+    # Approvers do not propose: the action is not theirs to run.
+    client.force_login(approver)
+    refused = client.post(
+        url,
+        {
+            "action": "propose_heal",
+            "_selected_action": ids,
+            "propose": "1",
+            "strategy": "rebalance",
+            "reason": "x",
+        },
+        follow=True,
+    )
+    assert "Propose heals for" not in refused.content.decode()
+    assert BalanceRequest.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_ops_freeze_from_the_admin_and_every_page_shows_the_banner(
+    client, gateway, ops, reviewer, adjustment
+):
+    client.force_login(ops)
+    toggle = reverse("admin:revassure_freeze_toggle")
+    assert "reason" in client.post(toggle, {"reason": ""}).context["form"].errors
+
+    client.post(toggle, {"reason": "cutover to points v2"})
+
+    assert freeze.current().reason == "cutover to points v2"
+    client.force_login(reviewer)
+    for url in (
+        reverse("admin:index"),
+        reverse(QUEUE),
+        reverse("admin:reconciliation_reconciliationrun_changelist"),
+    ):
+        page = client.get(url).content.decode()
+        assert "Manual balance changes are FROZEN" in page and "by olga: cutover to points v2" in page, url
+    response = client.post(
+        reverse("admin:reconciliation_balancerequest_propose"),
+        {"uid": "a", "amount": "5", "reason_code": "goodwill", "reason": "x"},
+    )
+    assert "frozen since" in response.content.decode()
+    assert BalanceRequest.objects.count() == 1
+
+    client.force_login(ops)
+    client.post(toggle, {"reason": "cutover done"})
+    assert freeze.current() is None
+    assert "FROZEN" not in client.get(reverse("admin:index")).content.decode()
+
+
+@pytest.mark.django_db
+def test_only_ops_may_freeze(client, reviewer, approver):
+    for user in (reviewer, approver):
+        client.force_login(user)
+        assert client.post(reverse("admin:revassure_freeze_toggle"), {"reason": "x"}).status_code == 403
+    assert freeze.current() is None
