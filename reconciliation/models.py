@@ -158,6 +158,10 @@ class ReconciliationChunk(models.Model):
 # -- balance change requests: heals and manual adjustments ---------------------
 
 
+class InvalidTransition(Exception):
+    pass
+
+
 class RequestKind(models.TextChoices):
     HEAL = "heal"
     ADJUSTMENT = "adjustment", "manual adjustment"
@@ -251,6 +255,14 @@ class BalanceRequest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} #{self.pk} for {self.uid} ({self.amount:+d})"
+
+    def save(self, *args, **kwargs):
+        # The state machine holds here too, whatever code saves the row.
+        if self.pk:
+            stored = type(self).objects.filter(pk=self.pk).values_list("state", flat=True).first()
+            if stored is not None and stored != self.state and self.state not in TRANSITIONS.get(stored, ()):
+                raise InvalidTransition(f"a {stored} request cannot become {self.state}")
+        super().save(*args, **kwargs)
 
     @property
     def ledger_entry_id(self) -> str:

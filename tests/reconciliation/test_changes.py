@@ -150,6 +150,21 @@ def test_roles_are_checked_in_the_service(gateway, drifted, reviewer, approver, 
 
 
 @pytest.mark.django_db
+def test_the_model_refuses_transitions_outside_the_state_machine(gateway, drifted, reviewer, approver):
+    from reconciliation.models import InvalidTransition
+
+    [request] = changes.propose_heals(
+        [drifted], actor=reviewer, strategy="rebalance", reason="x", gateway=gateway
+    )
+    changes.reject(request.pk, actor=approver, reason="no")
+    request.refresh_from_db()
+    for state in ("approved", "applied", "proposed"):
+        request.state = state
+        with pytest.raises(InvalidTransition, match=f"a rejected request cannot become {state}"):
+            request.save(update_fields=["state"])
+
+
+@pytest.mark.django_db
 def test_a_rejection_needs_a_reason_and_is_recorded(gateway, drifted, reviewer, approver):
     [request] = changes.propose_heals(
         [drifted], actor=reviewer, strategy="rebalance", reason="x", gateway=gateway
@@ -490,4 +505,33 @@ def test_two_concurrent_approvals_execute_once(firestore_project, approver2):
     assert sorted(outcomes)[0] == "approved" and "not awaiting a decision" in sorted(outcomes)[1]
     assert request.state == RequestState.APPLIED
     assert request.approvals.count() == 1
+    assert wallet(gateway, "a")["points"] == 15
+
+
+@pytest.mark.django_db
+def test_the_sweep_task_expires_releases_and_resumes(
+    gateway, reviewer, approver, settings, django_capture_on_commit_callbacks
+):
+    from reconciliation import tasks
+
+    put_wallets(gateway, {"a": (10, [10]), "b": (1, [1])})
+    stuck = changes.propose_adjustment(
+        actor=reviewer, uid="a", amount=5, reason_code="goodwill", reason="x", gateway=gateway
+    )
+    with django_capture_on_commit_callbacks():
+        changes.approve(stuck.pk, actor=approver, gateway=gateway)
+    BalanceRequest.objects.filter(pk=stuck.pk).update(claimed_at=timezone.now() - timedelta(days=1))
+    settings.PROPOSAL_TTL_HOURS = 1
+    old = changes.propose_adjustment(
+        actor=reviewer, uid="b", amount=5, reason_code="goodwill", reason="x", gateway=gateway
+    )
+
+    with time_machine.travel(timezone.now() + timedelta(hours=2)):
+        with django_capture_on_commit_callbacks(execute=True):
+            summary = tasks.sweep_requests()
+
+    assert summary == {"expired": 1, "released": 1, "resumed": 1}
+    stuck.refresh_from_db()
+    old.refresh_from_db()
+    assert (stuck.state, old.state) == (RequestState.APPLIED, RequestState.EXPIRED)
     assert wallet(gateway, "a")["points"] == 15

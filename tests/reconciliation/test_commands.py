@@ -172,3 +172,9 @@ def test_sync_schedules_is_idempotent(settings):
     assert schedule.cron == "30 3 * * *"
     assert schedule.func == "reconciliation.tasks.scheduled_reconcile"
     assert Schedule.objects.filter(func="reconciliation.tasks.scheduled_reconcile").count() == 1
+    sweep = Schedule.objects.get(name="sweep-balance-requests")
+    assert (sweep.func, sweep.schedule_type, sweep.minutes) == (
+        "reconciliation.tasks.sweep_requests",
+        "I",
+        10,
+    )
