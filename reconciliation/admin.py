@@ -11,20 +11,8 @@ from django.utils.html import format_html
 from reconciliation import services
 from reconciliation.admin_changes import propose_heal_action
 from reconciliation.models import ReconciliationRun, RunStatus, RunTrigger, Violation
+from revassure.admin_base import ReadOnlyAdmin
 from revassure.flags import FeatureDisabled
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Records that must not change: viewable, never added, edited or deleted."""
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(ReconciliationRun)

@@ -15,6 +15,7 @@ from django.utils.timesince import timesince
 
 from reconciliation import changes
 from reconciliation.models import BalanceRequest, HealStrategy, ReasonCode, RequestEvent, RequestState
+from revassure.admin_base import ReadOnlyAdmin
 from revassure.firestore import get_gateway
 from revassure.freeze import Frozen
 
@@ -56,7 +57,7 @@ class AwaitingMeFilter(admin.SimpleListFilter):
 
 
 @admin.register(BalanceRequest)
-class BalanceRequestAdmin(admin.ModelAdmin):
+class BalanceRequestAdmin(ReadOnlyAdmin):
     change_list_template = "admin/reconciliation/balancerequest/change_list.html"
     list_display = [
         "id",
@@ -95,15 +96,6 @@ class BalanceRequestAdmin(admin.ModelAdmin):
         "history",
     ]
     readonly_fields = fields
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="drift (wallet - ledger)")
     def drift(self, obj):
@@ -257,20 +249,11 @@ class BalanceRequestAdmin(admin.ModelAdmin):
 
 
 @admin.register(RequestEvent)
-class RequestEventAdmin(admin.ModelAdmin):
+class RequestEventAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "request", "from_state", "to_state", "actor", "actor_label", "reason"]
     list_filter = ["to_state"]
     list_select_related = ["request", "actor"]
     search_fields = ["=request__uid"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 def propose_heal_action(modeladmin, request, queryset):

@@ -8,6 +8,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from revassure import flags, freeze
+from revassure.admin_base import ReadOnlyAdmin
 from revassure.firestore import get_gateway
 from revassure.models import FeatureFlag, FeatureFlagChange, FreezeEvent
 
@@ -121,19 +122,10 @@ class FeatureFlagAdmin(admin.ModelAdmin):
 
 
 @admin.register(FeatureFlagChange)
-class FeatureFlagChangeAdmin(admin.ModelAdmin):
+class FeatureFlagChangeAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "flag", "actor", "previous", "override", "effective", "reason"]
     list_filter = ["flag"]
     list_select_related = ["flag", "actor"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class FreezeForm(forms.Form):
@@ -141,21 +133,12 @@ class FreezeForm(forms.Form):
 
 
 @admin.register(FreezeEvent)
-class FreezeEventAdmin(admin.ModelAdmin):
+class FreezeEventAdmin(ReadOnlyAdmin):
     """The freeze's history; the toggle page turns it on or off with a reason."""
 
     change_list_template = "admin/revassure/freezeevent/change_list.html"
     list_display = ["created_at", "frozen", "actor", "reason"]
     list_select_related = ["actor"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def get_urls(self):
         return [
