@@ -23,6 +23,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from reconciliation.models import (
+    OPEN_STATES,
     TRANSITIONS,
     BalanceRequest,
     HealStrategy,
@@ -69,21 +70,27 @@ def propose_heals(
                 f"{violation.uid} has malformed ledger entries or points: fix the data first, "
                 "a heal would only hide them"
             )
-    live = gateway.read_wallets_and_ledgers([v.uid for v in violations], concurrency=16)
+    uids = [v.uid for v in violations]
+    if len(set(uids)) != len(uids):
+        raise RequestRefused("select one violation per wallet")
+    live = gateway.read_wallets_and_ledgers(uids, concurrency=16)
     for violation in violations:
         state = live[violation.uid]
-        if (state.points, state.ledger.total) != (violation.wallet_points, violation.ledger_sum):
+        if not _matches(state, violation.wallet_points, violation.ledger_sum):
             raise RequestRefused(
                 f"{violation.uid} changed since run {violation.run_id} "
                 f"(now {state.points} points, ledger {state.ledger.total}): run reconciliation again"
             )
     created = []
     with transaction.atomic():
+        open_uids = set(
+            BalanceRequest.objects.filter(
+                uid__in=uids, kind=RequestKind.HEAL, state__in=OPEN_STATES
+            ).values_list("uid", flat=True)
+        )
+        if open_uids:
+            raise RequestRefused(f"already an open heal request for {', '.join(sorted(open_uids))}")
         for violation in violations:
-            if violation.heal_requests.filter(
-                state__in=[RequestState.PROPOSED, RequestState.APPROVED]
-            ).exists():
-                raise RequestRefused(f"{violation.uid} already has an open heal request")
             # Rebalance moves the wallet to the ledger; post_adjustment moves
             # the ledger to the wallet. `amount` is that signed move.
             amount = -violation.delta if strategy == HealStrategy.REBALANCE else violation.delta
@@ -201,9 +208,8 @@ def _approve_locked(request: BalanceRequest, *, actor, gateway: FirestoreGateway
     if request.approvals.filter(approver=actor).exists():
         raise RequestRefused("you have approved this request already: it needs a different approver")
     live = gateway.read_wallets_and_ledgers([request.uid], concurrency=1)[request.uid]
-    if request.kind == RequestKind.HEAL and (live.points, live.ledger.total) != (
-        request.expected_points,
-        request.expected_ledger_sum,
+    if request.kind == RequestKind.HEAL and not _matches(
+        live, request.expected_points, request.expected_ledger_sum
     ):
         _transition(
             request,
@@ -397,6 +403,14 @@ def _transition(
     request.state = to_state
     request.save(update_fields=["state"])
     log.info("balance request %s", to_state, extra={"request_id": request.pk, "state": to_state})
+
+
+def _matches(state, points: int, ledger_sum: int) -> bool:
+    """The wallet is exactly as seen: same integers (a float 10.0 is not 10)."""
+    return (type(state.points), type(state.ledger.total)) == (int, int) and (
+        state.points,
+        state.ledger.total,
+    ) == (points, ledger_sum)
 
 
 def _require(actor, permission: str, doing: str) -> None:

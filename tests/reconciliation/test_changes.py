@@ -118,6 +118,17 @@ def test_a_heal_is_refused_when_the_wallet_moved_since_the_run(gateway, drifted,
     assert not BalanceRequest.objects.exists()
 
 
+@pytest.mark.django_db
+def test_a_wallet_gets_one_open_heal_at_a_time(gateway, drifted, reviewer):
+    again = reconcile(gateway).violations.get(uid="w1")  # the same drift, found by a later run
+    changes.propose_heals([drifted], actor=reviewer, strategy="rebalance", reason="x", gateway=gateway)
+    with pytest.raises(changes.RequestRefused, match="already an open heal request for w1"):
+        changes.propose_heals(
+            [again], actor=reviewer, strategy="post_adjustment", reason="x", gateway=gateway
+        )
+    assert BalanceRequest.objects.count() == 1
+
+
 # -- maker-checker -------------------------------------------------------------------
 
 
