@@ -438,6 +438,10 @@ class FirestoreGateway:
     def put_config(self, name: str, data: dict[str, Any]) -> None:
         self.client.collection(CONFIG).document(name).set(data, retry=self.retry, timeout=self.call_timeout)
 
+    def ping(self, timeout: float = 3.0) -> None:
+        """One quick read, no retries: raises unless Firestore answers (readiness probes)."""
+        self.client.collection(CONFIG).document("adjustments").get(retry=None, timeout=timeout)
+
     def get_config(self, name: str) -> dict[str, Any] | None:
         snap = self.client.collection(CONFIG).document(name).get(retry=self.retry, timeout=self.call_timeout)
         return snap.to_dict() if snap.exists else None

@@ -54,6 +54,17 @@ AUTO_HEAL_MAX_DRIFT = env.int("AUTO_HEAL_MAX_DRIFT", default=10)
 TWO_APPROVERS_ABOVE = env.int("TWO_APPROVERS_ABOVE", default=10_000)
 PROPOSAL_TTL_HOURS = env.int("PROPOSAL_TTL_HOURS", default=72)
 
+# Job endpoints (/api/jobs/*) take a Google-signed OIDC ID token (Cloud Scheduler):
+# its audience must be JOBS_OIDC_AUDIENCE, its issuer one of JOBS_OIDC_ISSUERS, its
+# verified email one of JOBS_ALLOWED_EMAILS. With no audience set, every call is refused.
+JOBS_OIDC_AUDIENCE = env.str("JOBS_OIDC_AUDIENCE", default="")
+JOBS_ALLOWED_EMAILS = env.list("JOBS_ALLOWED_EMAILS", default=[])
+JOBS_OIDC_ISSUERS = env.list(
+    "JOBS_OIDC_ISSUERS", default=["https://accounts.google.com", "accounts.google.com"]
+)
+JOBS_OIDC_CERTS_URL = env.str("JOBS_OIDC_CERTS_URL", default="https://www.googleapis.com/oauth2/v1/certs")
+JOBS_CLOCK_SKEW_SECONDS = env.int("JOBS_CLOCK_SKEW_SECONDS", default=10)
+
 # django-q2: a task must finish within `timeout`; `retry` (which also counts the
 # wait in the queue) is longer so that a slow task is never started twice.
 Q_TIMEOUT = env.int("Q_TIMEOUT", default=1800)

@@ -1,17 +1,16 @@
 from django.contrib import admin
-from django.http import HttpResponse
 from django.urls import path
 
-
-def healthz(request):
-    return HttpResponse("ok\n", content_type="text/plain")
-
+from revassure import api
 
 admin.site.site_header = "revassure"
 admin.site.site_title = "revassure back office"
 admin.site.index_title = "Ledger assurance"
 
 urlpatterns = [
-    path("healthz", healthz, name="healthz"),
+    path("healthz", api.healthz, name="healthz"),
+    path("readyz", api.readyz, name="readyz"),
+    path("api/jobs/reconcile", api.reconcile_job, name="job-reconcile"),
+    path("api/jobs/<int:job_id>", api.job_status, name="job-status"),
     path("admin/", admin.site.urls),
 ]

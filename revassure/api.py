@@ -1,0 +1,136 @@
+"""HTTP endpoints for machines: the job API (Cloud Scheduler) and health probes."""
+
+import json
+import logging
+
+from django.db import IntegrityError, connection, transaction
+from django.db.migrations.executor import MigrationExecutor
+from django.http import HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+from reconciliation import services
+from reconciliation.models import RunTrigger
+from revassure import jobauth
+from revassure.firestore import get_gateway
+from revassure.flags import FeatureDisabled
+from revassure.models import Job
+
+log = logging.getLogger(__name__)
+
+
+def _error(status: int, message: str) -> JsonResponse:
+    response = JsonResponse({"error": message}, status=status)
+    if status == 401:
+        response["WWW-Authenticate"] = 'Bearer realm="revassure-jobs"'
+    return response
+
+
+def _caller(request):
+    """The authenticated caller, or the response refusing them."""
+    try:
+        return jobauth.authenticate(request.headers.get("Authorization", "")), None
+    except jobauth.Unauthenticated as exc:
+        log.warning("job call refused: %s", exc)
+        return None, _error(401, str(exc))
+    except jobauth.Forbidden as exc:
+        log.warning("job call refused: %s", exc)
+        return None, _error(403, str(exc))
+
+
+def _job_body(job: Job) -> dict:
+    body = {
+        "job_id": job.pk,
+        "kind": job.kind,
+        "caller": job.caller,
+        "created_at": job.created_at.isoformat(),
+    }
+    if job.run_id is not None:
+        run = job.run
+        body.update(
+            status=run.status,
+            run_id=run.pk,
+            wallets_checked=run.wallets_checked,
+            violations_count=run.violations_count,
+            total_abs_drift=run.total_abs_drift,
+            checksum=run.checksum,
+            error=run.error,
+        )
+    return body
+
+
+@csrf_exempt
+@require_POST
+def reconcile_job(request):
+    caller, refusal = _caller(request)
+    if refusal:
+        return refusal
+    try:
+        payload = json.loads(request.body or b"{}")
+    except json.JSONDecodeError:
+        return _error(400, "the body must be JSON")
+    uids = payload.get("uids") if isinstance(payload, dict) else None
+    if not isinstance(payload, dict) or not (
+        uids is None or (isinstance(uids, list) and all(isinstance(u, str) for u in uids))
+    ):
+        return _error(400, 'the body must be a JSON object, optionally {"uids": ["...", ...]}')
+    # A retry carries the same Idempotency-Key, or Cloud Scheduler's same slot.
+    key = request.headers.get("Idempotency-Key") or ""
+    if not key and request.headers.get("X-CloudScheduler-ScheduleTime"):
+        key = "schedule:" + request.headers["X-CloudScheduler-ScheduleTime"]
+    if len(key) > 200:
+        return _error(400, "Idempotency-Key is longer than 200 characters")
+    if key:
+        existing = Job.objects.filter(kind=Job.Kind.RECONCILE, idempotency_key=key).first()
+        if existing:
+            return JsonResponse(_job_body(existing), status=202)
+    try:
+        with transaction.atomic():
+            run = services.request_run(actor=None, trigger=RunTrigger.API, uids=uids)
+            job = Job.objects.create(
+                kind=Job.Kind.RECONCILE, idempotency_key=key or f"run:{run.pk}", caller=caller.email, run=run
+            )
+    except FeatureDisabled as exc:
+        return _error(503, f"reconciliation refused: {exc}")
+    except ValueError as exc:
+        return _error(400, str(exc))
+    except IntegrityError:
+        # The same key arrived twice at once: the first one's job is the job.
+        job = Job.objects.get(kind=Job.Kind.RECONCILE, idempotency_key=key)
+    return JsonResponse(_job_body(job), status=202)
+
+
+@require_GET
+def job_status(request, job_id: int):
+    _, refusal = _caller(request)
+    if refusal:
+        return refusal
+    job = get_object_or_404(Job.objects.select_related("run"), pk=job_id)
+    return JsonResponse(_job_body(job))
+
+
+@require_GET
+def healthz(request):
+    return HttpResponse("ok\n", content_type="text/plain")
+
+
+@require_GET
+def readyz(request):
+    """Ready when the database answers with every migration applied and Firestore answers."""
+    checks = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        executor = MigrationExecutor(connection)
+        pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
+        checks["database"] = "ok" if not pending else f"{len(pending)} migrations not applied"
+    except Exception as exc:
+        checks["database"] = f"unreachable: {type(exc).__name__}"
+    try:
+        get_gateway().ping()
+        checks["firestore"] = "ok"
+    except Exception as exc:
+        checks["firestore"] = f"unreachable: {type(exc).__name__}"
+    ready = all(value == "ok" for value in checks.values())
+    return JsonResponse({"ready": ready, **checks}, status=200 if ready else 503)

@@ -1,0 +1,247 @@
+"""The job endpoints with real ID tokens: signed by a test RSA key whose public
+half a loopback HTTP server publishes, as Google publishes its own."""
+
+import base64
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from django.urls import reverse
+from google.auth import crypt, jwt
+
+from reconciliation.models import ReconciliationRun
+from revassure.flags import set_flag
+from revassure.models import Job
+from tests.helpers import put_wallets
+
+AUDIENCE = "https://revassure.example.com/api/jobs"
+SCHEDULER = "scheduler@revassure-prod.iam.gserviceaccount.com"
+
+
+def _private_pem(key) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _public_pem(key) -> str:
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
+
+@pytest.fixture(scope="module")
+def keys():
+    return {
+        name: rsa.generate_private_key(public_exponent=65537, key_size=2048) for name in ("google", "other")
+    }
+
+
+@pytest.fixture(scope="module")
+def certs_url(keys):
+    """Serves {key id: public key PEM} like https://www.googleapis.com/oauth2/v1/certs."""
+    body = json.dumps({"test-key-1": _public_pem(keys["google"])}).encode()
+
+    class Certs(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Certs)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/certs"
+    server.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def job_settings(settings, certs_url):
+    settings.JOBS_OIDC_AUDIENCE = AUDIENCE
+    settings.JOBS_ALLOWED_EMAILS = [SCHEDULER]
+    settings.JOBS_OIDC_CERTS_URL = certs_url
+
+
+@pytest.fixture
+def token(keys):
+    def make(key="google", **overrides):
+        now = int(time.time())
+        claims = {
+            "iss": "https://accounts.google.com",
+            "aud": AUDIENCE,
+            "sub": "1234567890",
+            "email": SCHEDULER,
+            "email_verified": True,
+            "iat": now,
+            "exp": now + 3600,
+            **overrides,
+        }
+        signer = crypt.RSASigner.from_string(_private_pem(keys[key]), key_id="test-key-1")
+        return jwt.encode(signer, claims).decode()
+
+    return make
+
+
+def unsigned(claims: dict) -> str:
+    def part(data):
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
+
+
+def post(client, bearer=None, **headers):
+    if bearer is not None:
+        headers["HTTP_AUTHORIZATION"] = f"Bearer {bearer}"
+    return client.post(reverse("job-reconcile"), data="{}", content_type="application/json", **headers)
+
+
+@pytest.mark.django_db
+def test_a_good_token_starts_a_reconciliation_and_its_status_can_be_read(
+    client, gateway, token, django_capture_on_commit_callbacks
+):
+    put_wallets(gateway, {"u1": (3, [2])})
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post(client, token(), HTTP_IDEMPOTENCY_KEY="daily-2026-11-25")
+
+    assert response.status_code == 202
+    job = Job.objects.get()
+    assert response.json()["job_id"] == job.pk and job.caller == SCHEDULER
+    status = client.get(reverse("job-status", args=[job.pk]), HTTP_AUTHORIZATION=f"Bearer {token()}")
+    assert status.status_code == 200
+    assert status.json()["status"] == "completed" and status.json()["violations_count"] == 1
+    assert ReconciliationRun.objects.get().trigger == "api"
+
+
+def _claims(**overrides):
+    now = int(time.time())
+    return {
+        "iss": "https://accounts.google.com",
+        "aud": AUDIENCE,
+        "email": SCHEDULER,
+        "email_verified": True,
+        "iat": now,
+        "exp": now + 3600,
+        **overrides,
+    }
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("no header", 401),
+        ("not bearer", 401),
+        ("garbage", 401),
+        ("wrong audience", 401),
+        ("wrong issuer", 401),
+        ("expired", 401),
+        ("unsigned (alg none)", 401),
+        ("signed by another key", 401),
+        ("email not allowed", 403),
+        ("email not verified", 403),
+    ],
+)
+def test_refused_calls_get_the_right_answer_and_create_nothing(client, token, case, expected):
+    now = int(time.time())
+    bearer = {
+        "no header": None,
+        "garbage": "not-a-jwt",
+        "wrong audience": token(aud="https://someone-else.example.com"),
+        "wrong issuer": token(iss="https://evil.example.com"),
+        "expired": token(iat=now - 7200, exp=now - 3600),
+        "unsigned (alg none)": unsigned(_claims()),
+        "signed by another key": token(key="other"),
+        "email not allowed": token(email="intruder@other-project.iam.gserviceaccount.com"),
+        "email not verified": token(email_verified=False),
+    }.get(case)
+    if case == "not bearer":
+        response = client.post(reverse("job-reconcile"), HTTP_AUTHORIZATION=f"Basic {token()}")
+    else:
+        response = post(client, bearer)
+
+    assert response.status_code == expected, response.content
+    assert "error" in response.json()
+    assert not Job.objects.exists() and not ReconciliationRun.objects.exists()
+    if expected == 401:
+        assert response["WWW-Authenticate"].startswith("Bearer")
+
+
+@pytest.mark.django_db
+def test_the_status_endpoint_needs_a_token_too(client, token):
+    assert client.get(reverse("job-status", args=[1])).status_code == 401
+    assert (
+        client.get(reverse("job-status", args=[1]), HTTP_AUTHORIZATION=f"Bearer {token()}").status_code == 404
+    )
+
+
+@pytest.mark.django_db
+def test_a_disabled_flag_answers_503_and_creates_nothing(client, token, ops):
+    set_flag("reconciliation_enabled", False, actor=ops, reason="migration")
+
+    response = post(client, token(), HTTP_IDEMPOTENCY_KEY="k1")
+
+    assert response.status_code == 503
+    assert "reconciliation_enabled" in response.json()["error"]
+    assert not Job.objects.exists() and not ReconciliationRun.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_retry_with_the_same_key_or_slot_returns_the_same_job(client, gateway, token):
+    first = post(client, token(), HTTP_IDEMPOTENCY_KEY="retry-me")
+    again = post(client, token(), HTTP_IDEMPOTENCY_KEY="retry-me")
+    slot = {"HTTP_X_CLOUDSCHEDULER_SCHEDULETIME": "2026-11-25T02:00:00Z"}
+    scheduled, rescheduled = post(client, token(), **slot), post(client, token(), **slot)
+
+    assert first.json()["job_id"] == again.json()["job_id"]
+    assert scheduled.json()["job_id"] == rescheduled.json()["job_id"] != first.json()["job_id"]
+    assert Job.objects.count() == 2 and ReconciliationRun.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_a_bad_body_is_a_400(client, token):
+    response = client.post(
+        reverse("job-reconcile"),
+        data='{"uids": [1, 2]}',
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token()}",
+    )
+    assert response.status_code == 400
+    assert not Job.objects.exists()
+
+
+@pytest.mark.django_db
+def test_no_configured_audience_refuses_every_call(client, token, settings):
+    settings.JOBS_OIDC_AUDIENCE = ""
+    assert post(client, token()).status_code == 401
+
+
+@pytest.mark.django_db
+def test_health_and_readiness(client, gateway):
+    assert client.get("/healthz").status_code == 200
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"ready": True, "database": "ok", "firestore": "ok"}
+
+
+@pytest.mark.django_db
+def test_readiness_fails_when_firestore_is_unreachable(client, firestore_project, monkeypatch):
+    from revassure import firestore
+
+    broken = firestore.FirestoreGateway(firestore_project)
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", "127.0.0.1:9")
+    monkeypatch.setattr("revassure.api.get_gateway", lambda: broken)
+
+    ready = client.get("/readyz")
+
+    assert ready.status_code == 503
+    assert ready.json()["firestore"].startswith("unreachable")
