@@ -31,6 +31,7 @@ def test_reconcile_json_prints_one_object_with_the_findings(gateway):
     assert result["violations_count"] == 1
     assert result["total_abs_drift"] == 2
     assert result["checksum"] == run.checksum
+    assert len(run.correlation_id) == 32  # the command's run has an id of its own in every log line
     assert result["violations"] == [
         {"uid": "u1", "wallet_points": 12, "ledger_sum": 10, "delta": 2, "entries": 1, "kind": "drift"}
     ]

@@ -6,6 +6,7 @@ from reconciliation import services
 from reconciliation.models import RunStatus, RunTrigger
 from revassure.firestore import get_gateway
 from revassure.flags import FeatureDisabled
+from revassure.logs import bound_correlation_id
 
 
 def run_summary(run, *, with_violations: bool = True) -> dict:
@@ -54,6 +55,11 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, uids=None, json: bool = False, enqueue: bool = False, **options):
+        # A command run is a run of its own: one correlation id for all its log lines.
+        with bound_correlation_id():
+            self._handle(uids=uids, as_json=json, enqueue=enqueue)
+
+    def _handle(self, *, uids, as_json: bool, enqueue: bool):
         try:
             if enqueue:
                 run = services.request_run(actor=None, trigger=RunTrigger.COMMAND, uids=uids)
@@ -67,7 +73,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         except Exception as exc:
             raise CommandError(f"reconciliation could not run: {type(exc).__name__}: {exc}") from exc
-        self._report(run, as_json=json)
+        self._report(run, as_json=as_json)
         if run.status == RunStatus.FAILED:
             raise CommandError(f"run {run.pk} failed: {run.error}")
 
