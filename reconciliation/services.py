@@ -59,14 +59,19 @@ def _create_run(*, actor, trigger: str, uids: list[str] | None) -> Reconciliatio
     if actor is not None and not actor.has_perm("reconciliation.run_reconciliation"):
         raise PermissionError(f"{actor} may not start reconciliation runs")
     scope = sorted(set(uids or []))
-    if any(not uid or "/" in uid for uid in scope):
-        raise ValueError("a wallet uid must be non-empty and contain no '/'")
+    validate_uids(scope)
     return ReconciliationRun.objects.create(
         trigger=trigger,
         requested_by=actor,
         scope_uids=scope,
         correlation_id=get_correlation_id() or "",
     )
+
+
+def validate_uids(uids: list[str]) -> None:
+    """Wallet uids as Firestore document ids: non-empty, without '/'."""
+    if any(not isinstance(uid, str) or not uid or "/" in uid for uid in uids):
+        raise ValueError("a wallet uid must be a non-empty string without '/'")
 
 
 def request_run(*, actor, trigger: str, uids: list[str] | None = None) -> ReconciliationRun:

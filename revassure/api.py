@@ -1,7 +1,12 @@
-"""HTTP endpoints for machines: the job API (Cloud Scheduler) and health probes."""
+"""HTTP endpoints for machines: the job API (Cloud Scheduler) and health probes.
+
+None of them uses cookies, so all are CSRF-exempt: callers authenticate with a
+bearer token or not at all, and a wrong method gets a 405 rather than a 403.
+"""
 
 import json
 import logging
+from pathlib import Path
 
 from django.db import IntegrityError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
@@ -18,6 +23,10 @@ from revassure.flags import FeatureDisabled
 from revassure.models import Job
 
 log = logging.getLogger(__name__)
+
+# Limits of the request body, as the OpenAPI document states them.
+MAX_UIDS = 100
+MAX_UID_LENGTH = 128
 
 
 def _error(status: int, message: str) -> JsonResponse:
@@ -68,19 +77,29 @@ def reconcile_job(request):
         return refusal
     try:
         payload = json.loads(request.body or b"{}")
-    except json.JSONDecodeError:
-        return _error(400, "the body must be JSON")
-    uids = payload.get("uids") if isinstance(payload, dict) else None
-    if not isinstance(payload, dict) or not (
-        uids is None or (isinstance(uids, list) and all(isinstance(u, str) for u in uids))
-    ):
+    except ValueError:  # not JSON, or not even UTF-8
+        return _error(400, "the body must be JSON (UTF-8)")
+    if not isinstance(payload, dict) or set(payload) - {"uids"}:
         return _error(400, 'the body must be a JSON object, optionally {"uids": ["...", ...]}')
+    uids = payload.get("uids")
+    if "uids" in payload and not (isinstance(uids, list) and all(isinstance(u, str) for u in uids)):
+        return _error(400, "uids must be a list of strings")
+    if uids is not None:
+        # The whole body is checked before the idempotency key is looked up, so
+        # a bad request is always a 400, never someone else's job.
+        if len(uids) > MAX_UIDS or any(len(uid) > MAX_UID_LENGTH for uid in uids):
+            return _error(400, f"at most {MAX_UIDS} uids of at most {MAX_UID_LENGTH} characters")
+        try:
+            services.validate_uids(uids)
+        except ValueError as exc:
+            return _error(400, str(exc))
     # A retry carries the same Idempotency-Key, or Cloud Scheduler's same slot.
-    key = request.headers.get("Idempotency-Key") or ""
-    if not key and request.headers.get("X-CloudScheduler-ScheduleTime"):
-        key = "schedule:" + request.headers["X-CloudScheduler-ScheduleTime"]
-    if len(key) > 200:
-        return _error(400, "Idempotency-Key is longer than 200 characters")
+    key = request.headers.get("Idempotency-Key", "")
+    slot = request.headers.get("X-CloudScheduler-ScheduleTime", "")
+    if len(key) > 200 or len(slot) > 100:
+        return _error(400, "Idempotency-Key (200) or X-CloudScheduler-ScheduleTime (100) is too long")
+    if not key and slot:
+        key = "schedule:" + slot
     if key:
         existing = Job.objects.filter(kind=Job.Kind.RECONCILE, idempotency_key=key).first()
         if existing:
@@ -101,6 +120,7 @@ def reconcile_job(request):
     return JsonResponse(_job_body(job), status=202)
 
 
+@csrf_exempt
 @require_GET
 def job_status(request, job_id: int):
     _, refusal = _caller(request)
@@ -110,11 +130,23 @@ def job_status(request, job_id: int):
     return JsonResponse(_job_body(job))
 
 
+_OPENAPI = Path(__file__).with_name("openapi.json").read_text()
+
+
+@csrf_exempt
+@require_GET
+def openapi(request):
+    """The OpenAPI document of these endpoints; tests check the running app against it."""
+    return HttpResponse(_OPENAPI, content_type="application/json")
+
+
+@csrf_exempt
 @require_GET
 def healthz(request):
     return HttpResponse("ok\n", content_type="text/plain")
 
 
+@csrf_exempt
 @require_GET
 def readyz(request):
     """Ready when the database answers with every migration applied and Firestore answers."""

@@ -10,6 +10,7 @@ admin.site.index_title = "Ledger assurance"
 urlpatterns = [
     path("healthz", api.healthz, name="healthz"),
     path("readyz", api.readyz, name="readyz"),
+    path("api/openapi.json", api.openapi, name="openapi"),
     path("api/jobs/reconcile", api.reconcile_job, name="job-reconcile"),
     path("api/jobs/<int:job_id>", api.job_status, name="job-status"),
     path("admin/", admin.site.urls),

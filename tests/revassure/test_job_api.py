@@ -8,10 +8,12 @@ import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
+import schemathesis
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.urls import reverse
 from google.auth import crypt, jwt
+from hypothesis import HealthCheck, settings
 
 from reconciliation.models import ReconciliationRun
 from revassure.flags import set_flag
@@ -245,3 +247,45 @@ def test_readiness_fails_when_firestore_is_unreachable(client, firestore_project
 
     assert ready.status_code == 503
     assert ready.json()["firestore"].startswith("unreachable")
+
+
+def _load_schema():
+    from revassure.wsgi import application
+
+    # Fetched from the running app, as a client would (the view touches no database).
+    return schemathesis.openapi.from_wsgi("/api/openapi.json", application)
+
+
+schema = _load_schema()
+
+
+@pytest.fixture
+def wsgi_keeps_the_test_connection():
+    """Calls through the bare WSGI app close the database connection after each
+    request, which ends the test's transaction; Django's own test client
+    disconnects the same handlers."""
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
+@schema.parametrize()
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@pytest.mark.django_db
+def test_the_running_endpoints_keep_to_their_openapi_document(
+    case, token, gateway, wsgi_keeps_the_test_connection
+):
+    # With a valid token the calls get past authentication; schemathesis checks
+    # every status code, header and body against the document.
+    case.call_and_validate(headers={"Authorization": f"Bearer {token()}"})
+
+
+@pytest.mark.django_db
+def test_the_openapi_document_is_served(client):
+    document = client.get("/api/openapi.json").json()
+    assert set(document["paths"]) == {"/api/jobs/reconcile", "/api/jobs/{job_id}", "/healthz", "/readyz"}
