@@ -58,16 +58,7 @@ class FeatureFlagAdmin(admin.ModelAdmin):
         "reason",
         "history",
     ]
-    fields = [
-        "name",
-        "environment_default",
-        "effective",
-        "updated_by",
-        "updated_at",
-        "reason",
-        "history",
-        "state",
-    ]
+    fields = [*readonly_fields, "state"]
 
     def get_fields(self, request, obj=None):
         fields = list(super().get_fields(request, obj))
