@@ -1,3 +1,5 @@
+from django.conf import settings
+
 from revassure import freeze as freeze_state
 
 
@@ -6,3 +8,8 @@ def freeze(request):
     if not request.path.startswith("/admin/"):
         return {}
     return {"active_freeze": freeze_state.current()}
+
+
+def sign_in(request):
+    """Which sign-in methods the login page offers."""
+    return {"sso_enabled": settings.SSO_ENABLED, "password_login_enabled": settings.PASSWORD_LOGIN_ENABLED}

@@ -85,6 +85,7 @@ INSTALLED_APPS = [
     "django_q",
     "csp",
     "axes",
+    "mozilla_django_oidc",
 ]
 
 MIDDLEWARE = [
@@ -105,15 +106,46 @@ MIDDLEWARE = [
 # Brute-force protection of password login (django-axes): after
 # AXES_FAILURE_LIMIT failures for one username from one address, that pair is
 # locked out for AXES_COOLOFF_HOURS; a success resets the count.
+# Staff sign-in: single sign-on (mozilla-django-oidc) when OIDC_RP_CLIENT_ID is
+# set; password login only where PASSWORD_LOGIN_ENABLED allows it (on under
+# DEBUG, e.g. `make demo`; off by default in production).
+OIDC_RP_CLIENT_ID = env.str("OIDC_RP_CLIENT_ID", default="")
+OIDC_RP_CLIENT_SECRET = env.str("OIDC_RP_CLIENT_SECRET", default="")
+OIDC_OP_AUTHORIZATION_ENDPOINT = env.str("OIDC_OP_AUTHORIZATION_ENDPOINT", default="")
+OIDC_OP_TOKEN_ENDPOINT = env.str("OIDC_OP_TOKEN_ENDPOINT", default="")
+OIDC_OP_USER_ENDPOINT = env.str("OIDC_OP_USER_ENDPOINT", default="")
+OIDC_OP_JWKS_ENDPOINT = env.str("OIDC_OP_JWKS_ENDPOINT", default="")
+OIDC_RP_SIGN_ALGO = env.str("OIDC_RP_SIGN_ALGO", default="RS256")
+OIDC_RP_SCOPES = env.str("OIDC_RP_SCOPES", default="openid email groups")
+OIDC_RENEW_ID_TOKEN_EXPIRY_SECONDS = env.int("OIDC_RENEW_ID_TOKEN_EXPIRY_SECONDS", default=15 * 60)
+OIDC_EXEMPT_URLS = ["healthz", "readyz", "api/openapi.json", r"^api/"]
+SSO_ENABLED = bool(OIDC_RP_CLIENT_ID)
+SSO_ALLOWED_DOMAINS = env.list("SSO_ALLOWED_DOMAINS", default=[])
+SSO_GROUPS_CLAIM = env.str("SSO_GROUPS_CLAIM", default="groups")
+# provider group -> role, e.g. "fin-review=finance-reviewer,fin-approve=finance-approver,sre=ops";
+# empty: the provider uses our role names.
+SSO_GROUP_MAP = env.dict("SSO_GROUP_MAP", default={})
+PASSWORD_LOGIN_ENABLED = env.bool("PASSWORD_LOGIN_ENABLED", default=DEBUG)
+LOGIN_REDIRECT_URL = "/admin/"
+LOGIN_REDIRECT_URL_FAILURE = "/sso/refused/"
+LOGOUT_REDIRECT_URL = "/admin/login/"
+
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    *(["django.contrib.auth.backends.ModelBackend"] if PASSWORD_LOGIN_ENABLED else []),
+    *(["revassure.sso.StaffOIDCBackend"] if SSO_ENABLED else []),
 ]
+if SSO_ENABLED:
+    # Re-check an SSO session against the provider when its ID token expires.
+    MIDDLEWARE.append("revassure.sso.SessionRefresh")
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_HOURS = env.int("AXES_COOLOFF_HOURS", default=1)
 AXES_COOLOFF_TIME = AXES_COOLOFF_HOURS
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
+# Only password attempts count: a refused SSO callback carries no username, and
+# must never lock everyone behind one office address out of single sign-on.
+AXES_WHITELIST_CALLABLE = "revassure.sso.not_a_password_attempt"
 AXES_VERBOSE = False
 
 ROOT_URLCONF = "revassure.urls"
@@ -130,6 +162,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "revassure.context_processors.freeze",
+                "revassure.context_processors.sign_in",
             ],
         },
     },

@@ -1,7 +1,7 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
-from revassure import api
+from revassure import api, sso
 
 admin.site.site_header = "revassure"
 admin.site.site_title = "revassure back office"
@@ -13,5 +13,7 @@ urlpatterns = [
     path("api/openapi.json", api.openapi, name="openapi"),
     path("api/jobs/reconcile", api.reconcile_job, name="job-reconcile"),
     path("api/jobs/<int:job_id>", api.job_status, name="job-status"),
+    path("oidc/", include("mozilla_django_oidc.urls")),
+    path("sso/refused/", sso.refused, name="sso-refused"),
     path("admin/", admin.site.urls),
 ]
