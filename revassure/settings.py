@@ -6,6 +6,7 @@ local Firestore emulator) or none at all where a default would be unsafe
 secrets can come from files mounted by Secret Manager.
 """
 
+import re
 from pathlib import Path
 
 import environ
@@ -118,7 +119,8 @@ OIDC_OP_JWKS_ENDPOINT = env.str("OIDC_OP_JWKS_ENDPOINT", default="")
 OIDC_RP_SIGN_ALGO = env.str("OIDC_RP_SIGN_ALGO", default="RS256")
 OIDC_RP_SCOPES = env.str("OIDC_RP_SCOPES", default="openid email groups")
 OIDC_RENEW_ID_TOKEN_EXPIRY_SECONDS = env.int("OIDC_RENEW_ID_TOKEN_EXPIRY_SECONDS", default=15 * 60)
-OIDC_EXEMPT_URLS = ["healthz", "readyz", "api/openapi.json", r"^api/"]
+# Never sent to the provider for a refresh: probes, the job API, the refusal page.
+OIDC_EXEMPT_URLS = ["healthz", "readyz", "openapi", "sso-refused", re.compile(r"^/api/")]
 SSO_ENABLED = bool(OIDC_RP_CLIENT_ID)
 SSO_ALLOWED_DOMAINS = env.list("SSO_ALLOWED_DOMAINS", default=[])
 SSO_GROUPS_CLAIM = env.str("SSO_GROUPS_CLAIM", default="groups")

@@ -167,3 +167,25 @@ def test_refused_sso_sign_ins_never_lock_out_single_sign_on(client, sso, setting
         assert sign_in(client, "mallory").status_code == 403
     sso("alice", "alice@revassure.example", ["ops"])
     assert sign_in(client, "alice").request["PATH_INFO"] == "/admin/"
+
+
+@pytest.mark.django_db
+def test_an_sso_session_is_rechecked_with_the_provider_when_its_token_expires(client, sso, settings):
+    from django.test import Client
+
+    settings.MIDDLEWARE = [*settings.MIDDLEWARE, "revassure.sso.SessionRefresh"]
+    sso("alice", "alice@revassure.example", ["ops"])
+    client = Client()
+    sign_in(client, "alice")
+    assert client.get("/admin/").status_code == 200
+
+    session = client.session
+    session["oidc_id_token_expiration"] = 0  # the ID token has expired
+    session.save()
+    refresh = client.get("/admin/")
+
+    assert refresh.status_code == 302
+    assert refresh["Location"].startswith(settings.OIDC_OP_AUTHORIZATION_ENDPOINT)
+    assert "prompt=none" in refresh["Location"]
+    # The job API and the probes are never sent to the provider.
+    assert client.get("/healthz").status_code == 200
