@@ -8,6 +8,7 @@ import json
 import logging
 from pathlib import Path
 
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 from django.http import HttpResponse, JsonResponse
@@ -118,6 +119,30 @@ def reconcile_job(request):
         # The same key arrived twice at once: the first one's job is the job.
         job = Job.objects.get(kind=Job.Kind.RECONCILE, idempotency_key=key)
     return JsonResponse(_job_body(job), status=202)
+
+
+@csrf_exempt
+@require_POST
+def paynow_webhook(request):
+    """Signed provider events: 401 for a bad or stale signature (nothing stored);
+    a well-signed delivery is stored raw first, then 202 when it can be applied
+    (it is, by a worker) or 422 with the reason it is quarantined."""
+    from backfill import events, services
+
+    body = request.body
+    try:
+        events.verify_signature(
+            request.headers.get("PayNow-Signature", ""), body, settings.PAYNOW_WEBHOOK_SECRETS
+        )
+    except events.BadSignature as exc:
+        log.warning("webhook refused: %s", exc)
+        return _error(401, str(exc))
+    delivery = services.receive_webhook(body)
+    status = 202 if delivery.status == "received" else 422
+    body = {"delivery_id": delivery.pk, "event_id": delivery.event_id, "status": delivery.status}
+    if delivery.reason:
+        body["reason"] = delivery.reason
+    return JsonResponse(body, status=status)
 
 
 @csrf_exempt

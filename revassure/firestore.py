@@ -28,6 +28,7 @@ from google.api_core import retry_async as gretry_async
 from google.cloud import firestore
 from google.cloud.firestore_v1 import _helpers
 from google.cloud.firestore_v1.async_transaction import async_transactional
+from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.types import document as document_pb
 from google.cloud.firestore_v1.types import firestore as firestore_pb
 from google.cloud.firestore_v1.types import query as query_pb
@@ -96,6 +97,14 @@ class BalanceChange:
     expected_ledger_sum: int
     marker_id: str
     record: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class EventOutcome:
+    status: str  # applied | duplicate | deferred | quarantined
+    reason: str = ""
+    points_before: Any = None
+    points_after: Any = None
 
 
 @dataclass(frozen=True)
@@ -402,6 +411,78 @@ class FirestoreGateway:
         if change.mode == "rebalance":
             return self.client.collection(AUDIT_LOG).document(change.marker_id)
         return self._wallet(change.uid).collection(LEDGER).document(change.marker_id)
+
+    # -- provider events (backfill) ------------------------------------------
+
+    def apply_provider_event(self, event, *, allow_negative: bool) -> EventOutcome:
+        """Apply one provider event to its wallet in one Firestore transaction.
+
+        The ledger entry's id comes from the business identity, so an entry that
+        exists means the event was applied before (`duplicate`). A reversal
+        whose original purchase is not in the ledger yet is `deferred`; one that
+        would reverse more than is left of the original, or take the wallet below
+        zero while that is not allowed, is `quarantined` with the reason.
+        """
+        wallet = self._wallet(event.user_id)
+        ledger = wallet.collection(LEDGER)
+        entry = ledger.document(event.entry_id)
+
+        @firestore.transactional
+        def apply(transaction) -> EventOutcome:
+            if entry.get(transaction=transaction).exists:
+                return EventOutcome("duplicate", f"{event.entry_id} is already in the ledger")
+            snap = wallet.get(transaction=transaction)
+            if not snap.exists:
+                return EventOutcome("quarantined", f"unknown user {event.user_id!r}: no wallet")
+            points = _field(snap.to_dict(), "points")
+            if type(points) is not int:
+                return EventOutcome("quarantined", f"wallet {event.user_id} has malformed points {points!r}")
+            note = ""
+            fields = {"type": "purchase", "amount": event.amount, "paymentId": event.payment_id}
+            if event.amount < 0:
+                original = ledger.document(event.original_entry_id).get(transaction=transaction)
+                if not original.exists:
+                    return EventOutcome(
+                        "deferred", f"original {event.original_entry_id} is not in the ledger yet"
+                    )
+                reversed_before = sum(
+                    doc.to_dict().get("amount", 0)
+                    for doc in ledger.where(
+                        filter=FieldFilter("reverses", "==", event.original_entry_id)
+                    ).get(transaction=transaction)
+                )
+                left = original.to_dict().get("amount", 0) + reversed_before
+                if -event.amount > left:
+                    return EventOutcome(
+                        "quarantined",
+                        f"reversal of {-event.amount} exceeds the {left} points left of "
+                        f"{event.original_entry_id}",
+                    )
+                if points + event.amount < 0:
+                    if not allow_negative:
+                        return EventOutcome(
+                            "quarantined",
+                            f"would take the wallet from {points} to {points + event.amount} points; "
+                            "negative balances are not allowed",
+                        )
+                    note = f"wallet goes to {points + event.amount} points (negative balances allowed)"
+                kind = "refundId" if event.type == "payment.refunded" else "chargebackId"
+                fields = {
+                    "type": "reversal",
+                    "amount": event.amount,
+                    "reverses": event.original_entry_id,
+                    "paymentId": event.payment_id,
+                    kind: event.reversal_id,
+                }
+            transaction.create(
+                entry, {**fields, "eventId": event.event_id, "createdAt": event.created, "source": "paynow"}
+            )
+            transaction.update(
+                wallet, {"points": firestore.Increment(event.amount), "updatedAt": firestore.SERVER_TIMESTAMP}
+            )
+            return EventOutcome("applied", note, points_before=points, points_after=points + event.amount)
+
+        return apply(self.client.transaction())
 
     # -- reports -----------------------------------------------------------
 

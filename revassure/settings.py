@@ -55,6 +55,12 @@ AUTO_HEAL_MAX_DRIFT = env.int("AUTO_HEAL_MAX_DRIFT", default=10)
 TWO_APPROVERS_ABOVE = env.int("TWO_APPROVERS_ABOVE", default=10_000)
 PROPOSAL_TTL_HOURS = env.int("PROPOSAL_TTL_HOURS", default=72)
 
+# Payment provider webhooks: the shared secrets (several, comma-separated, while
+# one is rotated), and whether a reversal may take a wallet below zero (else the
+# event is quarantined for review).
+PAYNOW_WEBHOOK_SECRETS = env.list("PAYNOW_WEBHOOK_SECRETS", default=[])
+BACKFILL_ALLOW_NEGATIVE_BALANCE = env.bool("BACKFILL_ALLOW_NEGATIVE_BALANCE", default=False)
+
 # Job endpoints (/api/jobs/*) take a Google-signed OIDC ID token (Cloud Scheduler):
 # its audience must be JOBS_OIDC_AUDIENCE, its issuer one of JOBS_OIDC_ISSUERS, its
 # verified email one of JOBS_ALLOWED_EMAILS. With no audience set, every call is refused.

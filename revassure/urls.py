@@ -13,6 +13,7 @@ urlpatterns = [
     path("api/openapi.json", api.openapi, name="openapi"),
     path("api/jobs/reconcile", api.reconcile_job, name="job-reconcile"),
     path("api/jobs/<int:job_id>", api.job_status, name="job-status"),
+    path("api/webhooks/paynow", api.paynow_webhook, name="webhook-paynow"),
     path("oidc/", include("mozilla_django_oidc.urls")),
     path("sso/refused/", sso.refused, name="sso-refused"),
     path("admin/", admin.site.urls),

@@ -288,4 +288,10 @@ def test_the_running_endpoints_keep_to_their_openapi_document(
 @pytest.mark.django_db
 def test_the_openapi_document_is_served(client):
     document = client.get("/api/openapi.json").json()
-    assert set(document["paths"]) == {"/api/jobs/reconcile", "/api/jobs/{job_id}", "/healthz", "/readyz"}
+    assert set(document["paths"]) == {
+        "/api/jobs/reconcile",
+        "/api/jobs/{job_id}",
+        "/api/webhooks/paynow",
+        "/healthz",
+        "/readyz",
+    }

@@ -1,0 +1,148 @@
+"""The payment provider's events: signature check, parsing, ledger identities.
+
+Envelope (JSON, one per line in export files):
+
+    {"id": "evt_…", "type": "payment.succeeded" | "payment.refunded" | "payment.chargeback",
+     "created": "2026-11-20T10:00:00Z",
+     "data": {"payment_id": "…", "user_id": "…", "points": 120,
+              "refund_id" | "chargeback_id": "…" (reversals only)}}
+
+The ledger entry id derives from the business identity (payment, refund or
+chargeback id), never from the delivery, so a resent event, or the same
+payment under another event id, can never credit twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+PAYMENT = "payment.succeeded"
+REFUND = "payment.refunded"
+CHARGEBACK = "payment.chargeback"
+TYPES = (PAYMENT, REFUND, CHARGEBACK)
+SIGNATURE_TOLERANCE_SECONDS = 300
+_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+
+
+class BadSignature(Exception):
+    pass
+
+
+class Unusable(Exception):
+    """A well-formed delivery whose content cannot be applied; the message says why."""
+
+
+def verify_signature(header: str, body: bytes, secrets: list[str], *, now: float | None = None) -> int:
+    """Check `PayNow-Signature: t=<unix seconds>,v1=<hex>[,v1=<hex>…]` over "<t>.<raw body>".
+
+    Any configured secret may match (so secrets can be rotated); the timestamp
+    must be within five minutes either way. Returns the timestamp.
+    """
+    if not secrets:
+        raise BadSignature("no webhook secret is configured")
+    parts = [item.split("=", 1) for item in header.split(",") if "=" in item]
+    timestamps = [value for key, value in parts if key.strip() == "t"]
+    signatures = [value.strip() for key, value in parts if key.strip() == "v1"]
+    if len(timestamps) != 1 or not timestamps[0].strip().isdigit() or not signatures:
+        raise BadSignature("malformed PayNow-Signature header")
+    timestamp = int(timestamps[0])
+    now = time.time() if now is None else now
+    if abs(now - timestamp) > SIGNATURE_TOLERANCE_SECONDS:
+        raise BadSignature("signature timestamp is outside the 5-minute tolerance")
+    signed = str(timestamp).encode() + b"." + body
+    for secret in secrets:
+        expected = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+        if any(hmac.compare_digest(expected, candidate) for candidate in signatures):
+            return timestamp
+    raise BadSignature("no signature matches")
+
+
+def sign(body: bytes, secret: str, timestamp: int) -> str:
+    """The header value the provider would send (tests, and replays of exports)."""
+    digest = hmac.new(secret.encode(), str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+@dataclass(frozen=True)
+class ProviderEvent:
+    event_id: str
+    type: str
+    created: datetime
+    payment_id: str
+    user_id: str
+    points: int
+    reversal_id: str = ""  # the refund or chargeback id
+
+    @property
+    def entry_id(self) -> str:
+        """The ledger entry this event creates."""
+        if self.type == PAYMENT:
+            return purchase_entry_id(self.payment_id)
+        kind = "refund" if self.type == REFUND else "chargeback"
+        return f"{kind}-{self.reversal_id}"
+
+    @property
+    def original_entry_id(self) -> str:
+        return purchase_entry_id(self.payment_id)
+
+    @property
+    def amount(self) -> int:
+        return self.points if self.type == PAYMENT else -self.points
+
+
+def purchase_entry_id(payment_id: str) -> str:
+    return f"purchase-{payment_id}"
+
+
+def parse(raw: bytes | str) -> ProviderEvent:
+    """A provider event from its JSON text; Unusable says precisely what is wrong."""
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise Unusable(f"not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise Unusable("not a JSON object")
+    event_id = data.get("id")
+    if not isinstance(event_id, str) or not _ID.match(event_id):
+        raise Unusable("missing or malformed event id")
+    kind = data.get("type")
+    if kind not in TYPES:
+        raise Unusable(f"unknown event type {kind!r}")
+    created = _timestamp(data.get("created"))
+    body = data.get("data")
+    if not isinstance(body, dict):
+        raise Unusable("missing data object")
+    payment_id = _identifier(body, "payment_id")
+    user_id = _identifier(body, "user_id")
+    points = body.get("points")
+    if type(points) is not int or points <= 0:
+        raise Unusable(f"points must be a positive integer, got {points!r}")
+    reversal_id = ""
+    if kind != PAYMENT:
+        reversal_id = _identifier(body, "refund_id" if kind == REFUND else "chargeback_id")
+    return ProviderEvent(event_id, kind, created, payment_id, user_id, points, reversal_id)
+
+
+def _identifier(body: dict, name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not _ID.match(value):
+        raise Unusable(f"missing or malformed {name}")
+    return value
+
+
+def _timestamp(value) -> datetime:
+    if not isinstance(value, str):
+        raise Unusable("missing created timestamp")
+    try:
+        created = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise Unusable(f"malformed created timestamp {value!r}") from exc
+    if created.tzinfo is None:
+        raise Unusable("created timestamp has no time zone")
+    return created

@@ -1,0 +1,68 @@
+"""Provider events: store every delivery raw, then apply it through one code path
+(the webhook now; replays of exports and stored events later use the same)."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from backfill import events
+from backfill.models import EventStatus, ProviderEventDelivery
+from revassure.firestore import FirestoreGateway
+from revassure.logs import on_commit
+
+log = logging.getLogger(__name__)
+
+
+def store_delivery(raw: bytes, *, source: str) -> ProviderEventDelivery:
+    """Keep the delivery as it came; an unusable body is quarantined with the reason."""
+    text = raw.decode("utf-8", errors="replace")
+    delivery = ProviderEventDelivery(source=source, raw=text)
+    try:
+        event = events.parse(raw)
+    except events.Unusable as exc:
+        delivery.status, delivery.reason = EventStatus.QUARANTINED, str(exc)
+    else:
+        delivery.event_id, delivery.event_type = event.event_id, event.type
+        delivery.user_id, delivery.entry_id = event.user_id, event.entry_id
+    delivery.save()
+    log.info(
+        "provider event stored",
+        extra={"delivery_id": delivery.pk, "event_id": delivery.event_id, "status": delivery.status},
+    )
+    return delivery
+
+
+def receive_webhook(raw: bytes) -> ProviderEventDelivery:
+    """Store a signed webhook delivery and, when usable, apply it after the commit."""
+    from backfill import tasks
+
+    with transaction.atomic():
+        delivery = store_delivery(raw, source="webhook")
+        if delivery.status == EventStatus.RECEIVED:
+            on_commit(lambda: tasks.enqueue_apply(delivery.pk))
+    return delivery
+
+
+def apply_delivery(delivery_id: int, *, gateway: FirestoreGateway) -> ProviderEventDelivery:
+    """Apply a stored delivery to Firestore; record the outcome on the delivery."""
+    delivery = ProviderEventDelivery.objects.get(pk=delivery_id)
+    if delivery.status not in (EventStatus.RECEIVED, EventStatus.DEFERRED, EventStatus.FAILED):
+        return delivery
+    event = events.parse(delivery.raw)
+    try:
+        outcome = gateway.apply_provider_event(event, allow_negative=settings.BACKFILL_ALLOW_NEGATIVE_BALANCE)
+        status, reason = outcome.status, outcome.reason
+    except Exception as exc:  # retried by the gateway already: give up on this one, visibly
+        log.exception("provider event failed", extra={"delivery_id": delivery_id})
+        status, reason = EventStatus.FAILED, f"{type(exc).__name__}: {exc}"
+    delivery.status, delivery.reason = status, reason
+    delivery.attempts += 1
+    if status == EventStatus.APPLIED:
+        delivery.applied_at = timezone.now()
+    delivery.save(update_fields=["status", "reason", "attempts", "applied_at"])
+    log.info("provider event %s", status, extra={"delivery_id": delivery_id, "event_id": delivery.event_id})
+    return delivery

@@ -1,0 +1,14 @@
+"""django-q2 tasks of the backfill app: thin wrappers around the services."""
+
+from django_q.tasks import async_task
+
+from backfill import services
+from revassure.firestore import get_gateway
+
+
+def enqueue_apply(delivery_id: int) -> None:
+    async_task("backfill.tasks.apply_delivery", delivery_id, task_name=f"provider-event-{delivery_id}")
+
+
+def apply_delivery(delivery_id: int) -> str:
+    return services.apply_delivery(delivery_id, gateway=get_gateway()).status
