@@ -417,72 +417,55 @@ class FirestoreGateway:
     def apply_provider_event(self, event, *, allow_negative: bool) -> EventOutcome:
         """Apply one provider event to its wallet in one Firestore transaction.
 
-        The ledger entry's id comes from the business identity, so an entry that
-        exists means the event was applied before (`duplicate`). A reversal
-        whose original purchase is not in the ledger yet is `deferred`; one that
-        would reverse more than is left of the original, or take the wallet below
-        zero while that is not allowed, is `quarantined` with the reason.
+        The transaction reads what backfill.rules.decide needs (the event's own
+        entry, the wallet, for a reversal its original and earlier reversals),
+        lets it decide, and writes the entry and moves the wallet only when the
+        decision is `applied`.
         """
+        from backfill.rules import decide
+
         wallet = self._wallet(event.user_id)
-        ledger = wallet.collection(LEDGER)
-        entry = ledger.document(event.entry_id)
+        entry = wallet.collection(LEDGER).document(event.entry_id)
 
         @firestore.transactional
         def apply(transaction) -> EventOutcome:
-            if entry.get(transaction=transaction).exists:
-                return EventOutcome("duplicate", f"{event.entry_id} is already in the ledger")
-            snap = wallet.get(transaction=transaction)
-            if not snap.exists:
-                return EventOutcome("quarantined", f"unknown user {event.user_id!r}: no wallet")
-            points = _field(snap.to_dict(), "points")
-            if type(points) is not int:
-                return EventOutcome("quarantined", f"wallet {event.user_id} has malformed points {points!r}")
-            note = ""
-            fields = {"type": "purchase", "amount": event.amount, "paymentId": event.payment_id}
-            if event.amount < 0:
-                original = ledger.document(event.original_entry_id).get(transaction=transaction)
-                if not original.exists:
-                    return EventOutcome(
-                        "deferred", f"original {event.original_entry_id} is not in the ledger yet"
-                    )
-                reversed_before = sum(
-                    doc.to_dict().get("amount", 0)
-                    for doc in ledger.where(
-                        filter=FieldFilter("reverses", "==", event.original_entry_id)
-                    ).get(transaction=transaction)
-                )
-                left = original.to_dict().get("amount", 0) + reversed_before
-                if -event.amount > left:
-                    return EventOutcome(
-                        "quarantined",
-                        f"reversal of {-event.amount} exceeds the {left} points left of "
-                        f"{event.original_entry_id}",
-                    )
-                if points + event.amount < 0:
-                    if not allow_negative:
-                        return EventOutcome(
-                            "quarantined",
-                            f"would take the wallet from {points} to {points + event.amount} points; "
-                            "negative balances are not allowed",
-                        )
-                    note = f"wallet goes to {points + event.amount} points (negative balances allowed)"
-                kind = "refundId" if event.type == "payment.refunded" else "chargebackId"
-                fields = {
-                    "type": "reversal",
-                    "amount": event.amount,
-                    "reverses": event.original_entry_id,
-                    "paymentId": event.payment_id,
-                    kind: event.reversal_id,
-                }
-            transaction.create(
-                entry, {**fields, "eventId": event.event_id, "createdAt": event.created, "source": "paynow"}
-            )
+            view = self._event_view(event, transaction=transaction)
+            decision = decide(event, view, allow_negative=allow_negative)
+            if decision.status != "applied":
+                return EventOutcome(decision.status, decision.reason)
+            transaction.create(entry, decision.entry)
             transaction.update(
                 wallet, {"points": firestore.Increment(event.amount), "updatedAt": firestore.SERVER_TIMESTAMP}
             )
-            return EventOutcome("applied", note, points_before=points, points_after=points + event.amount)
+            return EventOutcome(
+                "applied", decision.reason, points_before=view.points, points_after=view.points + event.amount
+            )
 
         return apply(self.client.transaction())
+
+    def event_view(self, event):
+        """What backfill.rules.decide needs about an event's wallet, read now (dry runs)."""
+        return self._event_view(event, transaction=None)
+
+    def _event_view(self, event, *, transaction):
+        from backfill.rules import WalletView
+
+        wallet = self._wallet(event.user_id)
+        ledger = wallet.collection(LEDGER)
+        read = {"transaction": transaction} if transaction is not None else {"retry": self.retry}
+        entry_exists = ledger.document(event.entry_id).get(**read).exists
+        snap = wallet.get(**read)
+        points = _field(snap.to_dict(), "points") if snap.exists else MISSING
+        original_amount, reversed_before = None, 0
+        if event.amount < 0 and not entry_exists:
+            original = ledger.document(event.original_entry_id).get(**read)
+            if original.exists:
+                original_amount = original.to_dict().get("amount", 0)
+                earlier = ledger.where(filter=FieldFilter("reverses", "==", event.original_entry_id)).get(
+                    **read
+                )
+                reversed_before = sum(doc.to_dict().get("amount", 0) for doc in earlier)
+        return WalletView(entry_exists, snap.exists, points, original_amount, reversed_before)
 
     # -- reports -----------------------------------------------------------
 

@@ -1,0 +1,79 @@
+"""What a provider event does to a wallet, decided from the state it finds.
+
+One pure function serves the real application (inside a Firestore transaction)
+and the dry run (over reads and the run's own planned writes), so a plan can
+never disagree with what a run would do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from backfill.events import REFUND, ProviderEvent
+
+
+@dataclass(frozen=True)
+class WalletView:
+    """What the event's wallet looks like at the moment of deciding."""
+
+    entry_exists: bool  # the event's own ledger entry
+    wallet_exists: bool
+    points: Any
+    original_amount: int | None = None  # the original purchase, for a reversal
+    reversed_before: int = 0  # sum of earlier reversals of that purchase (<= 0)
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: str  # applied | duplicate | deferred | quarantined
+    reason: str = ""
+    entry: dict[str, Any] | None = None  # the ledger entry to create, when applied
+
+
+def decide(event: ProviderEvent, view: WalletView, *, allow_negative: bool) -> Decision:
+    if view.entry_exists:
+        return Decision("duplicate", f"{event.entry_id} is already in the ledger")
+    if not view.wallet_exists:
+        return Decision("quarantined", f"unknown user {event.user_id!r}: no wallet")
+    if type(view.points) is not int:
+        return Decision("quarantined", f"wallet {event.user_id} has malformed points {view.points!r}")
+    base = {
+        "eventId": event.event_id,
+        "createdAt": event.created,
+        "source": "paynow",
+        "paymentId": event.payment_id,
+    }
+    if event.amount > 0:
+        return Decision("applied", entry={**base, "type": "purchase", "amount": event.amount})
+    if view.original_amount is None:
+        return Decision("deferred", f"original {event.original_entry_id} is not in the ledger yet")
+    if type(view.original_amount) is not int:
+        return Decision(
+            "quarantined", f"{event.original_entry_id} has a malformed amount {view.original_amount!r}"
+        )
+    left = view.original_amount + view.reversed_before
+    if -event.amount > left:
+        return Decision(
+            "quarantined",
+            f"reversal of {-event.amount} exceeds the {left} points left of {event.original_entry_id}",
+        )
+    after = view.points + event.amount
+    note = ""
+    if after < 0:
+        if not allow_negative:
+            return Decision(
+                "quarantined",
+                f"would take the wallet from {view.points} to {after} points; "
+                "negative balances are not allowed",
+            )
+        note = f"wallet goes to {after} points (negative balances allowed)"
+    key = "refundId" if event.type == REFUND else "chargebackId"
+    entry = {
+        **base,
+        "type": "reversal",
+        "amount": event.amount,
+        "reverses": event.original_entry_id,
+        key: event.reversal_id,
+    }
+    return Decision("applied", note, entry=entry)
