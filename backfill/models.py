@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.db import models
 
 
@@ -34,6 +35,10 @@ class ProviderEventDelivery(models.Model):
     reason = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)
     applied_at = models.DateTimeField(null=True, blank=True)
+    migration = models.ForeignKey(
+        "DataMigration", null=True, blank=True, on_delete=models.PROTECT, related_name="deliveries"
+    )
+    line = models.PositiveIntegerField(null=True, blank=True)  # in the replayed file, from 1
 
     class Meta:
         ordering = ["-received_at", "-id"]
@@ -41,3 +46,54 @@ class ProviderEventDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_id or 'unparsed'} ({self.status})"
+
+
+class MigrationStatus(models.TextChoices):
+    PENDING = "pending"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class DataMigration(models.Model):
+    """One backfill run (a replay of an export, ...), with its progress and outcomes.
+
+    `total` always equals the sum of the outcome counts once the run is done;
+    `checkpoint` is the number of items fully handled, to resume from.
+    """
+
+    kind = models.CharField(max_length=32)
+    parameters = models.JSONField(default=dict, blank=True)
+    dry_run = models.BooleanField(default=False)
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    status = models.CharField(max_length=16, choices=MigrationStatus, default=MigrationStatus.PENDING)
+    total = models.PositiveIntegerField(default=0)
+    processed = models.PositiveIntegerField(default=0)
+    applied = models.PositiveIntegerField(default=0)
+    duplicate = models.PositiveIntegerField(default=0)
+    deferred = models.PositiveIntegerField(default=0)
+    quarantined = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    checkpoint = models.PositiveIntegerField(default=0)
+    plan = models.JSONField(default=dict, blank=True)
+    plan_checksum = models.CharField(max_length=64, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.pk} ({self.status})"
+
+    def outcomes(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in OUTCOMES}
+
+
+OUTCOMES = ("applied", "duplicate", "deferred", "quarantined", "failed")

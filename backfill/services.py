@@ -17,10 +17,12 @@ from revassure.logs import on_commit
 log = logging.getLogger(__name__)
 
 
-def store_delivery(raw: bytes, *, source: str) -> ProviderEventDelivery:
+def store_delivery(
+    raw: bytes, *, source: str, migration=None, line: int | None = None
+) -> ProviderEventDelivery:
     """Keep the delivery as it came; an unusable body is quarantined with the reason."""
     text = raw.decode("utf-8", errors="replace")
-    delivery = ProviderEventDelivery(source=source, raw=text)
+    delivery = ProviderEventDelivery(source=source, raw=text, migration=migration, line=line)
     try:
         event = events.parse(raw)
     except events.Unusable as exc:

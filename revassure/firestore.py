@@ -36,6 +36,7 @@ from google.cloud.firestore_v1.types import query as query_pb
 WALLETS = "wallets"
 LEDGER = "ledger"
 REPORTS = "reconciliationReports"
+MIGRATIONS = "dataMigrations"
 AUDIT_LOG = "auditLog"
 CONFIG = "config"
 
@@ -496,6 +497,13 @@ class FirestoreGateway:
     def stream_reports(self) -> Iterator[tuple[str, dict[str, Any]]]:
         for snap in self.client.collection(REPORTS).stream(retry=self.retry):
             yield snap.id, snap.to_dict()
+
+    # -- data migrations ---------------------------------------------------
+
+    def put_migration(self, migration_id: str, data: dict[str, Any]) -> None:
+        self.client.collection(MIGRATIONS).document(migration_id).set(
+            data, retry=self.retry, timeout=self.call_timeout
+        )
 
     # -- config ------------------------------------------------------------
 

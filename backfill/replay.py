@@ -1,0 +1,189 @@
+"""Replay of a JSON Lines export of provider events, as a tracked data migration.
+
+Each line is stored raw as a delivery of the migration and applied through the
+same code path as the webhook. Deferred reversals are retried at the end of the
+run while that makes progress. A dry run reads Firestore, writes nothing there,
+and plans: per wallet the points before and after, the entries it would create,
+the outcome counts, and a checksum of all that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import replace
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from backfill import events, services
+from backfill.models import OUTCOMES, DataMigration, EventStatus, MigrationStatus
+from backfill.rules import WalletView, decide
+from revassure.firestore import FirestoreGateway
+
+log = logging.getLogger(__name__)
+CHECKPOINT_EVERY = 100
+
+
+def start_replay(*, path: str, dry_run: bool, actor=None) -> DataMigration:
+    return DataMigration.objects.create(
+        kind="replay_file", parameters={"path": path}, dry_run=dry_run, started_by=actor
+    )
+
+
+def run_replay(
+    migration: DataMigration, lines: Iterable[str], *, gateway: FirestoreGateway, allow_negative: bool
+) -> DataMigration:
+    """Handle every line of the export; resumes after `migration.checkpoint` lines."""
+    DataMigration.objects.filter(pk=migration.pk).update(
+        status=MigrationStatus.RUNNING, started_at=timezone.now()
+    )
+    migration.refresh_from_db()
+    plan = _Plan(gateway) if migration.dry_run else None
+    counts: dict[str, int] = defaultdict(int)
+    deferred: list = []
+    last = migration.checkpoint
+    try:
+        for number, line in enumerate(lines, start=1):
+            if number <= migration.checkpoint or not line.strip():
+                continue
+            raw = line.rstrip("\n").encode()
+            if plan is not None:
+                outcome, pending = plan.consider(raw, allow_negative=allow_negative), raw
+            else:
+                delivery = services.store_delivery(raw, source="replay", migration=migration, line=number)
+                if delivery.status == EventStatus.RECEIVED:
+                    delivery = services.apply_delivery(delivery.pk, gateway=gateway)
+                outcome, pending = delivery.status, delivery.pk
+            counts[outcome] += 1
+            if outcome == EventStatus.DEFERRED:
+                deferred.append(pending)
+            if sum(counts.values()) % CHECKPOINT_EVERY == 0:
+                _save_progress(migration, counts, checkpoint=number)
+                counts.clear()
+            last = number
+        _save_progress(migration, counts, checkpoint=last)
+        _retry_deferred(migration, deferred, plan, gateway=gateway, allow_negative=allow_negative)
+    except Exception as exc:
+        DataMigration.objects.filter(pk=migration.pk).update(
+            status=MigrationStatus.FAILED, error=f"{type(exc).__name__}: {exc}", finished_at=timezone.now()
+        )
+        raise
+    finish = {"status": MigrationStatus.COMPLETED, "finished_at": timezone.now()}
+    if plan is not None:
+        finish["plan"] = plan.summary(DataMigration.objects.get(pk=migration.pk).outcomes())
+        finish["plan_checksum"] = plan.checksum(finish["plan"])
+    DataMigration.objects.filter(pk=migration.pk).update(**finish)
+    migration.refresh_from_db()
+    if not migration.dry_run:
+        gateway.put_migration(str(migration.pk), mirror(migration))
+    log.info("replay finished", extra={"migration_id": migration.pk, **migration.outcomes()})
+    return migration
+
+
+def _save_progress(migration: DataMigration, counts: dict[str, int], *, checkpoint: int) -> None:
+    handled = sum(counts.values())
+    DataMigration.objects.filter(pk=migration.pk).update(
+        total=F("total") + handled,
+        processed=F("processed") + handled,
+        checkpoint=checkpoint,
+        **{name: F(name) + counts.get(name, 0) for name in OUTCOMES},
+    )
+
+
+def _retry_deferred(migration, deferred, plan, *, gateway, allow_negative) -> None:
+    """Reversals that arrived before their purchase: try again while any succeeds."""
+    while deferred:
+        still, moved = [], defaultdict(int)
+        for item in deferred:
+            if plan is not None:
+                outcome = plan.consider(item, allow_negative=allow_negative)
+            else:
+                outcome = services.apply_delivery(item, gateway=gateway).status
+            if outcome == EventStatus.DEFERRED:
+                still.append(item)
+            else:
+                moved[outcome] += 1
+        if not moved:
+            return
+        with transaction.atomic():
+            DataMigration.objects.filter(pk=migration.pk).update(
+                deferred=F("deferred") - sum(moved.values()),
+                **{name: F(name) + n for name, n in moved.items()},
+            )
+        deferred = still
+
+
+def mirror(migration: DataMigration) -> dict:
+    return {
+        "kind": migration.kind,
+        "status": migration.status,
+        "dryRun": migration.dry_run,
+        "parameters": migration.parameters,
+        "total": migration.total,
+        **migration.outcomes(),
+        "checkpoint": migration.checkpoint,
+        "startedAt": migration.started_at,
+        "finishedAt": migration.finished_at,
+    }
+
+
+class _Plan:
+    """A dry run's view of the world: Firestore as read, plus what it would write."""
+
+    def __init__(self, gateway: FirestoreGateway):
+        self.gateway = gateway
+        self.entries: dict[str, dict[str, dict]] = defaultdict(dict)  # uid -> entry id -> entry
+        self.points_before: dict[str, int] = {}
+        self.delta: dict[str, int] = defaultdict(int)
+
+    def consider(self, raw: bytes, *, allow_negative: bool) -> str:
+        try:
+            event = events.parse(raw)
+        except events.Unusable:
+            return EventStatus.QUARANTINED
+        view = self._view(event)
+        decision = decide(event, view, allow_negative=allow_negative)
+        if decision.status == "applied":
+            self.points_before.setdefault(event.user_id, view.points - self.delta[event.user_id])
+            self.entries[event.user_id][event.entry_id] = decision.entry
+            self.delta[event.user_id] += event.amount
+        return decision.status
+
+    def _view(self, event) -> WalletView:
+        view = self.gateway.event_view(event)
+        planned = self.entries.get(event.user_id, {})
+        if not view.wallet_exists or type(view.points) is not int:
+            return view
+        original = view.original_amount
+        if original is None and event.original_entry_id in planned:
+            original = planned[event.original_entry_id]["amount"]
+        reversed_planned = sum(
+            e["amount"] for e in planned.values() if e.get("reverses") == event.original_entry_id
+        )
+        return replace(
+            view,
+            entry_exists=view.entry_exists or event.entry_id in planned,
+            points=view.points + self.delta.get(event.user_id, 0),
+            original_amount=original,
+            reversed_before=view.reversed_before + reversed_planned,
+        )
+
+    def summary(self, outcomes: dict[str, int]) -> dict:
+        wallets = {
+            uid: {
+                "points_before": self.points_before[uid],
+                "points_after": self.points_before[uid] + self.delta[uid],
+                "entries": {entry_id: entry["amount"] for entry_id, entry in sorted(entries.items())},
+            }
+            for uid, entries in sorted(self.entries.items())
+        }
+        return {"outcomes": outcomes, "wallets": wallets, "points_moved": sum(self.delta.values())}
+
+    @staticmethod
+    def checksum(plan: dict) -> str:
+        return hashlib.sha256(json.dumps(plan, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

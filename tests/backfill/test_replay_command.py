@@ -1,0 +1,110 @@
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+
+from backfill.models import DataMigration, ProviderEventDelivery
+from tests.helpers import put_wallets
+
+
+def line(event_id, kind="payment.succeeded", *, user="u1", payment="pay_1", points=100, **extra):
+    data = {"payment_id": payment, "user_id": user, "points": points, **extra}
+    return json.dumps({"id": event_id, "type": kind, "created": "2026-11-20T10:00:00Z", "data": data})
+
+
+EXPORT = [
+    line("evt_r1", "payment.refunded", payment="pay_1", points=30, refund_id="re_1"),  # before its payment
+    line("evt_1", payment="pay_1", points=100),
+    line("evt_1", payment="pay_1", points=100),  # resent
+    line("evt_9", payment="pay_1", points=100),  # same payment, another event id
+    line("evt_2", payment="pay_2", points=50, user="u2"),
+    line(
+        "evt_c", "payment.chargeback", payment="pay_2", points=80, chargeback_id="cb_1", user="u2"
+    ),  # too much
+    "{not json",
+    line("evt_x", user="ghost"),
+    "",
+]
+
+
+def replay(tmp_path, *options, lines=EXPORT):
+    export = tmp_path / "export.jsonl"
+    export.write_text("\n".join(lines) + "\n")
+    out = StringIO()
+    call_command("replay_webhooks", str(export), "--json", *options, stdout=out)
+    return json.loads(out.getvalue())
+
+
+def snapshot(gateway):
+    """Every wallet and ledger document, as stored."""
+    state = {}
+    for wallet in gateway.client.collection("wallets").stream():
+        state[wallet.id] = (
+            wallet.to_dict(),
+            {d.id: d.to_dict() for d in wallet.reference.collection("ledger").stream()},
+        )
+    return state
+
+
+@pytest.fixture
+def wallets(gateway):
+    put_wallets(gateway, {"u1": (0, []), "u2": (10, [10])})
+    return gateway
+
+
+@pytest.mark.django_db
+def test_a_replay_accounts_for_every_line(tmp_path, wallets):
+    result = replay(tmp_path)
+
+    assert result == {
+        "migration_id": DataMigration.objects.get().pk,
+        "total": 8,
+        "applied": 3,
+        "duplicate": 2,
+        "deferred": 0,
+        "quarantined": 3,
+        "failed": 0,
+        "dry_run": False,
+    }
+    assert result["total"] == sum(
+        result[k] for k in ("applied", "duplicate", "deferred", "quarantined", "failed")
+    )
+    state = snapshot(wallets)
+    assert state["u1"][0]["points"] == 70 and set(state["u1"][1]) == {"purchase-pay_1", "refund-re_1"}
+    assert state["u2"][0]["points"] == 60
+    assert ProviderEventDelivery.objects.count() == 8
+    assert wallets.client.collection("dataMigrations").document(str(result["migration_id"])).get().exists
+
+
+@pytest.mark.django_db
+def test_a_second_replay_of_the_same_file_changes_nothing(tmp_path, wallets):
+    replay(tmp_path)
+    before = snapshot(wallets)
+
+    again = replay(tmp_path)
+
+    assert (again["applied"], again["duplicate"], again["quarantined"]) == (0, 5, 3)
+    assert snapshot(wallets) == before
+
+
+@pytest.mark.django_db
+def test_a_dry_run_writes_nothing_and_plans_what_the_run_does(tmp_path, wallets):
+    before = snapshot(wallets)
+
+    planned = replay(tmp_path, "--dry-run")
+
+    assert snapshot(wallets) == before
+    assert not wallets.client.collection("dataMigrations").get()
+    plan = DataMigration.objects.get(pk=planned["migration_id"]).plan
+    assert plan["wallets"]["u1"] == {
+        "points_before": 0,
+        "points_after": 70,
+        "entries": {"purchase-pay_1": 100, "refund-re_1": -30},
+    }
+    assert len(planned["plan_checksum"]) == 64
+    done = replay(tmp_path)
+    assert {k: done[k] for k in ("applied", "duplicate", "quarantined")} == {
+        k: planned[k] for k in ("applied", "duplicate", "quarantined")
+    }
+    assert snapshot(wallets)["u1"][0]["points"] == plan["wallets"]["u1"]["points_after"]
