@@ -21,18 +21,120 @@ from django.db.models import F
 from django.utils import timezone
 
 from backfill import events, services
-from backfill.models import OUTCOMES, DataMigration, EventStatus, MigrationStatus
+from backfill.models import OUTCOMES, DataMigration, EventStatus, MigrationStatus, ProviderEventDelivery
 from backfill.rules import WalletView, decide
+from revassure import flags
 from revassure.firestore import FirestoreGateway
+from revassure.logs import on_commit
 
 log = logging.getLogger(__name__)
 CHECKPOINT_EVERY = 100
 
 
+FLAG = "backfill_enabled"
+REPLAYABLE = (EventStatus.RECEIVED, EventStatus.DEFERRED, EventStatus.FAILED)
+
+
 def start_replay(*, path: str, dry_run: bool, actor=None) -> DataMigration:
+    flags.require_enabled(FLAG)
     return DataMigration.objects.create(
         kind="replay_file", parameters={"path": path}, dry_run=dry_run, started_by=actor
     )
+
+
+def request_stored_replay(
+    *, actor=None, include_quarantined: bool = False, since=None, until=None
+) -> DataMigration:
+    """A migration that re-applies stored deliveries not applied yet (received,
+    deferred, failed; quarantined too after a fix), optionally in a time window;
+    a worker runs it."""
+    from backfill import tasks
+
+    flags.require_enabled(FLAG)
+    statuses = [*REPLAYABLE, *([EventStatus.QUARANTINED] if include_quarantined else [])]
+    parameters = {
+        "statuses": statuses,
+        "since": since.isoformat() if since else None,
+        "until": until.isoformat() if until else None,
+    }
+    with transaction.atomic():
+        migration = DataMigration.objects.create(
+            kind="replay_stored", parameters=parameters, started_by=actor
+        )
+        on_commit(lambda: tasks.enqueue_migration(migration.pk))
+    return migration
+
+
+def run_stored_replay(migration: DataMigration, *, gateway: FirestoreGateway) -> DataMigration:
+    """Re-apply the stored deliveries the migration names, in id order, from its checkpoint.
+
+    Stops early, progress saved, when someone pauses or cancels it.
+    """
+    claimed = DataMigration.objects.filter(
+        pk=migration.pk, status__in=[MigrationStatus.PENDING, MigrationStatus.PAUSED]
+    ).update(status=MigrationStatus.RUNNING, started_at=migration.started_at or timezone.now())
+    if claimed != 1:
+        return migration
+    params = migration.parameters
+    items = ProviderEventDelivery.objects.filter(status__in=params["statuses"], pk__gt=migration.checkpoint)
+    if params.get("since"):
+        items = items.filter(received_at__gte=params["since"])
+    if params.get("until"):
+        items = items.filter(received_at__lt=params["until"])
+    counts: dict[str, int] = defaultdict(int)
+    try:
+        for delivery_id in items.order_by("pk").values_list("pk", flat=True).iterator():
+            delivery = ProviderEventDelivery.objects.get(pk=delivery_id)
+            if delivery.status == EventStatus.QUARANTINED:
+                services.requeue(delivery)
+            counts[services.apply_delivery(delivery_id, gateway=gateway).status] += 1
+            if sum(counts.values()) % CHECKPOINT_EVERY == 0:
+                _save_progress(migration, counts, checkpoint=delivery_id)
+                counts.clear()
+                if _stopped(migration):
+                    return migration
+            last = delivery_id
+        if counts:
+            _save_progress(migration, counts, checkpoint=last)
+    except Exception as exc:
+        DataMigration.objects.filter(pk=migration.pk).update(
+            status=MigrationStatus.FAILED, error=f"{type(exc).__name__}: {exc}", finished_at=timezone.now()
+        )
+        raise
+    DataMigration.objects.filter(pk=migration.pk, status=MigrationStatus.RUNNING).update(
+        status=MigrationStatus.COMPLETED, finished_at=timezone.now()
+    )
+    migration.refresh_from_db()
+    gateway.put_migration(str(migration.pk), mirror(migration))
+    return migration
+
+
+def _stopped(migration: DataMigration) -> bool:
+    status = DataMigration.objects.filter(pk=migration.pk).values_list("status", flat=True).first()
+    return status in (MigrationStatus.PAUSED, MigrationStatus.CANCELLED)
+
+
+def set_status(migration_id: int, action: str, *, actor) -> DataMigration:
+    """Ops pause, resume or cancel a migration; resuming hands it to a worker again."""
+    from backfill import tasks
+
+    if not actor.has_perm("backfill.change_datamigration"):
+        raise PermissionError(f"{actor} may not control data migrations")
+    allowed = {
+        "pause": ([MigrationStatus.PENDING, MigrationStatus.RUNNING], MigrationStatus.PAUSED),
+        "resume": ([MigrationStatus.PAUSED, MigrationStatus.FAILED], MigrationStatus.PENDING),
+        "cancel": (
+            [MigrationStatus.PENDING, MigrationStatus.RUNNING, MigrationStatus.PAUSED],
+            MigrationStatus.CANCELLED,
+        ),
+    }
+    sources, target = allowed[action]
+    with transaction.atomic():
+        if not DataMigration.objects.filter(pk=migration_id, status__in=sources).update(status=target):
+            raise ValueError(f"migration {migration_id} cannot {action} now")
+        if action == "resume":
+            on_commit(lambda: tasks.enqueue_migration(migration_id))
+    return DataMigration.objects.get(pk=migration_id)
 
 
 def run_replay(

@@ -49,6 +49,20 @@ def receive_webhook(raw: bytes) -> ProviderEventDelivery:
     return delivery
 
 
+def requeue(delivery: ProviderEventDelivery) -> None:
+    """Give a quarantined delivery another chance after a fix (it is parsed again)."""
+    try:
+        event = events.parse(delivery.raw)
+    except events.Unusable as exc:
+        delivery.reason = str(exc)
+        delivery.save(update_fields=["reason"])
+        return
+    delivery.event_id, delivery.event_type = event.event_id, event.type
+    delivery.user_id, delivery.entry_id = event.user_id, event.entry_id
+    delivery.status = EventStatus.RECEIVED
+    delivery.save(update_fields=["event_id", "event_type", "user_id", "entry_id", "status"])
+
+
 def apply_delivery(delivery_id: int, *, gateway: FirestoreGateway) -> ProviderEventDelivery:
     """Apply a stored delivery to Firestore; record the outcome on the delivery."""
     delivery = ProviderEventDelivery.objects.get(pk=delivery_id)

@@ -12,3 +12,15 @@ def enqueue_apply(delivery_id: int) -> None:
 
 def apply_delivery(delivery_id: int) -> str:
     return services.apply_delivery(delivery_id, gateway=get_gateway()).status
+
+
+def enqueue_migration(migration_id: int) -> None:
+    async_task("backfill.tasks.run_migration", migration_id, task_name=f"data-migration-{migration_id}")
+
+
+def run_migration(migration_id: int) -> str:
+    from backfill import replay
+    from backfill.models import DataMigration
+
+    migration = DataMigration.objects.get(pk=migration_id)
+    return replay.run_stored_replay(migration, gateway=get_gateway()).status

@@ -13,6 +13,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
+from django.utils.dateparse import parse_datetime
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
@@ -56,6 +57,15 @@ def _job_body(job: Job) -> dict:
         "caller": job.caller,
         "created_at": job.created_at.isoformat(),
     }
+    if job.migration_id is not None:
+        migration = job.migration
+        body.update(
+            status=migration.status,
+            migration_id=migration.pk,
+            total=migration.total,
+            **migration.outcomes(),
+            error=migration.error,
+        )
     if job.run_id is not None:
         run = job.run
         body.update(
@@ -123,6 +133,62 @@ def reconcile_job(request):
 
 @csrf_exempt
 @require_POST
+def backfill_job(request):
+    """Re-apply stored provider events not applied yet, in a worker.
+
+    Optional body: {"include_quarantined": bool, "since": ISO time, "until": ISO time}."""
+    from backfill import replay
+
+    caller, refusal = _caller(request)
+    if refusal:
+        return refusal
+    try:
+        payload = json.loads(request.body or b"{}")
+    except ValueError:
+        return _error(400, "the body must be JSON (UTF-8)")
+    if not isinstance(payload, dict) or set(payload) - {"include_quarantined", "since", "until"}:
+        return _error(400, 'the body may hold only "include_quarantined", "since" and "until"')
+    include = payload.get("include_quarantined", False)
+    window = {}
+    for name in ("since", "until"):
+        if name in payload:
+            value = payload[name]
+            try:
+                parsed = parse_datetime(value) if isinstance(value, str) else None
+            except ValueError:  # well formed, but not a real time (a 13th month)
+                parsed = None
+            if parsed is None or parsed.tzinfo is None:
+                return _error(400, f"{name} must be an ISO 8601 time with a time zone")
+            window[name] = parsed
+    if not isinstance(include, bool):
+        return _error(400, "include_quarantined must be true or false")
+    key = request.headers.get("Idempotency-Key", "")
+    slot = request.headers.get("X-CloudScheduler-ScheduleTime", "")
+    if len(key) > 200 or len(slot) > 100:
+        return _error(400, "Idempotency-Key (200) or X-CloudScheduler-ScheduleTime (100) is too long")
+    key = key or (f"schedule:{slot}" if slot else "")
+    if key:
+        existing = Job.objects.filter(kind=Job.Kind.BACKFILL, idempotency_key=key).first()
+        if existing:
+            return JsonResponse(_job_body(existing), status=202)
+    try:
+        with transaction.atomic():
+            migration = replay.request_stored_replay(include_quarantined=include, **window)
+            job = Job.objects.create(
+                kind=Job.Kind.BACKFILL,
+                idempotency_key=key or f"migration:{migration.pk}",
+                caller=caller.email,
+                migration=migration,
+            )
+    except FeatureDisabled as exc:
+        return _error(503, f"backfill refused: {exc}")
+    except IntegrityError:
+        job = Job.objects.get(kind=Job.Kind.BACKFILL, idempotency_key=key)
+    return JsonResponse(_job_body(job), status=202)
+
+
+@csrf_exempt
+@require_POST
 def paynow_webhook(request):
     """Signed provider events: 401 for a bad or stale signature (nothing stored);
     a well-signed delivery is stored raw first, then 202 when it can be applied
@@ -151,7 +217,7 @@ def job_status(request, job_id: int):
     _, refusal = _caller(request)
     if refusal:
         return refusal
-    job = get_object_or_404(Job.objects.select_related("run"), pk=job_id)
+    job = get_object_or_404(Job.objects.select_related("run", "migration"), pk=job_id)
     return JsonResponse(_job_body(job))
 
 

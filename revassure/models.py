@@ -69,6 +69,7 @@ class Job(models.Model):
 
     class Kind(models.TextChoices):
         RECONCILE = "reconcile"
+        BACKFILL = "backfill"
 
     kind = models.CharField(max_length=32, choices=Kind)
     idempotency_key = models.CharField(max_length=200)
@@ -76,6 +77,9 @@ class Job(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     run = models.ForeignKey(
         "reconciliation.ReconciliationRun", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    migration = models.ForeignKey(
+        "backfill.DataMigration", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
 
     class Meta:

@@ -45,6 +45,7 @@ RECONCILE_DAILY_AT = env.str("RECONCILE_DAILY_AT", default="02:00")
 FEATURE_FLAG_DEFAULTS = {
     "reconciliation_enabled": env.bool("FLAG_RECONCILIATION_ENABLED", default=True),
     "auto_heal_enabled": env.bool("FLAG_AUTO_HEAL_ENABLED", default=False),
+    "backfill_enabled": env.bool("FLAG_BACKFILL_ENABLED", default=True),
 }
 
 # Heals and manual adjustments: the auto-heal policy approves rebalances whose

@@ -12,6 +12,7 @@ urlpatterns = [
     path("readyz", api.readyz, name="readyz"),
     path("api/openapi.json", api.openapi, name="openapi"),
     path("api/jobs/reconcile", api.reconcile_job, name="job-reconcile"),
+    path("api/jobs/backfill", api.backfill_job, name="job-backfill"),
     path("api/jobs/<int:job_id>", api.job_status, name="job-status"),
     path("api/webhooks/paynow", api.paynow_webhook, name="webhook-paynow"),
     path("oidc/", include("mozilla_django_oidc.urls")),

@@ -7,12 +7,19 @@ points at one (CI may run Google's emulator instead). Each test that asks for a
 documents.
 """
 
+import json
 import os
+import threading
+import time
 import uuid
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from django.contrib.auth.models import Group, User
 from django_q.conf import Conf
+from google.auth import crypt, jwt
 
 from revassure.emulator import ROOT, EmulatorUnavailable, running_emulator
 from revassure.firestore import get_gateway
@@ -97,3 +104,80 @@ def ops(db):
 def outsider(db):
     """Staff, but in no role: can log in to the admin and do nothing."""
     return _user("charlie", None)
+
+
+# -- Google-style ID tokens for the job endpoints ---------------------------------
+# Signed by a test RSA key whose public half a loopback HTTP server publishes, as
+# Google publishes its own at https://www.googleapis.com/oauth2/v1/certs.
+
+AUDIENCE = "https://revassure.example.com/api/jobs"
+SCHEDULER = "scheduler@revassure-prod.iam.gserviceaccount.com"
+
+
+def _private_pem(key) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _public_pem(key) -> str:
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
+
+@pytest.fixture(scope="module")
+def keys():
+    return {
+        name: rsa.generate_private_key(public_exponent=65537, key_size=2048) for name in ("google", "other")
+    }
+
+
+@pytest.fixture(scope="module")
+def certs_url(keys):
+    """Serves {key id: public key PEM} like https://www.googleapis.com/oauth2/v1/certs."""
+    body = json.dumps({"test-key-1": _public_pem(keys["google"])}).encode()
+
+    class Certs(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Certs)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/certs"
+    server.shutdown()
+
+
+@pytest.fixture
+def job_settings(settings, certs_url):
+    settings.JOBS_OIDC_AUDIENCE = AUDIENCE
+    settings.JOBS_ALLOWED_EMAILS = [SCHEDULER]
+    settings.JOBS_OIDC_CERTS_URL = certs_url
+
+
+@pytest.fixture
+def token(keys):
+    def make(key="google", **overrides):
+        now = int(time.time())
+        claims = {
+            "iss": "https://accounts.google.com",
+            "aud": AUDIENCE,
+            "sub": "1234567890",
+            "email": SCHEDULER,
+            "email_verified": True,
+            "iat": now,
+            "exp": now + 3600,
+            **overrides,
+        }
+        signer = crypt.RSASigner.from_string(_private_pem(keys[key]), key_id="test-key-1")
+        return jwt.encode(signer, claims).decode()
+
+    return make

@@ -3,94 +3,23 @@ half a loopback HTTP server publishes, as Google publishes its own."""
 
 import base64
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 import schemathesis
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from django.urls import reverse
-from google.auth import crypt, jwt
 from hypothesis import HealthCheck, settings
 
 from reconciliation.models import ReconciliationRun
 from revassure.flags import set_flag
 from revassure.models import Job
+from tests.conftest import AUDIENCE, SCHEDULER
 from tests.helpers import put_wallets
-
-AUDIENCE = "https://revassure.example.com/api/jobs"
-SCHEDULER = "scheduler@revassure-prod.iam.gserviceaccount.com"
-
-
-def _private_pem(key) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
-def _public_pem(key) -> str:
-    return (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-
-
-@pytest.fixture(scope="module")
-def keys():
-    return {
-        name: rsa.generate_private_key(public_exponent=65537, key_size=2048) for name in ("google", "other")
-    }
-
-
-@pytest.fixture(scope="module")
-def certs_url(keys):
-    """Serves {key id: public key PEM} like https://www.googleapis.com/oauth2/v1/certs."""
-    body = json.dumps({"test-key-1": _public_pem(keys["google"])}).encode()
-
-    class Certs(BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Certs)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/certs"
-    server.shutdown()
 
 
 @pytest.fixture(autouse=True)
-def job_settings(settings, certs_url):
-    settings.JOBS_OIDC_AUDIENCE = AUDIENCE
-    settings.JOBS_ALLOWED_EMAILS = [SCHEDULER]
-    settings.JOBS_OIDC_CERTS_URL = certs_url
-
-
-@pytest.fixture
-def token(keys):
-    def make(key="google", **overrides):
-        now = int(time.time())
-        claims = {
-            "iss": "https://accounts.google.com",
-            "aud": AUDIENCE,
-            "sub": "1234567890",
-            "email": SCHEDULER,
-            "email_verified": True,
-            "iat": now,
-            "exp": now + 3600,
-            **overrides,
-        }
-        signer = crypt.RSASigner.from_string(_private_pem(keys[key]), key_id="test-key-1")
-        return jwt.encode(signer, claims).decode()
-
-    return make
+def _jobs_configured(job_settings):
+    """Every test here talks to configured job endpoints."""
 
 
 def unsigned(claims: dict) -> str:
@@ -290,6 +219,7 @@ def test_the_openapi_document_is_served(client):
     document = client.get("/api/openapi.json").json()
     assert set(document["paths"]) == {
         "/api/jobs/reconcile",
+        "/api/jobs/backfill",
         "/api/jobs/{job_id}",
         "/api/webhooks/paynow",
         "/healthz",

@@ -1,0 +1,149 @@
+from django.contrib import admin, messages
+from django.db.models import Count
+from django.utils import timezone
+from django.utils.html import format_html
+
+from backfill import replay
+from backfill.models import DataMigration, MigrationStatus, ProviderEventDelivery
+from revassure.admin_base import ReadOnlyAdmin
+from revassure.flags import FeatureDisabled
+
+
+@admin.register(DataMigration)
+class DataMigrationAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "kind",
+        "status",
+        "dry_run",
+        "progress",
+        "rate",
+        "eta",
+        "applied",
+        "duplicate",
+        "deferred",
+        "quarantined",
+        "failed",
+        "started_by",
+        "created_at",
+    ]
+    list_filter = ["status", "kind", "dry_run"]
+    list_select_related = ["started_by"]
+    readonly_fields = [
+        "kind",
+        "status",
+        "dry_run",
+        "parameters",
+        "started_by",
+        "progress",
+        "rate",
+        "eta",
+        "total",
+        "processed",
+        "applied",
+        "duplicate",
+        "deferred",
+        "quarantined",
+        "failed",
+        "checkpoint",
+        "plan_checksum",
+        "plan",
+        "error",
+        "created_at",
+        "started_at",
+        "finished_at",
+    ]
+    actions = ["pause", "resume", "cancel", "rerun_quarantined_and_failed"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(items=Count("deliveries"))
+
+    @admin.display(description="progress")
+    def progress(self, obj):
+        expected = obj.parameters.get("expected") or max(obj.total, obj.processed, 1)
+        return format_html(
+            '<progress max="{}" value="{}"></progress> {} handled', expected, obj.processed, obj.processed
+        )
+
+    def _elapsed(self, obj):
+        if not obj.started_at:
+            return None
+        return ((obj.finished_at or timezone.now()) - obj.started_at).total_seconds()
+
+    @admin.display(description="rate")
+    def rate(self, obj):
+        elapsed = self._elapsed(obj)
+        return f"{obj.processed / elapsed:.0f}/s" if elapsed and obj.processed else "-"
+
+    @admin.display(description="time left")
+    def eta(self, obj):
+        elapsed, expected = self._elapsed(obj), obj.parameters.get("expected")
+        if obj.status != MigrationStatus.RUNNING or not elapsed or not obj.processed or not expected:
+            return "-"
+        return f"{(expected - obj.processed) / (obj.processed / elapsed):.0f} s"
+
+    def has_control_permission(self, request):
+        return request.user.has_perm("backfill.change_datamigration")
+
+    def _control(self, request, queryset, action):
+        for migration in queryset:
+            try:
+                replay.set_status(migration.pk, action, actor=request.user)
+            except (ValueError, PermissionError) as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+            else:
+                self.message_user(request, f"Migration {migration.pk}: {action} done.", messages.SUCCESS)
+
+    @admin.action(description="Pause the selected migrations", permissions=["control"])
+    def pause(self, request, queryset):
+        self._control(request, queryset, "pause")
+
+    @admin.action(description="Resume the selected migrations", permissions=["control"])
+    def resume(self, request, queryset):
+        self._control(request, queryset, "resume")
+
+    @admin.action(description="Cancel the selected migrations", permissions=["control"])
+    def cancel(self, request, queryset):
+        self._control(request, queryset, "cancel")
+
+    @admin.action(description="Re-run quarantined and failed events (after a fix)", permissions=["control"])
+    def rerun_quarantined_and_failed(self, request, queryset):
+        try:
+            migration = replay.request_stored_replay(actor=request.user, include_quarantined=True)
+        except FeatureDisabled as exc:
+            self.message_user(request, f"Backfill refused: {exc}.", messages.ERROR)
+            return
+        self.message_user(request, f"Migration {migration.pk} queued: it re-applies what is not applied yet.")
+
+
+@admin.register(ProviderEventDelivery)
+class ProviderEventDeliveryAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "received_at",
+        "source",
+        "event_id",
+        "event_type",
+        "user_id",
+        "status",
+        "reason",
+        "migration",
+    ]
+    list_filter = ["status", "source", "event_type"]
+    list_select_related = ["migration"]
+    search_fields = ["=event_id", "=user_id", "=entry_id"]
+    readonly_fields = [
+        "received_at",
+        "source",
+        "event_id",
+        "event_type",
+        "user_id",
+        "entry_id",
+        "status",
+        "reason",
+        "attempts",
+        "applied_at",
+        "migration",
+        "line",
+        "raw",
+    ]

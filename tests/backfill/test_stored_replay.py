@@ -1,0 +1,107 @@
+import json
+
+import pytest
+from django.urls import reverse
+
+from backfill import replay
+from backfill.models import DataMigration, EventStatus, MigrationStatus, ProviderEventDelivery
+from backfill.services import store_delivery
+from revassure.flags import set_flag
+from revassure.models import Job
+from tests.helpers import put_wallets
+
+
+def stored(event_id, kind="payment.succeeded", *, user="u1", payment="pay_1", points=100, **extra):
+    data = {"payment_id": payment, "user_id": user, "points": points, **extra}
+    raw = json.dumps({"id": event_id, "type": kind, "created": "2026-11-20T10:00:00Z", "data": data}).encode()
+    return store_delivery(raw, source="webhook")
+
+
+@pytest.fixture
+def backlog(gateway):
+    """Deliveries stored but never applied (the webhook workers were down)."""
+    put_wallets(gateway, {"u1": (0, [])})
+    return [
+        stored("evt_1"),
+        stored("evt_r", "payment.refunded", points=40, refund_id="re_1"),
+        stored("evt_g", user="ghost"),
+    ]
+
+
+@pytest.mark.django_db
+def test_the_backfill_job_applies_what_was_stored_but_not_applied(
+    client, gateway, backlog, token, job_settings, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            reverse("job-backfill"),
+            data="{}",
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {token()}",
+            HTTP_IDEMPOTENCY_KEY="backfill-1",
+        )
+
+    assert response.status_code == 202
+    assert (response.json()["kind"], response.json()["status"]) == ("backfill", "pending")
+    body = client.get(
+        reverse("job-status", args=[response.json()["job_id"]]), HTTP_AUTHORIZATION=f"Bearer {token()}"
+    ).json()
+    assert (body["status"], body["applied"], body["quarantined"], body["total"]) == ("completed", 2, 1, 3)
+    assert gateway.client.collection("wallets").document("u1").get().to_dict()["points"] == 60
+    # The unknown user parses, and is quarantined when applied.
+    assert ProviderEventDelivery.objects.get(event_id="evt_g").status == EventStatus.QUARANTINED
+    assert gateway.client.collection("dataMigrations").document(str(body["migration_id"])).get().exists
+    again = client.post(
+        reverse("job-backfill"),
+        data="{}",
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token()}",
+        HTTP_IDEMPOTENCY_KEY="backfill-1",
+    )
+    assert again.json()["job_id"] == body["job_id"] and Job.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_quarantined_events_can_be_rerun_after_a_fix(gateway, backlog, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        replay.request_stored_replay()
+    assert ProviderEventDelivery.objects.get(event_id="evt_g").status == EventStatus.QUARANTINED
+
+    put_wallets(gateway, {"ghost": (0, [])})  # the fix: the user's wallet now exists
+    with django_capture_on_commit_callbacks(execute=True):
+        migration = replay.request_stored_replay(include_quarantined=True)
+
+    migration.refresh_from_db()
+    assert (migration.status, migration.applied, migration.total) == ("completed", 1, 1)
+    assert ProviderEventDelivery.objects.get(event_id="evt_g").status == EventStatus.APPLIED
+
+
+@pytest.mark.django_db
+def test_backfill_refuses_while_its_flag_is_off(client, gateway, ops, token, job_settings):
+    set_flag("backfill_enabled", False, actor=ops, reason="cutover")
+    response = client.post(
+        reverse("job-backfill"),
+        data="{}",
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token()}",
+    )
+    assert response.status_code == 503 and "backfill_enabled" in response.json()["error"]
+    with pytest.raises(Exception, match="backfill_enabled"):
+        replay.start_replay(path="x.jsonl", dry_run=False)
+    assert not DataMigration.objects.exists() and not Job.objects.exists()
+
+
+@pytest.mark.django_db
+def test_ops_pause_resume_and_cancel(gateway, backlog, ops, reviewer, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks():  # queued, not yet taken by a worker
+        migration = replay.request_stored_replay()
+    with pytest.raises(PermissionError):
+        replay.set_status(migration.pk, "pause", actor=reviewer)
+
+    assert replay.set_status(migration.pk, "pause", actor=ops).status == MigrationStatus.PAUSED
+    with django_capture_on_commit_callbacks(execute=True):
+        replay.set_status(migration.pk, "resume", actor=ops)
+    migration.refresh_from_db()
+    assert migration.status == MigrationStatus.COMPLETED
+    with pytest.raises(ValueError, match="cannot cancel now"):
+        replay.set_status(migration.pk, "cancel", actor=ops)
