@@ -129,6 +129,16 @@ def parse(raw: bytes | str) -> ProviderEvent:
     return ProviderEvent(event_id, kind, created, payment_id, user_id, points, reversal_id)
 
 
+def best_effort_id(raw: bytes | str) -> str:
+    """The event id of a body that does not parse as a whole, when it has one."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return ""
+    event_id = data.get("id") if isinstance(data, dict) else None
+    return event_id[:128] if isinstance(event_id, str) else ""
+
+
 def _identifier(body: dict, name: str) -> str:
     value = body.get(name)
     if not isinstance(value, str) or not _ID.match(value):

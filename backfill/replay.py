@@ -35,10 +35,10 @@ FLAG = "backfill_enabled"
 REPLAYABLE = (EventStatus.RECEIVED, EventStatus.DEFERRED, EventStatus.FAILED)
 
 
-def start_replay(*, path: str, dry_run: bool, actor=None) -> DataMigration:
+def start_replay(*, path: str, dry_run: bool, actor=None, kind: str = "replay_file") -> DataMigration:
     flags.require_enabled(FLAG)
     return DataMigration.objects.create(
-        kind="replay_file", parameters={"path": path}, dry_run=dry_run, started_by=actor
+        kind=kind, parameters={"path": path}, dry_run=dry_run, started_by=actor
     )
 
 

@@ -27,6 +27,7 @@ def store_delivery(
         event = events.parse(raw)
     except events.Unusable as exc:
         delivery.status, delivery.reason = EventStatus.QUARANTINED, str(exc)
+        delivery.event_id = events.best_effort_id(raw)  # so ops can find it
     else:
         delivery.event_id, delivery.event_type = event.event_id, event.type
         delivery.user_id, delivery.entry_id = event.user_id, event.entry_id
