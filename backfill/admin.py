@@ -1,11 +1,17 @@
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count
+from django.http import HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from backfill import replay
+from backfill import completeness, replay
 from backfill.models import DataMigration, MigrationStatus, ProviderEventDelivery
 from revassure.admin_base import ReadOnlyAdmin
+from revassure.firestore import get_gateway
 from revassure.flags import FeatureDisabled
 
 
@@ -147,3 +153,49 @@ class ProviderEventDeliveryAdmin(ReadOnlyAdmin):
         "line",
         "raw",
     ]
+
+    change_list_template = "admin/backfill/providereventdelivery/change_list.html"
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.completeness_view)
+        return [path("completeness/", view, name="backfill_completeness"), *super().get_urls()]
+
+    def completeness_view(self, request):
+        """The stored events without a ledger entry, and one button to replay them all."""
+        if not request.user.has_perm("backfill.view_providereventdelivery"):
+            raise PermissionDenied
+        gateway = get_gateway()
+        if request.method == "POST":
+            if not request.user.has_perm("backfill.change_datamigration"):
+                raise PermissionDenied
+            try:
+                gaps, migration = completeness.replay_gaps(gateway, actor=request.user)
+            except FeatureDisabled as exc:
+                self.message_user(request, f"Backfill refused: {exc}.", messages.ERROR)
+                return HttpResponseRedirect(reverse("admin:backfill_completeness"))
+            self.message_user(
+                request, f"{len(gaps)} gap(s) put back in line; migration {migration.pk} replays them."
+            )
+            return HttpResponseRedirect(reverse("admin:backfill_datamigration_changelist"))
+        gaps = completeness.find_gaps(gateway)
+        facts = [
+            (f"{g.user_id} / {g.entry_id}", f"{g.status}: {g.reason or '-'} (event {g.event_id})")
+            for g in gaps
+        ]
+        can_replay = bool(gaps) and request.user.has_perm("backfill.change_datamigration")
+        return TemplateResponse(
+            request,
+            "admin/revassure/form_page.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Completeness of the ledger",
+                "intro": f"{len(gaps)} stored payment(s) or reversal(s) have no ledger entry."
+                if gaps
+                else "Every stored payment and reversal has its ledger entry.",
+                "facts": facts,
+                "form": forms.Form(),
+                "buttons": [("replay", "Replay all gaps")] if can_replay else [],
+                "back_url": reverse("admin:backfill_providereventdelivery_changelist"),
+                "back_label": "Provider events",
+            },
+        )

@@ -444,6 +444,19 @@ class FirestoreGateway:
 
         return apply(self.client.transaction())
 
+    def entries_exist(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], bool]:
+        """Whether each (uid, entry id) is in that wallet's ledger, in batched reads."""
+        found = dict.fromkeys(keys, False)
+        for start in range(0, len(keys), _BATCH_LIMIT):
+            refs = [
+                self._wallet(uid).collection(LEDGER).document(entry)
+                for uid, entry in keys[start : start + _BATCH_LIMIT]
+            ]
+            for snap in self.client.get_all(refs, retry=self.retry, timeout=self.call_timeout):
+                if snap.exists:
+                    found[(snap.reference.parent.parent.id, snap.id)] = True
+        return found
+
     def event_view(self, event):
         """What backfill.rules.decide needs about an event's wallet, read now (dry runs)."""
         return self._event_view(event, transaction=None)
