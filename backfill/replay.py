@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import replace
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -33,6 +34,30 @@ CHECKPOINT_EVERY = 100
 
 FLAG = "backfill_enabled"
 REPLAYABLE = (EventStatus.RECEIVED, EventStatus.DEFERRED, EventStatus.FAILED)
+
+
+class PlanMismatch(Exception):
+    pass
+
+
+def check_plan(plan_id: int, lines: Iterable[str], *, gateway: FirestoreGateway) -> None:
+    """Plan the same file again, now; refuse unless it is exactly the approved plan.
+
+    A changed world (an entry that landed since, a wallet that moved) gives a
+    different plan, hence a different checksum.
+    """
+    approved = DataMigration.objects.filter(
+        pk=plan_id, dry_run=True, status=MigrationStatus.COMPLETED
+    ).first()
+    if approved is None:
+        raise PlanMismatch(f"migration {plan_id} is not a completed dry run")
+    fresh = start_replay(path=approved.parameters.get("path", ""), dry_run=True, kind=approved.kind)
+    fresh = run_replay(fresh, lines, gateway=gateway, allow_negative=settings.BACKFILL_ALLOW_NEGATIVE_BALANCE)
+    if fresh.plan_checksum != approved.plan_checksum:
+        raise PlanMismatch(
+            f"the run would differ from plan {plan_id} (checksum {approved.plan_checksum[:12]}…, "
+            f"now {fresh.plan_checksum[:12]}…; see dry run {fresh.pk})"
+        )
 
 
 def start_replay(*, path: str, dry_run: bool, actor=None, kind: str = "replay_file") -> DataMigration:

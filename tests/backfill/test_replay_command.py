@@ -108,3 +108,26 @@ def test_a_dry_run_writes_nothing_and_plans_what_the_run_does(tmp_path, wallets)
         k: planned[k] for k in ("applied", "duplicate", "quarantined")
     }
     assert snapshot(wallets)["u1"][0]["points"] == plan["wallets"]["u1"]["points_after"]
+
+
+@pytest.mark.django_db
+def test_a_run_bound_to_a_plan_refuses_a_changed_world(tmp_path, wallets):
+    planned = replay(tmp_path, "--dry-run")
+    # Since the plan was approved, the purchase landed by another path.
+    wallets.append_entry("u1", "purchase-pay_1", {"amount": 100, "type": "purchase"})
+    before = snapshot(wallets)
+
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="would differ from plan"):
+        replay(tmp_path, "--plan", str(planned["migration_id"]))
+    assert snapshot(wallets) == before
+
+
+@pytest.mark.django_db
+def test_a_run_bound_to_an_unchanged_plan_goes_ahead(tmp_path, wallets):
+    planned = replay(tmp_path, "--dry-run")
+
+    done = replay(tmp_path, "--plan", str(planned["migration_id"]))
+
+    assert done["applied"] == planned["applied"] == 3

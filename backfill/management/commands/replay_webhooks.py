@@ -19,12 +19,26 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("path")
         parser.add_argument("--dry-run", action="store_true")
+        parser.add_argument(
+            "--plan",
+            type=int,
+            metavar="MIGRATION_ID",
+            help="bind the run to an approved dry run of this file: refuse if it would now do otherwise",
+        )
         parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
-    def handle(self, *args, path: str, dry_run: bool = False, json: bool = False, **options):
+    def handle(self, *args, path: str, dry_run: bool = False, json: bool = False, plan=None, **options):
         source = Path(path)
         if not source.is_file():
             raise CommandError(f"no such file: {path}")
+        if plan is not None:
+            if dry_run:
+                raise CommandError("--plan binds a real run; it makes no sense with --dry-run")
+            try:
+                with source.open(encoding="utf-8", errors="replace") as lines:
+                    replay.check_plan(plan, lines, gateway=get_gateway())
+            except replay.PlanMismatch as exc:
+                raise CommandError(f"refused, nothing written: {exc}") from exc
         with bound_correlation_id():
             migration = replay.start_replay(path=str(source), dry_run=dry_run)
             with source.open(encoding="utf-8", errors="replace") as lines:
