@@ -29,7 +29,7 @@ from revassure.firestore import FirestoreGateway
 from revassure.logs import on_commit
 
 log = logging.getLogger(__name__)
-CHECKPOINT_EVERY = 100
+CHECKPOINT_EVERY = 100  # file replays save progress, stored replays check for a pause, this often
 
 
 FLAG = "backfill_enabled"
@@ -95,32 +95,42 @@ def run_stored_replay(migration: DataMigration, *, gateway: FirestoreGateway) ->
 
     Stops early, progress saved, when someone pauses or cancels it.
     """
+    # RUNNING too: django-q delivers a task again only after its timeout killed the
+    # first attempt, so a running migration found here was abandoned; resume it.
     claimed = DataMigration.objects.filter(
-        pk=migration.pk, status__in=[MigrationStatus.PENDING, MigrationStatus.PAUSED]
-    ).update(status=MigrationStatus.RUNNING, started_at=migration.started_at or timezone.now())
+        pk=migration.pk, status__in=[MigrationStatus.PENDING, MigrationStatus.RUNNING]
+    ).update(
+        status=MigrationStatus.RUNNING,
+        started_at=migration.started_at or timezone.now(),
+        heartbeat_at=timezone.now(),
+    )
     if claimed != 1:
         return migration
+    migration.refresh_from_db()
     params = migration.parameters
     items = ProviderEventDelivery.objects.filter(status__in=params["statuses"], pk__gt=migration.checkpoint)
     if params.get("since"):
         items = items.filter(received_at__gte=params["since"])
     if params.get("until"):
         items = items.filter(received_at__lt=params["until"])
-    counts: dict[str, int] = defaultdict(int)
+    if "expected" not in params:
+        params["expected"] = items.count()
+        DataMigration.objects.filter(pk=migration.pk).update(parameters=params)
     try:
-        for delivery_id in items.order_by("pk").values_list("pk", flat=True).iterator():
-            delivery = ProviderEventDelivery.objects.get(pk=delivery_id)
-            if delivery.status == EventStatus.QUARANTINED:
-                services.requeue(delivery)
-            counts[services.apply_delivery(delivery_id, gateway=gateway).status] += 1
-            if sum(counts.values()) % CHECKPOINT_EVERY == 0:
-                _save_progress(migration, counts, checkpoint=delivery_id)
-                counts.clear()
-                if _stopped(migration):
-                    return migration
-            last = delivery_id
-        if counts:
-            _save_progress(migration, counts, checkpoint=last)
+        for handled, delivery_id in enumerate(
+            items.order_by("pk").values_list("pk", flat=True).iterator(), 1
+        ):
+            # The outcome, the counters and the checkpoint commit together: a
+            # worker killed at any point leaves nothing counted twice or missed,
+            # and the Firestore side is idempotent, so nothing is applied twice.
+            with transaction.atomic():
+                delivery = ProviderEventDelivery.objects.select_for_update().get(pk=delivery_id)
+                if delivery.status == EventStatus.QUARANTINED:
+                    services.requeue(delivery)
+                status = services.apply_delivery(delivery_id, gateway=gateway).status
+                _save_progress(migration, {status: 1}, checkpoint=delivery_id)
+            if handled % CHECKPOINT_EVERY == 0 and _stopped(migration):
+                return migration
     except Exception as exc:
         DataMigration.objects.filter(pk=migration.pk).update(
             status=MigrationStatus.FAILED, error=f"{type(exc).__name__}: {exc}", finished_at=timezone.now()
@@ -132,6 +142,22 @@ def run_stored_replay(migration: DataMigration, *, gateway: FirestoreGateway) ->
     migration.refresh_from_db()
     gateway.put_migration(str(migration.pk), mirror(migration))
     return migration
+
+
+def resume_abandoned(older_than) -> int:
+    """Hand running stored replays whose worker went silent to a worker again
+    (a broker like Redis does not redeliver the task of a killed worker)."""
+    from backfill import tasks
+
+    cutoff = timezone.now() - older_than
+    abandoned = list(
+        DataMigration.objects.filter(
+            kind="replay_stored", status=MigrationStatus.RUNNING, heartbeat_at__lt=cutoff
+        ).values_list("pk", flat=True)
+    )
+    for migration_id in abandoned:
+        on_commit(lambda migration_id=migration_id: tasks.enqueue_migration(migration_id))
+    return len(abandoned)
 
 
 def _stopped(migration: DataMigration) -> bool:
@@ -215,6 +241,7 @@ def run_replay(
 def _save_progress(migration: DataMigration, counts: dict[str, int], *, checkpoint: int) -> None:
     handled = sum(counts.values())
     DataMigration.objects.filter(pk=migration.pk).update(
+        heartbeat_at=timezone.now(),
         total=F("total") + handled,
         processed=F("processed") + handled,
         checkpoint=checkpoint,

@@ -22,6 +22,7 @@ class WalletView:
     points: Any
     original_amount: int | None = None  # the original purchase, for a reversal
     reversed_before: int = 0  # sum of earlier reversals of that purchase (<= 0)
+    entry_delivery_id: int | None = None  # which delivery wrote the entry, when it exists
 
 
 @dataclass(frozen=True)

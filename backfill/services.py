@@ -21,7 +21,9 @@ def store_delivery(
     raw: bytes, *, source: str, migration=None, line: int | None = None
 ) -> ProviderEventDelivery:
     """Keep the delivery as it came; an unusable body is quarantined with the reason."""
-    text = raw.decode("utf-8", errors="replace")
+    # Kept as text; the few bytes no database can store as text (invalid UTF-8,
+    # NUL) become U+FFFD. Such a body is not JSON, so nothing usable is lost.
+    text = raw.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
     delivery = ProviderEventDelivery(source=source, raw=text, migration=migration, line=line)
     try:
         event = events.parse(raw)
@@ -71,7 +73,9 @@ def apply_delivery(delivery_id: int, *, gateway: FirestoreGateway) -> ProviderEv
         return delivery
     event = events.parse(delivery.raw)
     try:
-        outcome = gateway.apply_provider_event(event, allow_negative=settings.BACKFILL_ALLOW_NEGATIVE_BALANCE)
+        outcome = gateway.apply_provider_event(
+            event, allow_negative=settings.BACKFILL_ALLOW_NEGATIVE_BALANCE, delivery_id=delivery.pk
+        )
         status, reason = outcome.status, outcome.reason
     except Exception as exc:  # retried by the gateway already: give up on this one, visibly
         log.exception("provider event failed", extra={"delivery_id": delivery_id})

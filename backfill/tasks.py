@@ -24,3 +24,14 @@ def run_migration(migration_id: int) -> str:
 
     migration = DataMigration.objects.get(pk=migration_id)
     return replay.run_stored_replay(migration, gateway=get_gateway()).status
+
+
+def sweep_migrations() -> int:
+    """Every few minutes: resume stored replays whose worker was lost."""
+    from datetime import timedelta
+
+    from django.conf import settings
+
+    from backfill import replay
+
+    return replay.resume_abandoned(timedelta(seconds=settings.Q_CLUSTER["retry"]))

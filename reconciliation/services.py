@@ -69,9 +69,11 @@ def _create_run(*, actor, trigger: str, uids: list[str] | None) -> Reconciliatio
 
 
 def validate_uids(uids: list[str]) -> None:
-    """Wallet uids as Firestore document ids: non-empty, without '/'."""
-    if any(not isinstance(uid, str) or not uid or "/" in uid for uid in uids):
-        raise ValueError("a wallet uid must be a non-empty string without '/'")
+    """Wallet uids as Firestore document ids: non-empty, no '/', no control characters."""
+    if any(
+        not isinstance(uid, str) or not uid or "/" in uid or any(ord(c) < 0x20 for c in uid) for uid in uids
+    ):
+        raise ValueError("a wallet uid must be a non-empty string without '/' or control characters")
 
 
 def request_run(*, actor, trigger: str, uids: list[str] | None = None) -> ReconciliationRun:

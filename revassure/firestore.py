@@ -415,7 +415,9 @@ class FirestoreGateway:
 
     # -- provider events (backfill) ------------------------------------------
 
-    def apply_provider_event(self, event, *, allow_negative: bool) -> EventOutcome:
+    def apply_provider_event(
+        self, event, *, allow_negative: bool, delivery_id: int | None = None
+    ) -> EventOutcome:
         """Apply one provider event to its wallet in one Firestore transaction.
 
         The transaction reads what backfill.rules.decide needs (the event's own
@@ -431,10 +433,13 @@ class FirestoreGateway:
         @firestore.transactional
         def apply(transaction) -> EventOutcome:
             view = self._event_view(event, transaction=transaction)
+            if view.entry_exists and delivery_id is not None and view.entry_delivery_id == delivery_id:
+                # This very delivery committed before its worker died: applied, once.
+                return EventOutcome("applied", "committed by an earlier attempt of this delivery")
             decision = decide(event, view, allow_negative=allow_negative)
             if decision.status != "applied":
                 return EventOutcome(decision.status, decision.reason)
-            transaction.create(entry, decision.entry)
+            transaction.create(entry, {**decision.entry, "deliveryId": delivery_id})
             transaction.update(
                 wallet, {"points": firestore.Increment(event.amount), "updatedAt": firestore.SERVER_TIMESTAMP}
             )
@@ -467,7 +472,9 @@ class FirestoreGateway:
         wallet = self._wallet(event.user_id)
         ledger = wallet.collection(LEDGER)
         read = {"transaction": transaction} if transaction is not None else {"retry": self.retry}
-        entry_exists = ledger.document(event.entry_id).get(**read).exists
+        entry_snap = ledger.document(event.entry_id).get(**read)
+        entry_exists = entry_snap.exists
+        entry_delivery_id = (entry_snap.to_dict() or {}).get("deliveryId") if entry_exists else None
         snap = wallet.get(**read)
         points = _field(snap.to_dict(), "points") if snap.exists else MISSING
         original_amount, reversed_before = None, 0
@@ -479,7 +486,9 @@ class FirestoreGateway:
                     **read
                 )
                 reversed_before = sum(doc.to_dict().get("amount", 0) for doc in earlier)
-        return WalletView(entry_exists, snap.exists, points, original_amount, reversed_before)
+        return WalletView(
+            entry_exists, snap.exists, points, original_amount, reversed_before, entry_delivery_id
+        )
 
     # -- reports -----------------------------------------------------------
 

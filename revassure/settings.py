@@ -76,6 +76,7 @@ JOBS_CLOCK_SKEW_SECONDS = env.int("JOBS_CLOCK_SKEW_SECONDS", default=10)
 # django-q2: a task must finish within `timeout`; `retry` (which also counts the
 # wait in the queue) is longer so that a slow task is never started twice.
 Q_TIMEOUT = env.int("Q_TIMEOUT", default=1800)
+Q_RETRY = env.int("Q_RETRY", default=Q_TIMEOUT + 300)
 Q_WORKERS = env.int("Q_WORKERS", default=2)
 Q_CLUSTER_NAME = env.str("Q_CLUSTER_NAME", default="revassure")
 
@@ -247,7 +248,7 @@ Q_CLUSTER = {
     "name": Q_CLUSTER_NAME,
     "workers": Q_WORKERS,
     "timeout": Q_TIMEOUT,
-    "retry": Q_TIMEOUT + 300,
+    "retry": Q_RETRY,
     "max_attempts": 3,
     "ack_failures": True,
     "catch_up": False,

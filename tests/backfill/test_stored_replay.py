@@ -105,3 +105,27 @@ def test_ops_pause_resume_and_cancel(gateway, backlog, ops, reviewer, django_cap
     assert migration.status == MigrationStatus.COMPLETED
     with pytest.raises(ValueError, match="cannot cancel now"):
         replay.set_status(migration.pk, "cancel", actor=ops)
+
+
+@pytest.mark.django_db
+def test_a_migration_whose_worker_went_silent_is_handed_to_a_worker_again(
+    gateway, backlog, django_capture_on_commit_callbacks
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from backfill import tasks
+
+    with django_capture_on_commit_callbacks():
+        migration = replay.request_stored_replay()
+    # A worker took it, then died without a trace (Redis does not redeliver).
+    DataMigration.objects.filter(pk=migration.pk).update(
+        status=MigrationStatus.RUNNING, heartbeat_at=timezone.now() - timedelta(hours=1)
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert tasks.sweep_migrations() == 1
+
+    migration.refresh_from_db()
+    assert (migration.status, migration.applied) == (MigrationStatus.COMPLETED, 2)

@@ -170,3 +170,10 @@ def test_a_signature_over_a_reserialised_body_does_not_verify():
     header = sign(raw, SECRET, int(time.time()))
     with pytest.raises(BadSignature):
         verify_signature(header, json.dumps(json.loads(raw)).encode(), [SECRET])
+
+
+@pytest.mark.django_db
+def test_a_signed_body_with_a_nul_byte_is_kept_and_quarantined(send):
+    response = send(b'{"id": "evt_\x00"}')
+    assert response.status_code == 422
+    assert "\ufffd" in ProviderEventDelivery.objects.get().raw

@@ -1,0 +1,125 @@
+"""A data migration whose whole worker cluster is killed half-way (SIGKILL) is
+resumed by a new cluster from its checkpoint: every event applied exactly once,
+every outcome counted exactly once. Runs real qclusters on a file database of
+their own with the ORM broker, which hands an unacknowledged task out again
+after Q_RETRY seconds."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+
+from revassure.firestore import FirestoreGateway
+from tests.conftest import ROOT
+
+EVENTS = 240
+USERS = 8
+
+SETUP = """
+import json
+from backfill.services import store_delivery
+from backfill.replay import request_stored_replay
+for n in range({events}):
+    data = {{"payment_id": f"pay_{{n}}", "user_id": f"u{{n % {users}}}", "points": n + 1}}
+    created = "2026-11-20T10:00:00Z"
+    body = {{"id": f"evt_{{n}}", "type": "payment.succeeded", "created": created, "data": data}}
+    store_delivery(json.dumps(body).encode(), source="webhook")
+print(request_stored_replay().pk)
+"""
+
+
+def migration_row(db_path, migration_id):
+    with sqlite3.connect(db_path, timeout=20) as conn:
+        conn.row_factory = sqlite3.Row
+        return conn.execute("SELECT * FROM backfill_datamigration WHERE id = ?", [migration_id]).fetchone()
+
+
+def cluster(env):
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "qcluster"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def wait_for(predicate, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_killed_worker_leaves_a_migration_that_resumes_and_applies_each_event_once(
+    tmp_path, firestore_emulator
+):
+    project = f"killed-{uuid.uuid4().hex[:10]}"
+    db_path = tmp_path / "cluster.sqlite3"
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
+    env.update(
+        DATABASE_URL=f"sqlite:///{db_path}",
+        GOOGLE_CLOUD_PROJECT=project,
+        FIRESTORE_EMULATOR_HOST=firestore_emulator,
+        Q_WORKERS="1",
+        Q_TIMEOUT="2",
+        Q_RETRY="4",
+        Q_CLUSTER_NAME=f"killed-{uuid.uuid4().hex[:8]}",
+    )
+    gateway = FirestoreGateway(project)
+    gateway.write_wallets((f"u{n}", 0, {}) for n in range(USERS))
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True
+    )
+    setup = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", SETUP.format(events=EVENTS, users=USERS)],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    migration_id = int(setup.stdout.strip().splitlines()[-1])
+
+    first = cluster(env)
+    try:
+        started = wait_for(lambda: (migration_row(db_path, migration_id)["processed"] or 0) >= 30, 60)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)  # the whole cluster, mid-migration
+        first.wait(timeout=10)
+    assert started, "the first cluster never got going"
+    killed_at = migration_row(db_path, migration_id)
+    assert killed_at["status"] == "running" and 30 <= killed_at["processed"] < EVENTS
+
+    second = cluster(env)
+    try:
+        finished = wait_for(lambda: migration_row(db_path, migration_id)["status"] == "completed", 90)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(timeout=30)
+    row = migration_row(db_path, migration_id)
+    assert finished, dict(row)
+
+    assert (row["total"], row["processed"], row["applied"], row["duplicate"], row["failed"]) == (
+        EVENTS,
+        EVENTS,
+        EVENTS,
+        0,
+        0,
+    )
+    for user in range(USERS):
+        expected = sum(n + 1 for n in range(EVENTS) if n % USERS == user)
+        wallet = gateway.client.collection("wallets").document(f"u{user}").get().to_dict()
+        assert wallet["points"] == expected, f"u{user}"
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute(
+            "SELECT status, count(*) FROM backfill_providereventdelivery GROUP BY 1"
+        ).fetchall() == [("applied", EVENTS)]
+    assert json.loads(row["parameters"])["expected"] == EVENTS
