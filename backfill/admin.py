@@ -15,8 +15,52 @@ from revassure.firestore import get_gateway
 from revassure.flags import FeatureDisabled
 
 
+class UploadForm(forms.Form):
+    export = forms.FileField(label="JSON Lines export of provider events")
+    dry_run = forms.BooleanField(
+        required=False, initial=True, help_text="Plan only: write nothing to Firestore."
+    )
+
+
 @admin.register(DataMigration)
 class DataMigrationAdmin(ReadOnlyAdmin):
+    change_list_template = "admin/backfill/datamigration/change_list.html"
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.upload_view)
+        return [path("upload/", view, name="backfill_upload"), *super().get_urls()]
+
+    def upload_view(self, request):
+        """Replay an uploaded export (as `replay_webhooks` does), in a worker."""
+        if not request.user.has_perm("backfill.change_datamigration"):
+            raise PermissionDenied
+        form = UploadForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                migration = replay.request_file_replay(
+                    form.cleaned_data["export"], dry_run=form.cleaned_data["dry_run"], actor=request.user
+                )
+            except FeatureDisabled as exc:
+                form.add_error(None, f"Backfill refused: {exc}")
+            else:
+                kind = "Dry run" if migration.dry_run else "Replay"
+                self.message_user(request, f"{kind} {migration.pk} queued; watch its progress here.")
+                return HttpResponseRedirect(reverse("admin:backfill_datamigration_changelist"))
+        return TemplateResponse(
+            request,
+            "admin/revassure/form_page.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Replay an export",
+                "intro": "Each event is stored raw, then applied once; a dry run only plans.",
+                "form": form,
+                "multipart": True,
+                "buttons": [("upload", "Start")],
+                "back_url": reverse("admin:backfill_datamigration_changelist"),
+                "back_label": "Data migrations",
+            },
+        )
+
     list_display = [
         "id",
         "kind",

@@ -36,6 +36,27 @@ FLAG = "backfill_enabled"
 REPLAYABLE = (EventStatus.RECEIVED, EventStatus.DEFERRED, EventStatus.FAILED)
 
 
+def request_file_replay(upload, *, dry_run: bool, actor) -> DataMigration:
+    """Keep an uploaded export where the workers can read it and queue its replay."""
+    from backfill import tasks
+
+    flags.require_enabled(FLAG)
+    folder = settings.BACKFILL_UPLOAD_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    with transaction.atomic():
+        migration = DataMigration.objects.create(
+            kind="replay_file", parameters={"name": upload.name}, dry_run=dry_run, started_by=actor
+        )
+        path = folder / f"migration-{migration.pk}.jsonl"
+        with path.open("wb") as target:
+            for piece in upload.chunks():
+                target.write(piece)
+        migration.parameters["path"] = str(path)
+        migration.save(update_fields=["parameters"])
+        on_commit(lambda: tasks.enqueue_migration(migration.pk))
+    return migration
+
+
 class PlanMismatch(Exception):
     pass
 

@@ -19,11 +19,18 @@ def enqueue_migration(migration_id: int) -> None:
 
 
 def run_migration(migration_id: int) -> str:
+    from django.conf import settings
+
     from backfill import replay
     from backfill.models import DataMigration
 
     migration = DataMigration.objects.get(pk=migration_id)
-    return replay.run_stored_replay(migration, gateway=get_gateway()).status
+    if migration.kind == "replay_stored":
+        return replay.run_stored_replay(migration, gateway=get_gateway()).status
+    with open(migration.parameters["path"], encoding="utf-8", errors="replace") as lines:
+        return replay.run_replay(
+            migration, lines, gateway=get_gateway(), allow_negative=settings.BACKFILL_ALLOW_NEGATIVE_BALANCE
+        ).status
 
 
 def sweep_migrations() -> int:

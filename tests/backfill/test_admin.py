@@ -20,6 +20,7 @@ def test_every_backfill_admin_page_renders(client, gateway, django_capture_on_co
         reverse("admin:backfill_providereventdelivery_changelist") + "?status__exact=received",
         reverse("admin:backfill_providereventdelivery_change", args=[delivery.pk]),
         reverse("admin:backfill_completeness"),
+        reverse("admin:backfill_upload"),
     ]:
         assert client.get(url).status_code == 200, url
 
@@ -43,3 +44,38 @@ def test_ops_pause_a_migration_from_the_admin_and_reviewers_cannot(
     migration.refresh_from_db()
     assert migration.status == MigrationStatus.PAUSED
     assert f"Migration {migration.pk}: pause done." in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_ops_upload_an_export_and_a_worker_replays_it(
+    client, gateway, ops, settings, tmp_path, django_capture_on_commit_callbacks
+):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from backfill.models import DataMigration
+    from tests.backfill.test_replay_command import EXPORT
+    from tests.helpers import put_wallets
+
+    settings.BACKFILL_UPLOAD_DIR = tmp_path
+    put_wallets(gateway, {"u1": (0, []), "u2": (10, [10])})
+    client.force_login(ops)
+    export = SimpleUploadedFile("export.jsonl", ("\n".join(EXPORT) + "\n").encode())
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("admin:backfill_upload"), {"export": export}, follow=True)
+
+    migration = DataMigration.objects.get()
+    assert f"Replay {migration.pk} queued" in response.content.decode()
+    assert (migration.status, migration.total, migration.applied, migration.dry_run) == (
+        "completed",
+        8,
+        3,
+        False,
+    )
+    assert gateway.client.collection("wallets").document("u1").get().to_dict()["points"] == 70
+
+
+@pytest.mark.django_db
+def test_only_ops_upload_exports(client, reviewer):
+    client.force_login(reviewer)
+    assert client.get(reverse("admin:backfill_upload")).status_code == 403
