@@ -221,25 +221,38 @@ def run_replay(
     counts: dict[str, int] = defaultdict(int)
     deferred: list = []
     last = migration.checkpoint
+    batch: list[tuple[int, bytes]] = []
+
+    def flush():
+        # A batch of lines: stored raw in one insert, payments applied in few
+        # commits, then outcomes, counters and checkpoint saved together.
+        deliveries = services.store_deliveries(batch, migration=migration)
+        services.apply_many(deliveries, gateway=gateway)
+        handled = defaultdict(int)
+        for delivery in deliveries:
+            handled[delivery.status] += 1
+            if delivery.status == EventStatus.DEFERRED:
+                deferred.append(delivery.pk)
+        _save_progress(migration, handled, checkpoint=batch[-1][0])
+        batch.clear()
+
     try:
         for number, line in enumerate(lines, start=1):
             if number <= migration.checkpoint or not line.strip():
                 continue
             raw = line.rstrip("\n").encode()
-            if plan is not None:
-                outcome, pending = plan.consider(raw, allow_negative=allow_negative), raw
-            else:
-                delivery = services.store_delivery(raw, source="replay", migration=migration, line=number)
-                if delivery.status == EventStatus.RECEIVED:
-                    delivery = services.apply_delivery(delivery.pk, gateway=gateway)
-                outcome, pending = delivery.status, delivery.pk
+            last = number
+            if plan is None:
+                batch.append((number, raw))
+                if len(batch) == CHECKPOINT_EVERY:
+                    flush()
+                continue
+            outcome = plan.consider(raw, allow_negative=allow_negative)
             counts[outcome] += 1
             if outcome == EventStatus.DEFERRED:
-                deferred.append(pending)
-            if sum(counts.values()) % CHECKPOINT_EVERY == 0:
-                _save_progress(migration, counts, checkpoint=number)
-                counts.clear()
-            last = number
+                deferred.append(raw)
+        if batch:
+            flush()
         _save_progress(migration, counts, checkpoint=last)
         _retry_deferred(migration, deferred, plan, gateway=gateway, allow_negative=allow_negative)
     except Exception as exc:

@@ -21,10 +21,30 @@ def store_delivery(
     raw: bytes, *, source: str, migration=None, line: int | None = None
 ) -> ProviderEventDelivery:
     """Keep the delivery as it came; an unusable body is quarantined with the reason."""
+    delivery = ProviderEventDelivery(source=source, migration=migration, line=line)
+    _fill(delivery, raw)
+    delivery.save()
+    log.info(
+        "provider event stored",
+        extra={"delivery_id": delivery.pk, "event_id": delivery.event_id, "status": delivery.status},
+    )
+    return delivery
+
+
+def store_deliveries(lines: list[tuple[int, bytes]], *, migration) -> list[ProviderEventDelivery]:
+    """store_delivery for many lines of a replay, in one insert."""
+    built = []
+    for number, raw in lines:
+        delivery = ProviderEventDelivery(source="replay", migration=migration, line=number)
+        _fill(delivery, raw)
+        built.append(delivery)
+    return ProviderEventDelivery.objects.bulk_create(built)
+
+
+def _fill(delivery: ProviderEventDelivery, raw: bytes) -> None:
     # Kept as text; the few bytes no database can store as text (invalid UTF-8,
     # NUL) become U+FFFD. Such a body is not JSON, so nothing usable is lost.
-    text = raw.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
-    delivery = ProviderEventDelivery(source=source, raw=text, migration=migration, line=line)
+    delivery.raw = raw.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
     try:
         event = events.parse(raw)
     except events.Unusable as exc:
@@ -33,12 +53,6 @@ def store_delivery(
     else:
         delivery.event_id, delivery.event_type = event.event_id, event.type
         delivery.user_id, delivery.entry_id = event.user_id, event.entry_id
-    delivery.save()
-    log.info(
-        "provider event stored",
-        extra={"delivery_id": delivery.pk, "event_id": delivery.event_id, "status": delivery.status},
-    )
-    return delivery
 
 
 def receive_webhook(raw: bytes) -> ProviderEventDelivery:
@@ -87,3 +101,34 @@ def apply_delivery(delivery_id: int, *, gateway: FirestoreGateway) -> ProviderEv
     delivery.save(update_fields=["status", "reason", "attempts", "applied_at"])
     log.info("provider event %s", status, extra={"delivery_id": delivery_id, "event_id": delivery.event_id})
     return delivery
+
+
+def apply_many(deliveries: list[ProviderEventDelivery], *, gateway: FirestoreGateway) -> None:
+    """Apply stored deliveries: payments in batched commits, reversals one by one
+    (they need reads of their original). Outcomes are saved on the deliveries."""
+    payments, others = [], []
+    for delivery in deliveries:
+        if delivery.status != EventStatus.RECEIVED:
+            continue
+        event = events.parse(delivery.raw)
+        (payments if event.amount > 0 else others).append((event, delivery))
+    failure = ""
+    try:
+        outcomes = gateway.apply_payments([(event, d.pk) for event, d in payments])
+    except Exception as exc:  # after the gateway's retries: each item fails visibly
+        log.exception("provider event batch failed")
+        outcomes, failure = {}, f"{type(exc).__name__}: {exc}"
+    now = timezone.now()
+    for _, delivery in payments:
+        outcome = outcomes.get(delivery.pk)
+        delivery.status, delivery.reason = (
+            (outcome.status, outcome.reason) if outcome else ("failed", failure)
+        )
+        delivery.attempts += 1
+        delivery.applied_at = now if delivery.status == EventStatus.APPLIED else None
+    ProviderEventDelivery.objects.bulk_update(
+        [d for _, d in payments], ["status", "reason", "attempts", "applied_at"], batch_size=500
+    )
+    for _, delivery in others:
+        applied = apply_delivery(delivery.pk, gateway=gateway)
+        delivery.status, delivery.reason = applied.status, applied.reason

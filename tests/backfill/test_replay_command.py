@@ -131,3 +131,17 @@ def test_a_run_bound_to_an_unchanged_plan_goes_ahead(tmp_path, wallets):
     done = replay(tmp_path, "--plan", str(planned["migration_id"]))
 
     assert done["applied"] == planned["applied"] == 3
+
+
+@pytest.mark.django_db
+def test_a_batch_with_one_duplicate_is_split_and_the_rest_applied(tmp_path, gateway):
+    put_wallets(gateway, {f"w{n}": (0, []) for n in range(10)})
+    # One payment is already in the ledger (a webhook got through before the outage).
+    gateway.append_entry("w4", "purchase-pay_4", {"amount": 5, "type": "purchase"})
+    lines = [line(f"evt_{n}", user=f"w{n}", payment=f"pay_{n}", points=5) for n in range(10)]
+
+    result = replay(tmp_path, lines=lines)
+
+    assert (result["applied"], result["duplicate"], result["total"]) == (9, 1, 10)
+    for n in range(10):
+        assert gateway.client.collection("wallets").document(f"w{n}").get().to_dict()["points"] == 5
