@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from backfill import events
@@ -119,16 +121,21 @@ def apply_many(deliveries: list[ProviderEventDelivery], *, gateway: FirestoreGat
         log.exception("provider event batch failed")
         outcomes, failure = {}, f"{type(exc).__name__}: {exc}"
     now = timezone.now()
+    by_outcome: dict[tuple[str, str], list[int]] = defaultdict(list)
     for _, delivery in payments:
         outcome = outcomes.get(delivery.pk)
         delivery.status, delivery.reason = (
             (outcome.status, outcome.reason) if outcome else ("failed", failure)
         )
-        delivery.attempts += 1
-        delivery.applied_at = now if delivery.status == EventStatus.APPLIED else None
-    ProviderEventDelivery.objects.bulk_update(
-        [d for _, d in payments], ["status", "reason", "attempts", "applied_at"], batch_size=500
-    )
+        by_outcome[(delivery.status, delivery.reason)].append(delivery.pk)
+    # One UPDATE per distinct outcome (nearly always one: applied), not per row.
+    for (status, reason), ids in by_outcome.items():
+        ProviderEventDelivery.objects.filter(pk__in=ids).update(
+            status=status,
+            reason=reason,
+            attempts=F("attempts") + 1,
+            applied_at=now if status == EventStatus.APPLIED else None,
+        )
     for _, delivery in others:
         applied = apply_delivery(delivery.pk, gateway=gateway)
         delivery.status, delivery.reason = applied.status, applied.reason

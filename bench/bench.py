@@ -28,6 +28,9 @@ sys.path.insert(0, str(ROOT))
 TARGET_VS_NAIVE = 6.0
 TARGET_VS_FLOOR = 1.25
 TARGET_MEMORY = 1.15
+TARGET_REPLAY_VS_BASELINE = 4.0
+TARGET_REPLAY_VS_FLOOR = 1.5
+REPLAY_WALLETS = 1000
 
 
 def django_setup(db_path: str) -> None:
@@ -105,6 +108,58 @@ def child_naive(project: str, sample: int) -> dict:
     return {"wallets": checked, "seconds": time.perf_counter() - started}
 
 
+def _payment_lines(count: int) -> list[str]:
+    return [
+        json.dumps(
+            {
+                "id": f"evt_{n}",
+                "type": "payment.succeeded",
+                "created": "2026-11-20T10:00:00Z",
+                "data": {"payment_id": f"pay_{n}", "user_id": f"w{n % REPLAY_WALLETS:05d}", "points": 10},
+            }
+        )
+        for n in range(count)
+    ]
+
+
+def child_replay(project: str, db_path: str, events: int) -> dict:
+    django_setup(db_path)
+    from backfill import replay
+    from revassure.firestore import get_gateway
+
+    lines = _payment_lines(events)
+    migration = replay.start_replay(path="bench.jsonl", dry_run=False)
+    started = time.perf_counter()
+    migration = replay.run_replay(migration, lines, gateway=get_gateway(project), allow_negative=False)
+    seconds = time.perf_counter() - started
+    assert migration.applied == events, migration.outcomes()
+    return {"events": events, "seconds": seconds}
+
+
+def _writes(client, event):
+    data = json.loads(event)["data"]
+    wallet = client.collection("wallets").document(data["user_id"])
+    return wallet, wallet.collection("ledger").document(f"purchase-{data['payment_id']}"), data["points"]
+
+
+def child_replay_bare(project: str, events: int, per_commit: int) -> dict:
+    """The same writes (entry create + wallet increment), committed `per_commit`
+    events at a time, with no reads and no application logic."""
+    from google.cloud import firestore
+
+    client = firestore.Client(project=project)
+    lines = _payment_lines(events)
+    started = time.perf_counter()
+    for start in range(0, events, per_commit):
+        batch = client.batch()
+        for event in lines[start : start + per_commit]:
+            wallet, entry, points = _writes(client, event)
+            batch.create(entry, {"type": "purchase", "amount": points})
+            batch.update(wallet, {"points": firestore.Increment(points)})
+        batch.commit()
+    return {"events": events, "seconds": time.perf_counter() - started}
+
+
 # -- the parent: seed, spawn, compare -----------------------------------------
 
 
@@ -150,6 +205,7 @@ def main() -> int:
     parser.add_argument("--entries", type=int, default=20, help="ledger entries per wallet")
     parser.add_argument("--naive-sample", type=int, default=1000, help="wallets the naive baseline checks")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--replay-events", type=int, default=5000, help="events in the replay benchmark")
     args = parser.parse_args()
 
     from revassure.emulator import running_emulator
@@ -188,6 +244,28 @@ def main() -> int:
             naive = spawn(env, "--child", "naive", project, str(args.naive_sample))
             figures[size] = {"run": best(runs), "floor": best(floors), "naive": naive, "busy": max(busy)}
             print(f"measured {size} wallets", flush=True)
+
+        # Replay: each measurement writes new entries, so each gets a fresh project.
+        replays: dict[str, list[dict]] = {"replay": [], "baseline": [], "floor": []}
+        for n in range(args.repeat):
+            for name in replays:
+                project = f"replay-{name}-{n}"
+                seed_replay_wallets(project)
+                if name == "replay":
+                    db = work / f"replay-{n}.sqlite3"
+                    subprocess.run(
+                        [sys.executable, str(ROOT / "manage.py"), "migrate", "--noinput", "-v0"],
+                        env={**env, "DATABASE_URL": f"sqlite:///{db}"},
+                        check=True,
+                    )
+                    result = spawn(env, "--child", "replay", project, str(db), str(args.replay_events))
+                else:
+                    per_commit = "1" if name == "baseline" else "100"
+                    result = spawn(
+                        env, "--child", "replay_bare", project, str(args.replay_events), per_commit
+                    )
+                replays[name].append(result)
+        print("measured replay", flush=True)
 
     ok = True
     print(f"\nreconcile at {args.entries} ledger entries per wallet, concurrency {concurrency}")
@@ -229,7 +307,30 @@ def main() -> int:
         f"target <= {TARGET_MEMORY}x  {verdict(memory <= TARGET_MEMORY)}"
     )
     ok &= memory <= TARGET_MEMORY
+
+    def events_rate(results):
+        return max(r["events"] / r["seconds"] for r in results)
+
+    ours, baseline, floor = (events_rate(replays[name]) for name in ("replay", "baseline", "floor"))
+    vs_baseline, vs_floor = ours / baseline, floor / ours
+    print(f"\nreplay of {args.replay_events} payment events over {REPLAY_WALLETS} wallets")
+    print(f"    replay (batched)     {ours:8.0f} events/s")
+    print(f"    baseline (one each)  {baseline:8.0f} events/s")
+    print(f"    floor (bare batches) {floor:8.0f} events/s")
+    replay_ok = vs_baseline >= TARGET_REPLAY_VS_BASELINE
+    floor_ok = vs_floor <= TARGET_REPLAY_VS_FLOOR
+    target_baseline = f"target >= {TARGET_REPLAY_VS_BASELINE}x"
+    target_floor = f"target <= {TARGET_REPLAY_VS_FLOOR}x"
+    print(f"    replay / baseline    {vs_baseline:8.2f}x    {target_baseline}   {verdict(replay_ok)}")
+    print(f"    floor / replay       {vs_floor:8.2f}x    {target_floor}   {verdict(floor_ok)}")
+    ok &= replay_ok and floor_ok
     return 0 if ok else 1
+
+
+def seed_replay_wallets(project: str) -> None:
+    from revassure.firestore import FirestoreGateway
+
+    FirestoreGateway(project).write_wallets((f"w{n:05d}", 0, {}) for n in range(REPLAY_WALLETS))
 
 
 if __name__ == "__main__":
@@ -237,6 +338,10 @@ if __name__ == "__main__":
         kind, *rest = sys.argv[2:]
         if kind == "reconcile":
             result = child_reconcile(rest[0], rest[1])
+        elif kind == "replay":
+            result = child_replay(rest[0], rest[1], int(rest[2]))
+        elif kind == "replay_bare":
+            result = child_replay_bare(rest[0], int(rest[1]), int(rest[2]))
         elif kind == "floor":
             result = child_floor(rest[0], int(rest[1]))
         else:
