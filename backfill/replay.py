@@ -246,6 +246,8 @@ def run_replay(
                 batch.append((number, raw))
                 if len(batch) == CHECKPOINT_EVERY:
                     flush()
+                    if _stopped(migration):
+                        return migration  # paused or cancelled; resuming continues from the checkpoint
                 continue
             outcome = plan.consider(raw, allow_negative=allow_negative)
             counts[outcome] += 1

@@ -145,3 +145,35 @@ def test_a_batch_with_one_duplicate_is_split_and_the_rest_applied(tmp_path, gate
     assert (result["applied"], result["duplicate"], result["total"]) == (9, 1, 10)
     for n in range(10):
         assert gateway.client.collection("wallets").document(f"w{n}").get().to_dict()["points"] == 5
+
+
+@pytest.mark.django_db
+def test_a_paused_file_replay_stops_at_a_checkpoint_and_resumes_from_it(tmp_path, gateway, monkeypatch):
+    from backfill import replay as replay_module
+    from backfill.models import DataMigration
+
+    put_wallets(gateway, {f"w{n}": (0, []) for n in range(5)})
+    lines = [line(f"evt_{n}", user=f"w{n % 5}", payment=f"pay_{n}", points=1) for n in range(250)]
+    migration = replay_module.start_replay(path="export.jsonl", dry_run=False)
+    monkeypatch.setattr(replay_module, "_stopped", lambda m: True)  # ops pressed pause after the first batch
+
+    replay_module.run_replay(migration, lines, gateway=gateway, allow_negative=False)
+    migration.refresh_from_db()
+    assert (migration.checkpoint, migration.processed) == (100, 100)
+
+    monkeypatch.setattr(replay_module, "_stopped", lambda m: False)
+    replay_module.run_replay(migration, lines, gateway=gateway, allow_negative=False)
+    migration.refresh_from_db()
+    assert (migration.status, migration.total, migration.applied, migration.duplicate) == (
+        "completed",
+        250,
+        250,
+        0,
+    )
+    assert DataMigration.objects.count() == 1
+    assert (
+        sum(
+            gateway.client.collection("wallets").document(f"w{n}").get().to_dict()["points"] for n in range(5)
+        )
+        == 250
+    )
