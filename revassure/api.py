@@ -80,6 +80,34 @@ def _job_body(job: Job) -> dict:
     return body
 
 
+def _start_job(request, caller, kind: str, start, *, refused: str) -> JsonResponse:
+    """The one way a job starts: a retry (same Idempotency-Key, or Cloud
+    Scheduler's same slot) gets the job it started; otherwise `start(key)`
+    starts the work and returns the unsaved Job, saved here in one transaction."""
+    key = request.headers.get("Idempotency-Key", "")
+    slot = request.headers.get("X-CloudScheduler-ScheduleTime", "")
+    if len(key) > 200 or len(slot) > 100:
+        return _error(400, "Idempotency-Key (200) or X-CloudScheduler-ScheduleTime (100) is too long")
+    key = key or (f"schedule:{slot}" if slot else "")
+    if key:
+        existing = Job.objects.filter(kind=kind, idempotency_key=key).first()
+        if existing:
+            return JsonResponse(_job_body(existing), status=202)
+    try:
+        with transaction.atomic():
+            job = start(key)
+            job.kind, job.caller = kind, caller.email
+            job.save()
+    except FeatureDisabled as exc:
+        return _error(503, f"{refused}: {exc}")
+    except ValueError as exc:
+        return _error(400, str(exc))
+    except IntegrityError:
+        # The same key arrived twice at once: the first one's job is the job.
+        job = Job.objects.get(kind=kind, idempotency_key=key)
+    return JsonResponse(_job_body(job), status=202)
+
+
 @csrf_exempt
 @require_POST
 def reconcile_job(request):
@@ -104,31 +132,12 @@ def reconcile_job(request):
             services.validate_uids(uids)
         except ValueError as exc:
             return _error(400, str(exc))
-    # A retry carries the same Idempotency-Key, or Cloud Scheduler's same slot.
-    key = request.headers.get("Idempotency-Key", "")
-    slot = request.headers.get("X-CloudScheduler-ScheduleTime", "")
-    if len(key) > 200 or len(slot) > 100:
-        return _error(400, "Idempotency-Key (200) or X-CloudScheduler-ScheduleTime (100) is too long")
-    if not key and slot:
-        key = "schedule:" + slot
-    if key:
-        existing = Job.objects.filter(kind=Job.Kind.RECONCILE, idempotency_key=key).first()
-        if existing:
-            return JsonResponse(_job_body(existing), status=202)
-    try:
-        with transaction.atomic():
-            run = services.request_run(actor=None, trigger=RunTrigger.API, uids=uids)
-            job = Job.objects.create(
-                kind=Job.Kind.RECONCILE, idempotency_key=key or f"run:{run.pk}", caller=caller.email, run=run
-            )
-    except FeatureDisabled as exc:
-        return _error(503, f"reconciliation refused: {exc}")
-    except ValueError as exc:
-        return _error(400, str(exc))
-    except IntegrityError:
-        # The same key arrived twice at once: the first one's job is the job.
-        job = Job.objects.get(kind=Job.Kind.RECONCILE, idempotency_key=key)
-    return JsonResponse(_job_body(job), status=202)
+
+    def start(key):
+        run = services.request_run(actor=None, trigger=RunTrigger.API, uids=uids)
+        return Job(idempotency_key=key or f"run:{run.pk}", run=run)
+
+    return _start_job(request, caller, Job.Kind.RECONCILE, start, refused="reconciliation refused")
 
 
 @csrf_exempt
@@ -162,29 +171,12 @@ def backfill_job(request):
             window[name] = parsed
     if not isinstance(include, bool):
         return _error(400, "include_quarantined must be true or false")
-    key = request.headers.get("Idempotency-Key", "")
-    slot = request.headers.get("X-CloudScheduler-ScheduleTime", "")
-    if len(key) > 200 or len(slot) > 100:
-        return _error(400, "Idempotency-Key (200) or X-CloudScheduler-ScheduleTime (100) is too long")
-    key = key or (f"schedule:{slot}" if slot else "")
-    if key:
-        existing = Job.objects.filter(kind=Job.Kind.BACKFILL, idempotency_key=key).first()
-        if existing:
-            return JsonResponse(_job_body(existing), status=202)
-    try:
-        with transaction.atomic():
-            migration = replay.request_stored_replay(include_quarantined=include, **window)
-            job = Job.objects.create(
-                kind=Job.Kind.BACKFILL,
-                idempotency_key=key or f"migration:{migration.pk}",
-                caller=caller.email,
-                migration=migration,
-            )
-    except FeatureDisabled as exc:
-        return _error(503, f"backfill refused: {exc}")
-    except IntegrityError:
-        job = Job.objects.get(kind=Job.Kind.BACKFILL, idempotency_key=key)
-    return JsonResponse(_job_body(job), status=202)
+
+    def start(key):
+        migration = replay.request_stored_replay(include_quarantined=include, **window)
+        return Job(idempotency_key=key or f"migration:{migration.pk}", migration=migration)
+
+    return _start_job(request, caller, Job.Kind.BACKFILL, start, refused="backfill refused")
 
 
 @csrf_exempt
