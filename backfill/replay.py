@@ -116,18 +116,8 @@ def run_stored_replay(migration: DataMigration, *, gateway: FirestoreGateway) ->
 
     Stops early, progress saved, when someone pauses or cancels it.
     """
-    # RUNNING too: django-q delivers a task again only after its timeout killed the
-    # first attempt, so a running migration found here was abandoned; resume it.
-    claimed = DataMigration.objects.filter(
-        pk=migration.pk, status__in=[MigrationStatus.PENDING, MigrationStatus.RUNNING]
-    ).update(
-        status=MigrationStatus.RUNNING,
-        started_at=migration.started_at or timezone.now(),
-        heartbeat_at=timezone.now(),
-    )
-    if claimed != 1:
+    if not _claim(migration):
         return migration
-    migration.refresh_from_db()
     params = migration.parameters
     items = ProviderEventDelivery.objects.filter(status__in=params["statuses"], pk__gt=migration.checkpoint)
     if params.get("since"):
@@ -181,6 +171,19 @@ def resume_abandoned(older_than) -> int:
     return len(abandoned)
 
 
+def _claim(migration: DataMigration) -> bool:
+    """Take a migration to run: a pending one, or a running one whose worker died
+    (django-q delivers a task again only after its timeout killed the first
+    attempt). Paused, cancelled and finished migrations are left alone, so a
+    late redelivery never restarts what ops stopped."""
+    now = timezone.now()
+    claimed = DataMigration.objects.filter(
+        pk=migration.pk, status__in=[MigrationStatus.PENDING, MigrationStatus.RUNNING]
+    ).update(status=MigrationStatus.RUNNING, started_at=migration.started_at or now, heartbeat_at=now)
+    migration.refresh_from_db()
+    return claimed == 1
+
+
 def _stopped(migration: DataMigration) -> bool:
     status = DataMigration.objects.filter(pk=migration.pk).values_list("status", flat=True).first()
     return status in (MigrationStatus.PAUSED, MigrationStatus.CANCELLED)
@@ -213,10 +216,8 @@ def run_replay(
     migration: DataMigration, lines: Iterable[str], *, gateway: FirestoreGateway, allow_negative: bool
 ) -> DataMigration:
     """Handle every line of the export; resumes after `migration.checkpoint` lines."""
-    DataMigration.objects.filter(pk=migration.pk).update(
-        status=MigrationStatus.RUNNING, started_at=timezone.now()
-    )
-    migration.refresh_from_db()
+    if not _claim(migration):
+        return migration
     plan = _Plan(gateway) if migration.dry_run else None
     counts: dict[str, int] = defaultdict(int)
     deferred: list = []

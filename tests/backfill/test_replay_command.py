@@ -177,3 +177,19 @@ def test_a_paused_file_replay_stops_at_a_checkpoint_and_resumes_from_it(tmp_path
         )
         == 250
     )
+
+
+@pytest.mark.django_db
+def test_a_cancelled_file_replay_is_not_restarted_by_a_late_delivery(tmp_path, gateway):
+    from backfill import replay as replay_module
+    from backfill.models import DataMigration
+
+    put_wallets(gateway, {"u1": (0, [])})
+    migration = replay_module.start_replay(path="export.jsonl", dry_run=False)
+    DataMigration.objects.filter(pk=migration.pk).update(status="cancelled")
+
+    replay_module.run_replay(migration, [line("evt_1")], gateway=gateway, allow_negative=False)
+
+    migration.refresh_from_db()
+    assert (migration.status, migration.total) == ("cancelled", 0)
+    assert gateway.client.collection("wallets").document("u1").get().to_dict()["points"] == 0
