@@ -247,12 +247,9 @@ class FirestoreGateway:
                 found[snap.id] = (True, _field(snap.to_dict(), "points"))
         return found
 
-    def aggregate_ledgers(self, uids: list[str], *, concurrency: int) -> dict[str, LedgerTotals]:
-        """sum(amount) and count() of each wallet's ledger, `concurrency` queries at a time."""
-        return self.start_aggregation(uids, concurrency=concurrency).result()
-
     def start_aggregation(self, uids: list[str], *, concurrency: int) -> Future:
-        """Like aggregate_ledgers, without waiting: a Future of the same dict.
+        """sum(amount) and count() of each wallet's ledger, `concurrency` queries at
+        a time, without waiting: a Future of {uid: LedgerTotals}.
 
         Calls in flight together share one limit of `concurrency` queries, so a
         caller can queue the next batch while it handles the last one and keep
