@@ -62,7 +62,8 @@ PROPOSAL_TTL_HOURS = env.int("PROPOSAL_TTL_HOURS", default=72)
 PAYNOW_WEBHOOK_SECRETS = env.list("PAYNOW_WEBHOOK_SECRETS", default=[])
 BACKFILL_ALLOW_NEGATIVE_BALANCE = env.bool("BACKFILL_ALLOW_NEGATIVE_BALANCE", default=False)
 # Where exports uploaded in the admin are kept for the workers (shared by web and workers).
-BACKFILL_UPLOAD_DIR = env.path("BACKFILL_UPLOAD_DIR", default=BASE_DIR / "uploads")
+# A pathlib.Path (env.path would give an environ.Path, which has no mkdir()).
+BACKFILL_UPLOAD_DIR = Path(env.str("BACKFILL_UPLOAD_DIR", default=str(BASE_DIR / "uploads")))
 
 # Job endpoints (/api/jobs/*) take a Google-signed OIDC ID token (Cloud Scheduler):
 # its audience must be JOBS_OIDC_AUDIENCE, its issuer one of JOBS_OIDC_ISSUERS, its
