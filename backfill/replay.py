@@ -9,12 +9,15 @@ the outcome counts, and a checksum of all that.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import logging
+import time
 from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import replace
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
 
 from django.conf import settings
 from django.db import transaction
@@ -111,10 +114,13 @@ def request_stored_replay(
     return migration
 
 
-def run_stored_replay(migration: DataMigration, *, gateway: FirestoreGateway) -> DataMigration:
+def run_stored_replay(
+    migration: DataMigration, *, gateway: FirestoreGateway, deadline: float | None = None
+) -> DataMigration:
     """Re-apply the stored deliveries the migration names, in id order, from its checkpoint.
 
-    Stops early, progress saved, when someone pauses or cancels it.
+    Stops early, progress saved, when someone pauses or cancels it, or, still
+    running, at `deadline` (time.monotonic()) for a next task to go on.
     """
     if not _claim(migration):
         return migration
@@ -140,7 +146,8 @@ def run_stored_replay(migration: DataMigration, *, gateway: FirestoreGateway) ->
                     services.requeue(delivery)
                 status = services.apply_delivery(delivery_id, gateway=gateway).status
                 _save_progress(migration, {status: 1}, checkpoint=delivery_id)
-            if handled % CHECKPOINT_EVERY == 0 and _stopped(migration):
+            if _past(deadline) or (handled % CHECKPOINT_EVERY == 0 and _stopped(migration)):
+                migration.refresh_from_db()
                 return migration
     except Exception as exc:
         DataMigration.objects.filter(pk=migration.pk).update(
@@ -184,6 +191,10 @@ def _claim(migration: DataMigration) -> bool:
     return claimed == 1
 
 
+def _past(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() >= deadline
+
+
 def _stopped(migration: DataMigration) -> bool:
     status = DataMigration.objects.filter(pk=migration.pk).values_list("status", flat=True).first()
     return status in (MigrationStatus.PAUSED, MigrationStatus.CANCELLED)
@@ -213,50 +224,30 @@ def set_status(migration_id: int, action: str, *, actor) -> DataMigration:
 
 
 def run_replay(
-    migration: DataMigration, lines: Iterable[str], *, gateway: FirestoreGateway, allow_negative: bool
+    migration: DataMigration,
+    lines: Iterable[str],
+    *,
+    gateway: FirestoreGateway,
+    allow_negative: bool,
+    deadline: float | None = None,
 ) -> DataMigration:
-    """Handle every line of the export; resumes after `migration.checkpoint` lines."""
+    """Handle every line of the export; resumes after `migration.checkpoint` lines.
+
+    A real run stops early, progress saved, when ops pause or cancel it, or,
+    still running, at `deadline` (time.monotonic()) for a next task to go on.
+    A dry run keeps its plan in memory, so it always runs to the end.
+    """
     if not _claim(migration):
         return migration
     plan = _Plan(gateway) if migration.dry_run else None
-    counts: dict[str, int] = defaultdict(int)
-    deferred: list = []
-    last = migration.checkpoint
-    batch: list[tuple[int, bytes]] = []
-
-    def flush():
-        # A batch of lines: stored raw in one insert, payments applied in few
-        # commits, then outcomes, counters and checkpoint saved together.
-        deliveries = services.store_deliveries(batch, migration=migration)
-        services.apply_many(deliveries, gateway=gateway)
-        handled = defaultdict(int)
-        for delivery in deliveries:
-            handled[delivery.status] += 1
-            if delivery.status == EventStatus.DEFERRED:
-                deferred.append(delivery.pk)
-        _save_progress(migration, handled, checkpoint=batch[-1][0])
-        batch.clear()
-
     try:
-        for number, line in enumerate(lines, start=1):
-            if number <= migration.checkpoint or not line.strip():
-                continue
-            raw = line.rstrip("\n").encode()
-            last = number
-            if plan is None:
-                batch.append((number, raw))
-                if len(batch) == CHECKPOINT_EVERY:
-                    flush()
-                    if _stopped(migration):
-                        return migration  # paused or cancelled; resuming continues from the checkpoint
-                continue
-            outcome = plan.consider(raw, allow_negative=allow_negative)
-            counts[outcome] += 1
-            if outcome == EventStatus.DEFERRED:
-                deferred.append(raw)
-        if batch:
-            flush()
-        _save_progress(migration, counts, checkpoint=last)
+        if plan is not None:
+            deferred = _plan_lines(migration, lines, plan, allow_negative=allow_negative)
+        else:
+            deferred = _apply_lines(migration, lines, gateway=gateway, deadline=deadline)
+            if deferred is None:
+                migration.refresh_from_db()
+                return migration  # stopped early; resuming continues from the checkpoint
         _retry_deferred(migration, deferred, plan, gateway=gateway, allow_negative=allow_negative)
     except Exception as exc:
         DataMigration.objects.filter(pk=migration.pk).update(
@@ -273,6 +264,110 @@ def run_replay(
         gateway.put_migration(str(migration.pk), mirror(migration))
     log.info("replay finished", extra={"migration_id": migration.pk, **migration.outcomes()})
     return migration
+
+
+def _numbered(lines: Iterable[str], *, after: int) -> Iterator[tuple[int, bytes]]:
+    """(line number from 1, raw line) of each non-blank line past the checkpoint."""
+    for number, line in enumerate(lines, start=1):
+        if number > after and line.strip():
+            yield number, line.rstrip("\n").encode()
+
+
+def _plan_lines(migration, lines, plan: _Plan, *, allow_negative: bool) -> list[bytes]:
+    counts: dict[str, int] = defaultdict(int)
+    deferred, last = [], migration.checkpoint
+    for number, raw in _numbered(lines, after=migration.checkpoint):
+        outcome = plan.consider(raw, allow_negative=allow_negative)
+        counts[outcome] += 1
+        last = number
+        if outcome == EventStatus.DEFERRED:
+            deferred.append(raw)
+    _save_progress(migration, counts, checkpoint=last)
+    return deferred
+
+
+@dataclass
+class _Batch:
+    last_line: int
+    deliveries: list[ProviderEventDelivery]
+    payments: list
+    others: list
+    commits: Future
+
+
+def _apply_lines(migration, lines, *, gateway: FirestoreGateway, deadline: float | None) -> list[int] | None:
+    """Store and apply the lines, CHECKPOINT_EVERY at a time: the deferred
+    deliveries' ids, or None when it stopped early (paused, cancelled, deadline).
+
+    A two-stage pipeline: while one batch's payments are committed to Firestore
+    (in a thread of its own, which touches no database), the next batch is
+    stored and the last one's outcomes are saved. Firestore sees the batches
+    strictly one after another, as without the pipeline; a batch's outcomes,
+    the counters and the checkpoint are saved in one transaction. Deliveries
+    an interrupted attempt stored past its checkpoint are taken up again, not
+    stored twice, so a resumed run counts each line once.
+    """
+    stored = {d.line: d for d in migration.deliveries.filter(line__gt=migration.checkpoint)}
+    deferred = list(
+        migration.deliveries.filter(line__lte=migration.checkpoint, status=EventStatus.DEFERRED)
+        .order_by("line")
+        .values_list("pk", flat=True)
+    )
+    known: dict = {}  # wallet versions this run committed, reused by its later batches
+    previous: _Batch | None = None
+    stopped = False
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="replay-commits") as committer:
+        for lines_batch in _chunked(_numbered(lines, after=migration.checkpoint), CHECKPOINT_EVERY):
+            if previous is not None and (_past(deadline) or _stopped(migration)):
+                stopped = True
+                break
+            deliveries = services.store_deliveries(lines_batch, migration=migration, stored=stored)
+            payments, others = services.split_payments(deliveries)
+            outcomes = _landed(previous, gateway=gateway)
+            commits = committer.submit(
+                contextvars.copy_context().run,
+                services.commit_payments,
+                payments,
+                gateway=gateway,
+                known=known,
+            )
+            _save_batch(migration, previous, outcomes, deferred)
+            previous = _Batch(lines_batch[-1][0], deliveries, payments, others, commits)
+        _save_batch(migration, previous, _landed(previous, gateway=gateway), deferred)
+    return None if stopped else deferred
+
+
+def _chunked(items: Iterator, size: int) -> Iterator[list]:
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _landed(batch: _Batch | None, *, gateway: FirestoreGateway) -> tuple[dict, str]:
+    """Wait for a batch's payment commits, then apply its other events one by one."""
+    if batch is None:
+        return {}, ""
+    outcomes = batch.commits.result()
+    services.apply_one_by_one(batch.others, gateway=gateway)
+    return outcomes
+
+
+def _save_batch(migration, batch: _Batch | None, outcomes: tuple[dict, str], deferred: list[int]) -> None:
+    if batch is None:
+        return
+    with transaction.atomic():
+        services.save_payment_outcomes(batch.payments, *outcomes)
+        handled: dict[str, int] = defaultdict(int)
+        for delivery in batch.deliveries:
+            handled[delivery.status] += 1
+            if delivery.status == EventStatus.DEFERRED:
+                deferred.append(delivery.pk)
+        _save_progress(migration, handled, checkpoint=batch.last_line)
 
 
 def _save_progress(migration: DataMigration, counts: dict[str, int], *, checkpoint: int) -> None:

@@ -33,14 +33,26 @@ def store_delivery(
     return delivery
 
 
-def store_deliveries(lines: list[tuple[int, bytes]], *, migration) -> list[ProviderEventDelivery]:
-    """store_delivery for many lines of a replay, in one insert."""
-    built = []
+def store_deliveries(
+    lines: list[tuple[int, bytes]], *, migration, stored: dict[int, ProviderEventDelivery] | None = None
+) -> list[ProviderEventDelivery]:
+    """store_delivery for many lines of a replay, in one insert.
+
+    `stored`: the migration's deliveries by line that an earlier, interrupted
+    attempt already stored past its checkpoint; those lines reuse their row
+    (and its outcome, when it has one) instead of being stored a second time.
+    """
+    stored = stored or {}
+    deliveries, built = [], []
     for number, raw in lines:
-        delivery = ProviderEventDelivery(source="replay", migration=migration, line=number)
-        _fill(delivery, raw)
-        built.append(delivery)
-    return ProviderEventDelivery.objects.bulk_create(built)
+        delivery = stored.get(number)
+        if delivery is None:
+            delivery = ProviderEventDelivery(source="replay", migration=migration, line=number)
+            _fill(delivery, raw)
+            built.append(delivery)
+        deliveries.append(delivery)
+    ProviderEventDelivery.objects.bulk_create(built)
+    return deliveries
 
 
 def _fill(delivery: ProviderEventDelivery, raw: bytes) -> None:
@@ -105,27 +117,38 @@ def apply_delivery(delivery_id: int, *, gateway: FirestoreGateway) -> ProviderEv
     return delivery
 
 
-def apply_many(deliveries: list[ProviderEventDelivery], *, gateway: FirestoreGateway) -> None:
-    """Apply stored deliveries: payments in batched commits, reversals one by one
-    (they need reads of their original). Outcomes are saved on the deliveries."""
+def split_payments(deliveries: list[ProviderEventDelivery]) -> tuple[list, list]:
+    """The deliveries still to apply, as (event, delivery): payments, which go
+    in batched commits, and the rest (reversals, which need reads of their
+    original), which go one by one through apply_delivery."""
     payments, others = [], []
     for delivery in deliveries:
         if delivery.status != EventStatus.RECEIVED:
             continue
         event = events.parse(delivery.raw)
         (payments if event.amount > 0 else others).append((event, delivery))
-    failure = ""
+    return payments, others
+
+
+def commit_payments(payments: list, *, gateway: FirestoreGateway, known: dict) -> tuple[dict, str]:
+    """Apply payments to Firestore in batched commits (no database access, so a
+    replay can run it beside its database work): (outcomes by delivery id, the
+    error that failed them all after the gateway's retries, or "")."""
     try:
-        outcomes = gateway.apply_payments([(event, d.pk) for event, d in payments])
+        return gateway.apply_payments([(event, d.pk) for event, d in payments], known=known), ""
     except Exception as exc:  # after the gateway's retries: each item fails visibly
         log.exception("provider event batch failed")
-        outcomes, failure = {}, f"{type(exc).__name__}: {exc}"
+        return {}, f"{type(exc).__name__}: {exc}"
+
+
+def save_payment_outcomes(payments: list, outcomes: dict, failure: str) -> None:
+    """Record what commit_payments did on the deliveries (and their objects)."""
     now = timezone.now()
     by_outcome: dict[tuple[str, str], list[int]] = defaultdict(list)
     for _, delivery in payments:
         outcome = outcomes.get(delivery.pk)
         delivery.status, delivery.reason = (
-            (outcome.status, outcome.reason) if outcome else ("failed", failure)
+            (outcome.status, outcome.reason) if outcome else (EventStatus.FAILED, failure)
         )
         by_outcome[(delivery.status, delivery.reason)].append(delivery.pk)
     # One UPDATE per distinct outcome (nearly always one: applied), not per row.
@@ -136,6 +159,9 @@ def apply_many(deliveries: list[ProviderEventDelivery], *, gateway: FirestoreGat
             attempts=F("attempts") + 1,
             applied_at=now if status == EventStatus.APPLIED else None,
         )
+
+
+def apply_one_by_one(others: list, *, gateway: FirestoreGateway) -> None:
     for _, delivery in others:
         applied = apply_delivery(delivery.pk, gateway=gateway)
         delivery.status, delivery.reason = applied.status, applied.reason

@@ -1,5 +1,7 @@
 """django-q2 tasks of the backfill app: thin wrappers around the services."""
 
+import time
+
 from django_q.tasks import async_task
 
 from backfill import services
@@ -19,18 +21,30 @@ def enqueue_migration(migration_id: int) -> None:
 
 
 def run_migration(migration_id: int) -> str:
+    """Run a data migration for at most half the worker timeout, then hand what
+    is left to a next task: a migration of any size never meets the timeout
+    that would kill its worker."""
     from django.conf import settings
 
     from backfill import replay
-    from backfill.models import DataMigration
+    from backfill.models import DataMigration, MigrationStatus
 
     migration = DataMigration.objects.get(pk=migration_id)
+    deadline = time.monotonic() + settings.Q_CLUSTER["timeout"] / 2
     if migration.kind == "replay_stored":
-        return replay.run_stored_replay(migration, gateway=get_gateway()).status
-    with open(migration.parameters["path"], encoding="utf-8", errors="replace") as lines:
-        return replay.run_replay(
-            migration, lines, gateway=get_gateway(), allow_negative=settings.BACKFILL_ALLOW_NEGATIVE_BALANCE
-        ).status
+        migration = replay.run_stored_replay(migration, gateway=get_gateway(), deadline=deadline)
+    else:
+        with open(migration.parameters["path"], encoding="utf-8", errors="replace") as lines:
+            migration = replay.run_replay(
+                migration,
+                lines,
+                gateway=get_gateway(),
+                allow_negative=settings.BACKFILL_ALLOW_NEGATIVE_BALANCE,
+                deadline=deadline,
+            )
+    if migration.status == MigrationStatus.RUNNING:
+        enqueue_migration(migration_id)
+    return migration.status
 
 
 def sweep_migrations() -> int:

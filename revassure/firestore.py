@@ -29,9 +29,11 @@ from google.cloud import firestore
 from google.cloud.firestore_v1 import _helpers
 from google.cloud.firestore_v1.async_transaction import async_transactional
 from google.cloud.firestore_v1.base_query import FieldFilter
+from google.cloud.firestore_v1.types import common as common_pb
 from google.cloud.firestore_v1.types import document as document_pb
 from google.cloud.firestore_v1.types import firestore as firestore_pb
 from google.cloud.firestore_v1.types import query as query_pb
+from google.cloud.firestore_v1.types import write as write_pb
 
 WALLETS = "wallets"
 LEDGER = "ledger"
@@ -446,60 +448,69 @@ class FirestoreGateway:
 
         return apply(self.client.transaction())
 
-    def apply_payments(self, items: list[tuple[Any, int]]) -> dict[int, EventOutcome]:
+    def apply_payments(
+        self, items: list[tuple[Any, int]], *, known: dict[str, tuple[int, Any]] | None = None
+    ) -> dict[int, EventOutcome]:
         """Apply many payment events (event, delivery id) in few atomic commits.
 
         Each commit holds one payment per wallet: the ledger entry (`create`, so
         an entry that exists fails the commit) and the wallet's increment, on
-        the condition that the wallet is unchanged since it was read. A commit
-        that fails is split in halves until the one event at fault goes through
-        the single transactional path, which says duplicate, quarantined or
-        applied. Same checks as one at a time, far fewer round trips.
+        the condition that the wallet is unchanged since it was read (its update
+        time). A commit that fails is split in halves until the one event at
+        fault goes through the single transactional path, which says duplicate,
+        quarantined or applied. Same checks as one at a time, far fewer round
+        trips.
+
+        `known` carries, from one call to the next of the same run, the points
+        and update time of the wallets this run committed to: they need no
+        second read, and the update-time condition still refuses the commit if
+        anyone else wrote the wallet since.
         """
+        known = {} if known is None else known
         outcomes: dict[int, EventOutcome] = {}
         group: list[tuple[Any, int]] = []
         for event, delivery_id in items:
             if any(other.user_id == event.user_id for other, _ in group):
-                self._commit_payments(group, outcomes)
+                self._commit_payments(group, outcomes, known)
                 group = []
             group.append((event, delivery_id))
-        self._commit_payments(group, outcomes)
+        self._commit_payments(group, outcomes, known)
         return outcomes
 
-    def _commit_payments(self, group: list[tuple[Any, int]], outcomes: dict[int, EventOutcome]) -> None:
+    def _commit_payments(
+        self, group: list[tuple[Any, int]], outcomes: dict[int, EventOutcome], known: dict
+    ) -> None:
         from backfill.rules import WalletView, decide
 
         if not group:
             return
-        refs = [self._wallet(event.user_id) for event, _ in group]
-        snaps = {
-            snap.id: snap for snap in self.client.get_all(refs, retry=self.retry, timeout=self.call_timeout)
-        }
-        batch, planned = self.client.batch(), []
-        for (event, delivery_id), wallet in zip(group, refs, strict=True):
-            snap = snaps.get(event.user_id)
-            points = _field(snap.to_dict(), "points") if snap is not None and snap.exists else MISSING
-            if snap is None or not snap.exists or type(points) is not int:
+        unread = [event.user_id for event, _ in group if event.user_id not in known]
+        if unread:
+            known.update(self._wallet_versions(unread))
+        writes, planned = [], []
+        for event, delivery_id in group:
+            points, version = known.get(event.user_id, (MISSING, None))
+            if type(points) is not int:
                 # Unknown user or malformed wallet: the single path says which.
+                known.pop(event.user_id, None)
                 outcomes[delivery_id] = self.apply_provider_event(
                     event, allow_negative=False, delivery_id=delivery_id
                 )
                 continue
             entry = decide(event, WalletView(False, True, points), allow_negative=False).entry
-            batch.create(
-                wallet.collection(LEDGER).document(event.entry_id), {**entry, "deliveryId": delivery_id}
+            wallet = self._document_name(WALLETS, event.user_id)
+            writes.append(
+                _create_write(f"{wallet}/{LEDGER}/{event.entry_id}", {**entry, "deliveryId": delivery_id})
             )
-            batch.update(
-                wallet,
-                {"points": firestore.Increment(event.amount), "updatedAt": firestore.SERVER_TIMESTAMP},
-                option=self.client.write_option(last_update_time=snap.update_time),
-            )
+            writes.append(_increment_write(wallet, event.amount, version))
             planned.append((event, delivery_id, points))
         if not planned:
             return
         try:
-            batch.commit(retry=self.retry, timeout=self.call_timeout)
+            results = self._commit_writes(writes)
         except (gexc.AlreadyExists, gexc.FailedPrecondition, gexc.NotFound):
+            for event, _, _ in planned:
+                known.pop(event.user_id, None)  # read again: someone else may have moved it
             if len(planned) == 1:
                 event, delivery_id, _ = planned[0]
                 outcomes[delivery_id] = self.apply_provider_event(
@@ -507,13 +518,50 @@ class FirestoreGateway:
                 )
                 return
             half = len(planned) // 2
-            self._commit_payments([(e, d) for e, d, _ in planned[:half]], outcomes)
-            self._commit_payments([(e, d) for e, d, _ in planned[half:]], outcomes)
+            self._commit_payments([(e, d) for e, d, _ in planned[:half]], outcomes, known)
+            self._commit_payments([(e, d) for e, d, _ in planned[half:]], outcomes, known)
             return
-        for event, delivery_id, points in planned:
+        for n, (event, delivery_id, points) in enumerate(planned):
+            known[event.user_id] = (points + event.amount, results[2 * n + 1].update_time)
             outcomes[delivery_id] = EventOutcome(
                 "applied", points_before=points, points_after=points + event.amount
             )
+
+    def _document_name(self, collection: str, doc_id: str) -> str:
+        return f"{self.client._database_string}/documents/{collection}/{doc_id}"
+
+    def _wallet_versions(self, uids: list[str]) -> dict[str, tuple[Any, Any]]:
+        """(raw points, update time) of each existing wallet among `uids`, in one
+        batched read decoded straight from the protobuf responses."""
+        client = self.client
+        request = firestore_pb.BatchGetDocumentsRequest(
+            database=client._database_string,
+            documents=[self._document_name(WALLETS, uid) for uid in uids],
+            mask=common_pb.DocumentMask(field_paths=["points"]),
+        )
+        found = {}
+        for response in client._firestore_api.batch_get_documents(
+            request=request, metadata=client._rpc_metadata, retry=self.retry, timeout=self.call_timeout
+        ):
+            raw = response._pb
+            if raw.HasField("found"):
+                points = raw.found.fields.get("points")
+                found[raw.found.name.rsplit("/", 1)[1]] = (
+                    MISSING if points is None else self._decode(points),
+                    raw.found.update_time,
+                )
+        return found
+
+    def _commit_writes(self, writes: list) -> list:
+        """Commit raw protobuf writes atomically; the raw WriteResults, one per write."""
+        client = self.client
+        request = firestore_pb.CommitRequest.wrap(
+            firestore_pb.CommitRequest.pb()(database=client._database_string, writes=writes)
+        )
+        response = client._firestore_api.commit(
+            request=request, metadata=client._rpc_metadata, retry=self.retry, timeout=self.call_timeout
+        )
+        return list(response._pb.write_results)
 
     def entries_exist(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], bool]:
         """Whether each (uid, entry id) is in that wallet's ledger, in batched reads."""
@@ -605,6 +653,50 @@ class FirestoreGateway:
     def get_config(self, name: str) -> dict[str, Any] | None:
         snap = self.client.collection(CONFIG).document(name).get(retry=self.retry, timeout=self.call_timeout)
         return snap.to_dict() if snap.exists else None
+
+
+_Write = write_pb.Write.pb()
+_Document = document_pb.Document.pb()
+_Value = document_pb.Value.pb()
+_Precondition = common_pb.Precondition.pb()
+_FieldTransform = write_pb.DocumentTransform.FieldTransform.pb()
+_DocumentMask = common_pb.DocumentMask.pb()
+
+
+def _raw_value(value: Any):
+    """A Python value as a raw protobuf Value (the common types directly, the rest
+    through the client's own encoder)."""
+    if value is None:
+        return _Value(null_value=0)
+    if value is True or value is False:
+        return _Value(boolean_value=value)
+    if type(value) is int:
+        return _Value(integer_value=value)
+    if type(value) is str:
+        return _Value(string_value=value)
+    return _helpers.encode_value(value)._pb
+
+
+def _create_write(name: str, fields: dict[str, Any]):
+    """A write that creates the document and fails if it exists (as batch.create)."""
+    return _Write(
+        update=_Document(name=name, fields={key: _raw_value(v) for key, v in fields.items()}),
+        current_document=_Precondition(exists=False),
+    )
+
+
+def _increment_write(name: str, amount: int, update_time):
+    """points += amount and updatedAt := server time, only if the document's
+    update time is still `update_time` (as batch.update with those transforms)."""
+    return _Write(
+        update=_Document(name=name),
+        update_mask=_DocumentMask(),
+        update_transforms=[
+            _FieldTransform(field_path="points", increment=_Value(integer_value=amount)),
+            _FieldTransform(field_path="updatedAt", set_to_server_value=_FieldTransform.REQUEST_TIME),
+        ],
+        current_document=_Precondition(update_time=update_time),
+    )
 
 
 def _field(data: dict[str, Any] | None, name: str) -> Any:

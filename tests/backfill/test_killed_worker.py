@@ -1,8 +1,9 @@
 """A data migration whose whole worker cluster is killed half-way (SIGKILL) is
 resumed by a new cluster from its checkpoint: every event applied exactly once,
-every outcome counted exactly once. Runs real qclusters on a file database of
-their own with the ORM broker, which hands an unacknowledged task out again
-after Q_RETRY seconds."""
+every outcome counted exactly once, every line stored once. Runs real qclusters
+on a file database of their own with the ORM broker, which hands an
+unacknowledged task out again after Q_RETRY seconds. Q_TIMEOUT is 2 s, so the
+migrations also go on from task to task in slices of a second."""
 
 import json
 import os
@@ -13,23 +14,39 @@ import sys
 import time
 import uuid
 
+import pytest
+
 from revassure.firestore import FirestoreGateway
 from tests.conftest import ROOT
 
-EVENTS = 240
 USERS = 8
 
-SETUP = """
+MAKE_EVENTS = """
 import json
-from backfill.services import store_delivery
-from backfill.replay import request_stored_replay
+events = []
 for n in range({events}):
     data = {{"payment_id": f"pay_{{n}}", "user_id": f"u{{n % {users}}}", "points": n + 1}}
     created = "2026-11-20T10:00:00Z"
     body = {{"id": f"evt_{{n}}", "type": "payment.succeeded", "created": created, "data": data}}
-    store_delivery(json.dumps(body).encode(), source="webhook")
-print(request_stored_replay().pk)
+    events.append(json.dumps(body))
 """
+SETUP = {
+    # Webhook deliveries stored while Firestore was away, replayed from the database.
+    "stored": """
+from backfill.services import store_delivery
+from backfill.replay import request_stored_replay
+for body in events:
+    store_delivery(body.encode(), source="webhook")
+print(request_stored_replay().pk)
+""",
+    # An export uploaded in the admin, replayed from the file.
+    "file": """
+from django.core.files.uploadedfile import SimpleUploadedFile
+from backfill.replay import request_file_replay
+export = SimpleUploadedFile("export.jsonl", "\\n".join(events).encode())
+print(request_file_replay(export, dry_run=False, actor=None).pk)
+""",
+}
 
 
 def migration_row(db_path, migration_id):
@@ -58,8 +75,9 @@ def wait_for(predicate, timeout):
     return False
 
 
+@pytest.mark.parametrize("kind, events", [("stored", 240), ("file", 1200)])
 def test_a_killed_worker_leaves_a_migration_that_resumes_and_applies_each_event_once(
-    tmp_path, firestore_emulator
+    tmp_path, firestore_emulator, kind, events
 ):
     project = f"killed-{uuid.uuid4().hex[:10]}"
     db_path = tmp_path / "cluster.sqlite3"
@@ -72,6 +90,7 @@ def test_a_killed_worker_leaves_a_migration_that_resumes_and_applies_each_event_
         Q_TIMEOUT="2",
         Q_RETRY="4",
         Q_CLUSTER_NAME=f"killed-{uuid.uuid4().hex[:8]}",
+        BACKFILL_UPLOAD_DIR=str(tmp_path),
     )
     gateway = FirestoreGateway(project)
     gateway.write_wallets((f"u{n}", 0, {}) for n in range(USERS))
@@ -79,7 +98,13 @@ def test_a_killed_worker_leaves_a_migration_that_resumes_and_applies_each_event_
         [sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True
     )
     setup = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", SETUP.format(events=EVENTS, users=USERS)],
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "-c",
+            MAKE_EVENTS.format(events=events, users=USERS) + SETUP[kind],
+        ],
         cwd=ROOT,
         env=env,
         check=True,
@@ -96,7 +121,7 @@ def test_a_killed_worker_leaves_a_migration_that_resumes_and_applies_each_event_
         first.wait(timeout=10)
     assert started, "the first cluster never got going"
     killed_at = migration_row(db_path, migration_id)
-    assert killed_at["status"] == "running" and 30 <= killed_at["processed"] < EVENTS
+    assert killed_at["status"] == "running" and 30 <= killed_at["processed"] < events
 
     second = cluster(env)
     try:
@@ -108,18 +133,19 @@ def test_a_killed_worker_leaves_a_migration_that_resumes_and_applies_each_event_
     assert finished, dict(row)
 
     assert (row["total"], row["processed"], row["applied"], row["duplicate"], row["failed"]) == (
-        EVENTS,
-        EVENTS,
-        EVENTS,
+        events,
+        events,
+        events,
         0,
         0,
     )
     for user in range(USERS):
-        expected = sum(n + 1 for n in range(EVENTS) if n % USERS == user)
+        expected = sum(n + 1 for n in range(events) if n % USERS == user)
         wallet = gateway.client.collection("wallets").document(f"u{user}").get().to_dict()
         assert wallet["points"] == expected, f"u{user}"
     with sqlite3.connect(db_path) as conn:
         assert conn.execute(
             "SELECT status, count(*) FROM backfill_providereventdelivery GROUP BY 1"
-        ).fetchall() == [("applied", EVENTS)]
-    assert json.loads(row["parameters"])["expected"] == EVENTS
+        ).fetchall() == [("applied", events)]
+    if kind == "stored":
+        assert json.loads(row["parameters"])["expected"] == events
