@@ -158,7 +158,7 @@ def run_stored_replay(
         status=MigrationStatus.COMPLETED, finished_at=timezone.now()
     )
     migration.refresh_from_db()
-    gateway.put_migration(str(migration.pk), mirror(migration))
+    _publish(migration, gateway)
     return migration
 
 
@@ -261,7 +261,7 @@ def run_replay(
     DataMigration.objects.filter(pk=migration.pk).update(**finish)
     migration.refresh_from_db()
     if not migration.dry_run:
-        gateway.put_migration(str(migration.pk), mirror(migration))
+        _publish(migration, gateway)
     log.info("replay finished", extra={"migration_id": migration.pk, **migration.outcomes()})
     return migration
 
@@ -402,6 +402,16 @@ def _retry_deferred(migration, deferred, plan, *, gateway, allow_negative) -> No
                 **{name: F(name) + n for name, n in moved.items()},
             )
         deferred = still
+
+
+def _publish(migration: DataMigration, gateway: FirestoreGateway) -> None:
+    """Mirror a finished migration to Firestore `dataMigrations/{id}`. A failure
+    is logged, not raised: the migration is complete in the database, which is
+    what the admin shows."""
+    try:
+        gateway.put_migration(str(migration.pk), mirror(migration))
+    except Exception as exc:
+        log.error("data migration mirror failed", extra={"migration_id": migration.pk, "error": repr(exc)})
 
 
 def mirror(migration: DataMigration) -> dict:

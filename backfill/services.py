@@ -133,12 +133,15 @@ def split_payments(deliveries: list[ProviderEventDelivery]) -> tuple[list, list]
 def commit_payments(payments: list, *, gateway: FirestoreGateway, known: dict) -> tuple[dict, str]:
     """Apply payments to Firestore in batched commits (no database access, so a
     replay can run it beside its database work): (outcomes by delivery id, the
-    error that failed them all after the gateway's retries, or "")."""
+    error that failed the payments without one after the gateway's retries,
+    or "")."""
+    outcomes: dict = {}
     try:
-        return gateway.apply_payments([(event, d.pk) for event, d in payments], known=known), ""
-    except Exception as exc:  # after the gateway's retries: each item fails visibly
+        gateway.apply_payments([(event, d.pk) for event, d in payments], known=known, outcomes=outcomes)
+        return outcomes, ""
+    except Exception as exc:  # after the gateway's retries: the rest fail visibly
         log.exception("provider event batch failed")
-        return {}, f"{type(exc).__name__}: {exc}"
+        return outcomes, f"{type(exc).__name__}: {exc}"
 
 
 def save_payment_outcomes(payments: list, outcomes: dict, failure: str) -> None:

@@ -25,6 +25,8 @@ from django.utils import timezone
 from google.api_core import exceptions as gexc
 from google.api_core import retry as gretry
 from google.api_core import retry_async as gretry_async
+from google.api_core.gapic_v1 import method as gapic_method
+from google.api_core.gapic_v1 import method_async as gapic_method_async
 from google.cloud import firestore
 from google.cloud.firestore_v1 import _helpers
 from google.cloud.firestore_v1.async_transaction import async_transactional
@@ -143,7 +145,12 @@ class FirestoreGateway:
         if self._client is None:
             with self._lock:
                 if self._client is None:
-                    self._client = firestore.Client(project=self.project)
+                    client = firestore.Client(project=self.project)
+                    transport = client._firestore_api._transport
+                    _bind_begin_transaction(
+                        transport, gapic_method.wrap_method, self.retry, self.call_timeout
+                    )
+                    self._client = client
         return self._client
 
     def _ensure_process(self) -> None:
@@ -177,7 +184,12 @@ class FirestoreGateway:
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
     async def _make_async_client(self) -> firestore.AsyncClient:
-        return firestore.AsyncClient(project=self.project)
+        client = firestore.AsyncClient(project=self.project)
+        transport = client._firestore_api._client._transport
+        _bind_begin_transaction(
+            transport, gapic_method_async.wrap_method, self.async_retry, self.call_timeout
+        )
+        return client
 
     def _wallet(self, uid: str):
         return self.client.collection(WALLETS).document(uid)
@@ -264,10 +276,38 @@ class FirestoreGateway:
         return await self._gather(uids, gate, self._aggregate)
 
     async def _aggregate(self, uid: str) -> LedgerTotals:
-        query = self._async_client.collection(WALLETS).document(uid).collection(LEDGER)
-        agg = query.sum("amount", alias="total")
-        agg.count(alias="count")
-        return _totals(await agg.get(retry=self.async_retry, timeout=self.call_timeout))
+        """sum(amount) and count() of one wallet's ledger: one aggregation query.
+
+        The request is a raw protobuf made from a prebuilt template (only the
+        parent differs between wallets) and the answer is decoded from the raw
+        response: the same query as `collection.sum().count().get()`, for half
+        the client's CPU, which is what bounds a run once Firestore keeps up.
+        """
+        client = self._async_client
+        request = _AggregationRequest(
+            parent=f"{client._database_string}/documents/{WALLETS}/{uid}",
+            structured_aggregation_query=_LEDGER_TOTALS,
+        )
+        wrapped = firestore_pb.RunAggregationQueryRequest.wrap(request)
+
+        async def run() -> LedgerTotals:
+            fields = None
+            responses = await client._firestore_api.run_aggregation_query(
+                request=wrapped, metadata=client._rpc_metadata, timeout=self.call_timeout
+            )
+            async for response in responses:
+                if response._pb.HasField("result"):
+                    fields = response._pb.result.aggregate_fields
+            return self._raw_totals(fields)
+
+        return await self.async_retry(run)()
+
+    def _raw_totals(self, fields) -> LedgerTotals:
+        if fields is None:
+            return LedgerTotals(total=0, count=0)
+        count = self._decode(fields["count"]) if "count" in fields else 0
+        total = self._decode(fields["total"]) if "total" in fields and count else 0
+        return LedgerTotals(total=0 if total is None else total, count=int(count or 0))
 
     def read_wallets_and_ledgers(self, uids: list[str], *, concurrency: int) -> dict[str, WalletState]:
         """Read each wallet and its ledger totals together, one transaction per wallet.
@@ -291,7 +331,10 @@ class FirestoreGateway:
             points = _field(snap.to_dict(), "points") if snap.exists else MISSING
             return WalletState(exists=snap.exists, points=points, ledger=_totals(rows))
 
-        return await read(self._async_client.transaction(read_only=True))
+        try:
+            return await read(self._async_client.transaction(read_only=True))
+        except ValueError as exc:
+            raise _real_error(exc) from None
 
     def ledgers(self, uids: list[str], *, concurrency: int) -> dict[str, list[tuple[str, dict[str, Any]]]]:
         """Every ledger entry of each given wallet, as (entry id, fields); for the few
@@ -401,7 +444,7 @@ class FirestoreGateway:
                 "applied", points_before=points, ledger_before=ledger.total, points_after=after
             )
 
-        return apply(self.client.transaction())
+        return _unmasked(apply, self.client.transaction())
 
     def balance_change_applied(self, change: BalanceChange) -> bool:
         """Whether the change's marker exists: the answer after an ambiguous failure."""
@@ -446,10 +489,14 @@ class FirestoreGateway:
                 "applied", decision.reason, points_before=view.points, points_after=view.points + event.amount
             )
 
-        return apply(self.client.transaction())
+        return _unmasked(apply, self.client.transaction())
 
     def apply_payments(
-        self, items: list[tuple[Any, int]], *, known: dict[str, tuple[int, Any]] | None = None
+        self,
+        items: list[tuple[Any, int]],
+        *,
+        known: dict[str, tuple[int, Any]] | None = None,
+        outcomes: dict[int, EventOutcome] | None = None,
     ) -> dict[int, EventOutcome]:
         """Apply many payment events (event, delivery id) in few atomic commits.
 
@@ -465,9 +512,12 @@ class FirestoreGateway:
         and update time of the wallets this run committed to: they need no
         second read, and the update-time condition still refuses the commit if
         anyone else wrote the wallet since.
+
+        Outcomes go into `outcomes` (by delivery id) as each commit lands, so
+        when a call raises half-way, the caller still knows which committed.
         """
         known = {} if known is None else known
-        outcomes: dict[int, EventOutcome] = {}
+        outcomes = {} if outcomes is None else outcomes
         group: list[tuple[Any, int]] = []
         for event, delivery_id in items:
             if any(other.user_id == event.user_id for other, _ in group):
@@ -655,6 +705,17 @@ class FirestoreGateway:
         return snap.to_dict() if snap.exists else None
 
 
+_Query = query_pb.StructuredQuery.pb()
+_Aggregation = query_pb.StructuredAggregationQuery.Aggregation.pb()
+_AggregationRequest = firestore_pb.RunAggregationQueryRequest.pb()
+# sum(amount) as total, count() as count, over a `ledger` collection.
+_LEDGER_TOTALS = query_pb.StructuredAggregationQuery.pb()(
+    structured_query=_Query(from_=[_Query.CollectionSelector(collection_id=LEDGER)]),
+    aggregations=[
+        _Aggregation(alias="total", sum=_Aggregation.Sum(field=_Query.FieldReference(field_path="amount"))),
+        _Aggregation(alias="count", count=_Aggregation.Count()),
+    ],
+)
 _Write = write_pb.Write.pb()
 _Document = document_pb.Document.pb()
 _Value = document_pb.Value.pb()
@@ -697,6 +758,35 @@ def _increment_write(name: str, amount: int, update_time):
         ],
         current_document=_Precondition(update_time=update_time),
     )
+
+
+def _bind_begin_transaction(transport, wrap_method, retry, timeout: float) -> None:
+    """Make BeginTransaction follow the gateway's retry policy and deadline.
+
+    The library's @transactional begins a transaction without passing a retry,
+    so it would fall back on the generated client's default (60 s of retries,
+    whatever FIRESTORE_RETRY_DEADLINE says).
+    """
+    transport._wrapped_methods[transport.begin_transaction] = wrap_method(
+        transport.begin_transaction, default_retry=retry, default_timeout=timeout
+    )
+
+
+def _real_error(exc: ValueError) -> BaseException:
+    """When BeginTransaction itself fails, google-cloud-firestore tries to roll
+    back a transaction that never began and raises "The transaction has no
+    transaction ID, so it cannot be rolled back" in place of the real error;
+    that error is the ValueError's context."""
+    if isinstance(exc.__context__, gexc.GoogleAPIError):
+        return exc.__context__
+    return exc
+
+
+def _unmasked(transactional, transaction):
+    try:
+        return transactional(transaction)
+    except ValueError as exc:
+        raise _real_error(exc) from None
 
 
 def _field(data: dict[str, Any] | None, name: str) -> Any:
