@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from backfill import events, services
@@ -163,14 +163,18 @@ def run_stored_replay(
 
 
 def resume_abandoned(older_than) -> int:
-    """Hand running stored replays whose worker went silent to a worker again
-    (a broker like Redis does not redeliver the task of a killed worker)."""
+    """Hand running migrations whose worker went silent to a worker again (a
+    broker like Redis does not redeliver the task of a killed worker): stored
+    replays, and replays of files uploaded in the admin (kept where workers
+    read them). A command's run is left to whoever ran it: its file may be on
+    another machine."""
     from backfill import tasks
 
     cutoff = timezone.now() - older_than
+    workers_can_run = Q(kind="replay_stored") | Q(kind="replay_file", parameters__has_key="name")
     abandoned = list(
         DataMigration.objects.filter(
-            kind="replay_stored", status=MigrationStatus.RUNNING, heartbeat_at__lt=cutoff
+            workers_can_run, status=MigrationStatus.RUNNING, heartbeat_at__lt=cutoff
         ).values_list("pk", flat=True)
     )
     for migration_id in abandoned:

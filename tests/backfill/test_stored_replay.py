@@ -129,3 +129,37 @@ def test_a_migration_whose_worker_went_silent_is_handed_to_a_worker_again(
 
     migration.refresh_from_db()
     assert (migration.status, migration.applied) == (MigrationStatus.COMPLETED, 2)
+
+
+@pytest.mark.django_db
+def test_an_uploaded_file_replay_whose_worker_went_silent_resumes_but_a_commands_does_not(
+    gateway, tmp_path, settings, django_capture_on_commit_callbacks
+):
+    from datetime import timedelta
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.utils import timezone
+
+    from backfill import tasks
+
+    settings.BACKFILL_UPLOAD_DIR = tmp_path
+    put_wallets(gateway, {"u1": (0, [])})
+    body = {"id": "evt_u", "type": "payment.succeeded", "created": "2026-11-20T10:00:00Z"}
+    body["data"] = {"payment_id": "pay_u", "user_id": "u1", "points": 7}
+    upload = SimpleUploadedFile("export.jsonl", json.dumps(body).encode())
+    with django_capture_on_commit_callbacks():
+        uploaded = replay.request_file_replay(upload, dry_run=False, actor=None)
+    from_command = replay.start_replay(path="/elsewhere/export.jsonl", dry_run=False)
+    # Both taken by a worker or a shell that then died without a trace.
+    DataMigration.objects.update(
+        status=MigrationStatus.RUNNING, heartbeat_at=timezone.now() - timedelta(hours=1)
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert tasks.sweep_migrations() == 1
+
+    uploaded.refresh_from_db()
+    from_command.refresh_from_db()
+    assert (uploaded.status, uploaded.applied) == (MigrationStatus.COMPLETED, 1)
+    assert from_command.status == MigrationStatus.RUNNING
+    assert gateway.client.collection("wallets").document("u1").get().to_dict()["points"] == 7
