@@ -254,12 +254,9 @@ class FirestoreGateway:
 
     def get_wallet_points(self, uids: Iterable[str]) -> dict[str, tuple[bool, Any]]:
         """(exists, raw points) of each given wallet, in one batched read."""
-        refs = [self._wallet(uid) for uid in uids]
-        found: dict[str, tuple[bool, Any]] = {ref.id: (False, MISSING) for ref in refs}
-        for snap in self.client.get_all(refs, retry=self.retry, timeout=self.call_timeout):
-            if snap.exists:
-                found[snap.id] = (True, _field(snap.to_dict(), "points"))
-        return found
+        uids = list(uids)
+        found = self._wallet_versions(uids)
+        return {uid: (True, found[uid][0]) if uid in found else (False, MISSING) for uid in uids}
 
     def start_aggregation(self, uids: list[str], *, concurrency: int) -> Future:
         """sum(amount) and count() of each wallet's ledger, `concurrency` queries at
@@ -303,11 +300,8 @@ class FirestoreGateway:
         return await self.async_retry(run)()
 
     def _raw_totals(self, fields) -> LedgerTotals:
-        if fields is None:
-            return LedgerTotals(total=0, count=0)
-        count = self._decode(fields["count"]) if "count" in fields else 0
-        total = self._decode(fields["total"]) if "total" in fields and count else 0
-        return LedgerTotals(total=0 if total is None else total, count=int(count or 0))
+        fields = fields or {}
+        return _ledger_totals(*(self._decode(fields[n]) if n in fields else None for n in ("total", "count")))
 
     def read_wallets_and_ledgers(self, uids: list[str], *, concurrency: int) -> dict[str, WalletState]:
         """Read each wallet and its ledger totals together, one transaction per wallet.
@@ -797,10 +791,15 @@ def _field(data: dict[str, Any] | None, name: str) -> Any:
 
 def _totals(rows) -> LedgerTotals:
     values = {result.alias: result.value for row in rows for result in row}
-    count = int(values.get("count") or 0)
+    return _ledger_totals(values.get("total"), values.get("count"))
+
+
+def _ledger_totals(total: Any, count: Any) -> LedgerTotals:
+    """The sum and count aggregations of a ledger, as the server sent them."""
+    count = int(count or 0)
     # An empty ledger's balance is the integer zero, whatever the server sent
     # (null, or a double 0.0 from some emulators).
-    total = values.get("total") if count else 0
+    total = total if count else 0
     return LedgerTotals(total=0 if total is None else total, count=count)
 
 
