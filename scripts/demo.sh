@@ -12,6 +12,12 @@ DEMO_DIR=.demo
 PORT=${PORT:-8000}
 free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 EMULATOR_PORT=${EMULATOR_PORT:-$(free_port)}
+# Before anything starts: a taken web port (often a demo still running) would
+# otherwise only show once the emulator and a qcluster are already up.
+if ! "$PY" -c 'import socket, sys; socket.socket().bind(("127.0.0.1", int(sys.argv[1])))' "$PORT" 2>/dev/null; then
+    echo "port $PORT on 127.0.0.1 is in use (another demo still running?); stop it or run: PORT=8001 make demo" >&2
+    exit 1
+fi
 
 export DEBUG=${DEBUG:-true}
 export DATABASE_URL="sqlite:///$PWD/$DEMO_DIR/db.sqlite3"
