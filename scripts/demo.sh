@@ -14,7 +14,9 @@ free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0
 EMULATOR_PORT=${EMULATOR_PORT:-$(free_port)}
 # Before anything starts: a taken web port (often a demo still running) would
 # otherwise only show once the emulator and a qcluster are already up.
-if ! "$PY" -c 'import socket, sys; socket.socket().bind(("127.0.0.1", int(sys.argv[1])))' "$PORT" 2>/dev/null; then
+# SO_REUSEADDR as runserver sets it, so a port left in TIME_WAIT counts as free.
+port_free='import socket, sys; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", int(sys.argv[1])))'
+if ! "$PY" -c "$port_free" "$PORT" 2>/dev/null; then
     echo "port $PORT on 127.0.0.1 is in use (another demo still running?); stop it or run: PORT=8001 make demo" >&2
     exit 1
 fi
