@@ -27,7 +27,11 @@ REFUND = "payment.refunded"
 CHARGEBACK = "payment.chargeback"
 TYPES = (PAYMENT, REFUND, CHARGEBACK)
 SIGNATURE_TOLERANCE_SECONDS = 300
-_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+ID_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,128}")  # matched whole (fullmatch): no trailing newline
+# Firestore stores 64-bit signed integers; a larger amount cannot be written,
+# and a wallet moved by it would overflow.
+MAX_POINTS = 2**63 - 1
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 class BadSignature(Exception):
@@ -100,20 +104,31 @@ def purchase_entry_id(payment_id: str) -> str:
     return f"purchase-{payment_id}"
 
 
+def text_of(raw: bytes | str) -> str:
+    """The text of a body or an export line, by the one rule every intake uses:
+    UTF-8, a leading byte-order mark ignored (RFC 8259 allows it, Excel and
+    some proxies add it). Anything else is Unusable."""
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.removeprefix(UTF8_BOM).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise Unusable(f"not UTF-8 text: {exc.reason} at byte {exc.start}") from exc
+    return raw.removeprefix("\ufeff")
+
+
 def parse(raw: bytes | str) -> ProviderEvent:
-    """A provider event from its JSON text; Unusable says precisely what is wrong."""
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise Unusable(f"not JSON: {exc}") from exc
+    """A provider event from its body (bytes) or stored text; Unusable says
+    precisely what is wrong. The webhook, replays of files and replays of
+    stored deliveries all go through here, so they can never disagree."""
+    data = _json(text_of(raw))
     if not isinstance(data, dict):
         raise Unusable("not a JSON object")
     event_id = data.get("id")
-    if not isinstance(event_id, str) or not _ID.match(event_id):
+    if not isinstance(event_id, str) or not ID_PATTERN.fullmatch(event_id):
         raise Unusable("missing or malformed event id")
     kind = data.get("type")
     if kind not in TYPES:
-        raise Unusable(f"unknown event type {kind!r}")
+        raise Unusable(f"unknown event type {printable(kind)}")
     created = _timestamp(data.get("created"))
     body = data.get("data")
     if not isinstance(body, dict):
@@ -122,7 +137,11 @@ def parse(raw: bytes | str) -> ProviderEvent:
     user_id = _identifier(body, "user_id")
     points = body.get("points")
     if type(points) is not int or points <= 0:
-        raise Unusable(f"points must be a positive integer, got {points!r}")
+        raise Unusable(f"points must be a positive integer, got {printable(points)}")
+    if points > MAX_POINTS:
+        raise Unusable(
+            f"points out of range: {points} is above the largest amount a ledger holds ({MAX_POINTS})"
+        )
     reversal_id = ""
     if kind != PAYMENT:
         reversal_id = _identifier(body, "refund_id" if kind == REFUND else "chargeback_id")
@@ -130,18 +149,36 @@ def parse(raw: bytes | str) -> ProviderEvent:
 
 
 def best_effort_id(raw: bytes | str) -> str:
-    """The event id of a body that does not parse as a whole, when it has one."""
+    """The event id of a body that does not parse as a whole, when it has one,
+    made safe to store and show (no control characters, at most 128 long)."""
     try:
-        data = json.loads(raw)
-    except ValueError:
+        data = _json(text_of(raw))
+    except Unusable:
         return ""
     event_id = data.get("id") if isinstance(data, dict) else None
-    return event_id[:128] if isinstance(event_id, str) else ""
+    return printable(event_id, quote=False)[:128] if isinstance(event_id, str) else ""
+
+
+def printable(value, *, quote: bool = True, limit: int = 80) -> str:
+    """A value from a delivery, safe in a reason or a column: control characters
+    (NUL among them, which PostgreSQL text refuses) escaped, length bounded."""
+    text = repr(value) if quote else str(value)
+    text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _json(text: str):
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise Unusable(f"not JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise Unusable("not JSON: nested too deeply") from exc
 
 
 def _identifier(body: dict, name: str) -> str:
     value = body.get(name)
-    if not isinstance(value, str) or not _ID.match(value):
+    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
         raise Unusable(f"missing or malformed {name}")
     return value
 
@@ -152,7 +189,7 @@ def _timestamp(value) -> datetime:
     try:
         created = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
-        raise Unusable(f"malformed created timestamp {value!r}") from exc
+        raise Unusable(f"malformed created timestamp {printable(value)}") from exc
     if created.tzinfo is None:
         raise Unusable("created timestamp has no time zone")
     return created

@@ -99,7 +99,9 @@ def apply_delivery(delivery_id: int, *, gateway: FirestoreGateway) -> ProviderEv
     delivery = ProviderEventDelivery.objects.get(pk=delivery_id)
     if delivery.status not in (EventStatus.RECEIVED, EventStatus.DEFERRED, EventStatus.FAILED):
         return delivery
-    event = events.parse(delivery.raw)
+    event = event_of(delivery)
+    if event is None:
+        return delivery
     try:
         outcome = gateway.apply_provider_event(
             event, allow_negative=settings.BACKFILL_ALLOW_NEGATIVE_BALANCE, delivery_id=delivery.pk
@@ -125,9 +127,24 @@ def split_payments(deliveries: list[ProviderEventDelivery]) -> tuple[list, list]
     for delivery in deliveries:
         if delivery.status != EventStatus.RECEIVED:
             continue
-        event = events.parse(delivery.raw)
-        (payments if event.amount > 0 else others).append((event, delivery))
+        event = event_of(delivery)
+        if event is not None:
+            (payments if event.amount > 0 else others).append((event, delivery))
     return payments, others
+
+
+def event_of(delivery: ProviderEventDelivery) -> events.ProviderEvent | None:
+    """The event a stored delivery carries, by the intake's rules; None, with the
+    delivery quarantined and the reason saved, when those rules now refuse it
+    (a row stored under older, looser rules): it never blocks the others."""
+    try:
+        return events.parse(delivery.raw)
+    except events.Unusable as exc:
+        delivery.status, delivery.reason = EventStatus.QUARANTINED, str(exc)
+        delivery.attempts += 1
+        delivery.save(update_fields=["status", "reason", "attempts"])
+        log.warning("stored provider event unusable", extra={"delivery_id": delivery.pk, "reason": str(exc)})
+        return None
 
 
 def commit_payments(payments: list, *, gateway: FirestoreGateway, known: dict) -> tuple[dict, str]:
