@@ -1,217 +1,20 @@
-"""HTTP endpoints for machines: the job API (Cloud Scheduler) and health probes.
+"""HTTP endpoints of the core for machines: health probes and the OpenAPI document.
 
-None of them uses cookies, so all are CSRF-exempt: callers authenticate with a
-bearer token or not at all, and a wrong method gets a 405 rather than a 403.
+The job API lives in `jobs`, the payment provider's webhook in `backfill`; the
+document here describes them all, as revassure/urls.py wires them all. None of
+these views imports an app. None uses cookies, so all are CSRF-exempt, and a
+wrong method gets a 405 rather than a 403.
 """
 
-import json
-import logging
 from pathlib import Path
 
-from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.http import HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404
-from django.utils.dateparse import parse_datetime
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET
 
-from reconciliation import services
-from reconciliation.models import RunTrigger
-from revassure import jobauth
 from revassure.firestore import get_gateway
-from revassure.flags import FeatureDisabled
-from revassure.models import Job
-
-log = logging.getLogger(__name__)
-
-# Limits of the request body, as the OpenAPI document states them.
-MAX_UIDS = 100
-MAX_UID_LENGTH = 128
-
-
-def _error(status: int, message: str) -> JsonResponse:
-    response = JsonResponse({"error": message}, status=status)
-    if status == 401:
-        response["WWW-Authenticate"] = 'Bearer realm="revassure-jobs"'
-    return response
-
-
-def _caller(request):
-    """The authenticated caller, or the response refusing them."""
-    try:
-        return jobauth.authenticate(request.headers.get("Authorization", "")), None
-    except jobauth.Unauthenticated as exc:
-        log.warning("job call refused: %s", exc)
-        return None, _error(401, str(exc))
-    except jobauth.Forbidden as exc:
-        log.warning("job call refused: %s", exc)
-        return None, _error(403, str(exc))
-
-
-def _job_body(job: Job) -> dict:
-    body = {
-        "job_id": job.pk,
-        "kind": job.kind,
-        "caller": job.caller,
-        "created_at": job.created_at.isoformat(),
-    }
-    if job.migration_id is not None:
-        migration = job.migration
-        body.update(
-            status=migration.status,
-            migration_id=migration.pk,
-            total=migration.total,
-            **migration.outcomes(),
-            error=migration.error,
-        )
-    if job.run_id is not None:
-        run = job.run
-        body.update(
-            status=run.status,
-            run_id=run.pk,
-            wallets_checked=run.wallets_checked,
-            violations_count=run.violations_count,
-            total_abs_drift=run.total_abs_drift,
-            checksum=run.checksum,
-            error=run.error,
-        )
-    return body
-
-
-def _start_job(request, caller, kind: str, start, *, refused: str) -> JsonResponse:
-    """The one way a job starts: a retry (same Idempotency-Key, or Cloud
-    Scheduler's same slot) gets the job it started; otherwise `start(key)`
-    starts the work and returns the unsaved Job, saved here in one transaction."""
-    key = request.headers.get("Idempotency-Key", "")
-    slot = request.headers.get("X-CloudScheduler-ScheduleTime", "")
-    if len(key) > 200 or len(slot) > 100:
-        return _error(400, "Idempotency-Key (200) or X-CloudScheduler-ScheduleTime (100) is too long")
-    key = key or (f"schedule:{slot}" if slot else "")
-    if key:
-        existing = Job.objects.filter(kind=kind, idempotency_key=key).first()
-        if existing:
-            return JsonResponse(_job_body(existing), status=202)
-    try:
-        with transaction.atomic():
-            job = start(key)
-            job.kind, job.caller = kind, caller.email
-            job.save()
-    except FeatureDisabled as exc:
-        return _error(503, f"{refused}: {exc}")
-    except ValueError as exc:
-        return _error(400, str(exc))
-    except IntegrityError:
-        # The same key arrived twice at once: the first one's job is the job.
-        job = Job.objects.get(kind=kind, idempotency_key=key)
-    return JsonResponse(_job_body(job), status=202)
-
-
-@csrf_exempt
-@require_POST
-def reconcile_job(request):
-    caller, refusal = _caller(request)
-    if refusal:
-        return refusal
-    try:
-        payload = json.loads(request.body or b"{}")
-    except ValueError:  # not JSON, or not even UTF-8
-        return _error(400, "the body must be JSON (UTF-8)")
-    if not isinstance(payload, dict) or set(payload) - {"uids"}:
-        return _error(400, 'the body must be a JSON object, optionally {"uids": ["...", ...]}')
-    uids = payload.get("uids")
-    if "uids" in payload and not (isinstance(uids, list) and all(isinstance(u, str) for u in uids)):
-        return _error(400, "uids must be a list of strings")
-    if uids is not None:
-        # The whole body is checked before the idempotency key is looked up, so
-        # a bad request is always a 400, never someone else's job.
-        if len(uids) > MAX_UIDS or any(len(uid) > MAX_UID_LENGTH for uid in uids):
-            return _error(400, f"at most {MAX_UIDS} uids of at most {MAX_UID_LENGTH} characters")
-        try:
-            services.validate_uids(uids)
-        except ValueError as exc:
-            return _error(400, str(exc))
-
-    def start(key):
-        run = services.request_run(actor=None, trigger=RunTrigger.API, uids=uids)
-        return Job(idempotency_key=key or f"run:{run.pk}", run=run)
-
-    return _start_job(request, caller, Job.Kind.RECONCILE, start, refused="reconciliation refused")
-
-
-@csrf_exempt
-@require_POST
-def backfill_job(request):
-    """Re-apply stored provider events not applied yet, in a worker.
-
-    Optional body: {"include_quarantined": bool, "since": ISO time, "until": ISO time}."""
-    from backfill import replay
-
-    caller, refusal = _caller(request)
-    if refusal:
-        return refusal
-    try:
-        payload = json.loads(request.body or b"{}")
-    except ValueError:
-        return _error(400, "the body must be JSON (UTF-8)")
-    if not isinstance(payload, dict) or set(payload) - {"include_quarantined", "since", "until"}:
-        return _error(400, 'the body may hold only "include_quarantined", "since" and "until"')
-    include = payload.get("include_quarantined", False)
-    window = {}
-    for name in ("since", "until"):
-        if name in payload:
-            value = payload[name]
-            try:
-                parsed = parse_datetime(value) if isinstance(value, str) else None
-            except ValueError:  # well formed, but not a real time (a 13th month)
-                parsed = None
-            if parsed is None or parsed.tzinfo is None:
-                return _error(400, f"{name} must be an ISO 8601 time with a time zone")
-            window[name] = parsed
-    if not isinstance(include, bool):
-        return _error(400, "include_quarantined must be true or false")
-
-    def start(key):
-        migration = replay.request_stored_replay(include_quarantined=include, **window)
-        return Job(idempotency_key=key or f"migration:{migration.pk}", migration=migration)
-
-    return _start_job(request, caller, Job.Kind.BACKFILL, start, refused="backfill refused")
-
-
-@csrf_exempt
-@require_POST
-def paynow_webhook(request):
-    """Signed provider events: 401 for a bad or stale signature (nothing stored);
-    a well-signed delivery is stored raw first, then 202 when it can be applied
-    (it is, by a worker) or 422 with the reason it is quarantined."""
-    from backfill import events, services
-
-    body = request.body
-    try:
-        events.verify_signature(
-            request.headers.get("PayNow-Signature", ""), body, settings.PAYNOW_WEBHOOK_SECRETS
-        )
-    except events.BadSignature as exc:
-        log.warning("webhook refused: %s", exc)
-        return _error(401, str(exc))
-    delivery = services.receive_webhook(body)
-    status = 202 if delivery.status == "received" else 422
-    body = {"delivery_id": delivery.pk, "event_id": delivery.event_id, "status": delivery.status}
-    if delivery.reason:
-        body["reason"] = delivery.reason
-    return JsonResponse(body, status=status)
-
-
-@csrf_exempt
-@require_GET
-def job_status(request, job_id: int):
-    _, refusal = _caller(request)
-    if refusal:
-        return refusal
-    job = get_object_or_404(Job.objects.select_related("run", "migration"), pk=job_id)
-    return JsonResponse(_job_body(job))
-
 
 _OPENAPI = Path(__file__).with_name("openapi.json").read_text()
 
@@ -219,7 +22,7 @@ _OPENAPI = Path(__file__).with_name("openapi.json").read_text()
 @csrf_exempt
 @require_GET
 def openapi(request):
-    """The OpenAPI document of these endpoints; tests check the running app against it."""
+    """The OpenAPI document of the machine endpoints; tests check the running app against it."""
     return HttpResponse(_OPENAPI, content_type="application/json")
 
 

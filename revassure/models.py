@@ -62,29 +62,3 @@ class FreezeEvent(models.Model):
         state = "frozen" if self.frozen else "unfrozen"
         return f"{state} by {self.actor} at {self.created_at:%Y-%m-%d %H:%M} UTC"
 
-
-class Job(models.Model):
-    """A job asked for through the API (Cloud Scheduler): one per idempotency key,
-    so a retried call returns the same job instead of starting a second run."""
-
-    class Kind(models.TextChoices):
-        RECONCILE = "reconcile"
-        BACKFILL = "backfill"
-
-    kind = models.CharField(max_length=32, choices=Kind)
-    idempotency_key = models.CharField(max_length=200)
-    caller = models.EmailField()
-    created_at = models.DateTimeField(auto_now_add=True)
-    run = models.ForeignKey(
-        "reconciliation.ReconciliationRun", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
-    )
-    migration = models.ForeignKey(
-        "backfill.DataMigration", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
-    )
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
-        constraints = [models.UniqueConstraint(fields=["kind", "idempotency_key"], name="one_job_per_key")]
-
-    def __str__(self) -> str:
-        return f"{self.kind} job {self.pk} ({self.idempotency_key})"

@@ -87,6 +87,7 @@ INSTALLED_APPS = [
     "revassure.apps.RevassureConfig",
     "reconciliation.apps.ReconciliationConfig",
     "backfill.apps.BackfillConfig",
+    "jobs.apps.JobsConfig",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",

@@ -6,8 +6,8 @@ from django.urls import reverse
 from backfill import replay
 from backfill.models import DataMigration, EventStatus, MigrationStatus, ProviderEventDelivery
 from backfill.services import store_delivery
+from jobs.models import Job
 from revassure.flags import set_flag
-from revassure.models import Job
 from tests.helpers import put_wallets
 
 
