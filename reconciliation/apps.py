@@ -7,22 +7,9 @@ class ReconciliationConfig(AppConfig):
     verbose_name = "Reconciliation"
 
     def ready(self):
-        from revassure.freeze import unfrozen
+        # why: Django's documented place to register system checks and signal
+        # receivers; both modules import models, which cannot load before the
+        # app registry is ready.
+        from reconciliation import checks, signals  # noqa: F401
 
-        post_migrate.connect(_after_migrate, sender=self)
-        unfrozen.connect(_resume_after_unfreeze, dispatch_uid="reconciliation-resume-after-unfreeze")
-
-
-def _after_migrate(**kwargs):
-    from reconciliation.schedule import sync_daily_schedule, sync_sweep_schedule
-    from revassure.flags import ensure_flags
-
-    sync_daily_schedule()
-    sync_sweep_schedule()
-    ensure_flags()
-
-
-def _resume_after_unfreeze(**kwargs):
-    from reconciliation.changes import resume_waiting
-
-    resume_waiting()
+        post_migrate.connect(signals.after_migrate, sender=self)

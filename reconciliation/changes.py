@@ -21,6 +21,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from django_q.tasks import async_task
 
 from reconciliation.models import (
     OPEN_STATES,
@@ -435,9 +436,11 @@ def _refusal_unless_open(request: BalanceRequest) -> str | None:
 
 
 def _enqueue_execution(request_id: int) -> None:
-    from reconciliation import tasks
-
-    on_commit(lambda: tasks.enqueue_execution(request_id))
+    on_commit(
+        lambda: async_task(
+            "reconciliation.tasks.execute_request", request_id, task_name=f"balance-request-{request_id}"
+        )
+    )
 
 
 def awaiting(user):

@@ -25,6 +25,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from django_q.tasks import async_task
 
 from reconciliation import reports
 from reconciliation.models import (
@@ -78,11 +79,11 @@ def validate_uids(uids: list[str]) -> None:
 
 def request_run(*, actor, trigger: str, uids: list[str] | None = None) -> ReconciliationRun:
     """Create a pending run and enqueue it for the workers once the row is committed."""
-    from reconciliation import tasks
-
     with transaction.atomic():
         run = _create_run(actor=actor, trigger=trigger, uids=uids)
-        on_commit(lambda: tasks.enqueue_start(run.pk))
+        on_commit(
+            lambda: async_task("reconciliation.tasks.start_run", run.pk, task_name=f"reconcile-run-{run.pk}")
+        )
     log.info("reconciliation run requested", extra={"run_id": run.pk, "trigger": trigger})
     return run
 

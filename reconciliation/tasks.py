@@ -1,7 +1,13 @@
-"""django-q2 tasks: thin wrappers that load ids and call the services."""
+"""django-q2 tasks: thin wrappers that load ids and call the services.
+
+The services enqueue them by dotted path ("reconciliation.tasks.start_run"),
+so this module imports the services and never the reverse.
+"""
 
 import logging
+from datetime import timedelta
 
+from django.conf import settings
 from django_q.tasks import async_task
 
 from reconciliation import changes, services
@@ -9,10 +15,6 @@ from reconciliation.models import RunTrigger
 from revassure.firestore import get_gateway
 
 log = logging.getLogger(__name__)
-
-
-def enqueue_start(run_id: int) -> None:
-    async_task("reconciliation.tasks.start_run", run_id, task_name=f"reconcile-run-{run_id}")
 
 
 def enqueue_chunk(chunk_id: int) -> None:
@@ -34,10 +36,6 @@ def scheduled_reconcile() -> int:
     return run.pk
 
 
-def enqueue_execution(request_id: int) -> None:
-    async_task("reconciliation.tasks.execute_request", request_id, task_name=f"balance-request-{request_id}")
-
-
 def execute_request(request_id: int) -> str:
     return changes.execute(request_id, gateway=get_gateway()).state
 
@@ -46,10 +44,6 @@ def sweep_requests() -> dict:
     """Every few minutes: expire undecided proposals, and give back the claims of
     workers that died mid-execution (longer ago than any task may run), then
     enqueue what is waiting."""
-    from datetime import timedelta
-
-    from django.conf import settings
-
     expired = changes.expire_due()
     released = changes.release_abandoned(timedelta(seconds=settings.Q_CLUSTER["retry"]))
     resumed = changes.resume_waiting()

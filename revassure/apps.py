@@ -6,7 +6,7 @@ class RevassureConfig(AppConfig):
     verbose_name = "Operations"
 
     def ready(self):
-        from revassure import checks  # noqa: F401  (registers the system checks)
-        from revassure.logs import connect_task_signals
-
-        connect_task_signals()
+        # why: Django's documented place to register system checks and signal
+        # receivers; `signals` imports django-q2's models, which cannot load
+        # before the app registry is ready.
+        from revassure import checks, signals  # noqa: F401

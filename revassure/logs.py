@@ -3,8 +3,9 @@ starts and into every log line of that run.
 
 The id lives in a contextvar. The middleware binds it for a request (taking a
 caller's `X-Request-ID` when it looks sane), django-q2's signals carry it in the
-task dict from enqueue to the worker, and every binding is reset afterwards,
-since workers are reused and sync-mode tasks run in the caller's process.
+task dict from enqueue to the worker (revassure/signals.py), and every binding
+is reset afterwards, since workers are reused and sync-mode tasks run in the
+caller's process.
 """
 
 import contextvars
@@ -12,6 +13,8 @@ import logging
 import re
 import uuid
 from contextlib import contextmanager
+
+from django.db import transaction
 
 _correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("correlation_id", default=None)
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
@@ -24,6 +27,15 @@ def new_correlation_id() -> str:
 
 def get_correlation_id() -> str | None:
     return _correlation_id.get()
+
+
+def set_correlation_id(value: str) -> contextvars.Token:
+    """Bind `value` until reset_correlation_id(token) (revassure.signals, for tasks)."""
+    return _correlation_id.set(value)
+
+
+def reset_correlation_id(token: contextvars.Token) -> None:
+    _correlation_id.reset(token)
 
 
 @contextmanager
@@ -43,8 +55,6 @@ def on_commit(func, using: str | None = None) -> None:
     (a test's captured callbacks, a savepoint released later); the task they
     enqueue must still carry the id of the request or schedule that asked.
     """
-    from django.db import transaction
-
     context = contextvars.copy_context()
     transaction.on_commit(lambda: context.run(func), using=using)
 
@@ -68,30 +78,3 @@ class CorrelationIdMiddleware:
             response = self.get_response(request)
             response["X-Request-ID"] = cid
             return response
-
-
-def connect_task_signals() -> None:
-    """Carry the id through django-q2 (called from AppConfig.ready)."""
-    from django_q.signals import post_execute_in_worker, pre_enqueue, pre_execute
-
-    pre_enqueue.connect(_attach_to_task, dispatch_uid="revassure-correlation-enqueue")
-    pre_execute.connect(_bind_in_worker, dispatch_uid="revassure-correlation-execute")
-    post_execute_in_worker.connect(_reset_in_worker, dispatch_uid="revassure-correlation-reset")
-
-
-def _attach_to_task(sender, task, **kwargs):
-    # A schedule enqueued by the cluster has no id bound: it starts a new one.
-    task.setdefault(TASK_KEY, _correlation_id.get() or new_correlation_id())
-
-
-_task_tokens: dict[str, contextvars.Token] = {}
-
-
-def _bind_in_worker(sender, func, task, **kwargs):
-    _task_tokens[task["id"]] = _correlation_id.set(task.get(TASK_KEY) or new_correlation_id())
-
-
-def _reset_in_worker(sender, func, task, **kwargs):
-    token = _task_tokens.pop(task["id"], None)
-    if token is not None:
-        _correlation_id.reset(token)

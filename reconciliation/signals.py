@@ -1,0 +1,20 @@
+"""Reconciliation's signal receivers; imported by ReconciliationConfig.ready()."""
+
+from django.dispatch import receiver
+
+from reconciliation import changes
+from reconciliation.schedule import sync_daily_schedule, sync_sweep_schedule
+from revassure.flags import ensure_flags
+from revassure.freeze import unfrozen
+
+
+def after_migrate(**kwargs):
+    """Connected to post_migrate for this app: the schedules and flags exist after any migrate."""
+    sync_daily_schedule()
+    sync_sweep_schedule()
+    ensure_flags()
+
+
+@receiver(unfrozen, dispatch_uid="reconciliation-resume-after-unfreeze")
+def resume_after_unfreeze(**kwargs):
+    changes.resume_waiting()
