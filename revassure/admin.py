@@ -120,12 +120,20 @@ class FeatureFlagChangeAdmin(ReadOnlyAdmin):
 
 
 class FreezeForm(forms.Form):
+    # The state the person asks for, fixed when the page was loaded: a second
+    # click, or a colleague's click on an older page, is refused rather than
+    # undoing the first (revassure.freeze.AlreadyInState).
+    state = forms.ChoiceField(
+        choices=[("freeze", "Freeze"), ("unfreeze", "Unfreeze")],
+        widget=forms.HiddenInput,
+        error_messages={"required": "The page did not say whether to freeze or unfreeze: load it again."},
+    )
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 60}))
 
 
 @admin.register(FreezeEvent)
 class FreezeEventAdmin(ReadOnlyAdmin):
-    """The freeze's history; the toggle page turns it on or off with a reason."""
+    """The freeze's history; its page freezes or unfreezes, as asked, with a reason."""
 
     change_list_template = "admin/revassure/freezeevent/change_list.html"
     list_display = ["created_at", "frozen", "actor", "reason"]
@@ -145,9 +153,9 @@ class FreezeEventAdmin(ReadOnlyAdmin):
         if not request.user.has_perm("revassure.manage_freeze"):
             raise PermissionDenied
         active = freeze.current()
-        form = FreezeForm(request.POST or None)
+        form = FreezeForm(request.POST or None, initial={"state": "unfreeze" if active else "freeze"})
         if request.method == "POST" and form.is_valid():
-            change = freeze.unfreeze if active else freeze.freeze
+            change = freeze.freeze if form.cleaned_data["state"] == "freeze" else freeze.unfreeze
             try:
                 event = change(actor=request.user, reason=form.cleaned_data["reason"], gateway=get_gateway())
             except (ValueError, PermissionError) as exc:
@@ -174,6 +182,6 @@ class FreezeEventAdmin(ReadOnlyAdmin):
                 "form": form,
                 "back_url": reverse("admin:revassure_freezeevent_changelist"),
                 "back_label": "Freeze history",
-                "buttons": [("toggle", "Unfreeze" if active else "Freeze")],
+                "buttons": [("submit", "Unfreeze" if active else "Freeze")],
             },
         )

@@ -26,10 +26,35 @@ class Frozen(Exception):
         )
 
 
+class AlreadyInState(ValueError):
+    """Asked for the state that already holds; names who set it and when.
+
+    Freezing and unfreezing say which state they want (never "toggle"), so a
+    second click, or a second person on a page loaded earlier, is refused here
+    instead of undoing the first.
+    """
+
+    def __init__(self, frozen: bool, event: FreezeEvent | None):
+        self.frozen = frozen
+        self.event = event
+        state = "frozen" if frozen else "unfrozen"
+        if event is None:
+            detail = "they have never been frozen"
+        else:
+            verb = "froze" if event.frozen else "unfroze"
+            detail = f"{event.actor} {verb} them at {event.created_at:%Y-%m-%d %H:%M:%S} UTC: {event.reason}"
+        super().__init__(f"manual balance changes are already {state}; {detail}")
+
+
+def latest() -> FreezeEvent | None:
+    """The newest freeze or unfreeze, or None when there never was one."""
+    return FreezeEvent.objects.select_related("actor").order_by("-created_at", "-id").first()
+
+
 def current() -> FreezeEvent | None:
     """The event that froze changes, or None when they are not frozen."""
-    latest = FreezeEvent.objects.select_related("actor").order_by("-created_at", "-id").first()
-    return latest if latest is not None and latest.frozen else None
+    event = latest()
+    return event if event is not None and event.frozen else None
 
 
 def require_unfrozen() -> None:
@@ -52,8 +77,12 @@ def _set(frozen: bool, *, actor, reason: str, gateway: FirestoreGateway) -> Free
     if not actor.has_perm("revassure.manage_freeze"):
         raise PermissionError(f"{actor} may not freeze or unfreeze manual balance changes")
     with transaction.atomic():
-        if (current() is not None) == frozen:
-            raise ValueError("manual balance changes are already " + ("frozen" if frozen else "unfrozen"))
+        # Lock the newest event, so of two people asking for the same state at
+        # once the second waits, then sees the first one's event and is refused.
+        FreezeEvent.objects.select_for_update().order_by("-created_at", "-id").values("id").first()
+        before = latest()
+        if (before is not None and before.frozen) == frozen:
+            raise AlreadyInState(frozen, before)
         event = FreezeEvent.objects.create(frozen=frozen, reason=reason.strip(), actor=actor)
         # Mirror inside the transaction: if Firestore cannot be told, the
         # freeze does not change here either, so both sides always agree.

@@ -170,9 +170,9 @@ def test_ops_freeze_from_the_admin_and_every_page_shows_the_banner(
 ):
     client.force_login(ops)
     toggle = reverse("admin:revassure_freeze_toggle")
-    assert "reason" in client.post(toggle, {"reason": ""}).context["form"].errors
+    assert "reason" in client.post(toggle, {"state": "freeze", "reason": ""}).context["form"].errors
 
-    client.post(toggle, {"reason": "cutover to points v2"})
+    client.post(toggle, {"state": "freeze", "reason": "cutover to points v2"})
 
     assert freeze.current().reason == "cutover to points v2"
     client.force_login(reviewer)
@@ -191,7 +191,7 @@ def test_ops_freeze_from_the_admin_and_every_page_shows_the_banner(
     assert BalanceRequest.objects.count() == 1
 
     client.force_login(ops)
-    client.post(toggle, {"reason": "cutover done"})
+    client.post(toggle, {"state": "unfreeze", "reason": "cutover done"})
     assert freeze.current() is None
     assert "FROZEN" not in client.get(reverse("admin:index")).content.decode()
 
@@ -200,5 +200,6 @@ def test_ops_freeze_from_the_admin_and_every_page_shows_the_banner(
 def test_only_ops_may_freeze(client, reviewer, approver):
     for user in (reviewer, approver):
         client.force_login(user)
-        assert client.post(reverse("admin:revassure_freeze_toggle"), {"reason": "x"}).status_code == 403
+        response = client.post(reverse("admin:revassure_freeze_toggle"), {"state": "freeze", "reason": "x"})
+        assert response.status_code == 403
     assert freeze.current() is None
