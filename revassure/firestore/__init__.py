@@ -1,0 +1,79 @@
+"""The Firestore gateway: the one module that speaks to Firestore.
+
+It owns the clients, the collection names, the retry policy and the mapping of
+documents to plain Python values. Everything else in revassure goes through a
+`FirestoreGateway` (usually `get_gateway()`), and services take it as an
+argument so tests can point one at an isolated emulator project.
+
+Clients are created lazily, once per process: django-q2 forks its workers, and
+a gRPC channel created before the fork hangs in the child.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from django.conf import settings
+
+from revassure.firestore.model import (
+    AUDIT_LOG,
+    CONFIG,
+    LEDGER,
+    MIGRATIONS,
+    MISSING,
+    REPORTS,
+    TRANSIENT_ERRORS,
+    WALLETS,
+    BalanceChange,
+    ChangeOutcome,
+    EventOutcome,
+    LedgerTotals,
+    Missing,
+    WalletState,
+)
+from revassure.firestore.writes import Writes
+
+__all__ = [
+    "AUDIT_LOG",
+    "CONFIG",
+    "LEDGER",
+    "MIGRATIONS",
+    "MISSING",
+    "REPORTS",
+    "TRANSIENT_ERRORS",
+    "WALLETS",
+    "BalanceChange",
+    "ChangeOutcome",
+    "EventOutcome",
+    "FirestoreGateway",
+    "LedgerTotals",
+    "Missing",
+    "WalletState",
+    "get_gateway",
+]
+
+
+class FirestoreGateway(Writes):
+    """Everything revassure asks of Firestore (see the modules for each part)."""
+
+
+_gateways: dict[str, FirestoreGateway] = {}
+_gateways_lock = threading.Lock()
+
+
+def get_gateway(project: str | None = None) -> FirestoreGateway:
+    """The process-wide gateway for a project (the configured one by default)."""
+    project = project or settings.GOOGLE_CLOUD_PROJECT
+    if settings.FIRESTORE_EMULATOR_HOST:
+        # The client reads the emulator address from the environment only.
+        os.environ.setdefault("FIRESTORE_EMULATOR_HOST", settings.FIRESTORE_EMULATOR_HOST)
+    with _gateways_lock:
+        gateway = _gateways.get(project)
+        if gateway is None:
+            gateway = _gateways[project] = FirestoreGateway(
+                project,
+                retry_deadline=settings.FIRESTORE_RETRY_DEADLINE,
+                call_timeout=settings.FIRESTORE_CALL_TIMEOUT,
+            )
+        return gateway

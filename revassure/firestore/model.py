@@ -1,0 +1,107 @@
+"""The gateway's plain values: collection names, retryable errors, and what its calls return."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from google.api_core import exceptions as gexc
+
+WALLETS = "wallets"
+LEDGER = "ledger"
+REPORTS = "reconciliationReports"
+MIGRATIONS = "dataMigrations"
+AUDIT_LOG = "auditLog"
+CONFIG = "config"
+
+# Errors worth another try: the call may succeed if made again. Anything else
+# (a bad argument, a missing permission) fails at once.
+TRANSIENT_ERRORS = (
+    gexc.ServiceUnavailable,
+    gexc.DeadlineExceeded,
+    gexc.Aborted,
+    gexc.ResourceExhausted,
+)
+
+
+class Missing:
+    """Marks a field that is absent from a document (not the same as a null)."""
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING = Missing()
+
+
+@dataclass(frozen=True)
+class LedgerTotals:
+    # `total` is whatever Firestore's sum() returned: an int when every amount
+    # is an integer, a float when any amount is a float (or past 2**63).
+    total: int | float
+    count: int
+
+
+@dataclass(frozen=True)
+class WalletState:
+    """A wallet and its ledger totals, read together in one transaction."""
+
+    exists: bool
+    points: Any  # the raw `points` value, MISSING when absent
+    ledger: LedgerTotals
+
+
+@dataclass(frozen=True)
+class BalanceChange:
+    """What a heal or manual adjustment does to one wallet.
+
+    mode: "rebalance" (points := ledger sum, with an auditLog record),
+    "post_adjustment" (append a ledger entry of `amount`, wallet untouched) or
+    "adjustment" (append a ledger entry of `amount` and move the wallet by it).
+    `marker_id` is the id of the entry or auditLog record, derived from the
+    request; `record` holds the fields written to it besides amounts and times.
+    """
+
+    uid: str
+    mode: str
+    amount: int
+    expected_points: int
+    expected_ledger_sum: int
+    marker_id: str
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class EventOutcome:
+    status: str  # applied | duplicate | deferred | quarantined
+    reason: str = ""
+    points_before: Any = None
+    points_after: Any = None
+
+
+@dataclass(frozen=True)
+class ChangeOutcome:
+    status: str  # applied | already_applied | stale
+    points_before: Any = None
+    ledger_before: Any = None
+    points_after: Any = None
+
+
+def field_value(data: dict[str, Any] | None, name: str) -> Any:
+    if not data or name not in data:
+        return MISSING
+    return data[name]
+
+
+def totals_of_rows(rows) -> LedgerTotals:
+    values = {result.alias: result.value for row in rows for result in row}
+    return ledger_totals(values.get("total"), values.get("count"))
+
+
+def ledger_totals(total: Any, count: Any) -> LedgerTotals:
+    """The sum and count aggregations of a ledger, as the server sent them."""
+    count = int(count or 0)
+    # An empty ledger's balance is the integer zero, whatever the server sent
+    # (null, or a double 0.0 from some emulators).
+    total = total if count else 0
+    return LedgerTotals(total=0 if total is None else total, count=count)
