@@ -1,4 +1,5 @@
 import json
+import os
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
@@ -20,8 +21,6 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true")
 
     def handle(self, *args, reason: str, actor: str | None, json: bool = False, **options):
-        import os
-
         username = actor or os.environ.get("REVASSURE_ACTOR")
         if not username:
             raise CommandError("say who is doing this: --actor USERNAME (or REVASSURE_ACTOR)")
