@@ -8,7 +8,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from backfill import completeness, replay
+from backfill import completeness, runs
 from backfill.models import DataMigration, MigrationStatus, ProviderEventDelivery
 from revassure.admin_base import ReadOnlyAdmin
 from revassure.firestore import get_gateway
@@ -37,7 +37,7 @@ class DataMigrationAdmin(ReadOnlyAdmin):
         form = UploadForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
             try:
-                migration = replay.request_file_replay(
+                migration = runs.request_file_replay(
                     form.cleaned_data["export"], dry_run=form.cleaned_data["dry_run"], actor=request.user
                 )
             except FeatureDisabled as exc:
@@ -138,7 +138,7 @@ class DataMigrationAdmin(ReadOnlyAdmin):
     def _control(self, request, queryset, action):
         for migration in queryset:
             try:
-                replay.set_status(migration.pk, action, actor=request.user)
+                runs.set_status(migration.pk, action, actor=request.user)
             except (ValueError, PermissionError) as exc:
                 self.message_user(request, str(exc), messages.ERROR)
             else:
@@ -159,7 +159,7 @@ class DataMigrationAdmin(ReadOnlyAdmin):
     @admin.action(description="Re-run quarantined and failed events (after a fix)", permissions=["control"])
     def rerun_quarantined_and_failed(self, request, queryset):
         try:
-            migration = replay.request_stored_replay(actor=request.user, include_quarantined=True)
+            migration = runs.request_stored_replay(actor=request.user, include_quarantined=True)
         except FeatureDisabled as exc:
             self.message_user(request, f"Backfill refused: {exc}.", messages.ERROR)
             return

@@ -8,7 +8,7 @@ replayed at once: they go back to `received` and a stored replay picks them up.
 
 from django.db import transaction
 
-from backfill import replay
+from backfill import runs
 from backfill.models import EventStatus, ProviderEventDelivery
 from revassure.firestore import FirestoreGateway
 
@@ -26,10 +26,11 @@ def find_gaps(gateway: FirestoreGateway) -> list[ProviderEventDelivery]:
 
 def replay_gaps(gateway: FirestoreGateway, *, actor=None):
     """Put every gap back in line and start a stored replay of them (one click)."""
+    runs.require_permission(actor)
     gaps = find_gaps(gateway)
     with transaction.atomic():
         ProviderEventDelivery.objects.filter(pk__in=[gap.pk for gap in gaps]).update(
             status=EventStatus.RECEIVED
         )
-        migration = replay.request_stored_replay(actor=actor)
+        migration = runs.request_stored_replay(actor=actor)
     return gaps, migration

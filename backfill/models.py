@@ -57,6 +57,48 @@ class MigrationStatus(models.TextChoices):
     CANCELLED = "cancelled"
 
 
+# The one state machine of data migrations: from -> allowed next states.
+# running -> running is a worker taking over (a continuation, or a worker
+# replacing one that died); completed and cancelled are final.
+MIGRATION_TRANSITIONS = {
+    MigrationStatus.PENDING: {MigrationStatus.RUNNING, MigrationStatus.PAUSED, MigrationStatus.CANCELLED},
+    MigrationStatus.RUNNING: {
+        MigrationStatus.RUNNING,
+        MigrationStatus.PAUSED,
+        MigrationStatus.CANCELLED,
+        MigrationStatus.COMPLETED,
+        MigrationStatus.FAILED,
+    },
+    MigrationStatus.PAUSED: {MigrationStatus.PENDING, MigrationStatus.CANCELLED},
+    MigrationStatus.FAILED: {MigrationStatus.PENDING},
+}
+
+
+def sources_of(status: str) -> list[str]:
+    """The states a migration may move to `status` from."""
+    return [source for source, targets in MIGRATION_TRANSITIONS.items() if status in targets]
+
+
+class InvalidTransition(Exception):
+    pass
+
+
+class MigrationKind(models.TextChoices):
+    REPLAY_FILE = "replay_file", "replay of an export"
+    REPLAY_STORED = "replay_stored", "replay of stored deliveries"
+    REVERSAL_CSV = "reversal_csv", "reversals from finance's CSV"
+
+
+class MigrationSource(models.TextChoices):
+    """Where a migration's items come from, and so who can run it: workers read
+    uploads (kept where they can read them) and the database; a file named on
+    a command line may be on another machine, so only its command runs it."""
+
+    UPLOAD = "upload", "uploaded in the admin"
+    COMMAND = "command", "a file on the command line"
+    DATABASE = "database", "deliveries stored in the database"
+
+
 class DataMigration(models.Model):
     """One backfill run (a replay of an export, ...), with its progress and outcomes.
 
@@ -64,7 +106,8 @@ class DataMigration(models.Model):
     `checkpoint` is the number of items fully handled, to resume from.
     """
 
-    kind = models.CharField(max_length=32)
+    kind = models.CharField(max_length=32, choices=MigrationKind)
+    source = models.CharField(max_length=16, choices=MigrationSource)
     parameters = models.JSONField(default=dict, blank=True)
     dry_run = models.BooleanField(default=False)
     started_by = models.ForeignKey(
@@ -88,12 +131,28 @@ class DataMigration(models.Model):
     # When its worker last made progress: a running migration silent for longer
     # than any task may take lost its worker and is handed to another.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # The claim of the worker running it: each claim writes a fresh one, and a
+    # worker saves progress only while the lease is still its own, so a worker
+    # that lost its migration to another stops instead of counting twice.
+    lease = models.CharField(max_length=32, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
-        return f"{self.kind} #{self.pk} ({self.status})"
+        return f"{self.get_kind_display()} #{self.pk} ({self.status})"
+
+    def save(self, *args, **kwargs):
+        # The state machine holds here too, whatever code saves the row.
+        if self.pk:
+            stored = type(self).objects.filter(pk=self.pk).values_list("status", flat=True).first()
+            if (
+                stored is not None
+                and stored != self.status
+                and self.status not in MIGRATION_TRANSITIONS.get(stored, ())
+            ):
+                raise InvalidTransition(f"a {stored} migration cannot become {self.status}")
+        super().save(*args, **kwargs)
 
     def outcomes(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in OUTCOMES}

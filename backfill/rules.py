@@ -10,7 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
+
 from backfill.events import REFUND, ProviderEvent
+
+
+def negative_balance_allowed() -> bool:
+    """Whether a reversal may take a wallet below zero: read here and only here."""
+    return settings.BACKFILL_ALLOW_NEGATIVE_BALANCE
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,14 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from django_q.tasks import async_task
 
 from backfill import events
-from backfill.models import EventStatus, ProviderEventDelivery
+from backfill.models import EventSource, EventStatus, ProviderEventDelivery
+from backfill.rules import negative_balance_allowed
 from revassure.firestore import FirestoreGateway
 from revassure.logs import on_commit
 
@@ -47,7 +48,7 @@ def store_deliveries(
     for number, raw in lines:
         delivery = stored.get(number)
         if delivery is None:
-            delivery = ProviderEventDelivery(source="replay", migration=migration, line=number)
+            delivery = ProviderEventDelivery(source=EventSource.REPLAY, migration=migration, line=number)
             _fill(delivery, raw)
             built.append(delivery)
         deliveries.append(delivery)
@@ -71,12 +72,14 @@ def _fill(delivery: ProviderEventDelivery, raw: bytes) -> None:
 
 def receive_webhook(raw: bytes) -> ProviderEventDelivery:
     """Store a signed webhook delivery and, when usable, apply it after the commit."""
-    from backfill import tasks
-
     with transaction.atomic():
-        delivery = store_delivery(raw, source="webhook")
+        delivery = store_delivery(raw, source=EventSource.WEBHOOK)
         if delivery.status == EventStatus.RECEIVED:
-            on_commit(lambda: tasks.enqueue_apply(delivery.pk))
+            on_commit(
+                lambda: async_task(
+                    "backfill.tasks.apply_delivery", delivery.pk, task_name=f"provider-event-{delivery.pk}"
+                )
+            )
     return delivery
 
 
@@ -104,7 +107,7 @@ def apply_delivery(delivery_id: int, *, gateway: FirestoreGateway) -> ProviderEv
         return delivery
     try:
         outcome = gateway.apply_provider_event(
-            event, allow_negative=settings.BACKFILL_ALLOW_NEGATIVE_BALANCE, delivery_id=delivery.pk
+            event, allow_negative=negative_balance_allowed(), delivery_id=delivery.pk
         )
         status, reason = outcome.status, outcome.reason
     except Exception as exc:  # retried by the gateway already: give up on this one, visibly
@@ -119,18 +122,33 @@ def apply_delivery(delivery_id: int, *, gateway: FirestoreGateway) -> ProviderEv
     return delivery
 
 
-def split_payments(deliveries: list[ProviderEventDelivery]) -> tuple[list, list]:
-    """The deliveries still to apply, as (event, delivery): payments, which go
-    in batched commits, and the rest (reversals, which need reads of their
-    original), which go one by one through apply_delivery."""
-    payments, others = [], []
+def stages(deliveries: list[ProviderEventDelivery]) -> list[tuple[list, list]]:
+    """The deliveries still to apply, as stages of (payments, others), each an
+    (event, delivery) list: a stage's payments go in batched commits, then its
+    others (reversals, which need reads of their original) one by one.
+
+    A stage never holds a wallet's payment that comes after one of that
+    wallet's reversals in the file, so applying stage by stage decides every
+    wallet's events in file order, exactly as a dry run plans them. Most
+    batches are one stage (payments only, or reversals of earlier batches).
+    """
+    result: list[tuple[list, list]] = [([], [])]
+    reversed_here: set[str] = set()  # wallets with a reversal in the current stage
     for delivery in deliveries:
         if delivery.status != EventStatus.RECEIVED:
             continue
         event = event_of(delivery)
-        if event is not None:
-            (payments if event.amount > 0 else others).append((event, delivery))
-    return payments, others
+        if event is None:
+            continue
+        if event.amount > 0:
+            if event.user_id in reversed_here:
+                result.append(([], []))
+                reversed_here = set()
+            result[-1][0].append((event, delivery))
+        else:
+            reversed_here.add(event.user_id)
+            result[-1][1].append((event, delivery))
+    return result
 
 
 def event_of(delivery: ProviderEventDelivery) -> events.ProviderEvent | None:

@@ -16,7 +16,7 @@ from django.utils.dateparse import parse_datetime
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from backfill import replay
+from backfill import runs
 from jobs.models import Job
 from reconciliation import services
 from reconciliation.models import RunTrigger
@@ -170,7 +170,7 @@ def backfill_job(request):
         return _error(400, "include_quarantined must be true or false")
 
     def start(key):
-        migration = replay.request_stored_replay(include_quarantined=include, **window)
+        migration = runs.request_stored_replay(include_quarantined=include, **window)
         return Job(idempotency_key=key or f"migration:{migration.pk}", migration=migration)
 
     return _start_job(request, caller, Job.Kind.BACKFILL, start, refused="backfill refused")

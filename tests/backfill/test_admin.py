@@ -2,7 +2,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.urls import reverse
 
-from backfill import replay
+from backfill import runs
 from backfill.models import MigrationStatus
 from tests.backfill.test_completeness import stored
 
@@ -11,7 +11,7 @@ from tests.backfill.test_completeness import stored
 def test_every_backfill_admin_page_renders(client, gateway, django_capture_on_commit_callbacks):
     delivery = stored("evt_1")
     with django_capture_on_commit_callbacks():
-        migration = replay.request_stored_replay()
+        migration = runs.request_stored_replay()
     client.force_login(User.objects.create_superuser("root", "root@example.com", "pw"))
     for url in [
         reverse("admin:backfill_datamigration_changelist"),
@@ -30,7 +30,7 @@ def test_ops_pause_a_migration_from_the_admin_and_reviewers_cannot(
     client, gateway, ops, reviewer, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks():
-        migration = replay.request_stored_replay()
+        migration = runs.request_stored_replay()
     url = reverse("admin:backfill_datamigration_changelist")
     data = {"action": "pause", "_selected_action": [migration.pk]}
 

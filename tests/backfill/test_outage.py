@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from backfill import replay
+from backfill import file_replay, runs
 from backfill.models import EventStatus, ProviderEventDelivery
 from revassure.emulator import free_port
 from revassure.firestore import FirestoreGateway
@@ -36,8 +36,8 @@ def test_items_fail_visibly_during_an_outage_and_apply_after_it(
         down = FirestoreGateway(firestore_project, retry_deadline=1.0, call_timeout=1.0)
         down.client  # noqa: B018 - bound to the dead address now
 
-    migration = replay.start_replay(path="export.jsonl", dry_run=False)
-    migration = replay.run_replay(migration, EXPORT, gateway=down, allow_negative=False)
+    migration = runs.start_replay(path="export.jsonl", dry_run=False)
+    migration = file_replay.run_replay(migration, EXPORT, gateway=down)
 
     assert (migration.status, migration.total, migration.failed, migration.applied) == ("completed", 3, 3, 0)
     # Retried with backoff until the gateway's deadline, then given up, saying why
@@ -49,7 +49,7 @@ def test_items_fail_visibly_during_an_outage_and_apply_after_it(
     assert gateway.client.collection("wallets").document("u1").get().to_dict()["points"] == 30
 
     with django_capture_on_commit_callbacks(execute=True):
-        rerun = replay.request_stored_replay()  # Firestore is back: "Re-run quarantined and failed"
+        rerun = runs.request_stored_replay()  # Firestore is back: "Re-run quarantined and failed"
 
     rerun.refresh_from_db()
     assert (rerun.status, rerun.total, rerun.applied, rerun.failed) == ("completed", 3, 3, 0)

@@ -4,6 +4,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
+from backfill import file_replay, runs
 from backfill.models import DataMigration, ProviderEventDelivery
 from tests.helpers import put_wallets
 
@@ -148,21 +149,24 @@ def test_a_batch_with_one_duplicate_is_split_and_the_rest_applied(tmp_path, gate
 
 
 @pytest.mark.django_db
-def test_a_paused_file_replay_stops_at_a_checkpoint_and_resumes_from_it(tmp_path, gateway, monkeypatch):
-    from backfill import replay as replay_module
-    from backfill.models import DataMigration
-
+def test_a_paused_file_replay_stops_at_a_checkpoint_and_resumes_from_it(tmp_path, gateway, ops):
     put_wallets(gateway, {f"w{n}": (0, []) for n in range(5)})
     lines = [line(f"evt_{n}", user=f"w{n % 5}", payment=f"pay_{n}", points=1) for n in range(250)]
-    migration = replay_module.start_replay(path="export.jsonl", dry_run=False)
-    monkeypatch.setattr(replay_module, "_stopped", lambda m: True)  # ops pressed pause after the first batch
+    migration = runs.start_replay(path="export.jsonl", dry_run=False)
 
-    replay_module.run_replay(migration, lines, gateway=gateway, allow_negative=False)
+    def read_while_ops_pause():
+        for number, text in enumerate(lines, 1):
+            if number == 150:  # ops press pause while the run reads its second batch
+                runs.set_status(migration.pk, "pause", actor=ops)
+            yield text
+
+    file_replay.run_replay(migration, read_while_ops_pause(), gateway=gateway)
     migration.refresh_from_db()
-    assert (migration.checkpoint, migration.processed) == (100, 100)
+    assert (migration.status, migration.checkpoint, migration.processed) == ("paused", 100, 100)
 
-    monkeypatch.setattr(replay_module, "_stopped", lambda m: False)
-    replay_module.run_replay(migration, lines, gateway=gateway, allow_negative=False)
+    runs.set_status(migration.pk, "resume", actor=ops)
+    migration.refresh_from_db()
+    file_replay.run_replay(migration, lines, gateway=gateway)
     migration.refresh_from_db()
     assert (migration.status, migration.total, migration.applied, migration.duplicate) == (
         "completed",
@@ -180,15 +184,13 @@ def test_a_paused_file_replay_stops_at_a_checkpoint_and_resumes_from_it(tmp_path
 
 
 @pytest.mark.django_db
-def test_a_cancelled_file_replay_is_not_restarted_by_a_late_delivery(tmp_path, gateway):
-    from backfill import replay as replay_module
-    from backfill.models import DataMigration
-
+def test_a_cancelled_file_replay_is_not_restarted_by_a_late_delivery(tmp_path, gateway, ops):
     put_wallets(gateway, {"u1": (0, [])})
-    migration = replay_module.start_replay(path="export.jsonl", dry_run=False)
-    DataMigration.objects.filter(pk=migration.pk).update(status="cancelled")
+    migration = runs.start_replay(path="export.jsonl", dry_run=False)
+    runs.set_status(migration.pk, "cancel", actor=ops)
+    migration.refresh_from_db()
 
-    replay_module.run_replay(migration, [line("evt_1")], gateway=gateway, allow_negative=False)
+    file_replay.run_replay(migration, [line("evt_1")], gateway=gateway)
 
     migration.refresh_from_db()
     assert (migration.status, migration.total) == ("cancelled", 0)

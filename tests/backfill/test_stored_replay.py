@@ -3,7 +3,7 @@ import json
 import pytest
 from django.urls import reverse
 
-from backfill import replay
+from backfill import runs
 from backfill.models import DataMigration, EventStatus, MigrationStatus, ProviderEventDelivery
 from backfill.services import store_delivery
 from jobs.models import Job
@@ -64,12 +64,12 @@ def test_the_backfill_job_applies_what_was_stored_but_not_applied(
 @pytest.mark.django_db
 def test_quarantined_events_can_be_rerun_after_a_fix(gateway, backlog, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        replay.request_stored_replay()
+        runs.request_stored_replay()
     assert ProviderEventDelivery.objects.get(event_id="evt_g").status == EventStatus.QUARANTINED
 
     put_wallets(gateway, {"ghost": (0, [])})  # the fix: the user's wallet now exists
     with django_capture_on_commit_callbacks(execute=True):
-        migration = replay.request_stored_replay(include_quarantined=True)
+        migration = runs.request_stored_replay(include_quarantined=True)
 
     migration.refresh_from_db()
     assert (migration.status, migration.applied, migration.total) == ("completed", 1, 1)
@@ -87,24 +87,24 @@ def test_backfill_refuses_while_its_flag_is_off(client, gateway, ops, token, job
     )
     assert response.status_code == 503 and "backfill_enabled" in response.json()["error"]
     with pytest.raises(Exception, match="backfill_enabled"):
-        replay.start_replay(path="x.jsonl", dry_run=False)
+        runs.start_replay(path="x.jsonl", dry_run=False)
     assert not DataMigration.objects.exists() and not Job.objects.exists()
 
 
 @pytest.mark.django_db
 def test_ops_pause_resume_and_cancel(gateway, backlog, ops, reviewer, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks():  # queued, not yet taken by a worker
-        migration = replay.request_stored_replay()
+        migration = runs.request_stored_replay()
     with pytest.raises(PermissionError):
-        replay.set_status(migration.pk, "pause", actor=reviewer)
+        runs.set_status(migration.pk, "pause", actor=reviewer)
 
-    assert replay.set_status(migration.pk, "pause", actor=ops).status == MigrationStatus.PAUSED
+    assert runs.set_status(migration.pk, "pause", actor=ops).status == MigrationStatus.PAUSED
     with django_capture_on_commit_callbacks(execute=True):
-        replay.set_status(migration.pk, "resume", actor=ops)
+        runs.set_status(migration.pk, "resume", actor=ops)
     migration.refresh_from_db()
     assert migration.status == MigrationStatus.COMPLETED
     with pytest.raises(ValueError, match="cannot cancel now"):
-        replay.set_status(migration.pk, "cancel", actor=ops)
+        runs.set_status(migration.pk, "cancel", actor=ops)
 
 
 @pytest.mark.django_db
@@ -118,7 +118,7 @@ def test_a_migration_whose_worker_went_silent_is_handed_to_a_worker_again(
     from backfill import tasks
 
     with django_capture_on_commit_callbacks():
-        migration = replay.request_stored_replay()
+        migration = runs.request_stored_replay()
     # A worker took it, then died without a trace (Redis does not redeliver).
     DataMigration.objects.filter(pk=migration.pk).update(
         status=MigrationStatus.RUNNING, heartbeat_at=timezone.now() - timedelta(hours=1)
@@ -148,8 +148,8 @@ def test_an_uploaded_file_replay_whose_worker_went_silent_resumes_but_a_commands
     body["data"] = {"payment_id": "pay_u", "user_id": "u1", "points": 7}
     upload = SimpleUploadedFile("export.jsonl", json.dumps(body).encode())
     with django_capture_on_commit_callbacks():
-        uploaded = replay.request_file_replay(upload, dry_run=False, actor=None)
-    from_command = replay.start_replay(path="/elsewhere/export.jsonl", dry_run=False)
+        uploaded = runs.request_file_replay(upload, dry_run=False, actor=None)
+    from_command = runs.start_replay(path="/elsewhere/export.jsonl", dry_run=False)
     # Both taken by a worker or a shell that then died without a trace.
     DataMigration.objects.update(
         status=MigrationStatus.RUNNING, heartbeat_at=timezone.now() - timedelta(hours=1)

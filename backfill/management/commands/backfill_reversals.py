@@ -1,10 +1,10 @@
 import json
 from pathlib import Path
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from backfill import replay
+from backfill import file_replay, runs
+from backfill.models import MigrationKind
 from backfill.reversals import BadCsv, csv_to_event_lines
 from revassure.firestore import get_gateway
 from revassure.logs import bound_correlation_id
@@ -26,14 +26,9 @@ class Command(BaseCommand):
         if not source.is_file():
             raise CommandError(f"no such file: {path}")
         with bound_correlation_id(), source.open(newline="", encoding="utf-8", errors="replace") as rows:
-            migration = replay.start_replay(path=str(source), dry_run=dry_run, kind="reversal_csv")
+            migration = runs.start_replay(path=str(source), dry_run=dry_run, kind=MigrationKind.REVERSAL_CSV)
             try:
-                migration = replay.run_replay(
-                    migration,
-                    csv_to_event_lines(rows),
-                    gateway=get_gateway(),
-                    allow_negative=settings.BACKFILL_ALLOW_NEGATIVE_BALANCE,
-                )
+                migration = file_replay.run_replay(migration, csv_to_event_lines(rows), gateway=get_gateway())
             except BadCsv as exc:
                 raise CommandError(str(exc)) from exc
         summary = {

@@ -1,10 +1,10 @@
 import json
 from pathlib import Path
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from backfill import replay
+from backfill import file_replay, planner, runs
+from backfill.models import MigrationKind
 from revassure.firestore import get_gateway
 from revassure.logs import bound_correlation_id
 
@@ -31,23 +31,23 @@ class Command(BaseCommand):
         source = Path(path)
         if not source.is_file():
             raise CommandError(f"no such file: {path}")
-        if plan is not None:
-            if dry_run:
-                raise CommandError("--plan binds a real run; it makes no sense with --dry-run")
-            try:
-                with source.open(encoding="utf-8", errors="replace") as lines:
-                    replay.check_plan(plan, lines, gateway=get_gateway())
-            except replay.PlanMismatch as exc:
-                raise CommandError(f"refused, nothing written: {exc}") from exc
+        if plan is not None and dry_run:
+            raise CommandError("--plan binds a real run; it makes no sense with --dry-run")
+        gateway = get_gateway()
         with bound_correlation_id():
-            migration = replay.start_replay(path=str(source), dry_run=dry_run)
+            if plan is not None:
+                try:
+                    with source.open(encoding="utf-8", errors="replace") as lines:
+                        file_replay.verify_plan(
+                            plan, lines, path=str(source), kind=MigrationKind.REPLAY_FILE, gateway=gateway
+                        )
+                except planner.PlanMismatch as exc:
+                    raise CommandError(f"refused, nothing written: {exc}") from exc
+            migration = runs.start_replay(path=str(source), dry_run=dry_run)
+            if plan is not None:
+                file_replay.bind_to_plan(migration, plan)
             with source.open(encoding="utf-8", errors="replace") as lines:
-                migration = replay.run_replay(
-                    migration,
-                    lines,
-                    gateway=get_gateway(),
-                    allow_negative=settings.BACKFILL_ALLOW_NEGATIVE_BALANCE,
-                )
+                migration = file_replay.run_replay(migration, lines, gateway=gateway)
         summary = {
             "migration_id": migration.pk,
             "total": migration.total,
@@ -62,6 +62,8 @@ class Command(BaseCommand):
             counts = ", ".join(f"{n} {name}" for name, n in migration.outcomes().items())
             label = f"Migration {migration.pk}" + (" (dry run)" if dry_run else "")
             self.stdout.write(f"{label}: {migration.total} events: {counts}.")
+        if migration.error:
+            raise CommandError(f"migration {migration.pk}: {migration.error}")
 
 
 def _dumps(data) -> str:

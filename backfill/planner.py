@@ -1,0 +1,117 @@
+"""Dry runs: what a replay would do, decided line by line in file order by the
+same rules as the real run, over Firestore as read now plus the run's own
+planned writes. Nothing is written to Firestore.
+
+A plan keeps per wallet the points before and after and the entries it would
+create, the outcome counts, and a checksum of all that; a real run can be
+bound to an approved plan (`check_plan`), and is refused when planning the
+same file again now gives another checksum.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import replace
+
+from backfill import events
+from backfill.models import DataMigration, EventStatus, MigrationStatus
+from backfill.rules import WalletView, decide
+from revassure.firestore import FirestoreGateway
+
+
+class PlanMismatch(Exception):
+    pass
+
+
+class Plan:
+    """A dry run's view of the world: Firestore as read, plus what it would write."""
+
+    def __init__(self, gateway: FirestoreGateway, *, allow_negative: bool):
+        self.gateway = gateway
+        self.allow_negative = allow_negative
+        self.entries: dict[str, dict[str, dict]] = defaultdict(dict)  # uid -> entry id -> entry
+        self.points_before: dict[str, int] = {}
+        self.delta: dict[str, int] = defaultdict(int)
+
+    def consider(self, raw: bytes | str) -> str:
+        """The outcome the line would have, remembering what it would write."""
+        try:
+            event = events.parse(raw)
+        except events.Unusable:
+            return EventStatus.QUARANTINED
+        view = self._view(event)
+        decision = decide(event, view, allow_negative=self.allow_negative)
+        if decision.status == EventStatus.APPLIED:
+            self.points_before.setdefault(event.user_id, view.points - self.delta[event.user_id])
+            self.entries[event.user_id][event.entry_id] = decision.entry
+            self.delta[event.user_id] += event.amount
+        return decision.status
+
+    def _view(self, event) -> WalletView:
+        view = self.gateway.event_view(event)
+        planned = self.entries.get(event.user_id, {})
+        if not view.wallet_exists or type(view.points) is not int:
+            return view
+        original = view.original_amount
+        if original is None and event.original_entry_id in planned:
+            original = planned[event.original_entry_id]["amount"]
+        reversed_planned = sum(
+            e["amount"] for e in planned.values() if e.get("reverses") == event.original_entry_id
+        )
+        return replace(
+            view,
+            entry_exists=view.entry_exists or event.entry_id in planned,
+            points=view.points + self.delta.get(event.user_id, 0),
+            original_amount=original,
+            reversed_before=view.reversed_before + reversed_planned,
+        )
+
+    def summary(self, outcomes: dict[str, int]) -> dict:
+        wallets = {
+            uid: {
+                "points_before": self.points_before[uid],
+                "points_after": self.points_before[uid] + self.delta[uid],
+                "entries": {entry_id: entry["amount"] for entry_id, entry in sorted(entries.items())},
+            }
+            for uid, entries in sorted(self.entries.items())
+        }
+        return {"outcomes": outcomes, "wallets": wallets, "points_moved": sum(self.delta.values())}
+
+    @staticmethod
+    def checksum(plan: dict) -> str:
+        return hashlib.sha256(json.dumps(plan, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def plan_lines(lines: Iterable[tuple[int, bytes]], plan: Plan) -> tuple[dict[str, int], list[bytes], int]:
+    """Consider every numbered line in order: (outcome counts, the deferred lines
+    to consider again at the end, the last line number)."""
+    counts: dict[str, int] = defaultdict(int)
+    deferred, last = [], 0
+    for number, raw in lines:
+        outcome = plan.consider(raw)
+        counts[outcome] += 1
+        last = number
+        if outcome == EventStatus.DEFERRED:
+            deferred.append(raw)
+    return counts, deferred, last
+
+
+def check_plan(plan_id: int, fresh: DataMigration) -> None:
+    """Refuse unless `fresh`, a dry run of the same file made just now, is exactly
+    the approved plan `plan_id`. A changed world (an entry that landed since, a
+    wallet that moved) gives a different plan, hence a different checksum."""
+    approved = DataMigration.objects.filter(
+        pk=plan_id, dry_run=True, status=MigrationStatus.COMPLETED
+    ).first()
+    if approved is None:
+        raise PlanMismatch(f"migration {plan_id} is not a completed dry run")
+    if approved.kind != fresh.kind:
+        raise PlanMismatch(f"migration {plan_id} planned a {approved.get_kind_display()}, not this")
+    if fresh.plan_checksum != approved.plan_checksum:
+        raise PlanMismatch(
+            f"the run would differ from plan {plan_id} (checksum {approved.plan_checksum[:12]}…, "
+            f"now {fresh.plan_checksum[:12]}…; see dry run {fresh.pk})"
+        )

@@ -1,0 +1,279 @@
+"""The life of a data migration: requested, claimed by one worker at a time,
+paused, resumed, cancelled, finished, mirrored to Firestore.
+
+Every change of status goes through `transition`, a conditional update that
+follows MIGRATION_TRANSITIONS, so a late "completed" can never overwrite a
+cancel and two workers can never both hold one migration: a claim writes a
+fresh lease, and progress is saved only under the lease that was claimed.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from backfill.models import (
+    OUTCOMES,
+    DataMigration,
+    EventStatus,
+    MigrationKind,
+    MigrationSource,
+    MigrationStatus,
+    sources_of,
+)
+from revassure import flags
+from revassure.firestore import FirestoreGateway
+from revassure.logs import on_commit
+
+log = logging.getLogger(__name__)
+
+FLAG = "backfill_enabled"
+PERMISSION = "backfill.change_datamigration"
+REPLAYABLE = (EventStatus.RECEIVED, EventStatus.DEFERRED, EventStatus.FAILED)
+RUN_TASK = "backfill.tasks.run_migration"
+
+
+class LeaseLost(Exception):
+    """Another worker took the migration over (or ops stopped it): stop, save nothing."""
+
+
+def require_permission(actor) -> None:
+    """Every entry point asks here: a person needs the permission; None is the
+    system (the job API's authenticated scheduler, a command on the server)."""
+    if actor is not None and not actor.has_perm(PERMISSION):
+        raise PermissionError(f"{actor} may not run data migrations")
+
+
+def request_file_replay(upload, *, dry_run: bool, actor) -> DataMigration:
+    """Keep an uploaded export where the workers can read it and queue its replay."""
+    require_permission(actor)
+    flags.require_enabled(FLAG)
+    folder = settings.BACKFILL_UPLOAD_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    with transaction.atomic():
+        migration = DataMigration.objects.create(
+            kind=MigrationKind.REPLAY_FILE,
+            source=MigrationSource.UPLOAD,
+            parameters={"name": upload.name},
+            dry_run=dry_run,
+            started_by=actor,
+        )
+        path = folder / f"migration-{migration.pk}.jsonl"
+        with path.open("wb") as target:
+            for piece in upload.chunks():
+                target.write(piece)
+        migration.parameters["path"] = str(path)
+        migration.save(update_fields=["parameters"])
+        enqueue_run(migration.pk)
+    return migration
+
+
+def start_replay(
+    *, path: str, dry_run: bool, actor=None, kind: str = MigrationKind.REPLAY_FILE
+) -> DataMigration:
+    """A migration for a file named on the command line; its command runs it."""
+    require_permission(actor)
+    flags.require_enabled(FLAG)
+    return DataMigration.objects.create(
+        kind=kind,
+        source=MigrationSource.COMMAND,
+        parameters={"path": path},
+        dry_run=dry_run,
+        started_by=actor,
+    )
+
+
+def request_stored_replay(
+    *, actor=None, include_quarantined: bool = False, since=None, until=None
+) -> DataMigration:
+    """A migration that re-applies stored deliveries not applied yet (received,
+    deferred, failed; quarantined too after a fix), optionally in a time window;
+    a worker runs it."""
+    require_permission(actor)
+    flags.require_enabled(FLAG)
+    statuses = [*REPLAYABLE, *([EventStatus.QUARANTINED] if include_quarantined else [])]
+    parameters = {
+        "statuses": statuses,
+        "since": since.isoformat() if since else None,
+        "until": until.isoformat() if until else None,
+    }
+    with transaction.atomic():
+        migration = DataMigration.objects.create(
+            kind=MigrationKind.REPLAY_STORED,
+            source=MigrationSource.DATABASE,
+            parameters=parameters,
+            started_by=actor,
+        )
+        enqueue_run(migration.pk)
+    return migration
+
+
+def enqueue_run(migration_id: int, *, lease: str = "") -> None:
+    """Hand the migration to a worker after the commit (the task by its dotted
+    path: services never import their tasks); `lease` lets a worker's
+    continuation take over from it without waiting for it to look dead."""
+    on_commit(lambda: async_task(RUN_TASK, migration_id, lease, task_name=f"data-migration-{migration_id}"))
+
+
+def transition(migration_id: int, status: str, *, where: Q | None = None, **fields) -> bool:
+    """Move a migration to `status` if the state machine allows it from where it
+    is now (and `where` holds, e.g. a lease): True if it moved."""
+    rows = DataMigration.objects.filter(pk=migration_id, status__in=sources_of(status))
+    if where is not None:
+        rows = rows.filter(where)
+    return rows.update(status=status, **fields) == 1
+
+
+def claim(migration: DataMigration, *, handoff: str = "") -> str | None:
+    """Take a migration to run: the lease to save progress under, or None.
+
+    A pending migration is free; a running one only when `handoff` is its
+    lease (its own worker handing on to a next task) or when its heartbeat is
+    older than a task may live (django-q2 kills a task at its timeout, so that
+    worker is gone). Paused, cancelled and finished migrations are left alone,
+    so a late redelivery never restarts what ops stopped.
+    """
+    now = timezone.now()
+    lease = uuid.uuid4().hex
+    silent = now - timedelta(seconds=settings.Q_CLUSTER["timeout"])
+    free = Q(status=MigrationStatus.PENDING) | Q(status=MigrationStatus.RUNNING, heartbeat_at__lt=silent)
+    if handoff:
+        free |= Q(status=MigrationStatus.RUNNING, lease=handoff)
+    claimed = transition(
+        migration.pk,
+        MigrationStatus.RUNNING,
+        where=free,
+        lease=lease,
+        heartbeat_at=now,
+        started_at=Coalesce(F("started_at"), Value(now)),
+    )
+    migration.refresh_from_db()
+    return lease if claimed else None
+
+
+def _mine(migration: DataMigration, lease: str):
+    # Progress already made is saved even when ops paused or cancelled meanwhile
+    # (what landed in Firestore must be counted); only a new claim ends a lease.
+    return DataMigration.objects.filter(pk=migration.pk, lease=lease)
+
+
+def save_progress(migration: DataMigration, lease: str, counts: dict[str, int], *, checkpoint: int) -> None:
+    """Count handled items and move the checkpoint, under the claimed lease; call
+    it inside the transaction that saves those items' outcomes, so LeaseLost
+    rolls them back together."""
+    handled = sum(counts.values())
+    saved = _mine(migration, lease).update(
+        heartbeat_at=timezone.now(),
+        total=F("total") + handled,
+        processed=F("processed") + handled,
+        checkpoint=checkpoint,
+        **{name: F(name) + counts.get(name, 0) for name in OUTCOMES},
+    )
+    if not saved:
+        raise LeaseLost(f"migration {migration.pk} is no longer this worker's")
+
+
+def move_counts(migration: DataMigration, lease: str, moved: dict[str, int]) -> None:
+    """Deferred items that found their outcome later: out of `deferred`, into it."""
+    saved = _mine(migration, lease).update(
+        deferred=F("deferred") - sum(moved.values()),
+        **{name: F(name) + n for name, n in moved.items()},
+    )
+    if not saved:
+        raise LeaseLost(f"migration {migration.pk} is no longer this worker's")
+
+
+def still_mine(migration: DataMigration, lease: str) -> bool:
+    """Whether the worker should go on: still running under its lease (not paused,
+    cancelled or taken over)."""
+    return _mine(migration, lease).filter(status=MigrationStatus.RUNNING).exists()
+
+
+def complete(migration: DataMigration, lease: str, *, gateway: FirestoreGateway, **fields) -> DataMigration:
+    """Completed, if still this worker's: a cancel that came first stays a cancel."""
+    transition(
+        migration.pk, MigrationStatus.COMPLETED, where=Q(lease=lease), finished_at=timezone.now(), **fields
+    )
+    migration.refresh_from_db()
+    if migration.status == MigrationStatus.COMPLETED:
+        if not migration.dry_run:
+            publish(migration, gateway)
+        log.info("migration finished", extra={"migration_id": migration.pk, **migration.outcomes()})
+    return migration
+
+
+def fail(migration: DataMigration, lease: str, exc: BaseException) -> None:
+    transition(
+        migration.pk,
+        MigrationStatus.FAILED,
+        where=Q(lease=lease),
+        error=f"{type(exc).__name__}: {exc}",
+        finished_at=timezone.now(),
+    )
+
+
+def set_status(migration_id: int, action: str, *, actor) -> DataMigration:
+    """Ops pause, resume or cancel a migration; resuming hands it to a worker again."""
+    require_permission(actor)
+    target = {
+        "pause": MigrationStatus.PAUSED,
+        "resume": MigrationStatus.PENDING,
+        "cancel": MigrationStatus.CANCELLED,
+    }[action]
+    with transaction.atomic():
+        if not transition(migration_id, target):
+            raise ValueError(f"migration {migration_id} cannot {action} now")
+        if action == "resume":
+            enqueue_run(migration_id)
+    return DataMigration.objects.get(pk=migration_id)
+
+
+def resume_abandoned(older_than: timedelta) -> int:
+    """Hand running migrations whose worker went silent to a worker again (a
+    broker like Redis does not redeliver the task of a killed worker): stored
+    replays and uploads. A command's run is left to whoever ran it: its file
+    may be on another machine."""
+    cutoff = timezone.now() - older_than
+    abandoned = list(
+        DataMigration.objects.filter(
+            source__in=[MigrationSource.DATABASE, MigrationSource.UPLOAD],
+            status=MigrationStatus.RUNNING,
+            heartbeat_at__lt=cutoff,
+        ).values_list("pk", flat=True)
+    )
+    for migration_id in abandoned:
+        enqueue_run(migration_id)
+    return len(abandoned)
+
+
+def publish(migration: DataMigration, gateway: FirestoreGateway) -> None:
+    """Mirror a finished migration to Firestore `dataMigrations/{id}`. A failure
+    is logged, not raised: the migration is complete in the database, which is
+    what the admin shows."""
+    try:
+        gateway.put_migration(str(migration.pk), mirror(migration))
+    except Exception as exc:
+        log.error("data migration mirror failed", extra={"migration_id": migration.pk, "error": repr(exc)})
+
+
+def mirror(migration: DataMigration) -> dict:
+    return {
+        "kind": migration.kind,
+        "source": migration.source,
+        "status": migration.status,
+        "dryRun": migration.dry_run,
+        "parameters": migration.parameters,
+        "total": migration.total,
+        **migration.outcomes(),
+        "checkpoint": migration.checkpoint,
+        "startedAt": migration.started_at,
+        "finishedAt": migration.finished_at,
+    }
