@@ -144,11 +144,22 @@ LOGIN_REDIRECT_URL = "/admin/"
 LOGIN_REDIRECT_URL_FAILURE = "/sso/refused/"
 LOGOUT_REDIRECT_URL = "/admin/login/"
 
-AUTHENTICATION_BACKENDS = [
-    "axes.backends.AxesStandaloneBackend",
-    *(["django.contrib.auth.backends.ModelBackend"] if PASSWORD_LOGIN_ENABLED else []),
-    *(["revassure.sso.StaffOIDCBackend"] if SSO_ENABLED else []),
-]
+
+def authentication_backends(*, password_login: bool, sso: bool) -> list[str]:
+    """Sign-in methods follow the configuration; permissions never do: one backend
+    always reads them from the database, whichever way people sign in."""
+    return [
+        "axes.backends.AxesStandaloneBackend",
+        (
+            "django.contrib.auth.backends.ModelBackend"
+            if password_login
+            else "revassure.auth_backends.PermissionsOnlyBackend"
+        ),
+        *(["revassure.sso.StaffOIDCBackend"] if sso else []),
+    ]
+
+
+AUTHENTICATION_BACKENDS = authentication_backends(password_login=PASSWORD_LOGIN_ENABLED, sso=SSO_ENABLED)
 if SSO_ENABLED:
     # Re-check an SSO session against the provider when its ID token expires.
     MIDDLEWARE.append("revassure.sso.SessionRefresh")
