@@ -18,12 +18,24 @@ from django.views.decorators.http import require_GET, require_POST
 
 from backfill import runs
 from jobs.models import Job
-from reconciliation import services
+from reconciliation import reports, services
 from reconciliation.models import RunTrigger
 from revassure import jobauth
 from revassure.flags import FeatureDisabled
 
 log = logging.getLogger(__name__)
+
+# A run's fields in a job's body, as the OpenAPI document lists them: a part of
+# the run's one summary (reconciliation.reports.run_summary), in this order.
+RUN_FIELDS = (
+    "status",
+    "run_id",
+    "wallets_checked",
+    "violations_count",
+    "total_abs_drift",
+    "checksum",
+    "error",
+)
 
 # Limits of the request body, as the OpenAPI document states them.
 MAX_UIDS = 100
@@ -66,16 +78,8 @@ def _job_body(job: Job) -> dict:
             error=migration.error,
         )
     if job.run_id is not None:
-        run = job.run
-        body.update(
-            status=run.status,
-            run_id=run.pk,
-            wallets_checked=run.wallets_checked,
-            violations_count=run.violations_count,
-            total_abs_drift=run.total_abs_drift,
-            checksum=run.checksum,
-            error=run.error,
-        )
+        summary = reports.run_summary(job.run)
+        body.update((name, summary[name]) for name in RUN_FIELDS)
     return body
 
 

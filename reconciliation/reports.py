@@ -65,6 +65,39 @@ def violation_record(violation: Violation) -> dict:
     }
 
 
+def describe_details(details: dict) -> str:
+    """A violation's details as one line for a person (the admin, the CSV export):
+    what is wrong with the wallet, which entries are malformed, how many more."""
+    listed = details.get("malformed_entries", [])
+    parts = [details["wallet"]] if details.get("wallet") else []
+    parts += [f"{m['entry']}: {m['problem']} ({m['amount']})" for m in listed]
+    hidden = details.get("malformed_entries_total", 0) - len(listed)
+    if hidden > 0:
+        parts.append(f"and {hidden} more malformed entries")
+    return "; ".join(parts)
+
+
+def run_summary(run: ReconciliationRun) -> dict:
+    """A run as it is shown outside: `manage.py reconcile --json` prints it, the
+    job API answers with its fields (jobs.views.RUN_FIELDS).
+
+    Not the sealed form: header() is that (and the Firestore mirror is header()
+    plus the checksum), frozen by the checksum of every report sealed so far.
+    """
+    return {
+        "run_id": run.pk,
+        "status": run.status,
+        "wallets_checked": run.wallets_checked,
+        "violations_count": run.violations_count,
+        "total_abs_drift": run.total_abs_drift,
+        "total_wallet_points": run.total_wallet_points,
+        "total_ledger_sum": run.total_ledger_sum,
+        "liability_difference": run.liability_difference,
+        "checksum": run.checksum,
+        "error": run.error,
+    }
+
+
 def _line(data: dict) -> bytes:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode() + b"\n"
 

@@ -37,6 +37,7 @@ from reconciliation.models import (
 )
 from revassure import flags
 from revassure.firestore import MISSING, FirestoreGateway, LedgerTotals
+from revassure.ledger import balances_agree, is_points
 from revassure.logs import get_correlation_id, on_commit
 
 log = logging.getLogger(__name__)
@@ -300,7 +301,7 @@ def check_wallets(
         if not exists and ledger.count == 0:
             continue  # asked for by uid, but neither a wallet nor a ledger: nothing to check
         findings.wallets_checked += 1
-        if _agrees(points, ledger):
+        if balances_agree(points, ledger.total):
             findings.total_wallet_points += points
             findings.total_ledger_sum += ledger.total
         else:
@@ -322,7 +323,7 @@ def _confirm(uids: list[str], gateway: FirestoreGateway) -> list[tuple[int, int,
     for uid in uids:
         state = states[uid]
         points = 0 if not state.exists else state.points
-        if _agrees(points, state.ledger):
+        if balances_agree(points, state.ledger.total):
             # A write landed between the first read and the re-check: no drift.
             confirmed.append((points, state.ledger.total, None))
         else:
@@ -341,15 +342,6 @@ def _confirm(uids: list[str], gateway: FirestoreGateway) -> list[tuple[int, int,
     return confirmed
 
 
-def _is_int(value: Any) -> bool:
-    return type(value) is int  # bool is an int subclass, and never a valid amount
-
-
-def _agrees(points: Any, ledger: LedgerTotals) -> bool:
-    # A float sum means a float amount somewhere: never clean, even when equal.
-    return _is_int(points) and _is_int(ledger.total) and points == ledger.total
-
-
 def _classify(
     uid: str, points: Any, entries: list[tuple[str, dict[str, Any]]], *, exists: bool
 ) -> dict[str, Any] | None:
@@ -362,20 +354,20 @@ def _classify(
     for entry_id, fields in entries:
         count += 1
         amount = fields.get("amount", MISSING)
-        if _is_int(amount):
+        if is_points(amount):
             int_sum += amount
         else:
             malformed.append({"entry": entry_id, "amount": _describe(amount), "problem": _problem(amount)})
     details: dict[str, Any] = {}
     if not exists:
         details["wallet"] = "wallet document missing; its points count as 0"
-    elif not _is_int(points):
+    elif not is_points(points):
         details["wallet"] = f"points is {_problem(points)}: {_describe(points)}"
     if malformed:
         details["malformed_entries"] = malformed[:MAX_LISTED_MALFORMED]
         details["malformed_entries_total"] = len(malformed)
-    wallet_points = points if _is_int(points) else None
-    if not malformed and wallet_points is not None and wallet_points == int_sum:
+    wallet_points = points if is_points(points) else None
+    if not malformed and balances_agree(wallet_points, int_sum):
         return None
     kind = ViolationKind.MALFORMED if malformed or wallet_points is None else ViolationKind.DRIFT
     return {

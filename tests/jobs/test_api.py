@@ -152,3 +152,29 @@ def test_a_bad_body_is_a_400(client, token):
 def test_no_configured_audience_refuses_every_call(client, token, settings):
     settings.JOBS_OIDC_AUDIENCE = ""
     assert post(client, token()).status_code == 401
+
+
+@pytest.mark.django_db
+def test_a_reconcile_jobs_body_carries_the_documented_part_of_the_runs_summary(
+    client, gateway, token, django_capture_on_commit_callbacks
+):
+    put_wallets(gateway, {"u1": (3, [2]), "u2": (5, [5])})
+    with django_capture_on_commit_callbacks(execute=True):
+        job_id = post(client, token(), HTTP_IDEMPOTENCY_KEY="summary").json()["job_id"]
+
+    body = client.get(reverse("job-status", args=[job_id]), HTTP_AUTHORIZATION=f"Bearer {token()}").json()
+
+    run, job = ReconciliationRun.objects.get(), Job.objects.get()
+    assert body == {
+        "job_id": job.pk,
+        "kind": "reconcile",
+        "caller": SCHEDULER,
+        "created_at": job.created_at.isoformat(),
+        "status": "completed",
+        "run_id": run.pk,
+        "wallets_checked": 2,
+        "violations_count": 1,
+        "total_abs_drift": 1,
+        "checksum": run.checksum,
+        "error": "",
+    }

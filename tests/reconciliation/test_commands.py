@@ -4,6 +4,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from reconciliation import reports
 from reconciliation.models import ReconciliationRun, RunStatus
 from revassure.flags import set_flag
 from tests.helpers import put_wallets
@@ -179,3 +180,15 @@ def test_sync_schedules_is_idempotent(settings):
         "I",
         10,
     )
+
+
+@pytest.mark.django_db
+def test_reconcile_json_is_the_runs_summary_with_its_violations(gateway):
+    put_wallets(gateway, {"u1": (12, [10]), "u2": (3, [3])})
+
+    result = json.loads(run_command("reconcile", "--json"))
+
+    run = ReconciliationRun.objects.get()
+    violations = result.pop("violations")
+    assert result == reports.run_summary(run)
+    assert [v["uid"] for v in violations] == ["u1"]

@@ -141,3 +141,59 @@ def test_verify_catches_a_tampered_or_missing_mirror(three_runs, gateway):
         (str(three_runs[0].pk), "Firestore mirror's checksum differs from the report"),
         (str(three_runs[2].pk), "not mirrored to Firestore reconciliationReports"),
     }
+
+
+def test_a_violations_details_read_as_one_line_with_what_is_not_listed_counted():
+    details = {
+        "wallet": "points is not an integer: float 10.5",
+        "malformed_entries": [
+            {"entry": "e001", "amount": "str '10'", "problem": "not a number"},
+            {"entry": "e002", "amount": "missing", "problem": "missing"},
+        ],
+        "malformed_entries_total": 52,
+    }
+
+    assert reports.describe_details(details) == (
+        "points is not an integer: float 10.5; e001: not a number (str '10'); "
+        "e002: missing (missing); and 50 more malformed entries"
+    )
+
+
+@pytest.mark.parametrize(
+    "details, line",
+    [
+        ({}, ""),
+        (
+            {"wallet": "wallet document missing; its points count as 0"},
+            "wallet document missing; its points count as 0",
+        ),
+        (
+            {
+                "malformed_entries": [{"entry": "e1", "amount": "float 2.5", "problem": "not an integer"}],
+                "malformed_entries_total": 1,
+            },
+            "e1: not an integer (float 2.5)",
+        ),
+    ],
+)
+def test_a_violations_details_say_only_what_there_is(details, line):
+    assert reports.describe_details(details) == line
+
+
+@pytest.mark.django_db
+def test_a_runs_summary_holds_its_counts_liability_checksum_and_error(gateway):
+    put_wallets(gateway, {"a": (10, [9]), "b": (4, [4])})
+    run = reconcile(gateway)
+
+    assert reports.run_summary(run) == {
+        "run_id": run.pk,
+        "status": "completed",
+        "wallets_checked": 2,
+        "violations_count": 1,
+        "total_abs_drift": 1,
+        "total_wallet_points": 14,
+        "total_ledger_sum": 13,
+        "liability_difference": 1,
+        "checksum": run.checksum,
+        "error": "",
+    }

@@ -2,7 +2,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from reconciliation import services
+from reconciliation import reports, services
 from reconciliation.models import RunStatus, RunTrigger
 from revassure.firestore import get_gateway
 from revassure.flags import FeatureDisabled
@@ -10,18 +10,7 @@ from revassure.logs import bound_correlation_id
 
 
 def run_summary(run, *, with_violations: bool = True) -> dict:
-    summary = {
-        "run_id": run.pk,
-        "status": run.status,
-        "wallets_checked": run.wallets_checked,
-        "violations_count": run.violations_count,
-        "total_abs_drift": run.total_abs_drift,
-        "total_wallet_points": run.total_wallet_points,
-        "total_ledger_sum": run.total_ledger_sum,
-        "liability_difference": run.liability_difference,
-        "checksum": run.checksum,
-        "error": run.error,
-    }
+    summary = reports.run_summary(run)
     if with_violations:
         summary["violations"] = [
             {
