@@ -77,10 +77,11 @@ class DataMigrationAdmin(ReadOnlyAdmin):
         "started_by",
         "created_at",
     ]
-    list_filter = ["status", "kind", "dry_run"]
+    list_filter = ["status", "kind", "source", "dry_run"]
     list_select_related = ["started_by"]
     readonly_fields = [
         "kind",
+        "source",
         "status",
         "dry_run",
         "parameters",
