@@ -25,10 +25,13 @@ class Command(BaseCommand):
         source = Path(path)
         if not source.is_file():
             raise CommandError(f"no such file: {path}")
-        with bound_correlation_id(), source.open(newline="", encoding="utf-8", errors="replace") as rows:
+        rejected: list[tuple[int, str]] = []
+        # utf-8-sig: Excel starts its UTF-8 CSV files with a byte order mark.
+        with bound_correlation_id(), source.open(newline="", encoding="utf-8-sig", errors="replace") as rows:
             migration = runs.start_replay(path=str(source), dry_run=dry_run, kind=MigrationKind.REVERSAL_CSV)
             try:
-                migration = file_replay.run_replay(migration, csv_to_event_lines(rows), gateway=get_gateway())
+                lines = csv_to_event_lines(rows, rejected=rejected)
+                migration = file_replay.run_replay(migration, lines, gateway=get_gateway())
             except BadCsv as exc:
                 raise CommandError(str(exc)) from exc
         summary = {
@@ -36,6 +39,8 @@ class Command(BaseCommand):
             "total": migration.total,
             **migration.outcomes(),
             "dry_run": dry_run,
+            # Rows whose points are not a whole number in ASCII digits (quarantined, never coerced).
+            "rejected": [{"line": line, "reason": reason} for line, reason in rejected],
         }
         if dry_run:
             summary["plan_checksum"] = migration.plan_checksum
