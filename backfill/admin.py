@@ -222,10 +222,14 @@ class ProviderEventDeliveryAdmin(ReadOnlyAdmin):
                 request, f"{len(gaps)} gap(s) put back in line; migration {migration.pk} replays them."
             )
             return HttpResponseRedirect(reverse("admin:backfill_datamigration_changelist"))
-        gaps = completeness.find_gaps(gateway)
+        found = completeness.check(gateway)
+        gaps = found.gaps
         facts = [
             (f"{g.user_id} / {g.entry_id}", f"{g.status}: {g.reason or '-'} (event {g.event_id})")
             for g in gaps
+        ] + [
+            (d["entry_id"], f"credited to {len(d['wallets'])} wallets: {', '.join(d['wallets'])}")
+            for d in found.doubles
         ]
         can_replay = bool(gaps) and request.user.has_perm("backfill.change_datamigration")
         return TemplateResponse(
@@ -234,9 +238,17 @@ class ProviderEventDeliveryAdmin(ReadOnlyAdmin):
             {
                 **self.admin_site.each_context(request),
                 "title": "Completeness of the ledger",
-                "intro": f"{len(gaps)} stored payment(s) or reversal(s) have no ledger entry."
-                if gaps
-                else "Every stored payment and reversal has its ledger entry.",
+                "intro": (
+                    f"{len(gaps)} stored payment(s) or reversal(s) have no ledger entry."
+                    if gaps
+                    else "Every stored payment and reversal has its ledger entry."
+                )
+                + (
+                    f" {len(found.doubles)} payment(s) or reversal(s) are credited to more than one "
+                    "wallet: reverse the extra credits with a manual adjustment."
+                    if found.doubles
+                    else ""
+                ),
                 "facts": facts,
                 "form": forms.Form(),
                 "buttons": [("replay", "Replay all gaps")] if can_replay else [],

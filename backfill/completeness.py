@@ -4,7 +4,15 @@ Entry ids derive from the business identity, so there is at most one entry per
 payment, refund or chargeback; a gap is a stored event whose entry is not in its
 wallet's ledger (quarantined, deferred, failed, or lost since). Gaps can be
 replayed at once: they go back to `received` and a stored replay picks them up.
+
+A double is the other way round: one business identity in more than one
+wallet's ledger (the same payment credited to two users). New credits cannot
+make one (the identity is claimed globally in the commit that credits it);
+the check finds those already in the data, for finance to reverse.
 """
+
+from collections import defaultdict
+from dataclasses import dataclass
 
 from django.db import transaction
 
@@ -14,14 +22,50 @@ from revassure.firestore import FirestoreGateway
 
 
 def find_gaps(gateway: FirestoreGateway) -> list[ProviderEventDelivery]:
-    """The newest delivery of each stored event whose ledger entry is missing."""
+    """The newest delivery of each stored event whose ledger entry is missing.
+
+    An entry held by another wallet is no gap: that delivery carried a
+    business identity already credited elsewhere (see find_doubles)."""
+    return check(gateway).gaps
+
+
+def find_doubles(gateway: FirestoreGateway) -> list[dict]:
+    """Business identities (payment, refund, chargeback) held by more than one
+    wallet's ledger: a credit made twice, from before identities were global
+    or written around revassure. [{"entry_id", "wallets"}], by entry id."""
+    return check(gateway).doubles
+
+
+@dataclass(frozen=True)
+class Completeness:
+    gaps: list[ProviderEventDelivery]
+    doubles: list[dict]
+
+
+def check(gateway: FirestoreGateway) -> Completeness:
+    """Gaps and doubles, from one pass over the stored deliveries and one batched
+    read of the entries they name."""
     newest: dict[tuple[str, str], int] = {}
     parsed = ProviderEventDelivery.objects.exclude(entry_id="").exclude(user_id="")
     for pk, user_id, entry_id in parsed.order_by("pk").values_list("pk", "user_id", "entry_id").iterator():
         newest[(user_id, entry_id)] = pk
     present = gateway.entries_exist(list(newest))
-    missing = [pk for key, pk in newest.items() if not present[key]]
-    return list(ProviderEventDelivery.objects.filter(pk__in=missing).order_by("received_at", "pk"))
+    holders: dict[str, list[str]] = defaultdict(list)
+    for (user_id, entry_id), found in present.items():
+        if found:
+            holders[entry_id].append(user_id)
+    missing = [
+        pk
+        for (user_id, entry_id), pk in newest.items()
+        if not present[(user_id, entry_id)] and not holders[entry_id]
+    ]
+    gaps = list(ProviderEventDelivery.objects.filter(pk__in=missing).order_by("received_at", "pk"))
+    doubles = [
+        {"entry_id": entry_id, "wallets": sorted(wallets)}
+        for entry_id, wallets in sorted(holders.items())
+        if len(wallets) > 1
+    ]
+    return Completeness(gaps, doubles)
 
 
 def replay_gaps(gateway: FirestoreGateway, *, actor=None):

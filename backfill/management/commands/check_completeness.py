@@ -8,8 +8,9 @@ from revassure.firestore import get_gateway
 
 class Command(BaseCommand):
     help = (
-        "List stored provider payments and reversals without their ledger entry; --replay puts "
-        "them back in line for a stored replay. Exits 1 when gaps remain unreplayed."
+        "List stored provider payments and reversals without their ledger entry, and business "
+        "identities credited to more than one wallet; --replay puts the gaps back in line for a "
+        "stored replay. Exits 1 when gaps remain unreplayed or doubles exist."
     )
 
     def add_arguments(self, parser):
@@ -18,10 +19,11 @@ class Command(BaseCommand):
 
     def handle(self, *args, replay: bool = False, json: bool = False, **options):
         gateway = get_gateway()
+        found = completeness.check(gateway)
         if replay:
             gaps, migration = completeness.replay_gaps(gateway)
         else:
-            gaps, migration = completeness.find_gaps(gateway), None
+            gaps, migration = found.gaps, None
         rows = [
             {
                 "delivery_id": g.pk,
@@ -33,17 +35,30 @@ class Command(BaseCommand):
             }
             for g in gaps
         ]
-        summary = {"gaps": len(rows), "items": rows, "migration_id": migration.pk if migration else None}
+        summary = {
+            "gaps": len(rows),
+            "items": rows,
+            "doubles": found.doubles,
+            "migration_id": migration.pk if migration else None,
+        }
         if json:
             self.stdout.write(_dumps(summary))
         else:
             for row in rows:
                 self.stdout.write(f"{row['user_id']}/{row['entry_id']}: {row['status']} {row['reason']}")
+            for double in found.doubles:
+                self.stdout.write(f"{double['entry_id']}: credited to {', '.join(double['wallets'])}")
             self.stdout.write(
-                f"{len(rows)} gap(s)" + (f"; migration {migration.pk} replays them" if migration else "")
+                f"{len(rows)} gap(s), {len(found.doubles)} double(s)"
+                + (f"; migration {migration.pk} replays the gaps" if migration else "")
             )
+        problems = []
         if rows and not replay:
-            raise CommandError(f"{len(rows)} stored events have no ledger entry", returncode=1)
+            problems.append(f"{len(rows)} stored events have no ledger entry")
+        if found.doubles:
+            problems.append(f"{len(found.doubles)} business identities are credited to more than one wallet")
+        if problems:
+            raise CommandError("; ".join(problems), returncode=1)
 
 
 def _dumps(data) -> str:
