@@ -7,18 +7,8 @@ class BackfillConfig(AppConfig):
     verbose_name = "Backfill"
 
     def ready(self):
-        post_migrate.connect(_after_migrate, sender=self)
+        # why: Django's documented place to connect signal receivers; the module
+        # imports models, which cannot load before the app registry is ready.
+        from backfill import signals
 
-
-def _after_migrate(**kwargs):
-    from django_q.models import Schedule
-
-    Schedule.objects.update_or_create(
-        name="sweep-data-migrations",
-        defaults={
-            "func": "backfill.tasks.sweep_migrations",
-            "schedule_type": Schedule.MINUTES,
-            "minutes": 10,
-            "repeats": -1,
-        },
-    )
+        post_migrate.connect(signals.after_migrate, sender=self)

@@ -30,11 +30,6 @@ GATEWAY_PENDING = pytest.mark.xfail(
     reason="the gateway still imports backfill.rules inside functions; "
     "its restructuring (issue 9) passes the rules in instead",
 )
-BACKFILL_PENDING = pytest.mark.xfail(
-    strict=False,
-    reason="backfill/ still imports its tasks and replay inside functions; "
-    "another engineer is untangling it (issue 9, replay's split)",
-)
 
 
 def _relative(path: Path) -> str:
@@ -123,7 +118,7 @@ def test_the_core_imports_no_app(area):
         pytest.param("revassure:gateway", marks=GATEWAY_PENDING),
         "reconciliation",
         "jobs",
-        pytest.param("backfill", marks=BACKFILL_PENDING),
+        "backfill",
     ],
 )
 def test_no_import_hides_in_a_function_without_saying_why(area):
