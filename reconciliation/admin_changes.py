@@ -15,6 +15,7 @@ from django.utils.timesince import timesince
 
 from reconciliation import changes
 from reconciliation.models import BalanceRequest, HealStrategy, ReasonCode, RequestEvent, RequestState
+from revassure import policy
 from revassure.admin_base import ReadOnlyAdmin
 from revassure.firestore import get_gateway
 from revassure.freeze import Frozen
@@ -33,9 +34,22 @@ class DecisionForm(forms.Form):
 
 class AdjustmentForm(forms.Form):
     uid = forms.CharField(label="Wallet uid", max_length=256)
-    amount = forms.IntegerField(help_text="Signed whole points: negative takes points away.")
+    amount = forms.IntegerField(min_value=-policy.MAX_POINTS, max_value=policy.MAX_POINTS)
     reason_code = forms.ChoiceField(choices=ReasonCode.choices)
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 60}))
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The policy in force now, as the services will apply it.
+        below_zero = (
+            "may take a wallet below zero, as refunds and chargebacks may "
+            "(BACKFILL_ALLOW_NEGATIVE_BALANCE is on)"
+            if policy.negative_balance_allowed()
+            else "may not take a wallet below zero, as refunds and chargebacks may not "
+            "(BACKFILL_ALLOW_NEGATIVE_BALANCE is off); checked when proposed, approved and applied"
+        )
+        amount = self.fields["amount"]
+        amount.help_text = f"Signed whole points: negative takes points away. An adjustment {below_zero}."
 
 
 class HealForm(forms.Form):

@@ -36,7 +36,7 @@ from reconciliation.models import (
     RunStatus,
     ViolationKind,
 )
-from revassure import flags, freeze
+from revassure import flags, freeze, policy
 from revassure.firestore import BalanceChange, FirestoreGateway
 from revassure.logs import on_commit
 
@@ -121,6 +121,8 @@ def propose_adjustment(
     freeze.require_unfrozen()
     if type(amount) is not int or amount == 0:
         raise RequestRefused("the amount must be a non-zero whole number of points")
+    if abs(amount) > policy.MAX_POINTS:
+        raise RequestRefused(f"the amount {amount} is beyond a 64-bit balance (at most ±{policy.MAX_POINTS})")
     if reason_code not in ReasonCode.values:
         raise RequestRefused(f"unknown reason code {reason_code!r}")
     _require_reason(reason)
@@ -129,6 +131,7 @@ def propose_adjustment(
         raise RequestRefused(f"there is no wallet {uid!r}")
     if type(state.points) is not int or type(state.ledger.total) is not int:
         raise RequestRefused(f"wallet {uid} has malformed points or ledger entries: reconcile it first")
+    _require_balance_allowed(uid, state.points, amount)
     with transaction.atomic():
         return _create(
             kind=RequestKind.ADJUSTMENT,
@@ -219,6 +222,8 @@ def _approve_locked(request: BalanceRequest, *, actor, gateway: FirestoreGateway
             reason=f"wallet changed since proposed: now {live.points} points, ledger {live.ledger.total}",
         )
         return
+    if request.kind == RequestKind.ADJUSTMENT and type(live.points) is int:
+        _require_balance_allowed(request.uid, live.points, request.amount)
     RequestApproval.objects.create(
         request=request, approver=actor, seen_points=live.points, seen_ledger_sum=live.ledger.total
     )
@@ -288,6 +293,12 @@ def execute(request_id: int, *, gateway: FirestoreGateway) -> BalanceRequest:
         return request  # another worker has it
     request.refresh_from_db()
     change = _change(request)
+    refusal = _balance_refusal(change)
+    if refusal:
+        with transaction.atomic():
+            request = BalanceRequest.objects.select_for_update().get(pk=request_id)
+            _transition(request, RequestState.FAILED, actor_label="worker", reason=f"refused: {refusal}")
+        return request
     try:
         outcome = gateway.apply_balance_change(change)
     except Exception as exc:
@@ -417,6 +428,24 @@ def _matches(state, points: int, ledger_sum: int) -> bool:
 def _require(actor, permission: str, doing: str) -> None:
     if actor is None or not actor.is_active or not actor.has_perm(permission):
         raise PermissionError(f"{actor} may not {doing}")
+
+
+def _require_balance_allowed(uid: str, points: int, amount: int) -> None:
+    refusal = policy.balance_refusal(points, amount)
+    if refusal:
+        raise RequestRefused(f"{uid}: {refusal}")
+
+
+def _balance_refusal(change: BalanceChange) -> str:
+    """The negative-balance policy at execution time, under the setting in force then.
+
+    Sound without reading the wallet here: the gateway's transaction applies the
+    change only while the wallet holds exactly `expected_points`, so the balance
+    it leaves is `expected_points + amount`, which is what is checked.
+    """
+    if change.mode != "adjustment":
+        return ""  # a heal moves the wallet to its ledger, or the ledger to its wallet
+    return policy.balance_refusal(change.expected_points, change.amount)
 
 
 def _require_reason(reason: str) -> None:

@@ -377,6 +377,88 @@ def test_an_adjustment_for_an_unknown_wallet_is_refused(gateway, reviewer):
         )
 
 
+# -- one negative-balance policy for reversals and adjustments ------------------------
+
+
+def propose(gateway, reviewer, uid, amount):
+    return changes.propose_adjustment(
+        actor=reviewer, uid=uid, amount=amount, reason_code="correction", reason="x", gateway=gateway
+    )
+
+
+@pytest.mark.django_db
+def test_an_adjustment_below_zero_is_refused_when_proposed_as_a_reversal_would_be(gateway, reviewer):
+    put_wallets(gateway, {"a": (100, [100])})
+
+    with pytest.raises(changes.RequestRefused, match="from 100 to -900 points; negative balances are not"):
+        propose(gateway, reviewer, "a", -1000)
+
+    assert not BalanceRequest.objects.exists()
+    assert propose(gateway, reviewer, "a", -100).amount == -100  # down to zero is fine
+
+
+@pytest.mark.django_db
+def test_an_adjustment_below_zero_is_applied_when_negative_balances_are_allowed(
+    gateway, reviewer, approver, run_tasks, settings
+):
+    settings.BACKFILL_ALLOW_NEGATIVE_BALANCE = True
+    put_wallets(gateway, {"a": (100, [100])})
+
+    request = propose(gateway, reviewer, "a", -1000)
+    run_tasks(changes.approve, request.pk, actor=approver, gateway=gateway)
+
+    request.refresh_from_db()
+    assert request.state == RequestState.APPLIED
+    assert wallet(gateway, "a")["points"] == -900
+
+
+@pytest.mark.django_db
+def test_an_adjustment_that_would_go_below_zero_by_approval_time_is_refused_then(
+    gateway, reviewer, approver, run_tasks
+):
+    put_wallets(gateway, {"a": (1000, [1000])})
+    request = propose(gateway, reviewer, "a", -500)
+    gateway.append_entry("a", "spend-1", {"amount": -900, "type": "redemption"})  # the user spends
+
+    with pytest.raises(changes.RequestRefused, match="from 100 to -400 points"):
+        run_tasks(changes.approve, request.pk, actor=approver, gateway=gateway)
+
+    request.refresh_from_db()
+    assert request.state == RequestState.PROPOSED and not request.approvals.exists()
+    assert wallet(gateway, "a")["points"] == 100
+
+
+@pytest.mark.django_db
+def test_execution_refuses_an_adjustment_below_zero_under_the_policy_in_force_then(
+    gateway, reviewer, approver, settings, django_capture_on_commit_callbacks
+):
+    settings.BACKFILL_ALLOW_NEGATIVE_BALANCE = True
+    put_wallets(gateway, {"a": (100, [100])})
+    request = propose(gateway, reviewer, "a", -1000)
+    with django_capture_on_commit_callbacks():
+        changes.approve(request.pk, actor=approver, gateway=gateway)
+    settings.BACKFILL_ALLOW_NEGATIVE_BALANCE = False  # the policy changes before a worker runs it
+
+    changes.execute(request.pk, gateway=gateway)
+
+    request.refresh_from_db()
+    assert request.state == RequestState.FAILED
+    assert "from 100 to -900 points; negative balances are not allowed" in request.events.last().reason
+    assert wallet(gateway, "a")["points"] == 100
+    assert entry(gateway, "a", request.ledger_entry_id) is None
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("amount", [10_000_000_000_000_000_000, -(2**63), 2**63 - 1])
+def test_an_adjustment_beyond_a_64_bit_balance_is_refused(gateway, reviewer, amount):
+    put_wallets(gateway, {"a": (100, [100])})
+
+    with pytest.raises(changes.RequestRefused, match="64-bit"):
+        propose(gateway, reviewer, "a", amount)
+
+    assert not BalanceRequest.objects.exists()
+
+
 # -- the freeze ------------------------------------------------------------------------
 
 

@@ -88,6 +88,48 @@ def test_the_approver_queue_shows_what_awaits_them_and_one_click_approves(
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("amount", ["10000000000000000000", "-10000000000000000000"])
+def test_an_amount_beyond_64_bits_is_a_form_error_not_a_server_error(client, gateway, reviewer, amount):
+    put_wallets(gateway, {"a": (10, [10])})
+    client.force_login(reviewer)
+
+    response = client.post(
+        reverse("admin:reconciliation_balancerequest_propose"),
+        {"uid": "a", "amount": amount, "reason_code": "goodwill", "reason": "x"},
+    )
+
+    assert response.status_code == 200
+    assert "amount" in response.context["form"].errors
+    assert not BalanceRequest.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("allowed", [False, True])
+def test_the_adjustment_form_states_the_negative_balance_policy(client, reviewer, settings, allowed):
+    settings.BACKFILL_ALLOW_NEGATIVE_BALANCE = allowed
+    client.force_login(reviewer)
+
+    form = client.get(reverse("admin:reconciliation_balancerequest_propose")).context["form"]
+
+    expected = "may take a wallet below zero" if allowed else "may not take a wallet below zero"
+    assert expected in form.fields["amount"].help_text
+
+
+@pytest.mark.django_db
+def test_an_adjustment_below_zero_is_refused_on_the_form(client, gateway, reviewer):
+    put_wallets(gateway, {"a": (100, [100])})
+    client.force_login(reviewer)
+
+    response = client.post(
+        reverse("admin:reconciliation_balancerequest_propose"),
+        {"uid": "a", "amount": "-1000", "reason_code": "correction", "reason": "x"},
+    )
+
+    assert "from 100 to -900 points" in response.context["form"].non_field_errors()[0]
+    assert not BalanceRequest.objects.exists()
+
+
+@pytest.mark.django_db
 def test_self_approval_is_refused_in_the_admin(client, gateway, adjustment, reviewer):
     reviewer.groups.add(Group.objects.get(name=APPROVER))
     client.force_login(reviewer)
