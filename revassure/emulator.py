@@ -55,14 +55,22 @@ class Emulator:
 
 
 @contextmanager
-def running_emulator(timeout: float = 30.0):
-    """Yield a fresh emulator (its host:port and pid); stop it on exit."""
+def running_emulator(timeout: float = 30.0, *, env: dict[str, str] | None = None):
+    """Yield a fresh emulator (its host:port and pid); stop it on exit.
+
+    `env` adds to the launcher's environment, e.g. FIRESTORE_EMULATOR_LOCK_TIMEOUT_MS,
+    or FIRESTORE_EMULATOR_BARE=1 for the package without our launcher's promises.
+    """
     node = shutil.which("node")
     if node is None or not PACKAGE.exists():
         raise EmulatorUnavailable("the Firestore emulator is not installed: run `npm ci` (make install does)")
     port = free_port()
     process = subprocess.Popen(
-        [node, str(SCRIPT), str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [node, str(SCRIPT), str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **(env or {})},
     )
     try:
         _wait_for_port(port, process, timeout)

@@ -1,7 +1,43 @@
 // Starts the in-memory Firestore emulator (@firestore-emulator/server) on
 // 127.0.0.1:<port> and serves until the process ends. Prints "ready <port>"
 // once it listens, so callers can wait for that line instead of sleeping.
-const { FirestoreServer } = require("@firestore-emulator/server");
+//
+// The package keeps no transaction isolation and applies commits write by
+// write, so on its own it cannot tell whether our concurrency guarantees hold.
+// Below, the launcher wraps five of its gRPC handlers to keep the promises
+// Firestore makes to server SDKs (pessimistic locking) and our code relies on:
+//
+// - BeginTransaction returns a real, unique transaction id;
+// - what a read-write transaction reads is locked until it commits or rolls
+//   back: a document it gets, and for a query (RunQuery,
+//   RunAggregationQuery) the whole queried collection (coarser than
+//   Firestore, which locks the ranges the query scanned; never weaker);
+// - a commit that would write a locked document waits for the lock. Waiting
+//   follows wound-wait, so two transactions never wait on each other: an
+//   older transaction (by its first attempt, which a retry keeps) aborts a
+//   younger one holding the lock it needs, a younger one waits. A commit that
+//   still has no lock after FIRESTORE_EMULATOR_LOCK_TIMEOUT_MS (5000) fails
+//   with ABORTED, which google-cloud-firestore's @transactional retries;
+// - every write's `exists` and `update_time` preconditions are enforced
+//   (NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION, as Firestore answers);
+// - a commit is all or nothing;
+// - commit times strictly increase, so a document's update time changes with
+//   every write and an update_time precondition tells two writes apart.
+//
+// Read-only transactions and reads outside transactions take no locks.
+// FIRESTORE_EMULATOR_BARE=1 starts the package as it is (only immer's
+// auto-freeze stays off: that changes speed, not behaviour), to show what the
+// tests catch without the promises.
+//
+// The patch reads the package's internals, so it is pinned: it refuses to
+// start on any other version of the package than the one it was written for.
+const PACKAGE = "@firestore-emulator/server";
+const PATCHED_VERSION = "0.3.15";
+
+const crypto = require("node:crypto");
+const packageDir = require("node:path").dirname(require.resolve(`${PACKAGE}/package.json`));
+const fromPackage = (name) => require(require.resolve(name, { paths: [packageDir] }));
+const { FirestoreServer } = require(PACKAGE);
 
 // The emulator keeps its state in immer, whose auto-freeze checks the whole
 // collection (Object.isFrozen is linear in the number of keys) after every
@@ -11,14 +47,288 @@ const { FirestoreServer } = require("@firestore-emulator/server");
 // query does not grow with the database, so neither should the stand-in's.
 // The emulator changes its state only through produce, so nothing relies on
 // the freezing.
-const immer = require(require.resolve("immer", { paths: [require.resolve("@firestore-emulator/server")] }));
-immer.setAutoFreeze(false);
+fromPackage("immer").setAutoFreeze(false);
 
 const port = Number.parseInt(process.argv[2] || process.env.PORT || "8085", 10);
+const bare = process.env.FIRESTORE_EMULATOR_BARE === "1";
 
-new FirestoreServer()
+function keepFirestorePromises() {
+  const version = require(`${PACKAGE}/package.json`).version;
+  if (version !== PATCHED_VERSION) {
+    console.error(
+      `scripts/firestore-emulator.js patches ${PACKAGE} ${PATCHED_VERSION}, but ${version} is installed: ` +
+        "run `npm ci`, or check the patch against the new version and update PATCHED_VERSION " +
+        "(FIRESTORE_EMULATOR_BARE=1 starts the package unpatched)",
+    );
+    process.exit(1);
+  }
+  const grpc = fromPackage("@grpc/grpc-js");
+  const { status } = grpc;
+  const protos = fromPackage("@firestore-emulator/proto/dist/google/firestore/v1/firestore");
+  const lockTimeoutMs = Number(process.env.FIRESTORE_EMULATOR_LOCK_TIMEOUT_MS || 5000);
+  // Firestore ends a transaction left idle for 60 s; so do we, releasing its locks.
+  const idleMs = Number(process.env.FIRESTORE_EMULATOR_TRANSACTION_IDLE_MS || 60000);
+
+  let state; // the package's FirestoreState, once the server exists
+  let sequence = 0; // transactions begun so far: a lower number is older
+  let lastCommitMs = 0;
+  const transactions = new Map(); // id (hex) -> open read-write transaction
+  const attempts = new Map(); // id (hex) -> {age, ended}: for retries, which keep their age
+  const holders = new Map(); // document or collection name -> Set of transactions locking it
+  const waiting = []; // commits waiting for locks
+  let recheckScheduled = false;
+
+  const hex = (bytes) => Buffer.from(bytes).toString("hex");
+  const failure = (code, details) => Object.assign(new Error(details), { code, details });
+  const contention = () =>
+    failure(status.ABORTED, "Aborted due to cross-transaction contention: another transaction holds a lock.");
+  const parentOf = (name) => name.slice(0, name.lastIndexOf("/"));
+  const older = (a, b) => a.age < b.age || (a.age === b.age && a.sequence < b.sequence);
+
+  function openTransaction(request) {
+    const id = crypto.randomBytes(16);
+    // Only read-write transactions are tracked; a read-only one needs no state.
+    const options = request.has_options ? request.options : null;
+    if (options?.has_read_only) return id;
+    const retried = options?.has_read_write ? hex(options.read_write.retry_transaction) : "";
+    const first = retried && (transactions.get(retried) ?? attempts.get(retried));
+    sequence += 1;
+    // Age is the first attempt's; among equals (a retry id reused), the earlier begin.
+    const age = first ? first.age : sequence;
+    const tx = { id: hex(id), age, sequence, locks: new Set(), used: Date.now() };
+    transactions.set(tx.id, tx);
+    return id;
+  }
+
+  function lockReads(request, names) {
+    // Reads outside read-write transactions (most of them) return here.
+    if (transactions.size === 0 || !request.has_transaction) return;
+    const tx = transactions.get(hex(request.transaction));
+    if (!tx) return; // a read-only transaction
+    tx.used = Date.now();
+    if (tx.wounded) return; // its commit will fail: what it reads now does not matter
+    for (const name of names) {
+      tx.locks.add(name);
+      let set = holders.get(name);
+      if (!set) holders.set(name, (set = new Set()));
+      set.add(tx);
+    }
+  }
+
+  function release(tx) {
+    for (const name of tx.locks) {
+      const set = holders.get(name);
+      set.delete(tx);
+      if (set.size === 0) holders.delete(name);
+    }
+    tx.locks.clear();
+    if (!recheckScheduled && waiting.length) {
+      recheckScheduled = true;
+      setImmediate(recheck);
+    }
+  }
+
+  function end(tx) {
+    release(tx);
+    transactions.delete(tx.id);
+    attempts.set(tx.id, { age: tx.age, ended: Date.now() });
+  }
+
+  // Wound-wait: the older transaction takes the lock, the younger one aborts.
+  function wound(tx) {
+    tx.wounded = true;
+    release(tx);
+    if (tx.waiter) answer(tx.waiter, contention());
+  }
+
+  // Whoever blocks this commit, after wounding the younger transactions among them.
+  function blockers(commit) {
+    const found = new Set();
+    if (holders.size === 0) return found;
+    for (const name of commit.names) {
+      for (const lockName of [name, parentOf(name)]) {
+        for (const holder of holders.get(lockName) ?? []) {
+          if (holder !== commit.tx) found.add(holder);
+        }
+      }
+    }
+    for (const holder of found) {
+      if (commit.tx && older(commit.tx, holder)) {
+        wound(holder);
+        found.delete(holder);
+      }
+    }
+    return found;
+  }
+
+  function answer(commit, error, response) {
+    const index = waiting.indexOf(commit);
+    if (index >= 0) waiting.splice(index, 1);
+    clearTimeout(commit.timer);
+    if (commit.tx) end(commit.tx);
+    commit.callback(error ?? null, response ?? null);
+  }
+
+  function tryCommit(commit) {
+    if (blockers(commit).size > 0) return false;
+    let error = null;
+    let response = null;
+    try {
+      response = applyAll(commit.writes);
+    } catch (err) {
+      error = failure(err.code ?? status.UNKNOWN, err.message);
+    }
+    answer(commit, error, response);
+    return true;
+  }
+
+  function recheck() {
+    recheckScheduled = false;
+    // Oldest first; commits outside transactions after those of transactions.
+    const order = (a, b) => (!a.tx || !b.tx ? !a.tx - !b.tx : older(a.tx, b.tx) ? -1 : 1);
+    for (const commit of [...waiting].sort(order)) {
+      if (waiting.includes(commit)) tryCommit(commit);
+    }
+  }
+
+  // All or nothing: documents are immutable values (immer) that each write
+  // replaces, so keeping the ones a commit replaces is enough to undo it.
+  // (Listeners, which we never use, may have been told of an undone write.)
+  function applyAll(writes) {
+    const ms = Math.max(Date.now(), lastCommitMs + (writes.length ? 1 : 0));
+    const date = new Date(ms);
+    const undo = [];
+    try {
+      const results = writes.map((write) => {
+        const document = state.getDocument(documentName(write));
+        undo.push([document, document.metadata, document.fields]);
+        checkUpdateTime(write, document);
+        return state.writeV1Document(date, write).toObject();
+      });
+      lastCommitMs = ms;
+      return protos.CommitResponse.fromObject({ commit_time: timestamp(ms), write_results: results });
+    } catch (err) {
+      for (const [document, metadata, fields] of undo.reverse()) {
+        document.metadata = metadata;
+        document.fields = fields;
+      }
+      throw err;
+    }
+  }
+
+  function checkUpdateTime(write, document) {
+    if (!write.has_current_document || !write.current_document.has_update_time) return;
+    const wanted = write.current_document.update_time;
+    const stored = document.metadata.hasExist ? document.metadata.updatedAt.getTime() : null;
+    const same = stored !== null && Number(wanted.seconds) * 1000 + wanted.nanos / 1e6 === stored;
+    if (!same || wanted.nanos % 1e6 !== 0) {
+      const micros = stored === null ? 0 : stored * 1000;
+      const base = Number(wanted.seconds) * 1e6 + Math.floor(wanted.nanos / 1000);
+      throw failure(
+        status.FAILED_PRECONDITION,
+        `the stored version (${micros}) does not match the required base version (${base})`,
+      );
+    }
+  }
+
+  const documentName = (write) => (write.has_delete ? write.delete : write.update.name);
+  const timestamp = (ms) => ({ seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1e6 });
+  const queried = (request, query) => query.from.map((from) => `${request.parent}/${from.collection_id}`);
+
+  const handlers = {
+    BeginTransaction(_original, call, callback) {
+      const id = openTransaction(call.request);
+      callback(null, protos.BeginTransactionResponse.fromObject({ transaction: id }));
+    },
+    BatchGetDocuments(original, call) {
+      lockReads(call.request, call.request.documents);
+      return original(call);
+    },
+    RunQuery(original, call) {
+      const query = call.request.has_structured_query ? call.request.structured_query : null;
+      if (query) lockReads(call.request, queried(call.request, query));
+      return original(call);
+    },
+    RunAggregationQuery(original, call) {
+      const query = call.request.structured_aggregation_query?.structured_query;
+      if (query) lockReads(call.request, queried(call.request, query));
+      return original(call);
+    },
+    Commit(_original, call, callback) {
+      const request = call.request;
+      const commit = { writes: request.writes, names: request.writes.map(documentName), callback };
+      if (request.transaction.length > 0) {
+        commit.tx = transactions.get(hex(request.transaction));
+        if (!commit.tx) {
+          // A read-only transaction's commit carries no writes: nothing to do.
+          if (request.writes.length === 0) return callback(null, applyAll([]));
+          const expired = "The transaction has expired or is no longer valid.";
+          return callback(failure(status.INVALID_ARGUMENT, expired));
+        }
+        if (commit.tx.wounded) return answer(commit, contention());
+      }
+      if (tryCommit(commit)) return;
+      waiting.push(commit);
+      if (commit.tx) commit.tx.waiter = commit;
+      commit.timer = setTimeout(
+        () => answer(commit, failure(status.ABORTED, `Transaction lock timeout (${lockTimeoutMs} ms).`)),
+        lockTimeoutMs,
+      );
+    },
+    Rollback(original, call, callback) {
+      const tx = transactions.get(hex(call.request.transaction));
+      if (tx?.waiter) answer(tx.waiter, contention()); // the client gave up on that commit
+      else if (tx) end(tx);
+      return original(call, callback);
+    },
+  };
+
+  // Transactions left idle end, as in Firestore; their ids are forgotten later.
+  setInterval(() => {
+    const now = Date.now();
+    for (const tx of transactions.values()) {
+      if (!tx.waiter && now - tx.used > idleMs) {
+        tx.wounded = true;
+        end(tx);
+      }
+    }
+    for (const [id, attempt] of attempts) if (now - attempt.ended > 10 * idleMs) attempts.delete(id);
+  }, Math.min(1000, idleMs / 2)).unref();
+
+  // The server binds its service object's methods when it registers the
+  // service: wrap them there.
+  const addService = grpc.Server.prototype.addService;
+  let wrapped = 0;
+  grpc.Server.prototype.addService = function (definition, implementation) {
+    for (const [name, handler] of Object.entries(handlers)) {
+      const original = implementation[name].bind(implementation);
+      implementation[name] = (call, callback) => {
+        try {
+          return handler(original, call, callback);
+        } catch (err) {
+          // A fault of ours must answer the call, never leave the client waiting.
+          console.error(err);
+          const error = failure(status.INTERNAL, `firestore-emulator.js: ${err.message}`);
+          return callback ? callback(error) : call.emit("error", error);
+        }
+      };
+      wrapped += 1;
+    }
+    return addService.call(this, definition, implementation);
+  };
+  try {
+    const server = new FirestoreServer();
+    state = server.state;
+    if (wrapped !== Object.keys(handlers).length || !state) throw new Error("the service was not wrapped");
+    return server;
+  } finally {
+    grpc.Server.prototype.addService = addService;
+  }
+}
+
+(bare ? new FirestoreServer() : keepFirestorePromises())
   .start(port)
-  .then(() => console.log(`ready ${port}`))
+  .then(() => console.log(`ready ${port}${bare ? " (bare)" : ""}`))
   .catch((err) => {
     console.error(`firestore emulator failed to start on ${port}: ${err}`);
     process.exit(1);

@@ -1,0 +1,318 @@
+"""The test emulator keeps the promises Firestore makes and our code relies on.
+
+Checked with the real google-cloud-firestore client, as our code uses it:
+transaction ids of their own; what a read-write transaction read is locked
+until it ends (a conflicting commit waits, and a transaction that loses aborts
+and is retried by @transactional); no deadlock; a lock that never comes aborts
+the waiting commit; `exists` and `update_time` preconditions; commits all or
+nothing. Each of these fails on the package unpatched (FIRESTORE_EMULATOR_BARE=1).
+"""
+
+import threading
+import time
+import uuid
+from contextlib import ExitStack
+
+import pytest
+from google.api_core import exceptions as gexc
+from google.cloud import firestore
+
+from revassure.emulator import running_emulator
+
+
+@pytest.fixture
+def client(firestore_emulator):
+    return firestore.Client(project=f"promises-{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+def own_emulator(monkeypatch):
+    """start(**env): a client on an emulator of its own, its locks timing out after
+    0.5 s unless env says otherwise."""
+    with ExitStack() as stack:
+
+        def start(**env):
+            emulator = running_emulator(env={"FIRESTORE_EMULATOR_LOCK_TIMEOUT_MS": "500", **env})
+            monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", stack.enter_context(emulator).host)
+            return firestore.Client(project=f"promises-{uuid.uuid4().hex[:12]}")
+
+        yield start
+
+
+def run(target, *args):
+    """Start target in a thread; the thread, with .error set to what it raised."""
+    thread = threading.Thread(target=_capture, args=(target, args), daemon=True)
+    thread.error = None
+    thread.start()
+    return thread
+
+
+def _capture(target, args):
+    try:
+        target(*args)
+    except BaseException as exc:  # reported by the test that started it
+        threading.current_thread().error = exc
+
+
+# -- transactions -------------------------------------------------------------------
+
+
+def test_every_transaction_gets_an_id_of_its_own(client):
+    doc = client.collection("c").document("d")
+    ids = []
+
+    @firestore.transactional
+    def read(transaction):
+        ids.append(transaction.id)
+        doc.get(transaction=transaction)
+
+    for read_only in (False, False, True, True):
+        read(client.transaction(read_only=read_only))
+
+    assert len(set(ids)) == 4
+
+
+def test_a_commit_that_writes_what_an_open_transaction_read_waits_and_the_loser_retries(client):
+    doc = client.collection("c").document("d")
+    doc.set({"n": 0})
+    first_read, first_may_commit = threading.Event(), threading.Event()
+    second_saw = []
+
+    @firestore.transactional
+    def first(transaction):
+        value = doc.get(transaction=transaction).get("n")
+        first_read.set()
+        first_may_commit.wait(10)
+        transaction.update(doc, {"n": value + 1})
+
+    @firestore.transactional
+    def second(transaction):
+        value = doc.get(transaction=transaction).get("n")
+        second_saw.append(value)
+        transaction.update(doc, {"n": value + 10})
+
+    one = run(first, client.transaction())
+    assert first_read.wait(10)
+    two = run(second, client.transaction())
+    two.join(0.5)
+    assert two.is_alive(), "the second commit did not wait for the first transaction's lock"
+
+    first_may_commit.set()
+    one.join(10)
+    two.join(10)
+
+    assert (one.error, two.error) == (None, None)
+    assert second_saw == [0, 1]  # aborted once, then retried on the committed value
+    assert doc.get().get("n") == 11
+
+
+def test_concurrent_read_then_write_increments_never_lose_an_update(client):
+    doc = client.collection("c").document("counter")
+    doc.set({"n": 0})
+    threads = 8
+    barrier = threading.Barrier(threads)
+
+    def one():
+        @firestore.transactional
+        def increment(transaction):
+            value = doc.get(transaction=transaction).get("n")
+            transaction.update(doc, {"n": value + 1})
+
+        barrier.wait()
+        # Every round commits exactly one increment, so the last of N may need N attempts.
+        increment(client.transaction(max_attempts=threads + 1))
+
+    workers = [run(one) for _ in range(threads)]
+    for worker in workers:
+        worker.join(30)
+
+    assert [w.error for w in workers] == [None] * threads
+    assert doc.get().get("n") == threads
+
+
+def test_two_transactions_each_reading_what_the_other_writes_do_not_deadlock(client):
+    a, b = client.collection("c").document("a"), client.collection("c").document("b")
+    a.set({"n": 0})
+    b.set({"n": 0})
+    both_read = threading.Barrier(2)
+
+    def copy_plus_one(source, target):
+        attempts = []
+
+        @firestore.transactional
+        def copy(transaction):
+            attempts.append(1)
+            value = source.get(transaction=transaction).get("n")
+            if len(attempts) == 1:
+                both_read.wait(10)
+            transaction.update(target, {"n": value + 1})
+
+        copy(client.transaction())
+
+    started = time.monotonic()
+    workers = [run(copy_plus_one, a, b), run(copy_plus_one, b, a)]
+    for worker in workers:
+        worker.join(30)
+
+    assert [w.error for w in workers] == [None, None]
+    # Serialised, one way or the other; never both from the initial zeros.
+    assert (a.get().get("n"), b.get().get("n")) in {(1, 2), (2, 1)}
+    assert time.monotonic() - started < 4, "resolved by a lock timeout, not by wound-wait"
+
+
+def test_read_only_transactions_and_plain_reads_take_no_locks(client):
+    doc = client.collection("c").document("d")
+    doc.set({"n": 0})
+    read, done = threading.Event(), threading.Event()
+
+    @firestore.transactional
+    def look(transaction):
+        doc.get(transaction=transaction)
+        read.set()
+        done.wait(10)
+
+    reader = run(look, client.transaction(read_only=True))
+    assert read.wait(10)
+    doc.get()
+    doc.update({"n": 1}, retry=None, timeout=3)  # would wait for a lock, then abort
+    done.set()
+    reader.join(10)
+    assert reader.error is None
+    assert doc.get().get("n") == 1
+
+
+def test_a_commit_that_cannot_get_its_lock_in_time_is_aborted(own_emulator):
+    client = own_emulator()
+    doc = client.collection("c").document("d")
+    doc.set({"n": 0})
+    read, done = threading.Event(), threading.Event()
+
+    @firestore.transactional
+    def hold(transaction):
+        value = doc.get(transaction=transaction).get("n")
+        read.set()
+        done.wait(10)
+        transaction.update(doc, {"n": value + 1})
+
+    holder = run(hold, client.transaction())
+    assert read.wait(10)
+    started = time.monotonic()
+    with pytest.raises(gexc.Aborted):
+        doc.update({"n": 100}, retry=None, timeout=10)
+    assert time.monotonic() - started >= 0.45
+    done.set()
+    holder.join(10)
+    assert holder.error is None
+    assert doc.get().get("n") == 1
+
+
+def test_an_idle_transaction_ends_and_releases_its_locks(own_emulator):
+    client = own_emulator(
+        FIRESTORE_EMULATOR_TRANSACTION_IDLE_MS="300", FIRESTORE_EMULATOR_LOCK_TIMEOUT_MS="5000"
+    )
+    doc = client.collection("c").document("d")
+    doc.set({"n": 0})
+    read, done = threading.Event(), threading.Event()
+
+    @firestore.transactional
+    def abandon(transaction):
+        doc.get(transaction=transaction)
+        read.set()
+        done.wait(10)
+        transaction.update(doc, {"n": -1})
+
+    idle = run(abandon, client.transaction())
+    assert read.wait(10)
+    doc.update({"n": 1}, retry=None, timeout=10)  # waits at most until the idle one ends
+    done.set()
+    idle.join(10)
+    assert isinstance(idle.error, gexc.InvalidArgument)  # its commit comes too late
+    assert doc.get().get("n") == 1
+
+
+def test_the_bare_package_is_one_switch_away(own_emulator):
+    client = own_emulator(FIRESTORE_EMULATOR_BARE="1")
+    ids = []
+
+    @firestore.transactional
+    def read(transaction):
+        ids.append(transaction.id)
+
+    read(client.transaction())
+    read(client.transaction())
+    assert ids[0] == ids[1]  # the package's constant id: no promises kept
+
+
+# -- preconditions ------------------------------------------------------------------
+
+
+def test_create_fails_on_an_existing_document_and_update_on_a_missing_one(client):
+    doc = client.collection("c").document("d")
+    doc.create({"n": 1})
+    with pytest.raises(gexc.AlreadyExists):
+        doc.create({"n": 2})
+    with pytest.raises(gexc.NotFound):
+        client.collection("c").document("missing").update({"n": 1})
+    assert doc.get().get("n") == 1
+
+
+def test_an_update_time_precondition_holds_only_for_the_stored_update_time(client):
+    doc = client.collection("c").document("d")
+    written = doc.set({"n": 1})
+    assert doc.get().update_time == written.update_time  # the time returned is the one stored
+
+    moved = doc.update({"n": 2}, option=client.write_option(last_update_time=written.update_time))
+
+    assert moved.update_time > written.update_time
+    with pytest.raises(gexc.FailedPrecondition):
+        doc.update({"n": 3}, option=client.write_option(last_update_time=written.update_time))
+    with pytest.raises(gexc.FailedPrecondition):
+        client.collection("c").document("missing").update(
+            {"n": 3}, option=client.write_option(last_update_time=written.update_time)
+        )
+    assert doc.get().get("n") == 2
+
+
+def test_every_write_of_a_document_gets_an_update_time_of_its_own(client):
+    doc = client.collection("c").document("d")
+    times = []
+
+    def write():
+        times.extend(doc.set({"n": n}).update_time for n in range(10))
+
+    writers = [run(write) for _ in range(8)]
+    for writer in writers:
+        writer.join(30)
+
+    assert len(set(times)) == len(times) == 80
+
+
+# -- atomic commits ------------------------------------------------------------------
+
+
+def test_a_commit_with_one_failing_write_applies_none_of_its_writes(client):
+    existing = client.collection("c").document("existing")
+    written = existing.set({"n": 1})
+    kept = client.collection("c").document("kept")
+    kept.set({"n": 1})
+    new = client.collection("c").document("new")
+
+    batch = client.batch()
+    batch.set(new, {"n": 1})
+    batch.update(existing, {"n": 2})
+    batch.create(existing, {"n": 3})
+    with pytest.raises(gexc.AlreadyExists):
+        batch.commit()
+    assert not new.get().exists
+    assert existing.get().get("n") == 1
+
+    existing.update({"n": 5})
+    stale = client.batch()
+    stale.set(new, {"n": 1})
+    stale.delete(kept)
+    stale.update(existing, {"n": 4}, option=client.write_option(last_update_time=written.update_time))
+    with pytest.raises(gexc.FailedPrecondition):
+        stale.commit()
+    assert not new.get().exists
+    assert kept.get().exists
+    assert existing.get().get("n") == 5
