@@ -179,9 +179,15 @@ def _csv_rows(run):
     yield writer.writerow(["checksum", run.checksum])
 
 
+# What makes a spreadsheet read a cell as a formula (OWASP, CSV injection): =, +, -, @, TAB, CR.
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _safe(value: str) -> str:
-    # A cell starting with =, +, - or @ is a formula to a spreadsheet: neutralise it.
-    return "'" + value if value[:1] in ("=", "+", "-", "@") else value
+    """A text cell a spreadsheet shows as text: one starting like a formula gets a
+    leading quote. Only text columns go through here; numeric columns hold ints,
+    and a signed number there (a delta of -5) is data, not a formula."""
+    return "'" + value if value.startswith(FORMULA_TRIGGERS) else value
 
 
 class SignFilter(admin.SimpleListFilter):

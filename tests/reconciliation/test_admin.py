@@ -143,6 +143,23 @@ def test_csv_export_lists_every_violation_and_the_liability_check(client, review
 
 
 @pytest.mark.django_db
+def test_csv_export_neutralises_every_formula_trigger_and_keeps_numbers_numbers(client, reviewer, gateway):
+    # OWASP's CSV injection list: =, +, -, @, TAB (0x09) and CR (0x0D) at the start of a cell.
+    uids = ["=cmd", "+cmd", "-cmd", "@cmd", "\tcmd", "\rcmd"]
+    put_wallets(gateway, {uid: (0, [5]) for uid in uids})
+    run = services.run_inline(actor=None, trigger=RunTrigger.COMMAND, gateway=gateway)
+    client.force_login(reviewer)
+
+    response = client.get(reverse("admin:reconciliation_run_export", args=[run.pk]))
+
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode(), newline="")))
+    violations = {row[1]: row for row in rows[1:] if len(row) == 8}
+    assert sorted(violations) == sorted("'" + uid for uid in uids)
+    for row in violations.values():
+        assert row[3:7] == ["0", "5", "-5", "1"]  # a signed number in a numeric column is data
+
+
+@pytest.mark.django_db
 def test_csv_export_is_refused_without_the_permission(client, ops, outsider, finished_run):
     for user in (ops, outsider):
         client.force_login(user)
