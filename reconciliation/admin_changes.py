@@ -14,7 +14,15 @@ from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
 from reconciliation import changes
-from reconciliation.models import BalanceRequest, HealStrategy, ReasonCode, RequestEvent, RequestState
+from reconciliation.models import (
+    BalanceRequest,
+    HealStrategy,
+    ReasonCode,
+    RequestEvent,
+    RequestState,
+    ViolationKind,
+)
+from reconciliation.reports import describe_details
 from revassure import policy
 from revassure.admin_base import ReadOnlyAdmin
 from revassure.firestore import get_gateway
@@ -285,24 +293,46 @@ def propose_heal_action(modeladmin, request, queryset):
         note = f"; {approved} approved by the auto-heal policy" if approved else ""
         modeladmin.message_user(request, f"{len(proposed)} heal request(s) proposed{note}.", messages.SUCCESS)
         return None
-    hidden = [
-        ("action", "propose_heal"),
-        *(("_selected_action", pk) for pk in queryset.values_list("pk", flat=True)),
-    ]
+    # Only drift can be healed: a malformed violation (a non-integer amount or
+    # balance, no delta) is said to be so here, before anything is submitted,
+    # and left out of the proposal.
+    selected = list(queryset.order_by("uid"))
+    healable = [v for v in selected if v.kind == ViolationKind.DRIFT]
+    malformed = [v for v in selected if v.kind != ViolationKind.DRIFT]
+    hidden = [("action", "propose_heal"), *(("_selected_action", v.pk) for v in healable)]
     facts = [
-        (v.uid, f"wallet {v.wallet_points}, ledger {v.ledger_sum}, delta {v.delta:+d}") for v in queryset
+        (v.uid, f"wallet {v.wallet_points}, ledger {v.ledger_sum}, delta {v.delta:+d}") for v in healable
+    ] + [
+        (
+            v.uid,
+            f"malformed, cannot be healed: {describe_details(v.details) or 'malformed points or entries'}",
+        )
+        for v in malformed
     ]
+    if not malformed:
+        intro = ""
+    elif healable:
+        intro = (
+            f"{len(malformed)} of the selected violations are malformed ledger entries or points: "
+            "rebalance and post_adjustment cannot heal them, so they are left out; fix the data first."
+        )
+    else:
+        intro = (
+            f"None of the {len(selected)} selected violations can be healed: they are malformed ledger "
+            "entries or points, which rebalance and post_adjustment cannot heal; fix the data first."
+        )
     return TemplateResponse(
         request,
         FORM_PAGE,
         {
             **modeladmin.admin_site.each_context(request),
-            "title": f"Propose heals for {len(facts)} violation(s)",
+            "title": f"Propose heals for {len(healable)} violation(s)",
+            "intro": intro,
             "form": form,
             "facts": facts,
             "hidden": hidden,
             "back_url": reverse("admin:reconciliation_violation_changelist"),
             "back_label": "Violations",
-            "buttons": [("propose", "Propose heals")],
+            "buttons": [("propose", "Propose heals")] if healable else [],
         },
     )

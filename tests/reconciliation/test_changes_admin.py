@@ -207,6 +207,61 @@ def test_propose_heal_action_on_violations(client, gateway, reviewer, approver):
 
 
 @pytest.mark.django_db
+def test_the_propose_heal_page_says_before_submitting_that_malformed_violations_cannot_be_healed(
+    client, gateway, reviewer
+):
+    put_wallets(gateway, {"w1": (130, [120]), "bad": ("ten", [10])})
+    run = services.run_inline(actor=None, trigger=RunTrigger.COMMAND, gateway=gateway)
+    assert run.violations.get(uid="bad").delta is None  # malformed points: no delta to heal by
+    ids = [str(pk) for pk in run.violations.values_list("pk", flat=True)]
+    url = reverse("admin:reconciliation_violation_changelist")
+    client.force_login(reviewer)
+
+    page = client.post(url, {"action": "propose_heal", "_selected_action": ids})
+
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "Propose heals for 1 violation(s)" in text
+    assert "bad" in dict(page.context["facts"]) and "cannot be healed" in dict(page.context["facts"])["bad"]
+    assert "fix the data first" in page.context["intro"]
+    selected = [value for name, value in page.context["hidden"] if name == "_selected_action"]
+    assert selected == [run.violations.get(uid="w1").pk]
+    response = client.post(
+        url,
+        {
+            "action": "propose_heal",
+            "_selected_action": [str(pk) for pk in selected],
+            "propose": "1",
+            "strategy": "rebalance",
+            "reason": "fix",
+        },
+        follow=True,
+    )
+    assert "1 heal request(s) proposed" in messages_of(response)[0]
+    assert list(BalanceRequest.objects.values_list("uid", flat=True)) == ["w1"]
+
+
+@pytest.mark.django_db
+def test_the_propose_heal_page_offers_no_proposal_when_only_malformed_violations_are_selected(
+    client, gateway, reviewer
+):
+    put_wallets(gateway, {"bad": (10, [5, "5"]), "text": ("ten", [10])})
+    run = services.run_inline(actor=None, trigger=RunTrigger.COMMAND, gateway=gateway)
+    ids = [str(pk) for pk in run.violations.values_list("pk", flat=True)]
+    client.force_login(reviewer)
+
+    page = client.post(
+        reverse("admin:reconciliation_violation_changelist"),
+        {"action": "propose_heal", "_selected_action": ids},
+    )
+
+    assert page.status_code == 200
+    assert page.context["buttons"] == []
+    assert "None of the 2 selected violations can be healed" in page.context["intro"]
+    assert not BalanceRequest.objects.exists()
+
+
+@pytest.mark.django_db
 def test_ops_freeze_from_the_admin_and_every_page_shows_the_banner(
     client, gateway, ops, reviewer, adjustment
 ):
