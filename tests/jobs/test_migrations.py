@@ -1,0 +1,39 @@
+"""The Job table carries over from the revassure app to the jobs app, rows and all."""
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+from jobs.models import Job
+
+BEFORE_THE_MOVE = [("revassure", "0007_roles_for_backfill")]
+
+
+def migrate(targets):
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(targets)
+    return executor.loader.project_state(targets).apps
+
+
+@pytest.mark.django_db(transaction=True)
+def test_jobs_stored_by_the_revassure_app_survive_the_move_to_the_jobs_app():
+    old = migrate(BEFORE_THE_MOVE)
+    run = old.get_model("reconciliation", "ReconciliationRun").objects.create(trigger="api")
+    OldJob = old.get_model("revassure", "Job")
+    kept = OldJob.objects.create(
+        kind="reconcile", idempotency_key="daily-2026-11-25", caller="s@p.iam.gserviceaccount.com", run=run
+    )
+
+    migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
+
+    job = Job.objects.get()
+    assert (job.pk, job.kind, job.idempotency_key, job.run_id) == (
+        kept.pk,
+        "reconcile",
+        kept.idempotency_key,
+        run.pk,
+    )
+    assert Job._meta.db_table == "jobs_job"
+    # New rows number on from the old ones.
+    assert Job.objects.create(kind=Job.Kind.BACKFILL, idempotency_key="k", caller="s@p").pk > kept.pk
