@@ -13,23 +13,12 @@ from typing import Any
 from django.conf import settings
 
 from backfill.events import REFUND, ProviderEvent
+from revassure.firestore import WalletView
 
 
 def negative_balance_allowed() -> bool:
     """Whether a reversal may take a wallet below zero: read here and only here."""
     return settings.BACKFILL_ALLOW_NEGATIVE_BALANCE
-
-
-@dataclass(frozen=True)
-class WalletView:
-    """What the event's wallet looks like at the moment of deciding."""
-
-    entry_exists: bool  # the event's own ledger entry
-    wallet_exists: bool
-    points: Any
-    original_amount: int | None = None  # the original purchase, for a reversal
-    reversed_before: int = 0  # sum of earlier reversals of that purchase (<= 0)
-    entry_delivery_id: int | None = None  # which delivery wrote the entry, when it exists
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from django_q.tasks import async_task
 
 from backfill import events
 from backfill.models import EventSource, EventStatus, ProviderEventDelivery
-from backfill.rules import negative_balance_allowed
+from backfill.rules import decide, negative_balance_allowed
 from revassure.firestore import FirestoreGateway
 from revassure.logs import on_commit
 
@@ -107,7 +107,7 @@ def apply_delivery(delivery_id: int, *, gateway: FirestoreGateway) -> ProviderEv
         return delivery
     try:
         outcome = gateway.apply_provider_event(
-            event, allow_negative=negative_balance_allowed(), delivery_id=delivery.pk
+            event, decide=decide, allow_negative=negative_balance_allowed(), delivery_id=delivery.pk
         )
         status, reason = outcome.status, outcome.reason
     except Exception as exc:  # retried by the gateway already: give up on this one, visibly
@@ -172,7 +172,9 @@ def commit_payments(payments: list, *, gateway: FirestoreGateway, known: dict) -
     or "")."""
     outcomes: dict = {}
     try:
-        gateway.apply_payments([(event, d.pk) for event, d in payments], known=known, outcomes=outcomes)
+        gateway.apply_payments(
+            [(event, d.pk) for event, d in payments], decide=decide, known=known, outcomes=outcomes
+        )
         return outcomes, ""
     except Exception as exc:  # after the gateway's retries: the rest fail visibly
         log.exception("provider event batch failed")

@@ -168,13 +168,15 @@ def child_replay_single(project: str, db_path: str, events: int) -> dict:
     commit. No database work, which only flatters the baseline."""
     django_setup(db_path)
     from backfill import events as provider_events
+    from backfill.rules import decide
     from revassure.firestore import get_gateway
 
     gateway = get_gateway(project)
     parsed = [provider_events.parse(line.encode()) for line in _payment_lines(events)]
     started = time.perf_counter()
     for n, event in enumerate(parsed, 1):
-        assert gateway.apply_provider_event(event, allow_negative=False, delivery_id=n).status == "applied"
+        outcome = gateway.apply_provider_event(event, decide=decide, allow_negative=False, delivery_id=n)
+        assert outcome.status == "applied"
     return {"events": events, "seconds": time.perf_counter() - started}
 
 

@@ -1,12 +1,20 @@
-"""The Firestore gateway: the one module that speaks to Firestore.
+"""The Firestore gateway: the one package that speaks to Firestore.
 
 It owns the clients, the collection names, the retry policy and the mapping of
 documents to plain Python values. Everything else in revassure goes through a
 `FirestoreGateway` (usually `get_gateway()`), and services take it as an
 argument so tests can point one at an isolated emulator project.
 
-Clients are created lazily, once per process: django-q2 forks its workers, and
-a gRPC channel created before the fork hangs in the child.
+- client.py: the clients and the event loop, once per process; the retry
+  policy every call follows (FIRESTORE_RETRY_DEADLINE, FIRESTORE_CALL_TIMEOUT);
+- reads.py: wallets, ledger totals and entries, reports and config;
+- transactions.py: transactions and commits through the generated client;
+- writes.py: balance changes, provider events, seeding, reports and mirrors;
+- encoding.py: raw values, writes and requests; model.py: what calls return.
+
+Only public google-cloud-firestore API is used: the `Client`, and for the hot
+paths the generated `FirestoreClient`/`FirestoreAsyncClient` with the raw
+protobuf classes behind the public types.
 """
 
 from __future__ import annotations
@@ -27,10 +35,12 @@ from revassure.firestore.model import (
     WALLETS,
     BalanceChange,
     ChangeOutcome,
+    Decide,
     EventOutcome,
     LedgerTotals,
     Missing,
     WalletState,
+    WalletView,
 )
 from revassure.firestore.writes import Writes
 
@@ -45,11 +55,13 @@ __all__ = [
     "WALLETS",
     "BalanceChange",
     "ChangeOutcome",
+    "Decide",
     "EventOutcome",
     "FirestoreGateway",
     "LedgerTotals",
     "Missing",
     "WalletState",
+    "WalletView",
     "get_gateway",
 ]
 

@@ -1,7 +1,25 @@
-"""The gateway's clients and event loop, created lazily once per process.
+"""The gateway's clients, its event loop, and the retry policy every call follows.
 
-django-q2 forks its workers, and a gRPC channel created before the fork hangs
-in the child.
+Three clients share one address (the emulator's, from FIRESTORE_EMULATOR_HOST,
+or Google's with default credentials), all made at once the first time a
+process needs one:
+
+- `client`: the public `google.cloud.firestore.Client`, for everything that is
+  not a hot path;
+- `api`: the public generated `FirestoreClient`, for the raw requests of the
+  hot paths and for transactions (our own, so that BeginTransaction and Commit
+  follow our retry policy: the public Transaction passes none);
+- `async_api`: the generated `FirestoreAsyncClient` on a loop in a background
+  thread, which multiplexes many aggregation queries over one channel at a
+  fraction of the per-call CPU of threads.
+
+They are made lazily, once per process: django-q2 forks its workers, and a gRPC
+channel created before the fork hangs in the child.
+
+Every call gets an explicit retry (transient errors, exponential backoff with
+full jitter, FIRESTORE_RETRY_DEADLINE in total) and timeout
+(FIRESTORE_CALL_TIMEOUT per attempt): the generated clients' own defaults
+(60 to 300 s of retries) never apply.
 """
 
 from __future__ import annotations
@@ -9,128 +27,116 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from collections.abc import Coroutine
 from concurrent.futures import Future
-from typing import Any
+from dataclasses import dataclass, field
 
+import grpc
 from google.api_core import exceptions as gexc
 from google.api_core import retry as gretry
 from google.api_core import retry_async as gretry_async
-from google.api_core.gapic_v1 import method as gapic_method
-from google.api_core.gapic_v1 import method_async as gapic_method_async
 from google.cloud import firestore
-from google.cloud.firestore_v1 import _helpers
+from google.cloud.firestore_v1.services.firestore import FirestoreAsyncClient, FirestoreClient
+from google.cloud.firestore_v1.services.firestore.transports import (
+    FirestoreGrpcAsyncIOTransport,
+    FirestoreGrpcTransport,
+)
 
-from revassure.firestore.model import TRANSIENT_ERRORS, WALLETS
+from revassure.firestore.model import TRANSIENT_ERRORS
 
-_is_transient = gretry.if_exception_type(*TRANSIENT_ERRORS)
-BACKOFF_INITIAL, BACKOFF_MAX, BACKOFF_MULTIPLIER = 0.2, 10.0, 2.0  # seconds
+BACKOFF = {"initial": 0.2, "maximum": 10.0, "multiplier": 2.0}  # seconds
+# Inside a transaction an ABORTED read or commit is not retried on its own:
+# the whole transaction starts again (see transactions.py).
+TRANSIENT_IN_TRANSACTION = tuple(error for error in TRANSIENT_ERRORS if error is not gexc.Aborted)
+_CHANNEL_OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+
+
+@dataclass(frozen=True)
+class _Clients:
+    client: firestore.Client
+    api: FirestoreClient
+    loop: asyncio.AbstractEventLoop
+    async_api: FirestoreAsyncClient
+    # Concurrency limits shared by the aggregation calls in flight (by limit).
+    gates: dict[int, asyncio.Semaphore] = field(default_factory=dict)
 
 
 class Connection:
     def __init__(self, project: str, *, retry_deadline: float = 60.0, call_timeout: float = 30.0):
         self.project = project
-        self.call_timeout = call_timeout
-        # Exponential backoff with full jitter (google-api-core draws each sleep
-        # uniformly below the current cap), bounded by a total deadline.
-        backoff = {"initial": BACKOFF_INITIAL, "maximum": BACKOFF_MAX, "multiplier": BACKOFF_MULTIPLIER}
+        self.database = f"projects/{project}/databases/(default)"
+        self.documents = f"{self.database}/documents"
         self.retry_deadline = retry_deadline
-        self.retry = gretry.Retry(predicate=_is_transient, timeout=retry_deadline, **backoff)
-        self.async_retry = gretry_async.AsyncRetry(predicate=_is_transient, timeout=retry_deadline, **backoff)
+        self.call_timeout = call_timeout
+        transient = gretry.if_exception_type(*TRANSIENT_ERRORS)
+        self.retry = gretry.Retry(predicate=transient, timeout=retry_deadline, **BACKOFF)
+        self.retry_in_transaction = gretry.Retry(
+            predicate=gretry.if_exception_type(*TRANSIENT_IN_TRANSACTION), timeout=retry_deadline, **BACKOFF
+        )
+        self.async_retry = gretry_async.AsyncRetry(predicate=transient, timeout=retry_deadline, **BACKOFF)
+        self.metadata: tuple[tuple[str, str], ...] = ()
         self._lock = threading.Lock()
         self._pid: int | None = None
-        self._client: firestore.Client | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._async_client: firestore.AsyncClient | None = None
-        self._gates: dict[int, asyncio.Semaphore] = {}
-
-    # -- clients -----------------------------------------------------------
+        self._clients: _Clients | None = None
 
     @property
     def client(self) -> firestore.Client:
-        self._ensure_process()
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    client = firestore.Client(project=self.project)
-                    transport = client._firestore_api._transport
-                    _bind_begin_transaction(
-                        transport, gapic_method.wrap_method, self.retry, self.call_timeout
-                    )
-                    self._client = client
-        return self._client
+        """The public client."""
+        return self._process_clients().client
 
-    def _ensure_process(self) -> None:
+    @property
+    def api(self) -> FirestoreClient:
+        """The generated client, for raw requests (pass retry, timeout and metadata)."""
+        return self._process_clients().api
+
+    @property
+    def async_api(self) -> FirestoreAsyncClient:
+        """The generated asyncio client; use it in coroutines given to `submit`."""
+        return self._process_clients().async_api
+
+    def submit(self, coro: Coroutine) -> Future:
+        """Run a coroutine on this process's gateway event loop."""
+        return asyncio.run_coroutine_threadsafe(coro, self._process_clients().loop)
+
+    def document(self, collection: str, doc_id: str) -> str:
+        """A document's full name, as raw requests want it."""
+        return f"{self.documents}/{collection}/{doc_id}"
+
+    def _process_clients(self) -> _Clients:
         pid = os.getpid()
-        if self._pid != pid:
+        if self._pid != pid or self._clients is None:
             with self._lock:
-                if self._pid != pid:
-                    # Inherited from a parent process: unusable, start afresh.
-                    self._client = None
-                    self._loop = None
-                    self._async_client = None
+                if self._pid != pid or self._clients is None:
+                    # None yet, or inherited from a parent process: unusable there.
+                    self._clients = self._connect()
                     self._pid = pid
+        return self._clients
 
-    def _submit(self, coro) -> Future:
-        """Schedule a coroutine on this process's gateway event loop.
-
-        The async client multiplexes many aggregation queries over one channel
-        at a fraction of the per-call CPU cost of the threaded sync client.
-        """
-        self._ensure_process()
-        if self._loop is None:
-            with self._lock:
-                if self._loop is None:
-                    loop = asyncio.new_event_loop()
-                    threading.Thread(target=loop.run_forever, name="firestore-gateway", daemon=True).start()
-                    self._async_client = asyncio.run_coroutine_threadsafe(
-                        self._make_async_client(), loop
-                    ).result()
-                    self._gates = {}
-                    self._loop = loop
-        return asyncio.run_coroutine_threadsafe(coro, self._loop)
-
-    async def _make_async_client(self) -> firestore.AsyncClient:
-        client = firestore.AsyncClient(project=self.project)
-        transport = client._firestore_api._client._transport
-        _bind_begin_transaction(
-            transport, gapic_method_async.wrap_method, self.async_retry, self.call_timeout
-        )
-        return client
-
-    def _wallet(self, uid: str):
-        return self.client.collection(WALLETS).document(uid)
-
-    def _document_name(self, collection: str, doc_id: str) -> str:
-        return f"{self.client._database_string}/documents/{collection}/{doc_id}"
-
-    def _decode(self, value) -> Any:
-        return _helpers.decode_value(value, self.client)
+    def _connect(self) -> _Clients:
+        emulator = os.environ.get("FIRESTORE_EMULATOR_HOST") or None
+        # The public client reads the same variable when it is made, just now.
+        client = firestore.Client(project=self.project)
+        resource = ("google-cloud-resource-prefix", self.database)
+        if emulator:
+            # The emulators' superuser token, as the public client sends it.
+            self.metadata = (resource, ("authorization", "Bearer owner"))
+            api = FirestoreClient(
+                transport=FirestoreGrpcTransport(
+                    channel=grpc.insecure_channel(emulator, options=_CHANNEL_OPTIONS)
+                )
+            )
+        else:
+            self.metadata = (resource,)
+            api = FirestoreClient()  # Google's Firestore, default credentials
+        loop = asyncio.new_event_loop()
+        threading.Thread(target=loop.run_forever, name="firestore-gateway", daemon=True).start()
+        async_api = asyncio.run_coroutine_threadsafe(_async_api(emulator), loop).result()
+        return _Clients(client=client, api=api, loop=loop, async_api=async_api)
 
 
-def _bind_begin_transaction(transport, wrap_method, retry, timeout: float) -> None:
-    """Make BeginTransaction follow the gateway's retry policy and deadline.
-
-    The library's @transactional begins a transaction without passing a retry,
-    so it would fall back on the generated client's default (60 s of retries,
-    whatever FIRESTORE_RETRY_DEADLINE says).
-    """
-    transport._wrapped_methods[transport.begin_transaction] = wrap_method(
-        transport.begin_transaction, default_retry=retry, default_timeout=timeout
-    )
-
-
-def real_error(exc: ValueError) -> BaseException:
-    """When BeginTransaction itself fails, google-cloud-firestore tries to roll
-    back a transaction that never began and raises "The transaction has no
-    transaction ID, so it cannot be rolled back" in place of the real error;
-    that error is the ValueError's context."""
-    if isinstance(exc.__context__, gexc.GoogleAPIError):
-        return exc.__context__
-    return exc
-
-
-def unmasked(transactional, transaction):
-    try:
-        return transactional(transaction)
-    except ValueError as exc:
-        raise real_error(exc) from None
+async def _async_api(emulator: str | None) -> FirestoreAsyncClient:
+    # Made on the loop it will run on: an asyncio channel belongs to its loop.
+    if emulator:
+        channel = grpc.aio.insecure_channel(emulator, options=_CHANNEL_OPTIONS)
+        return FirestoreAsyncClient(transport=FirestoreGrpcAsyncIOTransport(channel=channel))
+    return FirestoreAsyncClient()

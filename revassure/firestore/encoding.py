@@ -1,68 +1,226 @@
-"""Raw protobuf requests and writes, built from templates for speed."""
+"""Raw Firestore protobufs: values, writes, and the requests the gateway sends.
+
+The gateway's hot paths (streaming wallets, one aggregation per wallet,
+batched reads, commits of payments and transactions) send requests built here
+as raw protobuf messages (`Message.pb()`, the classes behind the public
+proto-plus types) and read raw responses: a fraction of proto-plus's per-field
+cost. tests/revassure/test_gateway_contract.py checks that what is built here
+is what the public API builds for the same change, and that answers decode to
+what it returns.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
-from google.cloud.firestore_v1 import _helpers
+from google.api_core.datetime_helpers import DatetimeWithNanoseconds
+from google.cloud.firestore import GeoPoint
 from google.cloud.firestore_v1.types import common as common_pb
 from google.cloud.firestore_v1.types import document as document_pb
 from google.cloud.firestore_v1.types import firestore as firestore_pb
 from google.cloud.firestore_v1.types import query as query_pb
 from google.cloud.firestore_v1.types import write as write_pb
+from google.protobuf.struct_pb2 import NULL_VALUE
+from google.protobuf.timestamp_pb2 import Timestamp
 
-from revassure.firestore.model import LEDGER
+from revassure.firestore.model import LEDGER, WALLETS, LedgerTotals, ledger_totals
 
-_Query = query_pb.StructuredQuery.pb()
-_Aggregation = query_pb.StructuredAggregationQuery.Aggregation.pb()
-AggregationRequest = firestore_pb.RunAggregationQueryRequest.pb()
-# sum(amount) as total, count() as count, over a `ledger` collection.
-LEDGER_TOTALS = query_pb.StructuredAggregationQuery.pb()(
-    structured_query=_Query(from_=[_Query.CollectionSelector(collection_id=LEDGER)]),
+Value = document_pb.Value.pb()
+ArrayValue = document_pb.ArrayValue.pb()
+MapValue = document_pb.MapValue.pb()
+Document = document_pb.Document.pb()
+Write = write_pb.Write.pb()
+FieldTransform = write_pb.DocumentTransform.FieldTransform.pb()
+Precondition = common_pb.Precondition.pb()
+DocumentMask = common_pb.DocumentMask.pb()
+TransactionOptions = common_pb.TransactionOptions.pb()
+Query = query_pb.StructuredQuery.pb()
+Aggregation = query_pb.StructuredAggregationQuery.Aggregation.pb()
+AggregationQuery = query_pb.StructuredAggregationQuery.pb()
+RunQueryRequest = firestore_pb.RunQueryRequest.pb()
+RunAggregationQueryRequest = firestore_pb.RunAggregationQueryRequest.pb()
+BatchGetDocumentsRequest = firestore_pb.BatchGetDocumentsRequest.pb()
+CommitRequest = firestore_pb.CommitRequest.pb()
+BeginTransactionRequest = firestore_pb.BeginTransactionRequest.pb()
+RollbackRequest = firestore_pb.RollbackRequest.pb()
+
+# -- values -------------------------------------------------------------------
+
+
+def encode(value: Any) -> Value:
+    """A Python value as a Firestore Value (the types the gateway writes and reads)."""
+    if value is None:
+        return Value(null_value=NULL_VALUE)
+    if isinstance(value, bool):  # before int: a bool is an int
+        return Value(boolean_value=value)
+    if isinstance(value, int):
+        return Value(integer_value=value)  # ValueError past 64 bits, as the public API
+    if isinstance(value, float):
+        return Value(double_value=value)
+    if isinstance(value, str):
+        return Value(string_value=value)
+    if isinstance(value, dt.datetime):
+        return Value(timestamp_value=timestamp(value))
+    if isinstance(value, bytes):
+        return Value(bytes_value=value)
+    if isinstance(value, GeoPoint):
+        return Value(geo_point_value=value.to_protobuf())
+    if isinstance(value, list | tuple):
+        return Value(array_value=ArrayValue(values=[encode(item) for item in value]))
+    if isinstance(value, dict):
+        return Value(map_value=MapValue(fields=encode_fields(value)))
+    raise TypeError(f"cannot store {type(value).__name__} in Firestore: {value!r}")
+
+
+def encode_fields(fields: dict[str, Any]) -> dict[str, Value]:
+    return {key: encode(value) for key, value in fields.items()}
+
+
+def timestamp(value: dt.datetime) -> Timestamp:
+    """A datetime as a protobuf Timestamp; a naive datetime is taken as UTC."""
+    if isinstance(value, DatetimeWithNanoseconds):
+        return value.timestamp_pb()
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    delta = value - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    micros = (delta.days * 86400 + delta.seconds) * 10**6 + delta.microseconds
+    seconds, micros = divmod(micros, 10**6)
+    return Timestamp(seconds=seconds, nanos=micros * 1000)
+
+
+def decode(value: Value) -> Any:
+    """A Firestore Value as a Python value; a reference becomes its document path."""
+    kind = value.WhichOneof("value_type")
+    if kind == "integer_value":
+        return value.integer_value
+    if kind == "string_value":
+        return value.string_value
+    if kind == "null_value":
+        return None
+    if kind == "boolean_value":
+        return value.boolean_value
+    if kind == "double_value":
+        return value.double_value
+    if kind == "timestamp_value":
+        return DatetimeWithNanoseconds.from_timestamp_pb(value.timestamp_value)
+    if kind == "bytes_value":
+        return value.bytes_value
+    if kind == "reference_value":
+        return value.reference_value.split("/documents/", 1)[-1]
+    if kind == "geo_point_value":
+        return GeoPoint(value.geo_point_value.latitude, value.geo_point_value.longitude)
+    if kind == "array_value":
+        return [decode(item) for item in value.array_value.values]
+    if kind == "map_value":
+        return decode_fields(value.map_value.fields)
+    raise ValueError(f"unknown Firestore value type {kind!r}")
+
+
+def decode_fields(fields) -> dict[str, Any]:
+    return {key: decode(value) for key, value in fields.items()}
+
+
+# -- writes (each as the public WriteBatch builds it) -------------------------
+
+
+def create_write(name: str, fields: dict[str, Any]) -> Write:
+    """Create the document; fails (ALREADY_EXISTS) if it exists: `batch.create`."""
+    return Write(
+        update=Document(name=name, fields=encode_fields(fields)),
+        current_document=Precondition(exists=False),
+    )
+
+
+def increment_write(name: str, amount: int, *, update_time: Timestamp | None = None) -> Write:
+    """points += amount, updatedAt := server time, on an existing document
+    (or, with `update_time`, only if it is unchanged since then): `batch.update`
+    with Increment and SERVER_TIMESTAMP (and `write_option(last_update_time=)`)."""
+    condition = Precondition(exists=True) if update_time is None else Precondition(update_time=update_time)
+    return Write(
+        update=Document(name=name),
+        update_mask=DocumentMask(),
+        update_transforms=[
+            FieldTransform(field_path="points", increment=Value(integer_value=amount)),
+            FieldTransform(field_path="updatedAt", set_to_server_value=FieldTransform.REQUEST_TIME),
+        ],
+        current_document=condition,
+    )
+
+
+def set_points_write(name: str, points: int) -> Write:
+    """points := points, updatedAt := server time, other fields kept:
+    `batch.set(..., merge=True)` with SERVER_TIMESTAMP."""
+    return Write(
+        update=Document(name=name, fields={"points": Value(integer_value=points)}),
+        update_mask=DocumentMask(field_paths=["points"]),
+        update_transforms=[
+            FieldTransform(field_path="updatedAt", set_to_server_value=FieldTransform.REQUEST_TIME),
+        ],
+    )
+
+
+# -- queries --------------------------------------------------------------------
+
+# sum(amount) as total, count() as count, over a `ledger` collection: the query
+# `collection.sum("amount", alias="total").count(alias="count")` sends.
+LEDGER_TOTALS = AggregationQuery(
+    structured_query=Query(from_=[Query.CollectionSelector(collection_id=LEDGER)]),
     aggregations=[
-        _Aggregation(alias="total", sum=_Aggregation.Sum(field=_Query.FieldReference(field_path="amount"))),
-        _Aggregation(alias="count", count=_Aggregation.Count()),
+        Aggregation(alias="total", sum=Aggregation.Sum(field=Query.FieldReference(field_path="amount"))),
+        Aggregation(alias="count", count=Aggregation.Count()),
     ],
 )
-_Write = write_pb.Write.pb()
-_Document = document_pb.Document.pb()
-_Value = document_pb.Value.pb()
-_Precondition = common_pb.Precondition.pb()
-_FieldTransform = write_pb.DocumentTransform.FieldTransform.pb()
-_DocumentMask = common_pb.DocumentMask.pb()
 
 
-def _raw_value(value: Any):
-    """A Python value as a raw protobuf Value (the common types directly, the rest
-    through the client's own encoder)."""
-    if value is None:
-        return _Value(null_value=0)
-    if value is True or value is False:
-        return _Value(boolean_value=value)
-    if type(value) is int:
-        return _Value(integer_value=value)
-    if type(value) is str:
-        return _Value(string_value=value)
-    return _helpers.encode_value(value)._pb
+def ledger_totals_request(wallet: str, transaction: bytes | None = None) -> RunAggregationQueryRequest:
+    request = RunAggregationQueryRequest(parent=wallet, structured_aggregation_query=LEDGER_TOTALS)
+    if transaction is not None:
+        request.transaction = transaction
+    return request
 
 
-def create_write(name: str, fields: dict[str, Any]):
-    """A write that creates the document and fails if it exists (as batch.create)."""
-    return _Write(
-        update=_Document(name=name, fields={key: _raw_value(v) for key, v in fields.items()}),
-        current_document=_Precondition(exists=False),
+def decode_totals(result) -> LedgerTotals:
+    """The LedgerTotals of an aggregation result (None when the server sent none)."""
+    fields = result.aggregate_fields if result is not None else {}
+    total, count = (decode(fields[name]) if name in fields else None for name in ("total", "count"))
+    return ledger_totals(total, count)
+
+
+def wallets_request(documents: str, after: str | None) -> RunQueryRequest:
+    """Every wallet's `points` (Firestore sends them in document-name order),
+    after the wallet named `after` when given."""
+    query = Query(
+        from_=[Query.CollectionSelector(collection_id=WALLETS)],
+        select=Query.Projection(fields=[Query.FieldReference(field_path="points")]),
     )
+    if after is not None:
+        query.start_at.CopyFrom(query_pb.Cursor.pb()(values=[Value(reference_value=after)], before=False))
+    return RunQueryRequest(parent=documents, structured_query=query)
 
 
-def increment_write(name: str, amount: int, update_time):
-    """points += amount and updatedAt := server time, only if the document's
-    update time is still `update_time` (as batch.update with those transforms)."""
-    return _Write(
-        update=_Document(name=name),
-        update_mask=_DocumentMask(),
-        update_transforms=[
-            _FieldTransform(field_path="points", increment=_Value(integer_value=amount)),
-            _FieldTransform(field_path="updatedAt", set_to_server_value=_FieldTransform.REQUEST_TIME),
-        ],
-        current_document=_Precondition(update_time=update_time),
+def where_equal_request(parent: str, collection: str, field: str, value: Any, transaction: bytes | None):
+    """The documents of `parent`/`collection` whose `field` equals `value`."""
+    condition = Query.Filter(
+        field_filter=Query.FieldFilter(
+            field=Query.FieldReference(field_path=field),
+            op=Query.FieldFilter.Operator.EQUAL,
+            value=encode(value),
+        )
     )
+    request = RunQueryRequest(
+        parent=parent,
+        structured_query=Query(from_=[Query.CollectionSelector(collection_id=collection)], where=condition),
+    )
+    if transaction is not None:
+        request.transaction = transaction
+    return request
+
+
+def transaction_options(*, read_only: bool, retry_id: bytes | None) -> TransactionOptions | None:
+    """As the public Transaction begins: read-only, or read-write retrying an aborted one."""
+    if read_only:
+        return TransactionOptions(read_only=TransactionOptions.ReadOnly())
+    if retry_id is not None:
+        return TransactionOptions(read_write=TransactionOptions.ReadWrite(retry_transaction=retry_id))
+    return None

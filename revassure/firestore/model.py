@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,15 +88,32 @@ class ChangeOutcome:
     points_after: Any = None
 
 
+@dataclass(frozen=True)
+class WalletView:
+    """What a provider event's wallet looks like at the moment of deciding: what
+    the gateway reads for the business rules (backfill.rules.decide), in a
+    transaction or, for a dry run, now."""
+
+    entry_exists: bool  # the event's own ledger entry
+    wallet_exists: bool
+    points: Any
+    original_amount: int | None = None  # the original purchase, for a reversal
+    reversed_before: int = 0  # sum of earlier reversals of that purchase (<= 0)
+    entry_delivery_id: int | None = None  # which delivery wrote the entry, when it exists
+
+
+# The business rules for provider events, passed in by the caller (the gateway
+# does not know them): decide(event, WalletView, *, allow_negative) returns a
+# decision with `status` (applied | duplicate | deferred | quarantined),
+# `reason`, and `entry`, the ledger entry's fields when applied. The event has
+# user_id, entry_id, original_entry_id and a signed `amount`.
+Decide = Callable[..., Any]
+
+
 def field_value(data: dict[str, Any] | None, name: str) -> Any:
     if not data or name not in data:
         return MISSING
     return data[name]
-
-
-def totals_of_rows(rows) -> LedgerTotals:
-    values = {result.alias: result.value for row in rows for result in row}
-    return ledger_totals(values.get("total"), values.get("count"))
 
 
 def ledger_totals(total: Any, count: Any) -> LedgerTotals:

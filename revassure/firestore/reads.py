@@ -1,29 +1,26 @@
-"""Reads: wallets, ledger totals, ledger entries, reports and config."""
+"""Reads: wallets, ledger totals and entries, what an event's wallet looks like,
+reports and config.
+
+The raw reads here (`_get`, `_ledger_totals`, `_where_equal`) also serve the
+transactions, given a transaction id. Each call runs whole under the gateway's
+retry (a stream is retried from its start, never half-read), with
+`retry=None` to the generated client so its own 60-300 s default never runs
+underneath.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from google.api_core import retry as gretry
-from google.cloud.firestore_v1.async_transaction import async_transactional
-from google.cloud.firestore_v1.base_query import FieldFilter
-from google.cloud.firestore_v1.types import common as common_pb
-from google.cloud.firestore_v1.types import document as document_pb
 from google.cloud.firestore_v1.types import firestore as firestore_pb
-from google.cloud.firestore_v1.types import query as query_pb
 
-from revassure.firestore.client import (
-    BACKOFF_INITIAL,
-    BACKOFF_MAX,
-    BACKOFF_MULTIPLIER,
-    Connection,
-    real_error,
-)
-from revassure.firestore.encoding import LEDGER_TOTALS, AggregationRequest
+from revassure.firestore import encoding
+from revassure.firestore.client import BACKOFF, Connection
 from revassure.firestore.model import (
     CONFIG,
     LEDGER,
@@ -32,44 +29,47 @@ from revassure.firestore.model import (
     TRANSIENT_ERRORS,
     WALLETS,
     LedgerTotals,
-    WalletState,
-    field_value,
-    ledger_totals,
-    totals_of_rows,
+    WalletView,
 )
 
 BATCH_LIMIT = 500  # documents in one batched read, writes in one atomic commit
 
 
 class Reads(Connection):
-    # -- wallets and ledgers ------------------------------------------------
+    # -- wallets ---------------------------------------------------------------
 
     def stream_wallets(self) -> Iterator[tuple[str, Any]]:
-        """Yield (uid, raw points) for every wallet (Firestore sends them in document-id order).
+        """Yield (uid, raw points) for every wallet (Firestore sends them in document-name order).
 
-        Documents are decoded straight from the query's protobuf responses
-        rather than through DocumentSnapshots: a tenth of the CPU per wallet,
-        which is most of a reconciliation's own cost beside the aggregations.
-        A stream broken by a transient error is resumed after the last wallet
-        seen (and anything at or before it skipped, in case a server ignores
-        the cursor), with the same backoff and deadline as every other call.
-        Resuming relies on that order; the npm emulator keeps insertion order
-        but never breaks a stream.
+        Documents are decoded straight from the query's raw responses rather
+        than through DocumentSnapshots: a tenth of the CPU per wallet, which is
+        most of a reconciliation's own cost beside the aggregations.
+
+        The generated client's retry covers a stream only until its first
+        response, and each call ends after FIRESTORE_CALL_TIMEOUT; so a stream
+        broken by a transient error (or by that timeout, on a long run) is
+        resumed here, after the last wallet seen, with backoff until the retry
+        deadline passes without a new wallet. Resuming relies on that order; a
+        server that ignores the cursor but keeps the order sends the wallets
+        seen already again, and they are skipped. (The npm emulator keeps
+        insertion order and ignores cursors, but never breaks a stream.)
         """
         last: str | None = None
         resumed = False
-        sleeps = gretry.exponential_sleep_generator(BACKOFF_INITIAL, BACKOFF_MAX, BACKOFF_MULTIPLIER)
-        deadline = time.monotonic() + self.retry_deadline
+        sleeps: Iterator[float] | None = None
+        deadline = 0.0
         while True:
             try:
-                for name, fields in self._wallet_documents(after=last):
-                    if resumed and name <= last:
+                for document in self._wallet_documents(after=last):
+                    if resumed and document.name <= last:
                         continue
-                    last = name
-                    points = fields.get("points")
-                    yield name.rsplit("/", 1)[1], MISSING if points is None else self._decode(points)
+                    last, sleeps = document.name, None
+                    yield document.name.rsplit("/", 1)[1], points_of(document)
                 return
             except TRANSIENT_ERRORS:
+                if sleeps is None:  # the first failure since the last progress
+                    sleeps = gretry.exponential_sleep_generator(**BACKOFF)
+                    deadline = time.monotonic() + self.retry_deadline
                 pause = next(sleeps)
                 if time.monotonic() + pause > deadline:
                     raise
@@ -77,31 +77,29 @@ class Reads(Connection):
                 resumed = last is not None
 
     def _wallet_documents(self, after: str | None):
-        client = self.client
-        Query = query_pb.StructuredQuery
-        structured = Query(
-            from_=[Query.CollectionSelector(collection_id=WALLETS)],
-            select=Query.Projection(fields=[Query.FieldReference(field_path="points")]),
-        )
-        if after is not None:
-            structured.start_at = query_pb.Cursor(
-                values=[document_pb.Value(reference_value=after)], before=False
-            )
-        request = firestore_pb.RunQueryRequest(
-            parent=f"{client._database_string}/documents", structured_query=structured
-        )
-        for response in client._firestore_api.run_query(
-            request=request, metadata=client._rpc_metadata, retry=None, timeout=None
+        request = firestore_pb.RunQueryRequest.wrap(encoding.wallets_request(self.documents, after))
+        for response in self.api.run_query(
+            request=request, retry=None, timeout=self.call_timeout, metadata=self.metadata
         ):
-            raw = response._pb
+            raw = firestore_pb.RunQueryResponse.pb(response)
             if raw.HasField("document"):
-                yield raw.document.name, raw.document.fields
+                yield raw.document
 
     def get_wallet_points(self, uids: Iterable[str]) -> dict[str, tuple[bool, Any]]:
         """(exists, raw points) of each given wallet, in one batched read."""
         uids = list(uids)
-        found = self._wallet_versions(uids)
+        found = self.wallet_versions(uids)
         return {uid: (True, found[uid][0]) if uid in found else (False, MISSING) for uid in uids}
+
+    def wallet_versions(self, uids: list[str]) -> dict[str, tuple[Any, Any]]:
+        """(raw points, update time) of each existing wallet among `uids`."""
+        names = [self.document(WALLETS, uid) for uid in uids]
+        return {
+            name.rsplit("/", 1)[1]: (points_of(document), document.update_time)
+            for name, document in self._get(names, mask=("points",)).items()
+        }
+
+    # -- ledgers ---------------------------------------------------------------
 
     def start_aggregation(self, uids: list[str], *, concurrency: int) -> Future:
         """sum(amount) and count() of each wallet's ledger, `concurrency` queries at
@@ -111,162 +109,164 @@ class Reads(Connection):
         caller can queue the next batch while it handles the last one and keep
         Firestore busy without ever exceeding the limit.
         """
-        return self._submit(self._aggregate_many(uids, concurrency))
+        return self.submit(self._aggregate_many(uids, concurrency))
 
     async def _aggregate_many(self, uids: list[str], concurrency: int) -> dict[str, LedgerTotals]:
-        gate = self._gates.setdefault(concurrency, asyncio.Semaphore(concurrency))
-        return await self._gather(uids, gate, self._aggregate)
+        gates = self._process_clients().gates
+        gate = gates.setdefault(concurrency, asyncio.Semaphore(concurrency))
+        api = self.async_api
 
-    async def _aggregate(self, uid: str) -> LedgerTotals:
-        """sum(amount) and count() of one wallet's ledger: one aggregation query.
+        async def one(uid: str) -> tuple[str, LedgerTotals]:
+            async with gate:
+                return uid, await self.async_retry(self._aggregate)(api, uid)
 
-        The request is a raw protobuf made from a prebuilt template (only the
-        parent differs between wallets) and the answer is decoded from the raw
-        response: the same query as `collection.sum().count().get()`, for half
-        the client's CPU, which is what bounds a run once Firestore keeps up.
-        """
-        client = self._async_client
-        request = AggregationRequest(
-            parent=f"{client._database_string}/documents/{WALLETS}/{uid}",
-            structured_aggregation_query=LEDGER_TOTALS,
+        return dict(await asyncio.gather(*(one(uid) for uid in uids)))
+
+    async def _aggregate(self, api, uid: str) -> LedgerTotals:
+        """One aggregation query, from a prebuilt template (only the parent
+        differs between wallets): the query `collection.sum().count().get()`
+        sends, for half the client's CPU, which bounds a run once Firestore
+        keeps up."""
+        request = firestore_pb.RunAggregationQueryRequest.wrap(
+            encoding.ledger_totals_request(self.document(WALLETS, uid))
         )
-        wrapped = firestore_pb.RunAggregationQueryRequest.wrap(request)
+        responses = await api.run_aggregation_query(
+            request=request, retry=None, timeout=self.call_timeout, metadata=self.metadata
+        )
+        result = None
+        async for response in responses:
+            raw = firestore_pb.RunAggregationQueryResponse.pb(response)
+            if raw.HasField("result"):
+                result = raw.result
+        return encoding.decode_totals(result)
 
-        async def run() -> LedgerTotals:
-            fields = None
-            responses = await client._firestore_api.run_aggregation_query(
-                request=wrapped, metadata=client._rpc_metadata, timeout=self.call_timeout
-            )
-            async for response in responses:
-                if response._pb.HasField("result"):
-                    fields = response._pb.result.aggregate_fields
-            return self._raw_totals(fields)
+    def _ledger_totals(self, uid: str, *, transaction: bytes | None = None) -> LedgerTotals:
+        """The same aggregation, synchronously, in a transaction when given one."""
+        request = firestore_pb.RunAggregationQueryRequest.wrap(
+            encoding.ledger_totals_request(self.document(WALLETS, uid), transaction)
+        )
 
-        return await self.async_retry(run)()
+        def run() -> LedgerTotals:
+            result = None
+            for response in self.api.run_aggregation_query(
+                request=request, retry=None, timeout=self.call_timeout, metadata=self.metadata
+            ):
+                raw = firestore_pb.RunAggregationQueryResponse.pb(response)
+                if raw.HasField("result"):
+                    result = raw.result
+            return encoding.decode_totals(result)
 
-    def _raw_totals(self, fields) -> LedgerTotals:
-        fields = fields or {}
-        return ledger_totals(*(self._decode(fields[n]) if n in fields else None for n in ("total", "count")))
-
-    def read_wallets_and_ledgers(self, uids: list[str], *, concurrency: int) -> dict[str, WalletState]:
-        """Read each wallet and its ledger totals together, one transaction per wallet.
-
-        Both reads of a wallet see the same snapshot, so a write that moves its
-        ledger and its points together (as the points app does) is seen whole
-        or not at all.
-        """
-        gate = asyncio.Semaphore(concurrency)
-        return self._submit(self._gather(uids, gate, self._read_wallet_and_ledger)).result()
-
-    async def _read_wallet_and_ledger(self, uid: str) -> WalletState:
-        wallet = self._async_client.collection(WALLETS).document(uid)
-        agg = wallet.collection(LEDGER).sum("amount", alias="total")
-        agg.count(alias="count")
-
-        @async_transactional
-        async def read(transaction) -> WalletState:
-            snap = await wallet.get(transaction=transaction)
-            rows = await agg.get(transaction=transaction)
-            points = field_value(snap.to_dict(), "points") if snap.exists else MISSING
-            return WalletState(exists=snap.exists, points=points, ledger=totals_of_rows(rows))
-
-        try:
-            return await read(self._async_client.transaction(read_only=True))
-        except ValueError as exc:
-            raise real_error(exc) from None
+        return self._retry(transaction)(run)()
 
     def ledgers(self, uids: list[str], *, concurrency: int) -> dict[str, list[tuple[str, dict[str, Any]]]]:
         """Every ledger entry of each given wallet, as (entry id, fields); for the few
         wallets whose entries must be looked at one by one."""
-        gate = asyncio.Semaphore(concurrency)
-        return self._submit(self._gather(uids, gate, self._ledger)).result()
 
-    async def _ledger(self, uid: str) -> list[tuple[str, dict[str, Any]]]:
-        query = self._async_client.collection(WALLETS).document(uid).collection(LEDGER)
-        return [(snap.id, snap.to_dict()) async for snap in query.stream(retry=self.async_retry)]
+        def ledger(uid: str) -> list[tuple[str, dict[str, Any]]]:
+            entries = self.client.collection(WALLETS).document(uid).collection(LEDGER)
+            return [
+                (snap.id, snap.to_dict())
+                for snap in entries.stream(retry=self.retry, timeout=self.call_timeout)
+            ]
 
-    async def _gather(self, uids: list[str], gate: asyncio.Semaphore, read) -> dict[str, Any]:
-        async def one(uid: str):
-            async with gate:
-                return uid, await read(uid)
-
-        return dict(await asyncio.gather(*(one(uid) for uid in uids)))
-
-    def _wallet_versions(self, uids: list[str]) -> dict[str, tuple[Any, Any]]:
-        """(raw points, update time) of each existing wallet among `uids`, in one
-        batched read decoded straight from the protobuf responses."""
-        client = self.client
-        request = firestore_pb.BatchGetDocumentsRequest(
-            database=client._database_string,
-            documents=[self._document_name(WALLETS, uid) for uid in uids],
-            mask=common_pb.DocumentMask(field_paths=["points"]),
-        )
-        found = {}
-        for response in client._firestore_api.batch_get_documents(
-            request=request, metadata=client._rpc_metadata, retry=self.retry, timeout=self.call_timeout
-        ):
-            raw = response._pb
-            if raw.HasField("found"):
-                points = raw.found.fields.get("points")
-                found[raw.found.name.rsplit("/", 1)[1]] = (
-                    MISSING if points is None else self._decode(points),
-                    raw.found.update_time,
-                )
-        return found
-
-    def _commit_writes(self, writes: list) -> list:
-        """Commit raw protobuf writes atomically; the raw WriteResults, one per write."""
-        client = self.client
-        request = firestore_pb.CommitRequest.wrap(
-            firestore_pb.CommitRequest.pb()(database=client._database_string, writes=writes)
-        )
-        response = client._firestore_api.commit(
-            request=request, metadata=client._rpc_metadata, retry=self.retry, timeout=self.call_timeout
-        )
-        return list(response._pb.write_results)
+        with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(uids)))) as pool:
+            return dict(zip(uids, pool.map(ledger, uids), strict=True))
 
     def entries_exist(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], bool]:
         """Whether each (uid, entry id) is in that wallet's ledger, in batched reads."""
+        names = {self.document(WALLETS, f"{uid}/{LEDGER}/{entry}"): (uid, entry) for uid, entry in keys}
         found = dict.fromkeys(keys, False)
-        for start in range(0, len(keys), BATCH_LIMIT):
-            refs = [
-                self._wallet(uid).collection(LEDGER).document(entry)
-                for uid, entry in keys[start : start + BATCH_LIMIT]
-            ]
-            for snap in self.client.get_all(refs, retry=self.retry, timeout=self.call_timeout):
-                if snap.exists:
-                    found[(snap.reference.parent.parent.id, snap.id)] = True
+        listed = list(names)
+        for start in range(0, len(listed), BATCH_LIMIT):
+            for name in self._get(listed[start : start + BATCH_LIMIT], mask=()):
+                found[names[name]] = True
         return found
 
-    def event_view(self, event):
-        """What backfill.rules.decide needs about an event's wallet, read now (dry runs)."""
+    # -- what an event's wallet looks like ---------------------------------------
+
+    def event_view(self, event) -> WalletView:
+        """What the business rules need about an event's wallet, read now (dry runs)."""
         return self._event_view(event, transaction=None)
 
-    def _event_view(self, event, *, transaction):
-        from backfill.rules import WalletView
-
-        wallet = self._wallet(event.user_id)
-        ledger = wallet.collection(LEDGER)
-        read = {"transaction": transaction} if transaction is not None else {"retry": self.retry}
-        entry_snap = ledger.document(event.entry_id).get(**read)
-        entry_exists = entry_snap.exists
-        entry_delivery_id = (entry_snap.to_dict() or {}).get("deliveryId") if entry_exists else None
-        snap = wallet.get(**read)
-        points = field_value(snap.to_dict(), "points") if snap.exists else MISSING
+    def _event_view(self, event, *, transaction: bytes | None) -> WalletView:
+        wallet = self.document(WALLETS, event.user_id)
+        ledger = f"{wallet}/{LEDGER}"
+        entry = self._get_one(f"{ledger}/{event.entry_id}", transaction=transaction)
+        delivery_id = field(entry, "deliveryId", None)
+        snap = self._get_one(wallet, transaction=transaction)
         original_amount, reversed_before = None, 0
-        if event.amount < 0 and not entry_exists:
-            original = ledger.document(event.original_entry_id).get(**read)
-            if original.exists:
-                original_amount = original.to_dict().get("amount", 0)
-                earlier = ledger.where(filter=FieldFilter("reverses", "==", event.original_entry_id)).get(
-                    **read
+        if event.amount < 0 and entry is None:
+            original = self._get_one(f"{ledger}/{event.original_entry_id}", transaction=transaction)
+            if original is not None:
+                original_amount = field(original, "amount", 0)
+                earlier = self._where_equal(
+                    wallet, LEDGER, "reverses", event.original_entry_id, transaction=transaction
                 )
-                reversed_before = sum(doc.to_dict().get("amount", 0) for doc in earlier)
+                reversed_before = sum(fields.get("amount", 0) for fields in earlier)
         return WalletView(
-            entry_exists, snap.exists, points, original_amount, reversed_before, entry_delivery_id
+            entry is not None,
+            snap is not None,
+            points_of(snap),
+            original_amount,
+            reversed_before,
+            delivery_id,
         )
 
-    # -- reports and config --------------------------------------------------
+    # -- raw reads -------------------------------------------------------------
+
+    def _get(
+        self, names: list[str], *, mask: tuple[str, ...] | None = None, transaction: bytes | None = None
+    ):
+        """{name: raw Document} of those of the named documents that exist, in one
+        batched read; `mask` limits the fields sent."""
+        request = encoding.BatchGetDocumentsRequest(database=self.database, documents=names)
+        if mask is not None:
+            request.mask.SetInParent()
+            request.mask.field_paths.extend(mask)
+        if transaction is not None:
+            request.transaction = transaction
+        wrapped = firestore_pb.BatchGetDocumentsRequest.wrap(request)
+
+        def read() -> dict[str, Any]:
+            found = {}
+            for response in self.api.batch_get_documents(
+                request=wrapped, retry=None, timeout=self.call_timeout, metadata=self.metadata
+            ):
+                raw = firestore_pb.BatchGetDocumentsResponse.pb(response)
+                if raw.HasField("found"):
+                    found[raw.found.name] = raw.found
+            return found
+
+        return self._retry(transaction)(read)()
+
+    def _get_one(self, name: str, *, transaction: bytes | None = None):
+        """The raw Document, or None when it does not exist."""
+        return self._get([name], transaction=transaction).get(name)
+
+    def _where_equal(
+        self, parent: str, collection: str, name: str, value: Any, *, transaction: bytes | None = None
+    ) -> list[dict[str, Any]]:
+        """The fields of each document of parent/collection whose field `name` equals `value`."""
+        request = firestore_pb.RunQueryRequest.wrap(
+            encoding.where_equal_request(parent, collection, name, value, transaction)
+        )
+
+        def run() -> list[dict[str, Any]]:
+            found = []
+            for response in self.api.run_query(
+                request=request, retry=None, timeout=self.call_timeout, metadata=self.metadata
+            ):
+                raw = firestore_pb.RunQueryResponse.pb(response)
+                if raw.HasField("document"):
+                    found.append(encoding.decode_fields(raw.document.fields))
+            return found
+
+        return self._retry(transaction)(run)()
+
+    def _retry(self, transaction: bytes | None) -> gretry.Retry:
+        return self.retry if transaction is None else self.retry_in_transaction
+
+    # -- reports and config ----------------------------------------------------
 
     def get_report(self, run_id: str) -> dict[str, Any] | None:
         snap = (
@@ -275,7 +275,7 @@ class Reads(Connection):
         return snap.to_dict() if snap.exists else None
 
     def stream_reports(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        for snap in self.client.collection(REPORTS).stream(retry=self.retry):
+        for snap in self.client.collection(REPORTS).stream(retry=self.retry, timeout=self.call_timeout):
             yield snap.id, snap.to_dict()
 
     def ping(self, timeout: float = 3.0) -> None:
@@ -285,3 +285,15 @@ class Reads(Connection):
     def get_config(self, name: str) -> dict[str, Any] | None:
         snap = self.client.collection(CONFIG).document(name).get(retry=self.retry, timeout=self.call_timeout)
         return snap.to_dict() if snap.exists else None
+
+
+def field(document, name: str, default: Any) -> Any:
+    """A field of a raw Document (None for a missing document), decoded."""
+    if document is None or name not in document.fields:
+        return default
+    return encoding.decode(document.fields[name])
+
+
+def points_of(document) -> Any:
+    """A wallet's raw points; MISSING when the wallet or the field is absent."""
+    return field(document, "points", MISSING)

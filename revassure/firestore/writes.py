@@ -1,4 +1,5 @@
-"""Writes: seeding, balance changes and provider events (transactions), reports and mirrors."""
+"""Writes: balance changes and provider events (transactions and batched
+commits of raw writes), seeding, reports and mirrors (the public batch API)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,8 @@ from typing import Any
 from django.utils import timezone
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
-from google.cloud.firestore_v1.types import firestore as firestore_pb
 
-from revassure.firestore.client import unmasked
-from revassure.firestore.encoding import create_write, increment_write
+from revassure.firestore.encoding import create_write, increment_write, set_points_write
 from revassure.firestore.model import (
     AUDIT_LOG,
     CONFIG,
@@ -22,54 +21,15 @@ from revassure.firestore.model import (
     WALLETS,
     BalanceChange,
     ChangeOutcome,
+    Decide,
     EventOutcome,
-    field_value,
-    totals_of_rows,
+    WalletView,
 )
-from revassure.firestore.reads import BATCH_LIMIT, Reads
+from revassure.firestore.reads import BATCH_LIMIT, points_of
+from revassure.firestore.transactions import Transactions
 
 
-class Writes(Reads):
-    def write_wallets(self, wallets: Iterable[tuple[str, Any, dict[str, dict[str, Any]]]]) -> int:
-        """Write wallets with their ledgers in atomic batches (seeding, tests).
-
-        Each item is (uid, points, {entry id: fields}); points of MISSING leave the
-        field out. A wallet and its entries always land in the same commit.
-        """
-        written = 0
-        batch, size = self.client.batch(), 0
-        for uid, points, entries in wallets:
-            if size and size + 1 + len(entries) > BATCH_LIMIT:
-                batch.commit(retry=self.retry, timeout=self.call_timeout)
-                batch, size = self.client.batch(), 0
-            wallet = self._wallet(uid)
-            doc = {"updatedAt": firestore.SERVER_TIMESTAMP}
-            if points is not MISSING:
-                doc["points"] = points
-            batch.set(wallet, doc)
-            for entry_id, fields in entries.items():
-                batch.set(wallet.collection(LEDGER).document(entry_id), fields)
-            size += 1 + len(entries)
-            written += 1
-        if size:
-            batch.commit(retry=self.retry, timeout=self.call_timeout)
-        return written
-
-    def append_entry(self, uid: str, entry_id: str, fields: dict[str, Any]) -> None:
-        """Append a ledger entry and move the wallet by its amount, atomically.
-
-        Raises AlreadyExists when the entry is already in the ledger.
-        """
-        wallet = self._wallet(uid)
-        batch = self.client.batch()
-        batch.create(wallet.collection(LEDGER).document(entry_id), fields)
-        batch.set(
-            wallet,
-            {"points": firestore.Increment(fields["amount"]), "updatedAt": firestore.SERVER_TIMESTAMP},
-            merge=True,
-        )
-        batch.commit(retry=self.retry, timeout=self.call_timeout)
-
+class Writes(Transactions):
     # -- balance changes ---------------------------------------------------
 
     def apply_balance_change(self, change: BalanceChange) -> ChangeOutcome:
@@ -81,76 +41,74 @@ class Writes(Reads):
         written again. Then it re-reads the wallet and its ledger sum and
         refuses (stale) unless they are exactly what the approver saw.
         """
-        wallet = self._wallet(change.uid)
+        wallet = self.document(WALLETS, change.uid)
         marker = self._marker(change)
-        agg = wallet.collection(LEDGER).sum("amount", alias="total")
-        agg.count(alias="count")
 
-        @firestore.transactional
-        def apply(transaction) -> ChangeOutcome:
-            if marker.get(transaction=transaction).exists:
+        def apply(transaction: bytes, writes: list) -> ChangeOutcome:
+            if self._get_one(marker, transaction=transaction) is not None:
                 return ChangeOutcome("already_applied")
-            snap = wallet.get(transaction=transaction)
-            ledger = totals_of_rows(agg.get(transaction=transaction))
-            points = field_value(snap.to_dict(), "points") if snap.exists else MISSING
+            points = points_of(self._get_one(wallet, transaction=transaction))
+            ledger = self._ledger_totals(change.uid, transaction=transaction)
             # Strict types: a float 10.0 is not the integer 10 the approver saw.
             if (type(points), type(ledger.total)) != (int, int) or (points, ledger.total) != (
                 change.expected_points,
                 change.expected_ledger_sum,
             ):
                 return ChangeOutcome("stale", points_before=points, ledger_before=ledger.total)
-            stamp = {"updatedAt": firestore.SERVER_TIMESTAMP}
             if change.mode == "rebalance":
                 after = ledger.total
-                transaction.set(wallet, {"points": after, **stamp}, merge=True)
-                transaction.create(
-                    marker, {**change.record, "before": points, "after": after, "at": timezone.now()}
+                writes.append(set_points_write(wallet, after))
+                writes.append(
+                    create_write(
+                        marker, {**change.record, "before": points, "after": after, "at": timezone.now()}
+                    )
                 )
             elif change.mode == "post_adjustment":
                 after = points  # the ledger moves to meet the wallet
-                transaction.create(
-                    marker, {**change.record, "amount": change.amount, "createdAt": timezone.now()}
+                writes.append(
+                    create_write(
+                        marker, {**change.record, "amount": change.amount, "createdAt": timezone.now()}
+                    )
                 )
             else:
                 after = points + change.amount
-                transaction.create(
-                    marker, {**change.record, "amount": change.amount, "createdAt": timezone.now()}
+                writes.append(
+                    create_write(
+                        marker, {**change.record, "amount": change.amount, "createdAt": timezone.now()}
+                    )
                 )
-                transaction.set(wallet, {"points": after, **stamp}, merge=True)
+                writes.append(set_points_write(wallet, after))
             return ChangeOutcome(
                 "applied", points_before=points, ledger_before=ledger.total, points_after=after
             )
 
-        return unmasked(apply, self.client.transaction())
+        return self._run_transaction(apply)
 
     def balance_change_applied(self, change: BalanceChange) -> bool:
         """Whether the change's marker exists: the answer after an ambiguous failure."""
-        return self._marker(change).get(retry=self.retry, timeout=self.call_timeout).exists
+        return self._get_one(self._marker(change)) is not None
 
-    def _marker(self, change: BalanceChange):
+    def _marker(self, change: BalanceChange) -> str:
         if change.mode == "rebalance":
-            return self.client.collection(AUDIT_LOG).document(change.marker_id)
-        return self._wallet(change.uid).collection(LEDGER).document(change.marker_id)
+            return self.document(AUDIT_LOG, change.marker_id)
+        return self.document(WALLETS, f"{change.uid}/{LEDGER}/{change.marker_id}")
 
     # -- provider events (backfill) ------------------------------------------
 
     def apply_provider_event(
-        self, event, *, allow_negative: bool, delivery_id: int | None = None
+        self, event, *, decide: Decide, allow_negative: bool, delivery_id: int | None = None
     ) -> EventOutcome:
         """Apply one provider event to its wallet in one Firestore transaction.
 
-        The transaction reads what backfill.rules.decide needs (the event's own
-        entry, the wallet, for a reversal its original and earlier reversals),
-        lets it decide, and writes the entry and moves the wallet only when the
-        decision is `applied`.
+        The transaction reads what `decide` (the caller's business rules) needs:
+        the event's own entry, the wallet, for a reversal its original and
+        earlier reversals; lets it decide, and writes the entry and moves the
+        wallet only when the decision is `applied`.
         """
-        from backfill.rules import decide
+        wallet = self.document(WALLETS, event.user_id)
+        entry = f"{wallet}/{LEDGER}/{event.entry_id}"
 
-        wallet = self._wallet(event.user_id)
-        entry = wallet.collection(LEDGER).document(event.entry_id)
-
-        @firestore.transactional
-        def apply(transaction) -> EventOutcome:
+        def apply(transaction: bytes, writes: list) -> EventOutcome:
             view = self._event_view(event, transaction=transaction)
             if view.entry_exists and delivery_id is not None and view.entry_delivery_id == delivery_id:
                 # This very delivery committed before its worker died: applied, once.
@@ -158,20 +116,19 @@ class Writes(Reads):
             decision = decide(event, view, allow_negative=allow_negative)
             if decision.status != "applied":
                 return EventOutcome(decision.status, decision.reason)
-            transaction.create(entry, {**decision.entry, "deliveryId": delivery_id})
-            transaction.update(
-                wallet, {"points": firestore.Increment(event.amount), "updatedAt": firestore.SERVER_TIMESTAMP}
-            )
+            writes.append(create_write(entry, {**decision.entry, "deliveryId": delivery_id}))
+            writes.append(increment_write(wallet, event.amount))
             return EventOutcome(
                 "applied", decision.reason, points_before=view.points, points_after=view.points + event.amount
             )
 
-        return unmasked(apply, self.client.transaction())
+        return self._run_transaction(apply)
 
     def apply_payments(
         self,
         items: list[tuple[Any, int]],
         *,
+        decide: Decide,
         known: dict[str, tuple[int, Any]] | None = None,
         outcomes: dict[int, EventOutcome] | None = None,
     ) -> dict[int, EventOutcome]:
@@ -198,22 +155,20 @@ class Writes(Reads):
         group: list[tuple[Any, int]] = []
         for event, delivery_id in items:
             if any(other.user_id == event.user_id for other, _ in group):
-                self._commit_payments(group, outcomes, known)
+                self._commit_payments(group, outcomes, known, decide)
                 group = []
             group.append((event, delivery_id))
-        self._commit_payments(group, outcomes, known)
+        self._commit_payments(group, outcomes, known, decide)
         return outcomes
 
     def _commit_payments(
-        self, group: list[tuple[Any, int]], outcomes: dict[int, EventOutcome], known: dict
+        self, group: list[tuple[Any, int]], outcomes: dict[int, EventOutcome], known: dict, decide: Decide
     ) -> None:
-        from backfill.rules import WalletView, decide
-
         if not group:
             return
         unread = [event.user_id for event, _ in group if event.user_id not in known]
         if unread:
-            known.update(self._wallet_versions(unread))
+            known.update(self.wallet_versions(unread))
         writes, planned = [], []
         for event, delivery_id in group:
             points, version = known.get(event.user_id, (MISSING, None))
@@ -221,32 +176,32 @@ class Writes(Reads):
                 # Unknown user or malformed wallet: the single path says which.
                 known.pop(event.user_id, None)
                 outcomes[delivery_id] = self.apply_provider_event(
-                    event, allow_negative=False, delivery_id=delivery_id
+                    event, decide=decide, allow_negative=False, delivery_id=delivery_id
                 )
                 continue
             entry = decide(event, WalletView(False, True, points), allow_negative=False).entry
-            wallet = self._document_name(WALLETS, event.user_id)
+            wallet = self.document(WALLETS, event.user_id)
             writes.append(
                 create_write(f"{wallet}/{LEDGER}/{event.entry_id}", {**entry, "deliveryId": delivery_id})
             )
-            writes.append(increment_write(wallet, event.amount, version))
+            writes.append(increment_write(wallet, event.amount, update_time=version))
             planned.append((event, delivery_id, points))
         if not planned:
             return
         try:
-            results = self._commit_writes(writes)
+            results = self._commit(writes)
         except (gexc.AlreadyExists, gexc.FailedPrecondition, gexc.NotFound):
             for event, _, _ in planned:
                 known.pop(event.user_id, None)  # read again: someone else may have moved it
             if len(planned) == 1:
                 event, delivery_id, _ = planned[0]
                 outcomes[delivery_id] = self.apply_provider_event(
-                    event, allow_negative=False, delivery_id=delivery_id
+                    event, decide=decide, allow_negative=False, delivery_id=delivery_id
                 )
                 return
             half = len(planned) // 2
-            self._commit_payments([(e, d) for e, d, _ in planned[:half]], outcomes, known)
-            self._commit_payments([(e, d) for e, d, _ in planned[half:]], outcomes, known)
+            self._commit_payments([(e, d) for e, d, _ in planned[:half]], outcomes, known, decide)
+            self._commit_payments([(e, d) for e, d, _ in planned[half:]], outcomes, known, decide)
             return
         for n, (event, delivery_id, points) in enumerate(planned):
             known[event.user_id] = (points + event.amount, results[2 * n + 1].update_time)
@@ -254,18 +209,47 @@ class Writes(Reads):
                 "applied", points_before=points, points_after=points + event.amount
             )
 
-    def _commit_writes(self, writes: list) -> list:
-        """Commit raw protobuf writes atomically; the raw WriteResults, one per write."""
-        client = self.client
-        request = firestore_pb.CommitRequest.wrap(
-            firestore_pb.CommitRequest.pb()(database=client._database_string, writes=writes)
-        )
-        response = client._firestore_api.commit(
-            request=request, metadata=client._rpc_metadata, retry=self.retry, timeout=self.call_timeout
-        )
-        return list(response._pb.write_results)
+    # -- seeding, reports, migrations and config (the public batch API) -------
 
-    # -- reports, migrations and config --------------------------------------
+    def write_wallets(self, wallets: Iterable[tuple[str, Any, dict[str, dict[str, Any]]]]) -> int:
+        """Write wallets with their ledgers in atomic batches (seeding, tests).
+
+        Each item is (uid, points, {entry id: fields}); points of MISSING leave the
+        field out. A wallet and its entries always land in the same commit.
+        """
+        written = 0
+        batch, size = self.client.batch(), 0
+        for uid, points, entries in wallets:
+            if size and size + 1 + len(entries) > BATCH_LIMIT:
+                batch.commit(retry=self.retry, timeout=self.call_timeout)
+                batch, size = self.client.batch(), 0
+            wallet = self.client.collection(WALLETS).document(uid)
+            doc = {"updatedAt": firestore.SERVER_TIMESTAMP}
+            if points is not MISSING:
+                doc["points"] = points
+            batch.set(wallet, doc)
+            for entry_id, fields in entries.items():
+                batch.set(wallet.collection(LEDGER).document(entry_id), fields)
+            size += 1 + len(entries)
+            written += 1
+        if size:
+            batch.commit(retry=self.retry, timeout=self.call_timeout)
+        return written
+
+    def append_entry(self, uid: str, entry_id: str, fields: dict[str, Any]) -> None:
+        """Append a ledger entry and move the wallet by its amount, atomically (seeding, tests).
+
+        Raises AlreadyExists when the entry is already in the ledger.
+        """
+        wallet = self.client.collection(WALLETS).document(uid)
+        batch = self.client.batch()
+        batch.create(wallet.collection(LEDGER).document(entry_id), fields)
+        batch.set(
+            wallet,
+            {"points": firestore.Increment(fields["amount"]), "updatedAt": firestore.SERVER_TIMESTAMP},
+            merge=True,
+        )
+        batch.commit(retry=self.retry, timeout=self.call_timeout)
 
     def put_report(self, run_id: str, report: dict[str, Any], violations: Iterable[dict[str, Any]]) -> None:
         """Mirror a report: its header document, and one document per violation
@@ -289,8 +273,6 @@ class Writes(Reads):
         self.client.collection(MIGRATIONS).document(migration_id).set(
             data, retry=self.retry, timeout=self.call_timeout
         )
-
-    # -- config ------------------------------------------------------------
 
     def put_config(self, name: str, data: dict[str, Any]) -> None:
         self.client.collection(CONFIG).document(name).set(data, retry=self.retry, timeout=self.call_timeout)

@@ -1,0 +1,110 @@
+"""Transactions through the generated client, and the raw commit.
+
+The public Transaction begins and commits without a retry or timeout of ours
+(so the generated client's 60 s defaults would apply whatever
+FIRESTORE_RETRY_DEADLINE says), and when BeginTransaction itself fails it
+raises "no transaction ID, cannot be rolled back" in place of the real error.
+So the gateway runs its own, as the public @transactional does: begin, run the
+body (reads given the transaction id, writes collected), commit; on ABORTED
+start again (up to five attempts) keeping the aborted transaction's place;
+on anything else roll back and raise the error itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from google.api_core import exceptions as gexc
+from google.cloud.firestore_v1.types import firestore as firestore_pb
+
+from revassure.firestore import encoding
+from revassure.firestore.model import WALLETS, WalletState
+from revassure.firestore.reads import Reads, points_of
+
+MAX_ATTEMPTS = 5  # as the public @transactional
+T = TypeVar("T")
+# body(transaction id, writes): reads with the id, appends raw Writes to commit.
+Body = Callable[[bytes, list], T]
+
+
+class Transactions(Reads):
+    def read_wallets_and_ledgers(self, uids: list[str], *, concurrency: int) -> dict[str, WalletState]:
+        """Read each wallet and its ledger totals together, one transaction per wallet.
+
+        Both reads of a wallet see the same snapshot, so a write that moves its
+        ledger and its points together (as the points app does) is seen whole
+        or not at all.
+        """
+
+        def read(uid: str) -> WalletState:
+            def body(transaction: bytes, writes: list) -> WalletState:
+                wallet = self._get_one(self.document(WALLETS, uid), transaction=transaction)
+                ledger = self._ledger_totals(uid, transaction=transaction)
+                return WalletState(exists=wallet is not None, points=points_of(wallet), ledger=ledger)
+
+            return self._run_transaction(body, read_only=True)
+
+        with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(uids)))) as pool:
+            return dict(zip(uids, pool.map(read, uids), strict=True))
+
+    def _run_transaction(self, body: Body[T], *, read_only: bool = False) -> T:
+        retry_id = None
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            transaction = self._begin(read_only=read_only, retry_id=retry_id)
+            writes: list = []
+            try:
+                result = body(transaction, writes)
+                self._commit(writes, transaction=transaction)
+                return result
+            except gexc.Aborted:
+                # The server ended the transaction (contention): nothing to roll back.
+                if attempt == MAX_ATTEMPTS:
+                    raise
+                retry_id = None if read_only else transaction
+            except BaseException:
+                self._rollback(transaction)
+                raise
+        raise AssertionError("unreachable")
+
+    def _begin(self, *, read_only: bool, retry_id: bytes | None) -> bytes:
+        request = encoding.BeginTransactionRequest(database=self.database)
+        options = encoding.transaction_options(read_only=read_only, retry_id=retry_id)
+        if options is not None:
+            request.options.CopyFrom(options)
+        response = self.api.begin_transaction(
+            request=firestore_pb.BeginTransactionRequest.wrap(request),
+            retry=self.retry,
+            timeout=self.call_timeout,
+            metadata=self.metadata,
+        )
+        return firestore_pb.BeginTransactionResponse.pb(response).transaction
+
+    def _commit(self, writes: list, *, transaction: bytes | None = None) -> list:
+        """Commit raw Writes atomically (in the transaction, when given one); the
+        raw WriteResults, one per write."""
+        request = encoding.CommitRequest(database=self.database, writes=writes)
+        if transaction is not None:
+            request.transaction = transaction
+        response = self.api.commit(
+            request=firestore_pb.CommitRequest.wrap(request),
+            retry=self._retry(transaction),
+            timeout=self.call_timeout,
+            metadata=self.metadata,
+        )
+        return list(firestore_pb.CommitResponse.pb(response).write_results)
+
+    def _rollback(self, transaction: bytes) -> None:
+        """Best effort, one attempt: the error that got us here is the one to raise,
+        and a transaction left open expires on the server."""
+        request = encoding.RollbackRequest(database=self.database, transaction=transaction)
+        try:
+            self.api.rollback(
+                request=firestore_pb.RollbackRequest.wrap(request),
+                retry=None,
+                timeout=self.call_timeout,
+                metadata=self.metadata,
+            )
+        except gexc.GoogleAPICallError:
+            pass
