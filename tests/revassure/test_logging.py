@@ -1,30 +1,35 @@
+import copy
 import io
 import json
 import logging
+import logging.config
 
 import pytest
+from django.conf import settings
 from django.urls import reverse
 
-from revassure.logs import CorrelationIdFilter, bound_correlation_id
+from revassure.logs import bound_correlation_id
 from tests.helpers import put_wallets
 
 
 @pytest.fixture
 def json_log():
-    """The production log handler (JSON formatter and correlation filter) into a buffer."""
-    from pythonjsonlogger.json import JsonFormatter
+    """The production LOGGING applied with logging.config.dictConfig, as Django
+    applies it at start-up, its handler's output read back line by line.
 
+    Only the level differs (INFO rather than the tests' LOG_LEVEL of WARNING),
+    so the run's info lines are written; formatter, field names, filters and
+    handlers are the configuration's own.
+    """
+    config = copy.deepcopy(settings.LOGGING)
+    config["root"]["level"] = "INFO"
+    logging.config.dictConfig(config)
+    [handler] = [h for h in logging.getLogger().handlers if h.name == "stderr"]
     stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter("%(levelname)s %(name)s %(message)s"))
-    handler.addFilter(CorrelationIdFilter())
-    root = logging.getLogger()
-    old_level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
+    previous = handler.setStream(stream)
     yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
-    root.removeHandler(handler)
-    root.setLevel(old_level)
+    handler.setStream(previous)
+    logging.config.dictConfig(settings.LOGGING)
 
 
 @pytest.mark.django_db
@@ -38,7 +43,7 @@ def test_a_request_id_follows_the_run_into_its_tasks(
         response = client.post(reverse("admin:reconciliation_run_now"), HTTP_X_REQUEST_ID="req-0123456789")
 
     assert response["X-Request-ID"] == "req-0123456789"
-    lines = [line for line in json_log() if line["name"].startswith("reconciliation")]
+    lines = [line for line in json_log() if line["logger"].startswith("reconciliation")]
     assert {line["message"] for line in lines} >= {
         "reconciliation run requested",
         "reconciliation run started",
@@ -47,7 +52,25 @@ def test_a_request_id_follows_the_run_into_its_tasks(
     assert {line["correlation_id"] for line in lines} == {"req-0123456789"}
 
 
-def test_each_log_line_is_one_json_object_and_an_unbound_id_is_null(json_log):
+def test_each_log_line_is_one_json_object_with_the_production_field_names(json_log):
+    logging.getLogger("revassure.test").warning("disk %s full", "nearly", extra={"run_id": 7})
+
+    [line] = json_log()
+    assert set(line) == {"time", "level", "logger", "message", "correlation_id", "run_id"}
+    assert (line["level"], line["logger"], line["message"]) == (
+        "WARNING",
+        "revassure.test",
+        "disk nearly full",
+    )
+
+
+def test_django_q_logs_through_the_same_json_handler(json_log):
+    logging.getLogger("django-q").error("worker died")
+
+    assert [(line["logger"], line["message"]) for line in json_log()] == [("django-q", "worker died")]
+
+
+def test_an_unbound_id_is_null(json_log):
     log = logging.getLogger("revassure.test")
     log.info("outside")
     with bound_correlation_id("sched-abcdef12"):
