@@ -1,8 +1,9 @@
 import pytest
+from google.api_core.exceptions import GoogleAPIError
 
 from reconciliation import services
 from reconciliation.models import ReconciliationChunk, ReconciliationRun, RunStatus, RunTrigger
-from revassure.firestore import MISSING
+from revassure.firestore import MISSING, FirestoreGateway
 from revassure.flags import FeatureDisabled
 from tests.helpers import put_wallets
 
@@ -200,19 +201,18 @@ def test_a_disabled_flag_refuses_and_creates_no_run(gateway, settings):
 
 
 @pytest.mark.django_db
-def test_firestore_failure_fails_the_run_with_the_error(gateway, monkeypatch):
-    put_wallets(gateway, {"a": (1, [1])})
+def test_firestore_failure_fails_the_run_with_the_error(firestore_project, monkeypatch):
+    # A real failure, as the gateway reports it: Firestore cannot be reached
+    # (nothing listens on the discard port) and the retries run out.
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", "127.0.0.1:9")
+    unreachable = FirestoreGateway(firestore_project, retry_deadline=1.0, call_timeout=1.0)
 
-    def unreachable(uids, **kwargs):
-        raise ConnectionError("emulator unreachable")
+    with pytest.raises(GoogleAPIError) as failure:
+        reconcile(unreachable)
 
-    monkeypatch.setattr(gateway, "start_aggregation", unreachable)
-
-    with pytest.raises(ConnectionError):
-        reconcile(gateway)
     run = ReconciliationRun.objects.get()
     assert run.status == RunStatus.FAILED
-    assert "emulator unreachable" in run.error
+    assert type(failure.value).__name__ in run.error and "127.0.0.1:9" in run.error
     assert run.checksum == ""
 
 
