@@ -21,11 +21,10 @@ from django.contrib.auth.models import Group, User
 from django_q.conf import Conf
 from google.auth import crypt, jwt
 
-from revassure.emulator import ROOT, EmulatorUnavailable, running_emulator
+from revassure.emulator import EmulatorUnavailable, running_emulator
 from revassure.firestore import get_gateway
 from revassure.roles import APPROVER, OPS, REVIEWER
-
-__all__ = ["ROOT"]
+from tests.helpers import AUDIENCE, SCHEDULER
 
 
 @pytest.fixture(scope="session")
@@ -109,9 +108,6 @@ def outsider(db):
 # -- Google-style ID tokens for the job endpoints ---------------------------------
 # Signed by a test RSA key whose public half a loopback HTTP server publishes, as
 # Google publishes its own at https://www.googleapis.com/oauth2/v1/certs.
-
-AUDIENCE = "https://revassure.example.com/api/jobs"
-SCHEDULER = "scheduler@revassure-prod.iam.gserviceaccount.com"
 
 
 def _private_pem(key) -> bytes:

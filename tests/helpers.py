@@ -1,6 +1,15 @@
-"""Small builders for test data in the emulator."""
+"""Builders and constants the tests share (test modules never import each other)."""
 
+import json
+
+from django.db import connection
+
+from backfill.services import store_delivery
 from revassure.firestore import MISSING
+
+# The job endpoints' OIDC audience and the scheduler's service account in tests.
+AUDIENCE = "https://revassure.example.com/api/jobs"
+SCHEDULER = "scheduler@revassure-prod.iam.gserviceaccount.com"
 
 
 def ledger(*amounts, prefix="e"):
@@ -17,3 +26,49 @@ def ledger(*amounts, prefix="e"):
 def put_wallets(gateway, wallets):
     """wallets: {uid: (points, [amounts])}"""
     gateway.write_wallets((uid, points, ledger(*amounts)) for uid, (points, amounts) in wallets.items())
+
+
+def event_line(event_id, kind="payment.succeeded", *, user="u1", payment="pay_1", points=100, **extra):
+    """One provider event as a line of an export (JSON)."""
+    data = {"payment_id": payment, "user_id": user, "points": points, **extra}
+    return json.dumps({"id": event_id, "type": kind, "created": "2026-11-20T10:00:00Z", "data": data})
+
+
+def stored_event(event_id, kind="payment.succeeded", **fields):
+    """A provider event stored as a webhook delivery, not applied yet."""
+    return store_delivery(event_line(event_id, kind, **fields).encode(), source="webhook")
+
+
+# An export with one line of each outcome (wallets u1 at 0 and u2 at 10 points).
+EXPORT = [
+    event_line(
+        "evt_r1", "payment.refunded", payment="pay_1", points=30, refund_id="re_1"
+    ),  # before its payment
+    event_line("evt_1", payment="pay_1", points=100),
+    event_line("evt_1", payment="pay_1", points=100),  # resent
+    event_line("evt_9", payment="pay_1", points=100),  # same payment, another event id
+    event_line("evt_2", payment="pay_2", points=50, user="u2"),
+    event_line(
+        "evt_c", "payment.chargeback", payment="pay_2", points=80, chargeback_id="cb_1", user="u2"
+    ),  # too much
+    "{not json",
+    event_line("evt_x", user="ghost"),
+    "",
+]
+
+
+def without_immutability_triggers():
+    """What an intruder with database rights could do: drop the guards on finished
+    runs and their violations (rolled back with the test)."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            for name in [
+                "run_finished_no_update",
+                "run_finished_no_delete",
+                "violation_finished_no_update",
+                "violation_finished_no_delete",
+            ]:
+                cursor.execute(f"DROP TRIGGER {name}")
+        else:
+            cursor.execute("DROP TRIGGER run_finished_immutable ON reconciliation_reconciliationrun")
+            cursor.execute("DROP TRIGGER violation_finished_immutable ON reconciliation_violation")

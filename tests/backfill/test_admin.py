@@ -1,10 +1,12 @@
 import pytest
 from django.contrib.auth.models import User
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from backfill import runs
-from backfill.models import MigrationStatus
-from tests.backfill.test_completeness import stored
+from backfill.models import DataMigration, MigrationStatus
+from tests.helpers import EXPORT, put_wallets
+from tests.helpers import stored_event as stored
 
 
 @pytest.mark.django_db
@@ -50,12 +52,6 @@ def test_ops_pause_a_migration_from_the_admin_and_reviewers_cannot(
 def test_ops_upload_an_export_and_a_worker_replays_it(
     client, gateway, ops, settings, tmp_path, django_capture_on_commit_callbacks
 ):
-    from django.core.files.uploadedfile import SimpleUploadedFile
-
-    from backfill.models import DataMigration
-    from tests.backfill.test_replay_command import EXPORT
-    from tests.helpers import put_wallets
-
     settings.BACKFILL_UPLOAD_DIR = tmp_path
     put_wallets(gateway, {"u1": (0, []), "u2": (10, [10])})
     client.force_login(ops)

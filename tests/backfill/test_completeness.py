@@ -7,16 +7,9 @@ from django.core.management.base import CommandError
 from django.urls import reverse
 
 from backfill.models import EventStatus, ProviderEventDelivery
-from backfill.services import apply_delivery, store_delivery
+from backfill.services import apply_delivery
 from tests.helpers import put_wallets
-
-
-def stored(event_id, *, user="u1", payment="pay_1", points=100):
-    data = {"payment_id": payment, "user_id": user, "points": points}
-    raw = json.dumps(
-        {"id": event_id, "type": "payment.succeeded", "created": "2026-11-20T10:00:00Z", "data": data}
-    )
-    return store_delivery(raw.encode(), source="webhook")
+from tests.helpers import stored_event as stored
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ import uuid
 
 import pytest
 
+from revassure.emulator import ROOT
 from revassure.firestore import FirestoreGateway
-from tests.conftest import ROOT
 
 USERS = 8
 

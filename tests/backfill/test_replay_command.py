@@ -6,27 +6,8 @@ from django.core.management import call_command
 
 from backfill import file_replay, runs
 from backfill.models import DataMigration, ProviderEventDelivery
-from tests.helpers import put_wallets
-
-
-def line(event_id, kind="payment.succeeded", *, user="u1", payment="pay_1", points=100, **extra):
-    data = {"payment_id": payment, "user_id": user, "points": points, **extra}
-    return json.dumps({"id": event_id, "type": kind, "created": "2026-11-20T10:00:00Z", "data": data})
-
-
-EXPORT = [
-    line("evt_r1", "payment.refunded", payment="pay_1", points=30, refund_id="re_1"),  # before its payment
-    line("evt_1", payment="pay_1", points=100),
-    line("evt_1", payment="pay_1", points=100),  # resent
-    line("evt_9", payment="pay_1", points=100),  # same payment, another event id
-    line("evt_2", payment="pay_2", points=50, user="u2"),
-    line(
-        "evt_c", "payment.chargeback", payment="pay_2", points=80, chargeback_id="cb_1", user="u2"
-    ),  # too much
-    "{not json",
-    line("evt_x", user="ghost"),
-    "",
-]
+from tests.helpers import EXPORT, put_wallets
+from tests.helpers import event_line as line
 
 
 def replay(tmp_path, *options, lines=EXPORT):

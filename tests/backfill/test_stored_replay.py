@@ -5,16 +5,10 @@ from django.urls import reverse
 
 from backfill import runs
 from backfill.models import DataMigration, EventStatus, MigrationStatus, ProviderEventDelivery
-from backfill.services import store_delivery
 from jobs.models import Job
 from revassure.flags import set_flag
 from tests.helpers import put_wallets
-
-
-def stored(event_id, kind="payment.succeeded", *, user="u1", payment="pay_1", points=100, **extra):
-    data = {"payment_id": payment, "user_id": user, "points": points, **extra}
-    raw = json.dumps({"id": event_id, "type": kind, "created": "2026-11-20T10:00:00Z", "data": data}).encode()
-    return store_delivery(raw, source="webhook")
+from tests.helpers import stored_event as stored
 
 
 @pytest.fixture

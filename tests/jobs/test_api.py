@@ -11,8 +11,7 @@ from django.urls import reverse
 from jobs.models import Job
 from reconciliation.models import ReconciliationRun
 from revassure.flags import set_flag
-from tests.conftest import AUDIENCE, SCHEDULER
-from tests.helpers import put_wallets
+from tests.helpers import AUDIENCE, SCHEDULER, put_wallets
 
 
 @pytest.fixture(autouse=True)

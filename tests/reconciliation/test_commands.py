@@ -7,7 +7,7 @@ from django.core.management.base import CommandError
 from reconciliation import reports
 from reconciliation.models import ReconciliationRun, RunStatus
 from revassure.flags import set_flag
-from tests.helpers import put_wallets
+from tests.helpers import put_wallets, without_immutability_triggers
 
 
 def run_command(*args):
@@ -110,8 +110,6 @@ def test_verify_reports_passes_then_names_the_tampered_run(gateway):
     run_command("reconcile")
     run_command("reconcile")
     assert "2 reports verified" in run_command("verify_reports")
-
-    from tests.reconciliation.test_reports import without_immutability_triggers
 
     without_immutability_triggers()
     first = ReconciliationRun.objects.order_by("pk").first()

@@ -14,8 +14,8 @@ import sys
 import time
 import uuid
 
+from revassure.emulator import ROOT
 from revassure.firestore import FirestoreGateway
-from tests.conftest import ROOT
 from tests.helpers import ledger
 
 

@@ -3,27 +3,11 @@ from django.db import DatabaseError, connection, transaction
 
 from reconciliation import reports, services
 from reconciliation.models import FinishedRecordError, ReconciliationRun, RunTrigger, Violation
-from tests.helpers import put_wallets
+from tests.helpers import put_wallets, without_immutability_triggers
 
 
 def reconcile(gateway):
     return services.run_inline(actor=None, trigger=RunTrigger.COMMAND, gateway=gateway)
-
-
-def without_immutability_triggers():
-    """What an intruder with database rights could do: drop the guards (rolled back with the test)."""
-    with connection.cursor() as cursor:
-        if connection.vendor == "sqlite":
-            for name in [
-                "run_finished_no_update",
-                "run_finished_no_delete",
-                "violation_finished_no_update",
-                "violation_finished_no_delete",
-            ]:
-                cursor.execute(f"DROP TRIGGER {name}")
-        else:
-            cursor.execute("DROP TRIGGER run_finished_immutable ON reconciliation_reconciliationrun")
-            cursor.execute("DROP TRIGGER violation_finished_immutable ON reconciliation_violation")
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import sys
 import pytest
 from django.core.checks import run_checks
 
-from tests.conftest import ROOT
+from revassure.emulator import ROOT
 
 
 def error_ids():
