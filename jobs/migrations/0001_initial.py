@@ -80,7 +80,9 @@ class Migration(migrations.Migration):
                         "ordering": ["-created_at", "-id"],
                         "db_table": "revassure_job",
                         "constraints": [
-                            models.UniqueConstraint(fields=("kind", "idempotency_key"), name="one_job_per_key")
+                            models.UniqueConstraint(
+                                fields=("kind", "idempotency_key"), name="one_job_per_key"
+                            )
                         ],
                     },
                 ),
