@@ -61,4 +61,3 @@ class FreezeEvent(models.Model):
     def __str__(self) -> str:
         state = "frozen" if self.frozen else "unfrozen"
         return f"{state} by {self.actor} at {self.created_at:%Y-%m-%d %H:%M} UTC"
-
