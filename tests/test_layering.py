@@ -22,31 +22,14 @@ APPS = ("reconciliation", "backfill", "jobs")
 WIRING = {"revassure/urls.py"}
 WHY = re.compile(r"#\s*why:", re.IGNORECASE)
 
-# The Firestore gateway is being split into a package with backfill's rules
-# passed in rather than imported (issue 9, "The Firestore gateway on public API").
-GATEWAY = ("revassure/firestore.py", "revassure/firestore/")
-GATEWAY_PENDING = pytest.mark.xfail(
-    strict=False,
-    reason="the gateway still imports backfill.rules inside functions; "
-    "its restructuring (issue 9) passes the rules in instead",
-)
-
 
 def _relative(path: Path) -> str:
     return path.relative_to(ROOT).as_posix()
 
 
-def _is_gateway(path: Path) -> bool:
-    return _relative(path).startswith(GATEWAY)
-
-
-def modules(area: str) -> list[Path]:
-    """The Python modules of an area: a package, with the gateway apart from the rest of the core."""
-    package, _, part = area.partition(":")
+def modules(package: str) -> list[Path]:
     found = sorted((ROOT / package).rglob("*.py"))
-    if package == "revassure":
-        found = [path for path in found if _is_gateway(path) == (part == "gateway")]
-    assert found, f"no modules found for {area}: the test would pass on nothing"
+    assert found, f"no modules found in {package}/: the test would pass on nothing"
     return found
 
 
@@ -102,28 +85,18 @@ def _explained(lines: list[str], lineno: int) -> bool:
     return False
 
 
-@pytest.mark.parametrize("area", ["revassure", pytest.param("revassure:gateway", marks=GATEWAY_PENDING)])
-def test_the_core_imports_no_app(area):
+def test_the_core_imports_no_app():
     found = []
-    for path in modules(area):
+    for path in modules("revassure"):
         if _relative(path) not in WIRING:
             found += app_imports(path.read_text(), _relative(path))
     assert not found, "the core must not import the apps built on it:\n" + "\n".join(found)
 
 
-@pytest.mark.parametrize(
-    "area",
-    [
-        "revassure",
-        pytest.param("revassure:gateway", marks=GATEWAY_PENDING),
-        "reconciliation",
-        "jobs",
-        "backfill",
-    ],
-)
-def test_no_import_hides_in_a_function_without_saying_why(area):
+@pytest.mark.parametrize("package", ["revassure", "reconciliation", "jobs", "backfill"])
+def test_no_import_hides_in_a_function_without_saying_why(package):
     found = []
-    for path in modules(area):
+    for path in modules(package):
         found += unexplained_function_imports(path.read_text(), _relative(path))
     assert not found, (
         "imports inside functions (fix the cycle, or say why on the line above with '# why:'):\n"
