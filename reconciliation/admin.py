@@ -11,6 +11,7 @@ from django.utils.html import format_html
 from reconciliation import services
 from reconciliation.admin_changes import propose_heal_action
 from reconciliation.models import ReconciliationRun, RunStatus, RunTrigger, Violation
+from reconciliation.reports import describe_details
 from revassure.admin_base import ReadOnlyAdmin
 from revassure.flags import FeatureDisabled
 
@@ -139,16 +140,6 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
         return response
 
 
-def describe_details(details: dict) -> str:
-    """One line for a person: what is wrong with the wallet and which entries are malformed."""
-    parts = [details["wallet"]] if details.get("wallet") else []
-    parts += [f"{m['entry']}: {m['problem']} ({m['amount']})" for m in details.get("malformed_entries", [])]
-    hidden = details.get("malformed_entries_total", 0) - len(details.get("malformed_entries", []))
-    if hidden > 0:
-        parts.append(f"and {hidden} more malformed entries")
-    return "; ".join(parts)
-
-
 class _Echo:
     def write(self, value):
         return value
@@ -161,13 +152,7 @@ def _csv_rows(run):
     writer = csv.writer(_Echo())
     yield writer.writerow(_CSV_HEADER)
     for v in run.violations.order_by("uid").iterator(chunk_size=2000):
-        details = "; ".join(
-            [v.details.get("wallet", "")]
-            + [
-                f"{m['entry']}: {m['problem']} ({m['amount']})"
-                for m in v.details.get("malformed_entries", [])
-            ]
-        ).strip("; ")
+        details = describe_details(v.details)
         yield writer.writerow(
             [run.pk, _safe(v.uid), v.kind, v.wallet_points, v.ledger_sum, v.delta, v.entries, _safe(details)]
         )

@@ -7,6 +7,8 @@ from django.urls import reverse
 
 from reconciliation import services
 from reconciliation.models import ReconciliationRun, RunStatus, RunTrigger
+from reconciliation.reports import describe_details
+from reconciliation.services import MAX_LISTED_MALFORMED
 from revassure.flags import set_flag
 from tests.helpers import put_wallets
 
@@ -157,6 +159,22 @@ def test_csv_export_neutralises_every_formula_trigger_and_keeps_numbers_numbers(
     assert sorted(violations) == sorted("'" + uid for uid in uids)
     for row in violations.values():
         assert row[3:7] == ["0", "5", "-5", "1"]  # a signed number in a numeric column is data
+
+
+@pytest.mark.django_db
+def test_csv_export_says_how_many_more_malformed_entries_there_are_as_the_admin_does(
+    client, reviewer, gateway
+):
+    put_wallets(gateway, {"many": (1, ["x"] * (MAX_LISTED_MALFORMED + 3))})
+    run = services.run_inline(actor=None, trigger=RunTrigger.COMMAND, gateway=gateway)
+    client.force_login(reviewer)
+
+    response = client.get(reverse("admin:reconciliation_run_export", args=[run.pk]))
+
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    details = rows[1][7]
+    assert details.endswith("; and 3 more malformed entries")
+    assert details == describe_details(run.violations.get().details)
 
 
 @pytest.mark.django_db
