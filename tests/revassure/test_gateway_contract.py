@@ -1,0 +1,389 @@
+"""The gateway's contract with the pinned google-cloud-firestore, over real gRPC.
+
+- Its raw writes are the writes the public batch API builds for the same
+  change, and its raw aggregation returns what the public aggregation returns.
+- Every call follows FIRESTORE_RETRY_DEADLINE and FIRESTORE_CALL_TIMEOUT: with
+  Firestore unreachable, silent, or gone half-way through a transaction, each
+  public operation gives up within a small multiple of the deadline (a bound on
+  configuration, not a speed test); an injected UNAVAILABLE is retried; a
+  broken wallet stream is resumed.
+
+Faults come from a real gRPC server between the client and the emulator
+(`FirestoreProxy`), which forwards each call as bytes, records the requests,
+and fails the calls a test picks.
+"""
+
+import datetime as dt
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import pytest
+from google.api_core import exceptions as gexc
+from google.cloud import firestore
+from google.cloud.firestore_v1.types import firestore as firestore_pb
+
+from backfill.events import PAYMENT, ProviderEvent
+from backfill.rules import decide
+from revassure.emulator import free_port
+from revassure.firestore import MISSING, BalanceChange, FirestoreGateway, WalletView, encoding
+from revassure.firestore.model import ledger_totals
+from tests.helpers import put_wallets
+
+DEADLINE, CALL_TIMEOUT = 1.0, 0.5
+# Retries stop at the deadline; the last attempt may take a call timeout more,
+# and a transaction may spend one more on its rollback. Slack for a busy machine.
+BOUND = 3 * DEADLINE + 2.0
+STREAMING = {"RunQuery", "RunAggregationQuery", "BatchGetDocuments"}
+
+
+class FirestoreProxy(grpc.GenericRpcHandler):
+    """A gRPC server that forwards every Firestore call to `upstream` as bytes."""
+
+    def __init__(self, upstream: str):
+        self.upstream = grpc.insecure_channel(upstream)
+        self.requests: list[tuple[str, bytes]] = []
+        self.calls: Counter = Counter()
+        # fail(method, nth call of it) -> a status code to fail that call with, or None
+        self.fail: Callable[[str, int], grpc.StatusCode | None] = lambda method, n: None
+        self.break_stream: dict[str, int] = {}  # method -> responses sent before it breaks, once
+        self._lock = threading.Lock()
+        self.server = grpc.server(ThreadPoolExecutor(max_workers=32), handlers=[self])
+        self.host = f"127.0.0.1:{self.server.add_insecure_port('127.0.0.1:0')}"
+        self.server.start()
+
+    def service(self, details):
+        method = details.method
+        if method.rsplit("/", 1)[1] in STREAMING:
+            return grpc.unary_stream_rpc_method_handler(
+                lambda request, context: self._stream(method, request, context)
+            )
+        return grpc.unary_unary_rpc_method_handler(
+            lambda request, context: self._unary(method, request, context)
+        )
+
+    def sent(self, method: str) -> list[bytes]:
+        return [request for name, request in self.requests if name == method]
+
+    def _admit(self, method: str, request: bytes, context) -> str:
+        name = method.rsplit("/", 1)[1]
+        with self._lock:
+            self.calls[name] += 1
+            self.requests.append((name, request))
+            code = self.fail(name, self.calls[name])
+        if code == grpc.StatusCode.ABORTED and name == "Commit":
+            # Firestore ends a transaction it aborts: so does the emulator, told here.
+            commit = firestore_pb.CommitRequest.pb().FromString(request)
+            rollback = firestore_pb.RollbackRequest.pb()(
+                database=commit.database, transaction=commit.transaction
+            )
+            self.upstream.unary_unary(method.replace("Commit", "Rollback"))(rollback.SerializeToString())
+        if code is not None:
+            context.abort(code, f"injected by the test proxy: {name} call {self.calls[name]}")
+        return name
+
+    def _unary(self, method, request, context):
+        self._admit(method, request, context)
+        try:
+            return self.upstream.unary_unary(method)(request, timeout=context.time_remaining())
+        except grpc.RpcError as exc:
+            context.abort(exc.code(), exc.details())
+
+    def _stream(self, method, request, context):
+        name = self._admit(method, request, context)
+        with self._lock:
+            limit = self.break_stream.pop(name, None)
+        try:
+            for sent, response in enumerate(
+                self.upstream.unary_stream(method)(request, timeout=context.time_remaining())
+            ):
+                if sent == limit:
+                    context.abort(grpc.StatusCode.UNAVAILABLE, "stream broken by the test proxy")
+                yield response
+        except grpc.RpcError as exc:
+            context.abort(exc.code(), exc.details())
+
+
+@pytest.fixture
+def proxy(firestore_emulator):
+    proxy = FirestoreProxy(firestore_emulator)
+    yield proxy
+    proxy.server.stop(grace=None)
+
+
+@pytest.fixture
+def silent_host():
+    """host:port of a server that accepts connections and never says a word."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(128)  # connections complete in the backlog, never accepted
+        yield f"127.0.0.1:{sock.getsockname()[1]}"
+
+
+def gateway_at(host: str, project: str, monkeypatch, **timing) -> FirestoreGateway:
+    """A gateway whose clients are bound to `host` (they read it when first made)."""
+    timing = {"retry_deadline": DEADLINE, "call_timeout": CALL_TIMEOUT, **timing}
+    with monkeypatch.context() as patch:
+        patch.setenv("FIRESTORE_EMULATOR_HOST", host)
+        gateway = FirestoreGateway(project, **timing)
+        gateway.client  # noqa: B018 - binds every client to `host` now
+    return gateway
+
+
+def public_client_at(host: str, project: str, monkeypatch) -> firestore.Client:
+    with monkeypatch.context() as patch:
+        patch.setenv("FIRESTORE_EMULATOR_HOST", host)
+        return firestore.Client(project=project)
+
+
+def payment(n: int, uid: str = "u1", points: int = 10) -> ProviderEvent:
+    created = dt.datetime(2026, 11, 20, 10, 0, n, 123456, tzinfo=dt.UTC)
+    return ProviderEvent(f"evt_{n}", PAYMENT, created, f"pay_{n}", uid, points)
+
+
+def change(uid: str = "u1") -> BalanceChange:
+    return BalanceChange(
+        uid, "adjustment", 5, 10, 10, "adjustment-1", {"type": "adjustment", "reason": "test"}
+    )
+
+
+# Every public operation of the gateway, as a caller makes it.
+OPERATIONS: dict[str, Callable[[FirestoreGateway], object]] = {
+    "stream_wallets": lambda g: list(g.stream_wallets()),
+    "start_aggregation": lambda g: g.start_aggregation(["u1", "u2"], concurrency=4).result(),
+    "read_wallets_and_ledgers": lambda g: g.read_wallets_and_ledgers(["u1", "u2"], concurrency=4),
+    "ledgers": lambda g: g.ledgers(["u1"], concurrency=4),
+    "get_wallet_points": lambda g: g.get_wallet_points(["u1", "u2"]),
+    "entries_exist": lambda g: g.entries_exist([("u1", "e000")]),
+    "event_view": lambda g: g.event_view(payment(1)),
+    "apply_provider_event": lambda g: g.apply_provider_event(
+        payment(1), decide=decide, allow_negative=False, delivery_id=1
+    ),
+    "apply_payments": lambda g: g.apply_payments([(payment(1), 1), (payment(2, "u2"), 2)], decide=decide),
+    "apply_balance_change": lambda g: g.apply_balance_change(change()),
+    "balance_change_applied": lambda g: g.balance_change_applied(change()),
+    "write_wallets": lambda g: g.write_wallets([("u9", 0, {})]),
+    "append_entry": lambda g: g.append_entry("u1", "e100", {"amount": 1, "type": "purchase"}),
+    "put_report": lambda g: g.put_report("run-1", {"checksum": "c"}, [{"uid": "u1", "delta": 1}]),
+    "get_report": lambda g: g.get_report("run-1"),
+    "stream_reports": lambda g: list(g.stream_reports()),
+    "put_migration": lambda g: g.put_migration("1", {"status": "running"}),
+    "put_config": lambda g: g.put_config("adjustments", {"frozen": False}),
+    "get_config": lambda g: g.get_config("adjustments"),
+}
+TRANSACTIONS = ["read_wallets_and_ledgers", "apply_provider_event", "apply_balance_change"]
+READS = [op for op in OPERATIONS if not op.startswith(("apply_", "write_", "append_", "put_"))]
+
+
+def gives_up_in_time(operation: str, gateway: FirestoreGateway) -> float:
+    started = time.monotonic()
+    with pytest.raises(gexc.GoogleAPIError):
+        OPERATIONS[operation](gateway)
+    elapsed = time.monotonic() - started
+    assert elapsed < BOUND, f"{operation} gave up after {elapsed:.1f} s; deadline {DEADLINE} s"
+    return elapsed
+
+
+# -- deadlines ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("operation", OPERATIONS)
+def test_each_operation_gives_up_within_the_deadline_when_firestore_refuses_connections(
+    operation, firestore_project, monkeypatch
+):
+    closed = f"127.0.0.1:{free_port()}"
+    gives_up_in_time(operation, gateway_at(closed, firestore_project, monkeypatch))
+
+
+@pytest.mark.parametrize(
+    "operation", ["stream_wallets", "start_aggregation", "get_wallet_points", "apply_payments", *TRANSACTIONS]
+)
+def test_each_operation_gives_up_within_the_deadline_when_firestore_never_answers(
+    operation, silent_host, firestore_project, monkeypatch
+):
+    gives_up_in_time(operation, gateway_at(silent_host, firestore_project, monkeypatch))
+
+
+@pytest.mark.parametrize("operation", TRANSACTIONS)
+def test_a_transaction_gives_up_within_the_deadline_when_firestore_goes_away_after_it_began(
+    operation, proxy, gateway, firestore_project, monkeypatch
+):
+    put_wallets(gateway, {"u1": (10, [10]), "u2": (0, [])})
+    proxy.fail = lambda method, n: None if method == "BeginTransaction" else grpc.StatusCode.UNAVAILABLE
+
+    gives_up_in_time(operation, gateway_at(proxy.host, firestore_project, monkeypatch))
+
+    assert proxy.calls["BeginTransaction"] >= 1
+    assert proxy.calls["BatchGetDocuments"] > 1  # retried until the deadline, then given up
+
+
+@pytest.mark.parametrize("operation", OPERATIONS)
+def test_each_operation_retries_an_injected_unavailable(
+    operation, proxy, gateway, firestore_project, monkeypatch
+):
+    put_wallets(gateway, {"u1": (10, [10]), "u2": (0, [])})
+    gateway.put_report("run-1", {"checksum": "c"}, [])
+    proxy.fail = lambda method, n: grpc.StatusCode.UNAVAILABLE if n == 1 else None
+    patient = gateway_at(proxy.host, firestore_project, monkeypatch, retry_deadline=30.0, call_timeout=10.0)
+
+    result = OPERATIONS[operation](patient)
+
+    # Each kind of call failed once, then went through.
+    assert proxy.calls and min(proxy.calls.values()) >= 2, proxy.calls
+    if operation in READS:
+        assert result == OPERATIONS[operation](gateway)
+    elif operation.startswith("apply_"):
+        outcomes = result.values() if isinstance(result, dict) else [result]
+        assert {outcome.status for outcome in outcomes} == {"applied"}
+
+
+def test_a_broken_wallet_stream_is_resumed_after_the_last_wallet_seen(
+    proxy, gateway, firestore_project, monkeypatch
+):
+    gateway.write_wallets((f"w{n:03d}", n, {}) for n in range(10))
+    proxy.break_stream["RunQuery"] = 4
+
+    wallets = list(gateway_at(proxy.host, firestore_project, monkeypatch).stream_wallets())
+
+    assert wallets == [(f"w{n:03d}", n) for n in range(10)]
+    assert proxy.calls["RunQuery"] == 2
+
+
+def test_aborted_transactions_are_attempted_again_and_give_the_real_error_in_the_end(
+    proxy, gateway, firestore_project, monkeypatch
+):
+    put_wallets(gateway, {"u1": (10, [10])})
+    proxy.fail = lambda method, n: grpc.StatusCode.ABORTED if method == "Commit" and n <= 2 else None
+
+    outcome = gateway_at(proxy.host, firestore_project, monkeypatch).apply_balance_change(change())
+
+    assert (outcome.status, outcome.points_after) == ("applied", 15)
+    begins = [firestore_pb.BeginTransactionRequest.pb().FromString(r) for r in proxy.sent("BeginTransaction")]
+    assert [b.options.read_write.retry_transaction != b"" for b in begins] == [False, True, True]
+
+    proxy.fail = lambda method, n: grpc.StatusCode.ABORTED if method == "Commit" else None
+    with pytest.raises(gexc.Aborted):
+        gateway_at(proxy.host, firestore_project, monkeypatch).apply_balance_change(change("u2"))
+
+
+# -- the raw requests are the public API's ------------------------------------
+
+
+def writes_sent(proxy) -> list:
+    """The writes of the last commit that went through the proxy."""
+    return list(firestore_pb.CommitRequest.pb().FromString(proxy.sent("Commit")[-1]).writes)
+
+
+ALL_KINDS = {
+    "text": "evt_1",
+    "amount": -5,
+    "big": 2**40,
+    "ratio": 1.5,
+    "flag": True,
+    "nothing": None,
+    "createdAt": dt.datetime(2026, 11, 20, 10, 0, 0, 123456, tzinfo=dt.UTC),
+    "raw": b"\x00\xff",
+    "tags": ["a", 1, None],
+    "nested": {"k": "v", "n": {"deep": 2}},
+    "where": firestore.GeoPoint(48.85, 2.35),
+}
+
+
+def test_a_raw_create_is_what_batch_create_builds(proxy, firestore_project, monkeypatch):
+    client = public_client_at(proxy.host, firestore_project, monkeypatch)
+    entry = client.collection("wallets").document("u1").collection("ledger").document("purchase-pay_1")
+    batch = client.batch()
+    batch.create(entry, ALL_KINDS)
+    batch.commit()
+
+    name = f"projects/{firestore_project}/databases/(default)/documents/wallets/u1/ledger/purchase-pay_1"
+    assert writes_sent(proxy) == [encoding.create_write(name, ALL_KINDS)]
+    assert encoding.decode_fields(writes_sent(proxy)[0].update.fields) == entry.get().to_dict()
+
+
+def test_the_writes_of_a_batched_payment_are_what_the_batch_api_builds(
+    proxy, gateway, firestore_project, monkeypatch
+):
+    put_wallets(gateway, {"u1": (0, [])})
+    wallet = gateway.client.collection("wallets").document("u1")
+    seen = wallet.get().update_time
+    event = payment(1)
+
+    outcomes = gateway_at(proxy.host, firestore_project, monkeypatch).apply_payments(
+        [(event, 7)], decide=decide
+    )
+    ours = writes_sent(proxy)
+
+    assert outcomes[7].status == "applied"
+    entry = {**decide(event, WalletView(False, True, 0), allow_negative=False).entry, "deliveryId": 7}
+    client = public_client_at(proxy.host, firestore_project, monkeypatch)
+    batch = client.batch()
+    batch.create(client.document(f"wallets/u1/ledger/{event.entry_id}"), entry)
+    batch.update(
+        client.document("wallets/u1"),
+        {"points": firestore.Increment(10), "updatedAt": firestore.SERVER_TIMESTAMP},
+        option=client.write_option(last_update_time=seen),
+    )
+    with pytest.raises(gexc.GoogleAPICallError):  # applied already: only the request is wanted
+        batch.commit()
+    assert ours == writes_sent(proxy)
+
+
+def test_the_writes_of_transactions_are_what_the_batch_api_builds(
+    proxy, gateway, firestore_project, monkeypatch
+):
+    put_wallets(gateway, {"u1": (0, [])})
+    client = public_client_at(proxy.host, firestore_project, monkeypatch)
+    wallet = client.document("wallets/u1")
+    name = f"projects/{firestore_project}/databases/(default)/documents/wallets/u1"
+
+    batch = client.batch()  # what transaction.update builds for an event
+    batch.update(wallet, {"points": firestore.Increment(-3), "updatedAt": firestore.SERVER_TIMESTAMP})
+    batch.commit()
+    assert writes_sent(proxy) == [encoding.increment_write(name, -3)]
+
+    batch = client.batch()  # what transaction.set(merge=True) builds for a heal
+    batch.set(wallet, {"points": 42, "updatedAt": firestore.SERVER_TIMESTAMP}, merge=True)
+    batch.commit()
+    assert writes_sent(proxy) == [encoding.set_points_write(name, 42)]
+
+
+def test_a_raw_aggregation_returns_what_the_public_aggregation_returns(
+    proxy, gateway, firestore_project, monkeypatch
+):
+    ledgers = {
+        "ints": (0, [10, -3, 5]),
+        "a_float": (0, [10, 2.5]),
+        "a_string": (0, [10, "5"]),
+        "a_missing_amount": (0, [10, MISSING]),
+        "empty": (0, []),
+        "floats_only": (0, [1.5, 1.5]),
+    }
+    put_wallets(gateway, ledgers)
+    client = public_client_at(proxy.host, firestore_project, monkeypatch)
+    ours = gateway_at(proxy.host, firestore_project, monkeypatch)
+
+    for uid in ledgers:
+        query = client.collection("wallets").document(uid).collection("ledger")
+        public = {
+            r.alias: r.value
+            for row in query.sum("amount", alias="total").count(alias="count").get()
+            for r in row
+        }
+        public_request = firestore_pb.RunAggregationQueryRequest.pb().FromString(
+            proxy.sent("RunAggregationQuery")[-1]
+        )
+        raw = ours.start_aggregation([uid], concurrency=1).result()[uid]
+        raw_request = firestore_pb.RunAggregationQueryRequest.pb().FromString(
+            proxy.sent("RunAggregationQuery")[-1]
+        )
+
+        assert raw_request == public_request, uid
+        # The same answer, through the one rule for an empty ledger's total.
+        expected = ledger_totals(public["total"], public["count"])
+        assert (raw, type(raw.total)) == (expected, type(expected.total)), uid
+    assert ours.read_wallets_and_ledgers(list(ledgers), concurrency=2)["a_float"].ledger.total == 12.5
