@@ -57,6 +57,7 @@ class _Clients:
     api: FirestoreClient
     loop: asyncio.AbstractEventLoop
     async_api: FirestoreAsyncClient
+    metadata: tuple[tuple[str, str], ...]  # sent with every raw request
     # Concurrency limits shared by the aggregation calls in flight (by limit).
     gates: dict[int, asyncio.Semaphore] = field(default_factory=dict)
 
@@ -74,7 +75,6 @@ class Connection:
             predicate=gretry.if_exception_type(*TRANSIENT_IN_TRANSACTION), timeout=retry_deadline, **BACKOFF
         )
         self.async_retry = gretry_async.AsyncRetry(predicate=transient, timeout=retry_deadline, **BACKOFF)
-        self.metadata: tuple[tuple[str, str], ...] = ()
         self._lock = threading.Lock()
         self._pid: int | None = None
         self._clients: _Clients | None = None
@@ -93,6 +93,11 @@ class Connection:
     def async_api(self) -> FirestoreAsyncClient:
         """The generated asyncio client; use it in coroutines given to `submit`."""
         return self._process_clients().async_api
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """gRPC metadata for raw requests (the generated client adds the routing header)."""
+        return self._process_clients().metadata
 
     def submit(self, coro: Coroutine) -> Future:
         """Run a coroutine on this process's gateway event loop."""
@@ -118,20 +123,20 @@ class Connection:
         client = firestore.Client(project=self.project)
         resource = ("google-cloud-resource-prefix", self.database)
         if emulator:
-            # The emulators' superuser token, as the public client sends it.
-            self.metadata = (resource, ("authorization", "Bearer owner"))
+            # The emulators' owner token: Firebase's emulator skips security rules for it.
+            metadata = (resource, ("authorization", "Bearer owner"))
             api = FirestoreClient(
                 transport=FirestoreGrpcTransport(
                     channel=grpc.insecure_channel(emulator, options=_CHANNEL_OPTIONS)
                 )
             )
         else:
-            self.metadata = (resource,)
+            metadata = (resource,)
             api = FirestoreClient()  # Google's Firestore, default credentials
         loop = asyncio.new_event_loop()
         threading.Thread(target=loop.run_forever, name="firestore-gateway", daemon=True).start()
         async_api = asyncio.run_coroutine_threadsafe(_async_api(emulator), loop).result()
-        return _Clients(client=client, api=api, loop=loop, async_api=async_api)
+        return _Clients(client=client, api=api, loop=loop, async_api=async_api, metadata=metadata)
 
 
 async def _async_api(emulator: str | None) -> FirestoreAsyncClient:

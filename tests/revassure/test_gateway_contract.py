@@ -309,8 +309,7 @@ def test_the_writes_of_a_batched_payment_are_what_the_batch_api_builds(
     proxy, gateway, firestore_project, monkeypatch
 ):
     put_wallets(gateway, {"u1": (0, [])})
-    wallet = gateway.client.collection("wallets").document("u1")
-    seen = wallet.get().update_time
+    seen = gateway.client.collection("wallets").document("u1").get().update_time
     event = payment(1)
 
     outcomes = gateway_at(proxy.host, firestore_project, monkeypatch).apply_payments(
@@ -321,16 +320,25 @@ def test_the_writes_of_a_batched_payment_are_what_the_batch_api_builds(
     assert outcomes[7].status == "applied"
     entry = {**decide(event, WalletView(False, True, 0), allow_negative=False).entry, "deliveryId": 7}
     client = public_client_at(proxy.host, firestore_project, monkeypatch)
-    batch = client.batch()
-    batch.create(client.document(f"wallets/u1/ledger/{event.entry_id}"), entry)
-    batch.update(
-        client.document("wallets/u1"),
-        {"points": firestore.Increment(10), "updatedAt": firestore.SERVER_TIMESTAMP},
-        option=client.write_option(last_update_time=seen),
-    )
+    batch = client.batch()  # the same change, through the public API, write for write
+    for write in ours:
+        document = client.document(write.update.name.split("/documents/", 1)[1])
+        if write.update_transforms:  # the wallet: points += 10 if unchanged since read
+            assert document.id == "u1"
+            batch.update(
+                document,
+                {"points": firestore.Increment(10), "updatedAt": firestore.SERVER_TIMESTAMP},
+                option=client.write_option(last_update_time=seen),
+            )
+        else:  # a document created by the payment: its ledger entry (and any marker)
+            fields = encoding.decode_fields(write.update.fields)
+            if document.parent.id == "ledger":
+                assert fields == entry
+            batch.create(document, fields)
     with pytest.raises(gexc.GoogleAPICallError):  # applied already: only the request is wanted
         batch.commit()
     assert ours == writes_sent(proxy)
+    assert {write.update.name.rsplit("/", 2)[-2] for write in ours} >= {"ledger", "wallets"}
 
 
 def test_the_writes_of_transactions_are_what_the_batch_api_builds(
