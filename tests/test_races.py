@@ -1,0 +1,193 @@
+"""Balance changes of one wallet made at the same moment by several workers.
+
+Each test starts its threads together at a barrier and goes through the
+product's own paths: backfill.services.apply_delivery for provider events,
+the gateway's apply_balance_change for approved heals and adjustments. They
+hold because Firestore serialises transactions that touch the same wallet;
+each fails on the npm emulator without our launcher's promises
+(FIRESTORE_EMULATOR_BARE=1). Each race runs on three wallets at once, so that
+luck in the timing of threads cannot serialise them all and let a broken
+emulator pass.
+"""
+
+import json
+import threading
+
+import pytest
+from django.db import connections
+
+from backfill.models import EventStatus, ProviderEventDelivery
+from backfill.services import apply_delivery, store_delivery
+from revassure.firestore import AUDIT_LOG, LEDGER, WALLETS, BalanceChange
+from tests.helpers import put_wallets
+
+RACED = ("u1", "u2", "u3")
+
+# Threads have database connections of their own: they see only committed rows.
+# serialized_rollback restores the roles the migrations created, for the tests after.
+deliveries_db = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+
+def stored(event_id, kind="payment.succeeded", *, user="u1", payment="pay_1", points=100, **extra):
+    data = {"payment_id": payment, "user_id": user, "points": points, **extra}
+    raw = json.dumps({"id": event_id, "type": kind, "created": "2026-11-20T10:00:00Z", "data": data}).encode()
+    return store_delivery(raw, source="webhook")
+
+
+def all_at_once(work, items, *, database=False):
+    """work(item) for every item, each in its own thread, started together at a barrier
+    (with its database connection open before, when it uses one, as a worker's is)."""
+    barrier = threading.Barrier(len(items))
+    errors = []
+
+    def one(item):
+        try:
+            if database:
+                connections["default"].ensure_connection()
+            barrier.wait()
+            work(item)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            if database:
+                connections.close_all()
+
+    threads = [threading.Thread(target=one, args=(item,)) for item in items]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not [t for t in threads if t.is_alive()], "a worker hung"
+    assert errors == []
+
+
+def wallet_and_ledger(gateway, uid):
+    wallet = gateway.client.collection(WALLETS).document(uid)
+    entries = {snap.id: snap.to_dict() for snap in wallet.collection(LEDGER).stream()}
+    return wallet.get().to_dict()["points"], entries
+
+
+# -- provider events ---------------------------------------------------------------
+
+
+def outcomes(deliveries):
+    return sorted(ProviderEventDelivery.objects.get(pk=d.pk).status for d in deliveries)
+
+
+@deliveries_db
+def test_concurrent_refunds_of_one_payment_apply_only_what_it_allows(gateway):
+    put_wallets(gateway, {uid: (0, []) for uid in RACED})
+    refunds = {}
+    for uid in RACED:
+        apply_delivery(stored(f"evt_pay_{uid}", user=uid, payment=f"pay_{uid}").pk, gateway=gateway)
+        refunds[uid] = [
+            stored(
+                f"evt_ref_{uid}_{n}",
+                "payment.refunded",
+                user=uid,
+                payment=f"pay_{uid}",
+                points=100,
+                refund_id=f"re_{uid}_{n}",
+            )
+            for n in range(8)
+        ]
+
+    race = [delivery for deliveries in refunds.values() for delivery in deliveries]
+    all_at_once(lambda delivery: apply_delivery(delivery.pk, gateway=gateway), race, database=True)
+
+    for uid in RACED:
+        assert outcomes(refunds[uid]) == [EventStatus.APPLIED] + [EventStatus.QUARANTINED] * 7
+        points, entries = wallet_and_ledger(gateway, uid)
+        assert points == 0 == sum(entry["amount"] for entry in entries.values())
+        assert len(entries) == 2  # the payment and one refund
+
+
+@deliveries_db
+def test_concurrent_deliveries_of_one_event_apply_it_once_and_the_rest_are_duplicates(gateway):
+    put_wallets(gateway, {uid: (0, []) for uid in RACED})
+    # The provider sent each event eight times.
+    deliveries = {
+        uid: [stored(f"evt_pay_{uid}", user=uid, payment=f"pay_{uid}") for _ in range(8)] for uid in RACED
+    }
+
+    race = [delivery for copies in deliveries.values() for delivery in copies]
+    all_at_once(lambda delivery: apply_delivery(delivery.pk, gateway=gateway), race, database=True)
+
+    for uid in RACED:
+        assert outcomes(deliveries[uid]) == [EventStatus.APPLIED] + [EventStatus.DUPLICATE] * 7
+        points, entries = wallet_and_ledger(gateway, uid)
+        assert points == 100 == sum(entry["amount"] for entry in entries.values())
+
+
+# -- heals and adjustments -----------------------------------------------------------
+# The Firestore side of executing approved requests (what changes.execute runs
+# for each): several workers execute requests of the same wallet at once, each
+# approved against the same wallet state. One applies; the others must see that
+# the wallet moved and go stale.
+
+
+def change(uid, mode, amount, n, *, points, ledger_sum):
+    return BalanceChange(
+        uid=uid,
+        mode=mode,
+        amount=amount,
+        expected_points=points,
+        expected_ledger_sum=ledger_sum,
+        marker_id=f"revassure-{mode}-{uid}-{n}",
+        record={"type": "reconciliation" if mode != "adjustment" else "adjustment", "requestId": n},
+    )
+
+
+def apply_all_at_once(gateway, changes):
+    results = {}
+    all_at_once(lambda c: results.__setitem__(c.marker_id, gateway.apply_balance_change(c).status), changes)
+    return results
+
+
+def test_concurrent_adjustments_of_one_wallet_apply_one_and_the_rest_go_stale(gateway):
+    put_wallets(gateway, {uid: (100, [100]) for uid in RACED})
+    adjustments = {
+        uid: [change(uid, "adjustment", 10, n, points=100, ledger_sum=100) for n in range(8)] for uid in RACED
+    }
+
+    results = apply_all_at_once(gateway, [c for per_wallet in adjustments.values() for c in per_wallet])
+
+    for uid in RACED:
+        statuses = {c.marker_id: results[c.marker_id] for c in adjustments[uid]}
+        assert sorted(statuses.values()) == ["applied"] + ["stale"] * 7
+        points, entries = wallet_and_ledger(gateway, uid)
+        assert points == 110 == sum(entry["amount"] for entry in entries.values())
+        [applied] = [marker for marker, status in statuses.items() if status == "applied"]
+        assert sorted(entries) == sorted(["e000", applied])  # counted once
+
+
+def test_heals_racing_adjustments_of_their_wallet_leave_exactly_one_applied(gateway):
+    put_wallets(gateway, {uid: (90, [100]) for uid in RACED})  # each 10 points short
+    expected = {"points": 90, "ledger_sum": 100}
+    changes = {
+        uid: [
+            change(uid, "rebalance", 10, 0, **expected),
+            change(uid, "rebalance", 10, 1, **expected),
+            change(uid, "post_adjustment", -10, 2, **expected),
+            change(uid, "post_adjustment", -10, 3, **expected),
+            *(change(uid, "adjustment", 5, n, **expected) for n in range(4, 8)),
+        ]
+        for uid in RACED
+    }
+
+    results = apply_all_at_once(gateway, [c for per_wallet in changes.values() for c in per_wallet])
+
+    audit = {snap.id for snap in gateway.client.collection(AUDIT_LOG).stream()}
+    for uid in RACED:
+        [applied] = [c for c in changes[uid] if results[c.marker_id] == "applied"]
+        assert sorted(results[c.marker_id] for c in changes[uid]) == ["applied"] + ["stale"] * 7
+        points, entries = wallet_and_ledger(gateway, uid)
+        ledger_sum = sum(entry["amount"] for entry in entries.values())
+        # Exactly the one applied change, once: the wallet and ledger it leaves, its own marker.
+        assert (points, ledger_sum) == {
+            "rebalance": (100, 100),
+            "post_adjustment": (90, 90),
+            "adjustment": (95, 105),
+        }[applied.mode]
+        markers = {entry for entry in entries if entry != "e000"} | {m for m in audit if f"-{uid}-" in m}
+        assert markers == {applied.marker_id}
