@@ -119,6 +119,28 @@ def test_concurrent_deliveries_of_one_event_apply_it_once_and_the_rest_are_dupli
         assert points == 100 == sum(entry["amount"] for entry in entries.values())
 
 
+@deliveries_db
+@pytest.mark.xfail(
+    strict=True,
+    reason="defect: under contention a delivery exhausts the gateway's 5 transaction attempts "
+    "(wound-wait commits one payment per round) and ends `failed: Aborted`, not applied",
+)
+def test_concurrent_payments_to_one_wallet_all_apply(gateway):
+    put_wallets(gateway, {uid: (0, []) for uid in RACED})
+    payments = {
+        uid: [stored(f"evt_{uid}_{n}", user=uid, payment=f"pay_{uid}_{n}", points=10) for n in range(8)]
+        for uid in RACED
+    }
+
+    race = [delivery for per_wallet in payments.values() for delivery in per_wallet]
+    all_at_once(lambda delivery: apply_delivery(delivery.pk, gateway=gateway), race, database=True)
+
+    for uid in RACED:
+        points, entries = wallet_and_ledger(gateway, uid)
+        assert points == sum(entry["amount"] for entry in entries.values())
+        assert outcomes(payments[uid]) == [EventStatus.APPLIED] * 8
+
+
 # -- heals and adjustments -----------------------------------------------------------
 # The Firestore side of executing approved requests (what changes.execute runs
 # for each): several workers execute requests of the same wallet at once, each
