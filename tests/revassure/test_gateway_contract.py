@@ -29,6 +29,8 @@ from google.cloud.firestore_v1.types import firestore as firestore_pb
 
 from backfill.events import PAYMENT, ProviderEvent
 from backfill.rules import decide
+from reconciliation import services
+from reconciliation.models import ReconciliationRun, RunStatus, RunTrigger
 from revassure.emulator import free_port
 from revassure.firestore import MISSING, BalanceChange, FirestoreGateway, WalletView, encoding
 from revassure.firestore.model import ledger_totals
@@ -219,6 +221,29 @@ def test_a_transaction_gives_up_within_the_deadline_when_firestore_goes_away_aft
 
     assert proxy.calls["BeginTransaction"] >= 1
     assert proxy.calls["BatchGetDocuments"] > 1  # retried until the deadline, then given up
+
+
+@pytest.mark.django_db
+def test_a_reconcile_gives_up_within_the_deadline_when_firestore_goes_away_mid_run(
+    proxy, gateway, firestore_project, monkeypatch, settings
+):
+    settings.RECONCILE_CHUNK_SIZE = 10
+    gateway.write_wallets((f"w{n:03d}", 1, {"e": {"amount": 1}}) for n in range(100))
+    # The first 25 aggregations go through, then Firestore is gone.
+    proxy.fail = lambda method, n: (
+        grpc.StatusCode.UNAVAILABLE if proxy.calls["RunAggregationQuery"] > 25 else None
+    )
+    started = time.monotonic()
+
+    with pytest.raises(gexc.GoogleAPIError):
+        services.run_inline(
+            actor=None,
+            trigger=RunTrigger.COMMAND,
+            gateway=gateway_at(proxy.host, firestore_project, monkeypatch),
+        )
+
+    assert time.monotonic() - started < BOUND
+    assert ReconciliationRun.objects.get().status == RunStatus.FAILED
 
 
 @pytest.mark.parametrize("operation", OPERATIONS)
