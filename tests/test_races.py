@@ -24,8 +24,7 @@ from tests.helpers import put_wallets
 RACED = ("u1", "u2", "u3")
 
 # Threads have database connections of their own: they see only committed rows.
-# serialized_rollback restores the roles the migrations created, for the tests after.
-deliveries_db = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+deliveries_db = pytest.mark.django_db(transaction=True)
 
 
 def stored(event_id, kind="payment.succeeded", *, user="u1", payment="pay_1", points=100, **extra):
