@@ -24,7 +24,11 @@
 // - commit times strictly increase, so a document's update time changes with
 //   every write and an update_time precondition tells two writes apart.
 //
-// Read-only transactions and reads outside transactions take no locks.
+// Read-only transactions and reads outside transactions take no locks. A
+// transaction that loses under wound-wait can still read (without locks) but
+// its commit fails with ABORTED. Transactions begun by a read
+// (`new_transaction`) are left as the package has them: our clients call
+// BeginTransaction.
 // FIRESTORE_EMULATOR_BARE=1 starts the package as it is (only immer's
 // auto-freeze stays off: that changes speed, not behaviour), to show what the
 // tests catch without the promises.
