@@ -119,11 +119,6 @@ def test_concurrent_deliveries_of_one_event_apply_it_once_and_the_rest_are_dupli
 
 
 @deliveries_db
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: under contention a delivery exhausts the gateway's 5 transaction attempts "
-    "(wound-wait commits one payment per round) and ends `failed: Aborted`, not applied",
-)
 def test_concurrent_payments_to_one_wallet_all_apply(gateway):
     put_wallets(gateway, {uid: (0, []) for uid in RACED})
     payments = {

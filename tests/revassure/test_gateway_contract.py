@@ -278,7 +278,7 @@ def test_a_broken_wallet_stream_is_resumed_after_the_last_wallet_seen(
     assert proxy.calls["RunQuery"] == 2
 
 
-def test_aborted_transactions_are_attempted_again_and_give_the_real_error_in_the_end(
+def test_an_aborted_transaction_is_attempted_again_in_its_place_until_the_deadline(
     proxy, gateway, firestore_project, monkeypatch
 ):
     put_wallets(gateway, {"u1": (10, [10])})
@@ -291,8 +291,13 @@ def test_aborted_transactions_are_attempted_again_and_give_the_real_error_in_the
     assert [b.options.read_write.retry_transaction != b"" for b in begins] == [False, True, True]
 
     proxy.fail = lambda method, n: grpc.StatusCode.ABORTED if method == "Commit" else None
+    proxy.calls.clear()
+    started = time.monotonic()
     with pytest.raises(gexc.Aborted):
         gateway_at(proxy.host, firestore_project, monkeypatch).apply_balance_change(change("u2"))
+    # Attempted until the deadline (at least five times, as the public API does), no longer.
+    assert proxy.calls["Commit"] >= 5
+    assert time.monotonic() - started < BOUND
 
 
 # -- the raw requests are the public API's ------------------------------------
