@@ -34,15 +34,17 @@ def run_replay(
     *,
     gateway: FirestoreGateway,
     deadline: float | None = None,
-    handoff: str = "",
+    lease: str | None = None,
 ) -> DataMigration:
     """Handle every line of the export; resumes after `migration.checkpoint` lines.
 
     A real run stops early, progress saved, when ops pause or cancel it, or,
     still running, at `deadline` (time.monotonic()) for a next task to go on.
     A dry run keeps its plan in memory, so it always runs to the end.
+    `lease`: the claim its caller already holds (a worker's task); without it,
+    the run claims the migration itself.
     """
-    lease = runs.claim(migration, handoff=handoff)
+    lease = lease or runs.claim(migration)
     if lease is None:
         return migration
     numbered = _numbered(lines, after=migration.checkpoint)

@@ -35,6 +35,7 @@ class Plan:
         self.entries: dict[str, dict[str, dict]] = defaultdict(dict)  # uid -> entry id -> entry
         self.points_before: dict[str, int] = {}
         self.delta: dict[str, int] = defaultdict(int)
+        self.identities: dict[str, str] = {}  # business identities it would credit: entry id -> uid
 
     def consider(self, raw: bytes | str) -> str:
         """The outcome the line would have, remembering what it would write."""
@@ -48,10 +49,13 @@ class Plan:
             self.points_before.setdefault(event.user_id, view.points - self.delta[event.user_id])
             self.entries[event.user_id][event.entry_id] = decision.entry
             self.delta[event.user_id] += event.amount
+            self.identities[event.entry_id] = event.user_id
         return decision.status
 
     def _view(self, event) -> WalletView:
         view = self.gateway.event_view(event)
+        if view.identity_owner is None and event.entry_id in self.identities:
+            view = replace(view, identity_owner=self.identities[event.entry_id])
         planned = self.entries.get(event.user_id, {})
         if not view.wallet_exists or type(view.points) is not int:
             return view

@@ -31,6 +31,18 @@ class Decision:
 def decide(event: ProviderEvent, view: WalletView, *, allow_negative: bool) -> Decision:
     if view.entry_exists:
         return Decision("duplicate", f"{event.entry_id} is already in the ledger")
+    if view.identity_owner is not None:
+        # A payment, refund or chargeback credits one wallet, once, across the ledger.
+        if view.identity_owner != event.user_id:
+            return Decision(
+                "quarantined",
+                f"{event.entry_id} is already credited to wallet {view.identity_owner}; "
+                f"not credited to {event.user_id} as well",
+            )
+        return Decision(
+            "quarantined",
+            f"{event.entry_id} was credited to this wallet once but its entry is gone from the ledger",
+        )
     if not view.wallet_exists:
         return Decision("quarantined", f"unknown user {event.user_id!r}: no wallet")
     if type(view.points) is not int:

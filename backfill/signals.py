@@ -4,13 +4,15 @@ from django_q.models import Schedule
 
 
 def after_migrate(**kwargs):
-    """The sweep that hands migrations whose worker was lost to a worker again."""
+    """The sweep that hands migrations whose worker was lost to a worker again:
+    every minute (one indexed query), since a task killed at its timeout (say,
+    blocked on a lock a dead worker's transaction holds) is not redelivered."""
     Schedule.objects.update_or_create(
         name="sweep-data-migrations",
         defaults={
             "func": "backfill.tasks.sweep_migrations",
             "schedule_type": Schedule.MINUTES,
-            "minutes": 10,
+            "minutes": 1,
             "repeats": -1,
         },
     )

@@ -17,14 +17,19 @@ CHECK_EVERY = 100  # deliveries between two looks at whether ops paused or cance
 
 
 def run_stored_replay(
-    migration: DataMigration, *, gateway: FirestoreGateway, deadline: float | None = None, handoff: str = ""
+    migration: DataMigration,
+    *,
+    gateway: FirestoreGateway,
+    deadline: float | None = None,
+    lease: str | None = None,
 ) -> DataMigration:
     """Re-apply the stored deliveries the migration names, in id order, from its checkpoint.
 
     Stops early, progress saved, when someone pauses or cancels it, or, still
     running, at `deadline` (time.monotonic()) for a next task to go on.
+    `lease`: the claim its caller already holds; without it, the run claims.
     """
-    lease = runs.claim(migration, handoff=handoff)
+    lease = lease or runs.claim(migration)
     if lease is None:
         return migration
     params = migration.parameters

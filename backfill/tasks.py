@@ -18,20 +18,26 @@ def apply_delivery(delivery_id: int) -> str:
 def run_migration(migration_id: int, handoff: str = "") -> str:
     """Run a data migration for at most half the worker timeout, then hand what
     is left to a next task (with this task's lease, so it takes over at once):
-    a migration of any size never meets the timeout that would kill its worker."""
+    a migration of any size never meets the timeout that would kill its worker.
+
+    A task that cannot claim the migration (another worker holds it, or ops
+    stopped it) does nothing: only the holder of the lease hands it on."""
     migration = DataMigration.objects.get(pk=migration_id)
+    lease = runs.claim(migration, handoff=handoff)
+    if lease is None:
+        return migration.status
     deadline = time.monotonic() + settings.Q_CLUSTER["timeout"] / 2
     if migration.kind == MigrationKind.REPLAY_STORED:
         migration = stored_replay.run_stored_replay(
-            migration, gateway=get_gateway(), deadline=deadline, handoff=handoff
+            migration, gateway=get_gateway(), deadline=deadline, lease=lease
         )
     else:
         with open(migration.parameters["path"], encoding="utf-8", errors="replace") as lines:
             migration = file_replay.run_replay(
-                migration, lines, gateway=get_gateway(), deadline=deadline, handoff=handoff
+                migration, lines, gateway=get_gateway(), deadline=deadline, lease=lease
             )
-    if migration.status == MigrationStatus.RUNNING:
-        runs.enqueue_run(migration_id, lease=migration.lease)
+    if migration.status == MigrationStatus.RUNNING and migration.lease == lease:
+        runs.enqueue_run(migration_id, lease=lease)
     return migration.status
 
 

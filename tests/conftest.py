@@ -35,7 +35,9 @@ def firestore_emulator():
         yield existing
         return
     try:
-        with running_emulator() as emulator:
+        # A transaction left open by a killed worker holds its locks until it
+        # idles out (60 s in Firestore); 5 s here keeps the killed-worker tests short.
+        with running_emulator(env={"FIRESTORE_EMULATOR_TRANSACTION_IDLE_MS": "5000"}) as emulator:
             os.environ["FIRESTORE_EMULATOR_HOST"] = emulator.host
             yield emulator.host
     except EmulatorUnavailable as exc:

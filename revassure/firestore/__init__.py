@@ -27,6 +27,7 @@ from django.conf import settings
 from revassure.firestore.model import (
     AUDIT_LOG,
     CONFIG,
+    IDENTITIES,
     LEDGER,
     MIGRATIONS,
     MISSING,
@@ -47,6 +48,7 @@ from revassure.firestore.writes import Writes
 __all__ = [
     "AUDIT_LOG",
     "CONFIG",
+    "IDENTITIES",
     "LEDGER",
     "MIGRATIONS",
     "MISSING",

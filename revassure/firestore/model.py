@@ -14,6 +14,10 @@ REPORTS = "reconciliationReports"
 MIGRATIONS = "dataMigrations"
 AUDIT_LOG = "auditLog"
 CONFIG = "config"
+# One document per business identity credited (payment, refund, chargeback),
+# keyed by its ledger entry id and naming the wallet that holds it: created in
+# the commit that writes the entry, so an identity credits one wallet, once.
+IDENTITIES = "ledgerIdentities"
 
 # Errors worth another try: the call may succeed if made again. Anything else
 # (a bad argument, a missing permission) fails at once.
@@ -100,6 +104,7 @@ class WalletView:
     original_amount: int | None = None  # the original purchase, for a reversal
     reversed_before: int = 0  # sum of earlier reversals of that purchase (<= 0)
     entry_delivery_id: int | None = None  # which delivery wrote the entry, when it exists
+    identity_owner: str | None = None  # the wallet already credited with this business identity
 
 
 # The business rules for provider events, passed in by the caller (the gateway

@@ -23,6 +23,7 @@ from revassure.firestore import encoding
 from revassure.firestore.client import BACKOFF, Connection
 from revassure.firestore.model import (
     CONFIG,
+    IDENTITIES,
     LEDGER,
     MISSING,
     REPORTS,
@@ -194,6 +195,7 @@ class Reads(Connection):
         entry = self._get_one(f"{ledger}/{event.entry_id}", transaction=transaction)
         delivery_id = field(entry, "deliveryId", None)
         snap = self._get_one(wallet, transaction=transaction)
+        identity = self._get_one(self.document(IDENTITIES, event.entry_id), transaction=transaction)
         original_amount, reversed_before = None, 0
         if event.amount < 0 and entry is None:
             original = self._get_one(f"{ledger}/{event.original_entry_id}", transaction=transaction)
@@ -210,6 +212,7 @@ class Reads(Connection):
             original_amount,
             reversed_before,
             delivery_id,
+            field(identity, "uid", None),
         )
 
     # -- raw reads -------------------------------------------------------------

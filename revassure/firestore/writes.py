@@ -14,6 +14,7 @@ from revassure.firestore.encoding import create_write, increment_write, set_poin
 from revassure.firestore.model import (
     AUDIT_LOG,
     CONFIG,
+    IDENTITIES,
     LEDGER,
     MIGRATIONS,
     MISSING,
@@ -118,6 +119,7 @@ class Writes(Transactions):
                 return EventOutcome(decision.status, decision.reason)
             writes.append(create_write(entry, {**decision.entry, "deliveryId": delivery_id}))
             writes.append(increment_write(wallet, event.amount))
+            writes.append(self._identity_write(event, delivery_id))
             return EventOutcome(
                 "applied", decision.reason, points_before=view.points, points_after=view.points + event.amount
             )
@@ -185,6 +187,7 @@ class Writes(Transactions):
                 create_write(f"{wallet}/{LEDGER}/{event.entry_id}", {**entry, "deliveryId": delivery_id})
             )
             writes.append(increment_write(wallet, event.amount, update_time=version))
+            writes.append(self._identity_write(event, delivery_id))
             planned.append((event, delivery_id, points))
         if not planned:
             return
@@ -204,10 +207,17 @@ class Writes(Transactions):
             self._commit_payments([(e, d) for e, d, _ in planned[half:]], outcomes, known, decide)
             return
         for n, (event, delivery_id, points) in enumerate(planned):
-            known[event.user_id] = (points + event.amount, results[2 * n + 1].update_time)
+            known[event.user_id] = (points + event.amount, results[3 * n + 1].update_time)
             outcomes[delivery_id] = EventOutcome(
                 "applied", points_before=points, points_after=points + event.amount
             )
+
+    def _identity_write(self, event, delivery_id: int | None):
+        """Claim the event's business identity for its wallet: `create`, so a
+        second wallet credited with the same payment, refund or chargeback
+        fails the commit (and the transactional path then quarantines it)."""
+        fields = {"uid": event.user_id, "entryId": event.entry_id, "deliveryId": delivery_id}
+        return create_write(self.document(IDENTITIES, event.entry_id), fields)
 
     # -- seeding, reports, migrations and config (the public batch API) -------
 

@@ -130,7 +130,7 @@ def test_a_killed_worker_leaves_a_migration_that_resumes_and_applies_each_event_
         second.send_signal(signal.SIGTERM)
         second.wait(timeout=30)
     row = migration_row(db_path, migration_id)
-    assert finished, dict(row)
+    assert finished, json.dumps(dict(row), default=str)
 
     assert (row["total"], row["processed"], row["applied"], row["duplicate"], row["failed"]) == (
         events,

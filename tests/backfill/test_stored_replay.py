@@ -18,7 +18,7 @@ def backlog(gateway):
     return [
         stored("evt_1"),
         stored("evt_r", "payment.refunded", points=40, refund_id="re_1"),
-        stored("evt_g", user="ghost"),
+        stored("evt_g", user="ghost", payment="pay_g"),
     ]
 
 
