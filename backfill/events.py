@@ -22,15 +22,15 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
+from revassure.ledger import is_points
+from revassure.policy import MAX_POINTS
+
 PAYMENT = "payment.succeeded"
 REFUND = "payment.refunded"
 CHARGEBACK = "payment.chargeback"
 TYPES = (PAYMENT, REFUND, CHARGEBACK)
 SIGNATURE_TOLERANCE_SECONDS = 300
 ID_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,128}")  # matched whole (fullmatch): no trailing newline
-# Firestore stores 64-bit signed integers; a larger amount cannot be written,
-# and a wallet moved by it would overflow.
-MAX_POINTS = 2**63 - 1
 UTF8_BOM = b"\xef\xbb\xbf"
 
 
@@ -136,7 +136,7 @@ def parse(raw: bytes | str) -> ProviderEvent:
     payment_id = _identifier(body, "payment_id")
     user_id = _identifier(body, "user_id")
     points = body.get("points")
-    if type(points) is not int or points <= 0:
+    if not is_points(points) or points <= 0:
         raise Unusable(f"points must be a positive integer, got {printable(points)}")
     if points > MAX_POINTS:
         raise Unusable(

@@ -21,8 +21,8 @@ from django.db import transaction
 
 from backfill import planner, runs, services
 from backfill.models import DataMigration, EventStatus, ProviderEventDelivery
-from backfill.rules import negative_balance_allowed
 from revassure.firestore import FirestoreGateway
+from revassure.policy import negative_balance_allowed
 
 log = logging.getLogger(__name__)
 CHECKPOINT_EVERY = 100  # lines stored, applied and saved together

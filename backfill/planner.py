@@ -20,6 +20,7 @@ from backfill import events
 from backfill.models import DataMigration, EventStatus, MigrationStatus
 from backfill.rules import WalletView, decide
 from revassure.firestore import FirestoreGateway
+from revassure.ledger import is_points
 
 
 class PlanMismatch(Exception):
@@ -57,7 +58,7 @@ class Plan:
         if view.identity_owner is None and event.entry_id in self.identities:
             view = replace(view, identity_owner=self.identities[event.entry_id])
         planned = self.entries.get(event.user_id, {})
-        if not view.wallet_exists or type(view.points) is not int:
+        if not view.wallet_exists or not is_points(view.points):
             return view
         original = view.original_amount
         if original is None and event.original_entry_id in planned:

@@ -10,15 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings
-
 from backfill.events import REFUND, ProviderEvent
 from revassure.firestore import WalletView
-
-
-def negative_balance_allowed() -> bool:
-    """Whether a reversal may take a wallet below zero: read here and only here."""
-    return settings.BACKFILL_ALLOW_NEGATIVE_BALANCE
+from revassure.ledger import is_points
 
 
 @dataclass(frozen=True)
@@ -45,7 +39,7 @@ def decide(event: ProviderEvent, view: WalletView, *, allow_negative: bool) -> D
         )
     if not view.wallet_exists:
         return Decision("quarantined", f"unknown user {event.user_id!r}: no wallet")
-    if type(view.points) is not int:
+    if not is_points(view.points):
         return Decision("quarantined", f"wallet {event.user_id} has malformed points {view.points!r}")
     base = {
         "eventId": event.event_id,
@@ -57,7 +51,7 @@ def decide(event: ProviderEvent, view: WalletView, *, allow_negative: bool) -> D
         return Decision("applied", entry={**base, "type": "purchase", "amount": event.amount})
     if view.original_amount is None:
         return Decision("deferred", f"original {event.original_entry_id} is not in the ledger yet")
-    if type(view.original_amount) is not int:
+    if not is_points(view.original_amount):
         return Decision(
             "quarantined", f"{event.original_entry_id} has a malformed amount {view.original_amount!r}"
         )

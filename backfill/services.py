@@ -13,9 +13,10 @@ from django_q.tasks import async_task
 
 from backfill import events
 from backfill.models import EventSource, EventStatus, ProviderEventDelivery
-from backfill.rules import decide, negative_balance_allowed
+from backfill.rules import decide
 from revassure.firestore import FirestoreGateway
 from revassure.logs import on_commit
+from revassure.policy import negative_balance_allowed
 
 log = logging.getLogger(__name__)
 

@@ -38,6 +38,7 @@ from reconciliation.models import (
 )
 from revassure import flags, freeze, policy
 from revassure.firestore import BalanceChange, FirestoreGateway
+from revassure.ledger import balances_unchanged, is_points
 from revassure.logs import on_commit
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ def propose_adjustment(
     """Propose a manual adjustment: a signed integer number of points for one wallet."""
     _require(actor, "reconciliation.propose_balancerequest", "propose manual adjustments")
     freeze.require_unfrozen()
-    if type(amount) is not int or amount == 0:
+    if not is_points(amount) or amount == 0:
         raise RequestRefused("the amount must be a non-zero whole number of points")
     if abs(amount) > policy.MAX_POINTS:
         raise RequestRefused(f"the amount {amount} is beyond a 64-bit balance (at most ±{policy.MAX_POINTS})")
@@ -129,7 +130,7 @@ def propose_adjustment(
     state = gateway.read_wallets_and_ledgers([uid], concurrency=1)[uid]
     if not state.exists:
         raise RequestRefused(f"there is no wallet {uid!r}")
-    if type(state.points) is not int or type(state.ledger.total) is not int:
+    if not (is_points(state.points) and is_points(state.ledger.total)):
         raise RequestRefused(f"wallet {uid} has malformed points or ledger entries: reconcile it first")
     _require_balance_allowed(uid, state.points, amount)
     with transaction.atomic():
@@ -222,7 +223,7 @@ def _approve_locked(request: BalanceRequest, *, actor, gateway: FirestoreGateway
             reason=f"wallet changed since proposed: now {live.points} points, ledger {live.ledger.total}",
         )
         return
-    if request.kind == RequestKind.ADJUSTMENT and type(live.points) is int:
+    if request.kind == RequestKind.ADJUSTMENT and is_points(live.points):
         _require_balance_allowed(request.uid, live.points, request.amount)
     RequestApproval.objects.create(
         request=request, approver=actor, seen_points=live.points, seen_ledger_sum=live.ledger.total
@@ -419,10 +420,9 @@ def _transition(
 
 def _matches(state, points: int, ledger_sum: int) -> bool:
     """The wallet is exactly as seen: same integers (a float 10.0 is not 10)."""
-    return (type(state.points), type(state.ledger.total)) == (int, int) and (
-        state.points,
-        state.ledger.total,
-    ) == (points, ledger_sum)
+    return balances_unchanged(
+        state.points, state.ledger.total, seen_points=points, seen_ledger_sum=ledger_sum
+    )
 
 
 def _require(actor, permission: str, doing: str) -> None:

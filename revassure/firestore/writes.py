@@ -28,6 +28,7 @@ from revassure.firestore.model import (
 )
 from revassure.firestore.reads import BATCH_LIMIT, points_of
 from revassure.firestore.transactions import Transactions
+from revassure.ledger import balances_unchanged, is_points
 
 
 class Writes(Transactions):
@@ -50,10 +51,11 @@ class Writes(Transactions):
                 return ChangeOutcome("already_applied")
             points = points_of(self._get_one(wallet, transaction=transaction))
             ledger = self._ledger_totals(change.uid, transaction=transaction)
-            # Strict types: a float 10.0 is not the integer 10 the approver saw.
-            if (type(points), type(ledger.total)) != (int, int) or (points, ledger.total) != (
-                change.expected_points,
-                change.expected_ledger_sum,
+            if not balances_unchanged(
+                points,
+                ledger.total,
+                seen_points=change.expected_points,
+                seen_ledger_sum=change.expected_ledger_sum,
             ):
                 return ChangeOutcome("stale", points_before=points, ledger_before=ledger.total)
             if change.mode == "rebalance":
@@ -174,7 +176,7 @@ class Writes(Transactions):
         writes, planned = [], []
         for event, delivery_id in group:
             points, version = known.get(event.user_id, (MISSING, None))
-            if type(points) is not int:
+            if not is_points(points):
                 # Unknown user or malformed wallet: the single path says which.
                 known.pop(event.user_id, None)
                 outcomes[delivery_id] = self.apply_provider_event(
