@@ -17,7 +17,10 @@
 //   older transaction (by its first attempt, which a retry keeps) aborts a
 //   younger one holding the lock it needs, a younger one waits. A commit that
 //   still has no lock after FIRESTORE_EMULATOR_LOCK_TIMEOUT_MS (5000) fails
-//   with ABORTED, which google-cloud-firestore's @transactional retries;
+//   with ABORTED, which google-cloud-firestore's @transactional retries. A
+//   transaction idle for FIRESTORE_EMULATOR_TRANSACTION_IDLE_MS (60000, as
+//   Firestore) ends and releases its locks; committing it afterwards, or
+//   again, fails with INVALID_ARGUMENT, as in Firestore;
 // - every write's `exists` and `update_time` preconditions are enforced
 //   (NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION, as Firestore answers);
 // - a commit is all or nothing;
