@@ -269,7 +269,7 @@ function keepFirestorePromises() {
         if (!commit.tx) {
           // A read-only transaction's commit carries no writes: nothing to do.
           if (request.writes.length === 0) return callback(null, applyAll([]));
-          const expired = "The transaction has expired or is no longer valid.";
+          const expired = "The referenced transaction has expired or is no longer valid.";
           return callback(failure(status.INVALID_ARGUMENT, expired));
         }
         if (commit.tx.wounded) return answer(commit, contention());
