@@ -115,12 +115,6 @@ class WalletView:
 Decide = Callable[..., Any]
 
 
-def field_value(data: dict[str, Any] | None, name: str) -> Any:
-    if not data or name not in data:
-        return MISSING
-    return data[name]
-
-
 def ledger_totals(total: Any, count: Any) -> LedgerTotals:
     """The sum and count aggregations of a ledger, as the server sent them."""
     count = int(count or 0)
