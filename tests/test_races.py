@@ -5,9 +5,10 @@ product's own paths: backfill.services.apply_delivery for provider events,
 the gateway's apply_balance_change for approved heals and adjustments. They
 hold because Firestore serialises transactions that touch the same wallet;
 each fails on the npm emulator without our launcher's promises
-(FIRESTORE_EMULATOR_BARE=1). Each race runs on three wallets at once, so that
-luck in the timing of threads cannot serialise them all and let a broken
-emulator pass.
+(FIRESTORE_EMULATOR_BARE=1), but for the one that guards retries under
+contention, which the bare emulator never causes. Each race runs on three
+wallets at once, so that luck in the timing of threads cannot serialise them
+all and let a broken emulator pass.
 """
 
 import json
@@ -120,6 +121,10 @@ def test_concurrent_deliveries_of_one_event_apply_it_once_and_the_rest_are_dupli
 
 @deliveries_db
 def test_concurrent_payments_to_one_wallet_all_apply(gateway):
+    """Contention must not fail a delivery: one conflicting transaction commits at a
+    time, so the last of eight may need eight attempts. (The bare emulator aborts
+    nothing, so this one passes there: it guards the gateway's retries, not the
+    emulator.)"""
     put_wallets(gateway, {uid: (0, []) for uid in RACED})
     payments = {
         uid: [stored(f"evt_{uid}_{n}", user=uid, payment=f"pay_{uid}_{n}", points=10) for n in range(8)]
