@@ -168,10 +168,17 @@ function keepFirestorePromises() {
     return found;
   }
 
-  function answer(commit, error, response) {
+  // A waiting commit that will not apply: its client gave up (deadline) or sent
+  // the commit again. The transaction stays open, so a commit sent again can still apply.
+  function drop(commit) {
     const index = waiting.indexOf(commit);
     if (index >= 0) waiting.splice(index, 1);
     clearTimeout(commit.timer);
+    if (commit.tx?.waiter === commit) commit.tx.waiter = null;
+  }
+
+  function answer(commit, error, response) {
+    drop(commit);
     if (commit.tx) end(commit.tx);
     commit.callback(error ?? null, response ?? null);
   }
@@ -273,10 +280,18 @@ function keepFirestorePromises() {
           return callback(failure(status.INVALID_ARGUMENT, expired));
         }
         if (commit.tx.wounded) return answer(commit, contention());
+        commit.tx.used = Date.now();
+        const earlier = commit.tx.waiter;
+        if (earlier) {
+          // The same transaction's commit sent again: only the latest may apply.
+          drop(earlier);
+          earlier.callback(contention());
+        }
       }
       if (tryCommit(commit)) return;
       waiting.push(commit);
       if (commit.tx) commit.tx.waiter = commit;
+      call.on("cancelled", () => drop(commit));
       commit.timer = setTimeout(
         () => answer(commit, failure(status.ABORTED, `Transaction lock timeout (${lockTimeoutMs} ms).`)),
         lockTimeoutMs,

@@ -206,6 +206,30 @@ def test_a_commit_that_cannot_get_its_lock_in_time_is_aborted(own_emulator):
     assert doc.get().get("n") == 1
 
 
+def test_a_waiting_commit_whose_client_gave_up_never_applies_later(client):
+    doc = client.collection("c").document("d")
+    doc.set({"n": 0})
+    read, done = threading.Event(), threading.Event()
+
+    @firestore.transactional
+    def hold(transaction):
+        value = doc.get(transaction=transaction).get("n")
+        read.set()
+        done.wait(10)
+        transaction.update(doc, {"n": value + 1})
+
+    holder = run(hold, client.transaction())
+    assert read.wait(10)
+    with pytest.raises(gexc.DeadlineExceeded):
+        doc.update({"n": 100}, retry=None, timeout=0.3)
+    done.set()
+    holder.join(10)
+    time.sleep(0.2)  # when a stale commit would have had its turn
+
+    assert holder.error is None
+    assert doc.get().get("n") == 1
+
+
 def test_an_idle_transaction_ends_and_releases_its_locks(own_emulator):
     client = own_emulator(
         FIRESTORE_EMULATOR_TRANSACTION_IDLE_MS="300", FIRESTORE_EMULATOR_LOCK_TIMEOUT_MS="5000"
