@@ -1,36 +1,56 @@
+"""Admin for reconciliation runs (the sealed reports) and their violations:
+read run by run, with each violation's heal, exported as clean CSV tables.
+Numbers and times are shown through revassure.formatting; CSVs keep raw values."""
+
 import csv
 
 from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q
+from django.db.models import OuterRef, Q, Subquery
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
-from reconciliation import services
-from reconciliation.admin_changes import propose_heal_action
-from reconciliation.models import ReconciliationRun, RunStatus, RunTrigger, Violation
+from reconciliation import changes, services
+from reconciliation.admin_changes import frozen_text, propose_heal_action, wallet_url
+from reconciliation.models import (
+    OPEN_STATES,
+    BalanceRequest,
+    ReconciliationRun,
+    RequestState,
+    RunStatus,
+    RunTrigger,
+    Violation,
+)
 from reconciliation.reports import describe_details
+from revassure import freeze
 from revassure.admin_base import ReadOnlyAdmin
 from revassure.flags import FeatureDisabled
+from revassure.formatting import EMPTY, points, signed, when
+
+EXPORT_PERMISSION = "reconciliation.export_reconciliationrun"
 
 
 @admin.register(ReconciliationRun)
 class ReconciliationRunAdmin(ReadOnlyAdmin):
     change_list_template = "admin/reconciliation/reconciliationrun/change_list.html"
     change_form_template = "admin/reconciliation/reconciliationrun/change_form.html"
+    # Decisive columns first; wallets_display, duration_display,
+    # trigger_display and requested_by are low priority (hidden when narrow).
     list_display = [
         "id",
-        "status",
-        "started_at",
-        "wallets_checked",
+        "status_display",
+        "started",
         "violations_link",
-        "total_abs_drift",
-        "liability_difference",
-        "duration_display",
+        "drift_display",
+        "liability_display",
         "progress",
-        "trigger",
+        "wallets_display",
+        "duration_display",
+        "trigger_display",
         "requested_by",
     ]
     list_filter = ["status", "trigger"]
@@ -41,49 +61,100 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
             None,
             {
                 "fields": [
-                    "status",
+                    "status_display",
                     "error",
-                    "wallets_checked",
+                    "wallets_display",
                     "violations_link",
-                    "drift_count",
-                    "malformed_count",
-                    "total_abs_drift",
+                    "drift_count_display",
+                    "malformed_count_display",
+                    "drift_display",
                 ]
             },
         ),
-        ("Liability", {"fields": ["total_wallet_points", "total_ledger_sum", "liability_difference"]}),
-        ("Timing", {"fields": ["created_at", "started_at", "finished_at", "duration_display", "progress"]}),
-        ("Request", {"fields": ["trigger", "requested_by", "scope_uids", "correlation_id"]}),
+        (
+            "Liability",
+            {"fields": ["total_wallet_points_display", "total_ledger_sum_display", "liability_display"]},
+        ),
+        ("Timing", {"fields": ["created", "started", "finished", "duration_display", "progress"]}),
+        ("Request", {"fields": ["trigger_display", "requested_by", "scope_uids", "correlation_id"]}),
         ("Seal", {"fields": ["chain_seq", "checksum", "previous_checksum"]}),
     ]
+
+    @admin.display(description="status", ordering="status")
+    def status_display(self, run):
+        return run.get_status_display()
+
+    @admin.display(description="trigger", ordering="trigger")
+    def trigger_display(self, run):
+        return run.get_trigger_display()
+
+    @admin.display(description="started", ordering="started_at")
+    def started(self, run):
+        return when(run.started_at)
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, run):
+        return when(run.created_at)
+
+    @admin.display(description="finished", ordering="finished_at")
+    def finished(self, run):
+        return when(run.finished_at)
+
+    @admin.display(description="wallets", ordering="wallets_checked")
+    def wallets_display(self, run):
+        return points(run.wallets_checked)
+
+    @admin.display(description="drift (absolute)", ordering="total_abs_drift")
+    def drift_display(self, run):
+        return points(run.total_abs_drift)
+
+    @admin.display(description="drifted wallets", ordering="drift_count")
+    def drift_count_display(self, run):
+        return points(run.drift_count)
+
+    @admin.display(description="malformed wallets", ordering="malformed_count")
+    def malformed_count_display(self, run):
+        return points(run.malformed_count)
+
+    @admin.display(description="wallet points (total)")
+    def total_wallet_points_display(self, run):
+        return points(run.total_wallet_points)
+
+    @admin.display(description="ledger sum (total)")
+    def total_ledger_sum_display(self, run):
+        return points(run.total_ledger_sum)
+
+    @admin.display(description="liability (wallets − ledgers)")
+    def liability_display(self, run):
+        return signed(run.liability_difference)
 
     @admin.display(description="duration")
     def duration_display(self, run):
         duration = run.duration
-        return f"{duration.total_seconds():.1f} s" if duration else "-"
+        return f"{duration.total_seconds():,.1f} s" if duration else EMPTY
 
     @admin.display(description="progress")
     def progress(self, run):
         if run.is_finished:
-            return "done" if run.status == RunStatus.COMPLETED else "-"
+            return "Done" if run.status == RunStatus.COMPLETED else run.get_status_display()
         if run.status == RunStatus.PENDING:
-            return "queued"
+            return "Queued"
         if run.chunks_total is None:
-            return f"{run.chunks_done} chunks done, still listing wallets"
+            return f"{points(run.chunks_done)} chunks done, still listing wallets"
         if run.chunks_total == 0:
-            return "no wallets"
+            return "No wallets"
         return format_html(
             '<progress max="{}" value="{}"></progress> {}/{} chunks',
             run.chunks_total,
             run.chunks_done,
-            run.chunks_done,
-            run.chunks_total,
+            points(run.chunks_done),
+            points(run.chunks_total),
         )
 
     @admin.display(description="violations", ordering="violations_count")
     def violations_link(self, run):
-        url = reverse("admin:reconciliation_violation_changelist") + f"?run__id__exact={run.pk}"
-        return format_html('<a href="{}">{}</a>', url, run.violations_count)
+        url = reverse("admin:reconciliation_violation_changelist") + f"?{RunFilter.parameter_name}={run.pk}"
+        return format_html('<a href="{}">{}</a>', url, points(run.violations_count))
 
     def get_urls(self):
         return [
@@ -93,6 +164,11 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
                 self.admin_site.admin_view(self.export_view),
                 name="reconciliation_run_export",
             ),
+            path(
+                "<int:run_id>/summary.csv",
+                self.admin_site.admin_view(self.summary_view),
+                name="reconciliation_run_summary",
+            ),
             *super().get_urls(),
         ]
 
@@ -100,7 +176,7 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
         return request.user.has_perm("reconciliation.run_reconciliation")
 
     def has_export_permission(self, request):
-        return request.user.has_perm("reconciliation.export_reconciliationrun")
+        return request.user.has_perm(EXPORT_PERMISSION)
 
     def changelist_view(self, request, extra_context=None):
         in_progress = ReconciliationRun.objects.filter(status__in=[RunStatus.PENDING, RunStatus.RUNNING])
@@ -112,7 +188,11 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
         return super().changelist_view(request, extra_context)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        extra_context = {**(extra_context or {}), "can_export": self.has_export_permission(request)}
+        extra_context = {
+            **(extra_context or {}),
+            "can_export": self.has_export_permission(request),
+            "run_filter": RunFilter.parameter_name,
+        }
         return super().change_view(request, object_id, form_url, extra_context)
 
     def run_now_view(self, request):
@@ -132,12 +212,22 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
         return HttpResponseRedirect(changelist)
 
     def export_view(self, request, run_id):
+        """The run's violations: one header row, then one row per violation; nothing after."""
         if not self.has_export_permission(request):
             raise PermissionDenied
         run = get_object_or_404(ReconciliationRun, pk=run_id)
-        response = StreamingHttpResponse(_csv_rows(run), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="reconciliation-run-{run.pk}.csv"'
-        return response
+        violations = with_heals(run.violations.order_by("uid"))
+        return csv_response(violation_rows(violations), f"reconciliation-run-{run.pk}.csv")
+
+    def summary_view(self, request, run_id):
+        """The run's counts, liability check and seal: a one-row table of its own."""
+        if not self.has_export_permission(request):
+            raise PermissionDenied
+        run = get_object_or_404(ReconciliationRun, pk=run_id)
+        return csv_response(summary_rows(run), f"reconciliation-run-{run.pk}-summary.csv")
+
+
+# -- CSV -----------------------------------------------------------------------
 
 
 class _Echo:
@@ -145,23 +235,84 @@ class _Echo:
         return value
 
 
-_CSV_HEADER = ["run_id", "uid", "kind", "wallet_points", "ledger_sum", "delta", "entries", "details"]
+VIOLATION_HEADER = [
+    "run_id",
+    "uid",
+    "kind",
+    "wallet_points",
+    "ledger_sum",
+    "delta",
+    "entries",
+    "details",
+    "heal_request_id",
+    "heal_state",
+]
+SUMMARY_HEADER = [
+    "run_id",
+    "status",
+    "wallets_checked",
+    "violations_count",
+    "drift_count",
+    "malformed_count",
+    "total_abs_drift",
+    "total_wallet_points",
+    "total_ledger_sum",
+    "liability_difference",
+    "started_at",
+    "finished_at",
+    "chain_seq",
+    "checksum",
+    "previous_checksum",
+]
 
 
-def _csv_rows(run):
+def csv_response(rows, filename: str) -> StreamingHttpResponse:
     writer = csv.writer(_Echo())
-    yield writer.writerow(_CSV_HEADER)
-    for v in run.violations.order_by("uid").iterator(chunk_size=2000):
-        details = describe_details(v.details)
-        yield writer.writerow(
-            [run.pk, _safe(v.uid), v.kind, v.wallet_points, v.ledger_sum, v.delta, v.entries, _safe(details)]
-        )
-    # The liability check closes every export, so a sheet on its own says what it covers.
-    yield writer.writerow([])
-    yield writer.writerow(["total_wallet_points", run.total_wallet_points])
-    yield writer.writerow(["total_ledger_sum", run.total_ledger_sum])
-    yield writer.writerow(["liability_difference", run.liability_difference])
-    yield writer.writerow(["checksum", run.checksum])
+    response = StreamingHttpResponse(
+        (writer.writerow(row) for row in rows), content_type="text/csv; charset=utf-8"
+    )
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+def violation_rows(violations):
+    """A clean table a spreadsheet can pivot: the header, then one row per violation
+    (raw values; text cells guarded against formulas)."""
+    yield VIOLATION_HEADER
+    for v in violations.iterator(chunk_size=2000):
+        yield [
+            v.run_id,
+            _safe(v.uid),
+            v.kind,
+            v.wallet_points,
+            v.ledger_sum,
+            v.delta,
+            v.entries,
+            _safe(describe_details(v.details)),
+            v.heal_id or "",
+            v.heal_state or "",
+        ]
+
+
+def summary_rows(run):
+    yield SUMMARY_HEADER
+    yield [
+        run.pk,
+        run.status,
+        run.wallets_checked,
+        run.violations_count,
+        run.drift_count,
+        run.malformed_count,
+        run.total_abs_drift,
+        run.total_wallet_points,
+        run.total_ledger_sum,
+        run.liability_difference,
+        run.started_at.isoformat() if run.started_at else "",
+        run.finished_at.isoformat() if run.finished_at else "",
+        run.chain_seq or "",
+        run.checksum,
+        run.previous_checksum,
+    ]
 
 
 # What makes a spreadsheet read a cell as a formula (OWASP, CSV injection): =, +, -, @, TAB, CR.
@@ -173,6 +324,96 @@ def _safe(value: str) -> str:
     leading quote. Only text columns go through here; numeric columns hold ints,
     and a signed number there (a delta of -5) is data, not a formula."""
     return "'" + value if value.startswith(FORMULA_TRIGGERS) else value
+
+
+# -- violations ----------------------------------------------------------------
+
+
+def with_heals(violations):
+    """Each violation with its latest heal request's id and state (or None)."""
+    latest = BalanceRequest.objects.filter(violation=OuterRef("pk")).order_by("-created_at", "-id")
+    return violations.annotate(
+        heal_id=Subquery(latest.values("pk")[:1]), heal_state=Subquery(latest.values("state")[:1])
+    )
+
+
+class RunFilter(admin.SimpleListFilter):
+    """Violations run by run: the latest completed run unless another (or all)
+    is asked for. The parameter is the one the run pages have always linked with."""
+
+    title = "run"
+    parameter_name = "run__id__exact"
+    ALL = "all"
+    SHOWN = 12
+
+    def __init__(self, request, params, model, model_admin):
+        latest = ReconciliationRun.objects.filter(status=RunStatus.COMPLETED).order_by("-id").first()
+        self.default = str(latest.pk) if latest else None
+        super().__init__(request, params, model, model_admin)
+
+    def value(self):
+        return super().value() or self.default
+
+    def lookups(self, request, model_admin):
+        runs = list(
+            ReconciliationRun.objects.filter(status__in=[RunStatus.COMPLETED]).order_by("-id")[: self.SHOWN]
+        )
+        chosen = super().value()
+        if chosen and chosen.isdigit() and all(str(run.pk) != chosen for run in runs):
+            runs += list(ReconciliationRun.objects.filter(pk=chosen))
+        return [(str(run.pk), self.describe(run)) for run in runs]
+
+    def describe(self, run) -> str:
+        latest = " (latest)" if str(run.pk) == self.default else ""
+        return (
+            f"Run {run.pk}{latest}: {when(run.finished_at or run.created_at)}, {points(run.violations_count)}"
+        )
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value is None or value == self.ALL:
+            return queryset
+        return queryset.filter(run_id=value)
+
+    def choices(self, changelist):
+        yield {
+            "selected": self.value() == self.ALL,
+            "query_string": changelist.get_query_string({self.parameter_name: self.ALL}),
+            "display": "All runs",
+        }
+        for lookup, title in self.lookup_choices:
+            yield {
+                "selected": self.value() == lookup,
+                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
+                "display": title,
+            }
+
+
+class HealFilter(admin.SimpleListFilter):
+    title = "heal"
+    parameter_name = "heal"
+
+    def lookups(self, request, model_admin):
+        return [
+            ("none", "no heal proposed"),
+            ("pending", "heal pending"),
+            ("applied", "healed"),
+            ("closed", "heal rejected, stale, failed or expired"),
+        ]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value == "none":
+            return queryset.filter(heal_id__isnull=True)
+        if value == "pending":
+            return queryset.filter(heal_state__in=OPEN_STATES)
+        if value == "applied":
+            return queryset.filter(heal_state=RequestState.APPLIED)
+        if value == "closed":
+            return queryset.filter(heal_id__isnull=False).exclude(
+                heal_state__in=[*OPEN_STATES, RequestState.APPLIED]
+            )
+        return queryset
 
 
 class SignFilter(admin.SimpleListFilter):
@@ -210,27 +451,170 @@ class SizeFilter(admin.SimpleListFilter):
 
 @admin.register(Violation)
 class ViolationAdmin(ReadOnlyAdmin):
-    list_display = ["uid", "run_link", "kind", "wallet_points", "ledger_sum", "delta", "entries", "problem"]
-    list_filter = ["kind", SignFilter, SizeFilter]
+    change_list_template = "admin/reconciliation/violation/change_list.html"
+    change_form_template = "admin/reconciliation/violation/change_form.html"
+    # Decisive columns first; run_link, wallet_points_display,
+    # ledger_sum_display and entries are low priority (hidden when narrow).
+    list_display = [
+        "uid",
+        "kind_display",
+        "delta_display",
+        "heal",
+        "problem",
+        "run_link",
+        "wallet_points_display",
+        "ledger_sum_display",
+        "entries",
+    ]
+    list_filter = [RunFilter, "kind", HealFilter, SignFilter, SizeFilter]
     list_select_related = ["run"]
     search_fields = ["=uid"]
     search_help_text = "Exact wallet uid"
     list_per_page = 100
-    actions = ["propose_heal"]
-    fields = ["run", "uid", "kind", "wallet_points", "ledger_sum", "delta", "entries", "details"]
+    actions = ["propose_heal", "export_csv"]
+    fields = [
+        "run_link",
+        "wallet_link",
+        "kind_display",
+        "wallet_points_display",
+        "ledger_sum_display",
+        "delta_display",
+        "entries",
+        "problem",
+        "heal_requests",
+        "heal_status",
+    ]
+
+    def get_queryset(self, request):
+        return with_heals(super().get_queryset(request))
 
     @admin.action(description="Propose heal for the selected violations", permissions=["propose"])
     def propose_heal(self, request, queryset):
         return propose_heal_action(self, request, queryset)
 
+    @admin.action(description="Export the selected violations as CSV", permissions=["export"])
+    def export_csv(self, request, queryset):
+        return csv_response(violation_rows(queryset.order_by("run_id", "uid")), "violations.csv")
+
     def has_propose_permission(self, request):
         return request.user.has_perm("reconciliation.propose_balancerequest")
 
+    def has_export_permission(self, request):
+        return request.user.has_perm(EXPORT_PERMISSION)
+
+    @admin.display(description="kind", ordering="kind")
+    def kind_display(self, violation):
+        return violation.get_kind_display()
+
+    @admin.display(description="delta (wallet − ledger)", ordering="delta")
+    def delta_display(self, violation):
+        return signed(violation.delta)
+
+    @admin.display(description="wallet points", ordering="wallet_points")
+    def wallet_points_display(self, violation):
+        return points(violation.wallet_points)
+
+    @admin.display(description="ledger sum", ordering="ledger_sum")
+    def ledger_sum_display(self, violation):
+        return points(violation.ledger_sum)
+
     @admin.display(description="problem")
     def problem(self, violation):
-        return describe_details(violation.details) or "-"
+        return describe_details(violation.details) or EMPTY
+
+    @admin.display(description="heal", ordering="heal_state")
+    def heal(self, violation):
+        if violation.heal_id is None:
+            return EMPTY
+        url = reverse("admin:reconciliation_balancerequest_change", args=[violation.heal_id])
+        state = RequestState(violation.heal_state).label.lower()
+        return format_html('<a href="{}">Heal #{} {}</a>', url, violation.heal_id, state)
 
     @admin.display(description="run", ordering="run")
     def run_link(self, violation):
         url = reverse("admin:reconciliation_reconciliationrun_change", args=[violation.run_id])
         return format_html('<a href="{}">{}</a>', url, violation.run_id)
+
+    @admin.display(description="wallet")
+    def wallet_link(self, violation):
+        return format_html(
+            '<a href="{}" id="violation-wallet">{}</a>', wallet_url(violation.uid), violation.uid
+        )
+
+    @admin.display(description="heal requests")
+    def heal_requests(self, violation):
+        requests = violation.heal_requests.order_by("-created_at", "-id")
+        if not requests:
+            return EMPTY
+        return format_html_join(
+            mark_safe("<br>"),
+            '<a href="{}" class="heal-request">Heal #{} {}</a>, {} ({})',
+            (
+                (
+                    reverse("admin:reconciliation_balancerequest_change", args=[r.pk]),
+                    r.pk,
+                    r.get_state_display().lower(),
+                    r.get_strategy_display(),
+                    when(r.created_at),
+                )
+                for r in requests
+            ),
+        )
+
+    @admin.display(description="can it be healed?")
+    def heal_status(self, violation):
+        refusal = self._heal_refusal(violation)
+        return refusal[:1].upper() + refusal[1:] if refusal else "Yes: propose a heal from this page."
+
+    def _heal_refusal(self, violation) -> str:
+        event = freeze.current()
+        if event is not None:
+            return frozen_text(event)
+        return changes.heal_refusal(violation, changes.blocking_heals([violation]).get(violation.pk))
+
+    def changelist_view(self, request, extra_context=None):
+        query = request.GET.copy()
+        query.pop("e", None)
+        export_url = reverse("admin:reconciliation_violation_export")
+        extra_context = {
+            **(extra_context or {}),
+            "export_url": export_url + (f"?{query.urlencode()}" if query else ""),
+            "can_export": self.has_export_permission(request),
+        }
+        return super().changelist_view(request, extra_context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        violation = self.get_object(request, object_id)
+        can_heal = (
+            violation is not None
+            and self.has_propose_permission(request)
+            and not self._heal_refusal(violation)
+        )
+        extra_context = {
+            **(extra_context or {}),
+            "can_heal": can_heal,
+            "heal_action_url": reverse("admin:reconciliation_violation_changelist")
+            + f"?{RunFilter.parameter_name}={RunFilter.ALL}",
+            "wallet_url": wallet_url(violation.uid) if violation is not None else None,
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def get_urls(self):
+        return [
+            path(
+                "export.csv",
+                self.admin_site.admin_view(self.export_view),
+                name="reconciliation_violation_export",
+            ),
+            *super().get_urls(),
+        ]
+
+    def export_view(self, request):
+        """The violation list as filtered on the page (same query string), as CSV."""
+        if not self.has_export_permission(request):
+            raise PermissionDenied
+        try:
+            changelist = self.get_changelist_instance(request)
+        except IncorrectLookupParameters:
+            return HttpResponseRedirect(reverse("admin:reconciliation_violation_changelist") + "?e=1")
+        return csv_response(violation_rows(changelist.queryset), "violations.csv")

@@ -36,6 +36,7 @@ from reconciliation.models import (
     RunStatus,
     ViolationKind,
 )
+from reconciliation.reports import describe_details
 from revassure import flags, freeze, policy
 from revassure.firestore import BalanceChange, FirestoreGateway
 from revassure.ledger import balances_unchanged, is_points
@@ -186,14 +187,56 @@ def _auto_heal(request: BalanceRequest, live) -> None:
     _enqueue_execution(request.pk)
 
 
+# -- what can be healed (pages ask before offering a heal) -----------------------
+
+
+def heal_refusal(violation, heal=None) -> str:
+    """Why a violation cannot be proposed for a heal now, or "" when it can.
+    `heal` is what blocks it, from blocking_heals: the open heal of its
+    wallet, or the heal that was applied for it."""
+    if violation.kind != ViolationKind.DRIFT:
+        problem = describe_details(violation.details) or "malformed points or entries"
+        return f"malformed, cannot be healed: {problem}; fix the data first"
+    if violation.run.status != RunStatus.COMPLETED:
+        return f"run {violation.run_id} is not completed"
+    if heal is not None:
+        if heal.state == RequestState.APPLIED:
+            return f"healed already by heal #{heal.pk}"
+        return f"its wallet already has heal #{heal.pk} ({heal.get_state_display().lower()})"
+    return ""
+
+
+def blocking_heals(violations) -> dict[int, BalanceRequest]:
+    """{violation pk: the heal that stops a new one}: the open heal of its wallet
+    (one per wallet at most), else the heal applied for this very violation."""
+    violations = list(violations)
+    heals = BalanceRequest.objects.filter(kind=RequestKind.HEAL).filter(
+        Q(uid__in={v.uid for v in violations}, state__in=OPEN_STATES)
+        | Q(violation__in=violations, state=RequestState.APPLIED)
+    )
+    open_by_uid, applied_by_violation = {}, {}
+    for heal in heals:
+        if heal.state in OPEN_STATES:
+            open_by_uid[heal.uid] = heal
+        else:
+            applied_by_violation[heal.violation_id] = heal
+    found = {}
+    for violation in violations:
+        heal = open_by_uid.get(violation.uid) or applied_by_violation.get(violation.pk)
+        if heal is not None:
+            found[violation.pk] = heal
+    return found
+
+
 # -- deciding ------------------------------------------------------------------
 
 
-def approve(request_id: int, *, actor, gateway: FirestoreGateway) -> BalanceRequest:
+def approve(request_id: int, *, actor, gateway: FirestoreGateway, reason: str = "") -> BalanceRequest:
     """Record actor's approval; the request is approved once it has enough of them.
 
     The approver's view is the wallet as Firestore has it now; for a heal it
     must still be exactly what the proposal saw, or the request goes stale.
+    `reason` (optional) is kept with the approval and in the trail.
     """
     _require(actor, "reconciliation.approve_balancerequest", "approve requests")
     freeze.require_unfrozen()
@@ -201,13 +244,13 @@ def approve(request_id: int, *, actor, gateway: FirestoreGateway) -> BalanceRequ
         request = BalanceRequest.objects.select_for_update().get(pk=request_id)
         refusal = _refusal_unless_open(request)
         if refusal is None:
-            _approve_locked(request, actor=actor, gateway=gateway)
+            _approve_locked(request, actor=actor, gateway=gateway, reason=reason.strip())
     if refusal is not None:
         raise RequestRefused(refusal)
     return request
 
 
-def _approve_locked(request: BalanceRequest, *, actor, gateway: FirestoreGateway) -> None:
+def _approve_locked(request: BalanceRequest, *, actor, gateway: FirestoreGateway, reason: str) -> None:
     if request.proposed_by_id == actor.pk:
         raise RequestRefused("you proposed this request: someone else must approve it")
     if request.approvals.filter(approver=actor).exists():
@@ -226,8 +269,13 @@ def _approve_locked(request: BalanceRequest, *, actor, gateway: FirestoreGateway
     if request.kind == RequestKind.ADJUSTMENT and is_points(live.points):
         _require_balance_allowed(request.uid, live.points, request.amount)
     RequestApproval.objects.create(
-        request=request, approver=actor, seen_points=live.points, seen_ledger_sum=live.ledger.total
+        request=request,
+        approver=actor,
+        seen_points=live.points,
+        seen_ledger_sum=live.ledger.total,
+        reason=reason,
     )
+    because = f": {reason}" if reason else ""
     approvals = request.approvals.count()
     if approvals < request.required_approvals:
         RequestEvent.objects.create(
@@ -235,10 +283,10 @@ def _approve_locked(request: BalanceRequest, *, actor, gateway: FirestoreGateway
             from_state=request.state,
             to_state=request.state,
             actor=actor,
-            reason=f"approval {approvals} of {request.required_approvals}",
+            reason=f"approval {approvals} of {request.required_approvals}{because}",
         )
         return
-    _transition(request, RequestState.APPROVED, actor=actor, reason="approved")
+    _transition(request, RequestState.APPROVED, actor=actor, reason=f"approved{because}")
     request.approved_at = timezone.now()
     request.save(update_fields=["approved_at"])
     _enqueue_execution(request.pk)
@@ -472,8 +520,28 @@ def _enqueue_execution(request_id: int) -> None:
     )
 
 
+def why_undecidable(request: BalanceRequest, user, *, now=None) -> str | None:
+    """Why `user` cannot approve or reject `request` now, for a person; None when
+    they can. Read-only (an overdue proposal is said to be expired, not expired
+    here): pages ask it to offer only what the services above would accept.
+    The freeze is left to the caller: it stops approving, not rejecting."""
+    now = now or timezone.now()
+    if not user.has_perm("reconciliation.approve_balancerequest"):
+        return "only finance approvers decide requests"
+    if request.state != RequestState.PROPOSED:
+        return f"this request is {request.get_state_display().lower()}: there is nothing left to decide"
+    if request.expires_at <= now:
+        return f"this request expired at {request.expires_at:%Y-%m-%d %H:%M} UTC, not decided in time"
+    if request.proposed_by_id == user.pk:
+        return "you proposed this request: someone else must decide on it"
+    if request.approvals.filter(approver=user).exists():
+        return "you have approved this request already: it needs a different approver"
+    return None
+
+
 def awaiting(user):
-    """Open proposals this user may decide: not their own, not approved by them yet."""
-    return BalanceRequest.objects.filter(state=RequestState.PROPOSED).exclude(
+    """Open proposals this user may decide: not their own, not approved by them
+    yet, not past their expiry."""
+    return BalanceRequest.objects.filter(state=RequestState.PROPOSED, expires_at__gt=timezone.now()).exclude(
         Q(proposed_by=user) | Q(approvals__approver=user)
     )

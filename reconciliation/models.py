@@ -280,6 +280,9 @@ class RequestApproval(models.Model):
     policy = models.CharField(max_length=64, blank=True)
     seen_points = models.BigIntegerField()
     seen_ledger_sum = models.BigIntegerField()
+    # Why the approver approved (optional; a rejection's reason is required and
+    # lives on its RequestEvent). Also written into the trail's event.
+    reason = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
