@@ -6,6 +6,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from revassure import flags, freeze
 from revassure.admin_base import ReadOnlyAdmin
@@ -119,6 +120,16 @@ class FeatureFlagChangeAdmin(ReadOnlyAdmin):
     list_select_related = ["flag", "actor"]
 
 
+def _back(request, default: str) -> str:
+    """Where a form sent from another page (the index's freeze tile) returns: its
+    `next`, when it is a page of this site, else `default`."""
+    target = request.POST.get("next", "")
+    safe = url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    )
+    return target if target and safe else default
+
+
 class FreezeForm(forms.Form):
     # The state the person asks for, fixed when the page was loaded: a second
     # click, or a colleague's click on an older page, is refused rather than
@@ -151,7 +162,7 @@ class FreezeEventAdmin(ReadOnlyAdmin):
 
     def toggle_view(self, request):
         if not request.user.has_perm("revassure.manage_freeze"):
-            raise PermissionDenied
+            raise PermissionDenied("only ops freeze and unfreeze manual balance changes")
         active = freeze.current()
         form = FreezeForm(request.POST or None, initial={"state": "unfreeze" if active else "freeze"})
         if request.method == "POST" and form.is_valid():
@@ -163,7 +174,7 @@ class FreezeEventAdmin(ReadOnlyAdmin):
             else:
                 state = "frozen" if event.frozen else "unfrozen; approved requests that waited run now"
                 self.message_user(request, f"Manual balance changes are {state}.", messages.SUCCESS)
-                return HttpResponseRedirect(reverse("admin:revassure_freezeevent_changelist"))
+                return HttpResponseRedirect(_back(request, reverse("admin:revassure_freezeevent_changelist")))
         title = "Unfreeze manual balance changes" if active else "Freeze manual balance changes"
         intro = (
             "Heals and manual adjustments will be accepted again; approved requests that waited are "

@@ -10,6 +10,11 @@ from revassure import api, sso
 admin.site.site_header = "revassure"
 admin.site.site_title = "revassure back office"
 admin.site.index_title = "Ledger assurance"
+# No public site behind the back office: no "View site" link (it led to a 404).
+admin.site.site_url = None
+
+# Every 403 a person meets is a page that says why and where to go; the APIs keep JSON.
+handler403 = "revassure.errors.permission_denied"
 
 urlpatterns = [
     path("healthz", api.healthz, name="healthz"),

@@ -1,0 +1,15 @@
+'use strict';
+// The navigation sidebar starts collapsed below 1600 px, so change lists get
+// the width their columns need. Django's nav_sidebar.js (deferred, so it runs
+// after this) reads the same key; once a person toggles the sidebar, their
+// choice is kept there and this does nothing.
+{
+    const key = 'django.admin.navSidebarIsOpen';
+    try {
+        if (localStorage.getItem(key) === null && window.matchMedia('(max-width: 1599px)').matches) {
+            localStorage.setItem(key, 'false');
+        }
+    } catch (e) {
+        // Storage refused (private mode): Django's default, open, applies.
+    }
+}
