@@ -88,6 +88,7 @@ INSTALLED_APPS = [
     "reconciliation.apps.ReconciliationConfig",
     "backfill.apps.BackfillConfig",
     "jobs.apps.JobsConfig",
+    "wallets.apps.WalletsConfig",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
