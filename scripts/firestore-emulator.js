@@ -27,6 +27,10 @@
 // - commit times strictly increase, so a document's update time changes with
 //   every write and an update_time precondition tells two writes apart.
 //
+// - a read-only transaction reads one snapshot: what commits after it began
+//   stays unseen by its reads (each write keeps, for the read-only
+//   transactions open, the version it replaces; nothing is kept when none is).
+//
 // Read-only transactions and reads outside transactions take no locks. A
 // transaction that loses under wound-wait can still read (without locks) but
 // its commit fails with ABORTED. Transactions begun by a read
@@ -80,6 +84,7 @@ function keepFirestorePromises() {
   let sequence = 0; // transactions begun so far: a lower number is older
   let lastCommitMs = 0;
   const transactions = new Map(); // id (hex) -> open read-write transaction
+  const snapshots = new Map(); // id (hex) -> open read-only transaction: {versions, used}
   const attempts = new Map(); // id (hex) -> {age, ended}: for retries, which keep their age
   const holders = new Map(); // document or collection name -> Set of transactions locking it
   const waiting = []; // commits waiting for locks
@@ -96,7 +101,11 @@ function keepFirestorePromises() {
     const id = crypto.randomBytes(16);
     // Only read-write transactions are tracked; a read-only one needs no state.
     const options = request.has_options ? request.options : null;
-    if (options?.has_read_only) return id;
+    if (options?.has_read_only) {
+      // versions: document -> [metadata, fields] as they were when the transaction began
+      snapshots.set(hex(id), { versions: new Map(), used: Date.now() });
+      return id;
+    }
     const retried = options?.has_read_write ? hex(options.read_write.retry_transaction) : "";
     const first = retried && (transactions.get(retried) ?? attempts.get(retried));
     sequence += 1;
@@ -105,6 +114,29 @@ function keepFirestorePromises() {
     const tx = { id: hex(id), age, sequence, locks: new Set(), used: Date.now() };
     transactions.set(tx.id, tx);
     return id;
+  }
+
+  // Run a read as of its read-only transaction's start: the documents written
+  // since are put back as they were for the (synchronous) read, then restored.
+  function asOfSnapshot(request, read) {
+    const snapshot = snapshots.size > 0 && request.has_transaction && snapshots.get(hex(request.transaction));
+    if (!snapshot) return read();
+    snapshot.used = Date.now();
+    if (snapshot.versions.size === 0) return read();
+    const now = [];
+    for (const [document, [metadata, fields]] of snapshot.versions) {
+      now.push([document, document.metadata, document.fields]);
+      document.metadata = metadata;
+      document.fields = fields;
+    }
+    try {
+      return read();
+    } finally {
+      for (const [document, metadata, fields] of now) {
+        document.metadata = metadata;
+        document.fields = fields;
+      }
+    }
   }
 
   function lockReads(request, names) {
@@ -216,6 +248,9 @@ function keepFirestorePromises() {
       const results = writes.map((write) => {
         const document = state.getDocument(documentName(write));
         undo.push([document, document.metadata, document.fields]);
+        for (const { versions } of snapshots.values()) {
+          if (!versions.has(document)) versions.set(document, [document.metadata, document.fields]);
+        }
         checkUpdateTime(write, document);
         return state.writeV1Document(date, write).toObject();
       });
@@ -256,17 +291,17 @@ function keepFirestorePromises() {
     },
     BatchGetDocuments(original, call) {
       lockReads(call.request, call.request.documents);
-      return original(call);
+      return asOfSnapshot(call.request, () => original(call));
     },
     RunQuery(original, call) {
       const query = call.request.has_structured_query ? call.request.structured_query : null;
       if (query) lockReads(call.request, queried(call.request, query));
-      return original(call);
+      return asOfSnapshot(call.request, () => original(call));
     },
     RunAggregationQuery(original, call) {
       const query = call.request.structured_aggregation_query?.structured_query;
       if (query) lockReads(call.request, queried(call.request, query));
-      return original(call);
+      return asOfSnapshot(call.request, () => original(call));
     },
     Commit(_original, call, callback) {
       const request = call.request;
@@ -274,7 +309,8 @@ function keepFirestorePromises() {
       if (request.transaction.length > 0) {
         commit.tx = transactions.get(hex(request.transaction));
         if (!commit.tx) {
-          // A read-only transaction's commit carries no writes: nothing to do.
+          // A read-only transaction's commit carries no writes: it only ends the snapshot.
+          snapshots.delete(hex(request.transaction));
           if (request.writes.length === 0) return callback(null, applyAll([]));
           const expired = "The referenced transaction has expired or is no longer valid.";
           return callback(failure(status.INVALID_ARGUMENT, expired));
@@ -298,6 +334,7 @@ function keepFirestorePromises() {
       );
     },
     Rollback(original, call, callback) {
+      snapshots.delete(hex(call.request.transaction));
       const tx = transactions.get(hex(call.request.transaction));
       if (tx?.waiter) answer(tx.waiter, contention()); // the client gave up on that commit
       else if (tx) end(tx);
@@ -314,6 +351,7 @@ function keepFirestorePromises() {
         end(tx);
       }
     }
+    for (const [id, snapshot] of snapshots) if (now - snapshot.used > idleMs) snapshots.delete(id);
     for (const [id, attempt] of attempts) if (now - attempt.ended > 10 * idleMs) attempts.delete(id);
   }, Math.min(1000, idleMs / 2)).unref();
 

@@ -140,6 +140,35 @@ def test_concurrent_payments_to_one_wallet_all_apply(gateway):
         assert outcomes(payments[uid]) == [EventStatus.APPLIED] * 8
 
 
+def test_wallet_and_ledger_read_together_never_show_half_a_payment(gateway):
+    """What reconciliation's recheck relies on before it reports drift: the wallet
+    and its ledger sum read in one read-only transaction, while payments that move
+    both in one commit land in between."""
+    put_wallets(gateway, {uid: (0, []) for uid in RACED})
+    stop = threading.Event()
+
+    def pay():
+        n = 0
+        while not stop.is_set():
+            for uid in RACED:
+                gateway.append_entry(uid, f"pay-{n}", {"amount": 1, "type": "purchase"})
+            n += 1
+
+    payer = threading.Thread(target=pay)
+    payer.start()
+    torn = []
+    try:
+        for _ in range(40):
+            states = gateway.read_wallets_and_ledgers(list(RACED), concurrency=len(RACED))
+            torn += [
+                (uid, s.points, s.ledger.total) for uid, s in states.items() if s.points != s.ledger.total
+            ]
+    finally:
+        stop.set()
+        payer.join(30)
+    assert torn == []
+
+
 # -- heals and adjustments -----------------------------------------------------------
 # The Firestore side of executing approved requests (what changes.execute runs
 # for each): several workers execute requests of the same wallet at once, each

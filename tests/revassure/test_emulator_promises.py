@@ -160,6 +160,36 @@ def test_two_transactions_each_reading_what_the_other_writes_do_not_deadlock(cli
     assert time.monotonic() - started < 4, "resolved by a lock timeout, not by wound-wait"
 
 
+def test_a_read_only_transaction_reads_one_snapshot(client):
+    wallet = client.collection("wallets").document("w")
+    ledger = wallet.collection("ledger")
+    wallet.set({"points": 10})
+    ledger.document("e0").set({"amount": 10})
+    first_read, paid = threading.Event(), threading.Event()
+    seen = []
+
+    @firestore.transactional
+    def read(transaction):
+        seen.append(wallet.get(transaction=transaction).get("points"))
+        first_read.set()
+        paid.wait(10)
+        seen.append(ledger.sum("amount", alias="total").get(transaction=transaction)[0][0].value)
+        seen.append(ledger.document("e1").get(transaction=transaction).exists)
+
+    reader = run(read, client.transaction(read_only=True))
+    assert first_read.wait(10)
+    payment = client.batch()
+    payment.create(ledger.document("e1"), {"amount": 5})
+    payment.update(wallet, {"points": firestore.Increment(5)})
+    payment.commit()
+    paid.set()
+    reader.join(10)
+
+    assert reader.error is None
+    assert seen == [10, 10, False]  # the payment committed after the snapshot: unseen
+    assert wallet.get().get("points") == 15
+
+
 def test_read_only_transactions_and_plain_reads_take_no_locks(client):
     doc = client.collection("c").document("d")
     doc.set({"n": 0})
