@@ -1,0 +1,288 @@
+"""Browser tests: headless Chromium (Debian's package, driven by Playwright)
+against the real product, started once for the package.
+
+- a web server (gunicorn, as in production) on a free loopback port and a real
+  `qcluster` beside it, both on a SQLite file of their own with the ORM broker
+  (a server process cannot see pytest's test database; in CI's PostgreSQL pass
+  they still use their own file, so nothing is shared with the other tests);
+- the session's Firestore emulator, in a project of its own, seeded with
+  realistic wallets (some drifted, one malformed) and a few named ones the
+  journeys work on, then reconciled once;
+- one user per role, a staff user without a role and a user who is not staff.
+
+Every journey saves a screenshot of its last screen in e2e-screenshots/ and
+fails on any console error or content-security-policy violation in any page it
+opened.
+"""
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+from reconciliation.demo import demo_wallets
+from revassure.emulator import ROOT, free_port
+from revassure.firestore import FirestoreGateway
+from revassure.roles import APPROVER, OPS, REVIEWER
+from tests.helpers import ledger
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+SCREENSHOTS = ROOT / "e2e-screenshots"
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+
+# username: (role, is_staff)
+USERS = {
+    "rita": (REVIEWER, True),
+    "abe": (APPROVER, True),
+    "otto": (OPS, True),
+    "nora": (None, True),  # staff, but in no role
+    "oscar": (None, False),  # an outsider: an account, not staff
+}
+
+# The wallets the journeys work on, beside the demo ones: uid -> (points, ledger amounts).
+NAMED_WALLETS = {
+    "cust-heal-0001": (12_345, [10_000, 2_300]),  # 45 points above its ledger
+    "cust-phone-0002": (800, [1_000]),  # 200 points below its ledger
+    "cust-adjust-0003": (2_500, [2_000, 500]),  # clean
+    "cust-replay-0004": (0, []),
+    "cust-replay-0005": (0, []),
+}
+
+SETUP = """
+import json, os
+from django.contrib.auth.models import Group, User
+from django.core.management import call_command
+password = os.environ["E2E_PASSWORD"]
+for username, (role, staff) in json.loads(os.environ["E2E_USERS"]).items():
+    user = User.objects.create_user(username, f"{username}@example.com", password, is_staff=staff)
+    if role:
+        user.groups.add(Group.objects.get(name=role))
+call_command("reconcile", "--json")
+"""
+
+
+@dataclass
+class Site:
+    url: str
+    env: dict
+    password: str
+    project: str
+    first_run: dict
+    logs: list[Path] = field(default_factory=list)
+
+    def log_tails(self, chars: int = 4000) -> str:
+        return "\n".join(
+            f"--- {path.name}\n{path.read_text(errors='replace')[-chars:]}" for path in self.logs
+        )
+
+
+def _manage(env, *args, timeout=180) -> str:
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result.stdout
+
+
+def _start(env, args, log: Path) -> subprocess.Popen:
+    with log.open("w") as out:
+        return subprocess.Popen(
+            args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """A graceful stop (the process stops its children), then the whole group."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+    try:
+        os.killpg(process.pid, signal.SIGKILL)  # anything it left behind
+    except ProcessLookupError:
+        pass
+
+
+def _wait_ready(url: str, server: subprocess.Popen, log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert server.poll() is None, f"the server exited:\n{log.read_text()[-4000:]}"
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"the server was not ready within {timeout} s:\n{log.read_text()[-4000:]}")
+
+
+@pytest.fixture(scope="package")
+def site(firestore_emulator, tmp_path_factory):
+    """The running product: web server, qcluster, seeded Firestore, first run done."""
+    workdir = tmp_path_factory.mktemp("e2e")
+    project = f"e2e-{uuid.uuid4().hex[:10]}"
+    password = secrets.token_urlsafe(12)
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(
+        DJANGO_SETTINGS_MODULE="tests.e2e.server_settings",
+        DATABASE_URL=f"sqlite:///{workdir / 'e2e.sqlite3'}",
+        GOOGLE_CLOUD_PROJECT=project,
+        FIRESTORE_EMULATOR_HOST=firestore_emulator,
+        BACKFILL_UPLOAD_DIR=str(workdir / "uploads"),
+        Q_CLUSTER_NAME=f"e2e-{uuid.uuid4().hex[:8]}",
+        Q_WORKERS="2",
+        LOG_LEVEL="WARNING",
+        E2E_PASSWORD=password,
+        E2E_USERS=json.dumps(USERS),
+    )
+    gateway = FirestoreGateway(project)
+    gateway.write_wallets(demo_wallets(24, entries_per_wallet=12, drift_share=0.25, malformed=1, seed=15))
+    gateway.write_wallets((uid, points, ledger(*amounts)) for uid, (points, amounts) in NAMED_WALLETS.items())
+    _manage(env, "migrate", "--noinput", "-v0")
+    first_run = json.loads(_manage(env, "shell", "-c", SETUP).strip().splitlines()[-1])
+    assert first_run["status"] == "completed", first_run
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server_log, cluster_log = workdir / "gunicorn.log", workdir / "qcluster.log"
+    server = _start(
+        env,
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "revassure.wsgi:application",
+            f"--bind=127.0.0.1:{port}",
+            "--workers=1",
+            "--threads=8",
+        ],
+        server_log,
+    )
+    cluster = _start(env, [sys.executable, "manage.py", "qcluster"], cluster_log)
+    try:
+        _wait_ready(url, server, server_log)
+        yield Site(url, env, password, project, first_run, logs=[server_log, cluster_log])
+    finally:
+        _stop(cluster)
+        _stop(server)
+
+
+@pytest.fixture(scope="package")
+def browser():
+    # Package scope: Playwright's event loop must be gone before other tests use the ORM.
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM)
+        yield chromium
+        chromium.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.when == "call":
+        item.e2e_failed = report.failed
+    return report
+
+
+class People:
+    """Signs people in, each in a browser context of their own, and watches
+    every page they open for console errors and CSP violations."""
+
+    def __init__(self, browser, site: Site, name: str):
+        self.browser, self.site, self.name = browser, site, name
+        self.contexts, self.pages, self.errors = [], [], []
+        self.allowed_statuses: set[int] = set()
+
+    def open(self, *, phone: bool = False) -> Page:
+        """A page in a new context, signed in as nobody."""
+        viewport = PHONE if phone else DESKTOP
+        context = self.browser.new_context(
+            base_url=self.site.url, viewport=viewport, is_mobile=phone, has_touch=phone
+        )
+        context.set_default_timeout(15_000)
+        page = context.new_page()
+        page.on("console", lambda message: self._console(page, message))
+        page.on("pageerror", lambda error: self.errors.append(f"{page.url}: uncaught {error}"))
+        self.contexts.append(context)
+        self.pages.append(page)
+        return page
+
+    def sign_in(self, username: str, *, phone: bool = False) -> Page:
+        page = self.open(phone=phone)
+        page.goto("/admin/login/?next=/admin/")
+        page.get_by_label("Username").fill(username)
+        page.get_by_label("Password").fill(self.site.password)
+        page.get_by_role("button", name="Log in").click()
+        page.wait_for_url("**/admin/")
+        return page
+
+    def allow_status(self, status: int) -> None:
+        """A journey that visits refusals on purpose: the browser logs each as a failed load."""
+        self.allowed_statuses.add(status)
+
+    def _console(self, page, message) -> None:
+        if message.type != "error":
+            return
+        text = message.text
+        source = message.location.get("url") or ""
+        if any(f"status of {status} " in text for status in self.allowed_statuses):
+            return
+        if source.endswith("/favicon.ico"):
+            return  # the browser's own request, not the page's: the admin names no icon
+        self.errors.append(f"{page.url}: {text}" + (f" ({source})" if source and source != page.url else ""))
+
+    def reload_until(self, page: Page, locator, text: str, timeout: float = 60) -> None:
+        """What a person does while a worker is busy: reload the page until it shows `text`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                expect(locator).to_contain_text(text, timeout=1000)
+                return
+            except AssertionError:
+                if time.monotonic() > deadline:
+                    raise
+                page.reload()
+
+    def screenshot(self, page: Page) -> Path:
+        SCREENSHOTS.mkdir(exist_ok=True)
+        path = SCREENSHOTS / f"{self.name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+    def close(self) -> None:
+        for context in self.contexts:
+            context.close()
+
+
+@pytest.fixture
+def people(browser, site, request):
+    crowd = People(browser, site, request.node.name)
+    yield crowd
+    if getattr(request.node, "e2e_failed", False):
+        SCREENSHOTS.mkdir(exist_ok=True)
+        for n, page in enumerate(crowd.pages):
+            if not page.is_closed():
+                page.screenshot(path=str(SCREENSHOTS / f"{crowd.name}-failed-{n}.png"), full_page=True)
+        sys.stderr.write(site.log_tails())
+    crowd.close()
+    assert crowd.errors == [], "console errors or CSP violations:\n" + "\n".join(crowd.errors)
