@@ -533,7 +533,7 @@ class ViolationAdmin(ReadOnlyAdmin):
     @admin.display(description="run", ordering="run")
     def run_link(self, violation):
         url = reverse("admin:reconciliation_reconciliationrun_change", args=[violation.run_id])
-        return format_html('<a href="{}">{}</a>', url, violation.run_id)
+        return format_html('<a href="{}">Run {}</a>', url, violation.run_id)
 
     @admin.display(description="wallet")
     def wallet_link(self, violation):
@@ -561,7 +561,7 @@ class ViolationAdmin(ReadOnlyAdmin):
             ),
         )
 
-    @admin.display(description="can it be healed?")
+    @admin.display(description="heal now")
     def heal_status(self, violation):
         refusal = self._heal_refusal(violation)
         return refusal[:1].upper() + refusal[1:] if refusal else "Yes: propose a heal from this page."

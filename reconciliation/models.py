@@ -1,6 +1,8 @@
 from django.conf import settings
 from django.db import models
 
+from revassure.formatting import signed
+
 
 class FinishedRecordError(Exception):
     """Raised on any attempt to change a finished run or its violations."""
@@ -129,7 +131,7 @@ class Violation(models.Model):
         indexes = [models.Index(fields=["uid"])]
 
     def __str__(self) -> str:
-        return f"{self.uid}: {self.kind} {self.delta}"
+        return f"{self.uid}: {self.get_kind_display().lower()} {signed(self.delta)}"
 
     def save(self, *args, **kwargs):
         if ReconciliationRun.objects.filter(pk=self.run_id, status__in=FINISHED).exists():
@@ -254,7 +256,7 @@ class BalanceRequest(models.Model):
         indexes = [models.Index(fields=["state", "created_at"])]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} #{self.pk} for {self.uid} ({self.amount:+d})"
+        return f"{self.get_kind_display()} #{self.pk} for {self.uid} ({signed(self.amount)})"
 
     def save(self, *args, **kwargs):
         # The state machine holds here too, whatever code saves the row.

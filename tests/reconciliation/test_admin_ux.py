@@ -192,7 +192,8 @@ def test_a_closed_request_offers_no_decision_and_says_what_happened(
 
     page = response.content.decode()
     assert response.status_code == 200
-    assert 'id="decide-closed"' in page and state.capitalize() in page
+    closed = re.search(r'id="decide-closed"[^>]*>(.*?)</p>', page, re.S).group(1)
+    assert f"<strong>{state}</strong>" in closed and "nothing left to decide" in closed
     assert 'id="decide-approve"' not in page and 'id="decide-reject"' not in page
     assert 'id="decide-form"' not in page
 
