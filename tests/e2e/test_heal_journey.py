@@ -1,0 +1,86 @@
+"""Journey 1: from the admin index to a healed wallet, with a reviewer, an
+approver and the real worker."""
+
+import re
+
+from playwright.sync_api import expect
+
+HEALED = "cust-heal-0001"  # 12,345 points over a ledger of 12,300
+PROPOSED_BECAUSE = "Customer asked about a balance 45 points over the ledger."
+APPROVED_BECAUSE = "Ledger checked line by line: the wallet holds 45 points too many."
+
+
+def field(page, label):
+    """A read-only row of an admin page, found by its label."""
+    return page.locator(".form-row").filter(has=page.get_by_text(f"{label}:", exact=True))
+
+
+def test_a_reviewer_finds_drift_proposes_a_heal_and_the_worker_applies_it_once_approved(people, site):
+    run = site.first_run
+    reviewer = people.sign_in("rita")
+    reviewer.get_by_role("link", name="Reconciliation runs").click()
+    latest = reviewer.locator("#result_list tbody tr").first
+    expect(latest).to_contain_text(re.compile("completed", re.IGNORECASE))
+    latest.get_by_role("link", name=str(run["run_id"]), exact=True).click()
+    expect(field(reviewer, "Wallets")).to_contain_text(f"{run['wallets_checked']:,}")
+    expect(field(reviewer, "Drift (absolute)")).to_contain_text(f"{run['total_abs_drift']:,}")
+
+    reviewer.get_by_role("link", name="Violations", exact=True).click()
+    reviewer.get_by_role("link", name="Drift", exact=True).click()
+    reviewer.get_by_role("link", name="wallet above ledger").click()
+    row = reviewer.get_by_role("row").filter(has_text=HEALED)
+    expect(row).to_contain_text("+45")
+    expect(row).to_contain_text("12,345")
+    row.get_by_role("checkbox").check()
+    reviewer.get_by_role("combobox", name="Action").select_option(
+        label="Propose heal for the selected violations"
+    )
+    reviewer.get_by_title("Run the selected action").click()
+
+    expect(reviewer.get_by_role("heading", name=re.compile("Propose heals for 1 violation"))).to_be_visible()
+    expect(reviewer.get_by_role("row").filter(has_text=HEALED)).to_contain_text("+45")
+    reviewer.get_by_label("Strategy").select_option(value="rebalance")
+    reviewer.get_by_label("Reason").fill(PROPOSED_BECAUSE)
+    reviewer.get_by_role("button", name="Propose heals").click()
+    expect(reviewer.get_by_text("1 heal request(s) proposed")).to_be_visible()
+
+    approver = people.sign_in("abe")
+    approver.get_by_role("link", name="Balance requests").click()
+    approver.get_by_text("Filters", exact=True).click()
+    approver.get_by_role("link", name="awaiting my decision").click()
+    approver.get_by_role("row").filter(has_text=HEALED).get_by_role("link", name="Decide").click()
+    heading = approver.get_by_role("heading", name=re.compile(r"Decide request \d+"))
+    expect(heading).to_be_visible()
+    request_id = re.search(r"\d+", heading.inner_text()).group()
+    expect(approver.locator("#live-points")).to_have_text("12,345")
+    expect(approver.locator("#live-ledger-sum")).to_have_text("12,300")
+    approver.get_by_label("Reason").fill(APPROVED_BECAUSE)
+    approver.get_by_role("button", name="Approve").click()
+    expect(approver.get_by_text(f"Request {request_id} approved")).to_be_visible()
+
+    # The worker (the real qcluster) applies it; the request's page says so, and
+    # its trail keeps both reasons.
+    approver.goto(f"/admin/reconciliation/balancerequest/{request_id}/change/")
+    people.reload_until(approver, field(approver, "State"), "Applied")
+    trail = approver.locator("table.request-trail")
+    expect(trail.get_by_role("row").filter(has_text="abe")).to_contain_text(APPROVED_BECAUSE)
+    expect(trail.get_by_role("row").filter(has_text="rita")).to_contain_text(PROPOSED_BECAUSE)
+
+    # The reviewer looks the wallet up from the header: healed, and the
+    # violation says so.
+    lookup = reviewer.get_by_role("search", name="Wallet lookup")
+    lookup.get_by_role("searchbox").fill(HEALED)
+    lookup.get_by_role("button", name="Go").click()
+    expect(reviewer.locator("#wallet-balance")).to_have_text("12,300")
+    expect(reviewer.locator("#wallet-drift")).to_have_text("In balance")
+    expect(
+        reviewer.locator("#wallet-requests").get_by_role("row").filter(has_text=f"#{request_id}")
+    ).to_contain_text("Applied")
+    violation = (
+        reviewer.locator("#wallet-violations").get_by_role("row").filter(has_text=f"Run {run['run_id']}")
+    )
+    expect(violation).to_contain_text("+45")
+    violation.get_by_role("link", name="Violation").click()
+    expect(field(reviewer, "Heal requests").get_by_role("link")).to_have_text(f"Heal #{request_id} applied")
+    expect(field(reviewer, "Heal now")).to_contain_text(f"Healed already by heal #{request_id}")
+    people.screenshot(reviewer)
