@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any
 
 from google.api_core import retry as gretry
@@ -170,8 +170,7 @@ class Reads(Connection):
                 for snap in entries.stream(retry=self.retry, timeout=self.call_timeout)
             ]
 
-        with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(uids)))) as pool:
-            return dict(zip(uids, pool.map(ledger, uids), strict=True))
+        return self.side_by_side(ledger, uids, concurrency=concurrency)
 
     def entries_exist(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], bool]:
         """Whether each (uid, entry id) is in that wallet's ledger, in batched reads."""

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from google.api_core import exceptions as gexc
@@ -56,8 +55,7 @@ class Transactions(Reads):
 
             return self._run_transaction(body, read_only=True)
 
-        with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(uids)))) as pool:
-            return dict(zip(uids, pool.map(read, uids), strict=True))
+        return self.side_by_side(read, uids, concurrency=concurrency)
 
     def _run_transaction(self, body: Body[T], *, read_only: bool = False) -> T:
         deadline = time.monotonic() + self.retry_deadline
