@@ -4,8 +4,11 @@ Starts its own Firestore emulator, seeds wallets with 20 ledger entries each,
 then measures, each in a fresh process:
 
 - reconcile: the product's own run (`run_inline`, as `manage.py reconcile` does);
-- floor: bare aggregation queries (sum and count per wallet) at the same
-  concurrency over a pre-listed set of uids, with no application logic;
+- floor: bare aggregation queries (sum and count per wallet) through the public
+  client at the same concurrency over a pre-listed set of uids, with no
+  application logic;
+- raw floor: the same queries as the gateway sends them (raw requests through
+  the generated client), the same way, with no application logic;
 - naive: one wallet at a time, stream every ledger document, sum in Python.
 
 and, for a replay of payment events over 1,000 empty wallets (a fresh project each):
@@ -38,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 TARGET_VS_NAIVE = 6.0
 TARGET_VS_FLOOR = 1.25
+TARGET_VS_RAW_FLOOR = 1.5
 TARGET_MEMORY = 1.15
 TARGET_REPLAY_VS_BASELINE = 4.0
 TARGET_REPLAY_VS_FLOOR = 1.5
@@ -352,7 +356,7 @@ def report_reconcile(args, concurrency: int, figures: dict) -> bool:
         raw_floor = figures[size]["raw_floor"]
         print(
             f"    floor, raw requests  {rate(raw_floor):8.0f} wallets/s   "
-            f"(the same queries as the gateway sends them: {rate(raw_floor) / rate(run):.2f}x reconcile)"
+            "(the same queries as the gateway sends them, nothing else)"
         )
         print(f"    naive (stream+sum)   {rate(naive):8.0f} wallets/s   (first {naive['wallets']} wallets)")
         floor_ok = vs_floor <= TARGET_VS_FLOOR
@@ -360,6 +364,13 @@ def report_reconcile(args, concurrency: int, figures: dict) -> bool:
             f"    floor / reconcile    {vs_floor:8.2f}x    target <= {TARGET_VS_FLOOR}x  {verdict(floor_ok)}"
         )
         ok &= floor_ok
+        vs_raw_floor = rate(raw_floor) / rate(run)
+        raw_floor_ok = vs_raw_floor <= TARGET_VS_RAW_FLOOR
+        print(
+            f"    raw floor / reconcile{vs_raw_floor:8.2f}x    "
+            f"target <= {TARGET_VS_RAW_FLOOR}x   {verdict(raw_floor_ok)}"
+        )
+        ok &= raw_floor_ok
         naive_ok = vs_naive >= TARGET_VS_NAIVE
         line = (
             f"    reconcile / naive    {vs_naive:8.2f}x    target >= {TARGET_VS_NAIVE}x   {verdict(naive_ok)}"
