@@ -477,3 +477,39 @@ def test_every_page_of_the_area_renders_for_each_role(client, gateway, reviewer,
         client.force_login(user)
         for url in pages:
             assert client.get(url).status_code == 200, (user, url)
+
+
+@pytest.mark.django_db
+def test_a_staff_user_without_a_role_is_refused_every_page_of_the_area(
+    client, gateway, reviewer, outsider, two_runs
+):
+    first, second = two_runs
+    request = changes.propose_heals(
+        [second.violations.get(uid="w1")], actor=reviewer, strategy="rebalance", reason="x", gateway=gateway
+    )[0]
+    client.force_login(outsider)
+    pages = [
+        reverse(RUNS),
+        reverse("admin:reconciliation_reconciliationrun_change", args=[first.pk]),
+        reverse("admin:reconciliation_run_export", args=[first.pk]),
+        reverse("admin:reconciliation_run_summary", args=[first.pk]),
+        reverse(VIOLATIONS),
+        reverse("admin:reconciliation_violation_export"),
+        violation_url(second.violations.get(uid="w1")),
+        reverse(QUEUE),
+        request_url(request),
+        decide_url(request),
+        reverse("admin:reconciliation_balancerequest_propose"),
+        reverse("admin:reconciliation_requestevent_changelist"),
+    ]
+    for url in pages:
+        assert client.get(url).status_code == 403, url
+
+
+@pytest.mark.django_db
+def test_before_any_run_completes_the_violation_list_is_simply_empty(client, reviewer):
+    client.force_login(reviewer)
+
+    response = client.get(reverse(VIOLATIONS))
+
+    assert response.status_code == 200 and list(response.context["cl"].result_list) == []
