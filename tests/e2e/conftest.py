@@ -25,6 +25,7 @@ import time
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,15 @@ for username, (role, staff) in json.loads(os.environ["E2E_USERS"]).items():
         user.groups.add(Group.objects.get(name=role))
 call_command("reconcile", "--json")
 """
+
+
+def dated(entries: dict) -> dict:
+    """Ledger entries written a day apart, as the points app writes them."""
+    first = datetime(2026, 11, 1, 9, 30, tzinfo=UTC)
+    return {
+        key: {**fields, "createdAt": first + timedelta(days=n)}
+        for n, (key, fields) in enumerate(entries.items())
+    }
 
 
 @dataclass
@@ -157,7 +167,9 @@ def site(firestore_emulator, tmp_path_factory):
     )
     gateway = FirestoreGateway(project)
     gateway.write_wallets(demo_wallets(24, entries_per_wallet=12, drift_share=0.25, malformed=1, seed=15))
-    gateway.write_wallets((uid, points, ledger(*amounts)) for uid, (points, amounts) in NAMED_WALLETS.items())
+    gateway.write_wallets(
+        (uid, points, dated(ledger(*amounts))) for uid, (points, amounts) in NAMED_WALLETS.items()
+    )
     _manage(env, "migrate", "--noinput", "-v0")
     first_run = json.loads(_manage(env, "shell", "-c", SETUP).strip().splitlines()[-1])
     assert first_run["status"] == "completed", first_run
