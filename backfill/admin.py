@@ -1,58 +1,280 @@
+from pathlib import Path
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count
-from django.http import HttpResponseRedirect
+from django.core.paginator import Paginator
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.text import capfirst
 
-from backfill import completeness, runs
-from backfill.models import DataMigration, MigrationStatus, ProviderEventDelivery
+from backfill import completeness, events, progress, reversals, runs
+from backfill.models import (
+    OUTCOMES,
+    DataMigration,
+    EventStatus,
+    MigrationKind,
+    MigrationSource,
+    MigrationStatus,
+    ProviderEventDelivery,
+)
+from backfill.uploads import BadUpload
 from revassure.admin_base import ReadOnlyAdmin
 from revassure.firestore import get_gateway
 from revassure.flags import FeatureDisabled
+from revassure.formatting import EMPTY, label, points, signed, when
+
+PERMISSION = "backfill.change_datamigration"
+REFRESH_SECONDS = 5  # how often a page showing a live migration reloads itself
+ITEMS_PER_PAGE = 50
+
+# How a dry run's outcomes read: nothing happened, it would.
+PLANNED = {
+    EventStatus.APPLIED: "Would apply",
+    EventStatus.DUPLICATE: "Duplicate",
+    EventStatus.DEFERRED: "Would wait (deferred)",
+    EventStatus.QUARANTINED: "Would be quarantined",
+    EventStatus.FAILED: "Would fail",
+}
 
 
-class UploadForm(forms.Form):
-    export = forms.FileField(label="JSON Lines export of provider events")
-    dry_run = forms.BooleanField(
-        required=False, initial=True, help_text="Plan only: write nothing to Firestore."
+def outcome_label(outcome: str, *, dry_run: bool) -> str:
+    if dry_run:
+        return PLANNED.get(outcome, label(outcome))
+    return EventStatus(outcome).label if outcome in EventStatus.values else label(outcome)
+
+
+class ExportUploadForm(forms.Form):
+    export = forms.FileField(
+        label="Export file",
+        help_text="JSON Lines: one provider event (a JSON object) per line, as PayNow exports them.",
     )
+    dry_run = forms.BooleanField(
+        required=False,
+        initial=True,
+        label="Dry run",
+        help_text="Plan only: every line with its outcome and reason, nothing written to Firestore.",
+    )
+
+
+class ReversalUploadForm(forms.Form):
+    export = forms.FileField(
+        label="Reversal CSV",
+        help_text=f"Finance's export with the columns {','.join(reversals.COLUMNS)}.",
+    )
+    dry_run = forms.BooleanField(
+        required=False,
+        initial=True,
+        label="Dry run",
+        help_text="Plan only: every row with its outcome and reason, nothing written to Firestore.",
+    )
+
+
+class ModeFilter(admin.SimpleListFilter):
+    title = "mode"
+    parameter_name = "mode"
+
+    def lookups(self, request, model_admin):
+        return [("dry", "Dry run"), ("real", "Real")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("dry", "real"):
+            return queryset.filter(dry_run=self.value() == "dry")
+        return queryset
+
+
+def _count_cell(obj: DataMigration, outcome: str):
+    return points(getattr(obj, outcome))
 
 
 @admin.register(DataMigration)
 class DataMigrationAdmin(ReadOnlyAdmin):
     change_list_template = "admin/backfill/datamigration/change_list.html"
+    change_form_template = "admin/backfill/datamigration/change_form.html"
+    list_display = [
+        "id",
+        "kind_label",
+        "mode",
+        "status_label",
+        "progress",
+        "rate",
+        "eta",
+        "applied_count",
+        "duplicate_count",
+        "deferred_count",
+        "quarantined_count",
+        "failed_count",
+        "starter",
+        "created",
+    ]
+    list_display_links = ["id", "kind_label"]
+    list_filter = ["status", "kind", "source", ModeFilter]
+    list_select_related = ["started_by"]
+    fields = [
+        "kind_label",
+        "mode",
+        "status_label",
+        "source_label",
+        "file",
+        "progress",
+        "rate",
+        "eta",
+        "outcomes",
+        "plan_summary",
+        "binding",
+        "error_text",
+        "starter",
+        "created",
+        "started",
+        "finished",
+    ]
+    readonly_fields = fields
+    actions = ["pause", "resume", "cancel", "rerun_quarantined_and_failed"]
 
     def get_urls(self):
-        view = self.admin_site.admin_view(self.upload_view)
-        return [path("upload/", view, name="backfill_upload"), *super().get_urls()]
+        wrap = self.admin_site.admin_view
+        return [
+            path("upload/", wrap(self.upload_view), name="backfill_upload"),
+            path("upload-reversals/", wrap(self.upload_reversals_view), name="backfill_upload_reversals"),
+            path("<int:object_id>/run-bound/", wrap(self.run_bound_view), name="backfill_run_bound"),
+            *super().get_urls(),
+        ]
+
+    # -- pages -------------------------------------------------------------------
+
+    def changelist_view(self, request, extra_context=None):
+        live = DataMigration.objects.filter(status__in=progress.LIVE).exists()
+        context = {"refresh_seconds": REFRESH_SECONDS if live else None, **(extra_context or {})}
+        return super().changelist_view(request, context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        migration = self.get_object(request, object_id)
+        if migration is None:
+            return super().change_view(request, object_id, form_url, extra_context)
+        context = {
+            "title": f"{'Dry run' if migration.dry_run else 'Run'} #{migration.pk}: "
+            f"{capfirst(migration.get_kind_display())}",
+            "refresh_seconds": REFRESH_SECONDS if migration.status in progress.LIVE else None,
+            "migration": migration,
+            **self._items_context(request, migration),
+            **self._bound_run_context(request, migration),
+            **(extra_context or {}),
+        }
+        return super().change_view(request, object_id, form_url, context)
+
+    def _items_context(self, request, migration: DataMigration) -> dict:
+        """The per-line outcomes with reasons, paged: a dry run's plan items, a
+        real run's deliveries (a stored replay's deliveries belong to earlier runs)."""
+        if migration.dry_run:
+            rows = migration.plan_items.order_by("line")
+            outcome_field = "outcome"
+        elif migration.kind != MigrationKind.REPLAY_STORED:
+            rows = migration.deliveries.order_by("line", "pk")
+            outcome_field = "status"
+        else:
+            return {"items": None}
+        chosen = request.GET.get("outcome", "")
+        if chosen in OUTCOMES:
+            rows = rows.filter(**{outcome_field: chosen})
+        page = Paginator(rows, ITEMS_PER_PAGE).get_page(request.GET.get("items_page"))
+        items = [self._item(row, migration.dry_run) for row in page.object_list]
+        counts = [
+            (outcome, outcome_label(outcome, dry_run=migration.dry_run), points(getattr(migration, outcome)))
+            for outcome in OUTCOMES
+            if getattr(migration, outcome)
+        ]
+        return {"items": items, "items_page": page, "items_outcome": chosen, "items_counts": counts}
+
+    @staticmethod
+    def _item(row, dry_run: bool) -> dict:
+        if dry_run:
+            outcome, amount = row.outcome, row.amount
+        else:
+            outcome, amount = row.status, None
+            try:
+                amount = events.parse(row.raw).amount
+            except events.Unusable:
+                pass
+        return {
+            "line": row.line,
+            "event_id": row.event_id or EMPTY,
+            "type": label(row.event_type) if row.event_type else EMPTY,
+            "user_id": row.user_id or EMPTY,
+            "amount": signed(amount) if amount is not None else EMPTY,
+            "outcome": outcome,
+            "outcome_label": outcome_label(outcome, dry_run=dry_run),
+            "reason": row.reason,
+        }
+
+    def _bound_run_context(self, request, migration: DataMigration) -> dict:
+        if not migration.dry_run:
+            return {}
+        return {
+            "bound_runs": list(runs.bound_runs(migration).order_by("pk")),
+            "can_run_bound": request.user.has_perm(PERMISSION),
+            "bound_run_refusal": runs.bound_run_refusal(migration),
+        }
 
     def upload_view(self, request):
         """Replay an uploaded export (as `replay_webhooks` does), in a worker."""
-        if not request.user.has_perm("backfill.change_datamigration"):
-            raise PermissionDenied
-        form = UploadForm(request.POST or None, request.FILES or None)
+        return self._upload(
+            request,
+            ExportUploadForm,
+            kind=MigrationKind.REPLAY_FILE,
+            title="Replay an export",
+            intro=(
+                "Each event is stored raw, then applied once. Start with a dry run: it lists every line "
+                "with its outcome and reason and writes nothing; its page then offers to run it for "
+                "real, bound to that plan."
+            ),
+        )
+
+    def upload_reversals_view(self, request):
+        """Backfill reversals from finance's CSV (as `backfill_reversals` does), in a worker."""
+        return self._upload(
+            request,
+            ReversalUploadForm,
+            kind=MigrationKind.REVERSAL_CSV,
+            title="Backfill reversals from a CSV",
+            intro=(
+                "Each row becomes a refund or a chargeback and goes through the replay's rules: applied "
+                "once, after its payment, never beyond it. Rows that cannot be read are quarantined "
+                "with the reason. Start with a dry run."
+            ),
+        )
+
+    def _upload(self, request, form_class, *, kind: str, title: str, intro: str):
+        if not request.user.has_perm(PERMISSION):
+            raise PermissionDenied("only ops start backfills")
+        form = form_class(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
             try:
                 migration = runs.request_file_replay(
-                    form.cleaned_data["export"], dry_run=form.cleaned_data["dry_run"], actor=request.user
+                    form.cleaned_data["export"],
+                    dry_run=form.cleaned_data["dry_run"],
+                    actor=request.user,
+                    kind=kind,
                 )
+            except BadUpload as exc:
+                form.add_error("export", f"Refused: {exc}.")
             except FeatureDisabled as exc:
                 form.add_error(None, f"Backfill refused: {exc}")
             else:
-                kind = "Dry run" if migration.dry_run else "Replay"
-                self.message_user(request, f"{kind} {migration.pk} queued; watch its progress here.")
-                return HttpResponseRedirect(reverse("admin:backfill_datamigration_changelist"))
+                what = "Dry run" if migration.dry_run else "Replay"
+                self.message_user(request, f"{what} {migration.pk} queued; its progress shows here.")
+                return HttpResponseRedirect(
+                    reverse("admin:backfill_datamigration_change", args=[migration.pk])
+                )
         return TemplateResponse(
             request,
             "admin/revassure/form_page.html",
             {
                 **self.admin_site.each_context(request),
-                "title": "Replay an export",
-                "intro": "Each event is stored raw, then applied once; a dry run only plans.",
+                "title": title,
+                "intro": intro,
                 "form": form,
                 "multipart": True,
                 "buttons": [("upload", "Start")],
@@ -61,80 +283,174 @@ class DataMigrationAdmin(ReadOnlyAdmin):
             },
         )
 
-    list_display = [
-        "id",
-        "kind",
-        "status",
-        "dry_run",
-        "progress",
-        "rate",
-        "eta",
-        "applied",
-        "duplicate",
-        "deferred",
-        "quarantined",
-        "failed",
-        "started_by",
-        "created_at",
-    ]
-    list_filter = ["status", "kind", "source", "dry_run"]
-    list_select_related = ["started_by"]
-    readonly_fields = [
-        "kind",
-        "source",
-        "status",
-        "dry_run",
-        "parameters",
-        "started_by",
-        "progress",
-        "rate",
-        "eta",
-        "total",
-        "processed",
-        "applied",
-        "duplicate",
-        "deferred",
-        "quarantined",
-        "failed",
-        "checkpoint",
-        "plan_checksum",
-        "plan",
-        "error",
-        "created_at",
-        "started_at",
-        "finished_at",
-    ]
-    actions = ["pause", "resume", "cancel", "rerun_quarantined_and_failed"]
+    def run_bound_view(self, request, object_id: int):
+        """ "Run for real, bound to this plan", from a completed dry run's page."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not request.user.has_perm(PERMISSION):
+            raise PermissionDenied("only ops start backfills")
+        plan = get_object_or_404(DataMigration, pk=object_id)
+        try:
+            migration = runs.request_bound_run(plan.pk, actor=request.user)
+        except (ValueError, FeatureDisabled) as exc:
+            self.message_user(request, f"Refused: {exc}.", messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:backfill_datamigration_change", args=[plan.pk]))
+        self.message_user(
+            request,
+            f"Run {migration.pk} queued, bound to plan {plan.pk}: it plans the file again first and "
+            "stops, writing nothing, if anything changed since.",
+            messages.SUCCESS,
+        )
+        return HttpResponseRedirect(reverse("admin:backfill_datamigration_change", args=[migration.pk]))
 
-    def get_queryset(self, request):
-        return super().get_queryset(request).annotate(items=Count("deliveries"))
+    # -- columns and facts ---------------------------------------------------------
+
+    @admin.display(description="kind", ordering="kind")
+    def kind_label(self, obj):
+        return capfirst(obj.get_kind_display())
+
+    @admin.display(description="mode", ordering="dry_run")
+    def mode(self, obj):
+        return "Dry run" if obj.dry_run else "Real"
+
+    @admin.display(description="status", ordering="status")
+    def status_label(self, obj):
+        return obj.get_status_display()
+
+    @admin.display(description="source")
+    def source_label(self, obj):
+        return capfirst(obj.get_source_display())
+
+    @admin.display(description="file")
+    def file(self, obj):
+        """The file's name, never where the server keeps it."""
+        params = obj.parameters
+        if obj.source == MigrationSource.DATABASE:
+            statuses = ", ".join(EventStatus(s).label.lower() for s in params.get("statuses", []))
+            window = ""
+            if params.get("since") or params.get("until"):
+                window = (
+                    f", received from {params.get('since') or 'the start'} to {params.get('until') or 'now'}"
+                )
+            return f"Stored deliveries: {statuses or 'any'}{window}"
+        return params.get("name") or Path(params.get("path", "")).name or EMPTY
 
     @admin.display(description="progress")
     def progress(self, obj):
-        expected = obj.parameters.get("expected") or max(obj.total, obj.processed, 1)
+        now = progress.of(obj)
+        if now.expected is None:
+            return format_html('<span class="ra-progress-text">{} handled</span>', points(now.done))
         return format_html(
-            '<progress max="{}" value="{}"></progress> {} handled', expected, obj.processed, obj.processed
+            '<progress class="ra-progress" max="{}" value="{}"></progress> '
+            '<span class="ra-progress-text">{} of {}</span>',
+            max(now.expected, 1),
+            min(now.done, now.expected),
+            points(now.done),
+            points(now.expected),
         )
-
-    def _elapsed(self, obj):
-        if not obj.started_at:
-            return None
-        return ((obj.finished_at or timezone.now()) - obj.started_at).total_seconds()
 
     @admin.display(description="rate")
     def rate(self, obj):
-        elapsed = self._elapsed(obj)
-        return f"{obj.processed / elapsed:.0f}/s" if elapsed and obj.processed else "-"
+        rate = progress.of(obj).rate
+        if rate is None:
+            return EMPTY
+        return f"{rate:,.1f}/s" if rate < 10 else f"{round(rate):,}/s"
 
     @admin.display(description="time left")
     def eta(self, obj):
-        elapsed, expected = self._elapsed(obj), obj.parameters.get("expected")
-        if obj.status != MigrationStatus.RUNNING or not elapsed or not obj.processed or not expected:
-            return "-"
-        return f"{(expected - obj.processed) / (obj.processed / elapsed):.0f} s"
+        if obj.status == MigrationStatus.PAUSED:
+            return "paused"
+        if obj.status == MigrationStatus.COMPLETED:
+            return "done"
+        left = progress.of(obj).seconds_left
+        return EMPTY if left is None else progress.duration(left)
+
+    @admin.display(description="applied", ordering="applied")
+    def applied_count(self, obj):
+        return f"Would apply {points(obj.applied)}" if obj.dry_run else points(obj.applied)
+
+    @admin.display(description="duplicate", ordering="duplicate")
+    def duplicate_count(self, obj):
+        return _count_cell(obj, "duplicate")
+
+    @admin.display(description="deferred", ordering="deferred")
+    def deferred_count(self, obj):
+        return _count_cell(obj, "deferred")
+
+    @admin.display(description="quarantined", ordering="quarantined")
+    def quarantined_count(self, obj):
+        return _count_cell(obj, "quarantined")
+
+    @admin.display(description="failed", ordering="failed")
+    def failed_count(self, obj):
+        return _count_cell(obj, "failed")
+
+    @admin.display(description="outcomes")
+    def outcomes(self, obj):
+        rows = [(outcome_label(name, dry_run=obj.dry_run), points(getattr(obj, name))) for name in OUTCOMES]
+        return format_html(
+            '<table class="ra-facts" id="migration-outcomes">{}'
+            '<tr><th>Total</th><td class="numeric">{}</td></tr></table>',
+            format_html_join("", '<tr><th>{}</th><td class="numeric">{}</td></tr>', rows),
+            points(obj.total),
+        )
+
+    @admin.display(description="plan")
+    def plan_summary(self, obj):
+        if not obj.dry_run or not obj.plan:
+            return EMPTY
+        wallets = obj.plan.get("wallets", {})
+        return format_html(
+            "{} points moved in {} wallet(s); checksum <code>{}</code>",
+            signed(obj.plan.get("points_moved", 0)),
+            points(len(wallets)),
+            obj.plan_checksum[:16] + "…" if obj.plan_checksum else EMPTY,
+        )
+
+    @admin.display(description="bound to")
+    def binding(self, obj):
+        plan_id = obj.parameters.get("plan")
+        if plan_id is None:
+            return EMPTY
+        url = reverse("admin:backfill_datamigration_change", args=[plan_id])
+        check = obj.parameters.get("plan_check")
+        if check is None:
+            return format_html('plan <a href="{}">#{}</a> (checked before the first line)', url, plan_id)
+        check_url = reverse("admin:backfill_datamigration_change", args=[check])
+        return format_html(
+            'plan <a href="{}">#{}</a>, checked unchanged by dry run <a href="{}">#{}</a>',
+            url,
+            plan_id,
+            check_url,
+            check,
+        )
+
+    @admin.display(description="error")
+    def error_text(self, obj):
+        if not obj.error:
+            return EMPTY
+        return format_html('<strong class="ra-outcome-failed" id="migration-error">{}</strong>', obj.error)
+
+    @admin.display(description="started by", ordering="started_by")
+    def starter(self, obj):
+        return obj.started_by or "system"
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, obj):
+        return when(obj.created_at)
+
+    @admin.display(description="started")
+    def started(self, obj):
+        return when(obj.started_at)
+
+    @admin.display(description="finished")
+    def finished(self, obj):
+        return when(obj.finished_at)
+
+    # -- actions -------------------------------------------------------------------
 
     def has_control_permission(self, request):
-        return request.user.has_perm("backfill.change_datamigration")
+        return request.user.has_perm(PERMISSION)
 
     def _control(self, request, queryset, action):
         for migration in queryset:
@@ -171,35 +487,68 @@ class DataMigrationAdmin(ReadOnlyAdmin):
 class ProviderEventDeliveryAdmin(ReadOnlyAdmin):
     list_display = [
         "id",
-        "received_at",
-        "source",
+        "received",
+        "source_label",
         "event_id",
-        "event_type",
+        "type_label",
         "user_id",
-        "status",
+        "status_label",
         "reason",
-        "migration",
+        "migration_link",
     ]
     list_filter = ["status", "source", "event_type"]
     list_select_related = ["migration"]
     search_fields = ["=event_id", "=user_id", "=entry_id"]
-    readonly_fields = [
-        "received_at",
-        "source",
+    search_help_text = "Exact event id, wallet uid or ledger entry id"
+    fields = [
+        "received",
+        "source_label",
         "event_id",
-        "event_type",
+        "type_label",
         "user_id",
         "entry_id",
-        "status",
+        "status_label",
         "reason",
         "attempts",
-        "applied_at",
-        "migration",
+        "applied",
+        "migration_link",
         "line",
-        "raw",
+        "raw_body",
     ]
+    readonly_fields = fields
 
     change_list_template = "admin/backfill/providereventdelivery/change_list.html"
+
+    @admin.display(description="received", ordering="received_at")
+    def received(self, obj):
+        return when(obj.received_at)
+
+    @admin.display(description="applied")
+    def applied(self, obj):
+        return when(obj.applied_at)
+
+    @admin.display(description="source", ordering="source")
+    def source_label(self, obj):
+        return obj.get_source_display()
+
+    @admin.display(description="type", ordering="event_type")
+    def type_label(self, obj):
+        return label(obj.event_type) if obj.event_type else EMPTY
+
+    @admin.display(description="status", ordering="status")
+    def status_label(self, obj):
+        return obj.get_status_display()
+
+    @admin.display(description="migration", ordering="migration")
+    def migration_link(self, obj):
+        if obj.migration_id is None:
+            return EMPTY
+        url = reverse("admin:backfill_datamigration_change", args=[obj.migration_id])
+        return format_html('<a href="{}">#{}</a>', url, obj.migration_id)
+
+    @admin.display(description="body as received")
+    def raw_body(self, obj):
+        return format_html('<pre class="ra-raw">{}</pre>', obj.raw)
 
     def get_urls(self):
         view = self.admin_site.admin_view(self.completeness_view)
@@ -208,11 +557,11 @@ class ProviderEventDeliveryAdmin(ReadOnlyAdmin):
     def completeness_view(self, request):
         """The stored events without a ledger entry, and one button to replay them all."""
         if not request.user.has_perm("backfill.view_providereventdelivery"):
-            raise PermissionDenied
+            raise PermissionDenied("your role does not include the provider events")
         gateway = get_gateway()
         if request.method == "POST":
-            if not request.user.has_perm("backfill.change_datamigration"):
-                raise PermissionDenied
+            if not request.user.has_perm(PERMISSION):
+                raise PermissionDenied("only ops replay gaps")
             try:
                 gaps, migration = completeness.replay_gaps(gateway, actor=request.user)
             except FeatureDisabled as exc:
@@ -221,17 +570,20 @@ class ProviderEventDeliveryAdmin(ReadOnlyAdmin):
             self.message_user(
                 request, f"{len(gaps)} gap(s) put back in line; migration {migration.pk} replays them."
             )
-            return HttpResponseRedirect(reverse("admin:backfill_datamigration_changelist"))
+            return HttpResponseRedirect(reverse("admin:backfill_datamigration_change", args=[migration.pk]))
         found = completeness.check(gateway)
         gaps = found.gaps
         facts = [
-            (f"{g.user_id} / {g.entry_id}", f"{g.status}: {g.reason or '-'} (event {g.event_id})")
+            (
+                f"{g.user_id} / {g.entry_id}",
+                f"{g.get_status_display()}: {g.reason or EMPTY} (event {g.event_id})",
+            )
             for g in gaps
         ] + [
             (d["entry_id"], f"credited to {len(d['wallets'])} wallets: {', '.join(d['wallets'])}")
             for d in found.doubles
         ]
-        can_replay = bool(gaps) and request.user.has_perm("backfill.change_datamigration")
+        can_replay = bool(gaps) and request.user.has_perm(PERMISSION)
         return TemplateResponse(
             request,
             "admin/revassure/form_page.html",
@@ -239,12 +591,12 @@ class ProviderEventDeliveryAdmin(ReadOnlyAdmin):
                 **self.admin_site.each_context(request),
                 "title": "Completeness of the ledger",
                 "intro": (
-                    f"{len(gaps)} stored payment(s) or reversal(s) have no ledger entry."
+                    f"{points(len(gaps))} stored payment(s) or reversal(s) have no ledger entry."
                     if gaps
                     else "Every stored payment and reversal has its ledger entry."
                 )
                 + (
-                    f" {len(found.doubles)} payment(s) or reversal(s) are credited to more than one "
+                    f" {points(len(found.doubles))} payment(s) or reversal(s) are credited to more than one "
                     "wallet: reverse the extra credits with a manual adjustment."
                     if found.doubles
                     else ""

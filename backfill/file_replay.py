@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
-from backfill import planner, runs, services
-from backfill.models import DataMigration, EventStatus, ProviderEventDelivery
+from backfill import planner, runs, services, uploads
+from backfill.models import DataMigration, EventStatus, MigrationSource, ProviderEventDelivery
 from revassure.firestore import FirestoreGateway
 from revassure.policy import negative_balance_allowed
 
@@ -51,14 +51,23 @@ def run_replay(
     try:
         if migration.dry_run:
             plan = planner.Plan(gateway, allow_negative=negative_balance_allowed())
-            counts, deferred, last = planner.plan_lines(numbered, plan)
+            judged: dict[int, planner.Judged] = {}
+            counts, deferred, last = planner.plan_lines(numbered, plan, judged=judged)
             with transaction.atomic():
                 runs.save_progress(migration, lease, counts, checkpoint=last or migration.checkpoint)
-            _retry_deferred(migration, lease, deferred, plan.consider)
+
+            def again(item: tuple[int, bytes]) -> str:
+                number, raw = item
+                judged[number] = plan.judge(raw)
+                return judged[number].outcome
+
+            _retry_deferred(migration, lease, deferred, again)
             summary = plan.summary(DataMigration.objects.get(pk=migration.pk).outcomes())
-            return runs.complete(
-                migration, lease, gateway=gateway, plan=summary, plan_checksum=plan.checksum(summary)
-            )
+            with transaction.atomic():
+                planner.save_items(migration, judged)
+                return runs.complete(
+                    migration, lease, gateway=gateway, plan=summary, plan_checksum=plan.checksum(summary)
+                )
         deferred = _apply_lines(migration, lease, numbered, gateway=gateway, deadline=deadline)
         if deferred is None:
             migration.refresh_from_db()
@@ -79,12 +88,50 @@ def run_replay(
 
 
 def verify_plan(
-    plan_id: int, lines: Iterable[str], *, path: str, kind: str, gateway: FirestoreGateway
-) -> None:
-    """Plan the same file again, now; PlanMismatch unless it is exactly plan `plan_id`."""
-    fresh = runs.start_replay(path=path, dry_run=True, kind=kind)
+    plan_id: int,
+    lines: Iterable[str],
+    *,
+    path: str,
+    kind: str,
+    gateway: FirestoreGateway,
+    source: str = MigrationSource.COMMAND,
+    name: str = "",
+) -> DataMigration:
+    """Plan the same file again, now; PlanMismatch unless it is exactly plan
+    `plan_id`. The new dry run, which matched."""
+    fresh = runs.start_replay(path=path, dry_run=True, kind=kind, source=source, name=name)
     fresh = run_replay(fresh, lines, gateway=gateway)
     planner.check_plan(plan_id, fresh)
+    return fresh
+
+
+def check_bound_plan(migration: DataMigration, lease: str, *, gateway: FirestoreGateway) -> bool:
+    """Before the first line of an upload's run bound to a plan (ops pressed "Run
+    for real, bound to this plan"): plan its file again now. True when it may
+    run; otherwise the run is failed with the reason, nothing written.
+    Checked once: a run that already started goes on from its checkpoint."""
+    plan_id = migration.parameters.get("plan")
+    if plan_id is None or "plan_check" in migration.parameters:
+        return True
+    try:
+        with uploads.stored_lines(migration) as lines:
+            fresh = verify_plan(
+                plan_id,
+                lines,
+                path=migration.parameters["path"],
+                kind=migration.kind,
+                gateway=gateway,
+                source=migration.source,
+                name=migration.parameters.get("name", ""),
+            )
+    except planner.PlanMismatch as exc:
+        runs.fail(migration, lease, exc, error=f"refused, nothing written: {exc}")
+        migration.refresh_from_db()
+        log.warning("bound run refused", extra={"migration_id": migration.pk, "plan": plan_id})
+        return False
+    migration.parameters["plan_check"] = fresh.pk
+    DataMigration.objects.filter(pk=migration.pk).update(parameters=migration.parameters)
+    return True
 
 
 def bind_to_plan(migration: DataMigration, plan_id: int) -> None:

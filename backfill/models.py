@@ -43,6 +43,8 @@ class ProviderEventDelivery(models.Model):
     class Meta:
         ordering = ["-received_at", "-id"]
         indexes = [models.Index(fields=["status", "received_at"])]
+        verbose_name = "provider event delivery"
+        verbose_name_plural = "provider event deliveries"
 
     def __str__(self) -> str:
         return f"{self.event_id or 'unparsed'} ({self.status})"
@@ -135,6 +137,10 @@ class DataMigration(models.Model):
     # worker saves progress only while the lease is still its own, so a worker
     # that lost its migration to another stops instead of counting twice.
     lease = models.CharField(max_length=32, blank=True)
+    # Time spent paused (or failed, until resumed), so that rate and time left
+    # are measured over running time only: a pause does not slow the rate down.
+    paused_at = models.DateTimeField(null=True, blank=True)
+    paused_seconds = models.FloatField(default=0)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -159,3 +165,28 @@ class DataMigration(models.Model):
 
 
 OUTCOMES = ("applied", "duplicate", "deferred", "quarantined", "failed")
+
+
+class PlanItem(models.Model):
+    """What a dry run decided for one line of its file, and why.
+
+    Kept apart from ProviderEventDelivery on purpose: a plan item was never
+    received and is never applied, replayed or counted as a delivery (the
+    completeness check and stored replays read deliveries only)."""
+
+    migration = models.ForeignKey(DataMigration, on_delete=models.CASCADE, related_name="plan_items")
+    line = models.PositiveIntegerField()  # in the planned file, from 1
+    event_id = models.CharField(max_length=128, blank=True)
+    event_type = models.CharField(max_length=32, blank=True)
+    user_id = models.CharField(max_length=128, blank=True)
+    entry_id = models.CharField(max_length=200, blank=True)
+    amount = models.BigIntegerField(null=True, blank=True)  # signed points the entry would carry
+    outcome = models.CharField(max_length=16, choices=EventStatus)
+    reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["migration", "line"]
+        constraints = [models.UniqueConstraint(fields=["migration", "line"], name="one_plan_item_per_line")]
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.outcome}"

@@ -14,10 +14,10 @@ import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from backfill import events
-from backfill.models import DataMigration, EventStatus, MigrationStatus
+from backfill.models import DataMigration, EventStatus, MigrationStatus, PlanItem
 from backfill.rules import WalletView, decide
 from revassure.firestore import FirestoreGateway
 from revassure.ledger import is_points
@@ -25,6 +25,16 @@ from revassure.ledger import is_points
 
 class PlanMismatch(Exception):
     pass
+
+
+@dataclass(frozen=True)
+class Judged:
+    """What the plan decided for one line, and why (a dry run keeps these as PlanItems)."""
+
+    outcome: str
+    reason: str = ""
+    event: events.ProviderEvent | None = None
+    unparsed_id: str = ""  # the event id of a line that does not parse, when it has one
 
 
 class Plan:
@@ -40,10 +50,14 @@ class Plan:
 
     def consider(self, raw: bytes | str) -> str:
         """The outcome the line would have, remembering what it would write."""
+        return self.judge(raw).outcome
+
+    def judge(self, raw: bytes | str) -> Judged:
+        """consider(), with the reason and the event: what a plan shows per line."""
         try:
             event = events.parse(raw)
-        except events.Unusable:
-            return EventStatus.QUARANTINED
+        except events.Unusable as exc:
+            return Judged(EventStatus.QUARANTINED, str(exc), unparsed_id=events.best_effort_id(raw))
         view = self._view(event)
         decision = decide(event, view, allow_negative=self.allow_negative)
         if decision.status == EventStatus.APPLIED:
@@ -51,7 +65,7 @@ class Plan:
             self.entries[event.user_id][event.entry_id] = decision.entry
             self.delta[event.user_id] += event.amount
             self.identities[event.entry_id] = event.user_id
-        return decision.status
+        return Judged(decision.status, decision.reason, event)
 
     def _view(self, event) -> WalletView:
         view = self.gateway.event_view(event)
@@ -90,18 +104,54 @@ class Plan:
         return hashlib.sha256(json.dumps(plan, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def plan_lines(lines: Iterable[tuple[int, bytes]], plan: Plan) -> tuple[dict[str, int], list[bytes], int]:
-    """Consider every numbered line in order: (outcome counts, the deferred lines
-    to consider again at the end, the last line number)."""
+def plan_lines(
+    lines: Iterable[tuple[int, bytes]], plan: Plan, *, judged: dict[int, Judged] | None = None
+) -> tuple[dict[str, int], list[tuple[int, bytes]], int]:
+    """Consider every numbered line in order: (outcome counts, the deferred
+    (number, line)s to consider again at the end, the last line number).
+    `judged`, when given, receives each line's Judged by its number."""
     counts: dict[str, int] = defaultdict(int)
     deferred, last = [], 0
     for number, raw in lines:
-        outcome = plan.consider(raw)
-        counts[outcome] += 1
+        verdict = plan.judge(raw)
+        counts[verdict.outcome] += 1
         last = number
-        if outcome == EventStatus.DEFERRED:
-            deferred.append(raw)
+        if judged is not None:
+            judged[number] = verdict
+        if verdict.outcome == EventStatus.DEFERRED:
+            deferred.append((number, raw))
     return counts, deferred, last
+
+
+def save_items(migration: DataMigration, judged: dict[int, Judged]) -> None:
+    """Keep a dry run's per-line plan (replacing what an interrupted attempt kept)."""
+    PlanItem.objects.filter(migration=migration).delete()
+    PlanItem.objects.bulk_create(
+        (
+            PlanItem(
+                migration=migration,
+                line=number,
+                outcome=verdict.outcome,
+                reason=verdict.reason,
+                **_identity(verdict),
+            )
+            for number, verdict in sorted(judged.items())
+        ),
+        batch_size=1000,
+    )
+
+
+def _identity(verdict: Judged) -> dict:
+    event = verdict.event
+    if event is None:
+        return {"event_id": verdict.unparsed_id}
+    return {
+        "event_id": event.event_id,
+        "event_type": event.type,
+        "user_id": event.user_id,
+        "entry_id": event.entry_id,
+        "amount": event.amount,
+    }
 
 
 def check_plan(plan_id: int, fresh: DataMigration) -> None:

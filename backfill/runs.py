@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
@@ -20,6 +21,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from backfill import uploads
 from backfill.models import (
     OUTCOMES,
     DataMigration,
@@ -52,40 +54,95 @@ def require_permission(actor) -> None:
         raise PermissionError(f"{actor} may not run data migrations")
 
 
-def request_file_replay(upload, *, dry_run: bool, actor) -> DataMigration:
-    """Keep an uploaded export where the workers can read it and queue its replay."""
+def request_file_replay(
+    upload, *, dry_run: bool, actor, kind: str = MigrationKind.REPLAY_FILE
+) -> DataMigration:
+    """Check an uploaded file (an export of provider events, or finance's reversal
+    CSV), keep it where the workers can read it, count its items and queue its
+    replay. uploads.BadUpload, before anything is kept, when it is not that kind."""
     require_permission(actor)
     flags.require_enabled(FLAG)
-    folder = settings.BACKFILL_UPLOAD_DIR
-    folder.mkdir(parents=True, exist_ok=True)
+    uploads.check(upload, kind)
     with transaction.atomic():
         migration = DataMigration.objects.create(
-            kind=MigrationKind.REPLAY_FILE,
+            kind=kind,
             source=MigrationSource.UPLOAD,
             parameters={"name": upload.name},
             dry_run=dry_run,
             started_by=actor,
         )
-        path = folder / f"migration-{migration.pk}.jsonl"
-        with path.open("wb") as target:
-            for piece in upload.chunks():
-                target.write(piece)
-        migration.parameters["path"] = str(path)
+        path = uploads.keep(upload, migration, settings.BACKFILL_UPLOAD_DIR)
+        migration.parameters.update(path=str(path), expected=uploads.count_items(path, kind))
         migration.save(update_fields=["parameters"])
         enqueue_run(migration.pk)
     return migration
 
 
+def bound_runs(plan: DataMigration):
+    """The real runs bound to a dry run (its plan)."""
+    return DataMigration.objects.filter(dry_run=False, parameters__plan=plan.pk)
+
+
+def bound_run_refusal(plan: DataMigration) -> str:
+    """Why a real run cannot be bound to this migration's plan now ("" when it can)."""
+    if not plan.dry_run:
+        return "it is not a dry run"
+    if plan.status != MigrationStatus.COMPLETED:
+        return "the dry run has not completed"
+    if plan.source != MigrationSource.UPLOAD:
+        return "its file was named on a command line: run `replay_webhooks --plan` where that file is"
+    if not Path(plan.parameters.get("path", "")).is_file():
+        return "its uploaded file is no longer kept: upload it again"
+    running = bound_runs(plan).exclude(status__in=[MigrationStatus.FAILED, MigrationStatus.CANCELLED])
+    other = running.order_by("pk").first()
+    if other is not None:
+        return f"run {other.pk} is bound to it already ({other.get_status_display().lower()})"
+    return ""
+
+
+def request_bound_run(plan_id: int, *, actor) -> DataMigration:
+    """A real run of a completed dry run's uploaded file, bound to that plan, for
+    a worker: it plans the file again first and refuses, writing nothing, unless
+    the new plan is exactly this one (as `replay_webhooks --plan` does).
+    ValueError with the reason when the plan cannot be run."""
+    require_permission(actor)
+    flags.require_enabled(FLAG)
+    with transaction.atomic():
+        plan = DataMigration.objects.select_for_update().get(pk=plan_id)
+        refusal = bound_run_refusal(plan)
+        if refusal:
+            raise ValueError(f"migration {plan_id} cannot be run for real: {refusal}")
+        parameters = {
+            key: plan.parameters[key] for key in ("name", "path", "expected") if key in plan.parameters
+        }
+        migration = DataMigration.objects.create(
+            kind=plan.kind,
+            source=MigrationSource.UPLOAD,
+            parameters={**parameters, "plan": plan.pk},
+            dry_run=False,
+            started_by=actor,
+        )
+        enqueue_run(migration.pk)
+    return migration
+
+
 def start_replay(
-    *, path: str, dry_run: bool, actor=None, kind: str = MigrationKind.REPLAY_FILE
+    *,
+    path: str,
+    dry_run: bool,
+    actor=None,
+    kind: str = MigrationKind.REPLAY_FILE,
+    source: str = MigrationSource.COMMAND,
+    name: str = "",
 ) -> DataMigration:
-    """A migration for a file named on the command line; its command runs it."""
+    """A migration for a file named on the command line (its command runs it),
+    or for an upload's kept file that a worker plans again."""
     require_permission(actor)
     flags.require_enabled(FLAG)
     return DataMigration.objects.create(
         kind=kind,
-        source=MigrationSource.COMMAND,
-        parameters={"path": path},
+        source=source,
+        parameters={"path": path, **({"name": name} if name else {})},
         dry_run=dry_run,
         started_by=actor,
     )
@@ -210,12 +267,13 @@ def complete(migration: DataMigration, lease: str, *, gateway: FirestoreGateway,
     return migration
 
 
-def fail(migration: DataMigration, lease: str, exc: BaseException) -> None:
+def fail(migration: DataMigration, lease: str, exc: BaseException, *, error: str = "") -> None:
+    """Failed, with `error` (or the exception) as the reason shown on the run."""
     transition(
         migration.pk,
         MigrationStatus.FAILED,
         where=Q(lease=lease),
-        error=f"{type(exc).__name__}: {exc}",
+        error=error or f"{type(exc).__name__}: {exc}",
         finished_at=timezone.now(),
     )
 
@@ -228,8 +286,23 @@ def set_status(migration_id: int, action: str, *, actor) -> DataMigration:
         "resume": MigrationStatus.PENDING,
         "cancel": MigrationStatus.CANCELLED,
     }[action]
+    now = timezone.now()
     with transaction.atomic():
-        if not transition(migration_id, target):
+        current = DataMigration.objects.select_for_update().filter(pk=migration_id).first()
+        # Running time is what rate and time left are measured over: a pause
+        # (or a failure, until resumed) is counted apart.
+        fields: dict = {}
+        if action == "pause":
+            fields = {"paused_at": now}
+        elif action == "resume" and current is not None:
+            stopped = current.paused_at or current.finished_at
+            if stopped is not None:
+                fields = {
+                    "paused_seconds": current.paused_seconds + (now - stopped).total_seconds(),
+                    "paused_at": None,
+                    "finished_at": None,
+                }
+        if not transition(migration_id, target, **fields):
             raise ValueError(f"migration {migration_id} cannot {action} now")
         if action == "resume":
             enqueue_run(migration_id)

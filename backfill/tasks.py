@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from django.conf import settings
 
-from backfill import file_replay, runs, services, stored_replay
+from backfill import file_replay, runs, services, stored_replay, uploads
 from backfill.models import DataMigration, MigrationKind, MigrationStatus
 from revassure.firestore import get_gateway
 
@@ -32,7 +32,9 @@ def run_migration(migration_id: int, handoff: str = "") -> str:
             migration, gateway=get_gateway(), deadline=deadline, lease=lease
         )
     else:
-        with open(migration.parameters["path"], encoding="utf-8", errors="replace") as lines:
+        if not file_replay.check_bound_plan(migration, lease, gateway=get_gateway()):
+            return migration.status  # refused: the world changed since the plan
+        with uploads.stored_lines(migration) as lines:
             migration = file_replay.run_replay(
                 migration, lines, gateway=get_gateway(), deadline=deadline, lease=lease
             )

@@ -91,7 +91,7 @@ def test_kinds_and_sources_are_stated_not_inferred(
 ):
     settings.BACKFILL_UPLOAD_DIR = tmp_path
     with django_capture_on_commit_callbacks():
-        uploaded = runs.request_file_replay(SimpleUploadedFile("x.jsonl", b""), dry_run=True, actor=None)
+        uploaded = runs.request_file_replay(SimpleUploadedFile("x.jsonl", b"{}\n"), dry_run=True, actor=None)
         stored = runs.request_stored_replay()
     from_command = runs.start_replay(path="x.jsonl", dry_run=True)
 
