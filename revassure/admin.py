@@ -8,7 +8,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from revassure import flags, freeze
+from revassure import flags, formatting, freeze
 from revassure.admin_base import ReadOnlyAdmin
 from revassure.firestore import get_gateway
 from revassure.models import FeatureFlag, FeatureFlagChange, FreezeEvent
@@ -183,6 +183,12 @@ class FreezeEventAdmin(ReadOnlyAdmin):
             else "While frozen, proposing, approving and executing heals and manual adjustments is refused. "
             "Reconciliation keeps running. The points app sees the freeze in Firestore config/adjustments."
         )
+        latest = freeze.latest()
+        if latest is None:
+            now = "Not frozen (never frozen)"
+        else:
+            verb = "Frozen" if latest.frozen else "Not frozen: unfrozen"
+            now = f"{verb} {formatting.when(latest.created_at)} by {latest.actor}: {latest.reason}"
         return TemplateResponse(
             request,
             "admin/revassure/form_page.html",
@@ -190,6 +196,7 @@ class FreezeEventAdmin(ReadOnlyAdmin):
                 **self.admin_site.each_context(request),
                 "title": title,
                 "intro": intro,
+                "facts": [("Now", now)],
                 "form": form,
                 "back_url": reverse("admin:revassure_freezeevent_changelist"),
                 "back_label": "Freeze history",

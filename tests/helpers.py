@@ -1,6 +1,7 @@
 """Builders and constants the tests share (test modules never import each other)."""
 
 import json
+from html.parser import HTMLParser
 
 from django.db import connection
 
@@ -72,3 +73,30 @@ def without_immutability_triggers():
         else:
             cursor.execute("DROP TRIGGER run_finished_immutable ON reconciliation_reconciliationrun")
             cursor.execute("DROP TRIGGER violation_finished_immutable ON reconciliation_violation")
+
+
+class _Markup(HTMLParser):
+    """What the CSP (script-src 'self', no 'unsafe-inline') would refuse."""
+
+    def __init__(self):
+        super().__init__()
+        self.refused: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        for name in attrs:
+            if name.startswith("on"):
+                self.refused.append(f"<{tag} {name}=...> (inline handler)")
+        if "style" in attrs:
+            self.refused.append(f"<{tag} style=...> (inline style)")
+        if tag == "style":
+            self.refused.append("<style> element")
+        if tag == "script" and "src" not in attrs and attrs.get("type") != "application/json":
+            self.refused.append("<script> without src (inline script)")
+
+
+def csp_refusals(html: str) -> list[str]:
+    """The inline scripts, handlers and styles in a page (our CSP forbids them all)."""
+    parser = _Markup()
+    parser.feed(html)
+    return parser.refused

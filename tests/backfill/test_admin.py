@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from backfill import completeness, file_replay, progress, runs
 from backfill.models import DataMigration, MigrationStatus, ProviderEventDelivery
-from tests.helpers import EXPORT, event_line, put_wallets
+from tests.helpers import EXPORT, csp_refusals, event_line, put_wallets
 from tests.helpers import stored_event as stored
 
 
@@ -493,3 +493,19 @@ def test_reviewers_and_approvers_watch_migrations_but_outsiders_are_refused(
     client.force_login(outsider)
     refused = client.get(page_of(plan))
     assert refused.status_code == 403 and 'id="refusal"' in refused.content.decode()
+
+
+@pytest.mark.django_db
+def test_migration_pages_need_nothing_the_csp_refuses(
+    client, wallets, ops, uploads, django_capture_on_commit_callbacks
+):
+    client.force_login(ops)
+    upload(client, EXPORT, capture=django_capture_on_commit_callbacks)
+    plan = DataMigration.objects.get()
+    for url in [
+        page_of(plan),
+        page_of(plan) + "?outcome=quarantined",
+        reverse("admin:backfill_upload_reversals"),
+        reverse("admin:backfill_completeness"),
+    ]:
+        assert csp_refusals(client.get(url).content.decode()) == [], url

@@ -2,8 +2,6 @@
 refusals that say why and where to go, the freeze one click from the index,
 filters in a bar above the table, and nothing the CSP would block."""
 
-from html.parser import HTMLParser
-
 import pytest
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
@@ -13,6 +11,7 @@ from django.urls import include, path, reverse
 from revassure import freeze
 from revassure import urls as project_urls
 from revassure.models import FreezeEvent
+from tests.helpers import csp_refusals
 
 INDEX = "/admin/"
 FREEZE_PAGE = "/admin/revassure/freezeevent/toggle/"
@@ -43,33 +42,6 @@ class WithoutWalletPage:
 
 def page(response) -> str:
     return response.content.decode()
-
-
-class _Markup(HTMLParser):
-    """What the CSP (script-src 'self', no 'unsafe-inline') would refuse."""
-
-    def __init__(self):
-        super().__init__()
-        self.refused: list[str] = []
-        self._in_script = False
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        for name in attrs:
-            if name.startswith("on"):
-                self.refused.append(f"<{tag} {name}=...> (inline handler)")
-        if "style" in attrs:
-            self.refused.append(f"<{tag} style=...> (inline style)")
-        if tag == "style":
-            self.refused.append("<style> element")
-        if tag == "script" and "src" not in attrs and attrs.get("type") != "application/json":
-            self.refused.append("<script> without src (inline script)")
-
-
-def csp_refusals(html: str) -> list[str]:
-    parser = _Markup()
-    parser.feed(html)
-    return parser.refused
 
 
 @pytest.mark.django_db
@@ -272,6 +244,17 @@ def test_the_freeze_form_returns_only_to_pages_of_this_site(client, gateway, ops
         FREEZE_PAGE, {"state": "freeze", "reason": "cutover", "next": "https://evil.example/"}
     )
     assert response["Location"] == "/admin/revassure/freezeevent/"
+
+
+@pytest.mark.django_db
+def test_the_freeze_page_says_what_holds_now(client, gateway, ops):
+    client.force_login(ops)
+    assert "Not frozen (never frozen)" in page(client.get(FREEZE_PAGE))
+    freeze.freeze(actor=ops, reason="cutover", gateway=gateway)
+    event = FreezeEvent.objects.get()
+    html = page(client.get(FREEZE_PAGE))
+    assert f"Frozen {event.created_at:%Y-%m-%d %H:%M} UTC by olga: cutover" in html
+    assert 'name="state" value="unfreeze"' in html
 
 
 @pytest.mark.django_db
