@@ -147,8 +147,12 @@ class FreezeEventAdmin(ReadOnlyAdmin):
     """The freeze's history; its page freezes or unfreezes, as asked, with a reason."""
 
     change_list_template = "admin/revassure/freezeevent/change_list.html"
-    list_display = ["created_at", "frozen", "actor", "reason"]
+    list_display = ["created_at", "change", "actor", "reason"]
     list_select_related = ["actor"]
+
+    @admin.display(description="change", ordering="frozen")
+    def change(self, event):
+        return "Froze" if event.frozen else "Unfroze"
 
     def get_urls(self):
         return [

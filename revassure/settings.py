@@ -213,6 +213,8 @@ AUTH_PASSWORD_VALIDATORS = [
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
+# Dates shown as "2026-11-26 07:45 UTC" everywhere, Django's own displays too.
+FORMAT_MODULE_PATH = ["revassure.formats"]
 USE_I18N = True
 USE_TZ = True
 

@@ -109,8 +109,18 @@ def test_on_a_phone_every_cell_says_which_column_it_is(client, gateway, ops):
     freeze.freeze(actor=ops, reason="cutover", gateway=gateway)
     client.force_login(ops)
     html = page(client.get("/admin/revassure/freezeevent/"))
-    assert '<td data-label="Frozen" class="field-frozen">' in html
+    assert '<td data-label="Change" class="field-change">Froze</td>' in html
     assert '<td data-label="Reason" class="field-reason">cutover</td>' in html
+
+
+@pytest.mark.django_db
+def test_django_s_own_date_displays_use_the_one_format_with_the_zone(client, gateway, ops):
+    freeze.freeze(actor=ops, reason="cutover", gateway=gateway)
+    event = FreezeEvent.objects.get()
+    client.force_login(ops)
+    html = page(client.get("/admin/revassure/freezeevent/"))
+    assert f'/change/">{event.created_at:%Y-%m-%d %H:%M} UTC</a></th>' in html
+    assert "a.m." not in html and "p.m." not in html
 
 
 # -- refusals -----------------------------------------------------------------
