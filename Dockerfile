@@ -5,7 +5,8 @@ FROM python:3.11-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PROMETHEUS_MULTIPROC_DIR=/tmp/revassure-metrics
 
 RUN groupadd --system app && useradd --system --gid app --home-dir /app --shell /usr/sbin/nologin app
 WORKDIR /app
@@ -19,4 +20,7 @@ RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput
 
 USER app
 EXPOSE 8000
+# gunicorn.conf.py wipes PROMETHEUS_MULTIPROC_DIR at start and marks exited
+# workers dead; give the qcluster the same directory (a shared volume) so one
+# scrape sums web and worker counters.
 CMD ["gunicorn", "revassure.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]

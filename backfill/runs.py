@@ -31,7 +31,7 @@ from backfill.models import (
     MigrationStatus,
     sources_of,
 )
-from revassure import flags
+from revassure import flags, metrics
 from revassure.firestore import FirestoreGateway
 from revassure.logs import on_commit
 
@@ -236,6 +236,7 @@ def save_progress(migration: DataMigration, lease: str, counts: dict[str, int], 
     )
     if not saved:
         raise LeaseLost(f"migration {migration.pk} is no longer this worker's")
+    on_commit(lambda counted=dict(counts): metrics.replay_events(counted))
 
 
 def move_counts(migration: DataMigration, lease: str, moved: dict[str, int]) -> None:
@@ -246,6 +247,9 @@ def move_counts(migration: DataMigration, lease: str, moved: dict[str, int]) -> 
     )
     if not saved:
         raise LeaseLost(f"migration {migration.pk} is no longer this worker's")
+    # Counted again with the outcome they found: the counter of `deferred` says
+    # how many waited, not how many wait now.
+    on_commit(lambda counted=dict(moved): metrics.replay_events(counted))
 
 
 def still_mine(migration: DataMigration, lease: str) -> bool:

@@ -14,6 +14,7 @@ from django_q.tasks import async_task
 from backfill import events
 from backfill.models import EventSource, EventStatus, ProviderEventDelivery
 from backfill.rules import decide
+from revassure import metrics
 from revassure.firestore import FirestoreGateway
 from revassure.logs import on_commit
 from revassure.policy import negative_balance_allowed
@@ -75,12 +76,22 @@ def receive_webhook(raw: bytes) -> ProviderEventDelivery:
     """Store a signed webhook delivery and, when usable, apply it after the commit."""
     with transaction.atomic():
         delivery = store_delivery(raw, source=EventSource.WEBHOOK)
-        if delivery.status == EventStatus.RECEIVED:
+        if delivery.status != EventStatus.RECEIVED:
+            on_commit(lambda: metrics.webhook_delivery(delivery.status))
+        else:
             on_commit(
                 lambda: async_task(
                     "backfill.tasks.apply_delivery", delivery.pk, task_name=f"provider-event-{delivery.pk}"
                 )
             )
+    return delivery
+
+
+def apply_webhook_delivery(delivery_id: int, *, gateway: FirestoreGateway) -> ProviderEventDelivery:
+    """Apply a delivery the webhook received, counting its outcome
+    (revassure_webhook_deliveries_total); replays count theirs as replay events."""
+    delivery = apply_delivery(delivery_id, gateway=gateway)
+    metrics.webhook_delivery(delivery.status)
     return delivery
 
 

@@ -12,7 +12,7 @@ from revassure.firestore import get_gateway
 
 
 def apply_delivery(delivery_id: int) -> str:
-    return services.apply_delivery(delivery_id, gateway=get_gateway()).status
+    return services.apply_webhook_delivery(delivery_id, gateway=get_gateway()).status
 
 
 def run_migration(migration_id: int, handoff: str = "") -> str:

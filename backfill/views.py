@@ -12,6 +12,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from backfill import events, services
+from revassure import metrics
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ def paynow_webhook(request):
         )
     except events.BadSignature as exc:
         log.warning("webhook refused: %s", exc)
+        metrics.webhook_delivery("rejected")
         refused = JsonResponse({"error": str(exc)}, status=401)
         # The answer is byte for byte what it was when this view shared the job
         # API's helper (a 401 must name a scheme); providers key on the status.

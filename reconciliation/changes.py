@@ -37,7 +37,7 @@ from reconciliation.models import (
     ViolationKind,
 )
 from reconciliation.reports import describe_details
-from revassure import flags, freeze, policy
+from revassure import flags, freeze, metrics, policy
 from revassure.firestore import BalanceChange, FirestoreGateway
 from revassure.ledger import balances_unchanged, is_points
 from revassure.logs import on_commit
@@ -158,6 +158,7 @@ def _create(*, actor, amount: int, **fields) -> BalanceRequest:
     RequestEvent.objects.create(
         request=request, to_state=RequestState.PROPOSED, actor=actor, reason=fields["reason"]
     )
+    on_commit(lambda: metrics.balance_request(kind=request.kind, state=RequestState.PROPOSED))
     log.info(
         "balance request proposed", extra={"request_id": request.pk, "uid": request.uid, "amount": amount}
     )
@@ -463,6 +464,7 @@ def _transition(
     )
     request.state = to_state
     request.save(update_fields=["state"])
+    on_commit(lambda: metrics.balance_request(kind=request.kind, state=to_state))
     log.info("balance request %s", to_state, extra={"request_id": request.pk, "state": to_state})
 
 

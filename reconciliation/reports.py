@@ -20,6 +20,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from reconciliation.models import ReconciliationRun, RunStatus, Violation
+from revassure import metrics
 from revassure.firestore import FirestoreGateway
 
 log = logging.getLogger(__name__)
@@ -143,6 +144,11 @@ def seal_run(run_id: int, attempts: int = 5) -> ReconciliationRun | None:
                 ReconciliationRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
                     **{name: getattr(run, name) for name in _SEALED_FIELDS}
                 )
+            metrics.run_ended(
+                status=RunStatus.COMPLETED,
+                wallets_checked=run.wallets_checked,
+                duration_seconds=run.duration.total_seconds() if run.duration else None,
+            )
             log.info(
                 "reconciliation run completed",
                 extra={"run_id": run_id, "violations": run.violations_count, "checksum": run.checksum},
@@ -156,9 +162,11 @@ def seal_run(run_id: int, attempts: int = 5) -> ReconciliationRun | None:
 
 
 def fail_run(run_id: int, error: str) -> None:
-    ReconciliationRun.objects.filter(pk=run_id, status__in=[RunStatus.PENDING, RunStatus.RUNNING]).update(
-        status=RunStatus.FAILED, finished_at=timezone.now(), error=error[:4000]
-    )
+    failed = ReconciliationRun.objects.filter(
+        pk=run_id, status__in=[RunStatus.PENDING, RunStatus.RUNNING]
+    ).update(status=RunStatus.FAILED, finished_at=timezone.now(), error=error[:4000])
+    if failed:
+        metrics.run_ended(status=RunStatus.FAILED)
 
 
 def mirror_run(run: ReconciliationRun, *, gateway: FirestoreGateway) -> bool:

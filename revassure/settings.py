@@ -76,6 +76,35 @@ JOBS_OIDC_ISSUERS = env.list(
 JOBS_OIDC_CERTS_URL = env.str("JOBS_OIDC_CERTS_URL", default="https://www.googleapis.com/oauth2/v1/certs")
 JOBS_CLOCK_SKEW_SECONDS = env.int("JOBS_CLOCK_SKEW_SECONDS", default=10)
 
+# Observability (observability/, docs/observability.md). GET /metrics answers
+# only `Authorization: Bearer <METRICS_TOKEN>` (404 while it is unset).
+# PROMETHEUS_MULTIPROC_DIR (read by prometheus-client itself, from the
+# environment, before it is first imported): the directory web and worker
+# processes share their counters through; wiped when the service starts.
+# Unset, each process serves its own counters only.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+# Alerts go to ALERT_EMAILS (comma-separated) through Django's email backend and
+# to ALERT_WEBHOOK_URL as Slack-compatible JSON, signed with ALERT_WEBHOOK_SECRET
+# when it is set. Email: EMAIL_URL (smtp://user:password@host:587, smtp+tls://,
+# consolemail://, filemail:///path) or the usual EMAIL_* variables.
+ALERT_EMAILS = env.list("ALERT_EMAILS", default=[])
+ALERT_WEBHOOK_URL = env.str("ALERT_WEBHOOK_URL", default="")
+ALERT_WEBHOOK_SECRET = env.str("ALERT_WEBHOOK_SECRET", default="")
+ALERT_FROM_EMAIL = env.str("ALERT_FROM_EMAIL", default="revassure@localhost")
+EMAIL_URL = env.str("EMAIL_URL", default="")
+if EMAIL_URL:
+    globals().update(env.email_url_config(EMAIL_URL))
+else:
+    EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend")
+    EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+    EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+    EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+    EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+    EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+    EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", default=str(BASE_DIR / "sent-mail"))
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+
 # django-q2: a task must finish within `timeout`; `retry` (which also counts the
 # wait in the queue) is longer so that a slow task is never started twice.
 Q_TIMEOUT = env.int("Q_TIMEOUT", default=1800)
@@ -89,6 +118,7 @@ INSTALLED_APPS = [
     "backfill.apps.BackfillConfig",
     "jobs.apps.JobsConfig",
     "wallets.apps.WalletsConfig",
+    "observability.apps.ObservabilityConfig",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -133,7 +163,7 @@ OIDC_RP_SIGN_ALGO = env.str("OIDC_RP_SIGN_ALGO", default="RS256")
 OIDC_RP_SCOPES = env.str("OIDC_RP_SCOPES", default="openid email groups")
 OIDC_RENEW_ID_TOKEN_EXPIRY_SECONDS = env.int("OIDC_RENEW_ID_TOKEN_EXPIRY_SECONDS", default=15 * 60)
 # Never sent to the provider for a refresh: probes, the job API, the refusal page.
-OIDC_EXEMPT_URLS = ["healthz", "readyz", "openapi", "sso-refused", re.compile(r"^/api/")]
+OIDC_EXEMPT_URLS = ["healthz", "readyz", "metrics", "openapi", "sso-refused", re.compile(r"^/api/")]
 SSO_ENABLED = bool(OIDC_RP_CLIENT_ID)
 SSO_ALLOWED_DOMAINS = env.list("SSO_ALLOWED_DOMAINS", default=[])
 SSO_GROUPS_CLAIM = env.str("SSO_GROUPS_CLAIM", default="groups")
@@ -237,7 +267,7 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 # plain HTTP for the load balancer. Trust X-Forwarded-Proto only where a proxy
 # you control sets it (Cloud Run, a load balancer).
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 if env.bool("TRUST_X_FORWARDED_PROTO", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31_536_000)

@@ -5,6 +5,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from backfill import views as backfill_views
+from observability import views as observability_views
 from revassure import api, sso
 
 admin.site.site_header = "revassure"
@@ -19,6 +20,7 @@ handler403 = "revassure.errors.permission_denied"
 urlpatterns = [
     path("healthz", api.healthz, name="healthz"),
     path("readyz", api.readyz, name="readyz"),
+    path("metrics", observability_views.metrics, name="metrics"),
     path("api/openapi.json", api.openapi, name="openapi"),
     path("api/jobs/", include("jobs.urls")),
     path("api/webhooks/paynow", backfill_views.paynow_webhook, name="webhook-paynow"),

@@ -26,8 +26,15 @@ export DATABASE_URL="sqlite:///$PWD/$DEMO_DIR/db.sqlite3"
 export GOOGLE_CLOUD_PROJECT=${GOOGLE_CLOUD_PROJECT:-revassure-demo}
 export FIRESTORE_EMULATOR_HOST="127.0.0.1:$EMULATOR_PORT"
 unset REDIS_URL
+# Metrics: web and qcluster share their counters through a directory wiped with
+# the demo's; alert email goes to files the banner names.
+export PROMETHEUS_MULTIPROC_DIR="$PWD/$DEMO_DIR/metrics"
+export METRICS_TOKEN=${METRICS_TOKEN:-$("$PY" -c 'import secrets; print(secrets.token_urlsafe(24))')}
+export EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend EMAIL_FILE_PATH="$PWD/$DEMO_DIR/mail"
+unset EMAIL_URL
+export ALERT_EMAILS=${ALERT_EMAILS:-ops@revassure.example}
 
-rm -rf "$DEMO_DIR" && mkdir -p "$DEMO_DIR"
+rm -rf "$DEMO_DIR" && mkdir -p "$DEMO_DIR" "$PROMETHEUS_MULTIPROC_DIR" "$DEMO_DIR/mail"
 pids=()
 cleanup() { [ ${#pids[@]} -gt 0 ] && kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
@@ -55,6 +62,9 @@ cat <<BANNER
 
   Logins (new passwords at every start):
 $logins
+
+  Metrics: curl -H "Authorization: Bearer $METRICS_TOKEN" http://127.0.0.1:$PORT/metrics
+  Alert email (not sent anywhere): $DEMO_DIR/mail/
 
   Logs: $DEMO_DIR/*.log    Stop: Ctrl-C
 

@@ -43,6 +43,7 @@ from google.cloud.firestore_v1.services.firestore.transports import (
     FirestoreGrpcTransport,
 )
 
+from revassure import metrics
 from revassure.firestore.model import TRANSIENT_ERRORS
 
 BACKOFF = {"initial": 0.2, "maximum": 10.0, "multiplier": 2.0}  # seconds
@@ -53,12 +54,72 @@ T = TypeVar("T")
 _CHANNEL_OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
 
 
+# The generated clients' server-streaming methods: a call lasts (and may fail)
+# until its last response is read.
+STREAMED = frozenset({"run_query", "run_aggregation_query", "batch_get_documents", "partition_query"})
+
+
+class Measured:
+    """A generated client whose every call is counted and timed
+    (revassure_firestore_calls_total, revassure_firestore_call_duration_seconds):
+    the one place the gateway's raw requests are measured."""
+
+    def __init__(self, api):
+        self._api = api
+
+    def __getattr__(self, name: str):
+        method = getattr(self._api, name)
+        if name.startswith("_") or not callable(method):
+            return method
+        if name not in STREAMED:
+
+            def call(*args, **kwargs):
+                with metrics.firestore_call(name):
+                    return method(*args, **kwargs)
+
+            return call
+
+        def stream(*args, **kwargs):
+            with metrics.firestore_call(name):
+                yield from method(*args, **kwargs)
+
+        return stream
+
+
+class MeasuredAsync(Measured):
+    """The same for the asyncio client: a streamed call returns an async iterator."""
+
+    def __getattr__(self, name: str):
+        method = getattr(self._api, name)
+        if name.startswith("_") or not callable(method):
+            return method
+        if name not in STREAMED:
+
+            async def call(*args, **kwargs):
+                with metrics.firestore_call(name):
+                    return await method(*args, **kwargs)
+
+            return call
+
+        async def stream(*args, **kwargs):
+            responses = await method(*args, **kwargs)
+
+            async def measured():
+                with metrics.firestore_call(name):
+                    async for response in responses:
+                        yield response
+
+            return measured()
+
+        return stream
+
+
 @dataclass(frozen=True)
 class _Clients:
     client: firestore.Client
-    api: FirestoreClient
+    api: Measured
     loop: asyncio.AbstractEventLoop
-    async_api: FirestoreAsyncClient
+    async_api: MeasuredAsync
     metadata: tuple[tuple[str, str], ...]  # sent with every raw request
     # Threads for reads made side by side through the sync clients, kept for
     # the process's life: starting threads per call costs more than the reads.
@@ -153,7 +214,12 @@ class Connection:
         async_api = asyncio.run_coroutine_threadsafe(_async_api(emulator), loop).result()
         threads = ThreadPoolExecutor(max_workers=32, thread_name_prefix="firestore-gateway")
         return _Clients(
-            client=client, api=api, loop=loop, async_api=async_api, metadata=metadata, threads=threads
+            client=client,
+            api=Measured(api),
+            loop=loop,
+            async_api=MeasuredAsync(async_api),
+            metadata=metadata,
+            threads=threads,
         )
 
 

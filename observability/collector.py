@@ -1,0 +1,95 @@
+"""Gauges that describe the database, computed at scrape time.
+
+Whichever process serves the scrape, and after any restart, these read the same
+rows: nothing here lives in process memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from django.db.models import Q
+from django_q.brokers import get_broker
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from backfill.models import DataMigration, MigrationStatus
+from reconciliation.models import (
+    BalanceRequest,
+    ReconciliationRun,
+    RequestState,
+    RunStatus,
+    ViolationKind,
+)
+from revassure import freeze
+from revassure.metrics import PREFIX
+
+
+def last_full_run() -> ReconciliationRun | None:
+    """The last completed run over every wallet (a run scoped to some uids says
+    nothing about the others)."""
+    return (
+        ReconciliationRun.objects.filter(status=RunStatus.COMPLETED, scope_uids=[])
+        .order_by("-finished_at", "-pk")
+        .first()
+    )
+
+
+def migration_ratio(migration: DataMigration) -> float:
+    expected = migration.parameters.get("expected") or migration.total
+    if not expected:
+        return 0.0
+    return min(1.0, migration.processed / expected)
+
+
+def gauge(name: str, documentation: str, value: float | None = None, labels=()) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(f"{PREFIX}_{name}", documentation, labels=list(labels) or None)
+    if value is not None:
+        family.add_metric([], value)
+    return family
+
+
+class DatabaseCollector(Collector):
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        run = last_full_run()
+        yield gauge(
+            "reconciliation_last_success_timestamp_seconds",
+            "When the last completed full reconciliation run finished (unix time; 0: never).",
+            run.finished_at.timestamp() if run else 0,
+        )
+        violations = gauge(
+            "reconciliation_violations",
+            "Violations found by the last completed full run, by kind.",
+            labels=["kind"],
+        )
+        violations.add_metric([ViolationKind.DRIFT], run.drift_count if run else 0)
+        violations.add_metric([ViolationKind.MALFORMED], run.malformed_count if run else 0)
+        yield violations
+        yield gauge(
+            "reconciliation_drift_points",
+            "Total absolute drift of the last completed full run.",
+            run.total_abs_drift if run else 0,
+        )
+        yield gauge(
+            "liability_difference_points",
+            "Sum of wallets minus sum of ledgers, last completed full run.",
+            run.liability_difference if run else 0,
+        )
+        yield gauge(
+            "balance_requests_awaiting_approval",
+            "Heals and manual adjustments waiting for a decision.",
+            BalanceRequest.objects.filter(state=RequestState.PROPOSED).count(),
+        )
+        yield gauge("freeze_active", "1 while balance changes are frozen.", 1 if freeze.current() else 0)
+        yield gauge(
+            "task_queue_depth", "Tasks waiting in the django-q2 broker.", get_broker().queue_size() or 0
+        )
+        progress = gauge(
+            "migration_progress_ratio",
+            "Share of a running data migration's items handled.",
+            labels=["migration"],
+        )
+        running = DataMigration.objects.filter(Q(status=MigrationStatus.RUNNING))
+        for migration in running.only("pk", "parameters", "total", "processed"):
+            progress.add_metric([str(migration.pk)], migration_ratio(migration))
+        yield progress
