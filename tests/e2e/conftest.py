@@ -263,6 +263,18 @@ class People:
             return  # the browser's own request, not the page's: the admin names no icon
         self.errors.append(f"{page.url}: {text}" + (f" ({source})" if source and source != page.url else ""))
 
+    def fits_the_screen(self, page: Page) -> None:
+        """Nothing to scroll sideways: the page, loaded with its stylesheets, is no wider
+        than the window, and no table scrolls inside its box (a change list's columns)."""
+        page.wait_for_load_state()
+        width = page.viewport_size["width"]
+        overflow = page.evaluate(
+            """() => [document.documentElement, ...document.querySelectorAll('.results')]
+                .filter(el => el.scrollWidth > el.clientWidth + 1)
+                .map(el => `${el.tagName}.${el.className}: ${el.scrollWidth} > ${el.clientWidth}`)"""
+        )
+        assert overflow == [], f"{page.url} at {width} px scrolls sideways: {overflow}"
+
     def reload_until(self, page: Page, locator, text: str, timeout: float = 60) -> None:
         """What a person does while a worker is busy: reload the page until it shows `text`."""
         deadline = time.monotonic() + timeout

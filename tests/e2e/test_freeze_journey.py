@@ -14,6 +14,7 @@ def test_ops_freeze_from_the_index_and_adjustments_wait_for_the_unfreeze(people)
     ops = people.sign_in("otto")
     panel = ops.get_by_role("region", name="Freeze of manual balance changes")
     expect(panel).to_contain_text("Not frozen")
+    people.fits_the_screen(ops)
     panel.get_by_label("Reason").fill(FROZEN_BECAUSE)
     panel.get_by_role("button", name="Freeze manual changes").click()
     banner = ops.get_by_role("alert").filter(has_text="FROZEN")
@@ -27,6 +28,7 @@ def test_ops_freeze_from_the_index_and_adjustments_wait_for_the_unfreeze(people)
     reviewer.get_by_role("link", name="Balance requests").click()
     reviewer.get_by_role("link", name="Propose manual adjustment").click()
     # Said before anything is typed: no form to fill in for nothing.
+    people.fits_the_screen(reviewer)
     expect(reviewer.locator("#content-main").get_by_role("alert")).to_contain_text(
         f"by otto: {FROZEN_BECAUSE}"
     )

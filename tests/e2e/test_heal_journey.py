@@ -19,6 +19,7 @@ def test_a_reviewer_finds_drift_proposes_a_heal_and_the_worker_applies_it_once_a
     run = site.first_run
     reviewer = people.sign_in("rita")
     reviewer.get_by_role("link", name="Reconciliation runs").click()
+    people.fits_the_screen(reviewer)
     latest = reviewer.locator("#result_list tbody tr").first
     expect(latest).to_contain_text(re.compile("completed", re.IGNORECASE))
     latest.get_by_role("link", name=str(run["run_id"]), exact=True).click()
@@ -28,6 +29,7 @@ def test_a_reviewer_finds_drift_proposes_a_heal_and_the_worker_applies_it_once_a
     reviewer.get_by_role("link", name="Violations", exact=True).click()
     reviewer.get_by_role("link", name="Drift", exact=True).click()
     reviewer.get_by_role("link", name="wallet above ledger").click()
+    people.fits_the_screen(reviewer)
     row = reviewer.get_by_role("row").filter(has_text=HEALED)
     expect(row).to_contain_text("+45")
     expect(row).to_contain_text("12,345")
@@ -48,6 +50,7 @@ def test_a_reviewer_finds_drift_proposes_a_heal_and_the_worker_applies_it_once_a
     approver.get_by_role("link", name="Balance requests").click()
     approver.get_by_text("Filters", exact=True).click()
     approver.get_by_role("link", name="awaiting my decision").click()
+    people.fits_the_screen(approver)
     approver.get_by_role("row").filter(has_text=HEALED).get_by_role("link", name="Decide").click()
     heading = approver.get_by_role("heading", name=re.compile(r"Decide request \d+"))
     expect(heading).to_be_visible()
@@ -72,6 +75,7 @@ def test_a_reviewer_finds_drift_proposes_a_heal_and_the_worker_applies_it_once_a
     lookup.get_by_role("searchbox").fill(HEALED)
     lookup.get_by_role("button", name="Go").click()
     expect(reviewer.locator("#wallet-balance")).to_have_text("12,300")
+    people.fits_the_screen(reviewer)
     expect(reviewer.locator("#wallet-drift")).to_have_text("In balance")
     expect(
         reviewer.locator("#wallet-requests").get_by_role("row").filter(has_text=f"#{request_id}")
