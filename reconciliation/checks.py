@@ -13,3 +13,34 @@ def daily_schedule(app_configs, **kwargs):
     except ValueError as exc:
         return [Error(f"RECONCILE_DAILY_AT is not a UTC time of day: {exc}", id="revassure.E001")]
     return []
+
+
+@register()
+def break_settings(app_configs, **kwargs):
+    """The breaks' thresholds (reconciliation/breaks.py) make sense together."""
+    errors = []
+    buckets = settings.BREAK_AGE_BUCKETS
+    if not buckets or buckets[0] < 0 or buckets != sorted(set(buckets)):
+        errors.append(
+            Error(
+                f"BREAK_AGE_BUCKETS must be increasing whole days, e.g. 1,7,30 (got {buckets})",
+                id="revassure.E020",
+            )
+        )
+    if not 0 < settings.BREAK_SEVERITY_MEDIUM_POINTS <= settings.BREAK_SEVERITY_HIGH_POINTS:
+        errors.append(
+            Error(
+                "BREAK_SEVERITY_MEDIUM_POINTS must be positive and at most BREAK_SEVERITY_HIGH_POINTS",
+                id="revassure.E021",
+            )
+        )
+    if settings.BREAK_SEVERITY_ESCALATE_DAYS < 0 or settings.BREAK_CAUSE_MAX_ENTRIES < 0:
+        errors.append(
+            Error(
+                "BREAK_SEVERITY_ESCALATE_DAYS and BREAK_CAUSE_MAX_ENTRIES cannot be negative",
+                id="revassure.E022",
+            )
+        )
+    if settings.BREAK_CAUSE_CONCURRENCY < 1:
+        errors.append(Error("BREAK_CAUSE_CONCURRENCY must be at least 1", id="revassure.E023"))
+    return errors

@@ -8,7 +8,7 @@ schedule, the job API):
     execute_run()   stream the wallets and cut them into chunks;
     process_chunk() aggregate each wallet's ledger, re-check candidates in a
                     transaction, classify and store confirmed violations;
-    reports.seal_run() once the last chunk is in.
+    reports.seal_run() once the last chunk is in, then breaks.track_run().
 
 See docs/reconciliation.md for the consistency argument and the costs.
 """
@@ -27,7 +27,7 @@ from django.db.models import F
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from reconciliation import reports
+from reconciliation import breaks, reports
 from reconciliation.models import (
     ReconciliationChunk,
     ReconciliationRun,
@@ -245,6 +245,7 @@ def _seal_if_complete(run_id: int, gateway: FirestoreGateway) -> None:
     sealed = reports.seal_run(run_id)
     if sealed is not None:
         reports.mirror_run(sealed, gateway=gateway)
+        breaks.track_run(sealed, gateway=gateway)
 
 
 def fail_run(run_id: int, exc: BaseException) -> None:

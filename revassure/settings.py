@@ -40,6 +40,22 @@ RECONCILE_CONCURRENCY = env.int("RECONCILE_CONCURRENCY", default=64)
 RECONCILE_CHUNK_SIZE = env.int("RECONCILE_CHUNK_SIZE", default=1000)
 RECONCILE_DAILY_AT = env.str("RECONCILE_DAILY_AT", default="02:00")
 
+# Breaks (one wallet's drift followed across runs, reconciliation/breaks.py).
+# BREAK_TRACKING off leaves runs as they were (no breaks opened or closed).
+# Severity: low, medium from BREAK_SEVERITY_MEDIUM_POINTS of |delta| (and any
+# malformed break), high from BREAK_SEVERITY_HIGH_POINTS; one level more once
+# older than BREAK_SEVERITY_ESCALATE_DAYS (high becomes critical). Age buckets:
+# whole days, upper bounds (1,7,30 gives 0-1, 2-7, 8-30 and over 30). The
+# probable cause reads at most BREAK_CAUSE_MAX_ENTRIES ledger entries of a
+# wallet, BREAK_CAUSE_CONCURRENCY ledgers at a time.
+BREAK_TRACKING = env.bool("BREAK_TRACKING", default=True)
+BREAK_SEVERITY_MEDIUM_POINTS = env.int("BREAK_SEVERITY_MEDIUM_POINTS", default=100)
+BREAK_SEVERITY_HIGH_POINTS = env.int("BREAK_SEVERITY_HIGH_POINTS", default=1000)
+BREAK_SEVERITY_ESCALATE_DAYS = env.int("BREAK_SEVERITY_ESCALATE_DAYS", default=7)
+BREAK_AGE_BUCKETS = env.list("BREAK_AGE_BUCKETS", cast=int, default=[1, 7, 30])
+BREAK_CAUSE_MAX_ENTRIES = env.int("BREAK_CAUSE_MAX_ENTRIES", default=1000)
+BREAK_CAUSE_CONCURRENCY = env.int("BREAK_CAUSE_CONCURRENCY", default=32)
+
 # Feature flags: the default of each flag in this environment. Ops can override
 # any of them at runtime from the admin; see revassure/flags.py.
 FEATURE_FLAG_DEFAULTS = {

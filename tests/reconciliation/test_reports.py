@@ -2,7 +2,14 @@ import pytest
 from django.db import DatabaseError, connection, transaction
 
 from reconciliation import reports, services
-from reconciliation.models import FinishedRecordError, ReconciliationRun, RunTrigger, Violation
+from reconciliation.models import (
+    BreakSighting,
+    FinishedRecordError,
+    ReconciliationRun,
+    RunTrigger,
+    TrackedRun,
+    Violation,
+)
 from tests.helpers import put_wallets, without_immutability_triggers
 
 
@@ -104,6 +111,9 @@ def test_verify_catches_a_recomputed_checksum_through_the_chain(three_runs, gate
 @pytest.mark.django_db
 def test_verify_catches_a_deleted_report(three_runs, gateway):
     without_immutability_triggers()
+    # Everything that refers to the report goes too (its breaks' sightings and tracking).
+    BreakSighting.objects.filter(run=three_runs[1]).delete()
+    TrackedRun.objects.filter(run=three_runs[1]).delete()
     Violation.objects.filter(run=three_runs[1]).delete()
     ReconciliationRun.objects.filter(pk=three_runs[1].pk).delete()
 

@@ -1,0 +1,224 @@
+"""What people do with breaks: assign, take, acknowledge, note, accept,
+propose a heal. Each checks the permission, runs in one atomic block over the
+selected breaks (all or none) and appends a note to each (who, when, what):
+a break's story. Reviewers work on breaks (`work_break`); approvers accept a
+difference (`accept_break`, with a reason); heals go through the
+maker-checker of reconciliation.changes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from django.db import transaction
+from django.db.models import F, QuerySet
+from django.utils import timezone
+
+from reconciliation import changes
+from reconciliation.models import (
+    BREAK_TRANSITIONS,
+    OPEN_STATES,
+    BalanceRequest,
+    Break,
+    BreakAction,
+    BreakNote,
+    BreakResolution,
+    BreakSighting,
+    BreakStatus,
+    RequestKind,
+)
+from revassure.firestore import FirestoreGateway
+from revassure.formatting import signed
+
+log = logging.getLogger(__name__)
+
+WORK = "reconciliation.work_break"
+ACCEPT = "reconciliation.accept_break"
+EXPORT = "reconciliation.export_break"
+
+
+class BreakRefused(Exception):
+    """A break cannot do what was asked; the message says why, for a person."""
+
+
+def assign(break_ids: Iterable[int], *, owner, actor) -> list[Break]:
+    """Give open breaks to a reviewer. Assigned to someone else, a break waits
+    (open) for them to acknowledge it; assigned to oneself, it is acknowledged."""
+    _require(actor, WORK, "assign breaks")
+    if owner is None or not owner.is_active or not owner.has_perm(WORK):
+        raise BreakRefused(f"{owner} cannot work on breaks: assign them to a finance reviewer")
+    action = BreakAction.TAKE if owner.pk == actor.pk else BreakAction.ASSIGN
+    to = BreakStatus.ACKNOWLEDGED if owner.pk == actor.pk else BreakStatus.OPEN
+    with transaction.atomic():
+        breaks = _open_locked(break_ids, "assigned")
+        for brk in breaks:
+            if brk.owner_id == owner.pk and (
+                brk.status == BreakStatus.ACKNOWLEDGED or to == BreakStatus.OPEN
+            ):
+                continue  # theirs already
+            was = f" (was {brk.owner})" if brk.owner_id not in (None, owner.pk) else ""
+            brk.owner = owner
+            _transition(brk, to)
+            brk.save(update_fields=["owner", "status"])
+            text = f"Taken by {actor}{was}" if action == BreakAction.TAKE else f"Assigned to {owner}{was}"
+            _note(brk, actor, action, text)
+    return breaks
+
+
+def take(break_ids: Iterable[int], *, actor) -> list[Break]:
+    return assign(break_ids, owner=actor, actor=actor)
+
+
+def acknowledge(break_ids: Iterable[int], *, actor) -> list[Break]:
+    """The owner says they are on it; an unowned break becomes theirs."""
+    _require(actor, WORK, "acknowledge breaks")
+    with transaction.atomic():
+        breaks = _open_locked(break_ids, "acknowledged")
+        others = [b for b in breaks if b.owner_id not in (None, actor.pk)]
+        if others:
+            raise BreakRefused(
+                "; ".join(f"break {b.pk} ({b.uid}) is assigned to {b.owner}" for b in others)
+                + ": only its owner acknowledges it, or take it first"
+            )
+        for brk in breaks:
+            if brk.status == BreakStatus.ACKNOWLEDGED:
+                continue
+            brk.owner = actor
+            _transition(brk, BreakStatus.ACKNOWLEDGED)
+            brk.save(update_fields=["owner", "status"])
+            _note(brk, actor, BreakAction.ACKNOWLEDGE, f"Acknowledged by {actor}")
+    return breaks
+
+
+def add_note(break_id: int, *, actor, text: str) -> BreakNote:
+    _require(actor, WORK, "add notes to breaks")
+    if not text or not text.strip():
+        raise BreakRefused("a note needs some text")
+    with transaction.atomic():
+        brk = Break.objects.select_for_update().get(pk=break_id)
+        return _note(brk, actor, BreakAction.NOTE, text.strip())
+
+
+def accept(break_ids: Iterable[int], *, actor, reason: str) -> list[Break]:
+    """An approver accepts each break's current difference (a write-off, with a
+    reason): closed as accepted, kept on record; the same delta seen again does
+    not reopen it, a different one does."""
+    _require(actor, ACCEPT, "accept breaks")
+    if not reason or not reason.strip():
+        raise BreakRefused("a reason is required to accept a difference")
+    now = timezone.now()
+    with transaction.atomic():
+        breaks = _open_locked(break_ids, "accepted")
+        unknown = [b for b in breaks if b.delta is None]
+        if unknown:
+            raise BreakRefused(
+                f"{', '.join(b.uid for b in unknown)}: the wallet's points are malformed, so there is "
+                "no difference to accept; fix the data first"
+            )
+        heals = dict(
+            BalanceRequest.objects.filter(
+                kind=RequestKind.HEAL, state__in=OPEN_STATES, uid__in=[b.uid for b in breaks]
+            ).values_list("uid", "pk")
+        )
+        if heals:
+            raise BreakRefused(
+                "; ".join(f"{uid} has heal #{pk} open" for uid, pk in sorted(heals.items()))
+                + ": decide the heal first"
+            )
+        for brk in breaks:
+            _transition(brk, BreakStatus.CLOSED)
+            brk.resolution, brk.closed_at = BreakResolution.ACCEPTED, now
+            brk.accepted_by, brk.accepted_at, brk.accepted_delta = actor, now, brk.delta
+            brk.accepted_reason = reason.strip()
+            brk.save(
+                update_fields=[
+                    "status",
+                    "resolution",
+                    "closed_at",
+                    "accepted_by",
+                    "accepted_at",
+                    "accepted_delta",
+                    "accepted_reason",
+                ]
+            )
+            _note(
+                brk,
+                actor,
+                BreakAction.ACCEPT,
+                f"Accepted a difference of {signed(brk.delta)}: {reason.strip()}",
+            )
+    return breaks
+
+
+def propose_heal(
+    break_ids: Iterable[int], *, actor, strategy: str, reason: str, gateway: FirestoreGateway
+) -> list[BalanceRequest]:
+    """Propose a heal of each break's latest sighting, through the maker-checker
+    of reconciliation.changes (all or none, one strategy and reason)."""
+    _require(actor, WORK, "propose heals for breaks")
+    breaks = list(Break.objects.filter(pk__in=list(break_ids)).order_by("uid"))
+    closed = [b for b in breaks if not b.is_open]
+    if closed:
+        raise BreakRefused(f"{', '.join(f'break {b.pk}' for b in closed)} closed: nothing to heal")
+    latest = {
+        s.brk_id: s.violation
+        for s in BreakSighting.objects.filter(brk__in=breaks, run=F("brk__last_run")).select_related(
+            "violation__run"
+        )
+    }
+    proposed = changes.propose_heals(
+        [latest[b.pk] for b in breaks], actor=actor, strategy=strategy, reason=reason, gateway=gateway
+    )
+    by_uid = {r.uid: r for r in proposed}
+    with transaction.atomic():
+        for brk in breaks:
+            request = by_uid[brk.uid]
+            _note(
+                brk,
+                actor,
+                BreakAction.PROPOSE_HEAL,
+                f"Heal #{request.pk} proposed ({request.get_strategy_display()}, {signed(request.amount)}): "
+                f"{reason.strip()}",
+            )
+    return proposed
+
+
+def heals_of(brk: Break) -> QuerySet:
+    """The heal requests proposed for the break's sightings, latest first."""
+    return BalanceRequest.objects.filter(violation__sighting__brk=brk).order_by("-created_at", "-id")
+
+
+def _require(actor, permission: str, doing: str) -> None:
+    if actor is None or not actor.is_active or not actor.has_perm(permission):
+        raise PermissionError(f"{actor} may not {doing}")
+
+
+def _open_locked(break_ids: Iterable[int], doing: str) -> list[Break]:
+    ids = sorted(set(break_ids))
+    breaks = list(
+        Break.objects.select_for_update(of=("self",))
+        .select_related("owner")
+        .filter(pk__in=ids)
+        .order_by("pk")
+    )
+    if len(breaks) != len(ids):
+        raise BreakRefused("some of the selected breaks no longer exist")
+    closed = [b for b in breaks if not b.is_open]
+    if closed:
+        raise BreakRefused(
+            f"{', '.join(f'break {b.pk} ({b.uid})' for b in closed)} closed: only open breaks are {doing}"
+        )
+    return breaks
+
+
+def _transition(brk: Break, to: str) -> None:
+    if to != brk.status and to not in BREAK_TRANSITIONS[brk.status]:
+        raise BreakRefused(f"a {brk.status} break cannot become {to}")
+    brk.status = to
+
+
+def _note(brk: Break, actor, action: str, text: str) -> BreakNote:
+    note = BreakNote.objects.create(brk=brk, author=actor, action=action, text=text)
+    log.info("break %s", action, extra={"break_id": brk.pk, "uid": brk.uid, "actor": str(actor)})
+    return note

@@ -1,0 +1,283 @@
+"""The probable cause of a break, from the wallet and its ledger entries.
+
+Computed once, when a break opens (breaks.track_run calls fill_causes): each
+wallet read once in a batched read, its ledger entries once (at most
+BREAK_CAUSE_MAX_ENTRIES of them, BREAK_CAUSE_CONCURRENCY ledgers at a time).
+A guess costs nothing when wrong: a heal still goes through maker-checker.
+Entries of ours are named with what wrote them: a delivery's `deliveryId`
+(webhook or replay, and its migration), a balance request's entry id
+(`revassure-<kind>-<request id>`); rebalances write auditLog records, not
+entries, and are found among our applied requests.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from backfill.models import ProviderEventDelivery
+from reconciliation.models import (
+    OPEN_BREAK_STATES,
+    BalanceRequest,
+    Break,
+    HealStrategy,
+    ProbableCause,
+    RequestKind,
+    RequestState,
+)
+from revassure.firestore import MISSING, FirestoreGateway
+from revassure.formatting import signed, when
+from revassure.ledger import is_points
+
+BATCH = 500  # breaks whose causes are computed together (one batched wallet read)
+MISSED_LOOKED_AT = 10  # latest entries tried as "the wallet missed its latest entries"
+NAMED = 5  # entries named in one cause at most
+
+
+@dataclass(frozen=True)
+class Cause:
+    code: str
+    text: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Entry:
+    entry_id: str
+    fields: dict[str, Any]
+
+    @property
+    def amount(self) -> Any:
+        return self.fields.get("amount", MISSING)
+
+    @property
+    def created_at(self) -> datetime | None:
+        value = self.fields.get("createdAt")
+        return value if isinstance(value, datetime) and value.tzinfo is not None else None
+
+
+# The ledger entry a heal (post adjustment) or manual adjustment appends: BalanceRequest.ledger_entry_id.
+REQUEST_ENTRY = re.compile(r"^revassure-(heal|adjustment)-(\d+)$")
+
+
+def probable_cause(
+    points: Any, entries: Iterable[tuple[str, dict[str, Any]]], *, exists: bool = True, writers=None
+) -> Cause:
+    """What the wallet's points and its ledger entries say about the difference,
+    tried in this order: a malformed amount; the wallet missed its latest
+    entries; the wallet holds an entry's amount too many; an entry's sign
+    applied the wrong way; entries of ours; otherwise unexplained.
+
+    `writers` ({entry id: "written by ..."}) names the entries of ours. Entries
+    are ordered by createdAt (those without one first, by id), so "latest" is by
+    time."""
+    writers = writers or {}
+    listed = sorted(
+        (Entry(entry_id, fields or {}) for entry_id, fields in entries),
+        key=lambda e: (0, e.entry_id, "") if e.created_at is None else (1, e.created_at, e.entry_id),
+    )
+    points = points if exists else 0
+    evidence: dict[str, Any] = {"wallet_points": _json(points), "entries_read": len(listed)}
+    if not exists:
+        evidence["wallet"] = "missing: its points count as 0"
+
+    def named(*chosen: Entry) -> str:
+        evidence["entries"] = [_entry_evidence(e, writers) for e in chosen]
+        return ", ".join(_entry_text(e, writers) for e in chosen)
+
+    malformed = [e for e in reversed(listed) if not is_points(e.amount)]  # newest first
+    total = sum(e.amount for e in listed if is_points(e.amount))
+    evidence["ledger_sum"] = total
+    if not is_points(points):
+        return Cause(ProbableCause.MALFORMED_AMOUNT, f"The wallet's points are {_problem(points)}", evidence)
+    if malformed:
+        more = f" (and {len(malformed) - 1} more)" if len(malformed) > 1 else ""
+        named(*malformed[:NAMED])
+        return Cause(
+            ProbableCause.MALFORMED_AMOUNT,
+            f"Entry {malformed[0].entry_id}: amount is {_problem(malformed[0].amount)}{more}",
+            evidence,
+        )
+    delta = points - total
+    evidence["delta"] = delta
+    if delta == 0:
+        return Cause(
+            ProbableCause.UNEXPLAINED,
+            f"Unexplained: the wallet and its ledger agreed when read ({points:,} points); "
+            "a write probably landed after the run, and the next run will tell",
+            evidence,
+        )
+    newest = list(reversed(listed))
+    missed = 0
+    for k, entry in enumerate(newest[:MISSED_LOOKED_AT], start=1):
+        missed += entry.amount
+        if delta == -missed:
+            chosen = newest[:k]
+            what = "entry" if k == 1 else f"its latest {k} entries:"
+            return Cause(
+                ProbableCause.MISSED_ENTRIES,
+                f"The wallet missed {what} {named(*chosen)} of {len(listed)}",
+                evidence,
+            )
+    for entry in newest:
+        if entry.amount == delta:
+            return Cause(
+                ProbableCause.EXTRA_IN_WALLET,
+                f"Entry {named(entry)} is missing from the ledger or was counted twice in the wallet",
+                evidence,
+            )
+    for entry in newest:
+        if entry.amount != 0 and delta == -2 * entry.amount:
+            return Cause(
+                ProbableCause.WRONG_SIGN,
+                f"Sign of entry {named(entry)} applied the wrong way",
+                evidence,
+            )
+    ours = [e for e in newest if e.entry_id in writers]
+    if ours:
+        return Cause(
+            ProbableCause.OUR_ENTRY,
+            f"No entry explains a delta of {signed(delta)}; entries of ours in the ledger: "
+            f"{named(*ours[:NAMED])}",
+            evidence,
+        )
+    return Cause(
+        ProbableCause.UNEXPLAINED,
+        f"Unexplained: no single entry, and none of the latest entries, accounts for a delta of "
+        f"{signed(delta)} ({len(listed)} entries read)",
+        evidence,
+    )
+
+
+def _problem(value: Any) -> str:
+    if value is MISSING:
+        return "missing"
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return f"a string ({value!r:.60})"
+    if isinstance(value, float):
+        return f"not an integer ({value!r})"
+    return f"a {type(value).__name__} ({value!r:.60})"
+
+
+def _json(value: Any) -> Any:
+    if value is MISSING:
+        return None
+    return value if value is None or isinstance(value, bool | int | float | str) else repr(value)[:120]
+
+
+def _entry_text(entry: Entry, writers: dict[str, str]) -> str:
+    amount = signed(entry.amount) if is_points(entry.amount) else _problem(entry.amount)
+    parts = [amount, when(entry.created_at) if entry.created_at else "no createdAt"]
+    if entry.entry_id in writers:
+        parts.append(writers[entry.entry_id])
+    return f"{entry.entry_id} ({', '.join(parts)})"
+
+
+def _entry_evidence(entry: Entry, writers: dict[str, str]) -> dict[str, Any]:
+    return {
+        "id": entry.entry_id,
+        "amount": _json(entry.amount),
+        "created_at": entry.created_at.isoformat() if entry.created_at else None,
+        "type": _json(entry.fields.get("type")),
+        "written_by": writers.get(entry.entry_id, ""),
+    }
+
+
+def writers_of(entries: Iterable[tuple[str, dict[str, Any]]]) -> dict[str, str]:
+    """{entry id: "written by ..."} for the entries of ours: a delivery's (webhook
+    or replay, and its migration; reversals said so) or a balance request's (heal
+    or manual adjustment). Two queries."""
+    entries = [(entry_id, fields or {}) for entry_id, fields in entries]
+    delivery_ids = {f["deliveryId"] for _, f in entries if type(f.get("deliveryId")) is int}
+    request_ids = {int(m.group(2)) for entry_id, _ in entries if (m := REQUEST_ENTRY.match(entry_id))}
+    deliveries = ProviderEventDelivery.objects.in_bulk(delivery_ids) if delivery_ids else {}
+    requests = BalanceRequest.objects.in_bulk(request_ids) if request_ids else {}
+    found = {}
+    for entry_id, fields in entries:
+        delivery_id = fields.get("deliveryId")
+        match = REQUEST_ENTRY.match(entry_id)
+        if type(delivery_id) is int and delivery_id in deliveries:
+            delivery = deliveries[delivery_id]
+            what = "reversal" if fields.get("type") == "reversal" else delivery.get_source_display()
+            by = f"migration {delivery.migration_id}" if delivery.migration_id else "webhook"
+            found[entry_id] = f"written by {by} ({what}, delivery {delivery.pk})"
+        elif match and int(match.group(2)) in requests:
+            request = requests[int(match.group(2))]
+            found[entry_id] = f"written by request {request.pk} ({request.get_kind_display()})"
+    return found
+
+
+def fill_causes(*, gateway: FirestoreGateway) -> int:
+    """Compute the probable cause of each open break that has none yet (those
+    the last run opened; any left blank by a failure before): the wallet and its
+    ledger entries read once, at most BREAK_CAUSE_MAX_ENTRIES entries a wallet.
+    Returns how many were computed."""
+    pending = list(Break.objects.filter(cause="", status__in=OPEN_BREAK_STATES).order_by("pk"))
+    for start in range(0, len(pending), BATCH):
+        chunk = pending[start : start + BATCH]
+        for brk, cause in zip(chunk, _causes(chunk, gateway), strict=True):
+            brk.cause, brk.cause_text, brk.cause_evidence = cause.code, cause.text, cause.evidence
+        Break.objects.bulk_update(chunk, ["cause", "cause_text", "cause_evidence"], batch_size=BATCH)
+    return len(pending)
+
+
+def _causes(chunk: list[Break], gateway: FirestoreGateway) -> list[Cause]:
+    limit = settings.BREAK_CAUSE_MAX_ENTRIES
+    counts = {b.uid: b.entries for b in chunk}
+    uids = list(counts)
+    wallets = gateway.get_wallet_points(uids)
+    readable = [uid for uid in uids if counts[uid] <= limit]
+    ledgers = gateway.ledgers(readable, concurrency=settings.BREAK_CAUSE_CONCURRENCY)
+    writers = writers_of(entry for entries in ledgers.values() for entry in entries)
+    rebalances = _rebalances(uids)
+    read_at = timezone.now().isoformat()
+    causes = []
+    for brk in chunk:
+        if brk.uid not in ledgers:
+            causes.append(
+                Cause(
+                    ProbableCause.UNEXPLAINED,
+                    f"Not examined: the ledger has {brk.entries:,} entries, more than "
+                    f"BREAK_CAUSE_MAX_ENTRIES ({limit:,})",
+                    {"entries": brk.entries, "read_at": read_at},
+                )
+            )
+            continue
+        exists, points = wallets[brk.uid]
+        cause = probable_cause(points, ledgers[brk.uid], exists=exists, writers=writers)
+        evidence = {**cause.evidence, "read_at": read_at}
+        rebalance = rebalances.get(brk.uid)
+        if rebalance is not None:
+            evidence["last_rebalance"] = {
+                "request": rebalance.pk,
+                "applied_at": rebalance.applied_at.isoformat(),
+                "audit_log_id": rebalance.ledger_entry_id,
+            }
+            if cause.code == ProbableCause.UNEXPLAINED and cause.evidence.get("delta"):
+                cause = Cause(
+                    ProbableCause.OUR_ENTRY,
+                    f"No entry explains a delta of {signed(cause.evidence['delta'])}; the wallet's "
+                    f"points were last set by request {rebalance.pk} (heal, rebalance) at "
+                    f"{when(rebalance.applied_at)}",
+                )
+        causes.append(Cause(cause.code, cause.text, evidence))
+    return causes
+
+
+def _rebalances(uids: list[str]) -> dict[str, BalanceRequest]:
+    """The latest applied rebalance of each wallet (they write auditLog records, not entries)."""
+    found = {}
+    applied = BalanceRequest.objects.filter(
+        uid__in=uids, kind=RequestKind.HEAL, strategy=HealStrategy.REBALANCE, state=RequestState.APPLIED
+    ).order_by("applied_at", "id")
+    for request in applied:
+        found[request.uid] = request
+    return found
