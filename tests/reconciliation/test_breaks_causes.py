@@ -1,0 +1,234 @@
+"""Each probable cause, from a wallet and a ledger built to show it, through a
+real run; and an unexplained one that says so."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from backfill import file_replay, runs
+from reconciliation import break_causes, changes, services
+from reconciliation.models import Break, RequestState, RunTrigger
+from tests.helpers import event_line
+
+T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
+
+
+def reconcile(gateway, uids=None):
+    return services.run_inline(actor=None, trigger=RunTrigger.COMMAND, gateway=gateway, uids=uids)
+
+
+def dated(*amounts, prefix="e"):
+    """A ledger whose entries were written an hour apart, in order."""
+    return {
+        f"{prefix}{n:03d}": {"type": "purchase", "amount": amount, "createdAt": T0 + timedelta(hours=n)}
+        for n, amount in enumerate(amounts)
+    }
+
+
+def cause_of(gateway, points, ledger, uid="w1"):
+    gateway.write_wallets([(uid, points, ledger)])
+    reconcile(gateway, uids=[uid])
+    return Break.objects.get(uid=uid)
+
+
+def cause_of_existing(gateway, uid="w1"):
+    reconcile(gateway, uids=[uid])
+    return Break.objects.filter(uid=uid).latest("pk")
+
+
+@pytest.fixture
+def run_tasks(django_capture_on_commit_callbacks):
+    def run(func, *args, **kwargs):
+        with django_capture_on_commit_callbacks(execute=True):
+            return func(*args, **kwargs)
+
+    return run
+
+
+@pytest.mark.django_db
+def test_a_wallet_that_missed_its_latest_entry(gateway):
+    brk = cause_of(gateway, 150, dated(100, 50, 20))
+
+    assert brk.cause == "missed_entries"
+    assert brk.cause_text == "The wallet missed entry e002 (+20, 2026-11-01 11:00 UTC) of 3"
+    assert [e["id"] for e in brk.cause_evidence["entries"]] == ["e002"]
+    assert brk.cause_evidence["entries"][0]["created_at"] == "2026-11-01T11:00:00+00:00"
+    assert (brk.cause_evidence["wallet_points"], brk.cause_evidence["ledger_sum"]) == (150, 170)
+
+
+@pytest.mark.django_db
+def test_a_wallet_that_missed_its_latest_entries(gateway):
+    brk = cause_of(gateway, 100, dated(100, 50, 20))
+
+    assert brk.cause == "missed_entries"
+    assert brk.cause_text.startswith("The wallet missed its latest 2 entries: e002 (+20, ")
+    assert "e001 (+50, 2026-11-01 10:00 UTC) of 3" in brk.cause_text
+
+
+@pytest.mark.django_db
+def test_an_entry_too_many_in_the_wallet(gateway):
+    brk = cause_of(gateway, 140, dated(100, 30, -20))
+
+    assert brk.cause == "extra_in_wallet"
+    assert brk.cause_text == (
+        "Entry e001 (+30, 2026-11-01 10:00 UTC) is missing from the ledger or was counted twice in the wallet"
+    )
+
+
+@pytest.mark.django_db
+def test_a_sign_applied_the_wrong_way(gateway):
+    brk = cause_of(gateway, 130, dated(100, -30, 5, -5))
+
+    assert brk.cause == "wrong_sign"
+    assert brk.cause_text == "Sign of entry e001 (\u221230, 2026-11-01 10:00 UTC) applied the wrong way"
+
+
+@pytest.mark.django_db
+def test_a_malformed_amount(gateway):
+    ledger = dated(100, 25)
+    ledger["e001"]["amount"] = "25"
+
+    brk = cause_of(gateway, 125, ledger)
+
+    assert (brk.kind, brk.cause) == ("malformed", "malformed_amount")
+    assert brk.cause_text == "Entry e001: amount is a string ('25')"
+    assert brk.cause_evidence["entries"][0]["amount"] == "25"
+
+
+@pytest.mark.django_db
+def test_malformed_wallet_points(gateway):
+    brk = cause_of(gateway, "120", dated(100, 20))
+
+    assert brk.cause == "malformed_amount"
+    assert brk.cause_text == "The wallet's points are a string ('120')"
+
+
+@pytest.mark.django_db
+def test_an_entry_written_by_our_replay_is_named_with_its_migration(gateway):
+    gateway.write_wallets([("w1", 100, dated(100))])
+    migration = runs.start_replay(path="export.jsonl", dry_run=False)
+    file_replay.run_replay(
+        migration, [event_line("evt_1", user="w1", payment="pay_1", points=40)], gateway=gateway
+    )
+    delivery = migration.deliveries.get()
+    # The points app overwrites the wallet with the balance it held before the credit.
+    gateway.client.collection("wallets").document("w1").update({"points": 100})
+
+    brk = cause_of_existing(gateway)
+
+    assert brk.cause == "missed_entries"
+    assert f"written by migration {migration.pk} (Replay, delivery {delivery.pk})" in brk.cause_text
+    assert brk.cause_evidence["entries"][0]["written_by"] == (
+        f"written by migration {migration.pk} (Replay, delivery {delivery.pk})"
+    )
+
+
+@pytest.mark.django_db
+def test_entries_of_ours_are_named_when_no_single_entry_explains_the_delta(
+    gateway, reviewer, approver, run_tasks
+):
+    gateway.write_wallets([("w1", 100, dated(60, 40))])
+    request = changes.propose_adjustment(
+        actor=reviewer, uid="w1", amount=25, reason_code="goodwill", reason="late parcel", gateway=gateway
+    )
+    run_tasks(changes.approve, request.pk, actor=approver, gateway=gateway)
+    request.refresh_from_db()
+    assert request.state == RequestState.APPLIED
+    gateway.client.collection("wallets").document("w1").update({"points": 132})
+
+    brk = cause_of_existing(gateway)
+
+    assert brk.cause == "our_entry"
+    assert brk.cause_text.startswith("No entry explains a delta of +7; entries of ours in the ledger: ")
+    assert f"revassure-adjustment-{request.pk} (+25, " in brk.cause_text
+    assert f"written by request {request.pk} (manual adjustment)" in brk.cause_text
+
+
+@pytest.mark.django_db
+def test_a_rebalance_of_ours_is_named_when_nothing_else_explains_the_delta(
+    gateway, reviewer, approver, run_tasks
+):
+    gateway.write_wallets([("w1", 130, dated(60, 40))])
+    first = reconcile(gateway, uids=["w1"])
+    [heal] = changes.propose_heals(
+        [first.violations.get()], actor=reviewer, strategy="rebalance", reason="x", gateway=gateway
+    )
+    run_tasks(changes.approve, heal.pk, actor=approver, gateway=gateway)
+    reconcile(gateway, uids=["w1"])  # clean: the first break closes as healed
+    gateway.client.collection("wallets").document("w1").update({"points": 107})
+
+    brk = cause_of_existing(gateway)  # the second break
+
+    assert brk.cause == "our_entry"
+    assert f"points were last set by request {heal.pk} (heal, rebalance) at " in brk.cause_text
+    assert brk.cause_evidence["last_rebalance"]["audit_log_id"] == f"revassure-heal-{heal.pk}"
+
+
+@pytest.mark.django_db
+def test_an_unexplained_difference_says_so(gateway):
+    brk = cause_of(gateway, 157, dated(100, 50))
+
+    assert brk.cause == "unexplained"
+    assert brk.cause_text == (
+        "Unexplained: no single entry, and none of the latest entries, accounts for a delta of +7 "
+        "(2 entries read)"
+    )
+    assert brk.cause_evidence["delta"] == 7
+
+
+@pytest.mark.django_db
+def test_a_ledger_beyond_the_bound_is_not_read(gateway, settings):
+    settings.BREAK_CAUSE_MAX_ENTRIES = 2
+
+    brk = cause_of(gateway, 150, dated(100, 50, 20))
+
+    assert brk.cause == "unexplained"
+    assert brk.cause_text == "Not examined: the ledger has 3 entries, more than BREAK_CAUSE_MAX_ENTRIES (2)"
+
+
+@pytest.mark.django_db
+def test_the_cause_is_computed_when_the_break_opens_not_at_each_sighting(gateway):
+    brk = cause_of(gateway, 150, dated(100, 50, 20))
+    gateway.client.collection("wallets").document("w1").update({"points": 157})
+
+    reconcile(gateway, uids=["w1"])
+
+    again = Break.objects.get(pk=brk.pk)
+    assert (again.delta, again.sightings_count) == (-13, 2)
+    assert (again.cause, again.cause_text) == (brk.cause, brk.cause_text)
+
+
+@pytest.mark.django_db
+def test_a_cause_left_blank_by_a_failure_is_computed_after_the_next_run(gateway, monkeypatch):
+    gateway.write_wallets([("w1", 150, dated(100, 50, 20)), ("w2", 3, dated(1))])
+
+    real_ledgers, calls = gateway.ledgers, []
+
+    def down_for_the_cause(uids, **kwargs):
+        calls.append(uids)
+        if len(calls) > 1:  # the run's own re-check reads first; the cause's read fails
+            raise ConnectionError("Firestore unreachable")
+        return real_ledgers(uids, **kwargs)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(gateway, "ledgers", down_for_the_cause)
+        run = reconcile(gateway, uids=["w1"])
+    assert run.status == "completed" and len(calls) == 2
+    assert (Break.objects.get(uid="w1").cause, Break.objects.get(uid="w1").status) == ("", "open")
+
+    reconcile(gateway, uids=["w2"])
+
+    assert Break.objects.get(uid="w1").cause == "missed_entries"
+
+
+def test_entries_without_a_time_count_as_the_oldest():
+    entries = [
+        ("b-undated", {"amount": 7}),
+        ("a-dated", {"amount": 20, "createdAt": T0}),
+    ]
+
+    cause = break_causes.probable_cause(0, entries)
+
+    assert cause.code == "missed_entries"
+    assert cause.text.startswith("The wallet missed its latest 2 entries: a-dated (+20, ")
+    assert "b-undated (+7, no createdAt)" in cause.text
