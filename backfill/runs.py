@@ -31,7 +31,7 @@ from backfill.models import (
     MigrationStatus,
     sources_of,
 )
-from revassure import flags, metrics
+from revassure import alerting, flags, metrics
 from revassure.firestore import FirestoreGateway
 from revassure.logs import on_commit
 
@@ -268,6 +268,7 @@ def complete(migration: DataMigration, lease: str, *, gateway: FirestoreGateway,
         if not migration.dry_run:
             publish(migration, gateway)
         log.info("migration finished", extra={"migration_id": migration.pk, **migration.outcomes()})
+    alerting.evaluate_soon()
     return migration
 
 
@@ -280,6 +281,7 @@ def fail(migration: DataMigration, lease: str, exc: BaseException, *, error: str
         error=error or f"{type(exc).__name__}: {exc}",
         finished_at=timezone.now(),
     )
+    alerting.evaluate_soon()
 
 
 def set_status(migration_id: int, action: str, *, actor) -> DataMigration:

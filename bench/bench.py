@@ -20,7 +20,11 @@ and, for a replay of payment events over 1,000 empty wallets (a fresh project ea
   (shown, not judged: the fastest anything one event at a time can be);
 - floor: bare commits of the same writes, 100 events each, no reads.
 
-`--only reconcile` or `--only replay` measures one part.
+and the cost of observability with 10,000 violations and 1,000 alerts in the
+database: one `/metrics` scrape (target under 100 ms) and one evaluation of
+every alert rule.
+
+`--only reconcile`, `--only replay` or `--only metrics` measures one part.
 
 Machines are noisy, so the figures that count are ratios between these, taken
 in the same run; each measurement is repeated and the best kept. Exits 1 when
@@ -46,6 +50,7 @@ TARGET_MEMORY = 1.15
 TARGET_REPLAY_VS_BASELINE = 4.0
 TARGET_REPLAY_VS_FLOOR = 1.5
 REPLAY_WALLETS = 1000
+TARGET_SCRAPE_MS = 100
 
 
 def django_setup(db_path: str) -> None:
@@ -208,6 +213,81 @@ def child_replay_bare(project: str, events: int, per_commit: int) -> dict:
     return {"events": events, "seconds": time.perf_counter() - started}
 
 
+def child_metrics(db_path: str, violations: int, alerts: int) -> dict:
+    """One /metrics scrape and one evaluation of every rule, with `violations`
+    violations in the last run and `alerts` alerts (a tenth of them open)."""
+    django_setup(db_path)
+    from django.db import transaction
+    from django.test import Client
+    from django.utils import timezone
+
+    from observability import alerts as alerting
+    from observability.models import Alert, AlertRule, AlertState
+    from reconciliation.models import ReconciliationRun, Violation
+
+    now = timezone.now()
+    run = ReconciliationRun.objects.create(trigger="command", status="running", started_at=now)
+    Violation.objects.bulk_create(
+        Violation(
+            run=run, uid=f"w{n:06d}", kind="drift", wallet_points=n + 1, ledger_sum=n, delta=1, entries=1
+        )
+        for n in range(violations)
+    )
+    ReconciliationRun.objects.filter(pk=run.pk).update(
+        status="completed",
+        finished_at=now,
+        violations_count=violations,
+        drift_count=violations,
+        total_abs_drift=violations,
+    )
+    rules = list(AlertRule.objects.all())
+    Alert.objects.bulk_create(
+        Alert(
+            rule=rules[n % len(rules)],
+            key=f"bench:{n}",
+            summary="bench",
+            started_at=now,
+            state=AlertState.OPEN if n % 10 == 0 else AlertState.RESOLVED,
+            last_notified_at=now,
+        )
+        for n in range(alerts)
+    )
+    client = Client(HTTP_HOST="localhost", HTTP_AUTHORIZATION="Bearer bench-only-metrics-token")
+    scrapes = []
+    for _ in range(5):
+        started = time.perf_counter()
+        response = client.get("/metrics")
+        scrapes.append(time.perf_counter() - started)
+        assert response.status_code == 200, response.status_code
+    evaluations = []
+    for _ in range(3):
+        with transaction.atomic():
+            started = time.perf_counter()
+            alerting.evaluate()
+            evaluations.append(time.perf_counter() - started)
+            transaction.set_rollback(True)
+    return {"scrape_ms": min(scrapes) * 1000, "evaluate_ms": min(evaluations) * 1000}
+
+
+def measure_metrics(args, env: dict, work: Path) -> dict:
+    multiproc = work / "metrics"
+    multiproc.mkdir(exist_ok=True)
+    env = {**env, "METRICS_TOKEN": "bench-only-metrics-token", "PROMETHEUS_MULTIPROC_DIR": str(multiproc)}
+    db = migrated_db(env, work / "metrics.sqlite3")
+    return spawn(env, "--child", "metrics", str(db), "10000", "1000")
+
+
+def report_metrics(result: dict) -> bool:
+    ok = result["scrape_ms"] < TARGET_SCRAPE_MS
+    print(
+        f"metrics: one /metrics scrape with 10,000 violations and 1,000 alerts: {result['scrape_ms']:.1f} ms "
+        f"(target < {TARGET_SCRAPE_MS} ms: {verdict(ok)}); evaluation of every alert rule: "
+        f"{result['evaluate_ms']:.1f} ms",
+        flush=True,
+    )
+    return ok
+
+
 # -- the parent: seed, spawn, compare -----------------------------------------
 
 
@@ -254,7 +334,9 @@ def main() -> int:
     parser.add_argument("--naive-sample", type=int, default=1000, help="wallets the naive baseline checks")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--replay-events", type=int, default=5000, help="events in the replay benchmark")
-    parser.add_argument("--only", choices=("reconcile", "replay"), help="measure one part (both by default)")
+    parser.add_argument(
+        "--only", choices=("reconcile", "replay", "metrics"), help="measure one part (all by default)"
+    )
     args = parser.parse_args()
 
     from revassure.emulator import running_emulator
@@ -267,12 +349,17 @@ def main() -> int:
         os.environ["FIRESTORE_EMULATOR_HOST"] = emulator.host
         env = {**os.environ, "LOG_LEVEL": "WARNING"}
         django_setup(str(work / "parent.sqlite3"))
-        reconciled = None if args.only == "replay" else measure_reconcile(args, emulator, env, work)
-        replayed = None if args.only == "reconcile" else measure_replay(args, env, work)
+        reconciled = (
+            None if args.only in ("replay", "metrics") else measure_reconcile(args, emulator, env, work)
+        )
+        replayed = None if args.only in ("reconcile", "metrics") else measure_replay(args, env, work)
+        observed = None if args.only in ("reconcile", "replay") else measure_metrics(args, env, work)
     if reconciled is not None:
         ok &= report_reconcile(args, *reconciled)
     if replayed is not None:
         ok &= report_replay(args, replayed)
+    if observed is not None:
+        ok &= report_metrics(observed)
     return 0 if ok else 1
 
 
@@ -438,6 +525,8 @@ if __name__ == "__main__":
             result = child_floor(rest[0], int(rest[1]))
         elif kind == "floor_raw":
             result = child_floor_raw(rest[0], rest[1], int(rest[2]))
+        elif kind == "metrics":
+            result = child_metrics(rest[0], int(rest[1]), int(rest[2]))
         else:
             result = child_naive(rest[0], int(rest[1]))
         result["peak_rss_mb"] = peak_rss_mb()

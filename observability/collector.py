@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from django.db.models import Q
+from django.db.models import Count, Q
 from django_q.brokers import get_broker
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from backfill.models import DataMigration, MigrationStatus
+from observability.models import ACTIVE, Alert, AlertRule
 from reconciliation.models import (
     BalanceRequest,
     ReconciliationRun,
@@ -93,3 +94,15 @@ class DatabaseCollector(Collector):
         for migration in running.only("pk", "parameters", "total", "processed"):
             progress.add_metric([str(migration.pk)], migration_ratio(migration))
         yield progress
+        opened = gauge(
+            "alerts_open", "Alerts open (acknowledged and silenced too), by rule.", labels=["rule"]
+        )
+        counts = dict(
+            Alert.objects.filter(state__in=ACTIVE)
+            .values("rule__name")
+            .annotate(n=Count("pk"))
+            .values_list("rule__name", "n")
+        )
+        for name in AlertRule.objects.values_list("name", flat=True):
+            opened.add_metric([name], counts.get(name, 0))
+        yield opened

@@ -20,7 +20,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from reconciliation.models import ReconciliationRun, RunStatus, Violation
-from revassure import metrics
+from revassure import alerting, metrics
 from revassure.firestore import FirestoreGateway
 
 log = logging.getLogger(__name__)
@@ -144,6 +144,7 @@ def seal_run(run_id: int, attempts: int = 5) -> ReconciliationRun | None:
                 ReconciliationRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
                     **{name: getattr(run, name) for name in _SEALED_FIELDS}
                 )
+            alerting.evaluate_soon()
             metrics.run_ended(
                 status=RunStatus.COMPLETED,
                 wallets_checked=run.wallets_checked,
@@ -167,6 +168,7 @@ def fail_run(run_id: int, error: str) -> None:
     ).update(status=RunStatus.FAILED, finished_at=timezone.now(), error=error[:4000])
     if failed:
         metrics.run_ended(status=RunStatus.FAILED)
+        alerting.evaluate_soon()
 
 
 def mirror_run(run: ReconciliationRun, *, gateway: FirestoreGateway) -> bool:

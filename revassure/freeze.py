@@ -10,6 +10,7 @@ and is picked up again when `unfrozen` fires.
 from django.db import transaction
 from django.dispatch import Signal
 
+from revassure import alerting
 from revassure.firestore import FirestoreGateway
 from revassure.models import FreezeEvent
 
@@ -97,4 +98,5 @@ def _set(frozen: bool, *, actor, reason: str, gateway: FirestoreGateway) -> Free
         )
         if not frozen:
             transaction.on_commit(lambda: unfrozen.send(sender=FreezeEvent, event=event))
+        alerting.evaluate_soon()
     return event

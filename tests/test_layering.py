@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-APPS = ("reconciliation", "backfill", "jobs", "wallets")
+APPS = ("reconciliation", "backfill", "jobs", "wallets", "observability")
 WIRING = {"revassure/urls.py"}
 WHY = re.compile(r"#\s*why:", re.IGNORECASE)
 
@@ -93,7 +93,9 @@ def test_the_core_imports_no_app():
     assert not found, "the core must not import the apps built on it:\n" + "\n".join(found)
 
 
-@pytest.mark.parametrize("package", ["revassure", "reconciliation", "jobs", "backfill", "wallets"])
+@pytest.mark.parametrize(
+    "package", ["revassure", "reconciliation", "jobs", "backfill", "wallets", "observability"]
+)
 def test_no_import_hides_in_a_function_without_saying_why(package):
     found = []
     for path in modules(package):

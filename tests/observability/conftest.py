@@ -1,9 +1,14 @@
 import glob
+import json
 import os
 import re
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
 from prometheus_client import multiprocess
 
 METRICS_TOKEN = "metrics-test-token"
@@ -61,3 +66,75 @@ def counted():
         return own_samples().get(key, 0) - before.get(key, 0)
 
     return moved
+
+
+# -- real receivers: an SMTP server and an HTTP endpoint on loopback ports ----------
+
+
+class Mailbox:
+    """aiosmtpd handler: keeps each message's envelope and content."""
+
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append(
+            {"to": list(envelope.rcpt_tos), "content": envelope.content.decode("utf-8", errors="replace")}
+        )
+        return "250 Message accepted for delivery"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def smtp(settings):
+    mailbox = Mailbox()
+    port = _free_port()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
+    settings.EMAIL_USE_TLS = False
+    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+    settings.ALERT_EMAILS = ["ops@example.com", "oncall@example.com"]
+    yield mailbox
+    controller.stop()
+
+
+class Receiver:
+    def __init__(self):
+        self.requests = []
+        self.statuses = []  # answered in turn; 200 once they run out
+
+    def bodies(self):
+        return [json.loads(request["body"]) for request in self.requests]
+
+
+@pytest.fixture
+def receiver(settings):
+    state = Receiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            state.requests.append({"headers": dict(self.headers), "body": body})
+            status = state.statuses.pop(0) if state.statuses else 200
+            self.send_response(status)
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    settings.ALERT_WEBHOOK_URL = f"http://127.0.0.1:{server.server_port}/hooks/alerts"
+    settings.ALERT_WEBHOOK_SECRET = "alert-secret-test"
+    yield state
+    server.shutdown()
+    server.server_close()

@@ -1,0 +1,235 @@
+"""Alerts: evaluate the rules, open once, notify once, repeat after the interval,
+resolve once; acknowledge, silence; change a rule with a reason.
+
+Edge-triggered: an alert is a row per episode of a rule's condition (per key).
+Notifications are sent by a worker (observability.tasks.send_notification,
+enqueued by dotted path after the commit), retried with backoff, every attempt
+kept as an AlertNotification.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+from django_q.models import Schedule
+from django_q.tasks import async_task
+
+from observability import channels
+from observability.models import (
+    ACTIVE,
+    Alert,
+    AlertNotification,
+    AlertRule,
+    AlertRuleChange,
+    AlertState,
+    NotificationKind,
+    RuleName,
+)
+from observability.rules import CHECKS, DEFAULTS
+from revassure.logs import on_commit
+
+log = logging.getLogger(__name__)
+
+SEND_TASK = "observability.tasks.send_notification"
+MAX_ATTEMPTS = 5
+BACKOFF_SECONDS = (30, 120, 600, 1800)  # before attempts 2, 3, 4, 5
+EDITABLE = ("threshold", "for_minutes", "repeat_minutes", "channels", "enabled")
+
+
+@dataclass
+class Evaluation:
+    opened: list[Alert] = field(default_factory=list)
+    resolved: list[Alert] = field(default_factory=list)
+    open: int = 0
+    notified: int = 0
+
+    def as_json(self) -> dict:
+        return {
+            "opened": [alert.as_json() for alert in self.opened],
+            "resolved": [alert.as_json() for alert in self.resolved],
+            "open": self.open,
+            "notified": self.notified,
+        }
+
+
+def ensure_rules() -> None:
+    for name, (threshold, description) in DEFAULTS.items():
+        AlertRule.objects.get_or_create(
+            name=name,
+            defaults={"threshold": threshold, "description": description, "channels": ["email", "webhook"]},
+        )
+
+
+def evaluate(now: datetime | None = None) -> Evaluation:
+    """Evaluate every enabled rule once. Never raises for a rule that cannot read
+    its data: that opens a `could_not_evaluate` alert for it instead."""
+    now = now or timezone.now()
+    result = Evaluation()
+    rules = {rule.name: rule for rule in AlertRule.objects.all()}
+    firing: dict[str, dict[str, str]] = {}
+    failures: dict[str, str] = {}
+    for name, check in CHECKS.items():
+        rule = rules.get(name)
+        if rule is None or not rule.enabled:
+            continue
+        try:
+            # A savepoint: on PostgreSQL a failed query would end the whole transaction.
+            with transaction.atomic():
+                firing[name] = check(rule, now)
+        except Exception as exc:
+            log.exception("alert rule could not be evaluated", extra={"rule": name})
+            failures[name] = f"{type(exc).__name__}: {exc}"
+    unreadable = rules.get(RuleName.COULD_NOT_EVALUATE)
+    if unreadable is not None and unreadable.enabled:
+        firing[RuleName.COULD_NOT_EVALUATE] = {
+            name: f"could not evaluate {name}: {error[:300]}" for name, error in failures.items()
+        }
+    with transaction.atomic():
+        due = []
+        for name, conditions in firing.items():
+            due += _advance(rules[name], conditions, now, result)
+        summary_rule = rules.get(RuleName.TOO_MANY_ALERTS)
+        limit = summary_rule.threshold if summary_rule else 50
+        too_many = {}
+        if summary_rule is not None and summary_rule.enabled:
+            if len(due) > limit:
+                too_many = {"": f"{len(due)} alerts would open at once; they wait while this one is open"}
+            summary_due = _advance(summary_rule, too_many, now, result)
+            if summary_due or too_many:
+                due = summary_due
+        for alert in due:
+            _open(alert, now, result)
+        result.open = Alert.objects.filter(state__in=ACTIVE).count()
+    return result
+
+
+def _advance(rule: AlertRule, conditions: dict[str, str], now: datetime, result: Evaluation) -> list[Alert]:
+    """Move this rule's alerts on; return the pending ones due to open."""
+    current = {
+        alert.key: alert for alert in Alert.objects.filter(rule=rule).exclude(state=AlertState.RESOLVED)
+    }
+    due = []
+    for key, summary in conditions.items():
+        alert = current.get(key)
+        if alert is None:
+            alert = Alert.objects.create(
+                rule=rule, key=key, summary=summary, state=AlertState.PENDING, started_at=now
+            )
+        elif alert.summary != summary:
+            alert.summary = summary
+            alert.save(update_fields=["summary"])
+        if alert.state == AlertState.PENDING:
+            if alert.started_at + timedelta(minutes=rule.for_minutes) <= now:
+                due.append(alert)
+            continue
+        if alert.state == AlertState.SILENCED and alert.silenced_until and alert.silenced_until <= now:
+            alert.state, alert.silenced_until = AlertState.OPEN, None
+            alert.save(update_fields=["state", "silenced_until"])
+        if (
+            alert.state == AlertState.OPEN
+            and alert.last_notified_at + timedelta(minutes=rule.repeat_minutes) <= now
+        ):
+            _notify(alert, NotificationKind.REPEAT, now, result)
+    for key, alert in current.items():
+        if key in conditions:
+            continue
+        if alert.state == AlertState.PENDING:
+            alert.delete()  # it never held long enough to open: nobody was told
+            continue
+        silenced = alert.state == AlertState.SILENCED and alert.silenced_until and alert.silenced_until > now
+        alert.state, alert.resolved_at = AlertState.RESOLVED, now
+        alert.save(update_fields=["state", "resolved_at"])
+        result.resolved.append(alert)
+        if not silenced:
+            _notify(alert, NotificationKind.RESOLVED, now, result)
+    return due
+
+
+def _open(alert: Alert, now: datetime, result: Evaluation) -> None:
+    alert.state, alert.opened_at = AlertState.OPEN, now
+    alert.save(update_fields=["state", "opened_at"])
+    result.opened.append(alert)
+    _notify(alert, NotificationKind.FIRING, now, result)
+
+
+def _notify(alert: Alert, kind: str, now: datetime, result: Evaluation) -> None:
+    alert.last_notified_at = now
+    alert.save(update_fields=["last_notified_at"])
+    wanted = [name for name in alert.rule.channels if name in channels.configured()]
+    for channel in wanted:
+        on_commit(lambda channel=channel: async_task(SEND_TASK, alert.pk, str(kind), channel, 1))
+    result.notified += 1 if wanted else 0
+
+
+def send(alert_id: int, kind: str, channel: str, attempt: int) -> AlertNotification:
+    """One attempt; a failure schedules the next with backoff, up to MAX_ATTEMPTS."""
+    alert = Alert.objects.select_related("rule").get(pk=alert_id)
+    ok, status_code, error = channels.SENDERS[channel](alert, kind)
+    notification = AlertNotification.objects.create(
+        alert=alert, kind=kind, channel=channel, attempt=attempt, ok=ok, status_code=status_code, error=error
+    )
+    if not ok and attempt < MAX_ATTEMPTS:
+        Schedule.objects.create(
+            name=f"alert-{alert_id}-{kind}-{channel}-attempt-{attempt + 1}",
+            func=SEND_TASK,
+            args=repr((alert_id, str(kind), str(channel), attempt + 1)),
+            schedule_type=Schedule.ONCE,
+            repeats=1,
+            next_run=timezone.now() + timedelta(seconds=BACKOFF_SECONDS[attempt - 1]),
+        )
+    log.info(
+        "alert notification %s",
+        "sent" if ok else "failed",
+        extra={"alert_id": alert_id, "channel": channel, "attempt": attempt, "error": error},
+    )
+    return notification
+
+
+def acknowledge(alert: Alert, *, actor, reason: str) -> bool:
+    """Stop the repeats of an open alert (it still resolves, and says so)."""
+    if not reason.strip():
+        raise ValueError("a reason is required")
+    return bool(
+        Alert.objects.filter(pk=alert.pk, state__in=[AlertState.OPEN, AlertState.SILENCED]).update(
+            state=AlertState.ACKNOWLEDGED, acknowledged_by=actor, acknowledged_at=timezone.now(), note=reason
+        )
+    )
+
+
+def silence(alert: Alert, *, actor, until: datetime, reason: str) -> bool:
+    """No notification until `until` (not even the resolution); then it repeats again."""
+    if not reason.strip():
+        raise ValueError("a reason is required")
+    return bool(
+        Alert.objects.filter(pk=alert.pk, state__in=[AlertState.OPEN, AlertState.ACKNOWLEDGED]).update(
+            state=AlertState.SILENCED, silenced_until=until, acknowledged_by=actor, note=reason
+        )
+    )
+
+
+def update_rule(rule: AlertRule, *, actor, reason: str, **values) -> AlertRule:
+    """Change a rule's numbers, channels or switch, with a reason; one history row."""
+    if not reason.strip():
+        raise ValueError("a reason is required to change an alert rule")
+    if not actor.has_perm("observability.change_alertrule"):
+        raise PermissionError(f"{actor} may not change alert rules")
+    unknown = set(values) - set(EDITABLE)
+    if unknown:
+        raise ValueError(f"not editable: {sorted(unknown)}")
+    with transaction.atomic():
+        stored = AlertRule.objects.select_for_update().get(pk=rule.pk)
+        changes = {
+            name: [getattr(stored, name), value]
+            for name, value in values.items()
+            if getattr(stored, name) != value
+        }
+        for name, value in values.items():
+            setattr(stored, name, value)
+        stored.updated_by, stored.updated_at = actor, timezone.now()
+        stored.save(update_fields=[*values, "updated_by", "updated_at"])
+        AlertRuleChange.objects.create(rule=stored, changes=changes, reason=reason, actor=actor)
+    return stored
