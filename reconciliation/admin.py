@@ -460,6 +460,7 @@ class ViolationAdmin(ReadOnlyAdmin):
         "kind_display",
         "delta_display",
         "heal",
+        "break_link",
         "problem",
         "run_link",
         "wallet_points_display",
@@ -467,7 +468,7 @@ class ViolationAdmin(ReadOnlyAdmin):
         "entries",
     ]
     list_filter = [RunFilter, "kind", HealFilter, SignFilter, SizeFilter]
-    list_select_related = ["run"]
+    list_select_related = ["run", "sighting"]
     search_fields = ["=uid"]
     search_help_text = "Exact wallet uid"
     list_per_page = 100
@@ -483,6 +484,7 @@ class ViolationAdmin(ReadOnlyAdmin):
         "problem",
         "heal_requests",
         "heal_status",
+        "break_link",
     ]
 
     def get_queryset(self, request):
@@ -529,6 +531,14 @@ class ViolationAdmin(ReadOnlyAdmin):
         url = reverse("admin:reconciliation_balancerequest_change", args=[violation.heal_id])
         state = RequestState(violation.heal_state).label.lower()
         return format_html('<a href="{}">Heal #{} {}</a>', url, violation.heal_id, state)
+
+    @admin.display(description="break")
+    def break_link(self, violation):
+        sighting = getattr(violation, "sighting", None)  # none while breaks are not tracked
+        if sighting is None:
+            return EMPTY
+        url = reverse("admin:reconciliation_break_change", args=[sighting.brk_id])
+        return format_html('<a href="{}" class="break-link">Break {}</a>', url, sighting.brk_id)
 
     @admin.display(description="run", ordering="run")
     def run_link(self, violation):

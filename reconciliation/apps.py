@@ -13,3 +13,7 @@ class ReconciliationConfig(AppConfig):
         from reconciliation import checks, signals  # noqa: F401
 
         post_migrate.connect(signals.after_migrate, sender=self)
+
+        # why: the Breaks admin builds on reconciliation.admin (its CSV export),
+        # so it registers from here rather than being imported by it (a cycle).
+        from reconciliation import admin_breaks  # noqa: F401

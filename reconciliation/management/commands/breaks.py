@@ -1,0 +1,51 @@
+import json
+
+from django.core.management.base import BaseCommand
+from django.utils import timezone
+
+from reconciliation import breaks
+from reconciliation.models import OPEN_BREAK_STATES, Break, BreakStatus
+
+
+class Command(BaseCommand):
+    help = (
+        "List breaks (one wallet's drift followed across runs): age, sightings, owner, probable "
+        "cause and how each ended. Open breaks by default (open or acknowledged), oldest first."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--status",
+            choices=("open", "closed", "all"),
+            default="open",
+            help="open (open or acknowledged, the default), closed, or all",
+        )
+        parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+    def handle(self, *args, status: str = "open", json: bool = False, **options):
+        found = Break.objects.select_related("owner").order_by("first_seen", "-size", "pk")
+        if status == "open":
+            found = found.filter(status__in=OPEN_BREAK_STATES)
+        elif status == "closed":
+            found = found.filter(status=BreakStatus.CLOSED)
+        now = timezone.now()
+        found = list(found)
+        rows = [breaks.summary(brk, now) for brk in found]
+        if json:
+            self.stdout.write(_dumps({"breaks": rows}))
+            return
+        if not rows:
+            self.stdout.write(f"No {'' if status == 'all' else status + ' '}breaks.")
+            return
+        for brk, row in zip(found, rows, strict=True):
+            ended = f", {row['resolution']}" if row["resolution"] else ""
+            owner = row["owner"] or "nobody"
+            self.stdout.write(
+                f"#{row['id']} {row['uid']}: {row['status']}{ended}, {row['kind']} delta {row['delta']}, "
+                f"{row['age_days']} days old, seen {row['sightings']} times, owner {owner}\n"
+                f"    {brk.cause_text or 'probable cause not computed yet'}"
+            )
+
+
+def _dumps(data) -> str:
+    return json.dumps(data)
