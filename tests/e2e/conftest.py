@@ -64,6 +64,7 @@ SETUP = """
 import json, os
 from django.contrib.auth.models import Group, User
 from django.core.management import call_command
+call_command("migrate", interactive=False, verbosity=0)
 password = os.environ["E2E_PASSWORD"]
 for username, (role, staff) in json.loads(os.environ["E2E_USERS"]).items():
     user = User.objects.create_user(username, f"{username}@example.com", password, is_staff=staff)
@@ -170,7 +171,6 @@ def site(firestore_emulator, tmp_path_factory):
     gateway.write_wallets(
         (uid, points, dated(ledger(*amounts))) for uid, (points, amounts) in NAMED_WALLETS.items()
     )
-    _manage(env, "migrate", "--noinput", "-v0")
     first_run = json.loads(_manage(env, "shell", "-c", SETUP).strip().splitlines()[-1])
     assert first_run["status"] == "completed", first_run
 
