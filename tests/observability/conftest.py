@@ -1,9 +1,9 @@
 import glob
 import json
 import os
-import re
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
@@ -14,28 +14,19 @@ from prometheus_client import multiprocess
 METRICS_TOKEN = "metrics-test-token"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _wipe_files_of_ended_processes() -> None:
-    """The shared test directory keeps the files of this run's processes only."""
+def _wipe_old_files() -> None:
+    """The test directory is shared by every test run on the machine, some in
+    other process namespaces (so a process id says nothing about a file): only
+    files untouched for a day go. Tests read their own process's files."""
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not directory:
         return
     for path in Path(directory).glob("*.db"):
-        found = re.search(r"_(\d+)\.db$", path.name)
-        if found and not _alive(int(found.group(1))):
+        if time.time() - path.stat().st_mtime > 24 * 3600:
             path.unlink(missing_ok=True)
 
 
-_wipe_files_of_ended_processes()
+_wipe_old_files()
 
 
 @pytest.fixture
