@@ -1,0 +1,130 @@
+"""The revenue-assurance dashboard on the admin index: what a person reads in
+five seconds. Each tile is computed only for someone who may see what it links to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db.models import Count, Min
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from backfill.models import DataMigration, EventSource, MigrationStatus, ProviderEventDelivery
+from observability.collector import last_full_run, migration_ratio
+from observability.models import ACTIVE, Alert, AlertRule, RuleName
+from reconciliation.models import BalanceRequest, ReconciliationRun, RequestState, RunStatus
+from revassure import flags
+
+CHART_DAYS = 30
+CHART_WIDTH, CHART_HEIGHT, CHART_PAD = 600, 140, 24
+
+
+@dataclass
+class Verdict:
+    state: str  # green, drifting, stale, failing
+    why: str
+
+
+def verdict(now: datetime) -> Verdict:
+    last = ReconciliationRun.objects.filter(status__in=[RunStatus.COMPLETED, RunStatus.FAILED]).first()
+    if last is not None and last.status == RunStatus.FAILED:
+        return Verdict("failing", f"the last run (#{last.pk}) failed: {last.error[:120]}")
+    if DataMigration.objects.filter(status=MigrationStatus.FAILED).exists():
+        return Verdict("failing", "a data migration failed")
+    run = last_full_run()
+    stale_hours = AlertRule.objects.filter(name=RuleName.RECONCILIATION_STALE).values_list(
+        "threshold", flat=True
+    )
+    hours = stale_hours[0] if stale_hours else 26
+    if run is None:
+        return Verdict("stale", "no full reconciliation run has completed yet")
+    if run.finished_at < now - timedelta(hours=hours):
+        return Verdict("stale", f"no completed full run for more than {hours} hours")
+    if run.violations_count or run.liability_difference:
+        return Verdict(
+            "drifting",
+            f"the last full run found {run.violations_count} violations; "
+            f"wallets minus ledgers is {run.liability_difference} points",
+        )
+    return Verdict("green", "the last full run found every wallet equal to its ledger")
+
+
+def history(now: datetime) -> list[dict]:
+    """Per day of the last 30, the last completed full run's violations and drift."""
+    since = now - timedelta(days=CHART_DAYS)
+    runs = (
+        ReconciliationRun.objects.filter(status=RunStatus.COMPLETED, scope_uids=[], finished_at__gte=since)
+        .annotate(day=TruncDate("finished_at"))
+        .order_by("finished_at")
+        .values("day", "violations_count", "total_abs_drift")
+    )
+    by_day = {row["day"]: row for row in runs}  # the last run of the day wins
+    return [by_day[day] for day in sorted(by_day)]
+
+
+def chart(points: list[dict], now: datetime) -> dict:
+    """SVG polylines (violations, drift), each scaled to its own maximum."""
+    start = (now - timedelta(days=CHART_DAYS)).date()
+    width = CHART_WIDTH - 2 * CHART_PAD
+    height = CHART_HEIGHT - 2 * CHART_PAD
+
+    def line(field: str) -> tuple[str, int]:
+        top = max((p[field] for p in points), default=0) or 1
+        coordinates = []
+        for p in points:
+            x = CHART_PAD + width * (p["day"] - start).days / CHART_DAYS
+            y = CHART_PAD + height - height * p[field] / top
+            coordinates.append(f"{x:.1f},{y:.1f}")
+        return " ".join(coordinates), max((p[field] for p in points), default=0)
+
+    violations, violations_max = line("violations_count")
+    drift, drift_max = line("total_abs_drift")
+    return {
+        "width": CHART_WIDTH,
+        "height": CHART_HEIGHT,
+        "pad": CHART_PAD,
+        "base": CHART_HEIGHT - CHART_PAD,
+        "right": CHART_WIDTH - CHART_PAD,
+        "violations": violations,
+        "violations_max": violations_max,
+        "drift": drift,
+        "drift_max": drift_max,
+        "days": len(points),
+        "start": start,
+        "end": now.date(),
+    }
+
+
+def tiles(user) -> dict:
+    now = timezone.now()
+    context: dict = {}
+    if user.has_perm("reconciliation.view_reconciliationrun"):
+        context["verdict"] = verdict(now)
+        context["run"] = last_full_run()
+        context["chart"] = chart(history(now), now)
+    if user.has_perm("observability.view_alert"):
+        open_alerts = Alert.objects.filter(state__in=ACTIVE).select_related("rule")
+        context["alerts"] = {"count": open_alerts.count(), "latest": list(open_alerts[:5])}
+    if user.has_perm("reconciliation.view_balancerequest"):
+        waiting = BalanceRequest.objects.filter(state=RequestState.PROPOSED)
+        context["approvals"] = {
+            "count": waiting.count(),
+            "oldest": waiting.aggregate(at=Min("created_at"))["at"],
+        }
+    if user.has_perm("revassure.view_featureflag"):
+        context["flags"] = [(name, flags.is_enabled(name)) for name in flags.known_flags()]
+    if user.has_perm("backfill.view_datamigration"):
+        running = DataMigration.objects.filter(status=MigrationStatus.RUNNING)
+        context["migrations"] = [(m, round(100 * migration_ratio(m))) for m in running[:5]]
+    if user.has_perm("backfill.view_providereventdelivery"):
+        rows = (
+            ProviderEventDelivery.objects.filter(
+                source=EventSource.WEBHOOK, received_at__gte=now - timedelta(hours=24)
+            )
+            .values("status")
+            .annotate(n=Count("pk"))
+            .order_by("status")
+        )
+        context["deliveries"] = [(row["status"], row["n"]) for row in rows]
+    return context

@@ -1,0 +1,11 @@
+from django import template
+
+from observability import dashboard
+
+register = template.Library()
+
+
+@register.inclusion_tag("admin/observability/dashboard.html", takes_context=True)
+def revenue_dashboard(context):
+    """The dashboard tiles on the admin index, for what this person may see."""
+    return dashboard.tiles(context["request"].user)

@@ -1,0 +1,88 @@
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import time_machine
+from django.urls import reverse
+
+from backfill.services import store_delivery
+from observability.models import Alert, AlertRule
+from reconciliation.models import ReconciliationRun, RunStatus
+from tests.helpers import csp_refusals
+
+NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
+
+
+def completed(at, **fields):
+    with time_machine.travel(at, tick=False):
+        return ReconciliationRun.objects.create(
+            trigger="schedule", status=RunStatus.COMPLETED, started_at=at, finished_at=at, **fields
+        )
+
+
+@pytest.fixture
+def history(db):
+    """A month of daily runs, the last one drifting."""
+    for days_ago in range(20, 0, -1):
+        completed(NOW - timedelta(days=days_ago), wallets_checked=1000, violations_count=days_ago % 4)
+    run = completed(
+        NOW - timedelta(hours=1),
+        wallets_checked=1000,
+        violations_count=3,
+        drift_count=2,
+        malformed_count=1,
+        total_abs_drift=1500,
+        total_wallet_points=10_000,
+        total_ledger_sum=9_990,
+    )
+    Alert.objects.create(
+        rule=AlertRule.objects.get(name="drift_above"), summary="run drifts", state="open", started_at=NOW
+    )
+    store_delivery(b"{not json", source="webhook")
+    return run
+
+
+def index(client, user):
+    client.force_login(user)
+    with time_machine.travel(NOW, tick=False):
+        response = client.get(reverse("admin:index"))
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+@pytest.mark.django_db
+def test_ops_read_the_health_the_last_run_the_chart_and_the_open_alerts_on_the_index(client, ops, history):
+    page = index(client, ops)
+
+    assert 'id="health-verdict">Drifting<' in page
+    assert f'href="/admin/reconciliation/reconciliationrun/{history.pk}/change/"' in page
+    assert "1,000 wallets" in page and "1,500 points" in page
+    assert page.count("<polyline") == 2 and "21 days with a run" in page
+    assert "Open alerts: 1" in page and "run drifts" in page
+    assert "?active=yes" in page and "?status__exact=quarantined" in page
+    assert 'id="feature-flags"' in page and 'id="running-migrations"' in page
+    assert csp_refusals(page) == []
+
+
+@pytest.mark.django_db
+def test_each_role_sees_the_tiles_it_may_act_on(client, reviewer, outsider, history):
+    page = index(client, reviewer)
+    assert 'id="health"' in page and 'id="open-alerts"' in page and 'id="approval-queue"' in page
+    assert 'id="feature-flags"' not in page
+
+    assert 'id="health"' not in index(client, outsider)
+
+
+@pytest.mark.django_db
+def test_the_verdict_says_stale_without_a_recent_run_and_failing_after_a_failed_one(client, ops):
+    completed(NOW - timedelta(hours=30), wallets_checked=10)
+    assert 'id="health-verdict">Stale<' in index(client, ops)
+
+    completed(NOW - timedelta(minutes=5), wallets_checked=10)
+    assert 'id="health-verdict">Green<' in index(client, ops)
+
+    with time_machine.travel(NOW, tick=False):
+        ReconciliationRun.objects.create(
+            trigger="schedule", status=RunStatus.FAILED, finished_at=NOW, error="Unavailable: Firestore"
+        )
+    page = index(client, ops)
+    assert 'id="health-verdict">Failing<' in page and "Unavailable: Firestore" in page
