@@ -124,8 +124,9 @@ def check_bound_plan(migration: DataMigration, lease: str, *, gateway: Firestore
                 source=migration.source,
                 name=migration.parameters.get("name", ""),
             )
-    except planner.PlanMismatch as exc:
-        runs.fail(migration, lease, exc, error=f"refused, nothing written: {exc}")
+    except (planner.PlanMismatch, OSError) as exc:
+        why = str(exc) if isinstance(exc, planner.PlanMismatch) else "its uploaded file is no longer kept"
+        runs.fail(migration, lease, exc, error=f"refused, nothing written: {why}")
         migration.refresh_from_db()
         log.warning("bound run refused", extra={"migration_id": migration.pk, "plan": plan_id})
         return False

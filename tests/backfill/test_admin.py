@@ -255,6 +255,30 @@ def test_a_run_bound_to_a_plan_is_refused_with_the_reason_when_the_world_changed
 
 
 @pytest.mark.django_db
+def test_a_bound_run_whose_file_went_away_is_refused_not_left_running(
+    client, wallets, ops, uploads, django_capture_on_commit_callbacks
+):
+    client.force_login(ops)
+    upload(client, EXPORT, capture=django_capture_on_commit_callbacks)
+    plan = DataMigration.objects.get()
+    with django_capture_on_commit_callbacks() as queued:
+        client.post(reverse("admin:backfill_run_bound", args=[plan.pk]))
+    for kept in uploads.iterdir():
+        kept.unlink()  # cleaned up between the click and the worker
+    for task in queued:
+        task()
+
+    real = DataMigration.objects.get(dry_run=False)
+    assert (real.status, real.error) == (
+        "failed",
+        "refused, nothing written: its uploaded file is no longer kept",
+    )
+    assert (
+        "its uploaded file is no longer kept: upload it again" in client.get(page_of(plan)).content.decode()
+    )
+
+
+@pytest.mark.django_db
 def test_only_ops_run_plans_for_real(
     client, wallets, ops, reviewer, approver, uploads, django_capture_on_commit_callbacks
 ):
