@@ -18,11 +18,12 @@ def field(page, label):
 def test_a_reviewer_finds_drift_proposes_a_heal_and_the_worker_applies_it_once_approved(people, site):
     run = site.first_run
     reviewer = people.sign_in("rita")
-    reviewer.get_by_role("link", name="Reconciliation runs").click()
+    # The index is the revenue-assurance dashboard: the last full run, in numbers.
+    last_run = reviewer.get_by_role("region", name="Last full run")
+    expect(last_run).to_contain_text(f"{run['wallets_checked']:,} wallets")
+    expect(last_run).to_contain_text(f"Total drift {run['total_abs_drift']:,} points")
     people.fits_the_screen(reviewer)
-    latest = reviewer.locator("#result_list tbody tr").first
-    expect(latest).to_contain_text(re.compile("completed", re.IGNORECASE))
-    latest.get_by_role("link", name=str(run["run_id"]), exact=True).click()
+    last_run.get_by_role("link", name=f"Run {run['run_id']}", exact=True).click()
     expect(field(reviewer, "Wallets")).to_contain_text(f"{run['wallets_checked']:,}")
     expect(field(reviewer, "Drift (absolute)")).to_contain_text(f"{run['total_abs_drift']:,}")
 
@@ -47,9 +48,7 @@ def test_a_reviewer_finds_drift_proposes_a_heal_and_the_worker_applies_it_once_a
     expect(reviewer.get_by_text("1 heal request(s) proposed")).to_be_visible()
 
     approver = people.sign_in("abe")
-    approver.get_by_role("link", name="Balance requests").click()
-    approver.get_by_text("Filters", exact=True).click()
-    approver.get_by_role("link", name="awaiting my decision").click()
+    approver.get_by_role("region", name=re.compile("Waiting for a decision")).get_by_role("link").click()
     people.fits_the_screen(approver)
     approver.get_by_role("row").filter(has_text=HEALED).get_by_role("link", name="Decide").click()
     heading = approver.get_by_role("heading", name=re.compile(r"Decide request \d+"))
