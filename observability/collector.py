@@ -15,6 +15,7 @@ from prometheus_client.registry import Collector
 
 from backfill.models import DataMigration, MigrationStatus
 from observability.models import ACTIVE, Alert, AlertRule
+from reconciliation import breaks
 from reconciliation.models import (
     BalanceRequest,
     ReconciliationRun,
@@ -106,3 +107,7 @@ class DatabaseCollector(Collector):
         for name in AlertRule.objects.values_list("name", flat=True):
             opened.add_metric([name], counts.get(name, 0))
         yield opened
+        open_breaks = gauge("breaks_open", "Open breaks (wallets still wrong), by age.", labels=["bucket"])
+        for bucket, count in breaks.open_by_bucket().items():
+            open_breaks.add_metric([bucket], count)
+        yield open_breaks

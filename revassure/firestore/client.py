@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 from collections.abc import Callable, Coroutine, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -102,12 +103,23 @@ class MeasuredAsync(Measured):
             return call
 
         async def stream(*args, **kwargs):
-            responses = await method(*args, **kwargs)
+            started = time.perf_counter()
+            try:
+                responses = await method(*args, **kwargs)
+            except Exception as exc:
+                metrics.firestore_call_ended(name, type(exc).__name__, time.perf_counter() - started)
+                raise
 
             async def measured():
-                with metrics.firestore_call(name):
+                outcome = "ok"
+                try:
                     async for response in responses:
                         yield response
+                except Exception as exc:
+                    outcome = type(exc).__name__
+                    raise
+                finally:
+                    metrics.firestore_call_ended(name, outcome, time.perf_counter() - started)
 
             return measured()
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 from django.urls import reverse
+from google.api_core.exceptions import GoogleAPICallError
 from prometheus_client.parser import text_string_to_metric_families
 
 from backfill.events import sign
@@ -94,6 +95,10 @@ def test_a_run_moves_the_run_counters_and_the_gauges_of_the_last_full_run(
     # w1 drifts by 10; w3's points (1) against a ledger of no integer amount drift by 1.
     assert after[("revassure_reconciliation_drift_points", ())] == run.total_abs_drift == 11
     assert after[("revassure_liability_difference_points", ())] == run.liability_difference == 11
+    open_breaks = {
+        labels: value for (name, labels), value in after.items() if name == "revassure_breaks_open"
+    }
+    assert sum(open_breaks.values()) == 2 and len(open_breaks) >= 2  # every age bucket, zeros too
 
 
 @pytest.mark.django_db
@@ -202,3 +207,16 @@ def test_counters_agree_when_two_worker_processes_share_the_work_and_a_third_ser
     samples = scrape(client, metrics_token)
 
     assert samples[("revassure_webhook_deliveries_total", (("outcome", "rejected"),))] == 7
+
+
+@pytest.mark.django_db
+def test_a_failed_firestore_call_is_counted_under_its_error(gateway, counted):
+    with pytest.raises(GoogleAPICallError) as failure:
+        gateway.api.get_document(
+            request={"name": "not-a-document-name"}, metadata=gateway.metadata, retry=None, timeout=5
+        )
+
+    error = type(failure.value).__name__
+    assert counted("revassure_firestore_calls_total", method="get_document", outcome=error) == 1
+    assert counted("revassure_firestore_calls_total", method="get_document", outcome="ok") == 0
+    assert counted("revassure_firestore_call_duration_seconds_count", method="get_document") == 1
