@@ -1,6 +1,7 @@
 """The probable cause of a break, from the wallet and its ledger entries.
 
-Computed once, when a break opens (breaks.track_run calls fill_causes): each
+Computed once, when a break opens (breaks.track_run enqueues the task that
+calls fill_causes; a break left without one is picked up by the next): each
 wallet read once in a batched read, its ledger entries once (at most
 BREAK_CAUSE_MAX_ENTRIES of them, BREAK_CAUSE_CONCURRENCY ledgers at a time).
 A guess costs nothing when wrong: a heal still goes through maker-checker.
@@ -19,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from backfill.models import ProviderEventDelivery
@@ -223,9 +225,13 @@ def fill_causes(*, gateway: FirestoreGateway) -> int:
     pending = list(Break.objects.filter(cause="", status__in=OPEN_BREAK_STATES).order_by("pk"))
     for start in range(0, len(pending), BATCH):
         chunk = pending[start : start + BATCH]
-        for brk, cause in zip(chunk, _causes(chunk, gateway), strict=True):
-            brk.cause, brk.cause_text, brk.cause_evidence = cause.code, cause.text, cause.evidence
-        Break.objects.bulk_update(chunk, ["cause", "cause_text", "cause_evidence"], batch_size=BATCH)
+        causes = _causes(chunk, gateway)
+        with transaction.atomic():
+            for brk, cause in zip(chunk, causes, strict=True):
+                # Only where none is set yet: a second task on the same breaks changes nothing.
+                Break.objects.filter(pk=brk.pk, cause="").update(
+                    cause=cause.code, cause_text=cause.text, cause_evidence=cause.evidence
+                )
     return len(pending)
 
 

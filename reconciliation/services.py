@@ -245,7 +245,7 @@ def _seal_if_complete(run_id: int, gateway: FirestoreGateway) -> None:
     sealed = reports.seal_run(run_id)
     if sealed is not None:
         reports.mirror_run(sealed, gateway=gateway)
-        breaks.track_run(sealed, gateway=gateway)
+        breaks.track_run(sealed)
 
 
 def fail_run(run_id: int, exc: BaseException) -> None:

@@ -10,7 +10,7 @@ from datetime import timedelta
 from django.conf import settings
 from django_q.tasks import async_task
 
-from reconciliation import changes, services
+from reconciliation import break_causes, changes, services
 from reconciliation.models import RunTrigger
 from revassure.firestore import get_gateway
 
@@ -27,6 +27,11 @@ def start_run(run_id: int) -> None:
 
 def check_chunk(chunk_id: int) -> None:
     services.process_chunk(chunk_id, gateway=get_gateway())
+
+
+def fill_break_causes() -> int:
+    """The probable causes of the breaks a run opened (reconciliation.breaks)."""
+    return break_causes.fill_causes(gateway=get_gateway())
 
 
 def scheduled_reconcile() -> int:

@@ -265,7 +265,7 @@ def test_a_run_is_taken_in_once(gateway):
     put_wallets(gateway, {"w1": (130, [100, 20])})
     run = reconcile(gateway)
 
-    assert breaks.track_run(run, gateway=gateway) is None
+    assert breaks.track_run(run) is None
 
     assert BreakSighting.objects.count() == 1
     assert the_break().sightings_count == 1

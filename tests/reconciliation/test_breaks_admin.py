@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
+from django.test import TestCase
 from django.urls import reverse
 from django.utils import timezone
 
@@ -20,7 +21,9 @@ LIST = reverse("admin:reconciliation_break_changelist")
 
 
 def reconcile(gateway, uids=None):
-    return services.run_inline(actor=None, trigger=RunTrigger.COMMAND, gateway=gateway, uids=uids)
+    """A run, and the task it enqueues after its commit (the probable causes)."""
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        return services.run_inline(actor=None, trigger=RunTrigger.COMMAND, gateway=gateway, uids=uids)
 
 
 def page(uid):
