@@ -160,12 +160,16 @@ def site(firestore_emulator, tmp_path_factory):
         GOOGLE_CLOUD_PROJECT=project,
         FIRESTORE_EMULATOR_HOST=firestore_emulator,
         BACKFILL_UPLOAD_DIR=str(workdir / "uploads"),
+        # Its own: gunicorn.conf.py wipes the directory when the server starts, and the
+        # one pytest-env names is shared by every test run on the machine.
+        PROMETHEUS_MULTIPROC_DIR=str(workdir / "metrics"),
         Q_CLUSTER_NAME=f"e2e-{uuid.uuid4().hex[:8]}",
         Q_WORKERS="2",
         LOG_LEVEL="WARNING",
         E2E_PASSWORD=password,
         E2E_USERS=json.dumps(USERS),
     )
+    (workdir / "metrics").mkdir()
     gateway = FirestoreGateway(project)
     gateway.write_wallets(demo_wallets(24, entries_per_wallet=12, drift_share=0.25, malformed=1, seed=15))
     gateway.write_wallets(
@@ -190,12 +194,15 @@ def site(firestore_emulator, tmp_path_factory):
         ],
         server_log,
     )
-    cluster = _start(env, [sys.executable, "manage.py", "qcluster"], cluster_log)
+    cluster = None
     try:
         _wait_ready(url, server, server_log)
+        # After the server: its start wipes the metrics directory the worker writes to.
+        cluster = _start(env, [sys.executable, "manage.py", "qcluster"], cluster_log)
         yield Site(url, env, password, project, first_run, logs=[server_log, cluster_log])
     finally:
-        _stop(cluster)
+        if cluster is not None:
+            _stop(cluster)
         _stop(server)
 
 
