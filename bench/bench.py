@@ -158,13 +158,13 @@ def _payment_lines(count: int) -> list[str]:
 
 def child_replay(project: str, db_path: str, events: int) -> dict:
     django_setup(db_path)
-    from backfill import replay
+    from backfill import file_replay, runs
     from revassure.firestore import get_gateway
 
     lines = _payment_lines(events)
-    migration = replay.start_replay(path="bench.jsonl", dry_run=False)
+    migration = runs.start_replay(path="bench.jsonl", dry_run=False)
     started = time.perf_counter()
-    migration = replay.run_replay(migration, lines, gateway=get_gateway(project), allow_negative=False)
+    migration = file_replay.run_replay(migration, lines, gateway=get_gateway(project))
     seconds = time.perf_counter() - started
     assert migration.applied == events, migration.outcomes()
     return {"events": events, "seconds": seconds}
