@@ -164,7 +164,7 @@ def site(firestore_emulator, tmp_path_factory):
         # one pytest-env names is shared by every test run on the machine.
         PROMETHEUS_MULTIPROC_DIR=str(workdir / "metrics"),
         Q_CLUSTER_NAME=f"e2e-{uuid.uuid4().hex[:8]}",
-        Q_WORKERS="2",
+        Q_WORKERS="1",
         LOG_LEVEL="WARNING",
         E2E_PASSWORD=password,
         E2E_USERS=json.dumps(USERS),
