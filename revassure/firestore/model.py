@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,17 @@ CONFIG = "config"
 # keyed by its ledger entry id and naming the wallet that holds it: created in
 # the commit that writes the entry, so an identity credits one wallet, once.
 IDENTITIES = "ledgerIdentities"
+
+
+def identity_path(entry_id: str) -> str:
+    """Where an identity's marker lives, below IDENTITIES: in one of 256 shards
+    (`ledgerIdentities/{shard}/entries/{entry id}`), the shard from a hash of the
+    id. Firestore does not care; the npm emulator copies a whole collection on
+    each create, so one flat collection of every payment ever credited would make
+    each credit slower than the last."""
+    shard = hashlib.sha256(entry_id.encode()).hexdigest()[:2]
+    return f"{shard}/entries/{entry_id}"
+
 
 # Errors worth another try: the call may succeed if made again. Anything else
 # (a bad argument, a missing permission) fails at once.

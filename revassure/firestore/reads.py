@@ -31,6 +31,7 @@ from revassure.firestore.model import (
     WALLETS,
     LedgerTotals,
     WalletView,
+    identity_path,
 )
 
 BATCH_LIMIT = 500  # documents in one batched read, writes in one atomic commit
@@ -194,7 +195,9 @@ class Reads(Connection):
         entry = self._get_one(f"{ledger}/{event.entry_id}", transaction=transaction)
         delivery_id = field(entry, "deliveryId", None)
         snap = self._get_one(wallet, transaction=transaction)
-        identity = self._get_one(self.document(IDENTITIES, event.entry_id), transaction=transaction)
+        identity = self._get_one(
+            self.document(IDENTITIES, identity_path(event.entry_id)), transaction=transaction
+        )
         original_amount, reversed_before = None, 0
         if event.amount < 0 and entry is None:
             original = self._get_one(f"{ledger}/{event.original_entry_id}", transaction=transaction)

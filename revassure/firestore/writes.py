@@ -25,6 +25,7 @@ from revassure.firestore.model import (
     Decide,
     EventOutcome,
     WalletView,
+    identity_path,
 )
 from revassure.firestore.reads import BATCH_LIMIT, points_of
 from revassure.firestore.transactions import Transactions
@@ -219,7 +220,7 @@ class Writes(Transactions):
         second wallet credited with the same payment, refund or chargeback
         fails the commit (and the transactional path then quarantines it)."""
         fields = {"uid": event.user_id, "entryId": event.entry_id, "deliveryId": delivery_id}
-        return create_write(self.document(IDENTITIES, event.entry_id), fields)
+        return create_write(self.document(IDENTITIES, identity_path(event.entry_id)), fields)
 
     # -- seeding, reports, migrations and config (the public batch API) -------
 
