@@ -81,6 +81,7 @@ function keepFirestorePromises() {
   const idleMs = Number(process.env.FIRESTORE_EMULATOR_TRANSACTION_IDLE_MS || 60000);
 
   let state; // the package's FirestoreState, once the server exists
+  let packageLookup; // the package's FirestoreState.getDocument, bound to the state
   let sequence = 0; // transactions begun so far: a lower number is older
   let lastCommitMs = 0;
   const transactions = new Map(); // id (hex) -> open read-write transaction
@@ -244,9 +245,14 @@ function keepFirestorePromises() {
     const ms = Math.max(Date.now(), lastCommitMs + (writes.length ? 1 : 0));
     const date = new Date(ms);
     const undo = [];
+    // The package's write looks its document up again by path (a walk down the
+    // tree): for the length of the commit, its lookup returns the one found here.
+    const found = new Map();
+    const lookup = (name) => found.get(name) ?? found.set(name, packageLookup(name)).get(name);
+    state.getDocument = lookup;
     try {
       const results = writes.map((write) => {
-        const document = state.getDocument(documentName(write));
+        const document = lookup(documentName(write));
         undo.push([document, document.metadata, document.fields]);
         for (const { versions } of snapshots.values()) {
           if (!versions.has(document)) versions.set(document, [document.metadata, document.fields]);
@@ -262,6 +268,8 @@ function keepFirestorePromises() {
         document.fields = fields;
       }
       throw err;
+    } finally {
+      state.getDocument = packageLookup;
     }
   }
 
@@ -379,6 +387,8 @@ function keepFirestorePromises() {
   try {
     const server = new FirestoreServer();
     state = server.state;
+    packageLookup = state.getDocument.bind(state);
+    state.getDocument = packageLookup; // an own property from the start, swapped during commits
     if (wrapped !== Object.keys(handlers).length || !state) throw new Error("the service was not wrapped");
     return server;
   } finally {
