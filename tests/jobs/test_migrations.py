@@ -16,7 +16,9 @@ def migrate(targets):
     return executor.loader.project_state(targets).apps
 
 
-@pytest.mark.django_db(transaction=True)
+# serialized_rollback: the flush after this test then leaves the database empty for the
+# next test's restore, instead of re-creating the feature flags (post_migrate) under it.
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_jobs_stored_by_the_revassure_app_survive_the_move_to_the_jobs_app():
     old = migrate(BEFORE_THE_MOVE)
     run = old.get_model("reconciliation", "ReconciliationRun").objects.create(trigger="api")
