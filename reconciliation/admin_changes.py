@@ -91,7 +91,7 @@ def read_wallet(uid: str):
 def frozen_text(event) -> str:
     return (
         f"Manual balance changes are frozen since {when(event.created_at)} by {event.actor}: "
-        f"{event.reason}. Ops unfreeze them from the freeze page."
+        f"{event.reason.rstrip().rstrip('.')}. Ops unfreeze them from the freeze page."
     )
 
 

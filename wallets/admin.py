@@ -276,7 +276,10 @@ def actions(user, uid: str, state, awaiting: set[int]) -> list[dict]:
 def adjustment_action(uid: str, state, event) -> dict:
     action = {"id": "wallet-propose-adjustment", "kind": "text"}
     if event is not None:
-        return {**action, "label": f"Adjustments are frozen since {when(event.created_at)}: {event.reason}."}
+        return {
+            **action,
+            "label": f"Adjustments are frozen since {when(event.created_at)}: {sentence(event.reason)}",
+        }
     if state is not None and not state.exists:
         return {**action, "label": "No adjustment: there is no such wallet in Firestore."}
     url = reverse("admin:reconciliation_balancerequest_propose") + "?" + urlencode({"uid": uid})
@@ -293,7 +296,10 @@ def heal_action(uid: str, event) -> dict:
             "label": "No heal: the latest run that checked this wallet found no violation.",
         }
     if event is not None:
-        return {**action, "label": f"Heals are frozen since {when(event.created_at)}: {event.reason}."}
+        return {
+            **action,
+            "label": f"Heals are frozen since {when(event.created_at)}: {sentence(event.reason)}",
+        }
     refusal = changes.heal_refusal(violation, changes.blocking_heals([violation]).get(violation.pk))
     if refusal:
         return {**action, "label": f"No heal for run {violation.run_id}'s violation: {refusal}."}
@@ -304,3 +310,8 @@ def heal_action(uid: str, event) -> dict:
         "url": reverse("admin:reconciliation_violation_changelist") + "?run__id__exact=all",
         "violation": violation.pk,
     }
+
+
+def sentence(text: str) -> str:
+    """A reason someone typed, ending with one full stop whether or not they typed it."""
+    return text.rstrip().rstrip(".") + "."
