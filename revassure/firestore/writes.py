@@ -159,7 +159,8 @@ class Writes(Transactions):
         outcomes = {} if outcomes is None else outcomes
         group: list[tuple[Any, int]] = []
         for event, delivery_id in items:
-            if any(other.user_id == event.user_id for other, _ in group):
+            # One payment per wallet, and one per business identity, in a commit.
+            if any(o.user_id == event.user_id or o.entry_id == event.entry_id for o, _ in group):
                 self._commit_payments(group, outcomes, known, decide)
                 group = []
             group.append((event, delivery_id))
