@@ -24,7 +24,13 @@ and the cost of observability with 10,000 violations and 1,000 alerts in the
 database: one `/metrics` scrape (target under 100 ms) and one evaluation of
 every alert rule.
 
-`--only reconcile`, `--only replay` or `--only metrics` measures one part.
+and the cost of break tracking: reconcile throughput over wallets of which 5%
+drift, with and without break tracking (BREAK_TRACKING), in pairs of runs in
+one process: for the run that opens the breaks and for the next run, which
+sees them again (target: within 1.1x); beside them, the time the tracked run
+spent tracking, and the probable-cause task a worker runs after the first.
+
+`--only reconcile`, `--only replay`, `--only metrics` or `--only breaks` measures one part.
 
 Machines are noisy, so the figures that count are ratios between these, taken
 in the same run; each measurement is repeated and the best kept. Exits 1 when
@@ -49,6 +55,8 @@ TARGET_VS_RAW_FLOOR = 1.5
 TARGET_MEMORY = 1.15
 TARGET_REPLAY_VS_BASELINE = 4.0
 TARGET_REPLAY_VS_FLOOR = 1.5
+TARGET_BREAK_TRACKING = 1.1
+BREAK_DRIFT_SHARE = 0.05
 REPLAY_WALLETS = 1000
 TARGET_SCRAPE_MS = 100
 
@@ -84,6 +92,61 @@ def child_reconcile(project: str, db_path: str) -> dict:
     seconds = time.perf_counter() - started
     assert run.status == "completed", run.error
     return {"wallets": run.wallets_checked, "seconds": seconds, "violations": run.violations_count}
+
+
+def child_breaks(project: str, db_path: str) -> dict:
+    """Reconcile runs over the same wallets in one fresh database, with break
+    tracking off and on in pairs, so each pair shares the machine's weather:
+    a warm-up run (not counted); the opening pair, without then with tracking
+    (the first tracked run opens every break); the probable causes of the new
+    breaks, as the task a worker runs after the run; a tracked run to let the
+    emulator settle (not counted); the seeing pair, with then without (the
+    tracked run sees every break again). The time each tracked run spent in
+    breaks.track_run is kept too."""
+    django_setup(db_path)
+    from django.conf import settings
+
+    from reconciliation import break_causes, breaks, services
+    from reconciliation.models import Break, RunTrigger
+    from revassure.firestore import get_gateway
+
+    gateway = get_gateway(project)
+    tracking = {"seconds": 0.0}
+    track_run = breaks.track_run
+
+    def timed_track_run(run):
+        started = time.perf_counter()
+        try:
+            return track_run(run)
+        finally:
+            tracking["seconds"] += time.perf_counter() - started
+
+    breaks.track_run = timed_track_run  # what services calls, timed
+
+    def reconcile(tracked: bool) -> tuple[float, float]:
+        settings.BREAK_TRACKING = tracked
+        tracking["seconds"] = 0.0
+        started = time.perf_counter()
+        run = services.run_inline(actor=None, trigger=RunTrigger.COMMAND, gateway=gateway)
+        seconds = time.perf_counter() - started
+        assert run.status == "completed", run.error
+        return seconds, tracking["seconds"]
+
+    result = {"warm_up_seconds": reconcile(False)[0]}
+    result["opening_without"], _ = reconcile(False)
+    result["opening_with"], result["opening_tracking"] = reconcile(True)
+    opened = Break.objects.count()
+    started = time.perf_counter()
+    result["causes"] = break_causes.fill_causes(gateway=gateway)
+    result["causes_seconds"] = time.perf_counter() - started
+    # After 500 ledger listings the emulator is slower for a run or so: let it
+    # settle with a tracked run (an untracked one would be taken in by the next).
+    result["settle_seconds"] = reconcile(True)[0]
+    result["seeing_with"], result["seeing_tracking"] = reconcile(True)
+    result["seeing_without"], _ = reconcile(False)
+    run = services.run_inline(actor=None, trigger=RunTrigger.COMMAND, gateway=gateway)
+    result.update(wallets=run.wallets_checked, violations=run.violations_count, opened=opened)
+    return result
 
 
 def child_floor(project: str, concurrency: int) -> dict:
@@ -335,7 +398,15 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--replay-events", type=int, default=5000, help="events in the replay benchmark")
     parser.add_argument(
-        "--only", choices=("reconcile", "replay", "metrics"), help="measure one part (all by default)"
+        "--only",
+        choices=("reconcile", "replay", "metrics", "breaks"),
+        help="measure one part (all by default)",
+    )
+    parser.add_argument(
+        "--breaks-wallets",
+        type=int,
+        default=10000,
+        help="wallets in the break tracking benchmark (5%% drift)",
     )
     args = parser.parse_args()
 
@@ -349,18 +420,23 @@ def main() -> int:
         os.environ["FIRESTORE_EMULATOR_HOST"] = emulator.host
         env = {**os.environ, "LOG_LEVEL": "WARNING"}
         django_setup(str(work / "parent.sqlite3"))
-        reconciled = (
-            None if args.only in ("replay", "metrics") else measure_reconcile(args, emulator, env, work)
-        )
-        replayed = None if args.only in ("reconcile", "metrics") else measure_replay(args, env, work)
-        observed = None if args.only in ("reconcile", "replay") else measure_metrics(args, env, work)
+        reconciled = measure_reconcile(args, emulator, env, work) if wants(args, "reconcile") else None
+        replayed = measure_replay(args, env, work) if wants(args, "replay") else None
+        observed = measure_metrics(args, env, work) if wants(args, "metrics") else None
+        tracked = measure_breaks(args, env, work) if wants(args, "breaks") else None
     if reconciled is not None:
         ok &= report_reconcile(args, *reconciled)
     if replayed is not None:
         ok &= report_replay(args, replayed)
     if observed is not None:
         ok &= report_metrics(observed)
+    if tracked is not None:
+        ok &= report_breaks(args, tracked)
     return 0 if ok else 1
+
+
+def wants(args, part: str) -> bool:
+    return args.only is None or args.only == part
 
 
 def migrated_db(env: dict, path: Path) -> Path:
@@ -504,6 +580,59 @@ def report_replay(args, replays: dict[str, list[dict]]) -> bool:
     return replay_ok and floor_ok
 
 
+def measure_breaks(args, env: dict, work: Path) -> list[dict]:
+    """The same wallets (5% drifting), each repetition in a fresh database and process."""
+    from reconciliation.demo import demo_wallets
+    from revassure.firestore import FirestoreGateway
+
+    project, size = "bench-breaks", args.breaks_wallets
+    FirestoreGateway(project).write_wallets(
+        demo_wallets(
+            size, entries_per_wallet=args.entries, drift_share=BREAK_DRIFT_SHARE, malformed=0, seed=7
+        )
+    )
+    print(f"seeded {size} wallets, {BREAK_DRIFT_SHARE:.0%} drifting", flush=True)
+    results = []
+    for n in range(args.repeat):
+        db = migrated_db(env, work / f"breaks-{n}.sqlite3")
+        results.append(spawn(env, "--child", "breaks", project, str(db)))
+    print("measured break tracking", flush=True)
+    return results
+
+
+def report_breaks(args, results: list[dict]) -> bool:
+    sample = results[0]
+    assert sample["opened"] == sample["violations"], sample
+    print(
+        f"\nbreak tracking: {sample['wallets']} wallets, {sample['violations']} drifting "
+        f"({BREAK_DRIFT_SHARE:.0%}), {args.entries} ledger entries each; best of {len(results)}"
+    )
+    ok = True
+    for phase, what in (("opening", "run that opens the breaks"), ("seeing", "next run, sees them again")):
+        without = min(r[f"{phase}_without"] for r in results)
+        tracked = min(r[f"{phase}_with"] for r in results)
+        ratio = tracked / without
+        phase_ok = ratio <= TARGET_BREAK_TRACKING
+        print(
+            f"    {what:27} without {sample['wallets'] / without:7.0f} wallets/s   "
+            f"with {sample['wallets'] / tracked:7.0f} wallets/s   "
+            f"{ratio:5.2f}x   target <= {TARGET_BREAK_TRACKING}x  {verdict(phase_ok)}"
+        )
+        # Tracking runs inside the run, after the seal: what it adds, measured in the same run.
+        share = max(r[f"{phase}_tracking"] / r[f"{phase}_with"] for r in results)
+        spent = min(r[f"{phase}_tracking"] for r in results)
+        print(f"    {'':27} breaks.track_run: {spent:.2f} s, at most {share:.1%} of a tracked run")
+        ok &= phase_ok
+    best = min(results, key=lambda r: r["causes_seconds"])
+    without = min(r["opening_without"] for r in results)
+    seconds = best["causes_seconds"]
+    print(
+        f"    probable causes of the {best['causes']} new breaks: {seconds:.1f} s in the task a worker "
+        f"runs after the run ({seconds / without:.0%} of a run; not judged)"
+    )
+    return ok
+
+
 def seed_replay_wallets(project: str) -> None:
     from revassure.firestore import FirestoreGateway
 
@@ -527,6 +656,8 @@ if __name__ == "__main__":
             result = child_floor_raw(rest[0], rest[1], int(rest[2]))
         elif kind == "metrics":
             result = child_metrics(rest[0], int(rest[1]), int(rest[2]))
+        elif kind == "breaks":
+            result = child_breaks(rest[0], rest[1])
         else:
             result = child_naive(rest[0], int(rest[1]))
         result["peak_rss_mb"] = peak_rss_mb()
