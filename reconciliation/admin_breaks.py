@@ -7,8 +7,6 @@ carries a rule of its own. Registered by ReconciliationConfig.ready()."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
@@ -21,10 +19,9 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html, format_html_join
-from django.utils.safestring import SafeString, mark_safe
+from django.utils.html import format_html
 
-from reconciliation import break_actions, breaks, changes
+from reconciliation import break_actions, break_display, breaks, changes
 from reconciliation.admin import FORMULA_TRIGGERS, csv_response
 from reconciliation.admin_changes import FORM_PAGE, HealForm, frozen_text, wallet_url
 from reconciliation.models import (
@@ -37,7 +34,7 @@ from reconciliation.models import (
 from revassure import freeze
 from revassure.admin_base import ReadOnlyAdmin
 from revassure.firestore import get_gateway
-from revassure.formatting import EMPTY, label, points, signed, when
+from revassure.formatting import EMPTY, points, signed, when
 from revassure.freeze import Frozen
 
 CHANGE_FORM = "admin/reconciliation/break/change_form.html"
@@ -164,7 +161,7 @@ class BreakAdmin(ReadOnlyAdmin):
         "severity_display",
         "age_display",
         "delta_display",
-        "sightings_count",
+        "sightings_display",
         "owner",
         "cause_display",
         "last_seen_display",
@@ -195,7 +192,7 @@ class BreakAdmin(ReadOnlyAdmin):
                 ]
             },
         ),
-        ("Age", {"fields": ["first_seen_display", "last_seen_display", "age_display", "sightings_count"]}),
+        ("Age", {"fields": ["first_seen_display", "last_seen_display", "age_display", "sightings_display"]}),
         ("Probable cause", {"fields": ["cause_display", "cause_text_display", "evidence"]}),
         ("How it ended", {"fields": ["closed_display", "heal_link", "accepted_display"]}),
     ]
@@ -229,6 +226,10 @@ class BreakAdmin(ReadOnlyAdmin):
     @admin.display(description="delta (wallet − ledger)", ordering="size")
     def delta_display(self, brk):
         return signed(brk.delta)
+
+    @admin.display(description="sightings", ordering="sightings_count")
+    def sightings_display(self, brk):
+        return points(brk.sightings_count)
 
     @admin.display(description="kind", ordering="kind")
     def kind_display(self, brk):
@@ -264,7 +265,7 @@ class BreakAdmin(ReadOnlyAdmin):
 
     @admin.display(description="evidence")
     def evidence(self, brk):
-        return evidence_table(brk.cause_evidence)
+        return break_display.evidence_table(brk.cause_evidence)
 
     @admin.display(description="closed")
     def closed_display(self, brk):
@@ -486,7 +487,7 @@ class BreakAdmin(ReadOnlyAdmin):
         can_work = self.has_work_permission(request)
         return {
             "sightings": rows,
-            "chart": delta_chart([(s.seen_at, s.violation.delta) for s in sightings]),
+            "chart": break_display.delta_chart([(s.seen_at, s.violation.delta) for s in sightings]),
             "notes": [
                 {
                     "when": when(n.created_at),
@@ -620,106 +621,3 @@ def break_rows(queryset):
 
 def _cell(value: str) -> str:
     return "'" + value if value.startswith(FORMULA_TRIGGERS) else value
-
-
-# -- the page's pieces ----------------------------------------------------------------
-
-
-def evidence_table(evidence: dict) -> SafeString | str:
-    if not evidence:
-        return EMPTY
-    facts = [
-        (label(key), points(value) if type(value) is int else str(value))
-        for key, value in evidence.items()
-        if key not in ("entries", "last_rebalance")
-    ]
-    entries = evidence.get("entries", [])
-    rebalance = evidence.get("last_rebalance")
-    if rebalance:
-        facts.append(("Last rebalance", f"request {rebalance['request']} at {rebalance['applied_at']}"))
-    table = format_html_join("", '<tr><th scope="row">{}</th><td>{}</td></tr>', facts)
-    rows = format_html_join(
-        "",
-        '<tr><td>{}</td><td class="numeric">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>',
-        (
-            (
-                e["id"],
-                signed(e["amount"]) if type(e["amount"]) is int else repr(e["amount"]),
-                when(datetime.fromisoformat(e["created_at"])) if e.get("created_at") else EMPTY,
-                e.get("type") or EMPTY,
-                e.get("written_by") or EMPTY,
-            )
-            for e in entries
-        ),
-    )
-    listed = (
-        format_html(
-            '<table class="ra-items" id="cause-entries"><thead><tr><th>entry</th>'
-            '<th class="numeric">amount</th><th>created</th><th>type</th><th>written by</th></tr></thead>'
-            "<tbody>{}</tbody></table>",
-            rows,
-        )
-        if entries
-        else ""
-    )
-    return format_html('<table class="ra-facts" id="cause-evidence">{}</table>{}', table, listed)
-
-
-CHART_W, CHART_H, PAD = 640, 180, 36
-
-
-def delta_chart(series: list[tuple[datetime, int | None]]) -> SafeString:
-    """The delta at each sighting as a small SVG line chart, drawn here (no
-    script, no style attribute: presentation attributes only, which the CSP
-    allows). Sightings without a delta (malformed points) are left out."""
-    known = [(t, d) for t, d in series if d is not None]
-    if not known:
-        return mark_safe('<p class="ra-muted">No delta to draw: the wallet\'s points are malformed.</p>')
-    low, high = min(0, *(d for _, d in known)), max(0, *(d for _, d in known))
-    span = (high - low) or 1
-    start, end = known[0][0], known[-1][0]
-    seconds = (end - start).total_seconds() or 1
-
-    def x(t):
-        return PAD + (CHART_W - 2 * PAD) * ((t - start).total_seconds() / seconds if len(known) > 1 else 0.5)
-
-    def y(d):
-        return PAD / 2 + (CHART_H - PAD) * (high - d) / span
-
-    line = " ".join(f"{x(t):.1f},{y(d):.1f}" for t, d in known)
-    dots = format_html_join(
-        "",
-        '<circle cx="{}" cy="{}" r="4" fill="currentColor"><title>{}: {}</title></circle>',
-        ((f"{x(t):.1f}", f"{y(d):.1f}", when(t), signed(d)) for t, d in known),
-    )
-    zero = y(0)
-    return format_html(
-        '<svg id="break-chart" class="ra-chart" viewBox="0 0 {w} {h}" width="100%" height="{h}" role="img" '
-        'aria-label="Delta at each of {n} sightings, from {first} to {last}">'
-        '<line x1="{pad}" y1="{zero}" x2="{right}" y2="{zero}" stroke="#999" stroke-dasharray="4 3"/>'
-        '<text x="2" y="{zero_text}" font-size="11" fill="#666">0</text>'
-        '<text x="2" y="{top}" font-size="11" fill="#666">{high}</text>'
-        '<text x="2" y="{bottom}" font-size="11" fill="#666">{low}</text>'
-        '<polyline points="{line}" fill="none" stroke="currentColor" stroke-width="2"/>{dots}'
-        '<text x="{pad}" y="{h_text}" font-size="11" fill="#666">{start}</text>'
-        '<text x="{right}" y="{h_text}" font-size="11" fill="#666" text-anchor="end">{end}</text>'
-        "</svg>",
-        w=CHART_W,
-        h=CHART_H,
-        n=len(known),
-        first=signed(known[0][1]),
-        last=signed(known[-1][1]),
-        pad=PAD,
-        right=CHART_W - PAD,
-        zero=f"{zero:.1f}",
-        zero_text=f"{zero + 4:.1f}",
-        top=f"{y(high) + 4:.1f}",
-        bottom=f"{y(low) + 4:.1f}",
-        high=signed(high),
-        low=signed(low),
-        line=line,
-        dots=dots,
-        h_text=CHART_H - 4,
-        start=when(start),
-        end=when(end),
-    )

@@ -253,7 +253,7 @@ def _causes(chunk: list[Break], gateway: FirestoreGateway) -> list[Cause]:
                     ProbableCause.UNEXPLAINED,
                     f"Not examined: the ledger has {brk.entries:,} entries, more than "
                     f"BREAK_CAUSE_MAX_ENTRIES ({limit:,})",
-                    {"entries": brk.entries, "read_at": read_at},
+                    {"ledger_entries": brk.entries, "read_at": read_at},
                 )
             )
             continue

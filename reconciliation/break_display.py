@@ -1,0 +1,124 @@
+"""How a break is drawn on its admin page: the probable cause's evidence as
+tables, and the delta at each sighting as a small SVG chart drawn on the
+server (no script, no style attribute: presentation attributes only, which
+the CSP allows)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString, mark_safe
+
+from revassure.formatting import EMPTY, label, points, signed, when
+
+
+def evidence_table(evidence: dict) -> SafeString | str:
+    if not evidence:
+        return EMPTY
+    facts = [
+        (label(key), _fact(key, value))
+        for key, value in evidence.items()
+        if key not in ("entries", "last_rebalance")
+    ]
+    entries = evidence.get("entries", [])
+    rebalance = evidence.get("last_rebalance")
+    if rebalance:
+        applied = when(datetime.fromisoformat(rebalance["applied_at"]))
+        facts.append(("Last rebalance", f"request {rebalance['request']} at {applied}"))
+    table = format_html_join("", '<tr><th scope="row">{}</th><td>{}</td></tr>', facts)
+    rows = format_html_join(
+        "",
+        '<tr><td>{}</td><td class="numeric">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>',
+        (
+            (
+                e["id"],
+                signed(e["amount"]) if type(e["amount"]) is int else repr(e["amount"]),
+                when(datetime.fromisoformat(e["created_at"])) if e.get("created_at") else EMPTY,
+                e.get("type") or EMPTY,
+                e.get("written_by") or EMPTY,
+            )
+            for e in entries
+        ),
+    )
+    listed = (
+        format_html(
+            '<table class="ra-items" id="cause-entries"><thead><tr><th>entry</th>'
+            '<th class="numeric">amount</th><th>created</th><th>type</th><th>written by</th></tr></thead>'
+            "<tbody>{}</tbody></table>",
+            rows,
+        )
+        if entries
+        else ""
+    )
+    return format_html('<table class="ra-facts" id="cause-evidence">{}</table>{}', table, listed)
+
+
+def _fact(key: str, value) -> str:
+    if key == "read_at":
+        return when(datetime.fromisoformat(value))
+    if key == "delta":
+        return signed(value)
+    if key == "wallet":
+        return value
+    return points(value)  # a malformed value shows as it is
+
+
+CHART_W, CHART_H, PAD = 640, 180, 36
+
+
+def delta_chart(series: list[tuple[datetime, int | None]]) -> SafeString:
+    """The delta at each sighting as a small SVG line chart, drawn here (no
+    script, no style attribute: presentation attributes only, which the CSP
+    allows). Sightings without a delta (malformed points) are left out."""
+    known = [(t, d) for t, d in series if d is not None]
+    if not known:
+        return mark_safe('<p class="ra-muted">No delta to draw: the wallet\'s points are malformed.</p>')
+    low, high = min(0, *(d for _, d in known)), max(0, *(d for _, d in known))
+    span = (high - low) or 1
+    start, end = known[0][0], known[-1][0]
+    seconds = (end - start).total_seconds() or 1
+
+    def x(t):
+        return PAD + (CHART_W - 2 * PAD) * ((t - start).total_seconds() / seconds if len(known) > 1 else 0.5)
+
+    def y(d):
+        return PAD / 2 + (CHART_H - PAD) * (high - d) / span
+
+    line = " ".join(f"{x(t):.1f},{y(d):.1f}" for t, d in known)
+    dots = format_html_join(
+        "",
+        '<circle cx="{}" cy="{}" r="4" fill="currentColor"><title>{}: {}</title></circle>',
+        ((f"{x(t):.1f}", f"{y(d):.1f}", when(t), signed(d)) for t, d in known),
+    )
+    zero = y(0)
+    return format_html(
+        '<svg id="break-chart" class="ra-chart" viewBox="0 0 {w} {h}" width="100%" height="{h}" role="img" '
+        'aria-label="Delta at each of {n} sightings, from {first} to {last}">'
+        '<line x1="{pad}" y1="{zero}" x2="{right}" y2="{zero}" stroke="#999" stroke-dasharray="4 3"/>'
+        '<text x="2" y="{zero_text}" font-size="11" fill="#666">0</text>'
+        '<text x="2" y="{top}" font-size="11" fill="#666">{high}</text>'
+        '<text x="2" y="{bottom}" font-size="11" fill="#666">{low}</text>'
+        '<polyline points="{line}" fill="none" stroke="currentColor" stroke-width="2"/>{dots}'
+        '<text x="{pad}" y="{h_text}" font-size="11" fill="#666">{start}</text>'
+        '<text x="{right}" y="{h_text}" font-size="11" fill="#666" text-anchor="end">{end}</text>'
+        "</svg>",
+        w=CHART_W,
+        h=CHART_H,
+        n=len(known),
+        first=signed(known[0][1]),
+        last=signed(known[-1][1]),
+        pad=PAD,
+        right=CHART_W - PAD,
+        zero=f"{zero:.1f}",
+        zero_text=f"{zero + 4:.1f}",
+        top=f"{y(high) + 4:.1f}",
+        bottom=f"{y(low) + 4:.1f}",
+        high=signed(high),
+        low=signed(low),
+        line=line,
+        dots=dots,
+        h_text=CHART_H - 4,
+        start=when(start),
+        end=when(end),
+    )
