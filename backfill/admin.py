@@ -20,6 +20,7 @@ from backfill.models import (
     MigrationSource,
     MigrationStatus,
     ProviderEventDelivery,
+    RejectedWebhook,
 )
 from backfill.uploads import BadUpload
 from revassure.admin_base import ReadOnlyAdmin
@@ -127,6 +128,7 @@ class DataMigrationAdmin(ReadOnlyAdmin):
         "binding",
         "error_text",
         "starter",
+        "correlation_id",
         "created",
         "started",
         "finished",
@@ -608,3 +610,20 @@ class ProviderEventDeliveryAdmin(ReadOnlyAdmin):
                 "back_label": "Provider events",
             },
         )
+
+
+@admin.register(RejectedWebhook)
+class RejectedWebhookAdmin(ReadOnlyAdmin):
+    """Webhook requests refused for their signature: when, from where, why."""
+
+    list_display = ["received", "reason", "remote_addr", "body_bytes"]
+    list_filter = ["reason"]
+    search_fields = ["=remote_addr", "=body_sha256"]
+    search_help_text = "Exact sender address or SHA-256 of the body"
+    fields = ["received", "reason", "remote_addr", "body_bytes", "body_sha256"]
+    readonly_fields = fields
+    date_hierarchy = "received_at"
+
+    @admin.display(description="received", ordering="received_at")
+    def received(self, obj):
+        return when(obj.received_at)

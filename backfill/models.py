@@ -1,6 +1,8 @@
 from django.conf import settings
 from django.db import models
 
+from revassure.logs import correlation_id_or_blank
+
 
 class EventStatus(models.TextChoices):
     RECEIVED = "received"
@@ -48,6 +50,25 @@ class ProviderEventDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_id or 'unparsed'} ({self.status})"
+
+
+class RejectedWebhook(models.Model):
+    """A request to the webhook refused for its signature: nothing of it is stored
+    as a delivery, but that it came, when, from where and why it was refused is
+    kept, so a sender on an old secret (or a prober) shows up in the admin and
+    in the `webhooks_unhealthy` rule."""
+
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    reason = models.CharField(max_length=200)
+    remote_addr = models.GenericIPAddressField(null=True, blank=True)
+    body_bytes = models.PositiveIntegerField()
+    body_sha256 = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"rejected at {self.received_at:%Y-%m-%d %H:%M:%S}: {self.reason}"
 
 
 class MigrationStatus(models.TextChoices):
@@ -115,6 +136,8 @@ class DataMigration(models.Model):
     started_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
+    # The id of the request or command that started it; its worker logs under it too.
+    correlation_id = models.CharField(max_length=128, blank=True, default=correlation_id_or_blank)
     status = models.CharField(max_length=16, choices=MigrationStatus, default=MigrationStatus.PENDING)
     total = models.PositiveIntegerField(default=0)
     processed = models.PositiveIntegerField(default=0)

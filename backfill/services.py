@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import defaultdict
 
@@ -12,7 +13,7 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from backfill import events
-from backfill.models import EventSource, EventStatus, ProviderEventDelivery
+from backfill.models import EventSource, EventStatus, ProviderEventDelivery, RejectedWebhook
 from backfill.rules import decide
 from revassure import metrics
 from revassure.firestore import FirestoreGateway
@@ -70,6 +71,17 @@ def _fill(delivery: ProviderEventDelivery, raw: bytes) -> None:
     else:
         delivery.event_id, delivery.event_type = event.event_id, event.type
         delivery.user_id, delivery.entry_id = event.user_id, event.entry_id
+
+
+def record_rejection(raw: bytes, *, reason: str, remote_addr: str | None) -> RejectedWebhook:
+    """Keep the trace of a request refused for its signature (not its body: it is
+    not the provider's until it is signed)."""
+    return RejectedWebhook.objects.create(
+        reason=reason[:200],
+        remote_addr=remote_addr or None,
+        body_bytes=len(raw),
+        body_sha256=hashlib.sha256(raw).hexdigest(),
+    )
 
 
 def receive_webhook(raw: bytes) -> ProviderEventDelivery:

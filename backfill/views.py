@@ -30,6 +30,7 @@ def paynow_webhook(request):
         )
     except events.BadSignature as exc:
         log.warning("webhook refused: %s", exc)
+        services.record_rejection(body, reason=str(exc), remote_addr=request.META.get("REMOTE_ADDR"))
         metrics.webhook_delivery("rejected")
         refused = JsonResponse({"error": str(exc)}, status=401)
         # The answer is byte for byte what it was when this view shared the job

@@ -128,7 +128,7 @@ class RuleForm(forms.ModelForm):
 
     class Meta:
         model = AlertRule
-        fields = ["enabled", "threshold", "for_minutes", "repeat_minutes", "channels"]
+        fields = ["enabled", "threshold", "second_threshold", "for_minutes", "repeat_minutes", "channels"]
 
 
 class RuleChangeInline(ReadOnly, admin.TabularInline):
@@ -156,6 +156,7 @@ class AlertRuleAdmin(admin.ModelAdmin):
         "description",
         "enabled",
         "threshold",
+        "second_threshold",
         "for_minutes",
         "repeat_minutes",
         "channels",

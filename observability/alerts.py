@@ -29,7 +29,7 @@ from observability.models import (
     NotificationKind,
     RuleName,
 )
-from observability.rules import CHECKS, DEFAULTS
+from observability.rules import CHECKS, DEFAULTS, SECOND_THRESHOLDS
 from revassure.logs import on_commit
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 SEND_TASK = "observability.tasks.send_notification"
 MAX_ATTEMPTS = 5
 BACKOFF_SECONDS = (30, 120, 600, 1800)  # before attempts 2, 3, 4, 5
-EDITABLE = ("threshold", "for_minutes", "repeat_minutes", "channels", "enabled")
+EDITABLE = ("threshold", "second_threshold", "for_minutes", "repeat_minutes", "channels", "enabled")
 
 
 @dataclass
@@ -60,7 +60,12 @@ def ensure_rules() -> None:
     for name, (threshold, description) in DEFAULTS.items():
         AlertRule.objects.get_or_create(
             name=name,
-            defaults={"threshold": threshold, "description": description, "channels": ["email", "webhook"]},
+            defaults={
+                "threshold": threshold,
+                "second_threshold": SECOND_THRESHOLDS.get(name),
+                "description": description,
+                "channels": ["email", "webhook"],
+            },
         )
 
 

@@ -10,9 +10,16 @@ from django.db.models import Count, Min
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from backfill.models import DataMigration, EventSource, MigrationStatus, ProviderEventDelivery
+from backfill.models import (
+    DataMigration,
+    EventSource,
+    MigrationStatus,
+    ProviderEventDelivery,
+    RejectedWebhook,
+)
 from observability.collector import last_full_run, migration_ratio
 from observability.models import ACTIVE, Alert, AlertRule, RuleName
+from reconciliation import breaks
 from reconciliation.models import BalanceRequest, ReconciliationRun, RequestState, RunStatus
 from revassure import flags
 
@@ -127,4 +134,14 @@ def tiles(user) -> dict:
             .order_by("status")
         )
         context["deliveries"] = [(row["status"], row["n"]) for row in rows]
+        if user.has_perm("backfill.view_rejectedwebhook"):
+            context["rejected"] = RejectedWebhook.objects.filter(
+                received_at__gte=now - timedelta(hours=24)
+            ).count()
+    if user.has_perm("reconciliation.view_break"):
+        by_bucket = breaks.open_by_bucket(now)
+        context["breaks"] = {
+            "count": sum(by_bucket.values()),
+            "buckets": [(name, breaks.bucket_label(name), n) for name, n in by_bucket.items()],
+        }
     return context

@@ -14,6 +14,7 @@ class RuleName(models.TextChoices):
     FREEZE_TOO_LONG = "freeze_too_long", "freeze on too long"
     APPROVALS_WAITING = "approvals_waiting", "approvals waiting"
     MIGRATION_STALLED = "migration_stalled", "migration stalled"
+    BREAK_OLDER_THAN = "break_older_than", "break older than N days"
     COULD_NOT_EVALUATE = "could_not_evaluate", "could not evaluate"
     TOO_MANY_ALERTS = "too_many_alerts", "too many alerts at once"
 
@@ -29,6 +30,10 @@ class AlertRule(models.Model):
     name = models.CharField(max_length=32, choices=RuleName, unique=True)
     description = models.TextField(blank=True)
     threshold = models.BigIntegerField(default=0)
+    # A rule with two conditions (webhooks_unhealthy: rejected signatures) keeps its second number here.
+    second_threshold = models.BigIntegerField(
+        null=True, blank=True, help_text="Only for rules whose description names a second threshold."
+    )
     # The condition must hold this long before the alert opens (0: at once).
     for_minutes = models.PositiveIntegerField(default=0)
     # While it lasts and nobody acknowledged it, notify again this often.

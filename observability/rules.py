@@ -12,10 +12,25 @@ from datetime import datetime, timedelta
 
 from django.db.models import Min
 
-from backfill.models import DataMigration, EventSource, EventStatus, MigrationStatus, ProviderEventDelivery
+from backfill.models import (
+    DataMigration,
+    EventSource,
+    EventStatus,
+    MigrationStatus,
+    ProviderEventDelivery,
+    RejectedWebhook,
+)
 from observability.collector import last_full_run
 from observability.models import AlertRule, RuleName
-from reconciliation.models import BalanceRequest, ReconciliationRun, RequestState, RunStatus
+from reconciliation import breaks
+from reconciliation.models import (
+    OPEN_BREAK_STATES,
+    BalanceRequest,
+    Break,
+    ReconciliationRun,
+    RequestState,
+    RunStatus,
+)
 from revassure import freeze
 from revassure.formatting import points, when
 
@@ -68,14 +83,22 @@ def job_failed(rule: AlertRule, now: datetime) -> Firing:
 
 
 def webhooks_unhealthy(rule: AlertRule, now: datetime) -> Firing:
+    """Deliveries we stored but could not apply, or requests refused for their
+    signature (someone sending with an old secret, or probing): either over its number."""
+    since = now - timedelta(hours=1)
     bad = ProviderEventDelivery.objects.filter(
         source=EventSource.WEBHOOK,
         status__in=[EventStatus.QUARANTINED, EventStatus.FAILED],
-        received_at__gte=now - timedelta(hours=1),
+        received_at__gte=since,
     ).count()
-    if bad <= rule.threshold:
-        return {}
-    return {"": f"{bad} webhook deliveries quarantined or failed in the last hour"}
+    rejected = RejectedWebhook.objects.filter(received_at__gte=since).count()
+    rejected_limit = rule.second_threshold if rule.second_threshold is not None else REJECTED_DEFAULT
+    found = []
+    if bad > rule.threshold:
+        found.append(f"{bad} webhook deliveries quarantined or failed in the last hour")
+    if rejected > rejected_limit:
+        found.append(f"{rejected} webhook requests rejected for their signature in the last hour")
+    return {"": "; ".join(found)} if found else {}
 
 
 def freeze_too_long(rule: AlertRule, now: datetime) -> Firing:
@@ -108,6 +131,16 @@ def migration_stalled(rule: AlertRule, now: datetime) -> Firing:
     return firing
 
 
+def break_older_than(rule: AlertRule, now: datetime) -> Firing:
+    oldest = breaks.oldest_open_days(now)
+    if oldest is None or oldest <= rule.threshold:
+        return {}
+    aged = Break.objects.filter(
+        status__in=OPEN_BREAK_STATES, first_seen__lte=now - timedelta(days=rule.threshold + 1)
+    ).count()
+    return {"": f"{aged} open breaks older than {rule.threshold} days, the oldest {oldest} days old"}
+
+
 CHECKS: dict[str, Callable[[AlertRule, datetime], Firing]] = {
     RuleName.VIOLATIONS_FOUND: violations_found,
     RuleName.DRIFT_ABOVE: drift_above,
@@ -118,7 +151,10 @@ CHECKS: dict[str, Callable[[AlertRule, datetime], Firing]] = {
     RuleName.FREEZE_TOO_LONG: freeze_too_long,
     RuleName.APPROVALS_WAITING: approvals_waiting,
     RuleName.MIGRATION_STALLED: migration_stalled,
+    RuleName.BREAK_OLDER_THAN: break_older_than,
 }
+
+REJECTED_DEFAULT = 20
 
 # name: (threshold, description) of the default set, on by default.
 DEFAULTS = {
@@ -129,11 +165,16 @@ DEFAULTS = {
     RuleName.JOB_FAILED: (0, "A reconciliation run or a data migration ended failed (it could not run)."),
     RuleName.WEBHOOKS_UNHEALTHY: (
         0,
-        "More than N webhook deliveries quarantined or failed in the last hour.",
+        "More than N webhook deliveries quarantined or failed in the last hour, or more "
+        "webhook requests rejected for their signature than the second threshold (default 20).",
     ),
     RuleName.FREEZE_TOO_LONG: (4, "The freeze has been on for more than N hours."),
     RuleName.APPROVALS_WAITING: (24, "A balance request has waited for a decision for more than N hours."),
     RuleName.MIGRATION_STALLED: (15, "A running migration has made no progress for N minutes."),
+    RuleName.BREAK_OLDER_THAN: (7, "A break has been open for more than N days."),
     RuleName.COULD_NOT_EVALUATE: (0, "An evaluation could not read the data of a rule."),
     RuleName.TOO_MANY_ALERTS: (50, "One evaluation would open more than N alerts: one summary instead."),
 }
+
+# The second number of the rules that have two.
+SECOND_THRESHOLDS = {RuleName.WEBHOOKS_UNHEALTHY: REJECTED_DEFAULT}

@@ -107,6 +107,7 @@ def trail(request: BalanceRequest) -> str:
                 else _state_label(event.to_state)
             ),
             "why": event.reason,
+            "correlation_id": event.correlation_id,
         }
         for event in request.events.select_related("actor")
     ]
@@ -166,6 +167,7 @@ class BalanceRequestAdmin(ReadOnlyAdmin):
         "expected_ledger_sum_display",
         "approvals_display",
         "proposed_by",
+        "correlation_id",
         "created",
         "expires",
         "approved",

@@ -1,11 +1,19 @@
 """Realistic demo wallets: purchases, redemptions and refunds, some drifted,
 a few with malformed amounts. Deterministic for a given seed."""
 
+import hashlib
 import random
 import string
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from django.db import transaction
+
+from reconciliation import breaks, reports
+from reconciliation.models import ReconciliationRun, RunStatus, RunTrigger, Violation, ViolationKind
+from reconciliation.services import classify
+from revassure.ledger import is_points
 
 _UID_ALPHABET = string.ascii_letters + string.digits
 _EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
@@ -77,3 +85,80 @@ def _ledger(rng: random.Random, size: int) -> tuple[dict[str, dict[str, Any]], i
         ledger[entry_id] = entry
         balance += amount
     return ledger, balance
+
+
+# -- a history of earlier runs, for the dashboard's 30-day chart ---------------
+
+HISTORY_HOUR = 2  # the hour (UTC) the seeded daily runs are dated at
+
+
+def drift_began(uid: str, days: int) -> int:
+    """How many days ago a drifted demo wallet began to drift (0: today, so no
+    earlier run saw it). Deterministic per uid, spread over `days`."""
+    return int.from_bytes(hashlib.sha256(uid.encode()).digest()[:4], "big") % (days + 1)
+
+
+def seed_history(
+    wallets: list[tuple[str, Any, dict[str, dict[str, Any]]]], *, days: int, gateway, now: datetime
+) -> list[ReconciliationRun]:
+    """Completed full runs, one a day for the `days` days before `now`, built from
+    the demo wallets just written: each drifted wallet shows its drift from the
+    day drift_began() gives, so the chart climbs to today's figures. Each run is
+    sealed in the chain (oldest first, before any real run), mirrored to
+    Firestore and taken into the breaks like a real one, and says what it is:
+    trigger `demo`, labelled "seeded demo history" wherever runs are shown.
+    """
+    if not days:
+        return []
+    if ReconciliationRun.objects.exists():
+        raise ValueError("a history goes before every real run: this database has runs already")
+    states = []
+    for uid, points, ledger in wallets:
+        clean = sum(fields["amount"] for fields in ledger.values() if is_points(fields.get("amount")))
+        began = drift_began(uid, days) if is_points(points) and points != clean else None
+        states.append((uid, points, clean, began, sorted(ledger.items())))
+    sealed = []
+    for ago in range(days, 0, -1):
+        started = (now - timedelta(days=ago)).replace(hour=HISTORY_HOUR, minute=0, second=0, microsecond=0)
+        found = []
+        for uid, points, clean, began, entries in states:
+            seen = points if began is None or began >= ago else clean
+            violation = classify(uid, seen, entries, exists=True)
+            found.append((seen, violation))
+        violations = [v for _, v in found if v is not None]
+        with transaction.atomic():
+            run = ReconciliationRun.objects.create(
+                status=RunStatus.RUNNING,
+                trigger=RunTrigger.DEMO,
+                started_at=started,
+                chunks_total=0,
+                wallets_checked=len(states),
+                violations_count=len(violations),
+                drift_count=sum(v["kind"] == ViolationKind.DRIFT for v in violations),
+                malformed_count=sum(v["kind"] == ViolationKind.MALFORMED for v in violations),
+                total_abs_drift=sum(abs(v["delta"]) for v in violations if v["delta"] is not None),
+                # As a run adds them up: a clean wallet's points on both sides,
+                # a violation's own figures (integer amounts only).
+                total_wallet_points=sum((v["wallet_points"] or 0) if v else seen for seen, v in found),
+                total_ledger_sum=sum(v["ledger_sum"] if v else seen for seen, v in found),
+            )
+            Violation.objects.bulk_create(Violation(run=run, **v) for v in violations)
+            previous = (
+                ReconciliationRun.objects.filter(chain_seq__isnull=False).order_by("-chain_seq").first()
+            )
+            run.chain_seq = previous.chain_seq + 1 if previous else 1
+            run.previous_checksum = previous.checksum if previous else ""
+            run.status = RunStatus.COMPLETED
+            run.finished_at = started + timedelta(seconds=len(states) // 500 + 2)
+            run.checksum = reports.compute_checksum(run)
+            ReconciliationRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
+                status=run.status,
+                finished_at=run.finished_at,
+                chain_seq=run.chain_seq,
+                previous_checksum=run.previous_checksum,
+                checksum=run.checksum,
+            )
+        reports.mirror_run(run, gateway=gateway)
+        breaks.track_run(run)
+        sealed.append(run)
+    return sealed

@@ -2,6 +2,7 @@ from django.conf import settings
 from django.db import models
 
 from revassure.formatting import signed
+from revassure.logs import correlation_id_or_blank
 
 
 class FinishedRecordError(Exception):
@@ -23,6 +24,7 @@ class RunTrigger(models.TextChoices):
     ADMIN = "admin"
     SCHEDULE = "schedule"
     API = "api", "API"
+    DEMO = "demo", "seeded demo history"
 
 
 class ReconciliationRun(models.Model):
@@ -232,6 +234,8 @@ class BalanceRequest(models.Model):
     expected_ledger_sum = models.BigIntegerField()
     required_approvals = models.PositiveSmallIntegerField(default=1)
     proposed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    # The proposing request's id (each later step's is on its event).
+    correlation_id = models.CharField(max_length=128, blank=True, default=correlation_id_or_blank)
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
     approved_at = models.DateTimeField(null=True, blank=True)
@@ -309,6 +313,7 @@ class RequestEvent(models.Model):
     # Who acted when it was not a person: "policy:auto-heal", "system:expiry", "worker".
     actor_label = models.CharField(max_length=64, blank=True)
     reason = models.TextField(blank=True)
+    correlation_id = models.CharField(max_length=128, blank=True, default=correlation_id_or_blank)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -333,7 +333,7 @@ def _confirm(uids: list[str], gateway: FirestoreGateway) -> list[tuple[int, int,
     for uid in drifting:
         state = states[uid]
         points = 0 if not state.exists else state.points
-        violation = _classify(uid, points, ledgers[uid], exists=state.exists)
+        violation = classify(uid, points, ledgers[uid], exists=state.exists)
         if violation is None:
             # The entries themselves agree with the wallet (the server summed
             # integers into a double): no violation.
@@ -343,7 +343,7 @@ def _confirm(uids: list[str], gateway: FirestoreGateway) -> list[tuple[int, int,
     return confirmed
 
 
-def _classify(
+def classify(
     uid: str, points: Any, entries: list[tuple[str, dict[str, Any]]], *, exists: bool
 ) -> dict[str, Any] | None:
     """Read a confirmed violation's ledger to tell malformed entries from plain drift.

@@ -78,3 +78,9 @@ class CorrelationIdMiddleware:
             response = self.get_response(request)
             response["X-Request-ID"] = cid
             return response
+
+
+def correlation_id_or_blank() -> str:
+    """A model field's default: the id of the request or task creating the row,
+    so its page can show the id to find its log lines by."""
+    return _correlation_id.get() or ""

@@ -100,6 +100,10 @@ JOBS_CLOCK_SKEW_SECONDS = env.int("JOBS_CLOCK_SKEW_SECONDS", default=10)
 # Unset, each process serves its own counters only.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+if PROMETHEUS_MULTIPROC_DIR:
+    # prometheus-client writes there from its first metric on and never makes
+    # the directory: a fresh machine (the tests' /tmp one) would fail on import.
+    Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
 # Alerts go to ALERT_EMAILS (comma-separated) through Django's email backend and
 # to ALERT_WEBHOOK_URL as Slack-compatible JSON, signed with ALERT_WEBHOOK_SECRET
 # when it is set. Email: EMAIL_URL (smtp://user:password@host:587, smtp+tls://,

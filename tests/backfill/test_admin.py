@@ -533,3 +533,22 @@ def test_migration_pages_need_nothing_the_csp_refuses(
         reverse("admin:backfill_completeness"),
     ]:
         assert csp_refusals(client.get(url).content.decode()) == [], url
+
+
+@pytest.mark.django_db
+def test_a_migration_page_shows_the_correlation_id_it_was_started_under(
+    client, gateway, ops, settings, tmp_path, django_capture_on_commit_callbacks
+):
+    settings.BACKFILL_UPLOAD_DIR = tmp_path
+    put_wallets(gateway, {"u1": (0, []), "u2": (10, [10])})
+    client.force_login(ops)
+    export = SimpleUploadedFile("export.jsonl", ("\n".join(EXPORT) + "\n").encode())
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(
+            reverse("admin:backfill_upload"), {"export": export}, HTTP_X_REQUEST_ID="upload-0001-abcd"
+        )
+
+    migration = DataMigration.objects.get()
+    assert migration.correlation_id == "upload-0001-abcd"
+    page = client.get(reverse("admin:backfill_datamigration_change", args=[migration.pk])).content.decode()
+    assert "upload-0001-abcd" in page

@@ -9,15 +9,25 @@ import pytest
 import time_machine
 from django.core.management import call_command
 from django.db import connection
+from django.test import Client
 from django_q.brokers import get_broker
 from django_q.models import Schedule
 from django_q.scheduler import scheduler
 
-from backfill.models import DataMigration, MigrationKind, MigrationSource, MigrationStatus
+from backfill.events import sign
+from backfill.models import DataMigration, MigrationKind, MigrationSource, MigrationStatus, RejectedWebhook
 from backfill.services import store_delivery
 from observability import alerts
 from observability.models import Alert, AlertNotification, AlertRule, AlertState, RuleName
-from reconciliation.models import BalanceRequest, ReconciliationRun, RequestState, RunStatus
+from reconciliation.models import (
+    BalanceRequest,
+    Break,
+    BreakResolution,
+    BreakStatus,
+    ReconciliationRun,
+    RequestState,
+    RunStatus,
+)
 from revassure.models import FreezeEvent
 
 T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
@@ -88,6 +98,50 @@ def webhooks_unhealthy(ops):
     return lambda at: None  # an hour later it is out of the window
 
 
+def webhook_signatures_rejected(ops):
+    """The rule's second condition: more refused signatures in the hour than its
+    second threshold (20), each request a real one to the webhook."""
+    client = Client()
+    with time_machine.travel(T0, tick=False):
+        for n in range(21):
+            body = b'{"id": "evt_forged_%d"}' % n
+            refused = client.post(
+                "/api/webhooks/paynow",
+                data=body,
+                content_type="application/json",
+                HTTP_PAYNOW_SIGNATURE=sign(body, "an-old-secret", int(T0.timestamp())),
+            )
+            assert refused.status_code == 401
+    assert RejectedWebhook.objects.count() == 21
+    return lambda at: None  # an hour later they are out of the window
+
+
+webhook_signatures_rejected.rule = "webhooks_unhealthy"
+
+
+def break_older_than(ops):
+    seen = completed(T0 - timedelta(days=8), violations_count=1, drift_count=1, total_abs_drift=5)
+    aged = Break.objects.create(
+        uid="w1",
+        kind="drift",
+        wallet_points=5,
+        ledger_sum=0,
+        delta=5,
+        size=5,
+        first_seen=T0 - timedelta(days=8),
+        last_seen=T0,
+        first_run=seen,
+        last_run=seen,
+    )
+
+    def clear(at):
+        Break.objects.filter(pk=aged.pk).update(
+            status=BreakStatus.CLOSED, resolution=BreakResolution.CLEARED, closed_at=at
+        )
+
+    return clear
+
+
 def freeze_too_long(ops):
     with time_machine.travel(T0 - timedelta(hours=5), tick=False):
         FreezeEvent.objects.create(frozen=True, reason="cutover", actor=ops)
@@ -136,9 +190,11 @@ DEFAULT_RULES = [
     reconciliation_stale,
     job_failed,
     webhooks_unhealthy,
+    webhook_signatures_rejected,
     freeze_too_long,
     approvals_waiting,
     migration_stalled,
+    break_older_than,
 ]
 
 
@@ -153,7 +209,7 @@ def sent(smtp, receiver):
 def test_each_default_rule_fires_once_notifies_both_channels_and_resolves_once(
     setup, ops, smtp, receiver, run_evaluation
 ):
-    name = setup.__name__
+    name = getattr(setup, "rule", setup.__name__)
     only(name)
     rule = AlertRule.objects.get(name=name)
     clear = setup(ops)
@@ -340,6 +396,8 @@ def test_the_default_rules_exist_and_are_on():
     assert rules["freeze_too_long"] == (4, True)
     assert rules["approvals_waiting"] == (24, True)
     assert rules["migration_stalled"] == (15, True)
+    assert rules["break_older_than"] == (7, True)
+    assert AlertRule.objects.get(name="webhooks_unhealthy").second_threshold == 20
 
 
 @pytest.mark.django_db

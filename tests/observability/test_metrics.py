@@ -197,7 +197,12 @@ def test_counters_agree_when_two_worker_processes_share_the_work_and_a_third_ser
         "SECRET_KEY": "test-only",
         "PAYNOW_WEBHOOK_SECRETS": SECRET,
         "ALLOWED_HOSTS": "testserver",
+        # Their own database (a refused request is recorded there), migrated once.
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'workers.sqlite3'}",
     }
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=environment, check=True
+    )
     workers = [
         subprocess.Popen([sys.executable, "-c", WORKER, str(n)], cwd=ROOT, env=environment) for n in (3, 4)
     ]

@@ -300,3 +300,32 @@ def test_only_ops_may_freeze(client, reviewer, approver):
         response = client.post(reverse("admin:revassure_freeze_toggle"), {"state": "freeze", "reason": "x"})
         assert response.status_code == 403
     assert freeze.current() is None
+
+
+@pytest.mark.django_db
+def test_a_request_page_shows_the_correlation_id_of_each_step(
+    client, gateway, reviewer, approver, django_capture_on_commit_callbacks
+):
+    """A person finds a request's log lines by the id on its page: the proposal's,
+    and each later step's on its line of the history."""
+    put_wallets(gateway, {"a": (10, [10])})
+    client.force_login(reviewer)
+    client.post(
+        reverse("admin:reconciliation_balancerequest_propose"),
+        {"uid": "a", "amount": "5", "reason_code": "goodwill", "reason": "late parcel"},
+        HTTP_X_REQUEST_ID="propose-0001-abcd",
+    )
+    request = BalanceRequest.objects.get()
+    client.force_login(approver)
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(
+            decide_url(request), {"approve": "Approve", "reason": ""}, HTTP_X_REQUEST_ID="approve-0002-abcd"
+        )
+
+    request.refresh_from_db()
+    assert request.correlation_id == "propose-0001-abcd"
+    assert [e.correlation_id for e in request.events.all()][:2] == ["propose-0001-abcd", "approve-0002-abcd"]
+    page = client.get(
+        reverse("admin:reconciliation_balancerequest_change", args=[request.pk])
+    ).content.decode()
+    assert "propose-0001-abcd" in page and "approve-0002-abcd" in page

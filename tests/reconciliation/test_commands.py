@@ -5,7 +5,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from reconciliation import reports
-from reconciliation.models import ReconciliationRun, RunStatus
+from reconciliation.models import Break, ReconciliationRun, RunStatus
 from revassure.flags import set_flag
 from tests.helpers import put_wallets, without_immutability_triggers
 
@@ -148,7 +148,13 @@ def test_seed_demo_writes_wallets_that_reconcile_finds_drift_in(gateway):
     seeded = json.loads(
         run_command("seed_demo", "--wallets", "60", "--drift-share", "0.1", "--malformed", "3", "--json")
     )
-    assert seeded == {"project": gateway.project, "wallets": 60, "drifted": 6, "malformed": 3}
+    assert seeded == {
+        "project": gateway.project,
+        "wallets": 60,
+        "drifted": 6,
+        "malformed": 3,
+        "history_runs": [],
+    }
 
     result = json.loads(run_command("reconcile", "--json"))
 
@@ -190,3 +196,42 @@ def test_reconcile_json_is_the_runs_summary_with_its_violations(gateway):
     violations = result.pop("violations")
     assert result == reports.run_summary(run)
     assert [v["uid"] for v in violations] == ["u1"]
+
+
+@pytest.mark.django_db
+def test_seed_demo_history_seals_a_day_by_day_chain_that_the_first_real_run_continues(gateway, settings):
+    settings.BREAK_TRACKING = True
+    seeded = json.loads(
+        run_command("seed_demo", "--wallets", "80", "--drift-share", "0.2", "--history", "6", "--json")
+    )
+    history = list(ReconciliationRun.objects.filter(pk__in=seeded["history_runs"]).order_by("chain_seq"))
+    real = json.loads(run_command("reconcile", "--json"))
+
+    # One completed full run a day, oldest first, each saying it is seeded history.
+    assert len(history) == 6
+    assert [run.chain_seq for run in history] == [1, 2, 3, 4, 5, 6]
+    assert {run.trigger for run in history} == {"demo"}
+    days = [run.finished_at.date() for run in history]
+    assert days == sorted(set(days)) and (days[-1] - days[0]).days == 5
+    # The drift arrives over the days, so the chart climbs to what the real run finds.
+    counts = [run.violations_count for run in history]
+    assert counts == sorted(counts) and counts[0] < real["violations_count"]
+    assert counts[-1] <= real["violations_count"]
+    # Every history run is what a run of that day would have found, down to the totals.
+    last = history[-1]
+    assert last.total_ledger_sum == real["total_ledger_sum"]
+    assert last.total_wallet_points - last.liability_difference == real["total_ledger_sum"]
+    # The chain verifies, mirror included, with the real run as the 7th report.
+    checked, problems = reports.verify(gateway=gateway)
+    assert (checked, problems) == (7, [])
+    # The breaks have ages: the oldest was first seen on the first history day.
+    oldest = Break.objects.order_by("first_seen").first()
+    assert oldest is not None and oldest.first_seen.date() == days[0]
+
+
+@pytest.mark.django_db
+def test_seed_demo_history_refuses_a_database_that_has_runs(gateway):
+    put_wallets(gateway, {"a": (1, [1])})
+    run_command("reconcile")
+    with pytest.raises(CommandError, match="before every real run"):
+        run_command("seed_demo", "--wallets", "5", "--history", "3")

@@ -1,8 +1,10 @@
 import json
 
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
-from reconciliation.demo import demo_wallets
+from reconciliation.demo import demo_wallets, seed_history
+from reconciliation.models import ReconciliationRun
 from revassure.firestore import get_gateway
 
 
@@ -20,13 +22,25 @@ class Command(BaseCommand):
         )
         parser.add_argument("--malformed", type=int, default=3, help="wallets given one malformed amount")
         parser.add_argument("--seed", type=int, default=42)
+        parser.add_argument(
+            "--history",
+            type=int,
+            default=0,
+            metavar="DAYS",
+            help="also seal one full run a day for DAYS days before today, from these wallets "
+            "(trigger 'demo'), so the dashboard's chart has a shape; only into a database without runs",
+        )
         parser.add_argument("--json", action="store_true")
 
     def handle(self, *args, **options):
         if options["wallets"] < 0 or not 0 <= options["drift_share"] <= 1 or options["malformed"] < 0:
             raise CommandError("--wallets and --malformed must be >= 0, --drift-share within 0..1")
+        if not 0 <= options["history"] <= 366:
+            raise CommandError("--history must be within 0..366 days")
+        if options["history"] and ReconciliationRun.objects.exists():
+            raise CommandError("--history goes before every real run: this database has runs already")
         gateway = get_gateway()
-        written = gateway.write_wallets(
+        wallets = list(
             demo_wallets(
                 options["wallets"],
                 entries_per_wallet=options["entries_per_wallet"],
@@ -35,11 +49,14 @@ class Command(BaseCommand):
                 seed=options["seed"],
             )
         )
+        written = gateway.write_wallets(wallets)
+        history = seed_history(wallets, days=options["history"], gateway=gateway, now=timezone.now())
         summary = {
             "project": gateway.project,
             "wallets": written,
             "drifted": round(options["wallets"] * options["drift_share"]),
             "malformed": min(options["malformed"], options["wallets"]),
+            "history_runs": [run.pk for run in history],
         }
         if options["json"]:
             self.stdout.write(json.dumps(summary, sort_keys=True))
@@ -48,3 +65,8 @@ class Command(BaseCommand):
                 f"Seeded {written} wallets in Firestore project {gateway.project} "
                 f"({summary['drifted']} drifted, {summary['malformed']} with a malformed entry)."
             )
+            if history:
+                self.stdout.write(
+                    f"Sealed {len(history)} runs of seeded history, one a day from "
+                    f"{history[0].started_at:%Y-%m-%d} (trigger 'demo')."
+                )
