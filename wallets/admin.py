@@ -15,7 +15,7 @@ from django.urls import path, reverse
 from django.utils.http import urlencode
 from google.api_core.exceptions import GoogleAPIError
 
-from reconciliation import changes
+from reconciliation import breaks, changes
 from revassure import freeze
 from revassure.firestore import MISSING, get_gateway
 from revassure.formatting import EMPTY, label, points, signed, when
@@ -101,6 +101,13 @@ class WalletAdmin(admin.ModelAdmin):
         violations = lookup.violations(uid)
         requests = lookup.requests(uid)
         deliveries = lookup.deliveries(uid)
+        if user.has_perm("reconciliation.view_break"):
+            episodes = lookup.breaks(uid)
+            context.update(
+                breaks=[break_row(b) for b in episodes[: lookup.RECENT]],
+                breaks_count=episodes.count(),
+                breaks_url=reverse("admin:reconciliation_break_changelist") + "?" + urlencode({"q": uid}),
+            )
         context.update(
             violations=[violation_row(v, heal) for v, heal in violations],
             requests=[request_row(r, r.pk in awaiting) for r in requests[: lookup.RECENT]],
@@ -213,6 +220,22 @@ def violation_row(violation, heal) -> dict:
         "delta": signed(violation.delta),
         "heal": f"Heal #{heal.pk} {heal.get_state_display().lower()}" if heal else EMPTY,
         "heal_url": reverse("admin:reconciliation_balancerequest_change", args=[heal.pk]) if heal else None,
+    }
+
+
+def break_row(brk) -> dict:
+    return {
+        "id": brk.pk,
+        "url": reverse("admin:reconciliation_break_change", args=[brk.pk]),
+        "status": brk.get_status_display().capitalize(),
+        "resolution": brk.get_resolution_display() if brk.resolution else "",
+        "kind": brk.get_kind_display(),
+        "delta": signed(brk.delta),
+        "first_seen": when(brk.first_seen),
+        "last_seen": when(brk.last_seen),
+        "age_days": breaks.age_days(brk),
+        "owner": brk.owner or EMPTY,
+        "cause": brk.cause_text or EMPTY,
     }
 
 

@@ -17,6 +17,7 @@ from django.core.paginator import Page, Paginator
 from backfill.models import ProviderEventDelivery
 from reconciliation.models import (
     BalanceRequest,
+    Break,
     ReconciliationRun,
     RunStatus,
     Violation,
@@ -124,6 +125,15 @@ def violations(uid: str) -> list[tuple[Violation, BalanceRequest | None]]:
     for heal in BalanceRequest.objects.filter(violation__in=found).order_by("created_at", "id"):
         heals[heal.violation_id] = heal  # the latest wins
     return [(violation, heals.get(violation.pk)) for violation in found]
+
+
+def breaks(uid: str):
+    """The wallet's breaks (episodes of drift), open first, then newest."""
+    return (
+        Break.objects.filter(uid=uid)
+        .select_related("owner", "heal_request")
+        .order_by("closed_at", "-first_seen", "-id")
+    )
 
 
 def requests(uid: str):

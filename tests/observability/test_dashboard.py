@@ -2,11 +2,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
+from django.test import Client
 from django.urls import reverse
 
+from backfill.events import sign
 from backfill.services import store_delivery
 from observability.models import Alert, AlertRule
-from reconciliation.models import ReconciliationRun, RunStatus
+from reconciliation.models import Break, ReconciliationRun, RunStatus
 from tests.helpers import csp_refusals
 
 NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
@@ -86,3 +88,42 @@ def test_the_verdict_says_stale_without_a_recent_run_and_failing_after_a_failed_
         )
     page = index(client, ops)
     assert 'id="health-verdict">Failing<' in page and "Unavailable: Firestore" in page
+
+
+@pytest.mark.django_db
+def test_open_breaks_by_age_and_refused_webhooks_are_on_the_index_for_those_who_see_them(
+    client, reviewer, outsider, history
+):
+    for uid, days in (("w1", 0), ("w2", 10), ("w3", 12), ("w4", 40)):
+        Break.objects.create(
+            uid=uid,
+            kind="drift",
+            wallet_points=5,
+            ledger_sum=0,
+            delta=5,
+            size=5,
+            first_seen=NOW - timedelta(days=days),
+            last_seen=NOW,
+            first_run=history,
+            last_run=history,
+        )
+    with time_machine.travel(NOW - timedelta(hours=2), tick=False):
+        body = b'{"id": "evt_1"}'
+        refused = Client().post(
+            "/api/webhooks/paynow",
+            data=body,
+            content_type="application/json",
+            HTTP_PAYNOW_SIGNATURE=sign(body, "an-old-secret", int(NOW.timestamp())),
+        )
+    assert refused.status_code == 401
+
+    page = index(client, reviewer)
+
+    assert "Open breaks: 4" in page
+    breaks = "/admin/reconciliation/break/?status=not_closed&amp;age="
+    assert f'{breaks}0-1">0–1 days</a>: 1' in page
+    assert f'{breaks}2-7">2–7 days</a>: 0' in page
+    assert f'{breaks}8-30">8–30 days</a>: 2' in page
+    assert f'{breaks}over-30">over 30 days</a>: 1' in page
+    assert 'href="/admin/backfill/rejectedwebhook/">Rejected for their signature</a>: 1' in page
+    assert 'id="open-breaks"' not in index(client, outsider)

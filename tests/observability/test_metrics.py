@@ -98,7 +98,13 @@ def test_a_run_moves_the_run_counters_and_the_gauges_of_the_last_full_run(
     open_breaks = {
         labels: value for (name, labels), value in after.items() if name == "revassure_breaks_open"
     }
-    assert sum(open_breaks.values()) == 2 and len(open_breaks) >= 2  # every age bucket, zeros too
+    # Every age bucket, zeros too; both new breaks in the youngest.
+    assert open_breaks == {
+        (("bucket", "0-1"),): 2,
+        (("bucket", "2-7"),): 0,
+        (("bucket", "8-30"),): 0,
+        (("bucket", "over-30"),): 0,
+    }
 
 
 @pytest.mark.django_db

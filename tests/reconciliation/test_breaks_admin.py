@@ -267,6 +267,29 @@ def test_the_permission_boundary_of_every_list_action_per_role(
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    "role, sees, exports",
+    [("reviewer", True, True), ("approver", True, True), ("ops", True, False), ("outsider", False, False)],
+)
+def test_who_sees_and_who_exports_the_breaks_per_role(request, client, three, role, sees, exports):
+    client.force_login(request.getfixturevalue(role))
+    expected = 200 if sees else 403
+
+    assert client.get(LIST).status_code == expected
+    assert client.get(page("old")).status_code == expected
+    export = client.get(reverse("admin:reconciliation_break_export"))
+    assert export.status_code == (200 if exports else 403)
+    if exports:
+        rows = list(csv.reader(io.StringIO(b"".join(export.streaming_content).decode())))
+        assert sorted(r[1] for r in rows[1:]) == ["big", "gone", "old", "small"]  # closed ones too
+    note = client.post(
+        reverse("admin:reconciliation_break_note", args=[three["old"].pk]), {"text": f"looked by {role}"}
+    )
+    assert note.status_code == (302 if role == "reviewer" else 403)
+    assert BreakNote.objects.filter(text=f"looked by {role}").exists() == (role == "reviewer")
+
+
+@pytest.mark.django_db
 def test_ops_see_breaks_and_change_nothing(client, three, ops, outsider):
     client.force_login(ops)
     response = client.get(LIST)

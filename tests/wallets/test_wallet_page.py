@@ -13,7 +13,7 @@ from django.urls import reverse
 
 from backfill.services import apply_delivery
 from reconciliation import changes, services
-from reconciliation.models import BalanceRequest, RunTrigger
+from reconciliation.models import BalanceRequest, Break, RunTrigger
 from revassure import freeze
 from tests.helpers import event_line, put_wallets, stored_event
 
@@ -230,6 +230,27 @@ def test_it_lists_the_wallets_violations_with_their_heals_and_its_requests(clien
     assert f'href="{reverse("admin:reconciliation_violation_change", args=[violation.pk])}"' in page
     requests = text_of(page, "wallet-requests")
     assert f"#{heal.pk}" in requests and "−1,010" in requests and "Proposed" in requests
+
+
+@pytest.mark.django_db
+def test_it_lists_the_wallets_breaks_open_first(client, gateway, reviewer):
+    put_wallets(gateway, {"w": (130, [120]), "other": (1, [2])})
+    run_now(gateway)
+    put_wallets(gateway, {"w": (120, [120])})  # fixed behind our back: the break clears
+    run_now(gateway)
+    put_wallets(gateway, {"w": (100, [120])})  # and drifts again: a second break
+    run_now(gateway)
+    older, newer = Break.objects.filter(uid="w").order_by("first_seen", "id")
+    client.force_login(reviewer)
+
+    page = page_of(client, "w").content.decode()
+
+    breaks = text_of(page, "wallet-breaks")
+    assert breaks.index(f"Break {newer.pk}") < breaks.index(f"Break {older.pk}")  # open first
+    assert "Open" in breaks and "−20" in breaks
+    assert "Closed (cleared without us)" in breaks and "+10" in breaks
+    assert f'href="{reverse("admin:reconciliation_break_change", args=[older.pk])}"' in page
+    assert "other" not in breaks
 
 
 # -- what the viewer may do --------------------------------------------------------
