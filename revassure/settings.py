@@ -34,6 +34,16 @@ FIRESTORE_EMULATOR_HOST = env.str("FIRESTORE_EMULATOR_HOST", default="")
 FIRESTORE_RETRY_DEADLINE = env.float("FIRESTORE_RETRY_DEADLINE", default=60.0)
 FIRESTORE_CALL_TIMEOUT = env.float("FIRESTORE_CALL_TIMEOUT", default=30.0)
 
+# Snapshots (snapshots/, docs/snapshots.md): where `snapshot_firestore` and the
+# admin write them unless told otherwise; the projects a snapshot may be
+# restored into (never FIRESTORE_PRODUCTION_PROJECT: a start-up check refuses
+# a list that names it); on Google Cloud, the bucket (gs://...) Firestore's
+# managed export goes to beside each snapshot (unset: no managed export).
+SNAPSHOT_DIR = Path(env.str("SNAPSHOT_DIR", default=str(BASE_DIR / "snapshots-data")))
+SNAPSHOT_BUCKET = env.str("SNAPSHOT_BUCKET", default="")
+RESTORE_ALLOWED_PROJECTS = env.list("RESTORE_ALLOWED_PROJECTS", default=[])
+FIRESTORE_PRODUCTION_PROJECT = env.str("FIRESTORE_PRODUCTION_PROJECT", default="")
+
 # Reconciliation: how many ledger aggregations run at once in one process, how
 # many wallets one worker chunk holds, and when the daily run starts (UTC).
 RECONCILE_CONCURRENCY = env.int("RECONCILE_CONCURRENCY", default=64)
@@ -139,6 +149,7 @@ INSTALLED_APPS = [
     "jobs.apps.JobsConfig",
     "wallets.apps.WalletsConfig",
     "observability.apps.ObservabilityConfig",
+    "snapshots.apps.SnapshotsConfig",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",

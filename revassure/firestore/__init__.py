@@ -10,7 +10,8 @@ argument so tests can point one at an isolated emulator project.
 - reads.py: wallets, ledger totals and entries, reports and config;
 - transactions.py: transactions and commits through the generated client;
 - writes.py: balance changes, provider events, seeding, reports and mirrors;
-- encoding.py: raw values, writes and requests; model.py: what calls return.
+- encoding.py: raw values, writes and requests; model.py: what calls return;
+- snapshots.py: every document read out and written back exactly, the managed export.
 
 Only public google-cloud-firestore API is used: the `Client`, and for the hot
 paths the generated `FirestoreClient`/`FirestoreAsyncClient` with the raw
@@ -43,7 +44,7 @@ from revassure.firestore.model import (
     WalletState,
     WalletView,
 )
-from revassure.firestore.writes import Writes
+from revassure.firestore.snapshots import Snapshots
 
 __all__ = [
     "AUDIT_LOG",
@@ -68,7 +69,7 @@ __all__ = [
 ]
 
 
-class FirestoreGateway(Writes):
+class FirestoreGateway(Snapshots):
     """Everything revassure asks of Firestore (see the modules for each part)."""
 
 

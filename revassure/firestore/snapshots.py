@@ -1,0 +1,478 @@
+"""Snapshots: every document of the product's collections, read out exactly and
+written back exactly (the snapshots app's JSON Lines files), and the managed export.
+
+What a snapshot covers is declared here, since Firestore cannot be asked on
+the emulator (it implements neither ListCollectionIds nor collection-group
+queries): the root collections in ROOTS, each with the subcollections named in
+SUBCOLLECTIONS. `ledgerIdentities` holds no documents of its own, only the
+`entries` of its 256 shards, so its shards are named rather than queried.
+A new subcollection in the product is added to SUBCOLLECTIONS.
+
+A document travels as a plain dict, `{"path": "wallets/u1/ledger/e1",
+"fields": {name: tagged value}}`, where each value carries its Firestore type
+as a one-key dict: {"int": "120"} (digits in a string, so no JSON reader
+rounds it past 2**53), {"float": "12.5"} (Python's repr, so NaN, infinities
+and -0.0 survive), {"str": ...}, {"bool": ...}, {"null": None},
+{"time": "2026-11-20T10:00:00.123456789Z"} (RFC 3339 with every nanosecond),
+{"bytes": base64}, {"ref": "wallets/u1"} (relative to the database, so a
+restore into another project points into that project), {"geo": [lat, lng]},
+{"array": [...]}, {"map": {...}}. Values are read from the raw protobuf
+responses and written back as raw protobufs, so nothing passes through a
+Python type that could change it.
+
+Reads name a `read_time` (the server's time when the snapshot began): on
+Firestore every query of one snapshot then sees the database as it was at
+that moment, however long the snapshot takes (within Firestore's one hour of
+versions). The emulator ignores read times: there a snapshot reads a moving
+database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from google.api_core import retry as gretry
+from google.cloud.firestore_admin_v1 import ExportDocumentsRequest, FirestoreAdminClient
+from google.cloud.firestore_v1.types import firestore as firestore_pb
+from google.cloud.firestore_v1.types import query as query_pb
+from google.longrunning import operations_pb2
+from google.protobuf.struct_pb2 import NULL_VALUE
+from google.protobuf.timestamp_pb2 import Timestamp
+from google.type.latlng_pb2 import LatLng
+
+from revassure.firestore import encoding
+from revassure.firestore.client import BACKOFF
+from revassure.firestore.model import (
+    AUDIT_LOG,
+    CONFIG,
+    IDENTITIES,
+    LEDGER,
+    MIGRATIONS,
+    REPORTS,
+    TRANSIENT_ERRORS,
+    WALLETS,
+)
+from revassure.firestore.reads import BATCH_LIMIT
+from revassure.firestore.writes import Writes
+
+ROOTS = (WALLETS, REPORTS, MIGRATIONS, AUDIT_LOG, CONFIG, IDENTITIES)
+SUBCOLLECTIONS = {WALLETS: (LEDGER,), REPORTS: ("violations",)}
+# ledgerIdentities/{shard}/entries/{id} (see model.identity_path): the shards are
+# never documents themselves, so they are named here.
+IDENTITY_SHARDS = tuple(f"{n:02x}" for n in range(256))
+
+Tagged = dict[str, Any]
+SnapshotDocument = dict[str, Any]  # {"path": relative path, "fields": {name: Tagged}}
+
+
+class CollectionChanged(Exception):
+    """A stream picked up again after a break (or a restart) no longer lines up with
+    what was read before: documents were added or removed in between."""
+
+
+class ManagedExportUnavailable(Exception):
+    """Managed export needs Google Cloud's Firestore Admin API."""
+
+
+@dataclass(frozen=True)
+class Position:
+    """How far a stream of one collection got: the first and last documents read
+    (full names) and how many. Enough to pick the stream up after them, on a
+    server that honours cursors (Firestore) and on one that ignores them but
+    keeps its order (the npm emulator)."""
+
+    first: str | None = None
+    last: str | None = None
+    count: int = 0
+
+    def after(self, name: str) -> Position:
+        return Position(self.first or name, name, self.count + 1)
+
+
+@dataclass(frozen=True)
+class ManagedExport:
+    operation: str  # the long-running operation's name
+    state: str  # PROCESSING, SUCCESSFUL, FAILED, ... as the Admin API says
+
+
+class Snapshots(Writes):
+    # -- reading out ---------------------------------------------------------
+
+    def snapshot_read_time(self) -> Timestamp:
+        """The server's present time (from a one-document query's answer): the
+        read time of a new snapshot. Taken from the server, so a fast local clock
+        can never ask for a time in Firestore's future."""
+        request = firestore_pb.RunQueryRequest.wrap(
+            encoding.RunQueryRequest(parent=self.documents, structured_query=_query(WALLETS, limit=1))
+        )
+
+        def ask() -> Timestamp:
+            stamp = Timestamp()
+            for response in self.api.run_query(
+                request=request, retry=None, timeout=self.call_timeout, metadata=self.metadata
+            ):
+                raw = firestore_pb.RunQueryResponse.pb(response)
+                if raw.HasField("read_time"):
+                    stamp.CopyFrom(raw.read_time)
+            if not stamp.seconds:  # a server that sends no read time: ours will do
+                stamp.FromDatetime(datetime.now(UTC))
+            return stamp
+
+        return self.retry(ask)()
+
+    def count_wallets(self) -> int:
+        """How many wallets there are (one count aggregation): a snapshot's progress bar."""
+        query = encoding.AggregationQuery(
+            structured_query=_query(WALLETS),
+            aggregations=[encoding.Aggregation(alias="count", count=encoding.Aggregation.Count())],
+        )
+        request = firestore_pb.RunAggregationQueryRequest.wrap(
+            encoding.RunAggregationQueryRequest(parent=self.documents, structured_aggregation_query=query)
+        )
+
+        def ask() -> int:
+            count = 0
+            for response in self.api.run_aggregation_query(
+                request=request, retry=None, timeout=self.call_timeout, metadata=self.metadata
+            ):
+                raw = firestore_pb.RunAggregationQueryResponse.pb(response)
+                if raw.HasField("result") and "count" in raw.result.aggregate_fields:
+                    count = raw.result.aggregate_fields["count"].integer_value
+            return count
+
+        return self.retry(ask)()
+
+    def snapshot_wallets(
+        self,
+        *,
+        read_time: Timestamp | None = None,
+        start: Position | None = None,
+        batch: int = 200,
+        concurrency: int = 32,
+    ) -> Iterator[tuple[SnapshotDocument, list[SnapshotDocument]]]:
+        """Yield (wallet, its ledger entries) for every wallet, in the order
+        Firestore lists wallets; after the wallets `start` describes (by their
+        relative paths: the first and last taken, and how many) when given.
+
+        The ledgers of the next `batch` wallets are read (`concurrency` queries
+        at a time) while the caller handles the last batch, so memory holds two
+        batches whatever the number of wallets.
+        """
+        if start is not None:
+            start = Position(f"{self.documents}/{start.first}", f"{self.documents}/{start.last}", start.count)
+        wallets = self.stream_documents(self.documents, WALLETS, read_time=read_time, start=start)
+        pending = None
+        while True:
+            chunk = [document for _, document in zip(range(batch), wallets, strict=False)]
+            queued = None
+            if chunk:
+                names = [document.name for document in chunk]
+                queued = (chunk, self.submit(self._ledgers(names, read_time, concurrency)))
+            if pending is not None:
+                documents, ledgers = pending[0], pending[1].result()
+                for document in documents:
+                    yield self.snapshot_document(document), ledgers[document.name]
+            if queued is None:
+                return
+            pending = queued
+
+    async def _ledgers(self, wallets: list[str], read_time, concurrency: int) -> dict[str, list]:
+        gates = self._process_clients().gates
+        gate = gates.setdefault(concurrency, asyncio.Semaphore(concurrency))
+        api = self.async_api
+
+        async def one(wallet: str):
+            async with gate:
+                documents = await self.async_retry(self._ledger)(api, wallet, read_time)
+                return wallet, [self.snapshot_document(document) for document in documents]
+
+        return dict(await asyncio.gather(*(one(wallet) for wallet in wallets)))
+
+    async def _ledger(self, api, wallet: str, read_time) -> list:
+        """One wallet's ledger, whole (a broken stream is read again from its start)."""
+        request = firestore_pb.RunQueryRequest.wrap(_documents_request(wallet, LEDGER, read_time, None))
+        responses = await api.run_query(
+            request=request, retry=None, timeout=self.call_timeout, metadata=self.metadata
+        )
+        documents = []
+        async for response in responses:
+            raw = firestore_pb.RunQueryResponse.pb(response)
+            if raw.HasField("document"):
+                documents.append(raw.document)
+        return documents
+
+    def snapshot_collection(
+        self, root: str, *, read_time: Timestamp | None = None
+    ) -> Iterator[SnapshotDocument]:
+        """Every document of a root collection other than wallets, each followed by
+        the documents of its subcollections."""
+        if root == IDENTITIES:
+            for shard in IDENTITY_SHARDS:
+                for document in self.stream_documents(
+                    f"{self.documents}/{IDENTITIES}/{shard}", "entries", read_time=read_time
+                ):
+                    yield self.snapshot_document(document)
+            return
+        for document in self.stream_documents(self.documents, root, read_time=read_time):
+            yield self.snapshot_document(document)
+            for sub in SUBCOLLECTIONS.get(root, ()):
+                for child in self.stream_documents(document.name, sub, read_time=read_time):
+                    yield self.snapshot_document(child)
+
+    def stream_documents(
+        self, parent: str, collection_id: str, *, read_time=None, start: Position | None = None
+    ) -> Iterator:
+        """Yield the raw documents of `parent`/`collection_id` after `start`.
+
+        One query, streamed; a stream broken by a transient error, or ended by
+        the call timeout on a long read, is picked up after the last document
+        read, with backoff, until the retry deadline passes without progress.
+        """
+        position = start or Position()
+        sleeps: Iterator[float] | None = None
+        deadline = 0.0
+        while True:
+            try:
+                for document in self._documents_after(parent, collection_id, read_time, position):
+                    position, sleeps = position.after(document.name), None
+                    yield document
+                return
+            except TRANSIENT_ERRORS:
+                if sleeps is None:  # the first failure since the last progress
+                    sleeps = gretry.exponential_sleep_generator(**BACKOFF)
+                    deadline = time.monotonic() + self.retry_deadline
+                pause = next(sleeps)
+                if time.monotonic() + pause > deadline:
+                    raise
+                time.sleep(pause)
+
+    def _documents_after(self, parent: str, collection_id: str, read_time, position: Position) -> Iterator:
+        request = firestore_pb.RunQueryRequest.wrap(
+            _documents_request(parent, collection_id, read_time, position.last)
+        )
+        responses = (
+            firestore_pb.RunQueryResponse.pb(response)
+            for response in self.api.run_query(
+                request=request, retry=None, timeout=self.call_timeout, metadata=self.metadata
+            )
+        )
+        documents = (raw.document for raw in responses if raw.HasField("document"))
+        if not position.count:
+            yield from documents
+            return
+        first = next(documents, None)
+        if first is None:
+            return
+        if first.name == position.first:
+            # The server ignored the cursor and started over in the same order:
+            # skip what was read already, checking it is still the same.
+            last = first.name
+            for _ in range(position.count - 1):
+                document = next(documents, None)
+                if document is None:
+                    break
+                last = document.name
+            if last != position.last:
+                raise CollectionChanged(
+                    f"{collection_id} under {parent} changed while it was read: read again from the start"
+                )
+        elif first.name <= position.last:
+            raise CollectionChanged(f"{collection_id} under {parent} came back out of order")
+        else:
+            yield first
+        yield from documents
+
+    # -- the values ------------------------------------------------------------
+
+    def snapshot_document(self, document) -> SnapshotDocument:
+        """A raw Document as a snapshot line's content."""
+        return {
+            "path": document.name[len(self.documents) + 1 :],
+            "fields": {name: self._tagged(value) for name, value in document.fields.items()},
+        }
+
+    def _tagged(self, value) -> Tagged:
+        kind = value.WhichOneof("value_type")
+        if kind == "integer_value":
+            return {"int": str(value.integer_value)}
+        if kind == "string_value":
+            return {"str": value.string_value}
+        if kind == "timestamp_value":
+            return {"time": value.timestamp_value.ToJsonString()}
+        if kind == "double_value":
+            return {"float": repr(value.double_value)}
+        if kind == "boolean_value":
+            return {"bool": value.boolean_value}
+        if kind == "null_value":
+            return {"null": None}
+        if kind == "map_value":
+            return {"map": {name: self._tagged(item) for name, item in value.map_value.fields.items()}}
+        if kind == "array_value":
+            return {"array": [self._tagged(item) for item in value.array_value.values]}
+        if kind == "bytes_value":
+            return {"bytes": base64.b64encode(value.bytes_value).decode("ascii")}
+        if kind == "reference_value":
+            ours = self.documents + "/"
+            ref = value.reference_value
+            return {"ref": ref[len(ours) :] if ref.startswith(ours) else ref}
+        if kind == "geo_point_value":
+            return {"geo": [value.geo_point_value.latitude, value.geo_point_value.longitude]}
+        raise ValueError(f"unknown Firestore value type {kind!r}")
+
+    def _value(self, tagged: Tagged):
+        """A tagged value as a raw Firestore Value (ValueError when it is not one)."""
+        if not isinstance(tagged, dict) or len(tagged) != 1:
+            raise ValueError(f"not a tagged value: {tagged!r}")
+        ((kind, item),) = tagged.items()
+        Value = encoding.Value
+        if kind == "int":
+            return Value(integer_value=int(item))
+        if kind == "str":
+            return Value(string_value=item)
+        if kind == "time":
+            stamp = Timestamp()
+            stamp.FromJsonString(item)
+            return Value(timestamp_value=stamp)
+        if kind == "float":
+            return Value(double_value=float(item))
+        if kind == "bool":
+            return Value(boolean_value=bool(item))
+        if kind == "null":
+            return Value(null_value=NULL_VALUE)
+        if kind == "map":
+            return Value(map_value=encoding.MapValue(fields=self._fields(item)))
+        if kind == "array":
+            return Value(array_value=encoding.ArrayValue(values=[self._value(one) for one in item]))
+        if kind == "bytes":
+            return Value(bytes_value=base64.b64decode(item, validate=True))
+        if kind == "ref":
+            return Value(reference_value=item if item.startswith("projects/") else f"{self.documents}/{item}")
+        if kind == "geo":
+            lat, lng = item
+            return Value(geo_point_value=LatLng(latitude=lat, longitude=lng))
+        raise ValueError(f"unknown value type {kind!r}")
+
+    def _fields(self, fields: dict[str, Tagged]) -> dict:
+        return {name: self._value(tagged) for name, tagged in fields.items()}
+
+    def raw_document(self, document: SnapshotDocument):
+        """A snapshot line's content as the raw Document it was read from
+        (ValueError when a value is not one the format writes)."""
+        return encoding.Document(
+            name=f"{self.documents}/{document['path']}", fields=self._fields(document["fields"])
+        )
+
+    # -- writing back ------------------------------------------------------------
+
+    def write_documents(self, documents: Iterable[SnapshotDocument]) -> int:
+        """Write each document as it is (same path, same fields, same types; a set,
+        so writing one again changes nothing), BATCH_LIMIT to a commit."""
+        writes, written = [], 0
+        for document in documents:
+            writes.append(encoding.Write(update=self.raw_document(document)))
+            if len(writes) == BATCH_LIMIT:
+                self._commit(writes)
+                written, writes = written + len(writes), []
+        if writes:
+            self._commit(writes)
+        return written + len(writes)
+
+    def delete_documents(self, paths: Iterable[str]) -> int:
+        """Delete the documents at these relative paths, BATCH_LIMIT to a commit."""
+        writes, deleted = [], 0
+        for path in paths:
+            writes.append(encoding.Write(delete=f"{self.documents}/{path}"))
+            if len(writes) == BATCH_LIMIT:
+                self._commit(writes)
+                deleted, writes = deleted + len(writes), []
+        if writes:
+            self._commit(writes)
+        return deleted + len(writes)
+
+    def snapshot_paths(self) -> Iterator[str]:
+        """The path of every document a snapshot would hold (what a restore with
+        --replace removes first)."""
+        for wallet, ledger in self.snapshot_wallets():
+            yield wallet["path"]
+            yield from (entry["path"] for entry in ledger)
+        for root in ROOTS[1:]:
+            yield from (document["path"] for document in self.snapshot_collection(root))
+
+    def holds_documents(self) -> bool:
+        """Whether any root collection (or identity shard) holds a document."""
+        parents = [(self.documents, root) for root in ROOTS if root != IDENTITIES]
+        parents += [(f"{self.documents}/{IDENTITIES}/{shard}", "entries") for shard in IDENTITY_SHARDS]
+
+        def any_in(parent: str, collection_id: str) -> bool:
+            request = firestore_pb.RunQueryRequest.wrap(
+                encoding.RunQueryRequest(parent=parent, structured_query=_query(collection_id, limit=1))
+            )
+
+            def ask() -> bool:
+                responses = self.api.run_query(
+                    request=request, retry=None, timeout=self.call_timeout, metadata=self.metadata
+                )
+                return any(firestore_pb.RunQueryResponse.pb(r).HasField("document") for r in responses)
+
+            return self.retry(ask)()
+
+        return any(any_in(parent, collection_id) for parent, collection_id in parents)
+
+    # -- managed export (Google Cloud only) ----------------------------------------
+
+    def start_managed_export(self, bucket: str, *, snapshot_time: datetime | None = None) -> ManagedExport:
+        """Start Firestore's own export of the whole database to `bucket`
+        (gs://...), as of `snapshot_time` (rounded down to the minute, as the
+        Admin API wants); returns the long-running operation's name and state."""
+        admin = self._admin_client()
+        request = ExportDocumentsRequest(name=self.database, output_uri_prefix=bucket)
+        if snapshot_time is not None:
+            request.snapshot_time = snapshot_time.replace(second=0, microsecond=0)
+        operation = admin.export_documents(request=request, retry=self.retry, timeout=self.call_timeout)
+        metadata = operation.metadata
+        state = metadata.operation_state.name if metadata is not None else "PROCESSING"
+        return ManagedExport(operation=operation.operation.name, state=state)
+
+    def managed_export_state(self, operation: str) -> str:
+        """DONE, FAILED: <why>, or RUNNING, for an export started earlier."""
+        answer = self._admin_client().get_operation(
+            operations_pb2.GetOperationRequest(name=operation), retry=self.retry, timeout=self.call_timeout
+        )
+        if not answer.done:
+            return "RUNNING"
+        return f"FAILED: {answer.error.message}" if answer.HasField("error") else "DONE"
+
+    def _admin_client(self) -> FirestoreAdminClient:
+        if os.environ.get("FIRESTORE_EMULATOR_HOST"):
+            raise ManagedExportUnavailable(
+                "managed export needs Google Cloud (the Firestore Admin API), which the emulator does not "
+                "have: the JSON Lines snapshot is the only one taken here"
+            )
+        return FirestoreAdminClient()  # Google's, default credentials
+
+
+def _query(collection_id: str, *, limit: int | None = None):
+    query = encoding.Query(from_=[encoding.Query.CollectionSelector(collection_id=collection_id)])
+    if limit is not None:
+        query.limit.value = limit
+    return query
+
+
+def _documents_request(parent: str, collection_id: str, read_time, after: str | None):
+    """Every document of parent/collection_id (in name order on Firestore), after
+    the document named `after` when given, as of `read_time` when given."""
+    query = _query(collection_id)
+    if after is not None:
+        cursor = query_pb.Cursor.pb()(values=[encoding.Value(reference_value=after)], before=False)
+        query.start_at.CopyFrom(cursor)
+    request = encoding.RunQueryRequest(parent=parent, structured_query=query)
+    if read_time is not None:
+        request.read_time.CopyFrom(read_time)
+    return request

@@ -1,0 +1,276 @@
+"""Snapshots as the back office keeps them: rows in the database beside the files.
+
+The entry points (the commands, the admin, the cutover runbook) call these:
+
+- `take(out_dir, actor=, gateway=)`: take a snapshot here and now (or complete
+  an interrupted one in the same directory), verify it, record it;
+- `request_snapshot(actor=)`: the same in a worker (the admin's button);
+- `verify(path)`: check a snapshot from its files alone;
+- `verify_snapshot(snapshot)`: the same, recorded on its row;
+- `restore(path, project=, replace=, actor=)`: load a snapshot into an allowed
+  non-production project, recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django_q.tasks import async_task
+from google.api_core import exceptions as gexc
+
+from revassure.firestore import FirestoreGateway, get_gateway
+from revassure.firestore.snapshots import ManagedExportUnavailable
+from revassure.logs import on_commit
+from snapshots import restore as restoring
+from snapshots import writer
+from snapshots.models import TRANSITIONS, Restore, Snapshot, SnapshotStatus, Verification
+from snapshots.verify import Result
+from snapshots.verify import verify as verify_files
+
+log = logging.getLogger(__name__)
+
+PERMISSION = "snapshots.take_snapshot"
+TAKE_TASK = "snapshots.tasks.take"
+VIOLATIONS_KEPT = 200  # on the row, for the admin; the count is always whole
+
+__all__ = ["Result", "request_snapshot", "restore", "run", "take", "take_again", "verify", "verify_snapshot"]
+
+
+class SnapshotBusy(Exception):
+    """Another worker or process is taking this snapshot."""
+
+
+def require_permission(actor) -> None:
+    """A person needs the permission; None is the system (a command on the server)."""
+    if actor is not None and not actor.has_perm(PERMISSION):
+        raise PermissionError(f"{actor} may not take snapshots")
+
+
+def default_directory(project: str) -> Path:
+    return Path(settings.SNAPSHOT_DIR) / f"{project}-{timezone.now():%Y%m%dT%H%M%SZ}"
+
+
+def transition(snapshot_id: int, to: SnapshotStatus, *, source=None, **values) -> bool:
+    """Move a snapshot to `to` if TRANSITIONS allows it from where it is (or from
+    `source` only, when given): a conditional update, True when it moved."""
+    allowed = [status for status, targets in TRANSITIONS.items() if to in targets]
+    if source is not None:
+        allowed = [status for status in allowed if status == source]
+    return Snapshot.objects.filter(pk=snapshot_id, status__in=allowed).update(status=to, **values) == 1
+
+
+# -- taking --------------------------------------------------------------------
+
+
+def request_snapshot(*, actor, out_dir: str | Path | None = None) -> Snapshot:
+    """A snapshot of the configured project, taken by a worker (the admin's button)."""
+    require_permission(actor)
+    project = settings.GOOGLE_CLOUD_PROJECT
+    path = Path(out_dir) if out_dir else default_directory(project)
+    with transaction.atomic():
+        snapshot = Snapshot.objects.create(project=project, path=str(path.resolve()), started_by=actor)
+        on_commit(lambda: async_task(TAKE_TASK, snapshot.pk))
+    log.info("snapshot requested", extra={"snapshot_id": snapshot.pk})
+    return snapshot
+
+
+def take_again(snapshot: Snapshot, *, actor) -> Snapshot:
+    """Queue a failed snapshot again: a worker carries on after its last finished file."""
+    require_permission(actor)
+    with transaction.atomic():
+        if transition(snapshot.pk, SnapshotStatus.PENDING, source=SnapshotStatus.FAILED, error=""):
+            on_commit(lambda: async_task(TAKE_TASK, snapshot.pk))
+    snapshot.refresh_from_db()
+    return snapshot
+
+
+def take(
+    out_dir: str | Path | None = None,
+    *,
+    actor,
+    gateway: FirestoreGateway,
+    wallets_per_part: int = writer.WALLETS_PER_PART,
+) -> Snapshot:
+    """Take a snapshot of the gateway's project into `out_dir` here and now (by
+    default a new directory under SNAPSHOT_DIR), verify it and record it; the
+    finished row. A directory holding an interrupted snapshot is completed
+    (its row, if it has one, is picked up). Raises when it cannot be taken,
+    with the row marked failed."""
+    require_permission(actor)
+    path = (Path(out_dir) if out_dir else default_directory(gateway.project)).resolve()
+    snapshot, _ = Snapshot.objects.get_or_create(
+        path=str(path), defaults={"project": gateway.project, "started_by": actor}
+    )
+    if snapshot.status == SnapshotStatus.COMPLETED:
+        raise writer.SnapshotRefused(f"{path} already holds snapshot {snapshot.pk}; choose another directory")
+    if snapshot.status == SnapshotStatus.RUNNING:
+        if writer.busy(path):
+            raise SnapshotBusy(f"snapshot {snapshot.pk} is being taken by another process")
+        # Its process is gone (it held the directory's lock while it lived).
+        transition(snapshot.pk, SnapshotStatus.FAILED, source=SnapshotStatus.RUNNING, error="interrupted")
+    return run(snapshot.pk, gateway=gateway, wallets_per_part=wallets_per_part)
+
+
+def run(
+    snapshot_id: int,
+    *,
+    gateway: FirestoreGateway,
+    deadline: float | None = None,
+    wallets_per_part: int = writer.WALLETS_PER_PART,
+) -> Snapshot:
+    """Take the snapshot a row describes (pending, or failed and taken again).
+
+    Stops after the file in hand once `deadline` (time.monotonic()) has passed,
+    leaving the row pending: taking it again carries on (tasks.take does).
+    """
+    snapshot = Snapshot.objects.get(pk=snapshot_id)
+    if snapshot.project != gateway.project:
+        raise ValueError(f"snapshot {snapshot_id} is of project {snapshot.project}, not {gateway.project}")
+    if not transition(snapshot_id, SnapshotStatus.RUNNING, started_at=snapshot.started_at or timezone.now()):
+        raise SnapshotBusy(
+            f"snapshot {snapshot_id} is {snapshot.get_status_display().lower()}, not waiting to run"
+        )
+    try:
+        Snapshot.objects.filter(pk=snapshot_id).update(wallets_expected=gateway.count_wallets(), error="")
+
+        def progress(wallets_done: int) -> None:
+            Snapshot.objects.filter(pk=snapshot_id).update(wallets_done=wallets_done)
+
+        outcome = writer.take(
+            Path(snapshot.path),
+            gateway=gateway,
+            wallets_per_part=wallets_per_part,
+            deadline=deadline,
+            on_progress=progress,
+        )
+    except Exception as exc:
+        transition(snapshot_id, SnapshotStatus.FAILED, error=_readable(exc))
+        log.exception("snapshot failed", extra={"snapshot_id": snapshot_id})
+        raise
+    if outcome.started_over:
+        log.warning(
+            "snapshot started over", extra={"snapshot_id": snapshot_id, "reason": outcome.started_over}
+        )
+    if not outcome.finished:
+        transition(snapshot_id, SnapshotStatus.PENDING)
+        return Snapshot.objects.get(pk=snapshot_id)
+    manifest = outcome.manifest
+    Snapshot.objects.filter(pk=snapshot_id).update(
+        **{name: manifest[name] for name in ("seconds", "wallets", "entries", "documents")},
+        points_total=manifest["points_total"],
+        ledger_total=manifest["ledger_total"],
+        wallets_done=manifest["wallets"],
+        manifest_sha256=outcome.manifest_sha256,
+        manifest=manifest,
+    )
+    snapshot = verify_snapshot(Snapshot.objects.get(pk=snapshot_id))
+    _start_managed_export(snapshot, gateway, manifest["read_time"])
+    transition(snapshot_id, SnapshotStatus.COMPLETED, finished_at=timezone.now())
+    log.info("snapshot completed", extra={"snapshot_id": snapshot_id, "wallets": manifest["wallets"]})
+    return Snapshot.objects.get(pk=snapshot_id)
+
+
+def _start_managed_export(snapshot: Snapshot, gateway: FirestoreGateway, read_time: str) -> None:
+    """Beside the files, Firestore's own export to SNAPSHOT_BUCKET, when one is set."""
+    bucket = settings.SNAPSHOT_BUCKET
+    if not bucket:
+        return
+    operation, state = "", ""
+    try:
+        started = gateway.start_managed_export(
+            bucket, snapshot_time=datetime.fromisoformat(read_time.replace("Z", "+00:00"))
+        )
+        operation, state = started.operation, started.state
+    except ManagedExportUnavailable as exc:
+        state = f"Not taken: {exc}."
+    except gexc.GoogleAPICallError as exc:
+        state = f"Could not start: {exc.message or exc}"
+        log.error("managed export did not start", extra={"snapshot_id": snapshot.pk})
+    Snapshot.objects.filter(pk=snapshot.pk).update(
+        managed_export_operation=operation, managed_export_state=state[:300]
+    )
+
+
+def refresh_managed_export(snapshot: Snapshot, *, gateway: FirestoreGateway) -> str:
+    """Ask Firestore how the snapshot's managed export is doing; recorded and returned."""
+    if not snapshot.managed_export_operation:
+        return snapshot.managed_export_state
+    state = gateway.managed_export_state(snapshot.managed_export_operation)
+    Snapshot.objects.filter(pk=snapshot.pk).update(managed_export_state=state[:300])
+    return state
+
+
+# -- verifying -------------------------------------------------------------------
+
+
+def verify(path: str | Path, *, manifest_sha256: str | None = None) -> Result:
+    """Check a snapshot from its files alone (see snapshots/verify.py): `ok` says
+    whether it is intact; `violations` are wallets whose points differ from
+    their ledger (findings about the data, not damage)."""
+    return verify_files(Path(path), manifest_sha256=manifest_sha256)
+
+
+def verify_snapshot(snapshot: Snapshot) -> Snapshot:
+    """Verify a recorded snapshot's files (against the manifest SHA-256 recorded
+    when it was taken) and record what was found."""
+    result = verify(snapshot.path, manifest_sha256=snapshot.manifest_sha256 or None)
+    Snapshot.objects.filter(pk=snapshot.pk).update(
+        verification=Verification.INTACT if result.ok else Verification.CORRUPT,
+        verified_at=timezone.now(),
+        verification_errors=result.errors[:100],
+        violations_count=len(result.violations),
+        violations=[{**v.as_json(), "reason": v.reason} for v in result.violations[:VIOLATIONS_KEPT]],
+    )
+    snapshot.refresh_from_db()
+    return snapshot
+
+
+# -- restoring -------------------------------------------------------------------
+
+
+def restore(path: str | Path, *, project: str, replace: bool = False, actor=None) -> Restore:
+    """Load the snapshot at `path` into `project` (see snapshots/restore.py for
+    the guards); recorded whether it is done or refused. Raises RestoreRefused
+    (nothing written) or the error that stopped it."""
+    require_permission(actor)
+    record = Restore.objects.create(
+        path=str(Path(path).resolve()), project=project, replace=replace, started_by=actor
+    )
+    refusal = restoring.refusal_for_project(project)
+    try:
+        if refusal:
+            # Checked before a gateway is even made for the project.
+            raise restoring.RestoreRefused(refusal)
+        started = time.monotonic()
+        loaded = restoring.load(Path(path), gateway=get_gateway(project), replace=replace)
+    except restoring.RestoreRefused as exc:
+        Restore.objects.filter(pk=record.pk).update(refused=True, error=str(exc), finished_at=timezone.now())
+        raise
+    except Exception as exc:
+        Restore.objects.filter(pk=record.pk).update(error=_readable(exc), finished_at=timezone.now())
+        raise
+    Restore.objects.filter(pk=record.pk).update(
+        deleted=loaded.deleted, written=loaded.written, finished_at=timezone.now()
+    )
+    log.info(
+        "snapshot restored",
+        extra={
+            "project": project,
+            "written": loaded.written,
+            "seconds": round(time.monotonic() - started, 1),
+        },
+    )
+    record.refresh_from_db()
+    return record
+
+
+def _readable(exc: Exception) -> str:
+    if isinstance(exc, gexc.GoogleAPICallError):
+        return f"Firestore: {exc.message or exc}"
+    return str(exc) or type(exc).__name__
