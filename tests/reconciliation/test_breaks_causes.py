@@ -7,9 +7,10 @@ import pytest
 from django.test import TestCase
 
 from backfill import file_replay, runs
+from backfill.services import apply_delivery
 from reconciliation import break_causes, changes, services
 from reconciliation.models import Break, RequestState, RunTrigger
-from tests.helpers import event_line
+from tests.helpers import event_line, stored_event
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 
@@ -124,6 +125,24 @@ def test_an_entry_written_by_our_replay_is_named_with_its_migration(gateway):
     assert brk.cause_evidence["entries"][0]["written_by"] == (
         f"written by migration {migration.pk} (Replay, delivery {delivery.pk})"
     )
+
+
+@pytest.mark.django_db
+def test_a_reversal_applied_from_a_webhook_is_named_with_its_delivery(gateway):
+    gateway.write_wallets([("w1", 0, {})])
+    payment = stored_event("evt_p", user="w1", payment="pay_9", points=100)
+    refund = stored_event(
+        "evt_r", "payment.refunded", user="w1", payment="pay_9", points=30, refund_id="re_9"
+    )
+    for delivery in (payment, refund):
+        apply_delivery(delivery.pk, gateway=gateway)
+    # The points app puts back the balance it held before the refund (100, not 70).
+    gateway.client.collection("wallets").document("w1").update({"points": 100})
+
+    brk = cause_of_existing(gateway)
+
+    assert brk.cause == "missed_entries"
+    assert f"written by webhook (reversal, delivery {refund.pk})" in brk.cause_text
 
 
 @pytest.mark.django_db
