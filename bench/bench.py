@@ -30,7 +30,16 @@ one process: for the run that opens the breaks and for the next run, which
 sees them again (target: within 1.1x); beside them, the time the tracked run
 spent tracking, and the probable-cause task a worker runs after the first.
 
-`--only reconcile`, `--only replay`, `--only metrics` or `--only breaks` measures one part.
+and snapshot throughput (documents per second) and peak memory over the same
+seeded wallets as reconcile: `snapshot_firestore` as ops run it (streamed,
+compressed, hashed, written with its manifest, then verified), against the
+bare listing floor: the same documents streamed through the public client
+(the wallets, then each ledger at the same concurrency, and the product's
+other collections), with nothing done with them (target: within 2x; memory
+flat from the small set to the large).
+
+`--only reconcile`, `--only replay`, `--only metrics`, `--only breaks` or
+`--only snapshot` measures one part.
 
 Machines are noisy, so the figures that count are ratios between these, taken
 in the same run; each measurement is repeated and the best kept. Exits 1 when
@@ -40,6 +49,7 @@ a target is missed.
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -59,6 +69,10 @@ TARGET_BREAK_TRACKING = 1.1
 BREAK_DRIFT_SHARE = 0.05
 REPLAY_WALLETS = 1000
 TARGET_SCRAPE_MS = 100
+TARGET_SNAPSHOT_VS_FLOOR = 2.0
+SNAPSHOT_CONCURRENCY = 32  # ledgers read at once, by the snapshot (its default) and its floor
+SNAPSHOT_REPEAT = 2  # at most: the floor alone takes over a minute at 20,000 wallets
+SEEDED: set[str] = set()  # projects seeded in this run (reconcile and snapshot share them)
 
 
 def django_setup(db_path: str) -> None:
@@ -203,6 +217,61 @@ def child_naive(project: str, sample: int) -> dict:
         _ = wallet.get("points") == total
         checked += 1
     return {"wallets": checked, "seconds": time.perf_counter() - started}
+
+
+def child_snapshot(project: str, db_path: str, out_dir: str) -> dict:
+    """`snapshot_firestore OUT_DIR` as ops run it: take, then verify, recorded."""
+    django_setup(db_path)
+    from revassure.firestore import get_gateway
+    from snapshots import services
+
+    started = time.perf_counter()
+    snapshot = services.take(out_dir, actor=None, gateway=get_gateway(project))
+    seconds = time.perf_counter() - started
+    assert snapshot.verification == "intact", snapshot.verification_errors
+    return {
+        "wallets": snapshot.wallets,
+        "documents": snapshot.documents,
+        "seconds": seconds,  # the whole command: count, read, write, manifest, verification
+        "writing_seconds": snapshot.seconds,  # from the first read to the manifest
+        "bytes": sum(entry["bytes"] for entry in snapshot.manifest["files"]),
+    }
+
+
+def child_snapshot_floor(project: str, concurrency: int) -> dict:
+    """The same documents through the public client, nothing done with them: the
+    wallets, each wallet's ledger (`concurrency` at a time) and the other collections."""
+    import asyncio
+
+    from google.cloud import firestore
+
+    from revassure.firestore.snapshots import IDENTITY_SHARDS, ROOTS, SUBCOLLECTIONS
+
+    started = time.perf_counter()
+    client = firestore.Client(project=project)
+    documents = 0
+    for root in ROOTS[1:-1]:
+        for document in client.collection(root).stream():
+            documents += 1
+            for sub in SUBCOLLECTIONS.get(root, ()):
+                documents += sum(1 for _ in document.reference.collection(sub).stream())
+    for shard in IDENTITY_SHARDS:
+        documents += sum(1 for _ in client.collection(f"{ROOTS[-1]}/{shard}/entries").stream())
+
+    async def wallets_and_ledgers() -> int:
+        listed = client.collection("wallets").stream()  # the wallets, read as the snapshot reads them
+        async_client = firestore.AsyncClient(project=project)
+        gate = asyncio.Semaphore(concurrency)
+
+        async def ledger(uid: str) -> int:
+            async with gate:
+                return sum([1 async for _ in async_client.collection(f"wallets/{uid}/ledger").stream()])
+
+        uids = [wallet.id for wallet in listed]
+        return len(uids) + sum(await asyncio.gather(*(ledger(uid) for uid in uids)))
+
+    documents += asyncio.run(wallets_and_ledgers())
+    return {"documents": documents, "seconds": time.perf_counter() - started}
 
 
 def _payment_lines(count: int) -> list[str]:
@@ -375,6 +444,16 @@ def seed(project: str, wallets: int, entries: int) -> float:
     return time.perf_counter() - started
 
 
+def seed_once(size: int, entries: int) -> str:
+    """The project `bench-{size}`, seeded in this run unless it was already."""
+    project = f"bench-{size}"
+    if project not in SEEDED:
+        seconds = seed(project, size, entries)
+        SEEDED.add(project)
+        print(f"seeded {size} wallets x {entries} entries in {seconds:.1f} s", flush=True)
+    return project
+
+
 def best(results: list[dict]) -> dict:
     return max(results, key=lambda r: r["wallets"] / r["seconds"])
 
@@ -399,7 +478,7 @@ def main() -> int:
     parser.add_argument("--replay-events", type=int, default=5000, help="events in the replay benchmark")
     parser.add_argument(
         "--only",
-        choices=("reconcile", "replay", "metrics", "breaks"),
+        choices=("reconcile", "replay", "metrics", "breaks", "snapshot"),
         help="measure one part (all by default)",
     )
     parser.add_argument(
@@ -424,6 +503,7 @@ def main() -> int:
         replayed = measure_replay(args, env, work) if wants(args, "replay") else None
         observed = measure_metrics(args, env, work) if wants(args, "metrics") else None
         tracked = measure_breaks(args, env, work) if wants(args, "breaks") else None
+        snapshotted = measure_snapshot(args, env, work) if wants(args, "snapshot") else None
     if reconciled is not None:
         ok &= report_reconcile(args, *reconciled)
     if replayed is not None:
@@ -432,6 +512,8 @@ def main() -> int:
         ok &= report_metrics(observed)
     if tracked is not None:
         ok &= report_breaks(args, tracked)
+    if snapshotted is not None:
+        ok &= report_snapshot(args, snapshotted)
     return 0 if ok else 1
 
 
@@ -452,8 +534,7 @@ def measure_reconcile(args, emulator, env: dict, work: Path) -> tuple[int, dict]
     concurrency = int(os.environ.get("RECONCILE_CONCURRENCY", "64"))
     sizes = (args.small, args.large)
     for size in sizes:
-        seconds = seed(f"bench-{size}", size, args.entries)
-        print(f"seeded {size} wallets x {args.entries} entries in {seconds:.1f} s", flush=True)
+        seed_once(size, args.entries)
     figures = {}
     for size in sizes:
         project = f"bench-{size}"
@@ -633,6 +714,58 @@ def report_breaks(args, results: list[dict]) -> bool:
     return ok
 
 
+def measure_snapshot(args, env: dict, work: Path) -> dict[int, dict]:
+    """Floor and snapshot in turns, each in a fresh process (and the snapshot into a
+    fresh directory and database), over the reconcile part's wallets."""
+    figures = {}
+    for size in (args.small, args.large):
+        project = seed_once(size, args.entries)
+        floors, runs = [], []
+        for n in range(min(args.repeat, SNAPSHOT_REPEAT)):
+            floors.append(spawn(env, "--child", "snapshot_floor", project, str(SNAPSHOT_CONCURRENCY)))
+            db = migrated_db(env, work / f"snapshot-{size}-{n}.sqlite3")
+            out = work / f"snapshot-{size}-{n}"
+            runs.append(spawn(env, "--child", "snapshot", project, str(db), str(out)))
+            shutil.rmtree(out)
+        figures[size] = {
+            "run": max(runs, key=lambda r: r["documents"] / r["seconds"]),
+            "floor": max(floors, key=lambda r: r["documents"] / r["seconds"]),
+            "peak_rss_mb": min(r["peak_rss_mb"] for r in runs),
+        }
+        print(f"measured snapshot of {size} wallets", flush=True)
+    return figures
+
+
+def report_snapshot(args, figures: dict[int, dict]) -> bool:
+    ok = True
+    print(f"\nsnapshot at {args.entries} ledger entries per wallet, {SNAPSHOT_CONCURRENCY} ledgers at a time")
+    for size, figure in figures.items():
+        run, floor = figure["run"], figure["floor"]
+        ours, bare = run["documents"] / run["seconds"], floor["documents"] / floor["seconds"]
+        assert run["documents"] == floor["documents"], (run, floor)
+        ratio = bare / ours
+        size_ok = ratio <= TARGET_SNAPSHOT_VS_FLOOR
+        ok &= size_ok
+        print(f"\n  {size} wallets, {run['documents']:,} documents")
+        print(
+            f"    snapshot             {ours:8.0f} documents/s   ({run['seconds']:.1f} s with its "
+            f"verification; {run['writing_seconds']:.1f} s reading and writing "
+            f"{run['bytes'] / 2**20:.1f} MiB)"
+        )
+        print(f"    floor (bare listing) {bare:8.0f} documents/s   (public client, nothing done with them)")
+        print(
+            f"    floor / snapshot     {ratio:8.2f}x    "
+            f"target <= {TARGET_SNAPSHOT_VS_FLOOR}x   {verdict(size_ok)}"
+        )
+    small, large = (figures[size]["peak_rss_mb"] for size in (args.small, args.large))
+    memory = large / small
+    print(
+        f"\n  peak memory of snapshot: {small:.0f} MB at {args.small} wallets, {large:.0f} MB at "
+        f"{args.large}: {memory:.2f}x   target <= {TARGET_MEMORY}x  {verdict(memory <= TARGET_MEMORY)}"
+    )
+    return ok and memory <= TARGET_MEMORY
+
+
 def seed_replay_wallets(project: str) -> None:
     from revassure.firestore import FirestoreGateway
 
@@ -658,6 +791,10 @@ if __name__ == "__main__":
             result = child_metrics(rest[0], int(rest[1]), int(rest[2]))
         elif kind == "breaks":
             result = child_breaks(rest[0], rest[1])
+        elif kind == "snapshot":
+            result = child_snapshot(rest[0], rest[1], rest[2])
+        elif kind == "snapshot_floor":
+            result = child_snapshot_floor(rest[0], int(rest[1]))
         else:
             result = child_naive(rest[0], int(rest[1]))
         result["peak_rss_mb"] = peak_rss_mb()
