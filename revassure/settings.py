@@ -150,6 +150,7 @@ INSTALLED_APPS = [
     "wallets.apps.WalletsConfig",
     "observability.apps.ObservabilityConfig",
     "snapshots.apps.SnapshotsConfig",
+    "cutover.apps.CutoverConfig",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-APPS = ("reconciliation", "backfill", "jobs", "wallets", "observability", "snapshots")
+APPS = ("reconciliation", "backfill", "jobs", "wallets", "observability", "snapshots", "cutover")
 WIRING = {"revassure/urls.py"}
 WHY = re.compile(r"#\s*why:", re.IGNORECASE)
 

@@ -1,0 +1,436 @@
+"""The cutover runbook: start, confirm each step in order, abort.
+
+The admin pages and `manage.py cutover` call these and nothing else. Steps the
+product performs (freeze, snapshot, reconcile, unfreeze) run here and their
+outcome is the step's evidence; the manual ones (promote, switch webhooks,
+monitor) record who confirmed what and when. A step is recorded with a
+conditional update on its state, so two people confirming at once record it
+once. The slow steps (snapshot, reconcile) run outside a transaction: a failed
+snapshot keeps its own failed row, and the step stays pending.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from backfill.models import EventSource, ProviderEventDelivery
+from cutover import record
+from cutover.models import STEPS, Cutover, CutoverStatus, CutoverStep, StepKey, StepState
+from observability.models import ACTIVE, Alert
+from reconciliation.services import run_inline
+from revassure import flags, freeze
+from revassure.firestore import FirestoreGateway
+from snapshots import services as snapshots
+from snapshots.models import Verification
+
+RUN = "cutover.run_cutover"
+ACCEPT = "cutover.accept_cutover_reconcile"
+FIRST_DELIVERIES = 10
+
+
+class CutoverRefused(Exception):
+    """The runbook refuses this now; the message says why and what to do instead."""
+
+
+def _require(actor, permission: str, doing: str) -> None:
+    if not actor.has_perm(permission):
+        raise PermissionError(f"{actor} may not {doing}")
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if value else None
+
+
+def current() -> Cutover | None:
+    """The cutover in progress, if any (there is at most one)."""
+    return Cutover.objects.filter(status=CutoverStatus.IN_PROGRESS).first()
+
+
+def steps(cutover: Cutover) -> list[CutoverStep]:
+    return list(cutover.steps.select_related("confirmed_by", "accepted_by").order_by("number"))
+
+
+def next_step(cutover: Cutover) -> CutoverStep | None:
+    """The first step not done yet: the only one that can be confirmed."""
+    return cutover.steps.exclude(state=StepState.DONE).order_by("number").first()
+
+
+def step_by_key(cutover: Cutover, key: str) -> CutoverStep:
+    if key not in StepKey.values:
+        raise CutoverRefused(f"there is no step {key!r}; the steps are {', '.join(StepKey.values)}")
+    return cutover.steps.get(key=key)
+
+
+# -- starting -----------------------------------------------------------------
+
+
+def start(*, actor, name: str, target: str, monitor_minutes: int = 120) -> Cutover:
+    _require(actor, RUN, "start a cutover")
+    name, target = name.strip(), target.strip()
+    if not name or not target:
+        raise CutoverRefused("a cutover needs a name and a target environment")
+    if monitor_minutes < 1:
+        raise CutoverRefused("the monitoring time must be at least one minute")
+    running = current()
+    if running is not None:
+        raise CutoverRefused(
+            f"cutover {running.name} is in progress (started by {running.started_by} at "
+            f"{running.started_at:%Y-%m-%d %H:%M} UTC); finish or abort it first"
+        )
+    try:
+        with transaction.atomic():
+            cutover = Cutover.objects.create(
+                name=name, target=target, monitor_minutes=monitor_minutes, started_by=actor
+            )
+            CutoverStep.objects.bulk_create(
+                CutoverStep(cutover=cutover, number=number, key=key)
+                for number, key in enumerate(STEPS, start=1)
+            )
+    except IntegrityError as exc:
+        # Someone else started one between the check above and this insert.
+        raise CutoverRefused(
+            "another cutover was started at the same moment; finish or abort it first"
+        ) from exc
+    return cutover
+
+
+# -- confirming ---------------------------------------------------------------
+
+
+def confirm(
+    cutover: Cutover,
+    key: str,
+    *,
+    actor,
+    gateway: FirestoreGateway,
+    trigger: str,
+    note: str = "",
+    revision: str = "",
+    override: str = "",
+    accept: str = "",
+) -> CutoverStep:
+    """Confirm step `key` (the product performs it first when it is one of its
+    own); refuses a step out of order, naming the step that must come first.
+
+    `trigger` is the reconciliation run's trigger (admin or command). `accept`
+    is a finance approver's reason to continue past a reconciliation that found
+    violations; `override` is the reason to end monitoring early or with alerts.
+    """
+    cutover.refresh_from_db()
+    if cutover.status != CutoverStatus.IN_PROGRESS:
+        raise CutoverRefused(f"cutover {cutover.name} is {cutover.get_status_display().lower()}")
+    step = step_by_key(cutover, key)
+    waiting_for_acceptance = step.state == StepState.NEEDS_ACCEPTANCE
+    if waiting_for_acceptance:
+        _require(actor, ACCEPT, "accept a reconciliation with violations (finance approvers do)")
+    else:
+        _require(actor, RUN, "confirm cutover steps (ops do)")
+    if step.state == StepState.DONE:
+        raise CutoverRefused(
+            f"step {step.number} ({step.get_key_display()}) was already confirmed by "
+            f"{step.confirmed_by} at {step.confirmed_at:%Y-%m-%d %H:%M:%S} UTC"
+        )
+    first = next_step(cutover)
+    if first.pk != step.pk:
+        raise CutoverRefused(
+            f"step {first.number} ({first.get_key_display()}) must be confirmed before "
+            f"step {step.number} ({step.get_key_display()})"
+        )
+    note = note.strip()
+    if waiting_for_acceptance:
+        return _accept(step, actor=actor, reason=accept, note=note)
+    perform = {
+        StepKey.FREEZE: _freeze,
+        StepKey.SNAPSHOT: _snapshot,
+        StepKey.RECONCILE: _reconcile,
+        StepKey.PROMOTE: _promote,
+        StepKey.SWITCH_WEBHOOKS: _switch_webhooks,
+        StepKey.MONITOR: _monitor,
+        StepKey.UNFREEZE: _unfreeze,
+    }[step.key]
+    evidence, values = perform(
+        cutover, actor=actor, gateway=gateway, trigger=trigger, revision=revision.strip(), override=override
+    )
+    state = values.pop("state", StepState.DONE)
+    now = timezone.now()
+    with transaction.atomic():
+        recorded = CutoverStep.objects.filter(
+            pk=step.pk, state=StepState.PENDING, cutover__status=CutoverStatus.IN_PROGRESS
+        ).update(
+            state=state,
+            evidence=evidence,
+            note=note,
+            confirmed_by=actor if state == StepState.DONE else None,
+            confirmed_at=now if state == StepState.DONE else None,
+            **values,
+        )
+        if not recorded:
+            raise CutoverRefused(
+                f"step {step.number} ({step.get_key_display()}) was recorded by someone else"
+            )
+        if step.key == StepKey.UNFREEZE:
+            _seal(cutover, status=CutoverStatus.FINISHED)
+    step.refresh_from_db()
+    return step
+
+
+def _freeze(cutover: Cutover, *, actor, gateway, **_) -> tuple[dict, dict]:
+    try:
+        event = freeze.freeze(actor=actor, reason=f"cutover {cutover.name}", gateway=gateway)
+        already = False
+    except freeze.AlreadyInState as exc:
+        event, already = exc.event, True
+    evidence = {
+        "freeze_event_id": event.pk,
+        "frozen_by": event.actor.get_username(),
+        "frozen_at": _iso(event.created_at),
+        "reason": event.reason,
+        "already_frozen": already,
+    }
+    if already:
+        evidence["said"] = "manual balance changes were already frozen; that freeze is recorded"
+    return evidence, {}
+
+
+def _snapshot(cutover: Cutover, *, actor, gateway, **_) -> tuple[dict, dict]:
+    try:
+        snapshot = snapshots.take(actor=actor, gateway=gateway)
+    except PermissionError:
+        raise
+    except Exception as exc:
+        raise CutoverRefused(f"the snapshot could not be taken: {exc}") from exc
+    if snapshot.verification != Verification.INTACT:
+        raise CutoverRefused(
+            f"snapshot {snapshot.pk} at {snapshot.path} did not verify "
+            f"({snapshot.get_verification_display().lower()}); take another before going on"
+        )
+    return {
+        "snapshot_id": snapshot.pk,
+        "path": snapshot.path,
+        "project": snapshot.project,
+        "manifest_sha256": snapshot.manifest_sha256,
+        "wallets": snapshot.wallets,
+        "entries": snapshot.entries,
+        "verification": snapshot.verification,
+    }, {}
+
+
+def _reconcile(cutover: Cutover, *, actor, gateway, trigger, **_) -> tuple[dict, dict]:
+    run = run_inline(actor=actor, trigger=trigger, gateway=gateway)
+    if not run.is_finished or not run.checksum:
+        raise CutoverRefused(f"reconciliation run {run.pk} did not complete: {run.error or run.status}")
+    verdict = "violations" if run.violations_count else "clean"
+    evidence = {
+        "run_id": run.pk,
+        "status": run.status,
+        "wallets_checked": run.wallets_checked,
+        "violations": run.violations_count,
+        "violations_by_kind": {"drift": run.drift_count, "malformed": run.malformed_count},
+        "total_abs_drift": run.total_abs_drift,
+        "liability_difference": run.liability_difference,
+        "checksum": run.checksum,
+        "verdict": verdict,
+    }
+    state = StepState.NEEDS_ACCEPTANCE if run.violations_count else StepState.DONE
+    return evidence, {"state": state}
+
+
+def _accept(step: CutoverStep, *, actor, reason: str, note: str) -> CutoverStep:
+    reason = reason.strip()
+    if not reason:
+        run = step.evidence.get("run_id")
+        raise CutoverRefused(
+            f"reconciliation run {run} found {step.evidence.get('violations')} violation(s): a finance "
+            "approver must accept and continue with a reason, or ops abort the cutover"
+        )
+    now = timezone.now()
+    recorded = CutoverStep.objects.filter(
+        pk=step.pk, state=StepState.NEEDS_ACCEPTANCE, cutover__status=CutoverStatus.IN_PROGRESS
+    ).update(
+        state=StepState.DONE,
+        accepted_by=actor,
+        accepted_at=now,
+        accept_reason=reason,
+        confirmed_by=actor,
+        confirmed_at=now,
+        note=note or step.note,
+    )
+    if not recorded:
+        raise CutoverRefused("the reconciliation was accepted by someone else")
+    step.refresh_from_db()
+    return step
+
+
+def _promote(cutover: Cutover, *, revision, **_) -> tuple[dict, dict]:
+    if not revision:
+        raise CutoverRefused("say which image or revision was promoted (its id is the evidence)")
+    return {"revision": revision}, {}
+
+
+def _switch_webhooks(cutover: Cutover, **_) -> tuple[dict, dict]:
+    return {"switched_at": _iso(timezone.now())}, {}
+
+
+def monitoring(cutover: Cutover, now=None) -> dict | None:
+    """What the monitor step shows: the time left, open alerts, webhook outcomes
+    since the switch and the first deliveries; None before the switch."""
+    switch = cutover.steps.get(key=StepKey.SWITCH_WEBHOOKS)
+    if switch.state != StepState.DONE:
+        return None
+    now = now or timezone.now()
+    ends_at = switch.confirmed_at + timedelta(minutes=cutover.monitor_minutes)
+    deliveries = ProviderEventDelivery.objects.filter(
+        source=EventSource.WEBHOOK, received_at__gte=switch.confirmed_at
+    )
+    alerts = Alert.objects.filter(state__in=ACTIVE).select_related("rule").order_by("started_at", "id")
+    first = deliveries.order_by("received_at", "id")[:FIRST_DELIVERIES]
+    return {
+        "switched_at": _iso(switch.confirmed_at),
+        "ends_at": _iso(ends_at),
+        "seconds_left": max(0, int((ends_at - now).total_seconds())),
+        "open_alerts": [
+            {"id": a.pk, "rule": a.rule.name, "state": a.state, "summary": a.summary} for a in alerts
+        ],
+        "outcomes": dict(sorted(Counter(deliveries.values_list("status", flat=True)).items())),
+        "first_deliveries": [
+            {"id": d.pk, "event_id": d.event_id, "status": d.status, "received_at": _iso(d.received_at)}
+            for d in first
+        ],
+    }
+
+
+def _monitor(cutover: Cutover, *, override, **_) -> tuple[dict, dict]:
+    seen = monitoring(cutover)
+    why_not = []
+    if seen["seconds_left"]:
+        why_not.append(f"the monitoring time has {_minutes(seen['seconds_left'])} left")
+    if seen["open_alerts"]:
+        why_not.append(f"{len(seen['open_alerts'])} alert(s) are open")
+    override = override.strip()
+    if why_not and not override:
+        raise CutoverRefused(
+            f"monitoring cannot be confirmed yet: {' and '.join(why_not)}; wait, or give an override reason"
+        )
+    evidence = {**seen, "overridden": bool(why_not), "overridden_because": why_not}
+    return evidence, {"override_reason": override if why_not else ""}
+
+
+def _minutes(seconds: int) -> str:
+    minutes = -(-seconds // 60)
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+
+
+def _unfreeze(cutover: Cutover, *, actor, gateway, **_) -> tuple[dict, dict]:
+    try:
+        event = freeze.unfreeze(actor=actor, reason=f"cutover {cutover.name} done", gateway=gateway)
+        already = False
+    except freeze.AlreadyInState as exc:
+        event, already = exc.event, True
+    evidence = {"already_unfrozen": already}
+    if event is not None:
+        evidence.update(
+            unfreeze_event_id=event.pk,
+            unfrozen_by=event.actor.get_username(),
+            unfrozen_at=_iso(event.created_at),
+            reason=event.reason,
+        )
+    return evidence, {}
+
+
+# -- aborting and sealing -----------------------------------------------------
+
+
+def abort(
+    cutover: Cutover,
+    *,
+    actor,
+    reason: str,
+    gateway: FirestoreGateway,
+    unfreeze: bool = False,
+    flags_off: list[str] | tuple[str, ...] = (),
+) -> Cutover:
+    """Abort with a reason; optionally unfreeze (only a freeze the cutover made)
+    and turn feature flags off. Both are recorded, with what is left to do by hand."""
+    _require(actor, RUN, "abort a cutover (ops do)")
+    reason = reason.strip()
+    if not reason:
+        raise CutoverRefused("say why the cutover is aborted")
+    unknown = sorted(set(flags_off) - set(flags.known_flags()))
+    if unknown:
+        raise CutoverRefused(
+            f"unknown feature flag(s): {', '.join(unknown)}; known: {', '.join(flags.known_flags())}"
+        )
+    because = f"cutover {cutover.name} aborted: {reason}"
+    with transaction.atomic():
+        cutover = Cutover.objects.select_for_update().get(pk=cutover.pk)
+        if cutover.status != CutoverStatus.IN_PROGRESS:
+            raise CutoverRefused(f"cutover {cutover.name} is {cutover.get_status_display().lower()}")
+        by_key = {step.key: step for step in steps(cutover)}
+        done = []
+        if unfreeze:
+            done.append(
+                _roll_back_freeze(by_key[StepKey.FREEZE], actor=actor, reason=because, gateway=gateway)
+            )
+        for name in flags_off:
+            flags.set_flag(name, False, actor=actor, reason=because)
+            done.append(f"feature flag {name} turned off")
+        cutover.rollback = {"done": done, "by_hand": _left_by_hand(by_key, unfrozen=unfreeze)}
+        cutover.abort_reason = reason
+        cutover.aborted_by = actor
+        _seal(cutover, status=CutoverStatus.ABORTED)
+    return cutover
+
+
+def _roll_back_freeze(step: CutoverStep, *, actor, reason: str, gateway) -> str:
+    if step.state != StepState.DONE or step.evidence.get("already_frozen"):
+        return "not unfrozen: the cutover did not freeze manual balance changes (left as they are)"
+    try:
+        event = freeze.unfreeze(actor=actor, reason=reason, gateway=gateway)
+    except freeze.AlreadyInState as exc:
+        return f"not unfrozen: {exc}"
+    return f"manual balance changes unfrozen (freeze event {event.pk})"
+
+
+def _left_by_hand(by_key: dict, *, unfrozen: bool) -> list[str]:
+    def done(key):
+        return by_key[key].state == StepState.DONE
+
+    todo = []
+    if done(StepKey.SWITCH_WEBHOOKS):
+        todo.append("point the PayNow webhooks back at the previous endpoint")
+    if done(StepKey.PROMOTE):
+        revision = by_key[StepKey.PROMOTE].evidence.get("revision")
+        todo.append(f"roll the container back to the revision before {revision}")
+    if done(StepKey.SNAPSHOT):
+        evidence = by_key[StepKey.SNAPSHOT].evidence
+        todo.append(
+            f"if data must be restored: restore snapshot {evidence.get('snapshot_id')} "
+            f"({evidence.get('path')}) "
+            "on TEST first with `manage.py restore_snapshot`, check it, then decide (docs/cutover.md)"
+        )
+    if done(StepKey.FREEZE) and not unfrozen:
+        todo.append("unfreeze manual balance changes when it is safe (`manage.py unfreeze --reason ...`)")
+    return todo
+
+
+def _seal(cutover: Cutover, *, status: str) -> None:
+    """Finish or abort: the record is built from the rows, hashed and stored once."""
+    cutover.status = status
+    cutover.finished_at = timezone.now()
+    cutover.record = record.build(cutover)
+    cutover.checksum = record.checksum(cutover.record)
+    cutover.save(
+        update_fields=[
+            "status",
+            "finished_at",
+            "abort_reason",
+            "aborted_by",
+            "rollback",
+            "record",
+            "checksum",
+        ]
+    )
