@@ -278,8 +278,8 @@ def _switch_webhooks(cutover: Cutover, **_) -> tuple[dict, dict]:
 def monitoring(cutover: Cutover, now=None) -> dict | None:
     """What the monitor step shows: the time left, open alerts, webhook outcomes
     since the switch and the first deliveries; None before the switch."""
-    switch = cutover.steps.get(key=StepKey.SWITCH_WEBHOOKS)
-    if switch.state != StepState.DONE:
+    switch = cutover.steps.filter(key=StepKey.SWITCH_WEBHOOKS).first()
+    if switch is None or switch.state != StepState.DONE:
         return None
     now = now or timezone.now()
     ends_at = switch.confirmed_at + timedelta(minutes=cutover.monitor_minutes)

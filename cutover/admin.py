@@ -1,0 +1,227 @@
+"""The Cutover admin: the list, a cutover's page with its seven steps and the
+form for the next one only, and the start, abort, JSON and printable pages.
+
+Every page checks its permission again (ops run, finance approvers accept, all
+three roles view); the rules themselves live in cutover/services.py.
+"""
+
+import json
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+
+from cutover import record, services
+from cutover.forms import AbortForm, StartForm, StepForm
+from cutover.models import Cutover, CutoverStatus, StepState
+from cutover.services import ACCEPT, RUN, CutoverRefused
+from reconciliation.models import RunTrigger
+from revassure.admin_base import ReadOnlyAdmin
+from revassure.firestore import get_gateway
+
+
+def _page(cutover: Cutover) -> str:
+    return reverse("admin:cutover_cutover_change", args=[cutover.pk])
+
+
+@admin.register(Cutover)
+class CutoverAdmin(ReadOnlyAdmin):
+    list_display = ["name", "target", "status", "started_by", "started_at", "finished_at"]
+    list_filter = ["status"]
+    list_select_related = ["started_by"]
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path("start/", wrap(self.start_view), name="cutover_start"),
+            path("<int:object_id>/step/", wrap(self.step_view), name="cutover_step"),
+            path("<int:object_id>/abort/", wrap(self.abort_view), name="cutover_abort"),
+            path("<int:object_id>/json/", wrap(self.json_view), name="cutover_json"),
+            path("<int:object_id>/print/", wrap(self.print_view), name="cutover_print"),
+            *super().get_urls(),
+        ]
+
+    def _viewable(self, request, object_id) -> Cutover:
+        if not self.has_view_permission(request):
+            raise PermissionDenied("your role does not include the cutover")
+        return get_object_or_404(Cutover.objects.select_related("started_by", "aborted_by"), pk=object_id)
+
+    # -- the cutover's page --------------------------------------------------------
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        cutover = self._viewable(request, object_id)
+        user = request.user
+        following = services.next_step(cutover) if cutover.status == CutoverStatus.IN_PROGRESS else None
+        seen = services.monitoring(cutover)
+        can = {
+            "run": user.has_perm(RUN) and cutover.status == CutoverStatus.IN_PROGRESS,
+            "accept": user.has_perm(ACCEPT),
+        }
+        form = None
+        if following is not None:
+            waiting = following.state == StepState.NEEDS_ACCEPTANCE
+            if (waiting and can["accept"]) or (not waiting and can["run"]):
+                form = StepForm(initial={"step": following.key})
+        rows = [
+            {"step": step, "evidence": _evidence_rows(step.evidence), "next": step == following}
+            for step in services.steps(cutover)
+        ]
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": str(cutover),
+            "cutover": cutover,
+            "rows": rows,
+            "following": following,
+            "form": form,
+            "monitoring": seen,
+            "monitoring_minutes_left": -(-seen["seconds_left"] // 60) if seen else None,
+            "can_abort": can["run"],
+            "problems": record.verify(cutover) if cutover.checksum else None,
+            "rolled_back": cutover.rollback,
+        }
+        return TemplateResponse(request, "admin/cutover/cutover/page.html", context)
+
+    def step_view(self, request, object_id):
+        cutover = self._viewable(request, object_id)
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not (request.user.has_perm(RUN) or request.user.has_perm(ACCEPT)):
+            raise PermissionDenied("only ops confirm cutover steps")
+        form = StepForm(request.POST)
+        if not form.is_valid():
+            self.message_user(request, "Refused: the form was incomplete.", messages.ERROR)
+            return HttpResponseRedirect(_page(cutover))
+        data = form.cleaned_data
+        try:
+            step = services.confirm(
+                cutover,
+                data["step"],
+                actor=request.user,
+                gateway=get_gateway(),
+                trigger=RunTrigger.ADMIN,
+                note=data["note"],
+                revision=data["revision"],
+                override=data["override"],
+                accept=data["accept"],
+            )
+        except PermissionError as exc:
+            raise PermissionDenied(str(exc)) from exc
+        except CutoverRefused as exc:
+            self.message_user(request, f"Refused: {exc}.", messages.ERROR)
+            return HttpResponseRedirect(_page(cutover))
+        if step.state == StepState.NEEDS_ACCEPTANCE:
+            self.message_user(
+                request,
+                f"Run {step.evidence['run_id']} found {step.evidence['violations']} violation(s): a finance "
+                "approver must accept and continue, or abort the cutover.",
+                messages.WARNING,
+            )
+        else:
+            self.message_user(request, f"Step {step} confirmed.")
+        return HttpResponseRedirect(_page(cutover))
+
+    # -- start and abort --------------------------------------------------------------
+
+    def start_view(self, request):
+        if not request.user.has_perm(RUN):
+            raise PermissionDenied("only ops start a cutover")
+        form = StartForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                cutover = services.start(actor=request.user, **form.cleaned_data)
+            except CutoverRefused as exc:
+                form.add_error(None, str(exc))
+            else:
+                self.message_user(request, f"{cutover} started: confirm step 1 to freeze manual changes.")
+                return HttpResponseRedirect(_page(cutover))
+        return self._form_page(
+            request,
+            form,
+            title="Start a cutover",
+            intro="The runbook's seven steps follow in order; the product freezes, snapshots, "
+            "reconciles and unfreezes itself, and records who confirmed each step.",
+            buttons=[("start", "Start the cutover")],
+        )
+
+    def abort_view(self, request, object_id):
+        cutover = self._viewable(request, object_id)
+        if not request.user.has_perm(RUN):
+            raise PermissionDenied("only ops abort a cutover")
+        if cutover.status != CutoverStatus.IN_PROGRESS:
+            self.message_user(
+                request, f"{cutover} is {cutover.get_status_display().lower()}.", messages.ERROR
+            )
+            return HttpResponseRedirect(_page(cutover))
+        form = AbortForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                services.abort(cutover, actor=request.user, gateway=get_gateway(), **form.cleaned_data)
+            except CutoverRefused as exc:
+                form.add_error(None, str(exc))
+            else:
+                self.message_user(request, f"{cutover} aborted; what is left to do by hand is listed.")
+                return HttpResponseRedirect(_page(cutover))
+        return self._form_page(
+            request,
+            form,
+            title=f"Abort {cutover}",
+            intro="The reason is recorded and the runbook is sealed. Choose what the product rolls "
+            "back now; the rest is listed on the cutover's page to do by hand.",
+            buttons=[("abort", "Abort the cutover")],
+            back=cutover,
+        )
+
+    def _form_page(self, request, form, *, title, intro, buttons, back=None):
+        return TemplateResponse(
+            request,
+            "admin/revassure/form_page.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": title,
+                "intro": intro,
+                "form": form,
+                "buttons": buttons,
+                "back_url": _page(back) if back else reverse("admin:cutover_cutover_changelist"),
+                "back_label": str(back) if back else "Cutovers",
+            },
+        )
+
+    # -- the record -----------------------------------------------------------------
+
+    def json_view(self, request, object_id):
+        cutover = self._viewable(request, object_id)
+        body = json.dumps(record.export(cutover), sort_keys=True, indent=2)
+        response = HttpResponse(body, content_type="application/json")
+        response["Content-Disposition"] = f'attachment; filename="cutover-{cutover.pk}.json"'
+        return response
+
+    def print_view(self, request, object_id):
+        cutover = self._viewable(request, object_id)
+        return TemplateResponse(
+            request,
+            "cutover/print.html",
+            {
+                "cutover": cutover,
+                "exported": record.export(cutover),
+                "rows": [
+                    {"step": step, "evidence": _evidence_rows(step.evidence)}
+                    for step in services.steps(cutover)
+                ],
+                "problems": record.verify(cutover) if cutover.checksum else None,
+            },
+        )
+
+
+def _evidence_rows(evidence: dict) -> list[tuple[str, str]]:
+    """Evidence as label/value pairs for a person: lists and mappings as compact JSON."""
+    rows = []
+    for key, value in evidence.items():
+        if isinstance(value, dict | list):
+            value = json.dumps(value, sort_keys=True) if value else "none"
+        rows.append((key.replace("_", " "), value))
+    return rows

@@ -1,0 +1,140 @@
+"""The Cutover admin: ops start and walk it, finance approvers accept violations,
+every role sees it and its record; outsiders see nothing."""
+
+import json
+
+import pytest
+from django.contrib.auth.models import User
+from django.urls import reverse
+
+from cutover import record, services
+from cutover.models import Cutover, CutoverStatus, StepState
+from reconciliation.models import RunTrigger
+from revassure import flags, freeze
+from tests.helpers import csp_refusals
+
+pytestmark = pytest.mark.django_db
+CHANGELIST = "admin:cutover_cutover_changelist"
+
+
+def page(cutover):
+    return reverse("admin:cutover_cutover_change", args=[cutover.pk])
+
+
+def step_url(cutover):
+    return reverse("admin:cutover_step", args=[cutover.pk])
+
+
+def test_every_cutover_admin_page_renders_without_inline_code(client, ops, drifted_wallets):
+    ended = services.start(actor=ops, name="rehearsal", target="staging")
+    services.abort(ended, actor=ops, reason="rehearsal over", gateway=drifted_wallets)
+    cutover = services.start(actor=ops, name="go-live", target="production")
+    for key in ("freeze", "snapshot", "reconcile"):
+        services.confirm(cutover, key, actor=ops, gateway=drifted_wallets, trigger=RunTrigger.ADMIN)
+    client.force_login(User.objects.create_superuser("root", "root@example.com", "pw"))
+    for url in [
+        reverse(CHANGELIST),
+        reverse("admin:cutover_start"),
+        page(cutover),
+        reverse("admin:cutover_abort", args=[cutover.pk]),
+        reverse("admin:cutover_json", args=[cutover.pk]),
+        reverse("admin:cutover_print", args=[cutover.pk]),
+        page(ended),
+    ]:
+        response = client.get(url)
+        assert response.status_code == 200, url
+        assert csp_refusals(response.content.decode()) == [], url
+    shown = client.get(page(cutover)).content.decode()
+    assert "Accept and continue" in shown and "violations" in shown
+
+
+def test_ops_start_a_cutover_and_confirm_its_first_step(client, ops, clean_wallets):
+    client.force_login(ops)
+    assert "start-cutover" in client.get(reverse(CHANGELIST)).content.decode()
+    response = client.post(
+        reverse("admin:cutover_start"), {"name": "go-live", "target": "production", "monitor_minutes": 45}
+    )
+    cutover = Cutover.objects.get()
+    assert response.status_code == 302 and response["Location"] == page(cutover)
+    assert cutover.monitor_minutes == 45 and cutover.started_by == ops
+
+    client.post(step_url(cutover), {"step": "snapshot"})
+    assert cutover.steps.get(key="snapshot").state == StepState.PENDING
+    refused = client.get(page(cutover)).content.decode()
+    assert "step 1 (Freeze manual balance changes) must be confirmed before step 2" in refused
+
+    client.post(step_url(cutover), {"step": "freeze", "note": "all quiet"})
+    step = cutover.steps.get(key="freeze")
+    assert step.state == StepState.DONE and step.note == "all quiet" and step.confirmed_by == ops
+    assert freeze.current().reason == "cutover go-live"
+    shown = client.get(page(cutover)).content.decode()
+    assert "Confirm step 2" in shown and "cutover go-live" in shown
+
+
+def test_other_roles_cannot_start_confirm_or_abort(client, ops, reviewer, approver, outsider, clean_wallets):
+    cutover = services.start(actor=ops, name="go-live", target="production")
+    for person in (reviewer, approver, outsider):
+        client.force_login(person)
+        assert client.get(reverse("admin:cutover_start")).status_code == 403
+        assert client.post(step_url(cutover), {"step": "freeze"}).status_code == 403
+        assert client.get(reverse("admin:cutover_abort", args=[cutover.pk])).status_code == 403
+    assert cutover.steps.get(key="freeze").state == StepState.PENDING
+    for person in (reviewer, approver):
+        client.force_login(person)
+        shown = client.get(page(cutover)).content.decode()
+        assert (
+            "step-form" not in shown
+            and "start-cutover" not in client.get(reverse(CHANGELIST)).content.decode()
+        )
+    client.force_login(outsider)
+    assert client.get(page(cutover)).status_code == 403
+    assert client.get(reverse("admin:cutover_json", args=[cutover.pk])).status_code == 403
+    assert client.get(reverse("admin:cutover_print", args=[cutover.pk])).status_code == 403
+
+
+def test_only_a_finance_approver_accepts_a_reconciliation_with_violations(
+    client, ops, reviewer, approver, drifted_wallets
+):
+    cutover = services.start(actor=ops, name="go-live", target="production")
+    client.force_login(ops)
+    for key in ("freeze", "snapshot", "reconcile"):
+        client.post(step_url(cutover), {"step": key})
+    assert cutover.steps.get(key="reconcile").state == StepState.NEEDS_ACCEPTANCE
+    assert "waits for a finance approver" in client.get(page(cutover)).content.decode()
+    for person in (ops, reviewer):
+        client.force_login(person)
+        response = client.post(step_url(cutover), {"step": "reconcile", "accept": "looks fine"})
+        assert response.status_code == 403
+    client.force_login(approver)
+    client.post(step_url(cutover), {"step": "reconcile", "accept": "u1 is a known test wallet"})
+    step = cutover.steps.get(key="reconcile")
+    assert step.state == StepState.DONE and step.accepted_by == approver
+    assert "u1 is a known test wallet" in client.get(page(cutover)).content.decode()
+
+
+def test_ops_abort_with_the_rollback_and_the_page_says_what_is_left(client, ops, reviewer, clean_wallets):
+    cutover = services.start(actor=ops, name="go-live", target="production")
+    for key in ("freeze", "snapshot"):
+        services.confirm(cutover, key, actor=ops, gateway=clean_wallets, trigger=RunTrigger.ADMIN)
+    flag = flags.known_flags()[0]
+    client.force_login(ops)
+    assert client.post(reverse("admin:cutover_abort", args=[cutover.pk]), {"reason": ""}).status_code == 200
+    response = client.post(
+        reverse("admin:cutover_abort", args=[cutover.pk]),
+        {"reason": "provider outage", "unfreeze": "on", "flags_off": [flag]},
+    )
+    assert response.status_code == 302
+    cutover.refresh_from_db()
+    assert cutover.status == CutoverStatus.ABORTED and cutover.abort_reason == "provider outage"
+    assert freeze.current() is None and not flags.is_enabled(flag)
+    shown = client.get(page(cutover)).content.decode()
+    assert "provider outage" in shown and "restore_snapshot" in shown and "verifies" in shown
+    assert "step-form" not in shown and "abort-cutover" not in shown
+
+    client.force_login(reviewer)
+    downloaded = client.get(reverse("admin:cutover_json", args=[cutover.pk]))
+    assert downloaded["Content-Disposition"] == f'attachment; filename="cutover-{cutover.pk}.json"'
+    exported = json.loads(downloaded.content)
+    assert exported["checksum"] == cutover.checksum and record.verify_export(exported)
+    printed = client.get(reverse("admin:cutover_print", args=[cutover.pk])).content.decode()
+    assert cutover.checksum in printed and "provider outage" in printed and 'id="nav-sidebar"' not in printed
