@@ -220,12 +220,19 @@ def _snapshot(cutover: Cutover, *, actor, gateway, **_) -> tuple[dict, dict]:
 
 
 def _reconcile(cutover: Cutover, *, actor, gateway, trigger, **_) -> tuple[dict, dict]:
-    run = run_inline(actor=actor, trigger=trigger, gateway=gateway)
+    try:
+        run = run_inline(actor=actor, trigger=trigger, gateway=gateway)
+    except flags.FeatureDisabled as exc:
+        raise CutoverRefused(f"the reconciliation cannot run: {exc}") from exc
+    except Exception as exc:
+        # The run is marked failed with the error on its own page.
+        raise CutoverRefused(f"the reconciliation failed: {exc}; run this step again") from exc
     if not run.is_finished or not run.checksum:
         raise CutoverRefused(f"reconciliation run {run.pk} did not complete: {run.error or run.status}")
     verdict = "violations" if run.violations_count else "clean"
     evidence = {
         "run_id": run.pk,
+        "run_by": actor.get_username(),
         "status": run.status,
         "wallets_checked": run.wallets_checked,
         "violations": run.violations_count,

@@ -2,16 +2,20 @@
 every role sees it and its record; outsiders see nothing."""
 
 import json
+from datetime import timedelta
 
 import pytest
+import time_machine
 from django.contrib.auth.models import User
 from django.urls import reverse
+from django.utils import timezone
 
 from cutover import record, services
 from cutover.models import Cutover, CutoverStatus, StepState
+from observability.models import Alert, AlertRule, AlertState
 from reconciliation.models import RunTrigger
 from revassure import flags, freeze
-from tests.helpers import csp_refusals
+from tests.helpers import csp_refusals, stored_event
 
 pytestmark = pytest.mark.django_db
 CHANGELIST = "admin:cutover_cutover_changelist"
@@ -138,3 +142,33 @@ def test_ops_abort_with_the_rollback_and_the_page_says_what_is_left(client, ops,
     assert exported["checksum"] == cutover.checksum and record.verify_export(exported)
     printed = client.get(reverse("admin:cutover_print", args=[cutover.pk])).content.decode()
     assert cutover.checksum in printed and "provider outage" in printed and 'id="nav-sidebar"' not in printed
+
+
+def test_the_monitor_step_shows_time_left_open_alerts_and_webhook_outcomes(client, ops, clean_wallets):
+    start = timezone.now()
+    with time_machine.travel(start, tick=False):
+        cutover = services.start(actor=ops, name="go-live", target="production", monitor_minutes=60)
+        for key, extra in [
+            ("freeze", {}),
+            ("snapshot", {}),
+            ("reconcile", {}),
+            ("promote", {"revision": "r1"}),
+            ("switch_webhooks", {}),
+        ]:
+            services.confirm(
+                cutover, key, actor=ops, gateway=clean_wallets, trigger=RunTrigger.ADMIN, **extra
+            )
+    with time_machine.travel(start + timedelta(minutes=2), tick=False):
+        delivery = stored_event("evt_new_endpoint")
+    Alert.objects.create(
+        rule=AlertRule.objects.get(name="webhooks_unhealthy"),
+        state=AlertState.OPEN,
+        summary="webhooks failing",
+        started_at=start,
+    )
+    client.force_login(ops)
+    with time_machine.travel(start + timedelta(minutes=15), tick=False):
+        shown = client.get(page(cutover)).content.decode()
+    assert "45 minute(s) left" in shown and "webhooks failing" in shown
+    assert f"{delivery.status} 1" in shown and "evt_new_endpoint" in shown
+    assert "Override reason" in shown

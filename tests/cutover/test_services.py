@@ -187,3 +187,26 @@ def test_a_sealed_records_checksum_verifies_and_a_tampered_one_does_not(ops, cle
     # Behind the model's back: a raw update of a step's note.
     CutoverStep.objects.filter(cutover=cutover, key="freeze").update(note="edited")
     assert record.verify(cutover) == ["the cutover's rows no longer match its sealed record"]
+
+
+def test_a_freeze_already_on_is_recorded_and_an_abort_leaves_it_alone(ops, clean_wallets):
+    earlier = freeze.freeze(actor=ops, reason="month-end close", gateway=clean_wallets)
+    cutover = services.start(actor=ops, name="go-live", target="production")
+    step = confirm(cutover, "freeze", ops, clean_wallets)
+    assert step.evidence["already_frozen"] is True and step.evidence["freeze_event_id"] == earlier.pk
+    assert "already frozen" in step.evidence["said"]
+    services.abort(cutover, actor=ops, reason="not today", gateway=clean_wallets, unfreeze=True)
+    cutover.refresh_from_db()
+    assert freeze.current() == earlier
+    assert cutover.rollback["done"] == [
+        "not unfrozen: the cutover did not freeze manual balance changes (left as they are)"
+    ]
+
+
+def test_the_reconcile_step_says_why_when_the_reconciliation_flag_is_off(ops, clean_wallets):
+    cutover = services.start(actor=ops, name="go-live", target="production")
+    walk_to(cutover, "snapshot", ops, clean_wallets)
+    flags.set_flag("reconciliation_enabled", False, actor=ops, reason="maintenance")
+    with pytest.raises(CutoverRefused, match="feature flag 'reconciliation_enabled' is off"):
+        confirm(cutover, "reconcile", ops, clean_wallets)
+    assert cutover.steps.get(key="reconcile").state == StepState.PENDING
