@@ -54,6 +54,7 @@ def test_every_cutover_admin_page_renders_without_inline_code(client, ops, drift
 
 def test_ops_start_a_cutover_and_confirm_its_first_step(client, ops, clean_wallets):
     client.force_login(ops)
+    assert reverse(CHANGELIST) in client.get(reverse("admin:index")).content.decode()
     assert "start-cutover" in client.get(reverse(CHANGELIST)).content.decode()
     response = client.post(
         reverse("admin:cutover_start"), {"name": "go-live", "target": "production", "monitor_minutes": 45}
