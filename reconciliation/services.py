@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,9 @@ MAX_LISTED_MALFORMED = 50
 # Candidates are few; confirming them (a transaction and a ledger read each)
 # concurrently keeps a run with many drifted wallets from stalling.
 RECHECK_CONCURRENCY = 16
+# An inline run keeps this many chunks' aggregations queued beyond the one it
+# is finishing (memory: a few chunks of uids and totals).
+CHUNKS_AHEAD = 2
 
 
 class RunNotStartable(Exception):
@@ -127,20 +131,22 @@ def execute_run(run_id: int, *, gateway: FirestoreGateway, inline: bool, enqueue
     run = ReconciliationRun.objects.get(pk=run_id)
     log.info("reconciliation run started", extra={"run_id": run_id, "inline": inline})
     try:
-        seq, in_flight = 0, None
-        for seq, wallets in enumerate(_wallet_chunks(run, gateway), start=1):
+        seq, ahead = 0, deque()
+        for seq, wallets in enumerate(_wallet_chunks(run, gateway, ramp=inline), start=1):
             chunk = ReconciliationChunk.objects.create(run=run, seq=seq, wallets=wallets)
             if not inline:
                 on_commit(lambda chunk_id=chunk.pk: enqueue_chunk(chunk_id))
                 continue
-            # Queue this chunk's aggregations before finishing the previous chunk,
-            # so Firestore stays busy while this process writes findings.
-            queued = (chunk.pk, _start_aggregation(wallets, gateway))
-            if in_flight:
-                process_chunk(in_flight[0], gateway=gateway, totals=in_flight[1].result())
-            in_flight = queued
-        if in_flight:
-            process_chunk(in_flight[0], gateway=gateway, totals=in_flight[1].result())
+            # Queue this chunk's aggregations before finishing the ones before it:
+            # re-checking a chunk's candidates waits behind the aggregations
+            # queued in Firestore, which stays busy meanwhile.
+            ahead.append((chunk.pk, _start_aggregation(wallets, gateway)))
+            if len(ahead) > CHUNKS_AHEAD:
+                chunk_id, totals = ahead.popleft()
+                process_chunk(chunk_id, gateway=gateway, totals=totals.result())
+        while ahead:
+            chunk_id, totals = ahead.popleft()
+            process_chunk(chunk_id, gateway=gateway, totals=totals.result())
         ReconciliationRun.objects.filter(pk=run_id).update(chunks_total=seq)
     except Exception as exc:
         fail_run(run_id, exc)
@@ -148,7 +154,7 @@ def execute_run(run_id: int, *, gateway: FirestoreGateway, inline: bool, enqueue
     _seal_if_complete(run_id, gateway)
 
 
-def _wallet_chunks(run: ReconciliationRun, gateway: FirestoreGateway):
+def _wallet_chunks(run: ReconciliationRun, gateway: FirestoreGateway, *, ramp: bool = False):
     """Yield lists of [uid, encoded points], at most RECONCILE_CHUNK_SIZE long.
 
     The wallet stream is read by a background thread into a small bounded queue,
@@ -177,13 +183,16 @@ def _wallet_chunks(run: ReconciliationRun, gateway: FirestoreGateway):
 
     def produce():
         try:
-            batch = []
+            # Inline (`ramp`), the first chunks are small, so checking starts once
+            # a few wallets are listed rather than a whole chunk's worth: 1/8,
+            # 1/4, 1/2, then full. Workers get whole chunks from the start.
+            batch, target = [], max(1, size // 8) if ramp else size
             for uid, points in gateway.stream_wallets():
                 batch.append([uid, _encode_points(True, points)])
-                if len(batch) == size:
+                if len(batch) == target:
                     if not put(batch):
                         return
-                    batch = []
+                    batch, target = [], min(size, target * 2)
             if not batch or put(batch):
                 put(done)
         except BaseException as exc:  # handed to the consumer, which raises it
