@@ -47,7 +47,7 @@ grep -q '^ready' "$DEMO_DIR/emulator.log" || { cat "$DEMO_DIR/emulator.log"; ech
 echo "== migrating the demo database"
 "$PY" manage.py migrate --noinput >"$DEMO_DIR/migrate.log"
 echo "== seeding Firestore (emulator on $FIRESTORE_EMULATOR_HOST, project $GOOGLE_CLOUD_PROJECT)"
-"$PY" manage.py seed_demo --wallets "${DEMO_WALLETS:-1000}" --history 29
+"$PY" manage.py seed_demo --wallets "${DEMO_WALLETS:-1000}" --history 29 2>>"$DEMO_DIR/app.log"
 echo "== first reconciliation"
 "$PY" manage.py reconcile 2>>"$DEMO_DIR/app.log"
 "$PY" manage.py verify_reports 2>>"$DEMO_DIR/app.log"
