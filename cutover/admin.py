@@ -6,6 +6,7 @@ three roles view); the rules themselves live in cutover/services.py.
 """
 
 import json
+from datetime import datetime
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -21,6 +22,7 @@ from cutover.services import ACCEPT, RUN, CutoverRefused
 from reconciliation.models import RunTrigger
 from revassure.admin_base import ReadOnlyAdmin
 from revassure.firestore import get_gateway
+from revassure.formatting import EMPTY, label, points, signed, when
 
 
 def _page(cutover: Cutover) -> str:
@@ -217,11 +219,34 @@ class CutoverAdmin(ReadOnlyAdmin):
         )
 
 
+# Evidence whose numbers are differences, shown with their sign.
+SIGNED = {"liability_difference", "delta"}
+
+
 def _evidence_rows(evidence: dict) -> list[tuple[str, str]]:
-    """Evidence as label/value pairs for a person: lists and mappings as compact JSON."""
-    rows = []
-    for key, value in evidence.items():
-        if isinstance(value, dict | list):
-            value = json.dumps(value, sort_keys=True) if value else "none"
-        rows.append((key.replace("_", " "), value))
-    return rows
+    """Evidence as label/value pairs in people's formats (the JSON export keeps
+    the raw values): times in UTC, counts with separators, yes/no, a mapping of
+    counts as "drift 50, malformed 3", a list of records one per line."""
+    return [(key.replace("_", " "), _shown(key, value)) for key, value in evidence.items()]
+
+
+def _shown(key: str, value) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int) and not key.endswith("_id") and key != "id":
+        return signed(value) if key in SIGNED else points(value)
+    if isinstance(value, str) and key.endswith(("_at", "_until")):
+        try:
+            return when(datetime.fromisoformat(value))
+        except ValueError:
+            return value
+    if isinstance(value, dict):
+        return ", ".join(f"{label(k).lower()} {_shown(k, v)}" for k, v in value.items()) or EMPTY
+    if isinstance(value, list):
+        return (
+            "\n".join(
+                json.dumps(item, sort_keys=True) if isinstance(item, dict) else str(item) for item in value
+            )
+            or "none"
+        )
+    return EMPTY if value in (None, "") else str(value)
