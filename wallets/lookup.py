@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from django.core.paginator import Page, Paginator
+from django.db.models import F
 
 from backfill.models import ProviderEventDelivery
 from reconciliation.models import (
@@ -132,7 +133,7 @@ def breaks(uid: str):
     return (
         Break.objects.filter(uid=uid)
         .select_related("owner", "heal_request")
-        .order_by("closed_at", "-first_seen", "-id")
+        .order_by(F("closed_at").asc(nulls_first=True), "-first_seen", "-id")
     )
 
 
