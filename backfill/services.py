@@ -6,7 +6,9 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import defaultdict
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -75,7 +77,11 @@ def _fill(delivery: ProviderEventDelivery, raw: bytes) -> None:
 
 def record_rejection(raw: bytes, *, reason: str, remote_addr: str | None) -> RejectedWebhook:
     """Keep the trace of a request refused for its signature (not its body: it is
-    not the provider's until it is signed)."""
+    not the provider's until it is signed). Traces older than
+    REJECTED_WEBHOOK_RETENTION_DAYS go as new ones come, so a flood of forged
+    requests cannot grow the table without end."""
+    cutoff = timezone.now() - timedelta(days=settings.REJECTED_WEBHOOK_RETENTION_DAYS)
+    RejectedWebhook.objects.filter(received_at__lt=cutoff).delete()
     return RejectedWebhook.objects.create(
         reason=reason[:200],
         remote_addr=remote_addr or None,

@@ -86,6 +86,9 @@ PROPOSAL_TTL_HOURS = env.int("PROPOSAL_TTL_HOURS", default=72)
 # one is rotated), and whether a reversal may take a wallet below zero (else the
 # event is quarantined for review).
 PAYNOW_WEBHOOK_SECRETS = env.list("PAYNOW_WEBHOOK_SECRETS", default=[])
+# Webhook requests refused for their signature are kept (time, sender, size,
+# body digest) this many days, for the admin and the webhooks_unhealthy rule.
+REJECTED_WEBHOOK_RETENTION_DAYS = env.int("REJECTED_WEBHOOK_RETENTION_DAYS", default=30)
 BACKFILL_ALLOW_NEGATIVE_BALANCE = env.bool("BACKFILL_ALLOW_NEGATIVE_BALANCE", default=False)
 # Where exports uploaded in the admin are kept for the workers (shared by web and workers).
 # A pathlib.Path (env.path would give an environ.Path, which has no mkdir()).

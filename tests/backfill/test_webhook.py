@@ -1,11 +1,14 @@
+import hashlib
 import json
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
+import time_machine
 from django.urls import reverse
 
 from backfill.events import sign
-from backfill.models import EventStatus, ProviderEventDelivery
+from backfill.models import EventStatus, ProviderEventDelivery, RejectedWebhook
 from backfill.services import apply_delivery
 from tests.helpers import put_wallets
 
@@ -177,3 +180,24 @@ def test_a_signed_body_with_a_nul_byte_is_kept_and_quarantined(send):
     response = send(b'{"id": "evt_\x00"}')
     assert response.status_code == 422
     assert "\ufffd" in ProviderEventDelivery.objects.get().raw
+
+
+@pytest.mark.django_db
+def test_a_refused_request_is_kept_without_its_body_and_old_ones_go(client, settings):
+    settings.REJECTED_WEBHOOK_RETENTION_DAYS = 30
+    start = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
+    body = b'{"id": "evt_forged"}'
+    for at in (start, start + timedelta(days=31)):
+        with time_machine.travel(at, tick=False):
+            refused = client.post(
+                "/api/webhooks/paynow",
+                data=body,
+                content_type="application/json",
+                HTTP_PAYNOW_SIGNATURE=sign(body, "an-old-secret", int(at.timestamp())),
+            )
+        assert refused.status_code == 401
+
+    [kept] = RejectedWebhook.objects.all()  # the first is older than 30 days when the second comes
+    assert kept.received_at == start + timedelta(days=31)
+    assert (kept.body_bytes, kept.body_sha256) == (len(body), hashlib.sha256(body).hexdigest())
+    assert kept.reason and kept.remote_addr == "127.0.0.1"
