@@ -1,7 +1,8 @@
 """Snapshots: ops take them (and verify them again); every role may look at them and at restores."""
 
-from django.contrib.auth.management import create_permissions
 from django.db import migrations
+
+from revassure import grants
 
 GRANTS = {
     "finance-reviewer": ["snapshots.view_snapshot", "snapshots.view_restore"],
@@ -10,37 +11,10 @@ GRANTS = {
 }
 
 
-def forwards(apps, schema_editor):
-    for app_config in apps.get_app_configs():
-        app_config.models_module = True
-        create_permissions(app_config, apps=apps, verbosity=0)
-        app_config.models_module = None
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    for role, names in GRANTS.items():
-        group = Group.objects.get(name=role)
-        for name in names:
-            app_label, codename = name.split(".")
-            group.permissions.add(
-                Permission.objects.get(content_type__app_label=app_label, codename=codename)
-            )
-
-
-def backwards(apps, schema_editor):
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    for role, names in GRANTS.items():
-        for name in names:
-            app_label, codename = name.split(".")
-            Group.objects.get(name=role).permissions.remove(
-                Permission.objects.get(content_type__app_label=app_label, codename=codename)
-            )
-
-
 class Migration(migrations.Migration):
     dependencies = [
         ("snapshots", "0001_initial"),
         ("revassure", "0011_roles_see_rejected_webhooks"),
     ]
 
-    operations = [migrations.RunPython(forwards, backwards)]
+    operations = [grants.operation(GRANTS)]
