@@ -11,7 +11,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.text import capfirst
 
-from backfill import completeness, events, progress, reversals, runs
+from backfill import completeness, drain, events, progress, reversals, runs
 from backfill.models import (
     OUTCOMES,
     DataMigration,
@@ -521,6 +521,18 @@ class ProviderEventDeliveryAdmin(ReadOnlyAdmin):
 
     change_list_template = "admin/backfill/providereventdelivery/change_list.html"
 
+    def changelist_view(self, request, extra_context=None):
+        """Above the list: the webhook deliveries waiting for a worker and how
+        long the oldest has waited (the page reloads while any wait)."""
+        count, oldest = drain.queue_state()
+        context = {
+            "waiting": count,
+            "oldest_wait": waited(oldest),
+            "refresh_seconds": REFRESH_SECONDS if count else None,
+            **(extra_context or {}),
+        }
+        return super().changelist_view(request, context)
+
     @admin.display(description="received", ordering="received_at")
     def received(self, obj):
         return when(obj.received_at)
@@ -627,3 +639,18 @@ class RejectedWebhookAdmin(ReadOnlyAdmin):
     @admin.display(description="received", ordering="received_at")
     def received(self, obj):
         return when(obj.received_at)
+
+
+def waited(seconds: float) -> str:
+    """A wait as people say it: 4 s, 3 min 20 s, 2 h 5 min, 3 days 4 h."""
+    whole = int(seconds)
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} day{'s' if days != 1 else ''} {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    if minutes:
+        return f"{minutes} min {secs} s"
+    return f"{secs} s"

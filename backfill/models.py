@@ -52,6 +52,24 @@ class ProviderEventDelivery(models.Model):
         return f"{self.event_id or 'unparsed'} ({self.status})"
 
 
+class WebhookDrain(models.Model):
+    """The one row through which the workers share the applying of webhook
+    deliveries: `queued` while a drain task is on its way (a burst of arrivals
+    enqueues one task, not one each), and the lease of the one worker draining
+    now (so deliveries are applied one batch after another, in arrival order
+    per wallet, by one worker at a time; a lease whose worker died expires)."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    queued = models.BooleanField(default=False)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    lease = models.CharField(max_length=36, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    last_drained_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return "webhook drain"
+
+
 class RejectedWebhook(models.Model):
     """A request to the webhook refused for its signature: nothing of it is stored
     as a delivery, but that it came, when, from where and why it was refused is

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections import defaultdict
+import time
+from collections import Counter, defaultdict
 from datetime import timedelta
 
 from django.conf import settings
@@ -14,8 +15,8 @@ from django.db.models import F
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from backfill import events
-from backfill.models import EventSource, EventStatus, ProviderEventDelivery, RejectedWebhook
+from backfill import drain, events
+from backfill.models import EventSource, EventStatus, ProviderEventDelivery, RejectedWebhook, WebhookDrain
 from backfill.rules import decide
 from revassure import metrics
 from revassure.firestore import FirestoreGateway
@@ -91,17 +92,21 @@ def record_rejection(raw: bytes, *, reason: str, remote_addr: str | None) -> Rej
 
 
 def receive_webhook(raw: bytes) -> ProviderEventDelivery:
-    """Store a signed webhook delivery and, when usable, apply it after the commit."""
+    """Store a signed webhook delivery and, when usable, have a worker apply it
+    after the commit: the drain (backfill.drain), which applies what is waiting
+    in batches, or with WEBHOOK_APPLY=per_delivery a task of its own."""
     with transaction.atomic():
         delivery = store_delivery(raw, source=EventSource.WEBHOOK)
         if delivery.status != EventStatus.RECEIVED:
             on_commit(lambda: metrics.webhook_delivery(delivery.status))
-        else:
+        elif settings.WEBHOOK_APPLY == "per_delivery":
             on_commit(
                 lambda: async_task(
                     "backfill.tasks.apply_delivery", delivery.pk, task_name=f"provider-event-{delivery.pk}"
                 )
             )
+        else:
+            on_commit(drain.wake)
     return delivery
 
 
@@ -235,3 +240,78 @@ def apply_one_by_one(others: list, *, gateway: FirestoreGateway) -> None:
     for _, delivery in others:
         applied = apply_delivery(delivery.pk, gateway=gateway)
         delivery.status, delivery.reason = applied.status, applied.reason
+
+
+def drain_webhooks(*, gateway: FirestoreGateway, deadline: float | None = None, handoff: str = "") -> int:
+    """Apply the waiting webhook deliveries; the number handled.
+
+    Without the lease (another worker drains) it asks that drainer to look
+    again and returns: arrivals are never left waiting for a task that gave up.
+    At `deadline` (time.monotonic()) it hands the lease to a next task."""
+    lease = drain.claim(handoff)
+    if lease is None:
+        WebhookDrain.objects.filter(pk=1).update(queued=True, queued_at=timezone.now())
+        return 0
+    handled, known = 0, {}
+    try:
+        while True:
+            WebhookDrain.objects.filter(pk=1).update(queued=False)
+            batch = list(drain.waiting()[: drain.DRAIN_BATCH])
+            if not batch:
+                drain.release(lease)
+                lease = None
+                if not WebhookDrain.objects.filter(pk=1, queued=True).exists():
+                    return handled
+                lease = drain.claim()  # arrivals since the last look, whose task found us busy
+                if lease is None:
+                    return handled  # another drainer took them
+                continue
+            handled += apply_batch(batch, gateway=gateway, known=known)
+            if not drain.renew(lease):
+                log.warning("webhook drain lease lost; this worker stops")
+                lease = None
+                return handled
+            if deadline is not None and time.monotonic() >= deadline:
+                drain.enqueue(handoff=lease)
+                lease = None  # handed over, not released
+                return handled
+    finally:
+        if lease is not None:
+            drain.release(lease)
+
+
+def apply_batch(batch: list[ProviderEventDelivery], *, gateway: FirestoreGateway, known: dict) -> int:
+    """Apply one batch (arrival order) as the file replay does; count outcomes."""
+    for payments, others in stages(batch):
+        outcomes, failure = commit_payments(payments, gateway=gateway, known=known)
+        with transaction.atomic():
+            save_payment_outcomes(payments, outcomes, failure)
+        apply_one_by_one(others, gateway=gateway)
+    applied_to = {d.user_id for d in batch if d.status == EventStatus.APPLIED}
+    retried = retry_deferred_webhooks(applied_to, gateway=gateway)
+    for status, count in Counter(d.status for d in batch).items():
+        metrics.webhook_delivery(status, count)
+    for status, count in retried.items():
+        metrics.webhook_delivery(status, count)
+    log.info(
+        "webhook deliveries applied",
+        extra={"deliveries": len(batch), "first_id": batch[0].pk, "last_id": batch[-1].pk},
+    )
+    return len(batch)
+
+
+def retry_deferred_webhooks(users: set[str], *, gateway: FirestoreGateway) -> Counter:
+    """Reversals that came before their original, for wallets a batch just
+    credited: tried again now that the original may be in the ledger (the file
+    replay does the same at its end). Outcomes that moved, counted."""
+    moved: Counter = Counter()
+    if not users:
+        return moved
+    deferred = ProviderEventDelivery.objects.filter(
+        source=EventSource.WEBHOOK, migration__isnull=True, status=EventStatus.DEFERRED, user_id__in=users
+    ).order_by("pk")
+    for delivery in deferred:
+        after = apply_delivery(delivery.pk, gateway=gateway)
+        if after.status != EventStatus.DEFERRED:
+            moved[after.status] += 1
+    return moved

@@ -16,3 +16,12 @@ def after_migrate(**kwargs):
             "repeats": -1,
         },
     )
+    Schedule.objects.update_or_create(
+        name="sweep-webhook-deliveries",
+        defaults={
+            "func": "backfill.tasks.sweep_webhooks",
+            "schedule_type": Schedule.MINUTES,
+            "minutes": 1,
+            "repeats": -1,
+        },
+    )

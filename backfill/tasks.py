@@ -6,13 +6,25 @@ from datetime import timedelta
 
 from django.conf import settings
 
-from backfill import file_replay, runs, services, stored_replay, uploads
+from backfill import drain, file_replay, runs, services, stored_replay, uploads
 from backfill.models import DataMigration, MigrationKind, MigrationStatus
 from revassure.firestore import get_gateway
 
 
 def apply_delivery(delivery_id: int) -> str:
     return services.apply_webhook_delivery(delivery_id, gateway=get_gateway()).status
+
+
+def drain_webhooks(handoff: str = "") -> int:
+    """Apply the webhook deliveries waiting, in batches, for at most half the
+    worker timeout (then a next task goes on with the lease)."""
+    deadline = time.monotonic() + settings.Q_CLUSTER["timeout"] / 2
+    return services.drain_webhooks(gateway=get_gateway(), deadline=deadline, handoff=handoff)
+
+
+def sweep_webhooks() -> int:
+    """Every minute: webhook deliveries left waiting get a drain."""
+    return drain.sweep()
 
 
 def run_migration(migration_id: int, handoff: str = "") -> str:

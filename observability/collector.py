@@ -13,6 +13,7 @@ from django_q.brokers import get_broker
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from backfill import drain
 from backfill.models import DataMigration, MigrationStatus
 from observability.models import ACTIVE, Alert, AlertRule
 from reconciliation import breaks
@@ -85,6 +86,17 @@ class DatabaseCollector(Collector):
         yield gauge("freeze_active", "1 while balance changes are frozen.", 1 if freeze.current() else 0)
         yield gauge(
             "task_queue_depth", "Tasks waiting in the django-q2 broker.", get_broker().queue_size() or 0
+        )
+        waiting, oldest = drain.queue_state()
+        yield gauge(
+            "webhook_deliveries_waiting",
+            "Webhook deliveries stored and waiting for a worker to apply them.",
+            waiting,
+        )
+        yield gauge(
+            "webhook_oldest_waiting_seconds",
+            "How long the oldest webhook delivery still waiting has waited (0: none waits).",
+            oldest,
         )
         progress = gauge(
             "migration_progress_ratio",

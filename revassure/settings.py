@@ -89,6 +89,15 @@ PAYNOW_WEBHOOK_SECRETS = env.list("PAYNOW_WEBHOOK_SECRETS", default=[])
 # Webhook requests refused for their signature are kept (time, sender, size,
 # body digest) this many days, for the admin and the webhooks_unhealthy rule.
 REJECTED_WEBHOOK_RETENTION_DAYS = env.int("REJECTED_WEBHOOK_RETENTION_DAYS", default=30)
+# How the workers apply webhook deliveries: "batched" (a worker drains what is
+# waiting in batched commits, the file replay's path; a burst is a handful of
+# tasks) or "per_delivery" (one task and one transaction each: the path before
+# batching, kept as the bench's baseline). The drainer's lease lapses this many
+# seconds after its last batch, so a drain whose worker died is taken over.
+WEBHOOK_APPLY = env.str("WEBHOOK_APPLY", default="batched")
+if WEBHOOK_APPLY not in ("batched", "per_delivery"):
+    raise ImproperlyConfigured(f"WEBHOOK_APPLY must be batched or per_delivery, not {WEBHOOK_APPLY!r}")
+WEBHOOK_DRAIN_LEASE_SECONDS = env.int("WEBHOOK_DRAIN_LEASE_SECONDS", default=30)
 BACKFILL_ALLOW_NEGATIVE_BALANCE = env.bool("BACKFILL_ALLOW_NEGATIVE_BALANCE", default=False)
 # Where exports uploaded in the admin are kept for the workers (shared by web and workers).
 # A pathlib.Path (env.path would give an environ.Path, which has no mkdir()).

@@ -1,0 +1,109 @@
+"""Webhook deliveries applied in batches by the workers: the waiting queue,
+the wake-up and the one drainer's lease (the drain itself is
+services.drain_webhooks).
+
+The webhook stores each delivery raw and answers; `wake` then makes sure one
+drain task is on its way (a burst of a thousand arrivals enqueues a handful of
+tasks, not a thousand). The drain takes the one lease there is, and applies
+what is waiting in arrival order, DRAIN_BATCH at a time, through the file
+replay's path: a batch's payments in batched commits, its reversals one by one
+by their own rules, staged so a wallet's events are decided in arrival order
+(services.stages). It goes on while deliveries keep coming, then lets go.
+
+Exactly once: a delivery's outcome is saved after Firestore took it; a worker
+killed in between leaves it `received`, and the next drain applies it again,
+which Firestore answers with the entry this very delivery wrote (`applied`,
+once). A lone delivery in a quiet hour is applied as soon as a worker picks up
+its task (the broker's poll, well under a second), never after a batch fills.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Count, Min, Q
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from backfill.models import EventSource, EventStatus, ProviderEventDelivery, WebhookDrain
+
+log = logging.getLogger(__name__)
+
+DRAIN_TASK = "backfill.tasks.drain_webhooks"
+DRAIN_BATCH = 100  # deliveries applied, then saved, together (as the file replay's checkpoint)
+STALE_QUEUED = timedelta(seconds=60)  # a drain "on its way" this long is enqueued again
+
+
+def waiting():
+    """Webhook deliveries stored and not yet applied, oldest first."""
+    return ProviderEventDelivery.objects.filter(
+        source=EventSource.WEBHOOK, migration__isnull=True, status=EventStatus.RECEIVED
+    ).order_by("pk")
+
+
+def queue_state() -> tuple[int, float]:
+    """(deliveries waiting, seconds the oldest has waited; 0 when none)."""
+    found = waiting().order_by().aggregate(count=Count("pk"), oldest=Min("received_at"))
+    oldest = found["oldest"]
+    return found["count"], (timezone.now() - oldest).total_seconds() if oldest else 0.0
+
+
+def wake() -> None:
+    """After a delivery is stored (committed): one drain task on its way.
+
+    A cheap read first: during a burst the flag is set and nothing is written.
+    The flag is set by a conditional update, so of many arrivals at once one
+    enqueues; a flag older than STALE_QUEUED (its task lost) is set again."""
+    now = timezone.now()
+    fresh = Q(queued=True, queued_at__gte=now - STALE_QUEUED)
+    if WebhookDrain.objects.filter(fresh, pk=1).exists():
+        return
+    if not WebhookDrain.objects.filter(~fresh, pk=1).update(queued=True, queued_at=now):
+        _, created = WebhookDrain.objects.get_or_create(pk=1, defaults={"queued": True, "queued_at": now})
+        if not created:
+            return  # another arrival set it in between: its task is on the way
+    enqueue()
+
+
+def enqueue(handoff: str = "") -> None:
+    async_task(DRAIN_TASK, handoff, task_name=f"webhook-drain-{uuid.uuid4().hex[:8]}")
+
+
+def claim(handoff: str = "") -> str | None:
+    """Take the drain's lease (free, lapsed, or handed over by the task before):
+    the new lease, or None while another worker drains."""
+    now = timezone.now()
+    lease = uuid.uuid4().hex
+    free = Q(lease="") | Q(lease_until__lt=now)
+    if handoff:
+        free |= Q(lease=handoff)
+    until = now + timedelta(seconds=settings.WEBHOOK_DRAIN_LEASE_SECONDS)
+    if WebhookDrain.objects.filter(free, pk=1).update(lease=lease, lease_until=until):
+        return lease
+    _, created = WebhookDrain.objects.get_or_create(pk=1, defaults={"lease": lease, "lease_until": until})
+    return lease if created else None
+
+
+def renew(lease: str) -> bool:
+    until = timezone.now() + timedelta(seconds=settings.WEBHOOK_DRAIN_LEASE_SECONDS)
+    return bool(
+        WebhookDrain.objects.filter(pk=1, lease=lease).update(
+            lease_until=until, last_drained_at=timezone.now()
+        )
+    )
+
+
+def release(lease: str) -> None:
+    WebhookDrain.objects.filter(pk=1, lease=lease).update(lease="", lease_until=None)
+
+
+def sweep() -> int:
+    """Every minute: deliveries left waiting (a lost task, a dead drainer whose
+    lease lapsed) get a drain. The number waiting."""
+    count, oldest = queue_state()
+    if count and oldest > settings.WEBHOOK_DRAIN_LEASE_SECONDS:
+        enqueue()
+    return count

@@ -1,0 +1,184 @@
+"""Webhook deliveries applied in batches: a burst becomes one task, which applies
+what waits in arrival order with the file replay's outcomes; one drainer at a
+time; the waiting queue shows in the admin and the metrics."""
+
+import json
+import time
+import uuid
+
+import pytest
+from django.urls import reverse
+from django_q.brokers import get_broker
+from django_q.conf import Conf
+
+from backfill import drain, file_replay, runs, tasks
+from backfill.events import sign
+from backfill.models import EventSource, EventStatus, ProviderEventDelivery
+from revassure.firestore import FirestoreGateway
+from tests.helpers import event_line, put_wallets
+
+SECRET = "whsec_test_only_current"
+WALLETS = {"u1": (0, []), "u2": (0, []), "u3": (0, [])}
+
+# A burst as it comes after an outage: payments, a resend, one payment claimed
+# for two wallets, a refund before its payment, an over-refund, a payment after
+# a refund of the same wallet, an unknown user, a chargeback.
+BURST = [
+    event_line("evt_1", user="u1", payment="pay_1", points=100),
+    event_line("evt_2", user="u2", payment="pay_2", points=40),
+    event_line("evt_3p", user="u3", payment="pay_3", points=50),
+    event_line("evt_1", user="u1", payment="pay_1", points=100),  # resent
+    event_line("evt_3", user="u2", payment="pay_1", points=100),  # pay_1 again, another wallet
+    event_line("evt_r4", "payment.refunded", user="u2", payment="pay_4", points=10, refund_id="re_4"),
+    event_line("evt_4", user="u2", payment="pay_4", points=30),  # its payment, after the refund
+    event_line("evt_r1", "payment.refunded", user="u1", payment="pay_1", points=30, refund_id="re_1"),
+    event_line("evt_5", user="u1", payment="pay_5", points=7),  # after u1's refund
+    event_line("evt_r2", "payment.refunded", user="u2", payment="pay_2", points=99, refund_id="re_2"),
+    event_line("evt_6", user="nobody", payment="pay_6", points=5),
+    event_line("evt_c3", "payment.chargeback", user="u3", payment="pay_3", points=20, chargeback_id="cb_3"),
+    event_line("evt_7", user="u3", payment="pay_7", points=1),
+]
+
+
+@pytest.fixture(autouse=True)
+def secrets(settings):
+    settings.PAYNOW_WEBHOOK_SECRETS = [SECRET]
+
+
+@pytest.fixture
+def broker(monkeypatch):
+    """A real broker queue of this test's own (the ORM's, or Redis with REDIS_URL):
+    tasks are enqueued, not run, as in production until a worker takes them."""
+    monkeypatch.setattr(Conf, "SYNC", False)
+    monkeypatch.setattr(Conf, "CLUSTER_NAME", f"drain-{uuid.uuid4().hex[:8]}")
+    queue = get_broker()
+    yield queue
+    queue.purge_queue()
+
+
+def deliver(client, line: str):
+    raw = line.encode()
+    header = sign(raw, SECRET, int(time.time()))
+    return client.post(
+        reverse("webhook-paynow"), data=raw, content_type="application/json", HTTP_PAYNOW_SIGNATURE=header
+    )
+
+
+def wallet_state(gateway):
+    wallets = {}
+    for doc in gateway.client.collection("wallets").stream():
+        entries = {e.id: e.to_dict()["amount"] for e in doc.reference.collection("ledger").stream()}
+        wallets[doc.id] = (doc.to_dict()["points"], entries)
+    return wallets
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_burst_is_one_task_that_applies_everything_as_the_file_replay_does(
+    client, gateway, firestore_project, broker
+):
+    put_wallets(gateway, WALLETS)
+    answers = [deliver(client, line).status_code for line in BURST]
+    assert answers == [202] * len(BURST)
+    assert broker.queue_size() == 1, "a burst enqueues one drain, not a task per delivery"
+    assert drain.queue_state()[0] == len(BURST)
+
+    handled = tasks.drain_webhooks()  # what the worker that takes the task runs
+
+    assert handled == len(BURST)
+    assert drain.queue_state() == (0, 0.0)
+    webhook = list(
+        ProviderEventDelivery.objects.filter(source=EventSource.WEBHOOK)
+        .order_by("pk")
+        .values_list("event_id", "status")
+    )
+
+    # The same events replayed from a file, into a Firestore of their own.
+    replayed_gateway = FirestoreGateway(f"{firestore_project}-file")
+    put_wallets(replayed_gateway, WALLETS)
+    migration = runs.start_replay(path="burst.jsonl", dry_run=False)
+    file_replay.run_replay(migration, BURST, gateway=replayed_gateway)
+    replayed = list(migration.deliveries.order_by("line").values_list("event_id", "status"))
+
+    assert webhook == replayed
+    assert webhook == [
+        ("evt_1", "applied"),
+        ("evt_2", "applied"),
+        ("evt_3p", "applied"),
+        ("evt_1", "duplicate"),
+        ("evt_3", "quarantined"),  # pay_1 is u1's already
+        ("evt_r4", "applied"),  # deferred, then applied once pay_4 landed
+        ("evt_4", "applied"),
+        ("evt_r1", "applied"),
+        ("evt_5", "applied"),
+        ("evt_r2", "quarantined"),  # 99 of 40
+        ("evt_6", "quarantined"),  # no wallet
+        ("evt_c3", "applied"),
+        ("evt_7", "applied"),
+    ]
+    assert wallet_state(gateway) == wallet_state(replayed_gateway)
+    assert wallet_state(gateway) == {
+        "u1": (77, {"purchase-pay_1": 100, "refund-re_1": -30, "purchase-pay_5": 7}),
+        "u2": (60, {"purchase-pay_2": 40, "purchase-pay_4": 30, "refund-re_4": -10}),
+        "u3": (31, {"purchase-pay_3": 50, "chargeback-cb_3": -20, "purchase-pay_7": 1}),
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deliveries_arriving_during_a_drain_wake_no_second_drainer(client, gateway, broker):
+    put_wallets(gateway, {"u1": (0, [])})
+    holder = drain.claim()  # a worker is draining right now
+    assert deliver(client, event_line("evt_1", payment="pay_1", points=5)).status_code == 202
+    assert deliver(client, event_line("evt_2", payment="pay_2", points=6)).status_code == 202
+
+    assert tasks.drain_webhooks() == 0, "a second drainer waits for the one holding the lease"
+    assert drain.queue_state()[0] == 2
+
+    drain.release(holder)  # the holder finishes; the arrivals are taken up next
+    assert tasks.drain_webhooks() == 2
+    assert set(ProviderEventDelivery.objects.values_list("status", flat=True)) == {EventStatus.APPLIED}
+    assert wallet_state(gateway)["u1"][0] == 11
+
+
+@pytest.mark.django_db
+def test_a_lost_drainer_lease_lapses_and_the_sweep_drains(client, gateway, settings, broker):
+    settings.WEBHOOK_DRAIN_LEASE_SECONDS = 0
+    put_wallets(gateway, {"u1": (0, [])})
+    drain.claim()  # a worker that died holding the lease
+    deliver(client, event_line("evt_1", payment="pay_1", points=5))
+    ProviderEventDelivery.objects.update(
+        received_at=ProviderEventDelivery.objects.get().received_at.replace(year=2020)
+    )
+
+    assert tasks.sweep_webhooks() == 1
+    assert broker.queue_size() >= 1  # the sweep enqueued a drain
+    assert tasks.drain_webhooks() == 1
+    assert ProviderEventDelivery.objects.get().status == EventStatus.APPLIED
+
+
+@pytest.mark.django_db
+def test_the_waiting_queue_shows_in_the_admin_and_the_metrics(client, gateway, broker, settings):
+    from django.contrib.auth import get_user_model
+
+    put_wallets(gateway, {"u1": (0, [])})
+    for n in range(3):
+        deliver(client, event_line(f"evt_{n}", payment=f"pay_{n}", points=1))
+    ProviderEventDelivery.objects.filter(event_id="evt_0").update(
+        received_at=ProviderEventDelivery.objects.get(event_id="evt_0").received_at.replace(year=2020)
+    )
+
+    settings.METRICS_TOKEN = "metrics-test-token"
+    scrape = client.get("/metrics", HTTP_AUTHORIZATION="Bearer metrics-test-token").content.decode()
+    assert "revassure_webhook_deliveries_waiting 3.0" in scrape
+    oldest = next(
+        line for line in scrape.splitlines() if line.startswith("revassure_webhook_oldest_waiting_seconds ")
+    )
+    assert float(oldest.split()[1]) > 365 * 86400
+
+    staff = get_user_model().objects.create_superuser("root", "root@example.com", "pw")
+    client.force_login(staff)
+    page = client.get(reverse("admin:backfill_providereventdelivery_changelist")).content.decode()
+    assert "3 webhook deliveries waiting to be applied" in page
+    tasks.drain_webhooks()
+    page = client.get(reverse("admin:backfill_providereventdelivery_changelist")).content.decode()
+    assert "No webhook delivery is waiting" in page
+    assert json.loads(json.dumps(drain.queue_state())) == [0, 0.0]
