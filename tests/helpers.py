@@ -1,11 +1,15 @@
 """Builders and constants the tests share (test modules never import each other)."""
 
 import json
+import subprocess
+import sys
+import time
 from html.parser import HTMLParser
 
 from django.db import connection
 
 from backfill.services import store_delivery
+from revassure.emulator import ROOT
 from revassure.firestore import MISSING
 
 # The job endpoints' OIDC audience and the scheduler's service account in tests.
@@ -100,3 +104,24 @@ def csp_refusals(html: str) -> list[str]:
     parser = _Markup()
     parser.feed(html)
     return parser.refused
+
+
+def cluster(env):
+    """A real qcluster (its own process group, so a test can kill it whole)."""
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "qcluster"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def wait_for(predicate, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False

@@ -11,13 +11,13 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 import uuid
 
 import pytest
 
 from revassure.emulator import ROOT
 from revassure.firestore import FirestoreGateway
+from tests.helpers import cluster, wait_for
 
 USERS = 8
 
@@ -53,26 +53,6 @@ def migration_row(db_path, migration_id):
     with sqlite3.connect(db_path, timeout=20) as conn:
         conn.row_factory = sqlite3.Row
         return conn.execute("SELECT * FROM backfill_datamigration WHERE id = ?", [migration_id]).fetchone()
-
-
-def cluster(env):
-    return subprocess.Popen(
-        [sys.executable, "manage.py", "qcluster"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-
-
-def wait_for(predicate, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.mark.parametrize("kind, events", [("stored", 240), ("file", 1200)])
