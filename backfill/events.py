@@ -86,10 +86,7 @@ class ProviderEvent:
     @property
     def entry_id(self) -> str:
         """The ledger entry this event creates."""
-        if self.type == PAYMENT:
-            return purchase_entry_id(self.payment_id)
-        kind = "refund" if self.type == REFUND else "chargeback"
-        return f"{kind}-{self.reversal_id}"
+        return entry_id_of(self.type, self.payment_id, self.reversal_id)
 
     @property
     def original_entry_id(self) -> str:
@@ -102,6 +99,17 @@ class ProviderEvent:
 
 def purchase_entry_id(payment_id: str) -> str:
     return f"purchase-{payment_id}"
+
+
+def entry_id_of(kind: str, payment_id: str, reversal_id: str = "") -> str:
+    """The ledger entry id of a business identity: `purchase-{payment id}` for a
+    payment, `refund-{refund id}` / `chargeback-{chargeback id}` for a reversal.
+    The one rule: replays, the webhook and settlement statements all use it."""
+    if kind == PAYMENT:
+        return purchase_entry_id(payment_id)
+    if kind not in (REFUND, CHARGEBACK):
+        raise ValueError(f"unknown event type {kind!r}")
+    return f"{'refund' if kind == REFUND else 'chargeback'}-{reversal_id}"
 
 
 def text_of(raw: bytes | str) -> str:

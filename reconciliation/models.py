@@ -206,6 +206,7 @@ class ReasonCode(models.TextChoices):
     CORRECTION = "correction", "correction of an error"
     FRAUD = "fraud", "fraud or abuse"
     MIGRATION = "migration", "data migration fix"
+    SETTLEMENT = "settlement", "settlement statement break"
     OTHER = "other", "other (explain)"
 
 

@@ -102,6 +102,14 @@ BACKFILL_ALLOW_NEGATIVE_BALANCE = env.bool("BACKFILL_ALLOW_NEGATIVE_BALANCE", de
 # Where exports uploaded in the admin are kept for the workers (shared by web and workers).
 # A pathlib.Path (env.path would give an environ.Path, which has no mkdir()).
 BACKFILL_UPLOAD_DIR = Path(env.str("BACKFILL_UPLOAD_DIR", default=str(BASE_DIR / "uploads")))
+# Settlement statements (settlement/, docs/settlement.md): where uploads and
+# statements fetched from Cloud Storage are kept for the workers, and the only
+# directory whose local files the job API may name (the gs:// form is the
+# production one).
+SETTLEMENT_UPLOAD_DIR = Path(
+    env.str("SETTLEMENT_UPLOAD_DIR", default=str(BASE_DIR / "uploads" / "settlement"))
+)
+SETTLEMENT_LOCAL_DIR = Path(env.str("SETTLEMENT_LOCAL_DIR", default=str(SETTLEMENT_UPLOAD_DIR)))
 
 # Job endpoints (/api/jobs/*) take a Google-signed OIDC ID token (Cloud Scheduler):
 # its audience must be JOBS_OIDC_AUDIENCE, its issuer one of JOBS_OIDC_ISSUERS, its
@@ -163,6 +171,7 @@ INSTALLED_APPS = [
     "observability.apps.ObservabilityConfig",
     "snapshots.apps.SnapshotsConfig",
     "cutover.apps.CutoverConfig",
+    "settlement.apps.SettlementConfig",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",

@@ -18,7 +18,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-APPS = ("reconciliation", "backfill", "jobs", "wallets", "observability", "snapshots", "cutover")
+APPS = (
+    "reconciliation",
+    "backfill",
+    "jobs",
+    "wallets",
+    "observability",
+    "snapshots",
+    "cutover",
+    "settlement",
+)
 WIRING = {"revassure/urls.py"}
 WHY = re.compile(r"#\s*why:", re.IGNORECASE)
 
@@ -94,7 +103,17 @@ def test_the_core_imports_no_app():
 
 
 @pytest.mark.parametrize(
-    "package", ["revassure", "reconciliation", "jobs", "backfill", "wallets", "observability", "snapshots"]
+    "package",
+    [
+        "revassure",
+        "reconciliation",
+        "jobs",
+        "backfill",
+        "wallets",
+        "observability",
+        "snapshots",
+        "settlement",
+    ],
 )
 def test_no_import_hides_in_a_function_without_saying_why(package):
     found = []

@@ -12,6 +12,7 @@ from google.api_core import exceptions as gexc
 WALLETS = "wallets"
 LEDGER = "ledger"
 REPORTS = "reconciliationReports"
+SETTLEMENT_REPORTS = "settlementReports"
 MIGRATIONS = "dataMigrations"
 AUDIT_LOG = "auditLog"
 CONFIG = "config"

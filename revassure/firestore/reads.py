@@ -27,6 +27,7 @@ from revassure.firestore.model import (
     LEDGER,
     MISSING,
     REPORTS,
+    SETTLEMENT_REPORTS,
     TRANSIENT_ERRORS,
     WALLETS,
     LedgerTotals,
@@ -183,6 +184,31 @@ class Reads(Connection):
                 found[names[name]] = True
         return found
 
+    def ledger_entry_amounts(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Any]:
+        """The raw `amount` of each (uid, entry id) found in that wallet's ledger
+        (`wallets/{uid}/ledger/{entry id}`), in batched reads of BATCH_LIMIT;
+        entries that do not exist are left out, an entry without the field maps
+        to MISSING. Settlement matching reads a statement's entries this way."""
+        names = {self.document(WALLETS, f"{uid}/{LEDGER}/{entry}"): (uid, entry) for uid, entry in keys}
+        listed = list(names)
+        found: dict[tuple[str, str], Any] = {}
+        for start in range(0, len(listed), BATCH_LIMIT):
+            for name, document in self._get(listed[start : start + BATCH_LIMIT], mask=("amount",)).items():
+                found[names[name]] = field(document, "amount", MISSING)
+        return found
+
+    def identity_owners(self, entry_ids: list[str]) -> dict[str, Any]:
+        """The wallet credited with each business identity (its ledger entry id)
+        that has been credited, from the identity markers, in batched reads;
+        identities never credited through revassure are left out."""
+        names = {self.document(IDENTITIES, identity_path(entry)): entry for entry in entry_ids}
+        listed = list(names)
+        owners: dict[str, Any] = {}
+        for start in range(0, len(listed), BATCH_LIMIT):
+            for name, document in self._get(listed[start : start + BATCH_LIMIT], mask=("uid",)).items():
+                owners[names[name]] = field(document, "uid", None)
+        return owners
+
     # -- what an event's wallet looks like ---------------------------------------
 
     def event_view(self, event) -> WalletView:
@@ -281,6 +307,11 @@ class Reads(Connection):
 
     def stream_reports(self) -> Iterator[tuple[str, dict[str, Any]]]:
         for snap in self.client.collection(REPORTS).stream(retry=self.retry, timeout=self.call_timeout):
+            yield snap.id, snap.to_dict()
+
+    def stream_settlement_reports(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        collection = self.client.collection(SETTLEMENT_REPORTS)
+        for snap in collection.stream(retry=self.retry, timeout=self.call_timeout):
             yield snap.id, snap.to_dict()
 
     def ping(self, timeout: float = 3.0) -> None:

@@ -19,6 +19,7 @@ from revassure.firestore.model import (
     MIGRATIONS,
     MISSING,
     REPORTS,
+    SETTLEMENT_REPORTS,
     WALLETS,
     BalanceChange,
     ChangeOutcome,
@@ -275,6 +276,24 @@ class Writes(Transactions):
         batch, size = self.client.batch(), 0
         for violation in violations:
             batch.set(doc.collection("violations").document(violation["uid"]), violation)
+            size += 1
+            if size == BATCH_LIMIT:
+                batch.commit(retry=self.retry, timeout=self.call_timeout)
+                batch, size = self.client.batch(), 0
+        if size:
+            batch.commit(retry=self.retry, timeout=self.call_timeout)
+        doc.set(report, retry=self.retry, timeout=self.call_timeout)
+
+    def put_settlement_report(
+        self, run_id: str, report: dict[str, Any], rows: Iterable[tuple[str, dict[str, Any]]]
+    ) -> None:
+        """Mirror a settlement report: its header document in `settlementReports`,
+        and its rows (id, fields) in a `rows` subcollection; the header last, so
+        a reader that finds it finds them all."""
+        doc = self.client.collection(SETTLEMENT_REPORTS).document(run_id)
+        batch, size = self.client.batch(), 0
+        for row_id, fields in rows:
+            batch.set(doc.collection("rows").document(row_id), fields)
             size += 1
             if size == BATCH_LIMIT:
                 batch.commit(retry=self.retry, timeout=self.call_timeout)

@@ -4,12 +4,14 @@ from django.core.management.base import BaseCommand, CommandError
 
 from reconciliation import reports
 from revassure.firestore import get_gateway
+from settlement import reports as settlement_reports
 
 
 class Command(BaseCommand):
     help = (
-        "Recompute every completed report's checksum, follow the hash chain and compare the "
-        "Firestore mirrors. Exits non-zero and names the run when anything does not hold."
+        "Recompute every completed report's checksum (reconciliation runs and settlement runs, "
+        "each in its own chain), follow the hash chains and compare the Firestore mirrors. Exits "
+        "non-zero and names the run when anything does not hold."
     )
 
     def add_arguments(self, parser):
@@ -21,6 +23,8 @@ class Command(BaseCommand):
     def handle(self, *args, json: bool = False, skip_firestore: bool = False, **options):
         gateway = None if skip_firestore else get_gateway()
         checked, problems = reports.verify(gateway=gateway)
+        settled, settlement_problems = settlement_reports.verify(gateway=gateway)
+        checked, problems = checked + settled, problems + settlement_problems
         if json:
             self.stdout.write(
                 _dumps(

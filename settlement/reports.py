@@ -1,0 +1,232 @@
+"""Sealed settlement reports: canonical form, checksum, hash chain, verification,
+mirror; in the shape of reconciliation/reports.py, in a chain of their own.
+
+The canonical form is a header line (counts, totals, the file's SHA-256, the
+period, the chain link), then one line per row in id order (statement rows in
+file order, then the applied payments the statement lacks), each a compact
+JSON object with sorted keys. `verify()` recomputes every completed run's
+checksum and follows the chain; verify_reports runs it beside the
+reconciliation reports' own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterator
+from datetime import UTC
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from reconciliation.reports import Problem
+from revassure.firestore import FirestoreGateway
+from settlement.models import OUTCOMES, Outcome, RunStatus, SettlementRow, SettlementRun
+
+log = logging.getLogger(__name__)
+
+FORMAT = "revassure.settlement-report.v1"
+SUMMARY_KEYS = (
+    "run_id",
+    "rows",
+    "matched",
+    "missing_in_ledger",
+    "missing_at_provider",
+    "points_mismatch",
+    "user_mismatch",
+    "unreversed",
+    "duplicate_in_statement",
+    "not_settled",
+    "malformed_rows",
+    "checksum",
+)
+
+
+def _iso(value) -> str | None:
+    return value.astimezone(UTC).isoformat() if value else None
+
+
+def header(run: SettlementRun) -> dict:
+    return {
+        "format": FORMAT,
+        "run_id": run.pk,
+        "status": run.status,
+        "trigger": run.trigger,
+        "requested_by": run.requested_by_id,
+        "source": run.source,
+        "file_sha256": run.file_sha256,
+        "file_bytes": run.file_bytes,
+        "repeat_of": run.repeat_of_id,
+        "period_start": _iso(run.period_start),
+        "period_end": _iso(run.period_end),
+        "period_given": run.period_given,
+        "started_at": _iso(run.started_at),
+        "finished_at": _iso(run.finished_at),
+        "rows": run.rows,
+        **run.counts(),
+        "malformed_rows": run.malformed_rows,
+        "totals": run.totals,
+        "chain_seq": run.chain_seq,
+        "previous_checksum": run.previous_checksum,
+    }
+
+
+def row_record(row: SettlementRow) -> dict:
+    return {
+        "line": row.line,
+        "outcome": row.outcome,
+        "type": row.type,
+        "payment_id": row.payment_id,
+        "reference": row.reference,
+        "user_id": row.user_id,
+        "points": row.points,
+        "amount": None if row.amount is None else f"{row.amount.normalize():f}",
+        "currency": row.currency,
+        "status": row.status,
+        "settled_at": _iso(row.settled_at),
+        "entry_id": row.entry_id,
+        "ledger_uid": row.ledger_uid,
+        "ledger_amount": row.ledger_amount,
+        "delivery_id": row.delivery_id,
+        "replayable": row.replayable,
+        "detail": row.detail,
+        "raw": row.raw,
+    }
+
+
+def summary(run: SettlementRun | None, counts: dict | None = None) -> dict:
+    """What `reconcile_settlement --json` prints: exactly SUMMARY_KEYS. A dry
+    run passes its counts (nothing was kept: run_id and checksum are null)."""
+    if counts is None:
+        counts = {"rows": run.rows, **run.counts(), "malformed_rows": run.malformed_rows}
+    return {
+        "run_id": run.pk if run is not None else None,
+        **{name: counts[name] for name in SUMMARY_KEYS[1:-1]},
+        "checksum": (run.checksum or None) if run is not None else None,
+    }
+
+
+def _line(data: dict) -> bytes:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode() + b"\n"
+
+
+def rows_of(run: SettlementRun) -> Iterator[SettlementRow]:
+    return SettlementRow.objects.filter(run_id=run.pk).order_by("id").iterator(chunk_size=2000)
+
+
+def compute_checksum(run: SettlementRun) -> str:
+    """SHA-256 over the canonical form, streamed: memory does not grow with rows."""
+    digest = hashlib.sha256(_line(header(run)))
+    for row in rows_of(run):
+        digest.update(_line(row_record(row)))
+    return digest.hexdigest()
+
+
+_SEALED_FIELDS = ["status", "finished_at", "chain_seq", "previous_checksum", "checksum"]
+
+
+def seal(run: SettlementRun, attempts: int = 5) -> SettlementRun:
+    """Complete a running run: next position in the chain, checksum, status."""
+    for attempt in range(attempts):
+        try:
+            with transaction.atomic():
+                previous = (
+                    SettlementRun.objects.select_for_update()
+                    .filter(chain_seq__isnull=False)
+                    .order_by("-chain_seq")
+                    .first()
+                )
+                run.chain_seq = previous.chain_seq + 1 if previous else 1
+                run.previous_checksum = previous.checksum if previous else ""
+                run.status = RunStatus.COMPLETED
+                run.finished_at = timezone.now()
+                run.checksum = compute_checksum(run)
+                # save() refuses a finished run: the row still reads `running`, update it directly.
+                SettlementRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
+                    **{name: getattr(run, name) for name in _SEALED_FIELDS}
+                )
+            return run
+        except IntegrityError:
+            # Another run took this chain position at the same moment: take the next.
+            if attempt == attempts - 1:
+                raise
+    return run
+
+
+def mirror(run: SettlementRun, *, gateway: FirestoreGateway) -> bool:
+    """Mirror a sealed run to Firestore `settlementReports/{run id}`: the header
+    with its checksum, and the rows that are not matched (the breaks) in its
+    `rows` subcollection. A failure is logged, not raised: verify_reports
+    names a run whose mirror is missing or differs."""
+    try:
+        breaks = rows_of(run)
+        gateway.put_settlement_report(
+            str(run.pk),
+            {**header(run), "checksum": run.checksum},
+            ((str(r.pk), row_record(r)) for r in breaks if r.outcome != Outcome.MATCHED),
+        )
+        return True
+    except Exception as exc:
+        log.error("settlement report mirror failed", extra={"run_id": run.pk, "error": repr(exc)})
+        return False
+
+
+def verify(*, gateway: FirestoreGateway | None = None) -> tuple[int, list[Problem]]:
+    """Every completed settlement run's checksum and chain link (and mirror, given
+    a gateway): (runs checked, problems found), named `settlement run N`."""
+    problems: list[Problem] = []
+    expected_seq, previous_checksum, checked = 1, "", 0
+    checksums: dict[str, str] = {}
+    sealed = SettlementRun.objects.filter(status=RunStatus.COMPLETED).order_by("chain_seq", "pk")
+    for run in sealed.iterator():
+        checked += 1
+        name = f"settlement {run.pk}"
+        checksums[str(run.pk)] = run.checksum
+        if run.chain_seq is None:
+            problems.append(Problem(name, "completed but not in the settlement chain"))
+            continue
+        if run.chain_seq != expected_seq:
+            problems.append(
+                Problem(name, f"chain position {run.chain_seq}, expected {expected_seq}: a report is missing")
+            )
+        elif run.previous_checksum != previous_checksum:
+            problems.append(Problem(name, "previous checksum does not match the report before it"))
+        actual = compute_checksum(run)
+        if actual != run.checksum:
+            problems.append(Problem(name, f"checksum mismatch: stored {run.checksum}, content {actual}"))
+        expected_seq, previous_checksum = run.chain_seq + 1, run.checksum
+    if gateway is not None:
+        mirrored = {
+            report_id: data.get("checksum") for report_id, data in gateway.stream_settlement_reports()
+        }
+        for run_id, checksum in checksums.items():
+            if run_id not in mirrored:
+                problems.append(
+                    Problem(f"settlement {run_id}", "not mirrored to Firestore settlementReports")
+                )
+            elif mirrored[run_id] != checksum:
+                problems.append(Problem(f"settlement {run_id}", "Firestore mirror's checksum differs"))
+        for report_id in sorted(set(mirrored) - set(checksums)):
+            problems.append(
+                Problem(f"settlement {report_id}", "in Firestore settlementReports but not in the database")
+            )
+    return checked, problems
+
+
+def at_stake(run: SettlementRun) -> list[dict]:
+    """Per outcome (breaks first in OUTCOMES order): rows, points and money per
+    currency, for the top of the run's page."""
+    result = []
+    for outcome in OUTCOMES:
+        total = run.totals.get(outcome, {})
+        result.append(
+            {
+                "outcome": outcome,
+                "label": Outcome(outcome).label,
+                "rows": getattr(run, outcome),
+                "points": total.get("points", 0),
+                "money": sorted(total.get("money", {}).items()),
+            }
+        )
+    return result

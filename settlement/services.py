@@ -1,0 +1,206 @@
+"""Settlement runs: import a statement (from the command line, an upload or the
+job API), match it, seal and mirror the report; the dry run.
+
+Every entry point ends in `execute`: the command runs it in process, the admin
+upload and the job API queue it for a worker (settlement.tasks.run_import).
+
+The same file twice (same SHA-256) is recognised and linked, not refused: the
+new run records `repeat_of`, the earlier completed run of that file, and says
+so (the command on stderr, the admin on the run's page). Matching the same
+statement again is how one sees that a replay or an adjustment closed its
+breaks, so it must stay possible.
+
+A dry run is the real run inside a database transaction that is rolled back:
+the same code decides every row, then nothing of it is kept (no run, no rows,
+no chain position) and nothing is written to Firestore (matching only reads;
+the mirror is skipped).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from revassure import alerting
+from revassure.firestore import FirestoreGateway
+from revassure.logs import on_commit
+from settlement import matching, reports, statement, storage
+from settlement.models import RunStatus, RunTrigger, SettlementRun
+
+log = logging.getLogger(__name__)
+
+PERMISSION = "settlement.run_settlement"
+RUN_TASK = "settlement.tasks.run_import"
+
+
+class _DryRun(Exception):
+    """Raised to roll a dry run's transaction back, carrying what it found."""
+
+    def __init__(self, found: dict):
+        self.found = found
+
+
+@dataclass
+class Result:
+    run: SettlementRun | None  # None for a dry run: nothing was kept
+    summary: dict  # exactly reports.SUMMARY_KEYS
+    repeat_of: SettlementRun | None
+    dry_run: bool
+
+
+def require_permission(actor) -> None:
+    """A person needs the permission; None is the system (the job API's
+    authenticated scheduler, a command on the server)."""
+    if actor is not None and not actor.has_perm(PERMISSION):
+        raise PermissionError(f"{actor} may not import settlement statements")
+
+
+def check_period(period: tuple[datetime, datetime] | None) -> None:
+    if period is None:
+        return
+    start, end = period
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ValueError("the period's times need a time zone")
+    if start > end:
+        raise ValueError("the period starts after it ends")
+
+
+def earlier_run_of(sha256: str) -> SettlementRun | None:
+    """The latest completed run of the file with this SHA-256."""
+    return (
+        SettlementRun.objects.filter(file_sha256=sha256, status=RunStatus.COMPLETED).order_by("-pk").first()
+    )
+
+
+def reconcile_file(
+    path: str | Path,
+    *,
+    gateway: FirestoreGateway,
+    actor=None,
+    trigger: str = RunTrigger.COMMAND,
+    dry_run: bool = False,
+    period: tuple[datetime, datetime] | None = None,
+) -> Result:
+    """Match a statement on this machine, in this process (the command, the demo).
+    statement.BadStatement, writing nothing, when the file is not a statement."""
+    require_permission(actor)
+    check_period(period)
+    path = Path(path)
+    _check_header(path)
+    run = SettlementRun(
+        status=RunStatus.RUNNING,
+        trigger=trigger,
+        requested_by=actor,
+        source=str(path),
+        path=str(path),
+        period_start=period[0] if period else None,
+        period_end=period[1] if period else None,
+        period_given=period is not None,
+        started_at=timezone.now(),
+    )
+    if not dry_run:
+        run.save()
+        run = execute(run, gateway=gateway)
+        return Result(run, reports.summary(run), run.repeat_of, False)
+    try:
+        with transaction.atomic():
+            run.save()
+            run = execute(run, gateway=gateway, dry_run=True)
+            raise _DryRun({"counts": reports.summary(run, None), "repeat_of": run.repeat_of_id})
+    except _DryRun as done:
+        found = done.found
+    counts = {**found["counts"], "run_id": None, "checksum": None}
+    repeat = SettlementRun.objects.filter(pk=found["repeat_of"]).first()
+    return Result(None, counts, repeat, True)
+
+
+def _check_header(path: Path) -> None:
+    """statement.BadStatement unless the file starts with a statement's header."""
+    with statement.open_rows(path) as lines:
+        next(statement.read_rows(lines), None)
+
+
+def request_import(*, source: str, path: str, actor=None, trigger: str, period=None) -> SettlementRun:
+    """A run for a worker: an upload kept at `path`, or a file the job API names
+    (`source` a gs:// URI, fetched by the worker, or a local path)."""
+    require_permission(actor)
+    check_period(period)
+    with transaction.atomic():
+        run = SettlementRun.objects.create(
+            status=RunStatus.PENDING,
+            trigger=trigger,
+            requested_by=actor,
+            source=source,
+            path=path,
+            period_start=period[0] if period else None,
+            period_end=period[1] if period else None,
+            period_given=period is not None,
+        )
+        on_commit(lambda: async_task(RUN_TASK, run.pk, task_name=f"settlement-run-{run.pk}"))
+    return run
+
+
+def run_pending(run_id: int, *, gateway: FirestoreGateway) -> SettlementRun:
+    """A worker's part: claim the queued run (once: a redelivered task finds it
+    taken), fetch its file when it is in Cloud Storage, match it, seal it."""
+    claimed = SettlementRun.objects.filter(pk=run_id, status=RunStatus.PENDING).update(
+        status=RunStatus.RUNNING, started_at=timezone.now()
+    )
+    run = SettlementRun.objects.get(pk=run_id)
+    if not claimed:
+        return run
+    try:
+        if storage.is_cloud_storage(run.source) and not run.path:
+            run.path = str(
+                storage.fetch(run.source, settings.SETTLEMENT_UPLOAD_DIR / f"settlement-{run.pk}.csv")
+            )
+            SettlementRun.objects.filter(pk=run.pk).update(path=run.path)
+        _check_header(Path(run.path))
+        return execute(run, gateway=gateway)
+    except Exception as exc:
+        fail(
+            run.pk,
+            f"{type(exc).__name__}: {exc}" if not isinstance(exc, statement.BadStatement) else str(exc),
+        )
+        log.exception("settlement run failed", extra={"run_id": run_id})
+        return SettlementRun.objects.get(pk=run_id)
+
+
+def execute(run: SettlementRun, *, gateway: FirestoreGateway, dry_run: bool = False) -> SettlementRun:
+    """Digest, match, seal and mirror a running run whose file is at run.path."""
+    sha256, size, lines = storage.digest(run.path)
+    repeat = earlier_run_of(sha256)
+    SettlementRun.objects.filter(pk=run.pk).update(
+        file_sha256=sha256, file_bytes=size, expected_rows=max(lines - 1, 0), repeat_of=repeat
+    )
+    run.refresh_from_db()
+    if repeat is not None:
+        log.info("settlement statement imported before", extra={"run_id": run.pk, "repeat_of": repeat.pk})
+    period = (run.period_start, run.period_end) if run.period_given else None
+    with statement.open_rows(run.path) as rows:
+        matching.match_statement(run, rows, gateway=gateway, period=period)
+    run.refresh_from_db()
+    if dry_run:
+        return run
+    run = reports.seal(run)
+    reports.mirror(run, gateway=gateway)
+    alerting.evaluate_soon()
+    log.info(
+        "settlement run completed",
+        extra={"run_id": run.pk, "rows": run.rows, "checksum": run.checksum, **run.counts()},
+    )
+    return run
+
+
+def fail(run_id: int, error: str) -> None:
+    SettlementRun.objects.filter(Q(pk=run_id) & Q(status__in=[RunStatus.PENDING, RunStatus.RUNNING])).update(
+        status=RunStatus.FAILED, finished_at=timezone.now(), error=error[:4000]
+    )

@@ -1,0 +1,215 @@
+"""PayNow's settlement statement: a CSV read row by row, every row checked.
+
+    type,payment_id,reference,user_id,points,amount,currency,status,settled_at
+
+`type` is payment | refund | chargeback; `reference` is the refund or
+chargeback id (empty for a payment); `points` a positive whole number in ASCII
+digits (backfill.reversals.read_points: the rule every intake of points uses);
+`amount` a decimal in the currency's units, ASCII digits with an optional sign
+and at most DECIMAL_PLACES decimals (kept exactly as a Decimal, never a float);
+`currency` three capital letters; `status` settled | pending | failed;
+`settled_at` ISO 8601 with a time zone (required when settled). Columns the
+statement has beyond these are kept in the file and ignored.
+
+A row that breaks any rule is yielded as `Malformed` with its line (the line it
+starts on) and the reason; it never stops the rows after it. A file whose
+header lacks a column is refused as a whole (BadStatement), before any row.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+
+from backfill import events, reversals
+from revassure.policy import MAX_POINTS
+
+COLUMNS = (
+    "type",
+    "payment_id",
+    "reference",
+    "user_id",
+    "points",
+    "amount",
+    "currency",
+    "status",
+    "settled_at",
+)
+TYPES = {"payment": events.PAYMENT, "refund": events.REFUND, "chargeback": events.CHARGEBACK}
+SETTLED = "settled"
+STATUSES = (SETTLED, "pending", "failed")
+DECIMAL_PLACES = 6  # what a SettlementRow stores exactly; more is refused, not rounded
+INTEGER_DIGITS = 18
+_AMOUNT = re.compile(r"[+-]?([0-9]+)(?:\.([0-9]+))?")  # [0-9] is ASCII only, unlike \d
+_CURRENCY = re.compile(r"[A-Z]{3}")
+RAW_LIMIT = 500  # characters of a malformed row kept to show
+
+
+class BadStatement(ValueError):
+    """The file cannot be a settlement statement at all; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class StatementRow:
+    line: int
+    type: str  # payment | refund | chargeback, as the statement says
+    payment_id: str
+    reference: str
+    user_id: str
+    points: int
+    amount: Decimal
+    currency: str
+    status: str
+    settled_at: datetime | None
+
+    @property
+    def entry_id(self) -> str:
+        """The ledger entry this row's business identity credits (or reverses with)."""
+        return events.entry_id_of(TYPES[self.type], self.payment_id, self.reference)
+
+    @property
+    def settled(self) -> bool:
+        return self.status == SETTLED
+
+
+@dataclass(frozen=True, slots=True)
+class Malformed:
+    line: int
+    reason: str
+    raw: str
+
+
+def open_rows(path: Path | str):
+    """The file as text lines for read_rows: UTF-8 (a byte order mark, as Excel
+    writes, ignored); bytes that are not UTF-8 become U+FFFD, and the rows
+    holding them are reported malformed, so one bad byte never stops the file."""
+    return open(path, newline="", encoding="utf-8-sig", errors="replace")
+
+
+def read_rows(lines: Iterable[str]) -> Iterator[StatementRow | Malformed]:
+    """Each record of the statement, checked, in file order (blank lines skipped)."""
+    reader = csv.reader(lines)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise BadStatement("the file is empty") from None
+    except csv.Error as exc:
+        raise BadStatement(f"the header line is not CSV: {exc}") from exc
+    header = [name.strip().removeprefix(reversals.BOM) for name in header]
+    missing = [name for name in COLUMNS if name not in header]
+    if missing:
+        raise BadStatement(
+            f"the header lacks the columns {', '.join(missing)} (expected at least: {','.join(COLUMNS)})"
+        )
+    position = {name: header.index(name) for name in COLUMNS}
+    done = reader.line_num
+    while True:
+        line = done + 1
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            done = reader.line_num
+            yield Malformed(line, f"not a CSV row: {exc}", "")
+            continue
+        done = reader.line_num
+        if not record or record == [""]:
+            continue
+        yield check(record, line, header, position)
+
+
+def check(
+    record: list[str], line: int, header: list[str], position: dict[str, int]
+) -> StatementRow | Malformed:
+    """One record as a StatementRow, or Malformed with the first reason found."""
+    raw = _shown(",".join(record))
+    if len(record) != len(header):
+        return Malformed(line, f"{len(record)} fields where the header has {len(header)}", raw)
+    if any("\ufffd" in cell for cell in record):
+        return Malformed(line, "not UTF-8 text", raw)
+    cell = {name: record[index].strip() for name, index in position.items()}
+    try:
+        kind = cell["type"]
+        if kind not in TYPES:
+            raise _Bad(f"unknown type {events.printable(kind)} (payment, refund or chargeback)")
+        payment_id = _identifier(cell, "payment_id")
+        user_id = _identifier(cell, "user_id")
+        reference = cell["reference"]
+        if kind == "payment":
+            if reference:
+                raise _Bad("a payment's reference must be empty (it names a refund or a chargeback)")
+        else:
+            reference = _identifier(cell, "reference")
+        points = _points(cell["points"])
+        amount = _amount(cell["amount"])
+        currency = cell["currency"]
+        if not _CURRENCY.fullmatch(currency):
+            raise _Bad(f"currency {events.printable(currency)} is not three capital letters (ISO 4217)")
+        status = cell["status"]
+        if status not in STATUSES:
+            raise _Bad(f"unknown status {events.printable(status)} (settled, pending or failed)")
+        settled_at = _time(cell["settled_at"], required=status == SETTLED)
+    except _Bad as exc:
+        return Malformed(line, str(exc), raw)
+    return StatementRow(
+        line, kind, payment_id, reference, user_id, points, amount, currency, status, settled_at
+    )
+
+
+class _Bad(Exception):
+    pass
+
+
+def _identifier(cell: dict[str, str], name: str) -> str:
+    value = cell[name]
+    if not events.ID_PATTERN.fullmatch(value):
+        raise _Bad(f"missing or malformed {name} {events.printable(value)}")
+    return value
+
+
+def _points(text: str) -> int:
+    value, problem = reversals.read_points(text)
+    if problem:
+        raise _Bad(problem)
+    if value <= 0:
+        raise _Bad(f"points must be positive, got {value}")
+    if value > MAX_POINTS:
+        raise _Bad(f"points {value} are above the largest amount a ledger holds")
+    return value
+
+
+def _amount(text: str) -> Decimal:
+    match = _AMOUNT.fullmatch(text)
+    if not match:
+        raise _Bad(f"amount {events.printable(text)} is not a decimal in ASCII digits (like 12.50)")
+    whole, fraction = match.group(1), match.group(2) or ""
+    if len(fraction) > DECIMAL_PLACES:
+        raise _Bad(f"amount {text} has more than {DECIMAL_PLACES} decimal places")
+    if len(whole.lstrip("0")) > INTEGER_DIGITS:
+        raise _Bad(f"amount {events.printable(text)} is out of range")
+    return Decimal(text)
+
+
+def _time(text: str, *, required: bool) -> datetime | None:
+    if not text:
+        if required:
+            raise _Bad("a settled row needs its settled_at time")
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise _Bad(f"settled_at {events.printable(text)} is not an ISO 8601 time") from None
+    if value.tzinfo is None:
+        raise _Bad(f"settled_at {events.printable(text)} has no time zone")
+    return value
+
+
+def _shown(text: str) -> str:
+    text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+    return text if len(text) <= RAW_LIMIT else text[: RAW_LIMIT - 1] + "…"
