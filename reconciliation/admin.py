@@ -319,11 +319,15 @@ def summary_rows(run):
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _safe(value: str) -> str:
+def safe_cell(value: str) -> str:
     """A text cell a spreadsheet shows as text: one starting like a formula gets a
     leading quote. Only text columns go through here; numeric columns hold ints,
-    and a signed number there (a delta of -5) is data, not a formula."""
+    and a signed number there (a delta of -5) is data, not a formula. Every CSV
+    export of the admin uses it (settlement's too)."""
     return "'" + value if value.startswith(FORMULA_TRIGGERS) else value
+
+
+_safe = safe_cell
 
 
 # -- violations ----------------------------------------------------------------

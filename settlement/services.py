@@ -94,7 +94,7 @@ def reconcile_file(
     require_permission(actor)
     check_period(period)
     path = Path(path)
-    _check_header(path)
+    check_header(path)
     run = SettlementRun(
         status=RunStatus.RUNNING,
         trigger=trigger,
@@ -122,7 +122,7 @@ def reconcile_file(
     return Result(None, counts, repeat, True)
 
 
-def _check_header(path: Path) -> None:
+def check_header(path: Path) -> None:
     """statement.BadStatement unless the file starts with a statement's header."""
     with statement.open_rows(path) as lines:
         next(statement.read_rows(lines), None)
@@ -163,7 +163,7 @@ def run_pending(run_id: int, *, gateway: FirestoreGateway) -> SettlementRun:
                 storage.fetch(run.source, settings.SETTLEMENT_UPLOAD_DIR / f"settlement-{run.pk}.csv")
             )
             SettlementRun.objects.filter(pk=run.pk).update(path=run.path)
-        _check_header(Path(run.path))
+        check_header(Path(run.path))
         return execute(run, gateway=gateway)
     except Exception as exc:
         fail(

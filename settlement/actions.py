@@ -1,0 +1,157 @@
+"""Closing a settlement run's breaks, each through the rail that already exists:
+
+- missing_in_ledger rows with a stored delivery: a replay of those deliveries
+  as a tracked data migration, queued as a dry run first; ops read its plan on
+  the migration's page and run it for real, bound to that plan, from there
+  (backfill.runs.request_file_replay, the backfill's permission and flag);
+- unreversed rows: a reversal backfill of finance's CSV built from the rows,
+  also a dry run first (its over-reversal quarantine decides as for any CSV);
+- points_mismatch and not_settled rows: manual adjustments proposed with the
+  reason code `settlement` (reconciliation.changes: maker-checker, the freeze);
+- any break: marked explained with a reason, by an approver.
+
+Each leaves a FollowUp on its rows, so a row's page says what was done about
+it; the sealed report itself never changes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from django.core.files.base import ContentFile
+from django.db import transaction
+
+from backfill import runs
+from backfill.models import DataMigration, MigrationKind
+from reconciliation import changes
+from reconciliation.models import BalanceRequest, ReasonCode
+from revassure.firestore import FirestoreGateway
+from settlement.models import BREAKS, FollowUp, FollowUpKind, Outcome, RunStatus, SettlementRow
+
+EXPLAIN_PERMISSION = "settlement.explain_settlementrow"
+
+
+class ActionRefused(Exception):
+    """The action cannot be done for these rows; the message says why, for a person."""
+
+
+def _rows(rows, outcomes: tuple[str, ...], what: str) -> list[SettlementRow]:
+    rows = list(rows)
+    if not rows:
+        raise ActionRefused("select at least one row")
+    if any(row.run.status != RunStatus.COMPLETED for row in rows):
+        raise ActionRefused("only rows of completed settlement runs can be acted on")
+    wrong = [row for row in rows if row.outcome not in outcomes]
+    if wrong:
+        shown = ", ".join(Outcome(o).label for o in outcomes)
+        raise ActionRefused(
+            f"{what} is for {shown} rows only; {_where(wrong[0])} is {wrong[0].get_outcome_display()}"
+        )
+    return rows
+
+
+def _where(row: SettlementRow) -> str:
+    return f"run {row.run_id} line {row.line}" if row.line else f"run {row.run_id} row {row.pk}"
+
+
+def replay_missing(rows, *, actor) -> DataMigration:
+    """Replay the stored deliveries of missing_in_ledger rows: a dry run first."""
+    rows = _rows(rows, (Outcome.MISSING_IN_LEDGER,), "replaying")
+    unplayable = [row for row in rows if not row.replayable]
+    if unplayable:
+        raise ActionRefused(
+            f"{_where(unplayable[0])} has no stored delivery replay can apply ({unplayable[0].detail})"
+        )
+    # One compact line per delivery (a webhook body may span lines), in row order.
+    lines = [json.dumps(json.loads(row.delivery.raw)) for row in rows]
+    upload = ContentFile(
+        ("\n".join(lines) + "\n").encode(), name=f"settlement-run-{rows[0].run_id}-missing-in-ledger.jsonl"
+    )
+    with transaction.atomic():
+        migration = runs.request_file_replay(upload, dry_run=True, actor=actor)
+        _follow(rows, FollowUpKind.REPLAY, actor, migration=migration)
+    return migration
+
+
+REVERSAL_COLUMNS = ("payment_id", "refund_id", "chargeback_id", "user_id", "points", "created")
+
+
+def propose_reversals(rows, *, actor) -> DataMigration:
+    """A reversal backfill (finance's CSV, built from the rows) as a dry run first."""
+    rows = _rows(rows, (Outcome.UNREVERSED,), "a reversal backfill")
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(REVERSAL_COLUMNS)
+    for row in rows:
+        refund, chargeback = (row.reference, "") if row.type == "refund" else ("", row.reference)
+        writer.writerow(
+            [row.payment_id, refund, chargeback, row.user_id, row.points, row.settled_at.isoformat()]
+        )
+    upload = ContentFile(text.getvalue().encode(), name=f"settlement-run-{rows[0].run_id}-unreversed.csv")
+    with transaction.atomic():
+        migration = runs.request_file_replay(
+            upload, dry_run=True, actor=actor, kind=MigrationKind.REVERSAL_CSV
+        )
+        _follow(rows, FollowUpKind.REVERSAL, actor, migration=migration)
+    return migration
+
+
+def adjustment_of(row: SettlementRow) -> tuple[str, int]:
+    """(wallet, signed points) the manual adjustment for a row would move, or
+    ActionRefused when the row does not say enough to know."""
+    if row.ledger_amount is None:
+        raise ActionRefused(
+            f"{_where(row)}: the ledger amount is not known as a whole number ({row.detail}); "
+            "fix the data first"
+        )
+    if row.outcome == Outcome.NOT_SETTLED:
+        return row.ledger_uid, -row.ledger_amount  # take back what was given for money not received
+    expected = row.points if row.type == "payment" else -row.points
+    return row.ledger_uid, expected - row.ledger_amount
+
+
+def propose_adjustments(rows, *, actor, reason: str, gateway: FirestoreGateway) -> list[BalanceRequest]:
+    """One manual adjustment per row (all or none), reason code `settlement`;
+    a second person approves each, as for any adjustment."""
+    rows = _rows(rows, (Outcome.POINTS_MISMATCH, Outcome.NOT_SETTLED), "a manual adjustment")
+    planned = [(row, *adjustment_of(row)) for row in rows]
+    proposed = []
+    with transaction.atomic():
+        for row, uid, amount in planned:
+            why = f"settlement {_where(row)}: {row.get_outcome_display()}"
+            request = changes.propose_adjustment(
+                actor=actor,
+                uid=uid,
+                amount=amount,
+                reason_code=ReasonCode.SETTLEMENT,
+                reason=f"{reason.strip()} ({why}; {row.detail})",
+                gateway=gateway,
+            )
+            _follow([row], FollowUpKind.ADJUSTMENT, actor, request=request)
+            proposed.append(request)
+    return proposed
+
+
+def explain(rows, *, actor, reason: str) -> int:
+    """Mark breaks explained (an approver, a reason): they stay in the report,
+    shown as explained. Rows explained before are left as they were."""
+    if not actor.has_perm(EXPLAIN_PERMISSION):
+        raise ActionRefused("only a finance approver may mark settlement rows explained")
+    if not reason.strip():
+        raise ActionRefused("say why: a reason is required")
+    rows = _rows(rows, BREAKS, "marking explained")
+    with transaction.atomic():
+        done = set(
+            FollowUp.objects.filter(row__in=rows, kind=FollowUpKind.EXPLAINED).values_list(
+                "row_id", flat=True
+            )
+        )
+        fresh = [row for row in rows if row.pk not in done]
+        _follow(fresh, FollowUpKind.EXPLAINED, actor, reason=reason.strip())
+    return len(fresh)
+
+
+def _follow(rows, kind: str, actor, **fields) -> None:
+    FollowUp.objects.bulk_create(FollowUp(row=row, kind=kind, actor=actor, **fields) for row in rows)
