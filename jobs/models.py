@@ -8,6 +8,7 @@ class Job(models.Model):
     class Kind(models.TextChoices):
         RECONCILE = "reconcile"
         BACKFILL = "backfill"
+        SETTLEMENT = "settlement"
 
     kind = models.CharField(max_length=32, choices=Kind)
     idempotency_key = models.CharField(max_length=200)
@@ -18,6 +19,9 @@ class Job(models.Model):
     )
     migration = models.ForeignKey(
         "backfill.DataMigration", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    settlement_run = models.ForeignKey(
+        "settlement.SettlementRun", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
 
     class Meta:

@@ -1,5 +1,5 @@
-"""The job API for machines (Cloud Scheduler): start a reconciliation or a
-backfill, read a job's status.
+"""The job API for machines (Cloud Scheduler): start a reconciliation, a
+backfill or a settlement reconciliation, read a job's status.
 
 Callers authenticate with a Google-signed OIDC ID token, never a cookie, so the
 views are CSRF-exempt and a wrong method gets a 405 rather than a 403. The
@@ -8,7 +8,9 @@ OpenAPI document of these endpoints is revassure/openapi.json.
 
 import json
 import logging
+from pathlib import Path
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404
@@ -22,6 +24,10 @@ from reconciliation import reports, services
 from reconciliation.models import RunTrigger
 from revassure import jobauth
 from revassure.flags import FeatureDisabled
+from settlement import reports as settlement_reports
+from settlement import services as settlement
+from settlement import storage as settlement_storage
+from settlement.models import RunTrigger as SettlementTrigger
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +86,16 @@ def _job_body(job: Job) -> dict:
     if job.run_id is not None:
         summary = reports.run_summary(job.run)
         body.update((name, summary[name]) for name in RUN_FIELDS)
+    if job.settlement_run_id is not None:
+        run = job.settlement_run
+        summary = settlement_reports.summary(run)
+        body.update(
+            status=run.status,
+            settlement_run_id=run.pk,
+            **{name: summary[name] for name in settlement_reports.SUMMARY_KEYS[1:-1]},
+            checksum=run.checksum,
+            error=run.error,
+        )
     return body
 
 
@@ -181,10 +197,62 @@ def backfill_job(request):
 
 
 @csrf_exempt
+@require_POST
+def settlement_job(request):
+    """Match a settlement statement, in a worker: the scheduled daily import.
+
+    Body: {"path": "gs://bucket/object"} (fetched by the worker) or the
+    absolute path of a file in SETTLEMENT_LOCAL_DIR (tests, a mounted volume).
+    Applied payments are compared over the statement's own period."""
+    caller, refusal = _caller(request)
+    if refusal:
+        return refusal
+    try:
+        payload = json.loads(request.body or b"{}")
+    except ValueError:
+        return _error(400, "the body must be JSON (UTF-8)")
+    if not isinstance(payload, dict) or set(payload) != {"path"}:
+        return _error(
+            400, 'the body must be {"path": "gs://bucket/object" or a file in the settlement directory}'
+        )
+    source = payload["path"]
+    if not isinstance(source, str) or not 0 < len(source) <= 500:
+        return _error(400, "path must be a gs://bucket/object URI or a local file path")
+    if settlement_storage.is_cloud_storage(source):
+        try:
+            settlement_storage.split_uri(source)
+        except ValueError as exc:
+            return _error(400, str(exc))
+        path = ""  # the worker fetches it
+    elif source.startswith("/"):
+        path = _local_statement(source)
+        if path is None:
+            return _error(404, "no such statement file in the settlement directory")
+    else:
+        return _error(400, "path must be a gs://bucket/object URI or an absolute local file path")
+
+    def start(key):
+        run = settlement.request_import(source=source, path=path, trigger=SettlementTrigger.API)
+        return Job(idempotency_key=key or f"settlement:{run.pk}", settlement_run=run)
+
+    return _start_job(request, caller, Job.Kind.SETTLEMENT, start, refused="settlement refused")
+
+
+def _local_statement(source: str) -> str | None:
+    """The local file, when it is a file inside SETTLEMENT_LOCAL_DIR; else None."""
+    try:
+        root = Path(settings.SETTLEMENT_LOCAL_DIR).resolve()
+        path = Path(source).resolve()
+        return str(path) if path.is_relative_to(root) and path.is_file() else None
+    except (OSError, ValueError):  # a NUL byte, a name too long
+        return None
+
+
+@csrf_exempt
 @require_GET
 def job_status(request, job_id: int):
     _, refusal = _caller(request)
     if refusal:
         return refusal
-    job = get_object_or_404(Job.objects.select_related("run", "migration"), pk=job_id)
+    job = get_object_or_404(Job.objects.select_related("run", "migration", "settlement_run"), pk=job_id)
     return JsonResponse(_job_body(job))

@@ -71,6 +71,7 @@ def test_the_openapi_document_is_served(client):
     assert set(document["paths"]) == {
         "/api/jobs/reconcile",
         "/api/jobs/backfill",
+        "/api/jobs/settlement",
         "/api/jobs/{job_id}",
         "/api/webhooks/paynow",
         "/healthz",
