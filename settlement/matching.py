@@ -17,6 +17,7 @@ statement row names: `missing_at_provider`.
 from __future__ import annotations
 
 import contextvars
+import hashlib
 from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
+from django.db import connection, transaction
 from django.db.models import Min
 
 from backfill import events
@@ -32,6 +34,7 @@ from revassure.firestore import FirestoreGateway
 from revassure.ledger import is_points
 from settlement import statement
 from settlement.models import OUTCOMES, Outcome, SettlementRow, SettlementRun
+from settlement.records import COLUMNS, EMPTY_ROW, line, record
 from settlement.statement import Malformed, StatementRow
 
 CHUNK_ROWS = 1000
@@ -50,19 +53,21 @@ class Tally:
     first_settled: datetime | None = None
     last_settled: datetime | None = None
 
-    def add(self, row: SettlementRow, *, from_statement: bool = True) -> None:
+    def add(self, row: dict, *, from_statement: bool = True) -> None:
+        outcome = row["outcome"]
         self.rows += from_statement
-        self.counts[row.outcome] += 1
-        if row.outcome == Outcome.MALFORMED:
+        self.counts[outcome] += 1
+        if outcome == Outcome.MALFORMED:
             return
-        self.points[row.outcome] += row.points or 0
-        if row.amount is not None:
-            self.money[row.outcome][row.currency] += row.amount
-        if row.settled_at is not None:
-            if self.first_settled is None or row.settled_at < self.first_settled:
-                self.first_settled = row.settled_at
-            if self.last_settled is None or row.settled_at > self.last_settled:
-                self.last_settled = row.settled_at
+        self.points[outcome] += row["points"] or 0
+        if row["amount"] is not None:
+            self.money[outcome][row["currency"]] += row["amount"]
+        settled_at = row["settled_at"]
+        if settled_at is not None:
+            if self.first_settled is None or settled_at < self.first_settled:
+                self.first_settled = settled_at
+            if self.last_settled is None or settled_at > self.last_settled:
+                self.last_settled = settled_at
 
     def fields(self) -> dict:
         """The run's columns these make (counts, totals)."""
@@ -86,11 +91,13 @@ def match_statement(
     *,
     gateway: FirestoreGateway,
     period: tuple[datetime, datetime] | None = None,
-) -> Tally:
+) -> Matched:
     """Match every row of the statement, store the outcomes, then the applied
     payments the statement lacks; the run's counters move chunk by chunk (its
-    progress). statement.BadStatement before any row when the header is wrong."""
-    tally = Tally()
+    progress). statement.BadStatement before any row when the header is wrong.
+    Returns the tally and the digest of the rows' canonical lines, in the
+    order they were stored (reports.seal takes it, so sealing reads nothing back)."""
+    done = Matched(Tally(), Rows(run.pk))
     rows = statement.read_rows(lines)
     with ThreadPoolExecutor(max_workers=READS_AHEAD, thread_name_prefix="settlement-reads") as readers:
         queued: deque = deque()
@@ -100,15 +107,59 @@ def match_statement(
             queued.append((chunk, read))
             if len(queued) > READS_AHEAD:
                 chunk, read = queued.popleft()
-                _settle(run, chunk, read.result(), gateway=gateway, tally=tally)
+                _settle(run, chunk, read.result(), gateway=gateway, done=done)
         while queued:
             chunk, read = queued.popleft()
-            _settle(run, chunk, read.result(), gateway=gateway, tally=tally)
-    start, end = period or (tally.first_settled, tally.last_settled)
+            _settle(run, chunk, read.result(), gateway=gateway, done=done)
+    start, end = period or (done.tally.first_settled, done.tally.last_settled)
     if start is not None and end is not None:
-        _missing_at_provider(run, start, end, tally)
-    SettlementRun.objects.filter(pk=run.pk).update(period_start=start, period_end=end, **tally.fields())
-    return tally
+        _missing_at_provider(run, start, end, done)
+    SettlementRun.objects.filter(pk=run.pk).update(period_start=start, period_end=end, **done.tally.fields())
+    return done
+
+
+@dataclass
+class Matched:
+    tally: Tally
+    rows: Rows
+
+
+class Rows:
+    """Stores outcome rows in bulk (one INSERT statement run for many rows,
+    without building model instances: most of a run's own cost otherwise) and
+    hashes their canonical lines in the order they are stored."""
+
+    def __init__(self, run_id: int):
+        self.run_id = run_id
+        self.digest = hashlib.sha256()
+        fields = {f.column: f for f in SettlementRow._meta.concrete_fields}
+        qn = connection.ops.quote_name
+        columns = ["run_id", *COLUMNS]
+        self.sql = (
+            f"INSERT INTO {qn(SettlementRow._meta.db_table)} ({', '.join(qn(c) for c in columns)}) "
+            f"VALUES ({', '.join(['%s'] * len(columns))})"
+        )
+        # Values that need the database's own form (times, decimals), by field.
+        self.prepared = {name: fields[name] for name in ("settled_at", "amount")}
+
+    def store(self, rows: list[dict]) -> None:
+        if not rows:
+            return
+        params = []
+        for row in rows:
+            self.digest.update(line(record(row)))
+            values = [self.run_id]
+            for name in COLUMNS:
+                value = row[name]
+                if value is not None and name in self.prepared:
+                    value = self.prepared[name].get_db_prep_save(value, connection)
+                values.append(value)
+            params.append(values)
+        with connection.cursor() as cursor:
+            cursor.executemany(self.sql, params)
+
+    def hexdigest(self) -> str:
+        return self.digest.hexdigest()
 
 
 def _chunked(items: Iterator, size: int) -> Iterator[list]:
@@ -122,7 +173,11 @@ def _chunked(items: Iterator, size: int) -> Iterator[list]:
         yield chunk
 
 
-def _settle(run: SettlementRun, chunk: list, amounts: dict, *, gateway, tally: Tally) -> None:
+def _blank(**values) -> dict:
+    return {**EMPTY_ROW, **values}
+
+
+def _settle(run: SettlementRun, chunk: list, amounts: dict, *, gateway, done: Matched) -> None:
     """Classify one chunk, store its rows, move the run's counters."""
     identities = {r.entry_id for r in chunk if isinstance(r, StatementRow)}
     first_lines = dict(
@@ -135,16 +190,14 @@ def _settle(run: SettlementRun, chunk: list, amounts: dict, *, gateway, tally: T
     for item in chunk:
         if isinstance(item, Malformed):
             results.append(
-                SettlementRow(
-                    run=run, line=item.line, outcome=Outcome.MALFORMED, detail=item.reason, raw=item.raw
-                )
+                _blank(line=item.line, outcome=Outcome.MALFORMED, detail=item.reason, raw=item.raw)
             )
             continue
-        row = _row(run, item)
+        row = _row(item)
         results.append(row)
         if item.entry_id in first_lines:
-            row.outcome = Outcome.DUPLICATE_IN_STATEMENT
-            row.detail = f"the same {item.type} as line {first_lines[item.entry_id]}"
+            row["outcome"] = Outcome.DUPLICATE_IN_STATEMENT
+            row["detail"] = f"the same {item.type} as line {first_lines[item.entry_id]}"
             continue
         first_lines[item.entry_id] = item.line
         amount = amounts.get((item.user_id, item.entry_id), _ABSENT)
@@ -154,15 +207,16 @@ def _settle(run: SettlementRun, chunk: list, amounts: dict, *, gateway, tally: T
             _found(item, row, amount)
     if unresolved:
         _not_found(unresolved, gateway=gateway)
-    SettlementRow.objects.bulk_create(results, batch_size=500)
     for row in results:
-        tally.add(row)
-    SettlementRun.objects.filter(pk=run.pk).update(**tally.fields())
+        done.tally.add(row)
+    # The chunk's rows and the run's counters together (and one commit, not one per row).
+    with transaction.atomic():
+        done.rows.store(results)
+        SettlementRun.objects.filter(pk=run.pk).update(**done.tally.fields())
 
 
-def _row(run: SettlementRun, item: StatementRow) -> SettlementRow:
-    return SettlementRow(
-        run=run,
+def _row(item: StatementRow) -> dict:
+    return _blank(
         line=item.line,
         outcome=Outcome.MATCHED,
         type=item.type,
@@ -183,19 +237,20 @@ def _expected(item: StatementRow) -> int:
     return item.points if item.type == "payment" else -item.points
 
 
-def _found(item: StatementRow, row: SettlementRow, amount) -> None:
+def _found(item: StatementRow, row: dict, amount) -> None:
     """The entry is in the wallet the statement names."""
-    row.ledger_uid = item.user_id
-    row.ledger_amount = amount if is_points(amount) else None
-    shown = f"{amount:+,}" if is_points(amount) else f"malformed ({events.printable(amount)})"
+    row["ledger_uid"] = item.user_id
+    row["ledger_amount"] = amount if is_points(amount) else None
     if not item.settled:
-        row.outcome = Outcome.NOT_SETTLED
-        row.detail = f"{item.status} at the provider, yet in the ledger with {shown} points"
+        row["outcome"] = Outcome.NOT_SETTLED
+        row["detail"] = f"{item.status} at the provider, yet in the ledger with {_shown(amount)} points"
     elif not is_points(amount) or amount != _expected(item):
-        row.outcome = Outcome.POINTS_MISMATCH
-        row.detail = f"the statement says {_expected(item):+,} points, the ledger entry {shown}"
-    else:
-        row.detail = ""
+        row["outcome"] = Outcome.POINTS_MISMATCH
+        row["detail"] = f"the statement says {_expected(item):+,} points, the ledger entry {_shown(amount)}"
+
+
+def _shown(amount) -> str:
+    return f"{amount:+,}" if is_points(amount) else f"malformed ({events.printable(amount)})"
 
 
 def _not_found(unresolved: list, *, gateway) -> None:
@@ -208,22 +263,22 @@ def _not_found(unresolved: list, *, gateway) -> None:
         owner = owners.get(item.entry_id)
         elsewhere = owner is not None and owner != item.user_id
         if elsewhere:
-            row.ledger_uid = owner
+            row["ledger_uid"] = owner
         if not item.settled:
             if elsewhere:
-                row.outcome = Outcome.NOT_SETTLED
-                row.detail = f"{item.status} at the provider, yet credited to wallet {owner}"
+                row["outcome"] = Outcome.NOT_SETTLED
+                row["detail"] = f"{item.status} at the provider, yet credited to wallet {owner}"
             else:
-                row.detail = f"{item.status} at the provider and not in the ledger: they agree"
+                row["detail"] = f"{item.status} at the provider and not in the ledger: they agree"
         elif elsewhere:
-            row.outcome = Outcome.USER_MISMATCH
-            row.detail = f"settled for wallet {item.user_id}, credited to wallet {owner}"
+            row["outcome"] = Outcome.USER_MISMATCH
+            row["detail"] = f"settled for wallet {item.user_id}, credited to wallet {owner}"
         elif item.type == "payment":
-            row.outcome = Outcome.MISSING_IN_LEDGER
+            row["outcome"] = Outcome.MISSING_IN_LEDGER
             missing_payments.append((item, row))
         else:
-            row.outcome = Outcome.UNREVERSED
-            row.detail = f"the {item.type} settled; no entry {item.entry_id} in wallet {item.user_id}"
+            row["outcome"] = Outcome.UNREVERSED
+            row["detail"] = f"the {item.type} settled; no entry {item.entry_id} in wallet {item.user_id}"
     if missing_payments:
         _with_deliveries(missing_payments)
 
@@ -241,21 +296,21 @@ def _with_deliveries(missing: list) -> None:
         candidates = stored.get(item.entry_id, [])
         same = [c for c in candidates if c[1] == item.user_id]
         if same:
-            row.delivery_id, row.replayable = same[0][0], True
-            row.detail = (
+            row["delivery_id"], row["replayable"] = same[0][0], True
+            row["detail"] = (
                 f"settled, never credited; stored delivery {same[0][0]} ({same[0][2]}) can be replayed"
             )
         elif candidates:
-            row.delivery_id = candidates[0][0]
-            row.detail = (
+            row["delivery_id"] = candidates[0][0]
+            row["detail"] = (
                 f"settled, never credited; the stored delivery {candidates[0][0]} names wallet "
                 f"{candidates[0][1]}, not {item.user_id}: not replayable as is"
             )
         else:
-            row.detail = "settled, never credited, and no delivery of it is stored"
+            row["detail"] = "settled, never credited, and no delivery of it is stored"
 
 
-def _missing_at_provider(run: SettlementRun, start: datetime, end: datetime, tally: Tally) -> None:
+def _missing_at_provider(run: SettlementRun, start: datetime, end: datetime, done: Matched) -> None:
     """Applied payments within [start, end] that no row of the statement names."""
     named = SettlementRow.objects.filter(run=run).exclude(entry_id="").values("entry_id")
     applied = (
@@ -264,39 +319,40 @@ def _missing_at_provider(run: SettlementRun, start: datetime, end: datetime, tal
         )
         .exclude(entry_id__in=named)
         .order_by("entry_id", "pk")
+        .values_list("pk", "entry_id", "raw", "applied_at")
     )
     batch, last = [], None
-    for delivery in applied.iterator(chunk_size=1000):
-        if delivery.entry_id == last:
+    for pk, entry_id, raw, applied_at in applied.iterator(chunk_size=1000):
+        if entry_id == last:
             continue  # the same payment delivered twice: one row
-        last = delivery.entry_id
+        last = entry_id
         try:
-            event = events.parse(delivery.raw)
+            event = events.parse(raw)
         except events.Unusable:
             continue  # an applied delivery always parses; one that does not was never applied
         batch.append(
-            SettlementRow(
-                run=run,
+            _blank(
                 outcome=Outcome.MISSING_AT_PROVIDER,
                 type="payment",
                 payment_id=event.payment_id,
                 user_id=event.user_id,
                 points=event.points,
-                entry_id=delivery.entry_id,
+                entry_id=entry_id,
                 ledger_uid=event.user_id,
                 ledger_amount=event.amount,
-                delivery=delivery,
-                detail=f"credited from delivery {delivery.pk} on {delivery.applied_at:%Y-%m-%d %H:%M} UTC; "
+                delivery_id=pk,
+                detail=f"credited from delivery {pk} on {applied_at:%Y-%m-%d %H:%M} UTC; "
                 "not in the statement",
             )
         )
         if len(batch) == CHUNK_ROWS:
-            _store_extra(batch, tally)
+            _store_extra(batch, done)
             batch = []
-    _store_extra(batch, tally)
+    _store_extra(batch, done)
 
 
-def _store_extra(batch: list, tally: Tally) -> None:
-    SettlementRow.objects.bulk_create(batch, batch_size=500)
+def _store_extra(batch: list, done: Matched) -> None:
+    with transaction.atomic():
+        done.rows.store(batch)
     for row in batch:
-        tally.add(row, from_statement=False)
+        done.tally.add(row, from_statement=False)

@@ -2,17 +2,16 @@
 mirror; in the shape of reconciliation/reports.py, in a chain of their own.
 
 The canonical form is a header line (counts, totals, the file's SHA-256, the
-period, the chain link), then one line per row in id order (statement rows in
-file order, then the applied payments the statement lacks), each a compact
-JSON object with sorted keys. `verify()` recomputes every completed run's
-checksum and follows the chain; verify_reports runs it beside the
+period, the chain link), then the SHA-256 of the rows' lines: one per row in id
+order (statement rows in file order, then the applied payments the statement
+lacks), each a compact JSON object with sorted keys (settlement.records).
+`verify()` recomputes every completed run's checksum and follows the chain; verify_reports runs it beside the
 reconciliation reports' own.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Iterator
 from datetime import UTC
@@ -23,6 +22,7 @@ from django.utils import timezone
 from reconciliation.reports import Problem
 from revassure.firestore import FirestoreGateway
 from settlement.models import OUTCOMES, Outcome, RunStatus, SettlementRow, SettlementRun
+from settlement.records import COLUMNS, line, record
 
 log = logging.getLogger(__name__)
 
@@ -72,29 +72,6 @@ def header(run: SettlementRun) -> dict:
     }
 
 
-def row_record(row: SettlementRow) -> dict:
-    return {
-        "line": row.line,
-        "outcome": row.outcome,
-        "type": row.type,
-        "payment_id": row.payment_id,
-        "reference": row.reference,
-        "user_id": row.user_id,
-        "points": row.points,
-        "amount": None if row.amount is None else f"{row.amount.normalize():f}",
-        "currency": row.currency,
-        "status": row.status,
-        "settled_at": _iso(row.settled_at),
-        "entry_id": row.entry_id,
-        "ledger_uid": row.ledger_uid,
-        "ledger_amount": row.ledger_amount,
-        "delivery_id": row.delivery_id,
-        "replayable": row.replayable,
-        "detail": row.detail,
-        "raw": row.raw,
-    }
-
-
 def summary(run: SettlementRun | None, counts: dict | None = None) -> dict:
     """What `reconcile_settlement --json` prints: exactly SUMMARY_KEYS. A dry
     run passes its counts (nothing was kept: run_id and checksum are null)."""
@@ -107,27 +84,38 @@ def summary(run: SettlementRun | None, counts: dict | None = None) -> dict:
     }
 
 
-def _line(data: dict) -> bytes:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode() + b"\n"
+def rows_of(run: SettlementRun) -> Iterator[dict]:
+    """The run's rows as dicts of COLUMNS, in id order (the order they were stored)."""
+    values = SettlementRow.objects.filter(run_id=run.pk).order_by("id").values_list(*COLUMNS)
+    for row in values.iterator(chunk_size=2000):
+        yield dict(zip(COLUMNS, row, strict=True))
 
 
-def rows_of(run: SettlementRun) -> Iterator[SettlementRow]:
-    return SettlementRow.objects.filter(run_id=run.pk).order_by("id").iterator(chunk_size=2000)
+def rows_digest(run: SettlementRun) -> str:
+    digest = hashlib.sha256()
+    for row in rows_of(run):
+        digest.update(line(record(row)))
+    return digest.hexdigest()
+
+
+def checksum_of(run: SettlementRun, rows_sha256: str) -> str:
+    """SHA-256 of the header line followed by the SHA-256 of the rows' lines:
+    the rows' digest is made while they are stored (matching.Rows), so sealing
+    reads nothing back; verify() recomputes it from the database."""
+    return hashlib.sha256(line(header(run)) + rows_sha256.encode() + b"\n").hexdigest()
 
 
 def compute_checksum(run: SettlementRun) -> str:
-    """SHA-256 over the canonical form, streamed: memory does not grow with rows."""
-    digest = hashlib.sha256(_line(header(run)))
-    for row in rows_of(run):
-        digest.update(_line(row_record(row)))
-    return digest.hexdigest()
+    """The checksum from the database, streamed: memory does not grow with rows."""
+    return checksum_of(run, rows_digest(run))
 
 
 _SEALED_FIELDS = ["status", "finished_at", "chain_seq", "previous_checksum", "checksum"]
 
 
-def seal(run: SettlementRun, attempts: int = 5) -> SettlementRun:
-    """Complete a running run: next position in the chain, checksum, status."""
+def seal(run: SettlementRun, rows_sha256: str, attempts: int = 5) -> SettlementRun:
+    """Complete a running run: next position in the chain, checksum, status.
+    `rows_sha256`: the digest of its rows' lines, made as they were stored."""
     for attempt in range(attempts):
         try:
             with transaction.atomic():
@@ -141,7 +129,7 @@ def seal(run: SettlementRun, attempts: int = 5) -> SettlementRun:
                 run.previous_checksum = previous.checksum if previous else ""
                 run.status = RunStatus.COMPLETED
                 run.finished_at = timezone.now()
-                run.checksum = compute_checksum(run)
+                run.checksum = checksum_of(run, rows_sha256)
                 # save() refuses a finished run: the row still reads `running`, update it directly.
                 SettlementRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
                     **{name: getattr(run, name) for name in _SEALED_FIELDS}
@@ -160,11 +148,16 @@ def mirror(run: SettlementRun, *, gateway: FirestoreGateway) -> bool:
     `rows` subcollection. A failure is logged, not raised: verify_reports
     names a run whose mirror is missing or differs."""
     try:
-        breaks = rows_of(run)
+        breaks = (
+            SettlementRow.objects.filter(run_id=run.pk)
+            .exclude(outcome=Outcome.MATCHED)
+            .order_by("id")
+            .values_list("id", *COLUMNS)
+        )
         gateway.put_settlement_report(
             str(run.pk),
             {**header(run), "checksum": run.checksum},
-            ((str(r.pk), row_record(r)) for r in breaks if r.outcome != Outcome.MATCHED),
+            ((str(pk), record(dict(zip(COLUMNS, values, strict=True)))) for pk, *values in breaks.iterator()),
         )
         return True
     except Exception as exc:

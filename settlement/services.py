@@ -186,11 +186,11 @@ def execute(run: SettlementRun, *, gateway: FirestoreGateway, dry_run: bool = Fa
         log.info("settlement statement imported before", extra={"run_id": run.pk, "repeat_of": repeat.pk})
     period = (run.period_start, run.period_end) if run.period_given else None
     with statement.open_rows(run.path) as rows:
-        matching.match_statement(run, rows, gateway=gateway, period=period)
+        matched = matching.match_statement(run, rows, gateway=gateway, period=period)
     run.refresh_from_db()
     if dry_run:
         return run
-    run = reports.seal(run)
+    run = reports.seal(run, matched.rows.hexdigest())
     reports.mirror(run, gateway=gateway)
     alerting.evaluate_soon()
     log.info(

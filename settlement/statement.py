@@ -44,7 +44,10 @@ TYPES = {"payment": events.PAYMENT, "refund": events.REFUND, "chargeback": event
 SETTLED = "settled"
 STATUSES = (SETTLED, "pending", "failed")
 DECIMAL_PLACES = 6  # what a SettlementRow stores exactly; more is refused, not rounded
-INTEGER_DIGITS = 18
+# Significant digits an amount may have: SQLite keeps a decimal column as a
+# double (15 digits exact), so a longer amount would come back altered.
+SIGNIFICANT_DIGITS = 15
+INTEGER_DIGITS = 18  # the column's max_digits (24) less its decimal places
 _AMOUNT = re.compile(r"[+-]?([0-9]+)(?:\.([0-9]+))?")  # [0-9] is ASCII only, unlike \d
 _CURRENCY = re.compile(r"[A-Z]{3}")
 RAW_LIMIT = 500  # characters of a malformed row kept to show
@@ -128,11 +131,10 @@ def check(
     record: list[str], line: int, header: list[str], position: dict[str, int]
 ) -> StatementRow | Malformed:
     """One record as a StatementRow, or Malformed with the first reason found."""
-    raw = _shown(",".join(record))
     if len(record) != len(header):
-        return Malformed(line, f"{len(record)} fields where the header has {len(header)}", raw)
+        return _malformed(record, line, f"{len(record)} fields where the header has {len(header)}")
     if any("\ufffd" in cell for cell in record):
-        return Malformed(line, "not UTF-8 text", raw)
+        return _malformed(record, line, "not UTF-8 text")
     cell = {name: record[index].strip() for name, index in position.items()}
     try:
         kind = cell["type"]
@@ -156,10 +158,14 @@ def check(
             raise _Bad(f"unknown status {events.printable(status)} (settled, pending or failed)")
         settled_at = _time(cell["settled_at"], required=status == SETTLED)
     except _Bad as exc:
-        return Malformed(line, str(exc), raw)
+        return _malformed(record, line, str(exc))
     return StatementRow(
         line, kind, payment_id, reference, user_id, points, amount, currency, status, settled_at
     )
+
+
+def _malformed(record: list[str], line: int, reason: str) -> Malformed:
+    return Malformed(line, reason, _shown(",".join(record)))
 
 
 class _Bad(Exception):
@@ -193,6 +199,8 @@ def _amount(text: str) -> Decimal:
         raise _Bad(f"amount {text} has more than {DECIMAL_PLACES} decimal places")
     if len(whole.lstrip("0")) > INTEGER_DIGITS:
         raise _Bad(f"amount {events.printable(text)} is out of range")
+    if len((whole + fraction).lstrip("0").rstrip("0")) > SIGNIFICANT_DIGITS:
+        raise _Bad(f"amount {events.printable(text)} has more than {SIGNIFICANT_DIGITS} significant digits")
     return Decimal(text)
 
 

@@ -1,0 +1,55 @@
+"""A settlement row's canonical record: the columns a report seals, the same
+whether the row is about to be stored (a dict built by matching) or read back
+(values from the database), so the checksum made while storing is the one
+verify_reports recomputes."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC
+from decimal import Decimal
+
+# The columns of SettlementRow a report holds, in their order (besides run and id).
+COLUMNS = (
+    "line",
+    "outcome",
+    "type",
+    "payment_id",
+    "reference",
+    "user_id",
+    "points",
+    "amount",
+    "currency",
+    "status",
+    "settled_at",
+    "entry_id",
+    "ledger_uid",
+    "ledger_amount",
+    "delivery_id",
+    "replayable",
+    "detail",
+    "raw",
+)
+EMPTY_ROW = {
+    **dict.fromkeys(COLUMNS, ""),
+    **dict.fromkeys(("line", "points", "amount", "settled_at", "ledger_amount", "delivery_id"), None),
+    "replayable": False,
+}
+
+
+def decimal_text(value: Decimal | None) -> str | None:
+    """A Decimal as exact text without trailing zeros (10.50 and 10.500000 are
+    both "10.5"; a negative zero is "0")."""
+    return None if value is None else f"{(value + 0).normalize():f}"
+
+
+def record(row: dict) -> dict:
+    return {
+        **{name: row[name] for name in COLUMNS},
+        "amount": decimal_text(row["amount"]),
+        "settled_at": row["settled_at"].astimezone(UTC).isoformat() if row["settled_at"] else None,
+    }
+
+
+def line(data: dict) -> bytes:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode() + b"\n"
