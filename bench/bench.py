@@ -58,6 +58,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import burst
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -494,7 +496,7 @@ def main() -> int:
     parser.add_argument("--replay-events", type=int, default=5000, help="events in the replay benchmark")
     parser.add_argument(
         "--only",
-        choices=("reconcile", "replay", "metrics", "breaks", "snapshot"),
+        choices=("reconcile", "replay", "metrics", "breaks", "snapshot", "burst"),
         help="measure one part (all by default)",
     )
     parser.add_argument(
@@ -520,6 +522,7 @@ def main() -> int:
         observed = measure_metrics(args, env, work) if wants(args, "metrics") else None
         tracked = measure_breaks(args, env, work) if wants(args, "breaks") else None
         snapshotted = measure_snapshot(args, env, work) if wants(args, "snapshot") else None
+        bursts = measure_burst(args, env, work) if wants(args, "burst") else None
     if reconciled is not None:
         ok &= report_reconcile(args, *reconciled)
     if replayed is not None:
@@ -530,6 +533,8 @@ def main() -> int:
         ok &= report_breaks(args, tracked)
     if snapshotted is not None:
         ok &= report_snapshot(args, snapshotted)
+    if bursts is not None:
+        ok &= burst.report_burst(*bursts, events=args.replay_events, wallets=REPLAY_WALLETS)
     return 0 if ok else 1
 
 
@@ -794,6 +799,25 @@ def report_snapshot(args, figures: dict[int, dict]) -> bool:
         f"{args.large}: {memory:.2f}x   target <= {TARGET_MEMORY}x  {verdict(memory <= TARGET_MEMORY)}"
     )
     return ok and memory <= TARGET_MEMORY
+
+
+def measure_burst(args, env: dict, work: Path) -> tuple[dict, dict]:
+    """The webhook burst (bench/burst.py), batched and one task per delivery,
+    the bare view under the same load, and the file replay of the same events."""
+    lines = _payment_lines(args.replay_events)
+    results = {}
+    for mode in ("batched", "per_delivery"):
+        project = f"burst-{mode}"
+        seed_replay_wallets(project)
+        results[mode] = burst.burst_once(
+            env, migrated_db(env, work / f"burst-{mode}.sqlite3"), project, lines, mode=mode
+        )
+        print(f"measured webhook burst, {mode}", flush=True)
+    results["bare"] = burst.bare_once(env, migrated_db(env, work / "burst-bare.sqlite3"), "burst-bare", lines)
+    seed_replay_wallets("burst-replay")
+    db = migrated_db(env, work / "burst-replay.sqlite3")
+    replay = spawn(env, "--child", "replay", "burst-replay", str(db), str(len(lines)))
+    return results, replay
 
 
 def seed_replay_wallets(project: str) -> None:

@@ -278,6 +278,12 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": env.db_url_config(DATABASE_URL)}
+# Each web and worker process keeps its connection (checked before reuse)
+# instead of opening one per request: a new PostgreSQL connection costs a
+# backend process, and under a webhook burst that, not the work, was the cost
+# (intake 89 requests/s with a connection each, see docs/scaling.md).
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=300)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL and a busy timeout keep the web process and the qcluster from failing
     # with "database is locked"; IMMEDIATE makes writers queue at BEGIN.

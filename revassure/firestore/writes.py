@@ -159,12 +159,16 @@ class Writes(Transactions):
         known = {} if known is None else known
         outcomes = {} if outcomes is None else outcomes
         group: list[tuple[Any, int]] = []
+        users: set[str] = set()
+        entries: set[str] = set()
         for event, delivery_id in items:
             # One payment per wallet, and one per business identity, in a commit.
-            if any(o.user_id == event.user_id or o.entry_id == event.entry_id for o, _ in group):
+            if event.user_id in users or event.entry_id in entries:
                 self._commit_payments(group, outcomes, known, decide)
-                group = []
+                group, users, entries = [], set(), set()
             group.append((event, delivery_id))
+            users.add(event.user_id)
+            entries.add(event.entry_id)
         self._commit_payments(group, outcomes, known, decide)
         return outcomes
 

@@ -1,0 +1,279 @@
+"""The paths users meet, measured as they run: a webhook burst through the real
+server and workers, and a reconciliation requested as the schedule does and
+executed by a real qcluster. Called by bench.py (`--only burst`, `--only workers`).
+
+Webhook burst: 5,000 signed deliveries (5 payments each for 1,000 wallets)
+sent by 16 concurrent clients, each request on a connection of its own as a
+provider sends them, to gunicorn with 2 workers (as the Dockerfile runs it,
+with two) while a real `qcluster` (2 workers) applies them. Reported:
+
+- intake: requests answered per second and p50/p99 answer time, against the
+  floor of the same server answering a bare 200 view under the same load;
+- end to end (first request sent to last delivery applied), batched (the
+  drain) against the one-task-per-delivery path (WEBHOOK_APPLY=per_delivery)
+  and against the file replay of the same events (bench.py's replay child);
+- exactly once: every delivery applied, every wallet at exactly 50 points.
+"""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CLIENTS = 16
+SERVER_WORKERS = 2
+CLUSTER_WORKERS = 2
+SECRET = "whsec_bench_only"
+TARGET_VS_PER_DELIVERY = 4.0
+TARGET_VS_FILE_REPLAY = 1.5
+TARGET_P99_VS_BARE = 5.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def server_env(env: dict, db: Path, project: str, **extra: str) -> dict:
+    return {
+        **env,
+        "DEBUG": "false",
+        "SECURE_SSL_REDIRECT": "false",
+        "SECRET_KEY": "bench-only-not-secret",
+        "DATABASE_URL": f"sqlite:///{db}",
+        "GOOGLE_CLOUD_PROJECT": project,
+        "PAYNOW_WEBHOOK_SECRETS": SECRET,
+        "DJANGO_SETTINGS_MODULE": "bench.bare_settings",
+        "Q_WORKERS": str(CLUSTER_WORKERS),
+        **extra,
+    }
+
+
+def start_server(env: dict, port: int) -> subprocess.Popen:
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "revassure.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(SERVER_WORKERS),
+            "--backlog",
+            "2048",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            status, _ = request(
+                port, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+            )
+            if status == 200:
+                return server
+        except OSError:
+            pass
+        time.sleep(0.1)
+    server.kill()
+    raise SystemExit("bench: gunicorn did not answer /healthz within 30 s")
+
+
+def start_cluster(env: dict) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "qcluster"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def request(port: int, raw: bytes) -> tuple[int, bytes]:
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as conn:
+        conn.sendall(raw)
+        chunks = []
+        while chunk := conn.recv(65536):
+            chunks.append(chunk)
+    answer = b"".join(chunks)
+    return int(answer.split(b" ", 2)[1]), answer
+
+
+def signed_requests(lines: list[str], path: str) -> list[bytes]:
+    from backfill.events import sign
+
+    now = int(time.time())
+    requests = []
+    for line in lines:
+        body = line.encode()
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nPayNow-Signature: {sign(body, SECRET, now)}\r\n"
+            "Connection: close\r\n\r\n"
+        )
+        requests.append(head.encode() + body)
+    return requests
+
+
+def send_burst(port: int, requests: list[bytes]) -> dict:
+    """Send every request from CLIENTS threads; answer times and statuses."""
+    times: list[float] = [0.0] * len(requests)
+    statuses: list[int] = [0] * len(requests)
+    cursor = iter(range(len(requests)))
+    lock = threading.Lock()
+
+    def client():
+        while True:
+            with lock:
+                n = next(cursor, None)
+            if n is None:
+                return
+            began = time.perf_counter()
+            try:
+                statuses[n], _ = request(port, requests[n])
+            except OSError:
+                statuses[n] = -1
+            times[n] = time.perf_counter() - began
+
+    threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
+    started_wall, started = time.time(), time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - started
+    ordered = sorted(times)
+    return {
+        "requests": len(requests),
+        "started_wall": started_wall,
+        "seconds": seconds,
+        "p50_ms": ordered[len(ordered) // 2] * 1000,
+        "p99_ms": ordered[int(len(ordered) * 0.99)] * 1000,
+        "statuses": {str(s): statuses.count(s) for s in set(statuses)},
+    }
+
+
+def delivery_counts(db: Path) -> dict[str, int]:
+    with sqlite3.connect(db, timeout=30) as conn:
+        return dict(conn.execute("SELECT status, count(*) FROM backfill_providereventdelivery GROUP BY 1"))
+
+
+def last_applied(db: Path) -> float:
+    with sqlite3.connect(db, timeout=30) as conn:
+        (value,) = conn.execute("SELECT max(applied_at) FROM backfill_providereventdelivery").fetchone()
+    return datetime.fromisoformat(value).timestamp()
+
+
+def burst_once(env: dict, db: Path, project: str, lines: list[str], *, mode: str) -> dict:
+    """One burst of the events through server and cluster; `mode`: batched or per_delivery."""
+    run_env = server_env(env, db, project, WEBHOOK_APPLY=mode, Q_CLUSTER_NAME=f"bench-{mode}-{db.stem}")
+    port = free_port()
+    server, cluster = start_server(run_env, port), start_cluster(run_env)
+    try:
+        time.sleep(2)  # the cluster's workers up and polling, as in production
+        sent = send_burst(port, signed_requests(lines, "/api/webhooks/paynow"))
+        deadline = time.monotonic() + 900
+        while delivery_counts(db).get("received", 0) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        counts = delivery_counts(db)
+        end_to_end = last_applied(db) - sent["started_wall"]
+    finally:
+        stop(server)
+        stop(cluster)
+    return {**sent, "deliveries": counts, "end_to_end_seconds": end_to_end, "wallets": wallet_points(project)}
+
+
+def bare_once(env: dict, db: Path, project: str, lines: list[str]) -> dict:
+    """The same requests, the same server, a view that answers 200 and does nothing."""
+    port = free_port()
+    server = start_server(server_env(env, db, project), port)
+    try:
+        return send_burst(port, signed_requests(lines, "/bench/bare"))
+    finally:
+        stop(server)
+
+
+def wallet_points(project: str) -> dict[int, int]:
+    """How many wallets hold each balance (all at 50 when each payment landed once)."""
+    from google.cloud import firestore
+
+    balances: dict[int, int] = {}
+    for doc in firestore.Client(project=project).collection("wallets").stream():
+        points = doc.to_dict().get("points")
+        balances[points] = balances.get(points, 0) + 1
+    return balances
+
+
+def report_burst(results: dict, replay: dict, events: int, wallets: int) -> bool:
+    batched, per_delivery, bare = results["batched"], results["per_delivery"], results["bare"]
+    intake = batched["requests"] / batched["seconds"]
+    e2e = events / batched["end_to_end_seconds"]
+    baseline = events / per_delivery["end_to_end_seconds"]
+    replayed = replay["events"] / replay["seconds"]
+    print(f"\nwebhook burst: {events} signed deliveries for {wallets} wallets, {CLIENTS} clients,")
+    print(f"  gunicorn with {SERVER_WORKERS} workers, a qcluster with {CLUSTER_WORKERS} workers")
+    print(
+        f"    intake               {intake:8.0f} requests/s   p50 {batched['p50_ms']:.1f} ms, "
+        f"p99 {batched['p99_ms']:.1f} ms   answers {batched['statuses']}"
+    )
+    print(
+        f"    bare 200 view        {bare['requests'] / bare['seconds']:8.0f} requests/s   "
+        f"p50 {bare['p50_ms']:.1f} ms, p99 {bare['p99_ms']:.1f} ms   (same server, same load)"
+    )
+    print(f"    end to end, batched  {e2e:8.0f} events/s   (first request sent to last delivery applied)")
+    print(
+        f"    end to end, one task {baseline:8.0f} events/s   (a task per delivery, the path before; "
+        f"intake {per_delivery['requests'] / per_delivery['seconds']:.0f}/s)"
+    )
+    print(f"    file replay          {replayed:8.0f} events/s   (the same events from a file)")
+    vs_baseline, vs_replay = e2e / baseline, replayed / e2e
+    p99_ratio = batched["p99_ms"] / bare["p99_ms"]
+    exact = all(
+        r["deliveries"] == {"applied": events} and r["wallets"] == {events * 10 // wallets: wallets}
+        for r in (batched, per_delivery)
+    )
+    checks = [
+        (
+            "batched / one task",
+            vs_baseline,
+            f">= {TARGET_VS_PER_DELIVERY}x",
+            vs_baseline >= TARGET_VS_PER_DELIVERY,
+        ),
+        (
+            "file replay / batched",
+            vs_replay,
+            f"<= {TARGET_VS_FILE_REPLAY}x",
+            vs_replay <= TARGET_VS_FILE_REPLAY,
+        ),
+        ("intake p99 / bare p99", p99_ratio, f"<= {TARGET_P99_VS_BARE}x", p99_ratio < TARGET_P99_VS_BARE),
+    ]
+    for name, value, target, ok in checks:
+        print(f"    {name:21}{value:8.2f}x    target {target}   {'ok' if ok else 'MISSED'}")
+    print(
+        f"    exactly once         {'every delivery applied once, every wallet at 50' if exact else 'NO'}"
+        f"   (batched {batched['deliveries']}, one task {per_delivery['deliveries']})"
+    )
+    return exact and all(ok for *_, ok in checks)
