@@ -2,8 +2,10 @@
 # `make demo`: the whole product on local defaults. Starts the Firestore
 # emulator, migrates a fresh SQLite database, creates the demo logins, seeds
 # wallets (some drifted), runs a first reconciliation, then serves the admin
-# with a qcluster beside it until Ctrl-C. Each start is a clean slate: the
-# emulator keeps nothing, so neither does the demo database.
+# with a qcluster beside it until Ctrl-C; seed_demo also writes a PayNow
+# settlement statement, which one settlement reconciliation imports. Each
+# start is a clean slate: the emulator keeps nothing, so neither does the demo
+# database.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,9 +49,12 @@ grep -q '^ready' "$DEMO_DIR/emulator.log" || { cat "$DEMO_DIR/emulator.log"; ech
 echo "== migrating the demo database"
 "$PY" manage.py migrate --noinput >"$DEMO_DIR/migrate.log"
 echo "== seeding Firestore (emulator on $FIRESTORE_EMULATOR_HOST, project $GOOGLE_CLOUD_PROJECT)"
-"$PY" manage.py seed_demo --wallets "${DEMO_WALLETS:-1000}" --history 29 2>>"$DEMO_DIR/app.log"
+"$PY" manage.py seed_demo --wallets "${DEMO_WALLETS:-1000}" --history 29 \
+    --statement "$DEMO_DIR/paynow-statement.csv" 2>>"$DEMO_DIR/app.log"
 echo "== first reconciliation"
 "$PY" manage.py reconcile 2>>"$DEMO_DIR/app.log"
+echo "== settlement reconciliation of the seeded PayNow statement"
+"$PY" manage.py reconcile_settlement "$DEMO_DIR/paynow-statement.csv" 2>>"$DEMO_DIR/app.log"
 "$PY" manage.py verify_reports 2>>"$DEMO_DIR/app.log"
 logins=$("$PY" manage.py setup_demo)
 "$PY" manage.py qcluster >>"$DEMO_DIR/qcluster.log" 2>&1 &
@@ -59,6 +64,7 @@ cat <<BANNER
 
   revassure is up:  http://127.0.0.1:$PORT/admin/
   Reconciliation runs: http://127.0.0.1:$PORT/admin/reconciliation/reconciliationrun/
+  Settlement runs:     http://127.0.0.1:$PORT/admin/settlement/settlementrun/
 
   Logins (new passwords at every start):
 $logins

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
@@ -6,6 +7,7 @@ from django.utils import timezone
 from reconciliation.demo import demo_wallets, seed_history
 from reconciliation.models import ReconciliationRun
 from revassure.firestore import get_gateway
+from settlement.demo import write_demo_statement
 
 
 class Command(BaseCommand):
@@ -30,6 +32,12 @@ class Command(BaseCommand):
             help="also seal one full run a day for DAYS days before today, from these wallets "
             "(trigger 'demo'), so the dashboard's chart has a shape; only into a database without runs",
         )
+        parser.add_argument(
+            "--statement",
+            metavar="PATH",
+            help="also write a PayNow settlement statement for these wallets to PATH: it settles "
+            "their purchases but for a few breaks of each kind (some through stored webhook deliveries)",
+        )
         parser.add_argument("--json", action="store_true")
 
     def handle(self, *args, **options):
@@ -51,12 +59,19 @@ class Command(BaseCommand):
         )
         written = gateway.write_wallets(wallets)
         history = seed_history(wallets, days=options["history"], gateway=gateway, now=timezone.now())
+        statement = None
+        if options["statement"]:
+            breaks = write_demo_statement(
+                wallets, Path(options["statement"]), gateway=gateway, now=timezone.now(), seed=options["seed"]
+            )
+            statement = {"path": options["statement"], **breaks}
         summary = {
             "project": gateway.project,
             "wallets": written,
             "drifted": round(options["wallets"] * options["drift_share"]),
             "malformed": min(options["malformed"], options["wallets"]),
             "history_runs": [run.pk for run in history],
+            **({"statement": statement} if statement else {}),
         }
         if options["json"]:
             self.stdout.write(json.dumps(summary, sort_keys=True))
@@ -65,6 +80,11 @@ class Command(BaseCommand):
                 f"Seeded {written} wallets in Firestore project {gateway.project} "
                 f"({summary['drifted']} drifted, {summary['malformed']} with a malformed entry)."
             )
+            if statement:
+                self.stdout.write(
+                    f"Wrote a PayNow settlement statement to {statement['path']} "
+                    f"({statement['matched']} matching rows and a few breaks of each kind)."
+                )
             if history:
                 self.stdout.write(
                     f"Sealed {len(history)} runs of seeded history, one a day from "
