@@ -132,15 +132,21 @@ class Rows:
     def __init__(self, run_id: int):
         self.run_id = run_id
         self.digest = hashlib.sha256()
-        fields = {f.column: f for f in SettlementRow._meta.concrete_fields}
         qn = connection.ops.quote_name
         columns = ["run_id", *COLUMNS]
         self.sql = (
             f"INSERT INTO {qn(SettlementRow._meta.db_table)} ({', '.join(qn(c) for c in columns)}) "
             f"VALUES ({', '.join(['%s'] * len(columns))})"
         )
-        # Values that need the database's own form (times, decimals), by field.
-        self.prepared = {name: fields[name] for name in ("settled_at", "amount")}
+        # Values that need the database's own form (times, decimals): the
+        # backend's adapters, as the fields' get_db_prep_save would call them.
+        amount = SettlementRow._meta.get_field("amount")
+        self.prepared = {
+            "settled_at": connection.ops.adapt_datetimefield_value,
+            "amount": lambda value: connection.ops.adapt_decimalfield_value(
+                value, amount.max_digits, amount.decimal_places
+            ),
+        }
 
     def store(self, rows: list[dict]) -> None:
         if not rows:
@@ -152,7 +158,7 @@ class Rows:
             for name in COLUMNS:
                 value = row[name]
                 if value is not None and name in self.prepared:
-                    value = self.prepared[name].get_db_prep_save(value, connection)
+                    value = self.prepared[name](value)
                 values.append(value)
             params.append(values)
         with connection.cursor() as cursor:

@@ -69,11 +69,8 @@ class StatementRow:
     currency: str
     status: str
     settled_at: datetime | None
-
-    @property
-    def entry_id(self) -> str:
-        """The ledger entry this row's business identity credits (or reverses with)."""
-        return events.entry_id_of(TYPES[self.type], self.payment_id, self.reference)
+    # The ledger entry this row's business identity credits (or reverses with).
+    entry_id: str
 
     @property
     def settled(self) -> bool:
@@ -159,8 +156,9 @@ def check(
         settled_at = _time(cell["settled_at"], required=status == SETTLED)
     except _Bad as exc:
         return _malformed(record, line, str(exc))
+    entry_id = events.entry_id_of(TYPES[kind], payment_id, reference)
     return StatementRow(
-        line, kind, payment_id, reference, user_id, points, amount, currency, status, settled_at
+        line, kind, payment_id, reference, user_id, points, amount, currency, status, settled_at, entry_id
     )
 
 
