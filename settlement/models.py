@@ -28,12 +28,12 @@ class RunTrigger(models.TextChoices):
 class Outcome(models.TextChoices):
     """What a statement row (or an applied payment with no row) came to."""
 
-    MATCHED = "matched"
+    MATCHED = "matched", "matched"
     MISSING_IN_LEDGER = "missing_in_ledger", "missing in the ledger"
     MISSING_AT_PROVIDER = "missing_at_provider", "missing at the provider"
     POINTS_MISMATCH = "points_mismatch", "points mismatch"
     USER_MISMATCH = "user_mismatch", "user mismatch"
-    UNREVERSED = "unreversed"
+    UNREVERSED = "unreversed", "unreversed"
     DUPLICATE_IN_STATEMENT = "duplicate_in_statement", "duplicate in the statement"
     NOT_SETTLED = "not_settled", "credited, not settled"
     MALFORMED = "malformed", "malformed row"
