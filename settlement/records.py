@@ -51,5 +51,10 @@ def record(row: dict) -> dict:
     }
 
 
+# One encoder for every line (json.dumps builds a new one per call with these options).
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
 def line(data: dict) -> bytes:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode() + b"\n"
+    """The compact JSON of `data` with sorted keys, and a newline: a canonical line."""
+    return _ENCODER.encode(data).encode() + b"\n"
