@@ -14,6 +14,7 @@ from django.urls import reverse
 from backfill import runs
 from backfill.models import DataMigration, MigrationKind
 from reconciliation.models import BalanceRequest
+from settlement import services
 from settlement.models import FollowUp, Outcome, SettlementRow, SettlementRun
 from tests.helpers import csp_refusals
 
@@ -181,3 +182,26 @@ def test_only_an_approver_marks_rows_explained_with_a_reason(client, reviewer, a
     assert explained.kind == "explained" and explained.actor == approver and explained.row == rows[0]
     page = client.get(reverse("admin:settlement_settlementrow_changelist") + "?follow_up=explained")
     assert [r.pk for r in page.context["cl"].result_list] == [rows[0].pk]
+
+
+def test_the_admin_index_lists_settlement_for_every_role(client, reviewer, approver, ops):
+    for user in (reviewer, approver, ops):
+        client.force_login(user)
+        page = client.get(reverse("admin:index")).content.decode()
+        assert reverse("admin:settlement_settlementrun_changelist") in page, user
+
+
+def test_a_run_whose_file_is_gone_fails_visibly(
+    client, ops, world, write_statement, django_capture_on_commit_callbacks
+):
+    path = write_statement([])
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        run = services.request_import(source="gone.csv", path=str(path), actor=ops, trigger="admin")
+    path.unlink()
+    for callback in queued:
+        callback()
+    run.refresh_from_db()
+    assert run.status == "failed" and "FileNotFoundError" in run.error
+    client.force_login(ops)
+    page = client.get(reverse("admin:settlement_settlementrun_change", args=[run.pk])).content.decode()
+    assert "FileNotFoundError" in page and "Failed" in page
