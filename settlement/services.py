@@ -108,7 +108,11 @@ def reconcile_file(
     )
     if not dry_run:
         run.save()
-        run = execute(run, gateway=gateway)
+        try:
+            run = execute(run, gateway=gateway)
+        except Exception as exc:  # Firestore gone past its retries, a disk error: the run says so
+            fail(run.pk, f"{type(exc).__name__}: {exc}")
+            raise
         return Result(run, reports.summary(run), run.repeat_of, False)
     try:
         with transaction.atomic():

@@ -49,6 +49,8 @@ class Command(BaseCommand):
                 raise CommandError(f"cannot read {path}: {exc.strerror or exc}") from exc
             except (statement.BadStatement, ValueError) as exc:
                 raise CommandError(f"{path} was not matched: {exc}") from exc
+            except Exception as exc:
+                raise CommandError(f"settlement could not run: {type(exc).__name__}: {exc}") from exc
         if result.repeat_of is not None:
             # stderr: stdout holds exactly the summary's keys.
             self.stderr.write(
