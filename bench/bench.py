@@ -59,6 +59,7 @@ import time
 from pathlib import Path
 
 import burst
+import workers
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -75,6 +76,7 @@ REPLAY_WALLETS = 1000
 TARGET_SCRAPE_MS = 100
 TARGET_SNAPSHOT_VS_FLOOR = 2.0
 SNAPSHOT_CONCURRENCY = 32  # ledgers read at once, by the snapshot (its default) and its floor
+WORKERS_REPEAT = 2  # in turns: inline, 2 workers, 1 worker
 SNAPSHOT_REPEAT = 2  # at most: the floor alone takes over a minute at 20,000 wallets
 SEEDED: set[str] = set()  # projects seeded in this run (reconcile and snapshot share them)
 
@@ -496,7 +498,7 @@ def main() -> int:
     parser.add_argument("--replay-events", type=int, default=5000, help="events in the replay benchmark")
     parser.add_argument(
         "--only",
-        choices=("reconcile", "replay", "metrics", "breaks", "snapshot", "burst"),
+        choices=("reconcile", "replay", "metrics", "breaks", "snapshot", "burst", "workers"),
         help="measure one part (all by default)",
     )
     parser.add_argument(
@@ -523,6 +525,7 @@ def main() -> int:
         tracked = measure_breaks(args, env, work) if wants(args, "breaks") else None
         snapshotted = measure_snapshot(args, env, work) if wants(args, "snapshot") else None
         bursts = measure_burst(args, env, work) if wants(args, "burst") else None
+        through_workers = measure_workers(args, env, work) if wants(args, "workers") else None
     if reconciled is not None:
         ok &= report_reconcile(args, *reconciled)
     if replayed is not None:
@@ -535,6 +538,8 @@ def main() -> int:
         ok &= report_snapshot(args, snapshotted)
     if bursts is not None:
         ok &= burst.report_burst(*bursts, events=args.replay_events, wallets=REPLAY_WALLETS)
+    if through_workers is not None:
+        ok &= workers.report_workers(through_workers)
     return 0 if ok else 1
 
 
@@ -809,8 +814,11 @@ def measure_burst(args, env: dict, work: Path) -> tuple[dict, dict]:
     for mode in ("batched", "per_delivery"):
         project = f"burst-{mode}"
         seed_replay_wallets(project)
+        # One task per delivery runs at a steady ~25 a second: its rate is taken
+        # over the burst's first BASELINE_EVENTS (all 5,000 would take minutes).
+        events = lines if mode == "batched" else lines[: burst.BASELINE_EVENTS]
         results[mode] = burst.burst_once(
-            env, migrated_db(env, work / f"burst-{mode}.sqlite3"), project, lines, mode=mode
+            env, migrated_db(env, work / f"burst-{mode}.sqlite3"), project, events, mode=mode
         )
         print(f"measured webhook burst, {mode}", flush=True)
     results["bare"] = burst.bare_once(env, migrated_db(env, work / "burst-bare.sqlite3"), "burst-bare", lines)
@@ -818,6 +826,24 @@ def measure_burst(args, env: dict, work: Path) -> tuple[dict, dict]:
     db = migrated_db(env, work / "burst-replay.sqlite3")
     replay = spawn(env, "--child", "replay", "burst-replay", str(db), str(len(lines)))
     return results, replay
+
+
+def measure_workers(args, env: dict, work: Path) -> dict[int, dict]:
+    """A full run through a real qcluster (bench/workers.py) with 2 workers and
+    with 1, against the inline run of the same wallets, in turns, at both sizes."""
+    figures = {}
+    for size in (args.small, args.large):
+        project = seed_once(size, args.entries)
+        runs = {"inline": [], "workers2": [], "workers1": []}
+        for n in range(WORKERS_REPEAT):
+            db = migrated_db(env, work / f"workers-inline-{size}-{n}.sqlite3")
+            runs["inline"].append(spawn(env, "--child", "reconcile", project, str(db)))
+            for count in (2, 1):
+                db = migrated_db(env, work / f"workers-{count}-{size}-{n}.sqlite3")
+                runs[f"workers{count}"].append(workers.through_workers(env, db, project, count, ROOT))
+        figures[size] = runs
+        print(f"measured reconcile through the workers, {size} wallets", flush=True)
+    return figures
 
 
 def seed_replay_wallets(project: str) -> None:
