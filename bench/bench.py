@@ -60,6 +60,7 @@ from pathlib import Path
 
 import burst
 import workers
+from settlement_bench import measure_settlement, report_settlement
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -498,7 +499,7 @@ def main() -> int:
     parser.add_argument("--replay-events", type=int, default=5000, help="events in the replay benchmark")
     parser.add_argument(
         "--only",
-        choices=("reconcile", "replay", "metrics", "breaks", "snapshot", "burst", "workers"),
+        choices=("reconcile", "replay", "metrics", "breaks", "snapshot", "burst", "workers", "settlement"),
         help="measure one part (all by default)",
     )
     parser.add_argument(
@@ -526,6 +527,7 @@ def main() -> int:
         snapshotted = measure_snapshot(args, env, work) if wants(args, "snapshot") else None
         bursts = measure_burst(args, env, work) if wants(args, "burst") else None
         through_workers = measure_workers(args, env, work) if wants(args, "workers") else None
+        settled = measure_settlement(args, env, work) if wants(args, "settlement") else None
     if reconciled is not None:
         ok &= report_reconcile(args, *reconciled)
     if replayed is not None:
@@ -540,6 +542,8 @@ def main() -> int:
         ok &= burst.report_burst(*bursts, events=args.replay_events, wallets=REPLAY_WALLETS)
     if through_workers is not None:
         ok &= workers.report_workers(through_workers)
+    if settled is not None:
+        ok &= report_settlement(args, settled)
     return 0 if ok else 1
 
 

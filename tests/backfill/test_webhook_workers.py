@@ -25,7 +25,8 @@ import json
 from backfill.services import receive_webhook
 for n in range({first}, {first} + {count}):
     data = {{"payment_id": f"pay_{{n}}", "user_id": f"u{{n % 8}}", "points": n + 1}}
-    body = {{"id": f"evt_{{n}}", "type": "payment.succeeded", "created": "2026-11-20T10:00:00Z", "data": data}}
+    created = "2026-11-20T10:00:00Z"
+    body = {{"id": f"evt_{{n}}", "type": "payment.succeeded", "created": created, "data": data}}
     receive_webhook(json.dumps(body).encode())
 """
 
