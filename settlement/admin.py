@@ -25,7 +25,7 @@ from revassure.admin_base import ReadOnlyAdmin
 from revassure.firestore import get_gateway
 from revassure.flags import FeatureDisabled
 from revassure.formatting import EMPTY, points, signed, when
-from settlement import actions, reports, services, statement, storage
+from settlement import actions, records, reports, services, statement, storage
 from settlement.models import (
     BREAKS,
     FollowUp,
@@ -542,27 +542,7 @@ class SettlementRowAdmin(ReadOnlyAdmin):
 
 # -- CSV -------------------------------------------------------------------------------
 
-ROW_HEADER = [
-    "run_id",
-    "line",
-    "outcome",
-    "type",
-    "payment_id",
-    "reference",
-    "user_id",
-    "points",
-    "amount",
-    "currency",
-    "status",
-    "settled_at",
-    "entry_id",
-    "ledger_uid",
-    "ledger_amount",
-    "delivery_id",
-    "replayable",
-    "detail",
-    "raw",
-]
+ROW_HEADER = ["run_id", *records.COLUMNS]  # the sealed columns, in their order
 
 
 def row_table(rows):
