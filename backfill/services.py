@@ -16,7 +16,16 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from backfill import drain, events
-from backfill.models import EventSource, EventStatus, ProviderEventDelivery, RejectedWebhook, WebhookDrain
+from backfill.models import (
+    DataMigration,
+    EventSource,
+    EventStatus,
+    MigrationKind,
+    MigrationStatus,
+    ProviderEventDelivery,
+    RejectedWebhook,
+    WebhookDrain,
+)
 from backfill.rules import decide
 from revassure import metrics
 from revassure.firestore import FirestoreGateway
@@ -248,6 +257,11 @@ def drain_webhooks(*, gateway: FirestoreGateway, deadline: float | None = None, 
     Without the lease (another worker drains) it asks that drainer to look
     again and returns: arrivals are never left waiting for a task that gave up.
     At `deadline` (time.monotonic()) it hands the lease to a next task."""
+    if stored_replay_live():
+        # Ops are replaying stored deliveries, which takes these too: the drain
+        # steps aside so each delivery is applied and counted by one of them;
+        # the sweep drains what arrives meanwhile once the replay has ended.
+        return 0
     lease = drain.claim(handoff)
     if lease is None:
         WebhookDrain.objects.filter(pk=1).update(queued=True, queued_at=timezone.now())
@@ -278,6 +292,12 @@ def drain_webhooks(*, gateway: FirestoreGateway, deadline: float | None = None, 
     finally:
         if lease is not None:
             drain.release(lease)
+
+
+def stored_replay_live() -> bool:
+    return DataMigration.objects.filter(
+        kind=MigrationKind.REPLAY_STORED, status__in=(MigrationStatus.PENDING, MigrationStatus.RUNNING)
+    ).exists()
 
 
 def apply_batch(batch: list[ProviderEventDelivery], *, gateway: FirestoreGateway, known: dict) -> int:

@@ -14,7 +14,7 @@ from django_q.conf import Conf
 
 from backfill import drain, file_replay, runs, tasks
 from backfill.events import sign
-from backfill.models import EventSource, EventStatus, ProviderEventDelivery
+from backfill.models import DataMigration, EventSource, EventStatus, MigrationStatus, ProviderEventDelivery
 from revassure.firestore import FirestoreGateway
 from tests.helpers import event_line, put_wallets
 
@@ -187,3 +187,17 @@ def test_the_waiting_queue_shows_in_the_admin_and_the_metrics(client, gateway, b
     page = client.get(reverse("admin:backfill_providereventdelivery_changelist")).content.decode()
     assert "No webhook delivery is waiting" in page
     assert json.loads(json.dumps(drain.queue_state())) == [0, 0.0]
+
+
+@pytest.mark.django_db
+def test_the_drain_steps_aside_while_ops_replay_stored_deliveries(client, gateway, broker):
+    put_wallets(gateway, {"u1": (0, [])})
+    deliver(client, event_line("evt_1", payment="pay_1", points=5))
+    replay = runs.request_stored_replay()  # queued for a worker, not run yet
+
+    assert tasks.drain_webhooks() == 0, "the stored replay applies and counts what waits"
+    assert drain.queue_state()[0] == 1
+
+    DataMigration.objects.filter(pk=replay.pk).update(status=MigrationStatus.COMPLETED)
+    assert tasks.drain_webhooks() == 1
+    assert ProviderEventDelivery.objects.get().status == EventStatus.APPLIED
