@@ -106,6 +106,20 @@ def release(lease: str) -> None:
     WebhookDrain.objects.filter(pk=1, lease=lease).update(lease="", lease_until=None)
 
 
+def clear_asked() -> None:
+    """The drainer is about to look at what waits: arrivals from now on ask again."""
+    WebhookDrain.objects.filter(pk=1).update(queued=False)
+
+
+def ask_again() -> None:
+    """A task that found another drainer at work asks it to look once more."""
+    WebhookDrain.objects.filter(pk=1).update(queued=True, queued_at=timezone.now())
+
+
+def asked_again() -> bool:
+    return WebhookDrain.objects.filter(pk=1, queued=True).exists()
+
+
 def sweep() -> int:
     """Every minute: deliveries left waiting (a lost task, a dead drainer whose
     lease lapsed) get a drain. The number waiting."""

@@ -15,16 +15,14 @@ from django.db.models import F
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from backfill import drain, events
+from backfill import drain, events, progress
 from backfill.models import (
     DataMigration,
     EventSource,
     EventStatus,
     MigrationKind,
-    MigrationStatus,
     ProviderEventDelivery,
     RejectedWebhook,
-    WebhookDrain,
 )
 from backfill.rules import decide
 from revassure import metrics
@@ -264,17 +262,17 @@ def drain_webhooks(*, gateway: FirestoreGateway, deadline: float | None = None, 
         return 0
     lease = drain.claim(handoff)
     if lease is None:
-        WebhookDrain.objects.filter(pk=1).update(queued=True, queued_at=timezone.now())
+        drain.ask_again()
         return 0
     handled, known = 0, {}
     try:
         while True:
-            WebhookDrain.objects.filter(pk=1).update(queued=False)
+            drain.clear_asked()
             batch = list(drain.waiting()[: drain.DRAIN_BATCH])
             if not batch:
                 drain.release(lease)
                 lease = None
-                if not WebhookDrain.objects.filter(pk=1, queued=True).exists():
+                if not drain.asked_again():
                     return handled
                 lease = drain.claim()  # arrivals since the last look, whose task found us busy
                 if lease is None:
@@ -295,9 +293,7 @@ def drain_webhooks(*, gateway: FirestoreGateway, deadline: float | None = None, 
 
 
 def stored_replay_live() -> bool:
-    return DataMigration.objects.filter(
-        kind=MigrationKind.REPLAY_STORED, status__in=(MigrationStatus.PENDING, MigrationStatus.RUNNING)
-    ).exists()
+    return DataMigration.objects.filter(kind=MigrationKind.REPLAY_STORED, status__in=progress.LIVE).exists()
 
 
 def apply_batch(batch: list[ProviderEventDelivery], *, gateway: FirestoreGateway, known: dict) -> int:
@@ -309,9 +305,7 @@ def apply_batch(batch: list[ProviderEventDelivery], *, gateway: FirestoreGateway
         apply_one_by_one(others, gateway=gateway)
     applied_to = {d.user_id for d in batch if d.status == EventStatus.APPLIED}
     retried = retry_deferred_webhooks(applied_to, gateway=gateway)
-    for status, count in Counter(d.status for d in batch).items():
-        metrics.webhook_delivery(status, count)
-    for status, count in retried.items():
+    for status, count in (Counter(d.status for d in batch) + retried).items():
         metrics.webhook_delivery(status, count)
     log.info(
         "webhook deliveries applied",
