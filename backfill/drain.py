@@ -2,13 +2,19 @@
 the wake-up and the one drainer's lease (the drain itself is
 services.drain_webhooks).
 
-The webhook stores each delivery raw and answers; `wake` then makes sure one
-drain task is on its way (a burst of a thousand arrivals enqueues a handful of
-tasks, not a thousand). The drain takes the one lease there is, and applies
-what is waiting in arrival order, DRAIN_BATCH at a time, through the file
-replay's path: a batch's payments in batched commits, its reversals one by one
-by their own rules, staged so a wallet's events are decided in arrival order
-(services.stages). It goes on while deliveries keep coming, then lets go.
+The webhook stores each delivery raw and answers; `wake` then makes sure a
+drainer will look: it raises the one request flag, and enqueues a drain task
+only when no worker holds the lease (a burst of a thousand arrivals enqueues a
+handful of tasks, not a thousand). The drain takes the one lease there is, and
+applies what is waiting in arrival order, DRAIN_BATCH at a time, through the
+file replay's path: a batch's payments in batched commits, its reversals one
+by one by their own rules, staged so a wallet's events are decided in arrival
+order (services.stages). It goes on while deliveries keep coming (pausing
+FILL_PAUSE after a batch that was not full), then lets go, and looks for the
+flag after letting go; a task that found the lease taken raises the flag, then
+tries the lease once more. Raising the flag and then looking at the lease, on
+one side, and letting go and then looking at the flag, on the other, means
+one of the two always sees the other: no request is left without a drainer.
 
 Exactly once: a delivery's outcome is saved after Firestore took it; a worker
 killed in between leaves it `received`, and the next drain applies it again,
@@ -35,6 +41,11 @@ log = logging.getLogger(__name__)
 
 DRAIN_TASK = "backfill.tasks.drain_webhooks"
 DRAIN_BATCH = 100  # deliveries applied, then saved, together (as the file replay's checkpoint)
+# After a batch that was not full, the drainer waits this long before looking
+# again, so that under a stream of arrivals batches fill instead of costing a
+# round of queries and a commit for a few deliveries each. The first look is
+# never delayed: a lone delivery is applied as soon as its task runs.
+FILL_PAUSE = 0.1
 STALE_QUEUED = timedelta(seconds=60)  # a drain "on its way" this long is enqueued again
 QUEUED_SQL = "SELECT 1 FROM backfill_webhookdrain WHERE id = 1 AND queued = %s AND queued_at >= %s"
 
@@ -71,6 +82,13 @@ def wake() -> None:
         _, created = WebhookDrain.objects.get_or_create(pk=1, defaults={"queued": True, "queued_at": now})
         if not created:
             return  # another arrival set it in between: its task is on the way
+    if WebhookDrain.objects.filter(pk=1, lease_until__gte=now).exclude(lease="").exists():
+        # A drainer holds the lease: it looks for the flag just set after it
+        # lets go (and this read came after the flag), so it takes this arrival
+        # up without a task. During a burst the drainer clears the flag before
+        # each batch: a task per batch, which then only finds it busy, was most
+        # of the workers' time.
+        return
     enqueue()
 
 

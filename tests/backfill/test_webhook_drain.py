@@ -131,16 +131,47 @@ def test_a_burst_is_one_task_that_applies_everything_as_the_file_replay_does(
 def test_deliveries_arriving_during_a_drain_wake_no_second_drainer(client, gateway, broker):
     put_wallets(gateway, {"u1": (0, [])})
     holder = drain.claim()  # a worker is draining right now
+    queued = broker.queue_size()
     assert deliver(client, event_line("evt_1", payment="pay_1", points=5)).status_code == 202
     assert deliver(client, event_line("evt_2", payment="pay_2", points=6)).status_code == 202
+    assert broker.queue_size() == queued, "arrivals during a drain leave it a request, not a task each"
 
-    assert tasks.drain_webhooks() == 0, "a second drainer waits for the one holding the lease"
+    assert tasks.drain_webhooks() == 0, "a second drainer (a sweep's) waits for the one holding the lease"
     assert drain.queue_state()[0] == 2
 
-    drain.release(holder)  # the holder finishes; the arrivals are taken up next
+    drain.release(holder)  # the holder lets go, then looks for a request: there is one
+    assert drain.asked_again()
     assert tasks.drain_webhooks() == 2
     assert set(ProviderEventDelivery.objects.values_list("status", flat=True)) == {EventStatus.APPLIED}
     assert wallet_state(gateway)["u1"][0] == 11
+
+
+@pytest.mark.django_db
+def test_a_drainer_leaving_as_a_task_asks_it_to_look_again_leaves_no_request_behind(
+    client, gateway, broker, monkeypatch
+):
+    """The holder lets go and finds no request just before the task that found
+    it busy makes one: unless that task then drains, its request stays pending
+    with nobody to see it, and each arrival after it takes the request for a
+    drain on its way and enqueues none (the bench's burst sat for 50 s, until
+    the minute's sweep)."""
+    put_wallets(gateway, {"u1": (0, [])})
+    holder = drain.claim()  # a worker draining what an earlier arrival woke it for
+    ask_again = drain.ask_again
+
+    def holder_leaves_first():
+        drain.release(holder)  # the holder's last steps: let go, then look for a request
+        assert not drain.asked_again()
+        ask_again()
+
+    monkeypatch.setattr(drain, "ask_again", holder_leaves_first)
+    assert tasks.drain_webhooks() == 0  # the task woken by that arrival: nothing left for it
+
+    queued = broker.queue_size()
+    assert deliver(client, event_line("evt_1", payment="pay_1", points=5)).status_code == 202
+    assert broker.queue_size() == queued + 1, "the next arrival wakes a drain"
+    assert tasks.drain_webhooks() == 1
+    assert wallet_state(gateway)["u1"][0] == 5
 
 
 @pytest.mark.django_db
