@@ -306,11 +306,11 @@ def child_replay(project: str, db_path: str, events: int) -> dict:
 
     lines = _payment_lines(events)
     migration = runs.start_replay(path="bench.jsonl", dry_run=False)
-    started = time.perf_counter()
+    cpu_before, started = burst.own_cpu_seconds(), time.perf_counter()
     migration = file_replay.run_replay(migration, lines, gateway=get_gateway(project))
     seconds = time.perf_counter() - started
     assert migration.applied == events, migration.outcomes()
-    return {"events": events, "seconds": seconds}
+    return {"events": events, "seconds": seconds, "cpu_seconds": burst.own_cpu_seconds() - cpu_before}
 
 
 def child_replay_single(project: str, db_path: str, events: int) -> dict:
@@ -525,7 +525,7 @@ def main() -> int:
         observed = measure_metrics(args, env, work) if wants(args, "metrics") else None
         tracked = measure_breaks(args, env, work) if wants(args, "breaks") else None
         snapshotted = measure_snapshot(args, env, work) if wants(args, "snapshot") else None
-        bursts = measure_burst(args, env, work) if wants(args, "burst") else None
+        bursts = measure_burst(args, emulator, env, work) if wants(args, "burst") else None
         through_workers = measure_workers(args, env, work) if wants(args, "workers") else None
         settled = measure_settlement(args, env, work) if wants(args, "settlement") else None
     if reconciled is not None:
@@ -810,26 +810,48 @@ def report_snapshot(args, figures: dict[int, dict]) -> bool:
     return ok and memory <= TARGET_MEMORY
 
 
-def measure_burst(args, env: dict, work: Path) -> tuple[dict, dict]:
-    """The webhook burst (bench/burst.py), batched and one task per delivery,
-    the bare view under the same load, and the file replay of the same events."""
+def measure_burst(args, emulator, env: dict, work: Path) -> tuple[dict, list[dict]]:
+    """The webhook burst (bench/burst.py), batched (BURST_REPEAT times, in turns
+    with the bare view under the same load) and one task per delivery (once),
+    and the file replay of the same events (as often as the batched burst)."""
     lines = _payment_lines(args.replay_events)
-    results = {}
-    for mode in ("batched", "per_delivery"):
-        project = f"burst-{mode}"
+    results: dict[str, list[dict]] = {"batched": [], "bare": [], "per_delivery": []}
+    replays = []
+    for n in range(burst.BURST_REPEAT):
+        project = f"burst-batched-{n}"
         seed_replay_wallets(project)
-        # One task per delivery runs at a steady ~25 a second: its rate is taken
-        # over the burst's first BASELINE_EVENTS (all 5,000 would take minutes).
-        events = lines if mode == "batched" else lines[: burst.BASELINE_EVENTS]
-        results[mode] = burst.burst_once(
-            env, migrated_db(env, work / f"burst-{mode}.sqlite3"), project, events, mode=mode
+        db = migrated_db(env, work / f"burst-batched-{n}.sqlite3")
+        results["batched"].append(
+            burst.burst_once(env, db, project, lines, mode="batched", emulator=emulator)
         )
-        print(f"measured webhook burst, {mode}", flush=True)
-    results["bare"] = burst.bare_once(env, migrated_db(env, work / "burst-bare.sqlite3"), "burst-bare", lines)
-    seed_replay_wallets("burst-replay")
-    db = migrated_db(env, work / "burst-replay.sqlite3")
-    replay = spawn(env, "--child", "replay", "burst-replay", str(db), str(len(lines)))
-    return results, replay
+        db = migrated_db(env, work / f"burst-bare-{n}.sqlite3")
+        results["bare"].append(burst.bare_once(env, db, f"burst-bare-{n}", lines))
+        seed_replay_wallets(f"burst-replay-{n}")
+        db = migrated_db(env, work / f"burst-replay-{n}.sqlite3")
+        cpu_before = emulator.cpu_seconds()
+        replay = spawn(env, "--child", "replay", f"burst-replay-{n}", str(db), str(len(lines)))
+        replay["cpu"] = {
+            "process": replay.pop("cpu_seconds"),
+            "emulator": emulator.cpu_seconds() - cpu_before,
+        }
+        replays.append(replay)
+        print(f"measured webhook burst, batched, bare view and file replay ({n + 1})", flush=True)
+    # One task per delivery runs at a steady ~25 a second: its rate is taken
+    # over the burst's first BASELINE_EVENTS (all 5,000 would take minutes).
+    seed_replay_wallets("burst-per_delivery")
+    db = migrated_db(env, work / "burst-per_delivery.sqlite3")
+    results["per_delivery"].append(
+        burst.burst_once(
+            env,
+            db,
+            "burst-per_delivery",
+            lines[: burst.BASELINE_EVENTS],
+            mode="per_delivery",
+            emulator=emulator,
+        )
+    )
+    print("measured webhook burst, per_delivery", flush=True)
+    return results, replays
 
 
 def measure_workers(args, env: dict, work: Path) -> dict[int, dict]:

@@ -12,11 +12,20 @@ with two) while a real `qcluster` (2 workers) applies them. Reported:
 - end to end (first request sent to last delivery applied), batched (the
   drain) against the one-task-per-delivery path (WEBHOOK_APPLY=per_delivery)
   and against the file replay of the same events (bench.py's replay child);
-- exactly once: every delivery applied, every wallet at exactly 50 points.
+- exactly once: every delivery applied, every wallet at exactly 50 points;
+- the CPU each path used per event (server, cluster, emulator and the clients
+  sending, all on this machine): when a bare intake's CPU plus the file
+  replay's leave the cores short of the end-to-end target, the bench says
+  that the target is out of reach here, with those figures.
+
+The batched burst and the bare view are measured BURST_REPEAT times in turns;
+each figure is the best of its repeats, as elsewhere in the bench.
 """
 
 from __future__ import annotations
 
+import os
+import resource
 import socket
 import sqlite3
 import subprocess
@@ -35,6 +44,7 @@ BASELINE_EVENTS = 1000  # the one-task-per-delivery baseline's share of the burs
 TARGET_VS_PER_DELIVERY = 4.0
 TARGET_VS_FILE_REPLAY = 1.5
 TARGET_P99_VS_BARE = 5.0
+BURST_REPEAT = 2  # batched burst and bare view, in turns
 
 
 def free_port() -> int:
@@ -113,6 +123,27 @@ def stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time used so far by a process and its living descendants (Linux /proc)."""
+    total, pending = 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            stat = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # ended meanwhile
+        total += (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+        pending += [int(child) for child in children]
+    return total
+
+
+def own_cpu_seconds() -> float:
+    """This process's CPU time: the sending clients (and the wait for the drain)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def request(port: int, raw: bytes) -> tuple[int, bytes]:
     with socket.create_connection(("127.0.0.1", port), timeout=60) as conn:
         conn.sendall(raw)
@@ -188,23 +219,38 @@ def last_applied(db: Path) -> float:
     return datetime.fromisoformat(value).timestamp()
 
 
-def burst_once(env: dict, db: Path, project: str, lines: list[str], *, mode: str) -> dict:
+def burst_once(env: dict, db: Path, project: str, lines: list[str], *, mode: str, emulator) -> dict:
     """One burst of the events through server and cluster; `mode`: batched or per_delivery."""
     run_env = server_env(env, db, project, WEBHOOK_APPLY=mode, Q_CLUSTER_NAME=f"bench-{mode}-{db.stem}")
     port = free_port()
     server, cluster = start_server(run_env, port), start_cluster(run_env)
     try:
         time.sleep(2)  # the cluster's workers up and polling, as in production
-        sent = send_burst(port, signed_requests(lines, "/api/webhooks/paynow"))
+        requests = signed_requests(lines, "/api/webhooks/paynow")
+        processes = (server.pid, cluster.pid)
+        cpu_before = [tree_cpu_seconds(pid) for pid in processes] + [
+            emulator.cpu_seconds(),
+            own_cpu_seconds(),
+        ]
+        sent = send_burst(port, requests)
         deadline = time.monotonic() + 900
         while delivery_counts(db).get("received", 0) and time.monotonic() < deadline:
             time.sleep(0.05)
+        cpu_after = [tree_cpu_seconds(pid) for pid in processes] + [emulator.cpu_seconds(), own_cpu_seconds()]
         counts = delivery_counts(db)
         end_to_end = last_applied(db) - sent["started_wall"]
     finally:
         stop(server)
         stop(cluster)
-    return {**sent, "deliveries": counts, "end_to_end_seconds": end_to_end, "wallets": wallet_points(project)}
+    spent = [after - before for before, after in zip(cpu_before, cpu_after, strict=True)]
+    cpu = dict(zip(("server", "cluster", "emulator", "clients"), spent, strict=True))
+    return {
+        **sent,
+        "deliveries": counts,
+        "end_to_end_seconds": end_to_end,
+        "wallets": wallet_points(project),
+        "cpu": cpu,
+    }
 
 
 def bare_once(env: dict, db: Path, project: str, lines: list[str]) -> dict:
@@ -212,7 +258,11 @@ def bare_once(env: dict, db: Path, project: str, lines: list[str]) -> dict:
     port = free_port()
     server = start_server(server_env(env, db, project), port)
     try:
-        return send_burst(port, signed_requests(lines, "/bench/bare"))
+        requests = signed_requests(lines, "/bench/bare")
+        before = tree_cpu_seconds(server.pid), own_cpu_seconds()
+        sent = send_burst(port, requests)
+        after = tree_cpu_seconds(server.pid), own_cpu_seconds()
+        return {**sent, "cpu": {"server": after[0] - before[0], "clients": after[1] - before[1]}}
     finally:
         stop(server)
 
@@ -228,21 +278,33 @@ def wallet_points(project: str) -> dict[int, int]:
     return balances
 
 
-def report_burst(results: dict, replay: dict, events: int, wallets: int) -> bool:
-    batched, per_delivery, bare = results["batched"], results["per_delivery"], results["bare"]
-    intake = batched["requests"] / batched["seconds"]
+def best_of(runs: list[dict], key) -> dict:
+    return min(runs, key=key)
+
+
+def report_burst(results: dict, replays: list[dict], events: int, wallets: int) -> bool:
+    """Each figure the best of its repeats; exactly once must hold in every burst."""
+    per_delivery = results["per_delivery"][0]
+    batched = best_of(results["batched"], lambda r: r["end_to_end_seconds"])
+    intake_run = best_of(results["batched"], lambda r: r["seconds"])
+    bare = best_of(results["bare"], lambda r: r["seconds"])
+    intake_p99 = min(r["p99_ms"] for r in results["batched"])
+    bare_p99 = min(r["p99_ms"] for r in results["bare"])
+    replay = best_of(replays, lambda r: r["seconds"] / r["events"])
+    intake = intake_run["requests"] / intake_run["seconds"]
     e2e = events / batched["end_to_end_seconds"]
     baseline = per_delivery["requests"] / per_delivery["end_to_end_seconds"]
     replayed = replay["events"] / replay["seconds"]
+    repeats = f"best of {len(results['batched'])}"
     print(f"\nwebhook burst: {events} signed deliveries for {wallets} wallets, {CLIENTS} clients,")
-    print(f"  gunicorn with {SERVER_WORKERS} workers, a qcluster with {CLUSTER_WORKERS} workers")
+    print(f"  gunicorn with {SERVER_WORKERS} workers, a qcluster with {CLUSTER_WORKERS} workers ({repeats})")
     print(
-        f"    intake               {intake:8.0f} requests/s   p50 {batched['p50_ms']:.1f} ms, "
-        f"p99 {batched['p99_ms']:.1f} ms   answers {batched['statuses']}"
+        f"    intake               {intake:8.0f} requests/s   p50 {intake_run['p50_ms']:.1f} ms, "
+        f"p99 {intake_p99:.1f} ms   answers {[r['statuses'] for r in results['batched']]}"
     )
     print(
         f"    bare 200 view        {bare['requests'] / bare['seconds']:8.0f} requests/s   "
-        f"p50 {bare['p50_ms']:.1f} ms, p99 {bare['p99_ms']:.1f} ms   (same server, same load)"
+        f"p50 {bare['p50_ms']:.1f} ms, p99 {bare_p99:.1f} ms   (same server, same load)"
     )
     print(f"    end to end, batched  {e2e:8.0f} events/s   (first request sent to last delivery applied)")
     print(
@@ -252,10 +314,11 @@ def report_burst(results: dict, replay: dict, events: int, wallets: int) -> bool
     )
     print(f"    file replay          {replayed:8.0f} events/s   (the same events from a file)")
     vs_baseline, vs_replay = e2e / baseline, replayed / e2e
-    p99_ratio = batched["p99_ms"] / bare["p99_ms"]
-    exact = batched["deliveries"] == {"applied": events} and batched["wallets"] == {
-        events * 10 // wallets: wallets
-    }
+    p99_ratio = intake_p99 / bare_p99
+    exact = all(
+        run["deliveries"] == {"applied": events} and run["wallets"] == {events * 10 // wallets: wallets}
+        for run in results["batched"]
+    )
     exact &= per_delivery["deliveries"] == {"applied": per_delivery["requests"]}
     exact &= (
         sum(points * count for points, count in per_delivery["wallets"].items())
@@ -278,15 +341,38 @@ def report_burst(results: dict, replay: dict, events: int, wallets: int) -> bool
     ]
     for name, value, target, ok in checks:
         print(f"    {name:21}{value:8.2f}x    target {target}   {'ok' if ok else 'MISSED'}")
-    bare_rate = bare["requests"] / bare["seconds"]
-    if replayed / bare_rate > TARGET_VS_FILE_REPLAY:
-        # End to end cannot beat the intake, nor the intake a view that does nothing.
-        print(
-            f"    (file replay / batched is out of reach on this machine: the bare view alone answers "
-            f"{bare_rate:.0f}/s, {replayed / bare_rate:.2f}x below the file replay)"
-        )
+    print_cpu(batched, bare, replay, events, vs_replay)
     print(
         f"    exactly once         {'every delivery applied once, every wallet at 50' if exact else 'NO'}"
-        f"   (batched {batched['deliveries']}, one task {per_delivery['deliveries']})"
+        f"   (batched {[r['deliveries'] for r in results['batched']]}, one task {per_delivery['deliveries']})"
     )
     return exact and all(ok for *_, ok in checks)
+
+
+def print_cpu(batched: dict, bare: dict, replay: dict, events: int, vs_replay: float) -> None:
+    """CPU per event of each path on this machine, and what the cores allow.
+
+    End to end, every delivery is at least answered (no cheaper than the bare
+    view, clients included) and applied (no cheaper than the file replay applies
+    it, emulator included): the machine's cores divided by the sum of the two
+    bound the end-to-end rate, whatever the intake and the drain do."""
+    cores = len(os.sched_getaffinity(0))
+    used = batched["cpu"]
+    per_event = {name: seconds * 1000 / events for name, seconds in used.items()}
+    bare_ms = sum(bare["cpu"].values()) * 1000 / bare["requests"]
+    replay_ms = sum(replay["cpu"].values()) * 1000 / replay["events"]
+    print(
+        "    CPU per event        batched "
+        + ", ".join(f"{name} {ms:.2f}" for name, ms in per_event.items())
+        + f" = {sum(per_event.values()):.2f} ms; bare view {bare_ms:.2f} ms (server and clients); "
+        f"file replay {replay_ms:.2f} ms (process and emulator)"
+    )
+    bound = cores * 1000 / (bare_ms + replay_ms)
+    replayed = replay["events"] / replay["seconds"]
+    if replayed / bound > TARGET_VS_FILE_REPLAY:
+        print(
+            f"    (file replay / batched is out of reach on these {cores} cores: answering like the bare "
+            f"view and applying like the file replay take {bare_ms + replay_ms:.2f} ms of CPU per event, "
+            f"at best {bound:.0f} events/s end to end, {replayed / bound:.2f}x below the file replay; "
+            f"measured {vs_replay:.2f}x)"
+        )
