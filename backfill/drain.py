@@ -12,9 +12,14 @@ by one by their own rules, staged so a wallet's events are decided in arrival
 order (services.stages). It goes on while deliveries keep coming (pausing
 FILL_PAUSE after a batch that was not full), then lets go, and looks for the
 flag after letting go; a task that found the lease taken raises the flag, then
-tries the lease once more. Raising the flag and then looking at the lease, on
-one side, and letting go and then looking at the flag, on the other, means
-one of the two always sees the other: no request is left without a drainer.
+tries the lease once more; a drainer stopped by an error lets go and, if a
+request is up, enqueues a next drain. Raising the flag and then looking at the
+lease, on one side, and letting go and then looking at the flag, on the
+other, means one of the two always sees the other. A holder that leaves
+without letting go (a handoff at its task's deadline, a lost lease) is
+followed by the task it handed to or by whoever takes the lapsed lease, which
+looks first. Only a killed worker leaves requests waiting: until its lease
+lapses and the flag goes stale (60 s), or the minute's sweep.
 
 Exactly once: a delivery's outcome is saved after Firestore took it; a worker
 killed in between leaves it `received`, and the next drain applies it again,
@@ -46,7 +51,9 @@ DRAIN_BATCH = 100  # deliveries applied, then saved, together (as the file repla
 # round of queries and a commit for a few deliveries each. The first look is
 # never delayed: a lone delivery is applied as soon as its task runs.
 FILL_PAUSE = 0.1
-STALE_QUEUED = timedelta(seconds=60)  # a drain "on its way" this long is enqueued again
+STALE_QUEUED = timedelta(
+    seconds=60
+)  # a request this old is raised again (and a drain enqueued if none holds the lease)
 QUEUED_SQL = "SELECT 1 FROM backfill_webhookdrain WHERE id = 1 AND queued = %s AND queued_at >= %s"
 
 
@@ -65,13 +72,15 @@ def queue_state() -> tuple[int, float]:
 
 
 def wake() -> None:
-    """After a delivery is stored (committed): one drain task on its way.
+    """After a delivery is stored (committed): a drainer will look at it.
 
     A cheap read first (one indexed row, plain SQL: this runs in every webhook
-    request, and building the query was a third of the request's time): during
-    a burst the flag is set and nothing is written. The flag is set by a
-    conditional update, so of many arrivals at once one enqueues; a flag older
-    than STALE_QUEUED (its task lost) is set again."""
+    request, and building the query was a third of the request's time): while
+    the request flag is up, nothing is written. Otherwise the flag is raised by
+    a conditional update (of many arrivals at once one raises it), then the
+    lease is read: a holder will see the flag after letting go; with nobody
+    holding it, a drain task is enqueued. A flag older than STALE_QUEUED (its
+    task lost) is raised again."""
     now = timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(QUEUED_SQL, [True, connection.ops.adapt_datetimefield_value(now - STALE_QUEUED)])
@@ -81,7 +90,7 @@ def wake() -> None:
     if not WebhookDrain.objects.filter(~fresh, pk=1).update(queued=True, queued_at=now):
         _, created = WebhookDrain.objects.get_or_create(pk=1, defaults={"queued": True, "queued_at": now})
         if not created:
-            return  # another arrival set it in between: its task is on the way
+            return  # another arrival raised it in between, and saw to a drainer
     if WebhookDrain.objects.filter(pk=1, lease_until__gte=now).exclude(lease="").exists():
         # A drainer holds the lease: it looks for the flag just set after it
         # lets go (and this read came after the flag), so it takes this arrival

@@ -54,8 +54,9 @@ class ProviderEventDelivery(models.Model):
 
 class WebhookDrain(models.Model):
     """The one row through which the workers share the applying of webhook
-    deliveries: `queued` while a drain task is on its way (a burst of arrivals
-    enqueues one task, not one each), and the lease of the one worker draining
+    deliveries: `queued` while a request for a drainer to look is up (raised by
+    arrivals and by tasks that found the lease taken; a burst of arrivals
+    enqueues a handful of tasks, not one each), and the lease of the one worker draining
     now (so deliveries are applied one batch after another, in arrival order
     per wallet, by one worker at a time; a lease whose worker died expires)."""
 

@@ -254,8 +254,11 @@ def drain_webhooks(*, gateway: FirestoreGateway, deadline: float | None = None, 
     """Apply the waiting webhook deliveries; the number handled.
 
     Without the lease (another worker drains) it asks that drainer to look
-    again and returns: arrivals are never left waiting for a task that gave up.
-    At `deadline` (time.monotonic()) it hands the lease to a next task."""
+    again, then tries the lease once more (the holder may have looked already)
+    and returns if it is still taken: arrivals are never left waiting for a
+    task that gave up. At `deadline` (time.monotonic()) it hands the lease to a
+    next task; stopped by an error, it lets go and leaves a request up to a
+    next task."""
     if stored_replay_live():
         # Ops are replaying stored deliveries, which takes these too: the drain
         # steps aside so each delivery is applied and counted by one of them;
@@ -296,8 +299,10 @@ def drain_webhooks(*, gateway: FirestoreGateway, deadline: float | None = None, 
             if len(batch) < drain.DRAIN_BATCH:
                 time.sleep(drain.FILL_PAUSE)
     finally:
-        if lease is not None:
+        if lease is not None:  # stopped by an error: arrivals during the batch count on a drainer
             drain.release(lease)
+            if drain.asked_again():
+                drain.enqueue()
 
 
 def stored_replay_live() -> bool:

@@ -7,12 +7,13 @@ import time
 import uuid
 
 import pytest
+from django.db import OperationalError
 from django.test import TestCase
 from django.urls import reverse
 from django_q.brokers import get_broker
 from django_q.conf import Conf
 
-from backfill import drain, file_replay, runs, tasks
+from backfill import drain, file_replay, runs, services, tasks
 from backfill.events import sign
 from backfill.models import DataMigration, EventSource, EventStatus, MigrationStatus, ProviderEventDelivery
 from revassure.firestore import FirestoreGateway
@@ -135,12 +136,12 @@ def test_deliveries_arriving_during_a_drain_wake_no_second_drainer(client, gatew
     assert deliver(client, event_line("evt_1", payment="pay_1", points=5)).status_code == 202
     assert deliver(client, event_line("evt_2", payment="pay_2", points=6)).status_code == 202
     assert broker.queue_size() == queued, "arrivals during a drain leave it a request, not a task each"
+    assert drain.asked_again()
 
     assert tasks.drain_webhooks() == 0, "a second drainer (a sweep's) waits for the one holding the lease"
     assert drain.queue_state()[0] == 2
 
-    drain.release(holder)  # the holder lets go, then looks for a request: there is one
-    assert drain.asked_again()
+    drain.release(holder)  # the holder lets go, then looks for the request
     assert tasks.drain_webhooks() == 2
     assert set(ProviderEventDelivery.objects.values_list("status", flat=True)) == {EventStatus.APPLIED}
     assert wallet_state(gateway)["u1"][0] == 11
@@ -166,12 +167,59 @@ def test_a_drainer_leaving_as_a_task_asks_it_to_look_again_leaves_no_request_beh
 
     monkeypatch.setattr(drain, "ask_again", holder_leaves_first)
     assert tasks.drain_webhooks() == 0  # the task woken by that arrival: nothing left for it
+    assert not drain.asked_again(), "the task drained (nothing) itself rather than leave its request"
 
     queued = broker.queue_size()
     assert deliver(client, event_line("evt_1", payment="pay_1", points=5)).status_code == 202
     assert broker.queue_size() == queued + 1, "the next arrival wakes a drain"
     assert tasks.drain_webhooks() == 1
     assert wallet_state(gateway)["u1"][0] == 5
+
+
+@pytest.mark.django_db
+def test_an_arrival_during_a_batch_is_drained_by_the_holder_without_a_task(
+    client, gateway, broker, monkeypatch
+):
+    """The path every burst takes: a delivery that arrives while the drainer
+    applies a batch raises the request and enqueues nothing; the drainer
+    takes it up itself (after letting go, it sees the request and goes on)."""
+    put_wallets(gateway, {"u1": (0, [])})
+    monkeypatch.setattr(drain, "FILL_PAUSE", 0)
+    apply_batch, arrived = services.apply_batch, []
+
+    def batch_during_which_one_arrives(batch, **kwargs):
+        if not arrived:
+            arrived.append(deliver(client, event_line("evt_2", payment="pay_2", points=6)).status_code)
+        return apply_batch(batch, **kwargs)
+
+    assert deliver(client, event_line("evt_1", payment="pay_1", points=5)).status_code == 202
+    monkeypatch.setattr(services, "apply_batch", batch_during_which_one_arrives)
+    queued = broker.queue_size()
+    assert tasks.drain_webhooks() == 2, "one drain took the arrival too"
+    assert arrived == [202]
+    assert broker.queue_size() == queued, "the arrival enqueued no task"
+    assert wallet_state(gateway)["u1"][0] == 11
+
+
+@pytest.mark.django_db
+def test_a_drainer_stopped_by_an_error_leaves_a_drain_for_what_arrived(client, gateway, broker, monkeypatch):
+    """An error ends the drain (the database, say): what arrived while it held
+    the lease raised a request and enqueued nothing, so it hands over to a task."""
+    put_wallets(gateway, {"u1": (0, [])})
+
+    def batch_that_fails(batch, **kwargs):
+        deliver(client, event_line("evt_2", payment="pay_2", points=6))
+        raise OperationalError("database is locked")
+
+    assert deliver(client, event_line("evt_1", payment="pay_1", points=5)).status_code == 202
+    monkeypatch.setattr(services, "apply_batch", batch_that_fails)
+    queued = broker.queue_size()
+    with pytest.raises(OperationalError):
+        tasks.drain_webhooks()
+    assert broker.queue_size() == queued + 1, "a next drain is on its way"
+    monkeypatch.undo()
+    assert tasks.drain_webhooks() == 2
+    assert wallet_state(gateway)["u1"][0] == 11
 
 
 @pytest.mark.django_db
