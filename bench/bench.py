@@ -79,6 +79,7 @@ TARGET_SCRAPE_MS = 100
 TARGET_SNAPSHOT_VS_FLOOR = 2.0
 SNAPSHOT_CONCURRENCY = 32  # ledgers read at once, by the snapshot (its default) and its floor
 WORKERS_REPEAT = 2  # in turns: inline, 2 workers, 1 worker
+BREAKS_REPEAT = 2  # at most: each repetition is seven runs over 10,000 wallets
 SNAPSHOT_REPEAT = 2  # at most, at the small size
 SNAPSHOT_REPEAT_LARGE = 1  # at 20,000 wallets snapshot and floor take 80 s each (2.0x is far off)
 SEEDED: set[str] = set()  # projects seeded in this run (reconcile and snapshot share them)
@@ -739,7 +740,7 @@ def measure_breaks(args, env: dict, work: Path) -> list[dict]:
     )
     print(f"seeded {size} wallets, {BREAK_DRIFT_SHARE:.0%} drifting", flush=True)
     results = []
-    for n in range(args.repeat):
+    for n in range(min(args.repeat, BREAKS_REPEAT)):
         db = migrated_db(env, work / f"breaks-{n}.sqlite3")
         results.append(spawn(env, "--child", "breaks", project, str(db)))
     print("measured break tracking", flush=True)

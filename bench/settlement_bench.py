@@ -79,6 +79,9 @@ def _points(wallet: int, k: int) -> int:
 # -- seeding and statements (parent process) ------------------------------------------
 
 
+REPEAT = 2  # at most: floor and product over 100,000 rows in turns
+
+
 def seed(project: str, wallets: int) -> float:
     from revassure.firestore import FirestoreGateway
 
@@ -223,7 +226,7 @@ def measure_settlement(args, env: dict, work: Path) -> dict:
         size: write_statement(work / f"statement-{size}.csv", size, wallets) for size in (small, large)
     }
     floors, runs, memory = [], [], {}
-    for n in range(args.repeat):
+    for n in range(min(args.repeat, REPEAT)):
         floors.append(spawn(env, "--child", "floor", project, str(statements[large]), str(READS_AHEAD)))
         db = _migrated(env, work / f"settlement-{large}-{n}.sqlite3")
         runs.append(spawn(env, "--child", "settlement", project, str(db), str(statements[large])))
