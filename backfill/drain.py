@@ -51,9 +51,9 @@ DRAIN_BATCH = 100  # deliveries applied, then saved, together (as the file repla
 # round of queries and a commit for a few deliveries each. The first look is
 # never delayed: a lone delivery is applied as soon as its task runs.
 FILL_PAUSE = 0.1
-STALE_QUEUED = timedelta(
-    seconds=60
-)  # a request this old is raised again (and a drain enqueued if none holds the lease)
+# A request this old is raised again by the next arrival (and a drain enqueued
+# if nobody holds the lease): what a lost task or a killed drainer leaves.
+STALE_QUEUED = timedelta(seconds=60)
 QUEUED_SQL = "SELECT 1 FROM backfill_webhookdrain WHERE id = 1 AND queued = %s AND queued_at >= %s"
 
 
