@@ -91,7 +91,7 @@ def wake() -> None:
         _, created = WebhookDrain.objects.get_or_create(pk=1, defaults={"queued": True, "queued_at": now})
         if not created:
             return  # another arrival raised it in between, and saw to a drainer
-    if WebhookDrain.objects.filter(pk=1, lease_until__gte=now).exclude(lease="").exists():
+    if WebhookDrain.objects.filter(~lease_free(now), pk=1).exists():
         # A drainer holds the lease: it looks for the flag just set after it
         # lets go (and this read came after the flag), so it takes this arrival
         # up without a task. During a burst the drainer clears the flag before
@@ -105,12 +105,17 @@ def enqueue(handoff: str = "") -> None:
     async_task(DRAIN_TASK, handoff, task_name=f"webhook-drain-{uuid.uuid4().hex[:8]}")
 
 
+def lease_free(now) -> Q:
+    """The lease nobody holds: never taken, let go, or lapsed (its worker died)."""
+    return Q(lease="") | Q(lease_until__lt=now)
+
+
 def claim(handoff: str = "") -> str | None:
     """Take the drain's lease (free, lapsed, or handed over by the task before):
     the new lease, or None while another worker drains."""
     now = timezone.now()
     lease = uuid.uuid4().hex
-    free = Q(lease="") | Q(lease_until__lt=now)
+    free = lease_free(now)
     if handoff:
         free |= Q(lease=handoff)
     until = now + timedelta(seconds=settings.WEBHOOK_DRAIN_LEASE_SECONDS)

@@ -1,7 +1,7 @@
 """`make bench`: reconcile and replay throughput, and memory, against baselines from the same run.
 
-Starts its own Firestore emulator, seeds wallets with 20 ledger entries each,
-then measures, each in a fresh process:
+Starts its own Firestore emulators (one per group of parts that share data),
+seeds wallets with 20 ledger entries each, then measures, each in a fresh process:
 
 - reconcile: the product's own run (`run_inline`, as `manage.py reconcile` does);
 - floor: bare aggregation queries (sum and count per wallet) through the public

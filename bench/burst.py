@@ -126,15 +126,16 @@ def stop(process: subprocess.Popen) -> None:
 
 def tree_cpu_seconds(pid: int) -> float:
     """CPU time used so far by a process and its living descendants (Linux /proc)."""
+    from revassure.emulator import process_cpu_seconds
+
     total, pending = 0.0, [pid]
     while pending:
         current = pending.pop()
         try:
-            stat = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += process_cpu_seconds(current)
             children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
         except (FileNotFoundError, ProcessLookupError):
             continue  # ended meanwhile
-        total += (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
         pending += [int(child) for child in children]
     return total
 
@@ -293,19 +294,15 @@ def wallet_points(project: str) -> dict[int, int]:
     return balances
 
 
-def best_of(runs: list[dict], key) -> dict:
-    return min(runs, key=key)
-
-
 def report_burst(results: dict, replays: list[dict], events: int, wallets: int) -> bool:
     """Each figure the best of its repeats; exactly once must hold in every burst."""
     per_delivery = results["per_delivery"][0]
-    batched = best_of(results["batched"], lambda r: r["end_to_end_seconds"])
-    intake_run = best_of(results["batched"], lambda r: r["seconds"])
-    bare = best_of(results["bare"], lambda r: r["seconds"])
+    batched = min(results["batched"], key=lambda r: r["end_to_end_seconds"])
+    intake_run = min(results["batched"], key=lambda r: r["seconds"])
+    bare = min(results["bare"], key=lambda r: r["seconds"])
     intake_p99 = min(r["p99_ms"] for r in results["batched"])
     bare_p99 = min(r["p99_ms"] for r in results["bare"])
-    replay = best_of(replays, lambda r: r["seconds"] / r["events"])
+    replay = min(replays, key=lambda r: r["seconds"] / r["events"])
     intake = intake_run["requests"] / intake_run["seconds"]
     e2e = events / batched["end_to_end_seconds"]
     baseline = per_delivery["requests"] / per_delivery["end_to_end_seconds"]
