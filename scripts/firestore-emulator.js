@@ -5,7 +5,8 @@
 // The package keeps no transaction isolation and applies commits write by
 // write, so on its own it cannot tell whether our concurrency guarantees hold.
 // Below, the launcher wraps five of its gRPC handlers to keep the promises
-// Firestore makes to server SDKs (pessimistic locking) and our code relies on:
+// Firestore makes to server SDKs (pessimistic locking) and our code relies on,
+// and answers ListDocuments, which the package leaves unimplemented:
 //
 // - BeginTransaction returns a real, unique transaction id;
 // - what a read-write transaction reads is locked until it commits or rolls
@@ -30,6 +31,9 @@
 // - a read-only transaction reads one snapshot: what commits after it began
 //   stays unseen by its reads (each write keeps, for the read-only
 //   transactions open, the version it replaces; nothing is kept when none is).
+//
+// - ListDocuments answers a page of a collection in one message, in
+//   document-name order, with page tokens and field masks (listDocuments).
 //
 // Read-only transactions and reads outside transactions take no locks. A
 // transaction that loses under wound-wait can still read (without locks) but
@@ -292,7 +296,48 @@ function keepFirestorePromises() {
   const timestamp = (ms) => ({ seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1e6 });
   const queried = (request, query) => query.from.map((from) => `${request.parent}/${from.collection_id}`);
 
+  // ListDocuments, which the package leaves unimplemented: a page of a
+  // collection's documents in one message, as Firestore sends it. In
+  // document-name order (by UTF-8 bytes, as Firestore orders names), at most
+  // page_size of them, after the page token (here the last name of the page
+  // before), only the fields of the mask; with show_missing, documents that
+  // do not exist but have subcollections too, by name alone. A custom order
+  // or a read time is refused rather than answered wrongly.
+  function listDocuments(call, callback) {
+    const request = call.request;
+    if (request.order_by || request.has_read_time) {
+      const refused = "firestore-emulator.js: ListDocuments takes no order_by or read_time";
+      return callback(failure(status.UNIMPLEMENTED, refused));
+    }
+    const collection = `${request.parent}/${request.collection_id}`;
+    lockReads(request, [collection]);
+    const after = request.page_token ? Buffer.from(request.page_token, "base64") : null;
+    const keep = request.has_mask ? new Set(request.mask.field_paths.map((path) => path.split(".")[0])) : null;
+    const documents = asOfSnapshot(request, () =>
+      state
+        .getCollection(collection)
+        .getAllDocuments()
+        .filter((document) => document.metadata.hasExist || (request.show_missing && document.hasChild()))
+        .map((document) => [Buffer.from(document.getPath()), document])
+        .filter(([name]) => after === null || Buffer.compare(name, after) > 0)
+        .sort(([a], [b]) => Buffer.compare(a, b))
+        .slice(0, request.page_size > 0 ? request.page_size : undefined)
+        .map(([, document]) => {
+          if (!document.metadata.hasExist) return { name: document.getPath() };
+          const object = document.toV1DocumentObject();
+          if (keep) object.fields = Object.fromEntries(Object.entries(object.fields).filter(([key]) => keep.has(key)));
+          return object;
+        }),
+    );
+    const full = request.page_size > 0 && documents.length === request.page_size;
+    const next = full ? Buffer.from(documents.at(-1).name).toString("base64") : "";
+    callback(null, protos.ListDocumentsResponse.fromObject({ documents, next_page_token: next }));
+  }
+
   const handlers = {
+    ListDocuments(_original, call, callback) {
+      return listDocuments(call, callback);
+    },
     BeginTransaction(_original, call, callback) {
       const id = openTransaction(call.request);
       callback(null, protos.BeginTransactionResponse.fromObject({ transaction: id }));

@@ -28,10 +28,9 @@ import asyncio
 import os
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Coroutine
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 import grpc
 from google.api_core import exceptions as gexc
@@ -51,7 +50,6 @@ BACKOFF = {"initial": 0.2, "maximum": 10.0, "multiplier": 2.0}  # seconds
 # Inside a transaction an ABORTED read or commit is not retried on its own:
 # the whole transaction starts again (see transactions.py).
 TRANSIENT_IN_TRANSACTION = tuple(error for error in TRANSIENT_ERRORS if error is not gexc.Aborted)
-T = TypeVar("T")
 _CHANNEL_OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
 
 
@@ -133,9 +131,6 @@ class _Clients:
     loop: asyncio.AbstractEventLoop
     async_api: MeasuredAsync
     metadata: tuple[tuple[str, str], ...]  # sent with every raw request
-    # Threads for reads made side by side through the sync clients, kept for
-    # the process's life: starting threads per call costs more than the reads.
-    threads: ThreadPoolExecutor
     # Concurrency limits shared by the aggregation calls in flight (by limit).
     gates: dict[int, asyncio.Semaphore] = field(default_factory=dict)
 
@@ -153,6 +148,9 @@ class Connection:
             predicate=gretry.if_exception_type(*TRANSIENT_IN_TRANSACTION), timeout=retry_deadline, **BACKOFF
         )
         self.async_retry = gretry_async.AsyncRetry(predicate=transient, timeout=retry_deadline, **BACKOFF)
+        self.async_retry_in_transaction = gretry_async.AsyncRetry(
+            predicate=gretry.if_exception_type(*TRANSIENT_IN_TRANSACTION), timeout=retry_deadline, **BACKOFF
+        )
         self._lock = threading.Lock()
         self._pid: int | None = None
         self._clients: _Clients | None = None
@@ -180,16 +178,6 @@ class Connection:
     def submit(self, coro: Coroutine) -> Future:
         """Run a coroutine on this process's gateway event loop."""
         return asyncio.run_coroutine_threadsafe(coro, self._process_clients().loop)
-
-    def side_by_side(
-        self, read: Callable[[str], T], uids: Iterable[str], *, concurrency: int
-    ) -> dict[str, T]:
-        """{uid: read(uid)}, at most `concurrency` reads at a time (each of that
-        many threads reads its share in turn, so none waits idle on a gate)."""
-        uids = list(uids)
-        shares = [uids[start::concurrency] for start in range(min(concurrency, len(uids)))]
-        done = self._process_clients().threads.map(lambda share: [(uid, read(uid)) for uid in share], shares)
-        return dict(pair for share in done for pair in share)
 
     def document(self, collection: str, doc_id: str) -> str:
         """A document's full name, as raw requests want it."""
@@ -224,14 +212,12 @@ class Connection:
         loop = asyncio.new_event_loop()
         threading.Thread(target=loop.run_forever, name="firestore-gateway", daemon=True).start()
         async_api = asyncio.run_coroutine_threadsafe(_async_api(emulator), loop).result()
-        threads = ThreadPoolExecutor(max_workers=32, thread_name_prefix="firestore-gateway")
         return _Clients(
             client=client,
             api=Measured(api),
             loop=loop,
             async_api=MeasuredAsync(async_api),
             metadata=metadata,
-            threads=threads,
         )
 
 

@@ -39,11 +39,13 @@ Query = query_pb.StructuredQuery.pb()
 Aggregation = query_pb.StructuredAggregationQuery.Aggregation.pb()
 AggregationQuery = query_pb.StructuredAggregationQuery.pb()
 RunQueryRequest = firestore_pb.RunQueryRequest.pb()
+ListDocumentsRequest = firestore_pb.ListDocumentsRequest.pb()
 RunAggregationQueryRequest = firestore_pb.RunAggregationQueryRequest.pb()
 BatchGetDocumentsRequest = firestore_pb.BatchGetDocumentsRequest.pb()
 CommitRequest = firestore_pb.CommitRequest.pb()
 BeginTransactionRequest = firestore_pb.BeginTransactionRequest.pb()
 RollbackRequest = firestore_pb.RollbackRequest.pb()
+WALLETS_PAGE = 1000  # wallets in one page of a listing
 
 # -- values -------------------------------------------------------------------
 
@@ -187,16 +189,20 @@ def decode_totals(result) -> LedgerTotals:
     return ledger_totals(total, count)
 
 
-def wallets_request(documents: str, after: str | None) -> RunQueryRequest:
-    """Every wallet's `points` (Firestore sends them in document-name order),
-    after the wallet named `after` when given."""
-    query = Query(
-        from_=[Query.CollectionSelector(collection_id=WALLETS)],
-        select=Query.Projection(fields=[Query.FieldReference(field_path="points")]),
+def wallets_request(documents: str, token: str) -> ListDocumentsRequest:
+    """A page of WALLETS_PAGE wallets' `points`, in document-name order: the
+    first for an empty `token`, else the page the previous page's token names."""
+    request = ListDocumentsRequest(
+        parent=documents, collection_id=WALLETS, page_size=WALLETS_PAGE, page_token=token
     )
-    if after is not None:
-        query.start_at.CopyFrom(query_pb.Cursor.pb()(values=[Value(reference_value=after)], before=False))
-    return RunQueryRequest(parent=documents, structured_query=query)
+    request.mask.field_paths.append("points")
+    return request
+
+
+def collection_request(parent: str, collection: str) -> RunQueryRequest:
+    """Every document of `parent`/`collection`."""
+    query = Query(from_=[Query.CollectionSelector(collection_id=collection)])
+    return RunQueryRequest(parent=parent, structured_query=query)
 
 
 def where_equal_request(parent: str, collection: str, field: str, value: Any, transaction: bytes | None):

@@ -11,7 +11,6 @@ underneath.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from typing import Any
@@ -20,7 +19,7 @@ from google.api_core import retry as gretry
 from google.cloud.firestore_v1.types import firestore as firestore_pb
 
 from revassure.firestore import encoding
-from revassure.firestore.client import BACKOFF, Connection
+from revassure.firestore.client import Connection
 from revassure.firestore.model import (
     CONFIG,
     IDENTITIES,
@@ -28,7 +27,6 @@ from revassure.firestore.model import (
     MISSING,
     REPORTS,
     SETTLEMENT_REPORTS,
-    TRANSIENT_ERRORS,
     WALLETS,
     LedgerTotals,
     WalletView,
@@ -42,51 +40,43 @@ class Reads(Connection):
     # -- wallets ---------------------------------------------------------------
 
     def stream_wallets(self) -> Iterator[tuple[str, Any]]:
-        """Yield (uid, raw points) for every wallet (Firestore sends them in document-name order).
+        """Yield (uid, raw points) for every wallet, in document-name order, a page
+        of WALLETS_PAGE at a time.
 
-        Documents are decoded straight from the query's raw responses rather
-        than through DocumentSnapshots: a tenth of the CPU per wallet, which is
-        most of a reconciliation's own cost beside the aggregations.
-
-        The generated client's retry covers a stream only until its first
-        response, and each call ends after FIRESTORE_CALL_TIMEOUT; so a stream
-        broken by a transient error (or by that timeout, on a long run) is
-        resumed here, after the last wallet seen, with backoff until the retry
-        deadline passes without a new wallet. Resuming relies on that order; a
-        server that ignores the cursor but keeps the order sends the wallets
-        seen already again, and they are skipped. (The npm emulator keeps
-        insertion order and ignores cursors, but never breaks a stream.)
+        Each page is one ListDocuments call, which answers with the whole page
+        in one message, run under the gateway's retry: a transient error repeats
+        a page, never the listing, and no call outlives FIRESTORE_CALL_TIMEOUT
+        however many wallets there are. Pages are fetched on the gateway's event
+        loop, the next while the caller goes through the last; a query would
+        stream one message per wallet, each waiting its turn on a loop (or for
+        the interpreter lock, in a thread) busy with a run's aggregations.
+        Documents are decoded from the raw response rather than through
+        DocumentSnapshots: a tenth of the CPU per wallet.
         """
-        last: str | None = None
-        resumed = False
-        sleeps: Iterator[float] | None = None
-        deadline = 0.0
+        next_page = self.submit(self._wallet_page(""))
         while True:
-            try:
-                for document in self._wallet_documents(after=last):
-                    if resumed and document.name <= last:
-                        continue
-                    last, sleeps = document.name, None
-                    yield document.name.rsplit("/", 1)[1], points_of(document)
+            page, token = next_page.result()
+            if token:
+                next_page = self.submit(self._wallet_page(token))
+            for document in page:
+                yield document.name.rsplit("/", 1)[1], points_of(document)
+            if not token:
                 return
-            except TRANSIENT_ERRORS:
-                if sleeps is None:  # the first failure since the last progress
-                    sleeps = gretry.exponential_sleep_generator(**BACKOFF)
-                    deadline = time.monotonic() + self.retry_deadline
-                pause = next(sleeps)
-                if time.monotonic() + pause > deadline:
-                    raise
-                time.sleep(pause)
-                resumed = last is not None
 
-    def _wallet_documents(self, after: str | None):
-        request = firestore_pb.RunQueryRequest.wrap(encoding.wallets_request(self.documents, after))
-        for response in self.api.run_query(
-            request=request, retry=None, timeout=self.call_timeout, metadata=self.metadata
-        ):
-            raw = firestore_pb.RunQueryResponse.pb(response)
-            if raw.HasField("document"):
-                yield raw.document
+    async def _wallet_page(self, token: str) -> tuple[list, str]:
+        """The raw wallet Documents of the page at `token` ("" for the first), and
+        the next page's token ("" after the last page)."""
+        request = firestore_pb.ListDocumentsRequest.wrap(encoding.wallets_request(self.documents, token))
+
+        async def call():
+            pager = await self.async_api.list_documents(
+                request=request, retry=None, timeout=self.call_timeout, metadata=self.metadata
+            )
+            async for response in pager.pages:  # the page of this call only
+                return firestore_pb.ListDocumentsResponse.pb(response)
+
+        response = await self.async_retry(call)()
+        return list(response.documents), response.next_page_token
 
     def get_wallet_points(self, uids: Iterable[str]) -> dict[str, tuple[bool, Any]]:
         """(exists, raw points) of each given wallet, in one batched read."""
@@ -114,24 +104,27 @@ class Reads(Connection):
         """
         return self.submit(self._aggregate_many(uids, concurrency))
 
-    async def _aggregate_many(self, uids: list[str], concurrency: int) -> dict[str, LedgerTotals]:
+    async def _aggregate_many(
+        self, uids: list[str], concurrency: int, transaction: bytes | None = None
+    ) -> dict[str, LedgerTotals]:
         gates = self._process_clients().gates
         gate = gates.setdefault(concurrency, asyncio.Semaphore(concurrency))
         api = self.async_api
+        retry = self.async_retry if transaction is None else self.async_retry_in_transaction
 
         async def one(uid: str) -> tuple[str, LedgerTotals]:
             async with gate:
-                return uid, await self.async_retry(self._aggregate)(api, uid)
+                return uid, await retry(self._aggregate)(api, uid, transaction)
 
         return dict(await asyncio.gather(*(one(uid) for uid in uids)))
 
-    async def _aggregate(self, api, uid: str) -> LedgerTotals:
+    async def _aggregate(self, api, uid: str, transaction: bytes | None = None) -> LedgerTotals:
         """One aggregation query, from a prebuilt template (only the parent
         differs between wallets): the query `collection.sum().count().get()`
         sends, for half the client's CPU, which bounds a run once Firestore
         keeps up."""
         request = firestore_pb.RunAggregationQueryRequest.wrap(
-            encoding.ledger_totals_request(self.document(WALLETS, uid))
+            encoding.ledger_totals_request(self.document(WALLETS, uid), transaction)
         )
         responses = await api.run_aggregation_query(
             request=request, retry=None, timeout=self.call_timeout, metadata=self.metadata
@@ -163,16 +156,40 @@ class Reads(Connection):
 
     def ledgers(self, uids: list[str], *, concurrency: int) -> dict[str, list[tuple[str, dict[str, Any]]]]:
         """Every ledger entry of each given wallet, as (entry id, fields); for the few
-        wallets whose entries must be looked at one by one."""
+        wallets whose entries must be looked at one by one. Raw queries on the
+        gateway's event loop, decoded straight from their responses:
+        DocumentSnapshots cost ten times the CPU, and a query streamed in a
+        thread of its own waits for the interpreter lock at every entry."""
+        return self.submit(self._ledger_entries(uids, concurrency)).result()
 
-        def ledger(uid: str) -> list[tuple[str, dict[str, Any]]]:
-            entries = self.client.collection(WALLETS).document(uid).collection(LEDGER)
-            return [
-                (snap.id, snap.to_dict())
-                for snap in entries.stream(retry=self.retry, timeout=self.call_timeout)
-            ]
+    async def _ledger_entries(
+        self, uids: list[str], concurrency: int
+    ) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+        gate = asyncio.Semaphore(concurrency)
 
-        return self.side_by_side(ledger, uids, concurrency=concurrency)
+        async def ledger(uid: str) -> tuple[str, list[tuple[str, dict[str, Any]]]]:
+            request = firestore_pb.RunQueryRequest.wrap(
+                encoding.collection_request(self.document(WALLETS, uid), LEDGER)
+            )
+
+            async def run():
+                responses = await self.async_api.run_query(
+                    request=request, retry=None, timeout=self.call_timeout, metadata=self.metadata
+                )
+                entries = []
+                async for response in responses:
+                    raw = firestore_pb.RunQueryResponse.pb(response)
+                    if raw.HasField("document"):
+                        document = raw.document
+                        entries.append(
+                            (document.name.rsplit("/", 1)[1], encoding.decode_fields(document.fields))
+                        )
+                return entries
+
+            async with gate:
+                return uid, await self.async_retry(run)()
+
+        return dict(await asyncio.gather(*(ledger(uid) for uid in uids)))
 
     def entries_exist(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], bool]:
         """Whether each (uid, entry id) is in that wallet's ledger, in batched reads."""
@@ -278,18 +295,21 @@ class Reads(Connection):
         self, parent: str, collection: str, name: str, value: Any, *, transaction: bytes | None = None
     ) -> list[dict[str, Any]]:
         """The fields of each document of parent/collection whose field `name` equals `value`."""
-        request = firestore_pb.RunQueryRequest.wrap(
-            encoding.where_equal_request(parent, collection, name, value, transaction)
-        )
+        request = encoding.where_equal_request(parent, collection, name, value, transaction)
+        return [encoding.decode_fields(document.fields) for document in self._query(request, transaction)]
 
-        def run() -> list[dict[str, Any]]:
+    def _query(self, request, transaction: bytes | None) -> list:
+        """The raw Documents a raw RunQueryRequest finds, read whole under the retry."""
+        wrapped = firestore_pb.RunQueryRequest.wrap(request)
+
+        def run() -> list:
             found = []
             for response in self.api.run_query(
-                request=request, retry=None, timeout=self.call_timeout, metadata=self.metadata
+                request=wrapped, retry=None, timeout=self.call_timeout, metadata=self.metadata
             ):
                 raw = firestore_pb.RunQueryResponse.pb(response)
                 if raw.HasField("document"):
-                    found.append(encoding.decode_fields(raw.document.fields))
+                    found.append(raw.document)
             return found
 
         return self._retry(transaction)(run)()

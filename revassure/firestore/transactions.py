@@ -28,7 +28,7 @@ from google.cloud.firestore_v1.types import firestore as firestore_pb
 
 from revassure.firestore import encoding
 from revassure.firestore.model import WALLETS, WalletState
-from revassure.firestore.reads import Reads, points_of
+from revassure.firestore.reads import BATCH_LIMIT, Reads, points_of
 
 MIN_ATTEMPTS = 5  # as the public @transactional, whatever the deadline
 # Short pauses between attempts: the retry keeps its place in line.
@@ -40,22 +40,32 @@ Body = Callable[[bytes, list], T]
 
 class Transactions(Reads):
     def read_wallets_and_ledgers(self, uids: list[str], *, concurrency: int) -> dict[str, WalletState]:
-        """Read each wallet and its ledger totals together, one transaction per wallet.
+        """Read each wallet and its ledger totals, all in one read-only transaction.
 
-        Both reads of a wallet see the same snapshot, so a write that moves its
-        ledger and its points together (as the points app does) is seen whole
-        or not at all.
+        Every read sees the same snapshot, so a write that moves a ledger and its
+        wallet's points together (as the points app does) is seen whole or not
+        at all. The wallets come in batched reads, the ledger totals as
+        `concurrency` aggregation queries at a time on the gateway's event loop.
         """
 
-        def read(uid: str) -> WalletState:
-            def body(transaction: bytes, writes: list) -> WalletState:
-                wallet = self._get_one(self.document(WALLETS, uid), transaction=transaction)
-                ledger = self._ledger_totals(uid, transaction=transaction)
-                return WalletState(exists=wallet is not None, points=points_of(wallet), ledger=ledger)
+        def body(transaction: bytes, writes: list) -> dict[str, WalletState]:
+            totals = self.submit(self._aggregate_many(uids, concurrency, transaction))
+            wallets = {}
+            for start in range(0, len(uids), BATCH_LIMIT):
+                names = [self.document(WALLETS, uid) for uid in uids[start : start + BATCH_LIMIT]]
+                wallets.update(self._get(names, mask=("points",), transaction=transaction))
+            ledgers = totals.result()
+            states = {}
+            for uid in uids:
+                wallet = wallets.get(self.document(WALLETS, uid))
+                states[uid] = WalletState(
+                    exists=wallet is not None, points=points_of(wallet), ledger=ledgers[uid]
+                )
+            return states
 
-            return self._run_transaction(body, read_only=True)
-
-        return self.side_by_side(read, uids, concurrency=concurrency)
+        if not uids:
+            return {}
+        return self._run_transaction(body, read_only=True)
 
     def _run_transaction(self, body: Body[T], *, read_only: bool = False) -> T:
         deadline = time.monotonic() + self.retry_deadline

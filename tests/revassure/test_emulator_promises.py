@@ -370,3 +370,19 @@ def test_a_commit_with_one_failing_write_applies_none_of_its_writes(client):
     assert not new.get().exists
     assert kept.get().exists
     assert existing.get().get("n") == 5
+
+
+# -- listing ------------------------------------------------------------------------
+
+
+def test_list_documents_pages_a_collection_in_name_order(client):
+    wallets = client.collection("wallets")
+    for uid in ("w3", "w1", "w2", "w0"):  # stored out of order
+        wallets.document(uid).set({"points": 1})
+    wallets.document("w9").collection("ledger").document("e1").set({"amount": 1})  # w9 itself is missing
+
+    listed = [ref.id for ref in wallets.list_documents(page_size=2)]
+
+    # Three pages, in name order; the missing parent of a subcollection is listed
+    # too, as the public client asks (show_missing).
+    assert listed == ["w0", "w1", "w2", "w3", "w9"]

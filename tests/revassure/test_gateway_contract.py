@@ -6,7 +6,7 @@
   Firestore unreachable, silent, or gone half-way through a transaction, each
   public operation gives up within a small multiple of the deadline (a bound on
   configuration, not a speed test); an injected UNAVAILABLE is retried; a
-  broken wallet stream is resumed.
+  failed page of the wallet listing is asked again.
 
 Faults come from a real gRPC server between the client and the emulator
 (`FirestoreProxy`), which forwards each call as bytes, records the requests,
@@ -271,16 +271,24 @@ def test_each_operation_retries_an_injected_unavailable(
         assert {outcome.status for outcome in outcomes} == {"applied"}
 
 
-def test_a_broken_wallet_stream_is_resumed_after_the_last_wallet_seen(
+def test_the_wallets_come_a_page_at_a_time_in_name_order_and_a_failed_page_is_asked_again(
     proxy, gateway, firestore_project, monkeypatch
 ):
-    gateway.write_wallets((f"w{n:03d}", n, {}) for n in range(10))
-    proxy.break_stream["RunQuery"] = 4
+    gateway.write_wallets((f"w{n:03d}", n, {}) for n in reversed(range(10)))  # stored in reverse
+    monkeypatch.setattr(encoding, "WALLETS_PAGE", 4)
+    proxy.fail = lambda method, n: (
+        grpc.StatusCode.UNAVAILABLE if method == "ListDocuments" and n == 2 else None
+    )
 
     wallets = list(gateway_at(proxy.host, firestore_project, monkeypatch).stream_wallets())
 
     assert wallets == [(f"w{n:03d}", n) for n in range(10)]
-    assert proxy.calls["RunQuery"] == 2
+    # Three pages (4, 4 and 2 wallets), the second asked twice; each call asked for
+    # its page's wallets' points only.
+    assert proxy.calls["ListDocuments"] == 4
+    pages = [firestore_pb.ListDocumentsRequest.deserialize(sent) for sent in proxy.sent("ListDocuments")]
+    assert {(page.page_size, tuple(page.mask.field_paths)) for page in pages} == {(4, ("points",))}
+    assert pages[1].page_token == pages[2].page_token != ""
 
 
 def test_an_aborted_transaction_is_attempted_again_in_its_place_until_the_deadline(
