@@ -298,32 +298,33 @@ function keepFirestorePromises() {
 
   // ListDocuments, which the package leaves unimplemented: a page of a
   // collection's documents in one message, as Firestore sends it. In
-  // document-name order (by UTF-8 bytes, as Firestore orders names), at most
-  // page_size of them, after the page token (here the last name of the page
-  // before), only the fields of the mask; with show_missing, documents that
-  // do not exist but have subcollections too, by name alone. A custom order
-  // or a read time is refused rather than answered wrongly.
+  // document-name order, at most page_size of them, after the page token
+  // (here the last name of the page before), only the top-level fields the
+  // mask names (a nested path keeps its whole top-level field); with
+  // show_missing, documents that do not exist but have subcollections too, by
+  // name alone. A custom order, a read time or no collection id is refused
+  // rather than answered wrongly.
   function listDocuments(call, callback) {
     const request = call.request;
-    if (request.order_by || request.has_read_time) {
-      const refused = "firestore-emulator.js: ListDocuments takes no order_by or read_time";
+    if (request.order_by || request.has_read_time || !request.collection_id) {
+      const refused = "firestore-emulator.js: ListDocuments takes a collection_id, and no order_by or read_time";
       return callback(failure(status.UNIMPLEMENTED, refused));
     }
     const collection = `${request.parent}/${request.collection_id}`;
     lockReads(request, [collection]);
-    const after = request.page_token ? Buffer.from(request.page_token, "base64") : null;
+    const after = request.page_token ? Buffer.from(request.page_token, "base64").toString() : null;
     const keep = request.has_mask ? new Set(request.mask.field_paths.map((path) => path.split(".")[0])) : null;
     const documents = asOfSnapshot(request, () =>
       state
         .getCollection(collection)
         .getAllDocuments()
         .filter((document) => document.metadata.hasExist || (request.show_missing && document.hasChild()))
-        .map((document) => [Buffer.from(document.getPath()), document])
-        .filter(([name]) => after === null || Buffer.compare(name, after) > 0)
-        .sort(([a], [b]) => Buffer.compare(a, b))
+        .map((document) => [document.getPath(), document])
+        .filter(([name]) => after === null || byName(name, after) > 0)
+        .sort(([a], [b]) => byName(a, b))
         .slice(0, request.page_size > 0 ? request.page_size : undefined)
-        .map(([, document]) => {
-          if (!document.metadata.hasExist) return { name: document.getPath() };
+        .map(([name, document]) => {
+          if (!document.metadata.hasExist) return { name };
           const object = document.toV1DocumentObject();
           if (keep) object.fields = Object.fromEntries(Object.entries(object.fields).filter(([key]) => keep.has(key)));
           return object;
@@ -332,6 +333,18 @@ function keepFirestorePromises() {
     const full = request.page_size > 0 && documents.length === request.page_size;
     const next = full ? Buffer.from(documents.at(-1).name).toString("base64") : "";
     callback(null, protos.ListDocumentsResponse.fromObject({ documents, next_page_token: next }));
+  }
+
+  // Names in Firestore's order: by code point (UTF-8 bytes), where JavaScript's
+  // < compares UTF-16 units. At the first difference both strings start a code
+  // point, or share its high surrogate.
+  function byName(a, b) {
+    if (a === b) return 0;
+    for (let i = 0; ; i += 1) {
+      const x = a.codePointAt(i);
+      const y = b.codePointAt(i);
+      if (x !== y) return x === undefined ? -1 : y === undefined ? 1 : x - y;
+    }
   }
 
   const handlers = {

@@ -107,10 +107,14 @@ class Reads(Connection):
     async def _aggregate_many(
         self, uids: list[str], concurrency: int, transaction: bytes | None = None
     ) -> dict[str, LedgerTotals]:
-        gates = self._process_clients().gates
-        gate = gates.setdefault(concurrency, asyncio.Semaphore(concurrency))
+        if transaction is None:
+            gates = self._process_clients().gates
+            gate = gates.setdefault(concurrency, asyncio.Semaphore(concurrency))
+            retry = self.async_retry
+        else:
+            # A transaction's reads wait behind no one else's: it must stay short.
+            gate, retry = asyncio.Semaphore(concurrency), self.async_retry_in_transaction
         api = self.async_api
-        retry = self.async_retry if transaction is None else self.async_retry_in_transaction
 
         async def one(uid: str) -> tuple[str, LedgerTotals]:
             async with gate:

@@ -28,7 +28,9 @@ from google.cloud.firestore_v1.types import firestore as firestore_pb
 
 from revassure.firestore import encoding
 from revassure.firestore.model import WALLETS, WalletState
-from revassure.firestore.reads import BATCH_LIMIT, Reads, points_of
+from revassure.firestore.reads import Reads, points_of
+
+READS_PER_TRANSACTION = 100  # wallets read in one read-only transaction (one batched read)
 
 MIN_ATTEMPTS = 5  # as the public @transactional, whatever the deadline
 # Short pauses between attempts: the retry keeps its place in line.
@@ -40,32 +42,39 @@ Body = Callable[[bytes, list], T]
 
 class Transactions(Reads):
     def read_wallets_and_ledgers(self, uids: list[str], *, concurrency: int) -> dict[str, WalletState]:
-        """Read each wallet and its ledger totals, all in one read-only transaction.
+        """Read each wallet and its ledger totals together, in read-only
+        transactions of at most READS_PER_TRANSACTION wallets.
 
-        Every read sees the same snapshot, so a write that moves a ledger and its
-        wallet's points together (as the points app does) is seen whole or not
-        at all. The wallets come in batched reads, the ledger totals as
-        `concurrency` aggregation queries at a time on the gateway's event loop.
+        Both reads of a wallet see the same snapshot, so a write that moves its
+        ledger and its points together (as the points app does) is seen whole
+        or not at all. The wallets come in one batched read per transaction,
+        the ledger totals as `concurrency` aggregation queries at a time on the
+        gateway's event loop; a transaction stays short whatever the number of
+        wallets (Firestore ends one idle for 60 s, or older than 270 s).
         """
+        states: dict[str, WalletState] = {}
+        for start in range(0, len(uids), READS_PER_TRANSACTION):
+            some = uids[start : start + READS_PER_TRANSACTION]
+            states.update(self._run_transaction(self._wallets_and_ledgers(some, concurrency), read_only=True))
+        return states
 
+    def _wallets_and_ledgers(self, uids: list[str], concurrency: int) -> Body[dict[str, WalletState]]:
         def body(transaction: bytes, writes: list) -> dict[str, WalletState]:
             totals = self.submit(self._aggregate_many(uids, concurrency, transaction))
-            wallets = {}
-            for start in range(0, len(uids), BATCH_LIMIT):
-                names = [self.document(WALLETS, uid) for uid in uids[start : start + BATCH_LIMIT]]
-                wallets.update(self._get(names, mask=("points",), transaction=transaction))
-            ledgers = totals.result()
+            try:
+                names = [self.document(WALLETS, uid) for uid in uids]
+                wallets = self._get(names, mask=("points",), transaction=transaction)
+                ledgers = totals.result()
+            finally:
+                totals.cancel()  # when the batched read failed, this attempt's aggregations stop
             states = {}
-            for uid in uids:
-                wallet = wallets.get(self.document(WALLETS, uid))
-                states[uid] = WalletState(
-                    exists=wallet is not None, points=points_of(wallet), ledger=ledgers[uid]
-                )
+            for uid, name in zip(uids, names, strict=True):
+                wallet = wallets.get(name)
+                exists, points = wallet is not None, points_of(wallet)
+                states[uid] = WalletState(exists=exists, points=points, ledger=ledgers[uid])
             return states
 
-        if not uids:
-            return {}
-        return self._run_transaction(body, read_only=True)
+        return body
 
     def _run_transaction(self, body: Body[T], *, read_only: bool = False) -> T:
         deadline = time.monotonic() + self.retry_deadline

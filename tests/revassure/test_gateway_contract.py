@@ -405,6 +405,27 @@ def test_the_writes_of_transactions_are_what_the_batch_api_builds(
     assert writes_sent(proxy) == [encoding.set_points_write(name, 42)]
 
 
+def test_wallets_and_ledgers_are_read_in_short_read_only_transactions(
+    proxy, gateway, firestore_project, monkeypatch
+):
+    put_wallets(gateway, {"u1": (10, [10]), "u250": (5, [2, 3])})
+    uids = [f"u{n}" for n in range(1, 251)]
+
+    states = gateway_at(proxy.host, firestore_project, monkeypatch).read_wallets_and_ledgers(
+        uids, concurrency=8
+    )
+
+    assert (states["u1"].points, states["u1"].ledger.total) == (10, 10)
+    assert (states["u250"].points, states["u250"].ledger.total) == (5, 5)
+    assert not states["u2"].exists and states["u2"].ledger.count == 0
+    # 100 wallets a transaction, each read-only, each wallet in one batched read.
+    begun = [
+        firestore_pb.BeginTransactionRequest.deserialize(sent) for sent in proxy.sent("BeginTransaction")
+    ]
+    assert len(begun) == 3 and all("read_only" in begun_one.options for begun_one in begun)
+    assert proxy.calls["BatchGetDocuments"] == 3 and proxy.calls["RunAggregationQuery"] == 250
+
+
 def test_a_raw_aggregation_returns_what_the_public_aggregation_returns(
     proxy, gateway, firestore_project, monkeypatch
 ):
