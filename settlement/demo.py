@@ -22,13 +22,14 @@ from typing import Any
 from django.utils import timezone
 
 from backfill import services as intake
-from backfill.models import EventSource
+from backfill.models import EventSource, EventStatus, ProviderEventDelivery
 from revassure.firestore import FirestoreGateway
 from revassure.ledger import is_points
 from settlement.statement import COLUMNS
 
 BREAKS_EACH = 3
 SETTLED_PURCHASES = 400  # the demo's purchases the statement settles (a day's worth)
+UNREACHABLE = "ServiceUnavailable: 503 failed to connect to Firestore (demo)"
 
 
 def _event(
@@ -42,7 +43,13 @@ def _event(
 def _deliver(raw: bytes, *, gateway: FirestoreGateway, apply: bool):
     delivery = intake.store_delivery(raw, source=EventSource.WEBHOOK)
     if apply:
-        delivery = intake.apply_delivery(delivery.pk, gateway=gateway)
+        return intake.apply_delivery(delivery.pk, gateway=gateway)
+    # Stored, then its apply failed (Firestore was out of reach): left for a
+    # person's replay. Left `received`, the webhook drain would apply it within
+    # a minute of the demo starting, and the break would heal itself.
+    ProviderEventDelivery.objects.filter(pk=delivery.pk).update(
+        status=EventStatus.FAILED, attempts=1, reason=UNREACHABLE
+    )
     return delivery
 
 
@@ -107,7 +114,7 @@ def write_demo_statement(
 
     for n in range(BREAKS_EACH):
         uid, other = rng.sample(uids, 2)
-        # Settled, its webhook stored but never applied: replay can credit it.
+        # Settled, its webhook stored but its apply failed: replay can credit it.
         payment, points = f"pi_demo_stored_{n}", 100 + 10 * n
         _deliver(
             _event(
