@@ -199,10 +199,14 @@ def wallets_request(documents: str, token: str) -> ListDocumentsRequest:
     return request
 
 
-def collection_request(parent: str, collection: str) -> RunQueryRequest:
-    """Every document of `parent`/`collection`."""
+def collection_request(parent: str, collection: str, read_time: Timestamp | None = None) -> RunQueryRequest:
+    """Every document of `parent`/`collection` (in name order on Firestore), as of
+    `read_time` when given."""
     query = Query(from_=[Query.CollectionSelector(collection_id=collection)])
-    return RunQueryRequest(parent=parent, structured_query=query)
+    request = RunQueryRequest(parent=parent, structured_query=query)
+    if read_time is not None:
+        request.read_time.CopyFrom(read_time)
+    return request
 
 
 def where_equal_request(parent: str, collection: str, field: str, value: Any, transaction: bytes | None):

@@ -170,30 +170,32 @@ class Reads(Connection):
         self, uids: list[str], concurrency: int
     ) -> dict[str, list[tuple[str, dict[str, Any]]]]:
         gate = asyncio.Semaphore(concurrency)
+        api = self.async_api
 
         async def ledger(uid: str) -> tuple[str, list[tuple[str, dict[str, Any]]]]:
-            request = firestore_pb.RunQueryRequest.wrap(
-                encoding.collection_request(self.document(WALLETS, uid), LEDGER)
-            )
-
-            async def run():
-                responses = await self.async_api.run_query(
-                    request=request, retry=None, timeout=self.call_timeout, metadata=self.metadata
-                )
-                entries = []
-                async for response in responses:
-                    raw = firestore_pb.RunQueryResponse.pb(response)
-                    if raw.HasField("document"):
-                        document = raw.document
-                        entries.append(
-                            (document.name.rsplit("/", 1)[1], encoding.decode_fields(document.fields))
-                        )
-                return entries
-
             async with gate:
-                return uid, await self.async_retry(run)()
+                documents = await self.async_retry(self._ledger)(api, self.document(WALLETS, uid))
+            return uid, [
+                (document.name.rsplit("/", 1)[1], encoding.decode_fields(document.fields))
+                for document in documents
+            ]
 
         return dict(await asyncio.gather(*(ledger(uid) for uid in uids)))
+
+    async def _ledger(self, api, wallet: str, read_time=None) -> list:
+        """One wallet's ledger (`wallet`: the wallet's document name) as raw
+        Documents, whole (a broken stream is read again from its start), as of
+        `read_time` when given."""
+        request = firestore_pb.RunQueryRequest.wrap(encoding.collection_request(wallet, LEDGER, read_time))
+        responses = await api.run_query(
+            request=request, retry=None, timeout=self.call_timeout, metadata=self.metadata
+        )
+        documents = []
+        async for response in responses:
+            raw = firestore_pb.RunQueryResponse.pb(response)
+            if raw.HasField("document"):
+                documents.append(raw.document)
+        return documents
 
     def entries_exist(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], bool]:
         """Whether each (uid, entry id) is in that wallet's ledger, in batched reads."""
@@ -299,21 +301,18 @@ class Reads(Connection):
         self, parent: str, collection: str, name: str, value: Any, *, transaction: bytes | None = None
     ) -> list[dict[str, Any]]:
         """The fields of each document of parent/collection whose field `name` equals `value`."""
-        request = encoding.where_equal_request(parent, collection, name, value, transaction)
-        return [encoding.decode_fields(document.fields) for document in self._query(request, transaction)]
+        request = firestore_pb.RunQueryRequest.wrap(
+            encoding.where_equal_request(parent, collection, name, value, transaction)
+        )
 
-    def _query(self, request, transaction: bytes | None) -> list:
-        """The raw Documents a raw RunQueryRequest finds, read whole under the retry."""
-        wrapped = firestore_pb.RunQueryRequest.wrap(request)
-
-        def run() -> list:
+        def run() -> list[dict[str, Any]]:
             found = []
             for response in self.api.run_query(
-                request=wrapped, retry=None, timeout=self.call_timeout, metadata=self.metadata
+                request=request, retry=None, timeout=self.call_timeout, metadata=self.metadata
             ):
                 raw = firestore_pb.RunQueryResponse.pb(response)
                 if raw.HasField("document"):
-                    found.append(raw.document)
+                    found.append(encoding.decode_fields(raw.document.fields))
             return found
 
         return self._retry(transaction)(run)()

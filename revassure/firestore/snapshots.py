@@ -195,19 +195,6 @@ class Snapshots(Writes):
 
         return dict(await asyncio.gather(*(one(wallet) for wallet in wallets)))
 
-    async def _ledger(self, api, wallet: str, read_time) -> list:
-        """One wallet's ledger, whole (a broken stream is read again from its start)."""
-        request = firestore_pb.RunQueryRequest.wrap(_documents_request(wallet, LEDGER, read_time, None))
-        responses = await api.run_query(
-            request=request, retry=None, timeout=self.call_timeout, metadata=self.metadata
-        )
-        documents = []
-        async for response in responses:
-            raw = firestore_pb.RunQueryResponse.pb(response)
-            if raw.HasField("document"):
-                documents.append(raw.document)
-        return documents
-
     def snapshot_collection(
         self, root: str, *, read_time: Timestamp | None = None
     ) -> Iterator[SnapshotDocument]:
@@ -468,11 +455,8 @@ def _query(collection_id: str, *, limit: int | None = None):
 def _documents_request(parent: str, collection_id: str, read_time, after: str | None):
     """Every document of parent/collection_id (in name order on Firestore), after
     the document named `after` when given, as of `read_time` when given."""
-    query = _query(collection_id)
+    request = encoding.collection_request(parent, collection_id, read_time)
     if after is not None:
         cursor = query_pb.Cursor.pb()(values=[encoding.Value(reference_value=after)], before=False)
-        query.start_at.CopyFrom(cursor)
-    request = encoding.RunQueryRequest(parent=parent, structured_query=query)
-    if read_time is not None:
-        request.read_time.CopyFrom(read_time)
+        request.structured_query.start_at.CopyFrom(cursor)
     return request
