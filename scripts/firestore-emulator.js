@@ -205,8 +205,7 @@ function keepFirestorePromises() {
     return found;
   }
 
-  // A waiting commit that will not apply: its client gave up (deadline) or sent
-  // the commit again. The transaction stays open, so a commit sent again can still apply.
+  // A waiting commit that will not apply: the same transaction sent its commit again. The transaction stays open, so a commit sent again can still apply.
   function drop(commit) {
     const index = waiting.indexOf(commit);
     if (index >= 0) waiting.splice(index, 1);
@@ -393,7 +392,8 @@ function keepFirestorePromises() {
       if (tryCommit(commit)) return;
       waiting.push(commit);
       if (commit.tx) commit.tx.waiter = commit;
-      call.on("cancelled", () => drop(commit));
+      // A client that gives up (deadline, dropped connection) does not withdraw its
+      // commit: as on Firestore, it may still apply once the lock is free.
       commit.timer = setTimeout(
         () => answer(commit, failure(status.ABORTED, `Transaction lock timeout (${lockTimeoutMs} ms).`)),
         lockTimeoutMs,

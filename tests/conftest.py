@@ -1,8 +1,9 @@
 """Shared fixtures: the real Firestore emulator, isolated projects, role users.
 
-The emulator (`@firestore-emulator/server`, installed by `npm ci`) starts once
-per test session on a free loopback port, unless FIRESTORE_EMULATOR_HOST already
-points at one (CI may run Google's emulator instead). Each test that asks for a
+The Firestore emulator starts once per test session on a free loopback port:
+ours (`@firestore-emulator/server`, installed by `npm ci`) by default, Google's
+own with FIRESTORE_EMULATOR=google (`.ci/run` runs the suite on both), unless
+FIRESTORE_EMULATOR_HOST already points at one. Each test that asks for a
 `gateway` gets a Firestore project of its own, so tests never see each other's
 documents.
 """
@@ -21,10 +22,15 @@ from django.contrib.auth.models import Group, User
 from django_q.conf import Conf
 from google.auth import crypt, jwt
 
-from revassure.emulator import EmulatorUnavailable, running_emulator
+from revassure.emulator import EmulatorUnavailable, configured_kind, running_emulator
 from revassure.firestore import get_gateway
 from revassure.roles import APPROVER, OPS, REVIEWER
 from tests.helpers import AUDIENCE, SCHEDULER
+
+
+def pytest_report_header(config):
+    existing = os.environ.get("FIRESTORE_EMULATOR_HOST")
+    return f"firestore emulator: {'given at ' + existing if existing else configured_kind()}"
 
 
 @pytest.fixture(scope="session")
@@ -179,3 +185,9 @@ def token(keys):
         return jwt.encode(signer, claims).decode()
 
     return make
+
+
+@pytest.fixture(scope="session")
+def emulator_kind(firestore_emulator) -> str:
+    """`npm` or `google`: which emulator this session's tests run on."""
+    return configured_kind()

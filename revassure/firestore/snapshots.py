@@ -13,7 +13,8 @@ A document travels as a plain dict, `{"path": "wallets/u1/ledger/e1",
 as a one-key dict: {"int": "120"} (digits in a string, so no JSON reader
 rounds it past 2**53), {"float": "12.5"} (Python's repr, so NaN, infinities
 and -0.0 survive), {"str": ...}, {"bool": ...}, {"null": None},
-{"time": "2026-11-20T10:00:00.123456789Z"} (RFC 3339 with every nanosecond),
+{"time": "2026-11-20T10:00:00.123456Z"} (RFC 3339 as stored: Firestore keeps
+microseconds; the format would carry nanoseconds unchanged),
 {"bytes": base64}, {"ref": "wallets/u1"} (relative to the database, so a
 restore into another project points into that project), {"geo": [lat, lng]},
 {"array": [...]}, {"map": {...}}. Values are read from the raw protobuf
@@ -457,6 +458,10 @@ def _documents_request(parent: str, collection_id: str, read_time, after: str | 
     the document named `after` when given, as of `read_time` when given."""
     request = encoding.collection_request(parent, collection_id, read_time)
     if after is not None:
+        # A cursor holds one value per ordering: name the order by document name it
+        # resumes on (Firestore refuses a cursor with more values than the query orders by).
+        order = request.structured_query.order_by.add()
+        order.field.field_path, order.direction = "__name__", encoding.Query.Direction.ASCENDING
         cursor = query_pb.Cursor.pb()(values=[encoding.Value(reference_value=after)], before=False)
         request.structured_query.start_at.CopyFrom(cursor)
     return request

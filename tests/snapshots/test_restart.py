@@ -67,11 +67,14 @@ def test_an_interrupted_snapshot_is_completed_by_running_the_command_again(
     assert services.verify(out).ok
 
 
-def test_the_same_snapshot_taken_whole_or_in_two_goes_holds_the_same_lines(gateway, tmp_path, monkeypatch):
+@pytest.mark.parametrize("wallets_read", [1, 4, 6, 8])
+def test_the_same_snapshot_taken_whole_or_in_two_goes_holds_the_same_lines(
+    gateway, tmp_path, monkeypatch, wallets_read
+):
     put_wallets(gateway, wallets(9))
     whole = services.take(tmp_path / "whole", actor=None, gateway=gateway, wallets_per_part=4)
     with monkeypatch.context() as patch:
-        interrupt_after(gateway, patch, 6)
+        interrupt_after(gateway, patch, wallets_read)
         with pytest.raises(gexc.PermissionDenied):
             services.take(tmp_path / "twice", actor=None, gateway=gateway, wallets_per_part=4)
     twice = services.take(tmp_path / "twice", actor=None, gateway=gateway, wallets_per_part=4)
