@@ -9,9 +9,9 @@ body (reads given the transaction id, writes collected), commit; on ABORTED
 start again keeping the aborted transaction's place (retry_transaction); on
 anything else roll back and raise the error itself.
 
-ABORTED is contention, transient like the rest: attempts go on, with a short
-jittered pause, until the retry deadline (and at least five, as the public
-@transactional makes). A fixed count of five is not enough under contention:
+ABORTED is contention, transient like the rest: attempts go on, with a
+jittered pause that grows, until the retry deadline (and at least five, as the
+public @transactional makes). A fixed count of five is not enough under contention:
 Firestore lets one of the transactions that conflict on a document commit at
 a time, so the ninth of nine concurrent payments to one wallet needs nine.
 """
@@ -33,8 +33,12 @@ from revassure.firestore.reads import Reads, points_of
 READS_PER_TRANSACTION = 100  # wallets read in one read-only transaction (one batched read)
 
 MIN_ATTEMPTS = 5  # as the public @transactional, whatever the deadline
-# Short pauses between attempts: the retry keeps its place in line.
-ABORTED_BACKOFF = {"initial": 0.01, "maximum": 1.0, "multiplier": 2.0}
+# Pauses between attempts, jittered (uniform from zero up to a bound that doubles):
+# short at first, since the retry keeps its place in line where the server honours
+# it; growing past Google's emulator's lock timeout (2 s, after which it aborts
+# one side of every conflict, with no regard for age), so that transactions that
+# aborted together stop meeting again at the same moment.
+ABORTED_BACKOFF = {"initial": 0.05, "maximum": 5.0, "multiplier": 2.0}
 T = TypeVar("T")
 # body(transaction id, writes): reads with the id, appends raw Writes to commit.
 Body = Callable[[bytes, list], T]

@@ -5,7 +5,11 @@ transaction ids of their own; what a read-write transaction read is locked
 until it ends (a conflicting commit waits, and a transaction that loses aborts
 and is retried by @transactional); no deadlock; a lock that never comes aborts
 the waiting commit; `exists` and `update_time` preconditions; commits all or
-nothing. Each of these fails on the package unpatched (FIRESTORE_EMULATOR_BARE=1).
+nothing. Each runs on both emulators and passes on both: a promise only our
+launcher would keep is not one the product may lean on (a commit whose client
+gave up may still apply; writes in one commit share one update time). Each
+fails on the npm package unpatched (FIRESTORE_EMULATOR_BARE=1): see
+test_npm_launcher.py for the launcher's own switches.
 """
 
 import threading
@@ -27,8 +31,8 @@ def client(firestore_emulator):
 
 @pytest.fixture
 def own_emulator(monkeypatch):
-    """start(**env): a client on an emulator of its own, its locks timing out after
-    0.5 s unless env says otherwise."""
+    """start(**env): a client on an emulator of its own; on ours its locks time out
+    after 0.5 s unless env says otherwise (Google's times out after its own 2 s)."""
     with ExitStack() as stack:
 
         def start(**env):
@@ -119,12 +123,13 @@ def test_concurrent_read_then_write_increments_never_lose_an_update(client):
             transaction.update(doc, {"n": value + 1})
 
         barrier.wait()
-        # Every round commits exactly one increment, so the last of N may need N attempts.
-        increment(client.transaction(max_attempts=threads + 1))
+        # Rounds that commit nothing are allowed (Google's emulator aborts one side of
+        # each conflict after its lock timeout): what must hold is that none is lost.
+        increment(client.transaction(max_attempts=threads * 6))
 
     workers = [run(one) for _ in range(threads)]
     for worker in workers:
-        worker.join(30)
+        worker.join(180)
 
     assert [w.error for w in workers] == [None] * threads
     assert doc.get().get("n") == threads
@@ -236,67 +241,6 @@ def test_a_commit_that_cannot_get_its_lock_in_time_is_aborted(own_emulator):
     assert doc.get().get("n") == 1
 
 
-def test_a_waiting_commit_whose_client_gave_up_never_applies_later(client):
-    doc = client.collection("c").document("d")
-    doc.set({"n": 0})
-    read, done = threading.Event(), threading.Event()
-
-    @firestore.transactional
-    def hold(transaction):
-        value = doc.get(transaction=transaction).get("n")
-        read.set()
-        done.wait(10)
-        transaction.update(doc, {"n": value + 1})
-
-    holder = run(hold, client.transaction())
-    assert read.wait(10)
-    with pytest.raises(gexc.DeadlineExceeded):
-        doc.update({"n": 100}, retry=None, timeout=0.3)
-    done.set()
-    holder.join(10)
-    time.sleep(0.2)  # when a stale commit would have had its turn
-
-    assert holder.error is None
-    assert doc.get().get("n") == 1
-
-
-def test_an_idle_transaction_ends_and_releases_its_locks(own_emulator):
-    client = own_emulator(
-        FIRESTORE_EMULATOR_TRANSACTION_IDLE_MS="300", FIRESTORE_EMULATOR_LOCK_TIMEOUT_MS="5000"
-    )
-    doc = client.collection("c").document("d")
-    doc.set({"n": 0})
-    read, done = threading.Event(), threading.Event()
-
-    @firestore.transactional
-    def abandon(transaction):
-        doc.get(transaction=transaction)
-        read.set()
-        done.wait(10)
-        transaction.update(doc, {"n": -1})
-
-    idle = run(abandon, client.transaction())
-    assert read.wait(10)
-    doc.update({"n": 1}, retry=None, timeout=10)  # waits at most until the idle one ends
-    done.set()
-    idle.join(10)
-    assert isinstance(idle.error, gexc.InvalidArgument)  # its commit comes too late
-    assert doc.get().get("n") == 1
-
-
-def test_the_bare_package_is_one_switch_away(own_emulator):
-    client = own_emulator(FIRESTORE_EMULATOR_BARE="1")
-    ids = []
-
-    @firestore.transactional
-    def read(transaction):
-        ids.append(transaction.id)
-
-    read(client.transaction())
-    read(client.transaction())
-    assert ids[0] == ids[1]  # the package's constant id: no promises kept
-
-
 # -- preconditions ------------------------------------------------------------------
 
 
@@ -327,20 +271,6 @@ def test_an_update_time_precondition_holds_only_for_the_stored_update_time(clien
     assert doc.get().get("n") == 2
 
 
-def test_every_write_of_a_document_gets_an_update_time_of_its_own(client):
-    doc = client.collection("c").document("d")
-    times = []
-
-    def write():
-        times.extend(doc.set({"n": n}).update_time for n in range(10))
-
-    writers = [run(write) for _ in range(8)]
-    for writer in writers:
-        writer.join(30)
-
-    assert len(set(times)) == len(times) == 80
-
-
 # -- atomic commits ------------------------------------------------------------------
 
 
@@ -354,7 +284,7 @@ def test_a_commit_with_one_failing_write_applies_none_of_its_writes(client):
     batch = client.batch()
     batch.set(new, {"n": 1})
     batch.update(existing, {"n": 2})
-    batch.create(existing, {"n": 3})
+    batch.create(kept, {"n": 3})  # kept exists
     with pytest.raises(gexc.AlreadyExists):
         batch.commit()
     assert not new.get().exists

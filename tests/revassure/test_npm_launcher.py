@@ -1,0 +1,73 @@
+"""Our npm launcher's own switches (scripts/firestore-emulator.js), whichever
+emulator the rest of the session runs on: each test starts the launcher itself.
+
+These are knobs of the launcher, not promises of Firestore: how long an idle
+transaction keeps its locks (Firestore: 60 s; shorter here for the killed-worker
+tests), and the bare package one switch away.
+"""
+
+import threading
+import uuid
+from contextlib import ExitStack
+
+import pytest
+from google.api_core import exceptions as gexc
+from google.cloud import firestore
+
+from revassure.emulator import running_emulator
+
+
+@pytest.fixture
+def launcher(monkeypatch):
+    """start(**env): a client on a launcher of its own, started with env."""
+    with ExitStack() as stack:
+
+        def start(**env):
+            emulator = stack.enter_context(running_emulator(kind="npm", env=env))
+            monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", emulator.host)
+            return firestore.Client(project=f"launcher-{uuid.uuid4().hex[:12]}")
+
+        yield start
+
+
+def test_an_idle_transaction_ends_and_releases_its_locks(launcher):
+    client = launcher(FIRESTORE_EMULATOR_TRANSACTION_IDLE_MS="300", FIRESTORE_EMULATOR_LOCK_TIMEOUT_MS="5000")
+    doc = client.collection("c").document("d")
+    doc.set({"n": 0})
+    read, done = threading.Event(), threading.Event()
+    errors = []
+
+    @firestore.transactional
+    def abandon(transaction):
+        doc.get(transaction=transaction)
+        read.set()
+        done.wait(10)
+        transaction.update(doc, {"n": -1})
+
+    def idle():
+        try:
+            abandon(client.transaction())
+        except Exception as exc:  # asserted below
+            errors.append(exc)
+
+    thread = threading.Thread(target=idle, daemon=True)
+    thread.start()
+    assert read.wait(10)
+    doc.update({"n": 1}, retry=None, timeout=10)  # waits at most until the idle one ends
+    done.set()
+    thread.join(10)
+    assert [type(error) for error in errors] == [gexc.InvalidArgument]  # its commit comes too late
+    assert doc.get().get("n") == 1
+
+
+def test_the_bare_package_is_one_switch_away(launcher):
+    client = launcher(FIRESTORE_EMULATOR_BARE="1")
+    ids = []
+
+    @firestore.transactional
+    def read(transaction):
+        ids.append(transaction.id)
+
+    read(client.transaction())
+    read(client.transaction())
+    assert ids[0] == ids[1]  # the package's constant id: no promises kept
