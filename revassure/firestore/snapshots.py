@@ -55,6 +55,7 @@ from revassure.firestore.model import (
     IDENTITIES,
     LEDGER,
     MIGRATIONS,
+    REPORT_VIOLATIONS,
     REPORTS,
     TRANSIENT_ERRORS,
     WALLETS,
@@ -63,7 +64,7 @@ from revassure.firestore.reads import BATCH_LIMIT
 from revassure.firestore.writes import Writes
 
 ROOTS = (WALLETS, REPORTS, MIGRATIONS, AUDIT_LOG, CONFIG, IDENTITIES)
-SUBCOLLECTIONS = {WALLETS: (LEDGER,), REPORTS: ("violations",)}
+SUBCOLLECTIONS = {WALLETS: (LEDGER,), REPORTS: (REPORT_VIOLATIONS,)}
 # ledgerIdentities/{shard}/entries/{id} (see model.identity_path): the shards are
 # never documents themselves, so they are named here.
 IDENTITY_SHARDS = tuple(f"{n:02x}" for n in range(256))

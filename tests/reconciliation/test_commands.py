@@ -121,6 +121,40 @@ def test_verify_reports_passes_then_names_the_tampered_run(gateway):
 
 
 @pytest.mark.django_db
+def test_verify_reports_names_a_mirror_field_changed_behind_its_checksum_in_text_and_json(gateway):
+    put_wallets(gateway, {"u1": (12, [10])})
+    run_command("reconcile")
+    run = ReconciliationRun.objects.get()
+    gateway.client.collection("reconciliationReports").document(str(run.pk)).update({"violations_count": 7})
+
+    from io import StringIO
+
+    err = StringIO()
+    with pytest.raises(CommandError) as raised:
+        call_command("verify_reports", stdout=StringIO(), stderr=err)
+    assert raised.value.returncode == 2
+    assert (
+        f"run {run.pk}: Firestore mirror differs from the report: violations_count is 7, the report has 1"
+        in (err.getvalue())
+    )
+    out = StringIO()
+    with pytest.raises(CommandError):
+        call_command("verify_reports", "--json", stdout=out)
+    assert json.loads(out.getvalue())["problems"] == [
+        {
+            "run_id": str(run.pk),
+            "message": "Firestore mirror differs from the report: violations_count is 7, the report has 1",
+            "difference": {
+                "document": f"reconciliationReports/{run.pk}",
+                "field": "violations_count",
+                "mirror": 7,
+                "report": 1,
+            },
+        }
+    ]
+
+
+@pytest.mark.django_db
 def test_verify_reports_json_names_the_run(gateway, capsys):
     put_wallets(gateway, {"u1": (12, [10])})
     run_command("reconcile")

@@ -176,6 +176,8 @@ OPERATIONS: dict[str, Callable[[FirestoreGateway], object]] = {
     "put_report": lambda g: g.put_report("run-1", {"checksum": "c"}, [{"uid": "u1", "delta": 1}]),
     "get_report": lambda g: g.get_report("run-1"),
     "stream_reports": lambda g: list(g.stream_reports()),
+    "stream_report_violations": lambda g: list(g.stream_report_violations("run-1")),
+    "stream_settlement_report_rows": lambda g: list(g.stream_settlement_report_rows("run-1")),
     "put_migration": lambda g: g.put_migration("1", {"status": "running"}),
     "put_config": lambda g: g.put_config("adjustments", {"frozen": False}),
     "get_config": lambda g: g.get_config("adjustments"),
