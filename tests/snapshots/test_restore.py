@@ -100,3 +100,19 @@ def test_people_without_the_permission_cannot_restore(snap, target, reviewer):
     with pytest.raises(PermissionError):
         services.restore(snap, project=target, actor=reviewer)
     assert not get_gateway(target).holds_documents()
+
+
+def test_it_refuses_a_manifest_whose_files_are_in_another_snapshot(snap, target):
+    """Issue 27 item 10: a manifest naming ../snap/... must not load another directory's documents."""
+    elsewhere = snap.parent / "elsewhere"
+    elsewhere.mkdir()
+    manifest = json.loads((snap / "manifest.json").read_text())
+    for entry in manifest["files"]:
+        entry["name"] = f"../snap/{entry['name']}"
+    (elsewhere / "manifest.json").write_text(json.dumps(manifest))
+
+    message = refused(elsewhere, target, "--replace")
+
+    assert "is not a plain file name inside the snapshot" in message
+    assert not get_gateway(target).holds_documents()
+    assert Restore.objects.get().refused
