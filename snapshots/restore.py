@@ -9,8 +9,9 @@ already there. Each guard refuses before anything is written:
 2. the snapshot verifies intact (violations in the data are no reason to
    refuse: the snapshot reproduces the data as it was);
 3. the target holds none of the snapshot's collections, unless `replace`:
-   then every document under them is deleted first, so the target ends up
-   holding exactly the snapshot.
+   then every document under them is deleted first (subcollections of
+   parents that no longer exist too), so the target ends up holding exactly
+   the snapshot.
 
 Documents are written as they were (same paths, same fields, same types),
 500 to a commit; writing one twice changes nothing, so a restore that failed

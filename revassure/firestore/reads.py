@@ -188,7 +188,13 @@ class Reads(Connection):
         """One wallet's ledger (`wallet`: the wallet's document name) as raw
         Documents, whole (a broken stream is read again from its start), as of
         `read_time` when given."""
-        request = firestore_pb.RunQueryRequest.wrap(encoding.collection_request(wallet, LEDGER, read_time))
+        return await self._documents_of(api, wallet, LEDGER, read_time)
+
+    async def _documents_of(self, api, parent: str, collection_id: str, read_time=None) -> list:
+        """Every raw Document of `parent`/`collection_id`, in one query."""
+        request = firestore_pb.RunQueryRequest.wrap(
+            encoding.collection_request(parent, collection_id, read_time)
+        )
         responses = await api.run_query(
             request=request, retry=None, timeout=self.call_timeout, metadata=self.metadata
         )

@@ -178,6 +178,7 @@ OPERATIONS: dict[str, Callable[[FirestoreGateway], object]] = {
     "stream_reports": lambda g: list(g.stream_reports()),
     "stream_report_violations": lambda g: list(g.stream_report_violations("run-1")),
     "stream_settlement_report_rows": lambda g: list(g.stream_settlement_report_rows("run-1")),
+    "snapshot_paths": lambda g: list(g.snapshot_paths()),
     "put_migration": lambda g: g.put_migration("1", {"status": "running"}),
     "put_config": lambda g: g.put_config("adjustments", {"frozen": False}),
     "get_config": lambda g: g.get_config("adjustments"),
