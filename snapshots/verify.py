@@ -97,6 +97,9 @@ def _manifest(path: Path, expected_sha256: str | None, result: Result) -> dict[s
     except FileNotFoundError:
         result.errors.append(f"{MANIFEST}: absent (the snapshot never finished, or this is not a snapshot)")
         return None
+    except OSError as exc:
+        result.errors.append(f"{MANIFEST}: cannot be read ({exc.strerror or exc})")
+        return None
     result.manifest_sha256 = hashlib.sha256(body).hexdigest()
     if expected_sha256 and result.manifest_sha256 != expected_sha256:
         result.errors.append(

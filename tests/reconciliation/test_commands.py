@@ -1,3 +1,4 @@
+import datetime as dt
 import json
 
 import pytest
@@ -269,3 +270,21 @@ def test_seed_demo_history_refuses_a_database_that_has_runs(gateway):
     run_command("reconcile")
     with pytest.raises(CommandError, match="before every real run"):
         run_command("seed_demo", "--wallets", "5", "--history", "3")
+
+
+@pytest.mark.django_db
+def test_verify_reports_json_shows_a_mirror_value_json_has_no_type_for(gateway):
+    put_wallets(gateway, {"u1": (12, [10])})
+    run_command("reconcile")
+    run = ReconciliationRun.objects.get()
+    when = dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC)
+    gateway.client.collection("reconciliationReports").document(str(run.pk)).update({"finished_at": when})
+
+    from io import StringIO
+
+    out = StringIO()
+    with pytest.raises(CommandError):
+        call_command("verify_reports", "--json", stdout=out)
+    (problem,) = json.loads(out.getvalue())["problems"]
+    assert problem["difference"]["field"] == "finished_at"
+    assert problem["difference"]["mirror"].startswith("2026-11-20 10:00:00")

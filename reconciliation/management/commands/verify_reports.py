@@ -46,4 +46,5 @@ class Command(BaseCommand):
 
 
 def _dumps(data: dict) -> str:
-    return json.dumps(data, sort_keys=True)
+    # A mirror's value may be of a type JSON lacks (a timestamp someone wrote there): as text.
+    return json.dumps(data, sort_keys=True, default=str)
