@@ -109,6 +109,7 @@ def probable_cause(
     delta = points - total
     evidence["delta"] = delta
     if delta == 0:
+        evidence["explains"] = 0
         return Cause(
             ProbableCause.UNEXPLAINED,
             f"Unexplained: the wallet and its ledger agreed when read ({points:,} points); "
@@ -116,6 +117,8 @@ def probable_cause(
             evidence,
         )
     newest = list(reversed(listed))
+    # The named entries account for the whole delta when a rule below matches.
+    evidence["explains"] = delta
     missed = 0
     for k, entry in enumerate(newest[:MISSED_LOOKED_AT], start=1):
         missed += entry.amount
@@ -141,6 +144,7 @@ def probable_cause(
                 f"Sign of entry {named(entry)} applied the wrong way",
                 evidence,
             )
+    evidence["explains"] = 0
     ours = [e for e in newest if e.entry_id in writers]
     if ours:
         return Cause(
@@ -155,6 +159,33 @@ def probable_cause(
         f"{signed(delta)} ({len(listed)} entries read)",
         evidence,
     )
+
+
+EXPLAINING = (ProbableCause.MISSED_ENTRIES, ProbableCause.EXTRA_IN_WALLET, ProbableCause.WRONG_SIGN)
+
+
+def as_json(code: str, text: str, evidence: dict[str, Any]) -> dict[str, Any] | None:
+    """A computed cause as `breaks --json` gives it (None while not computed):
+    its code and summary, the entries it names (id, amount, created_at, type,
+    written_by), the delta when it was read (wallet points minus ledger sum;
+    None when an amount or the points are malformed) and how many points of
+    that delta the named entries explain (all of it for missed entries, an
+    entry too many and a wrong sign; 0 when nothing explains it; None when
+    the delta is unknown)."""
+    if not code:
+        return None
+    delta = evidence.get("delta")
+    if "explains" in evidence:
+        explains = evidence["explains"]
+    else:  # computed before causes recorded it: the rule that matched says
+        explains = None if delta is None else delta if code in EXPLAINING else 0
+    return {
+        "code": code,
+        "summary": text,
+        "entries": list(evidence.get("entries", [])),
+        "explains": explains,
+        "delta": delta,
+    }
 
 
 def _problem(value: Any) -> str:

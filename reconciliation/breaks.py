@@ -42,6 +42,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from reconciliation import break_causes
 from reconciliation.models import (
     OPEN_BREAK_STATES,
     BalanceRequest,
@@ -410,6 +411,6 @@ def summary(brk: Break, now: datetime | None = None) -> dict[str, Any]:
         "age_days": age_days(brk, now),
         "sightings": brk.sightings_count,
         "owner": brk.owner.get_username() if brk.owner_id else None,
-        "cause": brk.cause or None,
+        "cause": break_causes.as_json(brk.cause, brk.cause_text, brk.cause_evidence or {}),
         "resolution": brk.resolution or None,
     }

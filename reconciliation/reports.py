@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from reconciliation.models import ReconciliationRun, RunStatus, Violation
 from revassure import alerting, metrics
-from revassure.firestore import FirestoreGateway
+from revassure.firestore import REPORT_VIOLATIONS, REPORTS, FirestoreGateway
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +171,16 @@ def fail_run(run_id: int, error: str) -> None:
         alerting.evaluate_soon()
 
 
+def mirror_document(run: ReconciliationRun) -> dict:
+    """What `reconciliationReports/{run id}` holds: the header with its checksum."""
+    return {**header(run), "checksum": run.checksum}
+
+
+def mirror_children(run: ReconciliationRun) -> Iterator[tuple[str, dict]]:
+    """What its `violations` subcollection holds: (uid, violation record) in uid order."""
+    return ((v.uid, violation_record(v)) for v in violations_of(run))
+
+
 def mirror_run(run: ReconciliationRun, *, gateway: FirestoreGateway) -> bool:
     """Mirror a sealed run to Firestore `reconciliationReports/{run_id}`.
 
@@ -178,11 +188,7 @@ def mirror_run(run: ReconciliationRun, *, gateway: FirestoreGateway) -> bool:
     verify_reports names any run whose mirror is missing or differs.
     """
     try:
-        gateway.put_report(
-            str(run.pk),
-            {**header(run), "checksum": run.checksum},
-            (violation_record(v) for v in violations_of(run)),
-        )
+        gateway.put_report(str(run.pk), mirror_document(run), (record for _, record in mirror_children(run)))
         return True
     except Exception as exc:
         log.error("report mirror failed", extra={"run_id": run.pk, "error": repr(exc)})
@@ -193,9 +199,97 @@ def mirror_run(run: ReconciliationRun, *, gateway: FirestoreGateway) -> bool:
 class Problem:
     run_id: int | str
     message: str
+    # For a mirror that differs: {"document", "field", "mirror", "report"} (field None for a
+    # whole document missing or extra), so a script can tell what differs without parsing text.
+    difference: dict | None = None
 
     def __str__(self) -> str:
         return f"run {self.run_id}: {self.message}"
+
+    def as_json(self) -> dict:
+        found = {"run_id": self.run_id, "message": self.message}
+        if self.difference is not None:
+            found["difference"] = self.difference
+        return found
+
+
+MIRROR_DIFFERENCES_LISTED = 20  # per report; beyond these, the differences are counted
+
+
+def _canonical(value) -> str:
+    """A value as canonical JSON: 2, 2.0, "2" and true all differ (Firestore keeps the type)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=repr)
+
+
+def _shown(value) -> str:
+    text = _canonical(value)
+    return text if len(text) <= 80 else text[:79] + "…"
+
+
+def _field_differences(document: str, mirrored: dict, sealed: dict) -> Iterator[tuple[str, dict]]:
+    for name in sorted(set(mirrored) | set(sealed)):
+        if name not in mirrored:
+            text = f"{name} is missing (the report has {_shown(sealed[name])})"
+        elif name not in sealed:
+            text = f"{name} is {_shown(mirrored[name])}, a field the report does not have"
+        elif _canonical(mirrored[name]) != _canonical(sealed[name]):
+            text = f"{name} is {_shown(mirrored[name])}, the report has {_shown(sealed[name])}"
+        else:
+            continue
+        yield (
+            text,
+            {
+                "document": document,
+                "field": name,
+                "mirror": mirrored.get(name),
+                "report": sealed.get(name),
+            },
+        )
+
+
+def mirror_differences(
+    *,
+    path: str,
+    mirrored: dict,
+    sealed: dict,
+    child: tuple[str, str],
+    mirrored_children: Iterator[tuple[str, dict]],
+    sealed_children: Iterator[tuple[str, dict]],
+) -> list[tuple[str, dict]]:
+    """Every difference between a report's Firestore mirror and the sealed report:
+    each field of the header document (`path`), each document of its `child`
+    subcollection ((collection id, what one is called): missing, extra, or a
+    field that differs). (message, difference) pairs, at most
+    MIRROR_DIFFERENCES_LISTED, then one counting the rest."""
+    found: list[tuple[str, dict]] = []
+
+    def add(text: str, difference: dict) -> None:
+        found.append((f"Firestore mirror differs from the report: {text}", difference))
+
+    for text, difference in _field_differences(path, mirrored, sealed):
+        add(text, difference)
+    collection, called = child
+    held = dict(mirrored_children)
+    for key, record in sealed_children:
+        document = f"{path}/{collection}/{key}"
+        if key not in held:
+            add(
+                f"{called} {key} is missing",
+                {"document": document, "field": None, "mirror": None, "report": record},
+            )
+            continue
+        for text, difference in _field_differences(document, held.pop(key), record):
+            add(f"{called} {key}: {text}", difference)
+    for key in sorted(held):
+        add(
+            f"{called} {key} is there, the report has no such {called}",
+            {"document": f"{path}/{collection}/{key}", "field": None, "mirror": held[key], "report": None},
+        )
+    if len(found) > MIRROR_DIFFERENCES_LISTED:
+        more = len(found) - MIRROR_DIFFERENCES_LISTED
+        found = found[:MIRROR_DIFFERENCES_LISTED]
+        found.append((f"Firestore mirror differs from the report in {more} more places", {"document": path}))
+    return found
 
 
 def verify(*, gateway: FirestoreGateway | None = None) -> tuple[int, list[Problem]]:
@@ -226,14 +320,29 @@ def verify(*, gateway: FirestoreGateway | None = None) -> tuple[int, list[Proble
             problems.append(Problem(run.pk, f"checksum mismatch: stored {run.checksum}, content {actual}"))
         expected_seq, previous_checksum = run.chain_seq + 1, run.checksum
     if gateway is not None:
-        mirrored = {}
-        for report_id, data in gateway.stream_reports():
-            mirrored[report_id] = data.get("checksum")
-        for run_id, checksum in checksums.items():
-            if run_id not in mirrored:
-                problems.append(Problem(run_id, "not mirrored to Firestore reconciliationReports"))
-            elif mirrored[run_id] != checksum:
-                problems.append(Problem(run_id, "Firestore mirror's checksum differs from the report"))
-        for report_id in sorted(set(mirrored) - set(checksums)):
-            problems.append(Problem(report_id, "in Firestore reconciliationReports but not in the database"))
+        problems += _mirror_problems(gateway)
     return checked, problems
+
+
+def _mirror_problems(gateway: FirestoreGateway) -> list[Problem]:
+    """Each completed run's mirror against the run: every field, every violation document."""
+    problems = []
+    mirrored = dict(gateway.stream_reports())
+    sealed = ReconciliationRun.objects.filter(status=RunStatus.COMPLETED).order_by("chain_seq", "pk")
+    for run in sealed.iterator():
+        run_id = str(run.pk)
+        if run_id not in mirrored:
+            problems.append(Problem(run_id, f"not mirrored to Firestore {REPORTS}"))
+            continue
+        differences = mirror_differences(
+            path=f"{REPORTS}/{run_id}",
+            mirrored=mirrored.pop(run_id),
+            sealed=mirror_document(run),
+            child=(REPORT_VIOLATIONS, "violation"),
+            mirrored_children=gateway.stream_report_violations(run_id),
+            sealed_children=mirror_children(run),
+        )
+        problems += [Problem(run_id, text, difference) for text, difference in differences]
+    for report_id in sorted(mirrored):
+        problems.append(Problem(report_id, f"in Firestore {REPORTS} but not in the database"))
+    return problems

@@ -19,8 +19,8 @@ from datetime import UTC
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from reconciliation.reports import Problem
-from revassure.firestore import FirestoreGateway
+from reconciliation.reports import Problem, mirror_differences
+from revassure.firestore import SETTLEMENT_REPORT_ROWS, SETTLEMENT_REPORTS, FirestoreGateway
 from settlement.models import OUTCOMES, Outcome, RunStatus, SettlementRow, SettlementRun
 from settlement.records import COLUMNS, line, record
 
@@ -142,23 +142,31 @@ def seal(run: SettlementRun, rows_sha256: str, attempts: int = 5) -> SettlementR
     return run
 
 
+def mirror_document(run: SettlementRun) -> dict:
+    """What `settlementReports/{run id}` holds: the header with its checksum."""
+    return {**header(run), "checksum": run.checksum}
+
+
+def mirror_children(run: SettlementRun) -> Iterator[tuple[str, dict]]:
+    """What its `rows` subcollection holds: (row id, record) of each row that is
+    not matched (the breaks), in id order."""
+    breaks = (
+        SettlementRow.objects.filter(run_id=run.pk)
+        .exclude(outcome=Outcome.MATCHED)
+        .order_by("id")
+        .values_list("id", *COLUMNS)
+    )
+    for pk, *values in breaks.iterator(chunk_size=2000):
+        yield str(pk), record(dict(zip(COLUMNS, values, strict=True)))
+
+
 def mirror(run: SettlementRun, *, gateway: FirestoreGateway) -> bool:
     """Mirror a sealed run to Firestore `settlementReports/{run id}`: the header
     with its checksum, and the rows that are not matched (the breaks) in its
     `rows` subcollection. A failure is logged, not raised: verify_reports
     names a run whose mirror is missing or differs."""
     try:
-        breaks = (
-            SettlementRow.objects.filter(run_id=run.pk)
-            .exclude(outcome=Outcome.MATCHED)
-            .order_by("id")
-            .values_list("id", *COLUMNS)
-        )
-        gateway.put_settlement_report(
-            str(run.pk),
-            {**header(run), "checksum": run.checksum},
-            ((str(pk), record(dict(zip(COLUMNS, values, strict=True)))) for pk, *values in breaks.iterator()),
-        )
+        gateway.put_settlement_report(str(run.pk), mirror_document(run), mirror_children(run))
         return True
     except Exception as exc:
         log.error("settlement report mirror failed", extra={"run_id": run.pk, "error": repr(exc)})
@@ -167,15 +175,14 @@ def mirror(run: SettlementRun, *, gateway: FirestoreGateway) -> bool:
 
 def verify(*, gateway: FirestoreGateway | None = None) -> tuple[int, list[Problem]]:
     """Every completed settlement run's checksum and chain link (and mirror, given
-    a gateway): (runs checked, problems found), named `settlement run N`."""
+    a gateway: every field and every row document): (runs checked, problems
+    found), named `settlement N`."""
     problems: list[Problem] = []
     expected_seq, previous_checksum, checked = 1, "", 0
-    checksums: dict[str, str] = {}
     sealed = SettlementRun.objects.filter(status=RunStatus.COMPLETED).order_by("chain_seq", "pk")
     for run in sealed.iterator():
         checked += 1
         name = f"settlement {run.pk}"
-        checksums[str(run.pk)] = run.checksum
         if run.chain_seq is None:
             problems.append(Problem(name, "completed but not in the settlement chain"))
             continue
@@ -190,21 +197,34 @@ def verify(*, gateway: FirestoreGateway | None = None) -> tuple[int, list[Proble
             problems.append(Problem(name, f"checksum mismatch: stored {run.checksum}, content {actual}"))
         expected_seq, previous_checksum = run.chain_seq + 1, run.checksum
     if gateway is not None:
-        mirrored = {
-            report_id: data.get("checksum") for report_id, data in gateway.stream_settlement_reports()
-        }
-        for run_id, checksum in checksums.items():
-            if run_id not in mirrored:
-                problems.append(
-                    Problem(f"settlement {run_id}", "not mirrored to Firestore settlementReports")
-                )
-            elif mirrored[run_id] != checksum:
-                problems.append(Problem(f"settlement {run_id}", "Firestore mirror's checksum differs"))
-        for report_id in sorted(set(mirrored) - set(checksums)):
-            problems.append(
-                Problem(f"settlement {report_id}", "in Firestore settlementReports but not in the database")
-            )
+        problems += _mirror_problems(gateway)
     return checked, problems
+
+
+def _mirror_problems(gateway: FirestoreGateway) -> list[Problem]:
+    """Each completed run's mirror against the run: every field, every row document."""
+    problems = []
+    mirrored = dict(gateway.stream_settlement_reports())
+    sealed = SettlementRun.objects.filter(status=RunStatus.COMPLETED).order_by("chain_seq", "pk")
+    for run in sealed.iterator():
+        run_id, name = str(run.pk), f"settlement {run.pk}"
+        if run_id not in mirrored:
+            problems.append(Problem(name, f"not mirrored to Firestore {SETTLEMENT_REPORTS}"))
+            continue
+        differences = mirror_differences(
+            path=f"{SETTLEMENT_REPORTS}/{run_id}",
+            mirrored=mirrored.pop(run_id),
+            sealed=mirror_document(run),
+            child=(SETTLEMENT_REPORT_ROWS, "row"),
+            mirrored_children=gateway.stream_settlement_report_rows(run_id),
+            sealed_children=mirror_children(run),
+        )
+        problems += [Problem(name, text, difference) for text, difference in differences]
+    for report_id in sorted(mirrored):
+        problems.append(
+            Problem(f"settlement {report_id}", f"in Firestore {SETTLEMENT_REPORTS} but not in the database")
+        )
+    return problems
 
 
 def at_stake(run: SettlementRun) -> list[dict]:

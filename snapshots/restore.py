@@ -9,8 +9,9 @@ already there. Each guard refuses before anything is written:
 2. the snapshot verifies intact (violations in the data are no reason to
    refuse: the snapshot reproduces the data as it was);
 3. the target holds none of the snapshot's collections, unless `replace`:
-   then every document under them is deleted first, so the target ends up
-   holding exactly the snapshot.
+   then every document under them is deleted first (subcollections of
+   parents that no longer exist too), so the target ends up holding exactly
+   the snapshot.
 
 Documents are written as they were (same paths, same fields, same types),
 500 to a commit; writing one twice changes nothing, so a restore that failed
@@ -29,7 +30,7 @@ from django.conf import settings
 from revassure.firestore import FirestoreGateway
 from revassure.firestore.snapshots import SnapshotDocument
 from snapshots import files
-from snapshots.verify import Result, verify
+from snapshots.verify import Result, name_problem, verify
 from snapshots.writer import MANIFEST
 
 
@@ -76,14 +77,18 @@ def load(path: Path, *, gateway: FirestoreGateway, replace: bool = False) -> Loa
         raise RestoreRefused(
             f"{gateway.project} already holds documents; restore with --replace to delete them first"
         )
+    loading = documents(path, result.files)
     deleted = gateway.delete_documents(gateway.snapshot_paths()) if replace else 0
-    written = gateway.write_documents(documents(path))
+    written = gateway.write_documents(loading)
     return Loaded(deleted=deleted, written=written, verification=result)
 
 
-def documents(path: Path) -> Iterator[SnapshotDocument]:
-    """Every document of a snapshot, file after file, in the manifest's order."""
-    manifest = json.loads((path / MANIFEST).read_bytes())
-    for entry in manifest["files"]:
-        for line in files.read_lines(path / entry["name"], files.Reading()):
-            yield json.loads(line)
+def documents(path: Path, names: list[str]) -> Iterator[SnapshotDocument]:
+    """Every document of a snapshot's data files `names` (as its verification
+    found them in the manifest), file after file. A name that is not a plain
+    file name inside the snapshot is refused before anything is read."""
+    for name in names:
+        refusal = name_problem(name)
+        if refusal:
+            raise RestoreRefused(f"{MANIFEST}: file name {name!r} {refusal}")
+    return (json.loads(line) for name in names for line in files.read_lines(path / name, files.Reading()))

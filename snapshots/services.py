@@ -150,8 +150,12 @@ def run(
             on_progress=progress,
         )
     except Exception as exc:
-        transition(snapshot_id, SnapshotStatus.FAILED, error=_readable(exc))
-        log.exception("snapshot failed", extra={"snapshot_id": snapshot_id})
+        transition(snapshot_id, SnapshotStatus.FAILED, error=readable(exc))
+        if isinstance(exc, gexc.GoogleAPIError):
+            # Firestore out of reach or refusing: what it said is the whole story.
+            log.error("snapshot failed", extra={"snapshot_id": snapshot_id, "error": readable(exc)})
+        else:
+            log.exception("snapshot failed", extra={"snapshot_id": snapshot_id})
         raise
     if outcome.started_over:
         log.warning(
@@ -253,7 +257,7 @@ def restore(path: str | Path, *, project: str, replace: bool = False, actor=None
         Restore.objects.filter(pk=record.pk).update(refused=True, error=str(exc), finished_at=timezone.now())
         raise
     except Exception as exc:
-        Restore.objects.filter(pk=record.pk).update(error=_readable(exc), finished_at=timezone.now())
+        Restore.objects.filter(pk=record.pk).update(error=readable(exc), finished_at=timezone.now())
         raise
     Restore.objects.filter(pk=record.pk).update(
         deleted=loaded.deleted, written=loaded.written, finished_at=timezone.now()
@@ -270,7 +274,11 @@ def restore(path: str | Path, *, project: str, replace: bool = False, actor=None
     return record
 
 
-def _readable(exc: Exception) -> str:
-    if isinstance(exc, gexc.GoogleAPICallError):
-        return f"Firestore: {exc.message or exc}"
-    return str(exc) or type(exc).__name__
+def readable(exc: Exception) -> str:
+    """An error as one line for a person: Firestore's own words for its errors
+    (a retry deadline passed, a refusal), else the exception's text."""
+    if isinstance(exc, gexc.GoogleAPIError):
+        text = f"Firestore: {getattr(exc, 'message', None) or exc or type(exc).__name__}"
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(text.split())

@@ -50,6 +50,7 @@ class Result:
     violations: list[Violation] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     manifest_sha256: str = ""
+    files: list[str] = field(default_factory=list)  # the data files the manifest lists, checked plain
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -70,6 +71,7 @@ def verify(path: Path, *, manifest_sha256: str | None = None) -> Result:
     result = Result()
     manifest = _manifest(Path(path), manifest_sha256, result)
     if manifest is not None:
+        result.files = [entry["name"] for entry in manifest["files"]]
         listed = set()
         for entry in manifest["files"]:
             listed |= {entry["name"], _index_name(entry)}
@@ -95,6 +97,9 @@ def _manifest(path: Path, expected_sha256: str | None, result: Result) -> dict[s
     except FileNotFoundError:
         result.errors.append(f"{MANIFEST}: absent (the snapshot never finished, or this is not a snapshot)")
         return None
+    except OSError as exc:
+        result.errors.append(f"{MANIFEST}: cannot be read ({exc.strerror or exc})")
+        return None
     result.manifest_sha256 = hashlib.sha256(body).hexdigest()
     if expected_sha256 and result.manifest_sha256 != expected_sha256:
         result.errors.append(
@@ -110,7 +115,71 @@ def _manifest(path: Path, expected_sha256: str | None, result: Result) -> dict[s
         found = manifest.get("format") if isinstance(manifest, dict) else None
         result.errors.append(f"{MANIFEST}: format {found!r} is not {FORMAT!r}")
         return None
+    problems = manifest_problems(manifest)
+    if problems:
+        result.errors += [f"{MANIFEST}: {problem}" for problem in problems]
+        return None
     return manifest
+
+
+# What _check_file reads of each file entry, and its type.
+FILE_FIELDS = {"name": str, "sha256": str, "lines": int, "index_sha256": str}
+
+
+def manifest_problems(manifest: dict[str, Any]) -> list[str]:
+    """What makes a manifest unusable: `files` not a list of entries, each with
+    FILE_FIELDS of the right types and a name that is a plain file name inside
+    the snapshot, listed once. [] when it can be checked file by file."""
+    entries = manifest.get("files")
+    if entries is None:
+        return ['no "files" (the list of data files)']
+    if not isinstance(entries, list):
+        return [f'"files" is {_kind(entries)}, not a list of files']
+    problems, seen = [], set()
+    for number, entry in enumerate(entries):
+        where = f"files[{number}]"
+        if not isinstance(entry, dict):
+            problems.append(f"{where} is {_kind(entry)}, not an object with a name and SHA-256")
+            continue
+        for key, kind in FILE_FIELDS.items():
+            value = entry.get(key)
+            if key not in entry:
+                problems.append(f'{where} has no "{key}"')
+            elif not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 0):
+                problems.append(
+                    f'{where} "{key}" is {_kind(value)}, not {"a count" if kind is int else "text"}'
+                )
+        name = entry.get("name")
+        if isinstance(name, str):
+            refusal = name_problem(name)
+            if refusal:
+                problems.append(f"{where} name {name!r} {refusal}")
+            elif name in seen:
+                problems.append(f"{where} name {name!r} is listed twice")
+            seen.add(name)
+    return problems
+
+
+def name_problem(name: str) -> str:
+    """Why `name` is not a plain name of a data file inside the snapshot
+    directory (a path, an absolute name, a name that climbs out); "" when it is."""
+    if "/" in name or "\\" in name or "\0" in name or Path(name).name != name or name in (".", ".."):
+        return "is not a plain file name inside the snapshot (no directories, no absolute paths)"
+    if not name.endswith(files.DATA) or name == files.DATA:
+        return f"is not the name of a data file (NAME{files.DATA})"
+    return ""
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, str):
+        return f"text ({value[:40]!r})"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int | float):
+        return f"the number {value}"
+    return "a list" if isinstance(value, list) else "an object"
 
 
 def _index_name(entry: dict[str, Any]) -> str:
@@ -167,9 +236,22 @@ class _Problems:
 def _check_file(path: Path, entry: dict[str, Any], result: Result, totals: Totals) -> None:
     name, index_name = entry["name"], _index_name(entry)
     data = path / name
+    for one in (name, index_name):
+        if (path / one).is_symlink():
+            result.errors.append(f"{one}: a symbolic link, not a file of the snapshot")
+            return
     if not data.exists():
         result.errors.append(f"{name}: absent (the manifest lists it with {entry['lines']} lines)")
         return
+    try:
+        _check_contents(path, entry, result, totals)
+    except OSError as exc:
+        result.errors.append(f"{name}: cannot be read ({exc.strerror or exc})")
+
+
+def _check_contents(path: Path, entry: dict[str, Any], result: Result, totals: Totals) -> None:
+    name, index_name = entry["name"], _index_name(entry)
+    data = path / name
     problems = _Problems(result, name)
     reading, index_reading = files.Reading(), files.Reading()
     lines = _Peek((line, files.digest(line)) for line in files.read_lines(data, reading))

@@ -199,6 +199,23 @@ def wallets_request(documents: str, token: str) -> ListDocumentsRequest:
     return request
 
 
+def listing_request(
+    parent: str, collection_id: str, token: str, *, show_missing: bool
+) -> ListDocumentsRequest:
+    """A page of WALLETS_PAGE document names of `parent`/`collection_id` (no fields),
+    in name order; with `show_missing`, also the documents that do not exist
+    but have subcollections (a wallet deleted with its ledger left behind)."""
+    request = ListDocumentsRequest(
+        parent=parent,
+        collection_id=collection_id,
+        page_size=WALLETS_PAGE,
+        page_token=token,
+        show_missing=show_missing,
+    )
+    request.mask.SetInParent()  # names only
+    return request
+
+
 def collection_request(parent: str, collection: str, read_time: Timestamp | None = None) -> RunQueryRequest:
     """Every document of `parent`/`collection` (in name order on Firestore), as of
     `read_time` when given."""

@@ -25,7 +25,9 @@ from revassure.firestore.model import (
     IDENTITIES,
     LEDGER,
     MISSING,
+    REPORT_VIOLATIONS,
     REPORTS,
+    SETTLEMENT_REPORT_ROWS,
     SETTLEMENT_REPORTS,
     WALLETS,
     LedgerTotals,
@@ -186,7 +188,13 @@ class Reads(Connection):
         """One wallet's ledger (`wallet`: the wallet's document name) as raw
         Documents, whole (a broken stream is read again from its start), as of
         `read_time` when given."""
-        request = firestore_pb.RunQueryRequest.wrap(encoding.collection_request(wallet, LEDGER, read_time))
+        return await self._documents_of(api, wallet, LEDGER, read_time)
+
+    async def _documents_of(self, api, parent: str, collection_id: str, read_time=None) -> list:
+        """Every raw Document of `parent`/`collection_id`, in one query."""
+        request = firestore_pb.RunQueryRequest.wrap(
+            encoding.collection_request(parent, collection_id, read_time)
+        )
         responses = await api.run_query(
             request=request, retry=None, timeout=self.call_timeout, metadata=self.metadata
         )
@@ -334,6 +342,19 @@ class Reads(Connection):
 
     def stream_settlement_reports(self) -> Iterator[tuple[str, dict[str, Any]]]:
         collection = self.client.collection(SETTLEMENT_REPORTS)
+        for snap in collection.stream(retry=self.retry, timeout=self.call_timeout):
+            yield snap.id, snap.to_dict()
+
+    def stream_report_violations(self, run_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(uid, fields) of each violation document mirrored under `reconciliationReports/{run_id}`."""
+        yield from self._stream_children(REPORTS, run_id, REPORT_VIOLATIONS)
+
+    def stream_settlement_report_rows(self, run_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(row id, fields) of each row document mirrored under `settlementReports/{run_id}`."""
+        yield from self._stream_children(SETTLEMENT_REPORTS, run_id, SETTLEMENT_REPORT_ROWS)
+
+    def _stream_children(self, root: str, parent: str, sub: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        collection = self.client.collection(root).document(parent).collection(sub)
         for snap in collection.stream(retry=self.retry, timeout=self.call_timeout):
             yield snap.id, snap.to_dict()
 

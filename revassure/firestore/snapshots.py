@@ -56,6 +56,7 @@ from revassure.firestore.model import (
     IDENTITIES,
     LEDGER,
     MIGRATIONS,
+    REPORT_VIOLATIONS,
     REPORTS,
     TRANSIENT_ERRORS,
     WALLETS,
@@ -64,7 +65,7 @@ from revassure.firestore.reads import BATCH_LIMIT
 from revassure.firestore.writes import Writes
 
 ROOTS = (WALLETS, REPORTS, MIGRATIONS, AUDIT_LOG, CONFIG, IDENTITIES)
-SUBCOLLECTIONS = {WALLETS: (LEDGER,), REPORTS: ("violations",)}
+SUBCOLLECTIONS = {WALLETS: (LEDGER,), REPORTS: (REPORT_VIOLATIONS,)}
 # ledgerIdentities/{shard}/entries/{id} (see model.identity_path): the shards are
 # never documents themselves, so they are named here.
 IDENTITY_SHARDS = tuple(f"{n:02x}" for n in range(256))
@@ -185,16 +186,27 @@ class Snapshots(Writes):
             pending = queued
 
     async def _ledgers(self, wallets: list[str], read_time, concurrency: int) -> dict[str, list]:
+        ledgers = await self._children(wallets, LEDGER, concurrency, read_time)
+        return {
+            wallet: [self.snapshot_document(d) for d in documents] for wallet, documents in ledgers.items()
+        }
+
+    async def _children(
+        self, parents: list[str], collection_id: str, concurrency: int, read_time=None
+    ) -> dict[str, list]:
+        """{parent: its raw documents in `collection_id`}, `concurrency` queries at
+        a time, each whole (a broken stream is read again from its start)."""
         gates = self._process_clients().gates
         gate = gates.setdefault(concurrency, asyncio.Semaphore(concurrency))
         api = self.async_api
 
-        async def one(wallet: str):
+        async def one(parent: str):
             async with gate:
-                documents = await self.async_retry(self._ledger)(api, wallet, read_time)
-                return wallet, [self.snapshot_document(document) for document in documents]
+                return parent, await self.async_retry(self._documents_of)(
+                    api, parent, collection_id, read_time
+                )
 
-        return dict(await asyncio.gather(*(one(wallet) for wallet in wallets)))
+        return dict(await asyncio.gather(*(one(parent) for parent in parents)))
 
     def snapshot_collection(
         self, root: str, *, read_time: Timestamp | None = None
@@ -384,14 +396,55 @@ class Snapshots(Writes):
             self._commit(writes)
         return deleted + len(writes)
 
-    def snapshot_paths(self) -> Iterator[str]:
-        """The path of every document a snapshot would hold (what a restore with
-        --replace removes first)."""
-        for wallet, ledger in self.snapshot_wallets():
-            yield wallet["path"]
-            yield from (entry["path"] for entry in ledger)
-        for root in ROOTS[1:]:
-            yield from (document["path"] for document in self.snapshot_collection(root))
+    def snapshot_paths(self, *, concurrency: int = 32) -> Iterator[str]:
+        """The path of every document under the collections a snapshot covers
+        (what a restore with --replace removes first): each root collection's
+        documents and the documents of their SUBCOLLECTIONS, including those
+        under a parent that does not exist (a wallet deleted with its ledger
+        left behind), which ListDocuments lists with `show_missing`; and every
+        identity marker of every shard."""
+        for root in ROOTS:
+            if root == IDENTITIES:
+                for shard in IDENTITY_SHARDS:
+                    parent = f"{self.documents}/{IDENTITIES}/{shard}"
+                    yield from (self._relative(d.name) for d in self.stream_documents(parent, "entries"))
+                continue
+            subcollections = SUBCOLLECTIONS.get(root, ())
+            for page in self._listed(self.documents, root, show_missing=bool(subcollections)):
+                yield from (self._relative(name) for name, exists in page if exists)
+                names = [name for name, _ in page]
+                for sub in subcollections:
+                    children = self.submit(self._children(names, sub, concurrency)).result()
+                    for name in names:
+                        yield from (self._relative(child.name) for child in children[name])
+
+    def _relative(self, name: str) -> str:
+        return name[len(self.documents) + 1 :]
+
+    def _listed(
+        self, parent: str, collection_id: str, *, show_missing: bool
+    ) -> Iterator[list[tuple[str, bool]]]:
+        """Pages of (document name, whether it exists) of parent/collection_id, each
+        page one ListDocuments call under the gateway's retry."""
+        token = ""
+        while True:
+            request = firestore_pb.ListDocumentsRequest.wrap(
+                encoding.listing_request(parent, collection_id, token, show_missing=show_missing)
+            )
+
+            def page(request=request):
+                pager = self.api.list_documents(
+                    request=request, retry=None, timeout=self.call_timeout, metadata=self.metadata
+                )
+                for response in pager.pages:  # this call's page only
+                    return firestore_pb.ListDocumentsResponse.pb(response)
+
+            response = self.retry(page)()
+            # A document that does not exist is listed by name alone, without a create time.
+            yield [(document.name, document.HasField("create_time")) for document in response.documents]
+            token = response.next_page_token
+            if not token:
+                return
 
     def holds_documents(self) -> bool:
         """Whether any root collection (or identity shard) holds a document."""

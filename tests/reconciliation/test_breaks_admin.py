@@ -354,7 +354,7 @@ def test_the_command_prints_the_breaks_as_json(three, reviewer):
         None,
     )
     assert opened["breaks"][0]["age_days"] == 12
-    assert big["cause"] == "unexplained"
+    assert big["cause"]["code"] == "unexplained"
     closed = json.loads(run("--status", "closed", "--json"))["breaks"]
     assert [(b["uid"], b["resolution"], b["age_days"]) for b in closed] == [("gone", "cleared", 40)]
     assert len(json.loads(run("--status", "all", "--json"))["breaks"]) == 4

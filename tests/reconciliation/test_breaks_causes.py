@@ -1,9 +1,12 @@
 """Each probable cause, from a wallet and a ledger built to show it, through a
 real run; and an unexplained one that says so."""
 
+import io
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.core.management import call_command
 from django.test import TestCase
 
 from backfill import file_replay, runs
@@ -244,3 +247,65 @@ def test_entries_without_a_time_count_as_the_oldest():
     assert cause.code == "missed_entries"
     assert cause.text.startswith("The wallet missed its latest 2 entries: a-dated (+20, ")
     assert "b-undated (+7, no createdAt)" in cause.text
+
+
+def breaks_json() -> dict:
+    out = io.StringIO()
+    call_command("breaks", "--json", stdout=out)
+    return {b["uid"]: b for b in json.loads(out.getvalue())["breaks"]}
+
+
+@pytest.mark.django_db
+def test_breaks_json_carries_each_causes_entries_and_how_much_of_the_delta_they_explain(gateway):
+    """Issue 27 item 9: `cause` is the cause with its evidence, not a bare code."""
+    gateway.write_wallets(
+        [
+            ("missed", 100, dated(100, 50, 20)),
+            ("sign", 130, dated(100, -30, 5, -5, prefix="s")),
+            ("odd", 1000, dated(100, 50)),
+        ]
+    )
+    reconcile(gateway, uids=["missed", "sign", "odd"])
+
+    found = breaks_json()
+
+    assert found["missed"]["cause"] == {
+        "code": "missed_entries",
+        "summary": Break.objects.get(uid="missed").cause_text,
+        "entries": [
+            {
+                "id": "e002",
+                "amount": 20,
+                "created_at": "2026-11-01T11:00:00+00:00",
+                "type": "purchase",
+                "written_by": "",
+            },
+            {
+                "id": "e001",
+                "amount": 50,
+                "created_at": "2026-11-01T10:00:00+00:00",
+                "type": "purchase",
+                "written_by": "",
+            },
+        ],
+        "explains": -70,
+        "delta": -70,
+    }
+    sign = found["sign"]["cause"]
+    assert (sign["code"], [e["id"] for e in sign["entries"]]) == ("wrong_sign", ["s001"])
+    assert (sign["entries"][0]["amount"], sign["explains"], sign["delta"]) == (-30, 60, 60)
+    odd = found["odd"]["cause"]
+    assert (odd["code"], odd["entries"], odd["explains"], odd["delta"]) == ("unexplained", [], 0, 850)
+
+
+@pytest.mark.django_db
+def test_breaks_json_gives_no_cause_until_it_is_computed_and_no_delta_for_a_malformed_one(gateway):
+    gateway.write_wallets([("bad", 10, {"e1": {"type": "purchase", "amount": "10"}})])
+    services.run_inline(actor=None, trigger=RunTrigger.COMMAND, gateway=gateway, uids=["bad"])
+    assert breaks_json()["bad"]["cause"] is None  # the task has not run
+
+    break_causes.fill_causes(gateway=gateway)
+
+    cause = breaks_json()["bad"]["cause"]
+    assert (cause["code"], cause["explains"], cause["delta"]) == ("malformed_amount", None, None)
+    assert [(e["id"], e["amount"]) for e in cause["entries"]] == [("e1", "10")]

@@ -1,3 +1,4 @@
+import datetime as dt
 import json
 
 import pytest
@@ -121,6 +122,40 @@ def test_verify_reports_passes_then_names_the_tampered_run(gateway):
 
 
 @pytest.mark.django_db
+def test_verify_reports_names_a_mirror_field_changed_behind_its_checksum_in_text_and_json(gateway):
+    put_wallets(gateway, {"u1": (12, [10])})
+    run_command("reconcile")
+    run = ReconciliationRun.objects.get()
+    gateway.client.collection("reconciliationReports").document(str(run.pk)).update({"violations_count": 7})
+
+    from io import StringIO
+
+    err = StringIO()
+    with pytest.raises(CommandError) as raised:
+        call_command("verify_reports", stdout=StringIO(), stderr=err)
+    assert raised.value.returncode == 2
+    assert (
+        f"run {run.pk}: Firestore mirror differs from the report: violations_count is 7, the report has 1"
+        in (err.getvalue())
+    )
+    out = StringIO()
+    with pytest.raises(CommandError):
+        call_command("verify_reports", "--json", stdout=out)
+    assert json.loads(out.getvalue())["problems"] == [
+        {
+            "run_id": str(run.pk),
+            "message": "Firestore mirror differs from the report: violations_count is 7, the report has 1",
+            "difference": {
+                "document": f"reconciliationReports/{run.pk}",
+                "field": "violations_count",
+                "mirror": 7,
+                "report": 1,
+            },
+        }
+    ]
+
+
+@pytest.mark.django_db
 def test_verify_reports_json_names_the_run(gateway, capsys):
     put_wallets(gateway, {"u1": (12, [10])})
     run_command("reconcile")
@@ -235,3 +270,21 @@ def test_seed_demo_history_refuses_a_database_that_has_runs(gateway):
     run_command("reconcile")
     with pytest.raises(CommandError, match="before every real run"):
         run_command("seed_demo", "--wallets", "5", "--history", "3")
+
+
+@pytest.mark.django_db
+def test_verify_reports_json_shows_a_mirror_value_json_has_no_type_for(gateway):
+    put_wallets(gateway, {"u1": (12, [10])})
+    run_command("reconcile")
+    run = ReconciliationRun.objects.get()
+    when = dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC)
+    gateway.client.collection("reconciliationReports").document(str(run.pk)).update({"finished_at": when})
+
+    from io import StringIO
+
+    out = StringIO()
+    with pytest.raises(CommandError):
+        call_command("verify_reports", "--json", stdout=out)
+    (problem,) = json.loads(out.getvalue())["problems"]
+    assert problem["difference"]["field"] == "finished_at"
+    assert problem["difference"]["mirror"].startswith("2026-11-20 10:00:00")

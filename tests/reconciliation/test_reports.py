@@ -89,8 +89,13 @@ def test_verify_names_a_run_whose_violation_was_edited(three_runs, gateway):
     checked, problems = reports.verify(gateway=gateway)
 
     assert checked == 3
-    assert [p.run_id for p in problems] == [target.pk]
+    assert [str(p.run_id) for p in problems] == [str(target.pk)] * 2
     assert "checksum mismatch" in problems[0].message
+    # The mirror still holds the report as sealed: it no longer matches the edited one.
+    assert (
+        problems[1].message
+        == "Firestore mirror differs from the report: violation a: delta is 1, the report has 0"
+    )
 
 
 @pytest.mark.django_db
@@ -132,9 +137,42 @@ def test_verify_catches_a_tampered_or_missing_mirror(three_runs, gateway):
     _, problems = reports.verify(gateway=gateway)
 
     assert {(str(p.run_id), p.message) for p in problems} == {
-        (str(three_runs[0].pk), "Firestore mirror's checksum differs from the report"),
+        (
+            str(three_runs[0].pk),
+            f'Firestore mirror differs from the report: checksum is "{"0" * 64}", '
+            f'the report has "{three_runs[0].checksum}"',
+        ),
         (str(three_runs[2].pk), "not mirrored to Firestore reconciliationReports"),
     }
+
+
+@pytest.mark.django_db
+def test_verify_compares_every_field_and_violation_of_the_mirror_not_only_its_checksum(three_runs, gateway):
+    """Issue 27 item 8: a mirror whose counts, totals or violations were changed,
+    with its checksum left alone, is named field by field and document by document."""
+    first, second = (str(run.pk) for run in three_runs[:2])
+    mirrors = gateway.client.collection("reconciliationReports")
+    mirrors.document(first).update({"violations_count": 0, "total_abs_drift": 0})
+    mirrors.document(second).collection("violations").document("c").delete()
+    mirrors.document(second).collection("violations").document("a").update({"delta": 5})
+    mirrors.document(second).collection("violations").document("z").set({"uid": "z"})
+
+    checked, problems = reports.verify(gateway=gateway)
+
+    assert checked == 3
+    prefix = "Firestore mirror differs from the report: "
+    assert sorted((str(p.run_id), p.message) for p in problems) == sorted(
+        [
+            (first, prefix + "total_abs_drift is 0, the report has 3"),
+            (first, prefix + "violations_count is 0, the report has 2"),
+            (second, prefix + "violation a: delta is 5, the report has 1"),
+            (second, prefix + "violation c is missing"),
+            (second, prefix + "violation z is there, the report has no such violation"),
+        ]
+    )
+    deleted = next(p for p in problems if "violation c" in p.message)
+    assert deleted.difference["document"] == f"reconciliationReports/{second}/violations/c"
+    assert deleted.difference["report"]["delta"] == -2
 
 
 def test_a_violations_details_read_as_one_line_with_what_is_not_listed_counted():

@@ -255,3 +255,28 @@ def test_the_report_is_sealed_mirrored_and_verified(world, write_statement, ever
     SettlementRow.objects.filter(run_id=summary["run_id"], line=4).update(points=61)
     with pytest.raises(CommandError):
         call_command("verify_reports", stdout=_Out(), stderr=_Out())
+
+
+def test_verify_compares_the_settlement_mirror_field_by_field_and_row_by_row(
+    world, write_statement, every_outcome
+):
+    """Issue 27 item 8: counts and a row's outcome changed in the mirror, and a row
+    deleted from it, with the checksum left alone: each named, exit 2."""
+    summary, _ = reconcile(write_statement(every_outcome))
+    run_id = str(summary["run_id"])
+    mirror = world.client.collection("settlementReports").document(run_id)
+    mirror.update({"matched": 0, "points_mismatch": 0})
+    rows = [snap.id for snap in mirror.collection("rows").stream()]
+    mirror.collection("rows").document(rows[0]).update({"outcome": "matched"})
+    mirror.collection("rows").document(rows[1]).delete()
+    err = _Out()
+    with pytest.raises(CommandError) as raised:
+        call_command("verify_reports", stdout=_Out(), stderr=err)
+    assert raised.value.returncode == 2
+    run = SettlementRun.objects.get(pk=summary["run_id"])
+    first = SettlementRow.objects.get(pk=rows[0])
+    prefix = f"run settlement {run_id}: Firestore mirror differs from the report: "
+    assert prefix + f"matched is 0, the report has {run.matched}" in err.text
+    assert prefix + f"points_mismatch is 0, the report has {run.points_mismatch}" in err.text
+    assert prefix + f'row {rows[0]}: outcome is "matched", the report has "{first.outcome}"' in err.text
+    assert prefix + f"row {rows[1]} is missing" in err.text

@@ -135,3 +135,22 @@ def test_ops_take_a_failed_snapshot_again(client, gateway, ops, tmp_path, django
         Verification.INTACT,
         "",
     )
+
+
+def test_verify_again_records_a_manifest_that_cannot_be_read_as_corrupt(client, gateway, ops, tmp_path):
+    """Issue 27 item 11: a manifest without its files list was a 500 that recorded nothing."""
+    put_wallets(gateway, {"u1": (1, [1])})
+    snapshot = services.take(tmp_path / "snap", actor=ops, gateway=gateway)
+    manifest = tmp_path / "snap" / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"files"', '"filez"'))
+    client.force_login(ops)
+
+    response = client.post(
+        reverse(CHANGELIST), {"action": "verify_again", "_selected_action": [snapshot.pk]}, follow=True
+    )
+
+    assert response.status_code == 200
+    assert f"not intact: #{snapshot.pk}" in response.content.decode()
+    snapshot.refresh_from_db()
+    assert snapshot.verification == Verification.CORRUPT
+    assert 'manifest.json: no "files" (the list of data files)' in snapshot.verification_errors

@@ -3,9 +3,10 @@
 import json
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from google.api_core import exceptions as gexc
 
+from revassure.emulator import free_port
 from snapshots import services
 from snapshots.models import Snapshot, SnapshotStatus, Verification
 from tests.helpers import put_wallets
@@ -97,3 +98,25 @@ def test_a_directory_with_other_files_is_refused(gateway, tmp_path):
     with pytest.raises(Exception, match="holds files that are not a snapshot's"):
         services.take(tmp_path, actor=None, gateway=gateway)
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_firestore_out_of_reach_ends_the_command_with_one_line_and_a_failed_row(
+    firestore_project, settings, monkeypatch, tmp_path, capsys
+):
+    """Issue 27 item 11: a RetryError (Firestore unreachable) was a raw traceback."""
+    closed = f"127.0.0.1:{free_port()}"
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", closed)
+    settings.FIRESTORE_EMULATOR_HOST = closed
+    settings.FIRESTORE_RETRY_DEADLINE, settings.FIRESTORE_CALL_TIMEOUT = 0.5, 0.25
+
+    with pytest.raises(CommandError) as stopped:
+        call_command("snapshot_firestore", str(tmp_path / "snap"))
+
+    message = str(stopped.value)
+    assert stopped.value.returncode == 1
+    assert "\n" not in message and "Traceback" not in capsys.readouterr().err
+    assert message.startswith("the snapshot stopped, Firestore: Timeout of 0.5s exceeded")
+    assert message.endswith("; run the command again to carry on")
+    snapshot = Snapshot.objects.get()
+    assert snapshot.status == SnapshotStatus.FAILED
+    assert snapshot.error.startswith("Firestore: Timeout of 0.5s exceeded")

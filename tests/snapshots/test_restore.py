@@ -10,6 +10,7 @@ from django.core.management import CommandError, call_command
 from revassure.firestore import get_gateway
 from snapshots import services
 from snapshots.models import Restore
+from snapshots.restore import documents
 from tests.helpers import put_wallets
 
 pytestmark = pytest.mark.django_db
@@ -100,3 +101,44 @@ def test_people_without_the_permission_cannot_restore(snap, target, reviewer):
     with pytest.raises(PermissionError):
         services.restore(snap, project=target, actor=reviewer)
     assert not get_gateway(target).holds_documents()
+
+
+def test_it_refuses_a_manifest_whose_files_are_in_another_snapshot(snap, target):
+    """Issue 27 item 10: a manifest naming ../snap/... must not load another directory's documents."""
+    elsewhere = snap.parent / "elsewhere"
+    elsewhere.mkdir()
+    manifest = json.loads((snap / "manifest.json").read_text())
+    for entry in manifest["files"]:
+        entry["name"] = f"../snap/{entry['name']}"
+    (elsewhere / "manifest.json").write_text(json.dumps(manifest))
+
+    message = refused(elsewhere, target, "--replace")
+
+    assert "is not a plain file name inside the snapshot" in message
+    assert not get_gateway(target).holds_documents()
+    assert Restore.objects.get().refused
+
+
+def test_replace_removes_entries_under_a_wallet_that_no_longer_exists(snap, target, capsys):
+    """Issue 27 item 12: a wallet document deleted in the target with its ledger left
+    behind (plus an extra entry) kept that entry through restore --replace."""
+    stranger = get_gateway(target)
+    call_command("restore_snapshot", str(snap), "--project", target, "--json")
+    capsys.readouterr()
+    stranger.client.document("wallets/u2").delete()
+    stranger.client.document("wallets/u2/ledger/extra").set({"amount": 999, "type": "purchase"})
+    stranger.client.document("wallets/gone/ledger/e1").set({"amount": 5, "type": "purchase"})
+    stranger.client.document("reconciliationReports/9/violations/u2").set({"uid": "u2"})
+
+    call_command("restore_snapshot", str(snap), "--project", target, "--replace", "--json")
+
+    assert json.loads(capsys.readouterr().out)["written"] == 6
+    in_snapshot = sorted(document["path"] for document in restore_documents(snap))
+    assert sorted(stranger.snapshot_paths()) == in_snapshot
+    ledger = stranger.client.collection("wallets/u2/ledger").stream()
+    assert sorted((entry.id, entry.to_dict()["amount"]) for entry in ledger) == [("e000", 2), ("e001", 3)]
+    assert not list(stranger.client.collection("wallets/gone/ledger").stream())
+
+
+def restore_documents(snap):
+    return documents(snap, services.verify(snap).files)

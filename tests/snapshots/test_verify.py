@@ -183,3 +183,90 @@ def test_a_wallet_without_points_is_a_violation(gateway, tmp_path):
         None,
     )
     assert violation.reason == "it has no points"
+
+
+def manifest_of(path):
+    return json.loads((path / "manifest.json").read_text())
+
+
+def write_manifest(path, manifest):
+    path.mkdir(exist_ok=True)
+    (path / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../snap/wallets-000001.jsonl.gz",
+        "/etc/passwd",
+        "sub/wallets-000001.jsonl.gz",
+        "..",
+        "wallets-000001.jsonl.gz/",
+        "manifest.json",
+    ],
+)
+def test_a_manifest_naming_a_file_outside_its_snapshot_is_refused(snap, capsys, name):
+    """Issue 27 item 10: only plain data file names inside the snapshot are read."""
+    elsewhere = snap.parent / "elsewhere"
+    manifest = manifest_of(snap)
+    manifest["files"][0]["name"] = name
+    write_manifest(elsewhere, manifest)
+
+    errors = verify_fails(elsewhere, capsys)
+
+    assert errors[0].startswith(f"manifest.json: files[0] name {name!r} is not ")
+    assert len(errors) == 1
+
+
+def test_a_manifest_borrowing_another_snapshots_files_does_not_verify(snap, capsys):
+    elsewhere = snap.parent / "elsewhere"
+    manifest = manifest_of(snap)
+    for entry in manifest["files"]:
+        entry["name"] = f"../snap/{entry['name']}"
+    write_manifest(elsewhere, manifest)
+
+    errors = verify_fails(elsewhere, capsys)
+
+    assert len(errors) == len(manifest["files"])
+    assert all("is not a plain file name inside the snapshot" in error for error in errors)
+
+
+def test_a_data_file_that_is_a_symbolic_link_is_refused(snap, capsys):
+    outside = snap.parent / "outside.jsonl.gz"
+    (snap / WALLETS).rename(outside)
+    (snap / WALLETS).symlink_to(outside)
+
+    assert f"{WALLETS}: a symbolic link, not a file of the snapshot" in verify_fails(snap, capsys)
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        (lambda m: m.pop("files"), 'manifest.json: no "files" (the list of data files)'),
+        (lambda m: m.update(files="x"), "manifest.json: \"files\" is text ('x'), not a list of files"),
+        (
+            lambda m: m["files"].__setitem__(0, WALLETS),
+            f"manifest.json: files[0] is text ({WALLETS!r}), not an object with a name and SHA-256",
+        ),
+        (lambda m: m["files"][0].pop("sha256"), 'manifest.json: files[0] has no "sha256"'),
+        (lambda m: m["files"][1].pop("name"), 'manifest.json: files[1] has no "name"'),
+        (
+            lambda m: m["files"][0].update(lines="7"),
+            "manifest.json: files[0] \"lines\" is text ('7'), not a count",
+        ),
+        (
+            lambda m: m["files"].append(dict(m["files"][0])),
+            f"manifest.json: files[{{last}}] name {WALLETS!r} is listed twice",
+        ),
+    ],
+    ids=["no-files", "files-text", "entry-text", "no-sha256", "no-name", "lines-text", "listed-twice"],
+)
+def test_a_malformed_manifest_is_named_not_a_crash(snap, capsys, change, error):
+    """Issue 27 item 11: exit 2 naming the problem, never a traceback."""
+    manifest = manifest_of(snap)
+    change(manifest)
+    write_manifest(snap, manifest)
+    files = manifest.get("files")
+    last = len(files) - 1 if isinstance(files, list) else None
+
+    assert verify_fails(snap, capsys) == [error.format(last=last)]

@@ -33,9 +33,10 @@ class Command(BaseCommand):
                 restore = services.restore(path, project=project, replace=replace, actor=None)
             except RestoreRefused as exc:
                 raise CommandError(f"refused, nothing written: {exc}") from exc
-            except gexc.GoogleAPICallError as exc:
+            except gexc.GoogleAPIError as exc:
                 raise CommandError(
-                    f"Firestore failed part-way; run it again with --replace to start clean: {exc}"
+                    f"{services.readable(exc)}; if anything was written, run it again with --replace "
+                    "to start clean"
                 ) from exc
         if json:
             self.stdout.write(

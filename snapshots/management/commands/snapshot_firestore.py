@@ -37,8 +37,11 @@ class Command(BaseCommand):
                 )
             except (writer.SnapshotRefused, services.SnapshotBusy) as exc:
                 raise CommandError(f"refused: {exc}") from exc
-            except gexc.GoogleAPICallError as exc:
-                raise CommandError(f"Firestore failed; run the command again to carry on: {exc}") from exc
+            except gexc.GoogleAPIError as exc:
+                # Out of reach (the retry deadline passed) or refusing: one line, no traceback.
+                raise CommandError(
+                    f"the snapshot stopped, {services.readable(exc)}; run the command again to carry on"
+                ) from exc
         if snapshot.managed_export_state:
             self.stderr.write(f"Managed export: {snapshot.managed_export_state}")
         if json:
