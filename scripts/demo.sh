@@ -38,17 +38,27 @@ export ALERT_EMAILS=${ALERT_EMAILS:-ops@revassure.example}
 
 rm -rf "$DEMO_DIR" && mkdir -p "$DEMO_DIR" "$PROMETHEUS_MULTIPROC_DIR" "$DEMO_DIR/mail"
 pids=()
-cleanup() { [ ${#pids[@]} -gt 0 ] && kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null || true; }
+emulator_group=
+cleanup() {
+    [ ${#pids[@]} -gt 0 ] && kill "${pids[@]}" 2>/dev/null
+    [ -n "$emulator_group" ] && kill -- "-$emulator_group" 2>/dev/null
+    wait 2>/dev/null || true
+}
 trap cleanup EXIT INT TERM
 
-node scripts/firestore-emulator.js "$EMULATOR_PORT" >"$DEMO_DIR/emulator.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 100); do grep -q '^ready' "$DEMO_DIR/emulator.log" && break; sleep 0.1; done
-grep -q '^ready' "$DEMO_DIR/emulator.log" || { cat "$DEMO_DIR/emulator.log"; echo "the Firestore emulator did not start" >&2; exit 1; }
+# FIRESTORE_EMULATOR=google runs Google's own emulator (Java) in place of our npm
+# launcher; it starts in a process group of its own, stopped whole (its launcher
+# is a shell script that starts java).
+export FIRESTORE_EMULATOR=${FIRESTORE_EMULATOR:-npm}
+setsid "$PY" -m revassure.emulator "$EMULATOR_PORT" >"$DEMO_DIR/emulator.log" 2>&1 &
+emulator_group=$!
+ready='^ready|Dev App Server is now running'
+for _ in $(seq 1 300); do grep -Eq "$ready" "$DEMO_DIR/emulator.log" && break; sleep 0.1; done
+grep -Eq "$ready" "$DEMO_DIR/emulator.log" || { cat "$DEMO_DIR/emulator.log"; echo "the $FIRESTORE_EMULATOR Firestore emulator did not start" >&2; exit 1; }
 
 echo "== migrating the demo database"
 "$PY" manage.py migrate --noinput >"$DEMO_DIR/migrate.log"
-echo "== seeding Firestore (emulator on $FIRESTORE_EMULATOR_HOST, project $GOOGLE_CLOUD_PROJECT)"
+echo "== seeding Firestore ($FIRESTORE_EMULATOR emulator on $FIRESTORE_EMULATOR_HOST, project $GOOGLE_CLOUD_PROJECT)"
 "$PY" manage.py seed_demo --wallets "${DEMO_WALLETS:-1000}" --history 29 \
     --statement "$DEMO_DIR/paynow-statement.csv" 2>>"$DEMO_DIR/app.log"
 echo "== first reconciliation"
