@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from reconciliation.models import ReconciliationRun, RunStatus, Violation
 from revassure import alerting, metrics
-from revassure.firestore import REPORT_VIOLATIONS, REPORTS, FirestoreGateway
+from revassure.firestore import REPORTS, VIOLATIONS, FirestoreGateway
 
 log = logging.getLogger(__name__)
 
@@ -338,7 +338,7 @@ def _mirror_problems(gateway: FirestoreGateway) -> list[Problem]:
             path=f"{REPORTS}/{run_id}",
             mirrored=mirrored.pop(run_id),
             sealed=mirror_document(run),
-            child=(REPORT_VIOLATIONS, "violation"),
+            child=(VIOLATIONS, "violation"),
             mirrored_children=gateway.stream_report_violations(run_id),
             sealed_children=mirror_children(run),
         )

@@ -20,7 +20,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from reconciliation.reports import Problem, mirror_differences
-from revassure.firestore import SETTLEMENT_REPORT_ROWS, SETTLEMENT_REPORTS, FirestoreGateway
+from revassure.firestore import SETTLEMENT_REPORTS, SETTLEMENT_ROWS, FirestoreGateway
 from settlement.models import OUTCOMES, Outcome, RunStatus, SettlementRow, SettlementRun
 from settlement.records import COLUMNS, line, record
 
@@ -215,7 +215,7 @@ def _mirror_problems(gateway: FirestoreGateway) -> list[Problem]:
             path=f"{SETTLEMENT_REPORTS}/{run_id}",
             mirrored=mirrored.pop(run_id),
             sealed=mirror_document(run),
-            child=(SETTLEMENT_REPORT_ROWS, "row"),
+            child=(SETTLEMENT_ROWS, "row"),
             mirrored_children=gateway.stream_settlement_report_rows(run_id),
             sealed_children=mirror_children(run),
         )

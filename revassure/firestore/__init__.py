@@ -1,9 +1,10 @@
 """The Firestore gateway: the one package that speaks to Firestore.
 
-It owns the clients, the collection names, the retry policy and the mapping of
-documents to plain Python values. Everything else in revassure goes through a
-`FirestoreGateway` (usually `get_gateway()`), and services take it as an
-argument so tests can point one at an isolated emulator project.
+It owns the clients, the collections (declared once, in model.COLLECTIONS),
+the retry policy and the mapping of documents to plain Python values.
+Everything else in revassure goes through a `FirestoreGateway` (usually
+`get_gateway()`), and services take it as an argument so tests can point one
+at an isolated emulator project.
 
 - client.py: the clients and the event loop, once per process; the retry
   policy every call follows (FIRESTORE_RETRY_DEADLINE, FIRESTORE_CALL_TIMEOUT);
@@ -27,19 +28,22 @@ from django.conf import settings
 
 from revassure.firestore.model import (
     AUDIT_LOG,
+    COLLECTIONS,
     CONFIG,
     IDENTITIES,
     LEDGER,
     MIGRATIONS,
     MISSING,
-    REPORT_VIOLATIONS,
     REPORTS,
-    SETTLEMENT_REPORT_ROWS,
     SETTLEMENT_REPORTS,
+    SETTLEMENT_ROWS,
     TRANSIENT_ERRORS,
+    VIOLATIONS,
     WALLETS,
+    Access,
     BalanceChange,
     ChangeOutcome,
+    Collection,
     Decide,
     EventOutcome,
     LedgerTotals,
@@ -51,19 +55,22 @@ from revassure.firestore.snapshots import Snapshots
 
 __all__ = [
     "AUDIT_LOG",
+    "COLLECTIONS",
     "CONFIG",
     "IDENTITIES",
     "LEDGER",
     "MIGRATIONS",
     "MISSING",
-    "REPORT_VIOLATIONS",
+    "VIOLATIONS",
     "REPORTS",
-    "SETTLEMENT_REPORT_ROWS",
+    "SETTLEMENT_ROWS",
     "SETTLEMENT_REPORTS",
     "TRANSIENT_ERRORS",
     "WALLETS",
+    "Access",
     "BalanceChange",
     "ChangeOutcome",
+    "Collection",
     "Decide",
     "EventOutcome",
     "FirestoreGateway",

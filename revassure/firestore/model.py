@@ -1,7 +1,8 @@
-"""The gateway's plain values: collection names, retryable errors, and what its calls return."""
+"""The gateway's plain values: the collections it keeps, retryable errors, and what its calls return."""
 
 from __future__ import annotations
 
+import enum
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,10 +13,9 @@ from google.api_core import exceptions as gexc
 WALLETS = "wallets"
 LEDGER = "ledger"
 REPORTS = "reconciliationReports"
+VIOLATIONS = "violations"  # below a reconciliation report, one document per wallet
 SETTLEMENT_REPORTS = "settlementReports"
-# The subcollections of a mirrored report: one document per violation, per settlement row.
-REPORT_VIOLATIONS = "violations"
-SETTLEMENT_REPORT_ROWS = "rows"
+SETTLEMENT_ROWS = "rows"  # below a settlement report, one document per statement row
 MIGRATIONS = "dataMigrations"
 AUDIT_LOG = "auditLog"
 CONFIG = "config"
@@ -23,6 +23,44 @@ CONFIG = "config"
 # keyed by its ledger entry id and naming the wallet that holds it: created in
 # the commit that writes the entry, so an identity credits one wallet, once.
 IDENTITIES = "ledgerIdentities"
+IDENTITY_ENTRIES = "entries"  # below each shard of IDENTITIES (see identity_path)
+
+
+class Access(enum.Enum):
+    """Who may touch a collection from outside the back office (firestore.rules).
+    Services (the points app's backend, revassure) bypass the rules either way."""
+
+    # A signed-in app user reads the document named by their uid and its
+    # subcollections; no client writes.
+    OWNER_READS = "owner reads"
+    # No client reads or writes.
+    SERVICE_ONLY = "service only"
+
+
+@dataclass(frozen=True)
+class Collection:
+    """A root collection the product keeps, with the subcollections below its
+    documents; whether snapshots hold it; what firestore.rules must allow."""
+
+    name: str
+    subcollections: tuple[str, ...] = ()
+    in_snapshots: bool = True
+    access: Access = Access.SERVICE_ONLY
+
+
+# Every collection the product keeps, declared once: the gateway writes no other
+# name, snapshots hold those marked so, and tests check firestore.rules and the
+# gateway's writes against it. A new collection starts here.
+COLLECTIONS = (
+    Collection(WALLETS, (LEDGER,), access=Access.OWNER_READS),
+    Collection(REPORTS, (VIOLATIONS,)),
+    Collection(SETTLEMENT_REPORTS, (SETTLEMENT_ROWS,)),
+    Collection(MIGRATIONS),
+    Collection(AUDIT_LOG),
+    Collection(CONFIG),  # config/adjustments is the freeze
+    # Its shard documents are never written, only the entries below them.
+    Collection(IDENTITIES, (IDENTITY_ENTRIES,)),
+)
 
 
 def identity_path(entry_id: str) -> str:
@@ -32,7 +70,7 @@ def identity_path(entry_id: str) -> str:
     each create, so one flat collection of every payment ever credited would make
     each credit slower than the last."""
     shard = hashlib.sha256(entry_id.encode()).hexdigest()[:2]
-    return f"{shard}/entries/{entry_id}"
+    return f"{shard}/{IDENTITY_ENTRIES}/{entry_id}"
 
 
 # Errors worth another try: the call may succeed if made again. Anything else

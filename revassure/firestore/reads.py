@@ -25,10 +25,10 @@ from revassure.firestore.model import (
     IDENTITIES,
     LEDGER,
     MISSING,
-    REPORT_VIOLATIONS,
     REPORTS,
-    SETTLEMENT_REPORT_ROWS,
     SETTLEMENT_REPORTS,
+    SETTLEMENT_ROWS,
+    VIOLATIONS,
     WALLETS,
     LedgerTotals,
     WalletView,
@@ -347,11 +347,11 @@ class Reads(Connection):
 
     def stream_report_violations(self, run_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
         """(uid, fields) of each violation document mirrored under `reconciliationReports/{run_id}`."""
-        yield from self._stream_children(REPORTS, run_id, REPORT_VIOLATIONS)
+        yield from self._stream_children(REPORTS, run_id, VIOLATIONS)
 
     def stream_settlement_report_rows(self, run_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
         """(row id, fields) of each row document mirrored under `settlementReports/{run_id}`."""
-        yield from self._stream_children(SETTLEMENT_REPORTS, run_id, SETTLEMENT_REPORT_ROWS)
+        yield from self._stream_children(SETTLEMENT_REPORTS, run_id, SETTLEMENT_ROWS)
 
     def _stream_children(self, root: str, parent: str, sub: str) -> Iterator[tuple[str, dict[str, Any]]]:
         collection = self.client.collection(root).document(parent).collection(sub)

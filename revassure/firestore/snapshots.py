@@ -1,12 +1,12 @@
 """Snapshots: every document of the product's collections, read out exactly and
 written back exactly (the snapshots app's JSON Lines files), and the managed export.
 
-What a snapshot covers is declared here, since Firestore cannot be asked on
-the emulator (it implements neither ListCollectionIds nor collection-group
-queries): the root collections in ROOTS, each with the subcollections named in
-SUBCOLLECTIONS. `ledgerIdentities` holds no documents of its own, only the
-`entries` of its 256 shards, so its shards are named rather than queried.
-A new subcollection in the product is added to SUBCOLLECTIONS.
+What a snapshot covers comes from the gateway's declaration of its collections
+(model.COLLECTIONS), since Firestore cannot be asked on the emulator (it
+implements neither ListCollectionIds nor collection-group queries): the root
+collections in ROOTS, each with the subcollections named in SUBCOLLECTIONS.
+`ledgerIdentities` holds no documents of its own, only the `entries` of its
+256 shards, so its shards are named rather than queried.
 
 A document travels as a plain dict, `{"path": "wallets/u1/ledger/e1",
 "fields": {name: tagged value}}`, where each value carries its Firestore type
@@ -50,22 +50,13 @@ from google.type.latlng_pb2 import LatLng
 
 from revassure.firestore import encoding
 from revassure.firestore.client import BACKOFF
-from revassure.firestore.model import (
-    AUDIT_LOG,
-    CONFIG,
-    IDENTITIES,
-    LEDGER,
-    MIGRATIONS,
-    REPORT_VIOLATIONS,
-    REPORTS,
-    TRANSIENT_ERRORS,
-    WALLETS,
-)
+from revassure.firestore.model import COLLECTIONS, IDENTITIES, LEDGER, TRANSIENT_ERRORS, WALLETS
 from revassure.firestore.reads import BATCH_LIMIT
 from revassure.firestore.writes import Writes
 
-ROOTS = (WALLETS, REPORTS, MIGRATIONS, AUDIT_LOG, CONFIG, IDENTITIES)
-SUBCOLLECTIONS = {WALLETS: (LEDGER,), REPORTS: (REPORT_VIOLATIONS,)}
+# From the gateway's one declaration (model.COLLECTIONS): wallets first, ledgerIdentities last.
+ROOTS = tuple(c.name for c in COLLECTIONS if c.in_snapshots)
+SUBCOLLECTIONS = {c.name: c.subcollections for c in COLLECTIONS if c.in_snapshots and c.subcollections}
 # ledgerIdentities/{shard}/entries/{id} (see model.identity_path): the shards are
 # never documents themselves, so they are named here.
 IDENTITY_SHARDS = tuple(f"{n:02x}" for n in range(256))

@@ -18,10 +18,10 @@ from revassure.firestore.model import (
     LEDGER,
     MIGRATIONS,
     MISSING,
-    REPORT_VIOLATIONS,
     REPORTS,
-    SETTLEMENT_REPORT_ROWS,
     SETTLEMENT_REPORTS,
+    SETTLEMENT_ROWS,
+    VIOLATIONS,
     WALLETS,
     BalanceChange,
     ChangeOutcome,
@@ -281,7 +281,7 @@ class Writes(Transactions):
         doc = self.client.collection(REPORTS).document(run_id)
         batch, size = self.client.batch(), 0
         for violation in violations:
-            batch.set(doc.collection(REPORT_VIOLATIONS).document(violation["uid"]), violation)
+            batch.set(doc.collection(VIOLATIONS).document(violation["uid"]), violation)
             size += 1
             if size == BATCH_LIMIT:
                 batch.commit(retry=self.retry, timeout=self.call_timeout)
@@ -299,7 +299,7 @@ class Writes(Transactions):
         doc = self.client.collection(SETTLEMENT_REPORTS).document(run_id)
         batch, size = self.client.batch(), 0
         for row_id, fields in rows:
-            batch.set(doc.collection(SETTLEMENT_REPORT_ROWS).document(row_id), fields)
+            batch.set(doc.collection(SETTLEMENT_ROWS).document(row_id), fields)
             size += 1
             if size == BATCH_LIMIT:
                 batch.commit(retry=self.retry, timeout=self.call_timeout)

@@ -14,6 +14,7 @@ and fails the calls a test picks.
 """
 
 import datetime as dt
+import inspect
 import socket
 import threading
 import time
@@ -32,7 +33,16 @@ from backfill.rules import decide
 from reconciliation import services
 from reconciliation.models import ReconciliationRun, RunStatus, RunTrigger
 from revassure.emulator import free_port
-from revassure.firestore import MISSING, BalanceChange, FirestoreGateway, WalletView, encoding
+from revassure.firestore import (
+    COLLECTIONS,
+    MISSING,
+    REPORTS,
+    WALLETS,
+    BalanceChange,
+    FirestoreGateway,
+    WalletView,
+    encoding,
+)
 from revassure.firestore.model import ledger_totals
 from tests.helpers import put_wallets
 
@@ -178,13 +188,42 @@ OPERATIONS: dict[str, Callable[[FirestoreGateway], object]] = {
     "stream_reports": lambda g: list(g.stream_reports()),
     "stream_report_violations": lambda g: list(g.stream_report_violations("run-1")),
     "stream_settlement_report_rows": lambda g: list(g.stream_settlement_report_rows("run-1")),
-    "snapshot_paths": lambda g: list(g.snapshot_paths()),
     "put_migration": lambda g: g.put_migration("1", {"status": "running"}),
     "put_config": lambda g: g.put_config("adjustments", {"frozen": False}),
     "get_config": lambda g: g.get_config("adjustments"),
+    "wallet_versions": lambda g: g.wallet_versions(["u1", "u2"]),
+    "ledger_entry_amounts": lambda g: g.ledger_entry_amounts([("u1", "e000"), ("u2", "e000")]),
+    "identity_owners": lambda g: g.identity_owners(["purchase-pay_1"]),
+    "put_settlement_report": lambda g: g.put_settlement_report(
+        "7", {"checksum": "s"}, [("41", {"outcome": "missing_in_ledger"})]
+    ),
+    "stream_settlement_reports": lambda g: list(g.stream_settlement_reports()),
+    # Snapshots: a new one's read time (the server's now), its progress bar, its reads.
+    "snapshot_read_time": lambda g: g.snapshot_read_time().seconds > 0,
+    "count_wallets": lambda g: g.count_wallets(),
+    "snapshot_wallets": lambda g: list(g.snapshot_wallets()),
+    "snapshot_collection": lambda g: list(g.snapshot_collection(REPORTS)),
+    "stream_documents": lambda g: [d.name for d in g.stream_documents(g.documents, WALLETS)],
+    # A restore: is the target empty, what --replace deletes, then the writes.
+    "holds_documents": lambda g: g.holds_documents(),
+    "snapshot_paths": lambda g: list(g.snapshot_paths()),
+    "delete_documents": lambda g: g.delete_documents(["wallets/u9"]),
+    "write_documents": lambda g: g.write_documents(
+        [{"path": "wallets/u9", "fields": {"points": {"int": "9"}}}]
+    ),
+}
+# Public methods that are not operations of their own, and why.
+NOT_OPERATIONS = {
+    "document": "builds a document's name; calls nothing",
+    "submit": "runs a coroutine on the gateway's loop: how the async operations above are made",
+    "snapshot_document": "converts a document read by snapshot_wallets / snapshot_collection; calls nothing",
+    "raw_document": "converts a snapshot line for write_documents; calls nothing",
+    "ping": "a readiness probe that must not retry: test_ping_answers_once_without_retrying",
+    "start_managed_export": "Google Cloud's Admin API only; refused on any emulator before a call",
+    "managed_export_state": "Google Cloud's Admin API only; refused on any emulator before a call",
 }
 TRANSACTIONS = ["read_wallets_and_ledgers", "apply_provider_event", "apply_balance_change"]
-READS = [op for op in OPERATIONS if not op.startswith(("apply_", "write_", "append_", "put_"))]
+READS = [op for op in OPERATIONS if not op.startswith(("apply_", "write_", "append_", "put_", "delete_"))]
 
 
 def gives_up_in_time(operation: str, gateway: FirestoreGateway) -> float:
@@ -194,6 +233,51 @@ def gives_up_in_time(operation: str, gateway: FirestoreGateway) -> float:
     elapsed = time.monotonic() - started
     assert elapsed < BOUND, f"{operation} gave up after {elapsed:.1f} s; deadline {DEADLINE} s"
     return elapsed
+
+
+def test_every_public_operation_of_the_gateway_is_in_the_contract():
+    public = {
+        name for name, member in inspect.getmembers(FirestoreGateway, inspect.isfunction) if name[0] != "_"
+    }
+    assert public - OPERATIONS.keys() - NOT_OPERATIONS.keys() == set(), "add them to OPERATIONS"
+    assert OPERATIONS.keys() | NOT_OPERATIONS.keys() <= public  # nothing stale either
+
+
+def test_the_gateway_writes_only_the_collections_it_declares(proxy, gateway, firestore_project, monkeypatch):
+    put_wallets(gateway, {"u1": (10, [10]), "u2": (0, [])})
+    patient = gateway_at(proxy.host, firestore_project, monkeypatch)
+    heal = BalanceChange("u1", "rebalance", 0, 10, 10, "rebalance-1", {"type": "heal"})
+    assert patient.apply_balance_change(heal).status == "applied"  # its auditLog record
+    for operation in sorted(OPERATIONS.keys() - READS):
+        OPERATIONS[operation](patient)
+
+    written = set()
+    for sent in proxy.sent("Commit"):
+        for write in firestore_pb.CommitRequest.pb().FromString(sent).writes:
+            path = (write.update.name or write.delete).split("/documents/", 1)[1]
+            written.add(tuple(path.split("/")[0::2]))  # (collection, subcollection below it, ...)
+
+    declared = {(c.name,) for c in COLLECTIONS} | {(c.name, s) for c in COLLECTIONS for s in c.subcollections}
+    assert written - declared == set(), "declare them in revassure/firestore/model.py COLLECTIONS"
+    # Every declared collection is written by some operation (identity shards are never documents).
+    assert declared - written == {("ledgerIdentities",)}
+
+
+def test_ping_answers_once_without_retrying(proxy, gateway, firestore_project, monkeypatch):
+    gateway.ping()
+    proxy.fail = lambda method, n: grpc.StatusCode.UNAVAILABLE if n == 1 else None
+    probe = gateway_at(proxy.host, firestore_project, monkeypatch)
+
+    with pytest.raises(gexc.ServiceUnavailable):
+        probe.ping(timeout=CALL_TIMEOUT)
+    probe.ping(timeout=CALL_TIMEOUT)  # the next probe goes through
+    assert proxy.calls["BatchGetDocuments"] == 2
+
+    closed = gateway_at(f"127.0.0.1:{free_port()}", firestore_project, monkeypatch, **HASTY)
+    started = time.monotonic()
+    with pytest.raises(gexc.GoogleAPIError):
+        closed.ping(timeout=CALL_TIMEOUT)
+    assert time.monotonic() - started < BOUND
 
 
 # -- deadlines ------------------------------------------------------------------

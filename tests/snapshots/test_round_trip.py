@@ -12,6 +12,7 @@ from google.cloud import firestore
 
 from revassure.firestore import MISSING, get_gateway
 from revassure.firestore.model import identity_path
+from revassure.firestore.snapshots import ROOTS
 from snapshots import services
 from snapshots.models import Restore, Snapshot, Verification
 from tests.helpers import put_wallets
@@ -67,7 +68,7 @@ def every_document(gateway) -> dict:
     for wallet, ledger in gateway.snapshot_wallets():
         for document in (wallet, *ledger):
             found[document["path"]] = document
-    for root in ("reconciliationReports", "dataMigrations", "auditLog", "config", "ledgerIdentities"):
+    for root in ROOTS[1:]:
         for document in gateway.snapshot_collection(root):
             found[document["path"]] = document
     return found
@@ -184,9 +185,35 @@ def test_each_line_keeps_its_type_tag(gateway, tmp_path):
     assert {f["name"] for f in manifest["files"]} == {
         "wallets-000001.jsonl.gz",
         "reconciliationReports.jsonl.gz",
+        "settlementReports.jsonl.gz",
         "dataMigrations.jsonl.gz",
         "auditLog.jsonl.gz",
         "config.jsonl.gz",
         "ledgerIdentities.jsonl.gz",
     }
     assert snapshot.manifest == manifest
+
+
+def test_a_snapshot_holds_the_settlement_reports_and_restores_them(gateway, target, tmp_path):
+    rows = [
+        ("41", {"line": 4, "outcome": "missing_in_ledger", "points": 60, "at": WHEN}),
+        ("42", {"line": 7, "outcome": "amount_differs", "points": 12.5, "at": WHEN}),
+    ]
+    gateway.put_settlement_report("3", {"checksum": "s3", "rows": 14, "sealedAt": WHEN}, rows)
+
+    snapshot = services.take(tmp_path / "snap", actor=None, gateway=gateway)
+
+    (held,) = [f for f in snapshot.manifest["files"] if f["holds"] == "settlementReports"]
+    assert (held["name"], held["lines"]) == ("settlementReports.jsonl.gz", 3)
+    with gzip.open(tmp_path / "snap" / "settlementReports.jsonl.gz") as file:
+        assert [json.loads(line)["path"] for line in file] == [
+            "settlementReports/3",
+            "settlementReports/3/rows/41",
+            "settlementReports/3/rows/42",
+        ]
+
+    services.restore(tmp_path / "snap", project=target)
+    copy = get_gateway(target)
+    assert dict(copy.stream_settlement_reports()) == {"3": {"checksum": "s3", "rows": 14, "sealedAt": WHEN}}
+    restored = copy.client.collection("settlementReports/3/rows").stream()
+    assert {row.id: row.to_dict() for row in restored} == dict(rows)
