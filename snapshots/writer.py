@@ -6,7 +6,9 @@ Layout of a snapshot directory:
     wallets-000001.lines      WALLETS_PER_PART wallets a file (and its index)
     ...
     reconciliationReports.jsonl.gz (+ .lines)   each report, then its violations
+    settlementReports.jsonl.gz (+ .lines)       each report, then its rows
     dataMigrations, auditLog, config, ledgerIdentities .jsonl.gz (+ .lines)
+    (the collections are those model.COLLECTIONS declares in_snapshots)
     manifest.json             written last: the snapshot is complete when it exists
 
 While a snapshot is taken, `progress.jsonl` records each finished file, one

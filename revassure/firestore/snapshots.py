@@ -50,7 +50,14 @@ from google.type.latlng_pb2 import LatLng
 
 from revassure.firestore import encoding
 from revassure.firestore.client import BACKOFF
-from revassure.firestore.model import COLLECTIONS, IDENTITIES, LEDGER, TRANSIENT_ERRORS, WALLETS
+from revassure.firestore.model import (
+    COLLECTIONS,
+    IDENTITIES,
+    IDENTITY_ENTRIES,
+    LEDGER,
+    TRANSIENT_ERRORS,
+    WALLETS,
+)
 from revassure.firestore.reads import BATCH_LIMIT
 from revassure.firestore.writes import Writes
 
@@ -207,7 +214,7 @@ class Snapshots(Writes):
         if root == IDENTITIES:
             for shard in IDENTITY_SHARDS:
                 for document in self.stream_documents(
-                    f"{self.documents}/{IDENTITIES}/{shard}", "entries", read_time=read_time
+                    f"{self.documents}/{IDENTITIES}/{shard}", IDENTITY_ENTRIES, read_time=read_time
                 ):
                     yield self.snapshot_document(document)
             return
@@ -398,7 +405,9 @@ class Snapshots(Writes):
             if root == IDENTITIES:
                 for shard in IDENTITY_SHARDS:
                     parent = f"{self.documents}/{IDENTITIES}/{shard}"
-                    yield from (self._relative(d.name) for d in self.stream_documents(parent, "entries"))
+                    yield from (
+                        self._relative(d.name) for d in self.stream_documents(parent, IDENTITY_ENTRIES)
+                    )
                 continue
             subcollections = SUBCOLLECTIONS.get(root, ())
             for page in self._listed(self.documents, root, show_missing=bool(subcollections)):
@@ -440,7 +449,7 @@ class Snapshots(Writes):
     def holds_documents(self) -> bool:
         """Whether any root collection (or identity shard) holds a document."""
         parents = [(self.documents, root) for root in ROOTS if root != IDENTITIES]
-        parents += [(f"{self.documents}/{IDENTITIES}/{shard}", "entries") for shard in IDENTITY_SHARDS]
+        parents += [(f"{self.documents}/{IDENTITIES}/{shard}", IDENTITY_ENTRIES) for shard in IDENTITY_SHARDS]
 
         def any_in(parent: str, collection_id: str) -> bool:
             request = firestore_pb.RunQueryRequest.wrap(
