@@ -165,7 +165,9 @@ def propose_adjustment(
         if not settles:
             raise
         _require_unsettled(settles)  # proposed by someone else meanwhile: say which
-        raise
+        raise RequestRefused(
+            f"another adjustment for {settles} was proposed at the same moment: look at its requests"
+        ) from None
 
 
 def settling_adjustments(identities) -> dict[str, BalanceRequest]:

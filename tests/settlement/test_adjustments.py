@@ -6,6 +6,7 @@ import io
 
 import pytest
 from django.core.management import call_command
+from django.db import IntegrityError, transaction
 from django.urls import reverse
 
 from reconciliation import changes
@@ -160,3 +161,32 @@ def test_the_service_refuses_a_second_standing_adjustment_for_one_identity(revie
         actor=reviewer, uid="u1", amount=5, reason_code="goodwill", reason="sorry", gateway=world
     )
     assert again.state == plain.state == RequestState.PROPOSED and plain.settles == ""
+
+
+def test_the_database_holds_one_standing_adjustment_per_identity_whatever_code_writes(reviewer, world):
+    first = changes.propose_adjustment(
+        actor=reviewer,
+        uid="u1",
+        amount=10,
+        reason_code="settlement",
+        reason="pay_pts settled for 60",
+        gateway=world,
+        settles="purchase-pay_pts",
+    )
+    twin = {
+        "kind": first.kind,
+        "uid": "u1",
+        "amount": 10,
+        "reason_code": "settlement",
+        "reason": "written around the service",
+        "settles": "purchase-pay_pts",
+        "expected_points": first.expected_points,
+        "expected_ledger_sum": first.expected_ledger_sum,
+        "proposed_by": reviewer,
+        "expires_at": first.expires_at,
+    }
+    with pytest.raises(IntegrityError), transaction.atomic():
+        BalanceRequest.objects.create(**twin)
+    # A request that no longer stands (rejected, stale, failed, expired) does not count.
+    BalanceRequest.objects.create(**{**twin, "state": RequestState.REJECTED})
+    assert BalanceRequest.objects.filter(settles="purchase-pay_pts").count() == 2
