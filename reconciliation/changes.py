@@ -18,13 +18,14 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
 from reconciliation.models import (
     OPEN_STATES,
+    STANDING_STATES,
     TRANSITIONS,
     BalanceRequest,
     HealStrategy,
@@ -116,9 +117,21 @@ def propose_heals(
 
 
 def propose_adjustment(
-    *, actor, uid: str, amount: int, reason_code: str, reason: str, gateway: FirestoreGateway
+    *,
+    actor,
+    uid: str,
+    amount: int,
+    reason_code: str,
+    reason: str,
+    gateway: FirestoreGateway,
+    settles: str = "",
 ) -> BalanceRequest:
-    """Propose a manual adjustment: a signed integer number of points for one wallet."""
+    """Propose a manual adjustment: a signed integer number of points for one wallet.
+
+    `settles`: the business identity (its ledger entry id) whose settlement
+    break the adjustment closes. An identity has one standing adjustment at
+    most (proposed, approved or applied): another is refused, whichever row,
+    run or import of a statement it comes from, so a break is paid out once."""
     _require(actor, "reconciliation.propose_balancerequest", "propose manual adjustments")
     freeze.require_unfrozen()
     if not is_points(amount) or amount == 0:
@@ -128,23 +141,62 @@ def propose_adjustment(
     if reason_code not in ReasonCode.values:
         raise RequestRefused(f"unknown reason code {reason_code!r}")
     _require_reason(reason)
+    _require_unsettled(settles)
     state = gateway.read_wallets_and_ledgers([uid], concurrency=1)[uid]
     if not state.exists:
         raise RequestRefused(f"there is no wallet {uid!r}")
     if not (is_points(state.points) and is_points(state.ledger.total)):
         raise RequestRefused(f"wallet {uid} has malformed points or ledger entries: reconcile it first")
     _require_balance_allowed(uid, state.points, amount)
-    with transaction.atomic():
-        return _create(
-            kind=RequestKind.ADJUSTMENT,
-            uid=uid,
-            amount=amount,
-            reason_code=reason_code,
-            reason=reason,
-            expected_points=state.points,
-            expected_ledger_sum=state.ledger.total,
-            actor=actor,
-        )
+    try:
+        with transaction.atomic():
+            return _create(
+                kind=RequestKind.ADJUSTMENT,
+                uid=uid,
+                amount=amount,
+                reason_code=reason_code,
+                reason=reason,
+                settles=settles,
+                expected_points=state.points,
+                expected_ledger_sum=state.ledger.total,
+                actor=actor,
+            )
+    except IntegrityError:
+        if not settles:
+            raise
+        _require_unsettled(settles)  # proposed by someone else meanwhile: say which
+        raise RequestRefused(
+            f"another adjustment for {settles} was proposed at the same moment: look at its requests"
+        ) from None
+
+
+def settling_adjustments(identities) -> dict[str, BalanceRequest]:
+    """{identity: the standing manual adjustment that settles it} for those of
+    the given business identities that have one, in one query."""
+    identities = {identity for identity in identities if identity}
+    if not identities:
+        return {}
+    found = BalanceRequest.objects.filter(
+        kind=RequestKind.ADJUSTMENT, settles__in=identities, state__in=STANDING_STATES
+    ).only("pk", "settles", "state", "amount", "uid")
+    return {request.settles: request for request in found}
+
+
+def settled_refusal(request: BalanceRequest) -> str:
+    """Why another adjustment for what `request` settles is refused, for a person."""
+    return (
+        f"{request.settles} already has manual adjustment #{request.pk} of {request.amount:+,} points "
+        f"for wallet {request.uid} ({request.get_state_display().lower()}): one adjustment per payment, "
+        "so it is not paid out twice"
+    )
+
+
+def _require_unsettled(settles: str) -> None:
+    if not settles:
+        return
+    standing = settling_adjustments([settles]).get(settles)
+    if standing is not None:
+        raise RequestRefused(settled_refusal(standing))
 
 
 def _create(*, actor, amount: int, **fields) -> BalanceRequest:
@@ -422,6 +474,7 @@ def _change(request: BalanceRequest) -> BalanceChange:
         "requestId": request.pk,
         "reasonCode": request.reason_code,
         "reason": request.reason,
+        **({"settles": request.settles} if request.settles else {}),
         "proposedBy": request.proposed_by.get_username(),
         "approvedBy": [
             a.approver.get_username() if a.approver else a.policy for a in request.approvals.all()

@@ -187,6 +187,9 @@ class RequestState(models.TextChoices):
 
 
 OPEN_STATES = (RequestState.PROPOSED, RequestState.APPROVED)
+# The states in which a request counts for what it is about: awaiting a
+# decision or its worker, or done.
+STANDING_STATES = (*OPEN_STATES, RequestState.APPLIED)
 
 # The one state machine of heals and adjustments: from -> allowed next states.
 TRANSITIONS = {
@@ -231,6 +234,10 @@ class BalanceRequest(models.Model):
     amount = models.BigIntegerField()
     reason_code = models.CharField(max_length=32, choices=ReasonCode)
     reason = models.TextField()
+    # The business identity (a payment's, refund's or chargeback's ledger entry
+    # id) a manual adjustment settles, when it closes a settlement break; blank
+    # otherwise. One standing adjustment per identity (the constraint below).
+    settles = models.CharField(max_length=200, blank=True, default="")
     expected_points = models.BigIntegerField()
     expected_ledger_sum = models.BigIntegerField()
     required_approvals = models.PositiveSmallIntegerField(default=1)
@@ -256,7 +263,12 @@ class BalanceRequest(models.Model):
                 fields=["violation"],
                 condition=models.Q(state__in=["proposed", "approved"]),
                 name="one_open_heal_per_violation",
-            )
+            ),
+            models.UniqueConstraint(
+                fields=["settles"],
+                condition=models.Q(state__in=["proposed", "approved", "applied"]) & ~models.Q(settles=""),
+                name="one_standing_adjustment_per_settled_identity",
+            ),
         ]
         indexes = [models.Index(fields=["state", "created_at"])]
 

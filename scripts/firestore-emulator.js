@@ -34,6 +34,10 @@
 //
 // - ListDocuments answers a page of a collection in one message, in
 //   document-name order, with page tokens and field masks (listDocuments).
+// - RunQuery answers collection-group queries (all_descendants), which the
+//   package takes for a query of one collection: every collection of the id
+//   below the database, with field filters, order, cursors, limit and
+//   projection (collectionGroupQuery).
 //
 // Read-only transactions and reads outside transactions take no locks. A
 // transaction that loses under wound-wait can still read (without locks) but
@@ -334,6 +338,142 @@ function keepFirestorePromises() {
     callback(null, protos.ListDocumentsResponse.fromObject({ documents, next_page_token: next }));
   }
 
+  // Collection-group queries, which the package answers as a query of one
+  // collection `${parent}/${collection_id}`: here every collection named
+  // collection_id at any depth below the database (a query below a document is
+  // refused rather than answered wrongly), with what settlement's reads use and
+  // no more: field filters (alone or ANDed), order_by with __name__ last (as
+  // Firestore adds it), start_at/end_at cursors, offset, limit and projection.
+  // Documents lacking an order_by field are left out, as Firestore leaves them.
+  // Anything else is refused with UNIMPLEMENTED.
+  // Values as {kind, value}, from a document's field (the package's own
+  // objects) or from a request (a Value message), compared in Firestore's order
+  // of types, then within the type. A range only matches its own type.
+  const RANKS = {
+    null_value: 0,
+    boolean_value: 1,
+    integer_value: 2,
+    double_value: 2,
+    timestamp_value: 3,
+    string_value: 4,
+    reference_value: 6,
+  };
+  const fromField = (field) => field && { kind: field.type, value: field.value };
+  const fromMessage = (message) => {
+    const kind = Object.keys(RANKS).find((name) => message[`has_${name}`]);
+    if (!kind) throw failure(status.UNIMPLEMENTED, "firestore-emulator.js: a cursor or filter value of this type");
+    const value = message[kind];
+    return { kind, value: kind === "timestamp_value" ? { seconds: value.seconds, nanos: value.nanos } : value };
+  };
+  function compareValues(a, b) {
+    const [rankA, rankB] = [RANKS[a.kind], RANKS[b.kind]];
+    if (rankA === undefined || rankB === undefined) {
+      throw failure(status.UNIMPLEMENTED, `firestore-emulator.js: comparing ${a.kind} with ${b.kind}`);
+    }
+    if (rankA !== rankB) return rankA - rankB;
+    if (a.kind === "timestamp_value") {
+      const seconds = Number(a.value.seconds) - Number(b.value.seconds);
+      return seconds !== 0 ? seconds : Number(a.value.nanos) - Number(b.value.nanos);
+    }
+    if (rankA === 2) return Number(a.value) - Number(b.value);
+    if (rankA === 4 || rankA === 6) return byName(a.value, b.value);
+    return Number(a.value) - Number(b.value); // null (equal), boolean (false first)
+  }
+  const COMPARE = {
+    1: (a, b) => RANKS[a.kind] === RANKS[b.kind] && compareValues(a, b) < 0,
+    2: (a, b) => RANKS[a.kind] === RANKS[b.kind] && compareValues(a, b) <= 0,
+    3: (a, b) => RANKS[a.kind] === RANKS[b.kind] && compareValues(a, b) > 0,
+    4: (a, b) => RANKS[a.kind] === RANKS[b.kind] && compareValues(a, b) >= 0,
+    5: (a, b) => RANKS[a.kind] === RANKS[b.kind] && compareValues(a, b) === 0,
+    6: (a, b) => !(RANKS[a.kind] === RANKS[b.kind] && compareValues(a, b) === 0),
+  };
+  const NAME = "__name__";
+
+  function collectionGroupQuery(call) {
+    const request = call.request;
+    const query = request.structured_query;
+    const refuse = (what) => {
+      call.emit("error", failure(status.UNIMPLEMENTED, `firestore-emulator.js: collection-group query ${what}`));
+    };
+    const root = request.parent.match(/^projects\/([^/]+)\/databases\/([^/]+)\/documents$/);
+    if (!root) return refuse("below a document");
+    const filters = [];
+    if (query.has_where) {
+      const where = query.where;
+      const parts = where.has_composite_filter && where.composite_filter.op === 1 ? where.composite_filter.filters : [where];
+      for (const part of parts) {
+        if (!part.has_field_filter || !COMPARE[part.field_filter.op]) return refuse("with a filter other than a field comparison");
+        filters.push(part.field_filter);
+      }
+    }
+    const orders = query.order_by.map((order) => ({ path: order.field.field_path, descending: order.direction === 2 }));
+    if (!orders.some((order) => order.path === NAME)) orders.push({ path: NAME, descending: false });
+
+    const collections = [];
+    const walk = (holder) => {
+      for (const [id, collection] of Object.entries(holder.collections)) {
+        if (id === query.from[0].collection_id) collections.push(collection);
+        for (const document of collection.getAllDocuments()) walk(document);
+      }
+    };
+    walk(state.getProject(root[1]).getDatabase(root[2]));
+    lockReads(request, collections.map((collection) => collection.getPath()));
+
+    const keyOf = (document) =>
+      orders.map(({ path }) =>
+        path === NAME ? { kind: "reference_value", value: document.getPath() } : fromField(document.getField(path)),
+      );
+    const compareKeys = (a, b) => {
+      for (let i = 0; i < Math.min(a.length, b.length); i += 1) {
+        const order = compareValues(a[i], b[i]);
+        if (order !== 0) return orders[i].descending ? -order : order;
+      }
+      return 0;
+    };
+    const cursorKey = (cursor) => cursor.values.map(fromMessage);
+    const start = query.has_start_at ? [cursorKey(query.start_at), query.start_at.before] : null;
+    const end = query.has_end_at ? [cursorKey(query.end_at), query.end_at.before] : null;
+
+    const documents = asOfSnapshot(request, () => {
+      let found = collections
+        .flatMap((collection) => collection.getAllDocuments())
+        .filter((document) => document.metadata.hasExist)
+        .filter((document) =>
+          filters.every((filter) => {
+            const field = fromField(document.getField(filter.field.field_path));
+            return field !== undefined && COMPARE[filter.op](field, fromMessage(filter.value));
+          }),
+        )
+        .map((document) => [keyOf(document), document])
+        .filter(([key]) => key.every((value) => value !== undefined))
+        .sort(([a], [b]) => compareKeys(a, b));
+      if (start) {
+        const [key, before] = start;
+        found = found.filter(([own]) => (before ? compareKeys(own, key) >= 0 : compareKeys(own, key) > 0));
+      }
+      if (end) {
+        const [key, before] = end;
+        found = found.filter(([own]) => (before ? compareKeys(own, key) < 0 : compareKeys(own, key) <= 0));
+      }
+      found = found.slice(query.offset || 0);
+      if (query.has_limit) found = found.slice(0, query.limit.value);
+      const keep = query.has_select ? new Set(query.select.fields.map((field) => field.field_path.split(".")[0])) : null;
+      return found.map(([, document]) => {
+        const object = document.toV1DocumentObject();
+        if (keep) object.fields = Object.fromEntries(Object.entries(object.fields).filter(([key]) => keep.has(key)));
+        return object;
+      });
+    });
+    const readTime = timestamp(Date.now());
+    if (documents.length === 0) call.write(protos.RunQueryResponse.fromObject({ done: true, read_time: readTime }));
+    documents.forEach((document, i) => {
+      call.write(
+        protos.RunQueryResponse.fromObject({ document, done: i === documents.length - 1, read_time: readTime }),
+      );
+    });
+    call.end();
+  }
+
   // Names in Firestore's order: by code point (UTF-8 bytes), where JavaScript's
   // < compares UTF-16 units. At the first difference both strings start a code
   // point, or share its high surrogate.
@@ -360,6 +500,7 @@ function keepFirestorePromises() {
     },
     RunQuery(original, call) {
       const query = call.request.has_structured_query ? call.request.structured_query : null;
+      if (query?.from[0]?.all_descendants) return collectionGroupQuery(call);
       if (query) lockReads(call.request, queried(call.request, query));
       return asOfSnapshot(call.request, () => original(call));
     },

@@ -7,7 +7,9 @@
 - unreversed rows: a reversal backfill of finance's CSV built from the rows,
   also a dry run first (its over-reversal quarantine decides as for any CSV);
 - points_mismatch and not_settled rows: manual adjustments proposed with the
-  reason code `settlement` (reconciliation.changes: maker-checker, the freeze);
+  reason code `settlement` (reconciliation.changes: maker-checker, the freeze),
+  each settling its row's payment: one standing adjustment per payment, and
+  matching counts an applied one as credited, so a break is paid out once;
 - any break: marked explained with a reason, by an approver.
 
 Each leaves a FollowUp on its rows, so a row's page says what was done about
@@ -112,10 +114,36 @@ def adjustment_of(row: SettlementRow) -> tuple[str, int]:
     return row.ledger_uid, expected - row.ledger_amount
 
 
+def adjustment_refusals(rows) -> dict[int, str]:
+    """{row pk: why no manual adjustment may be proposed for it}, for the rows
+    whose payment (refund, chargeback) has one proposed, approved or applied
+    already, from whichever row, run or import of a statement: one query."""
+    rows = list(rows)
+    standing = changes.settling_adjustments(row.entry_id for row in rows)
+    return {
+        row.pk: f"{_where(row)}: {changes.settled_refusal(standing[row.entry_id])}"
+        for row in rows
+        if row.entry_id in standing
+    }
+
+
 def propose_adjustments(rows, *, actor, reason: str, gateway: FirestoreGateway) -> list[BalanceRequest]:
     """One manual adjustment per row (all or none), reason code `settlement`;
-    a second person approves each, as for any adjustment."""
+    a second person approves each, as for any adjustment. Each settles its
+    row's payment: refused for a payment that has an adjustment standing
+    (changes.propose_adjustment holds that under a database constraint too)."""
     rows = _rows(rows, (Outcome.POINTS_MISMATCH, Outcome.NOT_SETTLED), "a manual adjustment")
+    first: dict[str, SettlementRow] = {}
+    for row in rows:
+        other = first.setdefault(row.entry_id, row)
+        if other is not row:
+            raise ActionRefused(
+                f"{_where(other)} and {_where(row)} are the same {row.type} ({row.entry_id}): "
+                "select one row per payment"
+            )
+    refusals = adjustment_refusals(rows)
+    if refusals:
+        raise ActionRefused(next(iter(refusals.values())))
     planned = [(row, *adjustment_of(row)) for row in rows]
     proposed = []
     with transaction.atomic():
@@ -128,6 +156,7 @@ def propose_adjustments(rows, *, actor, reason: str, gateway: FirestoreGateway) 
                 reason_code=ReasonCode.SETTLEMENT,
                 reason=f"{reason.strip()} ({why}; {row.detail})",
                 gateway=gateway,
+                settles=row.entry_id,
             )
             _follow([row], FollowUpKind.ADJUSTMENT, actor, request=request)
             proposed.append(request)

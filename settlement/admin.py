@@ -477,9 +477,12 @@ class SettlementRowAdmin(ReadOnlyAdmin):
             if self._do(request, lambda: func(rows, form.cleaned_data["reason"]), done) is not None:
                 return None
         facts = []
+        refusals = actions.adjustment_refusals(rows) if action == "propose_adjustments" else {}
         for row in rows:
             extra = ""
-            if action == "propose_adjustments":
+            if row.pk in refusals:
+                extra = f"; refused: {refusals[row.pk]}"
+            elif action == "propose_adjustments":
                 try:
                     uid, amount = actions.adjustment_of(row)
                     extra = f"; adjust wallet {uid} by {signed(amount)}"

@@ -9,9 +9,16 @@ looked at further (the identity markers: credited to another wallet?; the
 stored deliveries: can replay apply it?). Duplicates are found through the
 rows already stored, so memory holds a few chunks whatever the file's size.
 
-Then the other direction: payments this product applied (applied deliveries of
-`payment.succeeded`, by `applied_at`) within the statement's period that no
-statement row names: `missing_at_provider`.
+A manual adjustment made for a row's payment (reconciliation.changes, one per
+payment at most) counts toward what was credited once applied: the break it
+closed is matched when the statement is matched again, and never offered twice.
+
+Then the other direction, `missing_at_provider`: payments credited within the
+statement's period that no statement row names. The ledger is the truth of what
+was credited: every purchase entry whose `createdAt` is in the period, whatever
+wrote it (the webhook, a file replay, the points app), and every delivery this
+product applied in the period (by `applied_at`). A payment a malformed row
+names, when its id can be read, is in the statement: never reported missing.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ from django.db.models import Min
 
 from backfill import events
 from backfill.models import EventStatus, ProviderEventDelivery
+from reconciliation import changes
+from reconciliation.models import BalanceRequest, RequestState
 from revassure.firestore import FirestoreGateway
 from revassure.ledger import is_points
 from settlement import statement
@@ -114,6 +123,7 @@ def match_statement(
     start, end = period or (done.tally.first_settled, done.tally.last_settled)
     if start is not None and end is not None:
         _missing_at_provider(run, start, end, done)
+        _credited_not_named(run, start, end, done, gateway=gateway)
     SettlementRun.objects.filter(pk=run.pk).update(period_start=start, period_end=end, **done.tally.fields())
     return done
 
@@ -122,6 +132,8 @@ def match_statement(
 class Matched:
     tally: Tally
     rows: Rows
+    # Entry ids of the payments malformed rows name: in the statement, though not matched.
+    malformed_payments: set[str] = field(default_factory=set)
 
 
 class Rows:
@@ -192,12 +204,14 @@ def _settle(run: SettlementRun, chunk: list, amounts: dict, *, gateway, done: Ma
         .annotate(first=Min("line"))
         .values_list("entry_id", "first")
     )
-    results, unresolved = [], []
+    results, unresolved, found = [], [], []
     for item in chunk:
         if isinstance(item, Malformed):
             results.append(
                 _blank(line=item.line, outcome=Outcome.MALFORMED, detail=item.reason, raw=item.raw)
             )
+            if item.payment_id:
+                done.malformed_payments.add(events.purchase_entry_id(item.payment_id))
             continue
         row = _row(item)
         results.append(row)
@@ -210,7 +224,12 @@ def _settle(run: SettlementRun, chunk: list, amounts: dict, *, gateway, done: Ma
         if amount is _ABSENT:
             unresolved.append((item, row))
         else:
-            _found(item, row, amount)
+            found.append((item, row, amount))
+    if found:
+        # The adjustments made for these payments, in one query for the chunk.
+        adjusted = changes.settling_adjustments(item.entry_id for item, _, _ in found)
+        for item, row, amount in found:
+            _found(item, row, amount, adjusted.get(item.entry_id))
     if unresolved:
         _not_found(unresolved, gateway=gateway)
     for row in results:
@@ -243,16 +262,52 @@ def _expected(item: StatementRow) -> int:
     return item.points if item.type == "payment" else -item.points
 
 
-def _found(item: StatementRow, row: dict, amount) -> None:
-    """The entry is in the wallet the statement names."""
+def _found(item: StatementRow, row: dict, amount, adjustment: BalanceRequest | None) -> None:
+    """The entry is in the wallet the statement names; an applied manual
+    adjustment made for this payment counts toward what it was credited."""
     row["ledger_uid"] = item.user_id
     row["ledger_amount"] = amount if is_points(amount) else None
+    applied = (
+        adjustment.amount
+        if adjustment is not None
+        and adjustment.state == RequestState.APPLIED
+        and adjustment.uid == item.user_id
+        else 0
+    )
+    credited = amount + applied if is_points(amount) else amount
+    note = _adjustment_note(adjustment)
     if not item.settled:
+        if applied and credited == 0:
+            row["detail"] = (
+                f"{item.status} at the provider; the ledger entry's {_shown(amount)} points were taken "
+                f"back by manual adjustment #{adjustment.pk} ({applied:+,}): they agree"
+            )
+            return
         row["outcome"] = Outcome.NOT_SETTLED
-        row["detail"] = f"{item.status} at the provider, yet in the ledger with {_shown(amount)} points"
-    elif not is_points(amount) or amount != _expected(item):
+        row["detail"] = f"{item.status} at the provider, yet in the ledger with {_shown(amount)} points{note}"
+    elif not is_points(amount) or credited != _expected(item):
         row["outcome"] = Outcome.POINTS_MISMATCH
-        row["detail"] = f"the statement says {_expected(item):+,} points, the ledger entry {_shown(amount)}"
+        row["detail"] = (
+            f"the statement says {_expected(item):+,} points, the ledger entry {_shown(amount)}{note}"
+        )
+    elif applied:
+        row["detail"] = (
+            f"the ledger entry's {_shown(amount)} and manual adjustment #{adjustment.pk} ({applied:+,}) "
+            f"make the statement's {_expected(item):+,} points"
+        )
+
+
+def _adjustment_note(adjustment: BalanceRequest | None) -> str:
+    if adjustment is None:
+        return ""
+    if adjustment.state == RequestState.APPLIED:
+        return (
+            f"; manual adjustment #{adjustment.pk} ({adjustment.amount:+,}, wallet {adjustment.uid}) applied"
+        )
+    return (
+        f"; manual adjustment #{adjustment.pk} ({adjustment.amount:+,}) is "
+        f"{adjustment.get_state_display().lower()}, not applied yet"
+    )
 
 
 def _shown(amount) -> str:
@@ -332,6 +387,8 @@ def _missing_at_provider(run: SettlementRun, start: datetime, end: datetime, don
         if entry_id == last:
             continue  # the same payment delivered twice: one row
         last = entry_id
+        if entry_id in done.malformed_payments:
+            continue  # in the statement, on a malformed row
         try:
             event = events.parse(raw)
         except events.Unusable:
@@ -355,6 +412,58 @@ def _missing_at_provider(run: SettlementRun, start: datetime, end: datetime, don
             _store_extra(batch, done)
             batch = []
     _store_extra(batch, done)
+
+
+def _credited_not_named(
+    run: SettlementRun, start: datetime, end: datetime, done: Matched, *, gateway: FirestoreGateway
+) -> None:
+    """Payments the ledger holds as credited within [start, end] (by their
+    entries' createdAt), by whatever path, that neither a statement row nor the
+    applied deliveries above name: read a page at a time, each page checked
+    against the run's rows in one query."""
+    credits = gateway.credits_between(start, end)
+    for page in _chunked(credits, CHUNK_ROWS):
+        identities = {entry_id for _, entry_id, _ in page}
+        named = set(
+            SettlementRow.objects.filter(run=run, entry_id__in=identities).values_list("entry_id", flat=True)
+        )
+        named |= done.malformed_payments & identities
+        deliveries = {fields.get("deliveryId") for _, _, fields in page}
+        stored = set(
+            ProviderEventDelivery.objects.filter(
+                pk__in=[d for d in deliveries if is_points(d) and d > 0]
+            ).values_list("pk", flat=True)
+        )
+        batch = []
+        for uid, entry_id, fields in page:
+            if entry_id in named:
+                continue
+            named.add(entry_id)  # one row per payment, whichever wallets hold it
+            batch.append(_credit_row(uid, entry_id, fields, stored))
+        _store_extra(batch, done)
+
+
+def _credit_row(uid: str, entry_id: str, fields: dict, stored: set[int]) -> dict:
+    amount = fields.get("amount")
+    payment_id = fields.get("paymentId")
+    if not isinstance(payment_id, str) or not payment_id:
+        payment_id = entry_id.removeprefix("purchase-")
+    delivery = fields.get("deliveryId")
+    created = fields.get("createdAt")
+    source = f"delivery {delivery}" if delivery in stored else f"ledger entry {entry_id}"
+    return _blank(
+        outcome=Outcome.MISSING_AT_PROVIDER,
+        type="payment",
+        payment_id=payment_id,
+        user_id=uid,
+        points=amount if is_points(amount) else None,
+        entry_id=entry_id,
+        ledger_uid=uid,
+        ledger_amount=amount if is_points(amount) else None,
+        delivery_id=delivery if delivery in stored else None,
+        detail=f"credited {_shown(amount)} points to wallet {uid} from {source} (paid "
+        f"{created:%Y-%m-%d %H:%M} UTC); not in the statement",
+    )
 
 
 def _store_extra(batch: list, done: Matched) -> None:

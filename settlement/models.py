@@ -40,7 +40,7 @@ class Outcome(models.TextChoices):
 
 
 # The outcomes a statement's rows can have, in the order reports show them
-# (missing_at_provider rows come from stored deliveries, not from the file).
+# (missing_at_provider rows come from the ledger and the stored deliveries, not from the file).
 OUTCOMES = tuple(o.value for o in Outcome if o != Outcome.MALFORMED)
 BREAKS = tuple(o for o in OUTCOMES if o != Outcome.MATCHED)
 
@@ -118,8 +118,8 @@ class SettlementRun(models.Model):
 
 
 class SettlementRow(models.Model):
-    """One statement row's outcome (line set), or one payment this product
-    applied that the statement lacks (missing_at_provider: no line, its delivery)."""
+    """One statement row's outcome (line set), or one payment credited that the
+    statement lacks (missing_at_provider: no line; its delivery when one is stored)."""
 
     run = models.ForeignKey(SettlementRun, on_delete=models.PROTECT, related_name="results")
     line = models.PositiveIntegerField(null=True, blank=True)

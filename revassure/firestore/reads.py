@@ -16,6 +16,8 @@ from concurrent.futures import Future
 from typing import Any
 
 from google.api_core import retry as gretry
+from google.cloud.firestore_v1 import FieldFilter
+from google.cloud.firestore_v1.field_path import FieldPath
 from google.cloud.firestore_v1.types import firestore as firestore_pb
 
 from revassure.firestore import encoding
@@ -36,6 +38,8 @@ from revassure.firestore.model import (
 )
 
 BATCH_LIMIT = 500  # documents in one batched read, writes in one atomic commit
+CREDITS_PAGE = 1000  # ledger entries in one page of credits_between
+CREDIT_FIELDS = ("amount", "paymentId", "createdAt", "deliveryId")
 
 
 class Reads(Connection):
@@ -239,6 +243,33 @@ class Reads(Connection):
             for name, document in self._get(listed[start : start + BATCH_LIMIT], mask=("uid",)).items():
                 owners[names[name]] = field(document, "uid", None)
         return owners
+
+    def credits_between(self, start, end) -> Iterator[tuple[str, str, dict[str, Any]]]:
+        """(uid, entry id, fields) of every purchase entry in any wallet's ledger
+        whose `createdAt` is within [start, end], whatever wrote it (the webhook,
+        a replay, the points app): a collection-group query (index in
+        firestore.indexes.json) in order of createdAt then name, a page of
+        CREDITS_PAGE per call, each page under the retry on its own. `fields`
+        holds CREDIT_FIELDS, those the entry has."""
+        query = (
+            self.client.collection_group(LEDGER)
+            .where(filter=FieldFilter("type", "==", "purchase"))
+            .where(filter=FieldFilter("createdAt", ">=", start))
+            .where(filter=FieldFilter("createdAt", "<=", end))
+            .order_by("createdAt")
+            .order_by(FieldPath.document_id())
+            .select(CREDIT_FIELDS)
+            .limit(CREDITS_PAGE)
+        )
+        last = None
+        while True:
+            page = query if last is None else query.start_after(last)
+            snaps = self.retry(lambda page=page: list(page.stream(retry=None, timeout=self.call_timeout)))()
+            for snap in snaps:
+                yield snap.reference.parent.parent.id, snap.id, snap.to_dict()
+            if len(snaps) < CREDITS_PAGE:
+                return
+            last = snaps[-1]
 
     # -- what an event's wallet looks like ---------------------------------------
 

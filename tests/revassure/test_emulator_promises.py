@@ -20,6 +20,8 @@ from contextlib import ExitStack
 import pytest
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
+from google.cloud.firestore_v1 import FieldFilter
+from google.cloud.firestore_v1.field_path import FieldPath
 
 from revassure.emulator import running_emulator
 
@@ -316,3 +318,37 @@ def test_list_documents_pages_a_collection_in_name_order(client):
     # Three pages, in name order; the missing parent of a subcollection is listed
     # too, as the public client asks (show_missing).
     assert listed == ["w0", "w1", "w2", "w3", "w9"]
+
+
+def test_a_collection_group_query_reads_every_collection_of_its_id_with_filters_order_and_cursors(client):
+    for uid, entry, kind, at in [
+        ("w2", "b", "purchase", 3),
+        ("w1", "a", "purchase", 3),
+        ("w1", "c", "purchase", 1),
+        ("w1", "d", "redemption", 2),
+        ("w3", "e", "purchase", 9),
+    ]:
+        client.document(f"wallets/{uid}/ledger/{entry}").set({"type": kind, "at": at, "amount": 5})
+    client.document("other/x/ledger/f").set({"type": "purchase", "at": 2, "amount": 5})
+    client.document("wallets/w1/notes/g").set({"type": "purchase", "at": 2})  # another collection id
+
+    query = (
+        client.collection_group("ledger")
+        .where(filter=FieldFilter("type", "==", "purchase"))
+        .where(filter=FieldFilter("at", ">=", 1))
+        .where(filter=FieldFilter("at", "<=", 3))
+        .order_by("at")
+        .order_by(FieldPath.document_id())
+        .select(["at"])
+    )
+    found = list(query.stream())
+    # Any depth, any parent; ties on `at` in name order; only the selected field.
+    assert [s.reference.path for s in found] == [
+        "wallets/w1/ledger/c",
+        "other/x/ledger/f",
+        "wallets/w1/ledger/a",
+        "wallets/w2/ledger/b",
+    ]
+    assert found[0].to_dict() == {"at": 1}
+    after = [s.reference.path for s in query.start_after(found[1]).limit(2).stream()]
+    assert after == ["wallets/w1/ledger/a", "wallets/w2/ledger/b"]
