@@ -174,8 +174,6 @@ OPERATIONS: dict[str, Callable[[FirestoreGateway], object]] = {
     "ledgers": lambda g: g.ledgers(["u1"], concurrency=4),
     "get_wallet_points": lambda g: g.get_wallet_points(["u1", "u2"]),
     "entries_exist": lambda g: g.entries_exist([("u1", "e000")]),
-    "ledger_entry_amounts": lambda g: g.ledger_entry_amounts([("u1", "e000")]),
-    "identity_owners": lambda g: g.identity_owners(["purchase-pay_1"]),
     "credits_between": lambda g: list(
         g.credits_between(dt.datetime(2026, 1, 1, tzinfo=dt.UTC), dt.datetime(2027, 1, 1, tzinfo=dt.UTC))
     ),
