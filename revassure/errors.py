@@ -5,6 +5,7 @@ templates/403_csrf.html from Django's own view); the APIs answer JSON."""
 from django.contrib import admin
 from django.http import JsonResponse
 from django.shortcuts import render
+from django.views import defaults
 
 # Machines call these (job API, provider webhooks): they get JSON, never a page.
 API_PREFIX = "/api/"
@@ -27,3 +28,19 @@ def refusal(request, *, reason: str = "", advice: str = "", status: int = 403):
         "advice": advice,
     }
     return render(request, "403.html", context, status=status)
+
+
+def page_not_found(request, exception=None):
+    """handler404: our page with a way back; the APIs answer JSON."""
+    if request.path.startswith(API_PREFIX):
+        return JsonResponse({"error": "not found"}, status=404)
+    context = {**admin.site.each_context(request), "title": "Not found"}
+    return render(request, "404.html", context, status=404)
+
+
+def server_error(request):
+    """handler500: templates/500.html (rendered without context: the error may be
+    in the context itself); the APIs answer JSON."""
+    if request.path.startswith(API_PREFIX):
+        return JsonResponse({"error": "server error"}, status=500)
+    return defaults.server_error(request)

@@ -7,15 +7,20 @@ from django.urls import include, path
 from backfill import views as backfill_views
 from observability import views as observability_views
 from revassure import api, sso
+from revassure.login_form import StaffAuthenticationForm
 
 admin.site.site_header = "revassure"
 admin.site.site_title = "revassure back office"
 admin.site.index_title = "Ledger assurance"
 # No public site behind the back office: no "View site" link (it led to a 404).
 admin.site.site_url = None
+admin.site.login_form = StaffAuthenticationForm
 
 # Every 403 a person meets is a page that says why and where to go; the APIs keep JSON.
 handler403 = "revassure.errors.permission_denied"
+# Pages of our own for an address that names nothing and for our own failures.
+handler404 = "revassure.errors.page_not_found"
+handler500 = "revassure.errors.server_error"
 
 urlpatterns = [
     path("healthz", api.healthz, name="healthz"),

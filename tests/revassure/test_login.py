@@ -35,3 +35,18 @@ def test_a_successful_login_resets_the_count(client, settings):
     attempt(client, "guess")
     attempt(client, "guess")
     assert attempt(client, "correct horse battery").status_code == 302
+
+
+@pytest.mark.django_db
+def test_a_non_staff_user_with_the_right_password_is_told_why_not_that_the_password_is_wrong(client):
+    User.objects.create_user("alice", "alice@example.com", "correct horse battery", is_staff=False)
+
+    right = attempt(client, "correct horse battery")
+    wrong = attempt(client, "guess")
+
+    assert right.status_code == 200 and "_auth_user_id" not in client.session
+    assert "not a back-office (staff) account" in right.text
+    assert "correct username and password" not in right.text
+    # A wrong password still says only that: nothing is told to someone guessing.
+    assert "correct username and password" in wrong.text
+    assert "staff) account" not in wrong.text
