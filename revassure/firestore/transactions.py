@@ -9,9 +9,15 @@ body (reads given the transaction id, writes collected), commit; on ABORTED
 start again keeping the aborted transaction's place (retry_transaction); on
 anything else roll back and raise the error itself.
 
+A commit whose answer is lost (DEADLINE_EXCEEDED, UNAVAILABLE) may have been
+applied: Firestore refuses it sent again (its transaction is spent), so the
+transaction runs again whole, and each body recognises its own writes (a
+provider event's entry holds its delivery id, a heal or adjustment has its
+marker): applied once, and said so.
+
 ABORTED is contention, transient like the rest: attempts go on, with a
-jittered pause that grows, until the retry deadline (and at least five, as the
-public @transactional makes). A fixed count of five is not enough under contention:
+jittered pause that grows, until the retry deadline (and at least five, as the public
+@transactional makes). A fixed count of five is not enough under contention:
 Firestore lets one of the transactions that conflict on a document commit at
 a time, so the ninth of nine concurrent payments to one wallet needs nine.
 """
@@ -27,6 +33,7 @@ from google.api_core import retry as gretry
 from google.cloud.firestore_v1.types import firestore as firestore_pb
 
 from revassure.firestore import encoding
+from revassure.firestore.client import TRANSIENT_IN_TRANSACTION
 from revassure.firestore.model import WALLETS, WalletState
 from revassure.firestore.reads import Reads, points_of
 
@@ -84,13 +91,15 @@ class Transactions(Reads):
         deadline = time.monotonic() + self.retry_deadline
         pauses = gretry.exponential_sleep_generator(**ABORTED_BACKOFF)
         retry_id = None
-        attempt = 0
+        attempt = lost = 0
         while True:
             attempt += 1
             transaction = self._begin(read_only=read_only, retry_id=retry_id)
             writes: list = []
+            committing = False
             try:
                 result = body(transaction, writes)
+                committing = True
                 self._commit(writes, transaction=transaction)
                 return result
             except gexc.Aborted:
@@ -100,6 +109,21 @@ class Transactions(Reads):
                     raise
                 time.sleep(pause)
                 retry_id = None if read_only else transaction
+            except TRANSIENT_IN_TRANSACTION:
+                # The commit's answer is lost (deadline exceeded, connection
+                # dropped): Firestore may have applied it. Sent again it would be
+                # refused (the transaction is spent), so the whole transaction runs
+                # again: its body reads what is there now and finds its own writes
+                # (an entry's delivery id, a change's marker) when they landed.
+                # A commit that never got there leaves its transaction holding
+                # locks the next attempt needs: rolled back, retried like any call.
+                self._rollback(transaction, retry=self.retry if committing else None)
+                lost += 1
+                pause = next(pauses)
+                if not committing or (lost > 1 and time.monotonic() + pause > deadline):
+                    raise
+                time.sleep(pause)
+                retry_id = None
             except BaseException:
                 self._rollback(transaction)
                 raise
@@ -125,20 +149,23 @@ class Transactions(Reads):
             request.transaction = transaction
         response = self.api.commit(
             request=firestore_pb.CommitRequest.wrap(request),
-            retry=self._retry(transaction),
+            # A transaction's commit is sent once: after a lost answer its
+            # transaction is spent, and _run_transaction runs it again whole.
+            retry=self.retry if transaction is None else None,
             timeout=self.call_timeout,
             metadata=self.metadata,
         )
         return list(firestore_pb.CommitResponse.pb(response).write_results)
 
-    def _rollback(self, transaction: bytes) -> None:
-        """Best effort, one attempt: the error that got us here is the one to raise,
-        and a transaction left open expires on the server."""
+    def _rollback(self, transaction: bytes, *, retry: gretry.Retry | None = None) -> None:
+        """Best effort, one attempt unless given a retry: the error that got us
+        here is the one to raise, and a transaction left open expires on the server.
+        A transaction already committed refuses it (invalid): nothing to do."""
         request = encoding.RollbackRequest(database=self.database, transaction=transaction)
         try:
             self.api.rollback(
                 request=firestore_pb.RollbackRequest.wrap(request),
-                retry=None,
+                retry=retry,
                 timeout=self.call_timeout,
                 metadata=self.metadata,
             )

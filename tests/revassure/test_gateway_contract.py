@@ -9,18 +9,15 @@
   failed page of the wallet listing is asked again.
 
 Faults come from a real gRPC server between the client and the emulator
-(`FirestoreProxy`), which forwards each call as bytes, records the requests,
-and fails the calls a test picks.
+(`FirestoreProxy`, shared in tests/firestore_proxy.py), which forwards each
+call as bytes, records the requests, and fails the calls a test picks.
 """
 
 import datetime as dt
 import inspect
 import socket
-import threading
 import time
-from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
@@ -44,6 +41,7 @@ from revassure.firestore import (
     encoding,
 )
 from revassure.firestore.model import ledger_totals
+from tests.firestore_proxy import FirestoreProxy, gateway_at
 from tests.helpers import put_wallets
 
 DEADLINE, CALL_TIMEOUT = 0.5, 0.25
@@ -51,81 +49,13 @@ HASTY = {"retry_deadline": DEADLINE, "call_timeout": CALL_TIMEOUT}
 # Retries stop at the deadline; the last attempt may take a call timeout more,
 # and a transaction may spend one more on its rollback. Slack for a busy machine.
 BOUND = 3 * DEADLINE + 2.0
-STREAMING = {"RunQuery", "RunAggregationQuery", "BatchGetDocuments"}
-
-
-class FirestoreProxy(grpc.GenericRpcHandler):
-    """A gRPC server that forwards every Firestore call to `upstream` as bytes."""
-
-    def __init__(self, upstream: str):
-        self.upstream = grpc.insecure_channel(upstream)
-        self.requests: list[tuple[str, bytes]] = []
-        self.calls: Counter = Counter()
-        # fail(method, nth call of it) -> a status code to fail that call with, or None
-        self.fail: Callable[[str, int], grpc.StatusCode | None] = lambda method, n: None
-        self.break_stream: dict[str, int] = {}  # method -> responses sent before it breaks, once
-        self._lock = threading.Lock()
-        self.server = grpc.server(ThreadPoolExecutor(max_workers=32), handlers=[self])
-        self.host = f"127.0.0.1:{self.server.add_insecure_port('127.0.0.1:0')}"
-        self.server.start()
-
-    def service(self, details):
-        method = details.method
-        if method.rsplit("/", 1)[1] in STREAMING:
-            return grpc.unary_stream_rpc_method_handler(
-                lambda request, context: self._stream(method, request, context)
-            )
-        return grpc.unary_unary_rpc_method_handler(
-            lambda request, context: self._unary(method, request, context)
-        )
-
-    def sent(self, method: str) -> list[bytes]:
-        return [request for name, request in self.requests if name == method]
-
-    def _admit(self, method: str, request: bytes, context) -> str:
-        name = method.rsplit("/", 1)[1]
-        with self._lock:
-            self.calls[name] += 1
-            self.requests.append((name, request))
-            code = self.fail(name, self.calls[name])
-        if code == grpc.StatusCode.ABORTED and name == "Commit":
-            # Firestore ends a transaction it aborts: so does the emulator, told here.
-            commit = firestore_pb.CommitRequest.pb().FromString(request)
-            rollback = firestore_pb.RollbackRequest.pb()(
-                database=commit.database, transaction=commit.transaction
-            )
-            self.upstream.unary_unary(method.replace("Commit", "Rollback"))(rollback.SerializeToString())
-        if code is not None:
-            context.abort(code, f"injected by the test proxy: {name} call {self.calls[name]}")
-        return name
-
-    def _unary(self, method, request, context):
-        self._admit(method, request, context)
-        try:
-            return self.upstream.unary_unary(method)(request, timeout=context.time_remaining())
-        except grpc.RpcError as exc:
-            context.abort(exc.code(), exc.details())
-
-    def _stream(self, method, request, context):
-        name = self._admit(method, request, context)
-        with self._lock:
-            limit = self.break_stream.pop(name, None)
-        try:
-            for sent, response in enumerate(
-                self.upstream.unary_stream(method)(request, timeout=context.time_remaining())
-            ):
-                if sent == limit:
-                    context.abort(grpc.StatusCode.UNAVAILABLE, "stream broken by the test proxy")
-                yield response
-        except grpc.RpcError as exc:
-            context.abort(exc.code(), exc.details())
 
 
 @pytest.fixture
 def proxy(firestore_emulator):
     proxy = FirestoreProxy(firestore_emulator)
     yield proxy
-    proxy.server.stop(grace=None)
+    proxy.stop()
 
 
 @pytest.fixture
@@ -135,18 +65,6 @@ def silent_host():
         sock.bind(("127.0.0.1", 0))
         sock.listen(128)  # connections complete in the backlog, never accepted
         yield f"127.0.0.1:{sock.getsockname()[1]}"
-
-
-def gateway_at(
-    host: str, project: str, monkeypatch, *, retry_deadline: float = 30.0, call_timeout: float = 10.0
-) -> FirestoreGateway:
-    """A gateway whose clients are bound to `host` (they read it when first made);
-    patient unless told otherwise, so that a busy machine fails no call."""
-    with monkeypatch.context() as patch:
-        patch.setenv("FIRESTORE_EMULATOR_HOST", host)
-        gateway = FirestoreGateway(project, retry_deadline=retry_deadline, call_timeout=call_timeout)
-        gateway.client  # noqa: B018 - binds every client to `host` now
-    return gateway
 
 
 def public_client_at(host: str, project: str, monkeypatch) -> firestore.Client:
