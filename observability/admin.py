@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from observability import alerts
 from observability.models import ACTIVE, Alert, AlertNotification, AlertRule, AlertRuleChange, Channel
+from revassure.admin_base import BaseAdmin
 from revassure.formatting import when
 
 
@@ -53,7 +54,7 @@ class StateFilter(admin.SimpleListFilter):
 
 
 @admin.register(Alert)
-class AlertAdmin(ReadOnly, admin.ModelAdmin):
+class AlertAdmin(ReadOnly, BaseAdmin):
     list_display = ["summary", "rule", "state", "started", "resolved"]
     list_filter = [StateFilter, "rule"]
     list_select_related = ["rule"]
@@ -139,7 +140,7 @@ class RuleChangeInline(ReadOnly, admin.TabularInline):
 
 
 @admin.register(AlertRule)
-class AlertRuleAdmin(admin.ModelAdmin):
+class AlertRuleAdmin(BaseAdmin):
     form = RuleForm
     list_display = [
         "name",
@@ -178,6 +179,6 @@ class AlertRuleAdmin(admin.ModelAdmin):
 
 
 @admin.register(AlertRuleChange)
-class AlertRuleChangeAdmin(ReadOnly, admin.ModelAdmin):
+class AlertRuleChangeAdmin(ReadOnly, BaseAdmin):
     list_display = ["created_at", "rule", "actor", "reason"]
     list_select_related = ["rule", "actor"]
