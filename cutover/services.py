@@ -30,6 +30,9 @@ from snapshots.models import Verification
 RUN = "cutover.run_cutover"
 ACCEPT = "cutover.accept_cutover_reconcile"
 FIRST_DELIVERIES = 10
+# Monitoring planned for longer than a week is a typo, and a number of minutes
+# past what a date can add up to would break the cutover's page.
+MAX_MONITOR_MINUTES = 7 * 24 * 60
 
 
 class CutoverRefused(Exception):
@@ -73,8 +76,11 @@ def start(*, actor, name: str, target: str, monitor_minutes: int = 120) -> Cutov
     name, target = name.strip(), target.strip()
     if not name or not target:
         raise CutoverRefused("a cutover needs a name and a target environment")
-    if monitor_minutes < 1:
-        raise CutoverRefused("the monitoring time must be at least one minute")
+    if not 1 <= monitor_minutes <= MAX_MONITOR_MINUTES:
+        raise CutoverRefused(
+            f"the monitoring time must be from 1 to {MAX_MONITOR_MINUTES:,} minutes (a week), "
+            f"not {monitor_minutes:,}"
+        )
     running = current()
     if running is not None:
         raise CutoverRefused(
@@ -289,7 +295,8 @@ def monitoring(cutover: Cutover, now=None) -> dict | None:
     if switch is None or switch.state != StepState.DONE:
         return None
     now = now or timezone.now()
-    ends_at = switch.confirmed_at + timedelta(minutes=cutover.monitor_minutes)
+    # A cutover started before the bound was enforced may hold a larger number.
+    ends_at = switch.confirmed_at + timedelta(minutes=min(cutover.monitor_minutes, MAX_MONITOR_MINUTES))
     deliveries = ProviderEventDelivery.objects.filter(
         source=EventSource.WEBHOOK, received_at__gte=switch.confirmed_at
     )

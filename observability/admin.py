@@ -6,6 +6,7 @@ from datetime import timedelta
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
+from django.core.exceptions import ValidationError
 from django.db.models import Case, IntegerField, Value, When
 from django.utils import timezone
 
@@ -28,7 +29,18 @@ class ReadOnly:
 
 class AlertActionForm(ActionForm):
     reason = forms.CharField(required=False, label="Reason")
-    hours = forms.IntegerField(required=False, min_value=1, initial=4, label="Silence for (hours)")
+    # Text here, read by the silence action itself: a bad number is refused with
+    # a message saying so, where Django's check of the action form would only
+    # say "No action selected".
+    hours = forms.CharField(
+        required=False,
+        initial="4",
+        label="Silence for (hours)",
+        widget=forms.NumberInput(attrs={"min": 1, "max": alerts.MAX_SILENCE_HOURS}),
+    )
+
+
+SILENCE_HOURS = forms.IntegerField(min_value=1, max_value=alerts.MAX_SILENCE_HOURS)
 
 
 class NotificationInline(ReadOnly, admin.TabularInline):
@@ -111,14 +123,20 @@ class AlertAdmin(ReadOnly, BaseAdmin):
 
     @admin.action(description="Silence for the hours given", permissions=["acknowledge"])
     def silence(self, request, queryset):
+        try:
+            hours = SILENCE_HOURS.clean(request.POST.get("hours", "").strip() or "4")
+        except ValidationError as exc:
+            self.message_user(
+                request, f"Refused: silence for how many hours? {' '.join(exc.messages)}", messages.ERROR
+            )
+            return
         reason = self._reason(request)
         if reason:
-            hours = int(request.POST.get("hours") or 4)
-            until = timezone.now() + timedelta(hours=hours)
             done = sum(
-                alerts.silence(alert, actor=request.user, until=until, reason=reason) for alert in queryset
+                alerts.silence(alert, actor=request.user, hours=hours, reason=reason) for alert in queryset
             )
-            self.message_user(request, f"{done} alert(s) silenced until {when(until)}.")
+            until = timezone.now() + timedelta(hours=hours)
+            self.message_user(request, f"{done} alert(s) silenced until about {when(until)}.")
 
 
 class RuleForm(forms.ModelForm):

@@ -205,10 +205,17 @@ def acknowledge(alert: Alert, *, actor, reason: str) -> bool:
     )
 
 
-def silence(alert: Alert, *, actor, until: datetime, reason: str) -> bool:
-    """No notification until `until` (not even the resolution); then it repeats again."""
+# A silence longer than this is a typo, or an alert that should be a rule change.
+MAX_SILENCE_HOURS = 30 * 24
+
+
+def silence(alert: Alert, *, actor, hours: int, reason: str) -> bool:
+    """No notification for `hours` (not even the resolution); then it repeats again."""
     if not reason.strip():
         raise ValueError("a reason is required")
+    if not 1 <= hours <= MAX_SILENCE_HOURS:
+        raise ValueError(f"an alert is silenced for 1 to {MAX_SILENCE_HOURS} hours (30 days), not {hours:,}")
+    until = timezone.now() + timedelta(hours=hours)
     return bool(
         Alert.objects.filter(pk=alert.pk, state__in=[AlertState.OPEN, AlertState.ACKNOWLEDGED]).update(
             state=AlertState.SILENCED, silenced_until=until, acknowledged_by=actor, note=reason

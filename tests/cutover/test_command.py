@@ -54,3 +54,12 @@ def test_the_command_says_what_is_wrong(ops, reviewer, clean_wallets, monkeypatc
     aborted = json.loads(cutover("abort", "--reason", "not today", "--unfreeze", "--actor", "olga", "--json"))
     assert aborted["record"]["abort_reason"] == "not today"
     assert Cutover.objects.get().status == CutoverStatus.ABORTED
+
+
+@pytest.mark.parametrize("minutes", ["99999999999999999999", "10000000000", "0"])
+def test_the_command_refuses_a_monitoring_time_out_of_range(ops, clean_wallets, minutes):
+    with pytest.raises(CommandError, match="the monitoring time must be from 1 to 10,080 minutes"):
+        cutover(
+            "start", "--name", "n", "--target", "production", "--monitor-minutes", minutes, "--actor", "olga"
+        )
+    assert not Cutover.objects.exists()

@@ -1,6 +1,7 @@
 import pytest
 from django.core.checks import run_checks
 from django.urls import reverse
+from django.utils import timezone
 
 from observability.models import Alert, AlertRule, AlertState
 from reconciliation import services
@@ -103,3 +104,33 @@ def test_only_ops_change_a_rule_and_the_change_is_kept_with_its_reason(client, o
     [change] = rule.changes.all()
     assert change.changes == {"threshold": [1000, 5000], "channels": [["email", "webhook"], ["email"]]}
     assert change.reason == "too noisy during the cutover"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("hours", ["99999999999", "721", "0", "-3", "²", "abc"])
+def test_silencing_for_hours_out_of_range_is_refused_with_a_message(violations, client, ops, hours):
+    client.force_login(ops)
+    response = client.post(
+        reverse("admin:observability_alert_changelist"),
+        {"action": "silence", "_selected_action": [violations.pk], "reason": "noisy", "hours": hours},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert "Refused: silence for how many hours?" in response.content.decode()
+    violations.refresh_from_db()
+    assert violations.state == AlertState.OPEN and violations.silenced_until is None
+
+
+@pytest.mark.django_db
+def test_ops_silence_an_alert_for_the_hours_given(violations, client, ops):
+    client.force_login(ops)
+    response = client.post(
+        reverse("admin:observability_alert_changelist"),
+        {"action": "silence", "_selected_action": [violations.pk], "reason": "known, fixing", "hours": "720"},
+        follow=True,
+    )
+    assert "1 alert(s) silenced until" in response.content.decode()
+    violations.refresh_from_db()
+    assert violations.state == AlertState.SILENCED and violations.note == "known, fixing"
+    hours = (violations.silenced_until - timezone.now()).total_seconds() / 3600
+    assert 719.9 < hours <= 720
