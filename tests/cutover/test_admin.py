@@ -206,3 +206,19 @@ def test_a_cutover_stored_with_an_endless_monitoring_time_still_shows_and_can_be
     assert response.status_code == 200 and "confirmed" in response.content.decode()
     monitor = cutover.steps.get(key="monitor")
     assert monitor.state == StepState.DONE and monitor.override_reason == "the planned time was a typo"
+
+
+def test_the_freeze_page_refuses_to_lift_a_cutovers_freeze_and_names_the_cutover(client, ops, clean_wallets):
+    cutover = services.start(actor=ops, name="go-live", target="production")
+    services.confirm(cutover, "freeze", actor=ops, gateway=clean_wallets, trigger=RunTrigger.ADMIN)
+    client.force_login(ops)
+
+    # From the freeze page, and from the dashboard's freeze tile (which posts there with `next`).
+    for extra in ({}, {"next": reverse("admin:index")}):
+        response = client.post(
+            reverse("admin:revassure_freeze_toggle"), {"state": "unfreeze", "reason": "adjustment", **extra}
+        )
+        assert response.status_code == 200
+        refusal = response.context["form"].non_field_errors()[0]
+        assert "cutover go-live" in refusal and "holds the freeze" in refusal
+    assert freeze.current() is not None
