@@ -149,6 +149,14 @@ class RuleForm(forms.ModelForm):
         model = AlertRule
         fields = ["enabled", "threshold", "second_threshold", "for_minutes", "repeat_minutes", "channels"]
 
+    def clean(self):
+        cleaned = super().clean()
+        # The service's own rule, asked before save_model calls it.
+        for name, problem in alerts.rule_value_problems(self.instance, cleaned).items():
+            if name in self.fields and name not in self.errors:
+                self.add_error(name, problem)
+        return cleaned
+
 
 class RuleChangeInline(ReadOnly, admin.TabularInline):
     model = AlertRuleChange

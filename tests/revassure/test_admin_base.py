@@ -2,13 +2,23 @@
 address: the list without the bad filter and a message saying so, never a
 server error."""
 
+import io
+import re
+from pathlib import Path
+
 import pytest
+from django import forms
 from django.apps import apps
 from django.contrib import admin
 from django.contrib.auth.models import User
+from django.core.management import call_command
 from django.test import Client, RequestFactory
 from django.urls import reverse
+from django.utils import timezone
 
+from cutover.models import Cutover
+from observability import alerts
+from observability.models import Alert, AlertRule, AlertState
 from reconciliation import services as reconciliation
 from reconciliation.models import RunTrigger
 from tests.helpers import put_wallets, stored_event
@@ -107,3 +117,100 @@ def test_a_bad_filter_value_shows_the_whole_list_and_says_why(client, superuser,
     assert response.redirect_chain[-1][0].endswith("?e=1")
     page = response.content.decode()
     assert SAID in page and "the whole list is shown instead" in page
+
+
+# -- every number typed into a form of ours ----------------------------------------------
+
+NUMBERS = ["9" * 25, "-" + "9" * 25, "99999999999", "10000000000", "-1", "0", "²", "1e400", "abc"]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def our_numeric_fields() -> set[str]:
+    """'module.Form.field' for every number field of every form defined in this
+    project (admin pages, actions, custom pages), found by walking the form
+    classes Django has loaded with the admin."""
+
+    def subclasses(cls):
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from subclasses(sub)
+
+    ours = {config.name for config in apps.get_app_configs() if Path(config.path).is_relative_to(ROOT)}
+    found = set()
+    for form in subclasses(forms.BaseForm):
+        if form.__module__.split(".")[0] not in ours:
+            continue
+        for name, field in form.base_fields.items():
+            if isinstance(field, forms.IntegerField) or isinstance(field.widget, forms.NumberInput):
+                found.add(f"{form.__module__}.{form.__name__}.{name}")
+    return found
+
+
+def hidden_inputs(html: str) -> dict[str, str]:
+    return dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', html))
+
+
+def post_rule(client, field):
+    rule = AlertRule.objects.get(name="reconciliation_stale")
+    url = reverse("admin:observability_alertrule_change", args=[rule.pk])
+    page = client.get(url).content.decode()
+    values = {"enabled": "on", "threshold": "26", "for_minutes": "0", "repeat_minutes": "240", "reason": "r"}
+    return lambda value: client.post(url, {**hidden_inputs(page), **values, field: value})
+
+
+def posts(client) -> dict:
+    """How each number field is sent, as a person sends it: value -> response."""
+    alert = Alert.objects.create(
+        rule=AlertRule.objects.get(name="violations_found"),
+        state=AlertState.OPEN,
+        summary="3 violations",
+        started_at=timezone.now(),
+        opened_at=timezone.now(),
+        last_notified_at=timezone.now(),
+    )
+    return {
+        "cutover.forms.StartForm.monitor_minutes": lambda value: client.post(
+            reverse("admin:cutover_start"),
+            {"name": "go-live", "target": "production", "monitor_minutes": value},
+        ),
+        "observability.admin.AlertActionForm.hours": lambda value: client.post(
+            reverse("admin:observability_alert_changelist"),
+            {"action": "silence", "_selected_action": [alert.pk], "reason": "noisy", "hours": value},
+        ),
+        "reconciliation.admin_changes.AdjustmentForm.amount": lambda value: client.post(
+            reverse("admin:reconciliation_balancerequest_propose"),
+            {"uid": "u1", "amount": value, "reason_code": "correction", "reason": "typo"},
+        ),
+        **{
+            f"observability.admin.RuleForm.{field}": post_rule(client, field)
+            for field in ("threshold", "second_threshold", "for_minutes", "repeat_minutes")
+        },
+    }
+
+
+@pytest.mark.django_db
+def test_every_number_field_of_our_forms_refuses_out_of_range_values(superuser, world):
+    client = Client(raise_request_exception=False)
+    client.force_login(superuser)
+    sent = posts(client)
+    assert set(sent) == our_numeric_fields(), "a number field without its walk here"
+    failures = []
+    for field, post in sorted(sent.items()):
+        for value in NUMBERS:
+            response = post(value)
+            if response.status_code >= 500:
+                failures.append(f"{field}={value}: {response.exc_info[1]!r}")
+            # What was accepted still works where it is read later: the dashboard.
+            elif (index := client.get(reverse("admin:index"))).status_code >= 500:
+                failures.append(f"the dashboard after {field}={value}: {index.exc_info[1]!r}")
+    call_command("evaluate_alerts", stdout=io.StringIO())
+    assert not failures, "\n".join(failures)
+    assert not Cutover.objects.exists()
+    rule = AlertRule.objects.get(name="reconciliation_stale")
+    stored = {
+        name: getattr(rule, name)
+        for name in ("threshold", "second_threshold", "for_minutes", "repeat_minutes")
+    }
+    assert alerts.rule_value_problems(rule, stored) == {}
+    assert 0 <= rule.threshold <= 366 * 24  # hours
+    assert not Alert.objects.filter(silenced_until__isnull=False).exists()
