@@ -222,3 +222,9 @@ def test_the_freeze_page_refuses_to_lift_a_cutovers_freeze_and_names_the_cutover
         refusal = response.context["form"].non_field_errors()[0]
         assert "cutover go-live" in refusal and "holds the freeze" in refusal
     assert freeze.current() is not None
+
+
+@pytest.mark.parametrize("typed", ["abc", "²", "99999999999999999999999"])
+def test_a_cutover_address_that_names_no_cutover_is_not_found(client, ops, typed):
+    client.force_login(ops)
+    assert client.get(f"/admin/cutover/cutover/{typed}/change/").status_code == 404

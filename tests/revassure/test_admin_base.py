@@ -13,7 +13,7 @@ from django.contrib import admin
 from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.test import Client, RequestFactory
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from cutover.models import Cutover
@@ -29,6 +29,7 @@ from tests.helpers import put_wallets, stored_event
 # every list short.
 BAD = ["²", "9" * 25]
 BAD_SEARCH = [*BAD, "abc\x00"]
+BAD_IDS = ["abc", "²", "9" * 25]
 SAID = "The filters in the address could not be used"
 
 
@@ -214,3 +215,24 @@ def test_every_number_field_of_our_forms_refuses_out_of_range_values(superuser, 
     assert alerts.rule_value_problems(rule, stored) == {}
     assert 0 <= rule.threshold <= 366 * 24  # hours
     assert not Alert.objects.filter(silenced_until__isnull=False).exists()
+
+
+@pytest.mark.django_db
+def test_every_admin_page_of_one_object_survives_an_id_that_names_none(superuser, world):
+    client = Client(raise_request_exception=False)
+    client.force_login(superuser)
+    failures = []
+    for _model, model_admin in registered():
+        for pattern in model_admin.urls:
+            names = list(pattern.pattern.converters)
+            if not pattern.name or not names:
+                continue
+            for typed in BAD_IDS:
+                try:
+                    url = reverse(f"admin:{pattern.name}", kwargs=dict.fromkeys(names, typed))
+                except NoReverseMatch:  # an <int:> page: the address itself refuses letters
+                    continue
+                for send in (client.get, client.post):
+                    if (response := send(url)).status_code >= 500:
+                        failures.append(f"{send.__name__} {url}: {response.exc_info[1]!r}")
+    assert not failures, "\n".join(failures)
