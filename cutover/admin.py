@@ -10,7 +10,7 @@ from datetime import datetime
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import Http404, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -20,7 +20,7 @@ from cutover.forms import AbortForm, StartForm, StepForm
 from cutover.models import Cutover, CutoverStatus, StepState
 from cutover.services import ACCEPT, RUN, CutoverRefused
 from reconciliation.models import RunTrigger
-from revassure.admin_base import ReadOnlyAdmin
+from revassure.admin_base import ReadOnlyAdmin, row_id
 from revassure.firestore import get_gateway
 from revassure.formatting import EMPTY, label, points, signed, when
 
@@ -49,7 +49,11 @@ class CutoverAdmin(ReadOnlyAdmin):
     def _viewable(self, request, object_id) -> Cutover:
         if not self.has_view_permission(request):
             raise PermissionDenied("your role does not include the cutover")
-        return get_object_or_404(Cutover.objects.select_related("started_by", "aborted_by"), pk=object_id)
+        # The change page's id comes from the address as typed (the other pages' are <int:>).
+        number = row_id(str(object_id))
+        if number is None:
+            raise Http404(f"there is no cutover {object_id!r}")
+        return get_object_or_404(Cutover.objects.select_related("started_by", "aborted_by"), pk=number)
 
     # -- the cutover's page --------------------------------------------------------
 

@@ -4,3 +4,11 @@ from django.apps import AppConfig
 class CutoverConfig(AppConfig):
     name = "cutover"
     verbose_name = "Cutover"
+
+    def ready(self):
+        # A cutover in progress holds the freeze it relies on (revassure/freeze.py).
+        # why: both import models, which are not loaded yet when apps.py is imported
+        from cutover.services import freeze_hold
+        from revassure import freeze
+
+        freeze.register_hold(freeze_hold)

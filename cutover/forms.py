@@ -1,12 +1,15 @@
 from django import forms
 
+from cutover.services import MAX_MONITOR_MINUTES
 from revassure import flags
 
 
 class StartForm(forms.Form):
     name = forms.CharField(max_length=100, help_text="e.g. points v2 go-live; freeze reasons carry it")
     target = forms.CharField(max_length=100, initial="production", label="Target environment")
-    monitor_minutes = forms.IntegerField(min_value=1, initial=120, label="Planned monitoring (minutes)")
+    monitor_minutes = forms.IntegerField(
+        min_value=1, max_value=MAX_MONITOR_MINUTES, initial=120, label="Planned monitoring (minutes)"
+    )
 
 
 class StepForm(forms.Form):

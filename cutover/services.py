@@ -30,6 +30,9 @@ from snapshots.models import Verification
 RUN = "cutover.run_cutover"
 ACCEPT = "cutover.accept_cutover_reconcile"
 FIRST_DELIVERIES = 10
+# Monitoring planned for longer than a week is a typo, and a number of minutes
+# past what a date can add up to would break the cutover's page.
+MAX_MONITOR_MINUTES = 7 * 24 * 60
 
 
 class CutoverRefused(Exception):
@@ -59,6 +62,29 @@ def next_step(cutover: Cutover) -> CutoverStep | None:
     return cutover.steps.exclude(state=StepState.DONE).order_by("number").first()
 
 
+# -- the freeze it holds ------------------------------------------------------
+
+
+def holder(cutover: Cutover) -> str:
+    """The name a cutover holds the freeze under (revassure.freeze)."""
+    return f"cutover:{cutover.pk}"
+
+
+def freeze_hold(event) -> tuple[str, str] | None:
+    """The cutover in progress holds the freeze from its freeze step on (its own
+    freeze, or one it found on and relied on): only it lifts it, at its last
+    step or when aborted. Registered with revassure.freeze by CutoverConfig."""
+    cutover = current()
+    if cutover is None or not cutover.steps.filter(key=StepKey.FREEZE, state=StepState.DONE).exists():
+        return None
+    return holder(cutover), (
+        f"cutover {cutover.name} (started by {cutover.started_by} at "
+        f"{cutover.started_at:%Y-%m-%d %H:%M} UTC) is in progress and holds the freeze of manual "
+        "balance changes: it is lifted by the cutover's last step (unfreeze), or by aborting the "
+        "cutover with unfreeze"
+    )
+
+
 def step_by_key(cutover: Cutover, key: str) -> CutoverStep:
     if key not in StepKey.values:
         raise CutoverRefused(f"there is no step {key!r}; the steps are {', '.join(StepKey.values)}")
@@ -73,8 +99,11 @@ def start(*, actor, name: str, target: str, monitor_minutes: int = 120) -> Cutov
     name, target = name.strip(), target.strip()
     if not name or not target:
         raise CutoverRefused("a cutover needs a name and a target environment")
-    if monitor_minutes < 1:
-        raise CutoverRefused("the monitoring time must be at least one minute")
+    if not 1 <= monitor_minutes <= MAX_MONITOR_MINUTES:
+        raise CutoverRefused(
+            f"the monitoring time must be from 1 to {MAX_MONITOR_MINUTES:,} minutes (a week), "
+            f"not {monitor_minutes:,}"
+        )
     running = current()
     if running is not None:
         raise CutoverRefused(
@@ -289,7 +318,8 @@ def monitoring(cutover: Cutover, now=None) -> dict | None:
     if switch is None or switch.state != StepState.DONE:
         return None
     now = now or timezone.now()
-    ends_at = switch.confirmed_at + timedelta(minutes=cutover.monitor_minutes)
+    # A cutover started before the bound was enforced may hold a larger number.
+    ends_at = switch.confirmed_at + timedelta(minutes=min(cutover.monitor_minutes, MAX_MONITOR_MINUTES))
     deliveries = ProviderEventDelivery.objects.filter(
         source=EventSource.WEBHOOK, received_at__gte=switch.confirmed_at
     )
@@ -332,11 +362,28 @@ def _minutes(seconds: int) -> str:
 
 
 def _unfreeze(cutover: Cutover, *, actor, gateway, **_) -> tuple[dict, dict]:
+    made = cutover.steps.get(key=StepKey.FREEZE).evidence
+    if made.get("already_frozen"):
+        # The freeze was someone else's before the cutover began: theirs to lift.
+        return {
+            "already_unfrozen": False,
+            "left_frozen": True,
+            "said": f"left frozen: freeze event {made.get('freeze_event_id')} was not the cutover's "
+            f"({made.get('frozen_by')}: {made.get('reason')}); it is lifted by whoever froze",
+        }, {}
     try:
-        event = freeze.unfreeze(actor=actor, reason=f"cutover {cutover.name} done", gateway=gateway)
+        event = freeze.unfreeze(
+            actor=actor,
+            reason=f"cutover {cutover.name} done",
+            gateway=gateway,
+            holder=holder(cutover),
+            event_id=made.get("freeze_event_id"),
+        )
         already = False
     except freeze.AlreadyInState as exc:
         event, already = exc.event, True
+    except freeze.NotTheSameFreeze as exc:
+        return {"already_unfrozen": False, "left_frozen": True, "said": f"left frozen: {exc}"}, {}
     evidence = {"already_unfrozen": already}
     if event is not None:
         evidence.update(
@@ -378,28 +425,39 @@ def abort(
             raise CutoverRefused(f"cutover {cutover.name} is {cutover.get_status_display().lower()}")
         by_key = {step.key: step for step in steps(cutover)}
         done = []
+        unfrozen = False
         if unfreeze:
-            done.append(
-                _roll_back_freeze(by_key[StepKey.FREEZE], actor=actor, reason=because, gateway=gateway)
+            unfrozen, said = _roll_back_freeze(
+                cutover, by_key[StepKey.FREEZE], actor=actor, reason=because, gateway=gateway
             )
+            done.append(said)
         for name in flags_off:
             flags.set_flag(name, False, actor=actor, reason=because)
             done.append(f"feature flag {name} turned off")
-        cutover.rollback = {"done": done, "by_hand": _left_by_hand(by_key, unfrozen=unfreeze)}
+        cutover.rollback = {"done": done, "by_hand": _left_by_hand(by_key, unfrozen=unfrozen)}
         cutover.abort_reason = reason
         cutover.aborted_by = actor
         _seal(cutover, status=CutoverStatus.ABORTED)
     return cutover
 
 
-def _roll_back_freeze(step: CutoverStep, *, actor, reason: str, gateway) -> str:
+def _roll_back_freeze(
+    cutover: Cutover, step: CutoverStep, *, actor, reason: str, gateway
+) -> tuple[bool, str]:
+    """Lift the freeze the cutover made, and only that one: (lifted, what happened)."""
     if step.state != StepState.DONE or step.evidence.get("already_frozen"):
-        return "not unfrozen: the cutover did not freeze manual balance changes (left as they are)"
+        return False, "not unfrozen: the cutover did not freeze manual balance changes (left as they are)"
+    made = step.evidence.get("freeze_event_id")
     try:
-        event = freeze.unfreeze(actor=actor, reason=reason, gateway=gateway)
-    except freeze.AlreadyInState as exc:
-        return f"not unfrozen: {exc}"
-    return f"manual balance changes unfrozen (freeze event {event.pk})"
+        event = freeze.unfreeze(
+            actor=actor, reason=reason, gateway=gateway, holder=holder(cutover), event_id=made
+        )
+    except (freeze.AlreadyInState, freeze.NotTheSameFreeze) as exc:
+        return False, f"not unfrozen: {exc}"
+    return True, (
+        f"manual balance changes unfrozen: the cutover's own freeze (event {made}) lifted by "
+        f"unfreeze event {event.pk}"
+    )
 
 
 def _left_by_hand(by_key: dict, *, unfrozen: bool) -> list[str]:

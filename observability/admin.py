@@ -6,11 +6,13 @@ from datetime import timedelta
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
+from django.core.exceptions import ValidationError
 from django.db.models import Case, IntegerField, Value, When
 from django.utils import timezone
 
 from observability import alerts
 from observability.models import ACTIVE, Alert, AlertNotification, AlertRule, AlertRuleChange, Channel
+from revassure.admin_base import BaseAdmin
 from revassure.formatting import when
 
 
@@ -27,7 +29,18 @@ class ReadOnly:
 
 class AlertActionForm(ActionForm):
     reason = forms.CharField(required=False, label="Reason")
-    hours = forms.IntegerField(required=False, min_value=1, initial=4, label="Silence for (hours)")
+    # Text here, read by the silence action itself: a bad number is refused with
+    # a message saying so, where Django's check of the action form would only
+    # say "No action selected".
+    hours = forms.CharField(
+        required=False,
+        initial="4",
+        label="Silence for (hours)",
+        widget=forms.NumberInput(attrs={"min": 1, "max": alerts.MAX_SILENCE_HOURS}),
+    )
+
+
+SILENCE_HOURS = forms.IntegerField(min_value=1, max_value=alerts.MAX_SILENCE_HOURS)
 
 
 class NotificationInline(ReadOnly, admin.TabularInline):
@@ -53,7 +66,7 @@ class StateFilter(admin.SimpleListFilter):
 
 
 @admin.register(Alert)
-class AlertAdmin(ReadOnly, admin.ModelAdmin):
+class AlertAdmin(ReadOnly, BaseAdmin):
     list_display = ["summary", "rule", "state", "started", "resolved"]
     list_filter = [StateFilter, "rule"]
     list_select_related = ["rule"]
@@ -110,14 +123,20 @@ class AlertAdmin(ReadOnly, admin.ModelAdmin):
 
     @admin.action(description="Silence for the hours given", permissions=["acknowledge"])
     def silence(self, request, queryset):
+        try:
+            hours = SILENCE_HOURS.clean(request.POST.get("hours", "").strip() or "4")
+        except ValidationError as exc:
+            self.message_user(
+                request, f"Refused: silence for how many hours? {' '.join(exc.messages)}", messages.ERROR
+            )
+            return
         reason = self._reason(request)
         if reason:
-            hours = int(request.POST.get("hours") or 4)
-            until = timezone.now() + timedelta(hours=hours)
             done = sum(
-                alerts.silence(alert, actor=request.user, until=until, reason=reason) for alert in queryset
+                alerts.silence(alert, actor=request.user, hours=hours, reason=reason) for alert in queryset
             )
-            self.message_user(request, f"{done} alert(s) silenced until {when(until)}.")
+            until = timezone.now() + timedelta(hours=hours)
+            self.message_user(request, f"{done} alert(s) silenced until about {when(until)}.")
 
 
 class RuleForm(forms.ModelForm):
@@ -130,6 +149,14 @@ class RuleForm(forms.ModelForm):
         model = AlertRule
         fields = ["enabled", "threshold", "second_threshold", "for_minutes", "repeat_minutes", "channels"]
 
+    def clean(self):
+        cleaned = super().clean()
+        # The service's own rule, asked before save_model calls it.
+        for name, problem in alerts.rule_value_problems(self.instance, cleaned).items():
+            if name in self.fields and name not in self.errors:
+                self.add_error(name, problem)
+        return cleaned
+
 
 class RuleChangeInline(ReadOnly, admin.TabularInline):
     model = AlertRuleChange
@@ -139,7 +166,7 @@ class RuleChangeInline(ReadOnly, admin.TabularInline):
 
 
 @admin.register(AlertRule)
-class AlertRuleAdmin(admin.ModelAdmin):
+class AlertRuleAdmin(BaseAdmin):
     form = RuleForm
     list_display = [
         "name",
@@ -178,6 +205,6 @@ class AlertRuleAdmin(admin.ModelAdmin):
 
 
 @admin.register(AlertRuleChange)
-class AlertRuleChangeAdmin(ReadOnly, admin.ModelAdmin):
+class AlertRuleChangeAdmin(ReadOnly, BaseAdmin):
     list_display = ["created_at", "rule", "actor", "reason"]
     list_select_related = ["rule", "actor"]

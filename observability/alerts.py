@@ -29,7 +29,7 @@ from observability.models import (
     NotificationKind,
     RuleName,
 )
-from observability.rules import CHECKS, DEFAULTS, SECOND_THRESHOLDS
+from observability.rules import CHECKS, DEFAULTS, SECOND_THRESHOLDS, TIME_THRESHOLDS
 from revassure.logs import on_commit
 
 log = logging.getLogger(__name__)
@@ -205,15 +205,44 @@ def acknowledge(alert: Alert, *, actor, reason: str) -> bool:
     )
 
 
-def silence(alert: Alert, *, actor, until: datetime, reason: str) -> bool:
-    """No notification until `until` (not even the resolution); then it repeats again."""
+# A silence longer than this is a typo, or an alert that should be a rule change.
+MAX_SILENCE_HOURS = 30 * 24
+
+
+def silence(alert: Alert, *, actor, hours: int, reason: str) -> bool:
+    """No notification for `hours` (not even the resolution); then it repeats again."""
     if not reason.strip():
         raise ValueError("a reason is required")
+    if not 1 <= hours <= MAX_SILENCE_HOURS:
+        raise ValueError(f"an alert is silenced for 1 to {MAX_SILENCE_HOURS} hours (30 days), not {hours:,}")
+    until = timezone.now() + timedelta(hours=hours)
     return bool(
         Alert.objects.filter(pk=alert.pk, state__in=[AlertState.OPEN, AlertState.ACKNOWLEDGED]).update(
             state=AlertState.SILENCED, silenced_until=until, acknowledged_by=actor, note=reason
         )
     )
+
+
+# for_minutes and repeat_minutes: at most a year.
+MAX_RULE_MINUTES = 366 * 24 * 60
+
+
+def rule_value_problems(rule: AlertRule, values: dict) -> dict[str, str]:
+    """{field: what is wrong} for a rule's new numbers: none below zero, and the
+    times within a year, so evaluating the rule never overflows a date."""
+    problems = {}
+    unit, longest = TIME_THRESHOLDS.get(rule.name, (None, None))
+    limits = {"threshold": longest, "for_minutes": MAX_RULE_MINUTES, "repeat_minutes": MAX_RULE_MINUTES}
+    units = {"threshold": unit, "for_minutes": "minutes", "repeat_minutes": "minutes"}
+    for name in ("threshold", "second_threshold", "for_minutes", "repeat_minutes"):
+        value = values.get(name)
+        if value is None:
+            continue
+        if value < 0:
+            problems[name] = f"must be 0 or more, not {value:,}"
+        elif limits.get(name) is not None and value > limits[name]:
+            problems[name] = f"at most {limits[name]:,} {units[name]} (a year), not {value:,}"
+    return problems
 
 
 def update_rule(rule: AlertRule, *, actor, reason: str, **values) -> AlertRule:
@@ -225,6 +254,9 @@ def update_rule(rule: AlertRule, *, actor, reason: str, **values) -> AlertRule:
     unknown = set(values) - set(EDITABLE)
     if unknown:
         raise ValueError(f"not editable: {sorted(unknown)}")
+    problems = rule_value_problems(rule, values)
+    if problems:
+        raise ValueError("; ".join(f"{name}: {problem}" for name, problem in problems.items()))
     with transaction.atomic():
         stored = AlertRule.objects.select_for_update().get(pk=rule.pk)
         changes = {

@@ -176,5 +176,16 @@ DEFAULTS = {
     RuleName.TOO_MANY_ALERTS: (50, "One evaluation would open more than N alerts: one summary instead."),
 }
 
+# The rules whose threshold is a time, with its unit and the longest that makes
+# sense (a year): a date that far back is still a date, where a larger number
+# would overflow when the rule is evaluated or the dashboard reads it.
+TIME_THRESHOLDS = {
+    RuleName.RECONCILIATION_STALE: ("hours", 366 * 24),
+    RuleName.FREEZE_TOO_LONG: ("hours", 366 * 24),
+    RuleName.APPROVALS_WAITING: ("hours", 366 * 24),
+    RuleName.MIGRATION_STALLED: ("minutes", 366 * 24 * 60),
+    RuleName.BREAK_OLDER_THAN: ("days", 366),
+}
+
 # The second number of the rules that have two.
 SECOND_THRESHOLDS = {RuleName.WEBHOOKS_UNHEALTHY: REJECTED_DEFAULT}

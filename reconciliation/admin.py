@@ -27,7 +27,7 @@ from reconciliation.models import (
 )
 from reconciliation.reports import describe_details
 from revassure import freeze
-from revassure.admin_base import ReadOnlyAdmin
+from revassure.admin_base import ReadOnlyAdmin, require_row_id, row_id
 from revassure.flags import FeatureDisabled
 from revassure.formatting import EMPTY, points, signed, when
 
@@ -363,8 +363,8 @@ class RunFilter(admin.SimpleListFilter):
             ReconciliationRun.objects.filter(status__in=[RunStatus.COMPLETED]).order_by("-id")[: self.SHOWN]
         )
         chosen = super().value()
-        if chosen and chosen.isdigit() and all(str(run.pk) != chosen for run in runs):
-            runs += list(ReconciliationRun.objects.filter(pk=chosen))
+        if row_id(chosen) and all(str(run.pk) != chosen for run in runs):
+            runs += list(ReconciliationRun.objects.filter(pk=row_id(chosen)))
         return [(str(run.pk), self.describe(run)) for run in runs]
 
     def describe(self, run) -> str:
@@ -377,7 +377,7 @@ class RunFilter(admin.SimpleListFilter):
         value = self.value()
         if value is None or value == self.ALL:
             return queryset
-        return queryset.filter(run_id=value)
+        return queryset.filter(run_id=require_row_id(value, "run"))
 
     def choices(self, changelist):
         yield {

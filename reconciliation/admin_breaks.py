@@ -32,7 +32,7 @@ from reconciliation.models import (
     ViolationKind,
 )
 from revassure import freeze
-from revassure.admin_base import ReadOnlyAdmin
+from revassure.admin_base import ReadOnlyAdmin, require_row_id
 from revassure.firestore import get_gateway
 from revassure.formatting import EMPTY, points, signed, when
 from revassure.freeze import Frozen
@@ -127,8 +127,8 @@ class OwnerFilter(admin.SimpleListFilter):
             return queryset.filter(owner=request.user)
         if value == "nobody":
             return queryset.filter(owner__isnull=True)
-        if value and value.isdigit():
-            return queryset.filter(owner_id=value)
+        if value:
+            return queryset.filter(owner_id=require_row_id(value, "user"))
         return queryset
 
 

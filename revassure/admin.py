@@ -9,7 +9,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from revassure import flags, formatting, freeze
-from revassure.admin_base import ReadOnlyAdmin
+from revassure.admin_base import BaseAdmin, ReadOnlyAdmin
 from revassure.firestore import get_gateway
 from revassure.models import FeatureFlag, FeatureFlagChange, FreezeEvent
 
@@ -38,7 +38,7 @@ class FeatureFlagForm(forms.ModelForm):
 
 
 @admin.register(FeatureFlag)
-class FeatureFlagAdmin(admin.ModelAdmin):
+class FeatureFlagAdmin(BaseAdmin):
     form = FeatureFlagForm
     list_display = [
         "name",

@@ -1,7 +1,65 @@
-from django.contrib import admin
+"""What every ModelAdmin of ours shares: a list that refuses a bad filter in its
+address with a message instead of failing, and the view-only base for records."""
+
+from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.core.exceptions import ValidationError
+
+# The largest row id a database here stores (BigAutoField: SQLite's and
+# PostgreSQL's signed 64-bit integer); a larger number names no row.
+MAX_ROW_ID = 2**63 - 1
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+def row_id(value: str | None) -> int | None:
+    """A list filter's value read as a row id, or None when it cannot be one:
+    ASCII digits only (not "²", which str.isdigit() accepts and int() refuses),
+    from 1 up to the largest id a table holds."""
+    if not value or not (value.isascii() and value.isdigit()):
+        return None
+    number = int(value)
+    return number if 1 <= number <= MAX_ROW_ID else None
+
+
+def require_row_id(value: str, what: str) -> int:
+    """`row_id`, or the refusal a list shows for a filter that names no row."""
+    number = row_id(value)
+    if number is None:
+        raise IncorrectLookupParameters(f"{value!r} is not a {what} number")
+    return number
+
+
+class BaseAdmin(admin.ModelAdmin):
+    """A list asked for with a filter value it cannot use (letters where an id
+    goes, "²", a number past the largest id) is shown without its filters and
+    says why, as Django does for its own filters, instead of a server error.
+
+    Django turns IncorrectLookupParameters into a redirect to the bare list
+    (`?e=1`); our filters' values reach the database through plain
+    `queryset.filter()` calls, whose ValueError, ValidationError or
+    OverflowError (SQLite's bound on integers, raised when the list is counted)
+    are the same mistake and are refused the same way. A NUL anywhere in the
+    address is refused before any query.
+    """
+
+    def get_changelist_instance(self, request):
+        try:
+            if any("\x00" in value for _, values in request.GET.lists() for value in values):
+                # PostgreSQL refuses a NUL in text, mid-query.
+                raise IncorrectLookupParameters("a value holds a NUL character")
+            return super().get_changelist_instance(request)
+        except (IncorrectLookupParameters, ValidationError, ValueError, OverflowError) as exc:
+            detail = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
+            self.message_user(
+                request,
+                "The filters in the address could not be used"
+                + (f" ({detail})" if detail else "")
+                + ": the whole list is shown instead.",
+                messages.ERROR,
+            )
+            raise IncorrectLookupParameters(detail) from exc
+
+
+class ReadOnlyAdmin(BaseAdmin):
     """Records that must not change (reports, audit trails, histories):
     viewable, never added, edited or deleted through the admin."""
 

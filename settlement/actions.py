@@ -25,7 +25,7 @@ import json
 from django.core.files.base import ContentFile
 from django.db import transaction
 
-from backfill import runs
+from backfill import events, runs
 from backfill.models import DataMigration, MigrationKind
 from reconciliation import changes
 from reconciliation.models import BalanceRequest, ReasonCode
@@ -66,8 +66,14 @@ def replay_missing(rows, *, actor) -> DataMigration:
         raise ActionRefused(
             f"{_where(unplayable[0])} has no stored delivery replay can apply ({unplayable[0].detail})"
         )
-    # One compact line per delivery (a webhook body may span lines), in row order.
-    lines = [json.dumps(json.loads(row.delivery.raw)) for row in rows]
+    # One compact line per delivery (a webhook body may span lines), in row order;
+    # read by the intake's own rule (a leading byte-order mark is allowed there).
+    lines = []
+    for row in rows:
+        try:
+            lines.append(json.dumps(json.loads(events.text_of(row.delivery.raw))))
+        except (events.Unusable, ValueError) as exc:
+            raise ActionRefused(f"{_where(row)}: its stored delivery cannot be replayed ({exc})") from exc
     upload = ContentFile(
         ("\n".join(lines) + "\n").encode(), name=f"settlement-run-{rows[0].run_id}-missing-in-ledger.jsonl"
     )

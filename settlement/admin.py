@@ -21,7 +21,7 @@ from django.utils.html import format_html
 from backfill.runs import PERMISSION as BACKFILL_PERMISSION
 from reconciliation.admin import csv_response, safe_cell
 from reconciliation.admin_changes import FORM_PAGE, REFUSALS
-from revassure.admin_base import ReadOnlyAdmin
+from revassure.admin_base import ReadOnlyAdmin, require_row_id, row_id
 from revassure.firestore import get_gateway
 from revassure.flags import FeatureDisabled
 from revassure.formatting import EMPTY, points, signed, when
@@ -242,8 +242,8 @@ class RunFilter(admin.SimpleListFilter):
     def lookups(self, request, model_admin):
         runs = list(SettlementRun.objects.filter(status=RunStatus.COMPLETED).order_by("-id")[:12])
         chosen = super().value()
-        if chosen and chosen.isdigit() and all(str(r.pk) != chosen for r in runs):
-            runs += list(SettlementRun.objects.filter(pk=chosen))
+        if row_id(chosen) and all(str(r.pk) != chosen for r in runs):
+            runs += list(SettlementRun.objects.filter(pk=row_id(chosen)))
         return [(self.ALL, "All runs")] + [
             (str(r.pk), f"Run {r.pk}: {when(r.finished_at or r.created_at)}, {points(r.rows)} rows")
             for r in runs
@@ -253,9 +253,7 @@ class RunFilter(admin.SimpleListFilter):
         value = self.value()
         if value is None or value == self.ALL:
             return queryset
-        if not value.isdigit():
-            raise IncorrectLookupParameters
-        return queryset.filter(run_id=value)
+        return queryset.filter(run_id=require_row_id(value, "settlement run"))
 
 
 class OutcomeFilter(admin.SimpleListFilter):

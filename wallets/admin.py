@@ -17,6 +17,7 @@ from google.api_core.exceptions import GoogleAPIError
 
 from reconciliation import breaks, changes
 from revassure import freeze
+from revassure.admin_base import BaseAdmin
 from revassure.firestore import MISSING, get_gateway
 from revassure.formatting import EMPTY, label, points, signed, when
 from revassure.ledger import is_points
@@ -41,7 +42,7 @@ def valid_uid(uid: str) -> bool:
 
 
 @admin.register(Wallet)
-class WalletAdmin(admin.ModelAdmin):
+class WalletAdmin(BaseAdmin):
     def has_module_permission(self, request):
         return request.user.has_perm(VIEW_PERMISSION)
 

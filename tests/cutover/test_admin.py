@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 import time_machine
 from django.contrib.auth.models import User
+from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
@@ -173,3 +174,60 @@ def test_the_monitor_step_shows_time_left_open_alerts_and_webhook_outcomes(clien
     assert "45 minute(s) left" in shown and "webhooks failing" in shown
     assert f"{delivery.status} 1" in shown and "evt_new_endpoint" in shown
     assert "Override reason" in shown
+
+
+@pytest.mark.parametrize("minutes", ["99999999999999999999", "10000000000", "10081", "0", "²"])
+def test_a_monitoring_time_out_of_range_is_refused_on_the_start_form(client, ops, clean_wallets, minutes):
+    client.force_login(ops)
+    response = client.post(
+        reverse("admin:cutover_start"),
+        {"name": "go-live", "target": "production", "monitor_minutes": minutes},
+    )
+    assert response.status_code == 200
+    assert "errorlist" in response.content.decode()
+    assert not Cutover.objects.exists()
+
+
+def test_a_cutover_stored_with_an_endless_monitoring_time_still_shows_and_can_be_confirmed(
+    client, ops, clean_wallets
+):
+    # Started before the bound was enforced: 10,000,000,000 minutes were accepted then
+    # (on SQLite; PostgreSQL's integer column stops at 2,147,483,647).
+    cutover = services.start(actor=ops, name="go-live", target="production")
+    stored = min(10_000_000_000, connection.ops.integer_field_range("PositiveIntegerField")[1])
+    Cutover.objects.filter(pk=cutover.pk).update(monitor_minutes=stored)
+    for key in ("freeze", "snapshot", "reconcile", "promote", "switch_webhooks"):
+        extra = {"revision": "revassure-00042-abc"} if key == "promote" else {}
+        services.confirm(cutover, key, actor=ops, gateway=clean_wallets, trigger=RunTrigger.ADMIN, **extra)
+    client.force_login(ops)
+
+    assert client.get(page(cutover)).status_code == 200
+    response = client.post(
+        step_url(cutover), {"step": "monitor", "override": "the planned time was a typo"}, follow=True
+    )
+
+    assert response.status_code == 200 and "confirmed" in response.content.decode()
+    monitor = cutover.steps.get(key="monitor")
+    assert monitor.state == StepState.DONE and monitor.override_reason == "the planned time was a typo"
+
+
+def test_the_freeze_page_refuses_to_lift_a_cutovers_freeze_and_names_the_cutover(client, ops, clean_wallets):
+    cutover = services.start(actor=ops, name="go-live", target="production")
+    services.confirm(cutover, "freeze", actor=ops, gateway=clean_wallets, trigger=RunTrigger.ADMIN)
+    client.force_login(ops)
+
+    # From the freeze page, and from the dashboard's freeze tile (which posts there with `next`).
+    for extra in ({}, {"next": reverse("admin:index")}):
+        response = client.post(
+            reverse("admin:revassure_freeze_toggle"), {"state": "unfreeze", "reason": "adjustment", **extra}
+        )
+        assert response.status_code == 200
+        refusal = response.context["form"].non_field_errors()[0]
+        assert "cutover go-live" in refusal and "holds the freeze" in refusal
+    assert freeze.current() is not None
+
+
+@pytest.mark.parametrize("typed", ["abc", "²", "99999999999999999999999"])
+def test_a_cutover_address_that_names_no_cutover_is_not_found(client, ops, typed):
+    client.force_login(ops)
+    assert client.get(f"/admin/cutover/cutover/{typed}/change/").status_code == 404

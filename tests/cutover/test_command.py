@@ -9,6 +9,7 @@ from django.core.management import CommandError, call_command
 from cutover import record
 from cutover.models import Cutover, CutoverStatus
 from reconciliation.models import ReconciliationRun, RunTrigger
+from revassure import freeze
 
 pytestmark = pytest.mark.django_db
 
@@ -54,3 +55,22 @@ def test_the_command_says_what_is_wrong(ops, reviewer, clean_wallets, monkeypatc
     aborted = json.loads(cutover("abort", "--reason", "not today", "--unfreeze", "--actor", "olga", "--json"))
     assert aborted["record"]["abort_reason"] == "not today"
     assert Cutover.objects.get().status == CutoverStatus.ABORTED
+
+
+@pytest.mark.parametrize("minutes", ["99999999999999999999", "10000000000", "0"])
+def test_the_command_refuses_a_monitoring_time_out_of_range(ops, clean_wallets, minutes):
+    with pytest.raises(CommandError, match="the monitoring time must be from 1 to 10,080 minutes"):
+        cutover(
+            "start", "--name", "n", "--target", "production", "--monitor-minutes", minutes, "--actor", "olga"
+        )
+    assert not Cutover.objects.exists()
+
+
+def test_unfreeze_during_a_cutover_is_refused_naming_the_cutover(ops, clean_wallets):
+    cutover("start", "--name", "go-live", "--target", "production", "--actor", "olga")
+    cutover("confirm", "freeze", "--actor", "olga")
+
+    with pytest.raises(CommandError, match="cutover go-live .* is in progress and holds the freeze"):
+        call_command("unfreeze", "--reason", "need an adjustment", "--actor", "olga", stdout=io.StringIO())
+
+    assert freeze.current() is not None

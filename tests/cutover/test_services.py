@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from django.contrib.auth.models import Group, User
 from django.utils import timezone
 
 from cutover import record, services
@@ -13,9 +14,20 @@ from cutover.services import CutoverRefused
 from observability.models import Alert, AlertRule, AlertState
 from reconciliation.models import RunTrigger
 from revassure import flags, freeze
+from revassure.models import FreezeEvent
+from revassure.roles import OPS
 from tests.helpers import stored_event
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def ops2(db):
+    user = User.objects.create_user("oscar", "oscar@example.com", "password", is_staff=True)
+    user.groups.add(Group.objects.get(name=OPS))
+    return user
+
+
 ADMIN = RunTrigger.ADMIN
 ORDER = ["freeze", "snapshot", "reconcile", "promote", "switch_webhooks", "monitor", "unfreeze"]
 
@@ -201,6 +213,66 @@ def test_a_freeze_already_on_is_recorded_and_an_abort_leaves_it_alone(ops, clean
     assert cutover.rollback["done"] == [
         "not unfrozen: the cutover did not freeze manual balance changes (left as they are)"
     ]
+
+
+def test_while_a_cutover_holds_its_freeze_nobody_else_lifts_it(ops, ops2, clean_wallets):
+    cutover = services.start(actor=ops, name="go-live", target="production")
+    walk_to(cutover, "freeze", ops, clean_wallets)
+    made = freeze.current()
+
+    with pytest.raises(freeze.Held, match="cutover go-live .* is in progress and holds the freeze"):
+        freeze.unfreeze(actor=ops2, reason="need to post an adjustment", gateway=clean_wallets)
+
+    assert freeze.current() == made
+    assert FreezeEvent.objects.count() == 1
+
+
+def test_an_abort_lifts_only_the_freeze_the_cutover_made(ops, ops2, clean_wallets):
+    """The issue's sequence, with events 2 and 3 written as the code before this
+    fix let them happen: the cutover freezes (1), ops unfreeze mid-cutover (2), an
+    admin freezes for an incident (3), then the cutover is aborted with unfreeze."""
+    cutover = services.start(actor=ops, name="go-live", target="production")
+    walk_to(cutover, "freeze", ops, clean_wallets)
+    made = freeze.current()
+    FreezeEvent.objects.create(frozen=False, reason="posting an adjustment", actor=ops2)
+    incident = FreezeEvent.objects.create(frozen=True, reason="incident 42", actor=ops2)
+
+    services.abort(cutover, actor=ops, reason="not today", gateway=clean_wallets, unfreeze=True)
+
+    cutover.refresh_from_db()
+    assert freeze.current() == incident  # the incident's freeze stands
+    said = cutover.record["rollback"]["done"][0]
+    assert said.startswith(f"not unfrozen: the freeze in force is event {incident.pk}")
+    assert f"not freeze event {made.pk}" in said and "incident 42" in said
+    assert any("unfreeze manual balance changes" in todo for todo in cutover.rollback["by_hand"])
+
+
+def test_after_an_abort_that_leaves_the_freeze_ops_lift_it_as_usual(ops, ops2, clean_wallets):
+    cutover = services.start(actor=ops, name="go-live", target="production")
+    walk_to(cutover, "freeze", ops, clean_wallets)
+    services.abort(cutover, actor=ops, reason="not today", gateway=clean_wallets)
+    assert freeze.current() is not None
+
+    freeze.unfreeze(actor=ops2, reason="cutover called off, safe now", gateway=clean_wallets)
+
+    assert freeze.current() is None
+
+
+def test_a_freeze_found_on_is_held_during_the_cutover_and_left_to_its_owner_at_the_end(
+    ops, ops2, clean_wallets
+):
+    earlier = freeze.freeze(actor=ops2, reason="month-end close", gateway=clean_wallets)
+    cutover = services.start(actor=ops, name="go-live", target="production")
+    walk_to(cutover, "monitor", ops, clean_wallets)
+    with pytest.raises(freeze.Held, match="cutover go-live"):
+        freeze.unfreeze(actor=ops2, reason="month-end done", gateway=clean_wallets)
+
+    step = confirm(cutover, "unfreeze", ops, clean_wallets)
+
+    assert freeze.current() == earlier
+    assert step.evidence["left_frozen"] is True and "month-end close" in step.evidence["said"]
+    freeze.unfreeze(actor=ops2, reason="month-end done", gateway=clean_wallets)
+    assert freeze.current() is None
 
 
 def test_the_reconcile_step_says_why_when_the_reconciliation_flag_is_off(ops, clean_wallets):

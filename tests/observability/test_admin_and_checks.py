@@ -1,6 +1,7 @@
 import pytest
 from django.core.checks import run_checks
 from django.urls import reverse
+from django.utils import timezone
 
 from observability.models import Alert, AlertRule, AlertState
 from reconciliation import services
@@ -103,3 +104,67 @@ def test_only_ops_change_a_rule_and_the_change_is_kept_with_its_reason(client, o
     [change] = rule.changes.all()
     assert change.changes == {"threshold": [1000, 5000], "channels": [["email", "webhook"], ["email"]]}
     assert change.reason == "too noisy during the cutover"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("field", "value", "said"),
+    [
+        ("threshold", "10000000000", "at most 8,784 hours (a year), not 10,000,000,000"),
+        ("threshold", "-1", "must be 0 or more"),
+        ("repeat_minutes", "99999999999", "at most 527,040 minutes (a year)"),
+    ],
+)
+def test_a_rule_time_beyond_a_year_is_refused_on_its_form_and_the_dashboard_still_shows(
+    client, ops, field, value, said
+):
+    rule = AlertRule.objects.get(name="reconciliation_stale")
+    url = reverse("admin:observability_alertrule_change", args=[rule.pk])
+    form = {
+        "enabled": "on",
+        "threshold": "26",
+        "for_minutes": "0",
+        "repeat_minutes": "240",
+        "reason": "typo",
+        "changes-TOTAL_FORMS": "0",
+        "changes-INITIAL_FORMS": "0",
+        field: value,
+    }
+    client.force_login(ops)
+
+    response = client.post(url, form)
+
+    assert response.status_code == 200 and said in response.content.decode()
+    rule.refresh_from_db()
+    assert (rule.threshold, rule.repeat_minutes) == (26, 240) and not rule.changes.exists()
+    assert client.get(reverse("admin:index")).status_code == 200
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("hours", ["99999999999", "721", "0", "-3", "²", "abc"])
+def test_silencing_for_hours_out_of_range_is_refused_with_a_message(violations, client, ops, hours):
+    client.force_login(ops)
+    response = client.post(
+        reverse("admin:observability_alert_changelist"),
+        {"action": "silence", "_selected_action": [violations.pk], "reason": "noisy", "hours": hours},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert "Refused: silence for how many hours?" in response.content.decode()
+    violations.refresh_from_db()
+    assert violations.state == AlertState.OPEN and violations.silenced_until is None
+
+
+@pytest.mark.django_db
+def test_ops_silence_an_alert_for_the_hours_given(violations, client, ops):
+    client.force_login(ops)
+    response = client.post(
+        reverse("admin:observability_alert_changelist"),
+        {"action": "silence", "_selected_action": [violations.pk], "reason": "known, fixing", "hours": "720"},
+        follow=True,
+    )
+    assert "1 alert(s) silenced until" in response.content.decode()
+    violations.refresh_from_db()
+    assert violations.state == AlertState.SILENCED and violations.note == "known, fixing"
+    hours = (violations.silenced_until - timezone.now()).total_seconds() / 3600
+    assert 719.9 < hours <= 720

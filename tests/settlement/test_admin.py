@@ -12,11 +12,13 @@ from django.core.management import call_command
 from django.urls import reverse
 
 from backfill import runs
+from backfill.events import UTF8_BOM
 from backfill.models import DataMigration, MigrationKind
+from backfill.services import store_delivery
 from reconciliation.models import BalanceRequest
 from settlement import services
 from settlement.models import FollowUp, Outcome, SettlementRow, SettlementRun
-from tests.helpers import csp_refusals
+from tests.helpers import csp_refusals, event_line
 
 
 @pytest.fixture
@@ -137,6 +139,27 @@ def test_replaying_the_missing_rows_then_rerunning_turns_them_into_matched(
     assert second.repeat_of == first
     assert (second.missing_in_ledger, second.matched) == (first.missing_in_ledger - 1, first.matched + 1)
     assert SettlementRow.objects.get(run=second, payment_id="pay_miss").outcome == Outcome.MATCHED
+
+
+def test_a_stored_delivery_that_began_with_a_byte_order_mark_is_replayed_like_any_other(
+    client, ops, world, write_statement, settled, django_capture_on_commit_callbacks
+):
+    # The webhook accepts a body with a leading BOM (RFC 8259 allows it) and keeps it as it came.
+    store_delivery(UTF8_BOM + event_line("evt_bom", payment="pay_bom", points=25).encode(), source="webhook")
+    row = {"type": "payment", "payment_id": "pay_bom", "user_id": "u1", "points": 25, "amount": "2.50"}
+    path = write_statement([{**row, "currency": "EUR", "status": "settled", "settled_at": settled}])
+    call_command("reconcile_settlement", str(path), stdout=io.StringIO())
+    missing = SettlementRow.objects.get(payment_id="pay_bom", outcome=Outcome.MISSING_IN_LEDGER)
+    assert missing.replayable
+    client.force_login(ops)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        page = act(client, "replay_missing", [missing])
+
+    assert page.status_code == 200
+    plan = DataMigration.objects.get()
+    assert f"Dry run migration {plan.pk} queued" in page.content.decode()
+    assert plan.dry_run and plan.status == "completed" and plan.applied == 1
 
 
 def test_unreversed_rows_go_to_a_reversal_backfill_dry_run(

@@ -1,0 +1,238 @@
+"""Every admin list fed bad input, as a superuser would type it into the
+address: the list without the bad filter and a message saying so, never a
+server error."""
+
+import io
+import re
+from pathlib import Path
+
+import pytest
+from django import forms
+from django.apps import apps
+from django.contrib import admin
+from django.contrib.auth.models import User
+from django.core.management import call_command
+from django.test import Client, RequestFactory
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+
+from cutover.models import Cutover
+from observability import alerts
+from observability.models import Alert, AlertRule, AlertState
+from reconciliation import services as reconciliation
+from reconciliation.models import RunTrigger
+from tests.helpers import put_wallets, stored_event
+
+# A superscript digit (str.isdigit() says yes, int() says no: the letters case
+# too) and a number past any id; the search box also gets a NUL, which
+# PostgreSQL refuses in text. Two values keep the walk of every parameter of
+# every list short.
+BAD = ["²", "9" * 25]
+BAD_SEARCH = [*BAD, "abc\x00"]
+BAD_IDS = ["abc", "²", "9" * 25]
+SAID = "The filters in the address could not be used"
+
+
+@pytest.fixture
+def superuser(db):
+    return User.objects.create_superuser("root", "root@example.com", "password")
+
+
+@pytest.fixture
+def world(gateway):
+    put_wallets(gateway, {"u1": (12, [10]), "u2": (3, [3]), "u3": (5, [2, 2.5])})
+    reconciliation.run_inline(actor=None, trigger=RunTrigger.COMMAND, gateway=gateway)
+    stored_event("evt_1", points=7)
+    return gateway
+
+
+def registered():
+    """Each model in the admin with its ModelAdmin (Django's public API)."""
+    return [
+        (model, admin.site.get_model_admin(model))
+        for model in apps.get_models()
+        if admin.site.is_registered(model)
+    ]
+
+
+def filter_parameters(model, model_admin, superuser) -> set[str]:
+    """The query parameters the list's filters read (none for a page over
+    Firestore, whose model has no table)."""
+    if not model._meta.managed:
+        return set()
+    request = RequestFactory().get("/")
+    request.user = superuser
+    changelist = model_admin.get_changelist_instance(request)
+    names = set()
+    for spec in changelist.filter_specs:
+        names.update(spec.expected_parameters())
+    return names
+
+
+def list_pages(model_admin) -> list[str]:
+    """The list and the pages that read its filters (the CSV exports)."""
+    return [
+        reverse(f"admin:{p.name}")
+        for p in model_admin.urls
+        if p.name and "<" not in str(p.pattern) and p.name.endswith(("_changelist", "_export"))
+    ]
+
+
+@pytest.mark.django_db
+def test_every_admin_list_filter_and_search_box_survives_bad_values(superuser, world):
+    client = Client(raise_request_exception=False)
+    client.force_login(superuser)
+    failures = []
+    walked = 0
+    for model, model_admin in registered():
+        parameters = filter_parameters(model, model_admin, superuser) | {"p", "o", "q"}
+        for url in list_pages(model_admin):
+            for name in sorted(parameters):
+                for value in BAD_SEARCH if name == "q" else BAD:
+                    response = client.get(url, {name: value})
+                    walked += 1
+                    if response.status_code >= 500:
+                        failures.append(f"{url}?{name}={value[:30]}: {response.exc_info[1]!r}")
+    assert not failures, "\n".join(failures)
+    assert walked > 300  # the walk reached the lists, not just one page
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/admin/reconciliation/violation/?run__id__exact=abc",
+        "/admin/reconciliation/violation/?run__id__exact=²",
+        "/admin/reconciliation/violation/?run__id__exact=99999999999999999999999",
+        "/admin/reconciliation/violation/export.csv?run__id__exact=²",
+        "/admin/settlement/settlementrow/?run=²",
+        "/admin/settlement/settlementrow/?run=99999999999999999999999",
+        "/admin/reconciliation/break/?owner=²",
+        "/admin/reconciliation/break/?owner=99999999999999999999999",
+    ],
+)
+def test_a_bad_filter_value_shows_the_whole_list_and_says_why(client, superuser, world, url):
+    client.force_login(superuser)
+    response = client.get(url, follow=True)
+    assert response.status_code == 200
+    assert response.redirect_chain[-1][0].endswith("?e=1")
+    page = response.content.decode()
+    assert SAID in page and "the whole list is shown instead" in page
+
+
+# -- every number typed into a form of ours ----------------------------------------------
+
+NUMBERS = ["9" * 25, "-" + "9" * 25, "99999999999", "10000000000", "-1", "0", "²", "1e400", "abc"]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def our_numeric_fields() -> set[str]:
+    """'module.Form.field' for every number field of every form defined in this
+    project (admin pages, actions, custom pages), found by walking the form
+    classes Django has loaded with the admin."""
+
+    def subclasses(cls):
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from subclasses(sub)
+
+    ours = {config.name for config in apps.get_app_configs() if Path(config.path).is_relative_to(ROOT)}
+    found = set()
+    for form in subclasses(forms.BaseForm):
+        if form.__module__.split(".")[0] not in ours:
+            continue
+        for name, field in form.base_fields.items():
+            if isinstance(field, forms.IntegerField) or isinstance(field.widget, forms.NumberInput):
+                found.add(f"{form.__module__}.{form.__name__}.{name}")
+    return found
+
+
+def hidden_inputs(html: str) -> dict[str, str]:
+    return dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', html))
+
+
+def post_rule(client, field):
+    rule = AlertRule.objects.get(name="reconciliation_stale")
+    url = reverse("admin:observability_alertrule_change", args=[rule.pk])
+    page = client.get(url).content.decode()
+    values = {"enabled": "on", "threshold": "26", "for_minutes": "0", "repeat_minutes": "240", "reason": "r"}
+    return lambda value: client.post(url, {**hidden_inputs(page), **values, field: value})
+
+
+def posts(client) -> dict:
+    """How each number field is sent, as a person sends it: value -> response."""
+    alert = Alert.objects.create(
+        rule=AlertRule.objects.get(name="violations_found"),
+        state=AlertState.OPEN,
+        summary="3 violations",
+        started_at=timezone.now(),
+        opened_at=timezone.now(),
+        last_notified_at=timezone.now(),
+    )
+    return {
+        "cutover.forms.StartForm.monitor_minutes": lambda value: client.post(
+            reverse("admin:cutover_start"),
+            {"name": "go-live", "target": "production", "monitor_minutes": value},
+        ),
+        "observability.admin.AlertActionForm.hours": lambda value: client.post(
+            reverse("admin:observability_alert_changelist"),
+            {"action": "silence", "_selected_action": [alert.pk], "reason": "noisy", "hours": value},
+        ),
+        "reconciliation.admin_changes.AdjustmentForm.amount": lambda value: client.post(
+            reverse("admin:reconciliation_balancerequest_propose"),
+            {"uid": "u1", "amount": value, "reason_code": "correction", "reason": "typo"},
+        ),
+        **{
+            f"observability.admin.RuleForm.{field}": post_rule(client, field)
+            for field in ("threshold", "second_threshold", "for_minutes", "repeat_minutes")
+        },
+    }
+
+
+@pytest.mark.django_db
+def test_every_number_field_of_our_forms_refuses_out_of_range_values(superuser, world):
+    client = Client(raise_request_exception=False)
+    client.force_login(superuser)
+    sent = posts(client)
+    assert set(sent) == our_numeric_fields(), "a number field without its walk here"
+    failures = []
+    for field, post in sorted(sent.items()):
+        for value in NUMBERS:
+            response = post(value)
+            if response.status_code >= 500:
+                failures.append(f"{field}={value}: {response.exc_info[1]!r}")
+            # What was accepted still works where it is read later: the dashboard.
+            elif (index := client.get(reverse("admin:index"))).status_code >= 500:
+                failures.append(f"the dashboard after {field}={value}: {index.exc_info[1]!r}")
+    call_command("evaluate_alerts", stdout=io.StringIO())
+    assert not failures, "\n".join(failures)
+    assert not Cutover.objects.exists()
+    rule = AlertRule.objects.get(name="reconciliation_stale")
+    stored = {
+        name: getattr(rule, name)
+        for name in ("threshold", "second_threshold", "for_minutes", "repeat_minutes")
+    }
+    assert alerts.rule_value_problems(rule, stored) == {}
+    assert 0 <= rule.threshold <= 366 * 24  # hours
+    assert not Alert.objects.filter(silenced_until__isnull=False).exists()
+
+
+@pytest.mark.django_db
+def test_every_admin_page_of_one_object_survives_an_id_that_names_none(superuser, world):
+    client = Client(raise_request_exception=False)
+    client.force_login(superuser)
+    failures = []
+    for _model, model_admin in registered():
+        for pattern in model_admin.urls:
+            names = list(pattern.pattern.converters)
+            if not pattern.name or not names:
+                continue
+            for typed in BAD_IDS:
+                try:
+                    url = reverse(f"admin:{pattern.name}", kwargs=dict.fromkeys(names, typed))
+                except NoReverseMatch:  # an <int:> page: the address itself refuses letters
+                    continue
+                for send in (client.get, client.post):
+                    if (response := send(url)).status_code >= 500:
+                        failures.append(f"{send.__name__} {url}: {response.exc_info[1]!r}")
+    assert not failures, "\n".join(failures)
