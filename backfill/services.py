@@ -15,12 +15,10 @@ from django.db.models import F
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from backfill import drain, events, progress
+from backfill import drain, events, runs
 from backfill.models import (
-    DataMigration,
     EventSource,
     EventStatus,
-    MigrationKind,
     ProviderEventDelivery,
     RejectedWebhook,
 )
@@ -288,10 +286,11 @@ def drain_webhooks(*, gateway: FirestoreGateway, deadline: float | None = None, 
     task that gave up. At `deadline` (time.monotonic()) it hands the lease to a
     next task; stopped by an error, it lets go and leaves a request up to a
     next task."""
-    if stored_replay_live():
+    if runs.live_stored_replay():
         # Ops are replaying stored deliveries, which takes these too: the drain
         # steps aside so each delivery is applied and counted by one of them;
-        # the sweep drains what arrives meanwhile once the replay has ended.
+        # the sweep drains what arrives meanwhile once the replay has ended, or
+        # its lease lapsed (its worker died: intake never waits on a dead replay).
         return 0
     lease = drain.claim(handoff)
     if lease is None:
@@ -332,10 +331,6 @@ def drain_webhooks(*, gateway: FirestoreGateway, deadline: float | None = None, 
             drain.release(lease)
             if drain.asked_again():
                 drain.enqueue()
-
-
-def stored_replay_live() -> bool:
-    return DataMigration.objects.filter(kind=MigrationKind.REPLAY_STORED, status__in=progress.LIVE).exists()
 
 
 def apply_batch(batch: list[ProviderEventDelivery], *, gateway: FirestoreGateway, known: dict) -> int:
