@@ -78,7 +78,7 @@ class HeldLock:
         self.thread.join(30)
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_a_delivery_that_cannot_be_stored_gets_503_with_retry_after_and_the_resend_is_stored(
     client, settings, gateway
 ):
