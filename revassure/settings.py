@@ -164,6 +164,12 @@ else:
     EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
     EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", default=str(BASE_DIR / "sent-mail"))
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+# Every call to another service (alert webhook, SMTP, the job tokens' signing
+# certificates) ends within this many seconds in all, however slowly the other
+# end answers (a per-read timeout does not bound a trickle); fetching a
+# settlement statement from Cloud Storage within SETTLEMENT_FETCH_DEADLINE_SECONDS.
+OUTBOUND_DEADLINE_SECONDS = env.float("OUTBOUND_DEADLINE_SECONDS", default=15.0)
+SETTLEMENT_FETCH_DEADLINE_SECONDS = env.float("SETTLEMENT_FETCH_DEADLINE_SECONDS", default=600.0)
 
 # django-q2: a task must finish within `timeout`; `retry` (which also counts the
 # wait in the queue) is longer so that a slow task is never started twice.
