@@ -98,9 +98,10 @@ WEBHOOK_APPLY = env.str("WEBHOOK_APPLY", default="batched")
 if WEBHOOK_APPLY not in ("batched", "per_delivery"):
     raise ImproperlyConfigured(f"WEBHOOK_APPLY must be batched or per_delivery, not {WEBHOOK_APPLY!r}")
 WEBHOOK_DRAIN_LEASE_SECONDS = env.int("WEBHOOK_DRAIN_LEASE_SECONDS", default=30)
-# A webhook delivery's insert waits at most this long for a lock held by another
-# connection (SQLite's one write lock, a PostgreSQL table lock); then the
-# provider gets 503 with Retry-After (seconds) and sends the delivery again.
+# A webhook delivery's insert waits at most this long for SQLite's write lock
+# held by another connection; then (or when PostgreSQL refuses, e.g. its
+# lock_timeout) the provider gets 503 with Retry-After (seconds) and sends the
+# delivery again.
 # A replay of stored deliveries saves its progress (its heartbeat) after each
 # delivery; silent this long, its worker is taken for dead: the webhook drain no
 # longer steps aside for it, and the minute's sweep hands it to another worker,
