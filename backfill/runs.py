@@ -193,15 +193,13 @@ def claim(migration: DataMigration, *, handoff: str = "") -> str | None:
     """Take a migration to run: the lease to save progress under, or None.
 
     A pending migration is free; a running one only when `handoff` is its
-    lease (its own worker handing on to a next task) or when its heartbeat is
-    older than a task may live (django-q2 kills a task at its timeout, so that
-    worker is gone). Paused, cancelled and finished migrations are left alone,
+    lease (its own worker handing on to a next task) or when its lease has
+    lapsed (`lapsed`: that worker is gone). Paused, cancelled and finished migrations are left alone,
     so a late redelivery never restarts what ops stopped.
     """
     now = timezone.now()
     lease = uuid.uuid4().hex
-    silent = now - timedelta(seconds=settings.Q_CLUSTER["timeout"])
-    free = Q(status=MigrationStatus.PENDING) | Q(status=MigrationStatus.RUNNING, heartbeat_at__lt=silent)
+    free = Q(status=MigrationStatus.PENDING) | (Q(status=MigrationStatus.RUNNING) & lapsed(now))
     if handoff:
         free |= Q(status=MigrationStatus.RUNNING, lease=handoff)
     claimed = transition(
@@ -214,6 +212,35 @@ def claim(migration: DataMigration, *, handoff: str = "") -> str | None:
     )
     migration.refresh_from_db()
     return lease if claimed else None
+
+
+def lapsed(now) -> Q:
+    """Running migrations whose worker is taken for dead. A stored replay saves
+    its heartbeat after every delivery: silent REPLAY_LEASE_SECONDS, it is gone
+    (live intake waits on it, see live_stored_replay). Other migrations may go
+    longer between heartbeats (a file's plan, a batch): silent longer than a
+    task may live (django-q2 kills a task at its timeout)."""
+    other = now - timedelta(seconds=settings.Q_CLUSTER["timeout"])
+    return replay_lapsed(now) | Q(heartbeat_at__lt=other)
+
+
+def replay_lapsed(now) -> Q:
+    return Q(
+        kind=MigrationKind.REPLAY_STORED,
+        heartbeat_at__lt=now - timedelta(seconds=settings.REPLAY_LEASE_SECONDS),
+    )
+
+
+def live_stored_replay() -> bool:
+    """A replay of stored deliveries is at work (running under a live lease) or
+    about to be (requested within REPLAY_LEASE_SECONDS): the webhook drain steps
+    aside for it. One whose worker died stops counting once its lease lapses."""
+    now = timezone.now()
+    fresh = now - timedelta(seconds=settings.REPLAY_LEASE_SECONDS)
+    live = Q(status=MigrationStatus.RUNNING, heartbeat_at__gte=fresh) | Q(
+        status=MigrationStatus.PENDING, created_at__gte=fresh
+    )
+    return DataMigration.objects.filter(live, kind=MigrationKind.REPLAY_STORED).exists()
 
 
 def _mine(migration: DataMigration, lease: str):
@@ -317,15 +344,16 @@ def set_status(migration_id: int, action: str, *, actor) -> DataMigration:
 
 def resume_abandoned(older_than: timedelta) -> int:
     """Hand running migrations whose worker went silent to a worker again (a
-    broker like Redis does not redeliver the task of a killed worker): stored
-    replays and uploads. A command's run is left to whoever ran it: its file
-    may be on another machine."""
-    cutoff = timezone.now() - older_than
+    broker like Redis does not redeliver the task of a killed worker, the ORM's
+    only after Q_RETRY): stored replays as soon as their lease lapses, and
+    uploads. A command's run is left to whoever ran it: its file may be on
+    another machine."""
+    now = timezone.now()
     abandoned = list(
         DataMigration.objects.filter(
+            replay_lapsed(now) | Q(heartbeat_at__lt=now - older_than),
             source__in=[MigrationSource.DATABASE, MigrationSource.UPLOAD],
             status=MigrationStatus.RUNNING,
-            heartbeat_at__lt=cutoff,
         ).values_list("pk", flat=True)
     )
     for migration_id in abandoned:

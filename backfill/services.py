@@ -10,22 +10,20 @@ from collections import Counter, defaultdict
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, InterfaceError, transaction
 from django.db.models import F
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from backfill import drain, events, progress
+from backfill import drain, events, runs
 from backfill.models import (
-    DataMigration,
     EventSource,
     EventStatus,
-    MigrationKind,
     ProviderEventDelivery,
     RejectedWebhook,
 )
 from backfill.rules import decide
-from revassure import metrics
+from revassure import dbwait, metrics
 from revassure.firestore import FirestoreGateway
 from revassure.logs import on_commit
 from revassure.policy import negative_balance_allowed
@@ -83,38 +81,67 @@ def _fill(delivery: ProviderEventDelivery, raw: bytes) -> None:
         delivery.user_id, delivery.entry_id = event.user_id, event.entry_id
 
 
-def record_rejection(raw: bytes, *, reason: str, remote_addr: str | None) -> RejectedWebhook:
+def record_rejection(raw: bytes, *, reason: str, remote_addr: str | None) -> RejectedWebhook | None:
     """Keep the trace of a request refused for its signature (not its body: it is
     not the provider's until it is signed). Traces older than
     REJECTED_WEBHOOK_RETENTION_DAYS go as new ones come, so a flood of forged
-    requests cannot grow the table without end."""
+    requests cannot grow the table without end. None when the database cannot
+    take the trace now (it waits no longer than a delivery would): the refusal
+    stands all the same."""
     cutoff = timezone.now() - timedelta(days=settings.REJECTED_WEBHOOK_RETENTION_DAYS)
-    RejectedWebhook.objects.filter(received_at__lt=cutoff).delete()
-    return RejectedWebhook.objects.create(
-        reason=reason[:200],
-        remote_addr=remote_addr or None,
-        body_bytes=len(raw),
-        body_sha256=hashlib.sha256(raw).hexdigest(),
-    )
+    with dbwait.short_write_wait(settings.WEBHOOK_STORE_WAIT_SECONDS):
+        try:
+            RejectedWebhook.objects.filter(received_at__lt=cutoff).delete()
+            return RejectedWebhook.objects.create(
+                reason=reason[:200],
+                remote_addr=remote_addr or None,
+                body_bytes=len(raw),
+                body_sha256=hashlib.sha256(raw).hexdigest(),
+            )
+        except (DatabaseError, InterfaceError) as exc:
+            log.warning("rejected webhook not recorded: %s", exc)
+            return None
+
+
+class IntakeUnavailable(Exception):
+    """The delivery could not be stored (the database is locked or away): the
+    provider is asked to send it again (503 with Retry-After); nothing was kept."""
 
 
 def receive_webhook(raw: bytes) -> ProviderEventDelivery:
     """Store a signed webhook delivery and, when usable, have a worker apply it
     after the commit: the drain (backfill.drain), which applies what is waiting
-    in batches, or with WEBHOOK_APPLY=per_delivery a task of its own."""
-    # One INSERT, committed on its own (no transaction around it: BEGIN and
-    # COMMIT were a fifth of the request); what follows runs after that commit.
-    delivery = store_delivery(raw, source=EventSource.WEBHOOK)
-    if delivery.status != EventStatus.RECEIVED:
-        on_commit(lambda: metrics.webhook_delivery(delivery.status))
-    elif settings.WEBHOOK_APPLY == "per_delivery":
-        on_commit(
-            lambda: async_task(
-                "backfill.tasks.apply_delivery", delivery.pk, task_name=f"provider-event-{delivery.pk}"
-            )
-        )
-    else:
-        on_commit(drain.wake)
+    in batches, or with WEBHOOK_APPLY=per_delivery a task of its own.
+
+    The insert waits at most WEBHOOK_STORE_WAIT_SECONDS for a lock another
+    connection holds (IntakeUnavailable after that), never the busy timeout the
+    workers keep: a provider's request must not hang behind a long transaction.
+    Once stored, a failure to wake a drainer is left to the minute's sweep."""
+    with dbwait.short_write_wait(settings.WEBHOOK_STORE_WAIT_SECONDS):
+        try:
+            # One INSERT, committed on its own (no transaction around it: BEGIN and
+            # COMMIT were a fifth of the request); what follows runs after that commit.
+            delivery = store_delivery(raw, source=EventSource.WEBHOOK)
+        except (DatabaseError, InterfaceError) as exc:
+            log.warning("webhook delivery not stored: %s", exc)
+            metrics.webhook_delivery("unstored")
+            raise IntakeUnavailable(str(exc)) from exc
+        try:
+            if delivery.status != EventStatus.RECEIVED:
+                on_commit(lambda: metrics.webhook_delivery(delivery.status))
+            elif settings.WEBHOOK_APPLY == "per_delivery":
+                on_commit(
+                    lambda: async_task(
+                        "backfill.tasks.apply_delivery",
+                        delivery.pk,
+                        task_name=f"provider-event-{delivery.pk}",
+                    )
+                )
+            else:
+                on_commit(drain.wake)
+        except (DatabaseError, InterfaceError):
+            # Stored: the sweep (every minute) drains what waits with no drainer.
+            log.exception("webhook delivery stored, drain not woken", extra={"delivery_id": delivery.pk})
     return delivery
 
 
@@ -259,10 +286,11 @@ def drain_webhooks(*, gateway: FirestoreGateway, deadline: float | None = None, 
     task that gave up. At `deadline` (time.monotonic()) it hands the lease to a
     next task; stopped by an error, it lets go and leaves a request up to a
     next task."""
-    if stored_replay_live():
+    if runs.live_stored_replay():
         # Ops are replaying stored deliveries, which takes these too: the drain
         # steps aside so each delivery is applied and counted by one of them;
-        # the sweep drains what arrives meanwhile once the replay has ended.
+        # the sweep drains what arrives meanwhile once the replay has ended, or
+        # its lease lapsed (its worker died: intake never waits on a dead replay).
         return 0
     lease = drain.claim(handoff)
     if lease is None:
@@ -303,10 +331,6 @@ def drain_webhooks(*, gateway: FirestoreGateway, deadline: float | None = None, 
             drain.release(lease)
             if drain.asked_again():
                 drain.enqueue()
-
-
-def stored_replay_live() -> bool:
-    return DataMigration.objects.filter(kind=MigrationKind.REPLAY_STORED, status__in=progress.LIVE).exists()
 
 
 def apply_batch(batch: list[ProviderEventDelivery], *, gateway: FirestoreGateway, known: dict) -> int:

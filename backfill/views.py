@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 def paynow_webhook(request):
     """Signed provider events: 401 for a bad or stale signature (nothing stored);
     a well-signed delivery is stored raw first, then 202 when it can be applied
-    (it is, by a worker) or 422 with the reason it is quarantined."""
+    (it is, by a worker) or 422 with the reason it is quarantined; 503 with
+    Retry-After when it cannot be stored now (the database locked or away)."""
     body = request.body
     try:
         events.verify_signature(
@@ -37,7 +38,13 @@ def paynow_webhook(request):
         # API's helper (a 401 must name a scheme); providers key on the status.
         refused["WWW-Authenticate"] = 'Bearer realm="revassure-jobs"'
         return refused
-    delivery = services.receive_webhook(body)
+    try:
+        delivery = services.receive_webhook(body)
+    except services.IntakeUnavailable:
+        # Nothing was stored: the provider sends it again after Retry-After.
+        busy = JsonResponse({"error": "the delivery could not be stored now; send it again"}, status=503)
+        busy["Retry-After"] = str(settings.WEBHOOK_RETRY_AFTER_SECONDS)
+        return busy
     status = 202 if delivery.status == "received" else 422
     body = {"delivery_id": delivery.pk, "event_id": delivery.event_id, "status": delivery.status}
     if delivery.reason:

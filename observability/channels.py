@@ -1,25 +1,28 @@
 """Where alerts go: email through Django's backend, and a Slack-compatible JSON webhook.
 
 Each send returns (ok, status code, error); it never raises, so one channel
-that fails never stops the other.
+that fails never stops the other. Each ends within OUTBOUND_DEADLINE_SECONDS
+in all (revassure.outbound), however slowly the other end answers: a worker
+sending an alert is back at its work by then, and the attempt is recorded as
+failed and retried with backoff (observability.alerts.send).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import json
 import time
-import urllib.error
-import urllib.request
 
 from django.conf import settings
-from django.core.mail import EmailMessage
+from django.core.mail import EmailMessage, get_connection
+from django.core.mail.backends import smtp
 
 from observability.models import Alert, NotificationKind
+from revassure import outbound
 
 Result = tuple[bool, int | None, str]
-TIMEOUT_SECONDS = 10
 
 
 def status_of(kind: str) -> str:
@@ -53,30 +56,55 @@ def send_email(alert: Alert, kind: str) -> Result:
     if not settings.ALERT_EMAILS:
         return False, None, "ALERT_EMAILS is not set"
     body = json.dumps(body_of(alert, kind), indent=2)
+    seconds = settings.OUTBOUND_DEADLINE_SECONDS
+    started = time.monotonic()
     try:
-        EmailMessage(text_of(alert, kind), body, settings.ALERT_FROM_EMAIL, settings.ALERT_EMAILS).send()
+        EmailMessage(
+            text_of(alert, kind),
+            body,
+            settings.ALERT_FROM_EMAIL,
+            settings.ALERT_EMAILS,
+            connection=mail_connection(seconds),
+        ).send()
     except Exception as exc:  # the backend's errors vary (SMTP, OS, ...): all are a failed attempt
+        if time.monotonic() - started >= seconds:
+            return False, None, f"no answer within the deadline of {seconds:g} s ({type(exc).__name__})"
         return False, None, f"{type(exc).__name__}: {exc}"
     return True, None, ""
+
+
+def mail_connection(seconds: float):
+    """The configured email backend; over SMTP, one whose conversation ends within `seconds`."""
+    connection = get_connection()
+    if isinstance(connection, smtp.EmailBackend) and not isinstance(connection, outbound.SMTPBackend):
+        connection = outbound.SMTPBackend(seconds=seconds)
+    return connection
 
 
 def send_webhook(alert: Alert, kind: str) -> Result:
     if not settings.ALERT_WEBHOOK_URL:
         return False, None, "ALERT_WEBHOOK_URL is not set"
     body = json.dumps(body_of(alert, kind)).encode()
-    request = urllib.request.Request(settings.ALERT_WEBHOOK_URL, data=body, method="POST")
-    request.add_header("Content-Type", "application/json")
+    headers = {"Content-Type": "application/json"}
     if settings.ALERT_WEBHOOK_SECRET:
-        request.add_header(
-            "X-Revassure-Signature", signature(body, settings.ALERT_WEBHOOK_SECRET, int(time.time()))
-        )
+        headers["X-Revassure-Signature"] = signature(body, settings.ALERT_WEBHOOK_SECRET, int(time.time()))
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:
-            return True, response.status, ""
-    except urllib.error.HTTPError as exc:
-        return False, exc.code, f"HTTP {exc.code}"
-    except (OSError, ValueError) as exc:
-        return False, None, f"{type(exc).__name__}: {exc}"
+        answer = outbound.request(
+            "POST",
+            settings.ALERT_WEBHOOK_URL,
+            seconds=settings.OUTBOUND_DEADLINE_SECONDS,
+            body=body,
+            headers=headers,
+        )
+    except (OSError, ValueError, http.client.HTTPException) as exc:
+        return (
+            False,
+            None,
+            str(exc) if isinstance(exc, outbound.DeadlineExceeded) else f"{type(exc).__name__}: {exc}",
+        )
+    if not 200 <= answer.status < 300:
+        return False, answer.status, f"HTTP {answer.status}"
+    return True, answer.status, ""
 
 
 SENDERS = {"email": send_email, "webhook": send_webhook}

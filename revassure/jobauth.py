@@ -10,9 +10,10 @@ token is 401; a good token from a caller not allowed is 403.
 from dataclasses import dataclass
 
 import google.auth.exceptions
-import google.auth.transport.requests
 from django.conf import settings
 from google.oauth2 import id_token
+
+from revassure import outbound
 
 
 class Unauthenticated(Exception):
@@ -38,7 +39,8 @@ def authenticate(authorization: str) -> Caller:
     try:
         claims = id_token.verify_token(
             token.strip(),
-            google.auth.transport.requests.Request(),
+            # The certificates' fetch ends within the deadline, however slow the issuer.
+            outbound.GoogleAuthRequest(settings.OUTBOUND_DEADLINE_SECONDS),
             audience=settings.JOBS_OIDC_AUDIENCE,
             certs_url=settings.JOBS_OIDC_CERTS_URL,
             clock_skew_in_seconds=settings.JOBS_CLOCK_SKEW_SECONDS,

@@ -98,6 +98,17 @@ WEBHOOK_APPLY = env.str("WEBHOOK_APPLY", default="batched")
 if WEBHOOK_APPLY not in ("batched", "per_delivery"):
     raise ImproperlyConfigured(f"WEBHOOK_APPLY must be batched or per_delivery, not {WEBHOOK_APPLY!r}")
 WEBHOOK_DRAIN_LEASE_SECONDS = env.int("WEBHOOK_DRAIN_LEASE_SECONDS", default=30)
+# A webhook delivery's insert waits at most this long for SQLite's write lock
+# held by another connection; then (or when PostgreSQL refuses, e.g. its
+# lock_timeout) the provider gets 503 with Retry-After (seconds) and sends the
+# delivery again.
+# A replay of stored deliveries saves its progress (its heartbeat) after each
+# delivery; silent this long, its worker is taken for dead: the webhook drain no
+# longer steps aside for it, and the minute's sweep hands it to another worker,
+# which goes on from its checkpoint.
+REPLAY_LEASE_SECONDS = env.int("REPLAY_LEASE_SECONDS", default=30)
+WEBHOOK_STORE_WAIT_SECONDS = env.float("WEBHOOK_STORE_WAIT_SECONDS", default=5.0)
+WEBHOOK_RETRY_AFTER_SECONDS = env.int("WEBHOOK_RETRY_AFTER_SECONDS", default=30)
 BACKFILL_ALLOW_NEGATIVE_BALANCE = env.bool("BACKFILL_ALLOW_NEGATIVE_BALANCE", default=False)
 # Where exports uploaded in the admin are kept for the workers (shared by web and workers).
 # A pathlib.Path (env.path would give an environ.Path, which has no mkdir()).
@@ -154,6 +165,12 @@ else:
     EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
     EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", default=str(BASE_DIR / "sent-mail"))
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+# Every call to another service (alert webhook, SMTP, the job tokens' signing
+# certificates) ends within this many seconds in all, however slowly the other
+# end answers (a per-read timeout does not bound a trickle); fetching a
+# settlement statement from Cloud Storage within SETTLEMENT_FETCH_DEADLINE_SECONDS.
+OUTBOUND_DEADLINE_SECONDS = env.float("OUTBOUND_DEADLINE_SECONDS", default=15.0)
+SETTLEMENT_FETCH_DEADLINE_SECONDS = env.float("SETTLEMENT_FETCH_DEADLINE_SECONDS", default=600.0)
 
 # django-q2: a task must finish within `timeout`; `retry` (which also counts the
 # wait in the queue) is longer so that a slow task is never started twice.

@@ -95,6 +95,10 @@ class SettlementRunAdmin(ReadOnlyAdmin):
         ("Seal", {"fields": ["chain_seq", "checksum", "previous_checksum"]}),
     ]
 
+    def get_queryset(self, request):
+        # A dry run's scratch is nobody's report: it is gone when the dry run ends.
+        return super().get_queryset(request).exclude(status=RunStatus.DRY_RUN)
+
     @admin.display(description="started", ordering="started_at")
     def started(self, run):
         return when(run.started_at)
@@ -347,6 +351,7 @@ class SettlementRowAdmin(ReadOnlyAdmin):
         return (
             super()
             .get_queryset(request)
+            .exclude(run__status=RunStatus.DRY_RUN)
             .annotate(
                 explained=Exists(done.filter(kind=FollowUpKind.EXPLAINED)),
                 acted=Exists(done.exclude(kind=FollowUpKind.EXPLAINED)),

@@ -13,6 +13,10 @@ class RunStatus(models.TextChoices):
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
+    # A dry run's scratch while it matches (committed chunk by chunk, so it never
+    # holds the database's write lock for long); removed when it ends, and shown
+    # nowhere: a dry run keeps nothing.
+    DRY_RUN = "dry_run", "dry run"
 
 
 FINISHED = (RunStatus.COMPLETED, RunStatus.FAILED)

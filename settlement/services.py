@@ -10,21 +10,24 @@ so (the command on stderr, the admin on the run's page). Matching the same
 statement again is how one sees that a replay or an adjustment closed its
 breaks, so it must stay possible.
 
-A dry run is the real run inside a database transaction that is rolled back:
-the same code decides every row, then nothing of it is kept (no run, no rows,
-no chain position) and nothing is written to Firestore (matching only reads;
-the mirror is skipped).
+A dry run is the real run on a scratch run (status `dry_run`, shown nowhere)
+whose rows are committed chunk by chunk like a real run's, then deleted in
+short batches: the same code decides every row, then nothing of it is kept (no
+run, no rows, no chain position) and nothing is written to Firestore (matching
+only reads; the mirror is skipped). It is not one long rolled-back transaction:
+on SQLite that held the database's only write lock for minutes, and every
+webhook, sign-in and scheduled task waiting for it failed.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django_q.tasks import async_task
@@ -33,19 +36,14 @@ from revassure import alerting
 from revassure.firestore import FirestoreGateway
 from revassure.logs import on_commit
 from settlement import matching, reports, statement, storage
-from settlement.models import RunStatus, RunTrigger, SettlementRun
+from settlement.models import RunStatus, RunTrigger, SettlementRow, SettlementRun
 
 log = logging.getLogger(__name__)
 
 PERMISSION = "settlement.run_settlement"
 RUN_TASK = "settlement.tasks.run_import"
-
-
-class _DryRun(Exception):
-    """Raised to roll a dry run's transaction back, carrying what it found."""
-
-    def __init__(self, found: dict):
-        self.found = found
+DISCARD_BATCH = 5000  # a dry run's rows deleted per transaction
+ABANDONED_DRY_RUN = timedelta(days=1)
 
 
 @dataclass
@@ -114,16 +112,40 @@ def reconcile_file(
             fail(run.pk, f"{type(exc).__name__}: {exc}")
             raise
         return Result(run, reports.summary(run), run.repeat_of, False)
+    discard_abandoned_dry_runs()
+    run.status = RunStatus.DRY_RUN
+    run.save()
     try:
-        with transaction.atomic():
-            run.save()
-            run = execute(run, gateway=gateway, dry_run=True)
-            raise _DryRun({"counts": reports.summary(run, None), "repeat_of": run.repeat_of_id})
-    except _DryRun as done:
-        found = done.found
-    counts = {**found["counts"], "run_id": None, "checksum": None}
-    repeat = SettlementRun.objects.filter(pk=found["repeat_of"]).first()
-    return Result(None, counts, repeat, True)
+        run = execute(run, gateway=gateway, dry_run=True)
+        counts = {**reports.summary(run), "run_id": None, "checksum": None}
+        return Result(None, counts, run.repeat_of, True)
+    finally:
+        discard_dry_run(run.pk)
+
+
+def discard_dry_run(run_id: int) -> None:
+    """Delete a dry run's scratch: its rows DISCARD_BATCH at a time, each batch
+    committed on its own, then the run."""
+    table = connection.ops.quote_name(SettlementRow._meta.db_table)
+    sql = (
+        f"DELETE FROM {table} WHERE id IN "
+        f"(SELECT id FROM {table} WHERE run_id = %s ORDER BY id LIMIT {DISCARD_BATCH})"
+    )
+    while True:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(sql, [run_id])
+            if cursor.rowcount == 0:
+                break
+    SettlementRun.objects.filter(pk=run_id, status=RunStatus.DRY_RUN).delete()
+
+
+def discard_abandoned_dry_runs() -> None:
+    """Scratch left by a dry run whose process was killed (none lasts a day)."""
+    cutoff = timezone.now() - ABANDONED_DRY_RUN
+    for run_id in SettlementRun.objects.filter(status=RunStatus.DRY_RUN, started_at__lt=cutoff).values_list(
+        "pk", flat=True
+    ):
+        discard_dry_run(run_id)
 
 
 def check_header(path: Path) -> None:

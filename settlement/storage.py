@@ -2,8 +2,9 @@
 
 The scheduled daily import names its statement as `gs://bucket/object`; the
 worker fetches it with the service account's default credentials through
-Cloud Storage's JSON API (google-auth's AuthorizedSession, streamed to disk),
-so no client library beyond google-auth is needed.
+Cloud Storage's JSON API (streamed to disk, the token's refresh and the
+download each within a total deadline: revassure.outbound), so no client
+library beyond google-auth is needed.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from pathlib import Path
 from urllib.parse import quote
 
 import google.auth
-from google.auth.transport.requests import AuthorizedSession
+from django.conf import settings
+
+from revassure import outbound
 
 PREFIX = "gs://"
 _API = "https://storage.googleapis.com/storage/v1/b/{bucket}/o/{name}?alt=media"
@@ -37,17 +40,23 @@ def split_uri(uri: str) -> tuple[str, str]:
 
 
 def fetch(uri: str, target: Path) -> Path:
-    """Download gs://bucket/object to `target` (streamed); its path."""
+    """Download gs://bucket/object to `target` (streamed) within
+    SETTLEMENT_FETCH_DEADLINE_SECONDS; its path. OSError when it cannot."""
     bucket, name = split_uri(uri)
     credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/devstorage.read_only"])
-    session = AuthorizedSession(credentials)
     url = _API.format(bucket=quote(bucket, safe=""), name=quote(name, safe=""))
+    headers: dict[str, str] = {}
+    credentials.before_request(
+        outbound.GoogleAuthRequest(settings.OUTBOUND_DEADLINE_SECONDS), "GET", url, headers
+    )
     target.parent.mkdir(parents=True, exist_ok=True)
-    with session.get(url, stream=True, timeout=60) as response:
-        response.raise_for_status()
-        with target.open("wb") as out:
-            for piece in response.iter_content(_PIECE):
-                out.write(piece)
+    with target.open("wb") as out:
+        answer = outbound.request(
+            "GET", url, seconds=settings.SETTLEMENT_FETCH_DEADLINE_SECONDS, headers=headers, sink=out
+        )
+    if answer.status != 200:
+        target.unlink(missing_ok=True)
+        raise OSError(f"Cloud Storage answered HTTP {answer.status} for {uri}")
     return target
 
 

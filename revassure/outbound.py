@@ -1,0 +1,200 @@
+"""Calls this product makes to other services (alert webhooks, SMTP, Cloud
+Storage, the certificates that sign job tokens), each with a total deadline.
+
+A per-read timeout is no deadline: a receiver that sends one byte every 5 s
+never trips a 10 s read timeout, and held every worker for minutes. Here a
+watchdog shuts the connection's socket down when the call's time is up,
+whatever it is doing then (connecting, the TLS handshake, waiting for the
+first byte or the thousandth); the blocked read returns at once and the call
+fails with DeadlineExceeded (HTTP) or the mail backend's error (SMTP).
+"""
+
+from __future__ import annotations
+
+import functools
+import http.client
+import smtplib
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import BinaryIO
+from urllib.parse import urlsplit
+
+import google.auth.exceptions
+import google.auth.transport
+from django.conf import settings
+from django.core.mail.backends import smtp
+
+PIECE = 1 << 16
+
+
+class DeadlineExceeded(OSError):
+    """The call did not finish within its total deadline."""
+
+
+class Watchdog:
+    """Shuts down the socket `current()` returns once `seconds` have passed."""
+
+    def __init__(self, seconds: float, current: Callable[[], socket.socket | None]):
+        self.seconds = seconds
+        self.deadline = time.monotonic() + seconds
+        self.current = current
+        self.fired = False
+        self.timer: threading.Timer | None = None
+
+    def remaining(self) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise DeadlineExceeded(f"no answer within the deadline of {self.seconds:g} s")
+        return left
+
+    def start(self) -> None:
+        if self.timer is None:
+            self.timer = threading.Timer(max(self.deadline - time.monotonic(), 0), self._fire)
+            self.timer.daemon = True
+            self.timer.start()
+
+    def stop(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+
+    def _fire(self) -> None:
+        self.fired = True
+        sock = self.current()
+        if sock is not None:
+            try:
+                # The plain socket's shutdown, also under TLS: it wakes a blocked read at once.
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def request(
+    method: str,
+    url: str,
+    *,
+    seconds: float,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    sink: BinaryIO | None = None,
+) -> Response:
+    """One HTTP(S) request, answered in full within `seconds` or DeadlineExceeded.
+    With `sink`, the body is written there piece by piece (and not kept)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{url!r} is not an http(s) URL")
+    tls = parts.scheme == "https"
+    port = parts.port or (443 if tls else 80)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    held: list[socket.socket] = []
+    watchdog = Watchdog(seconds, lambda: held[-1] if held else None)
+    try:
+        sock = socket.create_connection((parts.hostname, port), timeout=watchdog.remaining())
+        held.append(sock)
+        watchdog.start()
+        if tls:
+            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=parts.hostname)
+            held.append(sock)
+        connection = http.client.HTTPConnection(parts.hostname, port, timeout=seconds)
+        connection.sock = sock
+        try:
+            connection.request(method, path, body=body, headers=headers or {})
+            response = connection.getresponse()
+            data = b""
+            if sink is None:
+                data = response.read()
+            else:
+                while piece := response.read(PIECE):
+                    sink.write(piece)
+            return Response(response.status, dict(response.getheaders()), data)
+        finally:
+            connection.close()
+    except (OSError, http.client.HTTPException) as exc:
+        if watchdog.fired or isinstance(exc, DeadlineExceeded):
+            raise DeadlineExceeded(f"no answer within the deadline of {seconds:g} s") from exc
+        raise
+    finally:
+        watchdog.stop()
+
+
+class GoogleAuthRequest(google.auth.transport.Request):
+    """google-auth's transport (certificates, token refreshes) over `request`,
+    with a total deadline per call."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def __call__(self, url, method="GET", body=None, headers=None, timeout=None, **kwargs):
+        seconds = min(timeout, self.seconds) if timeout else self.seconds
+        try:
+            answer = request(method, url, seconds=seconds, body=body, headers=headers)
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            raise google.auth.exceptions.TransportError(f"{url}: {exc}") from exc
+        return _GoogleAuthResponse(answer)
+
+
+class _GoogleAuthResponse(google.auth.transport.Response):
+    def __init__(self, answer: Response):
+        self.answer = answer
+
+    @property
+    def status(self):
+        return self.answer.status
+
+    @property
+    def headers(self):
+        return self.answer.headers
+
+    @property
+    def data(self):
+        return self.answer.body
+
+
+class _DeadlineSMTPMixin:
+    """smtplib's client whose whole conversation (greeting to QUIT) ends by the
+    deadline: the watchdog starts with the first reply read (the socket exists
+    by then) and follows the socket through STARTTLS."""
+
+    def __init__(self, *args, seconds: float, **kwargs):
+        self.watchdog = Watchdog(seconds, lambda: getattr(self, "sock", None))
+        super().__init__(*args, **kwargs)
+
+    def getreply(self):
+        self.watchdog.start()
+        return super().getreply()
+
+    def close(self):
+        self.watchdog.stop()
+        super().close()
+
+
+class DeadlineSMTP(_DeadlineSMTPMixin, smtplib.SMTP):
+    pass
+
+
+class DeadlineSMTPSSL(_DeadlineSMTPMixin, smtplib.SMTP_SSL):
+    pass
+
+
+class SMTPBackend(smtp.EmailBackend):
+    """Django's SMTP backend (same settings), each connection under a total deadline."""
+
+    def __init__(self, *args, seconds: float | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.seconds = seconds or settings.OUTBOUND_DEADLINE_SECONDS
+        if not self.timeout or self.timeout > self.seconds:
+            self.timeout = self.seconds  # connecting, too, within the deadline
+
+    @property
+    def connection_class(self):
+        return functools.partial(DeadlineSMTPSSL if self.use_ssl else DeadlineSMTP, seconds=self.seconds)
