@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("settlement", "0003_outcome_labels"),
+        ("settlement", "0004_adjustments_settle_identities"),
     ]
 
     operations = [
