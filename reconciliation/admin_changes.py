@@ -17,7 +17,6 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.http import urlencode
 from django.utils.timesince import timesince
-from google.api_core.exceptions import GoogleAPIError
 
 from reconciliation import changes
 from reconciliation.models import (
@@ -30,7 +29,7 @@ from reconciliation.models import (
 )
 from revassure import freeze, policy
 from revassure.admin_base import ReadOnlyAdmin
-from revassure.firestore import get_gateway
+from revassure.firestore import FirestoreError, get_gateway
 from revassure.formatting import EMPTY, label, points, signed, when
 from revassure.freeze import Frozen
 from revassure.ledger import is_points
@@ -84,8 +83,8 @@ def read_wallet(uid: str):
     does not answer (a page still renders, and says so)."""
     try:
         return get_gateway().read_wallets_and_ledgers([uid], concurrency=1)[uid], ""
-    except GoogleAPIError as exc:
-        return None, f"Firestore did not answer ({type(exc).__name__}): the wallet cannot be shown now"
+    except FirestoreError as exc:
+        return None, f"Firestore did not answer ({exc}): the wallet cannot be shown now"
 
 
 def frozen_text(event) -> str:

@@ -22,9 +22,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django_q.tasks import async_task
-from google.api_core import exceptions as gexc
 
-from revassure.firestore import FirestoreGateway, get_gateway
+from revassure.firestore import FirestoreError, FirestoreGateway, get_gateway
 from revassure.firestore.snapshots import ManagedExportUnavailable
 from revassure.logs import on_commit
 from snapshots import restore as restoring
@@ -151,7 +150,7 @@ def run(
         )
     except Exception as exc:
         transition(snapshot_id, SnapshotStatus.FAILED, error=readable(exc))
-        if isinstance(exc, gexc.GoogleAPIError):
+        if isinstance(exc, FirestoreError):
             # Firestore out of reach or refusing: what it said is the whole story.
             log.error("snapshot failed", extra={"snapshot_id": snapshot_id, "error": readable(exc)})
         else:
@@ -193,8 +192,8 @@ def _start_managed_export(snapshot: Snapshot, gateway: FirestoreGateway, read_ti
         operation, state = started.operation, started.state
     except ManagedExportUnavailable as exc:
         state = f"Not taken: {exc}."
-    except gexc.GoogleAPICallError as exc:
-        state = f"Could not start: {exc.message or exc}"
+    except FirestoreError as exc:
+        state = f"Could not start: {exc}"
         log.error("managed export did not start", extra={"snapshot_id": snapshot.pk})
     Snapshot.objects.filter(pk=snapshot.pk).update(
         managed_export_operation=operation, managed_export_state=state[:300]
@@ -277,8 +276,8 @@ def restore(path: str | Path, *, project: str, replace: bool = False, actor=None
 def readable(exc: Exception) -> str:
     """An error as one line for a person: Firestore's own words for its errors
     (a retry deadline passed, a refusal), else the exception's text."""
-    if isinstance(exc, gexc.GoogleAPIError):
-        text = f"Firestore: {getattr(exc, 'message', None) or exc or type(exc).__name__}"
+    if isinstance(exc, FirestoreError):
+        text = f"Firestore: {exc}"
     else:
         text = str(exc) or type(exc).__name__
     return " ".join(text.split())

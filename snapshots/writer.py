@@ -36,8 +36,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from revassure.firestore import WALLETS, FirestoreGateway
 from revassure.firestore.snapshots import ROOTS, CollectionChanged, Position
 from snapshots import files
@@ -134,10 +132,8 @@ class Progress:
     def wallet_parts(self) -> list[dict[str, Any]]:
         return [entry for entry in self.files if entry["holds"] == WALLETS]
 
-    def timestamp(self) -> Timestamp:
-        stamp = Timestamp()
-        stamp.FromJsonString(self.read_time)
-        return stamp
+    def timestamp(self) -> datetime:
+        return datetime.fromisoformat(self.read_time.replace("Z", "+00:00"))
 
 
 @dataclass
@@ -229,7 +225,9 @@ def _fresh(directory: Path, gateway: FirestoreGateway) -> Progress:
     for path in directory.iterdir():
         if _ours(path.name) or path.name == PROGRESS:
             path.unlink()
-    return Progress.begin(directory, gateway.project, gateway.snapshot_read_time().ToJsonString())
+    return Progress.begin(
+        directory, gateway.project, gateway.snapshot_read_time().isoformat().replace("+00:00", "Z")
+    )
 
 
 def _ours(name: str) -> bool:

@@ -156,3 +156,21 @@ def run_later():
         "<source>:11 imports jobs.views",
     ]
     assert unexplained_function_imports(source) == ["<source>:9 from backfill import tasks"]
+
+
+# The gateway is the seam to Firestore: its library, its errors and its wire types.
+FIRESTORE_LIBRARIES = ("google.api_core", "google.cloud.firestore", "google.protobuf", "grpc")
+
+
+def test_only_the_gateway_speaks_firestores_libraries():
+    found = []
+    for package in ("revassure", *APPS):
+        for path in modules(package):
+            name = _relative(path)
+            if name.startswith("revassure/firestore/"):
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                for module in _imported_modules(node):
+                    if module.startswith(FIRESTORE_LIBRARIES):
+                        found.append(f"{name}:{node.lineno} imports {module}")
+    assert found == [], "only revassure/firestore/ may: " + "; ".join(found)

@@ -13,12 +13,11 @@ from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.http import urlencode
-from google.api_core.exceptions import GoogleAPIError
 
 from reconciliation import breaks, changes
 from revassure import freeze
 from revassure.admin_base import BaseAdmin
-from revassure.firestore import MISSING, get_gateway
+from revassure.firestore import MISSING, FirestoreError, get_gateway
 from revassure.formatting import EMPTY, label, points, signed, when
 from revassure.ledger import is_points
 from wallets import lookup
@@ -90,9 +89,9 @@ class WalletAdmin(BaseAdmin):
             gateway = get_gateway()
             state = lookup.wallet_now(gateway, uid)
             ledger = lookup.ledger_page(gateway, uid, request.GET.get("page"))
-        except GoogleAPIError as exc:
+        except FirestoreError as exc:
             context["firestore_error"] = (
-                f"Firestore did not answer ({type(exc).__name__}): balance and ledger cannot be shown now."
+                f"Firestore did not answer ({exc}): balance and ledger cannot be shown now."
             )
         else:
             page = ledger.page

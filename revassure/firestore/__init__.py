@@ -21,11 +21,22 @@ protobuf classes behind the public types.
 
 from __future__ import annotations
 
+import contextvars
+import functools
+import inspect
 import os
 import threading
 
 from django.conf import settings
+from google.api_core import exceptions as gexc
 
+from revassure.firestore.errors import (
+    FirestoreContention,
+    FirestoreError,
+    FirestoreRefused,
+    FirestoreUnavailable,
+    translated,
+)
 from revassure.firestore.model import (
     AUDIT_LOG,
     COLLECTIONS,
@@ -73,7 +84,11 @@ __all__ = [
     "Collection",
     "Decide",
     "EventOutcome",
+    "FirestoreContention",
+    "FirestoreError",
     "FirestoreGateway",
+    "FirestoreRefused",
+    "FirestoreUnavailable",
     "LedgerTotals",
     "Missing",
     "WalletState",
@@ -83,7 +98,66 @@ __all__ = [
 
 
 class FirestoreGateway(Snapshots):
-    """Everything revassure asks of Firestore (see the modules for each part)."""
+    """Everything revassure asks of Firestore (see the modules for each part).
+
+    Its public operations raise the gateway's own errors (errors.py), never
+    google-api-core's: the outermost operation translates, so the gateway's
+    own code still sees (and retries) the library's errors within."""
+
+
+# True while a public operation runs: operations it calls do not translate.
+_within = contextvars.ContextVar("within_gateway_operation", default=False)
+
+
+def _translating(operation):
+    if inspect.isgeneratorfunction(operation):
+
+        @functools.wraps(operation)
+        def generator(*args, **kwargs):
+            items = operation(*args, **kwargs)
+            while True:
+                token = _within.set(True)
+                outermost = token.old_value is not True
+                try:
+                    item = next(items)
+                except StopIteration:
+                    return
+                except gexc.GoogleAPIError as exc:
+                    if outermost:
+                        raise translated(exc) from exc
+                    raise
+                finally:
+                    _within.reset(token)
+                yield item
+
+        return generator
+
+    @functools.wraps(operation)
+    def call(*args, **kwargs):
+        token = _within.set(True)
+        try:
+            return operation(*args, **kwargs)
+        except gexc.GoogleAPIError as exc:
+            if token.old_value is not True:
+                raise translated(exc) from exc
+            raise
+        finally:
+            _within.reset(token)
+
+    return call
+
+
+def public_operations(cls: type = FirestoreGateway) -> list[str]:
+    """The names of the gateway's public operations (methods, not properties)."""
+    return sorted(
+        name
+        for name, member in inspect.getmembers(cls)
+        if not name.startswith("_") and inspect.isfunction(member)
+    )
+
+
+for _name in public_operations():
+    setattr(FirestoreGateway, _name, _translating(getattr(FirestoreGateway, _name)))
 
 
 _gateways: dict[str, FirestoreGateway] = {}

@@ -216,13 +216,13 @@ def listing_request(
     return request
 
 
-def collection_request(parent: str, collection: str, read_time: Timestamp | None = None) -> RunQueryRequest:
+def collection_request(parent: str, collection: str, read_time: dt.datetime | None = None) -> RunQueryRequest:
     """Every document of `parent`/`collection` (in name order on Firestore), as of
     `read_time` when given."""
     query = Query(from_=[Query.CollectionSelector(collection_id=collection)])
     request = RunQueryRequest(parent=parent, structured_query=query)
     if read_time is not None:
-        request.read_time.CopyFrom(read_time)
+        request.read_time.CopyFrom(timestamp(read_time))
     return request
 
 

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
+from google.api_core import exceptions as gexc
 from google.api_core import retry as gretry
 from google.cloud.firestore_v1 import FieldFilter
 from google.cloud.firestore_v1.field_path import FieldPath
@@ -22,6 +23,7 @@ from google.cloud.firestore_v1.types import firestore as firestore_pb
 
 from revassure.firestore import encoding
 from revassure.firestore.client import Connection
+from revassure.firestore.errors import translated
 from revassure.firestore.model import (
     CONFIG,
     IDENTITIES,
@@ -108,7 +110,7 @@ class Reads(Connection):
         caller can queue the next batch while it handles the last one and keep
         Firestore busy without ever exceeding the limit.
         """
-        return self.submit(self._aggregate_many(uids, concurrency))
+        return self.submit(_translating(self._aggregate_many(uids, concurrency)))
 
     async def _aggregate_many(
         self, uids: list[str], concurrency: int, transaction: bytes | None = None
@@ -408,3 +410,12 @@ def field(document, name: str, default: Any) -> Any:
 def points_of(document) -> Any:
     """A wallet's raw points; MISSING when the wallet or the field is absent."""
     return field(document, "points", MISSING)
+
+
+async def _translating(coroutine):
+    """Await `coroutine`, raising the gateway's own error for a library one (a
+    Future handed to a caller outside the gateway)."""
+    try:
+        return await coroutine
+    except gexc.GoogleAPIError as exc:
+        raise translated(exc) from exc

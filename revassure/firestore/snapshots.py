@@ -105,7 +105,7 @@ class ManagedExport:
 class Snapshots(Writes):
     # -- reading out ---------------------------------------------------------
 
-    def snapshot_read_time(self) -> Timestamp:
+    def snapshot_read_time(self) -> datetime:
         """The server's present time (from a one-document query's answer): the
         read time of a new snapshot. Taken from the server, so a fast local clock
         can never ask for a time in Firestore's future."""
@@ -113,7 +113,7 @@ class Snapshots(Writes):
             encoding.RunQueryRequest(parent=self.documents, structured_query=_query(WALLETS, limit=1))
         )
 
-        def ask() -> Timestamp:
+        def ask() -> datetime:
             stamp = Timestamp()
             for response in self.api.run_query(
                 request=request, retry=None, timeout=self.call_timeout, metadata=self.metadata
@@ -122,8 +122,9 @@ class Snapshots(Writes):
                 if raw.HasField("read_time"):
                     stamp.CopyFrom(raw.read_time)
             if not stamp.seconds:  # a server that sends no read time: ours will do
-                stamp.FromDatetime(datetime.now(UTC))
-            return stamp
+                return datetime.now(UTC)
+            # Firestore keeps microseconds: a finer read time names no other version.
+            return datetime.fromtimestamp(stamp.seconds, UTC).replace(microsecond=stamp.nanos // 1000)
 
         return self.retry(ask)()
 
@@ -152,7 +153,7 @@ class Snapshots(Writes):
     def snapshot_wallets(
         self,
         *,
-        read_time: Timestamp | None = None,
+        read_time: datetime | None = None,
         start: Position | None = None,
         batch: int = 200,
         concurrency: int = 32,
@@ -207,7 +208,7 @@ class Snapshots(Writes):
         return dict(await asyncio.gather(*(one(parent) for parent in parents)))
 
     def snapshot_collection(
-        self, root: str, *, read_time: Timestamp | None = None
+        self, root: str, *, read_time: datetime | None = None
     ) -> Iterator[SnapshotDocument]:
         """Every document of a root collection other than wallets, each followed by
         the documents of its subcollections."""

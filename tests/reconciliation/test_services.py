@@ -1,9 +1,8 @@
 import pytest
-from google.api_core.exceptions import GoogleAPIError
 
 from reconciliation import services
 from reconciliation.models import ReconciliationChunk, ReconciliationRun, RunStatus, RunTrigger
-from revassure.firestore import MISSING, FirestoreGateway
+from revassure.firestore import MISSING, FirestoreGateway, FirestoreUnavailable
 from revassure.flags import FeatureDisabled
 from tests.helpers import put_wallets
 
@@ -207,7 +206,7 @@ def test_firestore_failure_fails_the_run_with_the_error(firestore_project, monke
     monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", "127.0.0.1:9")
     unreachable = FirestoreGateway(firestore_project, retry_deadline=1.0, call_timeout=1.0)
 
-    with pytest.raises(GoogleAPIError) as failure:
+    with pytest.raises(FirestoreUnavailable) as failure:
         reconcile(unreachable)
 
     run = ReconciliationRun.objects.get()

@@ -4,9 +4,9 @@ import json
 
 import pytest
 from django.core.management import CommandError, call_command
-from google.api_core import exceptions as gexc
 
 from revassure.emulator import free_port
+from revassure.firestore import FirestoreRefused
 from snapshots import services
 from snapshots.models import Snapshot, SnapshotStatus, Verification
 from tests.helpers import put_wallets
@@ -25,7 +25,7 @@ def interrupt_after(gateway, monkeypatch, wallets_read):
     def interrupted(**kwargs):
         for n, item in enumerate(stream(**kwargs)):
             if n == wallets_read:
-                raise gexc.PermissionDenied("the test took Firestore away")
+                raise FirestoreRefused("the test took Firestore away")
             yield item
 
     monkeypatch.setattr(gateway, "snapshot_wallets", interrupted)
@@ -38,7 +38,7 @@ def test_an_interrupted_snapshot_is_completed_by_running_the_command_again(
     out = tmp_path / "snap"
     with monkeypatch.context() as patch:
         interrupt_after(gateway, patch, 5)
-        with pytest.raises(gexc.PermissionDenied):
+        with pytest.raises(FirestoreRefused):
             services.take(out, actor=None, gateway=gateway, wallets_per_part=2)
     kept = {
         name: (out / name).stat().st_ino for name in ("wallets-000001.jsonl.gz", "wallets-000002.jsonl.gz")
@@ -76,7 +76,7 @@ def test_the_same_snapshot_taken_whole_or_in_two_goes_holds_the_same_lines(
     whole = services.take(tmp_path / "whole", actor=None, gateway=gateway, wallets_per_part=4)
     with monkeypatch.context() as patch:
         interrupt_after(gateway, patch, wallets_read)
-        with pytest.raises(gexc.PermissionDenied):
+        with pytest.raises(FirestoreRefused):
             services.take(tmp_path / "twice", actor=None, gateway=gateway, wallets_per_part=4)
     twice = services.take(tmp_path / "twice", actor=None, gateway=gateway, wallets_per_part=4)
 

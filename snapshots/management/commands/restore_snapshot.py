@@ -1,8 +1,8 @@
 import json
 
 from django.core.management.base import BaseCommand, CommandError
-from google.api_core import exceptions as gexc
 
+from revassure.firestore import FirestoreError
 from revassure.formatting import points
 from revassure.logs import bound_correlation_id
 from snapshots import services
@@ -33,7 +33,7 @@ class Command(BaseCommand):
                 restore = services.restore(path, project=project, replace=replace, actor=None)
             except RestoreRefused as exc:
                 raise CommandError(f"refused, nothing written: {exc}") from exc
-            except gexc.GoogleAPIError as exc:
+            except FirestoreError as exc:
                 raise CommandError(
                     f"{services.readable(exc)}; if anything was written, run it again with --replace "
                     "to start clean"

@@ -1,9 +1,8 @@
 import json
 
 from django.core.management.base import BaseCommand, CommandError
-from google.api_core import exceptions as gexc
 
-from revassure.firestore import get_gateway
+from revassure.firestore import FirestoreError, get_gateway
 from revassure.formatting import points
 from revassure.logs import bound_correlation_id
 from snapshots import services, writer
@@ -37,7 +36,7 @@ class Command(BaseCommand):
                 )
             except (writer.SnapshotRefused, services.SnapshotBusy) as exc:
                 raise CommandError(f"refused: {exc}") from exc
-            except gexc.GoogleAPIError as exc:
+            except FirestoreError as exc:
                 # Out of reach (the retry deadline passed) or refusing: one line, no traceback.
                 raise CommandError(
                     f"the snapshot stopped, {services.readable(exc)}; run the command again to carry on"
