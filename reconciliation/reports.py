@@ -5,6 +5,10 @@ then one line per violation in uid order, each a compact JSON object with
 sorted keys) is hashed with SHA-256, and the run records the checksum of the
 completed run before it. Editing a report changes its checksum; deleting one
 breaks the chain (positions are consecutive); both are found by `verify()`.
+
+Sealing, verifying and mirroring are the kernel's (revassure.sealing.chain):
+this module gives it what only a reconciliation report knows (KIND, registered
+by the app); verify_reports walks every registered kind.
 """
 
 from __future__ import annotations

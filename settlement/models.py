@@ -4,8 +4,6 @@ from django.db import models
 from revassure.logs import correlation_id_or_blank
 from revassure.sealing.models import AppendOnly, FinishedRecordError, SealedRun
 
-__all__ = ["FinishedRecordError"]  # the kernel's, raised by every sealed record and history
-
 
 class RunStatus(models.TextChoices):
     PENDING = "pending"
