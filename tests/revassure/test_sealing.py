@@ -18,9 +18,10 @@ from django.utils import timezone
 from cutover import record, services
 from cutover.models import Cutover, CutoverStatus, CutoverStep
 from observability.models import AlertRule, AlertRuleChange
+from reconciliation.models import Violation
 from revassure.sealing import chain
 from revassure.sealing.canonical import canonical, legacy_utf8, line
-from revassure.sealing.models import FinishedRecordError
+from revassure.sealing.models import AppendOnly, FinishedRecordError, SealedRun
 from revassure.sealing.operations import RefuseChanges
 from settlement.models import FollowUp, SettlementRow, SettlementRun
 from tests.helpers import without_immutability_triggers
@@ -243,6 +244,41 @@ def test_an_alert_rules_history_cannot_be_edited_or_deleted(ops):
     refused(f"UPDATE observability_alertrulechange SET reason = 'x' WHERE id = {change.pk}", "is append-only")
     refused(f"DELETE FROM observability_alertrulechange WHERE id = {change.pk}", "is append-only")
     assert AlertRuleChange.objects.get().reason == "tuning"
+
+
+# The rows a sealed run is made of (a foreign key to it, sealed with it).
+SEALED_ROWS = (Violation, SettlementRow, CutoverStep)
+
+
+def triggers_on(table):
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = %s", [table])
+        else:
+            cursor.execute(
+                "SELECT t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+                "WHERE NOT t.tgisinternal AND c.relname = %s",
+                [table],
+            )
+        return [name for (name,) in cursor.fetchall()]
+
+
+def test_every_sealed_and_history_table_has_its_triggers():
+    """A table rebuilt by a later migration on SQLite loses its triggers: this finds it."""
+    guarded = [m for m in apps.get_models() if issubclass(m, SealedRun | AppendOnly)] + list(SEALED_ROWS)
+    assert {m._meta.label for m in guarded} >= {
+        "reconciliation.ReconciliationRun",
+        "reconciliation.RequestEvent",
+        "reconciliation.BreakNote",
+        "settlement.SettlementRun",
+        "settlement.FollowUp",
+        "cutover.Cutover",
+        "observability.AlertRuleChange",
+        "revassure.FreezeEvent",
+        "revassure.FeatureFlagChange",
+    }
+    unguarded = [m._meta.db_table for m in guarded if not triggers_on(m._meta.db_table)]
+    assert unguarded == []
 
 
 def test_the_operation_names_what_it_refuses_and_rebuilds_itself():
