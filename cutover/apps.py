@@ -1,5 +1,7 @@
 from django.apps import AppConfig
 
+from revassure.sealing import chain as sealing
+
 
 class CutoverConfig(AppConfig):
     name = "cutover"
@@ -12,3 +14,10 @@ class CutoverConfig(AppConfig):
         from revassure import freeze
 
         freeze.register_hold(freeze_hold)
+
+        # why: the report kind names the models, which load only once the
+        # registry is ready; the kernel's chain (verify_reports) walks what
+        # the apps register here.
+        from cutover import record
+
+        sealing.register(record.KIND)

@@ -2,17 +2,19 @@
 
 While the cutover is in progress its steps fill in (evidence, who, when, a
 note). When it finishes or is aborted its full record is serialised once into
-`record` with a SHA-256 `checksum` (cutover/record.py), and from then on the
-model refuses to save or delete the cutover or any of its steps.
+`record` with a SHA-256 `checksum` (cutover/record.py), takes its place in
+the chain of cutover records (revassure.sealing), and from then on the model
+and the database refuse to save or delete the cutover or any of its steps.
 """
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from revassure.sealing.models import FinishedRecordError, SealedRun
 
-class SealedRecordError(Exception):
-    """A sealed cutover (or one of its steps) was asked to change."""
+# A sealed cutover (or one of its steps) was asked to change: the kernel's one error.
+SealedRecordError = FinishedRecordError
 
 
 class CutoverStatus(models.TextChoices):
@@ -45,14 +47,15 @@ class StepState(models.TextChoices):
     DONE = "done", "Done"
 
 
-class Cutover(models.Model):
+class Cutover(SealedRun):
+    FINISHED = ENDED
+
     name = models.CharField(max_length=100)
     target = models.CharField(max_length=100, help_text="the environment cut over to, e.g. production")
     monitor_minutes = models.PositiveIntegerField(default=120)
     status = models.CharField(max_length=16, choices=CutoverStatus, default=CutoverStatus.IN_PROGRESS)
     started_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     started_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
     abort_reason = models.TextField(blank=True)
     aborted_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
@@ -60,7 +63,6 @@ class Cutover(models.Model):
     # What the abort rolled back and what is left to do by hand.
     rollback = models.JSONField(default=dict, blank=True)
     record = models.JSONField(null=True, blank=True)
-    checksum = models.CharField(max_length=64, blank=True)
 
     class Meta:
         ordering = ["-started_at", "-id"]
@@ -80,19 +82,12 @@ class Cutover(models.Model):
     def __str__(self) -> str:
         return f"Cutover {self.name} to {self.target}"
 
-    def save(self, *args, **kwargs):
-        if self.pk and type(self).objects.filter(pk=self.pk).exclude(checksum="").exists():
-            raise SealedRecordError(f"cutover {self.name} is sealed and cannot be changed")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        if self.is_ended:
-            raise SealedRecordError(f"cutover {self.name} is {self.status} and cannot be deleted")
-        return super().delete(*args, **kwargs)
+    def sealed_name(self) -> str:
+        return f"cutover {self.name}"
 
     @property
     def is_ended(self) -> bool:
-        return self.status in ENDED
+        return self.is_finished
 
 
 class CutoverStep(models.Model):

@@ -1,19 +1,26 @@
 """The sealed record of a cutover: canonical form, checksum, verification.
 
-Like the reconciliation reports (reconciliation/reports.py), a finished or
-aborted cutover is serialised once as JSON with sorted keys and compact
-separators and hashed with SHA-256. `verify()` rebuilds the record from the
-rows and recomputes the hash, so an edit made behind the model's back (a raw
-UPDATE, a restored backup) and an edited export are both found.
+Like the reconciliation reports, a finished or aborted cutover is serialised
+once in the kernel's canonical JSON (revassure.sealing.canonical) and hashed
+with SHA-256, and takes the next place in the chain of cutover records
+(KIND, registered by the app: verify_reports checks it with the reports).
+`verify()` rebuilds the record from the rows and recomputes the hash, so an
+edit made behind the model's back (a raw UPDATE, a restored backup) and an
+edited export are both found.
+
+Records sealed before the kernel were hashed with non-ASCII characters as
+UTF-8 rather than escaped (canonical.legacy_utf8): the same bytes for ASCII
+text. Their checksums still verify: a checksum matches a record in either form.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from datetime import UTC
 
-from cutover.models import Cutover, CutoverStep
+from cutover.models import ENDED, Cutover, CutoverStatus, CutoverStep
+from revassure.sealing import chain as sealing
+from revassure.sealing.canonical import canonical, legacy_utf8
 
 FORMAT = "revassure.cutover-record.v1"
 
@@ -63,12 +70,27 @@ def build(cutover: Cutover) -> dict:
     }
 
 
-def canonical(record: dict) -> bytes:
-    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
 def checksum(record: dict) -> str:
     return hashlib.sha256(canonical(record)).hexdigest()
+
+
+def matches(record: dict, expected: str) -> bool:
+    """The record hashes to `expected`, in the canonical form or the one records
+    sealed before the kernel were hashed in."""
+    return bool(expected) and expected in (checksum(record), hashlib.sha256(legacy_utf8(record)).hexdigest())
+
+
+def sealed_checksum(cutover: Cutover) -> str:
+    """The checksum of the cutover's rows as they stand: in the form its record
+    was sealed in (the legacy one when that is what matches)."""
+    rebuilt = build(cutover)
+    return cutover.checksum if matches(rebuilt, cutover.checksum) else checksum(rebuilt)
+
+
+def seal_content(cutover: Cutover) -> str:
+    """When sealing: the record built from the rows, stored on the cutover, and its checksum."""
+    cutover.record = build(cutover)
+    return checksum(cutover.record)
 
 
 def export(cutover: Cutover) -> dict:
@@ -81,7 +103,7 @@ def export(cutover: Cutover) -> dict:
 
 def verify_export(data: dict) -> bool:
     """An exported record still matches the checksum it was exported with."""
-    return bool(data.get("checksum")) and checksum(data["record"]) == data["checksum"]
+    return bool(data.get("checksum")) and matches(data["record"], data["checksum"])
 
 
 def verify(cutover: Cutover) -> list[str]:
@@ -89,8 +111,27 @@ def verify(cutover: Cutover) -> list[str]:
     if not cutover.checksum:
         return [f"cutover {cutover.name} is not sealed yet"]
     problems = []
-    if checksum(cutover.record) != cutover.checksum:
-        problems.append("the stored record does not match its checksum")
-    if checksum(build(cutover)) != cutover.checksum:
+    problems += stored_record_problems(cutover)
+    if not matches(build(cutover), cutover.checksum):
         problems.append("the cutover's rows no longer match its sealed record")
     return problems
+
+
+def stored_record_problems(cutover: Cutover) -> list[str]:
+    if not matches(cutover.record, cutover.checksum):
+        return ["the stored record does not match its checksum"]
+    return []
+
+
+KIND = sealing.ReportKind(
+    name="cutover",
+    model=Cutover,
+    open_status=CutoverStatus.IN_PROGRESS,
+    sealed_status=CutoverStatus.FINISHED,
+    chained=ENDED,
+    compute_checksum=sealed_checksum,
+    problem_name=lambda pk: f"cutover {pk}",
+    unchained="sealed but not in the cutover chain",
+    also_check=stored_record_problems,
+    content_fields=("record",),
+)

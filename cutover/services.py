@@ -24,6 +24,7 @@ from observability.models import ACTIVE, Alert
 from reconciliation.services import run_inline
 from revassure import flags, freeze
 from revassure.firestore import FirestoreGateway
+from revassure.sealing import chain as sealing
 from snapshots import services as snapshots
 from snapshots.models import Verification
 
@@ -483,19 +484,15 @@ def _left_by_hand(by_key: dict, *, unfrozen: bool) -> list[str]:
 
 
 def _seal(cutover: Cutover, *, status: str) -> None:
-    """Finish or abort: the record is built from the rows, hashed and stored once."""
-    cutover.status = status
-    cutover.finished_at = timezone.now()
-    cutover.record = record.build(cutover)
-    cutover.checksum = record.checksum(cutover.record)
-    cutover.save(
-        update_fields=[
-            "status",
-            "finished_at",
-            "abort_reason",
-            "aborted_by",
-            "rollback",
-            "record",
-            "checksum",
-        ]
+    """Finish or abort: the record is built from the rows, hashed and stored
+    once, in the next place of the chain of cutover records (revassure.sealing)."""
+    sealed = sealing.seal(
+        record.KIND,
+        cutover.pk,
+        status=status,
+        checksum=record.seal_content,
+        values={name: getattr(cutover, name) for name in ("abort_reason", "aborted_by", "rollback")},
     )
+    if sealed is None:
+        raise CutoverRefused(f"cutover {cutover.name} is no longer in progress")
+    cutover.refresh_from_db()

@@ -3,6 +3,8 @@
 from django.conf import settings
 from django.db import models
 
+from revassure.sealing.models import AppendOnly
+
 
 class RuleName(models.TextChoices):
     VIOLATIONS_FOUND = "violations_found", "violations found"
@@ -52,8 +54,11 @@ class AlertRule(models.Model):
         return self.get_name_display()
 
 
-class AlertRuleChange(models.Model):
-    """Append-only history of rule changes: who, when, why, what."""
+class AlertRuleChange(AppendOnly):
+    """Append-only history of rule changes: who, when, why, what (the model and
+    the database refuse an edit or a deletion)."""
+
+    APPEND_ONLY = "an alert rule's history is append-only"
 
     rule = models.ForeignKey(AlertRule, on_delete=models.PROTECT, related_name="changes")
     changes = models.JSONField(default=dict)  # field: [before, after]

@@ -1,6 +1,8 @@
 from django.apps import AppConfig
 from django.db.models.signals import post_migrate
 
+from revassure.sealing import chain as sealing
+
 
 class ReconciliationConfig(AppConfig):
     name = "reconciliation"
@@ -15,5 +17,10 @@ class ReconciliationConfig(AppConfig):
         post_migrate.connect(signals.after_migrate, sender=self)
 
         # why: the Breaks admin builds on reconciliation.admin (its CSV export),
-        # so it registers from here rather than being imported by it (a cycle).
-        from reconciliation import admin_breaks  # noqa: F401
+        # so it registers from here rather than being imported by it (a cycle);
+        # the report kind names the models, which load only once the registry
+        # is ready, and the kernel's chain (verify_reports) walks what the apps
+        # register here.
+        from reconciliation import admin_breaks, reports  # noqa: F401
+
+        sealing.register(reports.KIND)

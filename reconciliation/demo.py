@@ -143,21 +143,7 @@ def seed_history(
                 total_ledger_sum=sum(v["ledger_sum"] if v else seen for seen, v in found),
             )
             Violation.objects.bulk_create(Violation(run=run, **v) for v in violations)
-            previous = (
-                ReconciliationRun.objects.filter(chain_seq__isnull=False).order_by("-chain_seq").first()
-            )
-            run.chain_seq = previous.chain_seq + 1 if previous else 1
-            run.previous_checksum = previous.checksum if previous else ""
-            run.status = RunStatus.COMPLETED
-            run.finished_at = started + timedelta(seconds=len(states) // 500 + 2)
-            run.checksum = reports.compute_checksum(run)
-            ReconciliationRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
-                status=run.status,
-                finished_at=run.finished_at,
-                chain_seq=run.chain_seq,
-                previous_checksum=run.previous_checksum,
-                checksum=run.checksum,
-            )
+            run = reports.seal_seeded(run.pk, started + timedelta(seconds=len(states) // 500 + 2))
         reports.mirror_run(run, gateway=gateway)
         breaks.track_run(run)
         sealed.append(run)

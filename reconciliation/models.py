@@ -3,10 +3,7 @@ from django.db import models
 
 from revassure.formatting import signed
 from revassure.logs import correlation_id_or_blank
-
-
-class FinishedRecordError(Exception):
-    """Raised on any attempt to change a finished run or its violations."""
+from revassure.sealing.models import AppendOnly, FinishedRecordError, SealedRun
 
 
 class RunStatus(models.TextChoices):
@@ -27,14 +24,17 @@ class RunTrigger(models.TextChoices):
     DEMO = "demo", "seeded demo history"
 
 
-class ReconciliationRun(models.Model):
+class ReconciliationRun(SealedRun):
     """One reconciliation of wallets against their ledgers: the report.
 
     Counters move while the run is running (each chunk adds its share); once
-    the run is finished the row is sealed: a checksum over its canonical form,
-    chained to the previous completed run, and the model, the admin and the
-    database (triggers, see migration 0002) all refuse to change it.
+    the run is finished the row is sealed (revassure.sealing): a checksum over
+    its canonical form, chained to the previous completed run, and the model,
+    the admin and the database (triggers, see migration 0002) all refuse to
+    change it.
     """
+
+    FINISHED = FINISHED
 
     status = models.CharField(max_length=16, choices=RunStatus, default=RunStatus.PENDING)
     trigger = models.CharField(max_length=16, choices=RunTrigger)
@@ -46,7 +46,6 @@ class ReconciliationRun(models.Model):
     correlation_id = models.CharField(max_length=128, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     chunks_total = models.PositiveIntegerField(null=True, blank=True)
     chunks_done = models.PositiveIntegerField(default=0)
@@ -60,11 +59,6 @@ class ReconciliationRun(models.Model):
     total_wallet_points = models.BigIntegerField(default=0)
     total_ledger_sum = models.BigIntegerField(default=0)
 
-    checksum = models.CharField(max_length=64, blank=True)
-    previous_checksum = models.CharField(max_length=64, blank=True)
-    # Position in the hash chain of completed runs: 1, 2, 3, ... (unique, so two
-    # runs finishing at once cannot both claim the same predecessor).
-    chain_seq = models.PositiveIntegerField(null=True, blank=True, unique=True)
     error = models.TextField(blank=True)
 
     class Meta:
@@ -76,20 +70,6 @@ class ReconciliationRun(models.Model):
 
     def __str__(self) -> str:
         return f"Run {self.pk} ({self.status})"
-
-    def save(self, *args, **kwargs):
-        if self.pk and type(self).objects.filter(pk=self.pk, status__in=FINISHED).exists():
-            raise FinishedRecordError(f"run {self.pk} is finished and cannot be changed")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        if self.is_finished:
-            raise FinishedRecordError(f"run {self.pk} is finished and cannot be deleted")
-        return super().delete(*args, **kwargs)
-
-    @property
-    def is_finished(self) -> bool:
-        return self.status in FINISHED
 
     @property
     def liability_difference(self) -> int:
@@ -314,8 +294,10 @@ class RequestApproval(models.Model):
         return f"approval of #{self.request_id} by {self.approver or self.policy}"
 
 
-class RequestEvent(models.Model):
+class RequestEvent(AppendOnly):
     """Append-only audit trail of a request: every transition, who, when, why."""
+
+    APPEND_ONLY = "the audit trail is append-only"
 
     request = models.ForeignKey(BalanceRequest, on_delete=models.PROTECT, related_name="events")
     from_state = models.CharField(max_length=16, blank=True)
@@ -334,14 +316,6 @@ class RequestEvent(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.request_id}: {self.from_state or '-'} -> {self.to_state}"
-
-    def save(self, *args, **kwargs):
-        if self.pk:
-            raise FinishedRecordError("the audit trail is append-only")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        raise FinishedRecordError("the audit trail is append-only")
 
 
 # -- breaks: one wallet's drift tracked from its first sighting to its end --------
@@ -487,9 +461,11 @@ class BreakAction(models.TextChoices):
     CLOSE = "close", "closed"
 
 
-class BreakNote(models.Model):
+class BreakNote(AppendOnly):
     """Append-only story of a break: people's notes, and every action with who
     and when (no author: a run did it)."""
+
+    APPEND_ONLY = "a break's notes are append-only"
 
     brk = models.ForeignKey(Break, on_delete=models.PROTECT, related_name="notes")
     action = models.CharField(max_length=16, choices=BreakAction, default=BreakAction.NOTE)
@@ -504,14 +480,6 @@ class BreakNote(models.Model):
 
     def __str__(self) -> str:
         return f"break {self.brk_id}: {self.action}"
-
-    def save(self, *args, **kwargs):
-        if self.pk:
-            raise FinishedRecordError("a break's notes are append-only")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        raise FinishedRecordError("a break's notes are append-only")
 
 
 class TrackedRun(models.Model):

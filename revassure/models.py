@@ -1,6 +1,8 @@
 from django.conf import settings
 from django.db import models
 
+from revassure.sealing.models import AppendOnly
+
 
 class FeatureFlag(models.Model):
     """A runtime override of a flag's environment default.
@@ -24,8 +26,10 @@ class FeatureFlag(models.Model):
         return self.name
 
 
-class FeatureFlagChange(models.Model):
+class FeatureFlagChange(AppendOnly):
     """Append-only history of flag overrides: who, when, from what to what, why."""
+
+    APPEND_ONLY = "a feature flag's history is append-only"
 
     flag = models.ForeignKey(FeatureFlag, on_delete=models.PROTECT, related_name="changes")
     previous = models.BooleanField(null=True)
@@ -42,12 +46,14 @@ class FeatureFlagChange(models.Model):
         return f"{self.flag.name} by {self.actor} at {self.created_at:%Y-%m-%d %H:%M}"
 
 
-class FreezeEvent(models.Model):
+class FreezeEvent(AppendOnly):
     """Append-only history of the cutover freeze; the newest row is the state.
 
     While frozen, proposing, approving and executing manual adjustments and
     heals are refused; reconciliation and dry runs keep working.
     """
+
+    APPEND_ONLY = "the freeze's history is append-only"
 
     frozen = models.BooleanField()
     reason = models.TextField()

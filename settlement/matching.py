@@ -41,9 +41,10 @@ from reconciliation import changes
 from reconciliation.models import BalanceRequest, RequestState
 from revassure.firestore import FirestoreGateway
 from revassure.ledger import is_points
+from revassure.sealing.canonical import line
 from settlement import statement
 from settlement.models import OUTCOMES, Outcome, SettlementRow, SettlementRun
-from settlement.records import COLUMNS, EMPTY_ROW, line, record
+from settlement.records import COLUMNS, EMPTY_ROW, record
 from settlement.statement import Malformed, StatementRow
 
 CHUNK_ROWS = 1000

@@ -2,10 +2,7 @@ from django.conf import settings
 from django.db import models
 
 from revassure.logs import correlation_id_or_blank
-
-
-class FinishedRecordError(Exception):
-    """Raised on any attempt to change a sealed settlement run or its rows."""
+from revassure.sealing.models import AppendOnly, FinishedRecordError, SealedRun
 
 
 class RunStatus(models.TextChoices):
@@ -49,11 +46,14 @@ OUTCOMES = tuple(o.value for o in Outcome if o != Outcome.MALFORMED)
 BREAKS = tuple(o for o in OUTCOMES if o != Outcome.MATCHED)
 
 
-class SettlementRun(models.Model):
+class SettlementRun(SealedRun):
     """One settlement statement matched against the ledger and the stored
-    deliveries: the report. Sealed once complete (a checksum over its canonical
-    form, chained to the previous completed settlement run); the model, the
-    admin and verify_reports then refuse or detect any change."""
+    deliveries: the report. Sealed once complete (revassure.sealing: a checksum
+    over its canonical form, chained to the previous completed settlement run);
+    the model, the admin, the database and verify_reports then refuse or detect
+    any change."""
+
+    FINISHED = FINISHED
 
     status = models.CharField(max_length=16, choices=RunStatus, default=RunStatus.PENDING)
     trigger = models.CharField(max_length=16, choices=RunTrigger)
@@ -74,7 +74,6 @@ class SettlementRun(models.Model):
 
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     expected_rows = models.PositiveIntegerField(null=True, blank=True)
     rows = models.PositiveIntegerField(default=0)  # statement rows read, malformed included
@@ -90,9 +89,6 @@ class SettlementRun(models.Model):
     # {outcome: {"points": int, "money": {currency: "decimal"}}}: what is at stake.
     totals = models.JSONField(default=dict, blank=True)
 
-    checksum = models.CharField(max_length=64, blank=True)
-    previous_checksum = models.CharField(max_length=64, blank=True)
-    chain_seq = models.PositiveIntegerField(null=True, blank=True, unique=True)
     error = models.TextField(blank=True)
 
     class Meta:
@@ -105,17 +101,11 @@ class SettlementRun(models.Model):
     def __str__(self) -> str:
         return f"Settlement run {self.pk} ({self.status})"
 
-    def save(self, *args, **kwargs):
-        if self.pk and type(self).objects.filter(pk=self.pk, status__in=FINISHED).exists():
-            raise FinishedRecordError(f"settlement run {self.pk} is finished and cannot be changed")
-        super().save(*args, **kwargs)
+    def sealed_name(self) -> str:
+        return f"settlement run {self.pk}"
 
     def delete(self, *args, **kwargs):
         raise FinishedRecordError("settlement runs are reports and cannot be deleted")
-
-    @property
-    def is_finished(self) -> bool:
-        return self.status in FINISHED
 
     def counts(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in OUTCOMES}
@@ -178,9 +168,11 @@ class FollowUpKind(models.TextChoices):
     EXPLAINED = "explained"
 
 
-class FollowUp(models.Model):
+class FollowUp(AppendOnly):
     """What someone did about a row, outside the sealed report: the migration
     or request it went to, or an approver's explanation. Append-only."""
+
+    APPEND_ONLY = "follow-ups are append-only"
 
     row = models.ForeignKey(SettlementRow, on_delete=models.PROTECT, related_name="follow_ups")
     kind = models.CharField(max_length=16, choices=FollowUpKind)
@@ -204,11 +196,3 @@ class FollowUp(models.Model):
 
     def __str__(self) -> str:
         return f"row {self.row_id}: {self.kind}"
-
-    def save(self, *args, **kwargs):
-        if self.pk:
-            raise FinishedRecordError("follow-ups are append-only")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        raise FinishedRecordError("follow-ups are append-only")

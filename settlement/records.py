@@ -1,11 +1,11 @@
 """A settlement row's canonical record: the columns a report seals, the same
 whether the row is about to be stored (a dict built by matching) or read back
 (values from the database), so the checksum made while storing is the one
-verify_reports recomputes."""
+verify_reports recomputes. Each record is hashed as one canonical line
+(revassure.sealing.canonical.line)."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC
 from decimal import Decimal
 
@@ -49,12 +49,3 @@ def record(row: dict) -> dict:
         "amount": decimal_text(row["amount"]),
         "settled_at": row["settled_at"].astimezone(UTC).isoformat() if row["settled_at"] else None,
     }
-
-
-# One encoder for every line (json.dumps builds a new one per call with these options).
-_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-
-
-def line(data: dict) -> bytes:
-    """The compact JSON of `data` with sorted keys, and a newline: a canonical line."""
-    return _ENCODER.encode(data).encode() + b"\n"

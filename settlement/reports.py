@@ -5,8 +5,9 @@ The canonical form is a header line (counts, totals, the file's SHA-256, the
 period, the chain link), then the SHA-256 of the rows' lines: one per row in id
 order (statement rows in file order, then the applied payments the statement
 lacks), each a compact JSON object with sorted keys (settlement.records).
-`verify()` recomputes every completed run's checksum and follows the chain; verify_reports runs it beside the
-reconciliation reports' own.
+Sealing, verifying and mirroring are the kernel's (revassure.sealing.chain):
+this module gives it what only a settlement report knows (KIND, registered by
+the app); verify_reports walks every registered kind.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ import logging
 from collections.abc import Iterator
 from datetime import UTC
 
-from django.db import IntegrityError, transaction
-from django.utils import timezone
-
-from reconciliation.reports import Problem, mirror_differences
 from revassure.firestore import SETTLEMENT_REPORTS, SETTLEMENT_ROWS, FirestoreGateway
+from revassure.sealing import chain as sealing
+from revassure.sealing.canonical import line
+from revassure.sealing.chain import Problem
+from revassure.sealing.models import FinishedRecordError
 from settlement.models import OUTCOMES, Outcome, RunStatus, SettlementRow, SettlementRun
-from settlement.records import COLUMNS, line, record
+from settlement.records import COLUMNS, record
 
 log = logging.getLogger(__name__)
 
@@ -110,36 +111,13 @@ def compute_checksum(run: SettlementRun) -> str:
     return checksum_of(run, rows_digest(run))
 
 
-_SEALED_FIELDS = ["status", "finished_at", "chain_seq", "previous_checksum", "checksum"]
-
-
 def seal(run: SettlementRun, rows_sha256: str, attempts: int = 5) -> SettlementRun:
     """Complete a running run: next position in the chain, checksum, status.
     `rows_sha256`: the digest of its rows' lines, made as they were stored."""
-    for attempt in range(attempts):
-        try:
-            with transaction.atomic():
-                previous = (
-                    SettlementRun.objects.select_for_update()
-                    .filter(chain_seq__isnull=False)
-                    .order_by("-chain_seq")
-                    .first()
-                )
-                run.chain_seq = previous.chain_seq + 1 if previous else 1
-                run.previous_checksum = previous.checksum if previous else ""
-                run.status = RunStatus.COMPLETED
-                run.finished_at = timezone.now()
-                run.checksum = checksum_of(run, rows_sha256)
-                # save() refuses a finished run: the row still reads `running`, update it directly.
-                SettlementRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
-                    **{name: getattr(run, name) for name in _SEALED_FIELDS}
-                )
-            return run
-        except IntegrityError:
-            # Another run took this chain position at the same moment: take the next.
-            if attempt == attempts - 1:
-                raise
-    return run
+    sealed = sealing.seal(KIND, run.pk, checksum=lambda run: checksum_of(run, rows_sha256), attempts=attempts)
+    if sealed is None:
+        raise FinishedRecordError(f"settlement run {run.pk} is not running: it cannot be sealed")
+    return sealed
 
 
 def mirror_document(run: SettlementRun) -> dict:
@@ -165,66 +143,14 @@ def mirror(run: SettlementRun, *, gateway: FirestoreGateway) -> bool:
     with its checksum, and the rows that are not matched (the breaks) in its
     `rows` subcollection. A failure is logged, not raised: verify_reports
     names a run whose mirror is missing or differs."""
-    try:
-        gateway.put_settlement_report(str(run.pk), mirror_document(run), mirror_children(run))
-        return True
-    except Exception as exc:
-        log.error("settlement report mirror failed", extra={"run_id": run.pk, "error": repr(exc)})
-        return False
+    return sealing.mirror(KIND, run, gateway=gateway)
 
 
 def verify(*, gateway: FirestoreGateway | None = None) -> tuple[int, list[Problem]]:
     """Every completed settlement run's checksum and chain link (and mirror, given
     a gateway: every field and every row document): (runs checked, problems
     found), named `settlement N`."""
-    problems: list[Problem] = []
-    expected_seq, previous_checksum, checked = 1, "", 0
-    sealed = SettlementRun.objects.filter(status=RunStatus.COMPLETED).order_by("chain_seq", "pk")
-    for run in sealed.iterator():
-        checked += 1
-        name = f"settlement {run.pk}"
-        if run.chain_seq is None:
-            problems.append(Problem(name, "completed but not in the settlement chain"))
-            continue
-        if run.chain_seq != expected_seq:
-            problems.append(
-                Problem(name, f"chain position {run.chain_seq}, expected {expected_seq}: a report is missing")
-            )
-        elif run.previous_checksum != previous_checksum:
-            problems.append(Problem(name, "previous checksum does not match the report before it"))
-        actual = compute_checksum(run)
-        if actual != run.checksum:
-            problems.append(Problem(name, f"checksum mismatch: stored {run.checksum}, content {actual}"))
-        expected_seq, previous_checksum = run.chain_seq + 1, run.checksum
-    if gateway is not None:
-        problems += _mirror_problems(gateway)
-    return checked, problems
-
-
-def _mirror_problems(gateway: FirestoreGateway) -> list[Problem]:
-    """Each completed run's mirror against the run: every field, every row document."""
-    problems = []
-    mirrored = dict(gateway.stream_settlement_reports())
-    sealed = SettlementRun.objects.filter(status=RunStatus.COMPLETED).order_by("chain_seq", "pk")
-    for run in sealed.iterator():
-        run_id, name = str(run.pk), f"settlement {run.pk}"
-        if run_id not in mirrored:
-            problems.append(Problem(name, f"not mirrored to Firestore {SETTLEMENT_REPORTS}"))
-            continue
-        differences = mirror_differences(
-            path=f"{SETTLEMENT_REPORTS}/{run_id}",
-            mirrored=mirrored.pop(run_id),
-            sealed=mirror_document(run),
-            child=(SETTLEMENT_ROWS, "row"),
-            mirrored_children=gateway.stream_settlement_report_rows(run_id),
-            sealed_children=mirror_children(run),
-        )
-        problems += [Problem(name, text, difference) for text, difference in differences]
-    for report_id in sorted(mirrored):
-        problems.append(
-            Problem(f"settlement {report_id}", f"in Firestore {SETTLEMENT_REPORTS} but not in the database")
-        )
-    return problems
+    return sealing.verify(KIND, gateway=gateway)
 
 
 def at_stake(run: SettlementRun) -> list[dict]:
@@ -243,3 +169,26 @@ def at_stake(run: SettlementRun) -> list[dict]:
             }
         )
     return result
+
+
+KIND = sealing.ReportKind(
+    name="settlement",
+    model=SettlementRun,
+    open_status=RunStatus.RUNNING,
+    sealed_status=RunStatus.COMPLETED,
+    chained=(RunStatus.COMPLETED,),
+    compute_checksum=compute_checksum,
+    problem_name=lambda pk: f"settlement {pk}",
+    unchained="completed but not in the settlement chain",
+    mirror=sealing.Mirror(
+        collection=SETTLEMENT_REPORTS,
+        child=(SETTLEMENT_ROWS, "row"),
+        document=mirror_document,
+        children=mirror_children,
+        put=lambda gateway, run: gateway.put_settlement_report(
+            str(run.pk), mirror_document(run), mirror_children(run)
+        ),
+        stream=lambda gateway: gateway.stream_settlement_reports(),
+        stream_children=lambda gateway, run_id: gateway.stream_settlement_report_rows(run_id),
+    ),
+)

@@ -62,21 +62,28 @@ EXPORT = [
 ]
 
 
-def without_immutability_triggers():
-    """What an intruder with database rights could do: drop the guards on finished
-    runs and their violations (rolled back with the test)."""
+def without_immutability_triggers(*tables: str):
+    """What an intruder with database rights could do: drop the triggers that guard
+    sealed reports and histories (rolled back with the test). Without tables: those
+    of finished reconciliation runs and their violations."""
+    tables = tables or ("reconciliation_reconciliationrun", "reconciliation_violation")
+    marks = ", ".join(["%s"] * len(tables))
     with connection.cursor() as cursor:
         if connection.vendor == "sqlite":
-            for name in [
-                "run_finished_no_update",
-                "run_finished_no_delete",
-                "violation_finished_no_update",
-                "violation_finished_no_delete",
-            ]:
-                cursor.execute(f"DROP TRIGGER {name}")
+            cursor.execute(
+                f"SELECT name, tbl_name FROM sqlite_master WHERE type = 'trigger' AND tbl_name IN ({marks})",
+                tables,
+            )
         else:
-            cursor.execute("DROP TRIGGER run_finished_immutable ON reconciliation_reconciliationrun")
-            cursor.execute("DROP TRIGGER violation_finished_immutable ON reconciliation_violation")
+            cursor.execute(
+                "SELECT t.tgname, c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+                f"WHERE NOT t.tgisinternal AND c.relname IN ({marks})",
+                tables,
+            )
+        found = cursor.fetchall()
+        assert found, f"no triggers on {', '.join(tables)}"
+        for name, table in found:
+            cursor.execute(f"DROP TRIGGER {name}" + ("" if connection.vendor == "sqlite" else f" ON {table}"))
 
 
 class _Markup(HTMLParser):

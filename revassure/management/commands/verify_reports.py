@@ -2,17 +2,16 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from reconciliation import reports
 from revassure.firestore import get_gateway
-from settlement import reports as settlement_reports
+from revassure.sealing import chain
 
 
 class Command(BaseCommand):
     help = (
-        "Recompute every completed report's checksum (reconciliation runs and settlement runs, "
-        "each in its own chain), follow the hash chains and compare each Firestore mirror with its "
-        "report, field by field and document by document. Exits 2 and names the run (and the field "
-        "or document that differs) when anything does not hold."
+        "Recompute every sealed report's checksum (every registered kind: reconciliation runs, settlement "
+        "runs, cutover records, each in its own chain), follow the hash chains and compare each Firestore "
+        "mirror with its report, field by field and document by document. Exits 2 and names the run (and "
+        "the field or document that differs) when anything does not hold."
     )
 
     def add_arguments(self, parser):
@@ -23,9 +22,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, json: bool = False, skip_firestore: bool = False, **options):
         gateway = None if skip_firestore else get_gateway()
-        checked, problems = reports.verify(gateway=gateway)
-        settled, settlement_problems = settlement_reports.verify(gateway=gateway)
-        checked, problems = checked + settled, problems + settlement_problems
+        checked, problems = chain.verify_all(gateway=gateway)
         if json:
             self.stdout.write(
                 _dumps(
