@@ -24,6 +24,7 @@ from observability.models import ACTIVE, Alert
 from reconciliation.services import run_inline
 from revassure import flags, freeze
 from revassure.firestore import FirestoreGateway
+from revassure.waiting import WaitingKind, announce
 from snapshots import services as snapshots
 from snapshots.models import Verification
 
@@ -57,6 +58,17 @@ def steps(cutover: Cutover) -> list[CutoverStep]:
 def next_step(cutover: Cutover) -> CutoverStep | None:
     """The first step not done yet: the only one that can be confirmed."""
     return cutover.steps.exclude(state=StepState.DONE).order_by("number").first()
+
+
+def awaiting_acceptance(user):
+    """The reconcile step of the cutover in progress when its run found violations
+    and nobody accepted them yet: what waits for this user, if they may accept
+    (finance approvers), else nothing."""
+    if not user.is_active or not user.has_perm(ACCEPT):
+        return CutoverStep.objects.none()
+    return CutoverStep.objects.filter(
+        state=StepState.NEEDS_ACCEPTANCE, cutover__status=CutoverStatus.IN_PROGRESS
+    ).select_related("cutover")
 
 
 def step_by_key(cutover: Cutover, key: str) -> CutoverStep:
@@ -174,6 +186,8 @@ def confirm(
             )
         if step.key == StepKey.UNFREEZE:
             _seal(cutover, status=CutoverStatus.FINISHED)
+        if state == StepState.NEEDS_ACCEPTANCE:
+            announce(WaitingKind.CUTOVER_ACCEPTANCE, step.pk)
     step.refresh_from_db()
     return step
 
