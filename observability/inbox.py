@@ -51,6 +51,8 @@ class Item:
     detail: str = ""
 
     def waited(self, now: datetime) -> str:
+        if (now - self.since).total_seconds() < 60:
+            return "less than a minute"  # timesince would say "0 minutes"
         return timesince(self.since, now, depth=2)
 
 
