@@ -51,15 +51,6 @@ def current() -> Cutover | None:
     return Cutover.objects.filter(status=CutoverStatus.IN_PROGRESS).first()
 
 
-def steps(cutover: Cutover) -> list[CutoverStep]:
-    return list(cutover.steps.select_related("confirmed_by", "accepted_by").order_by("number"))
-
-
-def next_step(cutover: Cutover) -> CutoverStep | None:
-    """The first step not done yet: the only one that can be confirmed."""
-    return cutover.steps.exclude(state=StepState.DONE).order_by("number").first()
-
-
 def awaiting_acceptance(user):
     """The reconcile step of the cutover in progress when its run found violations
     and nobody accepted them yet: what waits for this user, if they may accept
@@ -69,6 +60,15 @@ def awaiting_acceptance(user):
     return CutoverStep.objects.filter(
         state=StepState.NEEDS_ACCEPTANCE, cutover__status=CutoverStatus.IN_PROGRESS
     ).select_related("cutover")
+
+
+def steps(cutover: Cutover) -> list[CutoverStep]:
+    return list(cutover.steps.select_related("confirmed_by", "accepted_by").order_by("number"))
+
+
+def next_step(cutover: Cutover) -> CutoverStep | None:
+    """The first step not done yet: the only one that can be confirmed."""
+    return cutover.steps.exclude(state=StepState.DONE).order_by("number").first()
 
 
 def step_by_key(cutover: Cutover, key: str) -> CutoverStep:
