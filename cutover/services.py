@@ -25,6 +25,7 @@ from reconciliation.services import run_inline
 from revassure import flags, freeze
 from revassure.firestore import FirestoreGateway
 from revassure.sealing import chain as sealing
+from revassure.waiting import WaitingKind, announce
 from snapshots import services as snapshots
 from snapshots.models import Verification
 
@@ -52,6 +53,17 @@ def _iso(value) -> str | None:
 def current() -> Cutover | None:
     """The cutover in progress, if any (there is at most one)."""
     return Cutover.objects.filter(status=CutoverStatus.IN_PROGRESS).first()
+
+
+def awaiting_acceptance(user):
+    """The reconcile step of the cutover in progress when its run found violations
+    and nobody accepted them yet: what waits for this user, if they may accept
+    (finance approvers), else nothing."""
+    if not user.is_active or not user.has_perm(ACCEPT):
+        return CutoverStep.objects.none()
+    return CutoverStep.objects.filter(
+        state=StepState.NEEDS_ACCEPTANCE, cutover__status=CutoverStatus.IN_PROGRESS
+    ).select_related("cutover")
 
 
 def steps(cutover: Cutover) -> list[CutoverStep]:
@@ -204,6 +216,8 @@ def confirm(
             )
         if step.key == StepKey.UNFREEZE:
             _seal(cutover, status=CutoverStatus.FINISHED)
+        if state == StepState.NEEDS_ACCEPTANCE:
+            announce(WaitingKind.CUTOVER_ACCEPTANCE, step.pk)
     step.refresh_from_db()
     return step
 

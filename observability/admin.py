@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Case, IntegerField, Value, When
 from django.utils import timezone
 
-from observability import alerts
+from observability import admin_inbox, alerts  # noqa: F401 (admin_inbox registers the inbox page)
 from observability.models import ACTIVE, Alert, AlertNotification, AlertRule, AlertRuleChange, Channel
 from revassure.admin_base import BaseAdmin
 from revassure.formatting import when

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Count, Min
+from django.db.models import Count
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -17,10 +17,11 @@ from backfill.models import (
     ProviderEventDelivery,
     RejectedWebhook,
 )
+from observability import inbox
 from observability.collector import last_full_run, migration_ratio
 from observability.models import ACTIVE, Alert, AlertRule, RuleName
 from reconciliation import breaks
-from reconciliation.models import BalanceRequest, ReconciliationRun, RequestState, RunStatus
+from reconciliation.models import ReconciliationRun, RunStatus
 from revassure import flags
 
 CHART_DAYS = 30
@@ -113,11 +114,11 @@ def tiles(user) -> dict:
     if user.has_perm("observability.view_alert"):
         open_alerts = Alert.objects.filter(state__in=ACTIVE).select_related("rule")
         context["alerts"] = {"count": open_alerts.count(), "latest": list(open_alerts[:5])}
-    if user.has_perm("reconciliation.view_balancerequest"):
-        waiting = BalanceRequest.objects.filter(state=RequestState.PROPOSED)
-        context["approvals"] = {
-            "count": waiting.count(),
-            "oldest": waiting.aggregate(at=Min("created_at"))["at"],
+    if inbox.may_use(user):
+        waiting = inbox.sections(user, now)
+        context["inbox"] = {
+            "count": sum(section.count for section in waiting),
+            "sections": [section for section in waiting if section.count],
         }
     if user.has_perm("revassure.view_featureflag"):
         context["flags"] = [(name, flags.is_enabled(name)) for name in flags.known_flags()]

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.db import models
 
 from revassure.sealing.models import AppendOnly
+from revassure.waiting import WaitingKind
 
 
 class RuleName(models.TextChoices):
@@ -151,3 +152,43 @@ class AlertNotification(models.Model):
     def __str__(self) -> str:
         outcome = "sent" if self.ok else "failed"
         return f"{self.kind} by {self.channel}, attempt {self.attempt}: {outcome}"
+
+
+class Inbox(models.Model):
+    """Not stored: the "Waiting for me" page's place in the admin (a menu entry,
+    `admin:inbox`), as wallets.Wallet gives the wallet page its own. The items
+    are computed for the viewer by observability/inbox.py."""
+
+    class Meta:
+        managed = False
+        default_permissions = ()
+        verbose_name = "waiting for me"
+        verbose_name_plural = "waiting for me"
+
+    def __str__(self) -> str:
+        return "waiting for me"
+
+
+class InboxNotice(models.Model):
+    """One email telling one person that one item waits for them: claimed before
+    it is sent (unique), so each is sent once whatever retries or repeats."""
+
+    kind = models.CharField(
+        max_length=32, choices=[(kind.value, kind.value.replace("_", " ")) for kind in WaitingKind]
+    )
+    object_id = models.BigIntegerField()
+    recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent = models.BooleanField(default=False)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "object_id", "recipient"], name="one_notice_per_item_and_person"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.object_id} to {self.recipient}"

@@ -12,12 +12,13 @@ import logging
 from collections.abc import Iterable
 
 from django.db import transaction
-from django.db.models import F, QuerySet
+from django.db.models import F, Max, Q, QuerySet
 from django.utils import timezone
 
 from reconciliation import changes
 from reconciliation.models import (
     BREAK_TRANSITIONS,
+    OPEN_BREAK_STATES,
     OPEN_STATES,
     BalanceRequest,
     Break,
@@ -30,6 +31,7 @@ from reconciliation.models import (
 )
 from revassure.firestore import FirestoreGateway
 from revassure.formatting import signed
+from revassure.waiting import WaitingKind, announce
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +65,20 @@ def assign(break_ids: Iterable[int], *, owner, actor) -> list[Break]:
             brk.save(update_fields=["owner", "status"])
             text = f"Taken by {actor}{was}" if action == BreakAction.TAKE else f"Assigned to {owner}{was}"
             _note(brk, actor, action, text)
+            if action == BreakAction.ASSIGN:
+                announce(WaitingKind.BREAK, brk.pk)
     return breaks
+
+
+def assigned_to(user) -> QuerySet:
+    """The open breaks this user owns, each with `assigned_at`: when it last
+    became theirs (assigned or taken; its first sighting if no note says)."""
+    became = Q(notes__action__in=[BreakAction.ASSIGN, BreakAction.TAKE, BreakAction.ACKNOWLEDGE])
+    return (
+        Break.objects.filter(owner=user, owner__is_active=True, status__in=OPEN_BREAK_STATES)
+        .annotate(assigned_at=Max("notes__created_at", filter=became))
+        .order_by("first_seen", "pk")
+    )
 
 
 def take(break_ids: Iterable[int], *, actor) -> list[Break]:

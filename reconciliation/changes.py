@@ -42,6 +42,7 @@ from revassure import flags, freeze, metrics, policy
 from revassure.firestore import BalanceChange, FirestoreGateway
 from revassure.ledger import balances_unchanged, is_points
 from revassure.logs import on_commit
+from revassure.waiting import WaitingKind, announce
 
 log = logging.getLogger(__name__)
 
@@ -211,6 +212,7 @@ def _create(*, actor, amount: int, **fields) -> BalanceRequest:
         request=request, to_state=RequestState.PROPOSED, actor=actor, reason=fields["reason"]
     )
     on_commit(lambda: metrics.balance_request(kind=request.kind, state=RequestState.PROPOSED))
+    announce(WaitingKind.BALANCE_REQUEST, request.pk)
     log.info(
         "balance request proposed", extra={"request_id": request.pk, "uid": request.uid, "amount": amount}
     )
@@ -595,8 +597,11 @@ def why_undecidable(request: BalanceRequest, user, *, now=None) -> str | None:
 
 
 def awaiting(user):
-    """Open proposals this user may decide: not their own, not approved by them
-    yet, not past their expiry."""
+    """Open proposals this user may decide: only for approvers, not their own,
+    not approved by them yet, not past their expiry (why_undecidable's rules,
+    as a query)."""
+    if not user.is_active or not user.has_perm("reconciliation.approve_balancerequest"):
+        return BalanceRequest.objects.none()
     return BalanceRequest.objects.filter(state=RequestState.PROPOSED, expires_at__gt=timezone.now()).exclude(
         Q(proposed_by=user) | Q(approvals__approver=user)
     )

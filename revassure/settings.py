@@ -153,6 +153,8 @@ ALERT_EMAILS = env.list("ALERT_EMAILS", default=[])
 ALERT_WEBHOOK_URL = env.str("ALERT_WEBHOOK_URL", default="")
 ALERT_WEBHOOK_SECRET = env.str("ALERT_WEBHOOK_SECRET", default="")
 ALERT_FROM_EMAIL = env.str("ALERT_FROM_EMAIL", default="revassure@localhost")
+# Where people reach the back office: the links in the emails we send them.
+SITE_URL = env.str("SITE_URL", default="http://localhost:8000")
 EMAIL_URL = env.str("EMAIL_URL", default="")
 if EMAIL_URL:
     globals().update(env.email_url_config(EMAIL_URL))

@@ -24,15 +24,25 @@ import json
 
 from django.core.files.base import ContentFile
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 
 from backfill import events, runs
 from backfill.models import DataMigration, MigrationKind
 from reconciliation import changes
 from reconciliation.models import BalanceRequest, ReasonCode
 from revassure.firestore import FirestoreGateway
-from settlement.models import BREAKS, FollowUp, FollowUpKind, Outcome, RunStatus, SettlementRow
+from settlement.models import (
+    BREAKS,
+    FollowUp,
+    FollowUpKind,
+    Outcome,
+    RunStatus,
+    SettlementRow,
+    SettlementRun,
+)
 
 EXPLAIN_PERMISSION = "settlement.explain_settlementrow"
+PROPOSE_PERMISSION = "reconciliation.propose_balancerequest"
 
 
 class ActionRefused(Exception):
@@ -186,6 +196,45 @@ def explain(rows, *, actor, reason: str) -> int:
         fresh = [row for row in rows if row.pk not in done]
         _follow(fresh, FollowUpKind.EXPLAINED, actor, reason=reason.strip())
     return len(fresh)
+
+
+# Which break outcomes each permission acts on (the actions above): approvers
+# explain any break; the backfill's operators replay and reverse; finance
+# reviewers propose adjustments.
+ACTS_ON = {
+    EXPLAIN_PERMISSION: BREAKS,
+    runs.PERMISSION: (Outcome.MISSING_IN_LEDGER, Outcome.UNREVERSED),
+    PROPOSE_PERMISSION: (Outcome.POINTS_MISMATCH, Outcome.NOT_SETTLED),
+}
+
+
+def outcomes_for(user) -> set[str]:
+    """The break outcomes this user has an action for."""
+    if not user.is_active:
+        return set()
+    return {
+        outcome
+        for permission, outcomes in ACTS_ON.items()
+        if user.has_perm(permission)
+        for outcome in outcomes
+    }
+
+
+def awaiting(user):
+    """Break rows nothing was done about yet (no follow-up) that this user has an
+    action for: rows of completed runs, except a run whose very file was matched
+    again later (the later run's rows stand for it)."""
+    outcomes = outcomes_for(user)
+    if not outcomes:
+        return SettlementRow.objects.none()
+    again = SettlementRun.objects.filter(
+        status=RunStatus.COMPLETED, file_sha256=OuterRef("run__file_sha256"), pk__gt=OuterRef("run_id")
+    ).exclude(file_sha256="")
+    rows = SettlementRow.objects.filter(run__status=RunStatus.COMPLETED, outcome__in=outcomes)
+    if not user.has_perm(EXPLAIN_PERMISSION):
+        # Without a delivery to replay, a missing row has nothing for an operator to do.
+        rows = rows.exclude(outcome=Outcome.MISSING_IN_LEDGER, replayable=False)
+    return rows.exclude(Exists(again)).exclude(Exists(FollowUp.objects.filter(row=OuterRef("pk"))))
 
 
 def _follow(rows, kind: str, actor, **fields) -> None:

@@ -48,7 +48,9 @@ def test_a_reviewer_finds_drift_proposes_a_heal_and_the_worker_applies_it_once_a
     expect(reviewer.get_by_text("1 heal request(s) proposed")).to_be_visible()
 
     approver = people.sign_in("abe")
-    approver.get_by_role("region", name=re.compile("Waiting for a decision")).get_by_role("link").click()
+    approver.get_by_role("region", name=re.compile("Waiting for you")).get_by_role(
+        "link", name="Balance requests to decide"
+    ).click()
     people.fits_the_screen(approver)
     approver.get_by_role("row").filter(has_text=HEALED).get_by_role("link", name="Decide").click()
     heading = approver.get_by_role("heading", name=re.compile(r"Decide request \d+"))

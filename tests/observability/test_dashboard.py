@@ -68,7 +68,7 @@ def test_ops_read_the_health_the_last_run_the_chart_and_the_open_alerts_on_the_i
 @pytest.mark.django_db
 def test_each_role_sees_the_tiles_it_may_act_on(client, reviewer, outsider, history):
     page = index(client, reviewer)
-    assert 'id="health"' in page and 'id="open-alerts"' in page and 'id="approval-queue"' in page
+    assert 'id="health"' in page and 'id="open-alerts"' in page and 'id="inbox-tile"' in page
     assert 'id="feature-flags"' not in page
 
     assert 'id="health"' not in index(client, outsider)
