@@ -12,8 +12,8 @@ class StaffAuthenticationForm(AdminAuthenticationForm):
     def confirm_login_allowed(self, user):
         if user.is_active and not user.is_staff:
             raise forms.ValidationError(
-                "This account signed in, but it is not a back-office (staff) account, so revassure "
-                "cannot open for it. Ask ops or a superuser to grant staff status and a role "
+                "Your password is right, but this is not a staff account of the back office, so "
+                "revassure cannot open for it. Ask ops or a superuser to grant staff status and a role "
                 "(finance-reviewer, finance-approver or ops).",
                 code="not_staff",
             )

@@ -83,7 +83,9 @@ class FirestoreProxy(grpc.GenericRpcHandler):
     def _unary(self, method, request, context):
         name, nth = self._admit(method, request, context)
         try:
-            answer = self.upstream.unary_unary(method)(request, timeout=context.time_remaining())
+            answer = self.upstream.unary_unary(method)(
+                request, timeout=context.time_remaining(), metadata=_forwarded(context)
+            )
         except grpc.RpcError as exc:
             context.abort(exc.code(), exc.details())
         with self._lock:
@@ -100,7 +102,9 @@ class FirestoreProxy(grpc.GenericRpcHandler):
             limit = self.break_stream.pop(name, None)
         try:
             for sent, response in enumerate(
-                self.upstream.unary_stream(method)(request, timeout=context.time_remaining())
+                self.upstream.unary_stream(method)(
+                    request, timeout=context.time_remaining(), metadata=_forwarded(context)
+                )
             ):
                 if sent == limit:
                     context.abort(grpc.StatusCode.UNAVAILABLE, "stream broken by the test proxy")
@@ -142,3 +146,13 @@ def gateway_at(
         gateway = FirestoreGateway(project, retry_deadline=retry_deadline, call_timeout=call_timeout)
         gateway.client  # noqa: B018 - binds every client to `host` now
     return gateway
+
+
+def _forwarded(context) -> list[tuple[str, str]]:
+    """The caller's metadata, as Firestore would get it (the emulator's admin
+    identity, `authorization: Bearer owner`, included), minus gRPC's own."""
+    return [
+        (key, value)
+        for key, value in context.invocation_metadata()
+        if not key.startswith(("grpc-", ":")) and key not in ("user-agent", "te", "content-type")
+    ]

@@ -24,6 +24,7 @@ a time, so the ninth of nine concurrent payments to one wallet needs nine.
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -40,12 +41,14 @@ from revassure.firestore.reads import Reads, points_of
 READS_PER_TRANSACTION = 100  # wallets read in one read-only transaction (one batched read)
 
 MIN_ATTEMPTS = 5  # as the public @transactional, whatever the deadline
-# Pauses between attempts, jittered (uniform from zero up to a bound that doubles):
-# short at first, since the retry keeps its place in line where the server honours
-# it; growing past Google's emulator's lock timeout (2 s, after which it aborts
-# one side of every conflict, with no regard for age), so that transactions that
-# aborted together stop meeting again at the same moment.
-ABORTED_BACKOFF = {"initial": 0.05, "maximum": 5.0, "multiplier": 2.0}
+# Pauses between attempts, jittered: uniform from zero up to a bound that doubles
+# after each abort, and is at least as long as the attempt that was aborted took.
+# Short where aborts are quick (a server that lets the older transaction win, and
+# keeps a retry's place in line); where the server instead lets conflicting
+# transactions wait on each other until a lock timeout aborts them (Google's
+# emulator: 2 s, with no regard for age), every contender aborts at about the
+# same moment, so their next attempts are spread over at least that long.
+ABORTED_PAUSE = {"initial": 0.05, "maximum": 8.0}
 T = TypeVar("T")
 # body(transaction id, writes): reads with the id, appends raw Writes to commit.
 Body = Callable[[bytes, list], T]
@@ -89,11 +92,12 @@ class Transactions(Reads):
 
     def _run_transaction(self, body: Body[T], *, read_only: bool = False) -> T:
         deadline = time.monotonic() + self.retry_deadline
-        pauses = gretry.exponential_sleep_generator(**ABORTED_BACKOFF)
+        bound = ABORTED_PAUSE["initial"]
         retry_id = None
         attempt = lost = 0
         while True:
             attempt += 1
+            started = time.monotonic()
             transaction = self._begin(read_only=read_only, retry_id=retry_id)
             writes: list = []
             committing = False
@@ -104,7 +108,8 @@ class Transactions(Reads):
                 return result
             except gexc.Aborted:
                 # The server ended the transaction (contention): nothing to roll back.
-                pause = next(pauses)
+                bound = min(ABORTED_PAUSE["maximum"], max(bound * 2, time.monotonic() - started))
+                pause = random.uniform(0.0, bound)
                 if attempt >= MIN_ATTEMPTS and time.monotonic() + pause > deadline:
                     raise
                 time.sleep(pause)
@@ -119,7 +124,8 @@ class Transactions(Reads):
                 # locks the next attempt needs: rolled back, retried like any call.
                 self._rollback(transaction, retry=self.retry if committing else None)
                 lost += 1
-                pause = next(pauses)
+                bound = min(ABORTED_PAUSE["maximum"], bound * 2)
+                pause = random.uniform(0.0, bound)
                 if not committing or (lost > 1 and time.monotonic() + pause > deadline):
                     raise
                 time.sleep(pause)

@@ -45,8 +45,8 @@ def test_a_non_staff_user_with_the_right_password_is_told_why_not_that_the_passw
     wrong = attempt(client, "guess")
 
     assert right.status_code == 200 and "_auth_user_id" not in client.session
-    assert "not a back-office (staff) account" in right.text
+    assert "not a staff account of the back office" in right.text
     assert "correct username and password" not in right.text
     # A wrong password still says only that: nothing is told to someone guessing.
     assert "correct username and password" in wrong.text
-    assert "staff) account" not in wrong.text
+    assert "not a staff account" not in wrong.text
