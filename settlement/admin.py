@@ -107,7 +107,7 @@ class SettlementRunAdmin(ReadOnlyAdmin):
                     "file_size",
                     "repeat",
                     "rows_display",
-                    "malformed_rows",
+                    "malformed_display",
                 ]
             },
         ),
@@ -124,6 +124,10 @@ class SettlementRunAdmin(ReadOnlyAdmin):
     @admin.display(description="finished", ordering="finished_at")
     def finished(self, run):
         return when(run.finished_at)
+
+    @admin.display(description="malformed rows")
+    def malformed_display(self, run):
+        return points(run.malformed_rows)
 
     @admin.display(description="file size")
     def file_size(self, run):
