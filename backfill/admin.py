@@ -26,7 +26,7 @@ from backfill.uploads import BadUpload
 from revassure.admin_base import ReadOnlyAdmin
 from revassure.firestore import get_gateway
 from revassure.flags import FeatureDisabled
-from revassure.formatting import EMPTY, label, points, signed, when
+from revassure.formatting import EMPTY, label, points, signed, size, when
 
 PERMISSION = "backfill.change_datamigration"
 REFRESH_SECONDS = 5  # how often a page showing a live migration reloads itself
@@ -537,6 +537,10 @@ class ProviderEventDeliveryAdmin(ReadOnlyAdmin):
     def received(self, obj):
         return when(obj.received_at)
 
+    @admin.display(description="body size", ordering="body_bytes")
+    def body_size(self, obj):
+        return size(obj.body_bytes)
+
     @admin.display(description="applied")
     def applied(self, obj):
         return when(obj.applied_at)
@@ -628,17 +632,21 @@ class ProviderEventDeliveryAdmin(ReadOnlyAdmin):
 class RejectedWebhookAdmin(ReadOnlyAdmin):
     """Webhook requests refused for their signature: when, from where, why."""
 
-    list_display = ["received", "reason", "remote_addr", "body_bytes"]
+    list_display = ["received", "reason", "remote_addr", "body_size"]
     list_filter = ["reason"]
     search_fields = ["=remote_addr", "=body_sha256"]
     search_help_text = "Exact sender address or SHA-256 of the body"
-    fields = ["received", "reason", "remote_addr", "body_bytes", "body_sha256"]
+    fields = ["received", "reason", "remote_addr", "body_size", "body_sha256"]
     readonly_fields = fields
     date_hierarchy = "received_at"
 
     @admin.display(description="received", ordering="received_at")
     def received(self, obj):
         return when(obj.received_at)
+
+    @admin.display(description="body size", ordering="body_bytes")
+    def body_size(self, obj):
+        return size(obj.body_bytes)
 
 
 def waited(seconds: float) -> str:

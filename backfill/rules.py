@@ -12,6 +12,7 @@ from typing import Any
 
 from backfill.events import REFUND, ProviderEvent
 from revassure.firestore import WalletView
+from revassure.formatting import points
 from revassure.ledger import is_points
 
 
@@ -59,7 +60,8 @@ def decide(event: ProviderEvent, view: WalletView, *, allow_negative: bool) -> D
     if -event.amount > left:
         return Decision(
             "quarantined",
-            f"reversal of {-event.amount} exceeds the {left} points left of {event.original_entry_id}",
+            f"reversal of {points(-event.amount)} exceeds the {points(left)} points left of "
+            f"{event.original_entry_id}",
         )
     after = view.points + event.amount
     note = ""
@@ -67,10 +69,10 @@ def decide(event: ProviderEvent, view: WalletView, *, allow_negative: bool) -> D
         if not allow_negative:
             return Decision(
                 "quarantined",
-                f"would take the wallet from {view.points} to {after} points; "
+                f"would take the wallet from {points(view.points)} to {points(after)} points; "
                 "negative balances are not allowed",
             )
-        note = f"wallet goes to {after} points (negative balances allowed)"
+        note = f"wallet goes to {points(after)} points (negative balances allowed)"
     key = "refundId" if event.type == REFUND else "chargebackId"
     entry = {
         **base,

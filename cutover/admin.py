@@ -6,7 +6,7 @@ three roles view); the rules themselves live in cutover/services.py.
 """
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -14,15 +14,17 @@ from django.http import Http404, HttpResponse, HttpResponseNotAllowed, HttpRespo
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.text import capfirst
 
 from cutover import record, services
 from cutover.forms import AbortForm, StartForm, StepForm
 from cutover.models import Cutover, CutoverStatus, StepState
 from cutover.services import ACCEPT, RUN, CutoverRefused
+from observability.models import RuleName
 from reconciliation.models import RunTrigger
 from revassure.admin_base import ReadOnlyAdmin, row_id
 from revassure.firestore import get_gateway
-from revassure.formatting import EMPTY, label, points, signed, when
+from revassure.formatting import EMPTY, duration, label, points, shown, signed, when
 
 
 def _page(cutover: Cutover) -> str:
@@ -83,8 +85,7 @@ class CutoverAdmin(ReadOnlyAdmin):
             "rows": rows,
             "following": following,
             "form": form,
-            "monitoring": seen,
-            "monitoring_minutes_left": -(-seen["seconds_left"] // 60) if seen else None,
+            "monitoring": _monitoring_shown(seen),
             "can_abort": can["run"],
             "problems": record.verify(cutover) if cutover.checksum else None,
             "rolled_back": cutover.rollback,
@@ -223,6 +224,23 @@ class CutoverAdmin(ReadOnlyAdmin):
         )
 
 
+def _monitoring_shown(seen: dict | None) -> dict | None:
+    """services.monitoring as people read it: the end in the viewer's zone, the
+    time left in words, rules by their names."""
+    if seen is None:
+        return None
+    return {
+        **seen,
+        "ends_at": when(datetime.fromisoformat(seen["ends_at"])),
+        "time_left": duration(timedelta(seconds=seen["seconds_left"])),
+        "open_alerts": [{**a, "rule": capfirst(RuleName(a["rule"]).label)} for a in seen["open_alerts"]],
+        "first_deliveries": [
+            {**d, "received_at": when(datetime.fromisoformat(d["received_at"]))}
+            for d in seen["first_deliveries"]
+        ],
+    }
+
+
 # Evidence whose numbers are differences, shown with their sign.
 SIGNED = {"liability_difference", "delta"}
 
@@ -253,4 +271,4 @@ def _shown(key: str, value) -> str:
             )
             or "none"
         )
-    return EMPTY if value in (None, "") else str(value)
+    return shown(value)

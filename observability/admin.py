@@ -13,7 +13,7 @@ from django.utils import timezone
 from observability import admin_inbox, alerts  # noqa: F401 (admin_inbox registers the inbox page)
 from observability.models import ACTIVE, Alert, AlertNotification, AlertRule, AlertRuleChange, Channel
 from revassure.admin_base import BaseAdmin
-from revassure.formatting import when
+from revassure.formatting import points, when
 
 
 class ReadOnly:
@@ -169,9 +169,9 @@ class RuleChangeInline(ReadOnly, admin.TabularInline):
 class AlertRuleAdmin(BaseAdmin):
     form = RuleForm
     list_display = [
-        "name",
+        "title",
         "enabled",
-        "threshold",
+        "threshold_display",
         "for_minutes",
         "repeat_minutes",
         "channels",
@@ -198,6 +198,14 @@ class AlertRuleAdmin(BaseAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    @admin.display(description="rule", ordering="name")
+    def title(self, rule):
+        return rule.title
+
+    @admin.display(description="threshold", ordering="threshold")
+    def threshold_display(self, rule):
+        return points(rule.threshold)
 
     def save_model(self, request, obj, form, change):
         values = {name: form.cleaned_data[name] for name in alerts.EDITABLE}

@@ -23,6 +23,7 @@ from observability.models import ACTIVE, Alert, AlertRule, RuleName
 from reconciliation import breaks
 from reconciliation.models import ReconciliationRun, RunStatus
 from revassure import flags
+from revassure.formatting import points, signed
 
 CHART_DAYS = 30
 CHART_WIDTH, CHART_HEIGHT, CHART_PAD = 600, 140, 24
@@ -52,8 +53,8 @@ def verdict(now: datetime) -> Verdict:
     if run.violations_count or run.liability_difference:
         return Verdict(
             "drifting",
-            f"the last full run found {run.violations_count} violations; "
-            f"wallets minus ledgers is {run.liability_difference} points",
+            f"the last full run found {points(run.violations_count)} violations; "
+            f"wallets minus ledgers is {signed(run.liability_difference)} points",
         )
     return Verdict("green", "the last full run found every wallet equal to its ledger")
 

@@ -2,7 +2,9 @@
 
 from django.conf import settings
 from django.db import models
+from django.utils.text import capfirst
 
+from revassure.formatting import points
 from revassure.sealing.models import AppendOnly
 from revassure.waiting import WaitingKind
 
@@ -52,7 +54,13 @@ class AlertRule(models.Model):
         ordering = ["name"]
 
     def __str__(self) -> str:
-        return self.get_name_display()
+        return self.title
+
+    @property
+    def title(self) -> str:
+        """The rule's name as people read it, its N given: "Break older than 7 days"."""
+        text = capfirst(self.get_name_display())
+        return text.replace(" N ", f" {points(self.threshold)} ") if " N " in text else text
 
 
 class AlertRuleChange(AppendOnly):

@@ -8,6 +8,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, Q, Subquery
+from django.db.models.functions import Abs
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
@@ -469,7 +470,7 @@ class ViolationAdmin(ReadOnlyAdmin):
         "run_link",
         "wallet_points_display",
         "ledger_sum_display",
-        "entries",
+        "entries_display",
     ]
     list_filter = [RunFilter, "kind", HealFilter, SignFilter, SizeFilter]
     list_select_related = ["run", "sighting"]
@@ -484,7 +485,7 @@ class ViolationAdmin(ReadOnlyAdmin):
         "wallet_points_display",
         "ledger_sum_display",
         "delta_display",
-        "entries",
+        "entries_display",
         "problem",
         "heal_requests",
         "heal_status",
@@ -492,7 +493,8 @@ class ViolationAdmin(ReadOnlyAdmin):
     ]
 
     def get_queryset(self, request):
-        return with_heals(super().get_queryset(request))
+        # size: the delta whatever its sign, so the delta column sorts largest first.
+        return with_heals(super().get_queryset(request)).annotate(size=Abs("delta"))
 
     @admin.action(description="Propose heal for the selected violations", permissions=["propose"])
     def propose_heal(self, request, queryset):
@@ -512,7 +514,7 @@ class ViolationAdmin(ReadOnlyAdmin):
     def kind_display(self, violation):
         return violation.get_kind_display()
 
-    @admin.display(description="delta (wallet − ledger)", ordering="delta")
+    @admin.display(description="delta (wallet − ledger)", ordering="size")
     def delta_display(self, violation):
         return signed(violation.delta)
 
@@ -523,6 +525,10 @@ class ViolationAdmin(ReadOnlyAdmin):
     @admin.display(description="ledger sum", ordering="ledger_sum")
     def ledger_sum_display(self, violation):
         return points(violation.ledger_sum)
+
+    @admin.display(description="entries", ordering="entries")
+    def entries_display(self, violation):
+        return points(violation.entries)
 
     @admin.display(description="problem")
     def problem(self, violation):

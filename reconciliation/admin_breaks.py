@@ -214,7 +214,7 @@ class BreakAdmin(ReadOnlyAdmin):
     def resolution_display(self, brk):
         return brk.get_resolution_display() if brk.resolution else EMPTY
 
-    @admin.display(description="severity", ordering="severity")
+    @admin.display(description="severity", ordering="severity_rank")
     def severity_display(self, brk):
         return BreakSeverity(brk.severity).label
 

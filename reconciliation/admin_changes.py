@@ -30,7 +30,7 @@ from reconciliation.models import (
 from revassure import freeze, policy
 from revassure.admin_base import ReadOnlyAdmin
 from revassure.firestore import FirestoreError, get_gateway
-from revassure.formatting import EMPTY, label, points, signed, when
+from revassure.formatting import EMPTY, label, points, shown, signed, when
 from revassure.freeze import Frozen
 from revassure.ledger import is_points
 
@@ -268,10 +268,7 @@ class BalanceRequestAdmin(ReadOnlyAdmin):
     def result_display(self, obj):
         if not obj.result:
             return EMPTY
-        return "; ".join(
-            f"{label(key)}: {points(value) if type(value) is int else value}"
-            for key, value in obj.result.items()
-        )
+        return "; ".join(f"{label(key)}: {shown(value)}" for key, value in obj.result.items())
 
     @admin.display(description="history")
     def history(self, obj):

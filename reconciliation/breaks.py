@@ -115,7 +115,8 @@ def severity(brk: Break, now: datetime | None = None) -> str:
 
 
 def annotate(queryset: QuerySet, now: datetime | None = None) -> QuerySet:
-    """Breaks with `age_bucket`, `severity` and `open_rank` (0 open, 1 closed)
+    """Breaks with `age_bucket`, `severity`, `severity_rank` (0 low to 3
+    critical, so lists sort by severity rather than by its name) and `open_rank` (0 open, 1 closed)
     computed by the database, so lists filter and sort on them: the same rules
     as age_bucket() and severity(), written as SQL."""
     now = now or timezone.now()
@@ -146,7 +147,13 @@ def annotate(queryset: QuerySet, now: datetime | None = None) -> QuerySet:
     rank = Case(
         When(status__in=OPEN_BREAK_STATES, then=Value(0)), default=Value(1), output_field=IntegerField()
     )
-    return queryset.annotate(age_bucket=bucket, severity=level, open_rank=rank)
+    severity_rank = Case(
+        *(When(severity=Value(s), then=Value(n)) for n, s in enumerate(BreakSeverity)),
+        output_field=IntegerField(),
+    )
+    return queryset.annotate(age_bucket=bucket, severity=level, open_rank=rank).annotate(
+        severity_rank=severity_rank
+    )
 
 
 def open_by_bucket(now: datetime | None = None) -> dict[str, int]:

@@ -40,6 +40,7 @@ from reconciliation.models import (
 from reconciliation.reports import describe_details
 from revassure import flags, freeze, metrics, policy
 from revassure.firestore import BalanceChange, FirestoreGateway
+from revassure.formatting import points, signed
 from revassure.ledger import balances_unchanged, is_points
 from revassure.logs import on_commit
 from revassure.waiting import WaitingKind, announce
@@ -84,7 +85,8 @@ def propose_heals(
         if not _matches(state, violation.wallet_points, violation.ledger_sum):
             raise RequestRefused(
                 f"{violation.uid} changed since run {violation.run_id} "
-                f"(now {state.points} points, ledger {state.ledger.total}): run reconciliation again"
+                f"(now {points(state.points)} points, ledger {points(state.ledger.total)}): "
+                "run reconciliation again"
             )
     created = []
     with transaction.atomic():
@@ -186,7 +188,7 @@ def settling_adjustments(identities) -> dict[str, BalanceRequest]:
 def settled_refusal(request: BalanceRequest) -> str:
     """Why another adjustment for what `request` settles is refused, for a person."""
     return (
-        f"{request.settles} already has manual adjustment #{request.pk} of {request.amount:+,} points "
+        f"{request.settles} already has manual adjustment #{request.pk} of {signed(request.amount)} points "
         f"for wallet {request.uid} ({request.get_state_display().lower()}): one adjustment per payment, "
         "so it is not paid out twice"
     )
@@ -318,7 +320,10 @@ def _approve_locked(request: BalanceRequest, *, actor, gateway: FirestoreGateway
             request,
             RequestState.STALE,
             actor=actor,
-            reason=f"wallet changed since proposed: now {live.points} points, ledger {live.ledger.total}",
+            reason=(
+                f"wallet changed since proposed: now {points(live.points)} points, "
+                f"ledger {points(live.ledger.total)}"
+            ),
         )
         return
     if request.kind == RequestKind.ADJUSTMENT and is_points(live.points):
@@ -429,9 +434,9 @@ def execute(request_id: int, *, gateway: FirestoreGateway) -> BalanceRequest:
                 RequestState.STALE,
                 actor_label="worker",
                 reason=(
-                    f"wallet changed since approval: {outcome.points_before} points and ledger "
-                    f"{outcome.ledger_before}; approved at {change.expected_points} and "
-                    f"{change.expected_ledger_sum}"
+                    f"wallet changed since approval: {points(outcome.points_before)} points and ledger "
+                    f"{points(outcome.ledger_before)}; approved at {points(change.expected_points)} and "
+                    f"{points(change.expected_ledger_sum)}"
                 ),
             )
             return request

@@ -9,6 +9,8 @@ source of truth, already says.
 
 from django.conf import settings
 
+from revassure import formatting
+
 # A ledger amount and a balance are 64-bit signed integers in Firestore.
 MAX_POINTS = 2**63 - 1
 
@@ -22,10 +24,14 @@ def balance_refusal(points: int, amount: int) -> str:
     """Why moving a wallet of `points` by `amount` is refused, or "" when it is allowed."""
     after = points + amount
     if not -MAX_POINTS <= after <= MAX_POINTS:
-        return f"would take the wallet from {points} to {after} points, beyond a 64-bit balance"
+        return (
+            f"would take the wallet from {formatting.points(points)} to {formatting.points(after)} points, "
+            "beyond a 64-bit balance"
+        )
     if after < 0 and amount < 0 and not negative_balance_allowed():
         return (
-            f"would take the wallet from {points} to {after} points; negative balances are not allowed "
+            f"would take the wallet from {formatting.points(points)} to {formatting.points(after)} points; "
+            "negative balances are not allowed "
             "(BACKFILL_ALLOW_NEGATIVE_BALANCE is off)"
         )
     return ""

@@ -11,7 +11,8 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied
-from django.db.models import Exists, OuterRef
+from django.db.models import Count, Exists, OuterRef, Sum
+from django.db.models.functions import Abs
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -21,10 +22,11 @@ from django.utils.html import format_html
 from backfill.runs import PERMISSION as BACKFILL_PERMISSION
 from reconciliation.admin import csv_response, safe_cell
 from reconciliation.admin_changes import FORM_PAGE, REFUSALS
+from revassure import formatting
 from revassure.admin_base import ReadOnlyAdmin, require_row_id, row_id
 from revassure.firestore import get_gateway
 from revassure.flags import FeatureDisabled
-from revassure.formatting import EMPTY, points, signed, when
+from revassure.formatting import EMPTY, points, signed, size, when
 from settlement import actions, records, reports, services, statement, storage
 from settlement.models import (
     BREAKS,
@@ -43,7 +45,27 @@ UPLOAD_PAGE = "admin/settlement/upload.html"
 
 
 def money(pairs) -> str:
-    return ", ".join(f"{amount} {currency}" for currency, amount in pairs) or EMPTY
+    """[(currency, amount), ...] as "12,477.40 EUR, 24.00 USD"."""
+    return ", ".join(formatting.money(amount, currency) for currency, amount in pairs) or EMPTY
+
+
+def total_at_stake(run: SettlementRun) -> dict:
+    """The break rows of a run added up: rows, points and money per currency,
+    each amount counted whatever its sign (an unreversed refund of −5.00 EUR puts
+    5.00 EUR at stake). Matched rows are not at stake."""
+    rows = SettlementRow.objects.filter(run=run, outcome__in=BREAKS)
+    per_currency = (
+        rows.exclude(amount=None)
+        .values_list("currency")
+        .annotate(total=Sum(Abs("amount")))
+        .order_by("currency")
+    )
+    counted = rows.aggregate(rows=Count("id"), points=Sum(Abs("points")))
+    return {
+        "rows": points(counted["rows"]),
+        "points_text": points(counted["points"] or 0),
+        "money_text": money(per_currency),
+    }
 
 
 # -- runs ------------------------------------------------------------------------------
@@ -82,10 +104,10 @@ class SettlementRunAdmin(ReadOnlyAdmin):
                     "error",
                     "source",
                     "file_sha256",
-                    "file_bytes",
+                    "file_size",
                     "repeat",
                     "rows_display",
-                    "malformed_rows",
+                    "malformed_display",
                 ]
             },
         ),
@@ -106,6 +128,14 @@ class SettlementRunAdmin(ReadOnlyAdmin):
     @admin.display(description="finished", ordering="finished_at")
     def finished(self, run):
         return when(run.finished_at)
+
+    @admin.display(description="malformed rows")
+    def malformed_display(self, run):
+        return points(run.malformed_rows)
+
+    @admin.display(description="file size")
+    def file_size(self, run):
+        return size(run.file_bytes)
 
     @admin.display(description="rows", ordering="rows")
     def rows_display(self, run):
@@ -167,14 +197,18 @@ class SettlementRunAdmin(ReadOnlyAdmin):
     def change_view(self, request, object_id, form_url="", extra_context=None):
         run = self.get_object(request, object_id)
         if run is not None:
+            # Breaks first (what needs work), matched last and apart: not at stake.
             stake = reports.at_stake(run)
             for item in stake:
                 item["url"] = rows_url(run.pk, item["outcome"])
+                item["rows_text"] = points(item["rows"])
                 item["money_text"] = money(item["money"])
                 item["points_text"] = points(item["points"])
             extra_context = {
                 **(extra_context or {}),
-                "stake": stake,
+                "stake": [item for item in stake if item["outcome"] in BREAKS],
+                "stake_total": total_at_stake(run),
+                "matched": [item for item in stake if item["outcome"] not in BREAKS],
                 "malformed_url": rows_url(run.pk, Outcome.MALFORMED),
                 "can_export": self.has_export_permission(request),
                 "refresh_seconds": 5 if not run.is_finished else None,
@@ -332,16 +366,15 @@ class SettlementRowAdmin(ReadOnlyAdmin):
         "payment_id",
         "reference",
         "user_id",
-        "points",
-        "amount",
-        "currency",
+        "points_display",
+        "amount_display",
         "status",
         "settled_at",
         "entry_id",
         "ledger_uid",
-        "ledger_amount",
+        "ledger_amount_display",
         "delivery",
-        "replayable",
+        "replayable_display",
         "raw",
         "follow_ups_display",
     ]
@@ -373,9 +406,17 @@ class SettlementRowAdmin(ReadOnlyAdmin):
     def points_display(self, row):
         return points(row.points)
 
-    @admin.display(description="amount")
+    @admin.display(description="amount", ordering="amount")
     def amount_display(self, row):
-        return EMPTY if row.amount is None else f"{row.amount.normalize():f} {row.currency}"
+        return formatting.money(row.amount, row.currency)
+
+    @admin.display(description="ledger amount")
+    def ledger_amount_display(self, row):
+        return signed(row.ledger_amount)
+
+    @admin.display(description="replayable")
+    def replayable_display(self, row):
+        return formatting.shown(row.replayable)
 
     @admin.display(description="in the ledger")
     def ledger_display(self, row):

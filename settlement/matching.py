@@ -40,6 +40,7 @@ from backfill.models import EventStatus, ProviderEventDelivery
 from reconciliation import changes
 from reconciliation.models import BalanceRequest, RequestState
 from revassure.firestore import FirestoreGateway
+from revassure.formatting import signed
 from revassure.ledger import is_points
 from revassure.sealing.canonical import line
 from settlement import statement
@@ -281,7 +282,7 @@ def _found(item: StatementRow, row: dict, amount, adjustment: BalanceRequest | N
         if applied and credited == 0:
             row["detail"] = (
                 f"{item.status} at the provider; the ledger entry's {_shown(amount)} points were taken "
-                f"back by manual adjustment #{adjustment.pk} ({applied:+,}): they agree"
+                f"back by manual adjustment #{adjustment.pk} ({signed(applied)}): they agree"
             )
             return
         row["outcome"] = Outcome.NOT_SETTLED
@@ -289,12 +290,12 @@ def _found(item: StatementRow, row: dict, amount, adjustment: BalanceRequest | N
     elif not is_points(amount) or credited != _expected(item):
         row["outcome"] = Outcome.POINTS_MISMATCH
         row["detail"] = (
-            f"the statement says {_expected(item):+,} points, the ledger entry {_shown(amount)}{note}"
+            f"the statement says {signed(_expected(item))} points, the ledger entry {_shown(amount)}{note}"
         )
     elif applied:
         row["detail"] = (
-            f"the ledger entry's {_shown(amount)} and manual adjustment #{adjustment.pk} ({applied:+,}) "
-            f"make the statement's {_expected(item):+,} points"
+            f"the ledger entry's {_shown(amount)} and manual adjustment #{adjustment.pk} ({signed(applied)}) "
+            f"make the statement's {signed(_expected(item))} points"
         )
 
 
@@ -312,7 +313,7 @@ def _adjustment_note(adjustment: BalanceRequest | None) -> str:
 
 
 def _shown(amount) -> str:
-    return f"{amount:+,}" if is_points(amount) else f"malformed ({events.printable(amount)})"
+    return signed(amount) if is_points(amount) else f"malformed ({events.printable(amount)})"
 
 
 def _not_found(unresolved: list, *, gateway) -> None:

@@ -198,6 +198,14 @@ class SnapshotAdmin(ReadOnlyAdmin):
     def starter(self, obj):
         return obj.started_by.get_username() if obj.started_by else "the system (a command)"
 
+    @admin.display(description="written", ordering="written")
+    def written_display(self, obj):
+        return points(obj.written)
+
+    @admin.display(description="deleted", ordering="deleted")
+    def deleted_display(self, obj):
+        return points(obj.deleted)
+
     @admin.display(description="totals")
     def totals(self, obj):
         if obj.wallets is None:
@@ -281,7 +289,16 @@ class SnapshotAdmin(ReadOnlyAdmin):
 
 @admin.register(Restore)
 class RestoreAdmin(ReadOnlyAdmin):
-    list_display = ["id", "project", "outcome", "written", "deleted", "replace", "starter", "started_at"]
+    list_display = [
+        "id",
+        "project",
+        "outcome",
+        "written_display",
+        "deleted_display",
+        "replace",
+        "starter",
+        "started_at",
+    ]
     list_filter = ["refused", "replace"]
     list_select_related = ["started_by"]
     fields = [
@@ -289,8 +306,8 @@ class RestoreAdmin(ReadOnlyAdmin):
         "path",
         "outcome",
         "replace",
-        "deleted",
-        "written",
+        "deleted_display",
+        "written_display",
         "error",
         "starter",
         "started_at",
@@ -309,3 +326,11 @@ class RestoreAdmin(ReadOnlyAdmin):
     @admin.display(description="started by", ordering="started_by__username")
     def starter(self, obj):
         return obj.started_by.get_username() if obj.started_by else "the system (a command)"
+
+    @admin.display(description="written", ordering="written")
+    def written_display(self, obj):
+        return points(obj.written)
+
+    @admin.display(description="deleted", ordering="deleted")
+    def deleted_display(self, obj):
+        return points(obj.deleted)

@@ -13,3 +13,15 @@
         // Storage refused (private mode): Django's default, open, applies.
     }
 }
+// Times are shown in the viewer's zone (revassure/timezones.py reads this
+// cookie on the next request); no zone from the browser: UTC, named as such.
+{
+    try {
+        const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+        if (zone && !document.cookie.split('; ').includes('revassure_tz=' + encodeURIComponent(zone))) {
+            document.cookie = 'revassure_tz=' + encodeURIComponent(zone) + '; path=/; max-age=31536000; SameSite=Lax';
+        }
+    } catch (e) {
+        // No Intl time zone: the server's zone (UTC) applies.
+    }
+}

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from backfill import completeness, file_replay, progress, runs
 from backfill.models import DataMigration, MigrationStatus, ProviderEventDelivery
+from revassure.formatting import when
 from tests.helpers import EXPORT, csp_refusals, event_line, put_wallets
 from tests.helpers import stored_event as stored
 
@@ -480,7 +481,7 @@ def test_migration_pages_show_labels_names_and_one_date_format(
     html = client.get(page_of(migration)).content.decode()
     for text in (listing, html):
         assert "Replay of an export" in text and ">replay_file<" not in text
-        assert f"{migration.created_at:%Y-%m-%d %H:%M} UTC" in text
+        assert f"{when(migration.created_at)}" in text
         assert "2,648,395" in text and "2648395" not in text
         assert str(uploads) not in text and "migration-1.jsonl" not in text  # the server's path never shows
     assert '<td data-label="Mode" class="field-mode">Real</td>' in listing
@@ -497,7 +498,7 @@ def test_deliveries_read_as_words_with_one_date_format(client, ops):
     ).content.decode()
     for text in (listing, html):
         assert "Payment succeeded" in text and "Webhook" in text and "Received" in text
-        assert f"{delivery.received_at:%Y-%m-%d %H:%M} UTC" in text
+        assert f"{when(delivery.received_at)}" in text
     assert "Provider event deliveries" in listing and "deliverys" not in listing
     assert "Provider event deliveries" in client.get("/admin/").content.decode()
 

@@ -16,6 +16,7 @@ from cutover.models import Cutover, CutoverStatus, StepState
 from observability.models import Alert, AlertRule, AlertState
 from reconciliation.models import RunTrigger
 from revassure import flags, freeze
+from revassure.formatting import when
 from tests.helpers import csp_refusals, stored_event
 
 pytestmark = pytest.mark.django_db
@@ -171,7 +172,9 @@ def test_the_monitor_step_shows_time_left_open_alerts_and_webhook_outcomes(clien
     client.force_login(ops)
     with time_machine.travel(start + timedelta(minutes=15), tick=False):
         shown = client.get(page(cutover)).content.decode()
-    assert "45 minute(s) left" in shown and "webhooks failing" in shown
+    until = when(cutover.steps.get(key="switch_webhooks").confirmed_at + timedelta(minutes=60))
+    assert f"45\xa0minutes left (until {until})" in shown and "webhooks failing" in shown
+    assert "Webhooks unhealthy (open): webhooks failing" in shown
     assert f"{delivery.status} 1" in shown and "evt_new_endpoint" in shown
     assert "Override reason" in shown
 

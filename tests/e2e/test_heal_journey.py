@@ -28,7 +28,10 @@ def test_a_reviewer_finds_drift_proposes_a_heal_and_the_worker_applies_it_once_a
     expect(field(reviewer, "Drift (absolute)")).to_contain_text(f"{run['total_abs_drift']:,}")
 
     reviewer.get_by_role("link", name="Violations", exact=True).click()
+    # The filters wait behind their bar (closed on every list, in use or not).
+    reviewer.get_by_text("Filters", exact=True).click()
     reviewer.get_by_role("link", name="Drift", exact=True).click()
+    reviewer.get_by_text("Filters", exact=True).click()
     reviewer.get_by_role("link", name="wallet above ledger").click()
     people.fits_the_screen(reviewer)
     row = reviewer.get_by_role("row").filter(has_text=HEALED)

@@ -127,3 +127,15 @@ def test_open_breaks_by_age_and_refused_webhooks_are_on_the_index_for_those_who_
     assert f'{breaks}over-30">over 30 days</a>: 1' in page
     assert 'href="/admin/backfill/rejectedwebhook/">Rejected for their signature</a>: 1' in page
     assert 'id="open-breaks"' not in index(client, outsider)
+
+
+@pytest.mark.django_db
+def test_alert_rules_on_the_index_and_the_alert_pages_read_as_names_not_codes(client, ops, history):
+    rule = AlertRule.objects.get(name="break_older_than")
+    Alert.objects.create(rule=rule, summary="a break waits", state="open", started_at=NOW)
+    page = index(client, ops)
+    assert "Drift above a threshold</a>: run drifts" in page
+    assert f"Break older than {rule.threshold} days</a>: a break waits" in page
+    assert "drift_above" not in page.replace("name=drift_above", "") and "N days" not in page
+    alerts = client.get(reverse("admin:observability_alert_changelist")).content.decode()
+    assert "Drift above a threshold" in alerts and f"Break older than {rule.threshold} days" in alerts

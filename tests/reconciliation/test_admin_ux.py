@@ -14,6 +14,7 @@ from django.urls import reverse
 from reconciliation import changes, services
 from reconciliation.models import BalanceRequest, RequestApproval, RequestState, RunTrigger
 from revassure import freeze
+from revassure.formatting import when
 from revassure.roles import APPROVER
 from tests.helpers import put_wallets
 
@@ -452,7 +453,7 @@ def test_the_run_list_shows_numbers_and_dates_for_people(client, gateway, review
 
     assert "2,647,395" in cells(page, "drift_display")
     assert "+2,647,395" in cells(page, "liability_display")
-    assert f"{run.started_at:%Y-%m-%d %H:%M} UTC" in cells(page, "started")
+    assert f"{when(run.started_at)}" in cells(page, "started")
     assert "Completed" in cells(page, "status_display")
 
 

@@ -360,3 +360,31 @@ def test_the_command_prints_the_breaks_as_json(three, reviewer):
     assert len(json.loads(run("--status", "all", "--json"))["breaks"]) == 4
     text = run()
     assert "#" in text and "big: acknowledged, drift delta 1200" in text
+
+
+def sorted_by(client, url, column, descending=True):
+    """The list sorted by one column header, as a click on it asks (o=-N)."""
+    names = client.get(url).context["cl"].list_display
+    index = names.index(column)
+    return client.get(url, {"o": f"{'-' if descending else ''}{index}"})
+
+
+@pytest.mark.django_db
+def test_the_break_list_sorts_by_severity_as_a_rank_and_by_size(client, three, reviewer):
+    client.force_login(reviewer)
+    by_severity = sorted_by(client, LIST, "severity_display")
+    severities = [b.severity for b in by_severity.context["cl"].result_list]
+    assert severities == ["high", "medium", "medium", "low"]  # not alphabetical (medium, low, high)
+    by_size = sorted_by(client, LIST, "delta_display")
+    assert listed(by_size) == ["big", "gone", "old", "small"]
+    assert "+1,200" in by_size.content.decode()
+
+
+@pytest.mark.django_db
+def test_the_violation_list_sorts_by_size_whatever_the_sign(client, gateway, reviewer):
+    put_wallets(gateway, {"big": (1300, [100]), "neg": (50, [550]), "small": (3, [1])})
+    reconcile(gateway)
+    client.force_login(reviewer)
+    response = sorted_by(client, reverse("admin:reconciliation_violation_changelist"), "delta_display")
+    assert [v.uid for v in response.context["cl"].result_list] == ["big", "neg", "small"]
+    assert "\u2212500" in response.content.decode()

@@ -57,7 +57,7 @@ def test_a_wallet_that_missed_its_latest_entry(gateway):
     brk = cause_of(gateway, 150, dated(100, 50, 20))
 
     assert brk.cause == "missed_entries"
-    assert brk.cause_text == "The wallet missed entry e002 (+20, 2026-11-01 11:00 UTC) of 3"
+    assert brk.cause_text == "The wallet missed entry e002 (+20, 1 Nov 2026, 11:00 UTC) of 3"
     assert [e["id"] for e in brk.cause_evidence["entries"]] == ["e002"]
     assert brk.cause_evidence["entries"][0]["created_at"] == "2026-11-01T11:00:00+00:00"
     assert (brk.cause_evidence["wallet_points"], brk.cause_evidence["ledger_sum"]) == (150, 170)
@@ -69,7 +69,7 @@ def test_a_wallet_that_missed_its_latest_entries(gateway):
 
     assert brk.cause == "missed_entries"
     assert brk.cause_text.startswith("The wallet missed its latest 2 entries: e002 (+20, ")
-    assert "e001 (+50, 2026-11-01 10:00 UTC) of 3" in brk.cause_text
+    assert "e001 (+50, 1 Nov 2026, 10:00 UTC) of 3" in brk.cause_text
 
 
 @pytest.mark.django_db
@@ -78,7 +78,8 @@ def test_an_entry_too_many_in_the_wallet(gateway):
 
     assert brk.cause == "extra_in_wallet"
     assert brk.cause_text == (
-        "Entry e001 (+30, 2026-11-01 10:00 UTC) is missing from the ledger or was counted twice in the wallet"
+        "Entry e001 (+30, 1 Nov 2026, 10:00 UTC) is missing from the ledger "
+        "or was counted twice in the wallet"
     )
 
 
@@ -87,7 +88,7 @@ def test_a_sign_applied_the_wrong_way(gateway):
     brk = cause_of(gateway, 130, dated(100, -30, 5, -5))
 
     assert brk.cause == "wrong_sign"
-    assert brk.cause_text == "Sign of entry e001 (\u221230, 2026-11-01 10:00 UTC) applied the wrong way"
+    assert brk.cause_text == "Sign of entry e001 (\u221230, 1 Nov 2026, 10:00 UTC) applied the wrong way"
 
 
 @pytest.mark.django_db

@@ -390,7 +390,9 @@ def propose(gateway, reviewer, uid, amount):
 def test_an_adjustment_below_zero_is_refused_when_proposed_as_a_reversal_would_be(gateway, reviewer):
     put_wallets(gateway, {"a": (100, [100])})
 
-    with pytest.raises(changes.RequestRefused, match="from 100 to -900 points; negative balances are not"):
+    with pytest.raises(
+        changes.RequestRefused, match="from 100 to \u2212900 points; negative balances are not"
+    ):
         propose(gateway, reviewer, "a", -1000)
 
     assert not BalanceRequest.objects.exists()
@@ -420,7 +422,7 @@ def test_an_adjustment_that_would_go_below_zero_by_approval_time_is_refused_then
     request = propose(gateway, reviewer, "a", -500)
     gateway.append_entry("a", "spend-1", {"amount": -900, "type": "redemption"})  # the user spends
 
-    with pytest.raises(changes.RequestRefused, match="from 100 to -400 points"):
+    with pytest.raises(changes.RequestRefused, match="from 100 to \u2212400 points"):
         run_tasks(changes.approve, request.pk, actor=approver, gateway=gateway)
 
     request.refresh_from_db()
@@ -443,7 +445,7 @@ def test_execution_refuses_an_adjustment_below_zero_under_the_policy_in_force_th
 
     request.refresh_from_db()
     assert request.state == RequestState.FAILED
-    assert "from 100 to -900 points; negative balances are not allowed" in request.events.last().reason
+    assert "from 100 to \u2212900 points; negative balances are not allowed" in request.events.last().reason
     assert wallet(gateway, "a")["points"] == 100
     assert entry(gateway, "a", request.ledger_entry_id) is None
 

@@ -85,6 +85,9 @@ def test_the_approver_queue_shows_what_awaits_them_and_one_click_approves(
         reverse("admin:reconciliation_balancerequest_change", args=[adjustment.pk])
     ).content.decode()
     assert "Proposed → Approved" in page and "Approved → Applied" in page
+    # The result as people read it: no "None", no "False".
+    assert "Audit log id: —" in page and "Already applied: no" in page and "Points after: 50" in page
+    assert "None" not in page and "False" not in page
 
 
 @pytest.mark.django_db
@@ -125,7 +128,7 @@ def test_an_adjustment_below_zero_is_refused_on_the_form(client, gateway, review
         {"uid": "a", "amount": "-1000", "reason_code": "correction", "reason": "x"},
     )
 
-    assert "from 100 to -900 points" in response.context["form"].non_field_errors()[0]
+    assert "from 100 to \u2212900 points" in response.context["form"].non_field_errors()[0]
     assert not BalanceRequest.objects.exists()
 
 

@@ -44,13 +44,45 @@ def test_every_page_renders_for_a_reviewer_with_the_money_at_stake(client, revie
     page = client.get(reverse("admin:settlement_settlementrun_change", args=[run.pk]))
     assert page.status_code == 200 and not csp_refusals(page.content.decode())
     text = page.content.decode()
-    assert 'id="stake-missing_in_ledger"' in text and "17 EUR" in text and "170" in text
+    assert 'id="stake-missing_in_ledger"' in text and "17.00 EUR" in text and "170" in text
     assert client.get(reverse("admin:settlement_settlementrun_changelist")).status_code == 200
     rows = client.get(reverse("admin:settlement_settlementrow_changelist") + f"?run={run.pk}&outcome=breaks")
     assert rows.status_code == 200
     assert len(rows.context["cl"].result_list) == 8  # every break, missing at the provider included
     one = rows_of(run, Outcome.USER_MISMATCH)[0]
     assert client.get(reverse("admin:settlement_settlementrow_change", args=[one.pk])).status_code == 200
+
+
+def test_the_run_page_reads_as_finance_reads_money_breaks_first_with_a_total_per_currency(
+    client, reviewer, world, write_statement, every_outcome
+):
+    rows = [dict(r) for r in every_outcome]
+    by_payment = {(r["payment_id"], r["type"]): r for r in rows}
+    by_payment[("pay_nodel", "payment")]["amount"] = "12469.4"  # missing in the ledger with pay_miss's 8.00
+    by_payment[("pay_pts", "payment")].update(currency="USD", amount="24")  # the points mismatch
+    call_command("reconcile_settlement", str(write_statement(rows)), stdout=io.StringIO())
+    run = SettlementRun.objects.get()
+    client.force_login(reviewer)
+    page = client.get(reverse("admin:settlement_settlementrun_change", args=[run.pk]))
+    html = page.content.decode()
+    stake = html[html.index('id="at-stake"') :]
+    missing = stake[stake.index('id="stake-missing_in_ledger"') :]
+    assert "12,477.40 EUR" in missing[: missing.index("</tr>")]
+    mismatch = stake[stake.index('id="stake-points_mismatch"') :]
+    assert "24.00 USD" in mismatch[: mismatch.index("</tr>")]
+    # Every break row's amount whatever its sign: 7 + 3 + 12,477.40 + 5 + 10 in EUR.
+    total = stake[stake.index('id="stake-total"') :]
+    total = total[: total.index("</tr>")]
+    assert "Total at stake" in total and "12,502.40 EUR" in total and "24.00 USD" in total
+    # Breaks first; the matched rows after the total, apart.
+    assert stake.index('id="stake-missing_in_ledger"') < stake.index('id="stake-total"')
+    assert stake.index('id="stake-total"') < stake.index('id="stake-matched"')
+    assert "File size" in html and "file bytes" not in html.lower()
+    row = SettlementRow.objects.get(run=run, payment_id="pay_nodel")
+    row_page = client.get(reverse("admin:settlement_settlementrow_change", args=[row.pk])).content.decode()
+    assert "12,469.40 EUR" in row_page and "12469.400000" not in row_page
+    listing = client.get(reverse("admin:settlement_settlementrow_changelist") + f"?run={run.pk}")
+    assert "12,469.40 EUR" in listing.content.decode()
 
 
 def test_the_filters_per_outcome_show_only_that_outcome(client, approver, run):
