@@ -33,6 +33,23 @@ def _iso(value) -> str | None:
 
 
 def header(run: ReconciliationRun) -> dict:
+    return {**_header(run), **read_time_header(run)}
+
+
+def read_time_header(run: ReconciliationRun) -> dict:
+    """How the run read (reconciliation/instant.py): absent from runs sealed before
+    reads had a mode, so their canonical form, and checksum, are what they were."""
+    if not run.read_mode:
+        return {}
+    return {
+        "read_mode": run.read_mode,
+        "read_time": _iso(run.read_time),
+        "read_mode_reason": run.read_mode_reason,
+        "cleared_at_recheck": run.cleared_at_recheck,
+    }
+
+
+def _header(run: ReconciliationRun) -> dict:
     return {
         "format": FORMAT,
         "run_id": run.pk,
@@ -55,7 +72,7 @@ def header(run: ReconciliationRun) -> dict:
 
 
 def violation_record(violation: Violation) -> dict:
-    return {
+    record = {
         "uid": violation.uid,
         "kind": violation.kind,
         "wallet_points": violation.wallet_points,
@@ -64,6 +81,10 @@ def violation_record(violation: Violation) -> dict:
         "entries": violation.entries,
         "details": violation.details,
     }
+    if violation.at_read_time is not None:  # what the first read saw; the above held at the re-check
+        record["at_read_time"] = violation.at_read_time
+        record["held_at_recheck"] = True
+    return record
 
 
 def describe_details(details: dict) -> str:
@@ -94,6 +115,9 @@ def run_summary(run: ReconciliationRun) -> dict:
         "total_wallet_points": run.total_wallet_points,
         "total_ledger_sum": run.total_ledger_sum,
         "liability_difference": run.liability_difference,
+        "read_mode": run.read_mode,
+        "read_time": _iso(run.read_time),
+        "read_mode_reason": run.read_mode_reason,
         "checksum": run.checksum,
         "error": run.error,
     }
@@ -115,7 +139,7 @@ def compute_checksum(run: ReconciliationRun) -> str:
     return digest.hexdigest()
 
 
-_SEALED_FIELDS = ["status", "finished_at", "chain_seq", "previous_checksum", "checksum"]
+_SEALED_FIELDS = ["status", "finished_at", "chain_seq", "previous_checksum", "checksum", "cleared_at_recheck"]
 
 
 def seal_run(run_id: int, attempts: int = 5) -> ReconciliationRun | None:
@@ -137,6 +161,10 @@ def seal_run(run_id: int, attempts: int = 5) -> ReconciliationRun | None:
                 run.previous_checksum = previous.checksum if previous else ""
                 run.status = RunStatus.COMPLETED
                 run.finished_at = timezone.now()
+                run.cleared_at_recheck = sorted(
+                    (c for cleared in run.chunks.values_list("cleared", flat=True) for c in cleared),
+                    key=lambda c: c["uid"],
+                )
                 run.checksum = compute_checksum(run)
                 run.chunks.all().delete()
                 # The row is still `running` in the database: update it directly,
