@@ -67,7 +67,7 @@ def plan_reads(run: ReconciliationRun, gateway: FirestoreGateway) -> ReadPlan:
     expected = timedelta(seconds=wallets / rate)
     window = read_window()
     estimate = (
-        f"{wallets:,} wallets at {rate:,.0f} wallets/s ({source}): about {_duration(expected)}, "
+        f"{wallets:,} wallets at {_rate(rate)} wallets/s ({source}): about {_duration(expected)}, "
         f"within the {_duration(window)} read-time window"
     )
     if expected * SAFETY > window:
@@ -100,6 +100,10 @@ def expected_rate() -> tuple[float, str]:
     if last is not None and last.duration.total_seconds() > 0:
         return last.wallets_checked / last.duration.total_seconds(), f"observed on run {last.pk}"
     return settings.RECONCILE_EXPECTED_RATE, "RECONCILE_EXPECTED_RATE"
+
+
+def _rate(rate: float) -> str:
+    return f"{rate:,.0f}" if rate >= 10 else f"{rate:.3g}"
 
 
 def _duration(value: timedelta) -> str:

@@ -347,7 +347,7 @@ def check_wallets(
     findings = ChunkFindings()
     candidates = {}
     for uid, encoded in wallets:
-        exists, points = _decode_points(encoded)
+        exists, points = decode_points(encoded)
         ledger = totals[uid]
         if not exists and ledger.count == 0:
             continue  # asked for by uid, but neither a wallet nor a ledger: nothing to check
@@ -457,7 +457,8 @@ def _encode_points(exists: bool, points: Any) -> Any:
     return {"$value": _describe(points)}
 
 
-def _decode_points(encoded: Any) -> tuple[bool, Any]:
+def decode_points(encoded: Any) -> tuple[bool, Any]:
+    """(exists, raw points) of a wallet as wallet_chunks yields it."""
     if isinstance(encoded, dict):
         if encoded.get("$absent") == "wallet":
             return False, 0
