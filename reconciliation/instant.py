@@ -39,6 +39,8 @@ PITR_WINDOW = timedelta(days=7)  # with point-in-time recovery, at whole minutes
 # A run is expected to take this many times its estimate at most (queue waits,
 # slower aggregations): a run whose margin passes the window reads live.
 SAFETY = 1.5
+# A run's rate predicts the next one's only past its fixed costs: smaller runs are not taken.
+OBSERVED_MIN_WALLETS = 10_000
 
 
 @dataclass(frozen=True)
@@ -66,16 +68,13 @@ def plan_reads(run: ReconciliationRun, gateway: FirestoreGateway) -> ReadPlan:
     rate, source = expected_rate()
     expected = timedelta(seconds=wallets / rate)
     window = read_window()
-    estimate = (
-        f"{wallets:,} wallets at {_rate(rate)} wallets/s ({source}): about {_duration(expected)}, "
-        f"within the {_duration(window)} read-time window"
-    )
+    expectation = f"{wallets:,} wallets at {_rate(rate)} wallets/s ({source}): about {_duration(expected)}"
     if expected * SAFETY > window:
         return ReadPlan(
             ReadMode.LIVE,
             None,
-            f"{estimate.split(', within')[0]}, which with a margin of {SAFETY}x would outlast the "
-            f"{_duration(window)} read-time window"
+            f"{expectation}, which with a margin of {SAFETY}x would outlast the {_duration(window)} "
+            "read-time window"
             + ("" if settings.FIRESTORE_PITR_ENABLED else " (FIRESTORE_PITR_ENABLED makes it 7 days)")
             + ": this run reads live",
         )
@@ -84,14 +83,20 @@ def plan_reads(run: ReconciliationRun, gateway: FirestoreGateway) -> ReadPlan:
         # Past the last hour Firestore reads at whole minutes only: a T0 on the
         # minute stays re-derivable for the whole 7 days.
         read_time = read_time.replace(second=0, microsecond=0)
-    return ReadPlan(ReadMode.POINT_IN_TIME, read_time, estimate)
+    return ReadPlan(
+        ReadMode.POINT_IN_TIME, read_time, f"{expectation}, within the {_duration(window)} read-time window"
+    )
 
 
 def expected_rate() -> tuple[float, str]:
-    """Wallets per second: the last completed full run's, or the configured rate."""
+    """Wallets per second: the last completed full run's (of at least
+    OBSERVED_MIN_WALLETS), or the configured rate."""
     last = (
         ReconciliationRun.objects.filter(
-            status=RunStatus.COMPLETED, scope_uids=[], wallets_checked__gt=0, started_at__isnull=False
+            status=RunStatus.COMPLETED,
+            scope_uids=[],
+            wallets_checked__gte=max(1, OBSERVED_MIN_WALLETS),
+            started_at__isnull=False,
         )
         .exclude(finished_at=None)
         .order_by("-finished_at")
@@ -108,6 +113,8 @@ def _rate(rate: float) -> str:
 
 def _duration(value: timedelta) -> str:
     minutes = value.total_seconds() / 60
+    if minutes <= 1:
+        return "a minute or less"
     if minutes < 120:
         return f"{math.ceil(minutes)} minutes"
     hours = minutes / 60
