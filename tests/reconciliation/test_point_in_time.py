@@ -344,3 +344,20 @@ def test_a_run_that_read_live_cannot_be_rederived(npm):
 def test_wallets_checked_that_differ_are_named():
     differences = compare(sealed_checked=3, sealed={}, rederived_checked=4, rederived={})
     assert differences == ["wallets checked: the report has 3, re-derived 4"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("kind", ["google", "npm"])
+def test_reconcile_says_how_it_read(kind, request):
+    put_wallets(request.getfixturevalue(kind), WALLETS)
+    out = StringIO()
+
+    call_command("reconcile", stdout=out)
+
+    run = ReconciliationRun.objects.get()
+    if kind == "google":
+        assert f"Read at one instant T0 = {run.read_time.isoformat()}." in out.getvalue()
+    else:
+        assert (
+            "Read live: the Firestore backend answers reads at a read time with the present" in out.getvalue()
+        )
