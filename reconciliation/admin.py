@@ -77,6 +77,10 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
             {"fields": ["total_wallet_points_display", "total_ledger_sum_display", "liability_display"]},
         ),
         ("Timing", {"fields": ["created", "started", "finished", "duration_display", "progress"]}),
+        (
+            "Instant",
+            {"fields": ["read_mode_display", "read_time_display", "read_mode_reason", "cleared_display"]},
+        ),
         ("Request", {"fields": ["trigger_display", "requested_by", "scope_uids", "correlation_id"]}),
         ("Seal", {"fields": ["chain_seq", "checksum", "previous_checksum"]}),
     ]
@@ -88,6 +92,26 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
     @admin.display(description="trigger", ordering="trigger")
     def trigger_display(self, run):
         return run.get_trigger_display()
+
+    @admin.display(description="read")
+    def read_mode_display(self, run):
+        return run.get_read_mode_display() if run.read_mode else EMPTY
+
+    @admin.display(description="read time (T0)")
+    def read_time_display(self, run):
+        # To the microsecond: the instant `verify_reports --rederive` reads at.
+        return run.read_time.isoformat() if run.read_time else EMPTY
+
+    @admin.display(description="cleared at the re-check")
+    def cleared_display(self, run):
+        cleared = run.cleared_at_recheck
+        if not cleared:
+            return EMPTY
+        return format_html_join(
+            mark_safe("<br>"),
+            "{}: delta {} at T0 (points {}, ledger {}), agreed at the live re-check",
+            ((c["uid"], signed(c["delta"]), c["wallet_points"], c["ledger_sum"]) for c in cleared),
+        )
 
     @admin.display(description="started", ordering="started_at")
     def started(self, run):
@@ -486,6 +510,7 @@ class ViolationAdmin(ReadOnlyAdmin):
         "ledger_sum_display",
         "delta_display",
         "entries_display",
+        "at_read_time_display",
         "problem",
         "heal_requests",
         "heal_status",
@@ -517,6 +542,16 @@ class ViolationAdmin(ReadOnlyAdmin):
     @admin.display(description="delta (wallet − ledger)", ordering="size")
     def delta_display(self, violation):
         return signed(violation.delta)
+
+    @admin.display(description="at the run's read time")
+    def at_read_time_display(self, violation):
+        first = violation.at_read_time
+        if first is None:
+            return EMPTY
+        at_t0 = (
+            f"delta {signed(first['delta'])} (points {first['wallet_points']}, ledger {first['ledger_sum']})"
+        )
+        return f"{at_t0}; still held at the live re-check, as above"
 
     @admin.display(description="wallet points", ordering="wallet_points")
     def wallet_points_display(self, violation):

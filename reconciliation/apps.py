@@ -21,6 +21,7 @@ class ReconciliationConfig(AppConfig):
         # the report kind names the models, which load only once the registry
         # is ready, and the kernel's chain (verify_reports) walks what the apps
         # register here.
-        from reconciliation import admin_breaks, reports  # noqa: F401
+        from reconciliation import admin_breaks, rederive, reports  # noqa: F401
 
         sealing.register(reports.KIND)
+        sealing.register_rederive(reports.KIND.name, rederive.rederive)

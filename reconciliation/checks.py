@@ -44,3 +44,15 @@ def break_settings(app_configs, **kwargs):
     if settings.BREAK_CAUSE_CONCURRENCY < 1:
         errors.append(Error("BREAK_CAUSE_CONCURRENCY must be at least 1", id="revassure.E023"))
     return errors
+
+
+@register()
+def read_time_settings(app_configs, **kwargs):
+    """A run's expected length (reconciliation/instant.py) divides by this rate."""
+    if not settings.RECONCILE_EXPECTED_RATE > 0:
+        return [
+            Error(
+                "RECONCILE_EXPECTED_RATE must be a positive number of wallets per second", id="revassure.E024"
+            )
+        ]
+    return []

@@ -24,6 +24,13 @@ class RunTrigger(models.TextChoices):
     DEMO = "demo", "seeded demo history"
 
 
+class ReadMode(models.TextChoices):
+    """How a run read Firestore (reconciliation/instant.py)."""
+
+    POINT_IN_TIME = "point_in_time", "one instant (read time T0)"
+    LIVE = "live", "live (each wallet when its chunk ran)"
+
+
 class ReconciliationRun(SealedRun):
     """One reconciliation of wallets against their ledgers: the report.
 
@@ -58,6 +65,15 @@ class ReconciliationRun(SealedRun):
     # ledgers say were earned (integer amounts only).
     total_wallet_points = models.BigIntegerField(default=0)
     total_ledger_sum = models.BigIntegerField(default=0)
+
+    # One instant: what the run read as of `read_time` (T0, the server's time when
+    # it started), or why it read live. Blank for runs from before reads had a mode.
+    read_mode = models.CharField(max_length=16, choices=ReadMode, blank=True)
+    read_time = models.DateTimeField(null=True, blank=True)
+    read_mode_reason = models.TextField(blank=True)
+    # Wallets that disagreed at the first read but agreed at the live re-check:
+    # [{"uid", "wallet_points", "ledger_sum", "delta"}] as first read, in uid order (sealed).
+    cleared_at_recheck = models.JSONField(default=list, blank=True)
 
     error = models.TextField(blank=True)
 
@@ -104,6 +120,10 @@ class Violation(models.Model):
     delta = models.BigIntegerField(null=True, blank=True)
     entries = models.PositiveIntegerField()
     details = models.JSONField(default=dict, blank=True)
+    # What the run's first read saw ({"wallet_points", "ledger_sum", "delta"}): at
+    # its read time T0, or live; the fields above are the live re-check's, which
+    # confirmed it. Null for runs from before first reads were recorded.
+    at_read_time = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["run", "uid"]
@@ -131,6 +151,8 @@ class ReconciliationChunk(models.Model):
     seq = models.PositiveIntegerField()
     wallets = models.JSONField()
     done = models.BooleanField(default=False)
+    # Its wallets that the live re-check cleared, gathered into the run at the seal.
+    cleared = models.JSONField(default=list)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["run", "seq"], name="one_chunk_per_seq")]

@@ -37,6 +37,23 @@ def _iso(value) -> str | None:
 
 
 def header(run: ReconciliationRun) -> dict:
+    return {**_header(run), **read_time_header(run)}
+
+
+def read_time_header(run: ReconciliationRun) -> dict:
+    """How the run read (reconciliation/instant.py): absent from runs sealed before
+    reads had a mode, so their canonical form, and checksum, are what they were."""
+    if not run.read_mode:
+        return {}
+    return {
+        "read_mode": run.read_mode,
+        "read_time": _iso(run.read_time),
+        "read_mode_reason": run.read_mode_reason,
+        "cleared_at_recheck": run.cleared_at_recheck,
+    }
+
+
+def _header(run: ReconciliationRun) -> dict:
     return {
         "format": FORMAT,
         "run_id": run.pk,
@@ -59,7 +76,7 @@ def header(run: ReconciliationRun) -> dict:
 
 
 def violation_record(violation: Violation) -> dict:
-    return {
+    record = {
         "uid": violation.uid,
         "kind": violation.kind,
         "wallet_points": violation.wallet_points,
@@ -68,6 +85,10 @@ def violation_record(violation: Violation) -> dict:
         "entries": violation.entries,
         "details": violation.details,
     }
+    if violation.at_read_time is not None:  # what the first read saw; the above held at the re-check
+        record["at_read_time"] = violation.at_read_time
+        record["held_at_recheck"] = True
+    return record
 
 
 def describe_details(details: dict) -> str:
@@ -98,6 +119,9 @@ def run_summary(run: ReconciliationRun) -> dict:
         "total_wallet_points": run.total_wallet_points,
         "total_ledger_sum": run.total_ledger_sum,
         "liability_difference": run.liability_difference,
+        "read_mode": run.read_mode,
+        "read_time": _iso(run.read_time),
+        "read_mode_reason": run.read_mode_reason,
         "checksum": run.checksum,
         "error": run.error,
     }
@@ -121,6 +145,8 @@ def seal_run(run_id: int, attempts: int = 5) -> ReconciliationRun | None:
         KIND,
         run_id,
         ready=lambda run: run.chunks_total is not None and run.chunks_done >= run.chunks_total,
+        checksum=_gathered_and_checksummed,
+        values={"cleared_at_recheck": []},
         before=lambda run: run.chunks.all().delete(),
         attempts=attempts,
     )
@@ -137,6 +163,16 @@ def seal_run(run_id: int, attempts: int = 5) -> ReconciliationRun | None:
         extra={"run_id": run_id, "violations": run.violations_count, "checksum": run.checksum},
     )
     return run
+
+
+def _gathered_and_checksummed(run: ReconciliationRun) -> str:
+    """The wallets the chunks cleared at their live re-check, gathered into the
+    run (sealed with it, in uid order), then the run's checksum."""
+    run.cleared_at_recheck = sorted(
+        (c for cleared in run.chunks.values_list("cleared", flat=True) for c in cleared),
+        key=lambda c: c["uid"],
+    )
+    return compute_checksum(run)
 
 
 def seal_seeded(run_id: int, finished_at) -> ReconciliationRun:

@@ -5,9 +5,11 @@ schedule, the job API):
 
     request_run()   create a pending run and hand it to the workers, or
     run_inline()    create a run and execute it in this process;
-    execute_run()   stream the wallets and cut them into chunks;
-    process_chunk() aggregate each wallet's ledger, re-check candidates in a
-                    transaction, classify and store confirmed violations;
+    execute_run()   choose the run's instant T0 (instant.plan_reads), stream
+                    the wallets as of T0 and cut them into chunks;
+    process_chunk() aggregate each wallet's ledger as of T0, re-check
+                    candidates live in a transaction, classify and store
+                    confirmed violations (with what they were at T0);
     reports.seal_run() once the last chunk is in, then breaks.track_run().
 
 See docs/reconciliation.md for the consistency argument and the costs.
@@ -20,6 +22,7 @@ import queue
 import threading
 from collections import deque
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -28,8 +31,9 @@ from django.db.models import F
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from reconciliation import breaks, reports
+from reconciliation import breaks, instant, reports
 from reconciliation.models import (
+    ReadMode,
     ReconciliationChunk,
     ReconciliationRun,
     RunStatus,
@@ -131,8 +135,10 @@ def execute_run(run_id: int, *, gateway: FirestoreGateway, inline: bool, enqueue
     run = ReconciliationRun.objects.get(pk=run_id)
     log.info("reconciliation run started", extra={"run_id": run_id, "inline": inline})
     try:
+        run = _plan_reads(run, gateway)
         seq, ahead = 0, deque()
-        for seq, wallets in enumerate(_wallet_chunks(run, gateway, ramp=inline), start=1):
+        chunks = wallet_chunks(run.scope_uids, gateway, read_time=run.read_time, ramp=inline)
+        for seq, wallets in enumerate(chunks, start=1):
             chunk = ReconciliationChunk.objects.create(run=run, seq=seq, wallets=wallets)
             if not inline:
                 on_commit(lambda chunk_id=chunk.pk: enqueue_chunk(chunk_id))
@@ -140,7 +146,7 @@ def execute_run(run_id: int, *, gateway: FirestoreGateway, inline: bool, enqueue
             # Queue this chunk's aggregations before finishing the ones before it:
             # re-checking a chunk's candidates waits behind the aggregations
             # queued in Firestore, which stays busy meanwhile.
-            ahead.append((chunk.pk, _start_aggregation(wallets, gateway)))
+            ahead.append((chunk.pk, _start_aggregation(wallets, gateway, run.read_time)))
             if len(ahead) > CHUNKS_AHEAD:
                 chunk_id, totals = ahead.popleft()
                 process_chunk(chunk_id, gateway=gateway, totals=totals.result())
@@ -154,18 +160,40 @@ def execute_run(run_id: int, *, gateway: FirestoreGateway, inline: bool, enqueue
     _seal_if_complete(run_id, gateway)
 
 
-def _wallet_chunks(run: ReconciliationRun, gateway: FirestoreGateway, *, ramp: bool = False):
-    """Yield lists of [uid, encoded points], at most RECONCILE_CHUNK_SIZE long.
+def _plan_reads(run: ReconciliationRun, gateway: FirestoreGateway) -> ReconciliationRun:
+    """Choose and record, before anything is read, whether the run reads at T0 or
+    live (and why): on the row, where every chunk's worker finds it."""
+    plan = instant.plan_reads(run, gateway)
+    ReconciliationRun.objects.filter(pk=run.pk).update(
+        read_mode=plan.mode, read_time=plan.read_time, read_mode_reason=plan.reason
+    )
+    if plan.mode == ReadMode.LIVE:
+        log.warning("reconciliation run reads live", extra={"run_id": run.pk, "reason": plan.reason})
+    else:
+        log.info(
+            "reconciliation run reads at one instant",
+            extra={"run_id": run.pk, "read_time": plan.read_time.isoformat(), "estimate": plan.reason},
+        )
+    run.read_mode, run.read_time, run.read_mode_reason = plan.mode, plan.read_time, plan.reason
+    return run
+
+
+def wallet_chunks(
+    scope_uids: list[str], gateway: FirestoreGateway, *, read_time: datetime | None, ramp: bool = False
+):
+    """Yield lists of [uid, encoded points], at most RECONCILE_CHUNK_SIZE long: the
+    wallets named in `scope_uids` (every wallet when empty), as of `read_time`
+    (live when None).
 
     The wallet stream is read by a background thread into a small bounded queue,
     so reading wallets overlaps with checking the chunk before; memory stays
     bounded by a few chunks whatever the number of wallets.
     """
     size = settings.RECONCILE_CHUNK_SIZE
-    if run.scope_uids:
-        for start in range(0, len(run.scope_uids), size):
-            uids = run.scope_uids[start : start + size]
-            found = gateway.get_wallet_points(uids)
+    if scope_uids:
+        for start in range(0, len(scope_uids), size):
+            uids = scope_uids[start : start + size]
+            found = gateway.get_wallet_points(uids, read_time=read_time)
             yield [[uid, _encode_points(*found[uid])] for uid in uids]
         return
 
@@ -187,7 +215,7 @@ def _wallet_chunks(run: ReconciliationRun, gateway: FirestoreGateway, *, ramp: b
             # a few wallets are listed rather than a whole chunk's worth: 1/8,
             # 1/4, 1/2, then full. Workers get whole chunks from the start.
             batch, target = [], max(1, size // 8) if ramp else size
-            for uid, points in gateway.stream_wallets():
+            for uid, points in gateway.stream_wallets(read_time=read_time):
                 batch.append([uid, _encode_points(True, points)])
                 if len(batch) == target:
                     if not put(batch):
@@ -208,9 +236,9 @@ def _wallet_chunks(run: ReconciliationRun, gateway: FirestoreGateway, *, ramp: b
         stop.set()  # the consumer gave up: let the producer end
 
 
-def _start_aggregation(wallets: list[list[Any]], gateway: FirestoreGateway):
+def _start_aggregation(wallets: list[list[Any]], gateway: FirestoreGateway, read_time: datetime | None):
     uids = [uid for uid, _ in wallets]
-    return gateway.start_aggregation(uids, concurrency=settings.RECONCILE_CONCURRENCY)
+    return gateway.start_aggregation(uids, concurrency=settings.RECONCILE_CONCURRENCY, read_time=read_time)
 
 
 def process_chunk(
@@ -227,12 +255,15 @@ def process_chunk(
         return  # a redelivery: the chunk was counted (and dropped at the seal) already
     run_id = chunk.run_id
     try:
-        findings = check_wallets(chunk.wallets, gateway=gateway, totals=totals)
+        findings = check_wallets(chunk.wallets, gateway=gateway, totals=totals, read_time=chunk.run.read_time)
     except Exception as exc:
         fail_run(run_id, exc)
         raise
     with transaction.atomic():
-        if ReconciliationChunk.objects.filter(pk=chunk_id, done=False).update(done=True) != 1:
+        claimed = ReconciliationChunk.objects.filter(pk=chunk_id, done=False).update(
+            done=True, cleared=findings.cleared
+        )
+        if claimed != 1:
             return
         Violation.objects.bulk_create(
             Violation(run_id=run_id, **violation) for violation in findings.violations
@@ -276,13 +307,17 @@ class ChunkFindings:
 
     def __post_init__(self):
         self.violations: list[dict[str, Any]] = []
+        # Candidates the re-check cleared: {"uid", "wallet_points", "ledger_sum", "delta"} as first read.
+        self.cleared: list[dict[str, Any]] = []
 
-    def add(self, confirmed: tuple[int, int, dict[str, Any] | None]) -> None:
+    def add(self, uid: str, first: dict[str, Any], confirmed: tuple[int, int, dict[str, Any] | None]) -> None:
         wallet_points, ledger_sum, violation = confirmed
         self.total_wallet_points += wallet_points
         self.total_ledger_sum += ledger_sum
         if violation is None:
+            self.cleared.append({"uid": uid, **first})
             return
+        violation["at_read_time"] = first
         self.violations.append(violation)
         if violation["kind"] == ViolationKind.MALFORMED:
             self.malformed_count += 1
@@ -293,49 +328,56 @@ class ChunkFindings:
 
 
 def check_wallets(
-    wallets: list[list[Any]], *, gateway: FirestoreGateway, totals: dict[str, LedgerTotals] | None = None
+    wallets: list[list[Any]],
+    *,
+    gateway: FirestoreGateway,
+    totals: dict[str, LedgerTotals] | None = None,
+    read_time: datetime | None = None,
 ) -> ChunkFindings:
-    """Compare each wallet's points with its ledger's aggregated sum.
+    """Compare each wallet's points with its ledger's aggregated sum (as of
+    `read_time`, the run's T0, when given; live otherwise).
 
-    A mismatch is only a candidate: it is re-read inside a transaction (wallet
-    and ledger sum together) and reported only if it still holds there.
-    `totals` are the chunk's ledger aggregations when already fetched.
+    A mismatch is only a candidate: it is re-read live inside a transaction
+    (wallet and ledger sum together) and reported only if it still holds there,
+    with what it was at the first read; one that no longer holds is kept as
+    cleared. `totals` are the chunk's ledger aggregations when already fetched.
     """
     if totals is None:
-        totals = _start_aggregation(wallets, gateway).result()
+        totals = _start_aggregation(wallets, gateway, read_time).result()
     findings = ChunkFindings()
-    candidates = []
+    candidates = {}
     for uid, encoded in wallets:
-        exists, points = _decode_points(encoded)
+        exists, points = decode_points(encoded)
         ledger = totals[uid]
         if not exists and ledger.count == 0:
             continue  # asked for by uid, but neither a wallet nor a ledger: nothing to check
         findings.wallets_checked += 1
-        if balances_agree(points, ledger.total):
+        first = instant.first_read(exists, points, ledger)
+        if first is None:
             findings.total_wallet_points += points
             findings.total_ledger_sum += ledger.total
         else:
-            candidates.append(uid)
-    for confirmed in _confirm(candidates, gateway):
-        findings.add(confirmed)
+            candidates[uid] = first
+    for uid, confirmed in _confirm(list(candidates), gateway).items():
+        findings.add(uid, candidates[uid], confirmed)
     return findings
 
 
-def _confirm(uids: list[str], gateway: FirestoreGateway) -> list[tuple[int, int, dict[str, Any] | None]]:
-    """Re-check candidates in transactions; classify those whose drift holds.
+def _confirm(uids: list[str], gateway: FirestoreGateway) -> dict[str, tuple[int, int, dict[str, Any] | None]]:
+    """Re-check candidates live in transactions; classify those whose drift holds.
 
-    Returns (wallet points, ledger sum, violation or None) per candidate, for the totals.
+    Returns {uid: (wallet points, ledger sum, violation or None)}, for the totals.
     """
     if not uids:
-        return []
+        return {}
     states = gateway.read_wallets_and_ledgers(uids, concurrency=RECHECK_CONCURRENCY)
-    confirmed, drifting = [], []
+    confirmed, drifting = {}, []
     for uid in uids:
         state = states[uid]
         points = 0 if not state.exists else state.points
         if balances_agree(points, state.ledger.total):
             # A write landed between the first read and the re-check: no drift.
-            confirmed.append((points, state.ledger.total, None))
+            confirmed[uid] = (points, state.ledger.total, None)
         else:
             drifting.append(uid)
     ledgers = gateway.ledgers(drifting, concurrency=RECHECK_CONCURRENCY)
@@ -346,9 +388,9 @@ def _confirm(uids: list[str], gateway: FirestoreGateway) -> list[tuple[int, int,
         if violation is None:
             # The entries themselves agree with the wallet (the server summed
             # integers into a double): no violation.
-            confirmed.append((points, points, None))
+            confirmed[uid] = (points, points, None)
         else:
-            confirmed.append((violation["wallet_points"] or 0, violation["ledger_sum"], violation))
+            confirmed[uid] = (violation["wallet_points"] or 0, violation["ledger_sum"], violation)
     return confirmed
 
 
@@ -415,7 +457,8 @@ def _encode_points(exists: bool, points: Any) -> Any:
     return {"$value": _describe(points)}
 
 
-def _decode_points(encoded: Any) -> tuple[bool, Any]:
+def decode_points(encoded: Any) -> tuple[bool, Any]:
+    """(exists, raw points) of a wallet as wallet_chunks yields it."""
     if isinstance(encoded, dict):
         if encoded.get("$absent") == "wallet":
             return False, 0

@@ -49,6 +49,16 @@ FIRESTORE_PRODUCTION_PROJECT = env.str("FIRESTORE_PRODUCTION_PROJECT", default="
 RECONCILE_CONCURRENCY = env.int("RECONCILE_CONCURRENCY", default=64)
 RECONCILE_CHUNK_SIZE = env.int("RECONCILE_CHUNK_SIZE", default=1000)
 RECONCILE_DAILY_AT = env.str("RECONCILE_DAILY_AT", default="02:00")
+# One instant (docs/reconciliation.md): a run reads everything as of the time it
+# starts, within Firestore's read-time window (1 hour; 7 days with point-in-time
+# recovery enabled on the database, FIRESTORE_PITR_ENABLED). A run expected to
+# outlast the window reads live instead, saying why; the expectation divides the
+# wallets by the rate of the last full run of 10,000 wallets or more, or by
+# RECONCILE_EXPECTED_RATE (wallets per second) before there is one.
+# RECONCILE_POINT_IN_TIME off always reads live.
+FIRESTORE_PITR_ENABLED = env.bool("FIRESTORE_PITR_ENABLED", default=False)
+RECONCILE_EXPECTED_RATE = env.float("RECONCILE_EXPECTED_RATE", default=1000.0)
+RECONCILE_POINT_IN_TIME = env.bool("RECONCILE_POINT_IN_TIME", default=True)
 
 # Breaks (one wallet's drift followed across runs, reconciliation/breaks.py).
 # BREAK_TRACKING off leaves runs as they were (no breaks opened or closed).

@@ -12,7 +12,8 @@ at an isolated emulator project.
 - transactions.py: transactions and commits through the generated client;
 - writes.py: balance changes, provider events, seeding, reports and mirrors;
 - encoding.py: raw values, writes and requests; model.py: what calls return;
-- snapshots.py: every document read out and written back exactly, the managed export.
+- snapshots.py: every document read out and written back exactly, the managed export;
+- readtime.py: the server's present, and whether the backend reads at a read time.
 
 Only public google-cloud-firestore API is used: the `Client`, and for the hot
 paths the generated `FirestoreClient`/`FirestoreAsyncClient` with the raw
@@ -62,7 +63,7 @@ from revassure.firestore.model import (
     WalletState,
     WalletView,
 )
-from revassure.firestore.snapshots import Snapshots
+from revassure.firestore.readtime import ReadTimes, ReadTimeSupport
 
 __all__ = [
     "AUDIT_LOG",
@@ -91,13 +92,14 @@ __all__ = [
     "FirestoreUnavailable",
     "LedgerTotals",
     "Missing",
+    "ReadTimeSupport",
     "WalletState",
     "WalletView",
     "get_gateway",
 ]
 
 
-class FirestoreGateway(Snapshots):
+class FirestoreGateway(ReadTimes):
     """Everything revassure asks of Firestore (see the modules for each part).
 
     Its public operations raise the gateway's own errors (errors.py), never

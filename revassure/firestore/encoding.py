@@ -79,6 +79,11 @@ def encode_fields(fields: dict[str, Any]) -> dict[str, Value]:
     return {key: encode(value) for key, value in fields.items()}
 
 
+def read_timestamp(value: dt.datetime | None) -> Timestamp | None:
+    """A read time for a request (None: read the present)."""
+    return None if value is None else timestamp(value)
+
+
 def timestamp(value: dt.datetime) -> Timestamp:
     """A datetime as a protobuf Timestamp; a naive datetime is taken as UTC."""
     if isinstance(value, DatetimeWithNanoseconds):
@@ -175,10 +180,15 @@ LEDGER_TOTALS = AggregationQuery(
 )
 
 
-def ledger_totals_request(wallet: str, transaction: bytes | None = None) -> RunAggregationQueryRequest:
+def ledger_totals_request(
+    wallet: str, transaction: bytes | None = None, read_time: Timestamp | None = None
+) -> RunAggregationQueryRequest:
+    """The LEDGER_TOTALS of `wallet`, in a transaction or as of `read_time` when given."""
     request = RunAggregationQueryRequest(parent=wallet, structured_aggregation_query=LEDGER_TOTALS)
     if transaction is not None:
         request.transaction = transaction
+    if read_time is not None:
+        request.read_time.CopyFrom(read_time)
     return request
 
 
@@ -189,13 +199,16 @@ def decode_totals(result) -> LedgerTotals:
     return ledger_totals(total, count)
 
 
-def wallets_request(documents: str, token: str) -> ListDocumentsRequest:
+def wallets_request(documents: str, token: str, read_time: Timestamp | None = None) -> ListDocumentsRequest:
     """A page of WALLETS_PAGE wallets' `points`, in document-name order: the
-    first for an empty `token`, else the page the previous page's token names."""
+    first for an empty `token`, else the page the previous page's token names;
+    as of `read_time` when given."""
     request = ListDocumentsRequest(
         parent=documents, collection_id=WALLETS, page_size=WALLETS_PAGE, page_token=token
     )
     request.mask.field_paths.append("points")
+    if read_time is not None:
+        request.read_time.CopyFrom(read_time)
     return request
 
 

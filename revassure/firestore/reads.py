@@ -11,6 +11,7 @@ underneath.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from typing import Any
@@ -47,9 +48,10 @@ CREDIT_FIELDS = ("amount", "paymentId", "createdAt", "deliveryId")
 class Reads(Connection):
     # -- wallets ---------------------------------------------------------------
 
-    def stream_wallets(self) -> Iterator[tuple[str, Any]]:
+    def stream_wallets(self, *, read_time: dt.datetime | None = None) -> Iterator[tuple[str, Any]]:
         """Yield (uid, raw points) for every wallet, in document-name order, a page
-        of WALLETS_PAGE at a time.
+        of WALLETS_PAGE at a time; every page as of `read_time` when given (see
+        read_time_support: a backend may not honour it).
 
         Each page is one ListDocuments call, which answers with the whole page
         in one message, run under the gateway's retry: a transient error repeats
@@ -61,20 +63,23 @@ class Reads(Connection):
         Documents are decoded from the raw response rather than through
         DocumentSnapshots: a tenth of the CPU per wallet.
         """
-        next_page = self.submit(self._wallet_page(""))
+        at = encoding.read_timestamp(read_time)
+        next_page = self.submit(self._wallet_page("", at))
         while True:
             page, token = next_page.result()
             if token:
-                next_page = self.submit(self._wallet_page(token))
+                next_page = self.submit(self._wallet_page(token, at))
             for document in page:
                 yield document.name.rsplit("/", 1)[1], points_of(document)
             if not token:
                 return
 
-    async def _wallet_page(self, token: str) -> tuple[list, str]:
+    async def _wallet_page(self, token: str, read_time=None) -> tuple[list, str]:
         """The raw wallet Documents of the page at `token` ("" for the first), and
         the next page's token ("" after the last page)."""
-        request = firestore_pb.ListDocumentsRequest.wrap(encoding.wallets_request(self.documents, token))
+        request = firestore_pb.ListDocumentsRequest.wrap(
+            encoding.wallets_request(self.documents, token, read_time)
+        )
 
         async def call():
             pager = await self.async_api.list_documents(
@@ -86,34 +91,47 @@ class Reads(Connection):
         response = await self.async_retry(call)()
         return list(response.documents), response.next_page_token
 
-    def get_wallet_points(self, uids: Iterable[str]) -> dict[str, tuple[bool, Any]]:
-        """(exists, raw points) of each given wallet, in one batched read."""
+    def get_wallet_points(
+        self, uids: Iterable[str], *, read_time: dt.datetime | None = None
+    ) -> dict[str, tuple[bool, Any]]:
+        """(exists, raw points) of each given wallet, in one batched read (as of
+        `read_time` when given)."""
         uids = list(uids)
-        found = self.wallet_versions(uids)
+        found = self.wallet_versions(uids, read_time=read_time)
         return {uid: (True, found[uid][0]) if uid in found else (False, MISSING) for uid in uids}
 
-    def wallet_versions(self, uids: list[str]) -> dict[str, tuple[Any, Any]]:
-        """(raw points, update time) of each existing wallet among `uids`."""
+    def wallet_versions(
+        self, uids: list[str], *, read_time: dt.datetime | None = None
+    ) -> dict[str, tuple[Any, Any]]:
+        """(raw points, update time) of each existing wallet among `uids` (as of `read_time`)."""
         names = [self.document(WALLETS, uid) for uid in uids]
+        found = self._get(names, mask=("points",), read_time=encoding.read_timestamp(read_time))
         return {
             name.rsplit("/", 1)[1]: (points_of(document), document.update_time)
-            for name, document in self._get(names, mask=("points",)).items()
+            for name, document in found.items()
         }
 
     # -- ledgers ---------------------------------------------------------------
 
-    def start_aggregation(self, uids: list[str], *, concurrency: int) -> Future:
+    def start_aggregation(
+        self, uids: list[str], *, concurrency: int, read_time: dt.datetime | None = None
+    ) -> Future:
         """sum(amount) and count() of each wallet's ledger, `concurrency` queries at
-        a time, without waiting: a Future of {uid: LedgerTotals}.
+        a time, without waiting: a Future of {uid: LedgerTotals}, as of `read_time`
+        when given.
 
         Calls in flight together share one limit of `concurrency` queries, so a
         caller can queue the next batch while it handles the last one and keep
         Firestore busy without ever exceeding the limit.
         """
-        return self.submit(_translating(self._aggregate_many(uids, concurrency)))
+        return self.submit(
+            _translating(
+                self._aggregate_many(uids, concurrency, read_time=encoding.read_timestamp(read_time))
+            )
+        )
 
     async def _aggregate_many(
-        self, uids: list[str], concurrency: int, transaction: bytes | None = None
+        self, uids: list[str], concurrency: int, transaction: bytes | None = None, *, read_time=None
     ) -> dict[str, LedgerTotals]:
         if transaction is None:
             gates = self._process_clients().gates
@@ -126,17 +144,19 @@ class Reads(Connection):
 
         async def one(uid: str) -> tuple[str, LedgerTotals]:
             async with gate:
-                return uid, await retry(self._aggregate)(api, uid, transaction)
+                return uid, await retry(self._aggregate)(api, uid, transaction, read_time)
 
         return dict(await asyncio.gather(*(one(uid) for uid in uids)))
 
-    async def _aggregate(self, api, uid: str, transaction: bytes | None = None) -> LedgerTotals:
+    async def _aggregate(
+        self, api, uid: str, transaction: bytes | None = None, read_time=None
+    ) -> LedgerTotals:
         """One aggregation query, from a prebuilt template (only the parent
         differs between wallets): the query `collection.sum().count().get()`
         sends, for half the client's CPU, which bounds a run once Firestore
         keeps up."""
         request = firestore_pb.RunAggregationQueryRequest.wrap(
-            encoding.ledger_totals_request(self.document(WALLETS, uid), transaction)
+            encoding.ledger_totals_request(self.document(WALLETS, uid), transaction, read_time)
         )
         responses = await api.run_aggregation_query(
             request=request, retry=None, timeout=self.call_timeout, metadata=self.metadata
@@ -310,16 +330,23 @@ class Reads(Connection):
     # -- raw reads -------------------------------------------------------------
 
     def _get(
-        self, names: list[str], *, mask: tuple[str, ...] | None = None, transaction: bytes | None = None
+        self,
+        names: list[str],
+        *,
+        mask: tuple[str, ...] | None = None,
+        transaction: bytes | None = None,
+        read_time=None,
     ):
         """{name: raw Document} of those of the named documents that exist, in one
-        batched read; `mask` limits the fields sent."""
+        batched read; `mask` limits the fields sent; as of `read_time` (a Timestamp) when given."""
         request = encoding.BatchGetDocumentsRequest(database=self.database, documents=names)
         if mask is not None:
             request.mask.SetInParent()
             request.mask.field_paths.extend(mask)
         if transaction is not None:
             request.transaction = transaction
+        if read_time is not None:
+            request.read_time.CopyFrom(read_time)
         wrapped = firestore_pb.BatchGetDocumentsRequest.wrap(request)
 
         def read() -> dict[str, Any]:

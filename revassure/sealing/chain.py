@@ -89,6 +89,20 @@ def kinds() -> list[ReportKind]:
     return list(_KINDS.values())
 
 
+# rederive(run id, gateway=...) -> an outcome with .outcome (0 same, 2 different,
+# 1 cannot), .message, .differences and .as_json(): a sealed run read again at its
+# instant (`verify_reports --rederive`), registered by the app whose runs have one.
+_REDERIVE: dict[str, Callable[..., Any]] = {}
+
+
+def register_rederive(kind_name: str, rederive: Callable[..., Any]) -> None:
+    _REDERIVE[kind_name] = rederive
+
+
+def rederiver(kind_name: str) -> Callable[..., Any] | None:
+    return _REDERIVE.get(kind_name)
+
+
 # -- sealing ------------------------------------------------------------------
 
 

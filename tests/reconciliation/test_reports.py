@@ -226,6 +226,10 @@ def test_a_runs_summary_holds_its_counts_liability_checksum_and_error(gateway):
         "total_wallet_points": 14,
         "total_ledger_sum": 13,
         "liability_difference": 1,
+        # How it read (tests/reconciliation/test_point_in_time.py checks these).
+        "read_mode": run.read_mode,
+        "read_time": run.read_time and run.read_time.isoformat(),
+        "read_mode_reason": run.read_mode_reason,
         "checksum": run.checksum,
         "error": "",
     }

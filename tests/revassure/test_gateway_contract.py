@@ -125,6 +125,10 @@ OPERATIONS: dict[str, Callable[[FirestoreGateway], object]] = {
     # Snapshots: a new one's read time (the server's now), its progress bar, its reads.
     "snapshot_read_time": lambda g: g.snapshot_read_time().year > 2000,
     "count_wallets": lambda g: g.count_wallets(),
+    # One instant: the server's present, and whether reads at a read time are honoured
+    # (on an emulator, a probe that writes a scratch config document and deletes it).
+    "server_time": lambda g: g.server_time().year > 2000,
+    "read_time_support": lambda g: g.read_time_support(),
     "snapshot_wallets": lambda g: list(g.snapshot_wallets()),
     "snapshot_collection": lambda g: list(g.snapshot_collection(REPORTS)),
     "stream_documents": lambda g: [d.name for d in g.stream_documents(g.documents, WALLETS)],
@@ -147,7 +151,8 @@ NOT_OPERATIONS = {
     "managed_export_state": "Google Cloud's Admin API only; refused on any emulator before a call",
 }
 TRANSACTIONS = ["read_wallets_and_ledgers", "apply_provider_event", "apply_balance_change"]
-READS = [op for op in OPERATIONS if not op.startswith(("apply_", "write_", "append_", "put_", "delete_"))]
+WRITES = ("apply_", "write_", "append_", "put_", "delete_", "read_time_support")
+READS = [op for op in OPERATIONS if not op.startswith(WRITES)]
 
 
 def gives_up_in_time(operation: str, gateway: FirestoreGateway) -> float:

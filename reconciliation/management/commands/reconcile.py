@@ -3,7 +3,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from reconciliation import reports, services
-from reconciliation.models import RunStatus, RunTrigger
+from reconciliation.models import ReadMode, RunStatus, RunTrigger
 from revassure.firestore import get_gateway
 from revassure.flags import FeatureDisabled
 from revassure.logs import bound_correlation_id
@@ -79,6 +79,10 @@ class Command(BaseCommand):
             f"total absolute drift {run.total_abs_drift}, "
             f"liability difference {run.liability_difference}. Checksum {run.checksum or '-'}"
         )
+        if run.read_mode == ReadMode.POINT_IN_TIME:
+            self.stdout.write(f"Read at one instant T0 = {run.read_time.isoformat()}.")
+        elif run.read_mode:
+            self.stdout.write(f"Read live: {run.read_mode_reason}.")
 
 
 def _dumps(data: dict) -> str:
