@@ -1,11 +1,13 @@
 """Builders and constants the tests share (test modules never import each other)."""
 
+import io
 import json
 import subprocess
 import sys
 import time
 from html.parser import HTMLParser
 
+from django.core.management import call_command
 from django.db import connection
 
 from backfill.services import store_delivery
@@ -132,3 +134,10 @@ def wait_for(predicate, timeout):
             return True
         time.sleep(0.05)
     return False
+
+
+def command_json(name: str, *args) -> dict:
+    """Run a management command with --json; the JSON object it printed."""
+    out = io.StringIO()
+    call_command(name, *map(str, args), "--json", stdout=out, stderr=io.StringIO())
+    return json.loads(out.getvalue())

@@ -45,7 +45,9 @@ def test_items_fail_visibly_during_an_outage_and_apply_after_it(
     reasons = list(ProviderEventDelivery.objects.values_list("status", "reason"))
     assert {status for status, _ in reasons} == {EventStatus.FAILED}
     for _, reason in reasons:
-        assert reason.startswith("FirestoreUnavailable: Timeout of 1.0s exceeded, last exception: 503"), reason
+        assert reason.startswith("FirestoreUnavailable: Timeout of 1.0s exceeded, last exception: 503"), (
+            reason
+        )
     assert gateway.client.collection("wallets").document("u1").get().to_dict()["points"] == 30
 
     with django_capture_on_commit_callbacks(execute=True):

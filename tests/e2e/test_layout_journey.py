@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from playwright.sync_api import expect
 
+from settlement.statement import COLUMNS
 from tests.e2e.conftest import SCREENSHOTS, _manage
 
 # Identifiers as long as the statement allows (128): the columns that pushed the table past 1920 px.
@@ -23,19 +24,7 @@ def settlement_run(site, tmp_path_factory):
     settled = datetime(2026, 11, 25, 9, 0, tzinfo=UTC).isoformat()
     with path.open("w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out)
-        writer.writerow(
-            [
-                "type",
-                "payment_id",
-                "reference",
-                "user_id",
-                "points",
-                "amount",
-                "currency",
-                "status",
-                "settled_at",
-            ]
-        )
+        writer.writerow(COLUMNS)
         for n in range(12):
             writer.writerow(
                 [

@@ -10,19 +10,10 @@ from django.utils import timezone
 
 from backfill.services import apply_delivery
 from observability.models import AlertRule
+from settlement.statement import COLUMNS
 from tests.helpers import put_wallets, stored_event
 
-HEADER = [
-    "type",
-    "payment_id",
-    "reference",
-    "user_id",
-    "points",
-    "amount",
-    "currency",
-    "status",
-    "settled_at",
-]
+HEADER = list(COLUMNS)  # the statement's columns, as the product reads them
 
 
 @pytest.fixture(autouse=True)

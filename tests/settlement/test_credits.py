@@ -2,16 +2,13 @@
 credited within the statement's period is checked against it, whatever path
 credited it (the webhook, a file replay, an entry the points app wrote)."""
 
-import io
-import json
 from datetime import UTC, datetime
 
 import pytest
-from django.core.management import call_command
 
 from backfill.models import EventStatus, ProviderEventDelivery
 from settlement.models import Outcome, SettlementRow
-from tests.helpers import event_line, put_wallets
+from tests.helpers import command_json, event_line, put_wallets
 
 HEADER = "type,payment_id,reference,user_id,points,amount,currency,status,settled_at\n"
 # event_line's events are created at 2026-11-20T10:00:00Z: a statement of that morning covers them.
@@ -19,15 +16,11 @@ MORNING = ("2026-11-20T09:00:00+00:00", "2026-11-20T11:00:00+00:00")
 
 
 def reconcile(path, *args):
-    out = io.StringIO()
-    call_command("reconcile_settlement", str(path), "--json", *args, stdout=out, stderr=io.StringIO())
-    return json.loads(out.getvalue())
+    return command_json("reconcile_settlement", path, *args)
 
 
 def replay(path):
-    out = io.StringIO()
-    call_command("replay_webhooks", str(path), "--json", stdout=out)
-    return json.loads(out.getvalue())
+    return command_json("replay_webhooks", path)
 
 
 def missing_at_provider(summary):

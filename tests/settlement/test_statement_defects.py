@@ -3,14 +3,11 @@ from file replays and other paths checked against the statement, malformed rows
 that still name their payment, stray quotes, a header naming a column twice, and
 times past the calendar's ends."""
 
-import io
-import json
-
 import pytest
-from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from settlement.models import Outcome, SettlementRow, SettlementRun
+from tests.helpers import command_json
 
 HEADER = "type,payment_id,reference,user_id,points,amount,currency,status,settled_at\n"
 # event_line's events are created at 2026-11-20T10:00:00Z: a statement of that morning covers them.
@@ -19,15 +16,11 @@ WIDE_PERIOD = ("2026-01-01T00:00:00Z", "2030-01-01T00:00:00Z")  # holds every cr
 
 
 def reconcile(path, *args):
-    out = io.StringIO()
-    call_command("reconcile_settlement", str(path), "--json", *args, stdout=out, stderr=io.StringIO())
-    return json.loads(out.getvalue())
+    return command_json("reconcile_settlement", path, *args)
 
 
 def replay(path):
-    out = io.StringIO()
-    call_command("replay_webhooks", str(path), "--json", stdout=out)
-    return json.loads(out.getvalue())
+    return command_json("replay_webhooks", path)
 
 
 def missing_at_provider(summary):
