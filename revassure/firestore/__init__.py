@@ -11,7 +11,8 @@ argument so tests can point one at an isolated emulator project.
 - transactions.py: transactions and commits through the generated client;
 - writes.py: balance changes, provider events, seeding, reports and mirrors;
 - encoding.py: raw values, writes and requests; model.py: what calls return;
-- snapshots.py: every document read out and written back exactly, the managed export.
+- snapshots.py: every document read out and written back exactly, the managed export;
+- listen.py: the writes of wallets and ledger entries as they happen (Listen).
 
 Only public google-cloud-firestore API is used: the `Client`, and for the hot
 paths the generated `FirestoreClient`/`FirestoreAsyncClient` with the raw
@@ -25,6 +26,7 @@ import threading
 
 from django.conf import settings
 
+from revassure.firestore.listen import Listener, Listening, Write
 from revassure.firestore.model import (
     AUDIT_LOG,
     CONFIG,
@@ -47,7 +49,6 @@ from revassure.firestore.model import (
     WalletState,
     WalletView,
 )
-from revassure.firestore.snapshots import Snapshots
 
 __all__ = [
     "AUDIT_LOG",
@@ -68,14 +69,16 @@ __all__ = [
     "EventOutcome",
     "FirestoreGateway",
     "LedgerTotals",
+    "Listener",
     "Missing",
     "WalletState",
     "WalletView",
+    "Write",
     "get_gateway",
 ]
 
 
-class FirestoreGateway(Snapshots):
+class FirestoreGateway(Listening):
     """Everything revassure asks of Firestore (see the modules for each part)."""
 
 

@@ -42,6 +42,8 @@ HASTY = {"retry_deadline": DEADLINE, "call_timeout": CALL_TIMEOUT}
 # and a transaction may spend one more on its rollback. Slack for a busy machine.
 BOUND = 3 * DEADLINE + 2.0
 STREAMING = {"RunQuery", "RunAggregationQuery", "BatchGetDocuments"}
+BIDI = {"Listen"}
+EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
 
 class FirestoreProxy(grpc.GenericRpcHandler):
@@ -61,6 +63,10 @@ class FirestoreProxy(grpc.GenericRpcHandler):
 
     def service(self, details):
         method = details.method
+        if method.rsplit("/", 1)[1] in BIDI:
+            return grpc.stream_stream_rpc_method_handler(
+                lambda requests, context: self._bidi(method, requests, context)
+            )
         if method.rsplit("/", 1)[1] in STREAMING:
             return grpc.unary_stream_rpc_method_handler(
                 lambda request, context: self._stream(method, request, context)
@@ -93,6 +99,13 @@ class FirestoreProxy(grpc.GenericRpcHandler):
         self._admit(method, request, context)
         try:
             return self.upstream.unary_unary(method)(request, timeout=context.time_remaining())
+        except grpc.RpcError as exc:
+            context.abort(exc.code(), exc.details())
+
+    def _bidi(self, method, requests, context):
+        self._admit(method, b"", context)
+        try:
+            yield from self.upstream.stream_stream(method)(requests)
         except grpc.RpcError as exc:
             context.abort(exc.code(), exc.details())
 
@@ -156,6 +169,16 @@ def change(uid: str = "u1") -> BalanceChange:
     )
 
 
+def listened(gateway: FirestoreGateway) -> list[str]:
+    """The documents a listener's first snapshots hand over."""
+    documents: set[str] = set()
+    listener = gateway.listen_writes(
+        lambda writes, _: documents.update(w.document for w in writes), since=EPOCH
+    )
+    listener.stop()
+    return sorted(documents)
+
+
 # Every public operation of the gateway, as a caller makes it.
 OPERATIONS: dict[str, Callable[[FirestoreGateway], object]] = {
     "stream_wallets": lambda g: list(g.stream_wallets()),
@@ -182,6 +205,7 @@ OPERATIONS: dict[str, Callable[[FirestoreGateway], object]] = {
     "put_migration": lambda g: g.put_migration("1", {"status": "running"}),
     "put_config": lambda g: g.put_config("adjustments", {"frozen": False}),
     "get_config": lambda g: g.get_config("adjustments"),
+    "listen_writes": listened,
 }
 TRANSACTIONS = ["read_wallets_and_ledgers", "apply_provider_event", "apply_balance_change"]
 READS = [op for op in OPERATIONS if not op.startswith(("apply_", "write_", "append_", "put_"))]
