@@ -531,6 +531,8 @@ class WatcherState(models.Model):
     last_event_at = models.DateTimeField(null=True, blank=True)
     connected = models.BooleanField(default=False)
     pending = models.PositiveIntegerField(default=0)  # wallets waiting for their check
+    oldest_pending_at = models.DateTimeField(null=True, blank=True)  # commit time of the oldest of them
+    disconnected_at = models.DateTimeField(null=True, blank=True)  # since when not listening
     started_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:

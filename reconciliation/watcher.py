@@ -61,6 +61,37 @@ FAILED_CHECK_PAUSE = 1.0  # seconds before wallets whose check failed are checke
 EPSILON = timedelta(microseconds=1)
 
 
+@dataclass(frozen=True)
+class Health:
+    status: str  # "up", "behind" or "down"
+    since: datetime | None  # when it went down or fell behind
+    text: str
+
+
+def health(state: WatcherState | None, now: datetime | None = None) -> Health:
+    """Up, behind (a written wallet waiting for its check longer than
+    WATCHER_MAX_LAG_SECONDS) or down (no heartbeat for three heartbeats and
+    10 s, or not listening): for the dashboard, the metrics and the alert rule."""
+    now = now or timezone.now()
+    if state is None or state.heartbeat_at is None:
+        return Health("down", None, "the watcher has never run (manage.py watch_ledger)")
+    silent = timedelta(seconds=3 * settings.WATCHER_HEARTBEAT_SECONDS + 10)
+    if state.heartbeat_at < now - silent:
+        return Health("down", state.heartbeat_at, f"no heartbeat since {iso(state.heartbeat_at)}")
+    if not state.connected:
+        since = state.disconnected_at or state.heartbeat_at
+        return Health("down", since, f"not listening to Firestore since {iso(since)}")
+    lag = timedelta(seconds=settings.WATCHER_MAX_LAG_SECONDS)
+    if state.oldest_pending_at is not None and state.oldest_pending_at < now - lag:
+        return Health(
+            "behind",
+            state.oldest_pending_at + lag,
+            f"{state.pending} written wallets waiting for their check, the oldest written at "
+            f"{iso(state.oldest_pending_at)}",
+        )
+    return Health("up", None, "listening; every write checked within the debounce")
+
+
 @dataclass
 class Pending:
     first_write: datetime  # the earliest commit time among its writes not yet checked
@@ -91,6 +122,7 @@ class Watcher:
         self._resume_at: datetime | None = None
         self._last_event_at: datetime | None = None
         self.listening = threading.Event()  # set while both listeners are up
+        self._disconnected_at: datetime | None = timezone.now()
 
     # -- the listeners' side (their threads) -----------------------------------------
 
@@ -125,15 +157,22 @@ class Watcher:
     def save_state(self, *, connected: bool) -> None:
         self._resume_at = self.resume_point()
         with self._lock:
-            pending = len(self._pending) + len(self._checking)
+            waiting = [p.first_write for p in self._pending.values()] + list(self._checking.values())
+        now = timezone.now()
+        if connected:
+            self._disconnected_at = None
+        elif self._disconnected_at is None:
+            self._disconnected_at = now
         WatcherState.objects.update_or_create(
             project=self.gateway.project,
             defaults={
                 "resume_at": self._resume_at,
-                "heartbeat_at": timezone.now(),
+                "heartbeat_at": now,
                 "last_event_at": self._last_event_at,
                 "connected": connected,
-                "pending": pending,
+                "disconnected_at": self._disconnected_at,
+                "pending": len(waiting),
+                "oldest_pending_at": min(waiting, default=None),
             },
         )
 
