@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -265,3 +266,139 @@ def test_a_watcher_killed_mid_stream_checks_after_its_restart_every_write_it_mis
     assert watcher_breaks(watcher_process.db_path) == sorted(
         (uid, int(uid[1:]) + 1, RunTrigger.WATCHER.value) for uid in drifted
     )
+
+
+class Forwarder:
+    """A TCP forwarder to the emulator that a test can cut (every connection
+    closed, new ones refused) and restore on the same port: a dropped stream."""
+
+    def __init__(self, upstream):
+        self.upstream = upstream.rsplit(":", 1)
+        self.port, self.connections = None, []
+        self._open()
+
+    def _open(self):
+        self.server = socket.socket()
+        self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.server.bind(("127.0.0.1", self.port or 0))
+        self.server.listen(64)
+        self.port = self.server.getsockname()[1]
+        threading.Thread(target=self._accept, args=(self.server,), daemon=True).start()
+
+    def _accept(self, server):
+        while True:
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection((self.upstream[0], int(self.upstream[1])))
+            self.connections += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source, sink):
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for end in (source, sink):
+            try:
+                end.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self):
+        # shutdown wakes the accept blocked in its thread (close alone leaves it listening).
+        try:
+            self.server.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.server.close()
+        for connection in self.connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.connections = []
+
+    def restore(self):
+        self._open()
+
+
+def test_a_dropped_stream_is_listened_to_again_and_what_was_written_meanwhile_is_checked(
+    gateway, firestore_project, monkeypatch
+):
+    put_wallets(gateway, {"u1": (10, [10]), "u2": (5, [5])})
+    forwarder = Forwarder(os.environ["FIRESTORE_EMULATOR_HOST"])
+    with monkeypatch.context() as patch:
+        patch.setenv("FIRESTORE_EMULATOR_HOST", f"127.0.0.1:{forwarder.port}")
+        through = FirestoreGateway(firestore_project, retry_deadline=5, call_timeout=5)
+        through.client  # noqa: B018 - binds its clients to the forwarder now
+    drifts, stop = [], threading.Event()
+
+    def on_drift(drift):
+        drifts.append(drift)
+        if len(drifts) == 2:
+            stop.set()
+
+    watcher = Watcher(gateway=through, on_drift=on_drift, debounce=DEBOUNCE)
+
+    def writer():
+        if watcher.listening.wait(30):
+            set_points(gateway, "u1", 11)
+            wait_for(lambda: drifts, 30)
+            forwarder.cut()
+            set_points(gateway, "u2", 7)  # while the watcher cannot hear
+            time.sleep(1.0)
+            forwarder.restore()
+        stop.wait(60)
+        stop.set()
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    watcher.run(stop)
+    thread.join()
+    forwarder.cut()
+
+    assert [(d["uid"], d["delta"]) for d in drifts] == [("u1", 1), ("u2", 2)]
+
+
+def test_a_watcher_that_cannot_reach_firestore_tries_again_with_backoff_and_then_listens(
+    gateway, firestore_project, monkeypatch, caplog
+):
+    put_wallets(gateway, {"u1": (10, [10])})
+    forwarder = Forwarder(os.environ["FIRESTORE_EMULATOR_HOST"])
+    forwarder.cut()  # Firestore out of reach when the watcher starts
+    with monkeypatch.context() as patch:
+        patch.setenv("FIRESTORE_EMULATOR_HOST", f"127.0.0.1:{forwarder.port}")
+        through = FirestoreGateway(firestore_project, retry_deadline=1, call_timeout=1)
+        through.client  # noqa: B018 - binds its clients to the forwarder now
+    drifts, stop = [], threading.Event()
+    watcher = Watcher(gateway=through, on_drift=lambda d: (drifts.append(d), stop.set()), debounce=DEBOUNCE)
+
+    seen = {}
+
+    def writer():
+        try:
+            time.sleep(2.5)
+            seen["listening while cut"] = watcher.listening.is_set()
+            forwarder.restore()
+            if watcher.listening.wait(30):
+                set_points(gateway, "u1", 12)
+            stop.wait(30)
+        finally:
+            stop.set()
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    watcher.run(stop)
+    thread.join()
+    forwarder.cut()
+
+    assert seen == {"listening while cut": False}
+    assert [(d["uid"], d["delta"]) for d in drifts] == [("u1", 2)]
+    tries = [r for r in caplog.records if r.getMessage().startswith("watcher: cannot listen")]
+    assert len(tries) >= 1
+    assert WatcherState.objects.get(project=firestore_project).disconnected_at is not None
