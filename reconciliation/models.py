@@ -537,3 +537,15 @@ class WatcherState(models.Model):
 
     def __str__(self) -> str:
         return f"watcher of {self.project}"
+
+
+class PendingCheck(models.Model):
+    """A wallet written (an Eventarc event said so) waiting for the watcher's
+    check, due a debounce after its first write (reconciliation.watcher)."""
+
+    uid = models.CharField(max_length=256, primary_key=True)
+    first_write = models.DateTimeField()
+    due_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"check of {self.uid} due {self.due_at}"

@@ -35,7 +35,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
+from django_q.tasks import async_task
 from google.api_core import exceptions as gexc
 from google.api_core import retry as gretry
 
@@ -44,6 +46,7 @@ from reconciliation.models import (
     OPEN_BREAK_STATES,
     Break,
     BreakSighting,
+    PendingCheck,
     RunTrigger,
     WatcherState,
 )
@@ -51,6 +54,7 @@ from revassure import alerting, metrics
 from revassure.firestore import FirestoreGateway, Listener, Write
 from revassure.flags import FeatureDisabled
 from revassure.ledger import balances_agree
+from revassure.logs import on_commit
 
 log = logging.getLogger(__name__)
 
@@ -267,65 +271,128 @@ class Watcher:
         return drifts
 
     def check(self, written: dict[str, datetime]) -> list[dict[str, Any]]:
-        """Re-check the written wallets; record the drifts found. Returns them."""
-        uids = sorted(written)
-        states = self.gateway.read_wallets_and_ledgers(uids, concurrency=RECHECK_CONCURRENCY)
-        drifting, clean = [], []
-        for uid in uids:
-            state = states[uid]
-            points = state.points if state.exists else 0
-            (clean if balances_agree(points, state.ledger.total) else drifting).append(uid)
-        watched = {b.uid: b for b in Break.objects.filter(watching=True, uid__in=uids)}
-        # A drift its open break shows already, unchanged, is not news: no run for it.
-        news = [
-            uid
-            for uid in drifting
-            if not (
-                uid in watched
-                and watched[uid].status in OPEN_BREAK_STATES
-                and (watched[uid].wallet_points, watched[uid].ledger_sum)
-                == (states[uid].points, states[uid].ledger.total)
-            )
-        ]
-        closing = [uid for uid in clean if uid in watched]
-        drifts = self._record(news, closing, written) if news or closing else []
-        checked_at = timezone.now()
-        metrics.watcher_checked(
-            [(checked_at - written[uid]).total_seconds() for uid in uids if uid not in news],
-            len(drifts),
-        )
-        return drifts
+        return check_written(written, gateway=self.gateway, on_drift=self.on_drift)
 
-    def _record(self, drifting: list[str], closing: list[str], written: dict[str, datetime]) -> list[dict]:
-        try:
-            run = services.run_inline(
-                actor=None, trigger=RunTrigger.WATCHER, gateway=self.gateway, uids=drifting + closing
-            )
-        except FeatureDisabled as exc:
-            log.warning("watcher: drift not recorded: %s", exc, extra={"uids": drifting})
-            return []
-        detected_at = timezone.now()
-        violations = list(run.violations.filter(uid__in=drifting).order_by("uid"))
-        breaks = dict(
-            BreakSighting.objects.filter(violation__in=violations).values_list("violation_id", "brk_id")
+
+def check_written(
+    written: dict[str, datetime],
+    *,
+    gateway: FirestoreGateway,
+    on_drift: Callable[[dict[str, Any]], None] = lambda drift: None,
+) -> list[dict[str, Any]]:
+    """Re-check the written wallets ({uid: commit time of the first write}); record
+    the drifts found and return them. The watcher's and the Eventarc endpoint's check."""
+    uids = sorted(written)
+    states = gateway.read_wallets_and_ledgers(uids, concurrency=RECHECK_CONCURRENCY)
+    drifting, clean = [], []
+    for uid in uids:
+        state = states[uid]
+        points = state.points if state.exists else 0
+        (clean if balances_agree(points, state.ledger.total) else drifting).append(uid)
+    watched = {b.uid: b for b in Break.objects.filter(watching=True, uid__in=uids)}
+    # A drift its open break shows already, unchanged, is not news: no run for it.
+    news = [
+        uid
+        for uid in drifting
+        if not (
+            uid in watched
+            and watched[uid].status in OPEN_BREAK_STATES
+            and (watched[uid].wallet_points, watched[uid].ledger_sum)
+            == (states[uid].points, states[uid].ledger.total)
         )
-        drifts = []
-        for violation in violations:
-            drift = {
-                "uid": violation.uid,
-                "delta": violation.delta,
-                "wallet_points": violation.wallet_points,
-                "ledger_sum": violation.ledger_sum,
-                "kind": violation.kind,
-                "write_time": iso(written[violation.uid]),
-                "detected_at": iso(detected_at),
-                "break_id": breaks.get(violation.pk),
-            }
-            drifts.append(drift)
-            log.warning("watcher: drift recorded", extra={**drift, "run_id": run.pk})
-        metrics.watcher_checked([(detected_at - written[uid]).total_seconds() for uid in drifting], 0)
-        if drifts:
-            alerting.evaluate_now()
-        for drift in drifts:
-            self.on_drift(drift)
-        return drifts
+    ]
+    closing = [uid for uid in clean if uid in watched]
+    drifts = _record(news, closing, written, gateway, on_drift) if news or closing else []
+    checked_at = timezone.now()
+    metrics.watcher_checked(
+        [(checked_at - written[uid]).total_seconds() for uid in uids if uid not in news], len(drifts)
+    )
+    return drifts
+
+
+def _record(
+    drifting: list[str],
+    closing: list[str],
+    written: dict[str, datetime],
+    gateway: FirestoreGateway,
+    on_drift: Callable[[dict[str, Any]], None],
+) -> list[dict]:
+    try:
+        run = services.run_inline(
+            actor=None, trigger=RunTrigger.WATCHER, gateway=gateway, uids=drifting + closing
+        )
+    except FeatureDisabled as exc:
+        log.warning("watcher: drift not recorded: %s", exc, extra={"uids": drifting})
+        return []
+    detected_at = timezone.now()
+    violations = list(run.violations.filter(uid__in=drifting).order_by("uid"))
+    breaks = dict(
+        BreakSighting.objects.filter(violation__in=violations).values_list("violation_id", "brk_id")
+    )
+    drifts = []
+    for violation in violations:
+        drift = {
+            "uid": violation.uid,
+            "delta": violation.delta,
+            "wallet_points": violation.wallet_points,
+            "ledger_sum": violation.ledger_sum,
+            "kind": violation.kind,
+            "write_time": iso(written[violation.uid]),
+            "detected_at": iso(detected_at),
+            "break_id": breaks.get(violation.pk),
+        }
+        drifts.append(drift)
+        log.warning("watcher: drift recorded", extra={**drift, "run_id": run.pk})
+    metrics.watcher_checked([(detected_at - written[uid]).total_seconds() for uid in drifting], 0)
+    if drifts:
+        alerting.evaluate_now()
+    for drift in drifts:
+        on_drift(drift)
+    return drifts
+
+
+# -- the Eventarc way in (POST /api/events/firestore) ----------------------------------
+
+CHECK_TASK = "reconciliation.tasks.check_written_wallets"
+
+
+def note_written(writes: list[Write]) -> list[str]:
+    """Note wallets written (from Eventarc events) for their check: a row per
+    wallet, due a debounce after its first write; a worker task checks what is
+    due. The same event delivered again, or events out of order, fold into the
+    row (the earliest write kept), or are checked again: the check reads the
+    wallet as it is now. Returns the wallets noted."""
+    if not writes:
+        return []
+    due = timezone.now() + timedelta(seconds=settings.WATCHER_DEBOUNCE_SECONDS)
+    with transaction.atomic():
+        for write in writes:
+            row, created = PendingCheck.objects.select_for_update().get_or_create(
+                uid=write.uid, defaults={"first_write": write.write_time, "due_at": due}
+            )
+            if not created and write.write_time < row.first_write:
+                PendingCheck.objects.filter(pk=row.pk).update(first_write=write.write_time)
+        on_commit(lambda: async_task(CHECK_TASK, task_name="check-written-wallets"))
+    return sorted({write.uid for write in writes})
+
+
+def check_noted(*, gateway: FirestoreGateway) -> list[dict[str, Any]]:
+    """Check the noted wallets once they are due (waiting up to a debounce for them)."""
+    first_due = PendingCheck.objects.order_by("due_at").values_list("due_at", flat=True).first()
+    if first_due is None:
+        return []
+    wait = (first_due - timezone.now()).total_seconds()
+    if wait > 0:
+        time.sleep(min(wait, settings.WATCHER_DEBOUNCE_SECONDS))
+    with transaction.atomic():
+        rows = list(PendingCheck.objects.select_for_update().filter(due_at__lte=timezone.now()))
+        PendingCheck.objects.filter(pk__in=[row.pk for row in rows]).delete()
+    written = {row.uid: row.first_write for row in rows}
+    if not written:
+        return []
+    try:
+        return check_written(written, gateway=gateway)
+    except Exception:
+        # Put them back for the next task: nothing noted is lost.
+        note_written([Write(uid, f"wallets/{uid}", at) for uid, at in written.items()])
+        raise
