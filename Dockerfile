@@ -1,5 +1,7 @@
 # revassure: the Django back office (web) and its django-q2 workers (same image,
-# `python manage.py qcluster`). Configuration comes from the environment only.
+# `python manage.py qcluster`), and the real-time watcher (same image, one
+# process: `python manage.py watch_ledger`, docs/realtime.md). Configuration
+# comes from the environment only.
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -14,15 +14,17 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from backfill import runs
 from jobs.models import Job
-from reconciliation import reports, services
+from reconciliation import reports, services, watcher
 from reconciliation.models import RunTrigger
 from revassure import jobauth
+from revassure.firestore.events import EVENT_TYPES, BadEvent, written_of
 from revassure.flags import FeatureDisabled
 from settlement import reports as settlement_reports
 from settlement import services as settlement
@@ -256,3 +258,40 @@ def job_status(request, job_id: int):
         return refusal
     job = get_object_or_404(Job.objects.select_related("run", "migration", "settlement_run"), pk=job_id)
     return JsonResponse(_job_body(job))
+
+
+@csrf_exempt
+@require_POST
+def firestore_event(request):
+    """A Firestore Eventarc event (CloudEvents binary mode: `ce-*` headers, a
+    DocumentEventData body): the wallet it names is noted for the watcher's
+    check (debounced, then re-checked as a run re-checks a candidate).
+    202 with the wallets noted; 200 with none for a document that is neither a
+    wallet nor a ledger entry; 400 for an event that is not one of ours."""
+    caller, refused = _caller(request)
+    if refused:
+        return refused
+    kind = request.headers.get("ce-type", "")
+    if kind not in EVENT_TYPES:
+        return _error(400, f"ce-type must be one of {sorted(EVENT_TYPES)}, not {kind!r}")
+    if not request.headers.get("ce-id"):
+        return _error(400, "ce-id is missing")
+    source = request.headers.get("ce-source", "")
+    expected = f"//firestore.googleapis.com/projects/{settings.GOOGLE_CLOUD_PROJECT}/databases/(default)"
+    if source != expected:
+        return _error(400, f"ce-source {source!r} is not this project's database ({expected})")
+    event_time = parse_datetime(request.headers.get("ce-time", "")) or timezone.now()
+    if timezone.is_naive(event_time):
+        return _error(400, "ce-time must carry its offset (RFC 3339)")
+    try:
+        write = written_of(request.body, event_time=event_time)
+    except BadEvent as exc:
+        return _error(400, str(exc))
+    if write is None:
+        return JsonResponse({"wallets": []}, status=200)
+    noted = watcher.note_written([write])
+    log.info(
+        "firestore event noted",
+        extra={"event_id": request.headers["ce-id"], "caller": caller.email, "wallets": noted},
+    )
+    return JsonResponse({"wallets": noted}, status=202)

@@ -16,13 +16,14 @@ from prometheus_client.registry import Collector
 from backfill import drain
 from backfill.models import DataMigration, MigrationStatus
 from observability.models import ACTIVE, Alert, AlertRule
-from reconciliation import breaks
+from reconciliation import breaks, watcher
 from reconciliation.models import (
     BalanceRequest,
     ReconciliationRun,
     RequestState,
     RunStatus,
     ViolationKind,
+    WatcherState,
 )
 from revassure import freeze
 from revassure.metrics import PREFIX
@@ -123,3 +124,18 @@ class DatabaseCollector(Collector):
         for bucket, count in breaks.open_by_bucket().items():
             open_breaks.add_metric([bucket], count)
         yield open_breaks
+        up = gauge(
+            "watcher_up",
+            "1 while the real-time watcher listens and keeps up; 0 when down or behind, by project.",
+            labels=["project"],
+        )
+        heartbeat = gauge(
+            "watcher_heartbeat_timestamp_seconds",
+            "When the real-time watcher last said it was alive (unix time), by project.",
+            labels=["project"],
+        )
+        for state in WatcherState.objects.all():
+            up.add_metric([state.project], 1 if watcher.health(state).status == "up" else 0)
+            heartbeat.add_metric([state.project], state.heartbeat_at.timestamp() if state.heartbeat_at else 0)
+        yield up
+        yield heartbeat

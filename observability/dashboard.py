@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db.models import Count
 from django.db.models.functions import TruncDate
 from django.utils import timezone
@@ -20,8 +21,8 @@ from backfill.models import (
 from observability import inbox
 from observability.collector import last_full_run, migration_ratio
 from observability.models import ACTIVE, Alert, AlertRule, RuleName
-from reconciliation import breaks
-from reconciliation.models import ReconciliationRun, RunStatus
+from reconciliation import breaks, watcher
+from reconciliation.models import ReconciliationRun, RunStatus, WatcherState
 from revassure import flags
 from revassure.formatting import points, signed
 
@@ -140,6 +141,9 @@ def tiles(user) -> dict:
             context["rejected"] = RejectedWebhook.objects.filter(
                 received_at__gte=now - timedelta(hours=24)
             ).count()
+    if user.has_perm("reconciliation.view_reconciliationrun"):
+        state = WatcherState.objects.filter(project=settings.GOOGLE_CLOUD_PROJECT).first()
+        context["watcher"] = {"health": watcher.health(state, now), "state": state}
     if user.has_perm("reconciliation.view_break"):
         by_bucket = breaks.open_by_bucket(now)
         context["breaks"] = {

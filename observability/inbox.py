@@ -202,6 +202,7 @@ AREAS = {
     RuleName.WEBHOOKS_UNHEALTHY: "backfill.change_datamigration",
     RuleName.MIGRATION_STALLED: "backfill.change_datamigration",
     RuleName.FREEZE_TOO_LONG: "revassure.manage_freeze",
+    RuleName.WATCHER_DOWN: "reconciliation.run_reconciliation",
     RuleName.COULD_NOT_EVALUATE: "observability.acknowledge_alert",
     RuleName.TOO_MANY_ALERTS: "observability.acknowledge_alert",
 }

@@ -20,6 +20,7 @@ class RuleName(models.TextChoices):
     APPROVALS_WAITING = "approvals_waiting", "approvals waiting"
     MIGRATION_STALLED = "migration_stalled", "migration stalled"
     BREAK_OLDER_THAN = "break_older_than", "break older than N days"
+    WATCHER_DOWN = "watcher_down", "watcher down or behind"
     COULD_NOT_EVALUATE = "could_not_evaluate", "could not evaluate"
     TOO_MANY_ALERTS = "too_many_alerts", "too many alerts at once"
 

@@ -22,7 +22,7 @@ from backfill.models import (
 )
 from observability.collector import last_full_run
 from observability.models import AlertRule, RuleName
-from reconciliation import breaks
+from reconciliation import breaks, watcher
 from reconciliation.models import (
     OPEN_BREAK_STATES,
     BalanceRequest,
@@ -30,6 +30,7 @@ from reconciliation.models import (
     ReconciliationRun,
     RequestState,
     RunStatus,
+    WatcherState,
 )
 from revassure import freeze
 from revassure.formatting import points, when
@@ -141,6 +142,20 @@ def break_older_than(rule: AlertRule, now: datetime) -> Firing:
     return {"": f"{aged} open breaks older than {rule.threshold} days, the oldest {oldest} days old"}
 
 
+def watcher_down(rule: AlertRule, now: datetime) -> Firing:
+    """Per watched project; a project whose watcher never ran (no state row) is not watched."""
+    firing = {}
+    for state in WatcherState.objects.all():
+        health = watcher.health(state, now)
+        if health.status != "up" and (
+            health.since is None or health.since <= now - timedelta(minutes=rule.threshold)
+        ):
+            firing[f"watcher:{state.project}"] = (
+                f"the real-time watcher of {state.project} is {health.status}: {health.text}"
+            )
+    return firing
+
+
 CHECKS: dict[str, Callable[[AlertRule, datetime], Firing]] = {
     RuleName.VIOLATIONS_FOUND: violations_found,
     RuleName.DRIFT_ABOVE: drift_above,
@@ -152,6 +167,7 @@ CHECKS: dict[str, Callable[[AlertRule, datetime], Firing]] = {
     RuleName.APPROVALS_WAITING: approvals_waiting,
     RuleName.MIGRATION_STALLED: migration_stalled,
     RuleName.BREAK_OLDER_THAN: break_older_than,
+    RuleName.WATCHER_DOWN: watcher_down,
 }
 
 REJECTED_DEFAULT = 20
@@ -172,6 +188,7 @@ DEFAULTS = {
     RuleName.APPROVALS_WAITING: (24, "A balance request has waited for a decision for more than N hours."),
     RuleName.MIGRATION_STALLED: (15, "A running migration has made no progress for N minutes."),
     RuleName.BREAK_OLDER_THAN: (7, "A break has been open for more than N days."),
+    RuleName.WATCHER_DOWN: (5, "The real-time watcher has been down or behind for more than N minutes."),
     RuleName.COULD_NOT_EVALUATE: (0, "An evaluation could not read the data of a rule."),
     RuleName.TOO_MANY_ALERTS: (50, "One evaluation would open more than N alerts: one summary instead."),
 }

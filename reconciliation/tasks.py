@@ -10,7 +10,7 @@ from datetime import timedelta
 from django.conf import settings
 from django_q.tasks import async_task
 
-from reconciliation import break_causes, changes, services
+from reconciliation import break_causes, changes, services, watcher
 from reconciliation.models import RunTrigger
 from revassure.firestore import get_gateway
 
@@ -53,3 +53,8 @@ def sweep_requests() -> dict:
     released = changes.release_abandoned(timedelta(seconds=settings.Q_CLUSTER["retry"]))
     resumed = changes.resume_waiting()
     return {"expired": expired, "released": released, "resumed": resumed}
+
+
+def check_written_wallets() -> int:
+    """The wallets Eventarc events noted, checked once due (reconciliation.watcher)."""
+    return len(watcher.check_noted(gateway=get_gateway()))

@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 PREFIX = "revassure"
 
@@ -57,6 +57,19 @@ FIRESTORE_CALL_DURATION = Histogram(
     ["method"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+WATCHER_DETECTION_LATENCY = Histogram(
+    f"{PREFIX}_watcher_detection_latency_seconds",
+    "Time from a write's commit to its wallet's check by the real-time watcher "
+    "(a drift: to the break recorded).",
+    buckets=(0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2.5, 5, 10, 30, 60),
+)
+WATCHER_LAST_EVENT = Gauge(
+    f"{PREFIX}_watcher_last_event_timestamp_seconds",
+    "Commit time (Unix seconds) of the last write the real-time watcher received.",
+    multiprocess_mode="max",
+)
+WATCHER_CHECKS = Counter(f"{PREFIX}_watcher_checks", "Wallets the real-time watcher checked.")
+WATCHER_DRIFTS = Counter(f"{PREFIX}_watcher_drifts", "Drifts the real-time watcher found and recorded.")
 
 
 def run_ended(*, status: str, wallets_checked: int = 0, duration_seconds: float | None = None) -> None:
@@ -99,3 +112,15 @@ def firestore_call(method: str) -> Iterator[None]:
         raise
     finally:
         firestore_call_ended(method, outcome, time.perf_counter() - start)
+
+
+def watcher_event(commit_timestamp: float) -> None:
+    WATCHER_LAST_EVENT.set(commit_timestamp)
+
+
+def watcher_checked(latencies: list[float], drifts: int) -> None:
+    WATCHER_CHECKS.inc(len(latencies))
+    for seconds in latencies:
+        WATCHER_DETECTION_LATENCY.observe(max(0.0, seconds))
+    if drifts:
+        WATCHER_DRIFTS.inc(drifts)

@@ -48,6 +48,12 @@ FIRESTORE_PRODUCTION_PROJECT = env.str("FIRESTORE_PRODUCTION_PROJECT", default="
 # many wallets one worker chunk holds, and when the daily run starts (UTC).
 RECONCILE_CONCURRENCY = env.int("RECONCILE_CONCURRENCY", default=64)
 RECONCILE_CHUNK_SIZE = env.int("RECONCILE_CHUNK_SIZE", default=1000)
+# The real-time watcher (watch_ledger, docs/realtime.md): a wallet is checked this
+# long after the first write of a burst; its state is saved every heartbeat; it
+# counts as behind when its resume point lags the heartbeat by more than the lag.
+WATCHER_DEBOUNCE_SECONDS = env.float("WATCHER_DEBOUNCE_SECONDS", default=0.25)
+WATCHER_HEARTBEAT_SECONDS = env.float("WATCHER_HEARTBEAT_SECONDS", default=2.0)
+WATCHER_MAX_LAG_SECONDS = env.float("WATCHER_MAX_LAG_SECONDS", default=60.0)
 RECONCILE_DAILY_AT = env.str("RECONCILE_DAILY_AT", default="02:00")
 # One instant (docs/reconciliation.md): a run reads everything as of the time it
 # starts, within Firestore's read-time window (1 hour; 7 days with point-in-time

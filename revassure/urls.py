@@ -5,6 +5,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from backfill import views as backfill_views
+from jobs import views as jobs_views
 from observability import views as observability_views
 from revassure import api, sso
 from revassure.login_form import StaffAuthenticationForm
@@ -28,6 +29,7 @@ urlpatterns = [
     path("metrics", observability_views.metrics, name="metrics"),
     path("api/openapi.json", api.openapi, name="openapi"),
     path("api/jobs/", include("jobs.urls")),
+    path("api/events/firestore", jobs_views.firestore_event, name="events-firestore"),
     path("api/webhooks/paynow", backfill_views.paynow_webhook, name="webhook-paynow"),
     path("oidc/", include("mozilla_django_oidc.urls")),
     path("sso/refused/", sso.refused, name="sso-refused"),

@@ -69,6 +69,8 @@ echo "== settlement reconciliation of the seeded PayNow statement"
 logins=$("$PY" manage.py setup_demo)
 "$PY" manage.py qcluster >>"$DEMO_DIR/qcluster.log" 2>&1 &
 pids+=($!)
+"$PY" manage.py watch_ledger >>"$DEMO_DIR/watcher.log" 2>&1 &  # real-time drift (docs/realtime.md)
+pids+=($!)
 
 cat <<BANNER
 

@@ -247,7 +247,7 @@ function keepFirestorePromises() {
 
   // All or nothing: documents are immutable values (immer) that each write
   // replaces, so keeping the ones a commit replaces is enough to undo it.
-  // (Listeners, which we never use, may have been told of an undone write.)
+  // Listeners hear of a commit once it applied whole (announce).
   function applyAll(writes) {
     const ms = Math.max(Date.now(), lastCommitMs + (writes.length ? 1 : 0));
     const date = new Date(ms);
@@ -268,6 +268,7 @@ function keepFirestorePromises() {
         return state.writeV1Document(date, write).toObject();
       });
       lastCommitMs = ms;
+      announce(writes.map(documentName), ms);
       return protos.CommitResponse.fromObject({ commit_time: timestamp(ms), write_results: results });
     } catch (err) {
       for (const [document, metadata, fields] of undo.reverse()) {
@@ -292,6 +293,118 @@ function keepFirestorePromises() {
         status.FAILED_PRECONDITION,
         `the stored version (${micros}) does not match the required base version (${base})`,
       );
+    }
+  }
+
+  // Listen (see the header): the open streams, each with its targets.
+  const change = protos.TargetChangeTargetChangeType;
+  const listens = new Set(); // {call, targets: Map(target id -> {parent, collectionId, allDescendants})}
+  const ours = (query) =>
+    query.from.length === 1 &&
+    query.from[0].collection_id &&
+    !query.has_where &&
+    !query.has_limit &&
+    !query.offset &&
+    !query.has_start_at &&
+    !query.has_end_at &&
+    query.order_by.every((order) => order.field.field_path === "__name__");
+
+  function covers(target, name) {
+    if (!name.startsWith(`${target.parent}/`)) return false;
+    const path = name.slice(target.parent.length + 1).split("/");
+    if (path.length % 2 !== 0 || path.at(-2) !== target.collectionId) return false;
+    return target.allDescendants || path.length === 2;
+  }
+
+  // The existing documents a target covers, walking down from its parent.
+  function coveredDocuments(target) {
+    const [, project, , database] = target.parent.split("/");
+    const root = target.parent.endsWith("/documents")
+      ? state.getProject(project).getDatabase(database)
+      : packageLookup(target.parent);
+    const found = [];
+    const walk = (collections, depth) => {
+      for (const [name, collection] of Object.entries(collections)) {
+        const wanted = name === target.collectionId;
+        for (const document of collection.getAllDocuments()) {
+          if (wanted && document.metadata.hasExist) found.push(document);
+          if (target.allDescendants) walk(document.collections, depth + 1);
+        }
+      }
+    };
+    walk(root.collections, 0);
+    return found;
+  }
+
+  function listen(original, call) {
+    const stream = { call, targets: new Map() };
+    const send = (response) => call.write(protos.ListenResponse.fromObject(response));
+    call.on("data", (request) => {
+      if (request.has_remove_target) {
+        stream.targets.delete(request.remove_target);
+        return;
+      }
+      if (!request.has_add_target) return;
+      const add = request.add_target;
+      const query = add.has_query ? add.query.structured_query : null;
+      if (!query || !ours(query)) {
+        // The package's Listen, for the one target it can serve per stream.
+        return state.v1Listen(request, (value) => call.write(value), (handler) => call.once("end", handler));
+      }
+      const target = {
+        parent: add.query.parent,
+        collectionId: query.from[0].collection_id,
+        allDescendants: query.from[0].all_descendants,
+      };
+      const id = add.target_id;
+      stream.targets.set(id, target);
+      listens.add(stream);
+      const readTime = timestamp(Math.max(Date.now(), lastCommitMs));
+      send({ target_change: { target_change_type: change.ADD, target_ids: [id] } });
+      if (add.resume_token.length > 0 || add.has_read_time) {
+        send({ target_change: { target_change_type: change.RESET, target_ids: [id] } });
+      }
+      for (const document of coveredDocuments(target)) {
+        send({ document_change: { document: document.toV1DocumentObject(), target_ids: [id] } });
+      }
+      send({ target_change: { target_change_type: change.CURRENT, target_ids: [id], read_time: readTime } });
+      send({ target_change: { target_change_type: change.NO_CHANGE, target_ids: [], read_time: readTime } });
+    });
+    const end = () => listens.delete(stream);
+    call.on("end", () => {
+      end();
+      call.end();
+    });
+    call.on("cancelled", end);
+    call.on("error", end);
+    call.on("close", end);
+  }
+
+  // After a commit: what it wrote, to each target covering it, then one consistent point.
+  function announce(names, ms) {
+    if (listens.size === 0) return;
+    const readTime = timestamp(ms);
+    for (const stream of listens) {
+      const responses = [];
+      for (const [id, target] of stream.targets) {
+        for (const name of names) {
+          if (!covers(target, name)) continue;
+          const document = packageLookup(name);
+          responses.push(
+            document.metadata.hasExist
+              ? { document_change: { document: document.toV1DocumentObject(), target_ids: [id] } }
+              : { document_delete: { document: name, removed_target_ids: [id], read_time: readTime } },
+          );
+        }
+      }
+      if (responses.length === 0) continue;
+      responses.push({ target_change: { target_change_type: change.NO_CHANGE, target_ids: [], read_time: readTime } });
+      try {
+        for (const response of responses) stream.call.write(protos.ListenResponse.fromObject(response));
+      } catch (err) {
+        console.error(`firestore-emulator.js: Listen: ${err.message}`);
+        listens.delete(stream);
+      }
     }
   }
 
@@ -487,6 +600,9 @@ function keepFirestorePromises() {
   }
 
   const handlers = {
+    Listen(original, call) {
+      return listen(original, call);
+    },
     ListDocuments(_original, call, callback) {
       return listDocuments(call, callback);
     },

@@ -23,6 +23,7 @@ from google.cloud.firestore_v1.types import firestore as firestore_pb
 from revassure.firestore import FirestoreGateway
 
 STREAMING = {"RunQuery", "RunAggregationQuery", "BatchGetDocuments"}
+BIDI = {"Listen"}
 # lose_answer(method, nth call of it, request bytes) -> a status to end the
 # call with after Firestore answered it, or None to pass the answer on.
 LoseAnswer = Callable[[str, int, bytes], grpc.StatusCode | None]
@@ -51,6 +52,10 @@ class FirestoreProxy(grpc.GenericRpcHandler):
 
     def service(self, details):
         method = details.method
+        if method.rsplit("/", 1)[1] in BIDI:
+            return grpc.stream_stream_rpc_method_handler(
+                lambda requests, context: self._bidi(method, requests, context)
+            )
         if method.rsplit("/", 1)[1] in STREAMING:
             return grpc.unary_stream_rpc_method_handler(
                 lambda request, context: self._stream(method, request, context)
@@ -95,6 +100,13 @@ class FirestoreProxy(grpc.GenericRpcHandler):
         if lost is not None:
             context.abort(lost, f"answer lost by the test proxy: {name} call {nth} was applied")
         return answer
+
+    def _bidi(self, method, requests, context):
+        self._admit(method, b"", context)
+        try:
+            yield from self.upstream.stream_stream(method)(requests, metadata=_forwarded(context))
+        except grpc.RpcError as exc:
+            context.abort(exc.code(), exc.details())
 
     def _stream(self, method, request, context):
         name, _ = self._admit(method, request, context)

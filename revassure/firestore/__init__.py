@@ -14,6 +14,7 @@ at an isolated emulator project.
 - encoding.py: raw values, writes and requests; model.py: what calls return;
 - snapshots.py: every document read out and written back exactly, the managed export;
 - readtime.py: the server's present, and whether the backend reads at a read time.
+- listen.py: the writes of wallets and ledger entries as they happen (Listen).
 
 Only public google-cloud-firestore API is used: the `Client`, and for the hot
 paths the generated `FirestoreClient`/`FirestoreAsyncClient` with the raw
@@ -38,6 +39,7 @@ from revassure.firestore.errors import (
     FirestoreUnavailable,
     translated,
 )
+from revassure.firestore.listen import Listener, Listening, Write
 from revassure.firestore.model import (
     AUDIT_LOG,
     COLLECTIONS,
@@ -91,15 +93,17 @@ __all__ = [
     "FirestoreRefused",
     "FirestoreUnavailable",
     "LedgerTotals",
+    "Listener",
     "Missing",
     "ReadTimeSupport",
     "WalletState",
     "WalletView",
+    "Write",
     "get_gateway",
 ]
 
 
-class FirestoreGateway(ReadTimes):
+class FirestoreGateway(Listening, ReadTimes):
     """Everything revassure asks of Firestore (see the modules for each part).
 
     Its public operations raise the gateway's own errors (errors.py), never

@@ -52,6 +52,7 @@ HASTY = {"retry_deadline": DEADLINE, "call_timeout": CALL_TIMEOUT}
 # Retries stop at the deadline; the last attempt may take a call timeout more,
 # and a transaction may spend one more on its rollback. Slack for a busy machine.
 BOUND = 3 * DEADLINE + 2.0
+EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
 
 @pytest.fixture
@@ -85,6 +86,16 @@ def change(uid: str = "u1") -> BalanceChange:
     return BalanceChange(
         uid, "adjustment", 5, 10, 10, "adjustment-1", {"type": "adjustment", "reason": "test"}
     )
+
+
+def listened(gateway: FirestoreGateway) -> list[str]:
+    """The documents a listener's first snapshots hand over."""
+    documents: set[str] = set()
+    listener = gateway.listen_writes(
+        lambda writes, _: documents.update(w.document for w in writes), since=EPOCH
+    )
+    listener.stop()
+    return sorted(documents)
 
 
 # Every public operation of the gateway, as a caller makes it.
@@ -139,6 +150,7 @@ OPERATIONS: dict[str, Callable[[FirestoreGateway], object]] = {
     "write_documents": lambda g: g.write_documents(
         [{"path": "wallets/u9", "fields": {"points": {"int": "9"}}}]
     ),
+    "listen_writes": listened,
 }
 # Public methods that are not operations of their own, and why.
 NOT_OPERATIONS = {

@@ -1,0 +1,113 @@
+"""POST /api/events/firestore: Firestore's Eventarc events (CloudEvents binary
+mode, a DocumentEventData body built with the real protobuf types) go through
+the watcher's debounce and re-check; authenticated like the job endpoints."""
+
+import datetime as dt
+
+import pytest
+from django.urls import reverse
+
+from reconciliation.models import Break, PendingCheck, RunTrigger
+from revassure.firestore.events import event_body
+from tests.helpers import put_wallets
+
+pytestmark = pytest.mark.django_db
+
+
+def event(client, bearer, document, *, event_id="ev-1", old=None, update_time=None, **headers):
+    """One event as Eventarc delivers it."""
+    project = client.project
+    name = f"projects/{project}/databases/(default)/documents/{document}" if document else None
+    old_name = f"projects/{project}/databases/(default)/documents/{old}" if old else None
+    values = {
+        "HTTP_CE_ID": event_id,
+        "HTTP_CE_SOURCE": f"//firestore.googleapis.com/projects/{project}/databases/(default)",
+        "HTTP_CE_TYPE": "google.cloud.firestore.document.v1.written",
+        "HTTP_CE_SPECVERSION": "1.0",
+        "HTTP_CE_SUBJECT": f"documents/{document or old}",
+        "HTTP_CE_TIME": "2026-12-07T10:00:00Z",
+        **headers,
+    }
+    if bearer:
+        values["HTTP_AUTHORIZATION"] = f"Bearer {bearer}"
+    return client.post(
+        reverse("events-firestore"),
+        data=event_body(name, old_name=old_name, update_time=update_time),
+        content_type="application/protobuf",
+        **values,
+    )
+
+
+@pytest.fixture
+def eventarc(client, gateway, job_settings, settings, django_capture_on_commit_callbacks):
+    settings.WATCHER_DEBOUNCE_SECONDS = 0.05
+    client.project = gateway.project
+
+    def post(document, **kwargs):
+        with django_capture_on_commit_callbacks(execute=True):  # the task runs (sync mode)
+            return event(client, kwargs.pop("bearer", None), document, **kwargs)
+
+    return post
+
+
+def test_an_event_for_a_drifted_wallet_opens_a_break_found_by_the_watcher(eventarc, gateway, token):
+    put_wallets(gateway, {"u1": (10, [10])})
+    gateway.client.collection("wallets").document("u1").update({"points": 14})
+
+    response = eventarc("wallets/u1", bearer=token(), update_time=dt.datetime.now(dt.UTC))
+
+    assert response.status_code == 202 and response.json() == {"wallets": ["u1"]}
+    brk = Break.objects.get(uid="u1")
+    assert brk.delta == 4 and brk.first_run.trigger == RunTrigger.WATCHER
+    assert not PendingCheck.objects.exists()
+
+
+def test_events_of_paired_writes_redelivered_and_out_of_order_report_nothing(eventarc, gateway, token):
+    put_wallets(gateway, {"u1": (10, [10])})
+    gateway.append_entry("u1", "p1", {"amount": 5, "type": "purchase"})  # entry and wallet in one commit
+    later, earlier = dt.datetime.now(dt.UTC), dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+
+    answers = [
+        eventarc("wallets/u1", bearer=token(), event_id="a", update_time=later).status_code,
+        eventarc("wallets/u1/ledger/p1", bearer=token(), event_id="b", update_time=earlier).status_code,
+        eventarc("wallets/u1/ledger/p1", bearer=token(), event_id="b", update_time=earlier).status_code,
+    ]
+
+    assert answers == [202, 202, 202]
+    assert not Break.objects.exists()
+
+
+def test_an_event_for_another_document_is_answered_and_ignored(eventarc, token):
+    response = eventarc("config/adjustments", bearer=token())
+    assert response.status_code == 200 and response.json() == {"wallets": []}
+    assert not PendingCheck.objects.exists()
+
+
+def test_it_refuses_an_event_without_a_token_or_from_a_caller_not_allowed(eventarc, token):
+    assert eventarc("wallets/u1").status_code == 401
+    assert eventarc("wallets/u1", bearer=token(email="someone@example.com")).status_code == 403
+    assert not PendingCheck.objects.exists()
+
+
+def test_it_refuses_an_event_that_is_not_a_firestore_event_of_this_project(eventarc, client, token):
+    wrong_type = eventarc(
+        "wallets/u1", bearer=token(), HTTP_CE_TYPE="google.cloud.storage.object.v1.finalized"
+    )
+    assert wrong_type.status_code == 400 and "ce-type" in wrong_type.json()["error"]
+    other = eventarc(
+        "wallets/u1",
+        bearer=token(),
+        HTTP_CE_SOURCE="//firestore.googleapis.com/projects/elsewhere/databases/(default)",
+    )
+    assert other.status_code == 400 and "not this project" in other.json()["error"]
+    garbage = client.post(
+        reverse("events-firestore"),
+        data=b"\xff\xff\xff",
+        content_type="application/protobuf",
+        HTTP_AUTHORIZATION=f"Bearer {token()}",
+        HTTP_CE_ID="x",
+        HTTP_CE_TYPE="google.cloud.firestore.document.v1.written",
+        HTTP_CE_SOURCE=f"//firestore.googleapis.com/projects/{client.project}/databases/(default)",
+    )
+    assert garbage.status_code == 400 and "DocumentEventData" in garbage.json()["error"]
+    assert not PendingCheck.objects.exists()

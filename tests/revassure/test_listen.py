@@ -1,0 +1,53 @@
+"""The gateway's listening: every write of a wallet or ledger entry is handed over, on both emulators."""
+
+import datetime as dt
+import threading
+
+from tests.helpers import put_wallets, wait_for
+
+EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+
+
+class Collected:
+    def __init__(self):
+        self.writes, self.lock = [], threading.Lock()
+
+    def __call__(self, writes, read_time):
+        with self.lock:
+            self.writes.extend(writes)
+
+    def documents(self):
+        with self.lock:
+            return sorted(w.document for w in self.writes)
+
+
+def test_the_first_snapshot_hands_over_the_documents_written_since_the_resume_point(gateway):
+    put_wallets(gateway, {"u1": (5, [5]), "u2": (0, [])})
+    collected = Collected()
+    listener = gateway.listen_writes(collected, since=EPOCH)
+    try:
+        assert collected.documents() == ["wallets/u1", "wallets/u1/ledger/e000", "wallets/u2"]
+        assert listener.active and listener.read_time() is not None
+    finally:
+        listener.stop()
+
+    quiet = Collected()
+    listener = gateway.listen_writes(quiet, since=None)
+    listener.stop()
+    assert quiet.documents() == []
+
+
+def test_writes_of_wallets_and_of_ledger_entries_arrive_as_they_happen(gateway):
+    put_wallets(gateway, {"u1": (5, [5])})
+    collected = Collected()
+    listener = gateway.listen_writes(collected)
+    try:
+        gateway.append_entry("u1", "e100", {"amount": 1, "type": "purchase"})
+        gateway.write_wallets([("u2", 3, {"x": {"amount": 3}})])
+        expected = ["wallets/u1", "wallets/u1/ledger/e100", "wallets/u2", "wallets/u2/ledger/x"]
+        wait_for(lambda: collected.documents() == expected, 10)
+        assert collected.documents() == expected
+        assert {w.uid for w in collected.writes} == {"u1", "u2"}
+        assert all(w.write_time > EPOCH for w in collected.writes)
+    finally:
+        listener.stop()
