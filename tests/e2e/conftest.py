@@ -92,6 +92,10 @@ class Site:
     first_run: dict
     logs: list[Path] = field(default_factory=list)
 
+    def manage(self, *args, timeout=180) -> str:
+        """A management command against the running product (its database, its emulator)."""
+        return _manage(self.env, *args, timeout=timeout)
+
     def log_tails(self, chars: int = 4000) -> str:
         return "\n".join(
             f"--- {path.name}\n{path.read_text(errors='replace')[-chars:]}" for path in self.logs
@@ -294,9 +298,9 @@ class People:
                     raise
                 page.reload()
 
-    def screenshot(self, page: Page) -> Path:
+    def screenshot(self, page: Page, suffix: str = "") -> Path:
         SCREENSHOTS.mkdir(exist_ok=True)
-        path = SCREENSHOTS / f"{self.name}.png"
+        path = SCREENSHOTS / f"{self.name}{suffix}.png"
         page.screenshot(path=str(path), full_page=True)
         return path
 

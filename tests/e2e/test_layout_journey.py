@@ -10,7 +10,6 @@ import pytest
 from playwright.sync_api import expect
 
 from settlement.statement import COLUMNS
-from tests.e2e.conftest import SCREENSHOTS, _manage
 
 # Identifiers as long as the statement allows (128): the columns that pushed the table past 1920 px.
 LONG_ID = ("re_" + "3NrefundOfAPaymentWithALongProviderReference_" * 3)[:128]
@@ -39,7 +38,7 @@ def settlement_run(site, tmp_path_factory):
                     settled,
                 ]
             )
-    _manage(site.env, "reconcile_settlement", str(path))
+    site.manage("reconcile_settlement", str(path))
 
 
 def key_columns_are_seen(page, columns: list[str]) -> None:
@@ -75,8 +74,7 @@ def test_the_breaks_and_settlement_rows_lists_fit_1280_and_390_px(people, settle
     # The explanation is read whole: wrapped inside its cell, not cut by the window.
     detail = first.locator(".field-detail")
     assert detail.evaluate("el => el.scrollWidth <= el.clientWidth + 1")
-    SCREENSHOTS.mkdir(exist_ok=True)
-    desk.screenshot(path=str(SCREENSHOTS / f"{people.name}-rows-1280.png"), full_page=True)
+    people.screenshot(desk, "-rows-1280")
 
     desk.locator("#result_list tbody tr").filter(has_text="pay_layout_0000").locator(
         "th a, td a"
