@@ -32,7 +32,7 @@ from datetime import datetime
 from google.api_core import exceptions as gexc
 from google.cloud.firestore_v1.watch import ChangeType
 
-from revassure.firestore.model import LEDGER, WALLETS
+from revassure.firestore.model import CONFIG, LEDGER, WALLETS
 from revassure.firestore.snapshots import Snapshots
 
 
@@ -107,8 +107,14 @@ class Listening(Snapshots):
     def listen_writes(self, callback: OnWrites, *, since: datetime | None = None) -> Listener:
         """Listen to the writes of wallets and ledger entries (see the module);
         returns once both listeners delivered their first snapshot."""
-        listener = Listener(callback, since)
+        # Firestore must answer first: google-cloud-firestore's Listen, started
+        # against a server out of reach, retries in threads that unsubscribe does
+        # not end (hundreds a second). A plain read under the retry deadline says
+        # "unavailable" without starting any.
         client = self.client
+        probe = client.collection(CONFIG).document("adjustments")
+        self.retry(lambda: probe.get(retry=None, timeout=self.call_timeout))()
+        listener = Listener(callback, since)
         queries = {WALLETS: client.collection(WALLETS), LEDGER: client.collection_group(LEDGER)}
         started = time.monotonic()
         try:
