@@ -191,3 +191,14 @@ def token(keys):
 def emulator_kind(firestore_emulator) -> str:
     """`npm` or `google`: which emulator this session's tests run on."""
     return configured_kind()
+
+
+def pytest_collection_modifyitems(config, items):
+    """FIRESTORE_TESTS_ONLY=1 keeps the tests that touch Firestore (those that use the
+    emulator, through any fixture): `.ci/run`'s pass on Google's emulator, where the
+    rest would only repeat the first pass."""
+    if os.environ.get("FIRESTORE_TESTS_ONLY") != "1":
+        return
+    kept = [item for item in items if "firestore_emulator" in getattr(item, "fixturenames", ())]
+    config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+    items[:] = kept
