@@ -2,6 +2,8 @@
 
 import io
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -141,3 +143,19 @@ def command_json(name: str, *args) -> dict:
     out = io.StringIO()
     call_command(name, *map(str, args), "--json", stdout=out, stderr=io.StringIO())
     return json.loads(out.getvalue())
+
+
+def stop_process_group(process: subprocess.Popen) -> None:
+    """A graceful stop of a process started in a session of its own (it stops its
+    children), then its whole group: anything it left behind."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

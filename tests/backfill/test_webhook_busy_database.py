@@ -6,7 +6,6 @@ once the lock is gone the resend is stored and applied."""
 
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from backfill.events import sign
 from backfill.models import ProviderEventDelivery
 from revassure.emulator import ROOT, free_port
 from revassure.firestore import FirestoreGateway
-from tests.helpers import put_wallets, wait_for
+from tests.helpers import put_wallets, stop_process_group, wait_for
 
 SECRET = "whsec_test_only_current"
 
@@ -123,20 +122,6 @@ def _db_rows(db_path, sql):
         return conn.execute(sql).fetchall()
 
 
-def _stop(process):
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-    try:
-        os.killpg(process.pid, signal.SIGKILL)  # anything it left behind
-    except ProcessLookupError:
-        pass
-
-
 def test_webhooks_sent_during_a_long_settlement_dry_run_on_sqlite_are_stored_at_once(
     tmp_path, firestore_emulator
 ):
@@ -217,8 +202,8 @@ def test_webhooks_sent_during_a_long_settlement_dry_run_on_sqlite_are_stored_at_
         out, err = dry_run.communicate(timeout=600)
     finally:
         if dry_run is not None and dry_run.poll() is None:
-            _stop(dry_run)
-        _stop(server)
+            stop_process_group(dry_run)
+        stop_process_group(server)
         server_log.close()
 
     assert dry_run.returncode == 0, err[-4000:]

@@ -18,7 +18,6 @@ opened.
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -35,7 +34,7 @@ from reconciliation.demo import demo_wallets
 from revassure.emulator import ROOT, free_port
 from revassure.firestore import FirestoreGateway
 from revassure.roles import APPROVER, OPS, REVIEWER
-from tests.helpers import ledger
+from tests.helpers import ledger, stop_process_group
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = ROOT / "e2e-screenshots"
@@ -122,21 +121,6 @@ def _start(env, args, log: Path) -> subprocess.Popen:
         )
 
 
-def _stop(process: subprocess.Popen) -> None:
-    """A graceful stop (the process stops its children), then the whole group."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-    try:
-        os.killpg(process.pid, signal.SIGKILL)  # anything it left behind
-    except ProcessLookupError:
-        pass
-
-
 def _wait_ready(url: str, server: subprocess.Popen, log: Path, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -206,8 +190,8 @@ def site(firestore_emulator, tmp_path_factory):
         yield Site(url, env, password, project, first_run, logs=[server_log, cluster_log])
     finally:
         if cluster is not None:
-            _stop(cluster)
-        _stop(server)
+            stop_process_group(cluster)
+        stop_process_group(server)
 
 
 @pytest.fixture(scope="package")
