@@ -155,15 +155,31 @@ def increment_write(name: str, amount: int, *, update_time: Timestamp | None = N
     )
 
 
-def set_points_write(name: str, points: int) -> Write:
+def set_points_write(name: str, points: int, *, update_time: Timestamp | None = None) -> Write:
     """points := points, updatedAt := server time, other fields kept:
-    `batch.set(..., merge=True)` with SERVER_TIMESTAMP."""
+    `batch.set(..., merge=True)` with SERVER_TIMESTAMP (with `update_time`, only
+    if the document is unchanged since then: `write_option(last_update_time=)`)."""
     return Write(
         update=Document(name=name, fields={"points": Value(integer_value=points)}),
         update_mask=DocumentMask(field_paths=["points"]),
         update_transforms=[
             FieldTransform(field_path="updatedAt", set_to_server_value=FieldTransform.REQUEST_TIME),
         ],
+        current_document=None if update_time is None else Precondition(update_time=update_time),
+    )
+
+
+def touch_write(name: str, *, update_time: Timestamp) -> Write:
+    """updatedAt := server time, nothing else, only if the document is unchanged
+    since `update_time`: a version mark for a write that moves the document's
+    subcollection (its ledger) but not the document."""
+    return Write(
+        update=Document(name=name),
+        update_mask=DocumentMask(),
+        update_transforms=[
+            FieldTransform(field_path="updatedAt", set_to_server_value=FieldTransform.REQUEST_TIME),
+        ],
+        current_document=Precondition(update_time=update_time),
     )
 
 
@@ -257,10 +273,5 @@ def where_equal_request(parent: str, collection: str, field: str, value: Any, tr
     return request
 
 
-def transaction_options(*, read_only: bool, retry_id: bytes | None) -> TransactionOptions | None:
-    """As the public Transaction begins: read-only, or read-write retrying an aborted one."""
-    if read_only:
-        return TransactionOptions(read_only=TransactionOptions.ReadOnly())
-    if retry_id is not None:
-        return TransactionOptions(read_write=TransactionOptions.ReadWrite(retry_transaction=retry_id))
-    return None
+# How the public Transaction begins a read-only one.
+READ_ONLY = TransactionOptions(read_only=TransactionOptions.ReadOnly())

@@ -297,35 +297,47 @@ class Reads(Connection):
 
     def event_view(self, event) -> WalletView:
         """What the business rules need about an event's wallet, read now (dry runs)."""
-        return self._event_view(event, transaction=None)
+        return self.event_state(event)[0]
 
-    def _event_view(self, event, *, transaction: bytes | None) -> WalletView:
+    def event_state(self, event) -> tuple[WalletView, Any]:
+        """What the business rules need about an event's wallet, and the wallet's
+        update time (None when there is no wallet), read now without locks.
+
+        One batched read of the event's entry, the wallet, the identity marker
+        and (for a reversal) its original; then, for a reversal, the earlier
+        reversals of that original. Every write that moves this ledger moves the
+        wallet in the same commit, so a commit conditioned on the wallet's
+        update time read here is refused if anything the rules saw changed
+        after the wallet was read; the reversals are read after it, so they
+        include every reversal that wallet's version includes.
+        """
         wallet = self.document(WALLETS, event.user_id)
         ledger = f"{wallet}/{LEDGER}"
-        entry = self._get_one(f"{ledger}/{event.entry_id}", transaction=transaction)
-        delivery_id = field(entry, "deliveryId", None)
-        snap = self._get_one(wallet, transaction=transaction)
-        identity = self._get_one(
-            self.document(IDENTITIES, identity_path(event.entry_id)), transaction=transaction
-        )
+        names = {
+            "entry": f"{ledger}/{event.entry_id}",
+            "wallet": wallet,
+            "identity": self.document(IDENTITIES, identity_path(event.entry_id)),
+        }
+        if event.amount < 0:
+            names["original"] = f"{ledger}/{event.original_entry_id}"
+        found = self._get(list(names.values()))
+        entry, snap, identity = (found.get(names[key]) for key in ("entry", "wallet", "identity"))
         original_amount, reversed_before = None, 0
-        if event.amount < 0 and entry is None:
-            original = self._get_one(f"{ledger}/{event.original_entry_id}", transaction=transaction)
-            if original is not None:
-                original_amount = field(original, "amount", 0)
-                earlier = self._where_equal(
-                    wallet, LEDGER, "reverses", event.original_entry_id, transaction=transaction
-                )
-                reversed_before = sum(fields.get("amount", 0) for fields in earlier)
-        return WalletView(
+        original = found.get(names["original"]) if event.amount < 0 and entry is None else None
+        if original is not None:
+            original_amount = field(original, "amount", 0)
+            earlier = self._where_equal(wallet, LEDGER, "reverses", event.original_entry_id)
+            reversed_before = sum(fields.get("amount", 0) for fields in earlier)
+        view = WalletView(
             entry is not None,
             snap is not None,
             points_of(snap),
             original_amount,
             reversed_before,
-            delivery_id,
+            field(entry, "deliveryId", None),
             field(identity, "uid", None),
         )
+        return view, None if snap is None else snap.update_time
 
     # -- raw reads -------------------------------------------------------------
 

@@ -11,15 +11,21 @@ anything else roll back and raise the error itself.
 
 A commit whose answer is lost (DEADLINE_EXCEEDED, UNAVAILABLE) may have been
 applied: Firestore refuses it sent again (its transaction is spent), so the
-transaction runs again whole, and each body recognises its own writes (a
-provider event's entry holds its delivery id, a heal or adjustment has its
-marker): applied once, and said so.
+transaction runs again whole.
 
 ABORTED is contention, transient like the rest: attempts go on, with a
 jittered pause that grows, until the retry deadline (and at least five, as the public
 @transactional makes). A fixed count of five is not enough under contention:
 Firestore lets one of the transactions that conflict on a document commit at
 a time, so the ninth of nine concurrent payments to one wallet needs nine.
+
+The writes that race for one wallet (provider events, heals, adjustments) do
+not lock at all: `_commit_when_unchanged` reads, decides, and commits on the
+condition that the wallet is unchanged since it was read, in rounds. Locking
+transactions that read one ledger wait on each other's read locks until a lock
+timeout aborts them all; under load Google's emulator did that for a minute on
+end, and eight concurrent refunds of one payment all failed. Read-only
+transactions (consistent reads of many wallets) take no locks and stay here.
 """
 
 from __future__ import annotations
@@ -30,11 +36,9 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from google.api_core import exceptions as gexc
-from google.api_core import retry as gretry
 from google.cloud.firestore_v1.types import firestore as firestore_pb
 
 from revassure.firestore import encoding
-from revassure.firestore.client import TRANSIENT_IN_TRANSACTION
 from revassure.firestore.model import WALLETS, WalletState
 from revassure.firestore.reads import Reads, points_of
 
@@ -49,9 +53,14 @@ MIN_ATTEMPTS = 5  # as the public @transactional, whatever the deadline
 # emulator: 2 s, with no regard for age), every contender aborts at about the
 # same moment, so their next attempts are spread over at least that long.
 ABORTED_PAUSE = {"initial": 0.05, "maximum": 8.0}
+# Pauses between rounds of a conditional commit refused because someone else
+# moved the wallet first: jittered, from zero up to a bound that doubles. Short:
+# the winner's write is already there to read, nobody waits on a lock.
+CONFLICT_PAUSE = {"initial": 0.01, "maximum": 0.5}
+REFUSED_CONDITION = (gexc.AlreadyExists, gexc.FailedPrecondition, gexc.NotFound)
 T = TypeVar("T")
-# body(transaction id, writes): reads with the id, appends raw Writes to commit.
-Body = Callable[[bytes, list], T]
+# body(transaction id): reads with the id.
+Body = Callable[[bytes], T]
 
 
 class Transactions(Reads):
@@ -69,11 +78,11 @@ class Transactions(Reads):
         states: dict[str, WalletState] = {}
         for start in range(0, len(uids), READS_PER_TRANSACTION):
             some = uids[start : start + READS_PER_TRANSACTION]
-            states.update(self._run_transaction(self._wallets_and_ledgers(some, concurrency), read_only=True))
+            states.update(self._run_transaction(self._wallets_and_ledgers(some, concurrency)))
         return states
 
     def _wallets_and_ledgers(self, uids: list[str], concurrency: int) -> Body[dict[str, WalletState]]:
-        def body(transaction: bytes, writes: list) -> dict[str, WalletState]:
+        def body(transaction: bytes) -> dict[str, WalletState]:
             totals = self.submit(self._aggregate_many(uids, concurrency, transaction))
             try:
                 names = [self.document(WALLETS, uid) for uid in uids]
@@ -90,55 +99,77 @@ class Transactions(Reads):
 
         return body
 
-    def _run_transaction(self, body: Body[T], *, read_only: bool = False) -> T:
+    def _run_transaction(self, body: Body[T]) -> T:
+        """A read-only transaction: every read of `body(transaction id)` sees one
+        snapshot. It takes no locks; ABORTED (the server ended it) runs it again
+        after a jittered pause, until the retry deadline and at least
+        MIN_ATTEMPTS times. A commit whose answer is lost leaves the reads
+        as good as they were: nothing was written."""
         deadline = time.monotonic() + self.retry_deadline
         bound = ABORTED_PAUSE["initial"]
-        retry_id = None
-        attempt = lost = 0
+        attempt = 0
         while True:
             attempt += 1
             started = time.monotonic()
-            transaction = self._begin(read_only=read_only, retry_id=retry_id)
-            writes: list = []
-            committing = False
+            transaction = self._begin()
             try:
-                result = body(transaction, writes)
-                committing = True
-                self._commit(writes, transaction=transaction)
-                return result
+                result = body(transaction)
             except gexc.Aborted:
-                # The server ended the transaction (contention): nothing to roll back.
                 bound = min(ABORTED_PAUSE["maximum"], max(bound * 2, time.monotonic() - started))
                 pause = random.uniform(0.0, bound)
                 if attempt >= MIN_ATTEMPTS and time.monotonic() + pause > deadline:
                     raise
                 time.sleep(pause)
-                retry_id = None if read_only else transaction
-            except TRANSIENT_IN_TRANSACTION:
-                # The commit's answer is lost (deadline exceeded, connection
-                # dropped): Firestore may have applied it. Sent again it would be
-                # refused (the transaction is spent), so the whole transaction runs
-                # again: its body reads what is there now and finds its own writes
-                # (an entry's delivery id, a change's marker) when they landed.
-                # A commit that never got there leaves its transaction holding
-                # locks the next attempt needs: rolled back, retried like any call.
-                self._rollback(transaction, retry=self.retry if committing else None)
-                lost += 1
-                bound = min(ABORTED_PAUSE["maximum"], bound * 2)
-                pause = random.uniform(0.0, bound)
-                if not committing or (lost > 1 and time.monotonic() + pause > deadline):
-                    raise
-                time.sleep(pause)
-                retry_id = None
+                continue
             except BaseException:
                 self._rollback(transaction)
                 raise
+            try:
+                self._commit([], transaction=transaction)
+            except gexc.GoogleAPIError:
+                pass  # a read-only transaction writes nothing: its reads stand, and it expires
+            return result
 
-    def _begin(self, *, read_only: bool, retry_id: bytes | None) -> bytes:
+    def _commit_when_unchanged(self, round_: Callable[[], tuple[T, list]], what: str) -> T:
+        """Optimistic rounds: `round_()` reads without locks and decides, giving
+        (result, writes); the writes, conditioned on what was read (documents
+        new, wallets unchanged since), commit atomically, or are refused and
+        the round runs again after a short jittered pause, until the retry
+        deadline (and at least MIN_ATTEMPTS rounds). No writes: the result stands.
+
+        Of the rounds racing for one wallet the first to commit wins and the
+        others read its write next time: every round makes progress. Locking
+        transactions that read the same ledger instead wait on each other's
+        read locks until a lock timeout aborts them all (Google's emulator),
+        and under load can go on doing so for as long as anyone retries.
+
+        A commit whose answer is lost is sent again by the client's retry;
+        when the first landed, the second is refused (its documents exist) and
+        the next round recognises its own write (an entry's delivery id, a
+        change's marker): applied once.
+        """
+        deadline = time.monotonic() + self.retry_deadline
+        bound = CONFLICT_PAUSE["initial"]
+        attempt = 0
+        while True:
+            attempt += 1
+            result, writes = round_()
+            if not writes:
+                return result
+            try:
+                self._commit(writes)
+                return result
+            except REFUSED_CONDITION as exc:
+                pause = random.uniform(0.0, bound)
+                if attempt >= MIN_ATTEMPTS and time.monotonic() + pause > deadline:
+                    raise gexc.Aborted(f"{what}: the wallet kept changing ({exc.message})") from exc
+                time.sleep(pause)
+                bound = min(CONFLICT_PAUSE["maximum"], bound * 2)
+
+    def _begin(self) -> bytes:
+        """Begin a read-only transaction."""
         request = encoding.BeginTransactionRequest(database=self.database)
-        options = encoding.transaction_options(read_only=read_only, retry_id=retry_id)
-        if options is not None:
-            request.options.CopyFrom(options)
+        request.options.CopyFrom(encoding.READ_ONLY)
         response = self.api.begin_transaction(
             request=firestore_pb.BeginTransactionRequest.wrap(request),
             retry=self.retry,
@@ -155,23 +186,23 @@ class Transactions(Reads):
             request.transaction = transaction
         response = self.api.commit(
             request=firestore_pb.CommitRequest.wrap(request),
-            # A transaction's commit is sent once: after a lost answer its
-            # transaction is spent, and _run_transaction runs it again whole.
-            retry=self.retry if transaction is None else None,
+            # Sent again when its answer is lost: the product's commits are
+            # conditional (documents new, wallets unchanged) or idempotent
+            # (batches of whole documents), and a read-only one only ends its transaction.
+            retry=self.retry,
             timeout=self.call_timeout,
             metadata=self.metadata,
         )
         return list(firestore_pb.CommitResponse.pb(response).write_results)
 
-    def _rollback(self, transaction: bytes, *, retry: gretry.Retry | None = None) -> None:
-        """Best effort, one attempt unless given a retry: the error that got us
-        here is the one to raise, and a transaction left open expires on the server.
-        A transaction already committed refuses it (invalid): nothing to do."""
+    def _rollback(self, transaction: bytes) -> None:
+        """Best effort, one attempt: the error that got us here is the one to
+        raise, and a transaction left open expires on the server."""
         request = encoding.RollbackRequest(database=self.database, transaction=transaction)
         try:
             self.api.rollback(
                 request=firestore_pb.RollbackRequest.wrap(request),
-                retry=retry,
+                retry=None,
                 timeout=self.call_timeout,
                 metadata=self.metadata,
             )

@@ -1,4 +1,4 @@
-"""Writes: balance changes and provider events (transactions and batched
+"""Writes: balance changes and provider events (conditional and batched
 commits of raw writes), seeding, reports and mirrors (the public batch API)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from django.utils import timezone
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
-from revassure.firestore.encoding import create_write, increment_write, set_points_write
+from revassure.firestore.encoding import create_write, increment_write, set_points_write, touch_write
 from revassure.firestore.model import (
     AUDIT_LOG,
     CONFIG,
@@ -39,57 +39,55 @@ class Writes(Transactions):
     # -- balance changes ---------------------------------------------------
 
     def apply_balance_change(self, change: BalanceChange) -> ChangeOutcome:
-        """Apply a heal or a manual adjustment in one Firestore transaction.
+        """Apply a heal or a manual adjustment, atomically and at most once.
 
-        The transaction first looks for the change's own marker (its ledger
-        entry, or for a rebalance its auditLog record), whose id derives from
-        the request: found means a previous attempt committed, and nothing is
-        written again. Then it re-reads the wallet and its ledger sum and
-        refuses (stale) unless they are exactly what the approver saw.
+        First looks for the change's own marker (its ledger entry, or for a
+        rebalance its auditLog record), whose id derives from the request:
+        found means a previous attempt committed, and nothing is written again.
+        Then reads the wallet and its ledger sum and refuses (stale) unless they
+        are exactly what the approver saw. The commit (the marker, new; the
+        wallet, unchanged since it was read: moved, or for a post adjustment
+        only its updatedAt touched) is refused if anything moved the wallet or
+        its ledger meanwhile, and the change is read and decided again: the
+        same optimistic rounds as `apply_provider_event`, and for the same
+        reason.
         """
         wallet = self.document(WALLETS, change.uid)
         marker = self._marker(change)
 
-        def apply(transaction: bytes, writes: list) -> ChangeOutcome:
-            if self._get_one(marker, transaction=transaction) is not None:
-                return ChangeOutcome("already_applied")
-            points = points_of(self._get_one(wallet, transaction=transaction))
-            ledger = self._ledger_totals(change.uid, transaction=transaction)
-            if not balances_unchanged(
+        def round_() -> tuple[ChangeOutcome, list]:
+            found = self._get([marker, wallet])
+            if marker in found:
+                return ChangeOutcome("already_applied"), []
+            snap = found.get(wallet)
+            points, version = points_of(snap), None if snap is None else snap.update_time
+            ledger = self._ledger_totals(change.uid)  # after the wallet: its version covers it
+            if version is None or not balances_unchanged(
                 points,
                 ledger.total,
                 seen_points=change.expected_points,
                 seen_ledger_sum=change.expected_ledger_sum,
             ):
-                return ChangeOutcome("stale", points_before=points, ledger_before=ledger.total)
+                return ChangeOutcome("stale", points_before=points, ledger_before=ledger.total), []
+            now = timezone.now()
             if change.mode == "rebalance":
                 after = ledger.total
-                writes.append(set_points_write(wallet, after))
-                writes.append(
-                    create_write(
-                        marker, {**change.record, "before": points, "after": after, "at": timezone.now()}
-                    )
-                )
+                record = {**change.record, "before": points, "after": after, "at": now}
+                writes = [set_points_write(wallet, after, update_time=version), create_write(marker, record)]
             elif change.mode == "post_adjustment":
                 after = points  # the ledger moves to meet the wallet
-                writes.append(
-                    create_write(
-                        marker, {**change.record, "amount": change.amount, "createdAt": timezone.now()}
-                    )
-                )
+                record = {**change.record, "amount": change.amount, "createdAt": now}
+                writes = [create_write(marker, record), touch_write(wallet, update_time=version)]
             else:
                 after = points + change.amount
-                writes.append(
-                    create_write(
-                        marker, {**change.record, "amount": change.amount, "createdAt": timezone.now()}
-                    )
-                )
-                writes.append(set_points_write(wallet, after))
-            return ChangeOutcome(
+                record = {**change.record, "amount": change.amount, "createdAt": now}
+                writes = [create_write(marker, record), set_points_write(wallet, after, update_time=version)]
+            outcome = ChangeOutcome(
                 "applied", points_before=points, ledger_before=ledger.total, points_after=after
             )
+            return outcome, writes
 
-        return self._run_transaction(apply)
+        return self._commit_when_unchanged(round_, change.marker_id)
 
     def balance_change_applied(self, change: BalanceChange) -> bool:
         """Whether the change's marker exists: the answer after an ambiguous failure."""
@@ -105,32 +103,42 @@ class Writes(Transactions):
     def apply_provider_event(
         self, event, *, decide: Decide, allow_negative: bool, delivery_id: int | None = None
     ) -> EventOutcome:
-        """Apply one provider event to its wallet in one Firestore transaction.
+        """Apply one provider event to its wallet, atomically and at most once.
 
-        The transaction reads what `decide` (the caller's business rules) needs:
-        the event's own entry, the wallet, for a reversal its original and
-        earlier reversals; lets it decide, and writes the entry and moves the
-        wallet only when the decision is `applied`.
+        Reads what `decide` (the caller's business rules) needs without locks
+        (`event_state`: the event's own entry, the wallet, the identity marker,
+        for a reversal its original and earlier reversals), lets it decide, and
+        when the decision is `applied` commits the entry, the wallet's increment
+        and the identity marker together, on conditions: the entry and the
+        marker are new, the wallet unchanged since it was read. A commit refused
+        on a condition means someone else moved the wallet meanwhile: read
+        again and decide again, with a short jittered pause.
+
+        Optimistic rounds, not a locking transaction (`_commit_when_unchanged`
+        says why); a lost answer ends with the next read finding the entry
+        holding this delivery's id: applied, once.
         """
         wallet = self.document(WALLETS, event.user_id)
         entry = f"{wallet}/{LEDGER}/{event.entry_id}"
 
-        def apply(transaction: bytes, writes: list) -> EventOutcome:
-            view = self._event_view(event, transaction=transaction)
+        def round_() -> tuple[EventOutcome, list]:
+            view, version = self.event_state(event)
             if view.entry_exists and delivery_id is not None and view.entry_delivery_id == delivery_id:
-                # This very delivery committed before its worker died: applied, once.
-                return EventOutcome("applied", "committed by an earlier attempt of this delivery")
+                # This very delivery committed before (a lost answer, or a worker that died).
+                return EventOutcome("applied", "committed by an earlier attempt of this delivery"), []
             decision = decide(event, view, allow_negative=allow_negative)
             if decision.status != "applied":
-                return EventOutcome(decision.status, decision.reason)
-            writes.append(create_write(entry, {**decision.entry, "deliveryId": delivery_id}))
-            writes.append(increment_write(wallet, event.amount))
-            writes.append(self._identity_write(event, delivery_id))
-            return EventOutcome(
-                "applied", decision.reason, points_before=view.points, points_after=view.points + event.amount
-            )
+                return EventOutcome(decision.status, decision.reason), []
+            writes = [
+                create_write(entry, {**decision.entry, "deliveryId": delivery_id}),
+                increment_write(wallet, event.amount, update_time=version),
+                self._identity_write(event, delivery_id),
+            ]
+            after = view.points + event.amount
+            outcome = EventOutcome("applied", decision.reason, points_before=view.points, points_after=after)
+            return outcome, writes
 
-        return self._run_transaction(apply)
+        return self._commit_when_unchanged(round_, event.entry_id)
 
     def apply_payments(
         self,
@@ -146,7 +154,7 @@ class Writes(Transactions):
         an entry that exists fails the commit) and the wallet's increment, on
         the condition that the wallet is unchanged since it was read (its update
         time). A commit that fails is split in halves until the one event at
-        fault goes through the single transactional path, which says duplicate,
+        fault goes through the single conditional path, which says duplicate,
         quarantined or applied. Same checks as one at a time, far fewer round
         trips.
 
@@ -226,7 +234,7 @@ class Writes(Transactions):
     def _identity_write(self, event, delivery_id: int | None):
         """Claim the event's business identity for its wallet: `create`, so a
         second wallet credited with the same payment, refund or chargeback
-        fails the commit (and the transactional path then quarantines it)."""
+        fails the commit (and the single path then quarantines it)."""
         fields = {"uid": event.user_id, "entryId": event.entry_id, "deliveryId": delivery_id}
         return create_write(self.document(IDENTITIES, identity_path(event.entry_id)), fields)
 

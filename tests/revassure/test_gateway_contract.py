@@ -110,6 +110,7 @@ OPERATIONS: dict[str, Callable[[FirestoreGateway], object]] = {
         g.credits_between(dt.datetime(2026, 1, 1, tzinfo=dt.UTC), dt.datetime(2027, 1, 1, tzinfo=dt.UTC))
     ),
     "event_view": lambda g: g.event_view(payment(1)),
+    "event_state": lambda g: g.event_state(payment(1)),
     "apply_provider_event": lambda g: g.apply_provider_event(
         payment(1), decide=decide, allow_negative=False, delivery_id=1
     ),
@@ -162,7 +163,7 @@ NOT_OPERATIONS = {
     "start_managed_export": "Google Cloud's Admin API only; refused on any emulator before a call",
     "managed_export_state": "Google Cloud's Admin API only; refused on any emulator before a call",
 }
-TRANSACTIONS = ["read_wallets_and_ledgers", "apply_provider_event", "apply_balance_change"]
+TRANSACTIONS = ["read_wallets_and_ledgers"]
 WRITES = ("apply_", "write_", "append_", "put_", "delete_", "read_time_support")
 READS = [op for op in OPERATIONS if not op.startswith(WRITES)]
 
@@ -233,7 +234,16 @@ def test_each_operation_gives_up_within_the_deadline_when_firestore_refuses_conn
 
 
 @pytest.mark.parametrize(
-    "operation", ["stream_wallets", "start_aggregation", "get_wallet_points", "apply_payments", *TRANSACTIONS]
+    "operation",
+    [
+        "stream_wallets",
+        "start_aggregation",
+        "get_wallet_points",
+        "apply_payments",
+        "apply_provider_event",
+        "apply_balance_change",
+        *TRANSACTIONS,
+    ],
 )
 def test_each_operation_gives_up_within_the_deadline_when_firestore_never_answers(
     operation, silent_host, firestore_project, monkeypatch
@@ -319,19 +329,21 @@ def test_the_wallets_come_a_page_at_a_time_in_name_order_and_a_failed_page_is_as
     assert pages[1].page_token == pages[2].page_token != ""
 
 
-def test_an_aborted_transaction_is_attempted_again_in_its_place_until_the_deadline(
+def test_a_refused_conditional_commit_is_decided_again_until_the_deadline(
     proxy, gateway, firestore_project, monkeypatch
 ):
-    put_wallets(gateway, {"u1": (10, [10])})
-    proxy.fail = lambda method, n: grpc.StatusCode.ABORTED if method == "Commit" and n <= 2 else None
+    put_wallets(gateway, {"u1": (10, [10]), "u2": (10, [10])})
+    # Twice someone else moved the wallet first: its condition refused the commit.
+    refused = grpc.StatusCode.FAILED_PRECONDITION
+    proxy.fail = lambda method, n: refused if method == "Commit" and n <= 2 else None
 
     outcome = gateway_at(proxy.host, firestore_project, monkeypatch).apply_balance_change(change())
 
     assert (outcome.status, outcome.points_after) == ("applied", 15)
-    begins = [firestore_pb.BeginTransactionRequest.pb().FromString(r) for r in proxy.sent("BeginTransaction")]
-    assert [b.options.read_write.retry_transaction != b"" for b in begins] == [False, True, True]
+    assert proxy.calls["Commit"] == 3
+    assert proxy.calls["BatchGetDocuments"] == 3  # read and decided again each time
 
-    proxy.fail = lambda method, n: grpc.StatusCode.ABORTED if method == "Commit" else None
+    proxy.fail = lambda method, n: refused if method == "Commit" else None
     proxy.calls.clear()
     started = time.monotonic()
     with pytest.raises(FirestoreContention):
@@ -340,6 +352,31 @@ def test_an_aborted_transaction_is_attempted_again_in_its_place_until_the_deadli
         )
     # Attempted until the deadline (at least five times, as the public API does), no longer.
     assert proxy.calls["Commit"] >= 5
+    assert time.monotonic() - started < BOUND
+    assert gateway.get_wallet_points(["u2"]) == {"u2": (True, 10)}  # nothing written
+
+
+def test_an_aborted_read_only_transaction_is_attempted_again_until_the_deadline(
+    proxy, gateway, firestore_project, monkeypatch
+):
+    put_wallets(gateway, {"u1": (10, [10])})
+    aborted = grpc.StatusCode.ABORTED
+    proxy.fail = lambda method, n: aborted if method == "BatchGetDocuments" and n <= 2 else None
+
+    states = gateway_at(proxy.host, firestore_project, monkeypatch).read_wallets_and_ledgers(
+        ["u1"], concurrency=1
+    )
+
+    assert (states["u1"].points, states["u1"].ledger.total) == (10, 10)
+    assert proxy.calls["BeginTransaction"] == 3
+
+    proxy.fail = lambda method, n: aborted if method == "BatchGetDocuments" else None
+    proxy.calls.clear()
+    started = time.monotonic()
+    with pytest.raises(FirestoreContention):
+        hasty = gateway_at(proxy.host, firestore_project, monkeypatch, retry_deadline=DEADLINE)
+        hasty.read_wallets_and_ledgers(["u1"], concurrency=1)
+    assert proxy.calls["BeginTransaction"] >= 5
     assert time.monotonic() - started < BOUND
 
 
