@@ -729,7 +729,7 @@ def measure_replay(args, env: dict, work: Path) -> dict[str, list[dict]]:
     events = str(args.replay_events)
     for n in range(args.repeat):
         for name in replays:
-            project = f"replay-{name}-{n}"
+            project = f"replay-{name.replace('_', '-')}-{n}"  # a project id takes no underscore
             seed_replay_wallets(project)
             if name in ("replay", "baseline"):
                 db = migrated_db(env, work / f"{name}-{n}.sqlite3")
@@ -978,13 +978,13 @@ def measure_burst(args, emulator, env: dict, work: Path) -> tuple[dict, list[dic
         print(f"measured webhook burst, batched, bare view and file replay ({n + 1})", flush=True)
     # One task per delivery runs at a steady ~25 a second: its rate is taken
     # over the burst's first BASELINE_EVENTS (all 5,000 would take minutes).
-    seed_replay_wallets("burst-per_delivery")
+    seed_replay_wallets("burst-per-delivery")
     db = migrated_db(env, work / "burst-per_delivery.sqlite3")
     results["per_delivery"].append(
         burst.burst_once(
             env,
             db,
-            "burst-per_delivery",
+            "burst-per-delivery",
             lines[: burst.BASELINE_EVENTS],
             mode="per_delivery",
             emulator=emulator,
