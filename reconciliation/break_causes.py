@@ -39,7 +39,10 @@ from revassure.ledger import is_points
 
 BATCH = 500  # breaks whose causes are computed together (one batched wallet read)
 MISSED_LOOKED_AT = 10  # latest entries tried as "the wallet missed its latest entries"
+PAIRS_LOOKED_AT = 500  # latest entries searched for two that together account for the delta
 NAMED = 5  # entries named in one cause at most
+# The fields that make two ledger entries the same business event written twice.
+IDENTITY_FIELDS = ("eventId", "paymentId", "type", "refundId", "chargebackId")
 
 
 @dataclass(frozen=True)
@@ -72,9 +75,11 @@ def probable_cause(
     points: Any, entries: Iterable[tuple[str, dict[str, Any]]], *, exists: bool = True, writers=None
 ) -> Cause:
     """What the wallet's points and its ledger entries say about the difference,
-    tried in this order: a malformed amount; the wallet missed its latest
-    entries; the wallet holds an entry's amount too many; an entry's sign
-    applied the wrong way; entries of ours; otherwise unexplained.
+    tried in this order: a malformed amount (and how much of the delta it
+    would explain read as a number); an entry written twice to the ledger; the
+    wallet missed its latest entries; the wallet holds an entry's amount too
+    many; an entry's sign applied the wrong way; two entries missed, or two too
+    many; entries of ours; otherwise unexplained.
 
     `writers` ({entry id: "written by ..."}) names the entries of ours. Entries
     are ordered by createdAt (those without one first, by id), so "latest" is by
@@ -98,16 +103,10 @@ def probable_cause(
     evidence["ledger_sum"] = total
     if not is_points(points):
         return Cause(ProbableCause.MALFORMED_AMOUNT, f"The wallet's points are {_problem(points)}", evidence)
-    if malformed:
-        more = f" (and {len(malformed) - 1} more)" if len(malformed) > 1 else ""
-        named(*malformed[:NAMED])
-        return Cause(
-            ProbableCause.MALFORMED_AMOUNT,
-            f"Entry {malformed[0].entry_id}: amount is {_problem(malformed[0].amount)}{more}",
-            evidence,
-        )
     delta = points - total
     evidence["delta"] = delta
+    if malformed:
+        return _malformed(malformed, delta, named, evidence)
     if delta == 0:
         evidence["explains"] = 0
         return Cause(
@@ -119,31 +118,9 @@ def probable_cause(
     newest = list(reversed(listed))
     # The named entries account for the whole delta when a rule below matches.
     evidence["explains"] = delta
-    missed = 0
-    for k, entry in enumerate(newest[:MISSED_LOOKED_AT], start=1):
-        missed += entry.amount
-        if delta == -missed:
-            chosen = newest[:k]
-            what = "entry" if k == 1 else f"its latest {k} entries:"
-            return Cause(
-                ProbableCause.MISSED_ENTRIES,
-                f"The wallet missed {what} {named(*chosen)} of {len(listed)}",
-                evidence,
-            )
-    for entry in newest:
-        if entry.amount == delta:
-            return Cause(
-                ProbableCause.EXTRA_IN_WALLET,
-                f"Entry {named(entry)} is missing from the ledger or was counted twice in the wallet",
-                evidence,
-            )
-    for entry in newest:
-        if entry.amount != 0 and delta == -2 * entry.amount:
-            return Cause(
-                ProbableCause.WRONG_SIGN,
-                f"Sign of entry {named(entry)} applied the wrong way",
-                evidence,
-            )
+    found = _explained(newest, delta, named, len(listed))
+    if found is not None:
+        return Cause(found[0], found[1], evidence)
     evidence["explains"] = 0
     ours = [e for e in newest if e.entry_id in writers]
     if ours:
@@ -155,13 +132,124 @@ def probable_cause(
         )
     return Cause(
         ProbableCause.UNEXPLAINED,
-        f"Unexplained: no single entry, and none of the latest entries, accounts for a delta of "
+        f"Unexplained: no entry, pair of entries or run of latest entries accounts for a delta of "
         f"{signed(delta)} ({len(listed)} entries read)",
         evidence,
     )
 
 
-EXPLAINING = (ProbableCause.MISSED_ENTRIES, ProbableCause.EXTRA_IN_WALLET, ProbableCause.WRONG_SIGN)
+def _explained(newest: list[Entry], delta: int, named, count: int) -> tuple[str, str] | None:
+    """(code, text) of the first rule whose named entries account for the whole
+    delta, newest entries first: an entry written twice to the ledger (first: a
+    copy that is the newest entry looks like a missed one, and is likelier); the
+    latest entries missed by the wallet; one entry too many in the wallet; a
+    sign applied the wrong way; two entries missed, or two too many, anywhere
+    among the latest PAIRS_LOOKED_AT. None when none does."""
+    copies = _copies(newest)
+    if copies and -sum(copy.amount for copy, _ in copies) == delta:
+        first_copy, original = copies[0]
+        more = f" (and {len(copies) - 1} more)" if len(copies) > 1 else ""
+        named(*[copy for copy, _ in copies[:NAMED]])
+        return (
+            ProbableCause.DUPLICATED_ENTRY,
+            f"Entry {_entry_text(first_copy, {})} repeats {original.entry_id}, the same event written "
+            f"twice to the ledger{more}",
+        )
+    missed = 0
+    for k, entry in enumerate(newest[:MISSED_LOOKED_AT], start=1):
+        missed += entry.amount
+        if delta == -missed:
+            what = "entry" if k == 1 else f"its latest {k} entries:"
+            return ProbableCause.MISSED_ENTRIES, f"The wallet missed {what} {named(*newest[:k])} of {count}"
+    for entry in newest:
+        if entry.amount == delta:
+            return (
+                ProbableCause.EXTRA_IN_WALLET,
+                f"Entry {named(entry)} is missing from the ledger or was counted twice in the wallet",
+            )
+    for entry in newest:
+        if entry.amount != 0 and delta == -2 * entry.amount:
+            return ProbableCause.WRONG_SIGN, f"Sign of entry {named(entry)} applied the wrong way"
+    pair = _pair(newest[:PAIRS_LOOKED_AT], -delta)
+    if pair is not None:
+        return ProbableCause.MISSED_ENTRIES, f"The wallet missed two entries: {named(*pair)} of {count}"
+    pair = _pair(newest[:PAIRS_LOOKED_AT], delta)
+    if pair is not None:
+        return (
+            ProbableCause.EXTRA_IN_WALLET,
+            f"Entries {named(*pair)} are missing from the ledger or were counted twice in the wallet",
+        )
+    return None
+
+
+def _copies(newest: list[Entry]) -> list[tuple[Entry, Entry]]:
+    """(copy, original) for each entry that repeats an older one's business
+    event (same event id, or same payment, type and refund or chargeback),
+    newest copy first."""
+    seen: dict[tuple, Entry] = {}
+    copies = []
+    for entry in reversed(newest):  # oldest first: the first written is the original
+        keys = [("event", entry.fields["eventId"])] if entry.fields.get("eventId") else []
+        if entry.fields.get("paymentId"):
+            keys.append(tuple(_json(entry.fields.get(name)) for name in IDENTITY_FIELDS[1:]))
+        original = next((seen[key] for key in keys if key in seen), None)
+        if original is not None:
+            copies.append((entry, original))
+        else:
+            seen.update((key, entry) for key in keys)
+    return list(reversed(copies))
+
+
+def _pair(entries: list[Entry], target: int) -> tuple[Entry, Entry] | None:
+    """Two of the entries (newest first) whose amounts add up to `target`: the
+    pair with the newest entry, or None."""
+    last_at: dict[int, int] = {}  # amount -> position of its oldest entry
+    for position, entry in enumerate(entries):
+        last_at[entry.amount] = position
+    for position, entry in enumerate(entries):
+        other = last_at.get(target - entry.amount)
+        if other is not None and other > position:
+            return entry, entries[other]
+    return None
+
+
+def _malformed(malformed: list[Entry], delta: int, named, evidence: dict[str, Any]) -> Cause:
+    """A malformed amount counts as nothing in the ledger sum; when it reads as
+    a number ("120", 120.0) it says how much of the delta it would explain."""
+    more = f" (and {len(malformed) - 1} more)" if len(malformed) > 1 else ""
+    named(*malformed[:NAMED])
+    readings = [reading for e in malformed if (reading := _as_number(e.amount)) is not None]
+    explains = sum(readings)
+    evidence["explains"] = explains
+    text = f"Entry {malformed[0].entry_id}: amount is {_problem(malformed[0].amount)}{more}"
+    read_as = "read as numbers they explain" if len(readings) > 1 else "read as a number it explains"
+    if not readings:
+        text += f"; not a number, so it explains none of the {signed(delta)}"
+    elif explains == delta:
+        text += f"; {read_as} the whole {signed(delta)}"
+    else:
+        text += f"; {read_as} {signed(explains)} of the {signed(delta)}"
+    return Cause(ProbableCause.MALFORMED_AMOUNT, text, evidence)
+
+
+def _as_number(value: Any) -> int | None:
+    """An amount a person would read as whole points: "120", " -5 ", 120.0."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+EXPLAINING = (
+    ProbableCause.MISSED_ENTRIES,
+    ProbableCause.EXTRA_IN_WALLET,
+    ProbableCause.WRONG_SIGN,
+    ProbableCause.DUPLICATED_ENTRY,
+)
 
 
 def as_json(code: str, text: str, evidence: dict[str, Any]) -> dict[str, Any] | None:

@@ -380,6 +380,7 @@ class ProbableCause(models.TextChoices):
     MISSED_ENTRIES = "missed_entries", "wallet missed its latest entries"
     EXTRA_IN_WALLET = "extra_in_wallet", "entry missing from the ledger or counted twice in the wallet"
     WRONG_SIGN = "wrong_sign", "sign of an entry applied the wrong way"
+    DUPLICATED_ENTRY = "duplicated_entry", "the same event written twice to the ledger"
     MALFORMED_AMOUNT = "malformed_amount", "malformed amount"
     OUR_ENTRY = "our_entry", "an entry written by revassure"
     UNEXPLAINED = "unexplained"

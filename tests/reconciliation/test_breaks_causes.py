@@ -99,8 +99,59 @@ def test_a_malformed_amount(gateway):
     brk = cause_of(gateway, 125, ledger)
 
     assert (brk.kind, brk.cause) == ("malformed", "malformed_amount")
-    assert brk.cause_text == "Entry e001: amount is a string ('25')"
+    assert (
+        brk.cause_text == "Entry e001: amount is a string ('25'); read as a number it explains the whole +25"
+    )
     assert brk.cause_evidence["entries"][0]["amount"] == "25"
+    assert (brk.cause_evidence["delta"], brk.cause_evidence["explains"]) == (25, 25)
+
+
+def test_a_malformed_amount_says_how_much_of_the_delta_it_explains():
+    """Issue 25: the demo's oldest break (+550) named one entry of "120" without
+    saying that it explains 120 of the 550."""
+    entries = [*dated(100, 30).items(), ("bad", {"amount": "120", "createdAt": T0})]
+
+    cause = break_causes.probable_cause(680, entries)
+
+    assert cause.code == "malformed_amount"
+    assert (
+        cause.text == "Entry bad: amount is a string ('120'); read as a number it explains +120 of the +550"
+    )
+    assert (cause.evidence["delta"], cause.evidence["explains"]) == (550, 120)
+
+    cause = break_causes.probable_cause(130, [*dated(100, 30).items(), ("bad", {"amount": "ten"})])
+    assert cause.text == "Entry bad: amount is a string ('ten'); not a number, so it explains none of the 0"
+    assert cause.evidence["explains"] == 0
+
+
+def test_an_event_written_twice_to_the_ledger():
+    ledger = dated(100, 40)
+    ledger["e002"] = {**ledger["e001"], "createdAt": T0 + timedelta(hours=5)}  # the same payment again
+    ledger["e001"]["eventId"] = ledger["e002"]["eventId"] = "evt_7"
+
+    cause = break_causes.probable_cause(140, list(ledger.items()))
+
+    assert cause.code == "duplicated_entry"
+    assert cause.text.startswith("Entry e002 (+40, 1 Nov 2026, 14:00 UTC) repeats e001, the same event")
+    assert [e["id"] for e in cause.evidence["entries"]] == ["e002"]
+    assert cause.evidence["explains"] == cause.evidence["delta"] == -40
+
+
+def test_two_entries_missed_or_counted_twice_anywhere_among_the_latest():
+    # Not the latest two: the 2nd and 4th newest.
+    ledger = dated(500, 7, 11, 13, 17, 19)
+
+    missed = break_causes.probable_cause(567 - 7 - 13, list(ledger.items()))
+    assert missed.code == "missed_entries"
+    assert missed.text.startswith("The wallet missed two entries: e003 (+13, ")
+    assert [e["id"] for e in missed.evidence["entries"]] == ["e003", "e001"]
+    assert missed.evidence["explains"] == -20
+
+    extra = break_causes.probable_cause(567 + 7 + 13, list(ledger.items()))
+    assert extra.code == "extra_in_wallet"
+    assert extra.text.startswith("Entries e003 (+13, ")
+    assert "are missing from the ledger or were counted twice in the wallet" in extra.text
+    assert extra.evidence["explains"] == 20
 
 
 @pytest.mark.django_db
@@ -196,8 +247,8 @@ def test_an_unexplained_difference_says_so(gateway):
 
     assert brk.cause == "unexplained"
     assert brk.cause_text == (
-        "Unexplained: no single entry, and none of the latest entries, accounts for a delta of +7 "
-        "(2 entries read)"
+        "Unexplained: no entry, pair of entries or run of latest entries accounts for a delta of "
+        "+7 (2 entries read)"
     )
     assert brk.cause_evidence["delta"] == 7
 
@@ -300,7 +351,7 @@ def test_breaks_json_carries_each_causes_entries_and_how_much_of_the_delta_they_
 
 
 @pytest.mark.django_db
-def test_breaks_json_gives_no_cause_until_it_is_computed_and_no_delta_for_a_malformed_one(gateway):
+def test_breaks_json_gives_no_cause_until_it_is_computed_and_what_a_malformed_one_explains(gateway):
     gateway.write_wallets([("bad", 10, {"e1": {"type": "purchase", "amount": "10"}})])
     services.run_inline(actor=None, trigger=RunTrigger.COMMAND, gateway=gateway, uids=["bad"])
     assert breaks_json()["bad"]["cause"] is None  # the task has not run
@@ -308,5 +359,5 @@ def test_breaks_json_gives_no_cause_until_it_is_computed_and_no_delta_for_a_malf
     break_causes.fill_causes(gateway=gateway)
 
     cause = breaks_json()["bad"]["cause"]
-    assert (cause["code"], cause["explains"], cause["delta"]) == ("malformed_amount", None, None)
+    assert (cause["code"], cause["explains"], cause["delta"]) == ("malformed_amount", 10, 10)
     assert [(e["id"], e["amount"]) for e in cause["entries"]] == [("e1", "10")]
