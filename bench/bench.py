@@ -823,7 +823,7 @@ def report_replay(args, replays: dict[str, list[dict]]) -> bool:
     vs_baseline, vs_floor = ours / baseline, floor / ours
     print(f"\nreplay of {args.replay_events} payment events over {REPLAY_WALLETS} wallets")
     print(f"    replay (batched)     {ours:8.0f} events/s   (stored, applied and counted, as ops run it)")
-    print(f"    baseline (one each)  {baseline:8.0f} events/s   (one event per read and conditional commit, same checks)")
+    print(f"    baseline (one each)  {baseline:8.0f} events/s   (one read and commit per event, same checks)")
     print(
         f"    bare one each        {bare_single:8.0f} events/s   "
         f"(one bare commit per event, no reads: replay is {ours / bare_single:.2f}x this)"
