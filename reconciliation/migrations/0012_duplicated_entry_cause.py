@@ -4,15 +4,26 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('reconciliation', '0011_watcher'),
+        ("reconciliation", "0011_watcher"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='break',
-            name='cause',
-            field=models.CharField(blank=True, choices=[('missed_entries', 'wallet missed its latest entries'), ('extra_in_wallet', 'entry missing from the ledger or counted twice in the wallet'), ('wrong_sign', 'sign of an entry applied the wrong way'), ('duplicated_entry', 'the same event written twice to the ledger'), ('malformed_amount', 'malformed amount'), ('our_entry', 'an entry written by revassure'), ('unexplained', 'Unexplained')], max_length=32),
+            model_name="break",
+            name="cause",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("missed_entries", "wallet missed its latest entries"),
+                    ("extra_in_wallet", "entry missing from the ledger or counted twice in the wallet"),
+                    ("wrong_sign", "sign of an entry applied the wrong way"),
+                    ("duplicated_entry", "the same event written twice to the ledger"),
+                    ("malformed_amount", "malformed amount"),
+                    ("our_entry", "an entry written by revassure"),
+                    ("unexplained", "Unexplained"),
+                ],
+                max_length=32,
+            ),
         ),
     ]
