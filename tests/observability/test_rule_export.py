@@ -160,24 +160,21 @@ def test_each_rule_is_a_cloud_monitoring_policy_with_one_promql_condition(tmp_pa
 
 
 def test_into_a_directory_one_policy_file_each_as_gcloud_reads_them(tmp_path):
-    out = StringIO()
-    err = StringIO()
+    out, err = StringIO(), StringIO()
+    folder = tmp_path / "policies"
     call_command(
         "export_alert_rules",
-        "--format",
-        "cloud-monitoring",
+        "--format=cloud-monitoring",
         "--defaults",
-        "--output",
-        str(tmp_path),
+        f"--output={folder}/",  # made when it is not there
         stdout=out,
         stderr=err,
     )
 
-    files = sorted(tmp_path.glob("*.json"))
-    assert len(files) == 18
+    assert len(list(folder.glob("*.json"))) == 18
     assert out.getvalue() == ""
-    assert f"18 rules written to {tmp_path}" in err.getvalue()
-    policy = json.loads((tmp_path / "RevassureWatcherDown.json").read_text())
+    assert "18 rules written to" in err.getvalue()
+    policy = json.loads((folder / "RevassureWatcherDown.json").read_text())
     assert policy["displayName"] == "revassure/RevassureWatcherDown"
     assert len(policy["conditions"]) == 1
 

@@ -33,8 +33,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--output",
             metavar="FILE",
-            help="write here rather than to stdout; for cloud-monitoring, an existing directory "
-            "gets one file per policy (<alert>.json)",
+            help="write here rather than to stdout; for cloud-monitoring, a directory (existing, or "
+            "a name ending with /) gets one file per policy (<alert>.json)",
         )
         parser.add_argument(
             "--defaults", action="store_true", help="the shipped thresholds, without reading the database"
@@ -70,13 +70,16 @@ class Command(BaseCommand):
         )
         rules = exported_rules(settings, chosen)
         output = Path(options["output"]) if options["output"] else None
+        # A directory: one there, or a name ending with a slash (made, in a folder that exists).
+        folder = output is not None and (output.is_dir() or options["output"].endswith(("/", os.sep)))
         if options["format"] == "prometheus":
-            if output is not None and output.is_dir():
-                raise CommandError(f"--output {output} is a directory: name the rule file")
+            if folder:
+                raise CommandError(f"--output {options['output']} is a directory: name the rule file")
             files = {output: prometheus_rule_file(rules, chosen, source=source)}
         else:
             policies = cloud_monitoring_policies(rules, chosen)
-            if output is not None and output.is_dir():
+            if folder:
+                make_folder(output)
                 files = {output / f"{r.alert}.json": dumps(p) for r, p in zip(rules, policies, strict=True)}
             else:
                 files = {output: dumps(policies)}
@@ -101,6 +104,13 @@ class Command(BaseCommand):
 
 def dumps(value) -> str:
     return json.dumps(value, indent=2) + "\n"
+
+
+def make_folder(path: Path) -> None:
+    try:
+        path.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise CommandError(f"cannot make the folder {path}: {exc}") from exc
 
 
 def write(path: Path, text: str) -> None:
