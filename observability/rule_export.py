@@ -20,7 +20,6 @@ thing, and its description says how it differs (docs/observability.md).
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 
 from observability.models import AlertRule, RuleName
@@ -30,7 +29,6 @@ from reconciliation import breaks
 from revassure.metrics import PREFIX
 
 CRITICAL, WARNING = "critical", "warning"
-METRIC = re.compile(r"\b(?:" + PREFIX + r"_[a-z0-9_]+|up)\b(?!\s*\()")
 
 
 @dataclass(frozen=True)
@@ -70,10 +68,6 @@ class ExportedRule:
         if self.app_rule:
             labels["app_rule"] = self.app_rule
         return labels
-
-    def metrics(self) -> set[str]:
-        """The series names its expression reads."""
-        return set(METRIC.findall(self.expr))
 
 
 def settings_from_database() -> dict[str, Setting]:
