@@ -3,12 +3,17 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # The browser tests drive Debian's chromium (never a downloaded browser); CHROMIUM names another build.
 CHROMIUM ?= /usr/bin/chromium
+# The exported alert rules are checked by Debian's promtool and loaded into a real Prometheus
+# (package `prometheus`: both binaries); PROMETHEUS and PROMTOOL name others.
+PROMETHEUS ?= /usr/bin/prometheus
+PROMTOOL ?= /usr/bin/promtool
 
-.PHONY: install browser demo test e2e bench lint format clean
+.PHONY: install browser prometheus demo test e2e bench lint format clean
 
-install: .installed browser
+install: .installed browser prometheus
 .installed: requirements.txt requirements-dev.txt package.json package-lock.json ; python3 -m venv $(VENV) && $(VENV)/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt && npm ci --no-audit --no-fund --loglevel=error && touch .installed
 browser: ; @test -x $(CHROMIUM) || (apt-get update -q && apt-get install -y -q chromium)
+prometheus: ; @test -x $(PROMETHEUS) -a -x $(PROMTOOL) || (apt-get update -q && apt-get install -y -q --no-install-recommends prometheus)
 demo: install ; bash scripts/demo.sh
 test: install ; $(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/pytest
 e2e: install ; $(VENV)/bin/pytest tests/e2e

@@ -71,6 +71,14 @@ WATCHER_LAST_EVENT = Gauge(
 WATCHER_CHECKS = Counter(f"{PREFIX}_watcher_checks", "Wallets the real-time watcher checked.")
 WATCHER_DRIFTS = Counter(f"{PREFIX}_watcher_drifts", "Drifts the real-time watcher found and recorded.")
 
+# Every outcome the exported alert rules (observability/rule_export.py) count is
+# a series from the start, at 0: a counter whose series first appears at 1 shows
+# no increase() to Prometheus, so the first failed run after a restart would pass unseen.
+for _status in ("completed", "failed"):
+    RECONCILIATION_RUNS.labels(status=_status)
+for _outcome in ("applied", "duplicate", "deferred", "quarantined", "failed", "rejected", "unstored"):
+    WEBHOOK_DELIVERIES.labels(outcome=_outcome)
+
 
 def run_ended(*, status: str, wallets_checked: int = 0, duration_seconds: float | None = None) -> None:
     RECONCILIATION_RUNS.labels(status=status).inc()

@@ -9,6 +9,7 @@ import sys
 import time
 from html.parser import HTMLParser
 
+import pytest
 from django.core.management import call_command
 from django.db import connection
 
@@ -159,3 +160,15 @@ def stop_process_group(process: subprocess.Popen) -> None:
         os.killpg(process.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def prometheus_tool(name: str) -> str:
+    """The path of Debian's `prometheus` or `promtool` (the environment's PROMETHEUS or
+    PROMTOOL names another). Missing, the test fails and says how to install it: never a skip."""
+    path = os.environ.get(name.upper(), f"/usr/bin/{name}")
+    if not os.access(path, os.X_OK):
+        pytest.fail(
+            f"{name} is not installed at {path}: `make install` installs it (Debian's package "
+            f"`prometheus`: apt-get install --no-install-recommends prometheus), or set {name.upper()}"
+        )
+    return path

@@ -1,5 +1,6 @@
 """Browser tests: headless Chromium (Debian's package, driven by Playwright)
-against the real product, started once for the package.
+against the real product, started once for the package; and the outside
+monitoring of that product (a real Prometheus scraping its /metrics).
 
 - a web server (gunicorn, as in production) on a free loopback port and a real
   `qcluster` beside it, both on a SQLite file of their own with the ORM broker
@@ -155,6 +156,7 @@ def site(firestore_emulator, tmp_path_factory):
         Q_WORKERS="1",
         LOG_LEVEL="WARNING",
         E2E_PASSWORD=password,
+        METRICS_TOKEN=secrets.token_urlsafe(24),  # what an outside Prometheus sends
         E2E_USERS=json.dumps(USERS),
     )
     (workdir / "metrics").mkdir()
