@@ -143,6 +143,38 @@ def start(*, actor, name: str, target: str, monitor_minutes: int = 120) -> Cutov
 # -- confirming ---------------------------------------------------------------
 
 
+def confirmable(cutover: Cutover, key: str, *, actor) -> tuple[CutoverStep, bool]:
+    """The step `key` if `actor` may confirm it now, and whether it waits for
+    an acceptance; refuses a step out of order (naming the step that must come
+    first), one already done, and one running in the workers."""
+    cutover.refresh_from_db()
+    if cutover.status != CutoverStatus.IN_PROGRESS:
+        raise CutoverRefused(f"cutover {cutover.name} is {cutover.get_status_display().lower()}")
+    step = step_by_key(cutover, key)
+    waiting_for_acceptance = step.state == StepState.NEEDS_ACCEPTANCE
+    if waiting_for_acceptance:
+        _require(actor, ACCEPT, "accept a reconciliation with violations (finance approvers do)")
+    else:
+        _require(actor, RUN, "confirm cutover steps (ops do)")
+    if step.state == StepState.RUNNING:
+        raise CutoverRefused(
+            f"step {step.number} ({step.get_key_display()}) is running in the workers; "
+            "its page shows how far it has got"
+        )
+    if step.state == StepState.DONE:
+        raise CutoverRefused(
+            f"step {step.number} ({step.get_key_display()}) was already confirmed by "
+            f"{step.confirmed_by} at {step.confirmed_at:%Y-%m-%d %H:%M:%S} UTC"
+        )
+    first = next_step(cutover)
+    if first.pk != step.pk:
+        raise CutoverRefused(
+            f"step {first.number} ({first.get_key_display()}) must be confirmed before "
+            f"step {step.number} ({step.get_key_display()})"
+        )
+    return step, waiting_for_acceptance
+
+
 def confirm(
     cutover: Cutover,
     key: str,
@@ -162,26 +194,7 @@ def confirm(
     is a finance approver's reason to continue past a reconciliation that found
     violations; `override` is the reason to end monitoring early or with alerts.
     """
-    cutover.refresh_from_db()
-    if cutover.status != CutoverStatus.IN_PROGRESS:
-        raise CutoverRefused(f"cutover {cutover.name} is {cutover.get_status_display().lower()}")
-    step = step_by_key(cutover, key)
-    waiting_for_acceptance = step.state == StepState.NEEDS_ACCEPTANCE
-    if waiting_for_acceptance:
-        _require(actor, ACCEPT, "accept a reconciliation with violations (finance approvers do)")
-    else:
-        _require(actor, RUN, "confirm cutover steps (ops do)")
-    if step.state == StepState.DONE:
-        raise CutoverRefused(
-            f"step {step.number} ({step.get_key_display()}) was already confirmed by "
-            f"{step.confirmed_by} at {step.confirmed_at:%Y-%m-%d %H:%M:%S} UTC"
-        )
-    first = next_step(cutover)
-    if first.pk != step.pk:
-        raise CutoverRefused(
-            f"step {first.number} ({first.get_key_display()}) must be confirmed before "
-            f"step {step.number} ({step.get_key_display()})"
-        )
+    step, waiting_for_acceptance = confirmable(cutover, key, actor=actor)
     note = note.strip()
     if waiting_for_acceptance:
         return _accept(step, actor=actor, reason=accept, note=note)
@@ -198,10 +211,27 @@ def confirm(
         cutover, actor=actor, gateway=gateway, trigger=trigger, revision=revision.strip(), override=override
     )
     state = values.pop("state", StepState.DONE)
+    return record_step(cutover, step, state=state, evidence=evidence, actor=actor, note=note, **values)
+
+
+def record_step(
+    cutover: Cutover,
+    step: CutoverStep,
+    *,
+    state: str,
+    evidence: dict,
+    actor,
+    note: str,
+    source=StepState.PENDING,
+    **values,
+) -> CutoverStep:
+    """Record a step's outcome with a conditional update on its state (`source`):
+    two people, or a person and a worker, record it once. Done seals the
+    cutover at its last step; waiting for an acceptance tells the approvers."""
     now = timezone.now()
     with transaction.atomic():
         recorded = CutoverStep.objects.filter(
-            pk=step.pk, state=StepState.PENDING, cutover__status=CutoverStatus.IN_PROGRESS
+            pk=step.pk, state=source, cutover__status=CutoverStatus.IN_PROGRESS
         ).update(
             state=state,
             evidence=evidence,
@@ -247,6 +277,11 @@ def _snapshot(cutover: Cutover, *, actor, gateway, **_) -> tuple[dict, dict]:
         raise
     except Exception as exc:
         raise CutoverRefused(f"the snapshot could not be taken: {exc}") from exc
+    return snapshot_evidence(snapshot), {}
+
+
+def snapshot_evidence(snapshot) -> dict:
+    """What the snapshot step records of a taken snapshot; refused unless it verified."""
     if snapshot.verification != Verification.INTACT:
         raise CutoverRefused(
             f"snapshot {snapshot.pk} at {snapshot.path} did not verify "
@@ -260,7 +295,7 @@ def _snapshot(cutover: Cutover, *, actor, gateway, **_) -> tuple[dict, dict]:
         "wallets": snapshot.wallets,
         "entries": snapshot.entries,
         "verification": snapshot.verification,
-    }, {}
+    }
 
 
 def _reconcile(cutover: Cutover, *, actor, gateway, trigger, **_) -> tuple[dict, dict]:
@@ -271,12 +306,19 @@ def _reconcile(cutover: Cutover, *, actor, gateway, trigger, **_) -> tuple[dict,
     except Exception as exc:
         # The run is marked failed with the error on its own page.
         raise CutoverRefused(f"the reconciliation failed: {exc}; run this step again") from exc
+    return reconcile_evidence(run, run_by=actor.get_username())
+
+
+def reconcile_evidence(run, *, run_by: str) -> tuple[dict, dict]:
+    """What the reconcile step records of a finished run, and the step's state:
+    done when clean, waiting for a finance approver's acceptance otherwise;
+    refused when the run did not complete."""
     if not run.is_finished or not run.checksum:
         raise CutoverRefused(f"reconciliation run {run.pk} did not complete: {run.error or run.status}")
     verdict = "violations" if run.violations_count else "clean"
     evidence = {
         "run_id": run.pk,
-        "run_by": actor.get_username(),
+        "run_by": run_by,
         "status": run.status,
         "wallets_checked": run.wallets_checked,
         "violations": run.violations_count,

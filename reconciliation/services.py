@@ -28,6 +28,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
+from django.dispatch import Signal
 from django.utils import timezone
 from django_q.tasks import async_task
 
@@ -46,6 +47,8 @@ from revassure.ledger import balances_agree, is_points
 from revassure.logs import get_correlation_id, on_commit
 
 log = logging.getLogger(__name__)
+# Sent once a run is sealed or has failed (run_id=...), by whichever process ended it.
+run_finished = Signal()
 
 FLAG = "reconciliation_enabled"
 MAX_LISTED_MALFORMED = 50
@@ -286,11 +289,13 @@ def _seal_if_complete(run_id: int, gateway: FirestoreGateway) -> None:
     if sealed is not None:
         reports.mirror_run(sealed, gateway=gateway)
         breaks.track_run(sealed)
+        run_finished.send(sender=ReconciliationRun, run_id=run_id)
 
 
 def fail_run(run_id: int, exc: BaseException) -> None:
     log.error("reconciliation run failed", extra={"run_id": run_id, "error": repr(exc)})
     reports.fail_run(run_id, f"{type(exc).__name__}: {exc}")
+    run_finished.send(sender=ReconciliationRun, run_id=run_id)
 
 
 # -- checking wallets --------------------------------------------------------

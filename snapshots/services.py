@@ -20,6 +20,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
+from django.dispatch import Signal
 from django.utils import timezone
 from django_q.tasks import async_task
 
@@ -33,6 +34,8 @@ from snapshots.verify import Result
 from snapshots.verify import verify as verify_files
 
 log = logging.getLogger(__name__)
+# Sent once a snapshot has completed or failed (snapshot_id=...).
+snapshot_finished = Signal()
 
 PERMISSION = "snapshots.take_snapshot"
 TAKE_TASK = "snapshots.tasks.take"
@@ -150,6 +153,7 @@ def run(
         )
     except Exception as exc:
         transition(snapshot_id, SnapshotStatus.FAILED, error=readable(exc))
+        snapshot_finished.send(sender=Snapshot, snapshot_id=snapshot_id)
         if isinstance(exc, FirestoreError):
             # Firestore out of reach or refusing: what it said is the whole story.
             log.error("snapshot failed", extra={"snapshot_id": snapshot_id, "error": readable(exc)})
@@ -176,6 +180,7 @@ def run(
     _start_managed_export(snapshot, gateway, manifest["read_time"])
     transition(snapshot_id, SnapshotStatus.COMPLETED, finished_at=timezone.now())
     log.info("snapshot completed", extra={"snapshot_id": snapshot_id, "wallets": manifest["wallets"]})
+    snapshot_finished.send(sender=Snapshot, snapshot_id=snapshot_id)
     return Snapshot.objects.get(pk=snapshot_id)
 
 
