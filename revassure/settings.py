@@ -168,7 +168,11 @@ if PROMETHEUS_MULTIPROC_DIR:
 ALERT_EMAILS = env.list("ALERT_EMAILS", default=[])
 ALERT_WEBHOOK_URL = env.str("ALERT_WEBHOOK_URL", default="")
 ALERT_WEBHOOK_SECRET = env.str("ALERT_WEBHOOK_SECRET", default="")
-ALERT_FROM_EMAIL = env.str("ALERT_FROM_EMAIL", default="revassure@localhost")
+# Who the product's email comes from: ALERT_FROM_EMAIL for alerts and inbox notices, else
+# DEFAULT_FROM_EMAIL (Django's sender for its own mail). With ALERT_EMAILS set, a start-up
+# check requires a real address (not Django's webmaster@localhost, which mail servers refuse).
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="webmaster@localhost")
+ALERT_FROM_EMAIL = env.str("ALERT_FROM_EMAIL", default="") or DEFAULT_FROM_EMAIL
 # Where people reach the back office: the links in the emails we send them.
 SITE_URL = env.str("SITE_URL", default="http://localhost:8000")
 EMAIL_URL = env.str("EMAIL_URL", default="")
