@@ -126,6 +126,10 @@ REPLAY_LEASE_SECONDS = env.int("REPLAY_LEASE_SECONDS", default=30)
 WEBHOOK_STORE_WAIT_SECONDS = env.float("WEBHOOK_STORE_WAIT_SECONDS", default=5.0)
 WEBHOOK_RETRY_AFTER_SECONDS = env.int("WEBHOOK_RETRY_AFTER_SECONDS", default=30)
 BACKFILL_ALLOW_NEGATIVE_BALANCE = env.bool("BACKFILL_ALLOW_NEGATIVE_BALANCE", default=False)
+# Four eyes on backfill plans: a real run bound to a dry run's plan that moves more than
+# this many points (wallet by wallet, in absolute value) needs the plan approved by a
+# second person first, someone other than who planned it (backfill/plan_approval.py).
+BACKFILL_PLAN_APPROVAL_ABOVE = env.int("BACKFILL_PLAN_APPROVAL_ABOVE", default=0)
 # Where exports uploaded in the admin are kept for the workers (shared by web and workers).
 # A pathlib.Path (env.path would give an environ.Path, which has no mkdir()).
 BACKFILL_UPLOAD_DIR = Path(env.str("BACKFILL_UPLOAD_DIR", default=str(BASE_DIR / "uploads")))
