@@ -5,7 +5,7 @@ server; and the pages those links open, which change nothing on a GET."""
 
 import email
 import email.policy
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import pytest
@@ -15,10 +15,45 @@ from django.urls import reverse
 
 from observability import targets
 from observability.models import Alert, AlertRule, AlertState
-from reconciliation.models import Break
-from tests.observability.test_alerts import T0, break_older_than, only, violations_found
+from reconciliation.models import Break, BreakResolution, BreakStatus, ReconciliationRun, RunStatus
 
 SITE = "https://backoffice.example.com"
+T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
+
+
+def only(rule_name):
+    AlertRule.objects.exclude(name=rule_name).update(enabled=False)
+
+
+def completed_run(at, **fields):
+    with time_machine.travel(at, tick=False):
+        return ReconciliationRun.objects.create(
+            trigger="command", finished_at=at, status=RunStatus.COMPLETED, **fields
+        )
+
+
+def break_older_than():
+    """A break of w1 open for 8 days; the function that closes it."""
+    seen = completed_run(T0 - timedelta(days=8), violations_count=1, drift_count=1, total_abs_drift=5)
+    aged = Break.objects.create(
+        uid="w1",
+        kind="drift",
+        wallet_points=5,
+        ledger_sum=0,
+        delta=5,
+        size=5,
+        first_seen=T0 - timedelta(days=8),
+        last_seen=T0,
+        first_run=seen,
+        last_run=seen,
+    )
+
+    def clear(at):
+        Break.objects.filter(pk=aged.pk).update(
+            status=BreakStatus.CLOSED, resolution=BreakResolution.CLEARED, closed_at=at
+        )
+
+    return clear
 
 
 def parsed(message):
@@ -41,10 +76,10 @@ def path_of(url: str) -> str:
 
 
 @pytest.fixture
-def aged_break(ops, smtp, run_evaluation):
+def aged_break(smtp, run_evaluation):
     """A break open for 8 days: the rule 'Break older than 7 days' fires, by email."""
     only("break_older_than")
-    clear = break_older_than(ops)
+    clear = break_older_than()
     [alert] = run_evaluation(T0).opened
     return alert, clear
 
@@ -103,9 +138,9 @@ def test_the_resolution_says_when_and_how_long_and_offers_no_acknowledge(smtp, a
 
 
 @pytest.mark.django_db
-def test_the_run_rules_point_at_the_run_and_its_violations(ops, smtp, run_evaluation):
+def test_the_run_rules_point_at_the_run_and_its_violations(smtp, run_evaluation):
     only("violations_found")
-    violations_found(ops)
+    completed_run(T0, violations_count=2, drift_count=2, total_abs_drift=7)
     run_evaluation(T0)
 
     _, text, _ = parts(smtp.messages[0])
