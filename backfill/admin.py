@@ -11,7 +11,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.text import capfirst
 
-from backfill import completeness, drain, events, progress, reversals, runs
+from backfill import completeness, drain, events, plan_approval, progress, reversals, runs
 from backfill.models import (
     OUTCOMES,
     DataMigration,
@@ -74,6 +74,14 @@ class ReversalUploadForm(forms.Form):
     )
 
 
+class PlanApprovalForm(forms.Form):
+    reason = forms.CharField(
+        label="Why you approve it",
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
+        help_text="Kept on the plan: what you checked (the wallets it moves, the points).",
+    )
+
+
 class ModeFilter(admin.SimpleListFilter):
     title = "mode"
     parameter_name = "mode"
@@ -125,6 +133,7 @@ class DataMigrationAdmin(ReadOnlyAdmin):
         "eta",
         "outcomes",
         "plan_summary",
+        "approval",
         "binding",
         "error_text",
         "starter",
@@ -142,6 +151,7 @@ class DataMigrationAdmin(ReadOnlyAdmin):
             path("upload/", wrap(self.upload_view), name="backfill_upload"),
             path("upload-reversals/", wrap(self.upload_reversals_view), name="backfill_upload_reversals"),
             path("<int:object_id>/run-bound/", wrap(self.run_bound_view), name="backfill_run_bound"),
+            path("<int:object_id>/approve-plan/", wrap(self.approve_plan_view), name="backfill_approve_plan"),
             *super().get_urls(),
         ]
 
@@ -214,11 +224,42 @@ class DataMigrationAdmin(ReadOnlyAdmin):
     def _bound_run_context(self, request, migration: DataMigration) -> dict:
         if not migration.dry_run:
             return {}
+        refusal = plan_approval.approval_refusal(migration, request.user)
         return {
             "bound_runs": list(runs.bound_runs(migration).order_by("pk")),
             "can_run_bound": request.user.has_perm(PERMISSION),
             "bound_run_refusal": runs.bound_run_refusal(migration),
+            "approval_text": plan_approval.approval_text(migration),
+            # The form for a second person; said why not to one who approves plans.
+            "approve_form": PlanApprovalForm()
+            if not refusal and plan_approval.needs_approval(migration)
+            else None,
+            "approval_refusal": refusal
+            if request.user.has_perm(plan_approval.APPROVE) and migration.plan_approved_by_id is None
+            else "",
         }
+
+    def approve_plan_view(self, request, object_id: int):
+        """A second person approves a completed dry run's plan, from its page (POST only)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not request.user.has_perm(plan_approval.APPROVE):
+            raise PermissionDenied("only ops and finance approvers approve plans")
+        plan = get_object_or_404(DataMigration, pk=object_id)
+        form = PlanApprovalForm(request.POST)
+        try:
+            if not form.is_valid():
+                raise plan_approval.PlanRefused("a reason is required to approve a plan")
+            plan_approval.approve_plan(plan.pk, actor=request.user, reason=form.cleaned_data["reason"])
+        except plan_approval.PlanRefused as exc:
+            self.message_user(request, f"Refused: {exc}.", messages.ERROR)
+        else:
+            self.message_user(
+                request,
+                f"Plan {plan.pk} approved: it may now be run for real, bound to it.",
+                messages.SUCCESS,
+            )
+        return HttpResponseRedirect(reverse("admin:backfill_datamigration_change", args=[plan.pk]))
 
     def upload_view(self, request):
         """Replay an uploaded export (as `replay_webhooks` does), in a worker."""
@@ -408,6 +449,14 @@ class DataMigrationAdmin(ReadOnlyAdmin):
             points(len(wallets)),
             obj.plan_checksum[:16] + "…" if obj.plan_checksum else EMPTY,
         )
+
+    @admin.display(description="second person")
+    def approval(self, obj):
+        """A plan's approval (four eyes), on the plan and on each real run bound to it."""
+        if obj.dry_run:
+            return plan_approval.approval_text(obj) if obj.status == MigrationStatus.COMPLETED else EMPTY
+        plan = DataMigration.objects.filter(pk=obj.parameters.get("plan") or 0).first()
+        return f"Plan {plan.pk}: {plan_approval.approval_text(plan)}" if plan is not None else EMPTY
 
     @admin.display(description="bound to")
     def binding(self, obj):

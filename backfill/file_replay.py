@@ -98,7 +98,9 @@ def verify_plan(
     name: str = "",
 ) -> DataMigration:
     """Plan the same file again, now; PlanMismatch unless it is exactly plan
-    `plan_id`. The new dry run, which matched."""
+    `plan_id`, and PlanNotApproved (before planning) while the plan waits for a
+    second person. The new dry run, which matched."""
+    planner.require_approved(plan_id)
     fresh = runs.start_replay(path=path, dry_run=True, kind=kind, source=source, name=name)
     fresh = run_replay(fresh, lines, gateway=gateway)
     planner.check_plan(plan_id, fresh)

@@ -21,7 +21,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from backfill import uploads
+from backfill import plan_approval, uploads
 from backfill.models import (
     OUTCOMES,
     DataMigration,
@@ -97,7 +97,7 @@ def bound_run_refusal(plan: DataMigration) -> str:
     other = running.order_by("pk").first()
     if other is not None:
         return f"run {other.pk} is bound to it already ({other.get_status_display().lower()})"
-    return ""
+    return plan_approval.run_refusal(plan)
 
 
 def request_bound_run(plan_id: int, *, actor) -> DataMigration:

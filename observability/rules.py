@@ -139,7 +139,8 @@ def break_older_than(rule: AlertRule, now: datetime) -> Firing:
     aged = Break.objects.filter(
         status__in=OPEN_BREAK_STATES, first_seen__lte=now - timedelta(days=rule.threshold + 1)
     ).count()
-    return {"": f"{aged} open breaks older than {rule.threshold} days, the oldest {oldest} days old"}
+    breaks_ = f"{points(aged)} open break{'' if aged == 1 else 's'}"
+    return {"": f"{breaks_} older than {points(rule.threshold)} days, the oldest {points(oldest)} days old"}
 
 
 def watcher_down(rule: AlertRule, now: datetime) -> Firing:

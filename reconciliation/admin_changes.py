@@ -18,7 +18,7 @@ from django.utils.html import format_html
 from django.utils.http import urlencode
 from django.utils.timesince import timesince
 
-from reconciliation import changes
+from reconciliation import break_actions, break_display, changes
 from reconciliation.models import (
     BalanceRequest,
     HealStrategy,
@@ -92,6 +92,21 @@ def frozen_text(event) -> str:
         f"Manual balance changes are frozen since {when(event.created_at)} by {event.actor}: "
         f"{event.reason.rstrip().rstrip('.')}. Ops unfreeze them from the freeze page."
     )
+
+
+def effect_text(effect: changes.Effect) -> str:
+    """A change's effect as the customer sees it first, their balance, then the ledger."""
+    if effect.points_after != effect.points_before:
+        before, after = points(effect.points_before), points(effect.points_after)
+        balance = f"the customer's balance goes {before} → {after} points"
+    else:
+        balance = f"the customer's balance stays {points(effect.points_before)} points"
+    if effect.ledger_after != effect.ledger_before:
+        return (
+            f"{balance}; the ledger goes {points(effect.ledger_before)} → {points(effect.ledger_after)} "
+            f"(an entry of {signed(effect.ledger_after - effect.ledger_before)})"
+        )
+    return f"{balance}; the ledger stays {points(effect.ledger_before)}"
 
 
 def trail(request: BalanceRequest) -> str:
@@ -388,6 +403,8 @@ class BalanceRequestAdmin(ReadOnlyAdmin):
                 ("expires", when(obj.expires_at)),
             ],
             approvals=approvals,
+            effect=effect_text(changes.request_effect(obj)),
+            brk=break_display.summary(break_actions.break_of(obj)),
             wallet_url=wallet_url(obj.uid),
             wallet=wallet,
             live_error=live_error,

@@ -126,6 +126,10 @@ REPLAY_LEASE_SECONDS = env.int("REPLAY_LEASE_SECONDS", default=30)
 WEBHOOK_STORE_WAIT_SECONDS = env.float("WEBHOOK_STORE_WAIT_SECONDS", default=5.0)
 WEBHOOK_RETRY_AFTER_SECONDS = env.int("WEBHOOK_RETRY_AFTER_SECONDS", default=30)
 BACKFILL_ALLOW_NEGATIVE_BALANCE = env.bool("BACKFILL_ALLOW_NEGATIVE_BALANCE", default=False)
+# Four eyes on backfill plans: a real run bound to a dry run's plan that moves more than
+# this many points (wallet by wallet, in absolute value) needs the plan approved by a
+# second person first, someone other than who planned it (backfill/plan_approval.py).
+BACKFILL_PLAN_APPROVAL_ABOVE = env.int("BACKFILL_PLAN_APPROVAL_ABOVE", default=0)
 # Where exports uploaded in the admin are kept for the workers (shared by web and workers).
 # A pathlib.Path (env.path would give an environ.Path, which has no mkdir()).
 BACKFILL_UPLOAD_DIR = Path(env.str("BACKFILL_UPLOAD_DIR", default=str(BASE_DIR / "uploads")))
@@ -168,7 +172,11 @@ if PROMETHEUS_MULTIPROC_DIR:
 ALERT_EMAILS = env.list("ALERT_EMAILS", default=[])
 ALERT_WEBHOOK_URL = env.str("ALERT_WEBHOOK_URL", default="")
 ALERT_WEBHOOK_SECRET = env.str("ALERT_WEBHOOK_SECRET", default="")
-ALERT_FROM_EMAIL = env.str("ALERT_FROM_EMAIL", default="revassure@localhost")
+# Who the product's email comes from: ALERT_FROM_EMAIL for alerts and inbox notices, else
+# DEFAULT_FROM_EMAIL (Django's sender for its own mail). With ALERT_EMAILS set, a start-up
+# check requires a real address (not Django's webmaster@localhost, which mail servers refuse).
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="webmaster@localhost")
+ALERT_FROM_EMAIL = env.str("ALERT_FROM_EMAIL", default="") or DEFAULT_FROM_EMAIL
 # Where people reach the back office: the links in the emails we send them.
 SITE_URL = env.str("SITE_URL", default="http://localhost:8000")
 EMAIL_URL = env.str("EMAIL_URL", default="")

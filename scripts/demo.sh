@@ -35,6 +35,7 @@ export METRICS_TOKEN=${METRICS_TOKEN:-$("$PY" -c 'import secrets; print(secrets.
 export EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend EMAIL_FILE_PATH="$PWD/$DEMO_DIR/mail"
 unset EMAIL_URL
 export ALERT_EMAILS=${ALERT_EMAILS:-ops@revassure.example}
+export ALERT_FROM_EMAIL=${ALERT_FROM_EMAIL:-alerts@revassure.example}
 
 rm -rf "$DEMO_DIR" && mkdir -p "$DEMO_DIR" "$PROMETHEUS_MULTIPROC_DIR" "$DEMO_DIR/mail"
 pids=()

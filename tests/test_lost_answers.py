@@ -22,7 +22,7 @@ import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
-from backfill import runs, tasks
+from backfill import plan_approval, runs, tasks
 from backfill.events import sign
 from backfill.models import DataMigration, EventStatus, ProviderEventDelivery
 from backfill.services import apply_delivery
@@ -356,6 +356,7 @@ def test_a_settlement_action_whose_commit_answer_is_lost_closes_its_break_once(
         plan.refresh_from_db()
         assert (plan.dry_run, plan.status, plan.applied) == (True, "completed", 1)
         lose(proxy, lost, document)
+        plan_approval.approve_plan(plan.pk, actor=approver, reason="one payment, as the statement says")
         real = run_tasks(runs.request_bound_run, plan.pk, actor=ops)
         real.refresh_from_db()
         assert (real.status, real.error) == ("completed", "")

@@ -58,6 +58,7 @@ NAMED_WALLETS = {
     "cust-adjust-0003": (2_500, [2_000, 500]),  # clean
     "cust-replay-0004": (0, []),
     "cust-replay-0005": (0, []),
+    "cust-work-0006": (624, [209]),  # 415 points above its ledger
 }
 
 SETUP = """

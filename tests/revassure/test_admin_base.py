@@ -178,6 +178,9 @@ def posts(client) -> dict:
             reverse("admin:observability_alert_changelist"),
             {"action": "silence", "_selected_action": [alert.pk], "reason": "noisy", "hours": value},
         ),
+        "observability.admin.SilenceForm.hours": lambda value: client.post(
+            reverse("admin:observability_alert_silence", args=[alert.pk]), {"hours": value, "reason": "noisy"}
+        ),
         "reconciliation.admin_changes.AdjustmentForm.amount": lambda value: client.post(
             reverse("admin:reconciliation_balancerequest_propose"),
             {"uid": "u1", "amount": value, "reason_code": "correction", "reason": "typo"},
