@@ -16,7 +16,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from reconciliation import break_actions, break_display, breaks
+from reconciliation import break_actions, break_causes, break_display, breaks
 from reconciliation.admin import FORMULA_TRIGGERS, csv_response
 from reconciliation.admin_break_page import REFUSALS, AcceptForm, AssignForm, BreakPage
 from reconciliation.admin_changes import FORM_PAGE, HealForm, wallet_url
@@ -439,6 +439,7 @@ class BreakAdmin(BreakPage, ReadOnlyAdmin):
             **(extra_context or {}),
             "export_url": export_url + (f"?{query.urlencode()}" if query else ""),
             "can_export": self.has_export_permission(request),
+            "cause_shares": break_causes.shares(),
         }
         return super().changelist_view(request, extra_context)
 

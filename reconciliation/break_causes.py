@@ -21,6 +21,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Count, Sum
+from django.db.models.functions import Abs
 from django.utils import timezone
 
 from backfill.models import ProviderEventDelivery
@@ -273,6 +275,34 @@ def as_json(code: str, text: str, evidence: dict[str, Any]) -> dict[str, Any] | 
         "entries": list(evidence.get("entries", [])),
         "explains": explains,
         "delta": delta,
+    }
+
+
+def shares() -> dict[str, Any]:
+    """What explains the open breaks, cause by cause: {"open": how many are open,
+    "causes": [{"code", "label", "breaks", "share" (of the open breaks, a
+    whole percent), "at_stake" (the sum of their absolute deltas)}], most
+    breaks first, "not computed yet" among them when some wait for the task}."""
+    open_breaks = Break.objects.filter(status__in=OPEN_BREAK_STATES)
+    total = open_breaks.count()
+    rows = (
+        open_breaks.values("cause")
+        .annotate(breaks=Count("id"), at_stake=Sum(Abs("delta")))
+        .order_by("-breaks", "cause")
+    )
+    labels = dict(ProbableCause.choices)
+    return {
+        "open": total,
+        "causes": [
+            {
+                "code": row["cause"] or "pending",
+                "label": labels.get(row["cause"], row["cause"]) if row["cause"] else "not computed yet",
+                "breaks": row["breaks"],
+                "share": round(100 * row["breaks"] / total),
+                "at_stake": row["at_stake"] or 0,
+            }
+            for row in rows
+        ],
     }
 
 
