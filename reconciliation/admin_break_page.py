@@ -1,7 +1,8 @@
 """A break's own page as the place to work on it: its facts, sightings, chart,
 heal requests and notes, and in place the actions this person may take now
 (take, acknowledge, assign, note, propose a heal with its effect on the
-customer, accept the difference). Each posts to a URL of the break and comes
+customer, propose a correction of a malformed entry with its effect on the
+ledger, accept the difference). Each posts to a URL of the break and comes
 back to its page, the list's filters kept (Django's preserved filters); a
 refused form comes back with what was typed and the reason.
 
@@ -21,9 +22,10 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.views.decorators.http import require_POST
 
-from reconciliation import break_actions, break_display, changes
+from reconciliation import break_actions, break_display, changes, corrections
 from reconciliation.admin_changes import FORM_PAGE, effect_text, wallet_url
-from reconciliation.models import Break, BreakAction, HealStrategy, RequestState
+from reconciliation.models import Break, BreakAction, HealStrategy, RequestKind, RequestState, ViolationKind
+from revassure import policy
 from revassure.firestore import FirestoreError, get_gateway
 from revassure.formatting import EMPTY, points, signed, when
 from revassure.freeze import Frozen
@@ -36,6 +38,7 @@ OFFERED = [
     (BreakAction.ACKNOWLEDGE, "Acknowledge"),
     (BreakAction.ASSIGN, "Assign"),
     (BreakAction.PROPOSE_HEAL, "Propose a heal"),
+    (BreakAction.PROPOSE_CORRECTION, "Propose a correction"),
     (BreakAction.ACCEPT, "Accept the difference"),
 ]
 
@@ -80,6 +83,60 @@ class BreakHealForm(forms.Form):
         self.fields["strategy"].choices = choices
 
 
+class BreakCorrectionForm(forms.Form):
+    """A correction of one malformed entry of the break's latest sighting: each
+    entry says what it holds, how it reads and what correcting it so does."""
+
+    entry_id = forms.ChoiceField(widget=forms.RadioSelect, label="The malformed entry")
+    amount = forms.IntegerField(
+        label="Amount it should have been",
+        min_value=-policy.MAX_POINTS,
+        max_value=policy.MAX_POINTS,
+        help_text="Whole points, signed: the correcting entry counts this, the malformed one nothing.",
+    )
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 60}), label="Reason")
+
+    def __init__(self, violation, *args, amounts=None, **kwargs):
+        """`amounts`: {entry id: raw amount now} when Firestore answered."""
+        super().__init__(*args, **kwargs)
+        amounts = amounts or {}
+        choices, first_reading = [], None
+        for entry in corrections.correctable_entries(violation):
+            raw = amounts.get(entry.entry_id, corrections.MISSING)
+            held = corrections.describe(raw) if entry.entry_id in amounts else entry.amount
+            read = corrections.reading(raw)
+            if read is None:
+                text = f"{entry.entry_id}: {held}, not a number: say what it should have been"
+            else:
+                effect = changes.effect(
+                    kind=RequestKind.CORRECTION,
+                    strategy="",
+                    amount=read,
+                    wallet_points=violation.wallet_points,
+                    ledger_sum=violation.ledger_sum,
+                )
+                text = (
+                    f"{entry.entry_id}: {held}, read as {signed(read)}: {effect_text(effect)}{_left(effect)}"
+                )
+                if first_reading is None:
+                    first_reading = read
+            choices.append((entry.entry_id, text))
+        self.fields["entry_id"].choices = choices
+        if choices and not self.is_bound:
+            self.initial.setdefault("entry_id", choices[0][0])
+            if first_reading is not None and len(choices) == 1:
+                self.initial.setdefault("amount", first_reading)
+
+
+def _left(effect: changes.Effect) -> str:
+    """What the difference becomes once the ledger moves."""
+    before = effect.points_before - effect.ledger_before
+    after = effect.points_after - effect.ledger_after
+    if after == 0:
+        return f"; the difference of {signed(before)} is gone"
+    return f"; the difference goes {signed(before)} → {signed(after)}"
+
+
 class BreakPage:
     """The break's page and its in-place actions (a mixin of BreakAdmin)."""
 
@@ -93,6 +150,7 @@ class BreakPage:
             ("assign", self.assign_view),
             ("note", self.note_view),
             ("propose-heal", self.propose_heal_view),
+            ("propose-correction", self.propose_correction_view),
             ("accept", self.accept_view),
         ]
         return [
@@ -111,6 +169,8 @@ class BreakPage:
     def break_page_context(self, request, brk, *, forms_given=None) -> dict:
         user = request.user
         done = {action for action, _ in OFFERED if break_actions.may(user, action)}
+        if brk.kind != ViolationKind.MALFORMED:
+            done.discard(BreakAction.PROPOSE_CORRECTION)  # a correction is for a malformed entry only
         refusals = {action: break_actions.refusal(brk, user, action) for action in done}
         can = {action: action in done and not refusals[action] for action, _ in OFFERED}
         latest = break_actions.latest_violations([brk]).get(brk.pk)
@@ -119,12 +179,21 @@ class BreakPage:
             **self._history(brk),
             "urls": {
                 name: self._preserved(request, reverse(f"admin:reconciliation_break_{name}", args=[brk.pk]))
-                for name in ("take", "acknowledge", "assign", "note", "propose_heal", "accept")
+                for name in (
+                    "take",
+                    "acknowledge",
+                    "assign",
+                    "note",
+                    "propose_heal",
+                    "propose_correction",
+                    "accept",
+                )
             },
             "wallet_url": wallet_url(brk.uid),
             "can_take": can[BreakAction.TAKE],
             "can_acknowledge": can[BreakAction.ACKNOWLEDGE],
             "can_propose_heal": can[BreakAction.PROPOSE_HEAL],
+            "can_propose_correction": can[BreakAction.PROPOSE_CORRECTION],
             "can_accept": can[BreakAction.ACCEPT],
             # Said, not hidden: what this person's role does here, and why not now.
             "refused": [(text, refusals[action]) for action, text in OFFERED if refusals.get(action)],
@@ -132,11 +201,28 @@ class BreakPage:
             "heal_form": (given.get("heal") or BreakHealForm(latest))
             if can[BreakAction.PROPOSE_HEAL]
             else None,
+            **self._correction_context(brk, latest, can[BreakAction.PROPOSE_CORRECTION], given),
             "heal_numbers": self._numbers(brk),
             "delta_text": signed(brk.delta),
             "accept_form": (given.get("accept") or AcceptForm()) if can[BreakAction.ACCEPT] else None,
             "note_form": NoteForm() if break_actions.may(user, BreakAction.NOTE) else None,
         }
+
+    def _correction_context(self, brk, latest, can: bool, given: dict) -> dict:
+        """The correction form, its malformed entries read now (one batched read)
+        to show what they hold and prefill how they read; said when Firestore
+        does not answer (the form still works: the service reads them again)."""
+        if not can:
+            return {"correction_form": None, "correction_error": ""}
+        if given.get("correction") is not None:
+            return {"correction_form": given["correction"], "correction_error": ""}
+        error, amounts = "", {}
+        ids = [m.entry_id for m in corrections.correctable_entries(latest)]
+        try:
+            amounts = corrections.live_amounts(brk.uid, ids, get_gateway())
+        except FirestoreError as exc:
+            error = f"Firestore did not answer ({exc}): the entries are shown as the run found them"
+        return {"correction_form": BreakCorrectionForm(latest, amounts=amounts), "correction_error": error}
 
     def _numbers(self, brk) -> str:
         return (
@@ -178,9 +264,13 @@ class BreakPage:
             "heals": [
                 {
                     "url": reverse("admin:reconciliation_balancerequest_change", args=[h.pk]),
-                    "pk": h.pk,
+                    "title": h.title,
                     "state": h.get_state_display().lower(),
-                    "strategy": h.get_strategy_display(),
+                    "what": (
+                        f"entry {h.supersedes} superseded by an entry of {signed(h.amount)}"
+                        if h.kind == RequestKind.CORRECTION
+                        else h.get_strategy_display()
+                    ),
                     "when": when(h.created_at),
                 }
                 for h in break_actions.heals_of(brk)
@@ -277,6 +367,40 @@ class BreakPage:
                 return self._back(request, brk)
         return self._form_page(
             request, brk, f"Propose a heal for break {brk.pk}", form, "propose_heal", "Propose heal"
+        )
+
+    def propose_correction_view(self, request, break_id):
+        brk = self._posted(request, break_id, BreakAction.PROPOSE_CORRECTION)
+        latest = break_actions.latest_violations([brk]).get(brk.pk)
+        if latest is None:
+            self.message_user(request, "Refused: no run has seen this break yet.", messages.ERROR)
+            return self._back(request, brk)
+        form = BreakCorrectionForm(latest, request.POST)
+        if form.is_valid():
+            proposed = self._run(
+                request,
+                "",
+                break_actions.propose_correction,
+                brk.pk,
+                actor=request.user,
+                gateway=get_gateway(),
+                form=form,
+                **form.cleaned_data,
+            )
+            if proposed:
+                self.message_user(
+                    request,
+                    f"{proposed.title} proposed (entry {proposed.supersedes} to count "
+                    f"{signed(proposed.amount)} points): another person approves it.",
+                    messages.SUCCESS,
+                )
+                return self._back(request, brk)
+        return self._form_page(
+            request,
+            f"Propose a correction for break {brk.pk}",
+            form,
+            "propose_correction",
+            "Propose correction",
         )
 
     def accept_view(self, request, break_id):

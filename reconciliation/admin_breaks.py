@@ -264,7 +264,7 @@ class BreakAdmin(BreakPage, ReadOnlyAdmin):
         if brk.heal_request_id is None:
             return EMPTY
         url = reverse("admin:reconciliation_balancerequest_change", args=[brk.heal_request_id])
-        return format_html('<a href="{}" id="break-heal">Heal #{}</a>', url, brk.heal_request_id)
+        return format_html('<a href="{}" id="break-heal">{}</a>', url, brk.heal_request.title)
 
     @admin.display(description="accepted")
     def accepted_display(self, brk):

@@ -1,8 +1,9 @@
 """What people do with breaks: assign, take, acknowledge, note, accept,
-propose a heal. Each checks the permission, runs in one atomic block over the
-selected breaks (all or none) and appends a note to each (who, when, what):
-a break's story. Reviewers work on breaks (`work_break`); approvers accept a
-difference (`accept_break`, with a reason); heals go through the
+propose a heal, propose a correction of a malformed entry. Each checks the
+permission, runs in one atomic block over the selected breaks (all or none)
+and appends a note to each (who, when, what): a break's story. Reviewers
+work on breaks (`work_break`); approvers accept a difference
+(`accept_break`, with a reason); heals and corrections go through the
 maker-checker of reconciliation.changes.
 """
 
@@ -17,11 +18,12 @@ from django.db import transaction
 from django.db.models import F, Max, Q, QuerySet
 from django.utils import timezone
 
-from reconciliation import changes
+from reconciliation import changes, corrections
 from reconciliation.models import (
     BREAK_TRANSITIONS,
     OPEN_BREAK_STATES,
     OPEN_STATES,
+    REPAIR_KINDS,
     BalanceRequest,
     Break,
     BreakAction,
@@ -29,7 +31,6 @@ from reconciliation.models import (
     BreakResolution,
     BreakSighting,
     BreakStatus,
-    RequestKind,
     Violation,
 )
 from revassure import freeze
@@ -199,6 +200,32 @@ def propose_heal(
     return proposed
 
 
+def propose_correction(
+    break_id: int, *, actor, entry_id: str, amount: int, reason: str, gateway: FirestoreGateway
+) -> BalanceRequest:
+    """Propose a correction of one malformed entry of the break's wallet, from its
+    latest sighting, through reconciliation.corrections (maker-checker as a heal)."""
+    _require(actor, WORK, "propose corrections for breaks")
+    brk = Break.objects.get(pk=break_id)
+    if not brk.is_open:
+        raise BreakRefused(f"break {brk.pk} is closed: nothing to correct")
+    violation = latest_violations([brk]).get(brk.pk)
+    if violation is None:
+        raise BreakRefused("no run has seen this break yet")
+    request = corrections.propose_correction(
+        violation, actor=actor, entry_id=entry_id, amount=amount, reason=reason, gateway=gateway
+    )
+    with transaction.atomic():
+        _note(
+            brk,
+            actor,
+            BreakAction.PROPOSE_CORRECTION,
+            f"{request.title} proposed: entry {request.supersedes} to count {signed(request.amount)} "
+            f"points: {request.reason}",
+        )
+    return request
+
+
 def latest_violations(breaks) -> dict[int, Violation]:
     """{break pk: the violation of its latest sighting} (with its run): what a heal heals."""
     return {
@@ -217,6 +244,7 @@ PERMISSIONS = {
     BreakAction.ACKNOWLEDGE: (WORK,),
     BreakAction.NOTE: (WORK,),
     BreakAction.PROPOSE_HEAL: (WORK, "reconciliation.propose_balancerequest"),
+    BreakAction.PROPOSE_CORRECTION: (WORK, "reconciliation.propose_balancerequest"),
     BreakAction.ACCEPT: (ACCEPT,),
 }
 NO_DIFFERENCE = "the wallet's points are malformed, so there is no difference to accept; fix the data first"
@@ -257,6 +285,11 @@ def refusal(brk: Break, actor, action: str) -> str:
         if violation is None:
             return "no run has seen it yet"
         return changes.heal_refusal(violation, changes.blocking_heals([violation]).get(violation.pk))
+    if action == BreakAction.PROPOSE_CORRECTION:
+        event = freeze.current()
+        if event is not None:
+            return str(freeze.Frozen(event))
+        return corrections.correction_refusal(latest_violations([brk]).get(brk.pk))
     return ""
 
 
@@ -267,14 +300,18 @@ def _someone_elses(brk: Break, actor) -> str:
 
 
 def _open_heals(uids) -> dict[str, BalanceRequest]:
+    """{uid: its open heal or correction}."""
     return {
         heal.uid: heal
-        for heal in BalanceRequest.objects.filter(kind=RequestKind.HEAL, state__in=OPEN_STATES, uid__in=uids)
+        for heal in BalanceRequest.objects.filter(kind__in=REPAIR_KINDS, state__in=OPEN_STATES, uid__in=uids)
     }
 
 
 def _heal_open(heal: BalanceRequest) -> str:
-    return f"its wallet has heal #{heal.pk} open ({heal.get_state_display().lower()}): decide the heal first"
+    what = heal.get_kind_display().lower()
+    return (
+        f"its wallet has {what} #{heal.pk} open ({heal.get_state_display().lower()}): decide the {what} first"
+    )
 
 
 def break_of(request: BalanceRequest) -> Break | None:
@@ -288,7 +325,7 @@ def break_of(request: BalanceRequest) -> Break | None:
 
 
 def heals_of(brk: Break) -> QuerySet:
-    """The heal requests proposed for the break's sightings, latest first."""
+    """The heals and corrections proposed for the break's sightings, latest first."""
     return BalanceRequest.objects.filter(violation__sighting__brk=brk).order_by("-created_at", "-id")
 
 

@@ -20,13 +20,17 @@ def evidence_table(evidence: dict) -> SafeString | str:
     facts = [
         (label(key), _fact(key, value))
         for key, value in evidence.items()
-        if key not in ("entries", "last_rebalance")
+        if key not in ("entries", "last_rebalance", "corrections")
     ]
     entries = evidence.get("entries", [])
     rebalance = evidence.get("last_rebalance")
     if rebalance:
         applied = when(datetime.fromisoformat(rebalance["applied_at"]))
         facts.append(("Last rebalance", f"request {rebalance['request']} at {applied}"))
+    for c in evidence.get("corrections", []):
+        held = "no amount" if c["amount"] is None else repr(c["amount"])
+        superseded = f"{c['entry']} ({held}) superseded by {c['corrected_by']} ({signed(c['by_amount'])})"
+        facts.append(("Corrected entry", superseded))
     table = format_html_join("", '<tr><th scope="row">{}</th><td>{}</td></tr>', facts)
     rows = format_html_join(
         "",

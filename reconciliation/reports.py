@@ -93,13 +93,18 @@ def violation_record(violation: Violation) -> dict:
 
 def describe_details(details: dict) -> str:
     """A violation's details as one line for a person (the admin, the CSV export):
-    what is wrong with the wallet, which entries are malformed, how many more."""
+    what is wrong with the wallet, which entries are malformed, how many more,
+    which malformed entries corrections supersede."""
     listed = details.get("malformed_entries", [])
     parts = [details["wallet"]] if details.get("wallet") else []
     parts += [f"{m['entry']}: {m['problem']} ({m['amount']})" for m in listed]
     hidden = details.get("malformed_entries_total", 0) - len(listed)
     if hidden > 0:
         parts.append(f"and {hidden} more malformed entries")
+    parts += [
+        f"{c['entry']} ({c['amount']}) superseded by its correction {c['corrected_by']}"
+        for c in details.get("corrected_entries", [])
+    ]
     return "; ".join(parts)
 
 

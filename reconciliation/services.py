@@ -43,7 +43,7 @@ from reconciliation.models import (
 )
 from revassure import flags
 from revassure.firestore import MISSING, FirestoreGateway, LedgerTotals
-from revassure.ledger import balances_agree, is_points
+from revassure.ledger import balances_agree, is_points, superseded_entries
 from revassure.logs import get_correlation_id, on_commit
 
 log = logging.getLogger(__name__)
@@ -405,14 +405,21 @@ def classify(
     """Read a confirmed violation's ledger to tell malformed entries from plain drift.
 
     The entries are the last word: None when every amount is an integer and they
-    add up to the wallet's points after all.
+    add up to the wallet's points after all. A malformed entry that a correction
+    supersedes (revassure.ledger.superseded_entries) is not malformed: it counts
+    for nothing, its correction for its amount, and the details say so.
     """
-    int_sum, count, malformed = 0, 0, []
+    int_sum, count, malformed, corrected = 0, 0, [], []
+    superseded = superseded_entries(entries)
     for entry_id, fields in entries:
         count += 1
         amount = fields.get("amount", MISSING)
         if is_points(amount):
             int_sum += amount
+        elif entry_id in superseded:
+            corrected.append(
+                {"entry": entry_id, "amount": _describe(amount), "corrected_by": superseded[entry_id]}
+            )
         else:
             malformed.append({"entry": entry_id, "amount": _describe(amount), "problem": _problem(amount)})
     details: dict[str, Any] = {}
@@ -423,6 +430,8 @@ def classify(
     if malformed:
         details["malformed_entries"] = malformed[:MAX_LISTED_MALFORMED]
         details["malformed_entries_total"] = len(malformed)
+    if corrected:
+        details["corrected_entries"] = corrected[:MAX_LISTED_MALFORMED]
     wallet_points = points if is_points(points) else None
     if not malformed and balances_agree(wallet_points, int_sum):
         return None

@@ -182,14 +182,16 @@ def test_a_refused_proposal_keeps_what_was_typed_and_says_why(client, wallets, r
 
 
 @pytest.mark.django_db
-def test_a_malformed_break_says_why_no_heal_is_offered(client, wallets, reviewer, approver):
+def test_a_malformed_break_says_why_no_heal_is_offered_and_offers_a_correction(
+    client, wallets, reviewer, approver
+):
     client.force_login(reviewer)
     body = client.get(page("bad")).content.decode()
     assert 'id="break-heal"' not in body and 'id="break-propose-heal"' not in body
     assert "<strong>Propose a heal</strong>: not now, malformed, cannot be healed" in body
-    assert "fix the data first" in body
+    assert "propose a correction of the malformed entry from its break, or accept the difference" in body
     refused = client.post(action_url("propose_heal", "bad"), {"strategy": "rebalance", "reason": "x"})
-    assert "fix the data first" in refused.content.decode()
+    assert "a heal would only hide them; propose a correction" in refused.content.decode()
     assert not BalanceRequest.objects.exists()
 
     # The bulk action on the list says it before its form, and leaves the break out.

@@ -30,7 +30,8 @@ class Command(BaseCommand):
             found = found.filter(status=BreakStatus.CLOSED)
         now = timezone.now()
         found = list(found)
-        rows = [breaks.summary(brk, now) for brk in found]
+        corrections = breaks.corrections_of([brk.pk for brk in found])
+        rows = [breaks.summary(brk, now, corrections.get(brk.pk, [])) for brk in found]
         if json:
             self.stdout.write(_dumps({"breaks": rows}))
             return
@@ -45,6 +46,12 @@ class Command(BaseCommand):
                 f"{row['age_days']} days old, seen {row['sightings']} times, owner {owner}\n"
                 f"    {brk.cause_text or 'probable cause not computed yet'}"
             )
+            for correction in row["corrections"]:
+                self.stdout.write(
+                    f"    correction #{correction['request']} ({correction['state']}): entry "
+                    f"{correction['supersedes']} superseded by {correction['entry']} "
+                    f"({correction['amount']:+,} points)"
+                )
 
 
 def _dumps(data) -> str:
