@@ -26,7 +26,7 @@ from backfill import plan_approval, runs, tasks
 from backfill.events import sign
 from backfill.models import DataMigration, EventStatus, ProviderEventDelivery
 from backfill.services import apply_delivery
-from reconciliation import changes, services
+from reconciliation import changes, corrections, services
 from reconciliation.models import BalanceRequest, ReasonCode, RequestState, RunTrigger
 from revassure.firestore import get_gateway
 from settlement import actions
@@ -287,6 +287,27 @@ def test_a_manual_adjustment_whose_commit_answer_is_lost_moves_the_wallet_once_a
     request.refresh_from_db()
     assert request.state == RequestState.APPLIED
     assert books(direct, "u1")["u1"] == (65, [25, 40])
+
+
+def test_a_correction_whose_commit_answer_is_lost_is_appended_once_and_marked_applied(
+    lost, proxy, product, direct, reviewer, approver, run_tasks
+):
+    direct.write_wallets([("bad", 550, {"e000": {"amount": 430}, "e001": {"amount": "120"}})])
+    run = services.run_inline(actor=None, trigger=RunTrigger.COMMAND, gateway=product)
+    request = corrections.propose_correction(
+        run.violations.get(), actor=reviewer, entry_id="e001", amount=120, reason="text", gateway=product
+    )
+    lose(proxy, lost, f"wallets/bad/ledger/{request.ledger_entry_id}")
+
+    run_tasks(changes.approve, request.pk, actor=approver, gateway=product)
+
+    was_lost(proxy)
+    request.refresh_from_db()
+    assert request.state == RequestState.APPLIED
+    ledger = dict(direct.ledgers(["bad"], concurrency=1)["bad"])
+    assert sorted(ledger) == ["e000", "e001", request.ledger_entry_id]
+    assert ledger["e001"] == {"amount": "120"}  # untouched, superseded
+    assert services.run_inline(actor=None, trigger=RunTrigger.COMMAND, gateway=product).violations_count == 0
 
 
 # -- settlement actions ------------------------------------------------------------

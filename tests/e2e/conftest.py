@@ -59,6 +59,7 @@ NAMED_WALLETS = {
     "cust-replay-0004": (0, []),
     "cust-replay-0005": (0, []),
     "cust-work-0006": (624, [209]),  # 415 points above its ledger
+    "cust-fix-0007": (550, [430, "120"]),  # malformed: an amount of "120", a string the sum skips
 }
 
 SETUP = """

@@ -232,7 +232,9 @@ def test_an_approver_accepts_in_place_and_reviewers_are_not_offered_it(client, w
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("name", ["take", "acknowledge", "assign", "note", "propose_heal", "accept"])
+@pytest.mark.parametrize(
+    "name", ["take", "acknowledge", "assign", "note", "propose_heal", "propose_correction", "accept"]
+)
 def test_each_action_url_takes_a_post_from_its_role_only(client, wallets, reviewer, approver, ops, name):
     allowed = approver if name == "accept" else reviewer
     for user in {reviewer, approver, ops} - {allowed}:
