@@ -397,6 +397,7 @@ class BreakPage:
                 return self._back(request, brk)
         return self._form_page(
             request,
+            brk,
             f"Propose a correction for break {brk.pk}",
             form,
             "propose_correction",

@@ -101,7 +101,7 @@ def propose_heals(
         if open_repairs:
             raise RequestRefused(
                 "; ".join(
-                    f"already an open {r.get_kind_display()} request for {r.uid} (#{r.pk})"
+                    f"already an open {r.get_kind_display().lower()} request for {r.uid} (#{r.pk})"
                     for r in open_repairs.order_by("uid")
                 )
             )
@@ -313,16 +313,16 @@ def _auto_heal(request: BalanceRequest, live) -> None:
 def heal_refusal(violation, heal=None) -> str:
     """Why a violation cannot be proposed for a heal now, or "" when it can.
     `heal` is what blocks it, from blocking_heals: the open heal of its
-    wallet, or the heal that was applied for it."""
+    wallet (or its open correction), or the heal that was applied for it."""
+    if heal is not None and heal.state in OPEN_STATES:
+        return f"its wallet already has {heal.title.lower()} ({heal.get_state_display().lower()})"
     if violation.kind != ViolationKind.DRIFT:
         problem = describe_details(violation.details) or "malformed points or entries"
         return f"malformed, cannot be healed: {problem}; {_malformed_way(violation)}"
     if violation.run.status != RunStatus.COMPLETED:
         return f"run {violation.run_id} is not completed"
     if heal is not None:
-        if heal.state == RequestState.APPLIED:
-            return f"healed already by {heal.title.lower()}"
-        return f"its wallet already has {heal.title.lower()} ({heal.get_state_display().lower()})"
+        return f"healed already by {heal.title.lower()}"
     return ""
 
 

@@ -207,7 +207,7 @@ def propose_correction(
             repair = _open_repair(uid)
             if repair is not None:
                 raise changes.RequestRefused(
-                    f"already an open {repair.get_kind_display()} request for {uid} (#{repair.pk})"
+                    f"already an open {repair.get_kind_display().lower()} request for {uid} (#{repair.pk})"
                 )
             return changes.create_request(
                 kind=RequestKind.CORRECTION,

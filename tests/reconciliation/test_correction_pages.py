@@ -102,6 +102,10 @@ def test_a_correction_is_proposed_in_place_and_the_page_says_what_is_open(client
         "(proposed)"
     ) in body
     assert 'id="break-correct"' not in body
+    assert (
+        "<strong>Propose a heal</strong>: not now, its wallet already has "
+        f"correction #{request.pk} (proposed)"
+    ) in body
     assert f"Correction #{request.pk} proposed: entry e001 to count +25 points: receipt: 25 points" in body
 
 

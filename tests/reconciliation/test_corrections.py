@@ -7,6 +7,7 @@ import re
 
 import pytest
 from django.contrib.auth.models import Group
+from django.db import IntegrityError, transaction
 from django.test import TestCase
 
 from reconciliation import break_actions, break_causes, breaks, changes, corrections, services
@@ -431,3 +432,36 @@ def test_each_amount_the_sum_skips_is_corrected_and_the_next_run_finds_the_walle
 
     assert reconcile(gateway).violations_count == 0
     assert the_break().resolution == "healed"
+
+
+def test_or_an_approver_accepts_the_malformed_break_with_a_reason(gateway, malformed, approver):
+    brk = the_break()
+    assert break_actions.refusal(brk, approver, BreakAction.ACCEPT) == ""
+
+    break_actions.accept(
+        [brk.pk], actor=approver, reason="test entry of the 2019 migration, never a purchase"
+    )
+
+    brk.refresh_from_db()
+    assert (brk.status, brk.resolution, brk.accepted_delta) == ("closed", "accepted", 120)
+
+
+def test_the_database_holds_one_standing_correction_per_entry_whatever_code_saves_it(
+    gateway, malformed, reviewer
+):
+    first = propose(malformed, reviewer, gateway)
+    fields = {
+        "kind": "correction",
+        "uid": "bad",
+        "amount": 12,
+        "reason_code": "correction",
+        "reason": "a second one, saved past the service",
+        "supersedes": "e001",
+        "expected_points": 550,
+        "expected_ledger_sum": 430,
+        "actor": reviewer,
+    }
+    with pytest.raises(IntegrityError), transaction.atomic():
+        changes.create_request(**fields)
+    BalanceRequest.objects.filter(pk=first.pk).update(state=RequestState.REJECTED)
+    assert changes.create_request(**fields).supersedes == "e001"  # a rejected one stands no more
