@@ -305,7 +305,7 @@ class ChunkFindings:
     total_wallet_points: int = 0
     total_ledger_sum: int = 0
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.violations: list[dict[str, Any]] = []
         # Candidates the re-check cleared: {"uid", "wallet_points", "ledger_sum", "delta"} as first read.
         self.cleared: list[dict[str, Any]] = []
