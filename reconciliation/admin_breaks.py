@@ -11,6 +11,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import Permission
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
@@ -54,7 +55,9 @@ def reviewers():
 
 
 class AssignForm(forms.Form):
-    owner = forms.ModelChoiceField(queryset=None, label="Assign to", empty_label=None)
+    owner: forms.ModelChoiceField[AbstractBaseUser] = forms.ModelChoiceField(
+        queryset=None, label="Assign to", empty_label=None
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
