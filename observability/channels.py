@@ -30,7 +30,8 @@ def status_of(kind: str) -> str:
 
 
 def text_of(alert: Alert, kind: str) -> str:
-    word = {NotificationKind.FIRING: "FIRING", NotificationKind.REPEAT: "STILL FIRING"}.get(kind, "RESOLVED")
+    words: dict[str, str] = {NotificationKind.FIRING: "FIRING", NotificationKind.REPEAT: "STILL FIRING"}
+    word = words.get(kind, "RESOLVED")
     return f"[revassure] {word}: {alert.rule.get_name_display()}: {alert.summary}"
 
 

@@ -68,6 +68,7 @@ def reconciliation_stale(rule: AlertRule, now: datetime) -> Firing:
     run = last_full_run()
     if run is None:
         return {"": "no full reconciliation run has completed yet"}
+    assert run.finished_at is not None  # completed: finished
     if run.finished_at >= now - timedelta(hours=rule.threshold):
         return {}
     return {"": f"the last full run completed {when(run.finished_at)}, over {rule.threshold} h ago"}
@@ -196,7 +197,7 @@ DEFAULTS = {
 # The rules whose threshold is a time, with its unit and the longest that makes
 # sense (a year): a date that far back is still a date, where a larger number
 # would overflow when the rule is evaluated or the dashboard reads it.
-TIME_THRESHOLDS = {
+TIME_THRESHOLDS: dict[str, tuple[str, int]] = {
     RuleName.RECONCILIATION_STALE: ("hours", 366 * 24),
     RuleName.FREEZE_TOO_LONG: ("hours", 366 * 24),
     RuleName.APPROVALS_WAITING: ("hours", 366 * 24),
