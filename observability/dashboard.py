@@ -49,6 +49,7 @@ def verdict(now: datetime) -> Verdict:
     hours = stale_hours[0] if stale_hours else 26
     if run is None:
         return Verdict("stale", "no full reconciliation run has completed yet")
+    assert run.finished_at is not None  # completed: finished
     if run.finished_at < now - timedelta(hours=hours):
         return Verdict("stale", f"no completed full run for more than {hours} hours")
     if run.violations_count or run.liability_difference:

@@ -329,9 +329,9 @@ def blocking_heals(violations) -> dict[int, BalanceRequest]:
             applied_by_violation[heal.violation_id] = heal
     found = {}
     for violation in violations:
-        heal = open_by_uid.get(violation.uid) or applied_by_violation.get(violation.pk)
-        if heal is not None:
-            found[violation.pk] = heal
+        blocking = open_by_uid.get(violation.uid) or applied_by_violation.get(violation.pk)
+        if blocking is not None:
+            found[violation.pk] = blocking
     return found
 
 
@@ -525,6 +525,7 @@ def release_abandoned(older_than: timedelta) -> int:
 
 def _change(request: BalanceRequest) -> BalanceChange:
     seen = request.approvals.order_by("-created_at", "-id").first()
+    assert seen is not None  # an approved request: approved at least once
     mode = request.strategy if request.kind == RequestKind.HEAL else "adjustment"
     record = {
         "type": "reconciliation" if request.kind == RequestKind.HEAL else "adjustment",

@@ -9,10 +9,10 @@ number of points, so neither ever agrees with anything, even when `==` says so
 Firestore gateway share it.
 """
 
-from typing import Any
+from typing import Any, TypeGuard
 
 
-def is_points(value: Any) -> bool:
+def is_points(value: Any) -> TypeGuard[int]:
     """A valid number of points: an int, and not a bool."""
     return type(value) is int
 

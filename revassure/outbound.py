@@ -193,7 +193,8 @@ class SMTPBackend(smtp.EmailBackend):
         super().__init__(*args, **kwargs)
         self.seconds = seconds or settings.OUTBOUND_DEADLINE_SECONDS
         if not self.timeout or self.timeout > self.seconds:
-            self.timeout = self.seconds  # connecting, too, within the deadline
+            # The stubs say int; smtplib (and Django's EMAIL_TIMEOUT) take float seconds.
+            self.timeout = self.seconds  # type: ignore[assignment]  # connecting, too, within the deadline
 
     @property
     def connection_class(self):

@@ -280,6 +280,7 @@ def _found(item: StatementRow, row: dict, amount, adjustment: BalanceRequest | N
     note = _adjustment_note(adjustment)
     if not item.settled:
         if applied and credited == 0:
+            assert adjustment is not None  # applied: an adjustment's
             row["detail"] = (
                 f"{item.status} at the provider; the ledger entry's {_shown(amount)} points were taken "
                 f"back by manual adjustment #{adjustment.pk} ({signed(applied)}): they agree"
@@ -293,6 +294,7 @@ def _found(item: StatementRow, row: dict, amount, adjustment: BalanceRequest | N
             f"the statement says {signed(_expected(item))} points, the ledger entry {_shown(amount)}{note}"
         )
     elif applied:
+        assert adjustment is not None  # applied: an adjustment's
         row["detail"] = (
             f"the ledger entry's {_shown(amount)} and manual adjustment #{adjustment.pk} ({signed(applied)}) "
             f"make the statement's {signed(_expected(item))} points"

@@ -210,7 +210,10 @@ def execute(run: SettlementRun, *, gateway: FirestoreGateway, dry_run: bool = Fa
     run.refresh_from_db()
     if repeat is not None:
         log.info("settlement statement imported before", extra={"run_id": run.pk, "repeat_of": repeat.pk})
-    period = (run.period_start, run.period_end) if run.period_given else None
+    period: tuple[datetime, datetime] | None = None
+    if run.period_given:
+        assert run.period_start is not None and run.period_end is not None  # given: both ends
+        period = (run.period_start, run.period_end)
     with statement.open_rows(run.path) as rows:
         matched = matching.match_statement(run, rows, gateway=gateway, period=period)
     run.refresh_from_db()

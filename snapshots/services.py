@@ -168,6 +168,7 @@ def run(
         transition(snapshot_id, SnapshotStatus.PENDING)
         return Snapshot.objects.get(pk=snapshot_id)
     manifest = outcome.manifest
+    assert manifest is not None  # finished: written
     Snapshot.objects.filter(pk=snapshot_id).update(
         **{name: manifest[name] for name in ("seconds", "wallets", "entries", "documents")},
         points_total=manifest["points_total"],

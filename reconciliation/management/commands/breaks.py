@@ -29,15 +29,15 @@ class Command(BaseCommand):
         elif status == "closed":
             found = found.filter(status=BreakStatus.CLOSED)
         now = timezone.now()
-        found = list(found)
-        rows = [breaks.summary(brk, now) for brk in found]
+        listed = list(found)
+        rows = [breaks.summary(brk, now) for brk in listed]
         if json:
             self.stdout.write(_dumps({"breaks": rows}))
             return
         if not rows:
             self.stdout.write(f"No {'' if status == 'all' else status + ' '}breaks.")
             return
-        for brk, row in zip(found, rows, strict=True):
+        for brk, row in zip(listed, rows, strict=True):
             ended = f", {row['resolution']}" if row["resolution"] else ""
             owner = row["owner"] or "nobody"
             self.stdout.write(
