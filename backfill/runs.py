@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import timedelta
-from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
@@ -71,8 +70,8 @@ def request_file_replay(
             dry_run=dry_run,
             started_by=actor,
         )
-        path = uploads.keep(upload, migration, settings.BACKFILL_UPLOAD_DIR)
-        migration.parameters.update(path=str(path), expected=uploads.count_items(path, kind))
+        expected = uploads.count_upload(upload, kind)
+        migration.parameters.update(path=uploads.keep(upload, migration), expected=expected)
         migration.save(update_fields=["parameters"])
         enqueue_run(migration.pk)
     return migration
@@ -91,7 +90,7 @@ def bound_run_refusal(plan: DataMigration) -> str:
         return "the dry run has not completed"
     if plan.source != MigrationSource.UPLOAD:
         return "its file was named on a command line: run `replay_webhooks --plan` where that file is"
-    if not Path(plan.parameters.get("path", "")).is_file():
+    if not uploads.is_kept(plan):
         return "its uploaded file is no longer kept: upload it again"
     running = bound_runs(plan).exclude(status__in=[MigrationStatus.FAILED, MigrationStatus.CANCELLED])
     other = running.order_by("pk").first()
