@@ -66,7 +66,11 @@ def keep(upload, name: str) -> str:
     """Save an uploaded file in the shared storage under `name` (or a free name
     beside it, which the storage picks); the name it is kept under."""
     upload.seek(0)
-    return shared().save(name, upload)
+    given = upload.name
+    try:
+        return shared().save(name, upload)
+    finally:
+        upload.name = given  # GoogleCloudStorage renames the file object it saves
 
 
 def forget(name: str) -> None:
