@@ -27,8 +27,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import google.api_core.exceptions
 import google.auth.exceptions
+import google.cloud.exceptions
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import Storage, storages
@@ -51,7 +51,7 @@ def cloud_errors(where: str) -> Iterator[None]:
     (an unreachable endpoint is an OSError already)."""
     try:
         yield
-    except google.api_core.exceptions.GoogleAPICallError as exc:
+    except google.cloud.exceptions.GoogleCloudError as exc:  # Cloud Storage's (google-cloud-core's) errors
         raise StorageError(f"{where}: Cloud Storage answered {exc.code} {exc.message}") from exc
     except google.auth.exceptions.DefaultCredentialsError as exc:
         raise StorageError(f"{where}: no credentials for Cloud Storage ({exc})") from exc
