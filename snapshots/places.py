@@ -145,7 +145,8 @@ class Bucket:
         for entry in manifest["files"]:
             listed |= {entry["name"], entry["name"].removesuffix(files.DATA) + files.INDEX}
         for name in self.names() - listed - {PROGRESS}:
-            self.remove(name)
+            if _ours(name):  # an earlier attempt's; what is not a snapshot's is left alone
+                self.remove(name)
         self.put(directory, MANIFEST)
         self.remove(PROGRESS)
         shutil.rmtree(directory, ignore_errors=True)
