@@ -39,7 +39,7 @@ from reconciliation.models import (
     ViolationKind,
 )
 from reconciliation.reports import describe_details
-from revassure import flags, freeze, metrics, policy
+from revassure import dbclock, flags, freeze, metrics, policy
 from revassure.firestore import BalanceChange, FirestoreGateway
 from revassure.formatting import points, signed
 from revassure.ledger import balances_unchanged, is_points
@@ -448,7 +448,7 @@ def execute(request_id: int, *, gateway: FirestoreGateway) -> BalanceRequest:
     claimed = BalanceRequest.objects.filter(
         pk=request_id, state=RequestState.APPROVED, claimed_at__isnull=True
     )
-    if claimed.update(claimed_at=timezone.now()) != 1:
+    if claimed.update(claimed_at=dbclock.now()) != 1:  # judged by release_abandoned, on that clock
         return request  # another worker has it
     request.refresh_from_db()
     change = _change(request)
@@ -517,9 +517,11 @@ def resume_waiting() -> int:
 
 def release_abandoned(older_than: timedelta) -> int:
     """Give back claims of workers that died mid-way, so the requests run again
-    (the Firestore side is idempotent: a committed change is found, not redone)."""
-    cutoff = timezone.now() - older_than
-    abandoned = BalanceRequest.objects.filter(state=RequestState.APPROVED, claimed_at__lt=cutoff)
+    (the Firestore side is idempotent: a committed change is found, not redone).
+    Claims are written and judged by the database's clock (revassure.dbclock)."""
+    abandoned = BalanceRequest.objects.filter(
+        state=RequestState.APPROVED, claimed_at__lt=dbclock.ago(older_than)
+    )
     return abandoned.update(claimed_at=None)
 
 

@@ -1,5 +1,5 @@
-"""Calls this product makes to other services (alert webhooks, SMTP, Cloud
-Storage, the certificates that sign job tokens), each with a total deadline.
+"""Calls this product makes to other services (alert webhooks, SMTP, the
+certificates that sign job tokens), each with a total deadline.
 
 A per-read timeout is no deadline: a receiver that sends one byte every 5 s
 never trips a 10 s read timeout, and held every worker for minutes. Here a
