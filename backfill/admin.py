@@ -1,9 +1,11 @@
 from pathlib import Path
+from typing import cast
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.db.models import QuerySet
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -19,6 +21,7 @@ from backfill.models import (
     MigrationKind,
     MigrationSource,
     MigrationStatus,
+    PlanItem,
     ProviderEventDelivery,
     RejectedWebhook,
 )
@@ -33,7 +36,7 @@ REFRESH_SECONDS = 5  # how often a page showing a live migration reloads itself
 ITEMS_PER_PAGE = 50
 
 # How a dry run's outcomes read: nothing happened, it would.
-PLANNED = {
+PLANNED: dict[str, str] = {
     EventStatus.APPLIED: "Would apply",
     EventStatus.DUPLICATE: "Duplicate",
     EventStatus.DEFERRED: "Would wait (deferred)",
@@ -142,7 +145,7 @@ class DataMigrationAdmin(ReadOnlyAdmin):
         "started",
         "finished",
     ]
-    readonly_fields = fields
+    readonly_fields = cast(list[str], fields)  # the names above, none grouped
     actions = ["pause", "resume", "cancel", "rerun_quarantined_and_failed"]
 
     def get_urls(self):
@@ -180,6 +183,7 @@ class DataMigrationAdmin(ReadOnlyAdmin):
     def _items_context(self, request, migration: DataMigration) -> dict:
         """The per-line outcomes with reasons, paged: a dry run's plan items, a
         real run's deliveries (a stored replay's deliveries belong to earlier runs)."""
+        rows: QuerySet[PlanItem] | QuerySet[ProviderEventDelivery]
         if migration.dry_run:
             rows = migration.plan_items.order_by("line")
             outcome_field = "outcome"
@@ -566,7 +570,7 @@ class ProviderEventDeliveryAdmin(ReadOnlyAdmin):
         "line",
         "raw_body",
     ]
-    readonly_fields = fields
+    readonly_fields = cast(list[str], fields)  # the names above, none grouped
 
     change_list_template = "admin/backfill/providereventdelivery/change_list.html"
 
@@ -686,7 +690,7 @@ class RejectedWebhookAdmin(ReadOnlyAdmin):
     search_fields = ["=remote_addr", "=body_sha256"]
     search_help_text = "Exact sender address or SHA-256 of the body"
     fields = ["received", "reason", "remote_addr", "body_size", "body_sha256"]
-    readonly_fields = fields
+    readonly_fields = cast(list[str], fields)  # the names above, none grouped
     date_hierarchy = "received_at"
 
     @admin.display(description="received", ordering="received_at")

@@ -48,6 +48,8 @@ def run_replay(
     if lease is None:
         return migration
     numbered = _numbered(lines, after=migration.checkpoint)
+    # Deferred: a dry run's (line number, raw line) pairs, a real run's delivery ids.
+    deferred: list[tuple[int, bytes]] | list[int] | None
     try:
         if migration.dry_run:
             plan = planner.Plan(gateway, allow_negative=negative_balance_allowed())
@@ -262,7 +264,7 @@ def _save_batch(migration, lease: str, batch: _Batch | None, landed: list, defer
 def _retry_deferred(migration, lease: str, deferred: list, consider) -> None:
     """Reversals that arrived before their purchase: try again while any succeeds."""
     while deferred:
-        still, moved = [], defaultdict(int)
+        still, moved = [], defaultdict[str, int](int)
         for item in deferred:
             outcome = consider(item)
             if outcome == EventStatus.DEFERRED:

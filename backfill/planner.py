@@ -77,6 +77,7 @@ class Plan:
         view = self._view(event)
         decision = decide(event, view, allow_negative=self.allow_negative)
         if decision.status == EventStatus.APPLIED:
+            assert decision.entry is not None  # an applied decision carries its entry
             self.points_before.setdefault(event.user_id, view.points - self.delta[event.user_id])
             self.entries[event.user_id][event.entry_id] = decision.entry
             self.delta[event.user_id] += event.amount

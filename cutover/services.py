@@ -12,7 +12,9 @@ snapshot keeps its own failed row, and the step stays pending.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -24,6 +26,7 @@ from observability.models import ACTIVE, Alert
 from reconciliation.services import run_inline
 from revassure import flags, freeze
 from revassure.firestore import FirestoreGateway
+from revassure.models import FreezeEvent
 from revassure.sealing import chain as sealing
 from revassure.waiting import WaitingKind, announce
 from snapshots import services as snapshots
@@ -167,6 +170,7 @@ def confirmable(cutover: Cutover, key: str, *, actor) -> tuple[CutoverStep, bool
             f"{step.confirmed_by} at {step.confirmed_at:%Y-%m-%d %H:%M:%S} UTC"
         )
     first = next_step(cutover)
+    assert first is not None  # this step is not done
     if first.pk != step.pk:
         raise CutoverRefused(
             f"step {first.number} ({first.get_key_display()}) must be confirmed before "
@@ -198,7 +202,7 @@ def confirm(
     note = note.strip()
     if waiting_for_acceptance:
         return _accept(step, actor=actor, reason=accept, note=note)
-    perform = {
+    performers: dict[str, Callable[..., tuple[dict, dict]]] = {
         StepKey.FREEZE: _freeze,
         StepKey.SNAPSHOT: _snapshot,
         StepKey.RECONCILE: _reconcile,
@@ -206,8 +210,8 @@ def confirm(
         StepKey.SWITCH_WEBHOOKS: _switch_webhooks,
         StepKey.MONITOR: _monitor,
         StepKey.UNFREEZE: _unfreeze,
-    }[step.key]
-    evidence, values = perform(
+    }
+    evidence, values = performers[step.key](
         cutover, actor=actor, gateway=gateway, trigger=trigger, revision=revision.strip(), override=override
     )
     state = values.pop("state", StepState.DONE)
@@ -257,6 +261,7 @@ def _freeze(cutover: Cutover, *, actor, gateway, **_) -> tuple[dict, dict]:
         event = freeze.freeze(actor=actor, reason=f"cutover {cutover.name}", gateway=gateway)
         already = False
     except freeze.AlreadyInState as exc:
+        assert exc.event is not None  # frozen already: by this event
         event, already = exc.event, True
     evidence = {
         "freeze_event_id": event.pk,
@@ -375,6 +380,7 @@ def monitoring(cutover: Cutover, now=None) -> dict | None:
     if switch is None or switch.state != StepState.DONE:
         return None
     now = now or timezone.now()
+    assert switch.confirmed_at is not None  # done: confirmed at a time
     # A cutover started before the bound was enforced may hold a larger number.
     ends_at = switch.confirmed_at + timedelta(minutes=min(cutover.monitor_minutes, MAX_MONITOR_MINUTES))
     deliveries = ProviderEventDelivery.objects.filter(
@@ -399,6 +405,7 @@ def monitoring(cutover: Cutover, now=None) -> dict | None:
 
 def _monitor(cutover: Cutover, *, override, **_) -> tuple[dict, dict]:
     seen = monitoring(cutover)
+    assert seen is not None  # the switch, the step before, is done
     why_not = []
     if seen["seconds_left"]:
         why_not.append(f"the monitoring time has {_minutes(seen['seconds_left'])} left")
@@ -428,6 +435,7 @@ def _unfreeze(cutover: Cutover, *, actor, gateway, **_) -> tuple[dict, dict]:
             "said": f"left frozen: freeze event {made.get('freeze_event_id')} was not the cutover's "
             f"({made.get('frozen_by')}: {made.get('reason')}); it is lifted by whoever froze",
         }, {}
+    event: FreezeEvent | None
     try:
         event = freeze.unfreeze(
             actor=actor,
@@ -441,7 +449,7 @@ def _unfreeze(cutover: Cutover, *, actor, gateway, **_) -> tuple[dict, dict]:
         event, already = exc.event, True
     except freeze.NotTheSameFreeze as exc:
         return {"already_unfrozen": False, "left_frozen": True, "said": f"left frozen: {exc}"}, {}
-    evidence = {"already_unfrozen": already}
+    evidence: dict[str, Any] = {"already_unfrozen": already}
     if event is not None:
         evidence.update(
             unfreeze_event_id=event.pk,

@@ -2,6 +2,7 @@
 and silence; rules editable by ops only, each change with a reason."""
 
 from datetime import timedelta
+from typing import cast
 
 from django import forms
 from django.contrib import admin, messages
@@ -51,7 +52,7 @@ SILENCE_HOURS = forms.IntegerField(min_value=1, max_value=alerts.MAX_SILENCE_HOU
 class NotificationInline(ReadOnly, admin.TabularInline):
     model = AlertNotification
     fields = ["created_at", "kind", "channel", "attempt", "ok", "status_code", "error"]
-    readonly_fields = fields
+    readonly_fields = cast(list[str], fields)  # the names above, none grouped
     extra = 0
 
 
@@ -291,7 +292,7 @@ class RuleForm(forms.ModelForm):
 class RuleChangeInline(ReadOnly, admin.TabularInline):
     model = AlertRuleChange
     fields = ["created_at", "actor", "changes", "reason"]
-    readonly_fields = fields
+    readonly_fields = cast(list[str], fields)  # the names above, none grouped
     extra = 0
 
 

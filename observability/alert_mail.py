@@ -48,7 +48,8 @@ def alert_url(alert: Alert) -> str:
 
 
 def subject(alert: Alert, kind: str) -> str:
-    word = {NotificationKind.FIRING: "Alert", NotificationKind.REPEAT: "Still open"}.get(kind, "Resolved")
+    words: dict[str, str] = {NotificationKind.FIRING: "Alert", NotificationKind.REPEAT: "Still open"}
+    word = words.get(kind, "Resolved")
     summary = alert.summary
     if len(summary) > SUBJECT_SUMMARY_CHARS:
         summary = summary[: SUBJECT_SUMMARY_CHARS - 1].rstrip() + "…"

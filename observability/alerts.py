@@ -135,11 +135,10 @@ def _advance(rule: AlertRule, conditions: dict[str, str], now: datetime, result:
         if alert.state == AlertState.SILENCED and alert.silenced_until and alert.silenced_until <= now:
             alert.state, alert.silenced_until = AlertState.OPEN, None
             alert.save(update_fields=["state", "silenced_until"])
-        if (
-            alert.state == AlertState.OPEN
-            and alert.last_notified_at + timedelta(minutes=rule.repeat_minutes) <= now
-        ):
-            _notify(alert, NotificationKind.REPEAT, now, result)
+        if alert.state == AlertState.OPEN:
+            assert alert.last_notified_at is not None  # opened: notified then
+            if alert.last_notified_at + timedelta(minutes=rule.repeat_minutes) <= now:
+                _notify(alert, NotificationKind.REPEAT, now, result)
     for key, alert in current.items():
         if key in conditions:
             continue

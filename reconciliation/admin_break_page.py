@@ -12,9 +12,12 @@ their own. BreakAdmin (admin_breaks.py) mixes this in."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django import forms
-from django.contrib import messages
+from django.contrib import admin, messages
 from django.contrib.admin.templatetags.admin_urls import add_preserved_filters
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect, QueryDict
 from django.shortcuts import get_object_or_404
@@ -44,7 +47,9 @@ OFFERED = [
 
 
 class AssignForm(forms.Form):
-    owner = forms.ModelChoiceField(queryset=None, label="Assign to", empty_label=None)
+    owner: forms.ModelChoiceField[AbstractBaseUser] = forms.ModelChoiceField(
+        queryset=None, label="Assign to", empty_label=None
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -137,7 +142,13 @@ def _left(effect: changes.Effect) -> str:
     return f"; the difference goes {signed(before)} → {signed(after)}"
 
 
-class BreakPage:
+if TYPE_CHECKING:
+    _AdminBase = admin.ModelAdmin  # BreakPage is mixed into BreakAdmin
+else:
+    _AdminBase = object
+
+
+class BreakPage(_AdminBase):
     """The break's page and its in-place actions (a mixin of BreakAdmin)."""
 
     def break_page_urls(self):

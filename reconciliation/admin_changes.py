@@ -4,6 +4,8 @@ Every page calls reconciliation.changes; none carries rules of its own. Pages
 offer only what the services would accept (changes.why_undecidable, the
 freeze) and say why otherwise; the services still refuse on their own."""
 
+from typing import cast
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -191,7 +193,7 @@ class BalanceRequestAdmin(ReadOnlyAdmin):
         "result_display",
         "history",
     ]
-    readonly_fields = fields
+    readonly_fields = cast(list[str], fields)  # the names above, none grouped
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request).annotate(approvals_count=Count("approvals", distinct=True))

@@ -238,7 +238,7 @@ def latest_violations(breaks) -> dict[int, Violation]:
 
 # -- what a person may do with a break (pages ask before offering) -----------------
 
-PERMISSIONS = {
+PERMISSIONS: dict[str, tuple[str, ...]] = {
     BreakAction.TAKE: (WORK,),
     BreakAction.ASSIGN: (WORK,),
     BreakAction.ACKNOWLEDGE: (WORK,),

@@ -424,6 +424,7 @@ def _causes(chunk: list[Break], gateway: FirestoreGateway) -> list[Cause]:
         evidence = {**cause.evidence, "read_at": read_at}
         rebalance = rebalances.get(brk.uid)
         if rebalance is not None:
+            assert rebalance.applied_at is not None  # an applied request has its time
             evidence["last_rebalance"] = {
                 "request": rebalance.pk,
                 "applied_at": rebalance.applied_at.isoformat(),

@@ -238,6 +238,7 @@ def _runs_to_track(run: ReconciliationRun) -> list[ReconciliationRun]:
     last = TrackedRun.objects.select_related("run").order_by("-run__chain_seq").first()
     if last is None:
         return [run]
+    assert run.chain_seq is not None and last.run.chain_seq is not None  # both sealed: in the chain
     if run.chain_seq <= last.run.chain_seq:
         if run.chain_seq < last.run.chain_seq:
             log.warning("run older than the last tracked run: breaks not updated", extra={"run_id": run.pk})
@@ -387,7 +388,14 @@ def _end(checked: list[Break], run: ReconciliationRun, now: datetime, notes: lis
                 )
             )
             continue
-        heal = next((h for h in healing.get(brk.pk, ()) if h.applied_at >= brk.last_seen), None)
+        heal = next(
+            (
+                h
+                for h in healing.get(brk.pk, ())
+                if h.applied_at is not None and h.applied_at >= brk.last_seen
+            ),
+            None,
+        )
         brk.status, brk.closed_at, brk.closed_by_run = BreakStatus.CLOSED, now, run
         brk.resolution = BreakResolution.HEALED if heal else BreakResolution.CLEARED
         brk.heal_request = heal
@@ -453,7 +461,7 @@ def summary(
         "last_seen": brk.last_seen.isoformat(),
         "age_days": age_days(brk, now),
         "sightings": brk.sightings_count,
-        "owner": brk.owner.get_username() if brk.owner_id else None,
+        "owner": brk.owner.get_username() if brk.owner else None,
         "cause": break_causes.as_json(brk.cause, brk.cause_text, brk.cause_evidence or {}),
         "resolution": brk.resolution or None,
         "healed_by": brk.heal_request_id,

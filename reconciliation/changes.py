@@ -43,7 +43,7 @@ from reconciliation.models import (
     ViolationKind,
 )
 from reconciliation.reports import describe_details
-from revassure import flags, freeze, metrics, policy
+from revassure import dbclock, flags, freeze, metrics, policy
 from revassure.firestore import MISSING, BalanceChange, FirestoreGateway
 from revassure.formatting import points, signed
 from revassure.ledger import balances_unchanged, is_points, summed
@@ -350,9 +350,9 @@ def blocking_heals(violations) -> dict[int, BalanceRequest]:
             applied_by_violation[heal.violation_id] = heal
     found = {}
     for violation in violations:
-        heal = open_by_uid.get(violation.uid) or applied_by_violation.get(violation.pk)
-        if heal is not None:
-            found[violation.pk] = heal
+        blocking = open_by_uid.get(violation.uid) or applied_by_violation.get(violation.pk)
+        if blocking is not None:
+            found[violation.pk] = blocking
     return found
 
 
@@ -481,7 +481,7 @@ def execute(request_id: int, *, gateway: FirestoreGateway) -> BalanceRequest:
     claimed = BalanceRequest.objects.filter(
         pk=request_id, state=RequestState.APPROVED, claimed_at__isnull=True
     )
-    if claimed.update(claimed_at=timezone.now()) != 1:
+    if claimed.update(claimed_at=dbclock.now()) != 1:  # judged by release_abandoned, on that clock
         return request  # another worker has it
     request.refresh_from_db()
     change = _change(request)
@@ -550,20 +550,23 @@ def resume_waiting() -> int:
 
 def release_abandoned(older_than: timedelta) -> int:
     """Give back claims of workers that died mid-way, so the requests run again
-    (the Firestore side is idempotent: a committed change is found, not redone)."""
-    cutoff = timezone.now() - older_than
-    abandoned = BalanceRequest.objects.filter(state=RequestState.APPROVED, claimed_at__lt=cutoff)
+    (the Firestore side is idempotent: a committed change is found, not redone).
+    Claims are written and judged by the database's clock (revassure.dbclock)."""
+    abandoned = BalanceRequest.objects.filter(
+        state=RequestState.APPROVED, claimed_at__lt=dbclock.ago(older_than)
+    )
     return abandoned.update(claimed_at=None)
 
 
 def _change(request: BalanceRequest) -> BalanceChange:
     seen = request.approvals.order_by("-created_at", "-id").first()
+    assert seen is not None  # an approved request: approved at least once
     # A correction appends its entry as a post adjustment does: the wallet untouched.
     mode, entry_type = {
         RequestKind.HEAL: (request.strategy, "reconciliation"),
         RequestKind.CORRECTION: (HealStrategy.POST_ADJUSTMENT.value, "correction"),
         RequestKind.ADJUSTMENT: ("adjustment", "adjustment"),
-    }[request.kind]
+    }[RequestKind(request.kind)]
     record = {
         "type": entry_type,
         "requestId": request.pk,

@@ -190,6 +190,8 @@ def propose_correction(
         raise changes.RequestRefused(
             f"{_double(entry_id, describe(raw))}; accept the difference with a reason instead"
         )
+    seen_points = violation.wallet_points
+    assert seen_points is not None  # correction_refusal said so otherwise
     live = gateway.read_wallets_and_ledgers([uid], concurrency=1)[uid]
     if not is_points(live.ledger.total):
         raise changes.RequestRefused(
@@ -197,7 +199,7 @@ def propose_correction(
             "holds a fraction that Firestore's sum counts, and a correction cannot take it out; accept "
             "the difference with a reason instead"
         )
-    if not changes.matches(live, violation.wallet_points, violation.ledger_sum):
+    if not changes.matches(live, seen_points, violation.ledger_sum):
         raise changes.RequestRefused(
             f"{uid} changed since run {violation.run_id} (now {points(live.points)} points, ledger "
             f"{points(live.ledger.total)}): run reconciliation again"
@@ -217,7 +219,7 @@ def propose_correction(
                 reason_code=ReasonCode.CORRECTION,
                 reason=reason.strip(),
                 supersedes=entry_id,
-                expected_points=violation.wallet_points,
+                expected_points=seen_points,
                 expected_ledger_sum=violation.ledger_sum,
                 actor=actor,
             )

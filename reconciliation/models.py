@@ -203,7 +203,7 @@ OPEN_STATES = (RequestState.PROPOSED, RequestState.APPROVED)
 STANDING_STATES = (*OPEN_STATES, RequestState.APPLIED)
 
 # The one state machine of heals and adjustments: from -> allowed next states.
-TRANSITIONS = {
+TRANSITIONS: dict[str, set[str]] = {
     RequestState.PROPOSED: {
         RequestState.APPROVED,
         RequestState.REJECTED,
@@ -382,7 +382,7 @@ OPEN_BREAK_STATES = (BreakStatus.OPEN, BreakStatus.ACKNOWLEDGED)
 # goes back to open when the break is assigned to someone else (who has not
 # acknowledged it yet); closed goes back to open only for an accepted break
 # whose delta changes.
-BREAK_TRANSITIONS = {
+BREAK_TRANSITIONS: dict[str, set[str]] = {
     BreakStatus.OPEN: {BreakStatus.ACKNOWLEDGED, BreakStatus.CLOSED},
     BreakStatus.ACKNOWLEDGED: {BreakStatus.OPEN, BreakStatus.CLOSED},
     BreakStatus.CLOSED: {BreakStatus.OPEN},

@@ -183,7 +183,9 @@ def _gathered_and_checksummed(run: ReconciliationRun) -> str:
 def seal_seeded(run_id: int, finished_at) -> ReconciliationRun:
     """Seal a seeded history run as finished at `finished_at`, in the same chain,
     without the alerts, metrics and log line of a live run (the demo)."""
-    return sealing.seal(KIND, run_id, finished_at=finished_at)
+    run = sealing.seal(KIND, run_id, finished_at=finished_at)
+    assert run is not None  # seeded open just before: sealing it seals it
+    return run
 
 
 def fail_run(run_id: int, error: str) -> None:

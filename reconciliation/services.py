@@ -21,6 +21,7 @@ import logging
 import queue
 import threading
 from collections import deque
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -139,7 +140,7 @@ def execute_run(run_id: int, *, gateway: FirestoreGateway, inline: bool, enqueue
     log.info("reconciliation run started", extra={"run_id": run_id, "inline": inline})
     try:
         run = _plan_reads(run, gateway)
-        seq, ahead = 0, deque()
+        seq, ahead = 0, deque[tuple[int, Future[dict[str, LedgerTotals]]]]()
         chunks = wallet_chunks(run.scope_uids, gateway, read_time=run.read_time, ramp=inline)
         for seq, wallets in enumerate(chunks, start=1):
             chunk = ReconciliationChunk.objects.create(run=run, seq=seq, wallets=wallets)
@@ -173,6 +174,7 @@ def _plan_reads(run: ReconciliationRun, gateway: FirestoreGateway) -> Reconcilia
     if plan.mode == ReadMode.LIVE:
         log.warning("reconciliation run reads live", extra={"run_id": run.pk, "reason": plan.reason})
     else:
+        assert plan.read_time is not None  # reading at one instant: T0 is chosen
         log.info(
             "reconciliation run reads at one instant",
             extra={"run_id": run.pk, "read_time": plan.read_time.isoformat(), "estimate": plan.reason},
@@ -310,7 +312,7 @@ class ChunkFindings:
     total_wallet_points: int = 0
     total_ledger_sum: int = 0
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.violations: list[dict[str, Any]] = []
         # Candidates the re-check cleared: {"uid", "wallet_points", "ledger_sum", "delta"} as first read.
         self.cleared: list[dict[str, Any]] = []
@@ -359,6 +361,7 @@ def check_wallets(
         findings.wallets_checked += 1
         first = instant.first_read(exists, points, ledger)
         if first is None:
+            assert is_points(ledger.total)  # agreeing with the wallet: an integer
             findings.total_wallet_points += points
             findings.total_ledger_sum += ledger.total
         else:
@@ -376,11 +379,13 @@ def _confirm(uids: list[str], gateway: FirestoreGateway) -> dict[str, tuple[int,
     if not uids:
         return {}
     states = gateway.read_wallets_and_ledgers(uids, concurrency=RECHECK_CONCURRENCY)
-    confirmed, drifting = {}, []
+    confirmed: dict[str, tuple[int, int, dict[str, Any] | None]] = {}
+    drifting = []
     for uid in uids:
         state = states[uid]
         points = 0 if not state.exists else state.points
         if balances_agree(points, state.ledger.total):
+            assert is_points(state.ledger.total)  # agreeing with the wallet: an integer
             # A write landed between the first read and the re-check: no drift.
             confirmed[uid] = (points, state.ledger.total, None)
         else:

@@ -10,10 +10,10 @@ Firestore gateway share it.
 """
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeGuard
 
 
-def is_points(value: Any) -> bool:
+def is_points(value: Any) -> TypeGuard[int]:
     """A valid number of points: an int, and not a bool."""
     return type(value) is int
 

@@ -27,8 +27,8 @@ from django_q.tasks import async_task
 from revassure.firestore import FirestoreError, FirestoreGateway, get_gateway
 from revassure.firestore.snapshots import ManagedExportUnavailable
 from revassure.logs import on_commit
+from snapshots import places, writer
 from snapshots import restore as restoring
-from snapshots import writer
 from snapshots.models import TRANSITIONS, Restore, Snapshot, SnapshotStatus, Verification
 from snapshots.verify import Result
 from snapshots.verify import verify as verify_files
@@ -54,8 +54,9 @@ def require_permission(actor) -> None:
         raise PermissionError(f"{actor} may not take snapshots")
 
 
-def default_directory(project: str) -> Path:
-    return Path(settings.SNAPSHOT_DIR) / f"{project}-{timezone.now():%Y%m%dT%H%M%SZ}"
+def default_directory(project: str) -> str:
+    """A new place under SNAPSHOT_DIR (a directory, or gs://bucket/prefix)."""
+    return places.inside(settings.SNAPSHOT_DIR, f"{project}-{timezone.now():%Y%m%dT%H%M%SZ}")
 
 
 def transition(snapshot_id: int, to: SnapshotStatus, *, source=None, **values) -> bool:
@@ -74,9 +75,9 @@ def request_snapshot(*, actor, out_dir: str | Path | None = None) -> Snapshot:
     """A snapshot of the configured project, taken by a worker (the admin's button)."""
     require_permission(actor)
     project = settings.GOOGLE_CLOUD_PROJECT
-    path = Path(out_dir) if out_dir else default_directory(project)
+    path = places.normalized(out_dir or default_directory(project))
     with transaction.atomic():
-        snapshot = Snapshot.objects.create(project=project, path=str(path.resolve()), started_by=actor)
+        snapshot = Snapshot.objects.create(project=project, path=path, started_by=actor)
         on_commit(lambda: async_task(TAKE_TASK, snapshot.pk))
     log.info("snapshot requested", extra={"snapshot_id": snapshot.pk})
     return snapshot
@@ -100,19 +101,19 @@ def take(
     wallets_per_part: int = writer.WALLETS_PER_PART,
 ) -> Snapshot:
     """Take a snapshot of the gateway's project into `out_dir` here and now (by
-    default a new directory under SNAPSHOT_DIR), verify it and record it; the
-    finished row. A directory holding an interrupted snapshot is completed
-    (its row, if it has one, is picked up). Raises when it cannot be taken,
-    with the row marked failed."""
+    default a new place under SNAPSHOT_DIR), verify it and record it; the
+    finished row. `out_dir` is a directory or gs://bucket/prefix (places.py).
+    A place holding an interrupted snapshot is completed (its row, if it has
+    one, is picked up). Raises when it cannot be taken, with the row marked failed."""
     require_permission(actor)
-    path = (Path(out_dir) if out_dir else default_directory(gateway.project)).resolve()
+    path = places.normalized(out_dir or default_directory(gateway.project))
     snapshot, _ = Snapshot.objects.get_or_create(
-        path=str(path), defaults={"project": gateway.project, "started_by": actor}
+        path=path, defaults={"project": gateway.project, "started_by": actor}
     )
     if snapshot.status == SnapshotStatus.COMPLETED:
         raise writer.SnapshotRefused(f"{path} already holds snapshot {snapshot.pk}; choose another directory")
     if snapshot.status == SnapshotStatus.RUNNING:
-        if writer.busy(path):
+        if writer.busy(places.staging(path) if places.is_remote(path) else Path(path)):
             raise SnapshotBusy(f"snapshot {snapshot.pk} is being taken by another process")
         # Its process is gone (it held the directory's lock while it lived).
         transition(snapshot.pk, SnapshotStatus.FAILED, source=SnapshotStatus.RUNNING, error="interrupted")
@@ -144,12 +145,14 @@ def run(
         def progress(wallets_done: int) -> None:
             Snapshot.objects.filter(pk=snapshot_id).update(wallets_done=wallets_done)
 
+        remote = places.is_remote(snapshot.path)
         outcome = writer.take(
-            Path(snapshot.path),
+            places.staging(snapshot.path) if remote else Path(snapshot.path),
             gateway=gateway,
             wallets_per_part=wallets_per_part,
             deadline=deadline,
             on_progress=progress,
+            mirror=places.Bucket(snapshot.path) if remote else None,
         )
     except Exception as exc:
         transition(snapshot_id, SnapshotStatus.FAILED, error=readable(exc))
@@ -168,6 +171,7 @@ def run(
         transition(snapshot_id, SnapshotStatus.PENDING)
         return Snapshot.objects.get(pk=snapshot_id)
     manifest = outcome.manifest
+    assert manifest is not None  # finished: written
     Snapshot.objects.filter(pk=snapshot_id).update(
         **{name: manifest[name] for name in ("seconds", "wallets", "entries", "documents")},
         points_total=manifest["points_total"],
@@ -218,10 +222,12 @@ def refresh_managed_export(snapshot: Snapshot, *, gateway: FirestoreGateway) -> 
 
 
 def verify(path: str | Path, *, manifest_sha256: str | None = None) -> Result:
-    """Check a snapshot from its files alone (see snapshots/verify.py): `ok` says
-    whether it is intact; `violations` are wallets whose points differ from
-    their ledger (findings about the data, not damage)."""
-    return verify_files(Path(path), manifest_sha256=manifest_sha256)
+    """Check a snapshot from its files alone (see snapshots/verify.py), in a
+    directory or in Cloud Storage (gs://bucket/prefix): `ok` says whether it is
+    intact; `violations` are wallets whose points differ from their ledger
+    (findings about the data, not damage)."""
+    with places.readable(path) as directory:
+        return verify_files(directory, manifest_sha256=manifest_sha256)
 
 
 def verify_snapshot(snapshot: Snapshot) -> Snapshot:
@@ -248,7 +254,7 @@ def restore(path: str | Path, *, project: str, replace: bool = False, actor=None
     (nothing written) or the error that stopped it."""
     require_permission(actor)
     record = Restore.objects.create(
-        path=str(Path(path).resolve()), project=project, replace=replace, started_by=actor
+        path=places.normalized(path), project=project, replace=replace, started_by=actor
     )
     refusal = restoring.refusal_for_project(project)
     try:
@@ -256,7 +262,8 @@ def restore(path: str | Path, *, project: str, replace: bool = False, actor=None
             # Checked before a gateway is even made for the project.
             raise restoring.RestoreRefused(refusal)
         started = time.monotonic()
-        loaded = restoring.load(Path(path), gateway=get_gateway(project), replace=replace)
+        with places.readable(path) as directory:
+            loaded = restoring.load(directory, gateway=get_gateway(project), replace=replace)
     except restoring.RestoreRefused as exc:
         Restore.objects.filter(pk=record.pk).update(refused=True, error=str(exc), finished_at=timezone.now())
         raise

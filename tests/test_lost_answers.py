@@ -319,8 +319,7 @@ def settlement_run(product, direct, tmp_path, settings):
     applied (missing in the ledger, replayable), refund re_1 of pay_ref settled
     and never applied (unreversed), pay_pts credited 50 and settled at 60
     (points mismatch)."""
-    settings.SETTLEMENT_UPLOAD_DIR = tmp_path / "settlement-uploads"
-    settings.BACKFILL_UPLOAD_DIR = tmp_path / "backfill-uploads"
+    settings.MEDIA_ROOT = tmp_path / "kept"  # uploads kept for the workers
     put_wallets(direct, {"u1": (0, []), "u3": (0, [])})
     for line in (
         event_line("evt_pts", payment="pay_pts", points=50),

@@ -126,6 +126,7 @@ def violations(uid: str) -> list[tuple[Violation, BalanceRequest | None]]:
     found = list(Violation.objects.filter(uid=uid).select_related("run").order_by("-run_id")[:RECENT])
     heals: dict[int, BalanceRequest] = {}
     for heal in BalanceRequest.objects.filter(violation__in=found).order_by("created_at", "id"):
+        assert heal.violation_id is not None  # filtered on its violation
         heals[heal.violation_id] = heal  # the latest wins
     return [(violation, heals.get(violation.pk)) for violation in found]
 

@@ -150,7 +150,7 @@ def site(firestore_emulator, tmp_path_factory):
         DATABASE_URL=f"sqlite:///{workdir / 'e2e.sqlite3'}",
         GOOGLE_CLOUD_PROJECT=project,
         FIRESTORE_EMULATOR_HOST=firestore_emulator,
-        BACKFILL_UPLOAD_DIR=str(workdir / "uploads"),
+        MEDIA_ROOT=str(workdir / "uploads"),
         # Its own: gunicorn.conf.py wipes the directory when the server starts, and the
         # one pytest-env names is shared by every test run on the machine.
         PROMETHEUS_MULTIPROC_DIR=str(workdir / "metrics"),

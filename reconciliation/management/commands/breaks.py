@@ -29,16 +29,16 @@ class Command(BaseCommand):
         elif status == "closed":
             found = found.filter(status=BreakStatus.CLOSED)
         now = timezone.now()
-        found = list(found)
-        corrections = breaks.corrections_of([brk.pk for brk in found])
-        rows = [breaks.summary(brk, now, corrections.get(brk.pk, [])) for brk in found]
+        listed = list(found)
+        corrections = breaks.corrections_of([brk.pk for brk in listed])
+        rows = [breaks.summary(brk, now, corrections.get(brk.pk, [])) for brk in listed]
         if json:
             self.stdout.write(_dumps({"breaks": rows}))
             return
         if not rows:
             self.stdout.write(f"No {'' if status == 'all' else status + ' '}breaks.")
             return
-        for brk, row in zip(found, rows, strict=True):
+        for brk, row in zip(listed, rows, strict=True):
             ended = f", {row['resolution']}" if row["resolution"] else ""
             owner = row["owner"] or "nobody"
             self.stdout.write(
