@@ -45,6 +45,8 @@ BatchGetDocumentsRequest = firestore_pb.BatchGetDocumentsRequest.pb()
 CommitRequest = firestore_pb.CommitRequest.pb()
 BeginTransactionRequest = firestore_pb.BeginTransactionRequest.pb()
 RollbackRequest = firestore_pb.RollbackRequest.pb()
+ListenRequest = firestore_pb.ListenRequest.pb()
+Target = firestore_pb.Target.pb()
 WALLETS_PAGE = 1000  # wallets in one page of a listing
 
 # -- values -------------------------------------------------------------------
@@ -237,6 +239,16 @@ def collection_request(parent: str, collection: str, read_time: dt.datetime | No
     if read_time is not None:
         request.read_time.CopyFrom(timestamp(read_time))
     return request
+
+
+def listen_request(
+    database: str, parent: str, collection: str, *, all_descendants: bool, target_id: int
+) -> ListenRequest:
+    """Listen to every document of `parent`/`collection` (with `all_descendants`, of
+    every collection of that name below it: a collection group), as one target."""
+    query = Query(from_=[Query.CollectionSelector(collection_id=collection, all_descendants=all_descendants)])
+    target = Target(query=Target.QueryTarget(parent=parent, structured_query=query), target_id=target_id)
+    return ListenRequest(database=database, add_target=target)
 
 
 def where_equal_request(parent: str, collection: str, field: str, value: Any, transaction: bytes | None):
