@@ -2,6 +2,7 @@
 
 import datetime as dt
 import threading
+import time
 
 from tests.helpers import put_wallets, wait_for
 
@@ -49,5 +50,23 @@ def test_writes_of_wallets_and_of_ledger_entries_arrive_as_they_happen(gateway):
         assert collected.documents() == expected
         assert {w.uid for w in collected.writes} == {"u1", "u2"}
         assert all(w.write_time > EPOCH for w in collected.writes)
+    finally:
+        listener.stop()
+
+
+def test_each_write_is_handed_over_once_and_the_documents_sent_again_are_not(gateway):
+    # Google's emulator answers every commit with a RESET and the target's every
+    # document again: only the ones written since the last point are writes.
+    put_wallets(gateway, {"u1": (5, [5]), "u2": (0, []), "u3": (1, [1])})
+    collected = Collected()
+    listener = gateway.listen_writes(collected)
+    try:
+        gateway.write_wallets([("u2", 1, {})])
+        gateway.append_entry("u1", "e100", {"amount": 1, "type": "purchase"})
+        gateway.write_wallets([("u2", 2, {})])
+        expected = ["wallets/u1", "wallets/u1/ledger/e100", "wallets/u2", "wallets/u2"]
+        assert wait_for(lambda: collected.documents() == expected, 10), collected.documents()
+        time.sleep(1.0)  # and nothing more arrives
+        assert collected.documents() == expected
     finally:
         listener.stop()
