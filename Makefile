@@ -4,12 +4,13 @@ PY := $(VENV)/bin/python
 # The browser tests drive Debian's chromium (never a downloaded browser); CHROMIUM names another build.
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: install browser demo test e2e bench lint format clean
+.PHONY: install browser demo inject-drift test e2e bench lint format clean
 
 install: .installed browser
 .installed: requirements.txt requirements-dev.txt package.json package-lock.json ; python3 -m venv $(VENV) && $(VENV)/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt && npm ci --no-audit --no-fund --loglevel=error && touch .installed
 browser: ; @test -x $(CHROMIUM) || (apt-get update -q && apt-get install -y -q chromium)
 demo: install ; bash scripts/demo.sh
+inject-drift: ; @test -f .demo/env || { echo "no demo is running: start one with make demo" >&2; exit 1; }; . ./.demo/env && $(PY) manage.py inject_drift
 test: install ; $(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/pytest
 e2e: install ; $(VENV)/bin/pytest tests/e2e
 bench: install ; $(PY) bench/bench.py
