@@ -595,7 +595,7 @@ def main() -> int:
     ok = True
     django_setup(str(work / "parent.sqlite3"))
     reconciled = replayed = observed = tracked = snapshotted = bursts = through_workers = settled = None
-    watched = None
+    realtimed = None
     # Parts that share no data get an emulator each: it slows as it fills (the
     # 20,000 seeded wallets took 200 s, the settlement's after every other part
     # as long), and no part measures on what others left. Reconcile, snapshot
@@ -618,7 +618,7 @@ def main() -> int:
         with part_emulator() as (emulator, env):
             settled = measure_settlement(args, env, work)
     if wants(args, "realtime"):
-        watched = measure_realtime(work)
+        realtimed = measure_realtime(work)
     google = measure_on_google(args, work) if wants(args, "reconcile", "replay") else {}
     if reconciled is not None:
         ok &= report_reconcile(args, *reconciled)
@@ -641,15 +641,15 @@ def main() -> int:
     if snapshotted is not None:
         ok &= report_snapshot(args, snapshotted)
     if bursts is not None:
-        results, replays, watched = bursts
+        results, replays, beside = bursts
         ok &= burst.report_burst(results, replays, events=args.replay_events, wallets=REPLAY_WALLETS)
-        ok &= watching.report_burst_watch(watched, events=args.replay_events)
+        ok &= watching.report_burst_watch(beside, events=args.replay_events)
     if through_workers is not None:
         ok &= workers.report_workers(through_workers)
     if settled is not None:
         ok &= report_settlement(args, settled)
-    if watched is not None:
-        ok &= realtime.report_realtime(watched)
+    if realtimed is not None:
+        ok &= realtime.report_realtime(realtimed)
     return 0 if ok else 1
 
 
