@@ -162,6 +162,7 @@ def measure_step(
             for name, a, b in zip(("watcher", "emulator", "writers"), cpu_after, cpu, strict=True)
         },
         "cpu_ms_per_write": (cpu_after[0] - cpu[0]) * 1000 / total,
+        "load": os.getloadavg()[0],
     }
 
 
@@ -293,10 +294,19 @@ def where_behind(steps: list[dict]) -> str:
         elif cpu["emulator"] >= 0.85:
             why = f"the emulator busy {cpu['emulator']:.0%} of a core"
         else:
-            why = (
-                f"no one process saturated: watcher {cpu['watcher']:.0%}, emulator {cpu['emulator']:.0%}, "
-                f"writers {cpu['writers']:.0%} on {len(os.sched_getaffinity(0))} cores"
+            cores, ours = len(os.sched_getaffinity(0)), sum(cpu.values())
+            shares = (
+                f"watcher {cpu['watcher']:.0%}, emulator {cpu['emulator']:.0%}, writers {cpu['writers']:.0%}"
             )
+            if ours >= 0.85 * cores:
+                why = f"the machine's {cores} cores, all used ({shares} of a core)"
+            elif last["load"] > cores:
+                why = (
+                    f"the machine is shared: load average {last['load']:.1f} on {cores} cores, ours "
+                    f"used {shares} of a core, each waiting for a core"
+                )
+            else:
+                why = f"no process saturated ({shares} of a core, {cores} cores)"
         return (
             f"falls behind at {last['rate']} writes/s (p99 {last['p99']:.2f} s, {last['missed']} missed "
             f"within {GRACE:.0f} s): {why}"
