@@ -13,7 +13,7 @@ demo: install ; bash scripts/demo.sh
 inject-drift: ; @test -f .demo/env || { echo "no demo is running: start one with make demo" >&2; exit 1; }; . ./.demo/env && $(PY) manage.py inject_drift
 test: install ; $(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/pytest
 e2e: install ; $(VENV)/bin/pytest tests/e2e
-bench: install ; $(PY) bench/bench.py
+bench: install ; $(PY) bench/bench.py $(ARGS)
 lint: install ; $(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 format: install ; $(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
 clean: ; rm -rf $(VENV) node_modules .installed .demo .bench staticfiles e2e-screenshots
