@@ -44,8 +44,15 @@ bare listing floor: the same documents streamed through the public client
 other collections), with nothing done with them (target: within 2x; memory
 flat from the small set to the large).
 
-`--only reconcile`, `--only replay`, `--only metrics`, `--only breaks` or
-`--only snapshot` measures one part. Reconcile and replay are measured again on
+and real-time detection (bench/realtime.py): the watcher (`watch_ledger --json`,
+a process of its own) over paired writes with drifts among them, at rising
+rates on both emulators: detection latency p50/p99 from a drift's commit to
+its break (target: p99 under 1 s at 200 writes/s on ours, 20 on Google's),
+checks per second, the watcher's CPU per write, drifts missed and false
+positives (none), and the rate where it falls behind.
+
+`--only reconcile`, `--only replay`, `--only metrics`, `--only breaks`,
+`--only snapshot` or `--only realtime` measures one part. Reconcile and replay are measured again on
 Google's own Firestore emulator (smaller: `--google-wallets`, `--google-events`),
 each beside its floors there, and shown beside ours; the targets are judged on
 the emulator FIRESTORE_EMULATOR names (ours by default).
@@ -67,6 +74,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import burst
+import realtime
+import watching
 import workers
 from settlement_bench import measure_settlement, report_settlement
 
@@ -551,7 +560,17 @@ def main() -> int:
     parser.add_argument("--replay-events", type=int, default=5000, help="events in the replay benchmark")
     parser.add_argument(
         "--only",
-        choices=("reconcile", "replay", "metrics", "breaks", "snapshot", "burst", "workers", "settlement"),
+        choices=(
+            "reconcile",
+            "replay",
+            "metrics",
+            "breaks",
+            "snapshot",
+            "burst",
+            "workers",
+            "settlement",
+            "realtime",
+        ),
         help="measure one part (all by default)",
     )
     parser.add_argument(
@@ -577,6 +596,7 @@ def main() -> int:
     ok = True
     django_setup(str(work / "parent.sqlite3"))
     reconciled = replayed = observed = tracked = snapshotted = bursts = through_workers = settled = None
+    realtimed = None
     # Parts that share no data get an emulator each: it slows as it fills (the
     # 20,000 seeded wallets took 200 s, the settlement's after every other part
     # as long), and no part measures on what others left. Reconcile, snapshot
@@ -598,6 +618,8 @@ def main() -> int:
     if wants(args, "settlement"):
         with part_emulator() as (emulator, env):
             settled = measure_settlement(args, env, work)
+    if wants(args, "realtime"):
+        realtimed = measure_realtime(work)
     google = measure_on_google(args, work) if wants(args, "reconcile", "replay") else {}
     if reconciled is not None:
         ok &= report_reconcile(args, *reconciled)
@@ -620,11 +642,15 @@ def main() -> int:
     if snapshotted is not None:
         ok &= report_snapshot(args, snapshotted)
     if bursts is not None:
-        ok &= burst.report_burst(*bursts, events=args.replay_events, wallets=REPLAY_WALLETS)
+        results, replays, beside = bursts
+        ok &= burst.report_burst(results, replays, events=args.replay_events, wallets=REPLAY_WALLETS)
+        ok &= watching.report_burst_watch(beside, events=args.replay_events)
     if through_workers is not None:
         ok &= workers.report_workers(through_workers)
     if settled is not None:
         ok &= report_settlement(args, settled)
+    if realtimed is not None:
+        ok &= realtime.report_realtime(realtimed)
     return 0 if ok else 1
 
 
@@ -642,6 +668,21 @@ def part_emulator(kind: str | None = None):
     with running_emulator(kind=kind) as emulator:
         os.environ["FIRESTORE_EMULATOR_HOST"] = emulator.host
         yield emulator, {**os.environ, "LOG_LEVEL": "WARNING"}
+
+
+def measure_realtime(work: Path) -> dict[str, dict]:
+    """The watcher on each emulator (ours, then Google's when installed), each fresh."""
+    from revassure.emulator import google_available
+
+    kinds = ["npm"] + (["google"] if google_available() else [])
+    if not google_available():
+        print("!! Google's Firestore emulator is not installed: real-time detection on ours only", flush=True)
+    results = {}
+    for kind in kinds:
+        with part_emulator(kind) as (emulator, env):
+            db = migrated_db(env, work / f"realtime-{kind}.sqlite3")
+            results[kind] = realtime.measure(kind, emulator, env, db, work / f"realtime-{kind}")
+    return results
 
 
 def measure_on_google(args, work: Path) -> dict:
@@ -951,10 +992,11 @@ def report_snapshot(args, figures: dict[int, dict]) -> bool:
     return ok and memory <= TARGET_MEMORY
 
 
-def measure_burst(args, emulator, env: dict, work: Path) -> tuple[dict, list[dict]]:
+def measure_burst(args, emulator, env: dict, work: Path) -> tuple[dict, list[dict], dict]:
     """The webhook burst (bench/burst.py), batched (BURST_REPEAT times, in turns
     with the bare view under the same load) and one task per delivery (once),
-    and the file replay of the same events (as often as the batched burst)."""
+    the file replay of the same events (as often as the batched burst), and one
+    batched burst more with the real-time watcher beside it (bench/realtime.py)."""
     lines = _payment_lines(args.replay_events)
     results: dict[str, list[dict]] = {"batched": [], "bare": [], "per_delivery": []}
     replays = []
@@ -977,6 +1019,18 @@ def measure_burst(args, emulator, env: dict, work: Path) -> tuple[dict, list[dic
         }
         replays.append(replay)
         print(f"measured webhook burst, batched, bare view and file replay ({n + 1})", flush=True)
+    # One more batched burst with the real-time watcher beside it: it must stay
+    # quiet (no false positive) and keep up (its lag), then find a real drift.
+    seed_replay_wallets("burst-watched")
+    db = migrated_db(env, work / "burst-watched.sqlite3")
+    watched = watching.watch_burst(
+        env,
+        db,
+        "burst-watched",
+        work / "burst-watched",
+        lambda: burst.burst_once(env, db, "burst-watched", lines, mode="batched", emulator=emulator),
+    )
+    print("measured webhook burst with the watcher beside it", flush=True)
     # One task per delivery runs at a steady ~25 a second: its rate is taken
     # over the burst's first BASELINE_EVENTS (all 5,000 would take minutes).
     seed_replay_wallets("burst-per-delivery")
@@ -992,7 +1046,7 @@ def measure_burst(args, emulator, env: dict, work: Path) -> tuple[dict, list[dic
         )
     )
     print("measured webhook burst, per_delivery", flush=True)
-    return results, replays
+    return results, replays, watched
 
 
 def measure_workers(args, env: dict, work: Path) -> dict[int, dict]:

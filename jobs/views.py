@@ -280,7 +280,14 @@ def firestore_event(request):
     expected = f"//firestore.googleapis.com/projects/{settings.GOOGLE_CLOUD_PROJECT}/databases/(default)"
     if source != expected:
         return _error(400, f"ce-source {source!r} is not this project's database ({expected})")
-    event_time = parse_datetime(request.headers.get("ce-time", "")) or timezone.now()
+    event_time = timezone.now()
+    if "ce-time" in request.headers:
+        try:
+            event_time = parse_datetime(request.headers["ce-time"])
+        except ValueError:  # well formed, not a date: the 30th of February
+            event_time = None
+        if event_time is None:
+            return _error(400, "ce-time is not a date and time (RFC 3339)")
     if timezone.is_naive(event_time):
         return _error(400, "ce-time must carry its offset (RFC 3339)")
     try:

@@ -2,10 +2,11 @@
 # `make demo`: the whole product on local defaults. Starts the Firestore
 # emulator, migrates a fresh SQLite database, creates the demo logins, seeds
 # wallets (some drifted), runs a first reconciliation, then serves the admin
-# with a qcluster beside it until Ctrl-C; seed_demo also writes a PayNow
-# settlement statement, which one settlement reconciliation imports. Each
-# start is a clean slate: the emulator keeps nothing, so neither does the demo
-# database.
+# with a qcluster and the real-time watcher beside it until Ctrl-C (`make
+# inject-drift` from another terminal shows a drift found as it happens);
+# seed_demo also writes a PayNow settlement statement, which one settlement
+# reconciliation imports. Each start is a clean slate: the emulator keeps
+# nothing, so neither does the demo database.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,11 +40,13 @@ export ALERT_FROM_EMAIL=${ALERT_FROM_EMAIL:-alerts@revassure.example}
 # Admin uploads kept for the workers on this machine's disk (Django's local
 # storage; production: REVASSURE_STORAGE=gcs), wiped with the demo's.
 export REVASSURE_STORAGE=local MEDIA_ROOT="$PWD/$DEMO_DIR/uploads"
+export SITE_URL=${SITE_URL:-http://127.0.0.1:$PORT}  # the links in alerts and inject_drift's output
 
 rm -rf "$DEMO_DIR" && mkdir -p "$DEMO_DIR" "$PROMETHEUS_MULTIPROC_DIR" "$DEMO_DIR/mail"
 pids=()
 emulator_group=
 cleanup() {
+    rm -f "$DEMO_DIR/env"
     [ ${#pids[@]} -gt 0 ] && kill "${pids[@]}" 2>/dev/null
     [ -n "$emulator_group" ] && kill -- "-$emulator_group" 2>/dev/null
     wait 2>/dev/null || true
@@ -75,6 +78,10 @@ logins=$("$PY" manage.py setup_demo)
 pids+=($!)
 "$PY" manage.py watch_ledger >>"$DEMO_DIR/watcher.log" 2>&1 &  # real-time drift (docs/realtime.md)
 pids+=($!)
+# What `make inject-drift` needs to reach this demo from another terminal (removed at exit).
+for name in DEBUG DATABASE_URL GOOGLE_CLOUD_PROJECT FIRESTORE_EMULATOR_HOST PROMETHEUS_MULTIPROC_DIR SITE_URL; do
+    printf 'export %s=%q\n' "$name" "${!name}"
+done >"$DEMO_DIR/env"
 
 cat <<BANNER
 
@@ -87,6 +94,12 @@ $logins
 
   Metrics: curl -H "Authorization: Bearer $METRICS_TOKEN" http://127.0.0.1:$PORT/metrics
   Alert email (not sent anywhere): $DEMO_DIR/mail/
+
+  A drift as it happens: open http://127.0.0.1:$PORT/admin/ (open breaks, Real-time
+  watcher), then in another terminal run
+      make inject-drift
+  It moves a wallet's points with no ledger entry; the watcher records the
+  break within a second, and the command prints it with the pages to look at.
 
   Logs: $DEMO_DIR/*.log    Stop: Ctrl-C
 

@@ -33,12 +33,14 @@ if TYPE_CHECKING:
     RunQueryRequest: TypeAlias = Any
     ListDocumentsRequest: TypeAlias = Any
     RunAggregationQueryRequest: TypeAlias = Any
+    ListenRequest: TypeAlias = Any
 else:
     Value = document_pb.Value.pb()
     Write = write_pb.Write.pb()
     RunQueryRequest = firestore_pb.RunQueryRequest.pb()
     ListDocumentsRequest = firestore_pb.ListDocumentsRequest.pb()
     RunAggregationQueryRequest = firestore_pb.RunAggregationQueryRequest.pb()
+    ListenRequest = firestore_pb.ListenRequest.pb()
 ArrayValue = document_pb.ArrayValue.pb()
 MapValue = document_pb.MapValue.pb()
 Document = document_pb.Document.pb()
@@ -53,6 +55,7 @@ BatchGetDocumentsRequest = firestore_pb.BatchGetDocumentsRequest.pb()
 CommitRequest = firestore_pb.CommitRequest.pb()
 BeginTransactionRequest = firestore_pb.BeginTransactionRequest.pb()
 RollbackRequest = firestore_pb.RollbackRequest.pb()
+Target = firestore_pb.Target.pb()
 WALLETS_PAGE = 1000  # wallets in one page of a listing
 
 # -- values -------------------------------------------------------------------
@@ -261,6 +264,16 @@ def collection_request(parent: str, collection: str, read_time: dt.datetime | No
     if read_time is not None:
         request.read_time.CopyFrom(timestamp(read_time))
     return request
+
+
+def listen_request(
+    database: str, parent: str, collection: str, *, all_descendants: bool, target_id: int
+) -> ListenRequest:
+    """Listen to every document of `parent`/`collection` (with `all_descendants`, of
+    every collection of that name below it: a collection group), as one target."""
+    query = Query(from_=[Query.CollectionSelector(collection_id=collection, all_descendants=all_descendants)])
+    target = Target(query=Target.QueryTarget(parent=parent, structured_query=query), target_id=target_id)
+    return ListenRequest(database=database, add_target=target)
 
 
 def where_equal_request(parent: str, collection: str, field: str, value: Any, transaction: bytes | None):

@@ -1,40 +1,70 @@
 """Listening to the writes of wallets and ledger entries (Firestore's Listen API).
 
-`listen_writes(callback, since=...)` opens two snapshot listeners of the public
-client (`on_snapshot`): one on the `wallets` collection, one on the collection
-group `ledger`. Each delivered change becomes a `Write` (the wallet's uid, the
-document, its commit time), handed to `callback(writes, read_time)` from the
-listener's own thread, once per snapshot, in the order the stream delivers
-them; `read_time` is the snapshot's: every write committed up to it on that
-stream has been handed over.
+`listen_writes(callback, since=...)` opens two Listen streams through the
+generated client (`FirestoreClient.listen`): one on the `wallets` collection,
+one on the collection group `ledger`, each in a thread of its own. Each
+document change becomes a `Write` (the wallet's uid, the document, its commit
+time), handed to `callback(writes, read_time)` from the stream's thread once
+per consistent point (Firestore's global snapshot: a NO_CHANGE target change
+with a read time), in the order the stream delivers them; `read_time` is that
+point: every write committed up to it on that stream has been handed over.
 
-A listener's first snapshot holds every document it covers: those updated
-after `since` are handed over as writes (what a restarted watcher missed), the
-rest are not (None: none are). A deletion is a write at the snapshot's read
-time (Firestore keeps no time for it).
+Each stream keeps the commit time of every document it covers (its path and
+a time: not the documents). A change is a write when that time is new: a
+document created, or written again. So a document sent again unchanged (a
+RESET, or Google's emulator, which answers every commit with a RESET and the
+target's every document) is not handed over twice, and a RESET's documents
+that do not come back were deleted. Consistent points' read times are not
+trusted to order commits: Google's emulator stamps a point later than the
+listing it closes, and a filter "committed after the last point" lost 62 of
+100 concurrent writes there. In the first listing (every document the stream
+covers), a document is a write only when committed after `since` (what a
+restarted watcher missed; None: none are). A deletion is a write at the next
+point's read time (Firestore keeps no time for it).
 
-The first snapshots must arrive within the gateway's retry deadline, or the
-listening ends with DeadlineExceeded. Later, the client's `Watch` resumes a
-dropped stream by itself (with its resume token) on transient errors; one that
-ends for good leaves `Listener.active` False, and the caller listens again
-(from its own resume point). Every listener holds the documents it covers in
-memory (the client keeps them to compute changes): see docs/realtime.md.
+Why not `on_snapshot` of google-cloud-firestore: its `Watch` keeps every
+document a listener covers and, at every snapshot, copies its map of them once
+per change and sorts them all with a Python comparator. Our launcher sends a
+snapshot per commit, so the watcher spent its core sorting (125 ms a snapshot
+with a few thousand ledger entries, bench `--only realtime`) and fell minutes
+behind at 100 writes/s. These streams keep a path and a time per document,
+and do a dictionary look-up per change.
+
+The first consistent points must arrive within the gateway's retry deadline
+(opening a stream retries transient errors, as every call does), or the
+listening ends with DeadlineExceeded. A stream that ends or fails later
+leaves `Listener.active` False, and the caller listens again from its own
+resume point (the watcher, with backoff).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 from google.api_core import exceptions as gexc
-from google.cloud.firestore import CollectionGroup, CollectionReference
-from google.cloud.firestore_v1.watch import ChangeType
+from google.api_core import retry as gretry
+from google.cloud.firestore_v1.types import firestore as firestore_pb
+from google.protobuf.timestamp_pb2 import Timestamp
 
-from revassure.firestore.model import CONFIG, LEDGER, WALLETS
+from revassure.firestore import encoding
+from revassure.firestore.client import BACKOFF
+from revassure.firestore.model import CONFIG, LEDGER, TRANSIENT_ERRORS, WALLETS
 from revassure.firestore.snapshots import Snapshots
+
+NO_CHANGE, REMOVE, CURRENT, RESET = (
+    firestore_pb.TargetChange.TargetChangeType.NO_CHANGE,
+    firestore_pb.TargetChange.TargetChangeType.REMOVE,
+    firestore_pb.TargetChange.TargetChangeType.CURRENT,
+    firestore_pb.TargetChange.TargetChangeType.RESET,
+)
+TARGET_ID = 1  # each stream has one target
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -43,91 +73,208 @@ class Write:
 
     uid: str
     document: str  # its path below the database's documents, "wallets/u1/ledger/e1"
-    write_time: datetime  # its commit time (a deletion: the snapshot's read time)
+    write_time: datetime  # its commit time (a deletion: the consistent point's read time)
     deleted: bool = False
 
 
 OnWrites = Callable[[list[Write], datetime], None]
 
 
-class Listener:
-    """Both listeners of one `listen_writes`; stop() ends them."""
+def _moment(stamp: Timestamp) -> tuple[int, int]:
+    return (stamp.seconds, stamp.nanos)
 
-    STREAMS = (WALLETS, LEDGER)
 
-    def __init__(self, callback: OnWrites, since: datetime | None):
-        self._callback = callback
-        self._since = since
-        self._lock = threading.Lock()
-        self._read_times: dict[str, datetime] = {}
-        self._first = threading.Event()
-        self._watches: list = []
+def _datetime(stamp: Timestamp) -> datetime:
+    return stamp.ToDatetime(tzinfo=UTC)
 
-    def _on_snapshot(self, stream: str):
-        def handle(docs, changes, read_time):
-            first = stream not in self._read_times
-            writes = []
-            for change in changes:
-                snapshot = change.document
-                path = snapshot.reference.path
-                uid = path.split("/")[1]
-                if change.type == ChangeType.REMOVED:
-                    writes.append(Write(uid, path, read_time, deleted=True))
-                    continue
-                if first and (self._since is None or snapshot.update_time <= self._since):
-                    continue  # checked before the last resume point
-                writes.append(Write(uid, path, snapshot.update_time))
-            self._callback(writes, read_time)
-            with self._lock:
-                self._read_times[stream] = read_time
-                if len(self._read_times) == len(self.STREAMS):
-                    self._first.set()
 
-        return handle
+class _Stream:
+    """One Listen stream with one target, read in a thread of its own."""
+
+    def __init__(self, listener: Listener, name: str, request):
+        self.listener, self.name, self._request = listener, name, request
+        self._closed = threading.Event()
+        self._call: Any = None  # the Listen call's response iterator, once opened
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name=f"firestore-listen-{name}", daemon=True)
+        # The commit time of every document the target covers, by path: a change
+        # is a write when it is not the version already known.
+        self._versions: dict[str, tuple[int, int]] = {}
+        self._prefix = len(listener.gateway.documents) + 1
+        self._delivered = False  # past the first consistent point
+
+    def _requests(self):
+        yield firestore_pb.ListenRequest.wrap(self._request)
+        self._closed.wait()  # the request stream stays open until stop()
+
+    def _run(self) -> None:
+        """Open the stream and read it; until its first consistent point, a
+        transient failure opens it again, as every call retries (the gateway's
+        backoff and deadline). After that, a failure ends it."""
+        gateway = self.listener.gateway
+        deadline = time.monotonic() + gateway.retry_deadline
+        pauses = gretry.exponential_sleep_generator(**BACKOFF)
+        try:
+            while not self._closed.is_set():
+                try:
+                    self._listen(gateway)
+                    return
+                except TRANSIENT_ERRORS as exc:
+                    pause = next(pauses)
+                    if self._delivered or time.monotonic() + pause > deadline:
+                        raise
+                    log.info("listen: opening the %s stream failed; trying again", self.name, exc_info=exc)
+                    self._closed.wait(pause)
+        except BaseException as exc:
+            if not self._closed.is_set():
+                self.error = exc
+        finally:
+            self._closed.set()
+
+    def _listen(self, gateway) -> None:
+        # A stream lasts until stopped: no deadline, and no retry of the call itself.
+        self._call = gateway.api.listen(
+            requests=self._requests(), retry=None, timeout=None, metadata=gateway.metadata
+        )
+        current, resetting = False, False
+        changed: list[tuple[str, Timestamp]] = []
+        deleted: list[str] = []
+        sent: set[str] = set()  # since a RESET: the documents sent again
+        for response in self._call:
+            if self._closed.is_set():
+                return
+            raw = firestore_pb.ListenResponse.pb(response)
+            kind = raw.WhichOneof("response_type")
+            if kind == "document_change":
+                change = raw.document_change
+                path = change.document.name[self._prefix :]
+                if TARGET_ID in change.target_ids:
+                    stamp = change.document.update_time
+                    moment, known = _moment(stamp), self._versions.get(path)
+                    if resetting:
+                        sent.add(path)
+                    if moment != known:
+                        self._versions[path] = moment
+                        if self._is_write(moment):
+                            changed.append((path, stamp))
+                elif TARGET_ID in change.removed_target_ids and path in self._versions:
+                    del self._versions[path]
+                    deleted.append(path)
+            elif kind in ("document_delete", "document_remove"):
+                path = getattr(raw, kind).document[self._prefix :]
+                if self._versions.pop(path, None):
+                    deleted.append(path)
+            elif kind == "target_change":
+                target = raw.target_change
+                if target.target_change_type == REMOVE:
+                    raise gexc.from_grpc_status(target.cause.code, target.cause.message)
+                if target.target_change_type == RESET:
+                    # Every document follows again; one that does not was deleted.
+                    current, resetting, sent = False, True, set()
+                if target.target_change_type == CURRENT:
+                    current = True
+                if target.target_change_type == NO_CHANGE and not target.target_ids and current:
+                    if resetting:
+                        gone = [path for path in self._versions if path not in sent]
+                        for path in gone:
+                            del self._versions[path]
+                        deleted += gone
+                        resetting, sent = False, set()
+                    at = _datetime(target.read_time)
+                    writes = [_write(path, _datetime(stamp)) for path, stamp in changed]
+                    writes += [_write(path, at, deleted=True) for path in deleted]
+                    self.listener.deliver(self.name, writes, at)
+                    self._delivered = True
+                    changed, deleted = [], []
+
+    def _is_write(self, moment: tuple[int, int]) -> bool:
+        """A new version is a write, but in the first listing (every document the
+        target covers), where only those committed after the resume point are."""
+        if self._delivered:
+            return True
+        since = self.listener.since_moment
+        return since is not None and moment > since
 
     @property
     def active(self) -> bool:
-        """Both streams still listening (a stream the client gave up on is not)."""
-        return bool(self._watches) and all(watch.is_active for watch in self._watches)
+        return not self._closed.is_set()
+
+    def stop(self) -> None:
+        self._closed.set()
+        if self._call is not None:
+            self._call.cancel()
+
+
+def _write(path: str, at: datetime, *, deleted: bool = False) -> Write:
+    return Write(path.split("/")[1], path, at, deleted=deleted)
+
+
+class Listener:
+    """Both streams of one `listen_writes`; stop() ends them."""
+
+    STREAMS = (WALLETS, LEDGER)
+
+    def __init__(self, gateway: Listening, callback: OnWrites, since: datetime | None):
+        self.gateway = gateway
+        self._callback = callback
+        self.since_moment = _moment(encoding.timestamp(since)) if since is not None else None
+        self._lock = threading.Lock()
+        self._read_times: dict[str, datetime] = {}
+        self._first = threading.Event()
+        self._streams: list[_Stream] = []
+
+    def deliver(self, stream: str, writes: list[Write], read_time: datetime) -> None:
+        self._callback(writes, read_time)
+        with self._lock:
+            self._read_times[stream] = read_time
+            if len(self._read_times) == len(self.STREAMS):
+                self._first.set()
+
+    @property
+    def active(self) -> bool:
+        """Both streams still listening (one that ended or failed is not)."""
+        return bool(self._streams) and all(stream.active for stream in self._streams)
 
     def read_time(self) -> datetime | None:
-        """The stream furthest behind's last snapshot time: every write committed
-        up to it has been handed to the callback. None before both first snapshots."""
+        """The stream furthest behind's last consistent point: every write committed
+        up to it has been handed to the callback. None before both first points."""
         with self._lock:
             if len(self._read_times) < len(self.STREAMS):
                 return None
             return min(self._read_times.values())
 
     def stop(self) -> None:
-        for watch in self._watches:
-            watch.unsubscribe()
-        self._watches = []
+        for stream in self._streams:
+            stream.stop()
+        self._streams = []
 
 
 class Listening(Snapshots):
     def listen_writes(self, callback: OnWrites, *, since: datetime | None = None) -> Listener:
         """Listen to the writes of wallets and ledger entries (see the module);
-        returns once both listeners delivered their first snapshot."""
-        # Firestore must answer first: google-cloud-firestore's Listen, started
-        # against a server out of reach, retries in threads that unsubscribe does
-        # not end (hundreds a second). A plain read under the retry deadline says
-        # "unavailable" without starting any.
-        client = self.client
-        probe = client.collection(CONFIG).document("adjustments")
+        returns once both streams delivered their first consistent point."""
+        # Firestore must answer first: a plain read under the retry deadline says
+        # "unavailable" without opening a stream.
+        probe = self.client.collection(CONFIG).document("adjustments")
         self.retry(lambda: probe.get(retry=None, timeout=self.call_timeout))()
-        listener = Listener(callback, since)
-        queries: dict[str, CollectionReference | CollectionGroup] = {
-            WALLETS: client.collection(WALLETS),
-            LEDGER: client.collection_group(LEDGER),
-        }
+        listener = Listener(self, callback, since)
+        for stream, all_descendants in ((WALLETS, False), (LEDGER, True)):
+            request = encoding.listen_request(
+                self.database, self.documents, stream, all_descendants=all_descendants, target_id=TARGET_ID
+            )
+            listener._streams.append(_Stream(listener, stream, request))
         started = time.monotonic()
         try:
-            for stream in Listener.STREAMS:
-                listener._watches.append(queries[stream].on_snapshot(listener._on_snapshot(stream)))
-            if not listener._first.wait(self.retry_deadline):
-                raise gexc.DeadlineExceeded(
-                    f"no snapshot from Firestore's Listen within {time.monotonic() - started:.1f} s"
-                )
+            for opened in listener._streams:
+                opened.thread.start()
+            while not listener._first.wait(0.05):
+                failed = [s.error for s in listener._streams if s.error is not None]
+                if failed:
+                    raise failed[0]
+                if time.monotonic() - started > self.retry_deadline:
+                    raise gexc.DeadlineExceeded(
+                        f"no snapshot from Firestore's Listen within {time.monotonic() - started:.1f} s"
+                    )
         except BaseException:
             listener.stop()
             raise

@@ -110,4 +110,7 @@ def test_it_refuses_an_event_that_is_not_a_firestore_event_of_this_project(event
         HTTP_CE_SOURCE=f"//firestore.googleapis.com/projects/{client.project}/databases/(default)",
     )
     assert garbage.status_code == 400 and "DocumentEventData" in garbage.json()["error"]
+    for when in ("2026-02-30T10:00:00Z", "yesterday", "2026-12-07T10:00:00"):
+        late = eventarc("wallets/u1", bearer=token(), HTTP_CE_TIME=when)
+        assert late.status_code == 400 and "ce-time" in late.json()["error"], when
     assert not PendingCheck.objects.exists()

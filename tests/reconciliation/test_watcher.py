@@ -3,6 +3,7 @@ break within the debounce and a margin; writes that land together never do.
 On both emulators (FIRESTORE_EMULATOR=google for Google's)."""
 
 import datetime as dt
+import io
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ import time
 import uuid
 
 import pytest
+from django.core.management import CommandError, call_command
 
 from backfill.services import drain_webhooks, receive_webhook
 from reconciliation.models import Break, RunTrigger, WatcherState
@@ -402,3 +404,69 @@ def test_a_watcher_that_cannot_reach_firestore_tries_again_with_backoff_and_then
     tries = [r for r in caplog.records if r.getMessage().startswith("watcher: cannot listen")]
     assert len(tries) >= 1
     assert WatcherState.objects.get(project=firestore_project).disconnected_at is not None
+
+
+# -- the demo's drift by hand: `manage.py inject_drift` -----------------------------
+
+
+def test_a_drift_injected_by_hand_is_found_by_the_watcher_as_a_break(firestore_emulator, watcher_process):
+    project = f"inject-{uuid.uuid4().hex[:10]}"
+    gateway = FirestoreGateway(project)
+    put_wallets(gateway, {"w1": (30, [10, 20]), "w2": (5, [5])})
+    watcher = watcher_process(project)
+    watcher.wait_listening()
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{watcher_process.db_path}",
+        "GOOGLE_CLOUD_PROJECT": project,
+        "FIRESTORE_EMULATOR_HOST": firestore_emulator,
+    }
+
+    injected = subprocess.run(
+        [sys.executable, "manage.py", "inject_drift", "--uid", "w1", "--points", "7", "--wait", "20"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert injected.returncode == 0, injected.stderr
+    said = injected.stdout
+    assert "Moved wallet w1 from 30 to 37 points with no ledger entry: a drift of +7" in said
+    assert "Found by the real-time watcher" in said and "/admin/reconciliation/break/" in said, said
+    assert "/admin/wallets/wallet/?uid=w1" in said
+    assert gateway.get_wallet_points(["w1"]) == {"w1": (True, 37)}
+    assert [(d["uid"], d["delta"], d["wallet_points"], d["ledger_sum"]) for d in watcher.drifts] == [
+        ("w1", 7, 37, 30)
+    ]
+    assert watcher_breaks(watcher_process.db_path) == [("w1", 7, RunTrigger.WATCHER.value)]
+
+
+def test_inject_drift_picks_a_wallet_without_a_break_and_says_when_no_watcher_runs(gateway):
+    put_wallets(gateway, {"u1": (10, [10]), "u2": (3, [3])})
+    out = io.StringIO()
+
+    call_command("inject_drift", "--points", "-2", stdout=out)
+
+    (moved,) = [
+        uid for uid, (_, points) in gateway.get_wallet_points(["u1", "u2"]).items() if points in (8, 1)
+    ]
+    assert f"Moved wallet {moved} from" in out.getvalue() and "a drift of -2" in out.getvalue()
+    assert "The real-time watcher is down" in out.getvalue() and "watch_ledger" in out.getvalue()
+
+
+def test_inject_drift_refuses_what_it_cannot_do_and_moves_nothing(gateway, settings):
+    put_wallets(gateway, {"u1": (10, [10])})
+    gateway.write_wallets([("odd", "ten", {})])
+    for arguments, words in (
+        (["--uid", "nobody"], "no wallet 'nobody'"),
+        (["--uid", "odd"], "not a whole number"),
+        (["--uid", "u1", "--points", "0"], "must not be 0"),
+    ):
+        with pytest.raises(CommandError, match=words):
+            call_command("inject_drift", *arguments, stdout=io.StringIO())
+    settings.FIRESTORE_EMULATOR_HOST = ""
+    with pytest.raises(CommandError, match="emulator only"):
+        call_command("inject_drift", "--uid", "u1", stdout=io.StringIO())
+    assert gateway.get_wallet_points(["u1", "odd"]) == {"u1": (True, 10), "odd": (True, "ten")}

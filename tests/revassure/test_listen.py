@@ -2,6 +2,7 @@
 
 import datetime as dt
 import threading
+import time
 
 from tests.helpers import put_wallets, wait_for
 
@@ -49,5 +50,49 @@ def test_writes_of_wallets_and_of_ledger_entries_arrive_as_they_happen(gateway):
         assert collected.documents() == expected
         assert {w.uid for w in collected.writes} == {"u1", "u2"}
         assert all(w.write_time > EPOCH for w in collected.writes)
+    finally:
+        listener.stop()
+
+
+def test_each_write_is_handed_over_once_and_the_documents_sent_again_are_not(gateway):
+    # Google's emulator answers every commit with a RESET and the target's every
+    # document again: only the ones written since the last point are writes.
+    put_wallets(gateway, {"u1": (5, [5]), "u2": (0, []), "u3": (1, [1])})
+    collected = Collected()
+    listener = gateway.listen_writes(collected)
+    try:
+        gateway.write_wallets([("u2", 1, {})])
+        gateway.append_entry("u1", "e100", {"amount": 1, "type": "purchase"})
+        gateway.write_wallets([("u2", 2, {})])
+        expected = ["wallets/u1", "wallets/u1/ledger/e100", "wallets/u2", "wallets/u2"]
+        assert wait_for(lambda: collected.documents() == expected, 10), collected.documents()
+        time.sleep(1.0)  # and nothing more arrives
+        assert collected.documents() == expected
+    finally:
+        listener.stop()
+
+
+def test_every_write_of_concurrent_writers_is_handed_over(gateway):
+    # Google's emulator closes a listing with a consistent point stamped after
+    # commits the listing left out: a filter on that time lost most of these.
+    uids = [f"w{n:03d}" for n in range(60)]
+    put_wallets(gateway, {uid: (0, []) for uid in uids})
+    collected = Collected()
+    listener = gateway.listen_writes(collected)
+
+    def writer(mine):
+        for uid in mine:
+            gateway.write_wallets([(uid, 5, {})])
+
+    try:
+        writers = [threading.Thread(target=writer, args=(uids[k::6],)) for k in range(6)]
+        for thread in writers:
+            thread.start()
+        for thread in writers:
+            thread.join()
+        expected = [f"wallets/{uid}" for uid in uids]
+        assert wait_for(lambda: collected.documents() == expected, 20), sorted(
+            set(expected) - set(collected.documents())
+        )
     finally:
         listener.stop()
