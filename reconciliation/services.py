@@ -12,6 +12,10 @@ schedule, the job API):
                     confirmed violations (with what they were at T0);
     reports.seal_run() once the last chunk is in, then breaks.track_run().
 
+The listing and each chunk are held under a lease (revassure/leases.py): work
+a dead machine held, or had taken from the broker, is handed to another
+worker by the minute's sweep (reconciliation/recovery.py).
+
 See docs/reconciliation.md for the consistency argument and the costs.
 """
 
@@ -20,14 +24,16 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import uuid
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
+from django.db.models.functions import Now
 from django.utils import timezone
 from django_q.tasks import async_task
 
@@ -40,7 +46,7 @@ from reconciliation.models import (
     Violation,
     ViolationKind,
 )
-from revassure import flags
+from revassure import flags, leases
 from revassure.firestore import MISSING, FirestoreGateway, LedgerTotals
 from revassure.ledger import balances_agree, is_points
 from revassure.logs import get_correlation_id, on_commit
@@ -48,6 +54,8 @@ from revassure.logs import get_correlation_id, on_commit
 log = logging.getLogger(__name__)
 
 FLAG = "reconciliation_enabled"
+START_TASK = "reconciliation.tasks.start_run"
+CHUNK_TASK = "reconciliation.tasks.check_chunk"
 MAX_LISTED_MALFORMED = 50
 # Candidates are few; confirming them (a transaction and a ledger read each)
 # concurrently keeps a run with many drifted wallets from stalling.
@@ -90,9 +98,7 @@ def request_run(*, actor, trigger: str, uids: list[str] | None = None) -> Reconc
     """Create a pending run and enqueue it for the workers once the row is committed."""
     with transaction.atomic():
         run = _create_run(actor=actor, trigger=trigger, uids=uids)
-        on_commit(
-            lambda: async_task("reconciliation.tasks.start_run", run.pk, task_name=f"reconcile-run-{run.pk}")
-        )
+        on_commit(lambda: enqueue_start(run.pk))
     log.info("reconciliation run requested", extra={"run_id": run.pk, "trigger": trigger})
     return run
 
@@ -107,6 +113,14 @@ def run_inline(
     return run
 
 
+def enqueue_start(run_id: int) -> None:
+    async_task(START_TASK, run_id, task_name=f"reconcile-run-{run_id}")
+
+
+def enqueue_chunk(chunk_id: int) -> None:
+    async_task(CHUNK_TASK, chunk_id, task_name=f"reconcile-chunk-{chunk_id}")
+
+
 # -- executing runs ----------------------------------------------------------
 
 
@@ -117,29 +131,37 @@ def execute_run(run_id: int, *, gateway: FirestoreGateway, inline: bool, enqueue
     wallet stream keeps flowing in a background thread meanwhile); otherwise
     each chunk is stored and handed to `enqueue_chunk(chunk_id)` so that any
     number of workers share the run.
+
+    The listing is held under a lease, renewed at each chunk: a pending run is
+    started; a run whose lister was lost (its lease lapsed) is taken over from
+    the last chunk cut, at the same T0 (the same wallets); anything else (a
+    duplicate delivery, a live lister) is left alone.
     """
-    claimed = ReconciliationRun.objects.filter(pk=run_id, status=RunStatus.PENDING).update(
-        status=RunStatus.RUNNING, started_at=timezone.now()
-    )
-    if claimed != 1:
-        # django-q redelivers a task only after its timeout killed the first
-        # attempt, so a run still listing wallets here was abandoned mid-way.
-        # Listing is read-only: fail it clearly and let a new run start afresh.
-        abandoned = ReconciliationRun.objects.filter(
-            pk=run_id, status=RunStatus.RUNNING, chunks_total__isnull=True
-        ).exists()
-        if abandoned:
-            reports.fail_run(run_id, "interrupted while listing wallets (worker lost); start a new run")
-        log.warning("reconciliation run not pending; nothing to do", extra={"run_id": run_id})
+    token = _claim_listing(run_id)
+    if token is None:
+        log.info("reconciliation run not waiting for a lister; nothing to do", extra={"run_id": run_id})
         return
     run = ReconciliationRun.objects.get(pk=run_id)
-    log.info("reconciliation run started", extra={"run_id": run_id, "inline": inline})
+    last = run.chunks.order_by("-seq").first()
+    if last is not None:
+        log.warning(
+            "reconciliation run's lister was lost: listing taken over",
+            extra={"run_id": run_id, "after_chunk": last.seq},
+        )
+    else:
+        log.info("reconciliation run started", extra={"run_id": run_id, "inline": inline})
     try:
-        run = _plan_reads(run, gateway)
-        seq, ahead = 0, deque()
-        chunks = wallet_chunks(run.scope_uids, gateway, read_time=run.read_time, ramp=inline)
-        for seq, wallets in enumerate(chunks, start=1):
-            chunk = ReconciliationChunk.objects.create(run=run, seq=seq, wallets=wallets)
+        if not run.read_mode:
+            run = _plan_reads(run, gateway)
+        seq, ahead = (last.seq if last else 0), deque()
+        after = last.wallets[-1][0] if last and last.wallets else None
+        chunks = wallet_chunks(run.scope_uids, gateway, read_time=run.read_time, ramp=inline, after=after)
+        for wallets in chunks:
+            seq += 1
+            chunk = _cut_chunk(run, seq, wallets, token, queued=not inline)
+            if chunk is None:
+                log.warning("run's listing taken over by another worker; stopping", extra={"run_id": run_id})
+                return
             if not inline:
                 on_commit(lambda chunk_id=chunk.pk: enqueue_chunk(chunk_id))
                 continue
@@ -153,11 +175,44 @@ def execute_run(run_id: int, *, gateway: FirestoreGateway, inline: bool, enqueue
         while ahead:
             chunk_id, totals = ahead.popleft()
             process_chunk(chunk_id, gateway=gateway, totals=totals.result())
-        ReconciliationRun.objects.filter(pk=run_id).update(chunks_total=seq)
+        ReconciliationRun.objects.filter(pk=run_id, lister=token).update(chunks_total=seq, lease_until=None)
     except Exception as exc:
         fail_run(run_id, exc)
         raise
-    _seal_if_complete(run_id, gateway)
+    seal_if_complete(run_id, gateway)
+
+
+def _claim_listing(run_id: int) -> str | None:
+    """Take the run's listing: a pending run, or a running one whose lister's
+    lease lapsed before it had cut every chunk. The claim's token, or None."""
+    token = uuid.uuid4().hex
+    lease = leases.expiry(settings.RECONCILE_LEASE_SECONDS)
+    started = ReconciliationRun.objects.filter(pk=run_id, status=RunStatus.PENDING).update(
+        status=RunStatus.RUNNING, started_at=timezone.now(), lister=token, lease_until=lease
+    )
+    if started:
+        return token
+    lost = ReconciliationRun.objects.filter(
+        leases.free(), pk=run_id, status=RunStatus.RUNNING, chunks_total__isnull=True
+    )
+    return token if lost.update(lister=token, lease_until=lease) else None
+
+
+def _cut_chunk(run: ReconciliationRun, seq: int, wallets: list, token: str, *, queued: bool):
+    """Store the next chunk while the listing is still this worker's (renewing
+    its lease); None once another worker has taken the listing over."""
+    renewed = ReconciliationRun.objects.filter(pk=run.pk, lister=token, status=RunStatus.RUNNING).update(
+        lease_until=leases.expiry(settings.RECONCILE_LEASE_SECONDS)
+    )
+    if not renewed:
+        return None
+    try:
+        with transaction.atomic():
+            return ReconciliationChunk.objects.create(
+                run=run, seq=seq, wallets=wallets, queued_at=Now() if queued else None
+            )
+    except IntegrityError:  # the worker that took over cut it first
+        return None
 
 
 def _plan_reads(run: ReconciliationRun, gateway: FirestoreGateway) -> ReconciliationRun:
@@ -179,11 +234,17 @@ def _plan_reads(run: ReconciliationRun, gateway: FirestoreGateway) -> Reconcilia
 
 
 def wallet_chunks(
-    scope_uids: list[str], gateway: FirestoreGateway, *, read_time: datetime | None, ramp: bool = False
+    scope_uids: list[str],
+    gateway: FirestoreGateway,
+    *,
+    read_time: datetime | None,
+    ramp: bool = False,
+    after: str | None = None,
 ):
     """Yield lists of [uid, encoded points], at most RECONCILE_CHUNK_SIZE long: the
     wallets named in `scope_uids` (every wallet when empty), as of `read_time`
-    (live when None).
+    (live when None), in uid order; only those after the uid `after` when given
+    (a listing taken over goes on from its last chunk).
 
     The wallet stream is read by a background thread into a small bounded queue,
     so reading wallets overlaps with checking the chunk before; memory stays
@@ -191,6 +252,8 @@ def wallet_chunks(
     """
     size = settings.RECONCILE_CHUNK_SIZE
     if scope_uids:
+        if after is not None:
+            scope_uids = [uid for uid in scope_uids if uid > after]
         for start in range(0, len(scope_uids), size):
             uids = scope_uids[start : start + size]
             found = gateway.get_wallet_points(uids, read_time=read_time)
@@ -216,6 +279,8 @@ def wallet_chunks(
             # 1/4, 1/2, then full. Workers get whole chunks from the start.
             batch, target = [], max(1, size // 8) if ramp else size
             for uid, points in gateway.stream_wallets(read_time=read_time):
+                if after is not None and uid <= after:
+                    continue  # cut into a chunk before the listing was taken over
                 batch.append([uid, _encode_points(True, points)])
                 if len(batch) == target:
                     if not put(batch):
@@ -244,15 +309,24 @@ def _start_aggregation(wallets: list[list[Any]], gateway: FirestoreGateway, read
 def process_chunk(
     chunk_id: int, *, gateway: FirestoreGateway, totals: dict[str, LedgerTotals] | None = None
 ) -> None:
-    """Check one chunk of wallets and add its findings to the run. Runs once.
+    """Check one chunk of wallets and add its findings to the run. Counted once.
 
-    Only reads happen before the final database transaction, so a chunk whose
-    worker died is simply processed again; the `done` flag, claimed in the same
-    transaction as the counters, makes a duplicate delivery a no-op.
+    The chunk is taken under a lease first: while its worker lives, another
+    delivery of the chunk leaves it alone; once the lease lapses (the worker
+    died), the sweep hands it to another worker. Only reads happen before the
+    final database transaction, so a chunk is simply checked again; the `done`
+    flag, claimed in the same transaction as the counters, makes sure it is
+    counted once, whichever worker finishes first.
     """
     chunk = ReconciliationChunk.objects.select_related("run").filter(pk=chunk_id).first()
     if chunk is None or chunk.done or chunk.run.status != RunStatus.RUNNING:
         return  # a redelivery: the chunk was counted (and dropped at the seal) already
+    worker = leases.holder()
+    taken = ReconciliationChunk.objects.filter(leases.free(), pk=chunk_id, done=False).update(
+        worker=worker, lease_until=leases.expiry(settings.RECONCILE_LEASE_SECONDS)
+    )
+    if not taken:
+        return  # another worker is checking it
     run_id = chunk.run_id
     try:
         findings = check_wallets(chunk.wallets, gateway=gateway, totals=totals, read_time=chunk.run.read_time)
@@ -261,7 +335,7 @@ def process_chunk(
         raise
     with transaction.atomic():
         claimed = ReconciliationChunk.objects.filter(pk=chunk_id, done=False).update(
-            done=True, cleared=findings.cleared
+            done=True, cleared=findings.cleared, worker=worker, lease_until=None
         )
         if claimed != 1:
             return
@@ -278,10 +352,11 @@ def process_chunk(
             total_wallet_points=F("total_wallet_points") + findings.total_wallet_points,
             total_ledger_sum=F("total_ledger_sum") + findings.total_ledger_sum,
         )
-    _seal_if_complete(run_id, gateway)
+    seal_if_complete(run_id, gateway)
 
 
-def _seal_if_complete(run_id: int, gateway: FirestoreGateway) -> None:
+def seal_if_complete(run_id: int, gateway: FirestoreGateway) -> None:
+    """Seal the run if its last chunk is in (once), mirror it and follow its breaks."""
     sealed = reports.seal_run(run_id)
     if sealed is not None:
         reports.mirror_run(sealed, gateway=gateway)

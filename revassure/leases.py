@@ -1,0 +1,52 @@
+"""Leases on work shared by machines: who holds a piece of work, and until when.
+
+A worker that takes a piece of work (a chunk of a run, a run's listing, a
+snapshot) writes its name and an expiry in the piece's row, and renews the
+expiry while it works. A lease whose expiry has passed is free again: its
+holder is taken for dead, and a sweep hands the work to another worker (the
+Redis broker never hands out again a task a dead machine had taken).
+
+Expiries are computed and compared by the database (`Now()`), never by the
+machine that asks: every machine then reads the one clock, and a few seconds
+of skew between machines' clocks neither lets a live holder's lease look
+lapsed nor keeps a dead one's work waiting longer.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import timedelta
+
+from django.db.models import DateTimeField, ExpressionWrapper, Q
+from django.db.models.functions import Now
+
+
+def holder() -> str:
+    """This process as a lease names it: the machine's hostname and the process id."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def machine_of(name: str) -> str:
+    """The machine of a lease holder's name."""
+    return name.rpartition(":")[0] or name
+
+
+def expiry(seconds: float) -> ExpressionWrapper:
+    """`seconds` from now, by the database's clock (a value for update())."""
+    return ExpressionWrapper(Now() + timedelta(seconds=seconds), output_field=DateTimeField())
+
+
+def ago(seconds: float) -> ExpressionWrapper:
+    """`seconds` before now, by the database's clock (to compare a time with)."""
+    return ExpressionWrapper(Now() - timedelta(seconds=seconds), output_field=DateTimeField())
+
+
+def lapsed(field: str = "lease_until") -> Q:
+    """Rows whose lease has expired (by the database's clock)."""
+    return Q(**{f"{field}__lt": Now()})
+
+
+def free(field: str = "lease_until") -> Q:
+    """Rows nobody holds: never taken, let go (null), or lapsed."""
+    return Q(**{f"{field}__isnull": True}) | lapsed(field)
