@@ -5,6 +5,8 @@ The entry points (the commands, the admin, the cutover runbook) call these:
 - `take(out_dir, actor=, gateway=)`: take a snapshot here and now (or complete
   an interrupted one in the same directory), verify it, record it;
 - `request_snapshot(actor=)`: the same in a worker (the admin's button);
+  a worker takes it under a lease, and the minute's sweep
+  (`resume_abandoned()`) hands it to another worker once that lease lapses;
 - `verify(path)`: check a snapshot from its files alone;
 - `verify_snapshot(snapshot)`: the same, recorded on its row;
 - `restore(path, project=, replace=, actor=)`: load a snapshot into an allowed
@@ -20,9 +22,11 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from revassure import leases
 from revassure.firestore import FirestoreError, FirestoreGateway, get_gateway
 from revassure.firestore.snapshots import ManagedExportUnavailable
 from revassure.logs import on_commit
@@ -45,6 +49,10 @@ class SnapshotBusy(Exception):
     """Another worker or process is taking this snapshot."""
 
 
+class SnapshotTakenOver(SnapshotBusy):
+    """This worker's lease lapsed and another worker took the snapshot over."""
+
+
 def require_permission(actor) -> None:
     """A person needs the permission; None is the system (a command on the server)."""
     if actor is not None and not actor.has_perm(PERMISSION):
@@ -55,13 +63,17 @@ def default_directory(project: str) -> Path:
     return Path(settings.SNAPSHOT_DIR) / f"{project}-{timezone.now():%Y%m%dT%H%M%SZ}"
 
 
-def transition(snapshot_id: int, to: SnapshotStatus, *, source=None, **values) -> bool:
+def transition(snapshot_id: int, to: SnapshotStatus, *, source=None, held_by=None, **values) -> bool:
     """Move a snapshot to `to` if TRANSITIONS allows it from where it is (or from
-    `source` only, when given): a conditional update, True when it moved."""
+    `source` only, when given; while worker `held_by` holds it, when given): a
+    conditional update, True when it moved."""
     allowed = [status for status, targets in TRANSITIONS.items() if to in targets]
     if source is not None:
         allowed = [status for status in allowed if status == source]
-    return Snapshot.objects.filter(pk=snapshot_id, status__in=allowed).update(status=to, **values) == 1
+    rows = Snapshot.objects.filter(pk=snapshot_id, status__in=allowed)
+    if held_by is not None:
+        rows = rows.filter(worker=held_by)
+    return rows.update(status=to, **values) == 1
 
 
 # -- taking --------------------------------------------------------------------
@@ -131,7 +143,15 @@ def run(
     snapshot = Snapshot.objects.get(pk=snapshot_id)
     if snapshot.project != gateway.project:
         raise ValueError(f"snapshot {snapshot_id} is of project {snapshot.project}, not {gateway.project}")
-    if not transition(snapshot_id, SnapshotStatus.RUNNING, started_at=snapshot.started_at or timezone.now()):
+    worker = leases.holder()
+    lease = settings.SNAPSHOT_LEASE_SECONDS
+    if not transition(
+        snapshot_id,
+        SnapshotStatus.RUNNING,
+        started_at=snapshot.started_at or timezone.now(),
+        worker=worker,
+        lease_until=leases.expiry(lease),
+    ):
         raise SnapshotBusy(
             f"snapshot {snapshot_id} is {snapshot.get_status_display().lower()}, not waiting to run"
         )
@@ -139,7 +159,9 @@ def run(
         Snapshot.objects.filter(pk=snapshot_id).update(wallets_expected=gateway.count_wallets(), error="")
 
         def progress(wallets_done: int) -> None:
-            Snapshot.objects.filter(pk=snapshot_id).update(wallets_done=wallets_done)
+            held = Snapshot.objects.filter(pk=snapshot_id, status=SnapshotStatus.RUNNING, worker=worker)
+            if not held.update(wallets_done=wallets_done, lease_until=leases.expiry(lease)):
+                raise SnapshotTakenOver(f"snapshot {snapshot_id} was taken over by another worker")
 
         outcome = writer.take(
             Path(snapshot.path),
@@ -148,8 +170,12 @@ def run(
             deadline=deadline,
             on_progress=progress,
         )
+    except SnapshotTakenOver:
+        # This worker was taken for dead (its lease lapsed): the other one finishes it.
+        log.warning("snapshot taken over by another worker", extra={"snapshot_id": snapshot_id})
+        return Snapshot.objects.get(pk=snapshot_id)
     except Exception as exc:
-        transition(snapshot_id, SnapshotStatus.FAILED, error=readable(exc))
+        transition(snapshot_id, SnapshotStatus.FAILED, held_by=worker, error=readable(exc), lease_until=None)
         if isinstance(exc, FirestoreError):
             # Firestore out of reach or refusing: what it said is the whole story.
             log.error("snapshot failed", extra={"snapshot_id": snapshot_id, "error": readable(exc)})
@@ -161,22 +187,49 @@ def run(
             "snapshot started over", extra={"snapshot_id": snapshot_id, "reason": outcome.started_over}
         )
     if not outcome.finished:
-        transition(snapshot_id, SnapshotStatus.PENDING)
+        transition(snapshot_id, SnapshotStatus.PENDING, held_by=worker)
         return Snapshot.objects.get(pk=snapshot_id)
     manifest = outcome.manifest
-    Snapshot.objects.filter(pk=snapshot_id).update(
+    held = Snapshot.objects.filter(pk=snapshot_id, status=SnapshotStatus.RUNNING, worker=worker)
+    if not held.update(
         **{name: manifest[name] for name in ("seconds", "wallets", "entries", "documents")},
         points_total=manifest["points_total"],
         ledger_total=manifest["ledger_total"],
         wallets_done=manifest["wallets"],
         manifest_sha256=outcome.manifest_sha256,
         manifest=manifest,
-    )
+        lease_until=leases.expiry(lease),
+    ):
+        log.warning("snapshot taken over by another worker", extra={"snapshot_id": snapshot_id})
+        return Snapshot.objects.get(pk=snapshot_id)
     snapshot = verify_snapshot(Snapshot.objects.get(pk=snapshot_id))
     _start_managed_export(snapshot, gateway, manifest["read_time"])
-    transition(snapshot_id, SnapshotStatus.COMPLETED, finished_at=timezone.now())
+    transition(
+        snapshot_id, SnapshotStatus.COMPLETED, held_by=worker, finished_at=timezone.now(), lease_until=None
+    )
     log.info("snapshot completed", extra={"snapshot_id": snapshot_id, "wallets": manifest["wallets"]})
     return Snapshot.objects.get(pk=snapshot_id)
+
+
+def resume_abandoned() -> int:
+    """Every minute: snapshots whose worker was lost go to a worker again. A
+    running one whose lease lapsed (its worker died: the Redis broker never
+    hands its task out again) is set back to pending; a pending one whose task
+    may have been lost with a machine (it has waited longer than a lease) is
+    queued again. The worker carries on after the last file in its directory
+    (on another machine's disk: from the start). A duplicate finds it taken."""
+    lease = settings.SNAPSHOT_LEASE_SECONDS
+    lapsed = Snapshot.objects.filter(leases.free(), status=SnapshotStatus.RUNNING)
+    for snapshot_id in lapsed.values_list("pk", flat=True):
+        if transition(snapshot_id, SnapshotStatus.PENDING, source=SnapshotStatus.RUNNING):
+            log.warning("snapshot's worker was lost; handed out again", extra={"snapshot_id": snapshot_id})
+    waiting = Snapshot.objects.filter(status=SnapshotStatus.PENDING).filter(
+        leases.lapsed() | Q(lease_until__isnull=True, created_at__lt=leases.ago(lease))
+    )
+    found = list(waiting.values_list("pk", flat=True))
+    for snapshot_id in found:
+        async_task(TAKE_TASK, snapshot_id)
+    return len(found)
 
 
 def _start_managed_export(snapshot: Snapshot, gateway: FirestoreGateway, read_time: str) -> None:
