@@ -132,10 +132,11 @@ def execute_run(run_id: int, *, gateway: FirestoreGateway, inline: bool, enqueue
     each chunk is stored and handed to `enqueue_chunk(chunk_id)` so that any
     number of workers share the run.
 
-    The listing is held under a lease, renewed at each chunk: a pending run is
-    started; a run whose lister was lost (its lease lapsed) is taken over from
-    the last chunk cut, at the same T0 (the same wallets); anything else (a
-    duplicate delivery, a live lister) is left alone.
+    The listing (and, inline, the checking) is held under a lease, renewed
+    while it goes on: a pending run is started; a run whose lister was lost (its
+    lease lapsed) is taken over from the last chunk cut, at the same T0 (the
+    same wallets); anything else (a duplicate delivery, a live lister) is left
+    alone.
     """
     token = _claim_listing(run_id)
     if token is None:
@@ -150,36 +151,48 @@ def execute_run(run_id: int, *, gateway: FirestoreGateway, inline: bool, enqueue
         )
     else:
         log.info("reconciliation run started", extra={"run_id": run_id, "inline": inline})
+    lease = settings.RECONCILE_LEASE_SECONDS
+    listing = ReconciliationRun.objects.filter(
+        pk=run_id, lister=token, status=RunStatus.RUNNING, chunks_total__isnull=True
+    )
     try:
-        if not run.read_mode:
-            run = _plan_reads(run, gateway)
-        seq, ahead = (last.seq if last else 0), deque()
-        after = last.wallets[-1][0] if last and last.wallets else None
-        chunks = wallet_chunks(run.scope_uids, gateway, read_time=run.read_time, ramp=inline, after=after)
-        for wallets in chunks:
-            seq += 1
-            chunk = _cut_chunk(run, seq, wallets, token, queued=not inline)
-            if chunk is None:
-                log.warning("run's listing taken over by another worker; stopping", extra={"run_id": run_id})
-                return
-            if not inline:
-                on_commit(lambda chunk_id=chunk.pk: enqueue_chunk(chunk_id))
-                continue
-            # Queue this chunk's aggregations before finishing the ones before it:
-            # re-checking a chunk's candidates waits behind the aggregations
-            # queued in Firestore, which stays busy meanwhile.
-            ahead.append((chunk.pk, _start_aggregation(wallets, gateway, run.read_time)))
-            if len(ahead) > CHUNKS_AHEAD:
-                chunk_id, totals = ahead.popleft()
-                process_chunk(chunk_id, gateway=gateway, totals=totals.result())
-        while ahead:
-            chunk_id, totals = ahead.popleft()
-            process_chunk(chunk_id, gateway=gateway, totals=totals.result())
-        ReconciliationRun.objects.filter(pk=run_id, lister=token).update(chunks_total=seq, lease_until=None)
+        with leases.Heartbeat(lambda: listing.update(lease_until=leases.expiry(lease)) == 1, lease):
+            _list_and_check(run, last, token, gateway=gateway, inline=inline, enqueue_chunk=enqueue_chunk)
     except Exception as exc:
         fail_run(run_id, exc)
         raise
     seal_if_complete(run_id, gateway)
+
+
+def _list_and_check(run, last, token: str, *, gateway: FirestoreGateway, inline: bool, enqueue_chunk) -> None:
+    """Cut the run's wallets into chunks after `last` (the last chunk cut, if any)
+    while the listing is this worker's; hand each out, or check it here (inline)."""
+    run_id = run.pk
+    if not run.read_mode:
+        run = _plan_reads(run, gateway)
+    seq, ahead = (last.seq if last else 0), deque()
+    after = last.wallets[-1][0] if last and last.wallets else None
+    chunks = wallet_chunks(run.scope_uids, gateway, read_time=run.read_time, ramp=inline, after=after)
+    for wallets in chunks:
+        seq += 1
+        chunk = _cut_chunk(run, seq, wallets, token, queued=not inline)
+        if chunk is None:
+            log.warning("run's listing taken over by another worker; stopping", extra={"run_id": run_id})
+            return
+        if not inline:
+            on_commit(lambda chunk_id=chunk.pk: enqueue_chunk(chunk_id))
+            continue
+        # Queue this chunk's aggregations before finishing the ones before it:
+        # re-checking a chunk's candidates waits behind the aggregations
+        # queued in Firestore, which stays busy meanwhile.
+        ahead.append((chunk.pk, _start_aggregation(wallets, gateway, run.read_time)))
+        if len(ahead) > CHUNKS_AHEAD:
+            chunk_id, totals = ahead.popleft()
+            process_chunk(chunk_id, gateway=gateway, totals=totals.result())
+    while ahead:
+        chunk_id, totals = ahead.popleft()
+        process_chunk(chunk_id, gateway=gateway, totals=totals.result())
+    ReconciliationRun.objects.filter(pk=run_id, lister=token).update(chunks_total=seq, lease_until=None)
 
 
 def _claim_listing(run_id: int) -> str | None:
@@ -328,8 +341,13 @@ def process_chunk(
     if not taken:
         return  # another worker is checking it
     run_id = chunk.run_id
+    lease = settings.RECONCILE_LEASE_SECONDS
+    mine = ReconciliationChunk.objects.filter(pk=chunk_id, worker=worker, done=False)
     try:
-        findings = check_wallets(chunk.wallets, gateway=gateway, totals=totals, read_time=chunk.run.read_time)
+        with leases.Heartbeat(lambda: mine.update(lease_until=leases.expiry(lease)) == 1, lease):
+            findings = check_wallets(
+                chunk.wallets, gateway=gateway, totals=totals, read_time=chunk.run.read_time
+            )
     except Exception as exc:
         fail_run(run_id, exc)
         raise

@@ -14,12 +14,18 @@ lapsed nor keeps a dead one's work waiting longer.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import threading
+from collections.abc import Callable
 from datetime import timedelta
 
+from django.db import connections
 from django.db.models import DateTimeField, ExpressionWrapper, Q
 from django.db.models.functions import Now
+
+log = logging.getLogger(__name__)
 
 
 def holder() -> str:
@@ -50,3 +56,40 @@ def lapsed(field: str = "lease_until") -> Q:
 def free(field: str = "lease_until") -> Q:
     """Rows nobody holds: never taken, let go (null), or lapsed."""
     return Q(**{f"{field}__isnull": True}) | lapsed(field)
+
+
+class Heartbeat:
+    """Renews a lease in a thread of its own while the work goes on, so a live
+    worker never loses its lease to a slow step (a big file, a slow backend):
+    `renew()` (a conditional update, True while the lease is still this
+    worker's) runs every third of the lease. `lost` is set once it returns
+    False: the work was taken over, and the worker should stop.
+
+        with Heartbeat(lambda: rows.filter(worker=me).update(lease_until=expiry(s)) == 1, s) as beat:
+            ...  # check beat.lost between steps
+    """
+
+    def __init__(self, renew: Callable[[], bool], lease_seconds: float):
+        self.renew, self.every = renew, lease_seconds / 3
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="lease-heartbeat", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        try:
+            while not self._stop.wait(self.every):
+                if not self.renew():
+                    self.lost = True
+                    return
+        except Exception:  # the database away: the lease runs out, as it would for a dead worker
+            log.exception("lease heartbeat failed")
+        finally:
+            connections.close_all()  # this thread's own connection

@@ -143,6 +143,10 @@ def run(
     snapshot = Snapshot.objects.get(pk=snapshot_id)
     if snapshot.project != gateway.project:
         raise ValueError(f"snapshot {snapshot_id} is of project {snapshot.project}, not {gateway.project}")
+    if writer.busy(Path(snapshot.path)):
+        # A process of this machine still writes it (its lease lapsed in a long
+        # pause): the sweep hands it out again once that process is gone.
+        raise SnapshotBusy(f"snapshot {snapshot_id} is being written by another process of this machine")
     worker = leases.holder()
     lease = settings.SNAPSHOT_LEASE_SECONDS
     if not transition(
@@ -155,21 +159,22 @@ def run(
         raise SnapshotBusy(
             f"snapshot {snapshot_id} is {snapshot.get_status_display().lower()}, not waiting to run"
         )
+    held = Snapshot.objects.filter(pk=snapshot_id, status=SnapshotStatus.RUNNING, worker=worker)
     try:
         Snapshot.objects.filter(pk=snapshot_id).update(wallets_expected=gateway.count_wallets(), error="")
+        with leases.Heartbeat(lambda: held.update(lease_until=leases.expiry(lease)) == 1, lease) as beat:
 
-        def progress(wallets_done: int) -> None:
-            held = Snapshot.objects.filter(pk=snapshot_id, status=SnapshotStatus.RUNNING, worker=worker)
-            if not held.update(wallets_done=wallets_done, lease_until=leases.expiry(lease)):
-                raise SnapshotTakenOver(f"snapshot {snapshot_id} was taken over by another worker")
+            def progress(wallets_done: int) -> None:
+                if beat.lost or not held.update(wallets_done=wallets_done, lease_until=leases.expiry(lease)):
+                    raise SnapshotTakenOver(f"snapshot {snapshot_id} was taken over by another worker")
 
-        outcome = writer.take(
-            Path(snapshot.path),
-            gateway=gateway,
-            wallets_per_part=wallets_per_part,
-            deadline=deadline,
-            on_progress=progress,
-        )
+            outcome = writer.take(
+                Path(snapshot.path),
+                gateway=gateway,
+                wallets_per_part=wallets_per_part,
+                deadline=deadline,
+                on_progress=progress,
+            )
     except SnapshotTakenOver:
         # This worker was taken for dead (its lease lapsed): the other one finishes it.
         log.warning("snapshot taken over by another worker", extra={"snapshot_id": snapshot_id})
@@ -190,7 +195,6 @@ def run(
         transition(snapshot_id, SnapshotStatus.PENDING, held_by=worker)
         return Snapshot.objects.get(pk=snapshot_id)
     manifest = outcome.manifest
-    held = Snapshot.objects.filter(pk=snapshot_id, status=SnapshotStatus.RUNNING, worker=worker)
     if not held.update(
         **{name: manifest[name] for name in ("seconds", "wallets", "entries", "documents")},
         points_total=manifest["points_total"],
