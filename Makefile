@@ -8,12 +8,13 @@ CHROMIUM ?= /usr/bin/chromium
 PROMETHEUS ?= /usr/bin/prometheus
 PROMTOOL ?= /usr/bin/promtool
 
-.PHONY: install browser prometheus demo test e2e bench lint format clean
+.PHONY: install browser prometheus netns demo test e2e bench lint format clean
 
-install: .installed browser prometheus
+install: .installed browser prometheus netns
 .installed: requirements.txt requirements-dev.txt package.json package-lock.json ; python3 -m venv $(VENV) && $(VENV)/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt && npm ci --no-audit --no-fund --loglevel=error && touch .installed
 browser: ; @test -x $(CHROMIUM) || (apt-get update -q && apt-get install -y -q chromium)
 prometheus: ; @test -x $(PROMETHEUS) -a -x $(PROMTOOL) || (apt-get update -q && apt-get install -y -q --no-install-recommends prometheus)
+netns: ; @command -v ip >/dev/null || (apt-get update -q && apt-get install -y -q --no-install-recommends iproute2)
 demo: install ; bash scripts/demo.sh
 test: install ; $(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/pytest
 e2e: install ; $(VENV)/bin/pytest tests/e2e
