@@ -11,7 +11,8 @@ import pytest
 def test_a_run_split_over_two_hosts_finds_what_one_process_finds(hosts, chunk_size):
     hosts.workers(RECONCILE_CHUNK_SIZE=str(chunk_size))
 
-    run_id = hosts.request_run(hosts.admin())
+    admin = hosts.admin()
+    run_id = hosts.request_run(admin)
     split = hosts.finished(run_id, timeout=90)
 
     assert split["status"] == "completed", f"{split['error']}\n{hosts.log_tails()}"
@@ -23,6 +24,8 @@ def test_a_run_split_over_two_hosts_finds_what_one_process_finds(hosts, chunk_si
     assert (split["chunks_total"], split["chunks_done"]) == (chunks, chunks)
     assert set(ours["checked_by"]) == {"hosta", "hostb"}, ours["checked_by"]
     assert sum(ours["checked_by"].values()) == chunks
+    page = admin.get(f"/admin/reconciliation/reconciliationrun/{run_id}/change/")
+    assert all(f"{host}: {n} chunk" in page for host, n in ours["checked_by"].items())
     if ours["header"].get("read_mode") == "point_in_time":
         # On a backend that reads at a point in time, its findings at T0 re-derive.
         hosts.a.manage("verify_reports", "--rederive", str(run_id))
