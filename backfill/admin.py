@@ -1,9 +1,11 @@
 from pathlib import Path
+from typing import cast
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.db.models import QuerySet
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -11,7 +13,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.text import capfirst
 
-from backfill import completeness, drain, events, progress, reversals, runs
+from backfill import completeness, drain, events, plan_approval, progress, reversals, runs
 from backfill.models import (
     OUTCOMES,
     DataMigration,
@@ -19,6 +21,7 @@ from backfill.models import (
     MigrationKind,
     MigrationSource,
     MigrationStatus,
+    PlanItem,
     ProviderEventDelivery,
     RejectedWebhook,
 )
@@ -33,7 +36,7 @@ REFRESH_SECONDS = 5  # how often a page showing a live migration reloads itself
 ITEMS_PER_PAGE = 50
 
 # How a dry run's outcomes read: nothing happened, it would.
-PLANNED = {
+PLANNED: dict[str, str] = {
     EventStatus.APPLIED: "Would apply",
     EventStatus.DUPLICATE: "Duplicate",
     EventStatus.DEFERRED: "Would wait (deferred)",
@@ -71,6 +74,14 @@ class ReversalUploadForm(forms.Form):
         initial=True,
         label="Dry run",
         help_text="Plan only: every row with its outcome and reason, nothing written to Firestore.",
+    )
+
+
+class PlanApprovalForm(forms.Form):
+    reason = forms.CharField(
+        label="Why you approve it",
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
+        help_text="Kept on the plan: what you checked (the wallets it moves, the points).",
     )
 
 
@@ -125,6 +136,7 @@ class DataMigrationAdmin(ReadOnlyAdmin):
         "eta",
         "outcomes",
         "plan_summary",
+        "approval",
         "binding",
         "error_text",
         "starter",
@@ -133,7 +145,7 @@ class DataMigrationAdmin(ReadOnlyAdmin):
         "started",
         "finished",
     ]
-    readonly_fields = fields
+    readonly_fields = cast(list[str], fields)  # the names above, none grouped
     actions = ["pause", "resume", "cancel", "rerun_quarantined_and_failed"]
 
     def get_urls(self):
@@ -142,6 +154,7 @@ class DataMigrationAdmin(ReadOnlyAdmin):
             path("upload/", wrap(self.upload_view), name="backfill_upload"),
             path("upload-reversals/", wrap(self.upload_reversals_view), name="backfill_upload_reversals"),
             path("<int:object_id>/run-bound/", wrap(self.run_bound_view), name="backfill_run_bound"),
+            path("<int:object_id>/approve-plan/", wrap(self.approve_plan_view), name="backfill_approve_plan"),
             *super().get_urls(),
         ]
 
@@ -170,6 +183,7 @@ class DataMigrationAdmin(ReadOnlyAdmin):
     def _items_context(self, request, migration: DataMigration) -> dict:
         """The per-line outcomes with reasons, paged: a dry run's plan items, a
         real run's deliveries (a stored replay's deliveries belong to earlier runs)."""
+        rows: QuerySet[PlanItem] | QuerySet[ProviderEventDelivery]
         if migration.dry_run:
             rows = migration.plan_items.order_by("line")
             outcome_field = "outcome"
@@ -214,11 +228,42 @@ class DataMigrationAdmin(ReadOnlyAdmin):
     def _bound_run_context(self, request, migration: DataMigration) -> dict:
         if not migration.dry_run:
             return {}
+        refusal = plan_approval.approval_refusal(migration, request.user)
         return {
             "bound_runs": list(runs.bound_runs(migration).order_by("pk")),
             "can_run_bound": request.user.has_perm(PERMISSION),
             "bound_run_refusal": runs.bound_run_refusal(migration),
+            "approval_text": plan_approval.approval_text(migration),
+            # The form for a second person; said why not to one who approves plans.
+            "approve_form": PlanApprovalForm()
+            if not refusal and plan_approval.needs_approval(migration)
+            else None,
+            "approval_refusal": refusal
+            if request.user.has_perm(plan_approval.APPROVE) and migration.plan_approved_by_id is None
+            else "",
         }
+
+    def approve_plan_view(self, request, object_id: int):
+        """A second person approves a completed dry run's plan, from its page (POST only)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not request.user.has_perm(plan_approval.APPROVE):
+            raise PermissionDenied("only ops and finance approvers approve plans")
+        plan = get_object_or_404(DataMigration, pk=object_id)
+        form = PlanApprovalForm(request.POST)
+        try:
+            if not form.is_valid():
+                raise plan_approval.PlanRefused("a reason is required to approve a plan")
+            plan_approval.approve_plan(plan.pk, actor=request.user, reason=form.cleaned_data["reason"])
+        except plan_approval.PlanRefused as exc:
+            self.message_user(request, f"Refused: {exc}.", messages.ERROR)
+        else:
+            self.message_user(
+                request,
+                f"Plan {plan.pk} approved: it may now be run for real, bound to it.",
+                messages.SUCCESS,
+            )
+        return HttpResponseRedirect(reverse("admin:backfill_datamigration_change", args=[plan.pk]))
 
     def upload_view(self, request):
         """Replay an uploaded export (as `replay_webhooks` does), in a worker."""
@@ -409,6 +454,14 @@ class DataMigrationAdmin(ReadOnlyAdmin):
             obj.plan_checksum[:16] + "…" if obj.plan_checksum else EMPTY,
         )
 
+    @admin.display(description="second person")
+    def approval(self, obj):
+        """A plan's approval (four eyes), on the plan and on each real run bound to it."""
+        if obj.dry_run:
+            return plan_approval.approval_text(obj) if obj.status == MigrationStatus.COMPLETED else EMPTY
+        plan = DataMigration.objects.filter(pk=obj.parameters.get("plan") or 0).first()
+        return f"Plan {plan.pk}: {plan_approval.approval_text(plan)}" if plan is not None else EMPTY
+
     @admin.display(description="bound to")
     def binding(self, obj):
         plan_id = obj.parameters.get("plan")
@@ -517,7 +570,7 @@ class ProviderEventDeliveryAdmin(ReadOnlyAdmin):
         "line",
         "raw_body",
     ]
-    readonly_fields = fields
+    readonly_fields = cast(list[str], fields)  # the names above, none grouped
 
     change_list_template = "admin/backfill/providereventdelivery/change_list.html"
 
@@ -637,7 +690,7 @@ class RejectedWebhookAdmin(ReadOnlyAdmin):
     search_fields = ["=remote_addr", "=body_sha256"]
     search_help_text = "Exact sender address or SHA-256 of the body"
     fields = ["received", "reason", "remote_addr", "body_size", "body_sha256"]
-    readonly_fields = fields
+    readonly_fields = cast(list[str], fields)  # the names above, none grouped
     date_hierarchy = "received_at"
 
     @admin.display(description="received", ordering="received_at")

@@ -41,6 +41,7 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from backfill.models import EventSource, EventStatus, ProviderEventDelivery, WebhookDrain
+from revassure import dbclock
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ def wake() -> None:
         _, created = WebhookDrain.objects.get_or_create(pk=1, defaults={"queued": True, "queued_at": now})
         if not created:
             return  # another arrival raised it in between, and saw to a drainer
-    if WebhookDrain.objects.filter(~lease_free(now), pk=1).exists():
+    if WebhookDrain.objects.filter(~lease_free(), pk=1).exists():
         # A drainer holds the lease: it looks for the flag just set after it
         # lets go (and this read came after the flag), so it takes this arrival
         # up without a task. During a burst the drainer clears the flag before
@@ -105,20 +106,21 @@ def enqueue(handoff: str = "") -> None:
     async_task(DRAIN_TASK, handoff, task_name=f"webhook-drain-{uuid.uuid4().hex[:8]}")
 
 
-def lease_free(now) -> Q:
-    """The lease nobody holds: never taken, let go, or lapsed (its worker died)."""
-    return Q(lease="") | Q(lease_until__lt=now)
+def lease_free() -> Q:
+    """The lease nobody holds: never taken, let go, or lapsed (its worker died),
+    by the database's clock (revassure.dbclock: machines' clocks differ)."""
+    return Q(lease="") | Q(lease_until__lt=dbclock.now())
 
 
 def claim(handoff: str = "") -> str | None:
     """Take the drain's lease (free, lapsed, or handed over by the task before):
-    the new lease, or None while another worker drains."""
-    now = timezone.now()
+    the new lease, or None while another worker drains. It lasts
+    WEBHOOK_DRAIN_LEASE_SECONDS by the database's clock."""
     lease = uuid.uuid4().hex
-    free = lease_free(now)
+    free = lease_free()
     if handoff:
         free |= Q(lease=handoff)
-    until = now + timedelta(seconds=settings.WEBHOOK_DRAIN_LEASE_SECONDS)
+    until = dbclock.ahead(settings.WEBHOOK_DRAIN_LEASE_SECONDS)
     if WebhookDrain.objects.filter(free, pk=1).update(lease=lease, lease_until=until):
         return lease
     _, created = WebhookDrain.objects.get_or_create(pk=1, defaults={"lease": lease, "lease_until": until})
@@ -126,10 +128,10 @@ def claim(handoff: str = "") -> str | None:
 
 
 def renew(lease: str) -> bool:
-    until = timezone.now() + timedelta(seconds=settings.WEBHOOK_DRAIN_LEASE_SECONDS)
+    until = dbclock.ahead(settings.WEBHOOK_DRAIN_LEASE_SECONDS)
     return bool(
         WebhookDrain.objects.filter(pk=1, lease=lease).update(
-            lease_until=until, last_drained_at=timezone.now()
+            lease_until=until, last_drained_at=dbclock.now()
         )
     )
 

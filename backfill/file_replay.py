@@ -48,6 +48,8 @@ def run_replay(
     if lease is None:
         return migration
     numbered = _numbered(lines, after=migration.checkpoint)
+    # Deferred: a dry run's (line number, raw line) pairs, a real run's delivery ids.
+    deferred: list[tuple[int, bytes]] | list[int] | None
     try:
         if migration.dry_run:
             plan = planner.Plan(gateway, allow_negative=negative_balance_allowed())
@@ -98,7 +100,9 @@ def verify_plan(
     name: str = "",
 ) -> DataMigration:
     """Plan the same file again, now; PlanMismatch unless it is exactly plan
-    `plan_id`. The new dry run, which matched."""
+    `plan_id`, and PlanNotApproved (before planning) while the plan waits for a
+    second person. The new dry run, which matched."""
+    planner.require_approved(plan_id)
     fresh = runs.start_replay(path=path, dry_run=True, kind=kind, source=source, name=name)
     fresh = run_replay(fresh, lines, gateway=gateway)
     planner.check_plan(plan_id, fresh)
@@ -260,7 +264,7 @@ def _save_batch(migration, lease: str, batch: _Batch | None, landed: list, defer
 def _retry_deferred(migration, lease: str, deferred: list, consider) -> None:
     """Reversals that arrived before their purchase: try again while any succeeds."""
     while deferred:
-        still, moved = [], defaultdict(int)
+        still, moved = [], defaultdict[str, int](int)
         for item in deferred:
             outcome = consider(item)
             if outcome == EventStatus.DEFERRED:

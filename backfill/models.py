@@ -183,9 +183,17 @@ class DataMigration(models.Model):
     # are measured over running time only: a pause does not slow the rate down.
     paused_at = models.DateTimeField(null=True, blank=True)
     paused_seconds = models.FloatField(default=0)
+    # A dry run's plan approved by a second person (never who planned it), before a
+    # real run may be bound to it: backfill/plan_approval.py.
+    plan_approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    plan_approved_at = models.DateTimeField(null=True, blank=True)
+    plan_approval_reason = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        permissions = [("approve_plan", "Can approve a backfill plan someone else made")]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} #{self.pk} ({self.status})"

@@ -4,7 +4,8 @@ planned writes. Nothing is written to Firestore.
 
 A plan keeps per wallet the points before and after and the entries it would
 create, the outcome counts, and a checksum of all that; a real run can be
-bound to an approved plan (`check_plan`), and is refused when planning the
+bound to a plan (`check_plan`), once a second person approved it when it moves
+enough points (backfill/plan_approval.py), and is refused when planning the
 same file again now gives another checksum.
 """
 
@@ -16,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from backfill import events
+from backfill import events, plan_approval
 from backfill.models import DataMigration, EventStatus, MigrationStatus, PlanItem
 from backfill.rules import WalletView, decide
 from revassure.firestore import FirestoreGateway
@@ -25,6 +26,21 @@ from revassure.ledger import is_points
 
 class PlanMismatch(Exception):
     pass
+
+
+class PlanNotApproved(PlanMismatch):
+    """The plan needs a second person's approval before a real run is bound to it."""
+
+
+def require_approved(plan_id: int) -> None:
+    """PlanNotApproved unless plan `plan_id` may have a real run bound to it now
+    (four eyes: backfill/plan_approval.py); asked before planning the file again."""
+    plan = DataMigration.objects.filter(pk=plan_id, dry_run=True, status=MigrationStatus.COMPLETED).first()
+    if plan is None:
+        raise PlanMismatch(f"migration {plan_id} is not a completed dry run")
+    refusal = plan_approval.run_refusal(plan)
+    if refusal:
+        raise PlanNotApproved(f"migration {plan_id} cannot be run for real yet: {refusal}")
 
 
 @dataclass(frozen=True)
@@ -61,6 +77,7 @@ class Plan:
         view = self._view(event)
         decision = decide(event, view, allow_negative=self.allow_negative)
         if decision.status == EventStatus.APPLIED:
+            assert decision.entry is not None  # an applied decision carries its entry
             self.points_before.setdefault(event.user_id, view.points - self.delta[event.user_id])
             self.entries[event.user_id][event.entry_id] = decision.entry
             self.delta[event.user_id] += event.amount
@@ -163,6 +180,7 @@ def check_plan(plan_id: int, fresh: DataMigration) -> None:
     ).first()
     if approved is None:
         raise PlanMismatch(f"migration {plan_id} is not a completed dry run")
+    require_approved(plan_id)
     if approved.kind != fresh.kind:
         raise PlanMismatch(f"migration {plan_id} planned a {approved.get_kind_display()}, not this")
     if fresh.plan_checksum != approved.plan_checksum:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import timedelta
-from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
@@ -21,7 +20,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from backfill import uploads
+from backfill import plan_approval, uploads
 from backfill.models import (
     OUTCOMES,
     DataMigration,
@@ -31,7 +30,7 @@ from backfill.models import (
     MigrationStatus,
     sources_of,
 )
-from revassure import alerting, flags, metrics
+from revassure import alerting, dbclock, flags, metrics
 from revassure.firestore import FirestoreGateway
 from revassure.logs import on_commit
 
@@ -71,8 +70,8 @@ def request_file_replay(
             dry_run=dry_run,
             started_by=actor,
         )
-        path = uploads.keep(upload, migration, settings.BACKFILL_UPLOAD_DIR)
-        migration.parameters.update(path=str(path), expected=uploads.count_items(path, kind))
+        expected = uploads.count_upload(upload, kind)
+        migration.parameters.update(path=uploads.keep(upload, migration), expected=expected)
         migration.save(update_fields=["parameters"])
         enqueue_run(migration.pk)
     return migration
@@ -91,13 +90,13 @@ def bound_run_refusal(plan: DataMigration) -> str:
         return "the dry run has not completed"
     if plan.source != MigrationSource.UPLOAD:
         return "its file was named on a command line: run `replay_webhooks --plan` where that file is"
-    if not Path(plan.parameters.get("path", "")).is_file():
+    if not uploads.is_kept(plan):
         return "its uploaded file is no longer kept: upload it again"
     running = bound_runs(plan).exclude(status__in=[MigrationStatus.FAILED, MigrationStatus.CANCELLED])
     other = running.order_by("pk").first()
     if other is not None:
         return f"run {other.pk} is bound to it already ({other.get_status_display().lower()})"
-    return ""
+    return plan_approval.run_refusal(plan)
 
 
 def request_bound_run(plan_id: int, *, actor) -> DataMigration:
@@ -197,9 +196,8 @@ def claim(migration: DataMigration, *, handoff: str = "") -> str | None:
     lapsed (`lapsed`: that worker is gone). Paused, cancelled and finished migrations are left alone,
     so a late redelivery never restarts what ops stopped.
     """
-    now = timezone.now()
     lease = uuid.uuid4().hex
-    free = Q(status=MigrationStatus.PENDING) | (Q(status=MigrationStatus.RUNNING) & lapsed(now))
+    free = Q(status=MigrationStatus.PENDING) | (Q(status=MigrationStatus.RUNNING) & lapsed())
     if handoff:
         free |= Q(status=MigrationStatus.RUNNING, lease=handoff)
     claimed = transition(
@@ -207,36 +205,33 @@ def claim(migration: DataMigration, *, handoff: str = "") -> str | None:
         MigrationStatus.RUNNING,
         where=free,
         lease=lease,
-        heartbeat_at=now,
-        started_at=Coalesce(F("started_at"), Value(now)),
+        heartbeat_at=dbclock.now(),
+        # When it first ran, for its rate (shown beside this machine's other times).
+        started_at=Coalesce(F("started_at"), Value(timezone.now())),
     )
     migration.refresh_from_db()
     return lease if claimed else None
 
 
-def lapsed(now) -> Q:
+def lapsed() -> Q:
     """Running migrations whose worker is taken for dead. A stored replay saves
     its heartbeat after every delivery: silent REPLAY_LEASE_SECONDS, it is gone
     (live intake waits on it, see live_stored_replay). Other migrations may go
     longer between heartbeats (a file's plan, a batch): silent longer than a
-    task may live (django-q2 kills a task at its timeout)."""
-    other = now - timedelta(seconds=settings.Q_CLUSTER["timeout"])
-    return replay_lapsed(now) | Q(heartbeat_at__lt=other)
+    task may live (django-q2 kills a task at its timeout). Heartbeats are
+    written and judged by the database's clock (revassure.dbclock)."""
+    return replay_lapsed() | Q(heartbeat_at__lt=dbclock.ago(settings.Q_CLUSTER["timeout"]))
 
 
-def replay_lapsed(now) -> Q:
-    return Q(
-        kind=MigrationKind.REPLAY_STORED,
-        heartbeat_at__lt=now - timedelta(seconds=settings.REPLAY_LEASE_SECONDS),
-    )
+def replay_lapsed() -> Q:
+    return Q(kind=MigrationKind.REPLAY_STORED, heartbeat_at__lt=dbclock.ago(settings.REPLAY_LEASE_SECONDS))
 
 
 def live_stored_replay() -> bool:
     """A replay of stored deliveries is at work (running under a live lease) or
     about to be (requested within REPLAY_LEASE_SECONDS): the webhook drain steps
     aside for it. One whose worker died stops counting once its lease lapses."""
-    now = timezone.now()
-    fresh = now - timedelta(seconds=settings.REPLAY_LEASE_SECONDS)
+    fresh = dbclock.ago(settings.REPLAY_LEASE_SECONDS)
     live = Q(status=MigrationStatus.RUNNING, heartbeat_at__gte=fresh) | Q(
         status=MigrationStatus.PENDING, created_at__gte=fresh
     )
@@ -255,7 +250,7 @@ def save_progress(migration: DataMigration, lease: str, counts: dict[str, int], 
     rolls them back together."""
     handled = sum(counts.values())
     saved = _mine(migration, lease).update(
-        heartbeat_at=timezone.now(),
+        heartbeat_at=dbclock.now(),
         total=F("total") + handled,
         processed=F("processed") + handled,
         checkpoint=checkpoint,
@@ -348,10 +343,9 @@ def resume_abandoned(older_than: timedelta) -> int:
     only after Q_RETRY): stored replays as soon as their lease lapses, and
     uploads. A command's run is left to whoever ran it: its file may be on
     another machine."""
-    now = timezone.now()
     abandoned = list(
         DataMigration.objects.filter(
-            replay_lapsed(now) | Q(heartbeat_at__lt=now - older_than),
+            replay_lapsed() | Q(heartbeat_at__lt=dbclock.ago(older_than)),
             source__in=[MigrationSource.DATABASE, MigrationSource.UPLOAD],
             status=MigrationStatus.RUNNING,
         ).values_list("pk", flat=True)

@@ -8,6 +8,7 @@ import logging
 import time
 from collections import Counter, defaultdict
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, transaction
@@ -301,7 +302,7 @@ def drain_webhooks(*, gateway: FirestoreGateway, deadline: float | None = None, 
         lease = drain.claim()
         if lease is None:
             return 0
-    handled, known = 0, {}
+    handled, known = 0, dict[str, tuple[int, Any]]()  # the gateway's `known`, kept across batches
     try:
         while True:
             drain.clear_asked()

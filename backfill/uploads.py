@@ -1,6 +1,7 @@
 """Files ops upload in the admin: checked before anything is queued (a wrong
 file is refused at upload with the reason, not "completed" with every line
-quarantined), kept where the workers read them, counted so progress can show
+quarantined), kept where every worker reads them (the shared storage:
+Cloud Storage in production), counted so progress can show
 "1,700 of 5,000", and read back as event lines for the replay.
 
 Two kinds: a JSON Lines export of provider events (one envelope per line) and
@@ -10,15 +11,19 @@ finance's reversal CSV (backfill.reversals turns its rows into such lines).
 from __future__ import annotations
 
 import csv
+import io
 import json
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from backfill import reversals
-from backfill.models import DataMigration, MigrationKind
+from backfill.models import DataMigration, MigrationKind, MigrationSource
+from revassure import files
 
 HEAD_BYTES = 64 * 1024  # enough to see the first line of any sensible file
+FOLDER = "backfill"  # in the shared storage
 
 
 class BadUpload(ValueError):
@@ -71,16 +76,11 @@ def _shown(text: str, limit: int = 40) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-def keep(upload, migration: DataMigration, folder: Path) -> Path:
-    """Write the upload where the workers read it; its path (never shown to people)."""
-    folder.mkdir(parents=True, exist_ok=True)
+def keep(upload, migration: DataMigration) -> str:
+    """Keep the upload where every worker reads it (the shared storage: Cloud
+    Storage in production, revassure.files); its stored name (never shown to people)."""
     suffix = ".csv" if migration.kind == MigrationKind.REVERSAL_CSV else ".jsonl"
-    path = folder / f"migration-{migration.pk}{suffix}"
-    upload.seek(0)
-    with path.open("wb") as target:
-        for piece in upload.chunks():
-            target.write(piece)
-    return path
+    return files.keep(upload, f"{FOLDER}/migration-{migration.pk}-{secrets.token_hex(6)}{suffix}")
 
 
 def count_items(path: Path | str, kind: str) -> int:
@@ -90,19 +90,65 @@ def count_items(path: Path | str, kind: str) -> int:
         return sum(1 for line in lines if line.strip())
 
 
+def count_upload(upload, kind: str) -> int:
+    """count_items of an uploaded file, read where it was uploaded (before it is kept)."""
+    upload.seek(0)
+    options = _TEXT[kind == MigrationKind.REVERSAL_CSV]
+    text = io.TextIOWrapper(
+        upload.file, encoding=options["encoding"], errors=options["errors"], newline=options.get("newline")
+    )
+    try:
+        lines = reversals.csv_to_event_lines(text) if kind == MigrationKind.REVERSAL_CSV else text
+        return sum(1 for line in lines if line.strip())
+    finally:
+        text.detach()  # the upload stays open for keep
+        upload.seek(0)
+
+
+# How files are read as text: finance's CSV in utf-8-sig (Excel starts its UTF-8
+# CSV files with a byte order mark), JSON Lines as UTF-8; bad bytes become U+FFFD.
+_TEXT: dict[bool, dict[str, str]] = {
+    True: {"newline": "", "encoding": "utf-8-sig", "errors": "replace"},
+    False: {"encoding": "utf-8", "errors": "replace"},
+}
+
+
 @contextmanager
 def open_lines(path: Path | str, kind: str) -> Iterator:
     """The file's event lines, numbered as the file's lines: JSON Lines as they
     are, finance's CSV converted row by row (reversals.csv_to_event_lines)."""
-    if kind == MigrationKind.REVERSAL_CSV:
-        # utf-8-sig: Excel starts its UTF-8 CSV files with a byte order mark.
-        with open(path, newline="", encoding="utf-8-sig", errors="replace") as rows:
-            yield reversals.csv_to_event_lines(rows)
-    else:
-        with open(path, encoding="utf-8", errors="replace") as lines:
+    csv_file = kind == MigrationKind.REVERSAL_CSV
+    options = _TEXT[csv_file]
+    with open(
+        path, encoding=options["encoding"], errors=options["errors"], newline=options.get("newline")
+    ) as lines:
+        yield reversals.csv_to_event_lines(lines) if csv_file else lines
+
+
+def is_kept(migration: DataMigration) -> bool:
+    """Whether a migration's file is still where its workers read it."""
+    path = migration.parameters.get("path", "")
+    if not path:
+        return False
+    if _on_this_machine(migration):
+        return Path(path).is_file()
+    return files.shared().exists(path)
+
+
+@contextmanager
+def stored_lines(migration: DataMigration) -> Iterator:
+    """open_lines for a migration's file: an upload kept in the shared storage
+    (copied to this machine for the run's length), or a file named on this
+    machine's command line. FileNotFoundError when it is no longer kept."""
+    path = migration.parameters["path"]
+    if _on_this_machine(migration):
+        with open_lines(path, migration.kind) as lines:
             yield lines
+        return
+    with files.local_copy(files.shared(), path) as local, open_lines(local, migration.kind) as lines:
+        yield lines
 
 
-def stored_lines(migration: DataMigration):
-    """open_lines for a migration's kept file."""
-    return open_lines(migration.parameters["path"], migration.kind)
+def _on_this_machine(migration: DataMigration) -> bool:
+    # A command's file, or an upload kept before the shared storage (an absolute path).
+    return migration.source != MigrationSource.UPLOAD or Path(migration.parameters["path"]).is_absolute()

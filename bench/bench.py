@@ -291,6 +291,7 @@ def child_snapshot(project: str, db_path: str, out_dir: str) -> dict:
     snapshot = services.take(out_dir, actor=None, gateway=get_gateway(project))
     seconds = time.perf_counter() - started
     assert snapshot.verification == "intact", snapshot.verification_errors
+    assert snapshot.manifest is not None  # completed: written
     return {
         "wallets": snapshot.wallets,
         "documents": snapshot.documents,
@@ -1000,7 +1001,7 @@ def measure_workers(args, env: dict, work: Path) -> dict[int, dict]:
     figures = {}
     for size in (args.small, args.large):
         project = seed_once(size, args.entries)
-        runs = {"inline": [], "workers2": [], "workers1": []}
+        runs: dict[str, list[dict]] = {"inline": [], "workers2": [], "workers1": []}
         for n in range(WORKERS_REPEAT):
             db = migrated_db(env, work / f"workers-inline-{size}-{n}.sqlite3")
             runs["inline"].append(spawn(env, "--child", "reconcile", project, str(db)))

@@ -283,13 +283,13 @@ def bare_once(env: dict, db: Path, project: str, lines: list[str]) -> dict:
         stop(server)
 
 
-def wallet_points(project: str) -> dict[int, int]:
+def wallet_points(project: str) -> dict[int | None, int]:
     """How many wallets hold each balance (all at 50 when each payment landed once)."""
     from google.cloud import firestore
 
-    balances: dict[int, int] = {}
+    balances: dict[int | None, int] = {}
     for doc in firestore.Client(project=project).collection("wallets").stream():
-        points = doc.to_dict().get("points")
+        points = (doc.to_dict() or {}).get("points")  # a streamed document exists: never None
         balances[points] = balances.get(points, 0) + 1
     return balances
 

@@ -147,6 +147,7 @@ def child_settlement(project: str, db_path: str, statement: str) -> dict:
     result = services.reconcile_file(statement, gateway=gateway)
     seconds = time.perf_counter() - started
     run = result.run
+    assert run is not None  # not a dry run: a kept run
     assert run.status == "completed", run.error
     return {"rows": run.rows, "seconds": seconds, "summary": result.summary}
 

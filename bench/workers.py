@@ -43,7 +43,7 @@ print(json.dumps({"wallets": run.wallets_checked, "seconds": seconds, "status": 
 
 def descendants(pid: int) -> list[int]:
     """Every process under `pid` (the cluster's monitor, pusher and workers)."""
-    found, frontier = [], [pid]
+    found, frontier = list[int](), [pid]
     while frontier:
         parent = frontier.pop()
         try:

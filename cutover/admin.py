@@ -1,5 +1,7 @@
 """The Cutover admin: the list, a cutover's page with its seven steps and the
 form for the next one only, and the start, abort, JSON and printable pages.
+The snapshot and reconcile steps run in the workers from here (cutover/background.py),
+with their progress on the page.
 
 Every page checks its permission again (ops run, finance approvers accept, all
 three roles view); the rules themselves live in cutover/services.py.
@@ -16,9 +18,9 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.text import capfirst
 
-from cutover import record, services
+from cutover import background, record, services
 from cutover.forms import AbortForm, StartForm, StepForm
-from cutover.models import Cutover, CutoverStatus, StepState
+from cutover.models import Cutover, CutoverStatus, StepKey, StepState
 from cutover.services import ACCEPT, RUN, CutoverRefused
 from observability.models import RuleName
 from reconciliation.models import RunTrigger
@@ -62,14 +64,16 @@ class CutoverAdmin(ReadOnlyAdmin):
     def change_view(self, request, object_id, form_url="", extra_context=None):
         cutover = self._viewable(request, object_id)
         user = request.user
+        background.settle(cutover)  # a snapshot or run that ended records its step
         following = services.next_step(cutover) if cutover.status == CutoverStatus.IN_PROGRESS else None
+        running = following if following is not None and following.state == StepState.RUNNING else None
         seen = services.monitoring(cutover)
         can = {
             "run": user.has_perm(RUN) and cutover.status == CutoverStatus.IN_PROGRESS,
             "accept": user.has_perm(ACCEPT),
         }
         form = None
-        if following is not None:
+        if following is not None and running is None:
             waiting = following.state == StepState.NEEDS_ACCEPTANCE
             if (waiting and can["accept"]) or (not waiting and can["run"]):
                 form = StepForm(initial={"step": following.key})
@@ -84,6 +88,8 @@ class CutoverAdmin(ReadOnlyAdmin):
             "cutover": cutover,
             "rows": rows,
             "following": following,
+            "running": running,
+            "progress": background.progress(running) if running else None,
             "form": form,
             "monitoring": _monitoring_shown(seen),
             "can_abort": can["run"],
@@ -103,6 +109,21 @@ class CutoverAdmin(ReadOnlyAdmin):
             self.message_user(request, "Refused: the form was incomplete.", messages.ERROR)
             return HttpResponseRedirect(_page(cutover))
         data = form.cleaned_data
+        step = services.step_by_key(cutover, data["step"]) if data["step"] in StepKey.values else None
+        if step is not None and step.key in background.IN_WORKERS and step.state == StepState.PENDING:
+            try:
+                step = background.start(
+                    cutover, step.key, actor=request.user, trigger=RunTrigger.ADMIN, note=data["note"]
+                )
+            except PermissionError as exc:
+                raise PermissionDenied(str(exc)) from exc
+            except CutoverRefused as exc:
+                self.message_user(request, f"Refused: {exc}.", messages.ERROR)
+                return HttpResponseRedirect(_page(cutover))
+            self.message_user(
+                request, f"Step {step} started in the workers: this page shows how far it has got."
+            )
+            return HttpResponseRedirect(_page(cutover))
         try:
             step = services.confirm(
                 cutover,
@@ -249,7 +270,11 @@ def _evidence_rows(evidence: dict) -> list[tuple[str, str]]:
     """Evidence as label/value pairs in people's formats (the JSON export keeps
     the raw values): times in UTC, counts with separators, yes/no, a mapping of
     counts as "drift 50, malformed 3", a list of records one per line."""
-    return [(key.replace("_", " "), _shown(key, value)) for key, value in evidence.items()]
+    return [
+        (key.replace("_", " "), _shown(key, value))
+        for key, value in evidence.items()
+        if key != "started_by_id"  # the starter's account, for the record; shown by name
+    ]
 
 
 def _shown(key: str, value) -> str:

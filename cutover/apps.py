@@ -15,6 +15,15 @@ class CutoverConfig(AppConfig):
 
         freeze.register_hold(freeze_hold)
 
+        # The snapshot and reconcile steps run in the workers from the admin:
+        # their ending records the step at once.
+        from cutover import background
+        from reconciliation.services import run_finished
+        from snapshots.services import snapshot_finished
+
+        run_finished.connect(background.settle_current, dispatch_uid="cutover-settle-after-run")
+        snapshot_finished.connect(background.settle_current, dispatch_uid="cutover-settle-after-snapshot")
+
         # why: the report kind names the models, which load only once the
         # registry is ready; the kernel's chain (verify_reports) walks what
         # the apps register here.

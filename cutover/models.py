@@ -42,6 +42,7 @@ STEPS = list(StepKey)
 
 class StepState(models.TextChoices):
     PENDING = "pending", "Pending"
+    RUNNING = "running", "Running in the workers"
     # Only the reconcile step: its run found violations, a finance approver decides.
     NEEDS_ACCEPTANCE = "needs_acceptance", "Needs a finance approver's acceptance"
     DONE = "done", "Done"

@@ -118,7 +118,7 @@ def verify(cutover: Cutover) -> list[str]:
 
 
 def stored_record_problems(cutover: Cutover) -> list[str]:
-    if not matches(cutover.record, cutover.checksum):
+    if cutover.record is None or not matches(cutover.record, cutover.checksum):
         return ["the stored record does not match its checksum"]
     return []
 

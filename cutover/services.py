@@ -12,7 +12,9 @@ snapshot keeps its own failed row, and the step stays pending.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -24,6 +26,7 @@ from observability.models import ACTIVE, Alert
 from reconciliation.services import run_inline
 from revassure import flags, freeze
 from revassure.firestore import FirestoreGateway
+from revassure.models import FreezeEvent
 from revassure.sealing import chain as sealing
 from revassure.waiting import WaitingKind, announce
 from snapshots import services as snapshots
@@ -143,6 +146,39 @@ def start(*, actor, name: str, target: str, monitor_minutes: int = 120) -> Cutov
 # -- confirming ---------------------------------------------------------------
 
 
+def confirmable(cutover: Cutover, key: str, *, actor) -> tuple[CutoverStep, bool]:
+    """The step `key` if `actor` may confirm it now, and whether it waits for
+    an acceptance; refuses a step out of order (naming the step that must come
+    first), one already done, and one running in the workers."""
+    cutover.refresh_from_db()
+    if cutover.status != CutoverStatus.IN_PROGRESS:
+        raise CutoverRefused(f"cutover {cutover.name} is {cutover.get_status_display().lower()}")
+    step = step_by_key(cutover, key)
+    waiting_for_acceptance = step.state == StepState.NEEDS_ACCEPTANCE
+    if waiting_for_acceptance:
+        _require(actor, ACCEPT, "accept a reconciliation with violations (finance approvers do)")
+    else:
+        _require(actor, RUN, "confirm cutover steps (ops do)")
+    if step.state == StepState.RUNNING:
+        raise CutoverRefused(
+            f"step {step.number} ({step.get_key_display()}) is running in the workers; "
+            "its page shows how far it has got"
+        )
+    if step.state == StepState.DONE:
+        raise CutoverRefused(
+            f"step {step.number} ({step.get_key_display()}) was already confirmed by "
+            f"{step.confirmed_by} at {step.confirmed_at:%Y-%m-%d %H:%M:%S} UTC"
+        )
+    first = next_step(cutover)
+    assert first is not None  # this step is not done
+    if first.pk != step.pk:
+        raise CutoverRefused(
+            f"step {first.number} ({first.get_key_display()}) must be confirmed before "
+            f"step {step.number} ({step.get_key_display()})"
+        )
+    return step, waiting_for_acceptance
+
+
 def confirm(
     cutover: Cutover,
     key: str,
@@ -162,30 +198,11 @@ def confirm(
     is a finance approver's reason to continue past a reconciliation that found
     violations; `override` is the reason to end monitoring early or with alerts.
     """
-    cutover.refresh_from_db()
-    if cutover.status != CutoverStatus.IN_PROGRESS:
-        raise CutoverRefused(f"cutover {cutover.name} is {cutover.get_status_display().lower()}")
-    step = step_by_key(cutover, key)
-    waiting_for_acceptance = step.state == StepState.NEEDS_ACCEPTANCE
-    if waiting_for_acceptance:
-        _require(actor, ACCEPT, "accept a reconciliation with violations (finance approvers do)")
-    else:
-        _require(actor, RUN, "confirm cutover steps (ops do)")
-    if step.state == StepState.DONE:
-        raise CutoverRefused(
-            f"step {step.number} ({step.get_key_display()}) was already confirmed by "
-            f"{step.confirmed_by} at {step.confirmed_at:%Y-%m-%d %H:%M:%S} UTC"
-        )
-    first = next_step(cutover)
-    if first.pk != step.pk:
-        raise CutoverRefused(
-            f"step {first.number} ({first.get_key_display()}) must be confirmed before "
-            f"step {step.number} ({step.get_key_display()})"
-        )
+    step, waiting_for_acceptance = confirmable(cutover, key, actor=actor)
     note = note.strip()
     if waiting_for_acceptance:
         return _accept(step, actor=actor, reason=accept, note=note)
-    perform = {
+    performers: dict[str, Callable[..., tuple[dict, dict]]] = {
         StepKey.FREEZE: _freeze,
         StepKey.SNAPSHOT: _snapshot,
         StepKey.RECONCILE: _reconcile,
@@ -193,15 +210,32 @@ def confirm(
         StepKey.SWITCH_WEBHOOKS: _switch_webhooks,
         StepKey.MONITOR: _monitor,
         StepKey.UNFREEZE: _unfreeze,
-    }[step.key]
-    evidence, values = perform(
+    }
+    evidence, values = performers[step.key](
         cutover, actor=actor, gateway=gateway, trigger=trigger, revision=revision.strip(), override=override
     )
     state = values.pop("state", StepState.DONE)
+    return record_step(cutover, step, state=state, evidence=evidence, actor=actor, note=note, **values)
+
+
+def record_step(
+    cutover: Cutover,
+    step: CutoverStep,
+    *,
+    state: str,
+    evidence: dict,
+    actor,
+    note: str,
+    source=StepState.PENDING,
+    **values,
+) -> CutoverStep:
+    """Record a step's outcome with a conditional update on its state (`source`):
+    two people, or a person and a worker, record it once. Done seals the
+    cutover at its last step; waiting for an acceptance tells the approvers."""
     now = timezone.now()
     with transaction.atomic():
         recorded = CutoverStep.objects.filter(
-            pk=step.pk, state=StepState.PENDING, cutover__status=CutoverStatus.IN_PROGRESS
+            pk=step.pk, state=source, cutover__status=CutoverStatus.IN_PROGRESS
         ).update(
             state=state,
             evidence=evidence,
@@ -227,6 +261,7 @@ def _freeze(cutover: Cutover, *, actor, gateway, **_) -> tuple[dict, dict]:
         event = freeze.freeze(actor=actor, reason=f"cutover {cutover.name}", gateway=gateway)
         already = False
     except freeze.AlreadyInState as exc:
+        assert exc.event is not None  # frozen already: by this event
         event, already = exc.event, True
     evidence = {
         "freeze_event_id": event.pk,
@@ -247,6 +282,11 @@ def _snapshot(cutover: Cutover, *, actor, gateway, **_) -> tuple[dict, dict]:
         raise
     except Exception as exc:
         raise CutoverRefused(f"the snapshot could not be taken: {exc}") from exc
+    return snapshot_evidence(snapshot), {}
+
+
+def snapshot_evidence(snapshot) -> dict:
+    """What the snapshot step records of a taken snapshot; refused unless it verified."""
     if snapshot.verification != Verification.INTACT:
         raise CutoverRefused(
             f"snapshot {snapshot.pk} at {snapshot.path} did not verify "
@@ -260,7 +300,7 @@ def _snapshot(cutover: Cutover, *, actor, gateway, **_) -> tuple[dict, dict]:
         "wallets": snapshot.wallets,
         "entries": snapshot.entries,
         "verification": snapshot.verification,
-    }, {}
+    }
 
 
 def _reconcile(cutover: Cutover, *, actor, gateway, trigger, **_) -> tuple[dict, dict]:
@@ -271,12 +311,19 @@ def _reconcile(cutover: Cutover, *, actor, gateway, trigger, **_) -> tuple[dict,
     except Exception as exc:
         # The run is marked failed with the error on its own page.
         raise CutoverRefused(f"the reconciliation failed: {exc}; run this step again") from exc
+    return reconcile_evidence(run, run_by=actor.get_username())
+
+
+def reconcile_evidence(run, *, run_by: str) -> tuple[dict, dict]:
+    """What the reconcile step records of a finished run, and the step's state:
+    done when clean, waiting for a finance approver's acceptance otherwise;
+    refused when the run did not complete."""
     if not run.is_finished or not run.checksum:
         raise CutoverRefused(f"reconciliation run {run.pk} did not complete: {run.error or run.status}")
     verdict = "violations" if run.violations_count else "clean"
     evidence = {
         "run_id": run.pk,
-        "run_by": actor.get_username(),
+        "run_by": run_by,
         "status": run.status,
         "wallets_checked": run.wallets_checked,
         "violations": run.violations_count,
@@ -333,6 +380,7 @@ def monitoring(cutover: Cutover, now=None) -> dict | None:
     if switch is None or switch.state != StepState.DONE:
         return None
     now = now or timezone.now()
+    assert switch.confirmed_at is not None  # done: confirmed at a time
     # A cutover started before the bound was enforced may hold a larger number.
     ends_at = switch.confirmed_at + timedelta(minutes=min(cutover.monitor_minutes, MAX_MONITOR_MINUTES))
     deliveries = ProviderEventDelivery.objects.filter(
@@ -357,6 +405,7 @@ def monitoring(cutover: Cutover, now=None) -> dict | None:
 
 def _monitor(cutover: Cutover, *, override, **_) -> tuple[dict, dict]:
     seen = monitoring(cutover)
+    assert seen is not None  # the switch, the step before, is done
     why_not = []
     if seen["seconds_left"]:
         why_not.append(f"the monitoring time has {_minutes(seen['seconds_left'])} left")
@@ -386,6 +435,7 @@ def _unfreeze(cutover: Cutover, *, actor, gateway, **_) -> tuple[dict, dict]:
             "said": f"left frozen: freeze event {made.get('freeze_event_id')} was not the cutover's "
             f"({made.get('frozen_by')}: {made.get('reason')}); it is lifted by whoever froze",
         }, {}
+    event: FreezeEvent | None
     try:
         event = freeze.unfreeze(
             actor=actor,
@@ -399,7 +449,7 @@ def _unfreeze(cutover: Cutover, *, actor, gateway, **_) -> tuple[dict, dict]:
         event, already = exc.event, True
     except freeze.NotTheSameFreeze as exc:
         return {"already_unfrozen": False, "left_frozen": True, "said": f"left frozen: {exc}"}, {}
-    evidence = {"already_unfrozen": already}
+    evidence: dict[str, Any] = {"already_unfrozen": already}
     if event is not None:
         evidence.update(
             unfreeze_event_id=event.pk,

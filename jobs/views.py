@@ -76,7 +76,7 @@ def _job_body(job: Job) -> dict:
         "caller": job.caller,
         "created_at": job.created_at.isoformat(),
     }
-    if job.migration_id is not None:
+    if job.migration is not None:
         migration = job.migration
         body.update(
             status=migration.status,
@@ -85,10 +85,10 @@ def _job_body(job: Job) -> dict:
             **migration.outcomes(),
             error=migration.error,
         )
-    if job.run_id is not None:
+    if job.run is not None:
         summary = reports.run_summary(job.run)
         body.update((name, summary[name]) for name in RUN_FIELDS)
-    if job.settlement_run_id is not None:
+    if job.settlement_run is not None:
         run = job.settlement_run
         summary = settlement_reports.summary(run)
         body.update(

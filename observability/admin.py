@@ -2,15 +2,21 @@
 and silence; rules editable by ops only, each change with a reason."""
 
 from datetime import timedelta
+from typing import cast
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Case, IntegerField, Value, When
+from django.http import HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.html import format_html
 
-from observability import admin_inbox, alerts  # noqa: F401 (admin_inbox registers the inbox page)
+from observability import admin_inbox, alerts, targets  # noqa: F401 (admin_inbox registers the inbox page)
 from observability.models import ACTIVE, Alert, AlertNotification, AlertRule, AlertRuleChange, Channel
 from revassure.admin_base import BaseAdmin
 from revassure.formatting import points, when
@@ -46,7 +52,7 @@ SILENCE_HOURS = forms.IntegerField(min_value=1, max_value=alerts.MAX_SILENCE_HOU
 class NotificationInline(ReadOnly, admin.TabularInline):
     model = AlertNotification
     fields = ["created_at", "kind", "channel", "attempt", "ok", "status_code", "error"]
-    readonly_fields = fields
+    readonly_fields = cast(list[str], fields)  # the names above, none grouped
     extra = 0
 
 
@@ -73,11 +79,13 @@ class AlertAdmin(ReadOnly, BaseAdmin):
     inlines = [NotificationInline]
     action_form = AlertActionForm
     actions = ["acknowledge", "silence"]
+    change_form_template = "admin/observability/alert/change_form.html"
     readonly_fields = [
         "rule",
         "key",
         "state",
         "summary",
+        "where_to_look",
         "started_at",
         "opened_at",
         "resolved_at",
@@ -97,6 +105,16 @@ class AlertAdmin(ReadOnly, BaseAdmin):
             .order_by("active_first", "-started_at")
         )
 
+    def get_fields(self, request, obj=None):
+        return self.readonly_fields
+
+    @admin.display(description="where to look")
+    def where_to_look(self, obj):
+        found = targets.where_to_look(obj)
+        if found is None:
+            return "-"
+        return format_html('<a href="{}" id="alert-where">{}</a>', found[1], found[0])
+
     @admin.display(description="started", ordering="started_at")
     def started(self, obj):
         return when(obj.started_at)
@@ -106,7 +124,7 @@ class AlertAdmin(ReadOnly, BaseAdmin):
         return when(obj.resolved_at) if obj.resolved_at else "-"
 
     def has_acknowledge_permission(self, request):
-        return request.user.has_perm("observability.acknowledge_alert")
+        return request.user.has_perm(alerts.ACKNOWLEDGE_PERMISSION)
 
     def _reason(self, request):
         reason = request.POST.get("reason", "").strip()
@@ -138,6 +156,119 @@ class AlertAdmin(ReadOnly, BaseAdmin):
             until = timezone.now() + timedelta(hours=hours)
             self.message_user(request, f"{done} alert(s) silenced until about {when(until)}.")
 
+    # -- one alert: acknowledge or silence it from its page (or its email's links) ---------
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path(
+                "<int:alert_id>/acknowledge/",
+                wrap(self.acknowledge_view),
+                name="observability_alert_acknowledge",
+            ),
+            path("<int:alert_id>/silence/", wrap(self.silence_view), name="observability_alert_silence"),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        alert = self.get_object(request, object_id)
+        if alert is not None:
+            offers = {
+                doing: alerts.refusal(alert, request.user, doing) for doing in ("acknowledge", "silence")
+            }
+            may = request.user.has_perm(alerts.ACKNOWLEDGE_PERMISSION)
+            extra_context = {
+                **(extra_context or {}),
+                "acknowledge_url": None
+                if offers["acknowledge"]
+                else reverse("admin:observability_alert_acknowledge", args=[alert.pk]),
+                "silence_url": None
+                if offers["silence"]
+                else reverse("admin:observability_alert_silence", args=[alert.pk]),
+                # Ops are told why not; the other roles were never offered it.
+                "refused": [(doing.capitalize(), why) for doing, why in offers.items() if why] if may else [],
+            }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def acknowledge_view(self, request, alert_id):
+        return self._alert_form(request, alert_id, "acknowledge", AcknowledgeForm)
+
+    def silence_view(self, request, alert_id):
+        return self._alert_form(request, alert_id, "silence", SilenceForm)
+
+    def _alert_form(self, request, alert_id, doing, form_class):
+        """GET: the alert and a form (what an email's link opens); POST: do it, back to the alert."""
+        if not request.user.has_perm(alerts.ACKNOWLEDGE_PERMISSION):
+            raise PermissionDenied
+        alert = get_object_or_404(Alert.objects.select_related("rule"), pk=alert_id)
+        page = reverse("admin:observability_alert_change", args=[alert.pk])
+        form = form_class(request.POST if request.method == "POST" else None)
+        refused = alerts.refusal(alert, request.user, doing)
+        if request.method == "POST" and not refused and form.is_valid():
+            try:
+                if doing == "acknowledge":
+                    done = alerts.acknowledge(alert, actor=request.user, reason=form.cleaned_data["reason"])
+                else:
+                    done = alerts.silence(alert, actor=request.user, **form.cleaned_data)
+            except (ValueError, PermissionError) as exc:
+                form.add_error(None, f"Refused: {exc}")
+            else:
+                if done:
+                    alert.refresh_from_db()
+                    said = (
+                        f"Alert {alert.pk} acknowledged: no more repeats; it still says when it resolves."
+                        if doing == "acknowledge"
+                        else f"Alert {alert.pk} silenced until {when(alert.silenced_until)}."
+                    )
+                    self.message_user(request, said, messages.SUCCESS)
+                    return HttpResponseRedirect(page)
+                alert.refresh_from_db()
+                refused = alerts.refusal(alert, request.user, doing) or "it changed meanwhile"
+        title = f"{doing.capitalize()} alert {alert.pk}"
+        return TemplateResponse(
+            request,
+            "admin/reconciliation/form_page.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": title,
+                "back_url": page,
+                "back_label": f"Alert {alert.pk}",
+                "notice": f"This alert cannot be {doing}d now: {refused}." if refused else "",
+                "notice_id": f"alert-{doing}-refused",
+                "intro": form_class.intro,
+                "facts": [
+                    ("rule", alert.rule.title),
+                    ("what", alert.summary),
+                    ("state", alert.get_state_display()),
+                    ("open since", when(alert.opened_at or alert.started_at)),
+                ],
+                "form": None if refused else form,
+                "form_id": f"alert-{doing}-form",
+                "hidden": [],
+                "buttons": [] if refused else [(doing, doing.capitalize(), f"alert-{doing}")],
+            },
+        )
+
+
+class AcknowledgeForm(forms.Form):
+    intro = (
+        "Acknowledging says someone is on it: the repeats stop, and the alert still says when it resolves."
+    )
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
+        help_text="Kept with the alert: who looks, and why.",
+    )
+
+
+class SilenceForm(forms.Form):
+    intro = "Silencing sends nothing for the hours given, not even the resolution; then it repeats again."
+    hours = forms.IntegerField(
+        min_value=1, max_value=alerts.MAX_SILENCE_HOURS, initial=4, label="Silence for (hours)"
+    )
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 60}), help_text="Kept with the alert."
+    )
+
 
 class RuleForm(forms.ModelForm):
     channels = forms.MultipleChoiceField(
@@ -161,7 +292,7 @@ class RuleForm(forms.ModelForm):
 class RuleChangeInline(ReadOnly, admin.TabularInline):
     model = AlertRuleChange
     fields = ["created_at", "actor", "changes", "reason"]
-    readonly_fields = fields
+    readonly_fields = cast(list[str], fields)  # the names above, none grouped
     extra = 0
 
 

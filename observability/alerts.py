@@ -30,6 +30,7 @@ from observability.models import (
     RuleName,
 )
 from observability.rules import CHECKS, DEFAULTS, SECOND_THRESHOLDS, TIME_THRESHOLDS
+from revassure.formatting import when
 from revassure.logs import on_commit
 
 log = logging.getLogger(__name__)
@@ -134,11 +135,10 @@ def _advance(rule: AlertRule, conditions: dict[str, str], now: datetime, result:
         if alert.state == AlertState.SILENCED and alert.silenced_until and alert.silenced_until <= now:
             alert.state, alert.silenced_until = AlertState.OPEN, None
             alert.save(update_fields=["state", "silenced_until"])
-        if (
-            alert.state == AlertState.OPEN
-            and alert.last_notified_at + timedelta(minutes=rule.repeat_minutes) <= now
-        ):
-            _notify(alert, NotificationKind.REPEAT, now, result)
+        if alert.state == AlertState.OPEN:
+            assert alert.last_notified_at is not None  # opened: notified then
+            if alert.last_notified_at + timedelta(minutes=rule.repeat_minutes) <= now:
+                _notify(alert, NotificationKind.REPEAT, now, result)
     for key, alert in current.items():
         if key in conditions:
             continue
@@ -194,12 +194,35 @@ def send(alert_id: int, kind: str, channel: str, attempt: int) -> AlertNotificat
     return notification
 
 
+ACKNOWLEDGE_PERMISSION = "observability.acknowledge_alert"
+ACKNOWLEDGEABLE = (AlertState.OPEN, AlertState.SILENCED)
+SILENCEABLE = (AlertState.OPEN, AlertState.ACKNOWLEDGED)
+
+
+def refusal(alert: Alert, actor, doing: str) -> str:
+    """Why `actor` cannot `doing` ("acknowledge" or "silence") this alert now, for a
+    person; "" when they can. Pages ask it before offering the form."""
+    if actor is None or not actor.is_active or not actor.has_perm(ACKNOWLEDGE_PERMISSION):
+        return "only ops acknowledge and silence alerts"
+    allowed = ACKNOWLEDGEABLE if doing == "acknowledge" else SILENCEABLE
+    if alert.state in allowed:
+        return ""
+    if alert.state == AlertState.RESOLVED:
+        return f"it resolved at {when(alert.resolved_at)}: nothing is wrong any more"
+    if alert.state == AlertState.ACKNOWLEDGED:
+        return f"{alert.acknowledged_by} acknowledged it at {when(alert.acknowledged_at)}"
+    if alert.state == AlertState.SILENCED:
+        return f"{alert.acknowledged_by} silenced it until {when(alert.silenced_until)}"
+    return f"it is {alert.get_state_display()}"
+
+
 def acknowledge(alert: Alert, *, actor, reason: str) -> bool:
     """Stop the repeats of an open alert (it still resolves, and says so)."""
+    _require(actor)
     if not reason.strip():
         raise ValueError("a reason is required")
     return bool(
-        Alert.objects.filter(pk=alert.pk, state__in=[AlertState.OPEN, AlertState.SILENCED]).update(
+        Alert.objects.filter(pk=alert.pk, state__in=ACKNOWLEDGEABLE).update(
             state=AlertState.ACKNOWLEDGED, acknowledged_by=actor, acknowledged_at=timezone.now(), note=reason
         )
     )
@@ -211,16 +234,22 @@ MAX_SILENCE_HOURS = 30 * 24
 
 def silence(alert: Alert, *, actor, hours: int, reason: str) -> bool:
     """No notification for `hours` (not even the resolution); then it repeats again."""
+    _require(actor)
     if not reason.strip():
         raise ValueError("a reason is required")
     if not 1 <= hours <= MAX_SILENCE_HOURS:
         raise ValueError(f"an alert is silenced for 1 to {MAX_SILENCE_HOURS} hours (30 days), not {hours:,}")
     until = timezone.now() + timedelta(hours=hours)
     return bool(
-        Alert.objects.filter(pk=alert.pk, state__in=[AlertState.OPEN, AlertState.ACKNOWLEDGED]).update(
+        Alert.objects.filter(pk=alert.pk, state__in=SILENCEABLE).update(
             state=AlertState.SILENCED, silenced_until=until, acknowledged_by=actor, note=reason
         )
     )
+
+
+def _require(actor) -> None:
+    if actor is None or not actor.is_active or not actor.has_perm(ACKNOWLEDGE_PERMISSION):
+        raise PermissionError(f"{actor} may not acknowledge or silence alerts")
 
 
 # for_minutes and repeat_minutes: at most a year.

@@ -1,4 +1,5 @@
-"""Where alerts go: email through Django's backend, and a Slack-compatible JSON webhook.
+"""Where alerts go: email through Django's backend (plain text and HTML, composed by
+observability.alert_mail), and a Slack-compatible JSON webhook.
 
 Each send returns (ok, status code, error); it never raises, so one channel
 that fails never stops the other. Each ends within OUTBOUND_DEADLINE_SECONDS
@@ -16,9 +17,10 @@ import json
 import time
 
 from django.conf import settings
-from django.core.mail import EmailMessage, get_connection
+from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.mail.backends import smtp
 
+from observability import alert_mail
 from observability.models import Alert, NotificationKind
 from revassure import outbound
 
@@ -29,17 +31,16 @@ def status_of(kind: str) -> str:
     return "resolved" if kind == NotificationKind.RESOLVED else "firing"
 
 
-def text_of(alert: Alert, kind: str) -> str:
-    word = {NotificationKind.FIRING: "FIRING", NotificationKind.REPEAT: "STILL FIRING"}.get(kind, "RESOLVED")
-    return f"[revassure] {word}: {alert.rule.get_name_display()}: {alert.summary}"
-
-
 def body_of(alert: Alert, kind: str) -> dict:
+    """The webhook's JSON: Slack shows `text` (the email's subject and the alert's link)."""
+    url = alert_mail.alert_url(alert)
     return {
-        "text": text_of(alert, kind),
+        "text": f"{alert_mail.subject(alert, kind)} {url}",
         "status": status_of(kind),
         "rule": alert.rule.name,
+        "rule_title": alert.rule.title,
         "alert_id": alert.pk,
+        "url": url,
         "summary": alert.summary,
         "started_at": alert.started_at.isoformat(),
         "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None,
@@ -55,17 +56,19 @@ def signature(body: bytes, secret: str, timestamp: int) -> str:
 def send_email(alert: Alert, kind: str) -> Result:
     if not settings.ALERT_EMAILS:
         return False, None, "ALERT_EMAILS is not set"
-    body = json.dumps(body_of(alert, kind), indent=2)
+    mail = alert_mail.compose(alert, kind)
     seconds = settings.OUTBOUND_DEADLINE_SECONDS
     started = time.monotonic()
     try:
-        EmailMessage(
-            text_of(alert, kind),
-            body,
+        message = EmailMultiAlternatives(
+            mail.subject,
+            mail.text,
             settings.ALERT_FROM_EMAIL,
             settings.ALERT_EMAILS,
             connection=mail_connection(seconds),
-        ).send()
+        )
+        message.attach_alternative(mail.html, "text/html")
+        message.send()
     except Exception as exc:  # the backend's errors vary (SMTP, OS, ...): all are a failed attempt
         if time.monotonic() - started >= seconds:
             return False, None, f"no answer within the deadline of {seconds:g} s ({type(exc).__name__})"

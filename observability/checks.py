@@ -25,4 +25,35 @@ def observability_configuration(app_configs, **kwargs):
             validate_email(address)
         except ValidationError:
             errors.append(Error(f"ALERT_EMAILS: {address!r} is not an email address", id="revassure.E032"))
+    if settings.ALERT_EMAILS:
+        sender = settings.ALERT_FROM_EMAIL
+        if not _is_address(sender) or sender.rpartition("@")[2].lower() in LOCAL_DOMAINS:
+            errors.append(
+                Error(
+                    f"ALERT_FROM_EMAIL (or DEFAULT_FROM_EMAIL) must be the address alert emails come "
+                    f"from, one a mail server accepts: not {sender!r}",
+                    id="revassure.E033",
+                )
+            )
+        site = urlsplit(settings.SITE_URL)
+        if site.scheme not in ("http", "https") or not site.netloc:
+            errors.append(
+                Error(
+                    f"SITE_URL must be the http:// or https:// address people reach the back office at "
+                    f"(the links in alert emails), not {settings.SITE_URL!r}",
+                    id="revassure.E034",
+                )
+            )
     return errors
+
+
+# Domains no mail server delivers from: a sender there bounces or lands in spam.
+LOCAL_DOMAINS = ("localhost", "localhost.localdomain", "example.invalid")
+
+
+def _is_address(value: str) -> bool:
+    try:
+        validate_email(value)
+    except ValidationError:
+        return False
+    return True

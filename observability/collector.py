@@ -59,7 +59,7 @@ class DatabaseCollector(Collector):
         yield gauge(
             "reconciliation_last_success_timestamp_seconds",
             "When the last completed full reconciliation run finished (unix time; 0: never).",
-            run.finished_at.timestamp() if run else 0,
+            run.finished_at.timestamp() if run and run.finished_at else 0,
         )
         violations = gauge(
             "reconciliation_violations",

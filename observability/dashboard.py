@@ -20,7 +20,7 @@ from backfill.models import (
 )
 from observability import inbox
 from observability.collector import last_full_run, migration_ratio
-from observability.models import ACTIVE, Alert, AlertRule, RuleName
+from observability.models import ACTIVE, Alert, AlertRule, AlertState, RuleName
 from reconciliation import breaks, watcher
 from reconciliation.models import ReconciliationRun, RunStatus, WatcherState
 from revassure import flags
@@ -49,6 +49,7 @@ def verdict(now: datetime) -> Verdict:
     hours = stale_hours[0] if stale_hours else 26
     if run is None:
         return Verdict("stale", "no full reconciliation run has completed yet")
+    assert run.finished_at is not None  # completed: finished
     if run.finished_at < now - timedelta(hours=hours):
         return Verdict("stale", f"no completed full run for more than {hours} hours")
     if run.violations_count or run.liability_difference:
@@ -114,8 +115,15 @@ def tiles(user) -> dict:
         context["run"] = last_full_run()
         context["chart"] = chart(history(now), now)
     if user.has_perm("observability.view_alert"):
-        open_alerts = Alert.objects.filter(state__in=ACTIVE).select_related("rule")
-        context["alerts"] = {"count": open_alerts.count(), "latest": list(open_alerts[:5])}
+        active = Alert.objects.filter(state__in=ACTIVE).select_related("rule")
+        by_state = dict(active.values_list("state").annotate(n=Count("pk")).order_by())
+        context["alerts"] = {
+            # Open: nobody has taken them up. Acknowledged and silenced are said apart.
+            "count": by_state.get(AlertState.OPEN, 0),
+            "acknowledged": by_state.get(AlertState.ACKNOWLEDGED, 0),
+            "silenced": by_state.get(AlertState.SILENCED, 0),
+            "latest": list(active[:5]),
+        }
     if inbox.may_use(user):
         waiting = inbox.sections(user, now)
         context["inbox"] = {

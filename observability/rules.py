@@ -68,6 +68,7 @@ def reconciliation_stale(rule: AlertRule, now: datetime) -> Firing:
     run = last_full_run()
     if run is None:
         return {"": "no full reconciliation run has completed yet"}
+    assert run.finished_at is not None  # completed: finished
     if run.finished_at >= now - timedelta(hours=rule.threshold):
         return {}
     return {"": f"the last full run completed {when(run.finished_at)}, over {rule.threshold} h ago"}
@@ -139,7 +140,8 @@ def break_older_than(rule: AlertRule, now: datetime) -> Firing:
     aged = Break.objects.filter(
         status__in=OPEN_BREAK_STATES, first_seen__lte=now - timedelta(days=rule.threshold + 1)
     ).count()
-    return {"": f"{aged} open breaks older than {rule.threshold} days, the oldest {oldest} days old"}
+    breaks_ = f"{points(aged)} open break{'' if aged == 1 else 's'}"
+    return {"": f"{breaks_} older than {points(rule.threshold)} days, the oldest {points(oldest)} days old"}
 
 
 def watcher_down(rule: AlertRule, now: datetime) -> Firing:
@@ -173,7 +175,7 @@ CHECKS: dict[str, Callable[[AlertRule, datetime], Firing]] = {
 REJECTED_DEFAULT = 20
 
 # name: (threshold, description) of the default set, on by default.
-DEFAULTS = {
+DEFAULTS: dict[str, tuple[int, str]] = {
     RuleName.VIOLATIONS_FOUND: (0, "The last completed full run has more than N violations."),
     RuleName.DRIFT_ABOVE: (1000, "The last completed full run's total absolute drift is above N points."),
     RuleName.LIABILITY_MISMATCH: (0, "Sum of wallets differs from sum of ledgers by more than N points."),
@@ -196,7 +198,7 @@ DEFAULTS = {
 # The rules whose threshold is a time, with its unit and the longest that makes
 # sense (a year): a date that far back is still a date, where a larger number
 # would overflow when the rule is evaluated or the dashboard reads it.
-TIME_THRESHOLDS = {
+TIME_THRESHOLDS: dict[str, tuple[str, int]] = {
     RuleName.RECONCILIATION_STALE: ("hours", 366 * 24),
     RuleName.FREEZE_TOO_LONG: ("hours", 366 * 24),
     RuleName.APPROVALS_WAITING: ("hours", 366 * 24),
@@ -205,4 +207,4 @@ TIME_THRESHOLDS = {
 }
 
 # The second number of the rules that have two.
-SECOND_THRESHOLDS = {RuleName.WEBHOOKS_UNHEALTHY: REJECTED_DEFAULT}
+SECOND_THRESHOLDS: dict[str, int] = {RuleName.WEBHOOKS_UNHEALTHY: REJECTED_DEFAULT}

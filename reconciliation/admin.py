@@ -21,6 +21,7 @@ from reconciliation.models import (
     OPEN_STATES,
     BalanceRequest,
     ReconciliationRun,
+    RequestKind,
     RequestState,
     RunStatus,
     RunTrigger,
@@ -381,10 +382,12 @@ _safe = safe_cell
 
 
 def with_heals(violations):
-    """Each violation with its latest heal request's id and state (or None)."""
+    """Each violation with its latest heal (or correction) request's id, state and kind (or None)."""
     latest = BalanceRequest.objects.filter(violation=OuterRef("pk")).order_by("-created_at", "-id")
     return violations.annotate(
-        heal_id=Subquery(latest.values("pk")[:1]), heal_state=Subquery(latest.values("state")[:1])
+        heal_id=Subquery(latest.values("pk")[:1]),
+        heal_state=Subquery(latest.values("state")[:1]),
+        heal_kind=Subquery(latest.values("kind")[:1]),
     )
 
 
@@ -597,7 +600,8 @@ class ViolationAdmin(ReadOnlyAdmin):
             return EMPTY
         url = reverse("admin:reconciliation_balancerequest_change", args=[violation.heal_id])
         state = RequestState(violation.heal_state).label.lower()
-        return format_html('<a href="{}">Heal #{} {}</a>', url, violation.heal_id, state)
+        kind = RequestKind(violation.heal_kind).label.capitalize()
+        return format_html('<a href="{}">{} #{} {}</a>', url, kind, violation.heal_id, state)
 
     @admin.display(description="break")
     def break_link(self, violation):
@@ -625,13 +629,13 @@ class ViolationAdmin(ReadOnlyAdmin):
             return EMPTY
         return format_html_join(
             mark_safe("<br>"),
-            '<a href="{}" class="heal-request">Heal #{} {}</a>, {} ({})',
+            '<a href="{}" class="heal-request">{} {}</a>, {} ({})',
             (
                 (
                     reverse("admin:reconciliation_balancerequest_change", args=[r.pk]),
-                    r.pk,
+                    r.title,
                     r.get_state_display().lower(),
-                    r.get_strategy_display(),
+                    r.get_strategy_display() or f"supersedes entry {r.supersedes}",
                     when(r.created_at),
                 )
                 for r in requests

@@ -7,71 +7,31 @@ carries a rule of its own. Registered by ReconciliationConfig.ready()."""
 
 from __future__ import annotations
 
-from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q
-from django.http import HttpResponseNotAllowed, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
+from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from reconciliation import break_actions, break_display, breaks, changes
+from reconciliation import break_actions, break_causes, break_display, breaks
 from reconciliation.admin import FORMULA_TRIGGERS, csv_response
-from reconciliation.admin_changes import FORM_PAGE, HealForm, frozen_text, wallet_url
+from reconciliation.admin_break_page import REFUSALS, AcceptForm, AssignForm, BreakPage
+from reconciliation.admin_changes import FORM_PAGE, HealForm, wallet_url
 from reconciliation.models import (
     Break,
+    BreakAction,
     BreakSeverity,
     BreakStatus,
     ProbableCause,
-    ViolationKind,
 )
-from revassure import freeze
 from revassure.admin_base import ReadOnlyAdmin, require_row_id
 from revassure.firestore import get_gateway
 from revassure.formatting import EMPTY, points, signed, when
-from revassure.freeze import Frozen
 
 CHANGE_FORM = "admin/reconciliation/break/change_form.html"
-REFUSALS = (break_actions.BreakRefused, changes.RequestRefused, PermissionError, Frozen)
-
-
-def reviewers():
-    """The people breaks can be assigned to: active users who may work on them."""
-    work = Permission.objects.filter(codename="work_break", content_type__app_label="reconciliation")
-    return (
-        get_user_model()
-        .objects.filter(is_active=True)
-        .filter(Q(groups__permissions__in=work) | Q(user_permissions__in=work) | Q(is_superuser=True))
-        .distinct()
-        .order_by("username")
-    )
-
-
-class AssignForm(forms.Form):
-    owner = forms.ModelChoiceField(queryset=None, label="Assign to", empty_label=None)
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["owner"].queryset = reviewers()
-
-
-class AcceptForm(forms.Form):
-    reason = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
-        help_text="Required: why this difference is written off. Kept on the break's record.",
-    )
-
-
-class NoteForm(forms.Form):
-    text = forms.CharField(
-        label="Add a note", widget=forms.Textarea(attrs={"rows": 3, "cols": 60, "aria-label": "Note"})
-    )
 
 
 # -- filters ----------------------------------------------------------------------
@@ -119,7 +79,11 @@ class OwnerFilter(admin.SimpleListFilter):
     parameter_name = "owner"
 
     def lookups(self, request, model_admin):
-        return [("mine", "mine"), ("nobody", "nobody"), *((str(u.pk), u.get_username()) for u in reviewers())]
+        return [
+            ("mine", "mine"),
+            ("nobody", "nobody"),
+            *((str(u.pk), u.get_username()) for u in break_actions.assignees()),
+        ]
 
     def queryset(self, request, queryset):
         value = self.value()
@@ -149,7 +113,7 @@ class CauseFilter(admin.SimpleListFilter):
 
 
 @admin.register(Break)
-class BreakAdmin(ReadOnlyAdmin):
+class BreakAdmin(BreakPage, ReadOnlyAdmin):
     change_list_template = "admin/reconciliation/break/change_list.html"
     change_form_template = CHANGE_FORM
     # Decisive columns first; last_seen_display, kind_display and
@@ -162,7 +126,7 @@ class BreakAdmin(ReadOnlyAdmin):
         "age_display",
         "delta_display",
         "sightings_display",
-        "owner",
+        "owner_display",
         "cause_display",
         "last_seen_display",
         "kind_display",
@@ -231,6 +195,23 @@ class BreakAdmin(ReadOnlyAdmin):
     def sightings_display(self, brk):
         return points(brk.sightings_count)
 
+    @admin.display(description="owner", ordering="owner__username")
+    def owner_display(self, brk):
+        if brk.owner_id is not None:
+            return str(brk.owner)
+        # Nobody's: a Take button that posts the list's own form (its CSRF token and the
+        # list's filters, break_list_filters in change_list.html) to the break's take URL,
+        # which comes back to the list as it was filtered. Refused there if not allowed.
+        if not brk.is_open:
+            return EMPTY
+        url = reverse("admin:reconciliation_break_take", args=[brk.pk])
+        return format_html(
+            '<button type="submit" class="button take-row" formaction="{}" name="_from_list" value="1" '
+            'aria-label="Take break {}">Take</button>',
+            url,
+            brk.pk,
+        )
+
     @admin.display(description="kind", ordering="kind")
     def kind_display(self, brk):
         return brk.get_kind_display()
@@ -283,7 +264,7 @@ class BreakAdmin(ReadOnlyAdmin):
         if brk.heal_request_id is None:
             return EMPTY
         url = reverse("admin:reconciliation_balancerequest_change", args=[brk.heal_request_id])
-        return format_html('<a href="{}" id="break-heal">Heal #{}</a>', url, brk.heal_request_id)
+        return format_html('<a href="{}" id="break-heal">{}</a>', url, brk.heal_request.title)
 
     @admin.display(description="accepted")
     def accepted_display(self, brk):
@@ -295,18 +276,16 @@ class BreakAdmin(ReadOnlyAdmin):
     # -- permissions --------------------------------------------------------------
 
     def has_work_permission(self, request):
-        return request.user.has_perm(break_actions.WORK)
+        return break_actions.may(request.user, BreakAction.TAKE)
 
     def has_accept_permission(self, request):
-        return request.user.has_perm(break_actions.ACCEPT)
+        return break_actions.may(request.user, BreakAction.ACCEPT)
 
     def has_export_permission(self, request):
         return request.user.has_perm(break_actions.EXPORT)
 
     def has_propose_permission(self, request):
-        return self.has_work_permission(request) and request.user.has_perm(
-            "reconciliation.propose_balancerequest"
-        )
+        return break_actions.may(request.user, BreakAction.PROPOSE_HEAL)
 
     # -- actions --------------------------------------------------------------------
 
@@ -351,39 +330,38 @@ class BreakAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Propose heals for the selected breaks", permissions=["propose"])
     def propose_heal(self, request, queryset):
+        """What cannot be healed now (malformed, closed, a heal open, the freeze) is said
+        before the form, by break_actions.refusal, and left out."""
         selected = list(queryset.order_by("uid"))
-        event = freeze.current()
-        if event is not None:
-            return self._action_page(
-                request, "Heals cannot be proposed now", "propose_heal", [], None, notice=frozen_text(event)
-            )
-        malformed = [b for b in selected if b.kind != ViolationKind.DRIFT]
-        if malformed:
-            self.message_user(
-                request,
-                f"Refused: {', '.join(b.uid for b in malformed)} malformed: fix the data first, a heal would "
-                "only hide it. Select drift breaks only.",
-                messages.ERROR,
-            )
-            return None
+        refusals = {b.pk: break_actions.refusal(b, request.user, BreakAction.PROPOSE_HEAL) for b in selected}
+        healable = [b for b in selected if not refusals[b.pk]]
+        left_out = [b for b in selected if refusals[b.pk]]
         form = HealForm(request.POST if "propose" in request.POST else None)
-        if "propose" in request.POST and form.is_valid():
+        if "propose" in request.POST and healable and form.is_valid():
             return self._do(
                 request,
                 "{n} heal request(s) proposed; another person approves them.",
                 break_actions.propose_heal,
-                [b.pk for b in selected],
+                [b.pk for b in healable],
                 actor=request.user,
                 gateway=get_gateway(),
                 **form.cleaned_data,
             )
+        if not left_out:
+            notice = ""
+        elif healable:
+            notice = f"{len(left_out)} of the {len(selected)} selected breaks are left out (said below)."
+        else:
+            notice = f"None of the {len(selected)} selected breaks can be healed now (said below)."
         return self._action_page(
             request,
-            f"Propose heals for {len(selected)} break(s)",
+            f"Propose heals for {len(healable)} break(s)",
             "propose_heal",
-            selected,
+            healable,
             form,
             button=("propose", "Propose heals"),
+            notice=notice,
+            left_out=[(b.uid, refusals[b.pk]) for b in left_out],
         )
 
     @admin.action(
@@ -409,7 +387,7 @@ class BreakAdmin(ReadOnlyAdmin):
     def export_csv(self, request, queryset):
         return csv_response(break_rows(queryset), "breaks.csv")
 
-    def _action_page(self, request, title, action, selected, form, *, button=None, notice=""):
+    def _action_page(self, request, title, action, selected, form, *, button=None, notice="", left_out=()):
         name, text = button or (action, title.split(" ", 1)[0])
         return TemplateResponse(
             request,
@@ -417,7 +395,7 @@ class BreakAdmin(ReadOnlyAdmin):
             {
                 **self.admin_site.each_context(request),
                 "title": title,
-                "back_url": reverse("admin:reconciliation_break_changelist"),
+                "back_url": self._preserved(request, reverse("admin:reconciliation_break_changelist")),
                 "back_label": "Breaks",
                 "notice": notice,
                 "notice_id": "break-action-refused",
@@ -428,7 +406,8 @@ class BreakAdmin(ReadOnlyAdmin):
                         f"since {when(b.first_seen)}",
                     )
                     for b in selected
-                ],
+                ]
+                + list(left_out),
                 "form": form,
                 "form_id": f"break-{action}-form",
                 "hidden": [("action", action), *(("_selected_action", b.pk) for b in selected)],
@@ -442,9 +421,15 @@ class BreakAdmin(ReadOnlyAdmin):
         wrap = self.admin_site.admin_view
         return [
             path("export.csv", wrap(self.export_view), name="reconciliation_break_export"),
-            path("<int:break_id>/note/", wrap(self.note_view), name="reconciliation_break_note"),
+            *self.break_page_urls(),
             *super().get_urls(),
         ]
+
+    def get_list_display(self, request):
+        # The owner column offers Take on nobody's breaks to those who take breaks.
+        if break_actions.may(request.user, BreakAction.TAKE):
+            return self.list_display
+        return [name if name != "owner_display" else "owner" for name in self.list_display]
 
     def changelist_view(self, request, extra_context=None):
         query = request.GET.copy()
@@ -454,102 +439,9 @@ class BreakAdmin(ReadOnlyAdmin):
             **(extra_context or {}),
             "export_url": export_url + (f"?{query.urlencode()}" if query else ""),
             "can_export": self.has_export_permission(request),
+            "cause_shares": break_causes.shares(),
         }
         return super().changelist_view(request, extra_context)
-
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        brk = self.get_object(request, object_id)
-        if brk is not None:
-            extra_context = {**(extra_context or {}), **self._page_context(request, brk)}
-        return super().change_view(request, object_id, form_url, extra_context)
-
-    def _page_context(self, request, brk) -> dict:
-        sightings = list(brk.sightings.select_related("violation", "run"))
-        rows, previous = [], None
-        for s in sightings:
-            delta = s.violation.delta
-            change = (
-                EMPTY if previous is None or delta is None or previous is None else signed(delta - previous)
-            )
-            rows.append(
-                {
-                    "run_url": reverse("admin:reconciliation_reconciliationrun_change", args=[s.run_id]),
-                    "violation_url": reverse("admin:reconciliation_violation_change", args=[s.violation_id]),
-                    "run": s.run_id,
-                    "seen": when(s.seen_at),
-                    "points": points(s.violation.wallet_points),
-                    "ledger": points(s.violation.ledger_sum),
-                    "delta": signed(delta),
-                    "change": change,
-                }
-            )
-            previous = delta
-        can_work = self.has_work_permission(request)
-        return {
-            "sightings": rows,
-            "chart": break_display.delta_chart([(s.seen_at, s.violation.delta) for s in sightings]),
-            "notes": [
-                {
-                    "when": when(n.created_at),
-                    "who": n.author or "a run",
-                    "action": n.get_action_display(),
-                    "text": n.text,
-                }
-                for n in brk.notes.select_related("author")
-            ],
-            "heals": [
-                {
-                    "url": reverse("admin:reconciliation_balancerequest_change", args=[h.pk]),
-                    "pk": h.pk,
-                    "state": h.get_state_display().lower(),
-                    "strategy": h.get_strategy_display(),
-                    "when": when(h.created_at),
-                }
-                for h in break_actions.heals_of(brk)
-            ],
-            "note_form": NoteForm() if can_work else None,
-            "note_url": reverse("admin:reconciliation_break_note", args=[brk.pk]),
-            "action_url": reverse("admin:reconciliation_break_changelist"),
-            "wallet_url": wallet_url(brk.uid),
-            "break_buttons": [
-                ("take", "Take", "break-take", can_work and brk.is_open and brk.owner_id != request.user.pk),
-                (
-                    "acknowledge",
-                    "Acknowledge",
-                    "break-acknowledge",
-                    can_work and brk.status == BreakStatus.OPEN and brk.owner_id in (None, request.user.pk),
-                ),
-                (
-                    "propose_heal",
-                    "Propose heal",
-                    "break-propose-heal",
-                    self.has_propose_permission(request) and brk.is_open and brk.kind == ViolationKind.DRIFT,
-                ),
-                (
-                    "accept",
-                    "Accept difference",
-                    "break-accept",
-                    self.has_accept_permission(request) and brk.is_open and brk.delta is not None,
-                ),
-            ],
-        }
-
-    def note_view(self, request, break_id):
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
-        if not self.has_work_permission(request):
-            raise PermissionDenied
-        brk = get_object_or_404(Break, pk=break_id)
-        form = NoteForm(request.POST)
-        if form.is_valid():
-            self._do(
-                request,
-                "Note added.",
-                lambda: [break_actions.add_note(brk.pk, actor=request.user, **form.cleaned_data)],
-            )
-        else:
-            self.message_user(request, "Refused: a note needs some text.", messages.ERROR)
-        return HttpResponseRedirect(reverse("admin:reconciliation_break_change", args=[brk.pk]))
 
     def export_view(self, request):
         """The break list as filtered on the page (same query string), as CSV."""

@@ -1,8 +1,10 @@
-"""Admin for heals and manual adjustments: the approvers' queue, one-click
+"""Admin for heals, corrections and manual adjustments: the approvers' queue, one-click
 decisions with a reason, proposing adjustments, and each request's history.
 Every page calls reconciliation.changes; none carries rules of its own. Pages
 offer only what the services would accept (changes.why_undecidable, the
 freeze) and say why otherwise; the services still refuse on their own."""
+
+from typing import cast
 
 from django import forms
 from django.contrib import admin, messages
@@ -18,12 +20,13 @@ from django.utils.html import format_html
 from django.utils.http import urlencode
 from django.utils.timesince import timesince
 
-from reconciliation import changes
+from reconciliation import break_actions, break_display, changes, corrections
 from reconciliation.models import (
     BalanceRequest,
     HealStrategy,
     ReasonCode,
     RequestEvent,
+    RequestKind,
     RequestState,
     ViolationKind,
 )
@@ -94,6 +97,21 @@ def frozen_text(event) -> str:
     )
 
 
+def effect_text(effect: changes.Effect) -> str:
+    """A change's effect as the customer sees it first, their balance, then the ledger."""
+    if effect.points_after != effect.points_before:
+        before, after = points(effect.points_before), points(effect.points_after)
+        balance = f"the customer's balance goes {before} → {after} points"
+    else:
+        balance = f"the customer's balance stays {points(effect.points_before)} points"
+    if effect.ledger_after != effect.ledger_before:
+        return (
+            f"{balance}; the ledger goes {points(effect.ledger_before)} → {points(effect.ledger_after)} "
+            f"(an entry of {signed(effect.ledger_after - effect.ledger_before)})"
+        )
+    return f"{balance}; the ledger stays {points(effect.ledger_before)}"
+
+
 def trail(request: BalanceRequest) -> str:
     """The request's audit trail as an HTML table (the change and decide pages)."""
     rows = [
@@ -159,6 +177,7 @@ class BalanceRequestAdmin(ReadOnlyAdmin):
         "uid_link",
         "state_display",
         "strategy_display",
+        "supersedes_display",
         "amount_display",
         "reason_display",
         "violation_link",
@@ -174,7 +193,7 @@ class BalanceRequestAdmin(ReadOnlyAdmin):
         "result_display",
         "history",
     ]
-    readonly_fields = fields
+    readonly_fields = cast(list[str], fields)  # the names above, none grouped
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request).annotate(approvals_count=Count("approvals", distinct=True))
@@ -194,6 +213,10 @@ class BalanceRequestAdmin(ReadOnlyAdmin):
     @admin.display(description="strategy", ordering="strategy")
     def strategy_display(self, obj):
         return obj.get_strategy_display() if obj.strategy else EMPTY
+
+    @admin.display(description="supersedes entry")
+    def supersedes_display(self, obj):
+        return obj.supersedes or EMPTY
 
     @admin.display(description="amount", ordering="amount")
     def amount_display(self, obj):
@@ -376,9 +399,9 @@ class BalanceRequestAdmin(ReadOnlyAdmin):
             obj=obj,
             form=form,
             facts=[
-                ("request", f"{obj.get_kind_display().capitalize()} #{obj.pk}"),
+                ("request", obj.title),
                 ("amount", f"{signed(obj.amount)} points"),
-                ("strategy", obj.get_strategy_display() or EMPTY),
+                _how(obj),
                 ("reason", f"{obj.get_reason_code_display()}: {obj.reason}"),
                 (
                     "proposed by",
@@ -388,6 +411,8 @@ class BalanceRequestAdmin(ReadOnlyAdmin):
                 ("expires", when(obj.expires_at)),
             ],
             approvals=approvals,
+            effect=effect_text(changes.request_effect(obj)),
+            brk=break_display.summary(break_actions.break_of(obj)),
             wallet_url=wallet_url(obj.uid),
             wallet=wallet,
             live_error=live_error,
@@ -459,6 +484,24 @@ class BalanceRequestAdmin(ReadOnlyAdmin):
             intro="Appends a ledger entry and moves the wallet by the amount, once a second person approves.",
             buttons=[("propose", "Propose", "propose-adjustment")],
         )
+
+
+def _how(obj: BalanceRequest) -> tuple[str, str]:
+    """How the request changes the wallet: a heal's strategy; for a correction,
+    the malformed entry it supersedes as it is now (read live) and what it does."""
+    if obj.kind != RequestKind.CORRECTION:
+        return ("strategy", obj.get_strategy_display() or EMPTY)
+    try:
+        found = corrections.live_amounts(obj.uid, [obj.supersedes], get_gateway())
+    except FirestoreError as exc:
+        now = f"cannot be read now (Firestore did not answer: {exc})"
+    else:
+        now = f"holds {corrections.describe(found[obj.supersedes])}" if found else "is gone from the ledger"
+    return (
+        "corrects",
+        f"entry {obj.supersedes}, which {now}: a new entry of {signed(obj.amount)} points supersedes it "
+        "(the malformed entry stays in the ledger and counts for nothing)",
+    )
 
 
 def _wallet_rows(obj: BalanceRequest, live) -> dict:
@@ -566,7 +609,7 @@ def propose_heal_action(modeladmin, request, queryset):
     if malformed:
         reasons.append(
             f"{malformed} malformed (ledger entries or points that rebalance and post adjustment cannot "
-            "heal: fix the data first)"
+            "heal: correct a malformed entry from its break's page, or fix the data first)"
         )
     if len(left_out) > malformed:
         reasons.append(

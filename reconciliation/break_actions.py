@@ -1,8 +1,9 @@
 """What people do with breaks: assign, take, acknowledge, note, accept,
-propose a heal. Each checks the permission, runs in one atomic block over the
-selected breaks (all or none) and appends a note to each (who, when, what):
-a break's story. Reviewers work on breaks (`work_break`); approvers accept a
-difference (`accept_break`, with a reason); heals go through the
+propose a heal, propose a correction of a malformed entry. Each checks the
+permission, runs in one atomic block over the selected breaks (all or none)
+and appends a note to each (who, when, what): a break's story. Reviewers
+work on breaks (`work_break`); approvers accept a difference
+(`accept_break`, with a reason); heals and corrections go through the
 maker-checker of reconciliation.changes.
 """
 
@@ -11,15 +12,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.db import transaction
 from django.db.models import F, Max, Q, QuerySet
 from django.utils import timezone
 
-from reconciliation import changes
+from reconciliation import changes, corrections
 from reconciliation.models import (
     BREAK_TRANSITIONS,
     OPEN_BREAK_STATES,
     OPEN_STATES,
+    REPAIR_KINDS,
     BalanceRequest,
     Break,
     BreakAction,
@@ -27,8 +31,9 @@ from reconciliation.models import (
     BreakResolution,
     BreakSighting,
     BreakStatus,
-    RequestKind,
+    Violation,
 )
+from revassure import freeze
 from revassure.firestore import FirestoreGateway
 from revassure.formatting import signed
 from revassure.waiting import WaitingKind, announce
@@ -70,6 +75,18 @@ def assign(break_ids: Iterable[int], *, owner, actor) -> list[Break]:
     return breaks
 
 
+def assignees() -> QuerySet:
+    """The people breaks can be assigned to: active users who may work on them."""
+    work = Permission.objects.filter(codename="work_break", content_type__app_label="reconciliation")
+    return (
+        get_user_model()
+        .objects.filter(is_active=True)
+        .filter(Q(groups__permissions__in=work) | Q(user_permissions__in=work) | Q(is_superuser=True))
+        .distinct()
+        .order_by("username")
+    )
+
+
 def assigned_to(user) -> QuerySet:
     """The open breaks this user owns, each with `assigned_at`: when it last
     became theirs (assigned or taken; its first sighting if no note says)."""
@@ -90,11 +107,10 @@ def acknowledge(break_ids: Iterable[int], *, actor) -> list[Break]:
     _require(actor, WORK, "acknowledge breaks")
     with transaction.atomic():
         breaks = _open_locked(break_ids, "acknowledged")
-        others = [b for b in breaks if b.owner_id not in (None, actor.pk)]
+        others = [b for b in breaks if _someone_elses(b, actor)]
         if others:
             raise BreakRefused(
-                "; ".join(f"break {b.pk} ({b.uid}) is assigned to {b.owner}" for b in others)
-                + ": only its owner acknowledges it, or take it first"
+                "; ".join(f"break {b.pk} ({b.uid}): {_someone_elses(b, actor)}" for b in others)
             )
         for brk in breaks:
             if brk.status == BreakStatus.ACKNOWLEDGED:
@@ -127,20 +143,10 @@ def accept(break_ids: Iterable[int], *, actor, reason: str) -> list[Break]:
         breaks = _open_locked(break_ids, "accepted")
         unknown = [b for b in breaks if b.delta is None]
         if unknown:
-            raise BreakRefused(
-                f"{', '.join(b.uid for b in unknown)}: the wallet's points are malformed, so there is "
-                "no difference to accept; fix the data first"
-            )
-        heals = dict(
-            BalanceRequest.objects.filter(
-                kind=RequestKind.HEAL, state__in=OPEN_STATES, uid__in=[b.uid for b in breaks]
-            ).values_list("uid", "pk")
-        )
+            raise BreakRefused(f"{', '.join(b.uid for b in unknown)}: {NO_DIFFERENCE}")
+        heals = _open_heals([b.uid for b in breaks])
         if heals:
-            raise BreakRefused(
-                "; ".join(f"{uid} has heal #{pk} open" for uid, pk in sorted(heals.items()))
-                + ": decide the heal first"
-            )
+            raise BreakRefused("; ".join(f"{uid}: {_heal_open(heal)}" for uid, heal in sorted(heals.items())))
         for brk in breaks:
             _transition(brk, BreakStatus.CLOSED)
             brk.resolution, brk.closed_at = BreakResolution.ACCEPTED, now
@@ -176,12 +182,7 @@ def propose_heal(
     closed = [b for b in breaks if not b.is_open]
     if closed:
         raise BreakRefused(f"{', '.join(f'break {b.pk}' for b in closed)} closed: nothing to heal")
-    latest = {
-        s.brk_id: s.violation
-        for s in BreakSighting.objects.filter(brk__in=breaks, run=F("brk__last_run")).select_related(
-            "violation__run"
-        )
-    }
+    latest = latest_violations(breaks)
     proposed = changes.propose_heals(
         [latest[b.pk] for b in breaks], actor=actor, strategy=strategy, reason=reason, gateway=gateway
     )
@@ -199,8 +200,132 @@ def propose_heal(
     return proposed
 
 
+def propose_correction(
+    break_id: int, *, actor, entry_id: str, amount: int, reason: str, gateway: FirestoreGateway
+) -> BalanceRequest:
+    """Propose a correction of one malformed entry of the break's wallet, from its
+    latest sighting, through reconciliation.corrections (maker-checker as a heal)."""
+    _require(actor, WORK, "propose corrections for breaks")
+    brk = Break.objects.get(pk=break_id)
+    if not brk.is_open:
+        raise BreakRefused(f"break {brk.pk} is closed: nothing to correct")
+    violation = latest_violations([brk]).get(brk.pk)
+    if violation is None:
+        raise BreakRefused("no run has seen this break yet")
+    request = corrections.propose_correction(
+        violation, actor=actor, entry_id=entry_id, amount=amount, reason=reason, gateway=gateway
+    )
+    with transaction.atomic():
+        _note(
+            brk,
+            actor,
+            BreakAction.PROPOSE_CORRECTION,
+            f"{request.title} proposed: entry {request.supersedes} to count {signed(request.amount)} "
+            f"points: {request.reason}",
+        )
+    return request
+
+
+def latest_violations(breaks) -> dict[int, Violation]:
+    """{break pk: the violation of its latest sighting} (with its run): what a heal heals."""
+    return {
+        s.brk_id: s.violation
+        for s in BreakSighting.objects.filter(brk__in=breaks, run=F("brk__last_run")).select_related(
+            "violation__run"
+        )
+    }
+
+
+# -- what a person may do with a break (pages ask before offering) -----------------
+
+PERMISSIONS: dict[str, tuple[str, ...]] = {
+    BreakAction.TAKE: (WORK,),
+    BreakAction.ASSIGN: (WORK,),
+    BreakAction.ACKNOWLEDGE: (WORK,),
+    BreakAction.NOTE: (WORK,),
+    BreakAction.PROPOSE_HEAL: (WORK, "reconciliation.propose_balancerequest"),
+    BreakAction.PROPOSE_CORRECTION: (WORK, "reconciliation.propose_balancerequest"),
+    BreakAction.ACCEPT: (ACCEPT,),
+}
+NO_DIFFERENCE = "the wallet's points are malformed, so there is no difference to accept; fix the data first"
+
+
+def may(actor, action: str) -> bool:
+    """Whether `actor`'s role does `action` (a BreakAction) to breaks at all."""
+    return bool(actor and actor.is_active and all(actor.has_perm(p) for p in PERMISSIONS[action]))
+
+
+def refusal(brk: Break, actor, action: str) -> str:
+    """Why `actor` cannot do `action` (a BreakAction) to this break now, for a
+    person; "" when they can. Read-only: the break page asks it so that it
+    offers only what the actions above accept, and says why not otherwise
+    (they still refuse on their own)."""
+    if not may(actor, action):
+        return "your role does not do this to breaks"
+    if action == BreakAction.NOTE:
+        return ""
+    if not brk.is_open:
+        return f"this break is closed ({brk.get_resolution_display().lower() or 'ended'})"
+    if action == BreakAction.TAKE and brk.owner_id == actor.pk and brk.status == BreakStatus.ACKNOWLEDGED:
+        return "it is yours already"
+    if action == BreakAction.ACKNOWLEDGE:
+        if brk.status == BreakStatus.ACKNOWLEDGED:
+            return f"{'you' if brk.owner_id == actor.pk else brk.owner} acknowledged it already"
+        return _someone_elses(brk, actor)
+    if action == BreakAction.ACCEPT:
+        if brk.delta is None:
+            return NO_DIFFERENCE
+        heal = _open_heals([brk.uid]).get(brk.uid)
+        return _heal_open(heal) if heal else ""
+    if action == BreakAction.PROPOSE_HEAL:
+        event = freeze.current()
+        if event is not None:
+            return str(freeze.Frozen(event))
+        violation = latest_violations([brk]).get(brk.pk)
+        if violation is None:
+            return "no run has seen it yet"
+        return changes.heal_refusal(violation, changes.blocking_heals([violation]).get(violation.pk))
+    if action == BreakAction.PROPOSE_CORRECTION:
+        event = freeze.current()
+        if event is not None:
+            return str(freeze.Frozen(event))
+        return corrections.correction_refusal(latest_violations([brk]).get(brk.pk))
+    return ""
+
+
+def _someone_elses(brk: Break, actor) -> str:
+    if brk.owner_id in (None, actor.pk):
+        return ""
+    return f"it is assigned to {brk.owner}: only its owner acknowledges it, or take it first"
+
+
+def _open_heals(uids) -> dict[str, BalanceRequest]:
+    """{uid: its open heal or correction}."""
+    return {
+        heal.uid: heal
+        for heal in BalanceRequest.objects.filter(kind__in=REPAIR_KINDS, state__in=OPEN_STATES, uid__in=uids)
+    }
+
+
+def _heal_open(heal: BalanceRequest) -> str:
+    what = heal.get_kind_display().lower()
+    return (
+        f"its wallet has {what} #{heal.pk} open ({heal.get_state_display().lower()}): decide the {what} first"
+    )
+
+
+def break_of(request: BalanceRequest) -> Break | None:
+    """The break a heal or adjustment is about: the one its violation was a sighting
+    of, else the open break of its wallet (an adjustment has no violation)."""
+    if request.violation_id is not None:
+        found = Break.objects.filter(sightings__violation_id=request.violation_id).first()
+        if found is not None:
+            return found
+    return Break.objects.filter(uid=request.uid, status__in=OPEN_BREAK_STATES).order_by("-first_seen").first()
+
+
 def heals_of(brk: Break) -> QuerySet:
-    """The heal requests proposed for the break's sightings, latest first."""
+    """The heals and corrections proposed for the break's sightings, latest first."""
     return BalanceRequest.objects.filter(violation__sighting__brk=brk).order_by("-created_at", "-id")
 
 

@@ -13,7 +13,6 @@ entries, and are found among our applied requests.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,11 +20,14 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Count, Sum
+from django.db.models.functions import Abs
 from django.utils import timezone
 
 from backfill.models import ProviderEventDelivery
 from reconciliation.models import (
     OPEN_BREAK_STATES,
+    REQUEST_ENTRY,
     BalanceRequest,
     Break,
     HealStrategy,
@@ -35,7 +37,7 @@ from reconciliation.models import (
 )
 from revassure.firestore import MISSING, FirestoreGateway
 from revassure.formatting import signed, when
-from revassure.ledger import is_points
+from revassure.ledger import is_points, superseded_entries
 
 BATCH = 500  # breaks whose causes are computed together (one batched wallet read)
 MISSED_LOOKED_AT = 10  # latest entries tried as "the wallet missed its latest entries"
@@ -67,10 +69,6 @@ class Entry:
         return value if isinstance(value, datetime) and value.tzinfo is not None else None
 
 
-# The ledger entry a heal (post adjustment) or manual adjustment appends: BalanceRequest.ledger_entry_id.
-REQUEST_ENTRY = re.compile(r"^revassure-(heal|adjustment)-(\d+)$")
-
-
 def probable_cause(
     points: Any, entries: Iterable[tuple[str, dict[str, Any]]], *, exists: bool = True, writers=None
 ) -> Cause:
@@ -83,10 +81,14 @@ def probable_cause(
 
     `writers` ({entry id: "written by ..."}) names the entries of ours. Entries
     are ordered by createdAt (those without one first, by id), so "latest" is by
-    time."""
+    time. A malformed entry that a correction supersedes is not malformed: it
+    counts for nothing and its correction for its amount (evidence
+    "corrections" links the two)."""
     writers = writers or {}
+    entries = [(entry_id, fields or {}) for entry_id, fields in entries]
+    superseded = superseded_entries(entries)
     listed = sorted(
-        (Entry(entry_id, fields or {}) for entry_id, fields in entries),
+        (Entry(entry_id, fields) for entry_id, fields in entries),
         key=lambda e: (0, e.entry_id, "") if e.created_at is None else (1, e.created_at, e.entry_id),
     )
     points = points if exists else 0
@@ -98,7 +100,19 @@ def probable_cause(
         evidence["entries"] = [_entry_evidence(e, writers) for e in chosen]
         return ", ".join(_entry_text(e, writers) for e in chosen)
 
-    malformed = [e for e in reversed(listed) if not is_points(e.amount)]  # newest first
+    if superseded:
+        amounts = {e.entry_id: e.amount for e in listed}
+        evidence["corrections"] = [
+            {
+                "entry": entry_id,
+                "amount": _json(amounts[entry_id]),
+                "corrected_by": by,
+                "by_amount": amounts[by],
+            }
+            for entry_id, by in sorted(superseded.items())
+        ]
+    # newest first
+    malformed = [e for e in reversed(listed) if not is_points(e.amount) and e.entry_id not in superseded]
     total = sum(e.amount for e in listed if is_points(e.amount))
     evidence["ledger_sum"] = total
     if not is_points(points):
@@ -115,7 +129,8 @@ def probable_cause(
             "a write probably landed after the run, and the next run will tell",
             evidence,
         )
-    newest = list(reversed(listed))
+    # Entries that count, newest first (a superseded entry counts through its correction).
+    newest = [e for e in reversed(listed) if e.entry_id not in superseded]
     # The named entries account for the whole delta when a rule below matches.
     evidence["explains"] = delta
     found = _explained(newest, delta, named, len(listed))
@@ -276,6 +291,34 @@ def as_json(code: str, text: str, evidence: dict[str, Any]) -> dict[str, Any] | 
     }
 
 
+def shares() -> dict[str, Any]:
+    """What explains the open breaks, cause by cause: {"open": how many are open,
+    "causes": [{"code", "label", "breaks", "share" (of the open breaks, a
+    whole percent), "at_stake" (the sum of their absolute deltas)}], most
+    breaks first, "not computed yet" among them when some wait for the task}."""
+    open_breaks = Break.objects.filter(status__in=OPEN_BREAK_STATES)
+    total = open_breaks.count()
+    rows = (
+        open_breaks.values("cause")
+        .annotate(breaks=Count("id"), at_stake=Sum(Abs("delta")))
+        .order_by("-breaks", "cause")
+    )
+    labels = dict(ProbableCause.choices)
+    return {
+        "open": total,
+        "causes": [
+            {
+                "code": row["cause"] or "pending",
+                "label": labels.get(row["cause"], row["cause"]) if row["cause"] else "not computed yet",
+                "breaks": row["breaks"],
+                "share": round(100 * row["breaks"] / total),
+                "at_stake": row["at_stake"] or 0,
+            }
+            for row in rows
+        ],
+    }
+
+
 def _problem(value: Any) -> str:
     if value is MISSING:
         return "missing"
@@ -381,6 +424,7 @@ def _causes(chunk: list[Break], gateway: FirestoreGateway) -> list[Cause]:
         evidence = {**cause.evidence, "read_at": read_at}
         rebalance = rebalances.get(brk.uid)
         if rebalance is not None:
+            assert rebalance.applied_at is not None  # an applied request has its time
             evidence["last_rebalance"] = {
                 "request": rebalance.pk,
                 "applied_at": rebalance.applied_at.isoformat(),

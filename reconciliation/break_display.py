@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
@@ -19,13 +20,17 @@ def evidence_table(evidence: dict) -> SafeString | str:
     facts = [
         (label(key), _fact(key, value))
         for key, value in evidence.items()
-        if key not in ("entries", "last_rebalance")
+        if key not in ("entries", "last_rebalance", "corrections")
     ]
     entries = evidence.get("entries", [])
     rebalance = evidence.get("last_rebalance")
     if rebalance:
         applied = when(datetime.fromisoformat(rebalance["applied_at"]))
         facts.append(("Last rebalance", f"request {rebalance['request']} at {applied}"))
+    for c in evidence.get("corrections", []):
+        held = "no amount" if c["amount"] is None else repr(c["amount"])
+        superseded = f"{c['entry']} ({held}) superseded by {c['corrected_by']} ({signed(c['by_amount'])})"
+        facts.append(("Corrected entry", superseded))
     table = format_html_join("", '<tr><th scope="row">{}</th><td>{}</td></tr>', facts)
     rows = format_html_join(
         "",
@@ -62,6 +67,35 @@ def _fact(key: str, value) -> str:
     if key == "wallet":
         return value
     return points(value)  # a malformed value shows as it is
+
+
+def summary(brk) -> dict | None:
+    """A break as another page shows it beside a decision (the decide page): a link,
+    its facts, its probable cause and the evidence for it."""
+    if brk is None:
+        return None
+    owner = f", {brk.owner}'s" if brk.owner_id else ", nobody's"
+    days = (brk.last_seen - brk.first_seen).days
+    return {
+        "url": reverse("admin:reconciliation_break_change", args=[brk.pk]),
+        "title": f"Break {brk.pk} of {brk.uid}",
+        "facts": [
+            ("status", f"{brk.get_status_display()}{owner if brk.is_open else ''}"),
+            ("delta (wallet − ledger)", signed(brk.delta)),
+            (
+                "seen",
+                (
+                    f"once, {when(brk.first_seen)}"
+                    if brk.sightings_count == 1
+                    else f"{points(brk.sightings_count)} times, from {when(brk.first_seen)} "
+                    f"to {when(brk.last_seen)} ({days} day{'' if days == 1 else 's'})"
+                ),
+            ),
+            ("probable cause", brk.get_cause_display() if brk.cause else "not computed yet"),
+            ("what the ledger says", brk.cause_text or EMPTY),
+        ],
+        "evidence": evidence_table(brk.cause_evidence),
+    }
 
 
 CHART_W, CHART_H, PAD = 640, 180, 36

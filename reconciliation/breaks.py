@@ -15,13 +15,15 @@ people do (assign, take, acknowledge, note, accept, propose a heal).
                        oldest_open_days() an alert on old breaks, once the
                        observability work exists.
 
-A heal closes its break as `healed` at the next run that finds the wallet
-clean, not when it is applied: the report, not the request, says the wallet
-is right again (a heal applied to a wallet that drifted once more before the
-next run leaves the break open). Heals are found through their violation, one
-of the break's sightings, so a heal proposed from the violation pages counts
-as much as one proposed from a break; reconciliation.changes knows nothing of
-breaks.
+A heal (or a correction of a malformed entry) closes its break as `healed`
+at the next run that finds the wallet clean, not when it is applied: the
+report, not the request, says the wallet is right again (a heal applied to a
+wallet that drifted once more before the next run leaves the break open).
+Heals are found through their violation, one of the break's sightings, so a
+heal proposed from the violation pages counts as much as one proposed from a
+break; reconciliation.changes knows nothing of breaks. A break seen again
+with another kind (malformed, then drift once a correction took the
+malformed entry out) has its probable cause computed again.
 
 A run "checks" a uid when it is a full run or the uid is in its scope. A full
 run streams the wallets, so a break whose wallet document was deleted is
@@ -45,6 +47,7 @@ from django_q.tasks import async_task
 from reconciliation import break_causes
 from reconciliation.models import (
     OPEN_BREAK_STATES,
+    REPAIR_KINDS,
     BalanceRequest,
     Break,
     BreakAction,
@@ -194,7 +197,7 @@ class Sighted:
 
 
 _CURRENT = ["kind", "wallet_points", "ledger_sum", "delta", "size", "entries"]
-_SEEN = ["last_seen", "last_run", "sightings_count", *_CURRENT]
+_SEEN = ["last_seen", "last_run", "sightings_count", *_CURRENT, "cause", "cause_text", "cause_evidence"]
 _ENDED = ["status", "resolution", "closed_at", "closed_by_run", "heal_request", "watching"]
 _REOPENED = [
     "status",
@@ -235,6 +238,7 @@ def _runs_to_track(run: ReconciliationRun) -> list[ReconciliationRun]:
     last = TrackedRun.objects.select_related("run").order_by("-run__chain_seq").first()
     if last is None:
         return [run]
+    assert run.chain_seq is not None and last.run.chain_seq is not None  # both sealed: in the chain
     if run.chain_seq <= last.run.chain_seq:
         if run.chain_seq < last.run.chain_seq:
             log.warning("run older than the last tracked run: breaks not updated", extra={"run_id": run.pk})
@@ -349,6 +353,9 @@ def _opened(v: Sighted, run: ReconciliationRun, seen_at: datetime) -> Break:
 
 
 def _see(brk: Break, v: Sighted, run: ReconciliationRun, seen_at: datetime) -> None:
+    if brk.is_open and brk.kind != v.kind:
+        # What the ledger said no longer holds (a corrected entry): the cause task reads it again.
+        brk.cause, brk.cause_text, brk.cause_evidence = "", "", {}
     brk.kind, brk.wallet_points, brk.ledger_sum, brk.delta, brk.entries = _current_of(v)
     brk.size = abs(v.delta or 0)
     brk.last_seen, brk.last_run = seen_at, run
@@ -381,22 +388,29 @@ def _end(checked: list[Break], run: ReconciliationRun, now: datetime, notes: lis
                 )
             )
             continue
-        heal = next((h for h in healing.get(brk.pk, ()) if h.applied_at >= brk.last_seen), None)
+        heal = next(
+            (
+                h
+                for h in healing.get(brk.pk, ())
+                if h.applied_at is not None and h.applied_at >= brk.last_seen
+            ),
+            None,
+        )
         brk.status, brk.closed_at, brk.closed_by_run = BreakStatus.CLOSED, now, run
         brk.resolution = BreakResolution.HEALED if heal else BreakResolution.CLEARED
         brk.heal_request = heal
-        how = f"healed by heal #{heal.pk}" if heal else "cleared, clean without a heal of ours"
+        how = f"healed by {heal.title.lower()}" if heal else "cleared, clean without a heal of ours"
         notes.append(BreakNote(brk=brk, action=BreakAction.CLOSE, text=f"Closed by run {run.pk}: {how}."))
     return checked
 
 
 def _applied_heals(break_ids: list[int]) -> dict[int, list[BalanceRequest]]:
-    """{break pk: heals applied to its sightings' violations, latest first}."""
+    """{break pk: heals and corrections applied to its sightings' violations, latest first}."""
     found: dict[int, list[BalanceRequest]] = {}
     if not break_ids:
         return found
     heals = BalanceRequest.objects.filter(
-        kind=RequestKind.HEAL, state=RequestState.APPLIED, violation__sighting__brk__in=break_ids
+        kind__in=REPAIR_KINDS, state=RequestState.APPLIED, violation__sighting__brk__in=break_ids
     ).annotate(break_id=F("violation__sighting__brk_id"))
     for heal in heals.order_by("-applied_at", "-id"):
         found.setdefault(heal.break_id, []).append(heal)
@@ -406,7 +420,37 @@ def _applied_heals(break_ids: list[int]) -> dict[int, list[BalanceRequest]]:
 # -- how breaks are shown outside (manage.py breaks --json) --------------------------
 
 
-def summary(brk: Break, now: datetime | None = None) -> dict[str, Any]:
+def corrections_of(break_ids: list[int]) -> dict[int, list[BalanceRequest]]:
+    """{break pk: the corrections proposed for its sightings, oldest first}, in one query."""
+    found: dict[int, list[BalanceRequest]] = {}
+    requests = BalanceRequest.objects.filter(
+        kind=RequestKind.CORRECTION, violation__sighting__brk__in=break_ids
+    ).annotate(break_id=F("violation__sighting__brk_id"))
+    for request in requests.order_by("created_at", "id"):
+        found.setdefault(request.break_id, []).append(request)
+    return found
+
+
+def correction_json(request: BalanceRequest) -> dict[str, Any]:
+    """A correction as `breaks --json` links it: the malformed entry it supersedes
+    and the entry it appends (once applied)."""
+    return {
+        "request": request.pk,
+        "state": request.state,
+        "supersedes": request.supersedes,
+        "entry": request.ledger_entry_id,
+        "amount": request.amount,
+        "applied_at": request.applied_at.isoformat() if request.applied_at else None,
+    }
+
+
+def summary(
+    brk: Break, now: datetime | None = None, corrections: list[BalanceRequest] | None = None
+) -> dict[str, Any]:
+    """A break as `breaks --json` gives it; `corrections` are its corrections
+    (corrections_of), each linking the malformed entry and its correction."""
+    if corrections is None:
+        corrections = corrections_of([brk.pk]).get(brk.pk, [])
     return {
         "id": brk.pk,
         "uid": brk.uid,
@@ -417,7 +461,9 @@ def summary(brk: Break, now: datetime | None = None) -> dict[str, Any]:
         "last_seen": brk.last_seen.isoformat(),
         "age_days": age_days(brk, now),
         "sightings": brk.sightings_count,
-        "owner": brk.owner.get_username() if brk.owner_id else None,
+        "owner": brk.owner.get_username() if brk.owner else None,
         "cause": break_causes.as_json(brk.cause, brk.cause_text, brk.cause_evidence or {}),
         "resolution": brk.resolution or None,
+        "healed_by": brk.heal_request_id,
+        "corrections": [correction_json(r) for r in corrections],
     }

@@ -1,10 +1,13 @@
-"""Heals and manual adjustments: propose, approve or reject, execute.
+"""Heals, corrections and manual adjustments: propose, approve or reject, execute.
 
-One state machine for both (models.TRANSITIONS), enforced here whoever calls
+One state machine for all three (models.TRANSITIONS), enforced here whoever calls
 (admin, command, shell, task): permissions, maker-checker (nobody approves
 what they proposed, and above TWO_APPROVERS_ABOVE two distinct people must),
 the cutover freeze, expiry, and a stale check against what the approver saw.
 Every transition writes a RequestEvent with actor, time and reason.
+
+Corrections of malformed entries are proposed by reconciliation.corrections
+and decided and executed here, as heals are.
 
 Execution runs in a django-q task; the Firestore side is one transaction that
 is idempotent by construction (see FirestoreGateway.apply_balance_change), and
@@ -15,6 +18,7 @@ or not at all, and the request says which.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
@@ -25,6 +29,7 @@ from django_q.tasks import async_task
 
 from reconciliation.models import (
     OPEN_STATES,
+    REPAIR_KINDS,
     STANDING_STATES,
     TRANSITIONS,
     BalanceRequest,
@@ -38,10 +43,10 @@ from reconciliation.models import (
     ViolationKind,
 )
 from reconciliation.reports import describe_details
-from revassure import flags, freeze, metrics, policy
-from revassure.firestore import BalanceChange, FirestoreGateway
+from revassure import dbclock, flags, freeze, metrics, policy
+from revassure.firestore import MISSING, BalanceChange, FirestoreGateway
 from revassure.formatting import points, signed
-from revassure.ledger import balances_unchanged, is_points
+from revassure.ledger import balances_unchanged, is_points, summed
 from revassure.logs import on_commit
 from revassure.waiting import WaitingKind, announce
 
@@ -62,19 +67,19 @@ def propose_heals(
     violations, *, actor, strategy: str, reason: str, gateway: FirestoreGateway
 ) -> list[BalanceRequest]:
     """Propose a heal for each violation (all or none), with one strategy and reason."""
-    _require(actor, "reconciliation.propose_balancerequest", "propose heals")
+    require(actor, "reconciliation.propose_balancerequest", "propose heals")
     freeze.require_unfrozen()
     if strategy not in HealStrategy.values:
         raise RequestRefused(f"unknown heal strategy {strategy!r}")
-    _require_reason(reason)
+    require_reason(reason)
     violations = list(violations)
     for violation in violations:
         if violation.run.status != RunStatus.COMPLETED:
             raise RequestRefused(f"violation {violation.uid} is not from a completed run")
         if violation.kind != ViolationKind.DRIFT:
             raise RequestRefused(
-                f"{violation.uid} has malformed ledger entries or points: fix the data first, "
-                "a heal would only hide them"
+                f"{violation.uid} has malformed ledger entries or points: a heal would only hide them; "
+                f"{_malformed_way(violation)}"
             )
     uids = [v.uid for v in violations]
     if len(set(uids)) != len(uids):
@@ -82,7 +87,7 @@ def propose_heals(
     live = gateway.read_wallets_and_ledgers(uids, concurrency=16)
     for violation in violations:
         state = live[violation.uid]
-        if not _matches(state, violation.wallet_points, violation.ledger_sum):
+        if not matches(state, violation.wallet_points, violation.ledger_sum):
             raise RequestRefused(
                 f"{violation.uid} changed since run {violation.run_id} "
                 f"(now {points(state.points)} points, ledger {points(state.ledger.total)}): "
@@ -90,18 +95,19 @@ def propose_heals(
             )
     created = []
     with transaction.atomic():
-        open_uids = set(
-            BalanceRequest.objects.filter(
-                uid__in=uids, kind=RequestKind.HEAL, state__in=OPEN_STATES
-            ).values_list("uid", flat=True)
+        open_repairs = BalanceRequest.objects.filter(
+            uid__in=uids, kind__in=REPAIR_KINDS, state__in=OPEN_STATES
         )
-        if open_uids:
-            raise RequestRefused(f"already an open heal request for {', '.join(sorted(open_uids))}")
+        if open_repairs:
+            raise RequestRefused(
+                "; ".join(
+                    f"already an open {r.get_kind_display().lower()} request for {r.uid} (#{r.pk})"
+                    for r in open_repairs.order_by("uid")
+                )
+            )
         for violation in violations:
-            # Rebalance moves the wallet to the ledger; post_adjustment moves
-            # the ledger to the wallet. `amount` is that signed move.
-            amount = -violation.delta if strategy == HealStrategy.REBALANCE else violation.delta
-            request = _create(
+            amount = heal_amount(strategy, violation.delta)
+            request = create_request(
                 kind=RequestKind.HEAL,
                 uid=violation.uid,
                 violation=violation,
@@ -117,6 +123,60 @@ def propose_heals(
         for request in created:
             _auto_heal(request, live[request.uid])
     return created
+
+
+def heal_amount(strategy: str, delta: int) -> int:
+    """The signed move of a heal of `delta` (wallet − ledger): rebalance moves the
+    wallet to its ledger, post_adjustment moves the ledger to the wallet."""
+    return -delta if strategy == HealStrategy.REBALANCE else delta
+
+
+@dataclass(frozen=True)
+class Effect:
+    """A change's effect on a wallet: the customer's points and the ledger's sum, before and after."""
+
+    points_before: int
+    points_after: int
+    ledger_before: int
+    ledger_after: int
+
+
+def effect(*, kind: str, strategy: str, amount: int, wallet_points: int, ledger_sum: int) -> Effect:
+    """What applying a request of `amount` does to a wallet that holds these numbers
+    (as the gateway's apply_balance_change does it, for each mode): a
+    correction, like a post adjustment, moves the ledger and leaves the points."""
+    moves_points = kind == RequestKind.ADJUSTMENT or strategy == HealStrategy.REBALANCE
+    moves_ledger = kind in (RequestKind.ADJUSTMENT, RequestKind.CORRECTION) or (
+        strategy == HealStrategy.POST_ADJUSTMENT
+    )
+    return Effect(
+        points_before=wallet_points,
+        points_after=wallet_points + amount if moves_points else wallet_points,
+        ledger_before=ledger_sum,
+        ledger_after=ledger_sum + amount if moves_ledger else ledger_sum,
+    )
+
+
+def heal_effect(violation, strategy: str) -> Effect:
+    """The effect of healing a drift violation with `strategy`, on the numbers it was found with."""
+    return effect(
+        kind=RequestKind.HEAL,
+        strategy=strategy,
+        amount=heal_amount(strategy, violation.delta),
+        wallet_points=violation.wallet_points,
+        ledger_sum=violation.ledger_sum,
+    )
+
+
+def request_effect(request: BalanceRequest) -> Effect:
+    """The effect of a heal, correction or adjustment on the wallet as it was when proposed."""
+    return effect(
+        kind=request.kind,
+        strategy=request.strategy,
+        amount=request.amount,
+        wallet_points=request.expected_points,
+        ledger_sum=request.expected_ledger_sum,
+    )
 
 
 def propose_adjustment(
@@ -135,7 +195,7 @@ def propose_adjustment(
     break the adjustment closes. An identity has one standing adjustment at
     most (proposed, approved or applied): another is refused, whichever row,
     run or import of a statement it comes from, so a break is paid out once."""
-    _require(actor, "reconciliation.propose_balancerequest", "propose manual adjustments")
+    require(actor, "reconciliation.propose_balancerequest", "propose manual adjustments")
     freeze.require_unfrozen()
     if not is_points(amount) or amount == 0:
         raise RequestRefused("the amount must be a non-zero whole number of points")
@@ -143,7 +203,7 @@ def propose_adjustment(
         raise RequestRefused(f"the amount {amount} is beyond a 64-bit balance (at most ±{policy.MAX_POINTS})")
     if reason_code not in ReasonCode.values:
         raise RequestRefused(f"unknown reason code {reason_code!r}")
-    _require_reason(reason)
+    require_reason(reason)
     _require_unsettled(settles)
     state = gateway.read_wallets_and_ledgers([uid], concurrency=1)[uid]
     if not state.exists:
@@ -153,7 +213,7 @@ def propose_adjustment(
     _require_balance_allowed(uid, state.points, amount)
     try:
         with transaction.atomic():
-            return _create(
+            return create_request(
                 kind=RequestKind.ADJUSTMENT,
                 uid=uid,
                 amount=amount,
@@ -202,7 +262,10 @@ def _require_unsettled(settles: str) -> None:
         raise RequestRefused(settled_refusal(standing))
 
 
-def _create(*, actor, amount: int, **fields) -> BalanceRequest:
+def create_request(*, actor, amount: int, **fields) -> BalanceRequest:
+    """A new proposal (state proposed) with its first trail event, its approvals
+    needed and its expiry; announced to the approvers once committed. The
+    caller has checked everything else, in its transaction."""
     request = BalanceRequest.objects.create(
         **fields,
         amount=amount,
@@ -250,24 +313,32 @@ def _auto_heal(request: BalanceRequest, live) -> None:
 def heal_refusal(violation, heal=None) -> str:
     """Why a violation cannot be proposed for a heal now, or "" when it can.
     `heal` is what blocks it, from blocking_heals: the open heal of its
-    wallet, or the heal that was applied for it."""
+    wallet (or its open correction), or the heal that was applied for it."""
+    if heal is not None and heal.state in OPEN_STATES:
+        return f"its wallet already has {heal.title.lower()} ({heal.get_state_display().lower()})"
     if violation.kind != ViolationKind.DRIFT:
         problem = describe_details(violation.details) or "malformed points or entries"
-        return f"malformed, cannot be healed: {problem}; fix the data first"
+        return f"malformed, cannot be healed: {problem}; {_malformed_way(violation)}"
     if violation.run.status != RunStatus.COMPLETED:
         return f"run {violation.run_id} is not completed"
     if heal is not None:
-        if heal.state == RequestState.APPLIED:
-            return f"healed already by heal #{heal.pk}"
-        return f"its wallet already has heal #{heal.pk} ({heal.get_state_display().lower()})"
+        return f"healed already by {heal.title.lower()}"
     return ""
 
 
+def _malformed_way(violation) -> str:
+    """What can be done about a malformed violation instead of a heal."""
+    if violation.wallet_points is not None and violation.details.get("malformed_entries"):
+        return "propose a correction of the malformed entry from its break, or accept the difference"
+    return "fix the data first"
+
+
 def blocking_heals(violations) -> dict[int, BalanceRequest]:
-    """{violation pk: the heal that stops a new one}: the open heal of its wallet
-    (one per wallet at most), else the heal applied for this very violation."""
+    """{violation pk: the request that stops a new heal}: the open heal or
+    correction of its wallet (one per wallet at most), else the heal applied
+    for this very violation."""
     violations = list(violations)
-    heals = BalanceRequest.objects.filter(kind=RequestKind.HEAL).filter(
+    heals = BalanceRequest.objects.filter(kind__in=REPAIR_KINDS).filter(
         Q(uid__in={v.uid for v in violations}, state__in=OPEN_STATES)
         | Q(violation__in=violations, state=RequestState.APPLIED)
     )
@@ -279,9 +350,9 @@ def blocking_heals(violations) -> dict[int, BalanceRequest]:
             applied_by_violation[heal.violation_id] = heal
     found = {}
     for violation in violations:
-        heal = open_by_uid.get(violation.uid) or applied_by_violation.get(violation.pk)
-        if heal is not None:
-            found[violation.pk] = heal
+        blocking = open_by_uid.get(violation.uid) or applied_by_violation.get(violation.pk)
+        if blocking is not None:
+            found[violation.pk] = blocking
     return found
 
 
@@ -295,7 +366,7 @@ def approve(request_id: int, *, actor, gateway: FirestoreGateway, reason: str = 
     must still be exactly what the proposal saw, or the request goes stale.
     `reason` (optional) is kept with the approval and in the trail.
     """
-    _require(actor, "reconciliation.approve_balancerequest", "approve requests")
+    require(actor, "reconciliation.approve_balancerequest", "approve requests")
     freeze.require_unfrozen()
     with transaction.atomic():
         request = BalanceRequest.objects.select_for_update().get(pk=request_id)
@@ -313,7 +384,7 @@ def _approve_locked(request: BalanceRequest, *, actor, gateway: FirestoreGateway
     if request.approvals.filter(approver=actor).exists():
         raise RequestRefused("you have approved this request already: it needs a different approver")
     live = gateway.read_wallets_and_ledgers([request.uid], concurrency=1)[request.uid]
-    if request.kind == RequestKind.HEAL and not _matches(
+    if request.kind in REPAIR_KINDS and not matches(
         live, request.expected_points, request.expected_ledger_sum
     ):
         _transition(
@@ -326,6 +397,18 @@ def _approve_locked(request: BalanceRequest, *, actor, gateway: FirestoreGateway
             ),
         )
         return
+    if request.kind == RequestKind.CORRECTION:
+        found = gateway.ledger_entry_amounts([(request.uid, request.supersedes)])
+        amount = found.get((request.uid, request.supersedes), MISSING)
+        if (request.uid, request.supersedes) not in found or summed(amount):
+            now = "is gone from the ledger" if not found else f"now holds {points(amount)}"
+            _transition(
+                request,
+                RequestState.STALE,
+                actor=actor,
+                reason=f"entry {request.supersedes} {now}: there is nothing left to correct",
+            )
+            return
     if request.kind == RequestKind.ADJUSTMENT and is_points(live.points):
         _require_balance_allowed(request.uid, live.points, request.amount)
     RequestApproval.objects.create(
@@ -353,8 +436,8 @@ def _approve_locked(request: BalanceRequest, *, actor, gateway: FirestoreGateway
 
 
 def reject(request_id: int, *, actor, reason: str) -> BalanceRequest:
-    _require(actor, "reconciliation.approve_balancerequest", "reject requests")
-    _require_reason(reason)
+    require(actor, "reconciliation.approve_balancerequest", "reject requests")
+    require_reason(reason)
     with transaction.atomic():
         request = BalanceRequest.objects.select_for_update().get(pk=request_id)
         refusal = _refusal_unless_open(request)
@@ -398,7 +481,7 @@ def execute(request_id: int, *, gateway: FirestoreGateway) -> BalanceRequest:
     claimed = BalanceRequest.objects.filter(
         pk=request_id, state=RequestState.APPROVED, claimed_at__isnull=True
     )
-    if claimed.update(claimed_at=timezone.now()) != 1:
+    if claimed.update(claimed_at=dbclock.now()) != 1:  # judged by release_abandoned, on that clock
         return request  # another worker has it
     request.refresh_from_db()
     change = _change(request)
@@ -467,21 +550,30 @@ def resume_waiting() -> int:
 
 def release_abandoned(older_than: timedelta) -> int:
     """Give back claims of workers that died mid-way, so the requests run again
-    (the Firestore side is idempotent: a committed change is found, not redone)."""
-    cutoff = timezone.now() - older_than
-    abandoned = BalanceRequest.objects.filter(state=RequestState.APPROVED, claimed_at__lt=cutoff)
+    (the Firestore side is idempotent: a committed change is found, not redone).
+    Claims are written and judged by the database's clock (revassure.dbclock)."""
+    abandoned = BalanceRequest.objects.filter(
+        state=RequestState.APPROVED, claimed_at__lt=dbclock.ago(older_than)
+    )
     return abandoned.update(claimed_at=None)
 
 
 def _change(request: BalanceRequest) -> BalanceChange:
     seen = request.approvals.order_by("-created_at", "-id").first()
-    mode = request.strategy if request.kind == RequestKind.HEAL else "adjustment"
+    assert seen is not None  # an approved request: approved at least once
+    # A correction appends its entry as a post adjustment does: the wallet untouched.
+    mode, entry_type = {
+        RequestKind.HEAL: (request.strategy, "reconciliation"),
+        RequestKind.CORRECTION: (HealStrategy.POST_ADJUSTMENT.value, "correction"),
+        RequestKind.ADJUSTMENT: ("adjustment", "adjustment"),
+    }[RequestKind(request.kind)]
     record = {
-        "type": "reconciliation" if request.kind == RequestKind.HEAL else "adjustment",
+        "type": entry_type,
         "requestId": request.pk,
         "reasonCode": request.reason_code,
         "reason": request.reason,
         **({"settles": request.settles} if request.settles else {}),
+        **({"supersedes": request.supersedes} if request.supersedes else {}),
         "proposedBy": request.proposed_by.get_username(),
         "approvedBy": [
             a.approver.get_username() if a.approver else a.policy for a in request.approvals.all()
@@ -528,14 +620,14 @@ def _transition(
     log.info("balance request %s", to_state, extra={"request_id": request.pk, "state": to_state})
 
 
-def _matches(state, points: int, ledger_sum: int) -> bool:
+def matches(state, points: int, ledger_sum: int) -> bool:
     """The wallet is exactly as seen: same integers (a float 10.0 is not 10)."""
     return balances_unchanged(
         state.points, state.ledger.total, seen_points=points, seen_ledger_sum=ledger_sum
     )
 
 
-def _require(actor, permission: str, doing: str) -> None:
+def require(actor, permission: str, doing: str) -> None:
     if actor is None or not actor.is_active or not actor.has_perm(permission):
         raise PermissionError(f"{actor} may not {doing}")
 
@@ -558,7 +650,7 @@ def _balance_refusal(change: BalanceChange) -> str:
     return policy.balance_refusal(change.expected_points, change.amount)
 
 
-def _require_reason(reason: str) -> None:
+def require_reason(reason: str) -> None:
     if not reason or not reason.strip():
         raise RequestRefused("a reason is required")
 

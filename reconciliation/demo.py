@@ -63,7 +63,11 @@ def _ledger(rng: random.Random, size: int) -> tuple[dict[str, dict[str, Any]], i
         roll = rng.random()
         if roll < 0.15 and balance >= 50:
             amount = -rng.randint(50, min(balance, 2000))
-            entry = {"type": "redemption", "amount": amount, "rewardId": f"rwd_{rng.randint(1, 40)}"}
+            entry: dict[str, Any] = {
+                "type": "redemption",
+                "amount": amount,
+                "rewardId": f"rwd_{rng.randint(1, 40)}",
+            }
         elif roll < 0.22 and purchases:
             original, points = purchases.pop(rng.randrange(len(purchases)))
             amount = -min(points, balance)

@@ -132,7 +132,7 @@ def first_read(exists: bool, points: Any, ledger: LedgerTotals) -> dict[str, Any
     if balances_agree(points, ledger.total):
         return None
     wallet_points = points if is_points(points) else None
-    total = ledger.total
+    total: int | float | str = ledger.total
     if isinstance(total, float) and not math.isfinite(total):
         total = repr(total)  # JSON has no NaN or infinity
     delta = wallet_points - total if wallet_points is not None and is_points(total) else None

@@ -1,3 +1,5 @@
+import re
+
 from django.conf import settings
 from django.db import models
 
@@ -187,6 +189,12 @@ class InvalidTransition(Exception):
 class RequestKind(models.TextChoices):
     HEAL = "heal"
     ADJUSTMENT = "adjustment", "manual adjustment"
+    # A ledger entry that supersedes a malformed one (reconciliation.corrections).
+    CORRECTION = "correction"
+
+
+# The kinds that answer a violation (their `violation` is set): one open per wallet.
+REPAIR_KINDS = (RequestKind.HEAL, RequestKind.CORRECTION)
 
 
 class HealStrategy(models.TextChoices):
@@ -210,7 +218,7 @@ OPEN_STATES = (RequestState.PROPOSED, RequestState.APPROVED)
 STANDING_STATES = (*OPEN_STATES, RequestState.APPLIED)
 
 # The one state machine of heals and adjustments: from -> allowed next states.
-TRANSITIONS = {
+TRANSITIONS: dict[str, set[str]] = {
     RequestState.PROPOSED: {
         RequestState.APPROVED,
         RequestState.REJECTED,
@@ -256,6 +264,10 @@ class BalanceRequest(models.Model):
     # id) a manual adjustment settles, when it closes a settlement break; blank
     # otherwise. One standing adjustment per identity (the constraint below).
     settles = models.CharField(max_length=200, blank=True, default="")
+    # The malformed ledger entry (its id in the wallet's ledger) a correction
+    # supersedes; blank otherwise. One standing correction per entry (the
+    # constraint below).
+    supersedes = models.CharField(max_length=500, blank=True, default="")
     expected_points = models.BigIntegerField()
     expected_ledger_sum = models.BigIntegerField()
     required_approvals = models.PositiveSmallIntegerField(default=1)
@@ -287,6 +299,11 @@ class BalanceRequest(models.Model):
                 condition=models.Q(state__in=["proposed", "approved", "applied"]) & ~models.Q(settles=""),
                 name="one_standing_adjustment_per_settled_identity",
             ),
+            models.UniqueConstraint(
+                fields=["uid", "supersedes"],
+                condition=models.Q(state__in=["proposed", "approved", "applied"]) & ~models.Q(supersedes=""),
+                name="one_standing_correction_per_entry",
+            ),
         ]
         indexes = [models.Index(fields=["state", "created_at"])]
 
@@ -304,8 +321,17 @@ class BalanceRequest(models.Model):
     @property
     def ledger_entry_id(self) -> str:
         """The ledger entry this request appends: derived from the request, so a
-        retry can never post it twice."""
+        retry can never post it twice (REQUEST_ENTRY reads it back)."""
         return f"revassure-{self.kind}-{self.pk}"
+
+    @property
+    def title(self) -> str:
+        """ "Heal #12", "Correction #13", "Manual adjustment #14": how pages name it."""
+        return f"{self.get_kind_display().capitalize()} #{self.pk}"
+
+
+# The ledger entry (or auditLog record) a request writes, BalanceRequest.ledger_entry_id: (kind, request id).
+REQUEST_ENTRY = re.compile(rf"^revassure-({'|'.join(RequestKind.values)})-(\d+)$")
 
 
 class RequestApproval(models.Model):
@@ -371,7 +397,7 @@ OPEN_BREAK_STATES = (BreakStatus.OPEN, BreakStatus.ACKNOWLEDGED)
 # goes back to open when the break is assigned to someone else (who has not
 # acknowledged it yet); closed goes back to open only for an accepted break
 # whose delta changes.
-BREAK_TRANSITIONS = {
+BREAK_TRANSITIONS: dict[str, set[str]] = {
     BreakStatus.OPEN: {BreakStatus.ACKNOWLEDGED, BreakStatus.CLOSED},
     BreakStatus.ACKNOWLEDGED: {BreakStatus.OPEN, BreakStatus.CLOSED},
     BreakStatus.CLOSED: {BreakStatus.OPEN},
@@ -379,7 +405,7 @@ BREAK_TRANSITIONS = {
 
 
 class BreakResolution(models.TextChoices):
-    HEALED = "healed", "healed by a heal request"
+    HEALED = "healed", "healed by a heal or correction of ours"
     CLEARED = "cleared", "cleared without us"
     ACCEPTED = "accepted", "accepted by an approver"
 
@@ -405,8 +431,9 @@ class Break(models.Model):
     """One episode of one wallet being wrong: opened by the first completed run
     that reports a violation for the uid, seen again by each later run that still
     reports it (its sightings), closed by the first later run that checks the uid
-    and finds it clean: `healed` (a heal of ours was applied after the last
-    sighting), `cleared` (clean without us) or `accepted` by an approver.
+    and finds it clean: `healed` (a heal or a correction of ours was applied
+    after the last sighting), `cleared` (clean without us) or `accepted`
+    by an approver.
 
     An accepted break stays `watching` its uid: a run that reports the same delta
     adds a sighting and leaves it closed; a different delta reopens it; a clean
@@ -496,6 +523,7 @@ class BreakAction(models.TextChoices):
     ACKNOWLEDGE = "acknowledge", "acknowledged"
     ACCEPT = "accept", "accepted"
     PROPOSE_HEAL = "propose_heal", "heal proposed"
+    PROPOSE_CORRECTION = "correction", "correction proposed"
     REOPEN = "reopen", "reopened"
     CLOSE = "close", "closed"
 

@@ -26,12 +26,11 @@ import logging
 
 from django.conf import settings
 from django.db.models import F, Q
-from django.db.models.functions import Now
 from django_q.brokers import get_broker
 
 from reconciliation import services
 from reconciliation.models import ReconciliationChunk, ReconciliationRun, RunStatus
-from revassure import leases
+from revassure import dbclock, leases
 from revassure.firestore import FirestoreGateway
 
 log = logging.getLogger(__name__)
@@ -42,7 +41,7 @@ def sweep(*, gateway: FirestoreGateway) -> dict[str, int]:
     lease = settings.RECONCILE_LEASE_SECONDS
     starts = list(
         ReconciliationRun.objects.filter(
-            Q(status=RunStatus.PENDING, created_at__lt=leases.ago(lease))
+            Q(status=RunStatus.PENDING, created_at__lt=dbclock.ago(lease))
             | (Q(status=RunStatus.RUNNING, chunks_total__isnull=True) & leases.free())
         ).values_list("pk", flat=True)
     )
@@ -69,15 +68,15 @@ def lost_chunks(*, broker_empty: bool) -> list[int]:
     marked queued again now (the caller hands each to a worker)."""
     lease = settings.RECONCILE_LEASE_SECONDS
     # While a live lister cuts chunks (an inline run: checks them too), its chunks are its own.
-    listed = Q(run__lease_until__isnull=True) | Q(run__lease_until__lt=Now())
-    waited = Q(queued_at__lt=leases.ago(settings.Q_CLUSTER["retry"]))
+    listed = Q(run__lease_until__isnull=True) | Q(run__lease_until__lt=dbclock.now())
+    waited = Q(queued_at__lt=dbclock.ago(settings.Q_CLUSTER["retry"]))
     if broker_empty:
-        waited |= Q(queued_at__isnull=True) | Q(queued_at__lt=leases.ago(lease))
+        waited |= Q(queued_at__isnull=True) | Q(queued_at__lt=dbclock.ago(lease))
     lost = ReconciliationChunk.objects.filter(run__status=RunStatus.RUNNING, done=False).filter(
         leases.lapsed() | (Q(lease_until__isnull=True) & listed & waited)
     )
     chunk_ids = list(lost.values_list("pk", flat=True))
     # Given back: the next worker takes it at once; if its task is lost too, the
     # chunk is unclaimed and queued from now, for a later sweep.
-    ReconciliationChunk.objects.filter(pk__in=chunk_ids).update(lease_until=None, queued_at=Now())
+    ReconciliationChunk.objects.filter(pk__in=chunk_ids).update(lease_until=None, queued_at=dbclock.now())
     return chunk_ids

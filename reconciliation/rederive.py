@@ -70,7 +70,9 @@ def rederive(run_id: int, *, gateway: FirestoreGateway) -> Rederivation:
     run = ReconciliationRun.objects.filter(pk=run_id).first()
     refusal = _refusal(run, gateway)
     if refusal:
-        return Rederivation(run_id, Outcome.CANNOT, refusal, read_time=run and run.read_time)
+        return Rederivation(run_id, Outcome.CANNOT, refusal, read_time=run.read_time if run else None)
+    # _refusal refuses a missing run and one not read at one instant (T0, its read_time).
+    assert run is not None and run.read_time is not None
     checked, found = first_reads(run.scope_uids, gateway, read_time=run.read_time)
     sealed = sealed_first_reads(run)
     differences = compare(
@@ -106,6 +108,7 @@ def _refusal(run: ReconciliationRun | None, gateway: FirestoreGateway) -> str:
         why = f" ({run.read_mode_reason})" if run.read_mode_reason else " (it was sealed before runs had one)"
         return f"run {run.pk} read live, not at one instant{why}: it cannot be re-derived"
     window = instant.read_window()
+    assert run.read_time is not None  # a run read at one instant has its T0
     age = timezone.now() - run.read_time
     if age > window:
         return (
@@ -143,7 +146,7 @@ def first_reads(
     return checked, found
 
 
-def sealed_first_reads(run: ReconciliationRun) -> dict[str, dict[str, Any]]:
+def sealed_first_reads(run: ReconciliationRun) -> dict[str, dict[str, Any] | None]:
     """{uid: first read} of every wallet the sealed report says disagreed at T0:
     its violations (which held at the re-check) and the candidates cleared there."""
     sealed = {v.uid: v.at_read_time for v in run.violations.all()}

@@ -94,13 +94,18 @@ def violation_record(violation: Violation) -> dict:
 
 def describe_details(details: dict) -> str:
     """A violation's details as one line for a person (the admin, the CSV export):
-    what is wrong with the wallet, which entries are malformed, how many more."""
+    what is wrong with the wallet, which entries are malformed, how many more,
+    which malformed entries corrections supersede."""
     listed = details.get("malformed_entries", [])
     parts = [details["wallet"]] if details.get("wallet") else []
     parts += [f"{m['entry']}: {m['problem']} ({m['amount']})" for m in listed]
     hidden = details.get("malformed_entries_total", 0) - len(listed)
     if hidden > 0:
         parts.append(f"and {hidden} more malformed entries")
+    parts += [
+        f"{c['entry']} ({c['amount']}) superseded by its correction {c['corrected_by']}"
+        for c in details.get("corrected_entries", [])
+    ]
     return "; ".join(parts)
 
 
@@ -182,7 +187,9 @@ def _gathered_and_checksummed(run: ReconciliationRun) -> str:
 def seal_seeded(run_id: int, finished_at) -> ReconciliationRun:
     """Seal a seeded history run as finished at `finished_at`, in the same chain,
     without the alerts, metrics and log line of a live run (the demo)."""
-    return sealing.seal(KIND, run_id, finished_at=finished_at)
+    run = sealing.seal(KIND, run_id, finished_at=finished_at)
+    assert run is not None  # seeded open just before: sealing it seals it
+    return run
 
 
 def fail_run(run_id: int, error: str) -> None:

@@ -26,6 +26,7 @@ import queue
 import threading
 import uuid
 from collections import deque
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -33,7 +34,7 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
-from django.db.models.functions import Now
+from django.dispatch import Signal
 from django.utils import timezone
 from django_q.tasks import async_task
 
@@ -46,12 +47,14 @@ from reconciliation.models import (
     Violation,
     ViolationKind,
 )
-from revassure import flags, leases
+from revassure import dbclock, flags, leases
 from revassure.firestore import MISSING, FirestoreGateway, LedgerTotals
-from revassure.ledger import balances_agree, is_points
+from revassure.ledger import balances_agree, is_points, superseded_entries
 from revassure.logs import get_correlation_id, on_commit
 
 log = logging.getLogger(__name__)
+# Sent once a run is sealed or has failed (run_id=...), by whichever process ended it.
+run_finished = Signal()
 
 FLAG = "reconciliation_enabled"
 START_TASK = "reconciliation.tasks.start_run"
@@ -156,7 +159,7 @@ def execute_run(run_id: int, *, gateway: FirestoreGateway, inline: bool, enqueue
         pk=run_id, lister=token, status=RunStatus.RUNNING, chunks_total__isnull=True
     )
     try:
-        with leases.Heartbeat(lambda: listing.update(lease_until=leases.expiry(lease)) == 1, lease):
+        with leases.Heartbeat(lambda: listing.update(lease_until=dbclock.ahead(lease)) == 1, lease):
             _list_and_check(run, last, token, gateway=gateway, inline=inline, enqueue_chunk=enqueue_chunk)
     except Exception as exc:
         fail_run(run_id, exc)
@@ -170,7 +173,7 @@ def _list_and_check(run, last, token: str, *, gateway: FirestoreGateway, inline:
     run_id = run.pk
     if not run.read_mode:
         run = _plan_reads(run, gateway)
-    seq, ahead = (last.seq if last else 0), deque()
+    seq, ahead = (last.seq if last else 0), deque[tuple[int, Future[dict[str, LedgerTotals]]]]()
     after = last.wallets[-1][0] if last and last.wallets else None
     chunks = wallet_chunks(run.scope_uids, gateway, read_time=run.read_time, ramp=inline, after=after)
     for wallets in chunks:
@@ -199,7 +202,7 @@ def _claim_listing(run_id: int) -> str | None:
     """Take the run's listing: a pending run, or a running one whose lister's
     lease lapsed before it had cut every chunk. The claim's token, or None."""
     token = uuid.uuid4().hex
-    lease = leases.expiry(settings.RECONCILE_LEASE_SECONDS)
+    lease = dbclock.ahead(settings.RECONCILE_LEASE_SECONDS)
     started = ReconciliationRun.objects.filter(pk=run_id, status=RunStatus.PENDING).update(
         status=RunStatus.RUNNING, started_at=timezone.now(), lister=token, lease_until=lease
     )
@@ -215,14 +218,14 @@ def _cut_chunk(run: ReconciliationRun, seq: int, wallets: list, token: str, *, q
     """Store the next chunk while the listing is still this worker's (renewing
     its lease); None once another worker has taken the listing over."""
     renewed = ReconciliationRun.objects.filter(pk=run.pk, lister=token, status=RunStatus.RUNNING).update(
-        lease_until=leases.expiry(settings.RECONCILE_LEASE_SECONDS)
+        lease_until=dbclock.ahead(settings.RECONCILE_LEASE_SECONDS)
     )
     if not renewed:
         return None
     try:
         with transaction.atomic():
             return ReconciliationChunk.objects.create(
-                run=run, seq=seq, wallets=wallets, queued_at=Now() if queued else None
+                run=run, seq=seq, wallets=wallets, queued_at=dbclock.now() if queued else None
             )
     except IntegrityError:  # the worker that took over cut it first
         return None
@@ -238,6 +241,7 @@ def _plan_reads(run: ReconciliationRun, gateway: FirestoreGateway) -> Reconcilia
     if plan.mode == ReadMode.LIVE:
         log.warning("reconciliation run reads live", extra={"run_id": run.pk, "reason": plan.reason})
     else:
+        assert plan.read_time is not None  # reading at one instant: T0 is chosen
         log.info(
             "reconciliation run reads at one instant",
             extra={"run_id": run.pk, "read_time": plan.read_time.isoformat(), "estimate": plan.reason},
@@ -336,7 +340,7 @@ def process_chunk(
         return  # a redelivery: the chunk was counted (and dropped at the seal) already
     worker = leases.holder()
     taken = ReconciliationChunk.objects.filter(leases.free(), pk=chunk_id, done=False).update(
-        worker=worker, lease_until=leases.expiry(settings.RECONCILE_LEASE_SECONDS)
+        worker=worker, lease_until=dbclock.ahead(settings.RECONCILE_LEASE_SECONDS)
     )
     if not taken:
         return  # another worker is checking it
@@ -344,7 +348,7 @@ def process_chunk(
     lease = settings.RECONCILE_LEASE_SECONDS
     mine = ReconciliationChunk.objects.filter(pk=chunk_id, worker=worker, done=False)
     try:
-        with leases.Heartbeat(lambda: mine.update(lease_until=leases.expiry(lease)) == 1, lease):
+        with leases.Heartbeat(lambda: mine.update(lease_until=dbclock.ahead(lease)) == 1, lease):
             findings = check_wallets(
                 chunk.wallets, gateway=gateway, totals=totals, read_time=chunk.run.read_time
             )
@@ -379,11 +383,13 @@ def seal_if_complete(run_id: int, gateway: FirestoreGateway) -> None:
     if sealed is not None:
         reports.mirror_run(sealed, gateway=gateway)
         breaks.track_run(sealed)
+        run_finished.send(sender=ReconciliationRun, run_id=run_id)
 
 
 def fail_run(run_id: int, exc: BaseException) -> None:
     log.error("reconciliation run failed", extra={"run_id": run_id, "error": repr(exc)})
     reports.fail_run(run_id, f"{type(exc).__name__}: {exc}")
+    run_finished.send(sender=ReconciliationRun, run_id=run_id)
 
 
 # -- checking wallets --------------------------------------------------------
@@ -398,7 +404,7 @@ class ChunkFindings:
     total_wallet_points: int = 0
     total_ledger_sum: int = 0
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.violations: list[dict[str, Any]] = []
         # Candidates the re-check cleared: {"uid", "wallet_points", "ledger_sum", "delta"} as first read.
         self.cleared: list[dict[str, Any]] = []
@@ -447,6 +453,7 @@ def check_wallets(
         findings.wallets_checked += 1
         first = instant.first_read(exists, points, ledger)
         if first is None:
+            assert is_points(ledger.total)  # agreeing with the wallet: an integer
             findings.total_wallet_points += points
             findings.total_ledger_sum += ledger.total
         else:
@@ -464,11 +471,13 @@ def _confirm(uids: list[str], gateway: FirestoreGateway) -> dict[str, tuple[int,
     if not uids:
         return {}
     states = gateway.read_wallets_and_ledgers(uids, concurrency=RECHECK_CONCURRENCY)
-    confirmed, drifting = {}, []
+    confirmed: dict[str, tuple[int, int, dict[str, Any] | None]] = {}
+    drifting = []
     for uid in uids:
         state = states[uid]
         points = 0 if not state.exists else state.points
         if balances_agree(points, state.ledger.total):
+            assert is_points(state.ledger.total)  # agreeing with the wallet: an integer
             # A write landed between the first read and the re-check: no drift.
             confirmed[uid] = (points, state.ledger.total, None)
         else:
@@ -493,14 +502,21 @@ def classify(
     """Read a confirmed violation's ledger to tell malformed entries from plain drift.
 
     The entries are the last word: None when every amount is an integer and they
-    add up to the wallet's points after all.
+    add up to the wallet's points after all. A malformed entry that a correction
+    supersedes (revassure.ledger.superseded_entries) is not malformed: it counts
+    for nothing, its correction for its amount, and the details say so.
     """
-    int_sum, count, malformed = 0, 0, []
+    int_sum, count, malformed, corrected = 0, 0, [], []
+    superseded = superseded_entries(entries)
     for entry_id, fields in entries:
         count += 1
         amount = fields.get("amount", MISSING)
         if is_points(amount):
             int_sum += amount
+        elif entry_id in superseded:
+            corrected.append(
+                {"entry": entry_id, "amount": _describe(amount), "corrected_by": superseded[entry_id]}
+            )
         else:
             malformed.append({"entry": entry_id, "amount": _describe(amount), "problem": _problem(amount)})
     details: dict[str, Any] = {}
@@ -511,6 +527,8 @@ def classify(
     if malformed:
         details["malformed_entries"] = malformed[:MAX_LISTED_MALFORMED]
         details["malformed_entries_total"] = len(malformed)
+    if corrected:
+        details["corrected_entries"] = corrected[:MAX_LISTED_MALFORMED]
     wallet_points = points if is_points(points) else None
     if not malformed and balances_agree(wallet_points, int_sum):
         return None

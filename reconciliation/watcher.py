@@ -229,6 +229,7 @@ class Watcher:
 
     def _serve(self, stop: threading.Event) -> None:
         listener = self._listener
+        assert listener is not None  # started by run() just before
         next_beat = 0.0
         while not stop.is_set() and listener.active:
             self.check_due()
@@ -283,7 +284,7 @@ def check_written(
     the drifts found and return them. The watcher's and the Eventarc endpoint's check."""
     uids = sorted(written)
     states = gateway.read_wallets_and_ledgers(uids, concurrency=RECHECK_CONCURRENCY)
-    drifting, clean = [], []
+    drifting, clean = list[str](), list[str]()
     for uid in uids:
         state = states[uid]
         points = state.points if state.exists else 0

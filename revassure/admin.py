@@ -29,7 +29,7 @@ class FeatureFlagForm(forms.ModelForm):
 
     class Meta:
         model = FeatureFlag
-        fields = []
+        fields: list[str] = []
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

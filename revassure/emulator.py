@@ -107,7 +107,7 @@ def process_group(leader: int) -> list[int]:
 class _Output:
     """Collects a process's output in a thread, so its pipe never fills."""
 
-    def __init__(self, stream):
+    def __init__(self, stream) -> None:
         self.lines: list[str] = []
         self.ready = threading.Event()
         self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)

@@ -63,7 +63,9 @@ def amount(value: Any) -> str:
             return repr(value)
     except (InvalidOperation, ValueError):
         return repr(value)
-    places = max(2, -number.normalize().as_tuple().exponent)
+    exponent = number.normalize().as_tuple().exponent
+    assert isinstance(exponent, int)  # a finite number's (checked above): never "n", "N" or "F"
+    places = max(2, -exponent)
     return floatformat(number, f"{places}g").replace("-", MINUS)
 
 

@@ -145,6 +145,7 @@ def _set(
         if (before is not None and before.frozen) == frozen:
             raise AlreadyInState(frozen, before)
         if not frozen:
+            assert before is not None  # unfreezing: refused above unless a freeze is in force
             if event_id is not None and before.pk != event_id:
                 raise NotTheSameFreeze(event_id, before)
             held = hold(before)

@@ -6,10 +6,10 @@ expiry while it works. A lease whose expiry has passed is free again: its
 holder is taken for dead, and a sweep hands the work to another worker (the
 Redis broker never hands out again a task a dead machine had taken).
 
-Expiries are computed and compared by the database (`Now()`), never by the
-machine that asks: every machine then reads the one clock, and a few seconds
-of skew between machines' clocks neither lets a live holder's lease look
-lapsed nor keeps a dead one's work waiting longer.
+Expiries are computed and compared by the database (revassure.dbclock), never
+by the machine that asks: every machine then reads the one clock, and a few
+seconds of skew between machines' clocks neither lets a live holder's lease
+look lapsed nor keeps a dead one's work waiting longer.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ import os
 import socket
 import threading
 from collections.abc import Callable
-from datetime import timedelta
 
 from django.db import connections
-from django.db.models import DateTimeField, ExpressionWrapper, Q
-from django.db.models.functions import Now
+from django.db.models import Q
+
+from revassure import dbclock
 
 log = logging.getLogger(__name__)
 
@@ -38,19 +38,9 @@ def machine_of(name: str) -> str:
     return name.rpartition(":")[0] or name
 
 
-def expiry(seconds: float) -> ExpressionWrapper:
-    """`seconds` from now, by the database's clock (a value for update())."""
-    return ExpressionWrapper(Now() + timedelta(seconds=seconds), output_field=DateTimeField())
-
-
-def ago(seconds: float) -> ExpressionWrapper:
-    """`seconds` before now, by the database's clock (to compare a time with)."""
-    return ExpressionWrapper(Now() - timedelta(seconds=seconds), output_field=DateTimeField())
-
-
 def lapsed(field: str = "lease_until") -> Q:
     """Rows whose lease has expired (by the database's clock)."""
-    return Q(**{f"{field}__lt": Now()})
+    return Q(**{f"{field}__lt": dbclock.now()})
 
 
 def free(field: str = "lease_until") -> Q:
@@ -65,7 +55,7 @@ class Heartbeat:
     worker's) runs every third of the lease. `lost` is set once it returns
     False: the work was taken over, and the worker should stop.
 
-        with Heartbeat(lambda: rows.filter(worker=me).update(lease_until=expiry(s)) == 1, s) as beat:
+        with Heartbeat(lambda: rows.filter(worker=me).update(lease_until=dbclock.ahead(s)) == 1, s) as beat:
             ...  # check beat.lost between steps
     """
 

@@ -9,10 +9,11 @@ number of points, so neither ever agrees with anything, even when `==` says so
 Firestore gateway share it.
 """
 
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, TypeGuard
 
 
-def is_points(value: Any) -> bool:
+def is_points(value: Any) -> TypeGuard[int]:
     """A valid number of points: an int, and not a bool."""
     return type(value) is int
 
@@ -31,3 +32,30 @@ def balances_unchanged(points: Any, ledger_sum: Any, *, seen_points: Any, seen_l
     """The wallet and its ledger are exactly what someone saw (a proposer, an
     approver): the same integers, so a float 10.0 is not the 10 they approved."""
     return same_points(points, seen_points) and same_points(ledger_sum, seen_ledger_sum)
+
+
+def summed(amount: Any) -> bool:
+    """Whether Firestore's sum() aggregation adds this amount: an integer or a
+    double. It skips the rest (a string "120", a null, a missing amount, a
+    bool, a map), which is why those and only those can be corrected by
+    another entry: a double like 120.5 is in the sum already."""
+    return type(amount) in (int, float)
+
+
+def superseded_entries(entries: Iterable[tuple[str, dict[str, Any]]]) -> dict[str, str]:
+    """{entry id: the id of the entry that corrects it} in one wallet's ledger.
+
+    A correction is an entry of whole points whose `supersedes` names another
+    entry of the same ledger, one whose amount the sum skips. The ledger stays
+    append-only: the superseded entry is still there, but counts for nothing
+    and is no longer malformed; the correction counts its amount, in
+    Firestore's sum as in ours. A correction naming an entry the sum counts
+    changes nothing (both would count)."""
+    entries = [(entry_id, fields or {}) for entry_id, fields in entries]
+    skipped = {entry_id for entry_id, fields in entries if not summed(fields.get("amount"))}
+    found: dict[str, str] = {}
+    for entry_id, fields in entries:
+        target = fields.get("supersedes")
+        if isinstance(target, str) and target in skipped and is_points(fields.get("amount")):
+            found.setdefault(target, entry_id)
+    return found

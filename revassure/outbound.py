@@ -1,5 +1,5 @@
-"""Calls this product makes to other services (alert webhooks, SMTP, Cloud
-Storage, the certificates that sign job tokens), each with a total deadline.
+"""Calls this product makes to other services (alert webhooks, SMTP, the
+certificates that sign job tokens), each with a total deadline.
 
 A per-read timeout is no deadline: a receiver that sends one byte every 5 s
 never trips a 10 s read timeout, and held every worker for minutes. Here a
@@ -193,7 +193,8 @@ class SMTPBackend(smtp.EmailBackend):
         super().__init__(*args, **kwargs)
         self.seconds = seconds or settings.OUTBOUND_DEADLINE_SECONDS
         if not self.timeout or self.timeout > self.seconds:
-            self.timeout = self.seconds  # connecting, too, within the deadline
+            # The stubs say int; smtplib (and Django's EMAIL_TIMEOUT) take float seconds.
+            self.timeout = self.seconds  # type: ignore[assignment]  # connecting, too, within the deadline
 
     @property
     def connection_class(self):

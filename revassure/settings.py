@@ -34,12 +34,54 @@ FIRESTORE_EMULATOR_HOST = env.str("FIRESTORE_EMULATOR_HOST", default="")
 FIRESTORE_RETRY_DEADLINE = env.float("FIRESTORE_RETRY_DEADLINE", default=60.0)
 FIRESTORE_CALL_TIMEOUT = env.float("FIRESTORE_CALL_TIMEOUT", default=30.0)
 
+# Files a worker on any machine reads (revassure/files.py, docs/scaling.md): the
+# admin's uploads (backfill exports, reversal CSVs, settlement statements) are
+# kept through Django's storage API, storages["default"]. REVASSURE_STORAGE=local
+# (the default, `make demo`): the local disk under MEDIA_ROOT, for one machine
+# (or a volume every machine mounts); gcs: Cloud Storage, the bucket
+# GS_BUCKET_NAME (objects under GS_LOCATION, credentials from the environment:
+# the service account on Google Cloud), through django-storages.
+# A pathlib.Path (env.path would give an environ.Path, which has no mkdir()).
+REVASSURE_STORAGE = env.str("REVASSURE_STORAGE", default="local")
+MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(BASE_DIR / "uploads")))
+GS_BUCKET_NAME = env.str("GS_BUCKET_NAME", default="")
+GS_LOCATION = env.str("GS_LOCATION", default="").strip("/")
+GS_PROJECT_ID = env.str("GS_PROJECT_ID", default="") or None
+# A file read from Cloud Storage is held in memory up to this size, then on disk.
+GS_MAX_MEMORY_SIZE = env.int("GS_MAX_MEMORY_SIZE", default=8 << 20)
+if REVASSURE_STORAGE == "gcs":
+    if not GS_BUCKET_NAME:
+        raise ImproperlyConfigured("REVASSURE_STORAGE=gcs needs GS_BUCKET_NAME (the bucket the files go to)")
+    SHARED_STORAGE = {
+        "BACKEND": "storages.backends.gcloud.GoogleCloudStorage",
+        "OPTIONS": {
+            "bucket_name": GS_BUCKET_NAME,
+            "location": GS_LOCATION,
+            "project_id": GS_PROJECT_ID,
+            "max_memory_size": GS_MAX_MEMORY_SIZE,
+            # Names are made unique by the product; never rename silently.
+            "file_overwrite": False,
+        },
+    }
+elif REVASSURE_STORAGE == "local":
+    SHARED_STORAGE = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+else:
+    raise ImproperlyConfigured(f"REVASSURE_STORAGE must be local or gcs, not {REVASSURE_STORAGE!r}")
 # Snapshots (snapshots/, docs/snapshots.md): where `snapshot_firestore` and the
-# admin write them unless told otherwise; the projects a snapshot may be
+# admin write them unless told otherwise (a local directory, or gs://bucket/prefix
+# that every machine reads: by default the shared bucket's snapshots/ with
+# REVASSURE_STORAGE=gcs); the projects a snapshot may be
 # restored into (never FIRESTORE_PRODUCTION_PROJECT: a start-up check refuses
 # a list that names it); on Google Cloud, the bucket (gs://...) Firestore's
 # managed export goes to beside each snapshot (unset: no managed export).
-SNAPSHOT_DIR = Path(env.str("SNAPSHOT_DIR", default=str(BASE_DIR / "snapshots-data")))
+SNAPSHOT_DIR = env.str(
+    "SNAPSHOT_DIR",
+    default=(
+        "gs://" + "/".join(filter(None, [GS_BUCKET_NAME, GS_LOCATION, "snapshots"]))
+        if REVASSURE_STORAGE == "gcs"
+        else str(BASE_DIR / "snapshots-data")
+    ),
+)
 SNAPSHOT_BUCKET = env.str("SNAPSHOT_BUCKET", default="")
 RESTORE_ALLOWED_PROJECTS = env.list("RESTORE_ALLOWED_PROJECTS", default=[])
 # A worker taking a snapshot renews its lease after each file; silent this long
@@ -135,17 +177,14 @@ REPLAY_LEASE_SECONDS = env.int("REPLAY_LEASE_SECONDS", default=30)
 WEBHOOK_STORE_WAIT_SECONDS = env.float("WEBHOOK_STORE_WAIT_SECONDS", default=5.0)
 WEBHOOK_RETRY_AFTER_SECONDS = env.int("WEBHOOK_RETRY_AFTER_SECONDS", default=30)
 BACKFILL_ALLOW_NEGATIVE_BALANCE = env.bool("BACKFILL_ALLOW_NEGATIVE_BALANCE", default=False)
-# Where exports uploaded in the admin are kept for the workers (shared by web and workers).
-# A pathlib.Path (env.path would give an environ.Path, which has no mkdir()).
-BACKFILL_UPLOAD_DIR = Path(env.str("BACKFILL_UPLOAD_DIR", default=str(BASE_DIR / "uploads")))
-# Settlement statements (settlement/, docs/settlement.md): where uploads and
-# statements fetched from Cloud Storage are kept for the workers, and the only
-# directory whose local files the job API may name (the gs:// form is the
-# production one).
-SETTLEMENT_UPLOAD_DIR = Path(
-    env.str("SETTLEMENT_UPLOAD_DIR", default=str(BASE_DIR / "uploads" / "settlement"))
-)
-SETTLEMENT_LOCAL_DIR = Path(env.str("SETTLEMENT_LOCAL_DIR", default=str(SETTLEMENT_UPLOAD_DIR)))
+# Four eyes on backfill plans: a real run bound to a dry run's plan that moves more than
+# this many points (wallet by wallet, in absolute value) needs the plan approved by a
+# second person first, someone other than who planned it (backfill/plan_approval.py).
+BACKFILL_PLAN_APPROVAL_ABOVE = env.int("BACKFILL_PLAN_APPROVAL_ABOVE", default=0)
+# Settlement statements (settlement/, docs/settlement.md): the only directory
+# whose local files the job API may name (gs://bucket/object is the form for
+# several machines; a local path needs the same directory on every machine).
+SETTLEMENT_LOCAL_DIR = Path(env.str("SETTLEMENT_LOCAL_DIR", default=str(MEDIA_ROOT / "settlement")))
 
 # Job endpoints (/api/jobs/*) take a Google-signed OIDC ID token (Cloud Scheduler):
 # its audience must be JOBS_OIDC_AUDIENCE, its issuer one of JOBS_OIDC_ISSUERS, its
@@ -177,7 +216,11 @@ if PROMETHEUS_MULTIPROC_DIR:
 ALERT_EMAILS = env.list("ALERT_EMAILS", default=[])
 ALERT_WEBHOOK_URL = env.str("ALERT_WEBHOOK_URL", default="")
 ALERT_WEBHOOK_SECRET = env.str("ALERT_WEBHOOK_SECRET", default="")
-ALERT_FROM_EMAIL = env.str("ALERT_FROM_EMAIL", default="revassure@localhost")
+# Who the product's email comes from: ALERT_FROM_EMAIL for alerts and inbox notices, else
+# DEFAULT_FROM_EMAIL (Django's sender for its own mail). With ALERT_EMAILS set, a start-up
+# check requires a real address (not Django's webmaster@localhost, which mail servers refuse).
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="webmaster@localhost")
+ALERT_FROM_EMAIL = env.str("ALERT_FROM_EMAIL", default="") or DEFAULT_FROM_EMAIL
 # Where people reach the back office: the links in the emails we send them.
 SITE_URL = env.str("SITE_URL", default="http://localhost:8000")
 EMAIL_URL = env.str("EMAIL_URL", default="")
@@ -194,10 +237,10 @@ else:
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 # Every call to another service (alert webhook, SMTP, the job tokens' signing
 # certificates) ends within this many seconds in all, however slowly the other
-# end answers (a per-read timeout does not bound a trickle); fetching a
-# settlement statement from Cloud Storage within SETTLEMENT_FETCH_DEADLINE_SECONDS.
+# end answers (a per-read timeout does not bound a trickle). Cloud Storage is
+# reached through google-cloud-storage, whose requests time out after 60 s
+# without an answer and are retried within its own deadline.
 OUTBOUND_DEADLINE_SECONDS = env.float("OUTBOUND_DEADLINE_SECONDS", default=15.0)
-SETTLEMENT_FETCH_DEADLINE_SECONDS = env.float("SETTLEMENT_FETCH_DEADLINE_SECONDS", default=600.0)
 
 # django-q2: a task must finish within `timeout`; `retry` (which also counts the
 # wait in the queue) is longer so that a slow task is never started twice.
@@ -355,7 +398,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": SHARED_STORAGE,
     "staticfiles": {
         "BACKEND": (
             "django.contrib.staticfiles.storage.StaticFilesStorage"

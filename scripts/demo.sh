@@ -35,6 +35,10 @@ export METRICS_TOKEN=${METRICS_TOKEN:-$("$PY" -c 'import secrets; print(secrets.
 export EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend EMAIL_FILE_PATH="$PWD/$DEMO_DIR/mail"
 unset EMAIL_URL
 export ALERT_EMAILS=${ALERT_EMAILS:-ops@revassure.example}
+export ALERT_FROM_EMAIL=${ALERT_FROM_EMAIL:-alerts@revassure.example}
+# Admin uploads kept for the workers on this machine's disk (Django's local
+# storage; production: REVASSURE_STORAGE=gcs), wiped with the demo's.
+export REVASSURE_STORAGE=local MEDIA_ROOT="$PWD/$DEMO_DIR/uploads"
 
 rm -rf "$DEMO_DIR" && mkdir -p "$DEMO_DIR" "$PROMETHEUS_MULTIPROC_DIR" "$DEMO_DIR/mail"
 pids=()

@@ -126,6 +126,7 @@ def adjustment_of(row: SettlementRow) -> tuple[str, int]:
         )
     if row.outcome == Outcome.NOT_SETTLED:
         return row.ledger_uid, -row.ledger_amount  # take back what was given for money not received
+    assert row.points is not None  # a statement's row (a mismatch): its points were read
     expected = row.points if row.type == "payment" else -row.points
     return row.ledger_uid, expected - row.ledger_amount
 

@@ -7,7 +7,6 @@ none carries rules of its own."""
 import secrets
 
 from django import forms
-from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied
@@ -221,14 +220,17 @@ class SettlementRunAdmin(ReadOnlyAdmin):
         form = UploadForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
             upload = form.cleaned_data["statement"]
-            kept = storage.keep(upload, settings.SETTLEMENT_UPLOAD_DIR, f"upload-{secrets.token_hex(8)}.csv")
+            kept = None
             try:
-                services.check_header(kept)
+                services.check_upload(upload)
+                # Kept where every worker reads it (Cloud Storage in production).
+                kept = storage.keep(upload, f"upload-{secrets.token_hex(8)}.csv")
                 run = services.request_import(
-                    source=upload.name, path=str(kept), actor=request.user, trigger=RunTrigger.ADMIN
+                    source=upload.name, path=kept, actor=request.user, trigger=RunTrigger.ADMIN
                 )
             except (statement.BadStatement, PermissionError) as exc:
-                kept.unlink(missing_ok=True)
+                if kept is not None:
+                    storage.forget(kept)
                 form.add_error("statement", str(exc))
             else:
                 self.message_user(

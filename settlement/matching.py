@@ -114,14 +114,14 @@ def match_statement(
         queued: deque = deque()
         for chunk in _chunked(rows, CHUNK_ROWS):
             keys = [(r.user_id, r.entry_id) for r in chunk if isinstance(r, StatementRow)]
-            read = readers.submit(contextvars.copy_context().run, gateway.ledger_entry_amounts, keys)
+            read = readers.submit(contextvars.copy_context().run, _read_chunk, keys, gateway)
             queued.append((chunk, read))
             if len(queued) > READS_AHEAD:
                 chunk, read = queued.popleft()
-                _settle(run, chunk, read.result(), gateway=gateway, done=done)
+                _settle(run, chunk, read.result(), done=done)
         while queued:
             chunk, read = queued.popleft()
-            _settle(run, chunk, read.result(), gateway=gateway, done=done)
+            _settle(run, chunk, read.result(), done=done)
     start, end = period or (done.tally.first_settled, done.tally.last_settled)
     if start is not None and end is not None:
         _missing_at_provider(run, start, end, done)
@@ -182,6 +182,16 @@ class Rows:
         return self.digest.hexdigest()
 
 
+def _read_chunk(keys: list[tuple[str, str]], gateway: FirestoreGateway) -> tuple[dict, dict]:
+    """A chunk's reads, in a reader thread, ahead of its matching: the amount of
+    each named entry, then for the entries not found where the statement says
+    the identity marker's wallet (credited elsewhere, or not at all). The
+    matching thread then waits on no Firestore call of its own."""
+    amounts = gateway.ledger_entry_amounts(keys)
+    absent = sorted({entry_id for uid, entry_id in keys if (uid, entry_id) not in amounts})
+    return amounts, gateway.identity_owners(absent) if absent else {}
+
+
 def _chunked(items: Iterator, size: int) -> Iterator[list]:
     chunk = []
     for item in items:
@@ -197,8 +207,9 @@ def _blank(**values) -> dict:
     return {**EMPTY_ROW, **values}
 
 
-def _settle(run: SettlementRun, chunk: list, amounts: dict, *, gateway, done: Matched) -> None:
-    """Classify one chunk, store its rows, move the run's counters."""
+def _settle(run: SettlementRun, chunk: list, reads: tuple[dict, dict], *, done: Matched) -> None:
+    """Classify one chunk (given its reads: `_read_chunk`), store its rows, move the run's counters."""
+    amounts, owners = reads
     identities = {r.entry_id for r in chunk if isinstance(r, StatementRow)}
     first_lines = dict(
         SettlementRow.objects.filter(run=run, entry_id__in=identities)
@@ -233,7 +244,7 @@ def _settle(run: SettlementRun, chunk: list, amounts: dict, *, gateway, done: Ma
         for item, row, amount in found:
             _found(item, row, amount, adjusted.get(item.entry_id))
     if unresolved:
-        _not_found(unresolved, gateway=gateway)
+        _not_found(unresolved, owners)
     for row in results:
         done.tally.add(row)
     # The chunk's rows and the run's counters together (and one commit, not one per row).
@@ -280,6 +291,7 @@ def _found(item: StatementRow, row: dict, amount, adjustment: BalanceRequest | N
     note = _adjustment_note(adjustment)
     if not item.settled:
         if applied and credited == 0:
+            assert adjustment is not None  # applied: an adjustment's
             row["detail"] = (
                 f"{item.status} at the provider; the ledger entry's {_shown(amount)} points were taken "
                 f"back by manual adjustment #{adjustment.pk} ({signed(applied)}): they agree"
@@ -293,6 +305,7 @@ def _found(item: StatementRow, row: dict, amount, adjustment: BalanceRequest | N
             f"the statement says {signed(_expected(item))} points, the ledger entry {_shown(amount)}{note}"
         )
     elif applied:
+        assert adjustment is not None  # applied: an adjustment's
         row["detail"] = (
             f"the ledger entry's {_shown(amount)} and manual adjustment #{adjustment.pk} ({signed(applied)}) "
             f"make the statement's {signed(_expected(item))} points"
@@ -316,11 +329,10 @@ def _shown(amount) -> str:
     return signed(amount) if is_points(amount) else f"malformed ({events.printable(amount)})"
 
 
-def _not_found(unresolved: list, *, gateway) -> None:
+def _not_found(unresolved: list, owners: dict[str, str]) -> None:
     """Rows whose entry is not in the named wallet: credited elsewhere (the
-    identity marker says where), or not credited at all (and then, for a
-    payment, whether a stored delivery could credit it)."""
-    owners = gateway.identity_owners([item.entry_id for item, _ in unresolved])
+    identity marker, read with the chunk, says where), or not credited at all
+    (and then, for a payment, whether a stored delivery could credit it)."""
     missing_payments = []
     for item, row in unresolved:
         owner = owners.get(item.entry_id)

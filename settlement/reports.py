@@ -77,6 +77,7 @@ def summary(run: SettlementRun | None, counts: dict | None = None) -> dict:
     """What `reconcile_settlement --json` prints: exactly SUMMARY_KEYS. A dry
     run passes its counts (nothing was kept: run_id and checksum are null)."""
     if counts is None:
+        assert run is not None  # only a dry run passes counts, and only it has no run
         counts = {"rows": run.rows, **run.counts(), "malformed_rows": run.malformed_rows}
     return {
         "run_id": run.pk if run is not None else None,

@@ -21,12 +21,12 @@ webhook, sign-in and scheduled task waiting for it failed.
 
 from __future__ import annotations
 
+import io
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -44,6 +44,7 @@ PERMISSION = "settlement.run_settlement"
 RUN_TASK = "settlement.tasks.run_import"
 DISCARD_BATCH = 5000  # a dry run's rows deleted per transaction
 ABANDONED_DRY_RUN = timedelta(days=1)
+HEAD_BYTES = 64 * 1024  # of an upload, to check its header: enough for any sensible one
 
 
 @dataclass
@@ -154,9 +155,19 @@ def check_header(path: Path) -> None:
         next(statement.read_rows(lines), None)
 
 
+def check_upload(upload) -> None:
+    """check_header for an uploaded file, from its first HEAD_BYTES, before it is
+    kept (the upload is on this machine; the kept copy may be in a bucket)."""
+    upload.seek(0)
+    head = upload.read(HEAD_BYTES).decode("utf-8-sig", errors="replace")
+    upload.seek(0)
+    next(statement.read_rows(io.StringIO(head, newline="")), None)
+
+
 def request_import(*, source: str, path: str, actor=None, trigger: str, period=None) -> SettlementRun:
-    """A run for a worker: an upload kept at `path`, or a file the job API names
-    (`source` a gs:// URI, fetched by the worker, or a local path)."""
+    """A run for a worker: an upload kept in the shared storage under the name
+    `path`, or a file the job API names (`source` a gs:// URI, read by the
+    worker from Cloud Storage, or a local path)."""
     require_permission(actor)
     check_period(period)
     with transaction.atomic():
@@ -176,7 +187,8 @@ def request_import(*, source: str, path: str, actor=None, trigger: str, period=N
 
 def run_pending(run_id: int, *, gateway: FirestoreGateway) -> SettlementRun:
     """A worker's part: claim the queued run (once: a redelivered task finds it
-    taken), fetch its file when it is in Cloud Storage, match it, seal it."""
+    taken), read its file from where it is kept (Cloud Storage, the shared
+    storage or this machine's disk: storage.statement_file), match it, seal it."""
     claimed = SettlementRun.objects.filter(pk=run_id, status=RunStatus.PENDING).update(
         status=RunStatus.RUNNING, started_at=timezone.now()
     )
@@ -184,13 +196,9 @@ def run_pending(run_id: int, *, gateway: FirestoreGateway) -> SettlementRun:
     if not claimed:
         return run
     try:
-        if storage.is_cloud_storage(run.source) and not run.path:
-            run.path = str(
-                storage.fetch(run.source, settings.SETTLEMENT_UPLOAD_DIR / f"settlement-{run.pk}.csv")
-            )
-            SettlementRun.objects.filter(pk=run.pk).update(path=run.path)
-        check_header(Path(run.path))
-        return execute(run, gateway=gateway)
+        with storage.statement_file(run.source, run.path) as path:
+            check_header(path)
+            return execute(run, gateway=gateway, path=path)
     except Exception as exc:
         fail(
             run.pk,
@@ -200,9 +208,13 @@ def run_pending(run_id: int, *, gateway: FirestoreGateway) -> SettlementRun:
         return SettlementRun.objects.get(pk=run_id)
 
 
-def execute(run: SettlementRun, *, gateway: FirestoreGateway, dry_run: bool = False) -> SettlementRun:
-    """Digest, match, seal and mirror a running run whose file is at run.path."""
-    sha256, size, lines = storage.digest(run.path)
+def execute(
+    run: SettlementRun, *, gateway: FirestoreGateway, dry_run: bool = False, path: Path | None = None
+) -> SettlementRun:
+    """Digest, match, seal and mirror a running run whose file is at `path` on
+    this machine (by default run.path)."""
+    path = path or Path(run.path)
+    sha256, size, lines = storage.digest(path)
     repeat = earlier_run_of(sha256)
     SettlementRun.objects.filter(pk=run.pk).update(
         file_sha256=sha256, file_bytes=size, expected_rows=max(lines - 1, 0), repeat_of=repeat
@@ -210,8 +222,11 @@ def execute(run: SettlementRun, *, gateway: FirestoreGateway, dry_run: bool = Fa
     run.refresh_from_db()
     if repeat is not None:
         log.info("settlement statement imported before", extra={"run_id": run.pk, "repeat_of": repeat.pk})
-    period = (run.period_start, run.period_end) if run.period_given else None
-    with statement.open_rows(run.path) as rows:
+    period: tuple[datetime, datetime] | None = None
+    if run.period_given:
+        assert run.period_start is not None and run.period_end is not None  # given: both ends
+        period = (run.period_start, run.period_end)
+    with statement.open_rows(path) as rows:
         matched = matching.match_statement(run, rows, gateway=gateway, period=period)
     run.refresh_from_db()
     if dry_run:

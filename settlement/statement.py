@@ -281,6 +281,7 @@ def _points(text: str) -> int:
     value, problem = reversals.read_points(text)
     if problem:
         raise _Bad(problem)
+    assert isinstance(value, int)  # read without a problem: the integer
     if value <= 0:
         raise _Bad(f"points must be positive, got {value}")
     if value > MAX_POINTS:

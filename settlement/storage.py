@@ -1,63 +1,37 @@
 """Statement files: digests, uploads kept for the workers, and Cloud Storage.
 
-The scheduled daily import names its statement as `gs://bucket/object`; the
-worker fetches it with the service account's default credentials through
-Cloud Storage's JSON API (streamed to disk, the token's refresh and the
-download each within a total deadline: revassure.outbound), so no client
-library beyond google-auth is needed.
+An admin upload is kept in the shared storage (revassure.files: Cloud Storage
+in production), so the worker that matches it may run on any machine; its
+run's `path` is then the stored name. The scheduled daily import names its
+statement as `gs://bucket/object` (the run's `source`, `path` empty), which
+the worker reads through the same storage API with the service account's
+credentials. A run's `path` that is absolute is a file on the worker's own
+disk: one named on the command line, or in SETTLEMENT_LOCAL_DIR by the job API.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import quote
 
-import google.auth
-from django.conf import settings
+from revassure import files
 
-from revassure import outbound
-
-PREFIX = "gs://"
-_API = "https://storage.googleapis.com/storage/v1/b/{bucket}/o/{name}?alt=media"
+PREFIX = files.PREFIX
+FOLDER = "settlement"  # in the shared storage
 _PIECE = 1 << 20
 
-
-class BadSource(ValueError):
-    pass
+BadSource = files.BadLocation
 
 
 def is_cloud_storage(source: str) -> bool:
-    return source.startswith(PREFIX)
+    return files.is_uri(source)
 
 
 def split_uri(uri: str) -> tuple[str, str]:
     """(bucket, object name) of gs://bucket/object; BadSource when it is not one."""
-    bucket, _, name = uri.removeprefix(PREFIX).partition("/")
-    if not is_cloud_storage(uri) or not bucket or not name:
-        raise BadSource(f"{uri!r} is not a Cloud Storage path (gs://bucket/object)")
-    return bucket, name
-
-
-def fetch(uri: str, target: Path) -> Path:
-    """Download gs://bucket/object to `target` (streamed) within
-    SETTLEMENT_FETCH_DEADLINE_SECONDS; its path. OSError when it cannot."""
-    bucket, name = split_uri(uri)
-    credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/devstorage.read_only"])
-    url = _API.format(bucket=quote(bucket, safe=""), name=quote(name, safe=""))
-    headers: dict[str, str] = {}
-    credentials.before_request(
-        outbound.GoogleAuthRequest(settings.OUTBOUND_DEADLINE_SECONDS), "GET", url, headers
-    )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with target.open("wb") as out:
-        answer = outbound.request(
-            "GET", url, seconds=settings.SETTLEMENT_FETCH_DEADLINE_SECONDS, headers=headers, sink=out
-        )
-    if answer.status != 200:
-        target.unlink(missing_ok=True)
-        raise OSError(f"Cloud Storage answered HTTP {answer.status} for {uri}")
-    return target
+    return files.split_uri(uri)
 
 
 def digest(path: Path | str) -> tuple[str, int, int]:
@@ -72,12 +46,36 @@ def digest(path: Path | str) -> tuple[str, int, int]:
     return sha.hexdigest(), size, lines
 
 
-def keep(upload, folder: Path, name: str) -> Path:
-    """Write an uploaded file where the workers read it."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    upload.seek(0)
-    with path.open("wb") as target:
-        for piece in upload.chunks():
-            target.write(piece)
-    return path
+def keep(upload, name: str) -> str:
+    """Keep an uploaded statement where every worker reads it; its stored name."""
+    return files.keep(upload, f"{FOLDER}/{name}")
+
+
+def forget(name: str) -> None:
+    files.forget(name)
+
+
+@contextmanager
+def statement_file(source: str, path: str) -> Iterator[Path]:
+    """A local file holding a run's statement (its `source` and `path`): the
+    gs:// object or the kept upload copied to this machine for the run's
+    length, or the local file itself. FileNotFoundError, naming it, when it is
+    not there."""
+    if is_cloud_storage(source) and not path:
+        storage, name = files.storage_of_uri(source)
+        where = f"{source}: no such object in Cloud Storage"
+    elif Path(path).is_absolute():
+        storage, name, where = None, path, f"{path}: no such file on this machine"
+    else:
+        storage, name, where = files.shared(), path, f"the uploaded statement ({path}) is no longer kept"
+    if storage is None:
+        if not Path(name).is_file():
+            raise FileNotFoundError(where)
+        yield Path(name)
+        return
+    with files.cloud_errors(source if is_cloud_storage(source) else name):
+        there = storage.exists(name)
+    if not there:
+        raise FileNotFoundError(where)
+    with files.local_copy(storage, name) as local:
+        yield local

@@ -1,3 +1,5 @@
+from typing import cast
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -71,7 +73,7 @@ class SnapshotAdmin(ReadOnlyAdmin):
         "started_at",
         "finished_at",
     ]
-    readonly_fields = fields
+    readonly_fields = cast(list[str], fields)  # the names above, none grouped
     actions = ["verify_again", "take_again"]
 
     def get_urls(self):
@@ -313,7 +315,7 @@ class RestoreAdmin(ReadOnlyAdmin):
         "started_at",
         "finished_at",
     ]
-    readonly_fields = fields
+    readonly_fields = cast(list[str], fields)  # the names above, none grouped
 
     @admin.display(description="outcome")
     def outcome(self, obj):

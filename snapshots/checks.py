@@ -3,6 +3,8 @@
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 
+from revassure import files
+
 
 @register()
 def restore_targets(app_configs, **kwargs):
@@ -28,4 +30,13 @@ def restore_targets(app_configs, **kwargs):
     bucket = settings.SNAPSHOT_BUCKET
     if bucket and not bucket.startswith("gs://"):
         problems.append(Error(f"SNAPSHOT_BUCKET must be a gs:// URI (got {bucket!r})", id="revassure.E051"))
+    place = str(settings.SNAPSHOT_DIR)
+    if files.is_uri(place) and "/" not in place.removeprefix(files.PREFIX).strip("/"):
+        problems.append(
+            Error(
+                f"SNAPSHOT_DIR must be a directory or gs://bucket/prefix (got {place!r}): "
+                "snapshots need a prefix of their own",
+                id="revassure.E052",
+            )
+        )
     return problems

@@ -23,20 +23,23 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
+from django.dispatch import Signal
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from revassure import leases
+from revassure import dbclock, leases
 from revassure.firestore import FirestoreError, FirestoreGateway, get_gateway
 from revassure.firestore.snapshots import ManagedExportUnavailable
 from revassure.logs import on_commit
+from snapshots import places, writer
 from snapshots import restore as restoring
-from snapshots import writer
 from snapshots.models import TRANSITIONS, Restore, Snapshot, SnapshotStatus, Verification
 from snapshots.verify import Result
 from snapshots.verify import verify as verify_files
 
 log = logging.getLogger(__name__)
+# Sent once a snapshot has completed or failed (snapshot_id=...).
+snapshot_finished = Signal()
 
 PERMISSION = "snapshots.take_snapshot"
 TAKE_TASK = "snapshots.tasks.take"
@@ -59,8 +62,9 @@ def require_permission(actor) -> None:
         raise PermissionError(f"{actor} may not take snapshots")
 
 
-def default_directory(project: str) -> Path:
-    return Path(settings.SNAPSHOT_DIR) / f"{project}-{timezone.now():%Y%m%dT%H%M%SZ}"
+def default_directory(project: str) -> str:
+    """A new place under SNAPSHOT_DIR (a directory, or gs://bucket/prefix)."""
+    return places.inside(settings.SNAPSHOT_DIR, f"{project}-{timezone.now():%Y%m%dT%H%M%SZ}")
 
 
 def transition(snapshot_id: int, to: SnapshotStatus, *, source=None, held_by=None, **values) -> bool:
@@ -83,9 +87,9 @@ def request_snapshot(*, actor, out_dir: str | Path | None = None) -> Snapshot:
     """A snapshot of the configured project, taken by a worker (the admin's button)."""
     require_permission(actor)
     project = settings.GOOGLE_CLOUD_PROJECT
-    path = Path(out_dir) if out_dir else default_directory(project)
+    path = places.normalized(out_dir or default_directory(project))
     with transaction.atomic():
-        snapshot = Snapshot.objects.create(project=project, path=str(path.resolve()), started_by=actor)
+        snapshot = Snapshot.objects.create(project=project, path=path, started_by=actor)
         on_commit(lambda: async_task(TAKE_TASK, snapshot.pk))
     log.info("snapshot requested", extra={"snapshot_id": snapshot.pk})
     return snapshot
@@ -109,19 +113,19 @@ def take(
     wallets_per_part: int = writer.WALLETS_PER_PART,
 ) -> Snapshot:
     """Take a snapshot of the gateway's project into `out_dir` here and now (by
-    default a new directory under SNAPSHOT_DIR), verify it and record it; the
-    finished row. A directory holding an interrupted snapshot is completed
-    (its row, if it has one, is picked up). Raises when it cannot be taken,
-    with the row marked failed."""
+    default a new place under SNAPSHOT_DIR), verify it and record it; the
+    finished row. `out_dir` is a directory or gs://bucket/prefix (places.py).
+    A place holding an interrupted snapshot is completed (its row, if it has
+    one, is picked up). Raises when it cannot be taken, with the row marked failed."""
     require_permission(actor)
-    path = (Path(out_dir) if out_dir else default_directory(gateway.project)).resolve()
+    path = places.normalized(out_dir or default_directory(gateway.project))
     snapshot, _ = Snapshot.objects.get_or_create(
-        path=str(path), defaults={"project": gateway.project, "started_by": actor}
+        path=path, defaults={"project": gateway.project, "started_by": actor}
     )
     if snapshot.status == SnapshotStatus.COMPLETED:
         raise writer.SnapshotRefused(f"{path} already holds snapshot {snapshot.pk}; choose another directory")
     if snapshot.status == SnapshotStatus.RUNNING:
-        if writer.busy(path):
+        if writer.busy(places.staging(path) if places.is_remote(path) else Path(path)):
             raise SnapshotBusy(f"snapshot {snapshot.pk} is being taken by another process")
         # Its process is gone (it held the directory's lock while it lived).
         transition(snapshot.pk, SnapshotStatus.FAILED, source=SnapshotStatus.RUNNING, error="interrupted")
@@ -143,7 +147,9 @@ def run(
     snapshot = Snapshot.objects.get(pk=snapshot_id)
     if snapshot.project != gateway.project:
         raise ValueError(f"snapshot {snapshot_id} is of project {snapshot.project}, not {gateway.project}")
-    if writer.busy(Path(snapshot.path)):
+    remote = places.is_remote(snapshot.path)
+    staging = places.staging(snapshot.path) if remote else Path(snapshot.path)
+    if writer.busy(staging):
         # A process of this machine still writes it (its lease lapsed in a long
         # pause): the sweep hands it out again once that process is gone.
         raise SnapshotBusy(f"snapshot {snapshot_id} is being written by another process of this machine")
@@ -154,7 +160,7 @@ def run(
         SnapshotStatus.RUNNING,
         started_at=snapshot.started_at or timezone.now(),
         worker=worker,
-        lease_until=leases.expiry(lease),
+        lease_until=dbclock.ahead(lease),
     ):
         raise SnapshotBusy(
             f"snapshot {snapshot_id} is {snapshot.get_status_display().lower()}, not waiting to run"
@@ -162,18 +168,19 @@ def run(
     held = Snapshot.objects.filter(pk=snapshot_id, status=SnapshotStatus.RUNNING, worker=worker)
     try:
         Snapshot.objects.filter(pk=snapshot_id).update(wallets_expected=gateway.count_wallets(), error="")
-        with leases.Heartbeat(lambda: held.update(lease_until=leases.expiry(lease)) == 1, lease) as beat:
+        with leases.Heartbeat(lambda: held.update(lease_until=dbclock.ahead(lease)) == 1, lease) as beat:
 
             def progress(wallets_done: int) -> None:
-                if beat.lost or not held.update(wallets_done=wallets_done, lease_until=leases.expiry(lease)):
+                if beat.lost or not held.update(wallets_done=wallets_done, lease_until=dbclock.ahead(lease)):
                     raise SnapshotTakenOver(f"snapshot {snapshot_id} was taken over by another worker")
 
             outcome = writer.take(
-                Path(snapshot.path),
+                staging,
                 gateway=gateway,
                 wallets_per_part=wallets_per_part,
                 deadline=deadline,
                 on_progress=progress,
+                mirror=places.Bucket(snapshot.path) if remote else None,
             )
     except SnapshotTakenOver:
         # This worker was taken for dead (its lease lapsed): the other one finishes it.
@@ -181,6 +188,7 @@ def run(
         return Snapshot.objects.get(pk=snapshot_id)
     except Exception as exc:
         transition(snapshot_id, SnapshotStatus.FAILED, held_by=worker, error=readable(exc), lease_until=None)
+        snapshot_finished.send(sender=Snapshot, snapshot_id=snapshot_id)
         if isinstance(exc, FirestoreError):
             # Firestore out of reach or refusing: what it said is the whole story.
             log.error("snapshot failed", extra={"snapshot_id": snapshot_id, "error": readable(exc)})
@@ -195,6 +203,7 @@ def run(
         transition(snapshot_id, SnapshotStatus.PENDING, held_by=worker)
         return Snapshot.objects.get(pk=snapshot_id)
     manifest = outcome.manifest
+    assert manifest is not None  # finished: written
     if not held.update(
         **{name: manifest[name] for name in ("seconds", "wallets", "entries", "documents")},
         points_total=manifest["points_total"],
@@ -202,7 +211,7 @@ def run(
         wallets_done=manifest["wallets"],
         manifest_sha256=outcome.manifest_sha256,
         manifest=manifest,
-        lease_until=leases.expiry(lease),
+        lease_until=dbclock.ahead(lease),
     ):
         log.warning("snapshot taken over by another worker", extra={"snapshot_id": snapshot_id})
         return Snapshot.objects.get(pk=snapshot_id)
@@ -212,6 +221,7 @@ def run(
         snapshot_id, SnapshotStatus.COMPLETED, held_by=worker, finished_at=timezone.now(), lease_until=None
     )
     log.info("snapshot completed", extra={"snapshot_id": snapshot_id, "wallets": manifest["wallets"]})
+    snapshot_finished.send(sender=Snapshot, snapshot_id=snapshot_id)
     return Snapshot.objects.get(pk=snapshot_id)
 
 
@@ -228,7 +238,7 @@ def resume_abandoned() -> int:
         if transition(snapshot_id, SnapshotStatus.PENDING, source=SnapshotStatus.RUNNING):
             log.warning("snapshot's worker was lost; handed out again", extra={"snapshot_id": snapshot_id})
     waiting = Snapshot.objects.filter(status=SnapshotStatus.PENDING).filter(
-        leases.lapsed() | Q(lease_until__isnull=True, created_at__lt=leases.ago(lease))
+        leases.lapsed() | Q(lease_until__isnull=True, created_at__lt=dbclock.ago(lease))
     )
     found = list(waiting.values_list("pk", flat=True))
     for snapshot_id in found:
@@ -270,10 +280,12 @@ def refresh_managed_export(snapshot: Snapshot, *, gateway: FirestoreGateway) -> 
 
 
 def verify(path: str | Path, *, manifest_sha256: str | None = None) -> Result:
-    """Check a snapshot from its files alone (see snapshots/verify.py): `ok` says
-    whether it is intact; `violations` are wallets whose points differ from
-    their ledger (findings about the data, not damage)."""
-    return verify_files(Path(path), manifest_sha256=manifest_sha256)
+    """Check a snapshot from its files alone (see snapshots/verify.py), in a
+    directory or in Cloud Storage (gs://bucket/prefix): `ok` says whether it is
+    intact; `violations` are wallets whose points differ from their ledger
+    (findings about the data, not damage)."""
+    with places.readable(path) as directory:
+        return verify_files(directory, manifest_sha256=manifest_sha256)
 
 
 def verify_snapshot(snapshot: Snapshot) -> Snapshot:
@@ -300,7 +312,7 @@ def restore(path: str | Path, *, project: str, replace: bool = False, actor=None
     (nothing written) or the error that stopped it."""
     require_permission(actor)
     record = Restore.objects.create(
-        path=str(Path(path).resolve()), project=project, replace=replace, started_by=actor
+        path=places.normalized(path), project=project, replace=replace, started_by=actor
     )
     refusal = restoring.refusal_for_project(project)
     try:
@@ -308,7 +320,8 @@ def restore(path: str | Path, *, project: str, replace: bool = False, actor=None
             # Checked before a gateway is even made for the project.
             raise restoring.RestoreRefused(refusal)
         started = time.monotonic()
-        loaded = restoring.load(Path(path), gateway=get_gateway(project), replace=replace)
+        with places.readable(path) as directory:
+            loaded = restoring.load(directory, gateway=get_gateway(project), replace=replace)
     except restoring.RestoreRefused as exc:
         Restore.objects.filter(pk=record.pk).update(refused=True, error=str(exc), finished_at=timezone.now())
         raise

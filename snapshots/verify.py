@@ -145,7 +145,11 @@ def manifest_problems(manifest: dict[str, Any]) -> list[str]:
             value = entry.get(key)
             if key not in entry:
                 problems.append(f'{where} has no "{key}"')
-            elif not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 0):
+            elif (
+                not isinstance(value, kind)
+                or isinstance(value, bool)
+                or (isinstance(value, int) and value < 0)
+            ):
                 problems.append(
                     f'{where} "{key}" is {_kind(value)}, not {"a count" if kind is int else "text"}'
                 )
@@ -403,6 +407,7 @@ class _Content:
         if reasons:
             self.violations.append(Violation(self.uid, points, self.ledger_sum, None, "; ".join(reasons)))
         elif points != self.ledger_sum:
+            assert points is not None  # no points: a reason above
             self.violations.append(
                 Violation(
                     self.uid,

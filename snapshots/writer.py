@@ -24,6 +24,7 @@ versions of the snapshot's read time), it starts over, and says why.
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 import logging
@@ -34,7 +35,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from revassure.firestore import WALLETS, FirestoreGateway
 from revassure.firestore.snapshots import ROOTS, CollectionChanged, Position
@@ -144,6 +145,16 @@ class Outcome:
     started_over: str = ""  # why the files of an earlier attempt were dropped, if they were
 
 
+class Mirror(Protocol):
+    """A copy of the directory elsewhere (places.Bucket: Cloud Storage), kept in step."""
+
+    def pull(self, directory: Path) -> None: ...  # before anything: the directory becomes the copy
+
+    def pushed(self, directory: Path, names: list[str]) -> None: ...  # after files are finished and recorded
+
+    def finish(self, directory: Path, manifest: dict[str, Any]) -> None: ...  # the manifest is written
+
+
 def take(
     directory: Path,
     *,
@@ -151,36 +162,53 @@ def take(
     wallets_per_part: int = WALLETS_PER_PART,
     deadline: float | None = None,
     on_progress: Callable[[int], None] | None = None,
+    mirror: Mirror | None = None,
 ) -> Outcome:
     """Take (or complete) a snapshot of the gateway's project into `directory`.
 
     Once `deadline` (time.monotonic()) has passed it stops after the file in
     hand: the outcome is then unfinished, and taking it again carries on.
-    `on_progress(wallets done)` is called after each file of wallets.
+    `on_progress(wallets done)` is called after each file of wallets. With a
+    `mirror`, the directory is a staging copy of a snapshot kept elsewhere.
     """
     directory.mkdir(parents=True, exist_ok=True)
     with _locked(directory):
+        if mirror is not None:
+            mirror.pull(directory)
         if (directory / MANIFEST).exists():
             raise SnapshotRefused(f"{directory} already holds a finished snapshot; choose another directory")
         progress, started_over = _progress_to_continue(directory, gateway)
         attempt_started = time.monotonic()
+        write = functools.partial(
+            _write_files,
+            directory,
+            gateway=gateway,
+            per_part=wallets_per_part,
+            deadline=deadline,
+            on_progress=on_progress,
+            mirror=mirror,
+        )
         try:
             try:
-                finished = _write_files(directory, progress, gateway, wallets_per_part, deadline, on_progress)
+                finished = write(progress)
             except _StartOver as exc:
                 started_over = str(exc)
                 log.warning(
                     "snapshot starts over", extra={"directory": str(directory), "reason": started_over}
                 )
                 progress = _fresh(directory, gateway)
-                finished = _write_files(directory, progress, gateway, wallets_per_part, deadline, on_progress)
+                finished = write(progress)
         finally:
             progress.record(directory, {"seconds": round(time.monotonic() - attempt_started, 3)})
+            if mirror is not None:
+                mirror.pushed(directory, [])
         if not finished:
             return Outcome(finished=False, started_over=started_over)
         manifest = _manifest(progress)
         sha256 = _write_atomically(directory / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
         (directory / PROGRESS).unlink()
+        if mirror is not None:
+            mirror.finish(directory, manifest)
         return Outcome(finished=True, manifest=manifest, manifest_sha256=sha256, started_over=started_over)
 
 
@@ -234,9 +262,17 @@ def _ours(name: str) -> bool:
     return name.endswith((files.DATA, files.INDEX, files.PARTIAL))
 
 
-def _write_files(directory: Path, progress: Progress, gateway, per_part: int, deadline, on_progress) -> bool:
+def _write_files(
+    directory: Path, progress: Progress, *, gateway, per_part: int, deadline, on_progress, mirror
+) -> bool:
     read_time = progress.timestamp()
     done = {entry["holds"] for entry in progress.files}
+
+    def finished(entry: dict[str, Any]) -> None:
+        progress.record(directory, entry)
+        if mirror is not None:
+            mirror.pushed(directory, [entry["name"], entry["name"].removesuffix(files.DATA) + files.INDEX])
+
     if done <= {WALLETS}:  # the wallets are not finished yet
         parts = [part for part in progress.wallet_parts() if part["wallets"]]
         start = None
@@ -249,20 +285,20 @@ def _write_files(directory: Path, progress: Progress, gateway, per_part: int, de
             raise _StartOver(f"the wallets changed since it stopped ({exc})") from exc
         for part in _parts(first, wallets, per_part):
             stem = f"{WALLETS}-{len(progress.wallet_parts()) + 1:06d}"
-            progress.record(directory, _write_file(directory, stem, part))
+            finished(_write_file(directory, stem, part))
             if on_progress:
                 on_progress(Totals.of(progress.wallet_parts()).wallets)
             if deadline is not None and time.monotonic() > deadline:
                 return False
         if not progress.wallet_parts():
             # No wallets at all: one empty file still, so the layout never varies.
-            progress.record(directory, _write_file(directory, f"{WALLETS}-000001", iter(())))
+            finished(_write_file(directory, f"{WALLETS}-000001", iter(())))
     for root in ROOTS[1:]:
         if root not in done:
             documents = (
                 (document, ()) for document in gateway.snapshot_collection(root, read_time=read_time)
             )
-            progress.record(directory, _write_file(directory, root, documents, holds=root))
+            finished(_write_file(directory, root, documents, holds=root))
     return True
 
 

@@ -20,9 +20,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.contrib.auth.models import Group, User
 from django_q.conf import Conf
+from gcp_storage_emulator.server import create_server
 from google.auth import crypt, jwt
+from google.cloud import storage as cloud_storage
 
-from revassure.emulator import EmulatorUnavailable, configured_kind, running_emulator
+from revassure.emulator import EmulatorUnavailable, configured_kind, free_port, running_emulator
 from revassure.firestore import get_gateway
 from revassure.roles import APPROVER, OPS, REVIEWER
 from tests.helpers import AUDIENCE, SCHEDULER
@@ -75,9 +77,50 @@ def sync_tasks(monkeypatch):
     monkeypatch.setattr(Conf, "SYNC", True)
 
 
+@pytest.fixture(scope="session")
+def storage_emulator():
+    """A Cloud Storage emulator (gcp-storage-emulator, in memory) on a free
+    loopback port for the session: google-cloud-storage, under django-storages
+    and the gs:// paths, talks to it through STORAGE_EMULATOR_HOST (set here, so
+    processes the tests start inherit it)."""
+    port = free_port()
+    server = create_server("127.0.0.1", port, in_memory=True)
+    server.start()
+    os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{port}"
+    try:
+        yield os.environ["STORAGE_EMULATOR_HOST"]
+    finally:
+        os.environ.pop("STORAGE_EMULATOR_HOST", None)
+        server.stop()
+
+
+@pytest.fixture
+def bucket(storage_emulator):
+    """A new, empty bucket in the Cloud Storage emulator, for this test."""
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    cloud_storage.Client().create_bucket(name)
+    return name
+
+
+@pytest.fixture
+def shared_bucket(bucket, settings):
+    """The shared storage is Cloud Storage (the emulator's bucket), as in
+    production with REVASSURE_STORAGE=gcs: the bucket's name."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "storages.backends.gcloud.GoogleCloudStorage",
+            "OPTIONS": {"bucket_name": bucket},
+        },
+    }
+    return bucket
+
+
 @pytest.fixture(autouse=True)
-def test_settings(settings):
+def test_settings(settings, tmp_path_factory):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Kept files (uploads) on the local disk, never in the checkout.
+    settings.MEDIA_ROOT = tmp_path_factory.getbasetemp() / "media"
     # Pages render without a collectstatic manifest (the Docker build makes one).
     settings.STORAGES = {
         **settings.STORAGES,

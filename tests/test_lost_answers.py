@@ -22,11 +22,11 @@ import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
-from backfill import runs, tasks
+from backfill import plan_approval, runs, tasks
 from backfill.events import sign
 from backfill.models import DataMigration, EventStatus, ProviderEventDelivery
 from backfill.services import apply_delivery
-from reconciliation import changes, services
+from reconciliation import changes, corrections, services
 from reconciliation.models import BalanceRequest, ReasonCode, RequestState, RunTrigger
 from revassure.firestore import get_gateway
 from settlement import actions
@@ -289,6 +289,27 @@ def test_a_manual_adjustment_whose_commit_answer_is_lost_moves_the_wallet_once_a
     assert books(direct, "u1")["u1"] == (65, [25, 40])
 
 
+def test_a_correction_whose_commit_answer_is_lost_is_appended_once_and_marked_applied(
+    lost, proxy, product, direct, reviewer, approver, run_tasks
+):
+    direct.write_wallets([("bad", 550, {"e000": {"amount": 430}, "e001": {"amount": "120"}})])
+    run = services.run_inline(actor=None, trigger=RunTrigger.COMMAND, gateway=product)
+    request = corrections.propose_correction(
+        run.violations.get(), actor=reviewer, entry_id="e001", amount=120, reason="text", gateway=product
+    )
+    lose(proxy, lost, f"wallets/bad/ledger/{request.ledger_entry_id}")
+
+    run_tasks(changes.approve, request.pk, actor=approver, gateway=product)
+
+    was_lost(proxy)
+    request.refresh_from_db()
+    assert request.state == RequestState.APPLIED
+    ledger = dict(direct.ledgers(["bad"], concurrency=1)["bad"])
+    assert sorted(ledger) == ["e000", "e001", request.ledger_entry_id]
+    assert ledger["e001"] == {"amount": "120"}  # untouched, superseded
+    assert services.run_inline(actor=None, trigger=RunTrigger.COMMAND, gateway=product).violations_count == 0
+
+
 # -- settlement actions ------------------------------------------------------------
 
 
@@ -298,8 +319,7 @@ def settlement_run(product, direct, tmp_path, settings):
     applied (missing in the ledger, replayable), refund re_1 of pay_ref settled
     and never applied (unreversed), pay_pts credited 50 and settled at 60
     (points mismatch)."""
-    settings.SETTLEMENT_UPLOAD_DIR = tmp_path / "settlement-uploads"
-    settings.BACKFILL_UPLOAD_DIR = tmp_path / "backfill-uploads"
+    settings.MEDIA_ROOT = tmp_path / "kept"  # uploads kept for the workers
     put_wallets(direct, {"u1": (0, []), "u3": (0, [])})
     for line in (
         event_line("evt_pts", payment="pay_pts", points=50),
@@ -356,6 +376,7 @@ def test_a_settlement_action_whose_commit_answer_is_lost_closes_its_break_once(
         plan.refresh_from_db()
         assert (plan.dry_run, plan.status, plan.applied) == (True, "completed", 1)
         lose(proxy, lost, document)
+        plan_approval.approve_plan(plan.pk, actor=approver, reason="one payment, as the statement says")
         real = run_tasks(runs.request_bound_run, plan.pk, actor=ops)
         real.refresh_from_db()
         assert (real.status, real.error) == ("completed", "")

@@ -32,6 +32,7 @@ WRITER_LABELS = {
     "reversal": "Reversal",
     "heal": "Heal",
     "adjustment": "Manual adjustment",
+    "correction": "Correction",
 }
 
 
@@ -95,7 +96,12 @@ class WalletAdmin(BaseAdmin):
             )
         else:
             page = ledger.page
-            context.update(balance(state), unknown=not state.exists, ledger=ledger_rows(page), page=page)
+            context.update(
+                balance(state),
+                unknown=not state.exists,
+                ledger=ledger_rows(page, ledger.corrected),
+                page=page,
+            )
             context.update(page_urls=page_urls(uid, page), malformed_entries=ledger.malformed)
         awaiting = set(changes.awaiting(user).filter(uid=uid).values_list("pk", flat=True))
         violations = lookup.violations(uid)
@@ -146,7 +152,7 @@ def balance(state) -> dict:
     }
 
 
-def ledger_rows(page) -> list[dict]:
+def ledger_rows(page, corrected: dict[str, str]) -> list[dict]:
     entries = list(page.object_list)
     written = lookup.writers(entries)
     rows = []
@@ -158,7 +164,8 @@ def ledger_rows(page) -> list[dict]:
                 "when": when(entry.created_at) if entry.created_at else _raw(entry.fields.get("createdAt")),
                 "type": label(entry.fields.get("type")),
                 "amount": signed(amount) if is_points(amount) else _raw(amount),
-                "malformed": not is_points(amount),
+                "malformed": not is_points(amount) and entry.entry_id not in corrected,
+                "corrected_by": corrected.get(entry.entry_id, ""),
                 "writer": writer_cell(written.get(entry.entry_id)),
             }
         )
@@ -218,7 +225,7 @@ def violation_row(violation, heal) -> dict:
         "when": when(violation.run.finished_at),
         "kind": violation.get_kind_display(),
         "delta": signed(violation.delta),
-        "heal": f"Heal #{heal.pk} {heal.get_state_display().lower()}" if heal else EMPTY,
+        "heal": f"{heal.title} {heal.get_state_display().lower()}" if heal else EMPTY,
         "heal_url": reverse("admin:reconciliation_balancerequest_change", args=[heal.pk]) if heal else None,
     }
 

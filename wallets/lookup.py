@@ -7,7 +7,6 @@ Read-only: nothing here changes anything. The page (wallets.admin) formats it.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,6 +16,7 @@ from django.db.models import F
 
 from backfill.models import ProviderEventDelivery
 from reconciliation.models import (
+    REQUEST_ENTRY,
     BalanceRequest,
     Break,
     ReconciliationRun,
@@ -24,13 +24,11 @@ from reconciliation.models import (
     Violation,
 )
 from revassure.firestore import FirestoreGateway, WalletState
-from revassure.ledger import is_points
+from revassure.ledger import is_points, superseded_entries
 
 ENTRIES_PER_PAGE = 25
 RECENT = 20  # violations, requests and deliveries listed; the page links to all of them
 RUNS_LOOKED_AT = 200  # completed runs searched for the latest one that checked the wallet
-# The ledger entry a heal (post adjustment) or manual adjustment appends: BalanceRequest.ledger_entry_id.
-REQUEST_ENTRY = re.compile(r"^revassure-(heal|adjustment)-(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -55,7 +53,7 @@ class Writer:
     """Which of our processes wrote an entry: a delivery (webhook or replay, and
     its migration) or a balance request (heal or manual adjustment)."""
 
-    kind: str  # replay | webhook | reversal | heal | adjustment
+    kind: str  # replay | webhook | reversal | heal | adjustment | correction
     delivery: ProviderEventDelivery | None = None
     request: BalanceRequest | None = None
 
@@ -69,12 +67,15 @@ def wallet_now(gateway: FirestoreGateway, uid: str) -> WalletState:
 class Ledger:
     page: Page  # of Entry
     malformed: int  # entries whose amount is not an integer (left out of Firestore's sum)
+    # {malformed entry id: the correction that supersedes it}: those count as the correction says.
+    corrected: dict[str, str]
 
 
 def ledger_page(gateway: FirestoreGateway, uid: str, number: Any) -> Ledger:
     """One page of the wallet's ledger, newest first (by createdAt; entries
     without a usable createdAt come last, by id), and how many entries of the
-    whole ledger have a malformed amount.
+    whole ledger have a malformed amount (not counting those a correction
+    supersedes, named in `corrected`).
 
     Paged here, over the wallet's whole ledger read once: the emulator ignores
     query cursors, and ordering in Firestore would leave out exactly the entries
@@ -86,8 +87,9 @@ def ledger_page(gateway: FirestoreGateway, uid: str, number: Any) -> Ledger:
         (e for e in entries if e.created_at), key=lambda e: (e.created_at, e.entry_id), reverse=True
     )
     undated = sorted((e for e in entries if not e.created_at), key=lambda e: e.entry_id)
-    malformed = sum(1 for e in entries if not is_points(e.amount))
-    return Ledger(Paginator(dated + undated, ENTRIES_PER_PAGE).get_page(number), malformed)
+    corrected = superseded_entries(raw)
+    malformed = sum(1 for e in entries if not is_points(e.amount) and e.entry_id not in corrected)
+    return Ledger(Paginator(dated + undated, ENTRIES_PER_PAGE).get_page(number), malformed, corrected)
 
 
 def writers(entries: list[Entry]) -> dict[str, Writer]:
@@ -124,6 +126,7 @@ def violations(uid: str) -> list[tuple[Violation, BalanceRequest | None]]:
     found = list(Violation.objects.filter(uid=uid).select_related("run").order_by("-run_id")[:RECENT])
     heals: dict[int, BalanceRequest] = {}
     for heal in BalanceRequest.objects.filter(violation__in=found).order_by("created_at", "id"):
+        assert heal.violation_id is not None  # filtered on its violation
         heals[heal.violation_id] = heal  # the latest wins
     return [(violation, heals.get(violation.pk)) for violation in found]
 

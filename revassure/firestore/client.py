@@ -31,6 +31,7 @@ import time
 from collections.abc import Coroutine
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import TypedDict, cast
 
 import grpc
 from google.api_core import exceptions as gexc
@@ -46,7 +47,16 @@ from google.cloud.firestore_v1.services.firestore.transports import (
 from revassure import metrics
 from revassure.firestore.model import TRANSIENT_ERRORS
 
-BACKOFF = {"initial": 0.2, "maximum": 10.0, "multiplier": 2.0}  # seconds
+
+class Backoff(TypedDict):
+    """Exponential backoff, as google.api_core's Retry takes it (seconds)."""
+
+    initial: float
+    maximum: float
+    multiplier: float
+
+
+BACKOFF: Backoff = {"initial": 0.2, "maximum": 10.0, "multiplier": 2.0}  # seconds
 # Inside a transaction an ABORTED read or commit is not retried on its own:
 # the whole transaction starts again (see transactions.py).
 TRANSIENT_IN_TRANSACTION = tuple(error for error in TRANSIENT_ERRORS if error is not gexc.Aborted)
@@ -163,12 +173,12 @@ class Connection:
     @property
     def api(self) -> FirestoreClient:
         """The generated client, for raw requests (pass retry, timeout and metadata)."""
-        return self._process_clients().api
+        return cast(FirestoreClient, self._process_clients().api)  # Measured passes every call through
 
     @property
     def async_api(self) -> FirestoreAsyncClient:
         """The generated asyncio client; use it in coroutines given to `submit`."""
-        return self._process_clients().async_api
+        return cast(FirestoreAsyncClient, self._process_clients().async_api)  # the same, measured
 
     @property
     def metadata(self) -> tuple[tuple[str, str], ...]:
@@ -200,7 +210,7 @@ class Connection:
         resource = ("google-cloud-resource-prefix", self.database)
         if emulator:
             # The emulators' owner token: Firebase's emulator skips security rules for it.
-            metadata = (resource, ("authorization", "Bearer owner"))
+            metadata: tuple[tuple[str, str], ...] = (resource, ("authorization", "Bearer owner"))
             api = FirestoreClient(
                 transport=FirestoreGrpcTransport(
                     channel=grpc.insecure_channel(emulator, options=_CHANNEL_OPTIONS)

@@ -12,7 +12,7 @@ what it returns.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from google.api_core.datetime_helpers import DatetimeWithNanoseconds
 from google.cloud.firestore import GeoPoint
@@ -26,11 +26,22 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from revassure.firestore.model import LEDGER, WALLETS, LedgerTotals, ledger_totals
 
-Value = document_pb.Value.pb()
+if TYPE_CHECKING:
+    # proto-plus builds these raw protobuf classes at run time: no static types exist for them.
+    Value: TypeAlias = Any
+    Write: TypeAlias = Any
+    RunQueryRequest: TypeAlias = Any
+    ListDocumentsRequest: TypeAlias = Any
+    RunAggregationQueryRequest: TypeAlias = Any
+else:
+    Value = document_pb.Value.pb()
+    Write = write_pb.Write.pb()
+    RunQueryRequest = firestore_pb.RunQueryRequest.pb()
+    ListDocumentsRequest = firestore_pb.ListDocumentsRequest.pb()
+    RunAggregationQueryRequest = firestore_pb.RunAggregationQueryRequest.pb()
 ArrayValue = document_pb.ArrayValue.pb()
 MapValue = document_pb.MapValue.pb()
 Document = document_pb.Document.pb()
-Write = write_pb.Write.pb()
 FieldTransform = write_pb.DocumentTransform.FieldTransform.pb()
 Precondition = common_pb.Precondition.pb()
 DocumentMask = common_pb.DocumentMask.pb()
@@ -38,9 +49,6 @@ TransactionOptions = common_pb.TransactionOptions.pb()
 Query = query_pb.StructuredQuery.pb()
 Aggregation = query_pb.StructuredAggregationQuery.Aggregation.pb()
 AggregationQuery = query_pb.StructuredAggregationQuery.pb()
-RunQueryRequest = firestore_pb.RunQueryRequest.pb()
-ListDocumentsRequest = firestore_pb.ListDocumentsRequest.pb()
-RunAggregationQueryRequest = firestore_pb.RunAggregationQueryRequest.pb()
 BatchGetDocumentsRequest = firestore_pb.BatchGetDocumentsRequest.pb()
 CommitRequest = firestore_pb.CommitRequest.pb()
 BeginTransactionRequest = firestore_pb.BeginTransactionRequest.pb()
@@ -155,7 +163,7 @@ def increment_write(name: str, amount: int, *, update_time: Timestamp | None = N
     )
 
 
-def set_points_write(name: str, points: int, *, update_time: Timestamp | None = None) -> Write:
+def set_points_write(name: str, points: int | float, *, update_time: Timestamp | None = None) -> Write:
     """points := points, updatedAt := server time, other fields kept:
     `batch.set(..., merge=True)` with SERVER_TIMESTAMP (with `update_time`, only
     if the document is unchanged since then: `write_option(last_update_time=)`)."""

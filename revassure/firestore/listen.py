@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from google.api_core import exceptions as gexc
+from google.cloud.firestore import CollectionGroup, CollectionReference
 from google.cloud.firestore_v1.watch import ChangeType
 
 from revassure.firestore.model import CONFIG, LEDGER, WALLETS
@@ -115,7 +116,10 @@ class Listening(Snapshots):
         probe = client.collection(CONFIG).document("adjustments")
         self.retry(lambda: probe.get(retry=None, timeout=self.call_timeout))()
         listener = Listener(callback, since)
-        queries = {WALLETS: client.collection(WALLETS), LEDGER: client.collection_group(LEDGER)}
+        queries: dict[str, CollectionReference | CollectionGroup] = {
+            WALLETS: client.collection(WALLETS),
+            LEDGER: client.collection_group(LEDGER),
+        }
         started = time.monotonic()
         try:
             for stream in Listener.STREAMS:

@@ -410,12 +410,12 @@ class Reads(Connection):
 
     def stream_reports(self) -> Iterator[tuple[str, dict[str, Any]]]:
         for snap in self.client.collection(REPORTS).stream(retry=self.retry, timeout=self.call_timeout):
-            yield snap.id, snap.to_dict()
+            yield snap.id, snap.to_dict() or {}  # a streamed document exists: never None
 
     def stream_settlement_reports(self) -> Iterator[tuple[str, dict[str, Any]]]:
         collection = self.client.collection(SETTLEMENT_REPORTS)
         for snap in collection.stream(retry=self.retry, timeout=self.call_timeout):
-            yield snap.id, snap.to_dict()
+            yield snap.id, snap.to_dict() or {}  # a streamed document exists: never None
 
     def stream_report_violations(self, run_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
         """(uid, fields) of each violation document mirrored under `reconciliationReports/{run_id}`."""

@@ -476,7 +476,8 @@ class Snapshots(Writes):
         admin = self._admin_client()
         request = ExportDocumentsRequest(name=self.database, output_uri_prefix=bucket)
         if snapshot_time is not None:
-            request.snapshot_time = snapshot_time.replace(second=0, microsecond=0)
+            # proto-plus marshals a datetime into the Timestamp field; its annotation names only Timestamp.
+            request.snapshot_time = snapshot_time.replace(second=0, microsecond=0)  # type: ignore[assignment]
         operation = admin.export_documents(request=request, retry=self.retry, timeout=self.call_timeout)
         metadata = operation.metadata
         state = metadata.operation_state.name if metadata is not None else "PROCESSING"

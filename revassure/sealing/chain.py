@@ -143,7 +143,7 @@ def seal(
                 )
                 for name, value in values.items():
                     setattr(record, name, value)
-                record.chain_seq = head.chain_seq + 1 if head else 1
+                record.chain_seq = head.chain_seq + 1 if head and head.chain_seq is not None else 1
                 record.previous_checksum = head.checksum if head else ""
                 record.status = status or kind.sealed_status
                 record.finished_at = finished_at or timezone.now()
@@ -236,7 +236,7 @@ def verify(kind: ReportKind, *, gateway: Any = None) -> tuple[int, list[Problem]
 
 def verify_all(*, gateway: Any = None) -> tuple[int, list[Problem]]:
     """verify() over every registered kind, each in its own chain."""
-    checked, problems = 0, []
+    checked, problems = 0, list[Problem]()
     for kind in kinds():
         count, found = verify(kind, gateway=gateway)
         checked, problems = checked + count, problems + found

@@ -7,7 +7,7 @@ hold whatever path a write takes.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from django.db import models
 
@@ -26,6 +26,7 @@ class SealedRun(models.Model):
     """
 
     FINISHED: ClassVar[tuple[str, ...]] = ()
+    objects: ClassVar[models.Manager[Self]]  # each concrete subclass's own default manager
 
     status = models.CharField(max_length=16)
     finished_at = models.DateTimeField(null=True, blank=True)

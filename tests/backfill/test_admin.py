@@ -7,7 +7,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django.utils import timezone
 
-from backfill import completeness, file_replay, progress, runs
+from backfill import completeness, file_replay, plan_approval, progress, runs
 from backfill.models import DataMigration, MigrationStatus, ProviderEventDelivery
 from revassure.formatting import when
 from tests.helpers import EXPORT, csp_refusals, event_line, put_wallets
@@ -57,7 +57,7 @@ def test_ops_pause_a_migration_from_the_admin_and_reviewers_cannot(
 def test_ops_upload_an_export_and_a_worker_replays_it(
     client, gateway, ops, settings, tmp_path, django_capture_on_commit_callbacks
 ):
-    settings.BACKFILL_UPLOAD_DIR = tmp_path
+    settings.MEDIA_ROOT = tmp_path
     put_wallets(gateway, {"u1": (0, []), "u2": (10, [10])})
     client.force_login(ops)
     export = SimpleUploadedFile("export.jsonl", ("\n".join(EXPORT) + "\n").encode())
@@ -107,7 +107,7 @@ def upload(client, lines, *, dry_run=True, view="admin:backfill_upload", name="e
 
 @pytest.fixture
 def uploads(settings, tmp_path):
-    settings.BACKFILL_UPLOAD_DIR = tmp_path
+    settings.MEDIA_ROOT = tmp_path
     return tmp_path
 
 
@@ -199,12 +199,43 @@ def test_the_plan_is_paged_and_filtered_by_outcome(
 
 
 @pytest.mark.django_db
-def test_ops_run_a_dry_run_for_real_bound_to_its_plan(
-    client, wallets, ops, uploads, django_capture_on_commit_callbacks
+def test_ops_run_a_dry_run_for_real_bound_to_its_plan_once_a_second_person_approved_it(
+    client, wallets, ops, approver, uploads, django_capture_on_commit_callbacks
 ):
     client.force_login(ops)
     upload(client, EXPORT, capture=django_capture_on_commit_callbacks)
     plan = DataMigration.objects.get()
+    # Four eyes: who planned it neither approves it nor runs it before someone else approves it.
+    html = client.get(page_of(plan)).content.decode()
+    assert "Not approved yet: it moves 120 points, so a second person approves it." in html
+    assert "You cannot approve it: you planned it: a second person approves it." in html
+    assert 'id="approve-plan-form"' not in html and 'id="run-for-real"' not in html
+    assert "a second person, not who planned it, approves plan" in html
+    own = client.post(reverse("admin:backfill_approve_plan", args=[plan.pk]), {"reason": "mine"}, follow=True)
+    assert "Refused: you planned it: a second person approves it." in own.content.decode()
+    refused = client.post(reverse("admin:backfill_run_bound", args=[plan.pk]), follow=True)
+    assert "a second person, not who planned it, approves plan" in refused.content.decode()
+    assert DataMigration.objects.count() == 1
+
+    client.force_login(approver)
+    html = client.get(page_of(plan)).content.decode()
+    assert 'id="approve-plan-form"' in html
+    no_reason = client.post(
+        reverse("admin:backfill_approve_plan", args=[plan.pk]), {"reason": ""}, follow=True
+    )
+    assert "Refused: a reason is required to approve a plan." in no_reason.content.decode()
+    approved = client.post(
+        reverse("admin:backfill_approve_plan", args=[plan.pk]),
+        {"reason": "70 points to u1 and 50 to u2, as asked"},
+        follow=True,
+    )
+    assert f"Plan {plan.pk} approved: it may now be run for real, bound to it." in approved.content.decode()
+    assert (
+        "Approved by bob at " in approved.content.decode()
+        and "70 points to u1 and 50 to u2, as asked" in approved.content.decode()
+    )
+
+    client.force_login(ops)
     html = client.get(page_of(plan)).content.decode()
     assert '<button type="submit" id="run-for-real"' in html
     assert "Run for real, bound to this plan</button>" in html
@@ -228,6 +259,7 @@ def test_ops_run_a_dry_run_for_real_bound_to_its_plan(
     assert points_of(wallets, "u1") == 70
     html = client.get(page_of(real)).content.decode()
     assert "Outcomes, line by line" in html and "checked unchanged by dry run <a" in html
+    assert f"Plan {plan.pk}: Approved by bob at " in html  # the run's record names who approved its plan
     # The plan's page now names its run and offers no second one.
     html = client.get(page_of(plan)).content.decode()
     assert f"run #{real.pk}</a> (completed)" in html and 'id="run-for-real"' not in html
@@ -236,11 +268,12 @@ def test_ops_run_a_dry_run_for_real_bound_to_its_plan(
 
 @pytest.mark.django_db
 def test_a_run_bound_to_a_plan_is_refused_with_the_reason_when_the_world_changed(
-    client, wallets, ops, uploads, django_capture_on_commit_callbacks
+    client, wallets, ops, approver, uploads, django_capture_on_commit_callbacks
 ):
     client.force_login(ops)
     upload(client, EXPORT, capture=django_capture_on_commit_callbacks)
     plan = DataMigration.objects.get()
+    plan_approval.approve_plan(plan.pk, actor=approver, reason="as asked")
     wallets.client.collection("wallets").document("u2").update({"points": 500})  # someone moved u2
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -257,14 +290,15 @@ def test_a_run_bound_to_a_plan_is_refused_with_the_reason_when_the_world_changed
 
 @pytest.mark.django_db
 def test_a_bound_run_whose_file_went_away_is_refused_not_left_running(
-    client, wallets, ops, uploads, django_capture_on_commit_callbacks
+    client, wallets, ops, approver, uploads, django_capture_on_commit_callbacks
 ):
     client.force_login(ops)
     upload(client, EXPORT, capture=django_capture_on_commit_callbacks)
     plan = DataMigration.objects.get()
+    plan_approval.approve_plan(plan.pk, actor=approver, reason="as asked")
     with django_capture_on_commit_callbacks() as queued:
         client.post(reverse("admin:backfill_run_bound", args=[plan.pk]))
-    for kept in uploads.iterdir():
+    for kept in uploads.rglob("*.jsonl"):
         kept.unlink()  # cleaned up between the click and the worker
     for task in queued:
         task()
@@ -483,7 +517,8 @@ def test_migration_pages_show_labels_names_and_one_date_format(
         assert "Replay of an export" in text and ">replay_file<" not in text
         assert f"{when(migration.created_at)}" in text
         assert "2,648,395" in text and "2648395" not in text
-        assert str(uploads) not in text and "migration-1.jsonl" not in text  # the server's path never shows
+        # Where the file is kept never shows.
+        assert str(uploads) not in text and migration.parameters["path"] not in text
     assert '<td data-label="Mode" class="field-mode">Real</td>' in listing
     assert "Uploaded in the admin" in html and "export.jsonl" in html
 
@@ -540,7 +575,7 @@ def test_migration_pages_need_nothing_the_csp_refuses(
 def test_a_migration_page_shows_the_correlation_id_it_was_started_under(
     client, gateway, ops, settings, tmp_path, django_capture_on_commit_callbacks
 ):
-    settings.BACKFILL_UPLOAD_DIR = tmp_path
+    settings.MEDIA_ROOT = tmp_path
     put_wallets(gateway, {"u1": (0, []), "u2": (10, [10])})
     client.force_login(ops)
     export = SimpleUploadedFile("export.jsonl", ("\n".join(EXPORT) + "\n").encode())

@@ -70,7 +70,7 @@ def test_a_killed_worker_leaves_a_migration_that_resumes_and_applies_each_event_
         Q_TIMEOUT="2",
         Q_RETRY="4",
         Q_CLUSTER_NAME=f"killed-{uuid.uuid4().hex[:8]}",
-        BACKFILL_UPLOAD_DIR=str(tmp_path),
+        MEDIA_ROOT=str(tmp_path),
     )
     gateway = FirestoreGateway(project)
     gateway.write_wallets((f"u{n}", 0, {}) for n in range(USERS))

@@ -89,7 +89,7 @@ def test_the_state_machine_holds_whatever_code_saves_the_row(gateway):
 def test_kinds_and_sources_are_stated_not_inferred(
     gateway, tmp_path, settings, django_capture_on_commit_callbacks
 ):
-    settings.BACKFILL_UPLOAD_DIR = tmp_path
+    settings.MEDIA_ROOT = tmp_path
     with django_capture_on_commit_callbacks():
         uploaded = runs.request_file_replay(SimpleUploadedFile("x.jsonl", b"{}\n"), dry_run=True, actor=None)
         stored = runs.request_stored_replay()
@@ -103,7 +103,7 @@ def test_kinds_and_sources_are_stated_not_inferred(
 
 @pytest.mark.django_db
 def test_every_entry_point_checks_the_permission_in_the_service(gateway, reviewer, tmp_path, settings):
-    settings.BACKFILL_UPLOAD_DIR = tmp_path
+    settings.MEDIA_ROOT = tmp_path
     upload = SimpleUploadedFile("x.jsonl", b"")
 
     with pytest.raises(PermissionError):

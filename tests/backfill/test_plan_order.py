@@ -7,6 +7,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
+from backfill import plan_approval
 from backfill.models import DataMigration, ProviderEventDelivery
 
 
@@ -40,7 +41,7 @@ def spent_wallet(gateway):
 
 
 @pytest.mark.django_db
-def test_a_run_bound_to_a_plan_quarantines_the_refund_the_plan_quarantined(tmp_path, spent_wallet):
+def test_a_run_bound_to_a_plan_quarantines_the_refund_the_plan_quarantined(tmp_path, spent_wallet, approver):
     export = tmp_path / "export.jsonl"
     export.write_text(
         line("evt_r", "payment.refunded", payment="pn", refund_id="re_pn")
@@ -50,6 +51,7 @@ def test_a_run_bound_to_a_plan_quarantines_the_refund_the_plan_quarantined(tmp_p
     )
 
     plan = replay(export, "--dry-run")
+    plan_approval.approve_plan(plan["migration_id"], actor=approver, reason="checked the refund")
     done = replay(export, "--plan", str(plan["migration_id"]))
 
     assert (plan["applied"], plan["quarantined"]) == (1, 1)

@@ -3,8 +3,9 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 
-from backfill import file_replay, runs
+from backfill import file_replay, plan_approval, runs
 from backfill.models import DataMigration, ProviderEventDelivery
 from tests.helpers import EXPORT, put_wallets
 from tests.helpers import event_line as line
@@ -93,13 +94,12 @@ def test_a_dry_run_writes_nothing_and_plans_what_the_run_does(tmp_path, wallets)
 
 
 @pytest.mark.django_db
-def test_a_run_bound_to_a_plan_refuses_a_changed_world(tmp_path, wallets):
+def test_a_run_bound_to_a_plan_refuses_a_changed_world(tmp_path, wallets, approver):
     planned = replay(tmp_path, "--dry-run")
+    plan_approval.approve_plan(planned["migration_id"], actor=approver, reason="three payments")
     # Since the plan was approved, the purchase landed by another path.
     wallets.append_entry("u1", "purchase-pay_1", {"amount": 100, "type": "purchase"})
     before = snapshot(wallets)
-
-    from django.core.management.base import CommandError
 
     with pytest.raises(CommandError, match="would differ from plan"):
         replay(tmp_path, "--plan", str(planned["migration_id"]))
@@ -107,12 +107,37 @@ def test_a_run_bound_to_a_plan_refuses_a_changed_world(tmp_path, wallets):
 
 
 @pytest.mark.django_db
-def test_a_run_bound_to_an_unchanged_plan_goes_ahead(tmp_path, wallets):
+def test_a_run_bound_to_an_unchanged_plan_goes_ahead_once_a_second_person_approved_it(
+    tmp_path, wallets, approver, settings
+):
+    planned = replay(tmp_path, "--dry-run")
+    before = snapshot(wallets)
+
+    with pytest.raises(CommandError) as refused:
+        replay(tmp_path, "--plan", str(planned["migration_id"]))
+    assert str(refused.value) == (
+        f"refused, nothing written: migration {planned['migration_id']} cannot be run for real yet: "
+        "its plan moves 120 points, above BACKFILL_PLAN_APPROVAL_ABOVE (0): a second person, not who "
+        f"planned it, approves plan {planned['migration_id']} first, on its page"
+    )
+    assert snapshot(wallets) == before
+    assert DataMigration.objects.count() == 1  # not even planned again
+
+    plan_approval.approve_plan(planned["migration_id"], actor=approver, reason="three payments")
+    done = replay(tmp_path, "--plan", str(planned["migration_id"]))
+
+    assert done["applied"] == planned["applied"] == 3
+
+
+@pytest.mark.django_db
+def test_a_plan_that_moves_no_more_than_the_threshold_needs_no_second_person(tmp_path, wallets, settings):
+    settings.BACKFILL_PLAN_APPROVAL_ABOVE = 120  # u1 +70, u2 +50
     planned = replay(tmp_path, "--dry-run")
 
     done = replay(tmp_path, "--plan", str(planned["migration_id"]))
 
-    assert done["applied"] == planned["applied"] == 3
+    assert done["applied"] == 3
+    assert DataMigration.objects.get(pk=planned["migration_id"]).plan_approved_by is None
 
 
 @pytest.mark.django_db

@@ -136,7 +136,7 @@ def test_an_uploaded_file_replay_whose_worker_went_silent_resumes_but_a_commands
 
     from backfill import tasks
 
-    settings.BACKFILL_UPLOAD_DIR = tmp_path
+    settings.MEDIA_ROOT = tmp_path
     put_wallets(gateway, {"u1": (0, [])})
     body = {"id": "evt_u", "type": "payment.succeeded", "created": "2026-11-20T10:00:00Z"}
     body["data"] = {"payment_id": "pay_u", "user_id": "u1", "points": 7}

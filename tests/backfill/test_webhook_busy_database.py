@@ -138,7 +138,7 @@ def test_webhooks_sent_during_a_long_settlement_dry_run_on_sqlite_are_stored_at_
         FIRESTORE_EMULATOR_HOST=firestore_emulator,
         PAYNOW_WEBHOOK_SECRETS=SECRET,
         PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
-        SETTLEMENT_UPLOAD_DIR=str(tmp_path),
+        MEDIA_ROOT=str(tmp_path),
         Q_CLUSTER_NAME=f"dryrun-{uuid.uuid4().hex[:8]}",
     )
     (tmp_path / "metrics").mkdir()

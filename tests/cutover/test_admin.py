@@ -100,12 +100,14 @@ def test_other_roles_cannot_start_confirm_or_abort(client, ops, reviewer, approv
 
 
 def test_only_a_finance_approver_accepts_a_reconciliation_with_violations(
-    client, ops, reviewer, approver, drifted_wallets
+    client, ops, reviewer, approver, drifted_wallets, django_capture_on_commit_callbacks
 ):
     cutover = services.start(actor=ops, name="go-live", target="production")
     client.force_login(ops)
     for key in ("freeze", "snapshot", "reconcile"):
-        client.post(step_url(cutover), {"step": key})
+        # The snapshot and the run go to the workers (in process here) once the request commits.
+        with django_capture_on_commit_callbacks(execute=True):
+            client.post(step_url(cutover), {"step": key})
     assert cutover.steps.get(key="reconcile").state == StepState.NEEDS_ACCEPTANCE
     assert "waits for a finance approver" in client.get(page(cutover)).content.decode()
     for person in (ops, reviewer):

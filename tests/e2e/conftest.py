@@ -58,6 +58,8 @@ NAMED_WALLETS = {
     "cust-adjust-0003": (2_500, [2_000, 500]),  # clean
     "cust-replay-0004": (0, []),
     "cust-replay-0005": (0, []),
+    "cust-work-0006": (624, [209]),  # 415 points above its ledger
+    "cust-fix-0007": (550, [430, "120"]),  # malformed: an amount of "120", a string the sum skips
 }
 
 SETUP = """
@@ -148,7 +150,7 @@ def site(firestore_emulator, tmp_path_factory):
         DATABASE_URL=f"sqlite:///{workdir / 'e2e.sqlite3'}",
         GOOGLE_CLOUD_PROJECT=project,
         FIRESTORE_EMULATOR_HOST=firestore_emulator,
-        BACKFILL_UPLOAD_DIR=str(workdir / "uploads"),
+        MEDIA_ROOT=str(workdir / "uploads"),
         # Its own: gunicorn.conf.py wipes the directory when the server starts, and the
         # one pytest-env names is shared by every test run on the machine.
         PROMETHEUS_MULTIPROC_DIR=str(workdir / "metrics"),

@@ -1,6 +1,6 @@
 """Journey 3: ops replay an export of provider events: a dry run first, its
-plan read line by line with reasons, then the real run bound to that plan,
-watched to the end."""
+plan read line by line with reasons, approved by a second person (the planner
+cannot), then the real run bound to that plan, watched to the end."""
 
 import re
 
@@ -56,7 +56,7 @@ def wallet_balance(page, uid):
     return page.locator("#wallet-balance")
 
 
-def test_ops_plan_a_replay_read_its_reasons_and_run_it_for_real_bound_to_the_plan(people):
+def test_ops_plan_a_replay_a_second_person_approves_it_and_it_runs_for_real_bound_to_the_plan(people):
     ops = people.sign_in("otto")
     ops.get_by_role("link", name="Data migrations").click()
     people.fits_the_screen(ops)
@@ -95,6 +95,20 @@ def test_ops_plan_a_replay_read_its_reasons_and_run_it_for_real_bound_to_the_pla
     checker = people.sign_in("rita")
     expect(wallet_balance(checker, "cust-replay-0004")).to_have_text("0")
 
+    # Four eyes: who planned it cannot approve it, nor run it before a second person has.
+    expect(ops.locator("#plan-approval")).to_contain_text("Not approved yet")
+    expect(ops.locator("#plan-approval-refusal")).to_contain_text("you planned it")
+    expect(ops.get_by_role("button", name="Run for real, bound to this plan")).to_have_count(0)
+    expect(ops.locator("#bound-run-refusal")).to_contain_text("a second person, not who planned it")
+    approver = people.sign_in("abe")
+    approver.goto(f"/admin/backfill/datamigration/{plan_id}/change/")
+    approver.get_by_label("Why you approve it").fill("Two payments and a refund, as PayNow's export says.")
+    approver.get_by_role("button", name="Approve this plan").click()
+    expect(approver.get_by_text(f"Plan {plan_id} approved")).to_be_visible()
+    expect(approver.locator("#plan-approval")).to_contain_text("Approved by abe")
+    people.fits_the_screen(approver)
+
+    ops.reload()
     ops.get_by_role("button", name="Run for real, bound to this plan").click()
     expect(ops.get_by_text(re.compile(r"Run \d+ queued, bound to plan \d+"))).to_be_visible()
     expect(ops.get_by_role("heading", name=re.compile(r"^Run #\d+"))).to_be_visible()
@@ -114,6 +128,7 @@ def test_ops_plan_a_replay_read_its_reasons_and_run_it_for_real_bound_to_the_pla
     expect(ops.get_by_role("heading", name="Outcomes, line by line")).to_be_visible()
     expect(outcome_of(ops, "evt_c1")).to_contain_text("exceeds the 300 points left")
     expect(ops.locator(".field-binding")).to_contain_text(f"plan #{plan_id}, checked unchanged")
+    expect(ops.locator(".field-approval")).to_contain_text(f"Plan {plan_id}: Approved by abe")
 
     expect(wallet_balance(checker, "cust-replay-0004")).to_have_text("300")
     expect(wallet_balance(checker, "cust-replay-0005")).to_have_text("70")

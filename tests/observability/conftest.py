@@ -8,8 +8,11 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
+import time_machine
 from aiosmtpd.controller import Controller
 from prometheus_client import multiprocess
+
+from observability import alerts
 
 METRICS_TOKEN = "metrics-test-token"
 
@@ -27,6 +30,17 @@ def _wipe_old_files() -> None:
 
 
 _wipe_old_files()
+
+
+@pytest.fixture
+def run_evaluation(django_capture_on_commit_callbacks):
+    """Evaluate at a time, the notification tasks running as a worker would."""
+
+    def evaluate(at):
+        with time_machine.travel(at, tick=False), django_capture_on_commit_callbacks(execute=True):
+            return alerts.evaluate()
+
+    return evaluate
 
 
 @pytest.fixture
@@ -92,6 +106,8 @@ def smtp(settings):
     settings.EMAIL_USE_TLS = False
     settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
     settings.ALERT_EMAILS = ["ops@example.com", "oncall@example.com"]
+    settings.ALERT_FROM_EMAIL = "revassure-alerts@example.com"
+    settings.SITE_URL = "https://backoffice.example.com/"
     yield mailbox
     controller.stop()
 

@@ -29,6 +29,7 @@ def test_good_observability_settings_pass_the_checks(settings):
     settings.METRICS_TOKEN = "a" * 32
     settings.ALERT_WEBHOOK_URL = "https://hooks.example.com/alerts"
     settings.ALERT_EMAILS = ["ops@example.com"]
+    settings.ALERT_FROM_EMAIL = "revassure-alerts@example.com"
     assert errors() == {}
 
 

@@ -1,3 +1,5 @@
+import email
+import email.policy
 import hashlib
 import hmac
 import json
@@ -31,17 +33,6 @@ from reconciliation.models import (
 from revassure.models import FreezeEvent
 
 T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def run_evaluation(django_capture_on_commit_callbacks):
-    """Evaluate at a time, the notification tasks running as a worker would."""
-
-    def evaluate(at):
-        with time_machine.travel(at, tick=False), django_capture_on_commit_callbacks(execute=True):
-            return alerts.evaluate()
-
-    return evaluate
 
 
 def only(rule_name):
@@ -198,9 +189,14 @@ DEFAULT_RULES = [
 ]
 
 
+def parsed(message):
+    """A received mail as the email package reads it (folded headers unfolded, parts decoded)."""
+    return email.message_from_bytes(message["content"].encode(), policy=email.policy.default)
+
+
 def sent(smtp, receiver):
     """(subjects of the mails, statuses of the webhook bodies) so far."""
-    subjects = [m["content"].split("Subject: ", 1)[1].split("\n", 1)[0].strip() for m in smtp.messages]
+    subjects = [parsed(m)["Subject"] for m in smtp.messages]
     return subjects, [body["status"] for body in receiver.bodies()]
 
 
@@ -218,7 +214,8 @@ def test_each_default_rule_fires_once_notifies_both_channels_and_resolves_once(
     [alert] = first.opened
     assert (alert.rule.name, alert.state, first.open, first.notified) == (name, AlertState.OPEN, 1, 1)
     subjects, statuses = sent(smtp, receiver)
-    assert statuses == ["firing"] and len(subjects) == 1 and "FIRING" in subjects[0]
+    assert statuses == ["firing"] and len(subjects) == 1
+    assert subjects[0].startswith(f"[revassure] Alert: {rule.title}: ")
     assert smtp.messages[0]["to"] == ["ops@example.com", "oncall@example.com"]
 
     # Still true, within the repeat interval: nothing new, nobody told again.
@@ -233,7 +230,9 @@ def test_each_default_rule_fires_once_notifies_both_channels_and_resolves_once(
     resolved = run_evaluation(later)
     assert [a.pk for a in resolved.resolved] == [alert.pk] and resolved.open == 0
     subjects, statuses = sent(smtp, receiver)
-    assert statuses == ["firing", "resolved"] and "RESOLVED" in subjects[1]
+    assert statuses == ["firing", "resolved"] and subjects[1].startswith(
+        f"[revassure] Resolved: {rule.title}: "
+    )
     assert run_evaluation(later + timedelta(minutes=1)).notified == 0
     assert Alert.objects.get().state == AlertState.RESOLVED
 
@@ -246,11 +245,14 @@ def test_the_webhook_body_is_slack_compatible_and_signed(ops, smtp, receiver, ru
 
     [request] = receiver.requests
     body = json.loads(request["body"])
+    url = f"https://backoffice.example.com/admin/observability/alert/{alert.pk}/change/"
     assert body == {
-        "text": f"[revassure] FIRING: violations found: {alert.summary}",
+        "text": f"[revassure] Alert: Violations found: {alert.summary} {url}",
         "status": "firing",
         "rule": "violations_found",
+        "rule_title": "Violations found",
         "alert_id": alert.pk,
+        "url": url,
         "summary": alert.summary,
         "started_at": T0.isoformat(),
         "resolved_at": None,

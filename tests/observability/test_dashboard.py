@@ -7,7 +7,7 @@ from django.urls import reverse
 
 from backfill.events import sign
 from backfill.services import store_delivery
-from observability.models import Alert, AlertRule
+from observability.models import Alert, AlertRule, AlertState
 from reconciliation.models import Break, ReconciliationRun, RunStatus
 from tests.helpers import csp_refusals
 
@@ -63,6 +63,23 @@ def test_ops_read_the_health_the_last_run_the_chart_and_the_open_alerts_on_the_i
     assert "?active=yes" in page and "?status__exact=quarantined" in page
     assert 'id="feature-flags"' in page and 'id="running-migrations"' in page
     assert csp_refusals(page) == []
+
+
+@pytest.mark.django_db
+def test_the_open_alerts_count_says_acknowledged_and_silenced_ones_apart(client, ops, history):
+    taken_up = [
+        ("webhooks_unhealthy", AlertState.ACKNOWLEDGED),
+        ("job_failed", AlertState.SILENCED),
+        ("reconciliation_stale", AlertState.SILENCED),
+    ]
+    for name, state in taken_up:
+        rule = AlertRule.objects.get(name=name)
+        Alert.objects.create(rule=rule, state=state, summary=f"{name} {state}", started_at=NOW)
+
+    page = index(client, ops)
+
+    assert "Open alerts: 1<" in page  # taken up ones are not open
+    assert "and 1 acknowledged, 2 silenced" in page
 
 
 @pytest.mark.django_db

@@ -261,7 +261,7 @@ def test_a_proposal_emails_each_approver_who_may_decide_it_once(
         f"Decide: https://backoffice.example.com/admin/reconciliation/balancerequest/{request.pk}/decide/"
         in content
     )
-    assert "From: revassure@localhost" in content
+    assert "From: revassure-alerts@example.com" in content  # ALERT_FROM_EMAIL
 
     # The same announcement again (a retried task) tells nobody twice.
     assert inbox.notify(WaitingKind.BALANCE_REQUEST, request.pk) == 0

@@ -439,7 +439,7 @@ def test_a_difference_with_a_heal_open_or_malformed_points_cannot_be_accepted(ga
         [the_break().pk], actor=reviewer, strategy="rebalance", reason="x", gateway=gateway
     )
 
-    with pytest.raises(break_actions.BreakRefused, match="w1 has heal #\\d+ open"):
+    with pytest.raises(break_actions.BreakRefused, match="w1: its wallet has heal #\\d+ open"):
         break_actions.accept([the_break().pk], actor=approver, reason="write-off")
     with pytest.raises(break_actions.BreakRefused, match="malformed"):
         break_actions.accept([the_break("text").pk], actor=approver, reason="write-off")

@@ -345,6 +345,8 @@ def test_the_command_prints_the_breaks_as_json(three, reviewer):
         "owner",
         "cause",
         "resolution",
+        "healed_by",
+        "corrections",
     ]
     assert (big["status"], big["delta"], big["owner"], big["sightings"], big["resolution"]) == (
         "acknowledged",

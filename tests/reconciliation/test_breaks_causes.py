@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.core.management import call_command
 from django.test import TestCase
+from django.urls import reverse
 
 from backfill import file_replay, runs
 from backfill.services import apply_delivery
@@ -361,3 +362,30 @@ def test_breaks_json_gives_no_cause_until_it_is_computed_and_what_a_malformed_on
     cause = breaks_json()["bad"]["cause"]
     assert (cause["code"], cause["explains"], cause["delta"]) == ("malformed_amount", 10, 10)
     assert [(e["id"], e["amount"]) for e in cause["entries"]] == [("e1", "10")]
+
+
+@pytest.mark.django_db
+def test_the_breaks_list_says_what_share_of_the_open_breaks_each_cause_explains(gateway, client, reviewer):
+    gateway.write_wallets(
+        [
+            ("m1", 150, dated(100, 50, 20)),  # missed its latest entry: -20
+            ("m2", 100, dated(100, 50, 20)),  # missed its latest 2: -70
+            ("s1", 130, dated(100, -30, 5, -5, prefix="s")),  # wrong sign: +60
+            ("odd", 1000, dated(100, 50)),  # unexplained: +850
+        ]
+    )
+    reconcile(gateway, uids=["m1", "m2", "s1", "odd"])
+
+    found = break_causes.shares()
+
+    assert found["open"] == 4
+    assert [(c["code"], c["breaks"], c["share"], c["at_stake"]) for c in found["causes"]] == [
+        ("missed_entries", 2, 50, 90),
+        ("unexplained", 1, 25, 850),
+        ("wrong_sign", 1, 25, 60),
+    ]
+    client.force_login(reviewer)
+    shown = client.get(reverse("admin:reconciliation_break_changelist")).content.decode()
+    assert "What explains the 4 open breaks:" in shown
+    assert "Wallet missed its latest entries</a> 2 (50%, 90 points at stake)" in shown
+    assert 'href="?cause=wrong_sign&amp;status=not_closed"' in shown

@@ -106,7 +106,7 @@ def test_a_post_adjustment_heal_appends_a_reconciliation_entry(
 def test_a_malformed_violation_cannot_be_healed(gateway, reviewer):
     put_wallets(gateway, {"bad": (10, [5, "5"])})
     violation = reconcile(gateway).violations.get()
-    with pytest.raises(changes.RequestRefused, match="fix the data first"):
+    with pytest.raises(changes.RequestRefused, match="propose a correction of the malformed entry"):
         changes.propose_heals([violation], actor=reviewer, strategy="rebalance", reason="x", gateway=gateway)
 
 

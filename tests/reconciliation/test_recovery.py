@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from reconciliation import recovery, services
 from reconciliation.models import ReadMode, ReconciliationChunk, ReconciliationRun, RunStatus, RunTrigger
-from revassure import leases
+from revassure import dbclock, leases
 from tests.helpers import put_wallets
 
 # Ten wallets, three of them drifted (w0, w3, w6) and one malformed (w9).
@@ -90,7 +90,7 @@ def test_a_listing_whose_worker_died_is_taken_over_from_its_last_chunk(
 @pytest.mark.django_db
 def test_a_start_delivered_again_while_its_lister_lives_changes_nothing(wallets, settings):
     run = started_by_a_dead_worker(wallets, settings, chunks=1, counted=0)
-    ReconciliationRun.objects.filter(pk=run.pk).update(lease_until=leases.expiry(60))
+    ReconciliationRun.objects.filter(pk=run.pk).update(lease_until=dbclock.ahead(60))
 
     services.execute_run(run.pk, gateway=wallets, inline=False, enqueue_chunk=None)
 
@@ -106,7 +106,7 @@ def test_a_chunk_whose_worker_died_is_checked_again_and_counted_once(
     run = started_by_a_dead_worker(wallets, settings, chunks=4, counted=0)
     ReconciliationRun.objects.filter(pk=run.pk).update(chunks_total=4, lease_until=None)
     first, *others = run.chunks.order_by("seq")
-    ReconciliationChunk.objects.filter(pk=first.pk).update(worker=DEAD, lease_until=leases.expiry(60))
+    ReconciliationChunk.objects.filter(pk=first.pk).update(worker=DEAD, lease_until=dbclock.ahead(60))
     for chunk in others:
         services.process_chunk(chunk.pk, gateway=wallets)
     services.process_chunk(first.pk, gateway=wallets)  # delivered again: its worker's lease lives

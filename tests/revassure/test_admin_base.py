@@ -20,7 +20,7 @@ from cutover.models import Cutover
 from observability import alerts
 from observability.models import Alert, AlertRule, AlertState
 from reconciliation import services as reconciliation
-from reconciliation.models import RunTrigger
+from reconciliation.models import Break, RunTrigger
 from tests.helpers import put_wallets, stored_event
 
 # A superscript digit (str.isdigit() says yes, int() says no: the letters case
@@ -40,7 +40,7 @@ def superuser(db):
 
 @pytest.fixture
 def world(gateway):
-    put_wallets(gateway, {"u1": (12, [10]), "u2": (3, [3]), "u3": (5, [2, 2.5])})
+    put_wallets(gateway, {"u1": (12, [10]), "u2": (3, [3]), "u3": (5, [2, 2.5]), "u4": (5, [2, "3"])})
     reconciliation.run_inline(actor=None, trigger=RunTrigger.COMMAND, gateway=gateway)
     stored_event("evt_1", points=7)
     return gateway
@@ -177,6 +177,13 @@ def posts(client) -> dict:
         "observability.admin.AlertActionForm.hours": lambda value: client.post(
             reverse("admin:observability_alert_changelist"),
             {"action": "silence", "_selected_action": [alert.pk], "reason": "noisy", "hours": value},
+        ),
+        "observability.admin.SilenceForm.hours": lambda value: client.post(
+            reverse("admin:observability_alert_silence", args=[alert.pk]), {"hours": value, "reason": "noisy"}
+        ),
+        "reconciliation.admin_break_page.BreakCorrectionForm.amount": lambda value: client.post(
+            reverse("admin:reconciliation_break_propose_correction", args=[Break.objects.get(uid="u4").pk]),
+            {"entry_id": "e001", "amount": value, "reason": "typo"},
         ),
         "reconciliation.admin_changes.AdjustmentForm.amount": lambda value: client.post(
             reverse("admin:reconciliation_balancerequest_propose"),

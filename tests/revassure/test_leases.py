@@ -10,14 +10,14 @@ import time_machine
 from django.utils import timezone
 
 from reconciliation.models import ReconciliationRun, RunStatus, RunTrigger
-from revassure import leases
+from revassure import dbclock, leases
 
 
 def held(seconds: float, lister: str = "me") -> ReconciliationRun:
     run = ReconciliationRun.objects.create(
         trigger=RunTrigger.SCHEDULE, status=RunStatus.RUNNING, lister=lister
     )
-    ReconciliationRun.objects.filter(pk=run.pk).update(lease_until=leases.expiry(seconds))
+    ReconciliationRun.objects.filter(pk=run.pk).update(lease_until=dbclock.ahead(seconds))
     return run
 
 
@@ -40,7 +40,7 @@ def test_a_heartbeat_keeps_a_live_workers_lease_and_says_when_it_was_taken_over(
     run = held(0.3)
     mine = ReconciliationRun.objects.filter(pk=run.pk, lister="me")
 
-    with leases.Heartbeat(lambda: mine.update(lease_until=leases.expiry(0.3)) == 1, 0.3) as beat:
+    with leases.Heartbeat(lambda: mine.update(lease_until=dbclock.ahead(0.3)) == 1, 0.3) as beat:
         time.sleep(1.0)  # three times the lease
         assert not ReconciliationRun.objects.filter(leases.free(), pk=run.pk).exists()
         assert not beat.lost

@@ -18,8 +18,7 @@ HEADER = list(COLUMNS)  # the statement's columns, as the product reads them
 
 @pytest.fixture(autouse=True)
 def quiet(db, settings, tmp_path):
-    settings.SETTLEMENT_UPLOAD_DIR = tmp_path / "settlement-uploads"
-    settings.BACKFILL_UPLOAD_DIR = tmp_path / "backfill-uploads"
+    settings.MEDIA_ROOT = tmp_path / "kept"  # uploads kept for the workers
     AlertRule.objects.update(enabled=False)
 
 

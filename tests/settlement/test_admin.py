@@ -11,7 +11,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.urls import reverse
 
-from backfill import runs
+from backfill import plan_approval, runs
 from backfill.events import UTF8_BOM
 from backfill.models import DataMigration, MigrationKind
 from backfill.services import store_delivery
@@ -145,7 +145,7 @@ def test_an_upload_that_is_not_a_statement_is_refused_with_the_reason(client, op
 
 
 def test_replaying_the_missing_rows_then_rerunning_turns_them_into_matched(
-    client, ops, world, write_statement, every_outcome, django_capture_on_commit_callbacks
+    client, ops, approver, world, write_statement, every_outcome, django_capture_on_commit_callbacks
 ):
     path = write_statement(every_outcome)
     call_command("reconcile_settlement", str(path), stdout=io.StringIO())
@@ -161,6 +161,7 @@ def test_replaying_the_missing_rows_then_rerunning_turns_them_into_matched(
     plan = DataMigration.objects.get()
     assert plan.dry_run and plan.status == "completed" and plan.applied == 1
     assert FollowUp.objects.get(row=replayable[0]).migration == plan
+    plan_approval.approve_plan(plan.pk, actor=approver, reason="the missing payment, as the statement says")
     with django_capture_on_commit_callbacks(execute=True):
         real = runs.request_bound_run(plan.pk, actor=ops)
     real.refresh_from_db()

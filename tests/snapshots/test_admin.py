@@ -41,7 +41,7 @@ def test_every_snapshot_admin_page_renders(client, gateway, tmp_path):
 
 
 def test_ops_take_a_snapshot_from_the_admin_in_a_worker(
-    client, gateway, ops, django_capture_on_commit_callbacks
+    client, gateway, ops, tmp_path, django_capture_on_commit_callbacks
 ):
     put_wallets(gateway, {"u1": (1, [1])})
     client.force_login(ops)
@@ -59,7 +59,7 @@ def test_ops_take_a_snapshot_from_the_admin_in_a_worker(
         1,
     )
     assert (snapshot.started_by, snapshot.wallets_done, snapshot.wallets_expected) == (ops, 1, 1)
-    assert snapshot.path.startswith(str(services.default_directory(gateway.project).parent))
+    assert snapshot.path.startswith(f"{tmp_path / 'snapshots'}/{gateway.project}-")
 
 
 @pytest.mark.parametrize("role", ["reviewer", "approver"])

@@ -38,6 +38,14 @@ def test_a_bucket_must_be_a_gs_uri(settings):
     assert [problem.id for problem in restore_targets(None)] == ["revassure.E051"]
 
 
+@pytest.mark.parametrize("place", ["gs://ops-bucket", "gs://ops-bucket/"])
+def test_snapshots_in_a_bucket_need_a_prefix_of_their_own(settings, place):
+    settings.SNAPSHOT_DIR = place
+    assert [problem.id for problem in restore_targets(None)] == ["revassure.E052"]
+    settings.SNAPSHOT_DIR = place.rstrip("/") + "/snapshots"
+    assert restore_targets(None) == []
+
+
 @pytest.mark.django_db
 def test_locally_a_managed_export_is_refused_clearly_and_the_json_lines_snapshot_taken(
     gateway, settings, tmp_path, capsys

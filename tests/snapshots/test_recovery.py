@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from revassure import leases
+from revassure import dbclock, leases
 from snapshots import services, tasks
 from snapshots.models import Snapshot, SnapshotStatus, Verification
 from tests.helpers import put_wallets
@@ -25,7 +25,7 @@ def requested(gateway, ops, settings, tmp_path):
     put_wallets(gateway, {"u1": (1, [1]), "u2": (5, [2, 2])})
     snapshot = services.request_snapshot(actor=ops)  # its task ran on the dead machine
     Snapshot.objects.filter(pk=snapshot.pk).update(
-        status=SnapshotStatus.RUNNING, worker=DEAD, lease_until=leases.expiry(60), wallets_done=1
+        status=SnapshotStatus.RUNNING, worker=DEAD, lease_until=dbclock.ahead(60), wallets_done=1
     )
     return snapshot
 
@@ -63,7 +63,7 @@ def test_a_worker_whose_snapshot_was_taken_over_stops_without_touching_it(gatewa
         progress = kwargs["on_progress"]
 
         def then_taken_over(done):
-            Snapshot.objects.filter(pk=requested.pk).update(worker=DEAD, lease_until=leases.expiry(60))
+            Snapshot.objects.filter(pk=requested.pk).update(worker=DEAD, lease_until=dbclock.ahead(60))
             progress(done)
 
         return real_take(directory, **{**kwargs, "on_progress": then_taken_over})

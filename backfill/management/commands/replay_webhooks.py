@@ -48,7 +48,7 @@ class Command(BaseCommand):
                 file_replay.bind_to_plan(migration, plan)
             with source.open(encoding="utf-8", errors="replace") as lines:
                 migration = file_replay.run_replay(migration, lines, gateway=gateway)
-        summary = {
+        summary: dict[str, object] = {
             "migration_id": migration.pk,
             "total": migration.total,
             **migration.outcomes(),

@@ -4,7 +4,7 @@ import os
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from cutover import record, services
+from cutover import background, record, services
 from cutover.models import Cutover
 from cutover.services import CutoverRefused
 from reconciliation.models import RunTrigger
@@ -61,6 +61,7 @@ class Command(BaseCommand):
             raise CommandError(
                 "there is no cutover yet" if cutover_id is None else f"no cutover {cutover_id}"
             )
+        background.settle(cutover)  # a step the workers finished is recorded before it is shown
         return cutover
 
     def _start(self, user, *, name, target, monitor_minutes, **_) -> Cutover:
@@ -118,6 +119,16 @@ def _describe(cutover: Cutover) -> str:
             f" by {step.confirmed_by} at {step.confirmed_at:%Y-%m-%d %H:%M} UTC" if step.confirmed_by else ""
         )
         lines.append(f"  {step}: {step.get_state_display().lower()}{who}")
+        progress = background.progress(step)
+        if progress is not None:
+            so_far = (
+                f"{progress['done']:,} of {progress['total']:,}"
+                if progress["total"]
+                else f"{progress['done']:,}"
+            )
+            lines.append(
+                f"    {progress['what']}: {progress['status'].lower()}, {so_far} {progress['unit']} done"
+            )
     if cutover.abort_reason:
         lines.append(f"aborted by {cutover.aborted_by}: {cutover.abort_reason}")
         lines += [f"  rolled back: {done}" for done in cutover.rollback.get("done", [])]

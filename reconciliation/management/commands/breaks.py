@@ -29,15 +29,16 @@ class Command(BaseCommand):
         elif status == "closed":
             found = found.filter(status=BreakStatus.CLOSED)
         now = timezone.now()
-        found = list(found)
-        rows = [breaks.summary(brk, now) for brk in found]
+        listed = list(found)
+        corrections = breaks.corrections_of([brk.pk for brk in listed])
+        rows = [breaks.summary(brk, now, corrections.get(brk.pk, [])) for brk in listed]
         if json:
             self.stdout.write(_dumps({"breaks": rows}))
             return
         if not rows:
             self.stdout.write(f"No {'' if status == 'all' else status + ' '}breaks.")
             return
-        for brk, row in zip(found, rows, strict=True):
+        for brk, row in zip(listed, rows, strict=True):
             ended = f", {row['resolution']}" if row["resolution"] else ""
             owner = row["owner"] or "nobody"
             self.stdout.write(
@@ -45,6 +46,12 @@ class Command(BaseCommand):
                 f"{row['age_days']} days old, seen {row['sightings']} times, owner {owner}\n"
                 f"    {brk.cause_text or 'probable cause not computed yet'}"
             )
+            for correction in row["corrections"]:
+                self.stdout.write(
+                    f"    correction #{correction['request']} ({correction['state']}): entry "
+                    f"{correction['supersedes']} superseded by {correction['entry']} "
+                    f"({correction['amount']:+,} points)"
+                )
 
 
 def _dumps(data) -> str:

@@ -2,6 +2,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
+from revassure.files import BadLocation
 from revassure.firestore import FirestoreError
 from revassure.formatting import points
 from revassure.logs import bound_correlation_id
@@ -11,7 +12,8 @@ from snapshots.restore import RestoreRefused
 
 class Command(BaseCommand):
     help = (
-        "Load a verified snapshot into a Firestore project, document for document (same ids, same "
+        "Load a verified snapshot (a directory, or gs://bucket/prefix) into a Firestore project, "
+        "document for document (same ids, same "
         "field types): only a project listed in RESTORE_ALLOWED_PROJECTS and never the production "
         "one, only an intact snapshot, and only into an empty project unless --replace (which "
         "deletes what the project holds under the snapshot's collections first)."
@@ -38,6 +40,10 @@ class Command(BaseCommand):
                     f"{services.readable(exc)}; if anything was written, run it again with --replace "
                     "to start clean"
                 ) from exc
+            except BadLocation as exc:
+                raise CommandError(f"refused, nothing written: {exc}") from exc
+            except OSError as exc:  # Cloud Storage refusing or out of reach: nothing was read
+                raise CommandError(f"the snapshot could not be read: {exc}") from exc
         if json:
             self.stdout.write(
                 _dumps(

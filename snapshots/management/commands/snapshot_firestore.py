@@ -2,6 +2,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
+from revassure.files import BadLocation
 from revassure.firestore import FirestoreError, get_gateway
 from revassure.formatting import points
 from revassure.logs import bound_correlation_id
@@ -12,8 +13,9 @@ from snapshots.models import Verification
 class Command(BaseCommand):
     help = (
         "Stream every wallet with its ledger, and the product's own collections, from the configured "
-        "Firestore into OUT_DIR: gzip-compressed JSON Lines with a manifest of SHA-256 sums, verified "
-        "once written. Running it again on an interrupted snapshot's directory completes it."
+        "Firestore into OUT_DIR (a directory, or gs://bucket/prefix in Cloud Storage): gzip-compressed "
+        "JSON Lines with a manifest of SHA-256 sums, verified once written. Running it again on an "
+        "interrupted snapshot's place completes it."
     )
 
     def add_arguments(self, parser):
@@ -41,6 +43,10 @@ class Command(BaseCommand):
                 raise CommandError(
                     f"the snapshot stopped, {services.readable(exc)}; run the command again to carry on"
                 ) from exc
+            except BadLocation as exc:
+                raise CommandError(f"refused: {exc}") from exc
+            except OSError as exc:  # the disk, or Cloud Storage refusing or out of reach
+                raise CommandError(f"the snapshot stopped: {exc}; run the command again to carry on") from exc
         if snapshot.managed_export_state:
             self.stderr.write(f"Managed export: {snapshot.managed_export_state}")
         if json:

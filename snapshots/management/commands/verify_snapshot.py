@@ -2,6 +2,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
+from revassure.files import BadLocation
 from revassure.formatting import points, signed
 from snapshots import services
 
@@ -10,7 +11,8 @@ VIOLATIONS_SHOWN = 50  # in the text output; --json lists them all
 
 class Command(BaseCommand):
     help = (
-        "Check a snapshot from its files alone (no Firestore): every file, SHA-256, line and count "
+        "Check a snapshot (a directory, or gs://bucket/prefix) from its files alone (no Firestore): "
+        "every file, SHA-256, line and count "
         "against the manifest, and every wallet's points against its ledger. Exits 2, naming the "
         "file and line, when the snapshot is not intact; wallets that differ from their ledger are "
         "findings about the data and do not change the exit code."
@@ -26,7 +28,12 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
     def handle(self, *args, path: str, manifest_sha256=None, json: bool = False, **options):
-        result = services.verify(path, manifest_sha256=manifest_sha256)
+        try:
+            result = services.verify(path, manifest_sha256=manifest_sha256)
+        except BadLocation as exc:
+            raise CommandError(str(exc)) from exc
+        except OSError as exc:  # Cloud Storage refusing or out of reach: the snapshot could not be read
+            raise CommandError(f"the snapshot could not be read: {exc}") from exc
         if json:
             self.stdout.write(_dumps(result.as_json()))
         else:

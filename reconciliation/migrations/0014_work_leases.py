@@ -15,7 +15,7 @@ READ_TIME = importlib.import_module("reconciliation.migrations.0010_read_time")
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("reconciliation", "0012_duplicated_entry_cause"),
+        ("reconciliation", "0013_correction_of_malformed_entries"),
     ]
 
     operations = [
