@@ -77,7 +77,19 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
             "Liability",
             {"fields": ["total_wallet_points_display", "total_ledger_sum_display", "liability_display"]},
         ),
-        ("Timing", {"fields": ["created", "started", "finished", "duration_display", "progress"]}),
+        (
+            "Timing",
+            {
+                "fields": [
+                    "created",
+                    "started",
+                    "finished",
+                    "duration_display",
+                    "progress",
+                    "checked_by_display",
+                ]
+            },
+        ),
         (
             "Instant",
             {"fields": ["read_mode_display", "read_time_display", "read_mode_reason", "cleared_display"]},
@@ -102,6 +114,16 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
     def read_time_display(self, run):
         # To the microsecond: the instant `verify_reports --rederive` reads at.
         return run.read_time.isoformat() if run.read_time else EMPTY
+
+    @admin.display(description="chunks counted by")
+    def checked_by_display(self, run):
+        """The machines whose workers counted the run's chunks (hostnames), once sealed."""
+        if not run.checked_by:
+            return EMPTY
+        return ", ".join(
+            f"{machine}: {points(chunks)} chunk{'' if chunks == 1 else 's'}"
+            for machine, chunks in run.checked_by.items()
+        )
 
     @admin.display(description="cleared at the re-check")
     def cleared_display(self, run):

@@ -77,6 +77,13 @@ class ReconciliationRun(SealedRun):
     # Wallets that disagreed at the first read but agreed at the live re-check:
     # [{"uid", "wallet_points", "ledger_sum", "delta"}] as first read, in uid order (sealed).
     cleared_at_recheck = models.JSONField(default=list, blank=True)
+    # Who did the work, for ops (not part of the sealed report): while the run
+    # lists its wallets, the lister's claim (a token) and its lease
+    # (revassure/leases.py), which a worker takes over once it lapses; once
+    # sealed, how many chunks each machine counted ({hostname: chunks}).
+    lister = models.CharField(max_length=64, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    checked_by = models.JSONField(default=dict, blank=True)
 
     error = models.TextField(blank=True)
 
@@ -148,7 +155,12 @@ class Violation(models.Model):
 
 
 class ReconciliationChunk(models.Model):
-    """A slice of a run's wallets that one worker checks: [[uid, points], ...]."""
+    """A slice of a run's wallets that one worker checks: [[uid, points], ...].
+
+    A worker takes it under a lease (`worker`, `lease_until`): another may take
+    it once the lease lapses (its worker died); `done` is claimed once, with the
+    run's counters, by whichever finishes first. `queued_at` is when it was last
+    handed to the broker (the sweep hands again a chunk lost with a machine)."""
 
     run = models.ForeignKey(ReconciliationRun, on_delete=models.CASCADE, related_name="chunks")
     seq = models.PositiveIntegerField()
@@ -156,6 +168,9 @@ class ReconciliationChunk(models.Model):
     done = models.BooleanField(default=False)
     # Its wallets that the live re-check cleared, gathered into the run at the seal.
     cleared = models.JSONField(default=list)
+    worker = models.CharField(max_length=255, blank=True)  # hostname:pid (revassure.leases.holder)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["run", "seq"], name="one_chunk_per_seq")]

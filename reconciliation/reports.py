@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC
 
 from django.utils import timezone
 
 from reconciliation.models import ReconciliationRun, RunStatus, Violation
-from revassure import alerting, metrics
+from revassure import alerting, leases, metrics
 from revassure.firestore import REPORTS, VIOLATIONS, FirestoreGateway
 from revassure.sealing import chain as sealing
 from revassure.sealing.canonical import line
@@ -151,7 +152,7 @@ def seal_run(run_id: int, attempts: int = 5) -> ReconciliationRun | None:
         run_id,
         ready=lambda run: run.chunks_total is not None and run.chunks_done >= run.chunks_total,
         checksum=_gathered_and_checksummed,
-        values={"cleared_at_recheck": []},
+        values={"cleared_at_recheck": [], "checked_by": {}},
         before=lambda run: run.chunks.all().delete(),
         attempts=attempts,
     )
@@ -172,11 +173,14 @@ def seal_run(run_id: int, attempts: int = 5) -> ReconciliationRun | None:
 
 def _gathered_and_checksummed(run: ReconciliationRun) -> str:
     """The wallets the chunks cleared at their live re-check, gathered into the
-    run (sealed with it, in uid order), then the run's checksum."""
+    run (sealed with it, in uid order), and how many chunks each machine
+    counted (for ops, outside the checksum), then the run's checksum."""
     run.cleared_at_recheck = sorted(
         (c for cleared in run.chunks.values_list("cleared", flat=True) for c in cleared),
         key=lambda c: c["uid"],
     )
+    machines = Counter(leases.machine_of(w) for w in run.chunks.values_list("worker", flat=True))
+    run.checked_by = dict(sorted(machines.items()))
     return compute_checksum(run)
 
 

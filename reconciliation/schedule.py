@@ -1,4 +1,5 @@
-"""The daily reconciliation schedule, kept in step with settings idempotently."""
+"""The daily reconciliation schedule, kept in step with settings idempotently,
+and the sweeps that keep work going when a worker dies or a deadline passes."""
 
 from datetime import datetime, timedelta
 
@@ -8,9 +9,13 @@ from django_q.models import Schedule
 
 NAME = "daily-reconcile"
 FUNC = "reconciliation.tasks.scheduled_reconcile"
-SWEEP_NAME = "sweep-balance-requests"
-SWEEP_FUNC = "reconciliation.tasks.sweep_requests"
-SWEEP_MINUTES = 10
+# name: (task, every how many minutes)
+SWEEPS = {
+    # Expire undecided proposals, release the claims of dead executions.
+    "sweep-balance-requests": ("reconciliation.tasks.sweep_requests", 10),
+    # Runs whose work was lost with a machine (reconciliation/recovery.py).
+    "sweep-reconciliation-runs": ("reconciliation.tasks.sweep_runs", 1),
+}
 
 
 def parse_daily_at(value: str) -> tuple[int, int]:
@@ -50,14 +55,12 @@ def sync_daily_schedule() -> Schedule:
     return schedule
 
 
-def sync_sweep_schedule() -> Schedule:
-    schedule, _ = Schedule.objects.update_or_create(
-        name=SWEEP_NAME,
-        defaults={
-            "func": SWEEP_FUNC,
-            "schedule_type": Schedule.MINUTES,
-            "minutes": SWEEP_MINUTES,
-            "repeats": -1,
-        },
-    )
-    return schedule
+def sync_sweep_schedules() -> list[Schedule]:
+    """Create or update each sweep's one named schedule."""
+    return [
+        Schedule.objects.update_or_create(
+            name=name,
+            defaults={"func": func, "schedule_type": Schedule.MINUTES, "minutes": minutes, "repeats": -1},
+        )[0]
+        for name, (func, minutes) in SWEEPS.items()
+    ]

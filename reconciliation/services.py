@@ -12,6 +12,10 @@ schedule, the job API):
                     confirmed violations (with what they were at T0);
     reports.seal_run() once the last chunk is in, then breaks.track_run().
 
+The listing and each chunk are held under a lease (revassure/leases.py): work
+a dead machine held, or had taken from the broker, is handed to another
+worker by the minute's sweep (reconciliation/recovery.py).
+
 See docs/reconciliation.md for the consistency argument and the costs.
 """
 
@@ -20,6 +24,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import uuid
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -27,7 +32,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.dispatch import Signal
 from django.utils import timezone
@@ -42,7 +47,7 @@ from reconciliation.models import (
     Violation,
     ViolationKind,
 )
-from revassure import flags
+from revassure import dbclock, flags, leases
 from revassure.firestore import MISSING, FirestoreGateway, LedgerTotals
 from revassure.ledger import balances_agree, is_points, superseded_entries
 from revassure.logs import get_correlation_id, on_commit
@@ -52,6 +57,8 @@ log = logging.getLogger(__name__)
 run_finished = Signal()
 
 FLAG = "reconciliation_enabled"
+START_TASK = "reconciliation.tasks.start_run"
+CHUNK_TASK = "reconciliation.tasks.check_chunk"
 MAX_LISTED_MALFORMED = 50
 # Candidates are few; confirming them (a transaction and a ledger read each)
 # concurrently keeps a run with many drifted wallets from stalling.
@@ -94,9 +101,7 @@ def request_run(*, actor, trigger: str, uids: list[str] | None = None) -> Reconc
     """Create a pending run and enqueue it for the workers once the row is committed."""
     with transaction.atomic():
         run = _create_run(actor=actor, trigger=trigger, uids=uids)
-        on_commit(
-            lambda: async_task("reconciliation.tasks.start_run", run.pk, task_name=f"reconcile-run-{run.pk}")
-        )
+        on_commit(lambda: enqueue_start(run.pk))
     log.info("reconciliation run requested", extra={"run_id": run.pk, "trigger": trigger})
     return run
 
@@ -111,6 +116,14 @@ def run_inline(
     return run
 
 
+def enqueue_start(run_id: int) -> None:
+    async_task(START_TASK, run_id, task_name=f"reconcile-run-{run_id}")
+
+
+def enqueue_chunk(chunk_id: int) -> None:
+    async_task(CHUNK_TASK, chunk_id, task_name=f"reconcile-chunk-{chunk_id}")
+
+
 # -- executing runs ----------------------------------------------------------
 
 
@@ -121,47 +134,101 @@ def execute_run(run_id: int, *, gateway: FirestoreGateway, inline: bool, enqueue
     wallet stream keeps flowing in a background thread meanwhile); otherwise
     each chunk is stored and handed to `enqueue_chunk(chunk_id)` so that any
     number of workers share the run.
+
+    The listing (and, inline, the checking) is held under a lease, renewed
+    while it goes on: a pending run is started; a run whose lister was lost (its
+    lease lapsed) is taken over from the last chunk cut, at the same T0 (the
+    same wallets); anything else (a duplicate delivery, a live lister) is left
+    alone.
     """
-    claimed = ReconciliationRun.objects.filter(pk=run_id, status=RunStatus.PENDING).update(
-        status=RunStatus.RUNNING, started_at=timezone.now()
-    )
-    if claimed != 1:
-        # django-q redelivers a task only after its timeout killed the first
-        # attempt, so a run still listing wallets here was abandoned mid-way.
-        # Listing is read-only: fail it clearly and let a new run start afresh.
-        abandoned = ReconciliationRun.objects.filter(
-            pk=run_id, status=RunStatus.RUNNING, chunks_total__isnull=True
-        ).exists()
-        if abandoned:
-            reports.fail_run(run_id, "interrupted while listing wallets (worker lost); start a new run")
-        log.warning("reconciliation run not pending; nothing to do", extra={"run_id": run_id})
+    token = _claim_listing(run_id)
+    if token is None:
+        log.info("reconciliation run not waiting for a lister; nothing to do", extra={"run_id": run_id})
         return
     run = ReconciliationRun.objects.get(pk=run_id)
-    log.info("reconciliation run started", extra={"run_id": run_id, "inline": inline})
+    last = run.chunks.order_by("-seq").first()
+    if last is not None:
+        log.warning(
+            "reconciliation run's lister was lost: listing taken over",
+            extra={"run_id": run_id, "after_chunk": last.seq},
+        )
+    else:
+        log.info("reconciliation run started", extra={"run_id": run_id, "inline": inline})
+    lease = settings.RECONCILE_LEASE_SECONDS
+    listing = ReconciliationRun.objects.filter(
+        pk=run_id, lister=token, status=RunStatus.RUNNING, chunks_total__isnull=True
+    )
     try:
-        run = _plan_reads(run, gateway)
-        seq, ahead = 0, deque[tuple[int, Future[dict[str, LedgerTotals]]]]()
-        chunks = wallet_chunks(run.scope_uids, gateway, read_time=run.read_time, ramp=inline)
-        for seq, wallets in enumerate(chunks, start=1):
-            chunk = ReconciliationChunk.objects.create(run=run, seq=seq, wallets=wallets)
-            if not inline:
-                on_commit(lambda chunk_id=chunk.pk: enqueue_chunk(chunk_id))
-                continue
-            # Queue this chunk's aggregations before finishing the ones before it:
-            # re-checking a chunk's candidates waits behind the aggregations
-            # queued in Firestore, which stays busy meanwhile.
-            ahead.append((chunk.pk, _start_aggregation(wallets, gateway, run.read_time)))
-            if len(ahead) > CHUNKS_AHEAD:
-                chunk_id, totals = ahead.popleft()
-                process_chunk(chunk_id, gateway=gateway, totals=totals.result())
-        while ahead:
-            chunk_id, totals = ahead.popleft()
-            process_chunk(chunk_id, gateway=gateway, totals=totals.result())
-        ReconciliationRun.objects.filter(pk=run_id).update(chunks_total=seq)
+        with leases.Heartbeat(lambda: listing.update(lease_until=dbclock.ahead(lease)) == 1, lease):
+            _list_and_check(run, last, token, gateway=gateway, inline=inline, enqueue_chunk=enqueue_chunk)
     except Exception as exc:
         fail_run(run_id, exc)
         raise
-    _seal_if_complete(run_id, gateway)
+    seal_if_complete(run_id, gateway)
+
+
+def _list_and_check(run, last, token: str, *, gateway: FirestoreGateway, inline: bool, enqueue_chunk) -> None:
+    """Cut the run's wallets into chunks after `last` (the last chunk cut, if any)
+    while the listing is this worker's; hand each out, or check it here (inline)."""
+    run_id = run.pk
+    if not run.read_mode:
+        run = _plan_reads(run, gateway)
+    seq, ahead = (last.seq if last else 0), deque[tuple[int, Future[dict[str, LedgerTotals]]]]()
+    after = last.wallets[-1][0] if last and last.wallets else None
+    chunks = wallet_chunks(run.scope_uids, gateway, read_time=run.read_time, ramp=inline, after=after)
+    for wallets in chunks:
+        seq += 1
+        chunk = _cut_chunk(run, seq, wallets, token, queued=not inline)
+        if chunk is None:
+            log.warning("run's listing taken over by another worker; stopping", extra={"run_id": run_id})
+            return
+        if not inline:
+            on_commit(lambda chunk_id=chunk.pk: enqueue_chunk(chunk_id))
+            continue
+        # Queue this chunk's aggregations before finishing the ones before it:
+        # re-checking a chunk's candidates waits behind the aggregations
+        # queued in Firestore, which stays busy meanwhile.
+        ahead.append((chunk.pk, _start_aggregation(wallets, gateway, run.read_time)))
+        if len(ahead) > CHUNKS_AHEAD:
+            chunk_id, totals = ahead.popleft()
+            process_chunk(chunk_id, gateway=gateway, totals=totals.result())
+    while ahead:
+        chunk_id, totals = ahead.popleft()
+        process_chunk(chunk_id, gateway=gateway, totals=totals.result())
+    ReconciliationRun.objects.filter(pk=run_id, lister=token).update(chunks_total=seq, lease_until=None)
+
+
+def _claim_listing(run_id: int) -> str | None:
+    """Take the run's listing: a pending run, or a running one whose lister's
+    lease lapsed before it had cut every chunk. The claim's token, or None."""
+    token = uuid.uuid4().hex
+    lease = dbclock.ahead(settings.RECONCILE_LEASE_SECONDS)
+    started = ReconciliationRun.objects.filter(pk=run_id, status=RunStatus.PENDING).update(
+        status=RunStatus.RUNNING, started_at=timezone.now(), lister=token, lease_until=lease
+    )
+    if started:
+        return token
+    lost = ReconciliationRun.objects.filter(
+        leases.free(), pk=run_id, status=RunStatus.RUNNING, chunks_total__isnull=True
+    )
+    return token if lost.update(lister=token, lease_until=lease) else None
+
+
+def _cut_chunk(run: ReconciliationRun, seq: int, wallets: list, token: str, *, queued: bool):
+    """Store the next chunk while the listing is still this worker's (renewing
+    its lease); None once another worker has taken the listing over."""
+    renewed = ReconciliationRun.objects.filter(pk=run.pk, lister=token, status=RunStatus.RUNNING).update(
+        lease_until=dbclock.ahead(settings.RECONCILE_LEASE_SECONDS)
+    )
+    if not renewed:
+        return None
+    try:
+        with transaction.atomic():
+            return ReconciliationChunk.objects.create(
+                run=run, seq=seq, wallets=wallets, queued_at=dbclock.now() if queued else None
+            )
+    except IntegrityError:  # the worker that took over cut it first
+        return None
 
 
 def _plan_reads(run: ReconciliationRun, gateway: FirestoreGateway) -> ReconciliationRun:
@@ -184,11 +251,17 @@ def _plan_reads(run: ReconciliationRun, gateway: FirestoreGateway) -> Reconcilia
 
 
 def wallet_chunks(
-    scope_uids: list[str], gateway: FirestoreGateway, *, read_time: datetime | None, ramp: bool = False
+    scope_uids: list[str],
+    gateway: FirestoreGateway,
+    *,
+    read_time: datetime | None,
+    ramp: bool = False,
+    after: str | None = None,
 ):
     """Yield lists of [uid, encoded points], at most RECONCILE_CHUNK_SIZE long: the
     wallets named in `scope_uids` (every wallet when empty), as of `read_time`
-    (live when None).
+    (live when None), in uid order; only those after the uid `after` when given
+    (a listing taken over goes on from its last chunk).
 
     The wallet stream is read by a background thread into a small bounded queue,
     so reading wallets overlaps with checking the chunk before; memory stays
@@ -196,6 +269,8 @@ def wallet_chunks(
     """
     size = settings.RECONCILE_CHUNK_SIZE
     if scope_uids:
+        if after is not None:
+            scope_uids = [uid for uid in scope_uids if uid > after]
         for start in range(0, len(scope_uids), size):
             uids = scope_uids[start : start + size]
             found = gateway.get_wallet_points(uids, read_time=read_time)
@@ -221,6 +296,8 @@ def wallet_chunks(
             # 1/4, 1/2, then full. Workers get whole chunks from the start.
             batch, target = [], max(1, size // 8) if ramp else size
             for uid, points in gateway.stream_wallets(read_time=read_time):
+                if after is not None and uid <= after:
+                    continue  # cut into a chunk before the listing was taken over
                 batch.append([uid, _encode_points(True, points)])
                 if len(batch) == target:
                     if not put(batch):
@@ -249,24 +326,38 @@ def _start_aggregation(wallets: list[list[Any]], gateway: FirestoreGateway, read
 def process_chunk(
     chunk_id: int, *, gateway: FirestoreGateway, totals: dict[str, LedgerTotals] | None = None
 ) -> None:
-    """Check one chunk of wallets and add its findings to the run. Runs once.
+    """Check one chunk of wallets and add its findings to the run. Counted once.
 
-    Only reads happen before the final database transaction, so a chunk whose
-    worker died is simply processed again; the `done` flag, claimed in the same
-    transaction as the counters, makes a duplicate delivery a no-op.
+    The chunk is taken under a lease first: while its worker lives, another
+    delivery of the chunk leaves it alone; once the lease lapses (the worker
+    died), the sweep hands it to another worker. Only reads happen before the
+    final database transaction, so a chunk is simply checked again; the `done`
+    flag, claimed in the same transaction as the counters, makes sure it is
+    counted once, whichever worker finishes first.
     """
     chunk = ReconciliationChunk.objects.select_related("run").filter(pk=chunk_id).first()
     if chunk is None or chunk.done or chunk.run.status != RunStatus.RUNNING:
         return  # a redelivery: the chunk was counted (and dropped at the seal) already
+    worker = leases.holder()
+    taken = ReconciliationChunk.objects.filter(leases.free(), pk=chunk_id, done=False).update(
+        worker=worker, lease_until=dbclock.ahead(settings.RECONCILE_LEASE_SECONDS)
+    )
+    if not taken:
+        return  # another worker is checking it
     run_id = chunk.run_id
+    lease = settings.RECONCILE_LEASE_SECONDS
+    mine = ReconciliationChunk.objects.filter(pk=chunk_id, worker=worker, done=False)
     try:
-        findings = check_wallets(chunk.wallets, gateway=gateway, totals=totals, read_time=chunk.run.read_time)
+        with leases.Heartbeat(lambda: mine.update(lease_until=dbclock.ahead(lease)) == 1, lease):
+            findings = check_wallets(
+                chunk.wallets, gateway=gateway, totals=totals, read_time=chunk.run.read_time
+            )
     except Exception as exc:
         fail_run(run_id, exc)
         raise
     with transaction.atomic():
         claimed = ReconciliationChunk.objects.filter(pk=chunk_id, done=False).update(
-            done=True, cleared=findings.cleared
+            done=True, cleared=findings.cleared, worker=worker, lease_until=None
         )
         if claimed != 1:
             return
@@ -283,10 +374,11 @@ def process_chunk(
             total_wallet_points=F("total_wallet_points") + findings.total_wallet_points,
             total_ledger_sum=F("total_ledger_sum") + findings.total_ledger_sum,
         )
-    _seal_if_complete(run_id, gateway)
+    seal_if_complete(run_id, gateway)
 
 
-def _seal_if_complete(run_id: int, gateway: FirestoreGateway) -> None:
+def seal_if_complete(run_id: int, gateway: FirestoreGateway) -> None:
+    """Seal the run if its last chunk is in (once), mirror it and follow its breaks."""
     sealed = reports.seal_run(run_id)
     if sealed is not None:
         reports.mirror_run(sealed, gateway=gateway)

@@ -3,7 +3,7 @@
 from django.dispatch import receiver
 
 from reconciliation import changes
-from reconciliation.schedule import sync_daily_schedule, sync_sweep_schedule
+from reconciliation.schedule import sync_daily_schedule, sync_sweep_schedules
 from revassure.flags import ensure_flags
 from revassure.freeze import unfrozen
 
@@ -11,7 +11,7 @@ from revassure.freeze import unfrozen
 def after_migrate(**kwargs):
     """Connected to post_migrate for this app: the schedules and flags exist after any migrate."""
     sync_daily_schedule()
-    sync_sweep_schedule()
+    sync_sweep_schedules()
     ensure_flags()
 
 

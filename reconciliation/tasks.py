@@ -8,25 +8,25 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django_q.tasks import async_task
 
-from reconciliation import break_causes, changes, services, watcher
+from reconciliation import break_causes, changes, recovery, services, watcher
 from reconciliation.models import RunTrigger
 from revassure.firestore import get_gateway
 
 log = logging.getLogger(__name__)
 
 
-def enqueue_chunk(chunk_id: int) -> None:
-    async_task("reconciliation.tasks.check_chunk", chunk_id, task_name=f"reconcile-chunk-{chunk_id}")
-
-
 def start_run(run_id: int) -> None:
-    services.execute_run(run_id, gateway=get_gateway(), inline=False, enqueue_chunk=enqueue_chunk)
+    services.execute_run(run_id, gateway=get_gateway(), inline=False, enqueue_chunk=services.enqueue_chunk)
 
 
 def check_chunk(chunk_id: int) -> None:
     services.process_chunk(chunk_id, gateway=get_gateway())
+
+
+def sweep_runs() -> dict:
+    """Every minute: runs whose work was lost with a machine go on (recovery.sweep)."""
+    return recovery.sweep(gateway=get_gateway())
 
 
 def fill_break_causes() -> int:

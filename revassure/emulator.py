@@ -39,9 +39,9 @@ class EmulatorUnavailable(RuntimeError):
     pass
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         return sock.getsockname()[1]
 
 
@@ -123,7 +123,7 @@ class _Output:
         return "".join(self.lines[-40:])
 
 
-def _command(kind: str, port: int, rules: Path | None) -> list[str]:
+def _command(kind: str, port: int, rules: Path | None, host: str = "127.0.0.1") -> list[str]:
     if kind == "google":
         launcher = google_launcher()
         if launcher is None or shutil.which("java") is None:
@@ -131,7 +131,7 @@ def _command(kind: str, port: int, rules: Path | None) -> list[str]:
                 "Google's Firestore emulator is not installed: apt-get install "
                 "google-cloud-cli-firestore-emulator with Java 17, or set FIRESTORE_GOOGLE_EMULATOR"
             )
-        command = [str(launcher), "start", "--host=127.0.0.1", f"--port={port}"]
+        command = [str(launcher), "start", f"--host={host}", f"--port={port}"]
         return command + ([f"--rules={rules}"] if rules else [])
     node = shutil.which("node")
     if node is None or not PACKAGE.exists():
@@ -140,7 +140,7 @@ def _command(kind: str, port: int, rules: Path | None) -> list[str]:
         )
     if rules:
         raise EmulatorUnavailable("security rules are enforced by Google's emulator only")
-    return [node, str(SCRIPT), str(port)]
+    return [node, str(SCRIPT), str(port), host]
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -169,17 +169,20 @@ def running_emulator(
     kind: str | None = None,
     env: dict[str, str] | None = None,
     rules: Path | None = None,
+    host: str = "127.0.0.1",
 ):
     """Yield a fresh emulator (its host:port, pid and kind); stop it on exit.
 
     `kind` is `npm` or `google` (default: FIRESTORE_EMULATOR). `env` adds to the
     launcher's environment, e.g. FIRESTORE_EMULATOR_LOCK_TIMEOUT_MS for ours.
-    `rules` starts Google's emulator enforcing that rules file.
+    `rules` starts Google's emulator enforcing that rules file. `host` is the
+    address it listens on (only there): the loopback by default, another
+    address of this machine for clients in other network namespaces.
     """
     kind = kind or configured_kind()
-    port = free_port()
+    port = free_port(host)
     process = subprocess.Popen(
-        _command(kind, port, rules),
+        _command(kind, port, rules, host),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -197,16 +200,18 @@ def running_emulator(
                 )
             if time.monotonic() > deadline:
                 raise EmulatorUnavailable(f"{kind} emulator did not start within {timeout}s: {output.text()}")
-        yield Emulator(host=f"127.0.0.1:{port}", pid=process.pid, kind=kind)
+        yield Emulator(host=f"{host}:{port}", pid=process.pid, kind=kind)
     finally:
         _stop(process)
 
 
 def main() -> None:
-    """`python -m revassure.emulator PORT`: serve the configured emulator until stopped."""
-    port = int(sys.argv[1]) if len(sys.argv) > 1 else free_port()
+    """`python -m revassure.emulator PORT [HOST]`: serve the configured emulator on
+    HOST (the loopback by default) until stopped."""
+    host = sys.argv[2] if len(sys.argv) > 2 else "127.0.0.1"
+    port = int(sys.argv[1]) if len(sys.argv) > 1 else free_port(host)
     kind = configured_kind()
-    command = _command(kind, port, None)
+    command = _command(kind, port, None, host)
     os.execvp(command[0], command)
 
 

@@ -84,12 +84,21 @@ SNAPSHOT_DIR = env.str(
 )
 SNAPSHOT_BUCKET = env.str("SNAPSHOT_BUCKET", default="")
 RESTORE_ALLOWED_PROJECTS = env.list("RESTORE_ALLOWED_PROJECTS", default=[])
+# A worker taking a snapshot renews its lease after each file; silent this long
+# (by the database's clock), it is taken for dead and the minute's sweep hands
+# the snapshot to another worker.
+SNAPSHOT_LEASE_SECONDS = env.int("SNAPSHOT_LEASE_SECONDS", default=300)
 FIRESTORE_PRODUCTION_PROJECT = env.str("FIRESTORE_PRODUCTION_PROJECT", default="")
 
 # Reconciliation: how many ledger aggregations run at once in one process, how
 # many wallets one worker chunk holds, and when the daily run starts (UTC).
 RECONCILE_CONCURRENCY = env.int("RECONCILE_CONCURRENCY", default=64)
 RECONCILE_CHUNK_SIZE = env.int("RECONCILE_CHUNK_SIZE", default=1000)
+# A worker holds a chunk it checks, or a run's listing between two chunks, this
+# long (by the database's clock); past it, the worker is taken for dead and the
+# minute's sweep hands the work to another (reconciliation/recovery.py). Longer
+# than a chunk takes: a live worker's chunk taken over is only checked twice.
+RECONCILE_LEASE_SECONDS = env.int("RECONCILE_LEASE_SECONDS", default=300)
 # The real-time watcher (watch_ledger, docs/realtime.md): a wallet is checked this
 # long after the first write of a burst; its state is saved every heartbeat; it
 # counts as behind when its resume point lags the heartbeat by more than the lag.

@@ -1,6 +1,9 @@
 // Starts the in-memory Firestore emulator (@firestore-emulator/server) on
-// 127.0.0.1:<port> and serves until the process ends. Prints "ready <port>"
-// once it listens, so callers can wait for that line instead of sleeping.
+// <host>:<port> (`node firestore-emulator.js PORT [HOST]`, the host 127.0.0.1
+// by default) and serves until the process ends. Prints "ready <port>" once it
+// listens, so callers can wait for that line instead of sleeping. The package
+// itself listens on every interface (0.0.0.0): the launcher binds the one
+// address it is given, so a development emulator is not served to the network.
 //
 // The package keeps no transaction isolation and applies commits write by
 // write, so on its own it cannot tell whether our concurrency guarantees hold.
@@ -69,7 +72,21 @@ const { FirestoreServer } = require(PACKAGE);
 fromPackage("immer").setAutoFreeze(false);
 
 const port = Number.parseInt(process.argv[2] || process.env.PORT || "8085", 10);
+const host = process.argv[3] || "127.0.0.1";
 const bare = process.env.FIRESTORE_EMULATOR_BARE === "1";
+
+// The package's start() binds 0.0.0.0:<port>; bind <host>:<port> in its place.
+function startOn(server) {
+  const grpc = fromPackage("@grpc/grpc-js");
+  const bindAsync = grpc.Server.prototype.bindAsync;
+  const address = `${host.includes(":") ? `[${host}]` : host}:${port}`;
+  grpc.Server.prototype.bindAsync = function (requested, ...rest) {
+    return bindAsync.call(this, requested === `0.0.0.0:${port}` ? address : requested, ...rest);
+  };
+  return server.start(port).finally(() => {
+    grpc.Server.prototype.bindAsync = bindAsync;
+  });
+}
 
 function keepFirestorePromises() {
   const version = require(`${PACKAGE}/package.json`).version;
@@ -711,10 +728,9 @@ function keepFirestorePromises() {
   }
 }
 
-(bare ? new FirestoreServer() : keepFirestorePromises())
-  .start(port)
+startOn(bare ? new FirestoreServer() : keepFirestorePromises())
   .then(() => console.log(`ready ${port}${bare ? " (bare)" : ""}`))
   .catch((err) => {
-    console.error(`firestore emulator failed to start on ${port}: ${err}`);
+    console.error(`firestore emulator failed to start on ${host}:${port}: ${err}`);
     process.exit(1);
   });

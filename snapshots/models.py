@@ -64,6 +64,11 @@ class Snapshot(models.Model):
     # SNAPSHOT_BUCKET is set (Google Cloud only).
     managed_export_operation = models.CharField(max_length=300, blank=True)
     managed_export_state = models.CharField(max_length=300, blank=True)
+    # The worker taking it (hostname:pid) and its lease (revassure/leases.py),
+    # renewed after each file: once lapsed, the minute's sweep hands the
+    # snapshot to another worker (services.resume_abandoned).
+    worker = models.CharField(max_length=255, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

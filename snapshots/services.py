@@ -5,6 +5,8 @@ The entry points (the commands, the admin, the cutover runbook) call these:
 - `take(out_dir, actor=, gateway=)`: take a snapshot here and now (or complete
   an interrupted one in the same directory), verify it, record it;
 - `request_snapshot(actor=)`: the same in a worker (the admin's button);
+  a worker takes it under a lease, and the minute's sweep
+  (`resume_abandoned()`) hands it to another worker once that lease lapses;
 - `verify(path)`: check a snapshot from its files alone;
 - `verify_snapshot(snapshot)`: the same, recorded on its row;
 - `restore(path, project=, replace=, actor=)`: load a snapshot into an allowed
@@ -20,10 +22,12 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.dispatch import Signal
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from revassure import dbclock, leases
 from revassure.firestore import FirestoreError, FirestoreGateway, get_gateway
 from revassure.firestore.snapshots import ManagedExportUnavailable
 from revassure.logs import on_commit
@@ -48,6 +52,10 @@ class SnapshotBusy(Exception):
     """Another worker or process is taking this snapshot."""
 
 
+class SnapshotTakenOver(SnapshotBusy):
+    """This worker's lease lapsed and another worker took the snapshot over."""
+
+
 def require_permission(actor) -> None:
     """A person needs the permission; None is the system (a command on the server)."""
     if actor is not None and not actor.has_perm(PERMISSION):
@@ -59,13 +67,17 @@ def default_directory(project: str) -> str:
     return places.inside(settings.SNAPSHOT_DIR, f"{project}-{timezone.now():%Y%m%dT%H%M%SZ}")
 
 
-def transition(snapshot_id: int, to: SnapshotStatus, *, source=None, **values) -> bool:
+def transition(snapshot_id: int, to: SnapshotStatus, *, source=None, held_by=None, **values) -> bool:
     """Move a snapshot to `to` if TRANSITIONS allows it from where it is (or from
-    `source` only, when given): a conditional update, True when it moved."""
+    `source` only, when given; while worker `held_by` holds it, when given): a
+    conditional update, True when it moved."""
     allowed = [status for status, targets in TRANSITIONS.items() if to in targets]
     if source is not None:
         allowed = [status for status in allowed if status == source]
-    return Snapshot.objects.filter(pk=snapshot_id, status__in=allowed).update(status=to, **values) == 1
+    rows = Snapshot.objects.filter(pk=snapshot_id, status__in=allowed)
+    if held_by is not None:
+        rows = rows.filter(worker=held_by)
+    return rows.update(status=to, **values) == 1
 
 
 # -- taking --------------------------------------------------------------------
@@ -135,27 +147,47 @@ def run(
     snapshot = Snapshot.objects.get(pk=snapshot_id)
     if snapshot.project != gateway.project:
         raise ValueError(f"snapshot {snapshot_id} is of project {snapshot.project}, not {gateway.project}")
-    if not transition(snapshot_id, SnapshotStatus.RUNNING, started_at=snapshot.started_at or timezone.now()):
+    remote = places.is_remote(snapshot.path)
+    staging = places.staging(snapshot.path) if remote else Path(snapshot.path)
+    if writer.busy(staging):
+        # A process of this machine still writes it (its lease lapsed in a long
+        # pause): the sweep hands it out again once that process is gone.
+        raise SnapshotBusy(f"snapshot {snapshot_id} is being written by another process of this machine")
+    worker = leases.holder()
+    lease = settings.SNAPSHOT_LEASE_SECONDS
+    if not transition(
+        snapshot_id,
+        SnapshotStatus.RUNNING,
+        started_at=snapshot.started_at or timezone.now(),
+        worker=worker,
+        lease_until=dbclock.ahead(lease),
+    ):
         raise SnapshotBusy(
             f"snapshot {snapshot_id} is {snapshot.get_status_display().lower()}, not waiting to run"
         )
+    held = Snapshot.objects.filter(pk=snapshot_id, status=SnapshotStatus.RUNNING, worker=worker)
     try:
         Snapshot.objects.filter(pk=snapshot_id).update(wallets_expected=gateway.count_wallets(), error="")
+        with leases.Heartbeat(lambda: held.update(lease_until=dbclock.ahead(lease)) == 1, lease) as beat:
 
-        def progress(wallets_done: int) -> None:
-            Snapshot.objects.filter(pk=snapshot_id).update(wallets_done=wallets_done)
+            def progress(wallets_done: int) -> None:
+                if beat.lost or not held.update(wallets_done=wallets_done, lease_until=dbclock.ahead(lease)):
+                    raise SnapshotTakenOver(f"snapshot {snapshot_id} was taken over by another worker")
 
-        remote = places.is_remote(snapshot.path)
-        outcome = writer.take(
-            places.staging(snapshot.path) if remote else Path(snapshot.path),
-            gateway=gateway,
-            wallets_per_part=wallets_per_part,
-            deadline=deadline,
-            on_progress=progress,
-            mirror=places.Bucket(snapshot.path) if remote else None,
-        )
+            outcome = writer.take(
+                staging,
+                gateway=gateway,
+                wallets_per_part=wallets_per_part,
+                deadline=deadline,
+                on_progress=progress,
+                mirror=places.Bucket(snapshot.path) if remote else None,
+            )
+    except SnapshotTakenOver:
+        # This worker was taken for dead (its lease lapsed): the other one finishes it.
+        log.warning("snapshot taken over by another worker", extra={"snapshot_id": snapshot_id})
+        return Snapshot.objects.get(pk=snapshot_id)
     except Exception as exc:
-        transition(snapshot_id, SnapshotStatus.FAILED, error=readable(exc))
+        transition(snapshot_id, SnapshotStatus.FAILED, held_by=worker, error=readable(exc), lease_until=None)
         snapshot_finished.send(sender=Snapshot, snapshot_id=snapshot_id)
         if isinstance(exc, FirestoreError):
             # Firestore out of reach or refusing: what it said is the whole story.
@@ -168,24 +200,50 @@ def run(
             "snapshot started over", extra={"snapshot_id": snapshot_id, "reason": outcome.started_over}
         )
     if not outcome.finished:
-        transition(snapshot_id, SnapshotStatus.PENDING)
+        transition(snapshot_id, SnapshotStatus.PENDING, held_by=worker)
         return Snapshot.objects.get(pk=snapshot_id)
     manifest = outcome.manifest
     assert manifest is not None  # finished: written
-    Snapshot.objects.filter(pk=snapshot_id).update(
+    if not held.update(
         **{name: manifest[name] for name in ("seconds", "wallets", "entries", "documents")},
         points_total=manifest["points_total"],
         ledger_total=manifest["ledger_total"],
         wallets_done=manifest["wallets"],
         manifest_sha256=outcome.manifest_sha256,
         manifest=manifest,
-    )
+        lease_until=dbclock.ahead(lease),
+    ):
+        log.warning("snapshot taken over by another worker", extra={"snapshot_id": snapshot_id})
+        return Snapshot.objects.get(pk=snapshot_id)
     snapshot = verify_snapshot(Snapshot.objects.get(pk=snapshot_id))
     _start_managed_export(snapshot, gateway, manifest["read_time"])
-    transition(snapshot_id, SnapshotStatus.COMPLETED, finished_at=timezone.now())
+    transition(
+        snapshot_id, SnapshotStatus.COMPLETED, held_by=worker, finished_at=timezone.now(), lease_until=None
+    )
     log.info("snapshot completed", extra={"snapshot_id": snapshot_id, "wallets": manifest["wallets"]})
     snapshot_finished.send(sender=Snapshot, snapshot_id=snapshot_id)
     return Snapshot.objects.get(pk=snapshot_id)
+
+
+def resume_abandoned() -> int:
+    """Every minute: snapshots whose worker was lost go to a worker again. A
+    running one whose lease lapsed (its worker died: the Redis broker never
+    hands its task out again) is set back to pending; a pending one whose task
+    may have been lost with a machine (it has waited longer than a lease) is
+    queued again. The worker carries on after the last file in its directory
+    (on another machine's disk: from the start). A duplicate finds it taken."""
+    lease = settings.SNAPSHOT_LEASE_SECONDS
+    lapsed = Snapshot.objects.filter(leases.free(), status=SnapshotStatus.RUNNING)
+    for snapshot_id in lapsed.values_list("pk", flat=True):
+        if transition(snapshot_id, SnapshotStatus.PENDING, source=SnapshotStatus.RUNNING):
+            log.warning("snapshot's worker was lost; handed out again", extra={"snapshot_id": snapshot_id})
+    waiting = Snapshot.objects.filter(status=SnapshotStatus.PENDING).filter(
+        leases.lapsed() | Q(lease_until__isnull=True, created_at__lt=dbclock.ago(lease))
+    )
+    found = list(waiting.values_list("pk", flat=True))
+    for snapshot_id in found:
+        async_task(TAKE_TASK, snapshot_id)
+    return len(found)
 
 
 def _start_managed_export(snapshot: Snapshot, gateway: FirestoreGateway, read_time: str) -> None:

@@ -1,12 +1,13 @@
 """The suite's own layout: test modules share builders through tests/helpers.py
-(and the gRPC fault proxy through tests/firestore_proxy.py), never by importing
-each other (or conftest), so each reads on its own."""
+(and the gRPC fault proxy through tests/firestore_proxy.py, the machines of
+tests/hosts through tests/hosts/machines.py), never by importing each other (or
+conftest), so each reads on its own."""
 
 import ast
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
-SHARED = {"tests.helpers", "tests.firestore_proxy"}
+SHARED = {"tests.helpers", "tests.firestore_proxy", "tests.hosts.machines"}
 
 
 def test_no_test_module_imports_another():

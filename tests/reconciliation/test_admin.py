@@ -1,6 +1,7 @@
 import csv
 import io
 import re
+import socket
 
 import pytest
 from django.contrib.auth.models import User
@@ -95,6 +96,20 @@ def test_run_now_says_why_when_the_flag_is_off(client, ops):
         response.content.decode()
     )
     assert not ReconciliationRun.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_run_page_says_which_machines_counted_its_chunks(client, reviewer, gateway, settings):
+    settings.RECONCILE_CHUNK_SIZE = 1
+    put_wallets(gateway, {"u1": (1, [1]), "u2": (2, [2])})
+    run = services.run_inline(actor=None, trigger=RunTrigger.COMMAND, gateway=gateway)
+    client.force_login(reviewer)
+
+    url = reverse("admin:reconciliation_reconciliationrun_change", args=[run.pk])
+    page = client.get(url).content.decode()
+
+    assert run.checked_by == {socket.gethostname(): 2}
+    assert f"{socket.gethostname()}: 2 chunks" in page
 
 
 @pytest.mark.django_db

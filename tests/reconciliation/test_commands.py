@@ -213,12 +213,12 @@ def test_sync_schedules_is_idempotent(settings):
     assert schedule.cron == "30 3 * * *"
     assert schedule.func == "reconciliation.tasks.scheduled_reconcile"
     assert Schedule.objects.filter(func="reconciliation.tasks.scheduled_reconcile").count() == 1
-    sweep = Schedule.objects.get(name="sweep-balance-requests")
-    assert (sweep.func, sweep.schedule_type, sweep.minutes) == (
-        "reconciliation.tasks.sweep_requests",
-        "I",
-        10,
-    )
+    ours = Schedule.objects.filter(func__startswith="reconciliation.tasks.sweep_").order_by("name")
+    assert [(s.name, s.func, s.schedule_type, s.minutes) for s in ours] == [
+        ("sweep-balance-requests", "reconciliation.tasks.sweep_requests", "I", 10),
+        ("sweep-reconciliation-runs", "reconciliation.tasks.sweep_runs", "I", 1),
+    ]
+    assert Schedule.objects.filter(name="sweep-reconciliation-runs").count() == 1
 
 
 @pytest.mark.django_db

@@ -224,15 +224,3 @@ def test_a_user_without_the_permission_cannot_start_a_run(gateway, reviewer, ops
         services.request_run(actor=reviewer, trigger=RunTrigger.ADMIN)
     run = services.request_run(actor=ops, trigger=RunTrigger.ADMIN)
     assert run.requested_by == ops
-
-
-@pytest.mark.django_db
-def test_a_start_task_redelivered_after_its_worker_died_fails_the_run_clearly(gateway):
-    # The first attempt claimed the run and died while listing wallets.
-    run = ReconciliationRun.objects.create(trigger=RunTrigger.SCHEDULE, status=RunStatus.RUNNING)
-
-    services.execute_run(run.pk, gateway=gateway, inline=False, enqueue_chunk=None)
-
-    run.refresh_from_db()
-    assert run.status == RunStatus.FAILED
-    assert "interrupted while listing wallets" in run.error

@@ -3,12 +3,14 @@ emulator the rest of the session runs on: each test starts the launcher itself.
 
 These are knobs of the launcher, not promises of Firestore: how long an idle
 transaction keeps its locks (Firestore: 60 s; shorter here for the killed-worker
-tests), and the bare package one switch away.
+tests), the bare package one switch away, and the one address it listens on.
 """
 
+import socket
 import threading
 import uuid
 from contextlib import ExitStack
+from pathlib import Path
 
 import pytest
 from google.api_core import exceptions as gexc
@@ -71,3 +73,28 @@ def test_the_bare_package_is_one_switch_away(launcher):
     read(client.transaction())
     read(client.transaction())
     assert ids[0] == ids[1]  # the package's constant id: no promises kept
+
+
+def listening_addresses(port: int) -> set[str]:
+    """The IPv4 addresses with a socket listening on `port` (Linux /proc/net/tcp)."""
+    found = set()
+    for row in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = row.split()[1], row.split()[3]
+        address, _, hex_port = local.partition(":")
+        if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+            found.add(socket.inet_ntoa(int(address, 16).to_bytes(4, "little")))
+    return found
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2"])
+def test_the_launcher_listens_on_the_address_it_is_given_only(host, monkeypatch):
+    # The package binds every interface (0.0.0.0); a development emulator must not be
+    # served to the network, and tests/hosts starts it on the address of host C.
+    with running_emulator(kind="npm", host=host) as emulator:
+        port = int(emulator.host.rsplit(":", 1)[1])
+        assert emulator.host == f"{host}:{port}"
+        assert listening_addresses(port) == {host}
+        monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", emulator.host)
+        client = firestore.Client(project=f"launcher-{uuid.uuid4().hex[:12]}")
+        client.collection("c").document("d").set({"n": 1})
+        assert client.collection("c").document("d").get().to_dict() == {"n": 1}
