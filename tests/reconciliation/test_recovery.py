@@ -5,10 +5,12 @@ hold it after a SIGKILL (its claims and leases, nothing after); the sweep and th
 tasks it hands out run here, in sync mode, as a worker would run them.
 (tests/hosts kills real machines.)"""
 
+import uuid
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from django_q.conf import Conf
 
 from reconciliation import recovery, services
 from reconciliation.models import ReadMode, ReconciliationChunk, ReconciliationRun, RunStatus, RunTrigger
@@ -21,8 +23,11 @@ DEAD = "deadhost:4242"
 
 
 @pytest.fixture
-def wallets(gateway, settings):
+def wallets(gateway, settings, monkeypatch):
     settings.RECONCILE_CHUNK_SIZE = 3
+    # A broker queue of this test's own (the ORM's, or Redis with REDIS_URL), empty:
+    # whether anything waits there is part of what the sweep judges.
+    monkeypatch.setattr(Conf, "CLUSTER_NAME", f"recovery-{uuid.uuid4().hex[:8]}")
     put_wallets(gateway, WALLETS)
     return gateway
 
