@@ -57,7 +57,9 @@ def approve_plan(plan_id: int, *, actor, reason: str) -> DataMigration:
     if not reason or not reason.strip():
         raise PlanRefused("a reason is required to approve a plan")
     with transaction.atomic():
-        plan = DataMigration.objects.select_for_update().select_related("plan_approved_by").get(pk=plan_id)
+        # Only the plan's row is locked: PostgreSQL refuses FOR UPDATE across the
+        # nullable join select_related("plan_approved_by") would add.
+        plan = DataMigration.objects.select_for_update().get(pk=plan_id)
         refusal = approval_refusal(plan, actor)
         if refusal:
             raise PlanRefused(refusal)
