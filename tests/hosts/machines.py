@@ -37,8 +37,14 @@ PREFIX = "rh"  # of every namespace and link these tests make, with the pid of t
 HOST_SETUP = """
 set -e
 hostname "$1"
+# The checkout is set aside first: it may itself live under /tmp (a CI clone),
+# which the host's own tmpfs is about to hide.
+aside="/run/revassure-host-$1"
+mkdir -p "$aside"
+mount --bind "$2" "$aside"
 for dir in /tmp /var/tmp /dev/shm; do mount -t tmpfs -o mode=1777,size=512m "host-$1" "$dir"; done
-mount --bind "$2" "$2"
+mkdir -p "$2"
+mount --bind "$aside" "$2"
 mount -o remount,bind,ro "$2"
 mkdir -p /tmp/revassure/metrics /tmp/revassure/snapshots /tmp/revassure/uploads/settlement
 echo ready
