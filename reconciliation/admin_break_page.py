@@ -28,7 +28,7 @@ from django.views.decorators.http import require_POST
 from reconciliation import break_actions, break_display, changes, corrections
 from reconciliation.admin_changes import FORM_PAGE, effect_text, wallet_url
 from reconciliation.models import Break, BreakAction, HealStrategy, RequestKind, RequestState, ViolationKind
-from revassure import policy
+from revassure import ledger, policy
 from revassure.firestore import FirestoreError, get_gateway
 from revassure.formatting import EMPTY, points, signed, when
 from revassure.freeze import Frozen
@@ -109,7 +109,7 @@ class BreakCorrectionForm(forms.Form):
         for entry in corrections.correctable_entries(violation):
             raw = amounts.get(entry.entry_id, corrections.MISSING)
             held = corrections.describe(raw) if entry.entry_id in amounts else entry.amount
-            read = corrections.reading(raw)
+            read = ledger.reading(raw)
             if read is None:
                 text = f"{entry.entry_id}: {held}, not a number: say what it should have been"
             else:

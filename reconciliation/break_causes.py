@@ -37,7 +37,7 @@ from reconciliation.models import (
 )
 from revassure.firestore import MISSING, FirestoreGateway
 from revassure.formatting import signed, when
-from revassure.ledger import is_points, superseded_entries
+from revassure.ledger import is_points, reading, superseded_entries
 
 BATCH = 500  # breaks whose causes are computed together (one batched wallet read)
 MISSED_LOOKED_AT = 10  # latest entries tried as "the wallet missed its latest entries"
@@ -251,12 +251,7 @@ def _as_number(value: Any) -> int | None:
     """An amount a person would read as whole points: "120", " -5 ", 120.0."""
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            return None
-    return None
+    return reading(value)
 
 
 EXPLAINING = (

@@ -118,16 +118,6 @@ def correctable_entries(violation: Violation) -> list[Malformed]:
     return [m for m in malformed_entries(violation) if m.correctable and m.entry_id not in standing]
 
 
-def reading(amount: Any) -> int | None:
-    """The whole points a person reads in a malformed amount ("120", " -5 "), or None."""
-    if isinstance(amount, str):
-        try:
-            return int(amount.strip())
-        except ValueError:
-            return None
-    return None
-
-
 def describe(amount: Any) -> str:
     """A raw amount as a person reads it: 'a string "120"', "null", "missing"."""
     if amount is MISSING:

@@ -34,6 +34,16 @@ def balances_unchanged(points: Any, ledger_sum: Any, *, seen_points: Any, seen_l
     return same_points(points, seen_points) and same_points(ledger_sum, seen_ledger_sum)
 
 
+def reading(amount: Any) -> int | None:
+    """The whole points a person reads in a malformed amount ("120", " -5 "), or None."""
+    if isinstance(amount, str):
+        try:
+            return int(amount.strip())
+        except ValueError:
+            return None
+    return None
+
+
 def summed(amount: Any) -> bool:
     """Whether Firestore's sum() aggregation adds this amount: an integer or a
     double. It skips the rest (a string "120", a null, a missing amount, a

@@ -12,7 +12,7 @@ from django.test import TestCase
 
 from reconciliation import break_actions, break_causes, breaks, changes, corrections, services
 from reconciliation.models import BalanceRequest, Break, BreakAction, RequestState, RunTrigger
-from revassure import freeze
+from revassure import freeze, ledger
 from revassure.firestore import MISSING
 from revassure.ledger import superseded_entries
 from revassure.roles import APPROVER
@@ -415,7 +415,7 @@ def test_a_missing_amount_is_described_as_people_read_it():
     assert corrections.describe(None) == "null"
     assert corrections.describe("120") == 'a string "120"'
     assert corrections.describe(False) == "a boolean (false)"
-    assert corrections.reading(" -5 ") == -5 and corrections.reading("12o") is None
+    assert ledger.reading(" -5 ") == -5 and ledger.reading("12o") is None
 
 
 @pytest.mark.parametrize("raw", ["120", None, MISSING, True, {"points": 120}], ids=repr)
