@@ -18,13 +18,14 @@ from django.utils import timezone
 
 from backfill.models import DataMigration, MigrationStatus
 from revassure.formatting import points, when
+from revassure.refusals import Refused
 
 log = logging.getLogger(__name__)
 
 APPROVE = "backfill.approve_plan"
 
 
-class PlanRefused(ValueError):
+class PlanRefused(Refused, ValueError):
     """A plan cannot be approved now; the message says why, for a person."""
 
 

@@ -21,12 +21,13 @@ from pathlib import Path
 from backfill import reversals
 from backfill.models import DataMigration, MigrationKind, MigrationSource
 from revassure import files
+from revassure.refusals import Refused
 
 HEAD_BYTES = 64 * 1024  # enough to see the first line of any sensible file
 FOLDER = "backfill"  # in the shared storage
 
 
-class BadUpload(ValueError):
+class BadUpload(Refused, ValueError):
     """The uploaded file is not what the form asks for; the message says why and what to do."""
 
 

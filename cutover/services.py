@@ -27,6 +27,7 @@ from reconciliation.services import run_inline
 from revassure import flags, freeze
 from revassure.firestore import FirestoreGateway
 from revassure.models import FreezeEvent
+from revassure.refusals import Refused
 from revassure.sealing import chain as sealing
 from revassure.waiting import WaitingKind, announce
 from snapshots import services as snapshots
@@ -40,7 +41,7 @@ FIRST_DELIVERIES = 10
 MAX_MONITOR_MINUTES = 7 * 24 * 60
 
 
-class CutoverRefused(Exception):
+class CutoverRefused(Refused):
     """The runbook refuses this now; the message says why and what to do instead."""
 
 

@@ -31,9 +31,7 @@ from reconciliation.models import Break, BreakAction, HealStrategy, RequestKind,
 from revassure import ledger, policy
 from revassure.firestore import FirestoreError, get_gateway
 from revassure.formatting import EMPTY, points, signed, when
-from revassure.freeze import Frozen
-
-REFUSALS = (break_actions.BreakRefused, changes.RequestRefused, PermissionError, Frozen)
+from revassure.refusals import REFUSALS
 
 # The actions the page offers, in the order it lists those it cannot offer now.
 OFFERED = [

@@ -18,7 +18,7 @@ from django.utils.html import format_html
 
 from reconciliation import break_actions, break_causes, break_display, breaks
 from reconciliation.admin import FORMULA_TRIGGERS, csv_response
-from reconciliation.admin_break_page import REFUSALS, AcceptForm, AssignForm, BreakPage
+from reconciliation.admin_break_page import AcceptForm, AssignForm, BreakPage
 from reconciliation.admin_changes import FORM_PAGE, HealForm, wallet_url
 from reconciliation.models import (
     Break,
@@ -30,6 +30,7 @@ from reconciliation.models import (
 from revassure.admin_base import ReadOnlyAdmin, require_row_id
 from revassure.firestore import get_gateway
 from revassure.formatting import EMPTY, points, signed, when
+from revassure.refusals import REFUSALS
 
 CHANGE_FORM = "admin/reconciliation/break/change_form.html"
 

@@ -34,13 +34,12 @@ from revassure import freeze, policy
 from revassure.admin_base import ReadOnlyAdmin
 from revassure.firestore import FirestoreError, get_gateway
 from revassure.formatting import EMPTY, label, points, shown, signed, when
-from revassure.freeze import Frozen
 from revassure.ledger import is_points
+from revassure.refusals import REFUSALS
 
 FORM_PAGE = "admin/reconciliation/form_page.html"
 DECIDE_PAGE = "admin/reconciliation/balancerequest/decide.html"
 TRAIL = "admin/reconciliation/balancerequest/trail.html"
-REFUSALS = (changes.RequestRefused, PermissionError, Frozen)
 
 
 class DecisionForm(forms.Form):

@@ -36,6 +36,7 @@ from reconciliation.models import (
 from revassure import freeze
 from revassure.firestore import FirestoreGateway
 from revassure.formatting import signed
+from revassure.refusals import Refused
 from revassure.waiting import WaitingKind, announce
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ ACCEPT = "reconciliation.accept_break"
 EXPORT = "reconciliation.export_break"
 
 
-class BreakRefused(Exception):
+class BreakRefused(Refused):
     """A break cannot do what was asked; the message says why, for a person."""
 
 

@@ -48,6 +48,7 @@ from revassure.firestore import MISSING, BalanceChange, FirestoreGateway
 from revassure.formatting import points, signed
 from revassure.ledger import balances_unchanged, is_points, summed
 from revassure.logs import on_commit
+from revassure.refusals import Refused
 from revassure.waiting import WaitingKind, announce
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ AUTO_HEAL_FLAG = "auto_heal_enabled"
 AUTO_HEAL_POLICY = "policy:auto-heal"
 
 
-class RequestRefused(Exception):
+class RequestRefused(Refused):
     """A request cannot do what was asked; the message says why, for a person."""
 
 

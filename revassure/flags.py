@@ -12,9 +12,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from revassure.models import FeatureFlag, FeatureFlagChange
+from revassure.refusals import Refused
 
 
-class FeatureDisabled(Exception):
+class FeatureDisabled(Refused):
     def __init__(self, name: str, reason: str = ""):
         self.name = name
         self.reason = reason

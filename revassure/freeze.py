@@ -19,12 +19,13 @@ from django.dispatch import Signal
 from revassure import alerting
 from revassure.firestore import FirestoreGateway
 from revassure.models import FreezeEvent
+from revassure.refusals import Refused
 
 # Sent after an unfreeze is committed; receivers resume what waited.
 unfrozen = Signal()
 
 
-class Frozen(Exception):
+class Frozen(Refused):
     def __init__(self, event: FreezeEvent):
         self.event = event
         super().__init__(
@@ -33,7 +34,7 @@ class Frozen(Exception):
         )
 
 
-class AlreadyInState(ValueError):
+class AlreadyInState(Refused, ValueError):
     """Asked for the state that already holds; names who set it and when.
 
     Freezing and unfreezing say which state they want (never "toggle"), so a
@@ -53,11 +54,11 @@ class AlreadyInState(ValueError):
         super().__init__(f"manual balance changes are already {state}; {detail}")
 
 
-class Held(ValueError):
+class Held(Refused, ValueError):
     """The freeze is held by a procedure in progress; the message names it."""
 
 
-class NotTheSameFreeze(ValueError):
+class NotTheSameFreeze(Refused, ValueError):
     """Asked to lift one freeze while another is in force; names the one in force."""
 
     def __init__(self, expected: int, event: FreezeEvent):

@@ -31,6 +31,7 @@ from backfill.models import DataMigration, MigrationKind
 from reconciliation import changes
 from reconciliation.models import BalanceRequest, ReasonCode
 from revassure.firestore import FirestoreGateway
+from revassure.refusals import Refused
 from settlement.models import (
     BREAKS,
     FollowUp,
@@ -45,7 +46,7 @@ EXPLAIN_PERMISSION = "settlement.explain_settlementrow"
 PROPOSE_PERMISSION = "reconciliation.propose_balancerequest"
 
 
-class ActionRefused(Exception):
+class ActionRefused(Refused):
     """The action cannot be done for these rows; the message says why, for a person."""
 
 

@@ -20,12 +20,12 @@ from django.utils.html import format_html
 
 from backfill.runs import PERMISSION as BACKFILL_PERMISSION
 from reconciliation.admin import csv_response, safe_cell
-from reconciliation.admin_changes import FORM_PAGE, REFUSALS
+from reconciliation.admin_changes import FORM_PAGE
 from revassure import formatting
 from revassure.admin_base import ReadOnlyAdmin, require_row_id, row_id
 from revassure.firestore import get_gateway
-from revassure.flags import FeatureDisabled
 from revassure.formatting import EMPTY, points, signed, size, when
+from revassure.refusals import REFUSALS
 from settlement import actions, records, reports, services, statement, storage
 from settlement.models import (
     BREAKS,
@@ -462,7 +462,7 @@ class SettlementRowAdmin(ReadOnlyAdmin):
     def _do(self, request, func, done):
         try:
             result = func()
-        except (actions.ActionRefused, FeatureDisabled, *REFUSALS) as exc:
+        except REFUSALS as exc:
             self.message_user(request, f"Refused: {exc}", messages.ERROR)
             return None
         self.message_user(request, done(result), messages.SUCCESS)

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from backfill import events, reversals
 from revassure.policy import MAX_POINTS
+from revassure.refusals import Refused
 
 COLUMNS = (
     "type",
@@ -62,7 +63,7 @@ RAW_LIMIT = 500  # characters of a malformed row kept to show
 MAX_RECORD_LINES = 10
 
 
-class BadStatement(ValueError):
+class BadStatement(Refused, ValueError):
     """The file cannot be a settlement statement at all; the message says why."""
 
 

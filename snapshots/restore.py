@@ -29,12 +29,13 @@ from django.conf import settings
 
 from revassure.firestore import FirestoreGateway
 from revassure.firestore.snapshots import SnapshotDocument
+from revassure.refusals import Refused
 from snapshots import files
 from snapshots.verify import Result, name_problem, verify
 from snapshots.writer import MANIFEST
 
 
-class RestoreRefused(Exception):
+class RestoreRefused(Refused):
     """Nothing was written, for the reason given."""
 
 

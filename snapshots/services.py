@@ -31,6 +31,7 @@ from revassure import dbclock, leases
 from revassure.firestore import FirestoreError, FirestoreGateway, get_gateway
 from revassure.firestore.snapshots import ManagedExportUnavailable
 from revassure.logs import on_commit
+from revassure.refusals import Refused
 from snapshots import places, writer
 from snapshots import restore as restoring
 from snapshots.models import TRANSITIONS, Restore, Snapshot, SnapshotStatus, Verification
@@ -48,7 +49,7 @@ VIOLATIONS_KEPT = 200  # on the row, for the admin; the count is always whole
 __all__ = ["Result", "request_snapshot", "restore", "run", "take", "take_again", "verify", "verify_snapshot"]
 
 
-class SnapshotBusy(Exception):
+class SnapshotBusy(Refused):
     """Another worker or process is taking this snapshot."""
 
 

@@ -39,6 +39,7 @@ from typing import Any, Protocol
 
 from revassure.firestore import WALLETS, FirestoreGateway
 from revassure.firestore.snapshots import ROOTS, CollectionChanged, Position
+from revassure.refusals import Refused
 from snapshots import files
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ WALLETS_PER_PART = 1000
 READ_TIME_KEPT = timedelta(minutes=50)
 
 
-class SnapshotRefused(Exception):
+class SnapshotRefused(Refused):
     """The directory cannot take this snapshot (it holds something else, or is busy)."""
 
 
