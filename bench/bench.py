@@ -516,7 +516,7 @@ def spawn(env: dict, *args: str) -> dict:
 
 
 def seed(project: str, wallets: int, entries: int) -> float:
-    from reconciliation.demo import demo_wallets
+    from demo.wallets import demo_wallets
     from revassure.firestore import FirestoreGateway
 
     started = time.perf_counter()
@@ -663,7 +663,7 @@ def part_emulator(kind: str | None = None):
     """A fresh emulator for a part of the bench: (emulator, environment for its children).
 
     FIRESTORE_EMULATOR chooses it unless `kind` does."""
-    from revassure.emulator import running_emulator
+    from devtools.emulator import running_emulator
 
     with running_emulator(kind=kind) as emulator:
         os.environ["FIRESTORE_EMULATOR_HOST"] = emulator.host
@@ -672,7 +672,7 @@ def part_emulator(kind: str | None = None):
 
 def measure_realtime(work: Path) -> dict[str, dict]:
     """The watcher on each emulator (ours, then Google's when installed), each fresh."""
-    from revassure.emulator import google_available
+    from devtools.emulator import google_available
 
     kinds = ["npm"] + (["google"] if google_available() else [])
     if not google_available():
@@ -688,7 +688,7 @@ def measure_realtime(work: Path) -> dict[str, dict]:
 def measure_on_google(args, work: Path) -> dict:
     """Reconcile and replay again on Google's emulator, smaller (it is slow on
     aggregations), each beside its own floors on that emulator."""
-    from revassure.emulator import configured_kind, google_available
+    from devtools.emulator import configured_kind, google_available
 
     if configured_kind() == "google" or not google_available():
         if not google_available():
@@ -889,7 +889,7 @@ def report_replay(args, replays: dict[str, list[dict]]) -> bool:
 
 def measure_breaks(args, env: dict, work: Path) -> list[dict]:
     """The same wallets (5% drifting), each repetition in a fresh database and process."""
-    from reconciliation.demo import demo_wallets
+    from demo.wallets import demo_wallets
     from revassure.firestore import FirestoreGateway
 
     project, size = "bench-breaks", args.breaks_wallets

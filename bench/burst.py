@@ -126,7 +126,7 @@ def stop(process: subprocess.Popen) -> None:
 
 def tree_cpu_seconds(pid: int) -> float:
     """CPU time used so far by a process and its living descendants (Linux /proc)."""
-    from revassure.emulator import process_cpu_seconds
+    from devtools.emulator import process_cpu_seconds
 
     total, pending = 0.0, [pid]
     while pending:

@@ -281,7 +281,7 @@ def main() -> int:
     parser.add_argument("--large", dest="settlement_large", type=int, default=LARGE_ROWS)
     parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()
-    from revassure.emulator import running_emulator
+    from devtools.emulator import running_emulator
 
     os.environ.setdefault("SECRET_KEY", "bench-only-not-secret")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "revassure.settings")

@@ -72,7 +72,7 @@ class Watcher:
             )
 
     def cpu_seconds(self) -> float:
-        from revassure.emulator import process_cpu_seconds  # why: bench.py sets up Django first
+        from devtools.emulator import process_cpu_seconds  # why: bench.py sets up Django first
 
         return process_cpu_seconds(self.process.pid)
 

@@ -271,6 +271,12 @@ INSTALLED_APPS = [
     "axes",
     "mozilla_django_oidc",
 ]
+# The demo's commands (seed_demo, setup_demo, inject_drift) write made-up
+# wallets and logins: installed only where asked, by default under DEBUG
+# (`make demo`); the tests turn it on to test them.
+REVASSURE_DEMO = env.bool("REVASSURE_DEMO", default=DEBUG)
+if REVASSURE_DEMO:
+    INSTALLED_APPS.append("demo.apps.DemoConfig")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

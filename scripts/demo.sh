@@ -57,7 +57,7 @@ trap cleanup EXIT INT TERM
 # launcher; it starts in a process group of its own, stopped whole (its launcher
 # is a shell script that starts java).
 export FIRESTORE_EMULATOR=${FIRESTORE_EMULATOR:-npm}
-setsid "$PY" -m revassure.emulator "$EMULATOR_PORT" >"$DEMO_DIR/emulator.log" 2>&1 &
+setsid "$PY" -m devtools.emulator "$EMULATOR_PORT" >"$DEMO_DIR/emulator.log" 2>&1 &
 emulator_group=$!
 ready='^ready|Dev App Server is now running'
 for _ in $(seq 1 300); do grep -Eq "$ready" "$DEMO_DIR/emulator.log" && break; sleep 0.1; done

@@ -24,7 +24,7 @@ from gcp_storage_emulator.server import create_server
 from google.auth import crypt, jwt
 from google.cloud import storage as cloud_storage
 
-from revassure.emulator import EmulatorUnavailable, configured_kind, free_port, running_emulator
+from devtools.emulator import EmulatorUnavailable, configured_kind, free_port, running_emulator
 from revassure.firestore import get_gateway
 from revassure.roles import APPROVER, OPS, REVIEWER
 from tests.helpers import AUDIENCE, SCHEDULER

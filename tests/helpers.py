@@ -14,7 +14,7 @@ from django.core.management import call_command
 from django.db import connection
 
 from backfill.services import store_delivery
-from revassure.emulator import ROOT
+from devtools.emulator import ROOT
 from revassure.firestore import MISSING
 
 # The job endpoints' OIDC audience and the scheduler's service account in tests.

@@ -24,8 +24,8 @@ from django.utils import timezone
 
 from backfill import drain, runs
 from backfill.models import DataMigration, MigrationStatus
+from devtools.emulator import free_port
 from reconciliation import changes
-from revassure.emulator import free_port
 from tests.firestore_proxy import gateway_at
 from tests.helpers import put_wallets
 

@@ -16,6 +16,8 @@ FOLDERS = (
     "cutover",
     "observability",
     "wallets",
+    "demo",
+    "devtools",
     "templates",
     "tests",
     "bench",

@@ -15,7 +15,7 @@ import uuid
 
 import pytest
 
-from revassure.emulator import ROOT
+from devtools.emulator import ROOT
 from revassure.firestore import FirestoreGateway
 from tests.helpers import cluster, wait_for
 

@@ -8,7 +8,7 @@ import pytest
 
 from backfill import file_replay, runs
 from backfill.models import EventStatus, ProviderEventDelivery
-from revassure.emulator import free_port
+from devtools.emulator import free_port
 from revassure.firestore import FirestoreGateway
 from tests.helpers import put_wallets
 

@@ -21,7 +21,7 @@ from django.urls import reverse
 
 from backfill.events import sign
 from backfill.models import ProviderEventDelivery
-from revassure.emulator import ROOT, free_port
+from devtools.emulator import ROOT, free_port
 from revassure.firestore import FirestoreGateway
 from tests.helpers import put_wallets, stop_process_group, wait_for
 

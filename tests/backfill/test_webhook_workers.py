@@ -13,7 +13,7 @@ import sys
 import uuid
 from datetime import datetime
 
-from revassure.emulator import ROOT
+from devtools.emulator import ROOT
 from revassure.firestore import FirestoreGateway
 from tests.helpers import cluster, wait_for
 

@@ -31,8 +31,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from reconciliation.demo import demo_wallets
-from revassure.emulator import ROOT, free_port
+from demo.wallets import demo_wallets
+from devtools.emulator import ROOT, free_port
 from revassure.firestore import FirestoreGateway
 from revassure.roles import APPROVER, OPS, REVIEWER
 from tests.helpers import ledger, stop_process_group

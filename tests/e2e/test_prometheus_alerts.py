@@ -12,7 +12,7 @@ import urllib.request
 import uuid
 from datetime import UTC, datetime
 
-from revassure.emulator import ROOT, free_port
+from devtools.emulator import ROOT, free_port
 from revassure.firestore import FirestoreGateway
 from tests.helpers import prometheus_tool, stop_process_group, wait_for
 

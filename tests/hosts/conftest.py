@@ -44,7 +44,7 @@ import pytest
 import redis
 
 from backfill.events import sign
-from revassure.emulator import EmulatorUnavailable, running_emulator
+from devtools.emulator import EmulatorUnavailable, running_emulator
 from revassure.sealing.canonical import line
 from tests.helpers import AUDIENCE, SCHEDULER
 from tests.hosts.machines import (
@@ -316,7 +316,7 @@ print(json.dumps({{"user": user.pk}}))
 
 SEED = """
 import json
-from reconciliation.demo import demo_wallets
+from demo.wallets import demo_wallets
 from revassure.firestore import get_gateway
 wallets = demo_wallets({wallets}, entries_per_wallet=6, drift_share=0.05, malformed=5, seed=24)
 print(json.dumps({{"wallets": get_gateway().write_wallets(wallets)}}))

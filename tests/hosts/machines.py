@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from google.auth import crypt, jwt
 
-from revassure.emulator import ROOT
+from devtools.emulator import ROOT
 from tests.helpers import AUDIENCE, SCHEDULER
 
 PYTHON = sys.executable

@@ -15,9 +15,9 @@ from aiosmtpd.controller import Controller
 from django.utils import timezone
 from django_q.models import Schedule
 
+from devtools.emulator import free_port
 from observability import alerts
 from observability.models import Alert, AlertNotification, AlertRule, AlertState
-from revassure.emulator import free_port
 
 DEADLINE = 2.0
 

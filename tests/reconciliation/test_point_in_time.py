@@ -19,10 +19,10 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.urls import reverse
 
+from devtools.emulator import EmulatorUnavailable, google_available, running_emulator
 from reconciliation import instant, reports, services
 from reconciliation.models import ReadMode, ReconciliationRun, RunStatus, RunTrigger
 from reconciliation.rederive import compare
-from revassure.emulator import EmulatorUnavailable, google_available, running_emulator
 from revassure.firestore import CONFIG, get_gateway
 from tests.helpers import put_wallets
 

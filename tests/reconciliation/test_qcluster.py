@@ -14,7 +14,7 @@ import sys
 import time
 import uuid
 
-from revassure.emulator import ROOT
+from devtools.emulator import ROOT
 from revassure.firestore import FirestoreGateway
 from tests.helpers import ledger
 

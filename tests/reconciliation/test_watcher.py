@@ -20,9 +20,9 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from backfill.services import drain_webhooks, receive_webhook
+from devtools.emulator import ROOT
 from reconciliation.models import Break, RunTrigger, WatcherState
 from reconciliation.watcher import Watcher
-from revassure.emulator import ROOT
 from revassure.firestore import BalanceChange, FirestoreGateway
 from tests.helpers import event_line, put_wallets, wait_for
 

@@ -9,8 +9,8 @@ import uuid
 import pytest
 from django.contrib.auth.models import User
 
+from devtools.emulator import ROOT
 from revassure import settings as settings_module
-from revassure.emulator import ROOT
 
 
 @pytest.mark.parametrize("password_login", [True, False])

@@ -4,7 +4,7 @@ import sys
 import pytest
 from django.core.checks import run_checks
 
-from revassure.emulator import ROOT
+from devtools.emulator import ROOT
 
 
 def error_ids():

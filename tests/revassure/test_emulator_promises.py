@@ -23,7 +23,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1 import FieldFilter
 from google.cloud.firestore_v1.field_path import FieldPath
 
-from revassure.emulator import running_emulator
+from devtools.emulator import running_emulator
 
 
 @pytest.fixture

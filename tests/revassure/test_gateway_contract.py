@@ -27,9 +27,9 @@ from google.cloud.firestore_v1.types import firestore as firestore_pb
 
 from backfill.events import PAYMENT, ProviderEvent
 from backfill.rules import decide
+from devtools.emulator import free_port
 from reconciliation import services
 from reconciliation.models import ReconciliationRun, RunStatus, RunTrigger
-from revassure.emulator import free_port
 from revassure.firestore import (
     COLLECTIONS,
     MISSING,

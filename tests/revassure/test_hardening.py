@@ -6,7 +6,7 @@ import sys
 import pytest
 from django.test import Client
 
-from revassure.emulator import ROOT
+from devtools.emulator import ROOT
 
 
 def test_the_deploy_checklist_passes_with_production_settings():

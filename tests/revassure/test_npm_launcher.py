@@ -16,7 +16,7 @@ import pytest
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
-from revassure.emulator import running_emulator
+from devtools.emulator import running_emulator
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ import pytest
 
 from backfill.events import PAYMENT, ProviderEvent
 from backfill.rules import decide
-from revassure.emulator import EmulatorUnavailable, google_available, running_emulator
+from devtools.emulator import EmulatorUnavailable, google_available, running_emulator
 from revassure.firestore import COLLECTIONS, Access, BalanceChange, FirestoreGateway
 
 RULES = Path(__file__).resolve().parents[2] / "firestore.rules"

@@ -13,7 +13,7 @@ import pytest
 import requests
 from django.contrib.auth.models import User
 
-from revassure.emulator import ROOT, free_port
+from devtools.emulator import ROOT, free_port
 
 CALLBACK = "http://testserver/oidc/callback/"
 

@@ -7,7 +7,7 @@ import secrets
 import subprocess
 import sys
 
-from revassure.emulator import ROOT
+from devtools.emulator import ROOT
 
 SHOW = (
     "from django.conf import settings; from django.core.files.storage import storages; "

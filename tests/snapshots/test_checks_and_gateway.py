@@ -7,7 +7,7 @@ import pytest
 from django.core.management import call_command
 from google.api_core import exceptions as gexc
 
-from revassure.emulator import free_port
+from devtools.emulator import free_port
 from revassure.firestore import FirestoreError, FirestoreGateway
 from revassure.firestore.snapshots import ManagedExportUnavailable
 from snapshots import services

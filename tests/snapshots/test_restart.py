@@ -5,7 +5,7 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
-from revassure.emulator import free_port
+from devtools.emulator import free_port
 from revassure.firestore import FirestoreRefused
 from snapshots import services
 from snapshots.models import Snapshot, SnapshotStatus, Verification

@@ -11,7 +11,7 @@ Two emulators serve the real google-cloud-firestore client, chosen by
   scripts/firestore-emulator.js, fast, used for the bench's ratios.
 
 Used by the test fixtures, `make demo` (scripts/demo.sh through `python -m
-revassure.emulator`) and `make bench`.
+devtools.emulator`) and `make bench`.
 """
 
 import os
@@ -206,7 +206,7 @@ def running_emulator(
 
 
 def main() -> None:
-    """`python -m revassure.emulator PORT [HOST]`: serve the configured emulator on
+    """`python -m devtools.emulator PORT [HOST]`: serve the configured emulator on
     HOST (the loopback by default) until stopped."""
     host = sys.argv[2] if len(sys.argv) > 2 else "127.0.0.1"
     port = int(sys.argv[1]) if len(sys.argv) > 1 else free_port(host)

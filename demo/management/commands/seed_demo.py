@@ -4,10 +4,10 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from reconciliation.demo import demo_wallets, seed_history
+from demo.statement import write_demo_statement
+from demo.wallets import demo_wallets, seed_history
 from reconciliation.models import ReconciliationRun
 from revassure.firestore import get_gateway
-from settlement.demo import write_demo_statement
 
 
 class Command(BaseCommand):
