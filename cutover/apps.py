@@ -1,11 +1,24 @@
+from typing import ClassVar
+
 from django.apps import AppConfig
 
+from revassure.roles import APPROVER, OPS, REVIEWER
 from revassure.sealing import chain as sealing
+
+# What every role may see here.
+SEE = ["view_cutover", "view_cutoverstep"]
 
 
 class CutoverConfig(AppConfig):
     name = "cutover"
     verbose_name = "Cutover"
+    # What each role may do here (revassure.grants syncs it after migrate): ops
+    # run the cutover, approvers accept a reconciliation that found violations.
+    grants: ClassVar[dict[str, list[str]]] = {
+        REVIEWER: SEE,
+        APPROVER: [*SEE, "accept_cutover_reconcile"],
+        OPS: [*SEE, "run_cutover"],
+    }
 
     def ready(self):
         # A cutover in progress holds the freeze it relies on (revassure/freeze.py).

@@ -1,12 +1,38 @@
+from typing import ClassVar
+
 from django.apps import AppConfig
 from django.db.models.signals import post_migrate
 
+from revassure.roles import APPROVER, OPS, REVIEWER
 from revassure.sealing import chain as sealing
+
+# What every role may see here.
+SEE = ["view_reconciliationrun", "view_violation", "view_break", "view_balancerequest", "view_requestevent"]
 
 
 class ReconciliationConfig(AppConfig):
     name = "reconciliation"
     verbose_name = "Reconciliation"
+    # What each role may do here (revassure.grants syncs it after migrate):
+    # reviewers work on breaks and propose changes, approvers decide on them and
+    # accept differences, ops run reconciliations; all of them look.
+    grants: ClassVar[dict[str, list[str]]] = {
+        REVIEWER: [
+            *SEE,
+            "export_reconciliationrun",
+            "export_break",
+            "propose_balancerequest",
+            "work_break",
+        ],
+        APPROVER: [
+            *SEE,
+            "export_reconciliationrun",
+            "export_break",
+            "approve_balancerequest",
+            "accept_break",
+        ],
+        OPS: [*SEE, "run_reconciliation"],
+    }
 
     def ready(self):
         # why: Django's documented place to register system checks and signal

@@ -1,43 +1,89 @@
-"""Permissions granted to the role groups by data migrations.
+"""What each role may do: declared by each app, synced after every migrate.
 
-Each such migration names what it grants ({role: ["app_label.codename", ...]})
-and hands the mapping to `operation()`. The permissions are created first:
-Django makes them only after the whole migrate run, and a grant must find
-them in the same run. Only the historical models of `apps` are used, so a
-migration behaves the same whatever the models look like later.
+Each app's AppConfig names the permissions of its own models each role holds
+(`grants = {role: [codename, ...]}`, revassure.roles names the roles). After
+every `migrate` (and every flush of a test database, which Django follows with
+the same signal), `sync` makes each role group hold exactly what the apps
+declare: a missing group is created, a missing permission added, and a
+permission no app declares for the role any more removed. A change to a role is
+a change to its app's declaration, reviewed with the code that needs it, and no
+migration of the core depends on an app's migrations to grant its permissions.
+
+Roles are the product's: a permission given to a role group by hand in the
+admin is taken away at the next migrate (and the sync says so). A person's own
+permissions (`user_permissions`) are never touched.
 """
 
+from __future__ import annotations
+
+import logging
+
+from django.apps import AppConfig, apps
 from django.contrib.auth.management import create_permissions
-from django.db import migrations
+from django.contrib.auth.models import Group, Permission
+from django.db import DEFAULT_DB_ALIAS, transaction
+
+from revassure.roles import ROLES
+
+log = logging.getLogger(__name__)
 
 
-def _permissions(apps, grants: dict[str, list[str]]):
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    for role, names in grants.items():
-        group = Group.objects.get(name=role)
-        for name in names:
-            app_label, codename = name.split(".")
-            yield group, Permission.objects.get(content_type__app_label=app_label, codename=codename)
+def declared() -> dict[str, set[str]]:
+    """Every role's permissions ("app_label.codename"), as the apps declare them."""
+    grants: dict[str, set[str]] = {role: set() for role in ROLES}
+    for config in apps.get_app_configs():
+        for role, codenames in getattr(config, "grants", {}).items():
+            if role not in grants:
+                raise ValueError(
+                    f"{config.label} grants to {role!r}, which is not a role ({', '.join(ROLES)})"
+                )
+            grants[role] |= {f"{config.label}.{codename}" for codename in codenames}
+    return grants
 
 
-def grant(apps, grants: dict[str, list[str]]) -> None:
-    for app_config in apps.get_app_configs():
-        app_config.models_module = True
-        create_permissions(app_config, apps=apps, verbosity=0)
-        app_config.models_module = None
-    for group, permission in _permissions(apps, grants):
-        group.permissions.add(permission)
+def sync(*, using: str = DEFAULT_DB_ALIAS) -> dict[str, dict[str, list[str]]]:
+    """Make each role group hold exactly its declared permissions; what changed,
+    per role ({"added": [...], "removed": [...]}, only roles that changed)."""
+    grants = declared()
+    granting = {name.split(".")[0] for names in grants.values() for name in names}
+    for label in granting:
+        # Django creates permissions after the whole migrate run, app by app;
+        # a grant must find those of every app now.
+        create_permissions(apps.get_app_config(label), verbosity=0, using=using)
+    changes: dict[str, dict[str, list[str]]] = {}
+    with transaction.atomic(using=using):
+        for role, names in grants.items():
+            wanted = set()
+            for name in sorted(names):
+                app_label, codename = name.split(".")
+                try:
+                    wanted.add(
+                        Permission.objects.using(using).get(
+                            content_type__app_label=app_label, codename=codename
+                        )
+                    )
+                except Permission.DoesNotExist:
+                    raise ValueError(
+                        f"{app_label} grants {role} {codename!r}, which no model of it defines"
+                    ) from None
+            group, _ = Group.objects.using(using).get_or_create(name=role)
+            held = set(group.permissions.all())
+            if held == wanted:
+                continue
+            group.permissions.set(wanted)
+            changes[role] = {
+                "added": sorted(f"{p.content_type.app_label}.{p.codename}" for p in wanted - held),
+                "removed": sorted(f"{p.content_type.app_label}.{p.codename}" for p in held - wanted),
+            }
+    for role, change in changes.items():
+        if change["removed"]:
+            log.warning("role %s: permissions no app grants removed: %s", role, ", ".join(change["removed"]))
+    return changes
 
 
-def revoke(apps, grants: dict[str, list[str]]) -> None:
-    for group, permission in _permissions(apps, grants):
-        group.permissions.remove(permission)
-
-
-def operation(grants: dict[str, list[str]]) -> migrations.RunPython:
-    """The migration operation that grants `grants`, and revokes them when unapplied."""
-    return migrations.RunPython(
-        lambda apps, schema_editor: grant(apps, grants),
-        lambda apps, schema_editor: revoke(apps, grants),
-    )
+def after_migrate(sender: AppConfig, using: str = DEFAULT_DB_ALIAS, **kwargs) -> None:
+    """post_migrate is sent once per app with models, in INSTALLED_APPS order:
+    the roles are synced once, after the last (when every app's tables exist)."""
+    with_models = [config for config in apps.get_app_configs() if config.models_module is not None]
+    if with_models and sender is with_models[-1]:
+        sync(using=using)

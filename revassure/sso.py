@@ -15,7 +15,7 @@ from django.shortcuts import render
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 from mozilla_django_oidc.middleware import SessionRefresh as BaseSessionRefresh
 
-from revassure.roles import ROLE_PERMISSIONS
+from revassure.roles import ROLES
 
 log = logging.getLogger(__name__)
 REFUSAL_KEY = "sso_refusal"
@@ -25,7 +25,7 @@ def mapped_roles(claims: dict) -> set[str]:
     """Our role names for the provider's groups (SSO_GROUP_MAP, else same names)."""
     raw = claims.get(settings.SSO_GROUPS_CLAIM) or []
     groups = [raw] if isinstance(raw, str) else [g for g in raw if isinstance(g, str)]
-    mapping = settings.SSO_GROUP_MAP or {role: role for role in ROLE_PERMISSIONS}
+    mapping = settings.SSO_GROUP_MAP or {role: role for role in ROLES}
     return {mapping[g] for g in groups if g in mapping}
 
 

@@ -1,10 +1,25 @@
+from typing import ClassVar
+
 from django.apps import AppConfig
 from django.db.models.signals import post_migrate
+
+from revassure.roles import APPROVER, OPS, REVIEWER
+
+# What every role may see here.
+SEE = ["view_snapshot", "view_restore"]
 
 
 class SnapshotsConfig(AppConfig):
     name = "snapshots"
     verbose_name = "Snapshots"
+    # What each role may do here (revassure.grants syncs it after migrate): ops
+    # take snapshots (and verify them again); every role may look at them and
+    # at restores.
+    grants: ClassVar[dict[str, list[str]]] = {
+        REVIEWER: SEE,
+        APPROVER: SEE,
+        OPS: [*SEE, "take_snapshot"],
+    }
 
     def ready(self):
         # why: Django's documented place to register system checks and connect

@@ -1,22 +1,14 @@
 """Four eyes on backfill plans: who approved a dry run's plan, when and why, and the
-permission to approve one (ops and finance approvers hold it)."""
+permission to approve one (ops and finance approvers hold it: backfill/apps.py)."""
 
 import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
-from revassure import grants
-
-GRANTS = {
-    "finance-approver": ["backfill.approve_plan"],
-    "ops": ["backfill.approve_plan"],
-}
-
 
 class Migration(migrations.Migration):
     dependencies = [
         ("backfill", "0007_webhook_drain"),
-        ("revassure", "0011_roles_see_rejected_webhooks"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
@@ -49,5 +41,4 @@ class Migration(migrations.Migration):
                 to=settings.AUTH_USER_MODEL,
             ),
         ),
-        grants.operation(GRANTS),
     ]

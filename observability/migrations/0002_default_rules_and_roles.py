@@ -1,6 +1,7 @@
-"""The default alert rules, on by default, and what each role may do with alerts."""
+"""The default alert rules, on by default. (What each role may do with alerts was
+granted here once; it is declared in observability/apps.py and synced after
+migrate: revassure/grants.py.)"""
 
-from django.contrib.auth.management import create_permissions
 from django.db import migrations
 
 BOTH = ["email", "webhook"]
@@ -17,17 +18,6 @@ RULES = {
     "could_not_evaluate": (0, "An evaluation could not read the data of a rule."),
     "too_many_alerts": (50, "One evaluation would open more than N alerts: one summary instead."),
 }
-VIEW = ["observability.view_alert", "observability.view_alertnotification", "observability.view_alertrule"]
-GRANTS = {
-    "finance-reviewer": VIEW,
-    "finance-approver": VIEW,
-    "ops": [
-        *VIEW,
-        "observability.acknowledge_alert",
-        "observability.change_alertrule",
-        "observability.view_alertrulechange",
-    ],
-}
 
 
 def forwards(apps, schema_editor):
@@ -36,19 +26,6 @@ def forwards(apps, schema_editor):
         AlertRule.objects.get_or_create(
             name=name, defaults={"threshold": threshold, "description": description, "channels": BOTH}
         )
-    for app_config in apps.get_app_configs():
-        app_config.models_module = True
-        create_permissions(app_config, apps=apps, verbosity=0)
-        app_config.models_module = None
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    for role, names in GRANTS.items():
-        group = Group.objects.get(name=role)
-        for name in names:
-            app_label, codename = name.split(".")
-            group.permissions.add(
-                Permission.objects.get(content_type__app_label=app_label, codename=codename)
-            )
 
 
 def backwards(apps, schema_editor):
@@ -58,7 +35,6 @@ def backwards(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [
         ("observability", "0001_alerts"),
-        ("revassure", "0002_roles"),
     ]
 
     operations = [migrations.RunPython(forwards, backwards)]

@@ -1,20 +1,14 @@
-"""Every role that sees webhook deliveries sees the requests refused for their signature too."""
+"""Once: let every role that sees webhook deliveries see the refused ones.
+
+Its grants moved to the apps' declarations, synced after every migrate
+(revassure/grants.py): it is kept, empty, so that databases that applied it and
+the migrations after it keep their history.
+"""
 
 from django.db import migrations
 
-from revassure import grants
-
-GRANTS = {
-    "finance-reviewer": ["backfill.view_rejectedwebhook"],
-    "finance-approver": ["backfill.view_rejectedwebhook"],
-    "ops": ["backfill.view_rejectedwebhook"],
-}
-
 
 class Migration(migrations.Migration):
-    dependencies = [
-        ("revassure", "0010_roles_for_breaks"),
-        ("backfill", "0006_rejected_webhooks_and_correlation_ids"),
-    ]
+    dependencies = [("revassure", "0010_roles_for_breaks")]
 
-    operations = [grants.operation(GRANTS)]
+    operations: list = []

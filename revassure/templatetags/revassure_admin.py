@@ -8,7 +8,7 @@ from django.utils.safestring import mark_safe
 from django.utils.text import capfirst
 
 from revassure import freeze
-from revassure.roles import ROLE_PERMISSIONS
+from revassure.roles import ROLES
 
 register = template.Library()
 
@@ -50,7 +50,7 @@ def roles(user) -> list[str]:
     if not getattr(user, "is_authenticated", False):
         return []
     held = set(user.groups.values_list("name", flat=True))
-    return [role for role in ROLE_PERMISSIONS if role in held]
+    return [role for role in ROLES if role in held]
 
 
 @register.inclusion_tag("admin/revassure/freeze_panel.html", takes_context=True)

@@ -1,24 +1,14 @@
-"""Give the roles what settlement needs: finance reviewers and approvers read the
-reports and export them, approvers mark a row explained, ops import statements
-(and, through the backfill's own permission, replay what the statements found
-missing); everyone in a role sees the reports."""
+"""Once: gave the roles what settlement needs.
+
+Its grants moved to the apps' declarations, synced after every migrate
+(revassure/grants.py): it is kept, empty, so that databases that applied it and
+the migrations after it keep their history.
+"""
 
 from django.db import migrations
 
-from revassure import grants
-
-SEE = ["settlement.view_settlementrun", "settlement.view_settlementrow", "settlement.view_followup"]
-GRANTS = {
-    "finance-reviewer": [*SEE, "settlement.export_settlementrun"],
-    "finance-approver": [*SEE, "settlement.export_settlementrun", "settlement.explain_settlementrow"],
-    "ops": [*SEE, "settlement.run_settlement"],
-}
-
 
 class Migration(migrations.Migration):
-    dependencies = [
-        ("settlement", "0001_initial"),
-        ("revassure", "0011_roles_see_rejected_webhooks"),
-    ]
+    dependencies = [("settlement", "0001_initial")]
 
-    operations = [grants.operation(GRANTS)]
+    operations: list = []
