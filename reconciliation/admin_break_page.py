@@ -25,7 +25,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.views.decorators.http import require_POST
 
-from reconciliation import break_actions, break_display, changes, corrections
+from reconciliation import break_actions, break_display, corrections, effects
 from reconciliation.admin_changes import FORM_PAGE, effect_text, wallet_url
 from reconciliation.models import Break, BreakAction, HealStrategy, RequestKind, RequestState, ViolationKind
 from revassure import ledger, policy
@@ -78,7 +78,7 @@ class BreakHealForm(forms.Form):
         choices = []
         for strategy in HealStrategy:
             effect = (
-                effect_text(changes.heal_effect(violation, strategy)) if violation.delta is not None else ""
+                effect_text(effects.heal_effect(violation, strategy)) if violation.delta is not None else ""
             )
             choices.append(
                 (strategy.value, f"{strategy.label.capitalize()}: {effect}" if effect else strategy.label)
@@ -111,7 +111,7 @@ class BreakCorrectionForm(forms.Form):
             if read is None:
                 text = f"{entry.entry_id}: {held}, not a number: say what it should have been"
             else:
-                effect = changes.effect(
+                effect = effects.effect(
                     kind=RequestKind.CORRECTION,
                     strategy="",
                     amount=read,
@@ -131,7 +131,7 @@ class BreakCorrectionForm(forms.Form):
                 self.initial.setdefault("amount", first_reading)
 
 
-def _left(effect: changes.Effect) -> str:
+def _left(effect: effects.Effect) -> str:
     """What the difference becomes once the ledger moves."""
     before = effect.points_before - effect.ledger_before
     after = effect.points_after - effect.ledger_after

@@ -20,7 +20,7 @@ from django.utils.html import format_html
 from django.utils.http import urlencode
 from django.utils.timesince import timesince
 
-from reconciliation import break_actions, break_display, changes, corrections
+from reconciliation import break_actions, break_display, changes, corrections, effects
 from reconciliation.models import (
     BalanceRequest,
     HealStrategy,
@@ -96,7 +96,7 @@ def frozen_text(event) -> str:
     )
 
 
-def effect_text(effect: changes.Effect) -> str:
+def effect_text(effect: effects.Effect) -> str:
     """A change's effect as the customer sees it first, their balance, then the ledger."""
     if effect.points_after != effect.points_before:
         before, after = points(effect.points_before), points(effect.points_after)
@@ -410,7 +410,7 @@ class BalanceRequestAdmin(ReadOnlyAdmin):
                 ("expires", when(obj.expires_at)),
             ],
             approvals=approvals,
-            effect=effect_text(changes.request_effect(obj)),
+            effect=effect_text(effects.request_effect(obj)),
             brk=break_display.summary(break_actions.break_of(obj)),
             wallet_url=wallet_url(obj.uid),
             wallet=wallet,

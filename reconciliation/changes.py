@@ -1,4 +1,5 @@
-"""Heals, corrections and manual adjustments: propose, approve or reject, execute.
+"""Heals, corrections and manual adjustments: propose, approve or reject (then
+reconciliation.execution applies them; reconciliation.effects says what they do).
 
 One state machine for all three (models.TRANSITIONS), enforced here whoever calls
 (admin, command, shell, task): permissions, maker-checker (nobody approves
@@ -9,16 +10,12 @@ Every transition writes a RequestEvent with actor, time and reason.
 Corrections of malformed entries are proposed by reconciliation.corrections
 and decided and executed here, as heals are.
 
-Execution runs in a django-q task; the Firestore side is one transaction that
-is idempotent by construction (see FirestoreGateway.apply_balance_change), and
-the database claim makes a second delivery a no-op, so the balance moves once
-or not at all, and the request says which.
+Approval enqueues the execution (reconciliation.execution), after the commit.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
@@ -27,6 +24,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from reconciliation.effects import heal_amount
 from reconciliation.models import (
     OPEN_STATES,
     REPAIR_KINDS,
@@ -43,8 +41,8 @@ from reconciliation.models import (
     ViolationKind,
 )
 from reconciliation.reports import describe_details
-from revassure import dbclock, flags, freeze, metrics, policy
-from revassure.firestore import MISSING, BalanceChange, FirestoreGateway
+from revassure import flags, freeze, metrics, policy
+from revassure.firestore import MISSING, FirestoreGateway
 from revassure.formatting import points, signed
 from revassure.ledger import balances_unchanged, is_points, summed
 from revassure.logs import on_commit
@@ -124,60 +122,6 @@ def propose_heals(
         for request in created:
             _auto_heal(request, live[request.uid])
     return created
-
-
-def heal_amount(strategy: str, delta: int) -> int:
-    """The signed move of a heal of `delta` (wallet − ledger): rebalance moves the
-    wallet to its ledger, post_adjustment moves the ledger to the wallet."""
-    return -delta if strategy == HealStrategy.REBALANCE else delta
-
-
-@dataclass(frozen=True)
-class Effect:
-    """A change's effect on a wallet: the customer's points and the ledger's sum, before and after."""
-
-    points_before: int
-    points_after: int
-    ledger_before: int
-    ledger_after: int
-
-
-def effect(*, kind: str, strategy: str, amount: int, wallet_points: int, ledger_sum: int) -> Effect:
-    """What applying a request of `amount` does to a wallet that holds these numbers
-    (as the gateway's apply_balance_change does it, for each mode): a
-    correction, like a post adjustment, moves the ledger and leaves the points."""
-    moves_points = kind == RequestKind.ADJUSTMENT or strategy == HealStrategy.REBALANCE
-    moves_ledger = kind in (RequestKind.ADJUSTMENT, RequestKind.CORRECTION) or (
-        strategy == HealStrategy.POST_ADJUSTMENT
-    )
-    return Effect(
-        points_before=wallet_points,
-        points_after=wallet_points + amount if moves_points else wallet_points,
-        ledger_before=ledger_sum,
-        ledger_after=ledger_sum + amount if moves_ledger else ledger_sum,
-    )
-
-
-def heal_effect(violation, strategy: str) -> Effect:
-    """The effect of healing a drift violation with `strategy`, on the numbers it was found with."""
-    return effect(
-        kind=RequestKind.HEAL,
-        strategy=strategy,
-        amount=heal_amount(strategy, violation.delta),
-        wallet_points=violation.wallet_points,
-        ledger_sum=violation.ledger_sum,
-    )
-
-
-def request_effect(request: BalanceRequest) -> Effect:
-    """The effect of a heal, correction or adjustment on the wallet as it was when proposed."""
-    return effect(
-        kind=request.kind,
-        strategy=request.strategy,
-        amount=request.amount,
-        wallet_points=request.expected_points,
-        ledger_sum=request.expected_ledger_sum,
-    )
 
 
 def propose_adjustment(
@@ -305,7 +249,7 @@ def _auto_heal(request: BalanceRequest, live) -> None:
     )
     request.approved_at = timezone.now()
     request.save(update_fields=["approved_at"])
-    _enqueue_execution(request.pk)
+    enqueue_execution(request.pk)
 
 
 # -- what can be healed (pages ask before offering a heal) -----------------------
@@ -433,7 +377,7 @@ def _approve_locked(request: BalanceRequest, *, actor, gateway: FirestoreGateway
     _transition(request, RequestState.APPROVED, actor=actor, reason=f"approved{because}")
     request.approved_at = timezone.now()
     request.save(update_fields=["approved_at"])
-    _enqueue_execution(request.pk)
+    enqueue_execution(request.pk)
 
 
 def reject(request_id: int, *, actor, reason: str) -> BalanceRequest:
@@ -466,137 +410,6 @@ def expire_due(now=None) -> int:
                 )
                 expired += 1
     return expired
-
-
-# -- executing -----------------------------------------------------------------
-
-
-def execute(request_id: int, *, gateway: FirestoreGateway) -> BalanceRequest:
-    """Apply an approved request to Firestore, once. Waits out a freeze."""
-    request = BalanceRequest.objects.get(pk=request_id)
-    if request.state != RequestState.APPROVED:
-        return request
-    if freeze.current() is not None:
-        log.info("balance request waits for the freeze to end", extra={"request_id": request_id})
-        return request
-    claimed = BalanceRequest.objects.filter(
-        pk=request_id, state=RequestState.APPROVED, claimed_at__isnull=True
-    )
-    if claimed.update(claimed_at=dbclock.now()) != 1:  # judged by release_abandoned, on that clock
-        return request  # another worker has it
-    request.refresh_from_db()
-    change = _change(request)
-    refusal = _balance_refusal(change)
-    if refusal:
-        with transaction.atomic():
-            request = BalanceRequest.objects.select_for_update().get(pk=request_id)
-            _transition(request, RequestState.FAILED, actor_label="worker", reason=f"refused: {refusal}")
-        return request
-    try:
-        outcome = gateway.apply_balance_change(change)
-    except Exception as exc:
-        # An error after the commit left Firestore is ambiguous: ask the marker.
-        try:
-            applied = gateway.balance_change_applied(change)
-        except Exception:
-            # Firestore cannot say: leave it claimed; the sweeper retries it later.
-            log.exception("balance request outcome unknown", extra={"request_id": request_id})
-            raise exc from None
-        with transaction.atomic():
-            request = BalanceRequest.objects.select_for_update().get(pk=request_id)
-            if applied:
-                return _applied(request, {"note": "confirmed after an error: " + repr(exc)})
-            _transition(
-                request, RequestState.FAILED, actor_label="worker", reason=f"{type(exc).__name__}: {exc}"
-            )
-            return request
-    with transaction.atomic():
-        request = BalanceRequest.objects.select_for_update().get(pk=request_id)
-        if outcome.status == "stale":
-            _transition(
-                request,
-                RequestState.STALE,
-                actor_label="worker",
-                reason=(
-                    f"wallet changed since approval: {points(outcome.points_before)} points and ledger "
-                    f"{points(outcome.ledger_before)}; approved at {points(change.expected_points)} and "
-                    f"{points(change.expected_ledger_sum)}"
-                ),
-            )
-            return request
-        return _applied(
-            request,
-            {
-                "entry_id": change.marker_id if change.mode != "rebalance" else None,
-                "audit_log_id": change.marker_id if change.mode == "rebalance" else None,
-                "points_before": outcome.points_before,
-                "points_after": outcome.points_after,
-                "ledger_before": outcome.ledger_before,
-                "already_applied": outcome.status == "already_applied",
-            },
-        )
-
-
-def resume_waiting() -> int:
-    """Enqueue every approved request nobody is executing (after an unfreeze)."""
-    waiting = list(
-        BalanceRequest.objects.filter(state=RequestState.APPROVED, claimed_at__isnull=True).values_list(
-            "pk", flat=True
-        )
-    )
-    for request_id in waiting:
-        _enqueue_execution(request_id)
-    return len(waiting)
-
-
-def release_abandoned(older_than: timedelta) -> int:
-    """Give back claims of workers that died mid-way, so the requests run again
-    (the Firestore side is idempotent: a committed change is found, not redone).
-    Claims are written and judged by the database's clock (revassure.dbclock)."""
-    abandoned = BalanceRequest.objects.filter(
-        state=RequestState.APPROVED, claimed_at__lt=dbclock.ago(older_than)
-    )
-    return abandoned.update(claimed_at=None)
-
-
-def _change(request: BalanceRequest) -> BalanceChange:
-    seen = request.approvals.order_by("-created_at", "-id").first()
-    assert seen is not None  # an approved request: approved at least once
-    # A correction appends its entry as a post adjustment does: the wallet untouched.
-    mode, entry_type = {
-        RequestKind.HEAL: (request.strategy, "reconciliation"),
-        RequestKind.CORRECTION: (HealStrategy.POST_ADJUSTMENT.value, "correction"),
-        RequestKind.ADJUSTMENT: ("adjustment", "adjustment"),
-    }[RequestKind(request.kind)]
-    record = {
-        "type": entry_type,
-        "requestId": request.pk,
-        "reasonCode": request.reason_code,
-        "reason": request.reason,
-        **({"settles": request.settles} if request.settles else {}),
-        **({"supersedes": request.supersedes} if request.supersedes else {}),
-        "proposedBy": request.proposed_by.get_username(),
-        "approvedBy": [
-            a.approver.get_username() if a.approver else a.policy for a in request.approvals.all()
-        ],
-    }
-    return BalanceChange(
-        uid=request.uid,
-        mode=mode,
-        amount=request.amount,
-        expected_points=seen.seen_points,
-        expected_ledger_sum=seen.seen_ledger_sum,
-        marker_id=request.ledger_entry_id,
-        record=record,
-    )
-
-
-def _applied(request: BalanceRequest, result: dict) -> BalanceRequest:
-    request.result = result
-    request.applied_at = timezone.now()
-    request.save(update_fields=["result", "applied_at"])
-    _transition(request, RequestState.APPLIED, actor_label="worker", reason="applied to Firestore")
-    return request
 
 
 # -- helpers -------------------------------------------------------------------
@@ -639,18 +452,6 @@ def _require_balance_allowed(uid: str, points: int, amount: int) -> None:
         raise RequestRefused(f"{uid}: {refusal}")
 
 
-def _balance_refusal(change: BalanceChange) -> str:
-    """The negative-balance policy at execution time, under the setting in force then.
-
-    Sound without reading the wallet here: the gateway's transaction applies the
-    change only while the wallet holds exactly `expected_points`, so the balance
-    it leaves is `expected_points + amount`, which is what is checked.
-    """
-    if change.mode != "adjustment":
-        return ""  # a heal moves the wallet to its ledger, or the ledger to its wallet
-    return policy.balance_refusal(change.expected_points, change.amount)
-
-
 def require_reason(reason: str) -> None:
     if not reason or not reason.strip():
         raise RequestRefused("a reason is required")
@@ -667,7 +468,8 @@ def _refusal_unless_open(request: BalanceRequest) -> str | None:
     return None
 
 
-def _enqueue_execution(request_id: int) -> None:
+def enqueue_execution(request_id: int) -> None:
+    """Have a worker execute an approved request once this transaction commits (reconciliation.execution)."""
     on_commit(
         lambda: async_task(
             "reconciliation.tasks.execute_request", request_id, task_name=f"balance-request-{request_id}"

@@ -2,7 +2,7 @@
 
 from django.dispatch import receiver
 
-from reconciliation import changes
+from reconciliation import execution
 from reconciliation.schedule import sync_daily_schedule, sync_sweep_schedules
 from revassure.flags import ensure_flags
 from revassure.freeze import unfrozen
@@ -17,4 +17,4 @@ def after_migrate(**kwargs):
 
 @receiver(unfrozen, dispatch_uid="reconciliation-resume-after-unfreeze")
 def resume_after_unfreeze(**kwargs):
-    changes.resume_waiting()
+    execution.resume_waiting()

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from django.conf import settings
 
-from reconciliation import break_causes, changes, recovery, services, watcher
+from reconciliation import break_causes, changes, execution, recovery, services, watcher
 from reconciliation.models import RunTrigger
 from revassure.firestore import get_gateway
 
@@ -42,7 +42,7 @@ def scheduled_reconcile() -> int:
 
 
 def execute_request(request_id: int) -> str:
-    return changes.execute(request_id, gateway=get_gateway()).state
+    return execution.execute(request_id, gateway=get_gateway()).state
 
 
 def sweep_requests() -> dict:
@@ -50,8 +50,8 @@ def sweep_requests() -> dict:
     workers that died mid-execution (longer ago than any task may run), then
     enqueue what is waiting."""
     expired = changes.expire_due()
-    released = changes.release_abandoned(timedelta(seconds=settings.Q_CLUSTER["retry"]))
-    resumed = changes.resume_waiting()
+    released = execution.release_abandoned(timedelta(seconds=settings.Q_CLUSTER["retry"]))
+    resumed = execution.resume_waiting()
     return {"expired": expired, "released": released, "resumed": resumed}
 
 

@@ -25,7 +25,7 @@ from django.utils import timezone
 from backfill import drain, runs
 from backfill.models import DataMigration, MigrationStatus
 from devtools.emulator import free_port
-from reconciliation import changes
+from reconciliation import changes, execution
 from tests.firestore_proxy import gateway_at
 from tests.helpers import put_wallets
 
@@ -115,16 +115,16 @@ def test_a_balance_requests_claim(
         f"127.0.0.1:{free_port()}", gateway.project, monkeypatch, retry_deadline=0.3, call_timeout=0.2
     )
     with on_machine(holder), pytest.raises(Exception):  # noqa: B017 - whatever the client raises
-        changes.execute(request.pk, gateway=unreachable)
+        execution.execute(request.pk, gateway=unreachable)
     request.refresh_from_db()
     assert request.state == "approved" and request.claimed_at is not None
 
     with on_machine(judge):
-        assert changes.release_abandoned(timedelta(seconds=LEASE)) == 0, "a live claim was released"
+        assert execution.release_abandoned(timedelta(seconds=LEASE)) == 0, "a live claim was released"
     outlive_the_lease()
     with on_machine(judge):
-        assert changes.release_abandoned(timedelta(seconds=LEASE)) == 1, "a dead claim stayed taken"
-    changes.execute(request.pk, gateway=gateway)
+        assert execution.release_abandoned(timedelta(seconds=LEASE)) == 1, "a dead claim stayed taken"
+    execution.execute(request.pk, gateway=gateway)
     request.refresh_from_db()
     assert request.state == "applied"
     assert gateway.client.document("wallets/a").get().to_dict()["points"] == 55

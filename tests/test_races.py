@@ -172,7 +172,7 @@ def test_wallet_and_ledger_read_together_never_show_half_a_payment(gateway):
 
 
 # -- heals and adjustments -----------------------------------------------------------
-# The Firestore side of executing approved requests (what changes.execute runs
+# The Firestore side of executing approved requests (what execution.execute runs
 # for each): several workers execute requests of the same wallet at once, each
 # approved against the same wallet state. One applies; the others must see that
 # the wallet moved and go stale.

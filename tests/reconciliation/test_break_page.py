@@ -11,7 +11,7 @@ import pytest
 from django.test import TestCase
 from django.urls import reverse
 
-from reconciliation import break_actions, changes, services
+from reconciliation import break_actions, effects, services
 from reconciliation.models import BalanceRequest, Break, BreakNote, RunTrigger
 from revassure import freeze
 from tests.helpers import csp_refusals
@@ -266,4 +266,4 @@ def test_the_decide_page_carries_the_break_its_cause_evidence_and_the_effect(
     assert 'id="cause-entries"' in body and "e002" in body  # the evidence: the entry it missed
     assert 'id="decide-effect"' in body
     assert "the customer&#x27;s balance goes 150 → 170 points" in body
-    assert changes.request_effect(heal).points_after == 170
+    assert effects.request_effect(heal).points_after == 170

@@ -9,7 +9,7 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.utils import timezone
 
-from reconciliation import changes, services
+from reconciliation import changes, execution, services
 from reconciliation.models import BalanceRequest, RequestState, RunTrigger
 from revassure import flags, freeze
 from revassure.firestore import get_gateway
@@ -313,8 +313,8 @@ def test_executing_twice_applies_once(gateway, reviewer, approver, django_captur
     with django_capture_on_commit_callbacks():
         changes.approve(request.pk, actor=approver, gateway=gateway)
 
-    changes.execute(request.pk, gateway=gateway)
-    changes.execute(request.pk, gateway=gateway)
+    execution.execute(request.pk, gateway=gateway)
+    execution.execute(request.pk, gateway=gateway)
 
     request.refresh_from_db()
     assert request.state == RequestState.APPLIED
@@ -334,10 +334,10 @@ def test_a_worker_dying_after_the_commit_is_recovered_without_applying_twice(
         changes.approve(request.pk, actor=approver, gateway=gateway)
     # The first worker claimed it and committed to Firestore, then died.
     BalanceRequest.objects.filter(pk=request.pk).update(claimed_at=timezone.now() - timedelta(hours=2))
-    gateway.apply_balance_change(changes._change(request))
+    gateway.apply_balance_change(execution.change_of(request))
 
-    assert changes.release_abandoned(timedelta(hours=1)) == 1
-    changes.execute(request.pk, gateway=gateway)
+    assert execution.release_abandoned(timedelta(hours=1)) == 1
+    execution.execute(request.pk, gateway=gateway)
 
     request.refresh_from_db()
     assert request.state == RequestState.APPLIED
@@ -441,7 +441,7 @@ def test_execution_refuses_an_adjustment_below_zero_under_the_policy_in_force_th
         changes.approve(request.pk, actor=approver, gateway=gateway)
     settings.BACKFILL_ALLOW_NEGATIVE_BALANCE = False  # the policy changes before a worker runs it
 
-    changes.execute(request.pk, gateway=gateway)
+    execution.execute(request.pk, gateway=gateway)
 
     request.refresh_from_db()
     assert request.state == RequestState.FAILED

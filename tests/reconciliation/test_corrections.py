@@ -10,7 +10,16 @@ from django.contrib.auth.models import Group
 from django.db import IntegrityError, transaction
 from django.test import TestCase
 
-from reconciliation import break_actions, break_causes, breaks, changes, corrections, services
+from reconciliation import (
+    break_actions,
+    break_causes,
+    breaks,
+    changes,
+    corrections,
+    effects,
+    execution,
+    services,
+)
 from reconciliation.models import BalanceRequest, Break, BreakAction, RequestState, RunTrigger
 from revassure import freeze, ledger
 from revassure.firestore import MISSING
@@ -91,7 +100,7 @@ def test_a_correction_supersedes_the_malformed_entry_and_the_next_run_closes_the
     )
     assert (request.violation, request.expected_points, request.expected_ledger_sum) == (malformed, 550, 430)
     assert request.ledger_entry_id == f"revassure-correction-{request.pk}"
-    assert changes.request_effect(request) == changes.Effect(550, 550, 430, 550)
+    assert effects.request_effect(request) == effects.Effect(550, 550, 430, 550)
 
     run_tasks(changes.approve, request.pk, actor=approver, gateway=gateway, reason="read the receipt")
 
@@ -362,9 +371,9 @@ def test_executing_twice_appends_the_correction_once(gateway, malformed, reviewe
     request = propose(malformed, reviewer, gateway)
     changes.approve(request.pk, actor=approver, gateway=gateway)  # its task not run: executed below
 
-    changes.execute(request.pk, gateway=gateway)
+    execution.execute(request.pk, gateway=gateway)
     BalanceRequest.objects.filter(pk=request.pk).update(claimed_at=None)  # as if a second delivery
-    changes.execute(request.pk, gateway=gateway)
+    execution.execute(request.pk, gateway=gateway)
 
     request.refresh_from_db()
     assert request.state == RequestState.APPLIED
