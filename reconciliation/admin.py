@@ -2,14 +2,11 @@
 read run by run, with each violation's heal, exported as clean CSV tables.
 Numbers and times are shown through revassure.formatting; CSVs keep raw values."""
 
-import csv
-
 from django.contrib import admin, messages
-from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, Q, Subquery
 from django.db.models.functions import Abs
-from django.http import HttpResponseNotAllowed, HttpResponseRedirect, StreamingHttpResponse
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
@@ -30,6 +27,7 @@ from reconciliation.models import (
 from reconciliation.reports import describe_details
 from revassure import freeze
 from revassure.admin_base import ReadOnlyAdmin, require_row_id, row_id
+from revassure.exports import ListExport, csv_response, safe_cell
 from revassure.flags import FeatureDisabled
 from revassure.formatting import EMPTY, points, signed, when
 
@@ -278,11 +276,6 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
 # -- CSV -----------------------------------------------------------------------
 
 
-class _Echo:
-    def write(self, value):
-        return value
-
-
 VIOLATION_HEADER = [
     "run_id",
     "uid",
@@ -314,15 +307,6 @@ SUMMARY_HEADER = [
 ]
 
 
-def csv_response(rows, filename: str) -> StreamingHttpResponse:
-    writer = csv.writer(_Echo())
-    response = StreamingHttpResponse(
-        (writer.writerow(row) for row in rows), content_type="text/csv; charset=utf-8"
-    )
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return response
-
-
 def violation_rows(violations):
     """A clean table a spreadsheet can pivot: the header, then one row per violation
     (raw values; text cells guarded against formulas)."""
@@ -330,13 +314,13 @@ def violation_rows(violations):
     for v in violations.iterator(chunk_size=2000):
         yield [
             v.run_id,
-            _safe(v.uid),
+            safe_cell(v.uid),
             v.kind,
             v.wallet_points,
             v.ledger_sum,
             v.delta,
             v.entries,
-            _safe(describe_details(v.details)),
+            safe_cell(describe_details(v.details)),
             v.heal_id or "",
             v.heal_state or "",
         ]
@@ -361,21 +345,6 @@ def summary_rows(run):
         run.checksum,
         run.previous_checksum,
     ]
-
-
-# What makes a spreadsheet read a cell as a formula (OWASP, CSV injection): =, +, -, @, TAB, CR.
-FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def safe_cell(value: str) -> str:
-    """A text cell a spreadsheet shows as text: one starting like a formula gets a
-    leading quote. Only text columns go through here; numeric columns hold ints,
-    and a signed number there (a delta of -5) is data, not a formula. Every CSV
-    export of the admin uses it (settlement's too)."""
-    return "'" + value if value.startswith(FORMULA_TRIGGERS) else value
-
-
-_safe = safe_cell
 
 
 # -- violations ----------------------------------------------------------------
@@ -504,7 +473,7 @@ class SizeFilter(admin.SimpleListFilter):
 
 
 @admin.register(Violation)
-class ViolationAdmin(ReadOnlyAdmin):
+class ViolationAdmin(ListExport, ReadOnlyAdmin):
     change_list_template = "admin/reconciliation/violation/change_list.html"
     change_form_template = "admin/reconciliation/violation/change_form.html"
     # Decisive columns first; run_link, wallet_points_display,
@@ -527,6 +496,9 @@ class ViolationAdmin(ReadOnlyAdmin):
     search_help_text = "Exact wallet uid"
     list_per_page = 100
     actions = ["propose_heal", "export_csv"]
+    export_permission = EXPORT_PERMISSION
+    export_filename = "violations.csv"
+    export_selection_order = ("run_id", "uid")
     fields = [
         "run_link",
         "wallet_link",
@@ -550,15 +522,11 @@ class ViolationAdmin(ReadOnlyAdmin):
     def propose_heal(self, request, queryset):
         return propose_heal_action(self, request, queryset)
 
-    @admin.action(description="Export the selected violations as CSV", permissions=["export"])
-    def export_csv(self, request, queryset):
-        return csv_response(violation_rows(queryset.order_by("run_id", "uid")), "violations.csv")
-
     def has_propose_permission(self, request):
         return request.user.has_perm("reconciliation.propose_balancerequest")
 
-    def has_export_permission(self, request):
-        return request.user.has_perm(EXPORT_PERMISSION)
+    def export_table(self, queryset):
+        return violation_rows(queryset)
 
     @admin.display(description="kind", ordering="kind")
     def kind_display(self, violation):
@@ -653,17 +621,6 @@ class ViolationAdmin(ReadOnlyAdmin):
             return frozen_text(event)
         return changes.heal_refusal(violation, changes.blocking_heals([violation]).get(violation.pk))
 
-    def changelist_view(self, request, extra_context=None):
-        query = request.GET.copy()
-        query.pop("e", None)
-        export_url = reverse("admin:reconciliation_violation_export")
-        extra_context = {
-            **(extra_context or {}),
-            "export_url": export_url + (f"?{query.urlencode()}" if query else ""),
-            "can_export": self.has_export_permission(request),
-        }
-        return super().changelist_view(request, extra_context)
-
     def change_view(self, request, object_id, form_url="", extra_context=None):
         violation = self.get_object(request, object_id)
         can_heal = (
@@ -679,23 +636,3 @@ class ViolationAdmin(ReadOnlyAdmin):
             "wallet_url": wallet_url(violation.uid) if violation is not None else None,
         }
         return super().change_view(request, object_id, form_url, extra_context)
-
-    def get_urls(self):
-        return [
-            path(
-                "export.csv",
-                self.admin_site.admin_view(self.export_view),
-                name="reconciliation_violation_export",
-            ),
-            *super().get_urls(),
-        ]
-
-    def export_view(self, request):
-        """The violation list as filtered on the page (same query string), as CSV."""
-        if not self.has_export_permission(request):
-            raise PermissionDenied
-        try:
-            changelist = self.get_changelist_instance(request)
-        except IncorrectLookupParameters:
-            return HttpResponseRedirect(reverse("admin:reconciliation_violation_changelist") + "?e=1")
-        return csv_response(violation_rows(changelist.queryset), "violations.csv")

@@ -8,16 +8,12 @@ carries a rule of its own. Registered by ReconciliationConfig.ready()."""
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.contrib.admin.options import IncorrectLookupParameters
-from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
 from reconciliation import break_actions, break_causes, break_display, breaks
-from reconciliation.admin import FORMULA_TRIGGERS, csv_response
 from reconciliation.admin_break_page import AcceptForm, AssignForm, BreakPage
 from reconciliation.admin_changes import FORM_PAGE, HealForm, wallet_url
 from reconciliation.models import (
@@ -28,6 +24,7 @@ from reconciliation.models import (
     ProbableCause,
 )
 from revassure.admin_base import ReadOnlyAdmin, require_row_id
+from revassure.exports import ListExport, safe_cell
 from revassure.firestore import get_gateway
 from revassure.formatting import EMPTY, points, signed, when
 from revassure.refusals import REFUSALS
@@ -114,7 +111,7 @@ class CauseFilter(admin.SimpleListFilter):
 
 
 @admin.register(Break)
-class BreakAdmin(BreakPage, ReadOnlyAdmin):
+class BreakAdmin(ListExport, BreakPage, ReadOnlyAdmin):
     change_list_template = "admin/reconciliation/break/change_list.html"
     change_form_template = CHANGE_FORM
     # Decisive columns first; last_seen_display, kind_display and
@@ -140,6 +137,8 @@ class BreakAdmin(BreakPage, ReadOnlyAdmin):
     search_help_text = "Exact wallet uid"
     list_per_page = 100
     actions = ["take", "acknowledge", "assign", "propose_heal", "accept", "export_csv"]
+    export_permission = break_actions.EXPORT
+    export_filename = "breaks.csv"
     fieldsets = [
         (
             None,
@@ -282,9 +281,6 @@ class BreakAdmin(BreakPage, ReadOnlyAdmin):
     def has_accept_permission(self, request):
         return break_actions.may(request.user, BreakAction.ACCEPT)
 
-    def has_export_permission(self, request):
-        return request.user.has_perm(break_actions.EXPORT)
-
     def has_propose_permission(self, request):
         return break_actions.may(request.user, BreakAction.PROPOSE_HEAL)
 
@@ -384,10 +380,6 @@ class BreakAdmin(BreakPage, ReadOnlyAdmin):
             request, f"Accept the difference of {len(selected)} break(s)", "accept", selected, form
         )
 
-    @admin.action(description="Export the selected breaks as CSV", permissions=["export"])
-    def export_csv(self, request, queryset):
-        return csv_response(break_rows(queryset), "breaks.csv")
-
     def _action_page(self, request, title, action, selected, form, *, button=None, notice="", left_out=()):
         name, text = button or (action, title.split(" ", 1)[0])
         return TemplateResponse(
@@ -419,12 +411,10 @@ class BreakAdmin(BreakPage, ReadOnlyAdmin):
     # -- pages ------------------------------------------------------------------------
 
     def get_urls(self):
-        wrap = self.admin_site.admin_view
-        return [
-            path("export.csv", wrap(self.export_view), name="reconciliation_break_export"),
-            *self.break_page_urls(),
-            *super().get_urls(),
-        ]
+        return [*self.break_page_urls(), *super().get_urls()]
+
+    def export_table(self, queryset):
+        return break_rows(queryset)
 
     def get_list_display(self, request):
         # The owner column offers Take on nobody's breaks to those who take breaks.
@@ -433,26 +423,8 @@ class BreakAdmin(BreakPage, ReadOnlyAdmin):
         return [name if name != "owner_display" else "owner" for name in self.list_display]
 
     def changelist_view(self, request, extra_context=None):
-        query = request.GET.copy()
-        query.pop("e", None)
-        export_url = reverse("admin:reconciliation_break_export")
-        extra_context = {
-            **(extra_context or {}),
-            "export_url": export_url + (f"?{query.urlencode()}" if query else ""),
-            "can_export": self.has_export_permission(request),
-            "cause_shares": break_causes.shares(),
-        }
+        extra_context = {**(extra_context or {}), "cause_shares": break_causes.shares()}
         return super().changelist_view(request, extra_context)
-
-    def export_view(self, request):
-        """The break list as filtered on the page (same query string), as CSV."""
-        if not self.has_export_permission(request):
-            raise PermissionDenied
-        try:
-            changelist = self.get_changelist_instance(request)
-        except IncorrectLookupParameters:
-            return HttpResponseRedirect(reverse("admin:reconciliation_break_changelist") + "?e=1")
-        return csv_response(break_rows(changelist.queryset), "breaks.csv")
 
 
 # -- CSV ------------------------------------------------------------------------------
@@ -489,7 +461,7 @@ def break_rows(queryset):
     for b in breaks.annotate(queryset, now).select_related("owner", "accepted_by").iterator(chunk_size=2000):
         yield [
             b.pk,
-            _cell(b.uid),
+            safe_cell(b.uid),
             b.status,
             b.resolution,
             b.kind,
@@ -504,13 +476,9 @@ def break_rows(queryset):
             b.sightings_count,
             b.owner.get_username() if b.owner else "",
             b.cause,
-            _cell(b.cause_text),
+            safe_cell(b.cause_text),
             b.heal_request_id or "",
             b.accepted_by.get_username() if b.accepted_by else "",
-            _cell(b.accepted_reason),
+            safe_cell(b.accepted_reason),
             b.closed_at.isoformat() if b.closed_at else "",
         ]
-
-
-def _cell(value: str) -> str:
-    return "'" + value if value.startswith(FORMULA_TRIGGERS) else value

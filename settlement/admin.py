@@ -19,10 +19,10 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from backfill.runs import PERMISSION as BACKFILL_PERMISSION
-from reconciliation.admin import csv_response, safe_cell
 from reconciliation.admin_changes import FORM_PAGE
 from revassure import formatting
 from revassure.admin_base import ReadOnlyAdmin, require_row_id, row_id
+from revassure.exports import csv_response, safe_cell
 from revassure.firestore import get_gateway
 from revassure.formatting import EMPTY, points, signed, size, when
 from revassure.refusals import REFUSALS
