@@ -33,6 +33,7 @@ from backfill.models import (
 from revassure import alerting, dbclock, flags, metrics
 from revassure.firestore import FirestoreGateway
 from revassure.logs import on_commit
+from revassure.refusals import require
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,7 @@ class LeaseLost(Exception):
 def require_permission(actor) -> None:
     """Every entry point asks here: a person needs the permission; None is the
     system (the job API's authenticated scheduler, a command on the server)."""
-    if actor is not None and not actor.has_perm(PERMISSION):
-        raise PermissionError(f"{actor} may not run data migrations")
+    require(actor, PERMISSION, "run data migrations", system_may=True)
 
 
 def request_file_replay(

@@ -32,6 +32,7 @@ from observability.models import (
 from observability.rules import CHECKS, DEFAULTS, SECOND_THRESHOLDS, TIME_THRESHOLDS
 from revassure.formatting import when
 from revassure.logs import on_commit
+from revassure.refusals import may, require
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +203,7 @@ SILENCEABLE = (AlertState.OPEN, AlertState.ACKNOWLEDGED)
 def refusal(alert: Alert, actor, doing: str) -> str:
     """Why `actor` cannot `doing` ("acknowledge" or "silence") this alert now, for a
     person; "" when they can. Pages ask it before offering the form."""
-    if actor is None or not actor.is_active or not actor.has_perm(ACKNOWLEDGE_PERMISSION):
+    if not may(actor, ACKNOWLEDGE_PERMISSION):
         return "only ops acknowledge and silence alerts"
     allowed = ACKNOWLEDGEABLE if doing == "acknowledge" else SILENCEABLE
     if alert.state in allowed:
@@ -248,8 +249,7 @@ def silence(alert: Alert, *, actor, hours: int, reason: str) -> bool:
 
 
 def _require(actor) -> None:
-    if actor is None or not actor.is_active or not actor.has_perm(ACKNOWLEDGE_PERMISSION):
-        raise PermissionError(f"{actor} may not acknowledge or silence alerts")
+    require(actor, ACKNOWLEDGE_PERMISSION, "acknowledge or silence alerts")
 
 
 # for_minutes and repeat_minutes: at most a year.
@@ -278,8 +278,7 @@ def update_rule(rule: AlertRule, *, actor, reason: str, **values) -> AlertRule:
     """Change a rule's numbers, channels or switch, with a reason; one history row."""
     if not reason.strip():
         raise ValueError("a reason is required to change an alert rule")
-    if not actor.has_perm("observability.change_alertrule"):
-        raise PermissionError(f"{actor} may not change alert rules")
+    require(actor, "observability.change_alertrule", "change alert rules")
     unknown = set(values) - set(EDITABLE)
     if unknown:
         raise ValueError(f"not editable: {sorted(unknown)}")

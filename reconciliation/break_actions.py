@@ -33,10 +33,10 @@ from reconciliation.models import (
     BreakStatus,
     Violation,
 )
-from revassure import freeze
+from revassure import freeze, refusals
 from revassure.firestore import FirestoreGateway
 from revassure.formatting import signed
-from revassure.refusals import Refused
+from revassure.refusals import Refused, require
 from revassure.waiting import WaitingKind, announce
 
 log = logging.getLogger(__name__)
@@ -53,8 +53,8 @@ class BreakRefused(Refused):
 def assign(break_ids: Iterable[int], *, owner, actor) -> list[Break]:
     """Give open breaks to a reviewer. Assigned to someone else, a break waits
     (open) for them to acknowledge it; assigned to oneself, it is acknowledged."""
-    _require(actor, WORK, "assign breaks")
-    if owner is None or not owner.is_active or not owner.has_perm(WORK):
+    require(actor, WORK, "assign breaks")
+    if not refusals.may(owner, WORK):
         raise BreakRefused(f"{owner} cannot work on breaks: assign them to a finance reviewer")
     action = BreakAction.TAKE if owner.pk == actor.pk else BreakAction.ASSIGN
     to = BreakStatus.ACKNOWLEDGED if owner.pk == actor.pk else BreakStatus.OPEN
@@ -105,7 +105,7 @@ def take(break_ids: Iterable[int], *, actor) -> list[Break]:
 
 def acknowledge(break_ids: Iterable[int], *, actor) -> list[Break]:
     """The owner says they are on it; an unowned break becomes theirs."""
-    _require(actor, WORK, "acknowledge breaks")
+    require(actor, WORK, "acknowledge breaks")
     with transaction.atomic():
         breaks = _open_locked(break_ids, "acknowledged")
         others = [b for b in breaks if _someone_elses(b, actor)]
@@ -124,7 +124,7 @@ def acknowledge(break_ids: Iterable[int], *, actor) -> list[Break]:
 
 
 def add_note(break_id: int, *, actor, text: str) -> BreakNote:
-    _require(actor, WORK, "add notes to breaks")
+    require(actor, WORK, "add notes to breaks")
     if not text or not text.strip():
         raise BreakRefused("a note needs some text")
     with transaction.atomic():
@@ -136,7 +136,7 @@ def accept(break_ids: Iterable[int], *, actor, reason: str) -> list[Break]:
     """An approver accepts each break's current difference (a write-off, with a
     reason): closed as accepted, kept on record; the same delta seen again does
     not reopen it, a different one does."""
-    _require(actor, ACCEPT, "accept breaks")
+    require(actor, ACCEPT, "accept breaks")
     if not reason or not reason.strip():
         raise BreakRefused("a reason is required to accept a difference")
     now = timezone.now()
@@ -178,7 +178,7 @@ def propose_heal(
 ) -> list[BalanceRequest]:
     """Propose a heal of each break's latest sighting, through the maker-checker
     of reconciliation.changes (all or none, one strategy and reason)."""
-    _require(actor, WORK, "propose heals for breaks")
+    require(actor, WORK, "propose heals for breaks")
     breaks = list(Break.objects.filter(pk__in=list(break_ids)).order_by("uid"))
     closed = [b for b in breaks if not b.is_open]
     if closed:
@@ -206,7 +206,7 @@ def propose_correction(
 ) -> BalanceRequest:
     """Propose a correction of one malformed entry of the break's wallet, from its
     latest sighting, through reconciliation.corrections (maker-checker as a heal)."""
-    _require(actor, WORK, "propose corrections for breaks")
+    require(actor, WORK, "propose corrections for breaks")
     brk = Break.objects.get(pk=break_id)
     if not brk.is_open:
         raise BreakRefused(f"break {brk.pk} is closed: nothing to correct")
@@ -253,7 +253,7 @@ NO_DIFFERENCE = "the wallet's points are malformed, so there is no difference to
 
 def may(actor, action: str) -> bool:
     """Whether `actor`'s role does `action` (a BreakAction) to breaks at all."""
-    return bool(actor and actor.is_active and all(actor.has_perm(p) for p in PERMISSIONS[action]))
+    return all(refusals.may(actor, permission) for permission in PERMISSIONS[action])  # never empty
 
 
 def refusal(brk: Break, actor, action: str) -> str:
@@ -328,11 +328,6 @@ def break_of(request: BalanceRequest) -> Break | None:
 def heals_of(brk: Break) -> QuerySet:
     """The heals and corrections proposed for the break's sightings, latest first."""
     return BalanceRequest.objects.filter(violation__sighting__brk=brk).order_by("-created_at", "-id")
-
-
-def _require(actor, permission: str, doing: str) -> None:
-    if actor is None or not actor.is_active or not actor.has_perm(permission):
-        raise PermissionError(f"{actor} may not {doing}")
 
 
 def _open_locked(break_ids: Iterable[int], doing: str) -> list[Break]:

@@ -46,7 +46,7 @@ from revassure.firestore import MISSING, FirestoreGateway
 from revassure.formatting import points, signed
 from revassure.ledger import balances_unchanged, is_points, summed
 from revassure.logs import on_commit
-from revassure.refusals import Refused
+from revassure.refusals import Refused, may, require
 from revassure.waiting import WaitingKind, announce
 
 log = logging.getLogger(__name__)
@@ -441,11 +441,6 @@ def matches(state, points: int, ledger_sum: int) -> bool:
     )
 
 
-def require(actor, permission: str, doing: str) -> None:
-    if actor is None or not actor.is_active or not actor.has_perm(permission):
-        raise PermissionError(f"{actor} may not {doing}")
-
-
 def _require_balance_allowed(uid: str, points: int, amount: int) -> None:
     refusal = policy.balance_refusal(points, amount)
     if refusal:
@@ -483,7 +478,7 @@ def why_undecidable(request: BalanceRequest, user, *, now=None) -> str | None:
     here): pages ask it to offer only what the services above would accept.
     The freeze is left to the caller: it stops approving, not rejecting."""
     now = now or timezone.now()
-    if not user.has_perm("reconciliation.approve_balancerequest"):
+    if not may(user, "reconciliation.approve_balancerequest"):
         return "only finance approvers decide requests"
     if request.state != RequestState.PROPOSED:
         return f"this request is {request.get_state_display().lower()}: there is nothing left to decide"
@@ -500,7 +495,7 @@ def awaiting(user):
     """Open proposals this user may decide: only for approvers, not their own,
     not approved by them yet, not past their expiry (why_undecidable's rules,
     as a query)."""
-    if not user.is_active or not user.has_perm("reconciliation.approve_balancerequest"):
+    if not may(user, "reconciliation.approve_balancerequest"):
         return BalanceRequest.objects.none()
     return BalanceRequest.objects.filter(state=RequestState.PROPOSED, expires_at__gt=timezone.now()).exclude(
         Q(proposed_by=user) | Q(approvals__approver=user)

@@ -45,6 +45,7 @@ from revassure import freeze, policy
 from revassure.firestore import MISSING, FirestoreGateway
 from revassure.formatting import points, signed
 from revassure.ledger import is_points, summed
+from revassure.refusals import require
 
 PROPOSE = "reconciliation.propose_balancerequest"
 MAX_ENTRY_ID = 500  # BalanceRequest.supersedes
@@ -153,7 +154,7 @@ def propose_correction(
     entry `entry_id` of the violation's wallet: maker-checker as a heal, with
     the wallet and its ledger as the violation found them (refused when they
     moved since: reconcile again)."""
-    changes.require(actor, PROPOSE, "propose corrections")
+    require(actor, PROPOSE, "propose corrections")
     freeze.require_unfrozen()
     changes.require_reason(reason)
     entry_id = (entry_id or "").strip()

@@ -51,6 +51,7 @@ from revassure import dbclock, flags, leases
 from revassure.firestore import MISSING, FirestoreGateway, LedgerTotals
 from revassure.ledger import balances_agree, is_points, superseded_entries
 from revassure.logs import get_correlation_id, on_commit
+from revassure.refusals import require
 
 log = logging.getLogger(__name__)
 # Sent once a run is sealed or has failed (run_id=...), by whichever process ended it.
@@ -77,8 +78,7 @@ class RunNotStartable(Exception):
 
 def _create_run(*, actor, trigger: str, uids: list[str] | None) -> ReconciliationRun:
     flags.require_enabled(FLAG)
-    if actor is not None and not actor.has_perm("reconciliation.run_reconciliation"):
-        raise PermissionError(f"{actor} may not start reconciliation runs")
+    require(actor, "reconciliation.run_reconciliation", "start reconciliation runs", system_may=True)
     scope = sorted(set(uids or []))
     validate_uids(scope)
     return ReconciliationRun.objects.create(

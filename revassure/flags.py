@@ -12,7 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from revassure.models import FeatureFlag, FeatureFlagChange
-from revassure.refusals import Refused
+from revassure.refusals import Refused, require
 
 
 class FeatureDisabled(Refused):
@@ -56,8 +56,7 @@ def set_flag(name: str, override: bool | None, *, actor, reason: str) -> Feature
     default_for(name)
     if not reason.strip():
         raise ValueError("a reason is required to change a feature flag")
-    if not actor.has_perm("revassure.change_featureflag"):
-        raise PermissionError(f"{actor} may not change feature flags")
+    require(actor, "revassure.change_featureflag", "change feature flags")
     with transaction.atomic():
         flag, _ = FeatureFlag.objects.select_for_update().get_or_create(name=name)
         previous = flag.override

@@ -19,7 +19,7 @@ from django.dispatch import Signal
 from revassure import alerting
 from revassure.firestore import FirestoreGateway
 from revassure.models import FreezeEvent
-from revassure.refusals import Refused
+from revassure.refusals import Refused, require
 
 # Sent after an unfreeze is committed; receivers resume what waited.
 unfrozen = Signal()
@@ -136,8 +136,7 @@ def _set(
 ) -> FreezeEvent:
     if not reason.strip():
         raise ValueError("a reason is required to freeze or unfreeze")
-    if not actor.has_perm("revassure.manage_freeze"):
-        raise PermissionError(f"{actor} may not freeze or unfreeze manual balance changes")
+    require(actor, "revassure.manage_freeze", "freeze or unfreeze manual balance changes")
     with transaction.atomic():
         # Lock the newest event, so of two people asking for the same state at
         # once the second waits, then sees the first one's event and is refused.

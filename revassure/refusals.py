@@ -22,3 +22,19 @@ class Refused(Exception):
 # What a page or command shows as a refusal: ours, and Django's and Python's
 # own word for "not allowed" (a permission check raising PermissionError).
 REFUSALS: tuple[type[Exception], ...] = (Refused, PermissionError)
+
+
+def may(actor, permission: str) -> bool:
+    """Whether `actor` is an active person holding `permission` ("app_label.codename")."""
+    return actor is not None and actor.is_active and actor.has_perm(permission)
+
+
+def require(actor, permission: str, doing: str, *, system_may: bool = False) -> None:
+    """Every permission check of the services: refused (PermissionError, which
+    pages show as a refusal) unless `actor` may. With `system_may`, no actor at
+    all is the product itself (the scheduler through the job API, a command run
+    on the server), which may."""
+    if actor is None and system_may:
+        return
+    if not may(actor, permission):
+        raise PermissionError(f"{actor} may not {doing}")

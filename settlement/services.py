@@ -35,6 +35,7 @@ from django_q.tasks import async_task
 from revassure import alerting
 from revassure.firestore import FirestoreGateway
 from revassure.logs import on_commit
+from revassure.refusals import require
 from settlement import matching, reports, statement, storage
 from settlement.models import RunStatus, RunTrigger, SettlementRow, SettlementRun
 
@@ -58,8 +59,7 @@ class Result:
 def require_permission(actor) -> None:
     """A person needs the permission; None is the system (the job API's
     authenticated scheduler, a command on the server)."""
-    if actor is not None and not actor.has_perm(PERMISSION):
-        raise PermissionError(f"{actor} may not import settlement statements")
+    require(actor, PERMISSION, "import settlement statements", system_may=True)
 
 
 def check_period(period: tuple[datetime, datetime] | None) -> None:

@@ -31,7 +31,7 @@ from revassure import dbclock, leases
 from revassure.firestore import FirestoreError, FirestoreGateway, get_gateway
 from revassure.firestore.snapshots import ManagedExportUnavailable
 from revassure.logs import on_commit
-from revassure.refusals import Refused
+from revassure.refusals import Refused, require
 from snapshots import places, writer
 from snapshots import restore as restoring
 from snapshots.models import TRANSITIONS, Restore, Snapshot, SnapshotStatus, Verification
@@ -59,8 +59,7 @@ class SnapshotTakenOver(SnapshotBusy):
 
 def require_permission(actor) -> None:
     """A person needs the permission; None is the system (a command on the server)."""
-    if actor is not None and not actor.has_perm(PERMISSION):
-        raise PermissionError(f"{actor} may not take snapshots")
+    require(actor, PERMISSION, "take snapshots", system_may=True)
 
 
 def default_directory(project: str) -> str:

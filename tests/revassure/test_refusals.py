@@ -71,3 +71,20 @@ def test_refusals_that_were_value_errors_still_are(kind):
     # Callers written before the base (commands catching ValueError) still catch them.
     exceptions = project_exceptions()
     assert issubclass(exceptions[kind], ValueError) and issubclass(exceptions[kind], Refused)
+
+
+@pytest.mark.django_db
+def test_one_permission_check_for_people_and_the_system(ops, reviewer):
+    from revassure.refusals import may, require
+
+    assert may(ops, "revassure.manage_freeze") and not may(reviewer, "revassure.manage_freeze")
+    with pytest.raises(PermissionError, match="alice may not freeze"):
+        require(reviewer, "revassure.manage_freeze", "freeze")
+    # No actor: refused, unless the caller says the product itself may (a schedule, a command).
+    with pytest.raises(PermissionError, match="None may not freeze"):
+        require(None, "revassure.manage_freeze", "freeze")
+    require(None, "revassure.manage_freeze", "freeze", system_may=True)
+    # A person who left keeps their groups but may do nothing.
+    ops.is_active = False
+    ops.save()
+    assert not may(ops, "revassure.manage_freeze")
