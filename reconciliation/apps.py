@@ -42,12 +42,12 @@ class ReconciliationConfig(AppConfig):
 
         post_migrate.connect(signals.after_migrate, sender=self)
 
-        # why: the Breaks admin builds on reconciliation.admin (its CSV export),
-        # so it registers from here rather than being imported by it (a cycle);
+        # why: the breaks' and violations' admins register from here, beside
+        # reconciliation.admin (which Django's autodiscovery imports);
         # the report kind names the models, which load only once the registry
         # is ready, and the kernel's chain (verify_reports) walks what the apps
         # register here.
-        from reconciliation import admin_breaks, rederive, reports  # noqa: F401
+        from reconciliation import admin_breaks, admin_violations, rederive, reports  # noqa: F401
 
         sealing.register(reports.KIND)
         sealing.register_rederive(reports.KIND.name, rederive.rederive)
