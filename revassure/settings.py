@@ -237,10 +237,13 @@ else:
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 # Every call to another service (alert webhook, SMTP, the job tokens' signing
 # certificates) ends within this many seconds in all, however slowly the other
-# end answers (a per-read timeout does not bound a trickle). Cloud Storage is
-# reached through google-cloud-storage, whose requests time out after 60 s
-# without an answer and are retried within its own deadline.
+# end answers (a per-read timeout does not bound a trickle).
 OUTBOUND_DEADLINE_SECONDS = env.float("OUTBOUND_DEADLINE_SECONDS", default=15.0)
+# Reading a file from Cloud Storage (an uploaded export or statement, a gs://
+# statement, a snapshot's file) ends within this many seconds in all: longer than
+# OUTBOUND_DEADLINE_SECONDS, the files are large. google-cloud-storage's own 60 s
+# timeout is per read, so a trickle would never end it (revassure.files.bounded).
+STORAGE_DEADLINE_SECONDS = env.float("STORAGE_DEADLINE_SECONDS", default=600.0)
 
 # django-q2: a task must finish within `timeout`; `retry` (which also counts the
 # wait in the queue) is longer so that a slow task is never started twice.
