@@ -2,9 +2,10 @@
 resolve once; acknowledge, silence; change a rule with a reason.
 
 Edge-triggered: an alert is a row per episode of a rule's condition (per key).
-Notifications are sent by a worker (observability.tasks.send_notification,
-enqueued by dotted path after the commit), retried with backoff, every attempt
-kept as an AlertNotification.
+Notifications are sent by a worker of the notify cluster (settings.NOTIFY_CLUSTER_NAME,
+never one that applies money; observability.tasks.send_notification, enqueued by
+dotted path after the commit), retried with backoff on that cluster too, every
+attempt kept as an AlertNotification.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django_q.models import Schedule
@@ -167,7 +169,11 @@ def _notify(alert: Alert, kind: str, now: datetime, result: Evaluation) -> None:
     alert.save(update_fields=["last_notified_at"])
     wanted = [name for name in alert.rule.channels if name in channels.configured()]
     for channel in wanted:
-        on_commit(lambda channel=channel: async_task(SEND_TASK, alert.pk, str(kind), channel, 1))
+        on_commit(
+            lambda channel=channel: async_task(
+                SEND_TASK, alert.pk, str(kind), channel, 1, cluster=settings.NOTIFY_CLUSTER_NAME
+            )
+        )
     result.notified += 1 if wanted else 0
 
 
@@ -186,6 +192,8 @@ def send(alert_id: int, kind: str, channel: str, attempt: int) -> AlertNotificat
             schedule_type=Schedule.ONCE,
             repeats=1,
             next_run=timezone.now() + timedelta(seconds=BACKOFF_SECONDS[attempt - 1]),
+            # Only the notify cluster's scheduler takes it, and enqueues it on that cluster.
+            cluster=settings.NOTIFY_CLUSTER_NAME,
         )
     log.info(
         "alert notification %s",

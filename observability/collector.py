@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from django.conf import settings
 from django.db.models import Count, Q
 from django_q.brokers import get_broker
 from prometheus_client.core import GaugeMetricFamily
@@ -85,9 +86,14 @@ class DatabaseCollector(Collector):
             BalanceRequest.objects.filter(state=RequestState.PROPOSED).count(),
         )
         yield gauge("freeze_active", "1 while balance changes are frozen.", 1 if freeze.current() else 0)
-        yield gauge(
-            "task_queue_depth", "Tasks waiting in the django-q2 broker.", get_broker().queue_size() or 0
+        depth = gauge(
+            "task_queue_depth",
+            "Tasks waiting in the django-q2 broker, by cluster (the money cluster and the notify one).",
+            labels=["cluster"],
         )
+        for cluster in (settings.Q_CLUSTER_NAME, settings.NOTIFY_CLUSTER_NAME):
+            depth.add_metric([cluster], get_broker(cluster).queue_size() or 0)
+        yield depth
         waiting, oldest = drain.queue_state()
         yield gauge(
             "webhook_deliveries_waiting",

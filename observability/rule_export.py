@@ -387,8 +387,10 @@ def outside_rules(options: Options) -> list[ExportedRule]:
             hold=900 * scale,
             severity=WARNING,
             title="Tasks are piling up in the queue: the workers are down or behind",
-            description="The django-q2 queue has grown for 15 minutes and holds more than 10 tasks: "
-            "no worker takes them (the qcluster down), so the app's own alerts are not evaluated either.",
+            description="The django-q2 queue of cluster {{ $labels.cluster }} has grown for 15 minutes and "
+            "holds more than 10 tasks: no worker takes them (that qcluster down). On the money cluster "
+            "nothing is applied and the app's own alerts are not evaluated; on the notify one "
+            "(-notify) no alert or waiting notice is sent.",
             now="{{ $value }} tasks waiting.",
         ),
     ]

@@ -1,12 +1,16 @@
+from datetime import timedelta
+
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.http import url_has_allowed_host_and_scheme
+from django_q import admin as django_q_admin
+from django_q.models import Schedule
 
 from revassure import flags, formatting, freeze
 from revassure.admin_base import BaseAdmin, ReadOnlyAdmin
@@ -207,3 +211,64 @@ class FreezeEventAdmin(ReadOnlyAdmin):
                 "buttons": [("submit", "Unfreeze" if active else "Freeze")],
             },
         )
+
+
+# django-q's scheduler takes every due schedule in one transaction and steps each
+# one's next run forward an interval at a time until it is in the future. A
+# schedule whose next run cannot be computed (99,999,999,999 minutes, which
+# SQLite stores: a date past the calendar) ended that transaction for all of
+# them: the daily reconciliation, the sweeps and the alert evaluation stopped
+# with it. One whose next run was set years back kept the scheduler stepping
+# through every missed minute. The form refuses both.
+SCHEDULE_MAX_MINUTES = 32_767  # what the column holds on PostgreSQL (smallint), on every database
+SCHEDULE_MAX_BEHIND = timedelta(days=7)
+
+
+class ScheduleForm(forms.ModelForm):
+    minutes = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=SCHEDULE_MAX_MINUTES,
+        help_text=f"For the Minutes type: every how many minutes, 1 to {SCHEDULE_MAX_MINUTES:,} (22 days).",
+    )
+
+    class Meta:
+        model = Schedule
+        fields = [
+            "name",
+            "func",
+            "hook",
+            "args",
+            "kwargs",
+            "schedule_type",
+            "minutes",
+            "repeats",
+            "next_run",
+            "cron",
+            "cluster",
+            "intended_date_kwarg",
+        ]
+
+    def clean_next_run(self):
+        next_run = self.cleaned_data.get("next_run")
+        behind = SCHEDULE_MAX_BEHIND.days
+        if (
+            "next_run" in self.changed_data
+            and next_run is not None
+            and next_run < timezone.now() - SCHEDULE_MAX_BEHIND
+        ):
+            raise ValidationError(
+                f"At most {behind} days ago (the scheduler catches up one interval at a time): "
+                "to run it at once, give the present time."
+            )
+        return next_run
+
+
+admin.site.unregister(Schedule)
+
+
+@admin.register(Schedule)
+class ScheduleAdmin(django_q_admin.ScheduleAdmin):
+    """django-q's schedule admin, with a form that refuses what its scheduler cannot run."""
+
+    form = ScheduleForm

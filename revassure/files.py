@@ -14,6 +14,10 @@ Two kinds:
   snapshot's directory `gs://bucket/prefix`), are read and written through the
   same API, on a GoogleCloudStorage of that bucket (`bucket_storage`).
 
+Copying a stored file to this machine (`local_copy`, `download`) ends within
+settings.STORAGE_DEADLINE_SECONDS (`bounded`), or fails with a StorageError
+naming the deadline.
+
 google-cloud-storage, under django-storages, honours STORAGE_EMULATOR_HOST:
 the tests run all of it against a Cloud Storage emulator.
 """
@@ -23,9 +27,10 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import google.auth.exceptions
 import google.cloud.exceptions
@@ -33,8 +38,11 @@ from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import Storage, storages
 
+from revassure import outbound
+
 PREFIX = "gs://"
 PIECE = 1 << 20
+T = TypeVar("T")
 
 
 class BadLocation(ValueError):
@@ -55,6 +63,20 @@ def cloud_errors(where: str) -> Iterator[None]:
         raise StorageError(f"{where}: Cloud Storage answered {exc.code} {exc.message}") from exc
     except google.auth.exceptions.DefaultCredentialsError as exc:
         raise StorageError(f"{where}: no credentials for Cloud Storage ({exc})") from exc
+
+
+def bounded(where: str, call: Callable[[], T]) -> T:
+    """call() (a read through a storage) within settings.STORAGE_DEADLINE_SECONDS,
+    Cloud Storage's refusals and the deadline as StorageError naming `where`.
+    google-cloud-storage's timeout is per read, so a trickling answer would hold
+    the worker for good; at the deadline the worker moves on, and the abandoned
+    read ends when that per-read timeout fires or the stream does (outbound.within)."""
+    seconds = settings.STORAGE_DEADLINE_SECONDS
+    with cloud_errors(where):
+        try:
+            return outbound.within(seconds, call)
+        except outbound.DeadlineExceeded as exc:
+            raise StorageError(f"{where}: not read in full within the deadline of {seconds:g} s") from exc
 
 
 def shared() -> Storage:
@@ -129,18 +151,22 @@ def local_copy(storage: Storage, name: str) -> Iterator[Path]:
         yield path
         return
     handle, temporary = tempfile.mkstemp(prefix="revassure-", suffix=Path(name).suffix)
+    os.close(handle)
     try:
-        with os.fdopen(handle, "wb") as out, cloud_errors(name), storage.open(name, "rb") as source:
-            shutil.copyfileobj(source, out, PIECE)
+        download(storage, name, Path(temporary))
         yield Path(temporary)
     finally:
         os.unlink(temporary)
 
 
 def download(storage: Storage, name: str, target: Path) -> None:
-    """Copy a stored file to `target` on this machine."""
-    with cloud_errors(name), storage.open(name, "rb") as source, target.open("wb") as out:
-        shutil.copyfileobj(source, out, PIECE)
+    """Copy a stored file to `target` on this machine, within the storage deadline."""
+
+    def copy() -> None:
+        with storage.open(name, "rb") as source, target.open("wb") as out:
+            shutil.copyfileobj(source, out, PIECE)
+
+    bounded(name, copy)
 
 
 def upload(storage: Storage, source: Path, name: str) -> None:

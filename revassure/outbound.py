@@ -7,10 +7,15 @@ watchdog shuts the connection's socket down when the call's time is up,
 whatever it is doing then (connecting, the TLS handshake, waiting for the
 first byte or the thousandth); the blocked read returns at once and the call
 fails with DeadlineExceeded (HTTP) or the mail backend's error (SMTP).
+
+A library whose sockets are out of reach (google-cloud-storage) is bounded
+from outside instead: `within` runs its call in a thread and stops waiting at
+the deadline.
 """
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import http.client
 import smtplib
@@ -20,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 from urllib.parse import urlsplit
 
 import google.auth.exceptions
@@ -29,6 +34,7 @@ from django.conf import settings
 from django.core.mail.backends import smtp
 
 PIECE = 1 << 16
+T = TypeVar("T")
 
 
 class DeadlineExceeded(OSError):
@@ -70,6 +76,37 @@ class Watchdog:
                 socket.socket.shutdown(sock, socket.SHUT_RDWR)
             except OSError:
                 pass  # already closed
+
+
+def within(seconds: float, call: Callable[[], T]) -> T:
+    """call()'s result (or its exception) when it ends within `seconds`, else
+    DeadlineExceeded at the deadline.
+
+    The call runs in a daemon thread, with the caller's context (its log
+    correlation id). At the deadline the caller moves on and the thread is
+    abandoned: nothing outside a library can stop its read, so the thread ends
+    only when the library's own per-read timeout fires or the stream does,
+    holding its connection, not the worker, meanwhile."""
+    outcome: list[tuple[bool, object]] = []
+    done = threading.Event()
+    context = contextvars.copy_context()
+
+    def run() -> None:
+        try:
+            outcome.append((True, context.run(call)))
+        except BaseException as exc:  # handed to the caller, which raises it
+            outcome.append((False, exc))
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="outbound-within", daemon=True).start()
+    if not done.wait(seconds):
+        raise DeadlineExceeded(f"no answer within the deadline of {seconds:g} s")
+    ok, value = outcome[0]
+    if not ok:
+        assert isinstance(value, BaseException)
+        raise value
+    return value  # type: ignore[return-value]  # call's own result
 
 
 @dataclass

@@ -237,17 +237,28 @@ else:
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 # Every call to another service (alert webhook, SMTP, the job tokens' signing
 # certificates) ends within this many seconds in all, however slowly the other
-# end answers (a per-read timeout does not bound a trickle). Cloud Storage is
-# reached through google-cloud-storage, whose requests time out after 60 s
-# without an answer and are retried within its own deadline.
+# end answers (a per-read timeout does not bound a trickle).
 OUTBOUND_DEADLINE_SECONDS = env.float("OUTBOUND_DEADLINE_SECONDS", default=15.0)
+# Reading a file from Cloud Storage (an uploaded export or statement, a gs://
+# statement, a snapshot's file) ends within this many seconds in all: longer than
+# OUTBOUND_DEADLINE_SECONDS, the files are large. google-cloud-storage's own 60 s
+# timeout is per read, so a trickle would never end it (revassure.files.bounded).
+STORAGE_DEADLINE_SECONDS = env.float("STORAGE_DEADLINE_SECONDS", default=600.0)
 
 # django-q2: a task must finish within `timeout`; `retry` (which also counts the
 # wait in the queue) is longer so that a slow task is never started twice.
 Q_TIMEOUT = env.int("Q_TIMEOUT", default=1800)
 Q_RETRY = env.int("Q_RETRY", default=Q_TIMEOUT + 300)
 Q_WORKERS = env.int("Q_WORKERS", default=2)
-Q_CLUSTER_NAME = env.str("Q_CLUSTER_NAME", default="revassure")
+# Notifications (alerts, "waiting for me" emails) go to a cluster of their own,
+# `<Q_CLUSTER_NAME>-notify` (one worker), so a slow receiver never holds a worker
+# that applies money. django-q2 reads Q_CLUSTER_NAME too: a qcluster started with
+# Q_CLUSTER_NAME=revassure-notify serves only that cluster (ALT_CLUSTERS below);
+# the site is then the name without the suffix, and the web and money processes
+# keep Q_CLUSTER_NAME=revassure.
+NOTIFY_CLUSTER_SUFFIX = "-notify"
+Q_CLUSTER_NAME = env.str("Q_CLUSTER_NAME", default="revassure").removesuffix(NOTIFY_CLUSTER_SUFFIX)
+NOTIFY_CLUSTER_NAME = Q_CLUSTER_NAME + NOTIFY_CLUSTER_SUFFIX
 
 INSTALLED_APPS = [
     "revassure.apps.RevassureConfig",
@@ -456,6 +467,14 @@ Q_CLUSTER = {
     "recycle": 500,
     "save_limit": 1000,
     "label": "Task queue",
+    # One send is one channel within OUTBOUND_DEADLINE_SECONDS; a minute more for the database.
+    "ALT_CLUSTERS": {
+        NOTIFY_CLUSTER_NAME: {
+            "workers": 1,
+            "timeout": int(OUTBOUND_DEADLINE_SECONDS) + 60,
+            "retry": int(OUTBOUND_DEADLINE_SECONDS) + 120,
+        }
+    },
 }
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL

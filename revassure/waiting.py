@@ -10,6 +10,7 @@ notice that cannot be sent never fails the action that caused it.
 import logging
 from enum import StrEnum
 
+from django.conf import settings
 from django_q.tasks import async_task
 
 from revassure.logs import on_commit
@@ -32,7 +33,14 @@ def announce(kind: WaitingKind, object_id: int) -> None:
 
     def enqueue() -> None:
         try:
-            async_task(NOTIFY_TASK, str(kind), object_id, task_name=f"waiting-{kind}-{object_id}")
+            # On the notify cluster: a slow mail server never holds a worker that applies money.
+            async_task(
+                NOTIFY_TASK,
+                str(kind),
+                object_id,
+                task_name=f"waiting-{kind}-{object_id}",
+                cluster=settings.NOTIFY_CLUSTER_NAME,
+            )
         except Exception:  # a broker that refuses must not fail the action that committed
             log.exception("could not enqueue the waiting notice", extra={"kind": str(kind), "id": object_id})
 

@@ -76,6 +76,10 @@ echo "== settlement reconciliation of the seeded PayNow statement"
 logins=$("$PY" manage.py setup_demo)
 "$PY" manage.py qcluster >>"$DEMO_DIR/qcluster.log" 2>&1 &
 pids+=($!)
+# The notify cluster: alerts and waiting notices, so a slow receiver never holds a worker
+# that applies money (docs/observability.md).
+Q_CLUSTER_NAME="${Q_CLUSTER_NAME:-revassure}-notify" "$PY" manage.py qcluster >>"$DEMO_DIR/qcluster-notify.log" 2>&1 &
+pids+=($!)
 "$PY" manage.py watch_ledger >>"$DEMO_DIR/watcher.log" 2>&1 &  # real-time drift (docs/realtime.md)
 pids+=($!)
 # What `make inject-drift` needs to reach this demo from another terminal (removed at exit).

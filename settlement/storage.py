@@ -73,8 +73,7 @@ def statement_file(source: str, path: str) -> Iterator[Path]:
             raise FileNotFoundError(where)
         yield Path(name)
         return
-    with files.cloud_errors(source if is_cloud_storage(source) else name):
-        there = storage.exists(name)
+    there = files.bounded(source if is_cloud_storage(source) else name, lambda: storage.exists(name))
     if not there:
         raise FileNotFoundError(where)
     with files.local_copy(storage, name) as local:

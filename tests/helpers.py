@@ -4,8 +4,10 @@ import io
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from html.parser import HTMLParser
 
@@ -172,3 +174,45 @@ def prometheus_tool(name: str) -> str:
             f"`prometheus`: apt-get install --no-install-recommends prometheus), or set {name.upper()}"
         )
     return path
+
+
+class Trickler:
+    """A loopback server that reads the request, then answers one byte a second
+    (an HTTP answer that never ends, as the slow alert receiver did)."""
+
+    def __init__(self, answer: bytes = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 1000):
+        self.answer = answer
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.stop = threading.Event()
+        self.asked = threading.Event()  # a request has come in and its answer is trickling
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        self.server.settimeout(0.2)
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return  # closed
+            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
+
+    def _trickle(self, conn):
+        with conn:
+            conn.recv(65536)
+            self.asked.set()
+            for byte in self.answer:
+                if self.stop.wait(1):
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(5)
+        self.server.close()

@@ -13,6 +13,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.test import Client
 from django_q.brokers import get_broker
+from django_q.conf import Conf
 from django_q.models import Schedule
 from django_q.scheduler import scheduler
 
@@ -298,7 +299,7 @@ def test_a_condition_must_hold_for_its_rule_duration_before_the_alert_opens(
 
 @pytest.mark.django_db
 def test_a_failing_channel_is_retried_with_backoff_and_every_attempt_is_kept(
-    ops, smtp, receiver, run_evaluation, django_capture_on_commit_callbacks
+    ops, smtp, receiver, run_evaluation, django_capture_on_commit_callbacks, settings, monkeypatch
 ):
     only("violations_found")
     violations_found(ops)
@@ -313,9 +314,13 @@ def test_a_failing_channel_is_retried_with_backoff_and_every_attempt_is_kept(
     assert sorted(attempts) == [("email", 1, True, None), ("webhook", 1, False, 500)]
     retry = Schedule.objects.get(func="observability.tasks.send_notification")
     assert retry.next_run == T0 + timedelta(seconds=30)
+    assert retry.cluster == settings.NOTIFY_CLUSTER_NAME
 
     with time_machine.travel(T0 + timedelta(seconds=31), tick=False):
-        scheduler(broker=get_broker())
+        scheduler(broker=get_broker())  # the money cluster's scheduler leaves it alone
+        assert AlertNotification.objects.filter(channel="webhook").count() == 1
+        monkeypatch.setattr(Conf, "CLUSTER_NAME", settings.NOTIFY_CLUSTER_NAME)
+        scheduler(broker=get_broker())  # the notify cluster's takes it
 
     assert AlertNotification.objects.filter(channel="webhook").values_list("attempt", "ok", "status_code")[
         1

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 from django.urls import reverse
+from django_q.conf import Conf
+from django_q.tasks import async_task
 from google.api_core.exceptions import GoogleAPICallError
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -231,3 +233,23 @@ def test_a_failed_firestore_call_is_counted_under_its_error(gateway, counted):
     assert counted("revassure_firestore_calls_total", method="get_document", outcome=error) == 1
     assert counted("revassure_firestore_calls_total", method="get_document", outcome="ok") == 0
     assert counted("revassure_firestore_call_duration_seconds_count", method="get_document") == 1
+
+
+@pytest.mark.django_db
+def test_a_notification_no_notify_cluster_takes_shows_in_that_clusters_queue_depth(
+    client, metrics_token, settings, monkeypatch
+):
+    monkeypatch.setattr(Conf, "SYNC", False)  # enqueued, as the web does, with no cluster running
+    async_task(
+        "observability.tasks.send_notification",
+        1,
+        "firing",
+        "webhook",
+        1,
+        cluster=settings.NOTIFY_CLUSTER_NAME,
+    )
+
+    samples = scrape(client, metrics_token)
+
+    assert samples[("revassure_task_queue_depth", (("cluster", settings.NOTIFY_CLUSTER_NAME),))] == 1
+    assert samples[("revassure_task_queue_depth", (("cluster", settings.Q_CLUSTER_NAME),))] == 0

@@ -3,7 +3,9 @@ address: the list without the bad filter and a message saying so, never a
 server error."""
 
 import io
+import itertools
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from django.core.management import call_command
 from django.test import Client, RequestFactory
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
+from django_q.models import Schedule
 
 from cutover.models import Cutover
 from observability import alerts
@@ -23,13 +26,12 @@ from reconciliation import services as reconciliation
 from reconciliation.models import Break, RunTrigger
 from tests.helpers import put_wallets, stored_event
 
-# A superscript digit (str.isdigit() says yes, int() says no: the letters case
-# too) and a number past any id; the search box also gets a NUL, which
-# PostgreSQL refuses in text. Two values keep the walk of every parameter of
-# every list short.
-BAD = ["²", "9" * 25]
-BAD_SEARCH = [*BAD, "abc\x00"]
-BAD_IDS = ["abc", "²", "9" * 25]
+# Letters, a superscript digit (str.isdigit() says yes, int() says no) and a
+# number past any id, as the issue that found the 500s lists them; the search
+# box, where letters are what people type, gets a NUL after them instead, which
+# PostgreSQL refuses in text.
+BAD = ["abc", "²", "9" * 25]
+BAD_SEARCH = ["²", "9" * 25, "abc\x00"]
 SAID = "The filters in the address could not be used"
 
 
@@ -147,6 +149,26 @@ def our_numeric_fields() -> set[str]:
     return found
 
 
+def number_fields_of_admin_forms_not_ours(superuser) -> set[str]:
+    """'app.Model.field' for each number a superuser may type into an admin
+    add or change form that is not one of ours (another package's admin):
+    such a form has no walk here until the admin is given a form of ours."""
+    ours = {config.name for config in apps.get_app_configs() if Path(config.path).is_relative_to(ROOT)}
+    request = RequestFactory().get("/")
+    request.user = superuser
+    found = set()
+    for model, model_admin in registered():
+        editable = model_admin.has_add_permission(request) or model_admin.has_change_permission(request)
+        if not editable or model_admin.form.__module__.split(".")[0] in ours:
+            continue
+        read_only = set(model_admin.get_readonly_fields(request, model()))
+        for field in model._meta.fields:
+            if field.editable and field.name not in read_only:
+                if isinstance(field.formfield(), forms.IntegerField):  # FloatField and DecimalField too
+                    found.add(f"{model._meta.label}.{field.name}")
+    return found
+
+
 def hidden_inputs(html: str) -> dict[str, str]:
     return dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', html))
 
@@ -157,6 +179,22 @@ def post_rule(client, field):
     page = client.get(url).content.decode()
     values = {"enabled": "on", "threshold": "26", "for_minutes": "0", "repeat_minutes": "240", "reason": "r"}
     return lambda value: client.post(url, {**hidden_inputs(page), **values, field: value})
+
+
+def post_schedule(client, field):
+    names = itertools.count()
+    now = timezone.now()
+    values = {
+        "func": "math.floor",
+        "args": "1",
+        "schedule_type": Schedule.MINUTES,
+        "minutes": "5",
+        "repeats": "-1",
+        "next_run_0": f"{now:%Y-%m-%d}",
+        "next_run_1": f"{now:%H:%M:%S}",
+    }
+    url = reverse("admin:django_q_schedule_add")
+    return lambda value: client.post(url, {**values, "name": f"typed-{next(names)}", field: value})
 
 
 def posts(client) -> dict:
@@ -189,6 +227,8 @@ def posts(client) -> dict:
             reverse("admin:reconciliation_balancerequest_propose"),
             {"uid": "u1", "amount": value, "reason_code": "correction", "reason": "typo"},
         ),
+        "revassure.admin.ScheduleForm.minutes": post_schedule(client, "minutes"),
+        "revassure.admin.ScheduleForm.repeats": post_schedule(client, "repeats"),
         **{
             f"observability.admin.RuleForm.{field}": post_rule(client, field)
             for field in ("threshold", "second_threshold", "for_minutes", "repeat_minutes")
@@ -202,6 +242,8 @@ def test_every_number_field_of_our_forms_refuses_out_of_range_values(superuser, 
     client.force_login(superuser)
     sent = posts(client)
     assert set(sent) == our_numeric_fields(), "a number field without its walk here"
+    not_ours = number_fields_of_admin_forms_not_ours(superuser)
+    assert not not_ours, f"give their admins a form of ours, and a walk here: {not_ours}"
     failures = []
     for field, post in sorted(sent.items()):
         for value in NUMBERS:
@@ -212,6 +254,12 @@ def test_every_number_field_of_our_forms_refuses_out_of_range_values(superuser, 
             elif (index := client.get(reverse("admin:index"))).status_code >= 500:
                 failures.append(f"the dashboard after {field}={value}: {index.exc_info[1]!r}")
     call_command("evaluate_alerts", stdout=io.StringIO())
+    # django-q's scheduler can compute each schedule's next run: one it could not stopped them all.
+    for schedule in Schedule.objects.exclude(repeats=0):
+        try:
+            schedule.calculate_next_run()
+        except (OverflowError, ValueError) as exc:
+            failures.append(f"schedule {schedule.name} (every {schedule.minutes} minutes): {exc!r}")
     assert not failures, "\n".join(failures)
     assert not Cutover.objects.exists()
     rule = AlertRule.objects.get(name="reconciliation_stale")
@@ -234,7 +282,7 @@ def test_every_admin_page_of_one_object_survives_an_id_that_names_none(superuser
             names = list(pattern.pattern.converters)
             if not pattern.name or not names:
                 continue
-            for typed in BAD_IDS:
+            for typed in BAD:
                 try:
                     url = reverse(f"admin:{pattern.name}", kwargs=dict.fromkeys(names, typed))
                 except NoReverseMatch:  # an <int:> page: the address itself refuses letters
@@ -243,3 +291,32 @@ def test_every_admin_page_of_one_object_survives_an_id_that_names_none(superuser
                     if (response := send(url)).status_code >= 500:
                         failures.append(f"{send.__name__} {url}: {response.exc_info[1]!r}")
     assert not failures, "\n".join(failures)
+
+
+@pytest.mark.django_db
+def test_a_schedule_the_scheduler_cannot_run_is_refused_with_the_reason(superuser):
+    """A schedule every 99,999,999,999 minutes (SQLite stores it) stopped django-q's
+    scheduler for every schedule; a next run years back kept it stepping through
+    each missed minute. Both are refused on django-q's schedule form."""
+    client = Client()
+    client.force_login(superuser)
+    sweep = Schedule.objects.get(name="sweep-reconciliation-runs")
+    url = reverse("admin:django_q_schedule_change", args=[sweep.pk])
+    fields = ("name", "func", "args", "schedule_type", "minutes", "repeats")
+    now = timezone.now()
+    form = {
+        **{name: getattr(sweep, name) or "" for name in fields},
+        "next_run_0": f"{now:%Y-%m-%d}",
+        "next_run_1": f"{now:%H:%M:%S}",
+    }
+
+    endless = client.post(url, {**form, "minutes": "99999999999"})
+    assert "Ensure this value is less than or equal to 32767." in endless.content.decode()
+    long_ago = client.post(url, {**form, "next_run_0": f"{now - timedelta(days=400):%Y-%m-%d}"})
+    assert "At most 7 days ago" in long_ago.content.decode()
+    sweep.refresh_from_db()
+    assert sweep.minutes == 1
+
+    assert client.post(url, {**form, "minutes": "5"}).status_code == 302
+    sweep.refresh_from_db()
+    assert sweep.minutes == 5 and sweep.calculate_next_run() > now

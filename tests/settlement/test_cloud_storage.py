@@ -2,6 +2,12 @@
 upload kept in the shared bucket and matched by a worker on another machine,
 and the job API's gs://bucket/object read from the bucket by the worker."""
 
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
@@ -110,3 +116,66 @@ def test_a_gs_path_cloud_storage_does_not_have_fails_the_run_saying_so(
         reverse("job-status", args=[Job.objects.get().pk]), HTTP_AUTHORIZATION=f"Bearer {token()}"
     )
     assert status.json()["status"] == "failed"
+
+
+class TricklingCloudStorage(BaseHTTPRequestHandler):
+    """Enough of Cloud Storage's JSON API for a read: an object's metadata at once,
+    its bytes one a second (under google-cloud-storage's 60 s per-read timeout)."""
+
+    size = 1000
+    stop = threading.Event()
+
+    def do_GET(self):
+        parts = urlsplit(self.path)
+        if "alt=media" in parts.query:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/csv")
+            self.send_header("Content-Length", str(self.size))
+            self.end_headers()
+            for _ in range(self.size):
+                if self.stop.wait(1):
+                    return
+                self.wfile.write(b"x")
+                self.wfile.flush()
+            return
+        bucket, _, name = parts.path.removeprefix("/storage/v1/b/").partition("/o/")
+        body = json.dumps(
+            {"bucket": bucket, "name": name, "size": str(self.size), "generation": "1"}
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_statement_cloud_storage_trickles_fails_the_run_at_the_storage_deadline(
+    client, token, job_settings, world, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    settings.STORAGE_DEADLINE_SECONDS = 2
+    server = ThreadingHTTPServer(("127.0.0.1", 0), TricklingCloudStorage)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{server.server_port}")
+    uri = "gs://statements/paynow/2026-11-25.csv"
+    try:
+        started = time.monotonic()
+        with django_capture_on_commit_callbacks(execute=True):
+            response = post_job(client, {"path": uri}, token())
+        seconds = time.monotonic() - started
+    finally:
+        TricklingCloudStorage.stop.set()
+        server.shutdown()
+        server.server_close()
+
+    assert response.status_code == 202
+    assert seconds < 2 + 3, f"the worker was held {seconds:.1f} s"
+    run = SettlementRun.objects.get()
+    assert run.status == "failed"
+    assert run.error == ("StorageError: paynow/2026-11-25.csv: not read in full within the deadline of 2 s")
+    status = client.get(
+        reverse("job-status", args=[Job.objects.get().pk]), HTTP_AUTHORIZATION=f"Bearer {token()}"
+    ).json()
+    assert status["status"] == "failed" and "deadline of 2 s" in status["error"]
