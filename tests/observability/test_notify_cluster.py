@@ -13,7 +13,6 @@ import uuid
 from datetime import datetime
 
 from devtools.emulator import ROOT
-
 from revassure.firestore import FirestoreGateway
 from tests.helpers import Trickler, cluster, wait_for
 
