@@ -290,10 +290,16 @@ def _shown(key: str, value) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{label(k).lower()} {_shown(k, v)}" for k, v in value.items()) or EMPTY
     if isinstance(value, list):
-        return (
-            "\n".join(
-                json.dumps(item, sort_keys=True) if isinstance(item, dict) else str(item) for item in value
-            )
-            or "none"
-        )
+        return "\n".join(_record(item) if isinstance(item, dict) else str(item) for item in value) or "none"
     return shown(value)
+
+
+def _record(item: dict) -> str:
+    """One record of a list as people read it: an alert as its rule's name, its
+    state and its summary (the raw record was shown as JSON); anything else as
+    its fields, labelled."""
+    if {"rule", "summary"} <= item.keys():
+        rule = RuleName(item["rule"]).label if item["rule"] in RuleName.values else str(item["rule"])
+        state = f" ({item['state']})" if item.get("state") else ""
+        return f"{capfirst(rule)}{state}: {item['summary']}"
+    return ", ".join(f"{label(k).lower()} {_shown(k, v)}" for k, v in item.items()) or EMPTY

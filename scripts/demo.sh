@@ -47,7 +47,19 @@ pids=()
 emulator_group=
 cleanup() {
     rm -f "$DEMO_DIR/env"
-    [ ${#pids[@]} -gt 0 ] && kill "${pids[@]}" 2>/dev/null
+    # The workers and the watcher first, and wait for them (up to 10 s): stopped
+    # after the emulator, they went on retrying a Firestore that was gone and one
+    # Ctrl-C did not end the demo.
+    if [ ${#pids[@]} -gt 0 ]; then
+        kill "${pids[@]}" 2>/dev/null
+        for _ in $(seq 1 100); do
+            alive=0
+            for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+            [ $alive = 0 ] && break
+            sleep 0.1
+        done
+        kill -9 "${pids[@]}" 2>/dev/null
+    fi
     [ -n "$emulator_group" ] && kill -- "-$emulator_group" 2>/dev/null
     wait 2>/dev/null || true
 }
@@ -74,13 +86,14 @@ echo "== settlement reconciliation of the seeded PayNow statement"
 "$PY" manage.py reconcile_settlement "$DEMO_DIR/paynow-statement.csv" 2>>"$DEMO_DIR/app.log"
 "$PY" manage.py verify_reports 2>>"$DEMO_DIR/app.log"
 logins=$("$PY" manage.py setup_demo)
+# The watcher first: the workers' first alert evaluation finds it started.
+"$PY" manage.py watch_ledger >>"$DEMO_DIR/watcher.log" 2>&1 &  # real-time drift (docs/realtime.md)
+pids+=($!)
 "$PY" manage.py qcluster >>"$DEMO_DIR/qcluster.log" 2>&1 &
 pids+=($!)
 # The notify cluster: alerts and waiting notices, so a slow receiver never holds a worker
 # that applies money (docs/observability.md).
 Q_CLUSTER_NAME="${Q_CLUSTER_NAME:-revassure}-notify" "$PY" manage.py qcluster >>"$DEMO_DIR/qcluster-notify.log" 2>&1 &
-pids+=($!)
-"$PY" manage.py watch_ledger >>"$DEMO_DIR/watcher.log" 2>&1 &  # real-time drift (docs/realtime.md)
 pids+=($!)
 # What `make inject-drift` needs to reach this demo from another terminal (removed at exit).
 for name in DEBUG DATABASE_URL GOOGLE_CLOUD_PROJECT FIRESTORE_EMULATOR_HOST PROMETHEUS_MULTIPROC_DIR SITE_URL; do

@@ -181,6 +181,43 @@ def test_the_monitor_step_shows_time_left_open_alerts_and_webhook_outcomes(clien
     assert "Override reason" in shown
 
 
+def test_the_monitor_steps_record_names_the_alerts_it_was_confirmed_over_not_their_json(
+    client, ops, clean_wallets
+):
+    start = timezone.now()
+    with time_machine.travel(start, tick=False):
+        cutover = services.start(actor=ops, name="go-live", target="production", monitor_minutes=1)
+        for key, extra in [
+            ("freeze", {}),
+            ("snapshot", {}),
+            ("reconcile", {}),
+            ("promote", {"revision": "r1"}),
+            ("switch_webhooks", {}),
+        ]:
+            services.confirm(
+                cutover, key, actor=ops, gateway=clean_wallets, trigger=RunTrigger.ADMIN, **extra
+            )
+    Alert.objects.create(
+        rule=AlertRule.objects.get(name="webhooks_unhealthy"),
+        state=AlertState.OPEN,
+        summary="webhooks failing",
+        started_at=start,
+    )
+    with time_machine.travel(start + timedelta(minutes=2), tick=False):
+        services.confirm(
+            cutover,
+            "monitor",
+            actor=ops,
+            gateway=clean_wallets,
+            trigger=RunTrigger.ADMIN,
+            override="the old endpoint retrying",
+        )
+        client.force_login(ops)
+        shown = client.get(page(cutover)).content.decode()
+    assert "Webhooks unhealthy (open): webhooks failing" in shown
+    assert "{&quot;" not in shown and '{"id"' not in shown
+
+
 @pytest.mark.parametrize("minutes", ["99999999999999999999", "10000000000", "10081", "0", "²"])
 def test_a_monitoring_time_out_of_range_is_refused_on_the_start_form(client, ops, clean_wallets, minutes):
     client.force_login(ops)

@@ -93,6 +93,17 @@ def test_the_watcher_rule_fires_once_it_has_been_down_longer_than_its_minutes_an
     assert [a.pk for a in resolved] == [opened[0].pk]
 
 
+def test_a_watcher_just_started_is_no_alert_until_its_minutes_have_passed_since_its_start():
+    # make demo starts the workers and the watcher together: the first evaluation
+    # came before the watcher's first heartbeat and alerted "never run" at once.
+    now = timezone.now()
+    state(heartbeat_at=None, started_at=now, connected=False)
+
+    assert watcher_alerts(alerts.evaluate(now + dt.timedelta(seconds=2)).opened) == []
+    opened = watcher_alerts(alerts.evaluate(now + dt.timedelta(minutes=6)).opened)
+    assert [a.key for a in opened] == ["watcher:p"] and "no heartbeat yet" in opened[0].summary
+
+
 def test_a_watcher_behind_or_not_listening_fires_too(settings):
     settings.WATCHER_MAX_LAG_SECONDS = 60
     now = timezone.now()
