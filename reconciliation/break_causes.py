@@ -137,7 +137,10 @@ def probable_cause(
     if found is not None:
         return Cause(found[0], found[1], evidence)
     evidence["explains"] = 0
-    ours = [e for e in newest if e.entry_id in writers]
+    # A correction of ours is no suspect: it stands for the entry it supersedes,
+    # counted as the correction says (the break was opened before it).
+    corrections = set(superseded.values())
+    ours = [e for e in newest if e.entry_id in writers and e.entry_id not in corrections]
     if ours:
         return Cause(
             ProbableCause.OUR_ENTRY,

@@ -212,6 +212,10 @@ def test_a_partial_correction_leaves_a_drift_whose_cause_is_read_again_with_the_
     brk = the_break()
     assert (brk.status, brk.kind, brk.delta) == ("open", "drift", 100)
     assert brk.cause != "malformed_amount"
+    # Its own correction is not blamed for what is left (the demo said "an
+    # entry written by revassure" of the correction it had just made).
+    assert brk.cause != "our_entry"
+    assert request.ledger_entry_id not in brk.cause_text
     assert brk.cause_evidence["corrections"] == [
         {"entry": "e001", "amount": "20", "corrected_by": request.ledger_entry_id, "by_amount": 20}
     ]
