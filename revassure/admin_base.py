@@ -1,6 +1,8 @@
 """What every ModelAdmin of ours shares: a list that refuses a bad filter in its
 address with a message instead of failing, and the view-only base for records."""
 
+import re
+
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import ValidationError
@@ -28,6 +30,17 @@ def require_row_id(value: str, what: str) -> int:
     return number
 
 
+# Django's words for a value a field cannot take name its internals ("Field 'id'
+# expected a number but got 'abc'."): people read what was expected and what came.
+DJANGO_FIELD_ERROR = re.compile(r"Field '[^']*' expected (?P<expected>.+?) but got (?P<got>.+?)\.?$")
+
+
+def readable(detail: str) -> str:
+    """A filter's refusal in people's words."""
+    found = DJANGO_FIELD_ERROR.match(detail)
+    return f"expected {found['expected']}, got {found['got']}" if found else detail
+
+
 class BaseAdmin(admin.ModelAdmin):
     """A list asked for with a filter value it cannot use (letters where an id
     goes, "²", a number past the largest id) is shown without its filters and
@@ -52,8 +65,8 @@ class BaseAdmin(admin.ModelAdmin):
             self.message_user(
                 request,
                 "The filters in the address could not be used"
-                + (f" ({detail})" if detail else "")
-                + ": the whole list is shown instead.",
+                + (f" ({readable(detail)})" if detail else "")
+                + ": the list is shown without them.",
                 messages.ERROR,
             )
             raise IncorrectLookupParameters(detail) from exc
