@@ -209,6 +209,54 @@ ACTS_ON = {
 }
 
 
+# One row at a time, from its page: the actions above, each with the outcomes it
+# is for and who does it (said to a person whose role does not).
+REPLAY, REVERSE, ADJUST, EXPLAIN = "replay", "reverse", "adjust", "explain"
+ROW_ACTIONS: dict[str, tuple[str, tuple[str, ...], str]] = {
+    REPLAY: (runs.PERMISSION, (Outcome.MISSING_IN_LEDGER,), "ops replay a stored delivery (a dry run first)"),
+    REVERSE: (runs.PERMISSION, (Outcome.UNREVERSED,), "ops backfill a reversal (a dry run first)"),
+    ADJUST: (
+        PROPOSE_PERMISSION,
+        (Outcome.POINTS_MISMATCH, Outcome.NOT_SETTLED),
+        "a finance reviewer proposes a manual adjustment",
+    ),
+    EXPLAIN: (EXPLAIN_PERMISSION, BREAKS, "a finance approver marks a row explained"),
+}
+
+
+def row_actions(row: SettlementRow) -> list[str]:
+    """The actions that close this row's kind of break, whoever may take them."""
+    return [action for action, (_, outcomes, _) in ROW_ACTIONS.items() if row.outcome in outcomes]
+
+
+def row_refusal(row: SettlementRow, actor, action: str) -> str:
+    """Why `actor` cannot take `action` on this row now, for a person; "" when
+    they can. Read-only: the row's page asks it so that it offers only what the
+    actions above accept, and says why not (they still refuse on their own)."""
+    permission, outcomes, who = ROW_ACTIONS[action]
+    if actor is None or not actor.is_active or not actor.has_perm(permission):
+        return f"not your role: {who}"
+    if row.outcome not in outcomes:
+        return f"it is for {', '.join(Outcome(o).label for o in outcomes)} rows"
+    if row.run.status != RunStatus.COMPLETED:
+        return "only rows of completed settlement runs are acted on"
+    if action == REPLAY and not row.replayable:
+        return f"no stored delivery replay can apply ({row.detail})"
+    if action == ADJUST:
+        refusals = adjustment_refusals([row])
+        if row.pk in refusals:
+            return refusals[row.pk]
+        try:
+            adjustment_of(row)
+        except ActionRefused as exc:
+            return str(exc)
+    if action == EXPLAIN:
+        explained = row.follow_ups.filter(kind=FollowUpKind.EXPLAINED).select_related("actor").first()
+        if explained is not None:
+            return f"{explained.actor} explained it already: {explained.reason}"
+    return ""
+
+
 def outcomes_for(user) -> set[str]:
     """The break outcomes this user has an action for."""
     if not user.is_active:
