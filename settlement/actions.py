@@ -253,7 +253,7 @@ def row_refusal(row: SettlementRow, actor, action: str) -> str:
     if action == EXPLAIN:
         explained = row.follow_ups.filter(kind=FollowUpKind.EXPLAINED).select_related("actor").first()
         if explained is not None:
-            return f"{explained.actor} explained it already: {explained.reason}"
+            return f"{explained.actor} explained it already: {explained.reason.rstrip('.')}"
     return ""
 
 

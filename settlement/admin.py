@@ -17,6 +17,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from backfill.runs import PERMISSION as BACKFILL_PERMISSION
 from reconciliation.admin import csv_response, safe_cell
@@ -449,10 +450,8 @@ class SettlementRowAdmin(RowPage, ReadOnlyAdmin):
             items.append((when(f.created_at), f.actor, f.get_kind_display(), target, f.reason))
         if not items:
             return EMPTY
-        return format_html(
-            '<ul class="ra-follow-ups" id="row-follow-ups">{}</ul>',
-            format_html_join("", "<li>{} {}: {}{} {}</li>", items),
-        )
+        lines = format_html_join(mark_safe("<br>"), "{} {}: {}{} {}", items)  # a constant: nothing to escape
+        return format_html('<span id="row-follow-ups">{}</span>', lines)
 
     def has_replay_permission(self, request):
         return request.user.has_perm(BACKFILL_PERMISSION)
