@@ -27,7 +27,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 
 from backfill import events, runs
-from backfill.models import DataMigration, MigrationKind
+from backfill.models import DataMigration, MigrationKind, MigrationStatus
 from reconciliation import changes
 from reconciliation.models import BalanceRequest, ReasonCode
 from revassure.firestore import FirestoreGateway
@@ -42,6 +42,7 @@ from settlement.models import (
 )
 
 EXPLAIN_PERMISSION = "settlement.explain_settlementrow"
+ENDED_BADLY = (MigrationStatus.FAILED, MigrationStatus.CANCELLED)
 PROPOSE_PERMISSION = "reconciliation.propose_balancerequest"
 
 
@@ -242,6 +243,8 @@ def row_refusal(row: SettlementRow, actor, action: str) -> str:
         return "only rows of completed settlement runs are acted on"
     if action == REPLAY and not row.replayable:
         return f"no stored delivery replay can apply ({row.detail})"
+    if action in (REPLAY, REVERSE):
+        return _in_hand(row, FollowUpKind.REPLAY if action == REPLAY else FollowUpKind.REVERSAL)
     if action == ADJUST:
         refusals = adjustment_refusals([row])
         if row.pk in refusals:
@@ -255,6 +258,22 @@ def row_refusal(row: SettlementRow, actor, action: str) -> str:
         if explained is not None:
             return f"{explained.actor} explained it already: {explained.reason.rstrip('.')}"
     return ""
+
+
+def _in_hand(row: SettlementRow, kind: str) -> str:
+    """What a dry run planned for this row already says, while it stands (its plan
+    waits to be run, or its real run goes on or is done); "" when there is none, or
+    it or its real run failed or was cancelled (plan again: the world changed)."""
+    follow_up = row.follow_ups.filter(kind=kind).select_related("migration").order_by("-pk").first()
+    plan = follow_up.migration if follow_up is not None else None
+    if plan is None or plan.status in ENDED_BADLY:
+        return ""
+    run = runs.bound_runs(plan).order_by("-pk").first()
+    if run is None:
+        return f"dry run {plan.pk} plans it already: read its plan, and run it for real from its page"
+    if run.status in ENDED_BADLY:
+        return ""
+    return f"run {run.pk}, bound to dry run {plan.pk}, does it ({run.get_status_display().lower()})"
 
 
 def outcomes_for(user) -> set[str]:

@@ -110,6 +110,8 @@ def test_settlement_rows_are_read_and_closed_one_by_one_by_each_role(people, run
     queued = ops.get_by_text(re.compile(r"Dry run \d+ queued for line 3: read its plan on its page\."))
     expect(queued).to_be_visible()
     plan_id = re.search(r"Dry run (\d+)", queued.inner_text()).group(1)
+    expect(ops.locator("#row-replay")).to_have_count(0)  # planned once; the plan is run from its page
+    expect(ops.locator("#row-refused")).to_contain_text(f"dry run {plan_id} plans it already")
     ops.locator("#row-follow-ups").get_by_role("link", name=f"migration {plan_id}").click()
     expect(ops.locator("#migration-status")).to_have_text("Completed", timeout=60_000)
     expect(ops.locator("#migration-items-table tbody tr").filter(has_text="evt_set_2")).to_contain_text(

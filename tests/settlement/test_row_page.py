@@ -70,6 +70,8 @@ def test_ops_plan_the_replay_of_one_row_from_its_page(client, ops, run, django_c
     migration_url = reverse("admin:backfill_datamigration_change", args=[plan.pk])
     assert f'<a href="{migration_url}">migration {plan.pk}</a>' in body  # its follow-up
     assert (plan.dry_run, plan.status, plan.applied) == (True, "completed", 1)
+    assert 'id="row-replay"' not in body  # planned once: the plan is run from its page
+    assert f"dry run {plan.pk} plans it already: read its plan, and run it for real from its page" in body
 
 
 def test_a_row_with_no_stored_delivery_says_why_it_cannot_be_replayed(client, ops, run):
