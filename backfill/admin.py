@@ -77,6 +77,15 @@ class ReversalUploadForm(forms.Form):
     )
 
 
+class RerunForm(forms.Form):
+    dry_run = forms.BooleanField(
+        required=False,
+        initial=True,
+        label="Dry run",
+        help_text="Plan only: every event with its outcome and reason, nothing written to Firestore.",
+    )
+
+
 class PlanApprovalForm(forms.Form):
     reason = forms.CharField(
         label="Why you approve it",
@@ -146,13 +155,14 @@ class DataMigrationAdmin(ReadOnlyAdmin):
         "finished",
     ]
     readonly_fields = cast(list[str], fields)  # the names above, none grouped
-    actions = ["pause", "resume", "cancel", "rerun_quarantined_and_failed"]
+    actions = ["pause", "resume", "cancel"]
 
     def get_urls(self):
         wrap = self.admin_site.admin_view
         return [
             path("upload/", wrap(self.upload_view), name="backfill_upload"),
             path("upload-reversals/", wrap(self.upload_reversals_view), name="backfill_upload_reversals"),
+            path("rerun-stored/", wrap(self.rerun_stored_view), name="backfill_rerun_stored"),
             path("<int:object_id>/run-bound/", wrap(self.run_bound_view), name="backfill_run_bound"),
             path("<int:object_id>/approve-plan/", wrap(self.approve_plan_view), name="backfill_approve_plan"),
             *super().get_urls(),
@@ -307,6 +317,8 @@ class DataMigrationAdmin(ReadOnlyAdmin):
                 )
             except BadUpload as exc:
                 form.add_error("export", f"Refused: {exc}.")
+            except plan_approval.PlanRequired as exc:
+                form.add_error("dry_run", f"Refused: {exc}.")
             except FeatureDisabled as exc:
                 form.add_error(None, f"Backfill refused: {exc}")
             else:
@@ -325,6 +337,47 @@ class DataMigrationAdmin(ReadOnlyAdmin):
                 "form": form,
                 "multipart": True,
                 "buttons": [("upload", "Start")],
+                "back_url": reverse("admin:backfill_datamigration_changelist"),
+                "back_label": "Data migrations",
+            },
+        )
+
+    def rerun_stored_view(self, request):
+        """Re-run the stored events not applied yet, quarantined and failed ones
+        included (after a fix): a dry run first, as for a file."""
+        if not request.user.has_perm(PERMISSION):
+            raise PermissionDenied("only ops start backfills")
+        form = RerunForm(request.POST if request.method == "POST" else None)  # unticked: an empty POST
+        if request.method == "POST" and form.is_valid():
+            try:
+                migration = runs.request_stored_replay(
+                    actor=request.user, include_quarantined=True, dry_run=form.cleaned_data["dry_run"]
+                )
+            except plan_approval.PlanRequired as exc:
+                form.add_error("dry_run", f"Refused: {exc}.")
+            except FeatureDisabled as exc:
+                form.add_error(None, f"Backfill refused: {exc}")
+            else:
+                what = "Dry run" if migration.dry_run else "Re-run"
+                self.message_user(request, f"{what} {migration.pk} queued; its progress shows here.")
+                return HttpResponseRedirect(
+                    reverse("admin:backfill_datamigration_change", args=[migration.pk])
+                )
+        waiting = runs.stored_deliveries({"statuses": [*runs.REPLAYABLE, EventStatus.QUARANTINED]}).count()
+        return TemplateResponse(
+            request,
+            "admin/revassure/form_page.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Re-run stored events",
+                "intro": (
+                    f"{points(waiting)} stored event(s) are not applied (received, deferred, failed or "
+                    "quarantined). Fix what quarantined them first (a missing wallet, the provider's data); "
+                    "each is applied once, by the webhook's rules. Start with a dry run: its page lists "
+                    "each event with its outcome and offers the real run, bound to that plan."
+                ),
+                "form": form,
+                "buttons": [("rerun", "Start")],
                 "back_url": reverse("admin:backfill_datamigration_changelist"),
                 "back_label": "Data migrations",
             },
@@ -528,15 +581,6 @@ class DataMigrationAdmin(ReadOnlyAdmin):
     def cancel(self, request, queryset):
         self._control(request, queryset, "cancel")
 
-    @admin.action(description="Re-run quarantined and failed events (after a fix)", permissions=["control"])
-    def rerun_quarantined_and_failed(self, request, queryset):
-        try:
-            migration = runs.request_stored_replay(actor=request.user, include_quarantined=True)
-        except FeatureDisabled as exc:
-            self.message_user(request, f"Backfill refused: {exc}.", messages.ERROR)
-            return
-        self.message_user(request, f"Migration {migration.pk} queued: it re-applies what is not applied yet.")
-
 
 @admin.register(ProviderEventDelivery)
 class ProviderEventDeliveryAdmin(ReadOnlyAdmin):
@@ -638,9 +682,18 @@ class ProviderEventDeliveryAdmin(ReadOnlyAdmin):
             except FeatureDisabled as exc:
                 self.message_user(request, f"Backfill refused: {exc}.", messages.ERROR)
                 return HttpResponseRedirect(reverse("admin:backfill_completeness"))
-            self.message_user(
-                request, f"{len(gaps)} gap(s) put back in line; migration {migration.pk} replays them."
-            )
+            if migration.dry_run:
+                self.message_user(
+                    request,
+                    f"{len(gaps)} gap(s) put back in line; they name more points than one person replays "
+                    f"alone (BACKFILL_PLAN_APPROVAL_ABOVE): dry run {migration.pk} plans their replay, "
+                    "writing nothing, for a second person to approve.",
+                    messages.WARNING,
+                )
+            else:
+                self.message_user(
+                    request, f"{len(gaps)} gap(s) put back in line; migration {migration.pk} replays them."
+                )
             return HttpResponseRedirect(reverse("admin:backfill_datamigration_change", args=[migration.pk]))
         found = completeness.check(gateway)
         gaps = found.gaps

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
-from backfill import runs
+from backfill import plan_approval, runs
 from backfill.models import EventStatus, ProviderEventDelivery
 from revassure.firestore import FirestoreGateway
 
@@ -69,12 +69,18 @@ def check(gateway: FirestoreGateway) -> Completeness:
 
 
 def replay_gaps(gateway: FirestoreGateway, *, actor=None):
-    """Put every gap back in line and start a stored replay of them (one click)."""
+    """Put every gap back in line and start a stored replay of them (one click):
+    a real one when one person may run it alone, else a dry run, its plan for a
+    second person to approve (backfill/plan_approval.py)."""
     runs.require_permission(actor)
     gaps = find_gaps(gateway)
     with transaction.atomic():
         ProviderEventDelivery.objects.filter(pk__in=[gap.pk for gap in gaps]).update(
             status=EventStatus.RECEIVED
         )
-        migration = runs.request_stored_replay(actor=actor)
+        try:
+            with transaction.atomic():
+                migration = runs.request_stored_replay(actor=actor)
+        except plan_approval.PlanRequired:
+            migration = runs.request_stored_replay(actor=actor, dry_run=True)
     return gaps, migration

@@ -13,7 +13,7 @@ import contextvars
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -48,28 +48,9 @@ def run_replay(
     if lease is None:
         return migration
     numbered = _numbered(lines, after=migration.checkpoint)
-    # Deferred: a dry run's (line number, raw line) pairs, a real run's delivery ids.
-    deferred: list[tuple[int, bytes]] | list[int] | None
     try:
         if migration.dry_run:
-            plan = planner.Plan(gateway, allow_negative=negative_balance_allowed())
-            judged: dict[int, planner.Judged] = {}
-            counts, deferred, last = planner.plan_lines(numbered, plan, judged=judged)
-            with transaction.atomic():
-                runs.save_progress(migration, lease, counts, checkpoint=last or migration.checkpoint)
-
-            def again(item: tuple[int, bytes]) -> str:
-                number, raw = item
-                judged[number] = plan.judge(raw)
-                return judged[number].outcome
-
-            _retry_deferred(migration, lease, deferred, again)
-            summary = plan.summary(DataMigration.objects.get(pk=migration.pk).outcomes())
-            with transaction.atomic():
-                planner.save_items(migration, judged)
-                return runs.complete(
-                    migration, lease, gateway=gateway, plan=summary, plan_checksum=plan.checksum(summary)
-                )
+            return plan_numbered(migration, lease, numbered, gateway=gateway)
         deferred = _apply_lines(migration, lease, numbered, gateway=gateway, deadline=deadline)
         if deferred is None:
             migration.refresh_from_db()
@@ -89,6 +70,32 @@ def run_replay(
     return migration
 
 
+def plan_numbered(
+    migration: DataMigration, lease: str, numbered: Iterable[tuple[int, bytes]], *, gateway: FirestoreGateway
+) -> DataMigration:
+    """A dry run: decide the numbered items in order (the deferred ones again at
+    the end), keep the plan, its checksum and each item's outcome, complete.
+    Raises as the real run does (its caller fails the migration)."""
+    plan = planner.Plan(gateway, allow_negative=negative_balance_allowed())
+    judged: dict[int, planner.Judged] = {}
+    counts, deferred, last = planner.plan_lines(numbered, plan, judged=judged)
+    with transaction.atomic():
+        runs.save_progress(migration, lease, counts, checkpoint=last or migration.checkpoint)
+
+    def again(item: tuple[int, bytes]) -> str:
+        number, raw = item
+        judged[number] = plan.judge(raw)
+        return judged[number].outcome
+
+    _retry_deferred(migration, lease, deferred, again)
+    summary = plan.summary(DataMigration.objects.get(pk=migration.pk).outcomes())
+    with transaction.atomic():
+        planner.save_items(migration, judged)
+        return runs.complete(
+            migration, lease, gateway=gateway, plan=summary, plan_checksum=plan.checksum(summary)
+        )
+
+
 def verify_plan(
     plan_id: int,
     lines: Iterable[str],
@@ -103,7 +110,7 @@ def verify_plan(
     `plan_id`, and PlanNotApproved (before planning) while the plan waits for a
     second person. The new dry run, which matched."""
     planner.require_approved(plan_id)
-    fresh = runs.start_replay(path=path, dry_run=True, kind=kind, source=source, name=name)
+    fresh = runs.start_replay(path=path, dry_run=True, kind=kind, source=source, name=name, checks=plan_id)
     fresh = run_replay(fresh, lines, gateway=gateway)
     planner.check_plan(plan_id, fresh)
     return fresh
@@ -114,12 +121,10 @@ def check_bound_plan(migration: DataMigration, lease: str, *, gateway: Firestore
     for real, bound to this plan"): plan its file again now. True when it may
     run; otherwise the run is failed with the reason, nothing written.
     Checked once: a run that already started goes on from its checkpoint."""
-    plan_id = migration.parameters.get("plan")
-    if plan_id is None or "plan_check" in migration.parameters:
-        return True
-    try:
+
+    def replan(plan_id: int) -> DataMigration:
         with uploads.stored_lines(migration) as lines:
-            fresh = verify_plan(
+            return verify_plan(
                 plan_id,
                 lines,
                 path=migration.parameters["path"],
@@ -128,6 +133,18 @@ def check_bound_plan(migration: DataMigration, lease: str, *, gateway: Firestore
                 source=migration.source,
                 name=migration.parameters.get("name", ""),
             )
+
+    return bound_check(migration, lease, replan)
+
+
+def bound_check(migration: DataMigration, lease: str, replan: Callable[[int], DataMigration]) -> bool:
+    """check_bound_plan, `replan(plan id)` planning what the run names again now
+    (PlanMismatch unless it is exactly the plan, OSError for a file gone)."""
+    plan_id = migration.parameters.get("plan")
+    if plan_id is None or "plan_check" in migration.parameters:
+        return True
+    try:
+        fresh = replan(plan_id)
     except (planner.PlanMismatch, OSError) as exc:
         why = str(exc) if isinstance(exc, planner.PlanMismatch) else "its uploaded file is no longer kept"
         runs.fail(migration, lease, exc, error=f"refused, nothing written: {why}")

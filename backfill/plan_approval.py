@@ -6,19 +6,31 @@ real run bound to a plan that moves more than BACKFILL_PLAN_APPROVAL_ABOVE
 points is refused until then, whichever way it is asked for (the admin's
 "Run for real, bound to this plan", `replay_webhooks --plan`): runs.
 bound_run_refusal and planner.check_plan ask `run_refusal` here.
+
+A real run not bound to a plan (the upload form with "dry run" unticked, the
+commands without `--dry-run`, a stored replay from the admin, the completeness
+page or the job API) has no plan to say what it moves, so it is measured by
+what its events name (`named_points`: every event's points, whatever its
+sign), which no run can exceed. Above BACKFILL_PLAN_APPROVAL_ABOVE it is
+refused before anything is queued (`require_plan`), the refusal saying how to
+get an approved plan: one person may run alone only what is too small to need
+a second.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from backfill import events
 from backfill.models import DataMigration, MigrationStatus
 from revassure.formatting import points, when
-from revassure.refusals import Refused
+from revassure.refusals import Refused, may
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +39,11 @@ APPROVE = "backfill.approve_plan"
 
 class PlanRefused(Refused, ValueError):
     """A plan cannot be approved now; the message says why, for a person."""
+
+
+class PlanRequired(Refused, ValueError):
+    """A real run not bound to a plan may name more points than one person may
+    move alone; the message says how to get an approved plan."""
 
 
 def moved_points(plan: DataMigration) -> int:
@@ -42,7 +59,7 @@ def needs_approval(plan: DataMigration) -> bool:
 def approval_refusal(plan: DataMigration, actor) -> str:
     """Why `actor` cannot approve this plan now ("" when they can). Read-only: the
     migration's page asks it before offering the form."""
-    if actor is None or not actor.is_active or not actor.has_perm(APPROVE):
+    if not may(actor, APPROVE):
         return "only ops and finance approvers approve plans"
     if not plan.dry_run or plan.status != MigrationStatus.COMPLETED:
         return "only a completed dry run's plan is approved"
@@ -51,6 +68,37 @@ def approval_refusal(plan: DataMigration, actor) -> str:
     if plan.started_by_id is not None and plan.started_by_id == actor.pk:
         return "you planned it: a second person approves it"
     return ""
+
+
+# A plan nobody approved within this long is the world as it was then: plan again.
+PLAN_WAITS = timedelta(days=7)
+
+
+def awaiting(user) -> list[DataMigration]:
+    """The plans waiting for `user` to approve them: completed dry runs made in
+    the last PLAN_WAITS that need a second person, someone else planned, and
+    `user` may approve (approval_refusal: none). Not the dry runs made to check a
+    bound run, nor plans a run was bound to already."""
+    if not may(user, APPROVE):
+        return []
+    plans = (
+        DataMigration.objects.filter(
+            dry_run=True,
+            status=MigrationStatus.COMPLETED,
+            plan_approved_by=None,
+            finished_at__gte=timezone.now() - PLAN_WAITS,
+        )
+        .exclude(parameters__has_key="checks")
+        .exclude(started_by=user)
+        .select_related("started_by")
+        .order_by("finished_at", "pk")
+    )
+    bound = set(
+        DataMigration.objects.filter(dry_run=False, parameters__has_key="plan").values_list(
+            "parameters__plan", flat=True
+        )
+    )
+    return [plan for plan in plans if plan.pk not in bound and needs_approval(plan)]
 
 
 def approve_plan(plan_id: int, *, actor, reason: str) -> DataMigration:
@@ -94,3 +142,37 @@ def approval_text(plan: DataMigration) -> str:
         f"No second person needed: it moves {points(moved_points(plan))} points, at most "
         f"BACKFILL_PLAN_APPROVAL_ABOVE ({points(settings.BACKFILL_PLAN_APPROVAL_ABOVE)})."
     )
+
+
+def named_points(raws: Iterable[bytes | str]) -> int:
+    """The points the events name, each in absolute value (a line that is not a
+    usable event names none): more than any run of them can move."""
+    total = 0
+    for raw in raws:
+        try:
+            total += abs(events.parse(raw).amount)
+        except events.Unusable:
+            continue
+    return total
+
+
+def unplanned_refusal(named: int) -> str:
+    """Why a real run not bound to a plan, its events naming `named` points, may
+    not start ("" when one person suffices)."""
+    if named <= settings.BACKFILL_PLAN_APPROVAL_ABOVE:
+        return ""
+    return (
+        f"its events name {points(named)} points, above BACKFILL_PLAN_APPROVAL_ABOVE "
+        f"({points(settings.BACKFILL_PLAN_APPROVAL_ABOVE)}), so a real run goes through a plan a second "
+        "person approves: start a dry run, have a second person approve its plan on the dry run's page, "
+        "then run it for real bound to that plan"
+    )
+
+
+def require_plan(named: int, *, how: str) -> None:
+    """PlanRequired, saying `how` this entry point binds a run to a plan, when
+    a real run naming `named` points needs an approved plan."""
+    refusal = unplanned_refusal(named)
+    if refusal:
+        log.info("unplanned real run refused", extra={"named_points": named})
+        raise PlanRequired(f"{refusal} ({how})")

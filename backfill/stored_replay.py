@@ -1,5 +1,11 @@
 """Replay of stored deliveries (received, deferred, failed; quarantined too after
-a fix), in id order, one transaction per delivery, as a tracked data migration."""
+a fix), in id order, one transaction per delivery, as a tracked data migration.
+
+A dry run plans the same deliveries by the replay's rules (backfill.planner),
+in the same order, and writes nothing to Firestore; a real run bound to its
+plan plans them again first and refuses, writing nothing, unless that gives
+exactly the approved plan (four eyes: backfill/plan_approval.py).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,8 @@ import time
 
 from django.db import transaction
 
-from backfill import runs, services
-from backfill.models import DataMigration, EventStatus, ProviderEventDelivery
+from backfill import file_replay, planner, runs, services
+from backfill.models import DataMigration, EventStatus, MigrationKind, MigrationSource, ProviderEventDelivery
 from revassure.firestore import FirestoreGateway
 
 log = logging.getLogger(__name__)
@@ -27,17 +33,27 @@ def run_stored_replay(
 
     Stops early, progress saved, when someone pauses or cancels it, or, still
     running, at `deadline` (time.monotonic()) for a next task to go on.
-    `lease`: the claim its caller already holds; without it, the run claims.
+    A dry run plans them instead, to the end. `lease`: the claim its caller
+    already holds; without it, the run claims.
     """
     lease = lease or runs.claim(migration)
     if lease is None:
         return migration
     params = migration.parameters
-    items = ProviderEventDelivery.objects.filter(status__in=params["statuses"], pk__gt=migration.checkpoint)
-    if params.get("since"):
-        items = items.filter(received_at__gte=params["since"])
-    if params.get("until"):
-        items = items.filter(received_at__lt=params["until"])
+    chosen = runs.stored_deliveries(params)
+    if migration.dry_run:
+        raws = chosen.order_by("pk").values_list("raw", flat=True).iterator()
+        numbered = ((n, raw.encode()) for n, raw in enumerate(raws, 1) if n > migration.checkpoint)
+        try:
+            return file_replay.plan_numbered(migration, lease, numbered, gateway=gateway)
+        except runs.LeaseLost:
+            log.warning("migration taken over; this worker stops", extra={"migration_id": migration.pk})
+            migration.refresh_from_db()
+            return migration
+        except Exception as exc:
+            runs.fail(migration, lease, exc)
+            raise
+    items = chosen.filter(pk__gt=migration.checkpoint)
     if "expected" not in params:
         params["expected"] = items.count()
         DataMigration.objects.filter(pk=migration.pk).update(parameters=params)
@@ -65,6 +81,26 @@ def run_stored_replay(
         runs.fail(migration, lease, exc)
         raise
     return runs.complete(migration, lease, gateway=gateway)
+
+
+def check_bound_plan(migration: DataMigration, lease: str, *, gateway: FirestoreGateway) -> bool:
+    """Before the first delivery of a real run bound to a plan: plan the same
+    deliveries again now (file_replay.bound_check). True when it may run."""
+
+    def replan(plan_id: int) -> DataMigration:
+        planner.require_approved(plan_id)
+        named = {key: migration.parameters[key] for key in runs.SELECTION if key in migration.parameters}
+        fresh = DataMigration.objects.create(
+            kind=MigrationKind.REPLAY_STORED,
+            source=MigrationSource.DATABASE,
+            parameters={**named, runs.CHECKS: plan_id},
+            dry_run=True,
+        )
+        fresh = run_stored_replay(fresh, gateway=gateway)
+        planner.check_plan(plan_id, fresh)
+        return fresh
+
+    return file_replay.bound_check(migration, lease, replan)
 
 
 def _past(deadline: float | None) -> bool:

@@ -40,6 +40,8 @@ def run_migration(migration_id: int, handoff: str = "") -> str:
         return migration.status
     deadline = time.monotonic() + settings.Q_CLUSTER["timeout"] / 2
     if migration.kind == MigrationKind.REPLAY_STORED:
+        if not stored_replay.check_bound_plan(migration, lease, gateway=get_gateway()):
+            return migration.status  # refused: the world changed since the plan
         migration = stored_replay.run_stored_replay(
             migration, gateway=get_gateway(), deadline=deadline, lease=lease
         )

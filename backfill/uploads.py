@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from backfill import reversals
+from backfill import plan_approval, reversals
 from backfill.models import DataMigration, MigrationKind, MigrationSource
 from revassure import files
 from revassure.refusals import Refused
@@ -84,15 +84,17 @@ def keep(upload, migration: DataMigration) -> str:
     return files.keep(upload, f"{FOLDER}/migration-{migration.pk}-{secrets.token_hex(6)}{suffix}")
 
 
-def count_items(path: Path | str, kind: str) -> int:
-    """How many items the file holds (its non-blank event lines, or CSV rows):
-    the total progress is shown against."""
+def named_points(path: Path | str, kind: str) -> int:
+    """The points the file's events name (plan_approval.named_points): what a
+    real run of it not bound to a plan is measured by."""
     with open_lines(path, kind) as lines:
-        return sum(1 for line in lines if line.strip())
+        return plan_approval.named_points(line for line in lines if line.strip())
 
 
-def count_upload(upload, kind: str) -> int:
-    """count_items of an uploaded file, read where it was uploaded (before it is kept)."""
+def measure_upload(upload, kind: str) -> tuple[int, int]:
+    """How many items an uploaded file holds (its non-blank event lines, or CSV
+    rows: the total progress is shown against) and the points they name, read
+    where it was uploaded (before it is kept)."""
     upload.seek(0)
     options = _TEXT[kind == MigrationKind.REVERSAL_CSV]
     text = io.TextIOWrapper(
@@ -100,7 +102,12 @@ def count_upload(upload, kind: str) -> int:
     )
     try:
         lines = reversals.csv_to_event_lines(text) if kind == MigrationKind.REVERSAL_CSV else text
-        return sum(1 for line in lines if line.strip())
+        items = named = 0
+        for line in lines:
+            if line.strip():
+                items += 1
+                named += plan_approval.named_points([line])
+        return items, named
     finally:
         text.detach()  # the upload stays open for keep
         upload.seek(0)

@@ -19,7 +19,8 @@ from django.utils.dateparse import parse_datetime
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from backfill import runs
+from backfill import plan_approval, runs
+from backfill.models import DataMigration
 from jobs.models import Job
 from reconciliation import reports, services, watcher
 from reconciliation.models import RunTrigger
@@ -43,6 +44,11 @@ RUN_FIELDS = (
     "total_abs_drift",
     "checksum",
     "error",
+)
+
+# How the job API binds a real backfill to an approved plan, for the refusal of one that is not.
+API_PLAN_HOW = (
+    'POST {"dry_run": true}, have a second person approve its plan in the admin, then POST {"plan": <its id>}'
 )
 
 # Limits of the request body, as the OpenAPI document states them.
@@ -121,6 +127,8 @@ def _start_job(request, caller, kind: str, start, *, refused: str) -> JsonRespon
             job.save()
     except FeatureDisabled as exc:
         return _error(503, f"{refused}: {exc}")
+    except (plan_approval.PlanRequired, runs.BoundRunRefused) as exc:
+        return _error(409, f"{refused}: {exc}")
     except ValueError as exc:
         return _error(400, str(exc))
     except IntegrityError:
@@ -166,7 +174,10 @@ def reconcile_job(request):
 def backfill_job(request):
     """Re-apply stored provider events not applied yet, in a worker.
 
-    Optional body: {"include_quarantined": bool, "since": ISO time, "until": ISO time}."""
+    Optional body: {"include_quarantined": bool, "since": ISO time, "until": ISO
+    time, "dry_run": bool}, or {"plan": the id of an approved dry run} for the
+    real run bound to that plan. A real run without a plan whose events name
+    more than BACKFILL_PLAN_APPROVAL_ABOVE points is refused (409): four eyes."""
     caller, refusal = _caller(request)
     if refusal:
         return refusal
@@ -174,9 +185,27 @@ def backfill_job(request):
         payload = json.loads(request.body or b"{}")
     except ValueError:
         return _error(400, "the body must be JSON (UTF-8)")
-    if not isinstance(payload, dict) or set(payload) - {"include_quarantined", "since", "until"}:
-        return _error(400, 'the body may hold only "include_quarantined", "since" and "until"')
+    allowed = {"include_quarantined", "since", "until", "dry_run"}
+    if not isinstance(payload, dict) or (set(payload) - allowed and set(payload) != {"plan"}):
+        return _error(
+            400,
+            'the body may hold only "include_quarantined", "since", "until" and "dry_run", or "plan" alone',
+        )
+    if "plan" in payload:
+        plan = payload["plan"]
+        if not isinstance(plan, int) or isinstance(plan, bool) or not 0 < plan < 2**63:
+            return _error(400, "plan must be the id of a dry run (a positive integer)")
+
+        if not DataMigration.objects.filter(pk=plan).exists():
+            return _error(404, f"there is no migration {plan}")
+
+        def start_bound(key):
+            migration = runs.request_bound_run(plan, actor=None)
+            return Job(idempotency_key=key or f"migration:{migration.pk}", migration=migration)
+
+        return _start_job(request, caller, Job.Kind.BACKFILL, start_bound, refused="backfill refused")
     include = payload.get("include_quarantined", False)
+    dry_run = payload.get("dry_run", False)
     window = {}
     for name in ("since", "until"):
         if name in payload:
@@ -190,9 +219,13 @@ def backfill_job(request):
             window[name] = parsed
     if not isinstance(include, bool):
         return _error(400, "include_quarantined must be true or false")
+    if not isinstance(dry_run, bool):
+        return _error(400, "dry_run must be true or false")
 
     def start(key):
-        migration = runs.request_stored_replay(include_quarantined=include, **window)
+        migration = runs.request_stored_replay(
+            include_quarantined=include, dry_run=dry_run, how=API_PLAN_HOW, **window
+        )
         return Job(idempotency_key=key or f"migration:{migration.pk}", migration=migration)
 
     return _start_job(request, caller, Job.Kind.BACKFILL, start, refused="backfill refused")

@@ -28,12 +28,13 @@ from django.utils import timezone
 from django.utils.http import urlencode
 from django.utils.timesince import timesince
 
+from backfill import plan_approval
 from cutover import services as cutover
 from observability import channels
 from observability.models import Alert, AlertState, InboxNotice, RuleName
 from reconciliation import break_actions, changes
 from reconciliation.models import ReconciliationRun
-from revassure.formatting import signed, when
+from revassure.formatting import points, signed, when
 from revassure.waiting import WaitingKind
 from settlement import actions as settlement
 from settlement.models import Outcome
@@ -148,6 +149,21 @@ def cutover_acceptances(user, now: datetime) -> Iterable[Item]:
             since=(run.finished_at if run and run.finished_at else step.cutover.started_at),
             url=reverse("admin:cutover_cutover_change", args=[step.cutover_id]),
             action="Accept or not",
+        )
+
+
+@provider(WaitingKind.BACKFILL_PLAN, "Backfill plans to approve")
+def backfill_plans(user, now: datetime) -> Iterable[Item]:
+    for plan in plan_approval.awaiting(user):
+        yield Item(
+            kind=WaitingKind.BACKFILL_PLAN,
+            key=str(plan.pk),
+            what=f"Dry run #{plan.pk}: {plan.get_kind_display()} moving "
+            f"{points(plan_approval.moved_points(plan))} points, planned by {plan.started_by or 'system'}",
+            detail="Read its plan; approve it with a reason, and ops can run it for real, bound to it.",
+            since=plan.finished_at or plan.created_at,
+            url=reverse("admin:backfill_datamigration_change", args=[plan.pk]),
+            action="Read and approve",
         )
 
 

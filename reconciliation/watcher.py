@@ -76,9 +76,9 @@ def health(state: WatcherState | None, now: datetime | None = None) -> Health:
     WATCHER_MAX_LAG_SECONDS) or down (no heartbeat for three heartbeats and
     10 s, or not listening): for the dashboard, the metrics and the alert rule."""
     now = now or timezone.now()
-    if state is None or (state.heartbeat_at is None and state.started_at is None):
-        return Health("down", None, "the watcher has never run (manage.py watch_ledger)")
-    if state.heartbeat_at is None:
+    if state is None or state.heartbeat_at is None:
+        if state is None or state.started_at is None:
+            return Health("down", None, "the watcher has never run (manage.py watch_ledger)")
         # Starting: down since it started, so the rule's minutes count from then
         # (a watcher started a moment before the first evaluation is no alert).
         return Health("down", state.started_at, f"started at {iso(state.started_at)}, no heartbeat yet")

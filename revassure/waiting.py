@@ -26,6 +26,7 @@ class WaitingKind(StrEnum):
     SETTLEMENT_ROWS = "settlement_rows"
     BREAK = "break"
     ALERT = "alert"
+    BACKFILL_PLAN = "backfill_plan"
 
 
 def announce(kind: WaitingKind, object_id: int) -> None:

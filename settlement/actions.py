@@ -27,11 +27,11 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 
 from backfill import events, runs
-from backfill.models import DataMigration, MigrationKind
+from backfill.models import DataMigration, MigrationKind, MigrationStatus
 from reconciliation import changes
 from reconciliation.models import BalanceRequest, ReasonCode
 from revassure.firestore import FirestoreGateway
-from revassure.refusals import Refused
+from revassure.refusals import Refused, may
 from settlement.models import (
     BREAKS,
     FollowUp,
@@ -43,6 +43,7 @@ from settlement.models import (
 )
 
 EXPLAIN_PERMISSION = "settlement.explain_settlementrow"
+ENDED_BADLY = (MigrationStatus.FAILED, MigrationStatus.CANCELLED)
 PROPOSE_PERMISSION = "reconciliation.propose_balancerequest"
 
 
@@ -208,6 +209,72 @@ ACTS_ON = {
     runs.PERMISSION: (Outcome.MISSING_IN_LEDGER, Outcome.UNREVERSED),
     PROPOSE_PERMISSION: (Outcome.POINTS_MISMATCH, Outcome.NOT_SETTLED),
 }
+
+
+# One row at a time, from its page: the actions above, each with the outcomes it
+# is for and who does it (said to a person whose role does not).
+REPLAY, REVERSE, ADJUST, EXPLAIN = "replay", "reverse", "adjust", "explain"
+ROW_ACTIONS: dict[str, tuple[str, tuple[str, ...], str]] = {
+    REPLAY: (runs.PERMISSION, (Outcome.MISSING_IN_LEDGER,), "ops replay a stored delivery (a dry run first)"),
+    REVERSE: (runs.PERMISSION, (Outcome.UNREVERSED,), "ops backfill a reversal (a dry run first)"),
+    ADJUST: (
+        PROPOSE_PERMISSION,
+        (Outcome.POINTS_MISMATCH, Outcome.NOT_SETTLED),
+        "a finance reviewer proposes a manual adjustment",
+    ),
+    EXPLAIN: (EXPLAIN_PERMISSION, BREAKS, "a finance approver marks a row explained"),
+}
+
+
+def row_actions(row: SettlementRow) -> list[str]:
+    """The actions that close this row's kind of break, whoever may take them."""
+    return [action for action, (_, outcomes, _) in ROW_ACTIONS.items() if row.outcome in outcomes]
+
+
+def row_refusal(row: SettlementRow, actor, action: str) -> str:
+    """Why `actor` cannot take `action` on this row now, for a person; "" when
+    they can. Read-only: the row's page asks it so that it offers only what the
+    actions above accept, and says why not (they still refuse on their own)."""
+    permission, outcomes, who = ROW_ACTIONS[action]
+    if not may(actor, permission):
+        return f"not your role: {who}"
+    if row.outcome not in outcomes:
+        return f"it is for {', '.join(Outcome(o).label for o in outcomes)} rows"
+    if row.run.status != RunStatus.COMPLETED:
+        return "only rows of completed settlement runs are acted on"
+    if action == REPLAY and not row.replayable:
+        return f"no stored delivery replay can apply ({row.detail})"
+    if action in (REPLAY, REVERSE):
+        return _in_hand(row, FollowUpKind.REPLAY if action == REPLAY else FollowUpKind.REVERSAL)
+    if action == ADJUST:
+        refusals = adjustment_refusals([row])
+        if row.pk in refusals:
+            return refusals[row.pk]
+        try:
+            adjustment_of(row)
+        except ActionRefused as exc:
+            return str(exc)
+    if action == EXPLAIN:
+        explained = row.follow_ups.filter(kind=FollowUpKind.EXPLAINED).select_related("actor").first()
+        if explained is not None:
+            return f"{explained.actor} explained it already: {explained.reason.rstrip('.')}"
+    return ""
+
+
+def _in_hand(row: SettlementRow, kind: str) -> str:
+    """What a dry run planned for this row already says, while it stands (its plan
+    waits to be run, or its real run goes on or is done); "" when there is none, or
+    it or its real run failed or was cancelled (plan again: the world changed)."""
+    follow_up = row.follow_ups.filter(kind=kind).select_related("migration").order_by("-pk").first()
+    plan = follow_up.migration if follow_up is not None else None
+    if plan is None or plan.status in ENDED_BADLY:
+        return ""
+    run = runs.bound_runs(plan).order_by("-pk").first()
+    if run is None:
+        return f"dry run {plan.pk} plans it already: read its plan, and run it for real from its page"
+    if run.status in ENDED_BADLY:
+        return ""
+    return f"run {run.pk}, bound to dry run {plan.pk}, does it ({run.get_status_display().lower()})"
 
 
 def outcomes_for(user) -> set[str]:

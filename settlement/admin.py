@@ -16,7 +16,8 @@ from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from backfill.runs import PERMISSION as BACKFILL_PERMISSION
 from reconciliation.admin_changes import FORM_PAGE
@@ -27,6 +28,7 @@ from revassure.firestore import get_gateway
 from revassure.formatting import EMPTY, points, signed, size, when
 from revassure.refusals import REFUSALS
 from settlement import actions, records, reports, services, statement, storage
+from settlement.admin_row_page import RowPage
 from settlement.models import (
     BREAKS,
     FollowUp,
@@ -340,7 +342,8 @@ class ReasonForm(forms.Form):
 
 
 @admin.register(SettlementRow)
-class SettlementRowAdmin(ReadOnlyAdmin):
+class SettlementRowAdmin(RowPage, ReadOnlyAdmin):
+    change_form_template = "admin/settlement/settlementrow/change_form.html"
     list_display = [
         "line_display",
         "outcome_display",
@@ -437,15 +440,18 @@ class SettlementRowAdmin(ReadOnlyAdmin):
     def follow_ups_display(self, row):
         items = []
         for f in row.follow_ups.select_related("actor"):
-            target = (
-                f" → migration {f.migration_id}"
-                if f.migration_id
-                else f" → request {f.request_id}"
-                if f.request_id
-                else ""
-            )
-            items.append(f"{when(f.created_at)} {f.actor}: {f.get_kind_display()}{target} {f.reason}".strip())
-        return "; ".join(items) or EMPTY
+            target = ""
+            if f.migration_id:
+                url = reverse("admin:backfill_datamigration_change", args=[f.migration_id])
+                target = format_html(' → <a href="{}">migration {}</a>', url, f.migration_id)
+            elif f.request_id:
+                url = reverse("admin:reconciliation_balancerequest_change", args=[f.request_id])
+                target = format_html(' → <a href="{}">request {}</a>', url, f.request_id)
+            items.append((when(f.created_at), f.actor, f.get_kind_display(), target, f.reason))
+        if not items:
+            return EMPTY
+        lines = format_html_join(mark_safe("<br>"), "{} {}: {}{} {}", items)  # a constant: nothing to escape
+        return format_html('<span id="row-follow-ups">{}</span>', lines)
 
     def has_replay_permission(self, request):
         return request.user.has_perm(BACKFILL_PERMISSION)
@@ -564,6 +570,7 @@ class SettlementRowAdmin(ReadOnlyAdmin):
         wrap = self.admin_site.admin_view
         return [
             path("export.csv", wrap(self.export_view), name="settlement_rows_export"),
+            *self.row_page_urls(),
             *super().get_urls(),
         ]
 

@@ -373,7 +373,8 @@ def _with_deliveries(missing: list) -> None:
         if same:
             row["delivery_id"], row["replayable"] = same[0][0], True
             row["detail"] = (
-                f"settled, never credited; stored delivery {same[0][0]} ({same[0][2]}) can be replayed"
+                f"settled, never credited; stored delivery {same[0][0]} ({same[0][2]}) holds it: "
+                "a replay of it credits the wallet"
             )
         elif candidates:
             row["delivery_id"] = candidates[0][0]

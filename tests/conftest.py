@@ -27,7 +27,7 @@ from google.cloud import storage as cloud_storage
 from devtools.emulator import EmulatorUnavailable, configured_kind, free_port, running_emulator
 from revassure.firestore import get_gateway
 from revassure.roles import APPROVER, OPS, REVIEWER
-from tests.helpers import AUDIENCE, SCHEDULER
+from tests.helpers import AUDIENCE, ONE_PERSON_SUFFICES, SCHEDULER
 
 
 def pytest_report_header(config):
@@ -126,6 +126,15 @@ def test_settings(settings, tmp_path_factory):
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
+
+
+@pytest.fixture
+def one_person_suffices(settings):
+    """Real backfill runs started without a plan, as tests of other things start
+    them: their events name fewer points than BACKFILL_PLAN_APPROVAL_ABOVE says
+    need a second person. Four eyes is tested where it is the subject
+    (tests/backfill/test_plan_approval.py, test_four_eyes.py)."""
+    settings.BACKFILL_PLAN_APPROVAL_ABOVE = ONE_PERSON_SUFFICES
 
 
 def _user(username: str, role: str | None, **extra) -> User:

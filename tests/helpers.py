@@ -21,6 +21,8 @@ from revassure.firestore import MISSING
 
 # The job endpoints' OIDC audience and the scheduler's service account in tests.
 AUDIENCE = "https://revassure.example.com/api/jobs"
+# BACKFILL_PLAN_APPROVAL_ABOVE above what any test's events name: a real backfill run needs no plan.
+ONE_PERSON_SUFFICES = 10**15
 SCHEDULER = "scheduler@revassure-prod.iam.gserviceaccount.com"
 
 

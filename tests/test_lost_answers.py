@@ -161,6 +161,7 @@ def test_the_drain_applies_a_batch_whose_commit_answer_is_lost_once_and_records_
 
 
 @pytest.mark.parametrize("which", ["payment", "refund"])
+@pytest.mark.usefixtures("one_person_suffices")
 def test_a_file_replay_whose_commit_answer_is_lost_applies_each_line_once_and_counts_it_applied(
     which, lost, proxy, product, direct, tmp_path
 ):
@@ -180,6 +181,7 @@ def test_a_file_replay_whose_commit_answer_is_lost_applies_each_line_once_and_co
 
 
 @pytest.mark.parametrize("which", ["payment", "refund"])
+@pytest.mark.usefixtures("one_person_suffices")
 def test_a_stored_replay_whose_commit_answer_is_lost_applies_each_delivery_once_and_counts_it_applied(
     which, lost, proxy, product, direct, run_tasks
 ):
@@ -202,6 +204,7 @@ def test_a_stored_replay_whose_commit_answer_is_lost_applies_each_delivery_once_
     assert set(ProviderEventDelivery.objects.values_list("status", flat=True)) == {EventStatus.APPLIED}
 
 
+@pytest.mark.usefixtures("one_person_suffices")
 def test_a_reversal_backfill_whose_commit_answer_is_lost_reverses_once_and_counts_it_applied(
     lost, proxy, product, direct, tmp_path
 ):

@@ -62,9 +62,12 @@ def freeze_panel(context):
     can_manage = user.has_perm("revassure.manage_freeze")
     latest = freeze.latest()
     frozen = latest is not None and latest.frozen
+    # A procedure holding the freeze (a cutover) lifts it itself: said here, no button to be refused.
+    held = freeze.hold(latest) if frozen else None
     return {
         "visible": can_manage or user.has_perm("revassure.view_freezeevent"),
-        "can_manage": can_manage,
+        "can_manage": can_manage and held is None,
+        "held": held[1] if held else "",
         "latest": latest,
         "frozen": frozen,
         "asks_for": "unfreeze" if frozen else "freeze",

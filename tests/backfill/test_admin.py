@@ -15,6 +15,7 @@ from tests.helpers import stored_event as stored
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("one_person_suffices")
 def test_every_backfill_admin_page_renders(client, gateway, django_capture_on_commit_callbacks):
     delivery = stored("evt_1")
     with django_capture_on_commit_callbacks():
@@ -54,6 +55,7 @@ def test_ops_pause_a_migration_from_the_admin_and_reviewers_cannot(
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("one_person_suffices")
 def test_ops_upload_an_export_and_a_worker_replays_it(
     client, gateway, ops, settings, tmp_path, django_capture_on_commit_callbacks
 ):
@@ -367,6 +369,7 @@ def test_an_empty_file_is_refused_at_upload(client, ops, uploads):
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("one_person_suffices")
 def test_ops_upload_finances_reversal_csv_dry_then_real(
     client, ops, uploads, gateway, django_capture_on_commit_callbacks
 ):
@@ -435,6 +438,7 @@ def test_only_ops_upload_files(client, reviewer, approver, outsider, view):
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("one_person_suffices")
 def test_progress_shows_how_many_of_the_total_counted_at_upload_and_refreshes_itself(
     client, ops, uploads, django_capture_on_commit_callbacks
 ):
@@ -503,6 +507,7 @@ def test_the_rate_is_over_running_time_and_does_not_fall_while_paused(client, op
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("one_person_suffices")
 def test_migration_pages_show_labels_names_and_one_date_format(
     client, wallets, ops, uploads, django_capture_on_commit_callbacks
 ):
@@ -572,6 +577,7 @@ def test_migration_pages_need_nothing_the_csp_refuses(
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("one_person_suffices")
 def test_a_migration_page_shows_the_correlation_id_it_was_started_under(
     client, gateway, ops, settings, tmp_path, django_capture_on_commit_callbacks
 ):

@@ -66,6 +66,7 @@ def test_the_same_payment_for_two_users_by_webhook_credits_only_the_first(
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("one_person_suffices")
 def test_a_replay_file_plans_and_applies_the_same_payment_for_two_users_once(tmp_path, wallets):
     export = tmp_path / "export.jsonl"
     export.write_text(json.dumps(payment("evt_a", "xa")) + "\n" + json.dumps(payment("evt_b", "xb")) + "\n")

@@ -54,6 +54,7 @@ def upload(client, view, name, body, *, dry_run, capture):
     ],
     ids=["export", "reversal-csv"],
 )
+@pytest.mark.usefixtures("one_person_suffices")
 def test_an_upload_on_one_machine_is_replayed_by_a_worker_on_another(
     client,
     ops,

@@ -30,6 +30,7 @@ def test_the_check_lists_stored_events_without_their_ledger_entry(gateway, gap):
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("one_person_suffices")
 def test_ops_replay_every_gap_in_one_click(client, gateway, gap, ops, django_capture_on_commit_callbacks):
     client.force_login(ops)
     url = reverse("admin:backfill_completeness")

@@ -82,6 +82,7 @@ def test_a_webhook_body_in_utf16_is_quarantined_at_intake_not_left_received(send
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("one_person_suffices")
 def test_a_stored_delivery_that_no_longer_parses_is_quarantined_and_the_stored_replay_goes_on(
     send, gateway, django_capture_on_commit_callbacks
 ):
@@ -111,6 +112,7 @@ def test_a_stored_delivery_that_no_longer_parses_is_quarantined_and_the_stored_r
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("one_person_suffices")
 def test_a_bom_line_in_a_replay_file_is_planned_and_applied_alike(tmp_path, gateway):
     put_wallets(gateway, {"u1": (0, [])})
     lines = [b"\xef\xbb\xbf" + json.dumps(payment("evt_1")).encode()]
@@ -123,6 +125,7 @@ def test_a_bom_line_in_a_replay_file_is_planned_and_applied_alike(tmp_path, gate
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("one_person_suffices")
 def test_an_out_of_range_amount_is_quarantined_and_the_rest_of_the_batch_applied(tmp_path, gateway):
     put_wallets(gateway, {"u1": (0, [])})
     lines = [json.dumps(payment("evt_big", payment_id="pay_big", points=INT64_MAX + 1)).encode()]
@@ -180,6 +183,7 @@ def test_an_id_with_a_trailing_newline_is_not_a_valid_identity(send, gateway):
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("one_person_suffices")
 def test_unusable_lines_in_a_replay_file_never_abort_the_migration(tmp_path, gateway):
     put_wallets(gateway, {"u1": (0, [])})
     lines = [

@@ -19,7 +19,7 @@ import uuid
 
 from devtools.emulator import ROOT
 from revassure.firestore import FirestoreGateway
-from tests.helpers import cluster, wait_for
+from tests.helpers import ONE_PERSON_SUFFICES, cluster, wait_for
 
 USERS = 8
 EVENTS = 400
@@ -74,6 +74,8 @@ def test_a_replay_whose_worker_was_killed_never_holds_up_live_webhooks_and_resum
         Q_CLUSTER_NAME=f"replay-kill-{uuid.uuid4().hex[:8]}",
         REPLAY_LEASE_SECONDS=str(LEASE),
         PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
+        # Replays started by one person, as this test starts them (four eyes is tested apart).
+        BACKFILL_PLAN_APPROVAL_ABOVE=str(ONE_PERSON_SUFFICES),
     )
     (tmp_path / "metrics").mkdir()
     gateway = FirestoreGateway(project)

@@ -25,6 +25,7 @@ EXPORT = [
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("one_person_suffices")
 def test_items_fail_visibly_during_an_outage_and_apply_after_it(
     gateway, firestore_project, monkeypatch, django_capture_on_commit_callbacks
 ):

@@ -64,6 +64,7 @@ def test_a_run_bound_to_a_plan_quarantines_the_refund_the_plan_quarantined(tmp_p
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("one_person_suffices")
 def test_a_real_run_decides_a_wallets_lines_in_file_order_within_one_batch(tmp_path, spent_wallet):
     spent_wallet.write_wallets([("n2", 0, {})])
     lines = [

@@ -37,6 +37,7 @@ def wallets(gateway):
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("one_person_suffices")
 def test_a_replay_accounts_for_every_line(tmp_path, wallets):
     result = replay(tmp_path)
 
@@ -61,6 +62,7 @@ def test_a_replay_accounts_for_every_line(tmp_path, wallets):
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("one_person_suffices")
 def test_a_second_replay_of_the_same_file_changes_nothing(tmp_path, wallets):
     replay(tmp_path)
     before = snapshot(wallets)
@@ -72,6 +74,7 @@ def test_a_second_replay_of_the_same_file_changes_nothing(tmp_path, wallets):
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("one_person_suffices")
 def test_a_dry_run_writes_nothing_and_plans_what_the_run_does(tmp_path, wallets):
     before = snapshot(wallets)
 
@@ -141,6 +144,7 @@ def test_a_plan_that_moves_no_more_than_the_threshold_needs_no_second_person(tmp
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("one_person_suffices")
 def test_a_batch_with_one_duplicate_is_split_and_the_rest_applied(tmp_path, gateway):
     put_wallets(gateway, {f"w{n}": (0, []) for n in range(10)})
     # One payment is already in the ledger (a webhook got through before the outage).

@@ -28,6 +28,7 @@ def paid(gateway):
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("one_person_suffices")
 def test_reversals_from_the_csv_follow_the_replay_rules(tmp_path, paid):
     result = backfill(
         tmp_path,
@@ -60,6 +61,7 @@ def test_a_csv_without_the_expected_columns_is_refused(tmp_path, paid):
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("one_person_suffices")
 def test_a_header_with_a_byte_order_mark_is_read_as_excel_writes_it(tmp_path, paid):
     path = tmp_path / "excel.csv"
     path.write_bytes(("\ufeff" + HEADER + "pay_1,re_1,,u1,30,2026-11-20T10:00:00Z\n").encode("utf-8"))
@@ -89,6 +91,7 @@ def test_points_are_ascii_digits_with_an_optional_sign_and_nothing_else():
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("dry_run", [False, True])
+@pytest.mark.usefixtures("one_person_suffices")
 def test_points_in_other_scripts_are_rejected_rows_with_their_line_and_the_file_goes_on(
     tmp_path, paid, dry_run
 ):
@@ -123,6 +126,7 @@ def test_points_in_other_scripts_are_rejected_rows_with_their_line_and_the_file_
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("one_person_suffices")
 def test_delivery_lines_are_the_csv_lines_even_across_quoted_newlines_and_blank_lines(tmp_path, paid):
     body = (
         "\n"  # line 2: blank

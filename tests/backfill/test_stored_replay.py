@@ -23,6 +23,7 @@ def backlog(gateway):
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("one_person_suffices")
 def test_the_backfill_job_applies_what_was_stored_but_not_applied(
     client, gateway, backlog, token, job_settings, django_capture_on_commit_callbacks
 ):
@@ -56,6 +57,7 @@ def test_the_backfill_job_applies_what_was_stored_but_not_applied(
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("one_person_suffices")
 def test_quarantined_events_can_be_rerun_after_a_fix(gateway, backlog, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         runs.request_stored_replay()
@@ -86,6 +88,7 @@ def test_backfill_refuses_while_its_flag_is_off(client, gateway, ops, token, job
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("one_person_suffices")
 def test_ops_pause_resume_and_cancel(gateway, backlog, ops, reviewer, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks():  # queued, not yet taken by a worker
         migration = runs.request_stored_replay()
@@ -102,6 +105,7 @@ def test_ops_pause_resume_and_cancel(gateway, backlog, ops, reviewer, django_cap
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("one_person_suffices")
 def test_a_migration_whose_worker_went_silent_is_handed_to_a_worker_again(
     gateway, backlog, django_capture_on_commit_callbacks
 ):
@@ -126,6 +130,7 @@ def test_a_migration_whose_worker_went_silent_is_handed_to_a_worker_again(
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("one_person_suffices")
 def test_an_uploaded_file_replay_whose_worker_went_silent_resumes_but_a_commands_does_not(
     gateway, tmp_path, settings, django_capture_on_commit_callbacks
 ):

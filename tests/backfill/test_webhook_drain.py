@@ -269,6 +269,7 @@ def test_the_waiting_queue_shows_in_the_admin_and_the_metrics(client, gateway, b
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("one_person_suffices")
 def test_the_drain_steps_aside_while_ops_replay_stored_deliveries(client, gateway, broker):
     put_wallets(gateway, {"u1": (0, [])})
     deliver(client, event_line("evt_1", payment="pay_1", points=5))

@@ -269,6 +269,18 @@ def test_the_freeze_page_refuses_to_lift_a_cutovers_freeze_and_names_the_cutover
     assert freeze.current() is not None
 
 
+def test_the_dashboard_says_the_cutover_holds_the_freeze_and_offers_no_unfreeze(client, ops, clean_wallets):
+    cutover = services.start(actor=ops, name="go-live", target="production")
+    services.confirm(cutover, "freeze", actor=ops, gateway=clean_wallets, trigger=RunTrigger.ADMIN)
+    client.force_login(ops)
+
+    page = client.get(reverse("admin:index")).content.decode()
+
+    assert 'id="freeze-held"' in page and "cutover go-live (started by olga at" in page
+    assert "lifted by the cutover&#x27;s last step (unfreeze)" in page
+    assert "Unfreeze manual changes" not in page and 'id="freeze-form"' not in page
+
+
 @pytest.mark.parametrize("typed", ["abc", "²", "99999999999999999999999"])
 def test_a_cutover_address_that_names_no_cutover_is_not_found(client, ops, typed):
     client.force_login(ops)

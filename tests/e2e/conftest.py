@@ -9,26 +9,35 @@ monitoring of that product (a real Prometheus scraping its /metrics).
 - the session's Firestore emulator, in a project of its own, seeded with
   realistic wallets (some drifted, one malformed) and a few named ones the
   journeys work on, then reconciled once;
-- one user per role, a staff user without a role and a user who is not staff.
+- one user per role, a staff user without a role and a user who is not staff;
+- a real SMTP server on loopback (aiosmtpd) as the site's mail server: alert
+  emails and inbox notices land in `site.mailbox`, their links pointing at the
+  running site.
 
 Every journey saves a screenshot of its last screen in e2e-screenshots/ and
 fails on any console error or content-security-policy violation in any page it
 opened.
 """
 
+import email
+import email.message
+import email.policy
 import json
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
 import urllib.request
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
 from playwright.sync_api import Page, expect, sync_playwright
 
 from demo.wallets import demo_wallets
@@ -85,6 +94,31 @@ def dated(entries: dict) -> dict:
     }
 
 
+class Mailbox:
+    """aiosmtpd handler: every message the site sent, parsed, in the order received."""
+
+    def __init__(self):
+        self.messages: list[email.message.EmailMessage] = []
+
+    async def handle_DATA(self, server, session, envelope):
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        assert isinstance(message, email.message.EmailMessage)
+        self.messages.append(message)
+        return "250 Message accepted for delivery"
+
+    def wait_for(self, subject: str, timeout: float = 60) -> email.message.EmailMessage:
+        """The first message whose subject contains `subject`, once it has arrived."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [m for m in self.messages if subject in m["Subject"]]
+            if found:
+                return found[0]
+            assert time.monotonic() < deadline, (
+                f"no email about {subject!r} within {timeout} s; got {[m['Subject'] for m in self.messages]}"
+            )
+            time.sleep(0.2)
+
+
 @dataclass
 class Site:
     url: str
@@ -92,7 +126,20 @@ class Site:
     password: str
     project: str
     first_run: dict
+    mailbox: Mailbox
     logs: list[Path] = field(default_factory=list)
+    cluster: subprocess.Popen | None = None
+
+    @contextmanager
+    def workers_paused(self):
+        """The qcluster stopped (SIGSTOP to its process group) while the block runs: what
+        was asked of the workers waits, as it would for a busy cluster; then it goes on."""
+        assert self.cluster is not None
+        os.killpg(self.cluster.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.killpg(self.cluster.pid, signal.SIGCONT)
 
     def manage(self, *args, timeout=180) -> str:
         """A management command against the running product (its database, its emulator)."""
@@ -144,6 +191,11 @@ def site(firestore_emulator, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("e2e")
     project = f"e2e-{uuid.uuid4().hex[:10]}"
     password = secrets.token_urlsafe(12)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    mailbox = Mailbox()
+    smtp = Controller(mailbox, hostname="127.0.0.1", port=free_port())
+    smtp.start()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env.update(
         DJANGO_SETTINGS_MODULE="tests.e2e.server_settings",
@@ -151,6 +203,7 @@ def site(firestore_emulator, tmp_path_factory):
         GOOGLE_CLOUD_PROJECT=project,
         FIRESTORE_EMULATOR_HOST=firestore_emulator,
         MEDIA_ROOT=str(workdir / "uploads"),
+        SNAPSHOT_DIR=str(workdir / "snapshots"),  # the cutover's snapshot step writes here
         # Its own: gunicorn.conf.py wipes the directory when the server starts, and the
         # one pytest-env names is shared by every test run on the machine.
         PROMETHEUS_MULTIPROC_DIR=str(workdir / "metrics"),
@@ -160,6 +213,11 @@ def site(firestore_emulator, tmp_path_factory):
         E2E_PASSWORD=password,
         METRICS_TOKEN=secrets.token_urlsafe(24),  # what an outside Prometheus sends
         E2E_USERS=json.dumps(USERS),
+        # Mail through a real SMTP server; links in it lead to this site.
+        EMAIL_URL=f"smtp://127.0.0.1:{smtp.port}",
+        ALERT_EMAILS="oncall@example.com",
+        ALERT_FROM_EMAIL="revassure-alerts@example.com",
+        SITE_URL=url,
     )
     (workdir / "metrics").mkdir()
     gateway = FirestoreGateway(project)
@@ -170,8 +228,6 @@ def site(firestore_emulator, tmp_path_factory):
     first_run = json.loads(_manage(env, "shell", "-c", SETUP).strip().splitlines()[-1])
     assert first_run["status"] == "completed", first_run
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     server_log, cluster_log = workdir / "gunicorn.log", workdir / "qcluster.log"
     server = _start(
         env,
@@ -191,11 +247,14 @@ def site(firestore_emulator, tmp_path_factory):
         _wait_ready(url, server, server_log)
         # After the server: its start wipes the metrics directory the worker writes to.
         cluster = _start(env, [sys.executable, "manage.py", "qcluster"], cluster_log)
-        yield Site(url, env, password, project, first_run, logs=[server_log, cluster_log])
+        yield Site(
+            url, env, password, project, first_run, mailbox, logs=[server_log, cluster_log], cluster=cluster
+        )
     finally:
         if cluster is not None:
             stop_process_group(cluster)
         stop_process_group(server)
+        smtp.stop()
 
 
 @pytest.fixture(scope="package")

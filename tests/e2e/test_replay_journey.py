@@ -1,6 +1,8 @@
 """Journey 3: ops replay an export of provider events: a dry run first, its
 plan read line by line with reasons, approved by a second person (the planner
-cannot), then the real run bound to that plan, watched to the end."""
+cannot; the plan waits in the approver's inbox, with an email), then the real
+run bound to that plan, watched to the end. Unticking "Dry run" is refused
+above BACKFILL_PLAN_APPROVAL_ABOVE, saying how to get a plan approved."""
 
 import re
 
@@ -65,6 +67,14 @@ def test_ops_plan_a_replay_a_second_person_approves_it_and_it_runs_for_real_boun
         files=[{"name": "paynow-export.jsonl", "mimeType": "application/x-ndjson", "buffer": EXPORT.encode()}]
     )
     expect(ops.get_by_label("Dry run")).to_be_checked()
+    # A real run straight away is one person's word: refused, the form says how to get a plan.
+    ops.get_by_label("Dry run").uncheck()
+    ops.get_by_role("button", name="Start").click()
+    expect(ops.locator(".errorlist")).to_contain_text('upload it with "Dry run" ticked')
+    ops.get_by_label("Export file").set_input_files(
+        files=[{"name": "paynow-export.jsonl", "mimeType": "application/x-ndjson", "buffer": EXPORT.encode()}]
+    )
+    ops.get_by_label("Dry run").check()
     ops.get_by_role("button", name="Start").click()
 
     # The dry run's page reloads itself until the plan is made.
@@ -100,8 +110,17 @@ def test_ops_plan_a_replay_a_second_person_approves_it_and_it_runs_for_real_boun
     expect(ops.locator("#plan-approval-refusal")).to_contain_text("you planned it")
     expect(ops.get_by_role("button", name="Run for real, bound to this plan")).to_have_count(0)
     expect(ops.locator("#bound-run-refusal")).to_contain_text("a second person, not who planned it")
+    # The plan waits in the approver's inbox (and its notice came by email, linking there).
+    notice = people.site.mailbox.wait_for(f"Waiting for you: Dry run #{plan_id}")
+    assert notice["To"] == "abe@example.com", notice["To"]
     approver = people.sign_in("abe")
-    approver.goto(f"/admin/backfill/datamigration/{plan_id}/change/")
+    approver.locator("#inbox-link").click()
+    waiting = approver.locator(f"#inbox-item-backfill_plan-{plan_id}")
+    expect(waiting).to_contain_text(
+        f"Dry run #{plan_id}: replay of an export moving 370 points, planned by otto"
+    )
+    waiting.get_by_role("link", name="Read and approve").click()
+    expect(approver.locator("#plan-approval")).to_contain_text("Not approved yet: it moves 370 points")
     approver.get_by_label("Why you approve it").fill("Two payments and a refund, as PayNow's export says.")
     approver.get_by_role("button", name="Approve this plan").click()
     expect(approver.get_by_text(f"Plan {plan_id} approved")).to_be_visible()

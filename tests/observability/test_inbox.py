@@ -10,6 +10,7 @@ from django.contrib.auth.models import Group, User
 from django.urls import reverse
 from django.utils import timezone
 
+from backfill import file_replay, plan_approval, runs
 from cutover import services as cutover
 from cutover.models import StepState
 from observability import inbox
@@ -20,7 +21,7 @@ from revassure.roles import APPROVER, REVIEWER
 from revassure.waiting import WaitingKind
 from settlement import actions as settlement
 from settlement.models import Outcome, RunStatus, SettlementRow, SettlementRun
-from tests.helpers import csp_refusals, put_wallets
+from tests.helpers import csp_refusals, event_line, put_wallets
 
 INBOX = "/admin/observability/inbox/"
 
@@ -127,6 +128,7 @@ def test_an_approver_sees_others_requests_settlement_rows_to_explain_and_nothing
         ],
         "break": [],
         "alert": [],
+        "backfill_plan": [],
     }
     page = page_of(client, approver)
     assert "Balance requests to decide: 2" in page
@@ -152,6 +154,7 @@ def test_a_reviewer_sees_the_breaks_they_hold_and_finance_alerts_and_no_request_
         "settlement_rows": [f"{world['statement'].pk}:points_mismatch"],  # an adjustment is theirs to propose
         "break": [str(world["break"].pk)],
         "alert": [str(world["drift_above"].pk)],
+        "backfill_plan": [],
     }
     page = page_of(client, reviewer)
     assert f'href="/admin/reconciliation/break/{world["break"].pk}/change/">Work on it</a>' in page
@@ -167,6 +170,7 @@ def test_ops_see_what_they_replay_or_reverse_and_operational_alerts_not_acknowle
         "settlement_rows": [f"{world['statement'].pk}:{o}" for o in ("missing_in_ledger", "unreversed")],
         "break": [],
         "alert": [str(world["job_failed"].pk)],
+        "backfill_plan": [],
     }
     page = page_of(client, ops)
     assert "1 row(s) missing in the ledger" in page and "Look and acknowledge" in page
@@ -322,4 +326,28 @@ def test_an_assigned_break_emails_its_new_owner(
         break_actions.assign([brk.pk], owner=colleague, actor=reviewer)
     assert [message["to"] for message in smtp.messages] == [["erin@example.com"]]
     assert "Subject: [revassure] Waiting for you: Break #" in smtp.messages[0]["content"]
-    assert timezone.now() - inbox.sections(colleague)[3].items[0].since < timedelta(minutes=1)
+    [breaks] = [section for section in inbox.sections(colleague) if section.kind == WaitingKind.BREAK]
+    assert timezone.now() - breaks.items[0].since < timedelta(minutes=1)
+
+
+def test_a_plan_that_needs_a_second_person_waits_for_the_others_who_approve_plans_and_emails_them(
+    smtp, gateway, ops, approver, reviewer, tmp_path, django_capture_on_commit_callbacks, client
+):
+    put_wallets(gateway, {"u1": (0, [])})
+    export = tmp_path / "export.jsonl"
+    export.write_text(event_line("evt_1", points=70) + "\n")
+    planned = runs.start_replay(path=str(export), dry_run=True, actor=ops)
+    with django_capture_on_commit_callbacks(execute=True), export.open() as lines:
+        file_replay.run_replay(planned, lines, gateway=gateway)
+
+    assert keys(approver)["backfill_plan"] == [str(planned.pk)]
+    assert keys(ops)["backfill_plan"] == []  # who planned it cannot approve it
+    assert keys(reviewer)["backfill_plan"] == []  # nor who does not approve plans
+    page = page_of(client, approver)
+    assert f"Dry run #{planned.pk}: replay of an export moving 70 points, planned by olga" in page
+    assert f'href="/admin/backfill/datamigration/{planned.pk}/change/">Read and approve</a>' in page
+    assert [message["to"] for message in smtp.messages] == [["bob@example.com"]]
+    assert f"Subject: [revassure] Waiting for you: Dry run #{planned.pk}" in smtp.messages[0]["content"]
+
+    plan_approval.approve_plan(planned.pk, actor=approver, reason="one payment, as asked")
+    assert keys(approver)["backfill_plan"] == []

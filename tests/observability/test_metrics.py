@@ -160,6 +160,7 @@ def test_webhook_deliveries_are_counted_by_outcome_and_a_bad_signature_is_reject
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("one_person_suffices")
 def test_a_replay_counts_its_events_by_outcome(
     tmp_path, gateway, counted, django_capture_on_commit_callbacks
 ):

@@ -46,6 +46,7 @@ def replayed(gateway, tmp_path):
     return gateway
 
 
+@pytest.mark.usefixtures("one_person_suffices")
 def test_credits_from_a_file_replay_and_any_other_path_are_checked_against_the_statement(replayed, tmp_path):
     path = tmp_path / "statement.csv"
     path.write_text(

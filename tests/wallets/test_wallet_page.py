@@ -162,6 +162,7 @@ def test_a_malformed_amount_is_shown_as_it_is(client, gateway, reviewer):
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("one_person_suffices")
 def test_each_entry_of_ours_says_who_wrote_it(
     client, gateway, tmp_path, reviewer, approver, django_capture_on_commit_callbacks
 ):

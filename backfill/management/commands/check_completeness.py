@@ -40,6 +40,9 @@ class Command(BaseCommand):
             "items": rows,
             "doubles": found.doubles,
             "migration_id": migration.pk if migration else None,
+            # A dry run when the gaps name more points than one person replays alone: its plan
+            # waits for a second person's approval (backfill/plan_approval.py).
+            "dry_run": migration.dry_run if migration else None,
         }
         if json:
             self.stdout.write(_dumps(summary))
@@ -50,7 +53,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"{double['entry_id']}: credited to {', '.join(double['wallets'])}")
             self.stdout.write(
                 f"{len(rows)} gap(s), {len(found.doubles)} double(s)"
-                + (f"; migration {migration.pk} replays the gaps" if migration else "")
+                + (_replayed(migration) if migration else "")
             )
         problems = []
         if rows and not replay:
@@ -59,6 +62,15 @@ class Command(BaseCommand):
             problems.append(f"{len(found.doubles)} business identities are credited to more than one wallet")
         if problems:
             raise CommandError("; ".join(problems), returncode=1)
+
+
+def _replayed(migration) -> str:
+    if migration.dry_run:
+        return (
+            f"; they name more points than one person replays alone: dry run {migration.pk} plans "
+            "their replay for a second person to approve"
+        )
+    return f"; migration {migration.pk} replays the gaps"
 
 
 def _dumps(data) -> str:

@@ -3,7 +3,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from backfill import file_replay, planner, runs
+from backfill import file_replay, plan_approval, planner, runs, uploads
 from backfill.models import MigrationKind
 from revassure.firestore import get_gateway
 from revassure.logs import bound_correlation_id
@@ -33,6 +33,14 @@ class Command(BaseCommand):
             raise CommandError(f"no such file: {path}")
         if plan is not None and dry_run:
             raise CommandError("--plan binds a real run; it makes no sense with --dry-run")
+        if plan is None and not dry_run:
+            try:
+                plan_approval.require_plan(
+                    uploads.named_points(source, MigrationKind.REPLAY_FILE),
+                    how=f"replay_webhooks {path} --dry-run, then replay_webhooks {path} --plan <its id>",
+                )
+            except plan_approval.PlanRequired as exc:
+                raise CommandError(f"refused, nothing written: {exc}") from exc
         gateway = get_gateway()
         with bound_correlation_id():
             if plan is not None:
