@@ -2,8 +2,10 @@
 
 - host C is the root namespace, at 10.77.N.1 on a bridge of its own: this
   machine's PostgreSQL and Redis (listening on 127.0.0.1 only) through small
-  TCP forwarders bound to C's address, and the Firestore emulator, started on
-  C's address;
+  TCP forwarders bound to C's address, the Firestore emulator, started on
+  C's address, and a Cloud Storage emulator there (gcp-storage-emulator, in
+  memory), which is the hosts' shared storage (REVASSURE_STORAGE=gcs): an
+  upload kept on A is read by a worker on B;
 - host A (10.77.N.2) runs gunicorn and a qcluster, host B (10.77.N.3) a
   second qcluster, each joined to the bridge by a veth pair.
 
@@ -42,9 +44,10 @@ import psycopg
 import psycopg.rows
 import pytest
 import redis
+from gcp_storage_emulator.server import create_server
 
 from backfill.events import sign
-from revassure.emulator import EmulatorUnavailable, running_emulator
+from revassure.emulator import EmulatorUnavailable, free_port, running_emulator
 from revassure.sealing.canonical import line
 from tests.helpers import AUDIENCE, SCHEDULER
 from tests.hosts.machines import (
@@ -67,8 +70,11 @@ PASSWORD = secrets.token_urlsafe(12)
 # Leases and the lapses the sweeps wait for, short so that a dead host's work is
 # taken over within seconds (production: tens of seconds to minutes).
 LEASE_SECONDS = 5
-# The wallets seeded in Firestore: about 5% drifted, 5 with a malformed entry.
+# The wallets seeded in Firestore: about 5% drifted, 5 with a malformed entry
+# (reconciliation.demo.demo_wallets, deterministic: tests rebuild them to know
+# what the ledgers hold).
 WALLETS = 2000
+SEEDED = {"count": WALLETS, "entries_per_wallet": 6, "drift_share": 0.05, "malformed": 5, "seed": 24}
 
 
 @dataclass
@@ -138,7 +144,7 @@ class Hosts:
         for host in changed:
             self.boot(host, **env)
         for host in (self.a, self.b):
-            host.wait_log(host.logs / f"{host.name}-qcluster-{host.boots}.log", r"pushing tasks at (\d+)")
+            host.workers_started()
 
     def sweep_once_lapsed(self) -> None:
         """Make the minute's sweeps due once the leases of a host killed now have
@@ -150,6 +156,15 @@ class Hosts:
             " WHERE name LIKE 'sweep-%%'",
             LEASE_SECONDS + 1,
         )
+
+    def kill_b(self) -> float:
+        """SIGKILL every process of host B; host A takes tasks again, and its sweeps
+        are due once B's leases lapse. When it happened (time.monotonic())."""
+        self.b.kill()
+        killed = time.monotonic()
+        self.a.resume_taking_tasks()
+        self.sweep_once_lapsed()
+        return killed
 
     def log_tails(self) -> str:
         return f"{self.a.log_tails()}\n{self.b.log_tails()}"
@@ -181,6 +196,32 @@ class Hosts:
         found = re.search(r"/snapshot/(\d+)/change/", admin.location)
         assert found, f"the admin did not lead to the snapshot's page: {admin.location}"
         return int(found.group(1))
+
+    # -- settlement runs ------------------------------------------------------------
+
+    def upload_statement(self, admin: Admin, body: bytes, name: str = "paynow.csv") -> int:
+        """Ops import a settlement statement on host A's admin (a file upload): the run's id."""
+        admin.upload("/admin/settlement/settlementrun/upload/", "statement", name, body)
+        found = re.search(r"/settlementrun/(\d+)/change/", admin.location)
+        assert found, f"the upload did not lead to the run's page: {admin.location}"
+        return int(found.group(1))
+
+    def settlement_run(self, run_id: int) -> dict:
+        return self.sql("SELECT * FROM settlement_settlementrun WHERE id = %s", run_id)[0]
+
+    def settlement_finished(self, run_id: int, timeout: float) -> dict:
+        return self.wait(
+            f"settlement run {run_id} finished",
+            lambda: (row := self.settlement_run(run_id))["status"] in ("completed", "failed") and row,
+            timeout,
+            every=0.2,
+        )
+
+    def settlement_reports(self, *run_ids: int) -> dict[int, dict]:
+        """Each settlement run's sealed report as the product holds it: its header,
+        its rows' records in the order stored, their digest and its checksum."""
+        found = self.a.shell(SETTLEMENT_REPORTS.format(run_ids=list(run_ids)))
+        return {int(run_id): report for run_id, report in found.items()}
 
     def deliver(self, body: bytes) -> int:
         """One webhook delivery from the payment provider to host A, signed: the status answered."""
@@ -280,6 +321,22 @@ for run in ReconciliationRun.objects.filter(pk__in={run_ids}):
 print(json.dumps(found))
 """
 
+SETTLEMENT_REPORTS = """
+import json
+from settlement import reports
+from settlement.models import SettlementRun
+from settlement.records import record
+found = {{}}
+for run in SettlementRun.objects.filter(pk__in={run_ids}):
+    found[run.pk] = {{
+        "header": reports.header(run),
+        "rows": [record(row) for row in reports.rows_of(run)],
+        "rows_sha256": reports.rows_digest(run),
+        "checksum": run.checksum,
+    }}
+print(json.dumps(found, default=str))
+"""
+
 WALLETS_OF = """
 import json
 from revassure.firestore import get_gateway
@@ -302,6 +359,7 @@ SELECT
   (SELECT count(*) FROM reconciliation_reconciliationrun WHERE status IN ('pending', 'running')) AS runs,
   (SELECT count(*) FROM snapshots_snapshot WHERE status IN ('pending', 'running')) AS snapshots,
   (SELECT count(*) FROM backfill_datamigration WHERE status IN ('pending', 'running')) AS migrations,
+  (SELECT count(*) FROM settlement_settlementrun WHERE status IN ('pending', 'running')) AS settlement_runs,
   (SELECT count(*) FROM backfill_providereventdelivery WHERE status IN ('received', 'failed')) AS deliveries
 """
 
@@ -318,7 +376,7 @@ SEED = """
 import json
 from reconciliation.demo import demo_wallets
 from revassure.firestore import get_gateway
-wallets = demo_wallets({wallets}, entries_per_wallet=6, drift_share=0.05, malformed=5, seed=24)
+wallets = demo_wallets(**{seeded})
 print(json.dumps({{"wallets": get_gateway().write_wallets(wallets)}}))
 """
 
@@ -378,6 +436,11 @@ def hosts(tmp_path_factory):
             )
         except EmulatorUnavailable as exc:
             pytest.fail(str(exc))
+        storage_port = free_port(c_address)
+        bucket = f"hosts-{uuid.uuid4().hex[:10]}"
+        cloud_storage = create_server(c_address, storage_port, in_memory=True, default_bucket=bucket)
+        cloud_storage.start()
+        cleanup.callback(cloud_storage.stop)
         with psycopg.connect(admin_dsn, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{database}"')
             conn.execute(f'CREATE DATABASE "{database}"')
@@ -416,12 +479,15 @@ def hosts(tmp_path_factory):
             # Each host's own disk.
             "PROMETHEUS_MULTIPROC_DIR": "/tmp/revassure/metrics",
             "SNAPSHOT_DIR": "/tmp/revassure/snapshots",
-            "BACKFILL_UPLOAD_DIR": "/tmp/revassure/uploads",
-            "SETTLEMENT_UPLOAD_DIR": "/tmp/revassure/uploads/settlement",
+            # What both hosts keep for the workers (admin uploads): Cloud Storage on C.
+            "REVASSURE_STORAGE": "gcs",
+            "GS_BUCKET_NAME": bucket,
+            "STORAGE_EMULATOR_HOST": f"http://{c_address}:{storage_port}",
             "WEBHOOK_DRAIN_LEASE_SECONDS": str(LEASE_SECONDS),
             "REPLAY_LEASE_SECONDS": str(LEASE_SECONDS),
             "RECONCILE_LEASE_SECONDS": str(LEASE_SECONDS),
             "SNAPSHOT_LEASE_SECONDS": str(LEASE_SECONDS),
+            "SETTLEMENT_LEASE_SECONDS": str(LEASE_SECONDS),
             # The job API, as Cloud Scheduler calls it.
             "JOBS_OIDC_AUDIENCE": AUDIENCE,
             "JOBS_ALLOWED_EMAILS": SCHEDULER,
@@ -435,7 +501,7 @@ def hosts(tmp_path_factory):
         b.boot()
         # Host B seeds Firestore while host A migrates the database.
         seeding = subprocess.Popen(
-            b.command([PYTHON, "manage.py", "shell", "-c", SEED.format(wallets=WALLETS)]),
+            b.command([PYTHON, "manage.py", "shell", "-c", SEED.format(seeded=SEEDED)]),
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
