@@ -1,6 +1,6 @@
 """The machines tests/hosts builds on this one: Linux namespaces joined by veth
 pairs to a bridge, TCP forwarders and an ID-token key server on host C's
-address, a host's processes, and a person at host A's admin (see conftest.py)."""
+address, a host's processes, and a person at host A's admin (see site.py)."""
 
 from __future__ import annotations
 
@@ -72,14 +72,15 @@ def namespaces_refusal() -> str:
     return ""
 
 
-def services_refusal() -> str:
-    database = os.environ.get("DATABASE_URL", "")
+def services_refusal(database: str, broker: str) -> str:
+    """Why the hosts' shared services are not at hand ("" when they are): the
+    PostgreSQL and Redis URLs given (DATABASE_URL and REDIS_URL in the tests)."""
     if not database.startswith(("postgres://", "postgresql://")):
         return (
             "needs DATABASE_URL on PostgreSQL and REDIS_URL (as .ci/run's second pass sets them): "
             "separate hosts share no SQLite file"
         )
-    if not os.environ.get("REDIS_URL"):
+    if not broker:
         return "needs REDIS_URL (the Redis broker the hosts share), as .ci/run's second pass sets it"
     return ""
 

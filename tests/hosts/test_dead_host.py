@@ -18,7 +18,7 @@ import time
 
 from tests.helpers import event_line
 
-CHUNK_SIZE = 100  # the hosts' (tests/hosts/conftest.py)
+CHUNK_SIZE = 100  # the hosts' (tests/hosts/site.py)
 
 
 def b_holds_run_and_snapshot(hosts, run_id: int, snapshot_id: int) -> dict | None:

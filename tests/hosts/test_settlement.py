@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from reconciliation.demo import demo_wallets
 from revassure.sealing.canonical import line
 from settlement.statement import COLUMNS
-from tests.hosts.conftest import SEEDED
+from tests.hosts.site import SEEDED
 
 # What identifies a settlement run rather than what it found (settlement.reports.header).
 IDENTITY = (
