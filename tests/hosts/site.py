@@ -411,6 +411,7 @@ def running_site(
     if refusal:
         raise HostsUnavailable(refusal)
     seeded = seeded or SEEDED
+    logs.mkdir(parents=True, exist_ok=True)
     remove_leftovers()
     tag = f"{PREFIX}{os.getpid()}"
     subnet = free_subnet()
@@ -523,7 +524,7 @@ def running_site(
         b.boot()
         # Host B seeds Firestore while host A migrates the database.
         seeding = subprocess.Popen(
-            b.command([PYTHON, "manage.py", "shell", "-c", SEED.format(seeded=SEEDED)]),
+            b.command([PYTHON, "manage.py", "shell", "-c", SEED.format(seeded=seeded)]),
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
