@@ -18,6 +18,7 @@ from django.db import transaction
 from django.db.models import F, Max, Q, QuerySet, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django_q.brokers import get_broker
 from django_q.tasks import async_task
 
 from backfill import plan_approval, uploads
@@ -404,15 +405,19 @@ def resume_abandoned(older_than: timedelta) -> int:
     """Hand running migrations whose worker went silent to a worker again (a
     broker like Redis does not redeliver the task of a killed worker, the ORM's
     only after Q_RETRY): stored replays as soon as their lease lapses, and
-    uploads. A command's run is left to whoever ran it: its file may be on
-    another machine."""
-    abandoned = list(
-        DataMigration.objects.filter(
-            replay_lapsed() | Q(heartbeat_at__lt=dbclock.ago(older_than)),
-            source__in=[MigrationSource.DATABASE, MigrationSource.UPLOAD],
-            status=MigrationStatus.RUNNING,
-        ).values_list("pk", flat=True)
-    )
+    uploads. A pending one whose task may have been lost with a machine before
+    any worker took it is queued again: once the broker holds nothing and it
+    was requested more than REPLAY_LEASE_SECONDS ago, or whatever waits, once
+    requested longer ago than `older_than` (a second task finds it claimed). A
+    command's run is left to whoever ran it: its file may be on another machine."""
+    workers_run = Q(source__in=[MigrationSource.DATABASE, MigrationSource.UPLOAD])
+    silent = replay_lapsed() | Q(heartbeat_at__lt=dbclock.ago(older_than))
+    silent &= Q(status=MigrationStatus.RUNNING)
+    waited = Q(created_at__lt=dbclock.ago(older_than))
+    if get_broker().queue_size() == 0:
+        waited |= Q(created_at__lt=dbclock.ago(settings.REPLAY_LEASE_SECONDS))
+    lost = Q(status=MigrationStatus.PENDING) & waited
+    abandoned = list(DataMigration.objects.filter(workers_run, silent | lost).values_list("pk", flat=True))
     for migration_id in abandoned:
         enqueue_run(migration_id)
     return len(abandoned)

@@ -13,7 +13,15 @@ seeds wallets with 20 ledger entries each, then measures, each in a fresh proces
 
 and, on Google's emulator (where a read at a read time is real; ours reads
 live), the same wallets reconciled live and at one instant T0, alternately:
-"read at T0 vs live" (target: within 1.1x).
+"read at T0 vs live" (target: within 1.1x; with `--only reconcile` and
+`--only workers`).
+
+and, with `--only workers` (bench/workers.py), a full run through a real
+qcluster against the inline run of the same wallets; and one run inline on host
+A of tests/hosts against the same run split over the workers of hosts A and B
+(network namespaces: needs root, and DATABASE_URL on PostgreSQL with REDIS_URL
+as the hosts tests do; said and skipped otherwise): the times, and the findings
+identical (judged).
 
 and, for a replay of payment events over 1,000 empty wallets (a fresh project each):
 
@@ -588,7 +596,15 @@ def main() -> int:
     parser.add_argument(
         "--google-events", type=int, default=1000, help="events replayed on Google's emulator (0: not at all)"
     )
+    parser.add_argument(
+        "--hosts-wallets",
+        type=int,
+        default=5000,
+        help="wallets of the run split over the two hosts of tests/hosts (0: not at all)",
+    )
     args = parser.parse_args()
+    # The hosts' PostgreSQL server and Redis, before this process's own SQLite replaces it.
+    hosts_services = (os.environ.get("DATABASE_URL", ""), os.environ.get("REDIS_URL", ""))
 
     os.environ.setdefault("SECRET_KEY", "bench-only-not-secret")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "revassure.settings")
@@ -596,7 +612,7 @@ def main() -> int:
     ok = True
     django_setup(str(work / "parent.sqlite3"))
     reconciled = replayed = observed = tracked = snapshotted = bursts = through_workers = settled = None
-    realtimed = None
+    realtimed = hosted = None
     # Parts that share no data get an emulator each: it slows as it fills (the
     # 20,000 seeded wallets took 200 s, the settlement's after every other part
     # as long), and no part measures on what others left. Reconcile, snapshot
@@ -607,6 +623,15 @@ def main() -> int:
             reconciled = measure_reconcile(args, emulator, env, work) if wants(args, "reconcile") else None
             snapshotted = measure_snapshot(args, env, work) if wants(args, "snapshot") else None
             through_workers = measure_workers(args, env, work) if wants(args, "workers") else None
+    if wants(args, "workers") and args.hosts_wallets:
+        hosted = workers.measure_hosts(
+            work / "hosts",
+            wallets=args.hosts_wallets,
+            repeat=WORKERS_REPEAT,
+            database_url=hosts_services[0],
+            redis_url=hosts_services[1],
+        )
+        print(f"measured one run inline and split over two hosts, {args.hosts_wallets} wallets", flush=True)
     if wants(args, "replay", "metrics", "burst"):
         with part_emulator() as (emulator, env):
             replayed = measure_replay(args, env, work) if wants(args, "replay") else None
@@ -620,7 +645,7 @@ def main() -> int:
             settled = measure_settlement(args, env, work)
     if wants(args, "realtime"):
         realtimed = measure_realtime(work)
-    google = measure_on_google(args, work) if wants(args, "reconcile", "replay") else {}
+    google = measure_on_google(args, work) if wants(args, "reconcile", "replay", "workers") else {}
     if reconciled is not None:
         ok &= report_reconcile(args, *reconciled)
     if "reconcile" in google:
@@ -629,6 +654,8 @@ def main() -> int:
         print("\n== on Google's Firestore emulator (shown beside ours, not judged)")
         report_reconcile(google["args"], *google["reconcile"])
     if "read_modes" in google:
+        if "reconcile" not in google:
+            print("\n== on Google's Firestore emulator: a run read at one instant T0 and live")
         ok &= report_read_modes(google["read_modes"])
     if replayed is not None:
         ok &= report_replay(args, replayed)
@@ -647,6 +674,8 @@ def main() -> int:
         ok &= watching.report_burst_watch(beside, events=args.replay_events)
     if through_workers is not None:
         ok &= workers.report_workers(through_workers)
+    if hosted is not None:
+        ok &= workers.report_hosts(hosted)
     if settled is not None:
         ok &= report_settlement(args, settled)
     if realtimed is not None:
@@ -707,10 +736,13 @@ def measure_on_google(args, work: Path) -> dict:
     )
     google: dict = {"args": google_args}
     (work / "google").mkdir(exist_ok=True)
-    if wants(args, "reconcile") and args.google_wallets:
+    if wants(args, "reconcile", "workers") and args.google_wallets:
         with part_emulator("google") as (emulator, env):
             SEEDED.clear()
-            google["reconcile"] = measure_reconcile(google_args, emulator, env, work / "google")
+            if wants(args, "reconcile"):
+                google["reconcile"] = measure_reconcile(google_args, emulator, env, work / "google")
+            else:
+                seed_once(small, args.entries)
             # Reads at a read time are real here (our emulator reads live): their cost.
             db = migrated_db(env, work / "google" / "read-modes.sqlite3")
             google["read_modes"] = spawn(env, "--child", "read_modes", f"bench-{small}", str(db))

@@ -125,3 +125,89 @@ def report_workers(figures: dict[int, dict]) -> bool:
         f"{large:.0f} MB at {sizes[-1]}: {large / small:.2f}x (shown, not judged)"
     )
     return ok
+
+
+# -- one run, inline and split over two machines -----------------------------------
+
+HOSTS_CHUNK_SIZE = 500  # wallets a chunk, on both hosts and inline
+
+
+def measure_hosts(logs: Path, *, wallets: int, repeat: int, database_url: str, redis_url: str) -> dict:
+    """The same full run, inline on host A (`manage.py reconcile`, one process) and
+    split over the workers of hosts A and B of tests/hosts (asked for on A's
+    admin), in turns, each timed from its request to its sealed report (the
+    run's created_at to finished_at, on the database's records); whether the two
+    found exactly the same (tests/hosts' own check: violations, deltas, totals,
+    the report to the byte but for what identifies the run). {"refused": why}
+    when the hosts cannot be made here (root, PostgreSQL and Redis needed)."""
+    # why: tests.hosts.site reads the product's models at import, which needs
+    # the Django set-up the bench's parent does first.
+    from devtools.emulator import EmulatorUnavailable
+    from tests.hosts.site import SEEDED, HostsUnavailable, running_site
+
+    found: dict = {"wallets": wallets, "chunk_size": HOSTS_CHUNK_SIZE, "split": [], "inline": []}
+    try:
+        with running_site(
+            logs,
+            seeded={**SEEDED, "count": wallets},
+            database_url=database_url,
+            redis_url=redis_url,
+            RECONCILE_CHUNK_SIZE=str(HOSTS_CHUNK_SIZE),
+        ) as hosts:
+            admin = hosts.admin()
+            for _ in range(repeat):
+                run_id = hosts.request_run(admin)
+                split = hosts.finished(run_id, timeout=900)
+                try:
+                    ours, theirs = hosts.same_answer_inline(run_id)
+                    identical, why = True, ""
+                except AssertionError as exc:
+                    ours, identical, why = hosts.reports(run_id)[run_id], False, str(exc)[:500]
+                    theirs = None
+                inline = hosts.run_row(theirs["header"]["run_id"]) if theirs else None
+                found["split"].append(
+                    {
+                        "seconds": (split["finished_at"] - split["created_at"]).total_seconds(),
+                        "status": split["status"],
+                        "checked_by": ours["checked_by"],
+                        "violations": ours["header"]["violations_count"],
+                        "wallets": ours["header"]["wallets_checked"],
+                        "identical": identical,
+                        "why": why,
+                    }
+                )
+                if inline is not None:
+                    found["inline"].append((inline["finished_at"] - inline["created_at"]).total_seconds())
+    except (HostsUnavailable, EmulatorUnavailable) as exc:
+        return {"refused": str(exc)}
+    return found
+
+
+def report_hosts(found: dict) -> bool:
+    """Judged: the findings identical in every pair. Shown: the times."""
+    print("\none run inline on host A vs split over the workers of hosts A and B (tests/hosts)")
+    if "refused" in found:
+        print(f"  not measured: {found['refused']}")
+        return True
+    split, inline = found["split"], found["inline"]
+    identical = bool(split) and all(r["identical"] and r["status"] == "completed" for r in split)
+    best_split = min(r["seconds"] for r in split)
+    best_inline = min(inline) if inline else float("nan")
+    shares = ", ".join(f"{host}: {n}" for host, n in sorted(split[-1]["checked_by"].items()))
+    size, chunk = found["wallets"], found["chunk_size"]
+    print(f"  {size} wallets, chunks of {chunk}, 2 workers a host, best of {len(split)}")
+    print(f"    inline on A          {best_inline:8.2f} s")
+    print(f"    split over A and B   {best_split:8.2f} s   (chunks counted: {shares})")
+    ratio = best_split / best_inline
+    print(
+        f"    split / inline       {ratio:8.2f}x   (shown, not judged: the hosts share this machine's cores)"
+    )
+    last = split[-1]
+    print(
+        f"    findings identical   {'yes' if identical else 'NO':>8}    "
+        f"({last['wallets']} wallets, {last['violations']} violations)   {'ok' if identical else 'MISSED'}"
+    )
+    for r in split:
+        if not r["identical"]:
+            print(f"      {r['why']}")
+    return identical

@@ -592,6 +592,10 @@ class PendingCheck(models.Model):
     uid = models.CharField(max_length=256, primary_key=True)
     first_write = models.DateTimeField()
     due_at = models.DateTimeField()
+    # The check that took it (a token of the task) and its lease (revassure/leases.py):
+    # a check whose worker died is taken again once the lease lapses.
+    claim = models.CharField(max_length=64, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"check of {self.uid} due {self.due_at}"

@@ -58,3 +58,8 @@ def sweep_requests() -> dict:
 def check_written_wallets() -> int:
     """The wallets Eventarc events noted, checked once due (reconciliation.watcher)."""
     return len(watcher.check_noted(gateway=get_gateway()))
+
+
+def sweep_written_wallets() -> bool:
+    """Every minute: noted wallets whose check was lost with a machine get one."""
+    return watcher.sweep_noted()

@@ -185,6 +185,10 @@ BACKFILL_PLAN_APPROVAL_ABOVE = env.int("BACKFILL_PLAN_APPROVAL_ABOVE", default=0
 # whose local files the job API may name (gs://bucket/object is the form for
 # several machines; a local path needs the same directory on every machine).
 SETTLEMENT_LOCAL_DIR = Path(env.str("SETTLEMENT_LOCAL_DIR", default=str(MEDIA_ROOT / "settlement")))
+# A worker matching a statement renews its lease while it works; silent this
+# long (by the database's clock), it is taken for dead and the minute's sweep
+# hands the run to another worker, which starts it over from the kept file.
+SETTLEMENT_LEASE_SECONDS = env.int("SETTLEMENT_LEASE_SECONDS", default=300)
 
 # Job endpoints (/api/jobs/*) take a Google-signed OIDC ID token (Cloud Scheduler):
 # its audience must be JOBS_OIDC_AUDIENCE, its issuer one of JOBS_OIDC_ISSUERS, its

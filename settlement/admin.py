@@ -113,7 +113,7 @@ class SettlementRunAdmin(ReadOnlyAdmin):
             },
         ),
         ("Period", {"fields": ["period_start", "period_end", "period_given"]}),
-        ("Timing", {"fields": ["created_at", "started", "finished", "progress"]}),
+        ("Timing", {"fields": ["created_at", "started", "finished", "progress", "matched_by"]}),
         ("Request", {"fields": ["trigger", "requested_by", "correlation_id"]}),
         ("Seal", {"fields": ["chain_seq", "checksum", "previous_checksum"]}),
     ]
@@ -129,6 +129,18 @@ class SettlementRunAdmin(ReadOnlyAdmin):
     @admin.display(description="finished", ordering="finished_at")
     def finished(self, run):
         return when(run.finished_at)
+
+    @admin.display(description="matched by")
+    def matched_by(self, run):
+        """The process that matched it (hostname:pid), and how many workers took it
+        (more than one when a worker died and the sweep handed the run on)."""
+        if not run.worker:
+            return EMPTY
+        return (
+            run.worker
+            if run.attempts <= 1
+            else f"{run.worker} (worker {run.attempts}: earlier ones were lost)"
+        )
 
     @admin.display(description="malformed rows")
     def malformed_display(self, run):

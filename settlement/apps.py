@@ -1,6 +1,7 @@
 from typing import ClassVar
 
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 from revassure.roles import APPROVER, OPS, REVIEWER
 from revassure.sealing import chain as sealing
@@ -25,7 +26,8 @@ class SettlementConfig(AppConfig):
     def ready(self):
         # why: the report kind names the models, which load only once the
         # registry is ready; the kernel's chain (verify_reports) walks what
-        # the apps register here.
-        from settlement import reports
+        # the apps register here; signal receivers are connected here, as Django documents.
+        from settlement import reports, signals
 
         sealing.register(reports.KIND)
+        post_migrate.connect(signals.after_migrate, sender=self)

@@ -44,7 +44,7 @@ from revassure.formatting import signed
 from revassure.ledger import is_points
 from revassure.sealing.canonical import line
 from settlement import statement
-from settlement.models import OUTCOMES, Outcome, SettlementRow, SettlementRun
+from settlement.models import OUTCOMES, Outcome, RunStatus, RunTakenOver, SettlementRow, SettlementRun
 from settlement.records import COLUMNS, EMPTY_ROW, record
 from settlement.statement import Malformed, StatementRow
 
@@ -107,8 +107,13 @@ def match_statement(
     payments the statement lacks; the run's counters move chunk by chunk (its
     progress). statement.BadStatement before any row when the header is wrong.
     Returns the tally and the digest of the rows' canonical lines, in the
-    order they were stored (reports.seal takes it, so sealing reads nothing back)."""
-    done = Matched(Tally(), Rows(run.pk))
+    order they were stored (reports.seal takes it, so sealing reads nothing back).
+
+    Rows are stored only while the run is still this process's (`run.worker`,
+    running or a dry run's scratch): each store commits with a conditional
+    update of the run's counters, and RunTakenOver rolls the store back once
+    another worker has taken the run over (this one was taken for dead)."""
+    done = Matched(Tally(), Rows(run.pk), run)
     rows = statement.read_rows(lines)
     with ThreadPoolExecutor(max_workers=READS_AHEAD, thread_name_prefix="settlement-reads") as readers:
         queued: deque = deque()
@@ -126,7 +131,7 @@ def match_statement(
     if start is not None and end is not None:
         _missing_at_provider(run, start, end, done)
         _credited_not_named(run, start, end, done, gateway=gateway)
-    SettlementRun.objects.filter(pk=run.pk).update(period_start=start, period_end=end, **done.tally.fields())
+    done.save(period_start=start, period_end=end)
     return done
 
 
@@ -134,8 +139,18 @@ def match_statement(
 class Matched:
     tally: Tally
     rows: Rows
+    run: SettlementRun
     # Entry ids of the payments malformed rows name: in the statement, though not matched.
     malformed_payments: set[str] = field(default_factory=set)
+
+    def save(self, **fields) -> None:
+        """The run's counters (and `fields`), if the run is still this process's;
+        RunTakenOver otherwise (inside a transaction: what it stored goes too)."""
+        held = SettlementRun.objects.filter(
+            pk=self.run.pk, worker=self.run.worker, status__in=(RunStatus.RUNNING, RunStatus.DRY_RUN)
+        )
+        if not held.update(**self.tally.fields(), **fields):
+            raise RunTakenOver(f"settlement run {self.run.pk} was taken over by another worker")
 
 
 class Rows:
@@ -250,7 +265,7 @@ def _settle(run: SettlementRun, chunk: list, reads: tuple[dict, dict], *, done: 
     # The chunk's rows and the run's counters together (and one commit, not one per row).
     with transaction.atomic():
         done.rows.store(results)
-        SettlementRun.objects.filter(pk=run.pk).update(**done.tally.fields())
+        done.save()
 
 
 def _row(item: StatementRow) -> dict:
@@ -482,7 +497,8 @@ def _credit_row(uid: str, entry_id: str, fields: dict, stored: set[int]) -> dict
 
 
 def _store_extra(batch: list, done: Matched) -> None:
-    with transaction.atomic():
-        done.rows.store(batch)
     for row in batch:
         done.tally.add(row, from_statement=False)
+    with transaction.atomic():
+        done.rows.store(batch)
+        done.save()

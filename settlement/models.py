@@ -19,6 +19,11 @@ class RunStatus(models.TextChoices):
 FINISHED = (RunStatus.COMPLETED, RunStatus.FAILED)
 
 
+class RunTakenOver(Exception):
+    """The run is no longer this process's: its lease lapsed, the minute's sweep
+    handed it back, and another worker matches it now. Stop, store nothing more."""
+
+
 class RunTrigger(models.TextChoices):
     COMMAND = "command"
     ADMIN = "admin", "admin upload"
@@ -74,6 +79,15 @@ class SettlementRun(SealedRun):
 
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    # The process matching it (hostname:pid) and, for a worker's run, its lease
+    # (revassure/leases.py), renewed while it matches: once lapsed, the minute's
+    # sweep hands the run back to a worker, which starts it over from the kept
+    # file (services.resume_abandoned). When it was last handed to the broker,
+    # and how many times a worker took it.
+    worker = models.CharField(max_length=255, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
 
     expected_rows = models.PositiveIntegerField(null=True, blank=True)
     rows = models.PositiveIntegerField(default=0)  # statement rows read, malformed included

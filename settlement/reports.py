@@ -22,7 +22,7 @@ from revassure.sealing import chain as sealing
 from revassure.sealing.canonical import line
 from revassure.sealing.chain import Problem
 from revassure.sealing.models import FinishedRecordError
-from settlement.models import OUTCOMES, Outcome, RunStatus, SettlementRow, SettlementRun
+from settlement.models import OUTCOMES, Outcome, RunStatus, RunTakenOver, SettlementRow, SettlementRun
 from settlement.records import COLUMNS, record
 
 log = logging.getLogger(__name__)
@@ -113,10 +113,23 @@ def compute_checksum(run: SettlementRun) -> str:
 
 
 def seal(run: SettlementRun, rows_sha256: str, attempts: int = 5) -> SettlementRun:
-    """Complete a running run: next position in the chain, checksum, status.
-    `rows_sha256`: the digest of its rows' lines, made as they were stored."""
-    sealed = sealing.seal(KIND, run.pk, checksum=lambda run: checksum_of(run, rows_sha256), attempts=attempts)
+    """Complete a running run, if it is still its worker's (`run.worker`): next
+    position in the chain, checksum, status, the lease let go. `rows_sha256`:
+    the digest of its rows' lines, made as they were stored. RunTakenOver when
+    another worker took the run over meanwhile."""
+    sealed = sealing.seal(
+        KIND,
+        run.pk,
+        checksum=lambda run: checksum_of(run, rows_sha256),
+        ready=lambda current: current.worker == run.worker,
+        values={"lease_until": None},
+        attempts=attempts,
+    )
     if sealed is None:
+        if SettlementRun.objects.filter(
+            pk=run.pk, status__in=(RunStatus.PENDING, RunStatus.RUNNING)
+        ).exists():
+            raise RunTakenOver(f"settlement run {run.pk} was taken over by another worker")
         raise FinishedRecordError(f"settlement run {run.pk} is not running: it cannot be sealed")
     return sealed
 

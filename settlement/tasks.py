@@ -6,3 +6,8 @@ from settlement import services
 
 def run_import(run_id: int) -> str:
     return services.run_pending(run_id, gateway=get_gateway()).status
+
+
+def sweep() -> dict[str, int]:
+    """Every minute: settlement runs whose worker (or task) was lost go to a worker again."""
+    return services.resume_abandoned()

@@ -131,6 +131,32 @@ def test_a_migration_whose_worker_went_silent_is_handed_to_a_worker_again(
 
 @pytest.mark.django_db
 @pytest.mark.usefixtures("one_person_suffices")
+def test_a_migration_whose_task_was_lost_before_any_worker_took_it_is_queued_again(
+    gateway, backlog, settings, django_capture_on_commit_callbacks
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from backfill import tasks
+
+    with django_capture_on_commit_callbacks() as queued:
+        migration = runs.request_stored_replay()
+    assert len(queued) == 1  # its task went to a machine that died (never run here)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert tasks.sweep_migrations() == 0  # requested just now: its task may still come
+
+    requested = timezone.now() - timedelta(seconds=settings.REPLAY_LEASE_SECONDS + 1)
+    DataMigration.objects.filter(pk=migration.pk).update(created_at=requested)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert tasks.sweep_migrations() == 1
+
+    migration.refresh_from_db()
+    assert (migration.status, migration.applied) == (MigrationStatus.COMPLETED, 2)
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("one_person_suffices")
 def test_an_uploaded_file_replay_whose_worker_went_silent_resumes_but_a_commands_does_not(
     gateway, tmp_path, settings, django_capture_on_commit_callbacks
 ):

@@ -1,6 +1,6 @@
 """The machines tests/hosts builds on this one: Linux namespaces joined by veth
 pairs to a bridge, TCP forwarders and an ID-token key server on host C's
-address, a host's processes, and a person at host A's admin (see conftest.py)."""
+address, a host's processes, and a person at host A's admin (see site.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import http.cookiejar
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -46,7 +47,7 @@ for dir in /tmp /var/tmp /dev/shm; do mount -t tmpfs -o mode=1777,size=512m "hos
 mkdir -p "$2"
 mount --bind "$aside" "$2"
 mount -o remount,bind,ro "$2"
-mkdir -p /tmp/revassure/metrics /tmp/revassure/snapshots /tmp/revassure/uploads/settlement
+mkdir -p /tmp/revassure/metrics /tmp/revassure/snapshots
 echo ready
 exec sleep infinity
 """
@@ -71,14 +72,15 @@ def namespaces_refusal() -> str:
     return ""
 
 
-def services_refusal() -> str:
-    database = os.environ.get("DATABASE_URL", "")
+def services_refusal(database: str, broker: str) -> str:
+    """Why the hosts' shared services are not at hand ("" when they are): the
+    PostgreSQL and Redis URLs given (DATABASE_URL and REDIS_URL in the tests)."""
     if not database.startswith(("postgres://", "postgresql://")):
         return (
             "needs DATABASE_URL on PostgreSQL and REDIS_URL (as .ci/run's second pass sets them): "
             "separate hosts share no SQLite file"
         )
-    if not os.environ.get("REDIS_URL"):
+    if not broker:
         return "needs REDIS_URL (the Redis broker the hosts share), as .ci/run's second pass sets it"
     return ""
 
@@ -251,6 +253,9 @@ class Host:
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     boots: int = 0
     workers_env: dict[str, str] = field(default_factory=dict)  # of its running qcluster
+    # Where the running qcluster's lines begin in its log: a cluster started again
+    # on the same boot appends to the log of the one before.
+    workers_from: int = 0
     paused: int | None = None  # the pid of its cluster's pusher while paused
 
     def boot(self) -> None:
@@ -297,23 +302,41 @@ class Host:
     def manage(self, *args: str, timeout: float = 180, **env: str) -> str:
         return self.run([PYTHON, "manage.py", *args], timeout=timeout, **env)
 
+    def put_file(self, path: str, data: bytes) -> None:
+        """Write `data` to `path` on this host's own disk."""
+        subprocess.run(
+            self.command(["sh", "-c", 'cat > "$1"', "put-file", path]),
+            env=self.env,
+            input=data,
+            capture_output=True,
+            check=True,
+            timeout=60,
+        )
+
     def shell(self, code: str, **env: str):
         """Run Python in the product on this host; the JSON its last line printed."""
         out = self.manage("shell", "-c", code, **env)
         return json.loads(out.strip().splitlines()[-1])
 
+    @property
+    def workers_log(self) -> Path:
+        return self.logs / f"{self.name}-qcluster-{self.boots}.log"
+
     def start_workers(self, **env: str) -> None:
+        self.workers_from = self.workers_log.stat().st_size if self.workers_log.exists() else 0
         self.start("qcluster", [PYTHON, "manage.py", "qcluster"], **env)
         self.workers_env = env
+
+    def workers_started(self) -> list[str]:
+        """The pid of the running cluster's pusher, once it takes tasks (in a list)."""
+        return self.wait_log(self.workers_log, r"pushing tasks at (\d+)", after=self.workers_from)
 
     def pause_taking_tasks(self) -> None:
         """Stop (SIGSTOP) the cluster's pusher, the one process that takes tasks from
         the broker, and let its last wait on Redis (BLPOP, 1 s) run out: the
         cluster takes nothing more, while its workers finish what they hold and its
         guard keeps running the schedules. (Its pid is in its own log line.)"""
-        log = self.logs / f"{self.name}-qcluster-{self.boots}.log"
-        found = self.wait_log(log, r"pushing tasks at (\d+)")
-        self.paused = int(found[-1])
+        self.paused = int(self.workers_started()[-1])
         os.kill(self.paused, signal.SIGSTOP)
         time.sleep(1.5)
 
@@ -321,10 +344,12 @@ class Host:
         os.kill(self.paused, signal.SIGCONT)
         self.paused = None
 
-    def wait_log(self, log: Path, pattern: str, timeout: float = 60) -> list[str]:
+    def wait_log(self, log: Path, pattern: str, timeout: float = 60, after: int = 0) -> list[str]:
+        """The matches of `pattern` in `log` (past its first `after` bytes), once there are any."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            found = re.findall(pattern, log.read_text(errors="replace")) if log.exists() else []
+            text = log.read_bytes()[after:].decode(errors="replace") if log.exists() else ""
+            found = re.findall(pattern, text)
             if found:
                 return found
             time.sleep(0.1)
@@ -388,6 +413,27 @@ class Admin:
         page = page if page is not None else self.get(path)
         body = urllib.parse.urlencode({"csrfmiddlewaretoken": self._csrf(page), **data}).encode()
         request = urllib.request.Request(self.url + path, data=body, headers={"Referer": self.url + path})
+        with self.opener.open(request, timeout=60) as response:
+            self.location = response.geturl()
+            return response.read().decode()
+
+    def upload(self, path: str, field: str, filename: str, body: bytes) -> str:
+        """Submit the form at `path` with a file in `field`, as a browser sends it
+        (multipart/form-data); the page it leads to (its address in `self.location`)."""
+        page = self.get(path)
+        boundary = secrets.token_hex(16)
+        content = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="csrfmiddlewaretoken"\r\n\r\n'
+            f"{self._csrf(page)}\r\n"
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+            "Content-Type: text/csv\r\n\r\n"
+        ).encode()
+        content += body + f"\r\n--{boundary}--\r\n".encode()
+        request = urllib.request.Request(
+            self.url + path,
+            data=content,
+            headers={"Referer": self.url + path, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
         with self.opener.open(request, timeout=60) as response:
             self.location = response.geturl()
             return response.read().decode()

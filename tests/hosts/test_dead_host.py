@@ -18,7 +18,7 @@ import time
 
 from tests.helpers import event_line
 
-CHUNK_SIZE = 100  # the hosts' (tests/hosts/conftest.py)
+CHUNK_SIZE = 100  # the hosts' (tests/hosts/site.py)
 
 
 def b_holds_run_and_snapshot(hosts, run_id: int, snapshot_id: int) -> dict | None:
@@ -37,15 +37,6 @@ def b_holds_run_and_snapshot(hosts, run_id: int, snapshot_id: int) -> dict | Non
     return None
 
 
-def kill_b(hosts) -> float:
-    """SIGKILL every process of host B; host A takes tasks again. When it happened."""
-    hosts.b.kill()
-    killed = time.monotonic()
-    hosts.a.resume_taking_tasks()
-    hosts.sweep_once_lapsed()
-    return killed
-
-
 def test_host_b_killed_mid_run_and_mid_snapshot(hosts):
     hosts.workers()
     hosts.a.pause_taking_tasks()
@@ -56,7 +47,7 @@ def test_host_b_killed_mid_run_and_mid_snapshot(hosts):
         "host B mid-run and mid-snapshot", lambda: b_holds_run_and_snapshot(hosts, run_id, snapshot_id), 60
     )
 
-    killed = kill_b(hosts)
+    killed = hosts.kill_b()
     run = hosts.finished(run_id, timeout=150)
     recovered = time.monotonic() - killed
     snapshot = hosts.wait(
@@ -152,7 +143,7 @@ def test_host_b_killed_mid_burst_while_draining_webhooks(hosts):
         60,
     )
 
-    killed = kill_b(hosts)
+    killed = hosts.kill_b()
     burst.join(timeout=60)
     hosts.wait(
         "every delivery of the burst applied",
@@ -196,7 +187,7 @@ def test_host_b_killed_mid_replay_of_stored_deliveries(hosts):
         lambda: (r := row())["status"] == "running" and 30 <= r["processed"] < 300 and r,
         60,
     )
-    killed = kill_b(hosts)
+    killed = hosts.kill_b()
     done = hosts.wait(
         "the replay completed on host A", lambda: (r := row())["status"] == "completed" and r, 150, every=0.2
     )

@@ -7,7 +7,10 @@ import datetime as dt
 import pytest
 from django.urls import reverse
 
+from reconciliation import tasks, watcher
 from reconciliation.models import Break, PendingCheck, RunTrigger
+from revassure import dbclock
+from revassure.firestore import Write
 from revassure.firestore.events import event_body
 from tests.helpers import put_wallets
 
@@ -114,3 +117,57 @@ def test_it_refuses_an_event_that_is_not_a_firestore_event_of_this_project(event
         late = eventarc("wallets/u1", bearer=token(), HTTP_CE_TIME=when)
         assert late.status_code == 400 and "ce-time" in late.json()["error"], when
     assert not PendingCheck.objects.exists()
+
+
+def test_a_noted_wallet_whose_check_task_was_lost_is_checked_by_the_minutes_sweep(
+    client, gateway, token, job_settings, settings, django_capture_on_commit_callbacks
+):
+    settings.WATCHER_DEBOUNCE_SECONDS = 0
+    client.project = gateway.project
+    put_wallets(gateway, {"u1": (10, [10])})
+    gateway.client.collection("wallets").document("u1").update({"points": 14})
+    with django_capture_on_commit_callbacks() as queued:  # its task went to a machine that died
+        assert event(client, token(), "wallets/u1", update_time=dt.datetime.now(dt.UTC)).status_code == 202
+    assert len(queued) == 1 and not Break.objects.exists()
+
+    assert tasks.sweep_written_wallets() is True  # the check runs here (sync mode)
+
+    assert Break.objects.get(uid="u1").delta == 4
+    assert not PendingCheck.objects.exists()
+    assert tasks.sweep_written_wallets() is False
+
+
+def test_a_check_whose_worker_died_is_taken_again_once_its_lease_lapses(gateway):
+    put_wallets(gateway, {"u1": (10, [10])})
+    gateway.client.collection("wallets").document("u1").update({"points": 14})
+    written = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
+    PendingCheck.objects.create(
+        uid="u1", first_write=written, due_at=written, claim="dead", lease_until=dbclock.ahead(60)
+    )
+    assert tasks.sweep_written_wallets() is False  # its worker's lease lives
+    assert watcher.check_noted(gateway=gateway) == []
+
+    PendingCheck.objects.update(lease_until=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))
+    assert [drift["uid"] for drift in watcher.check_noted(gateway=gateway)] == ["u1"]
+    assert not PendingCheck.objects.exists()
+
+
+def test_a_write_during_a_check_is_checked_again_after_it(
+    gateway, monkeypatch, django_capture_on_commit_callbacks
+):
+    put_wallets(gateway, {"u1": (10, [10])})
+    written = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
+    PendingCheck.objects.create(uid="u1", first_write=written, due_at=written)
+    real_check = watcher.check_written
+
+    def written_again_while_checked(noted, **kwargs):
+        found = real_check(noted, **kwargs)
+        with django_capture_on_commit_callbacks():  # the new event's own task, not run here
+            watcher.note_written([Write("u1", "wallets/u1", dt.datetime.now(dt.UTC))])
+        return found
+
+    monkeypatch.setattr(watcher, "check_written", written_again_while_checked)
+    assert watcher.check_noted(gateway=gateway) == []  # clean when read
+
+    row = PendingCheck.objects.get(uid="u1")
+    assert (row.claim, row.lease_until) == ("", None) and row.first_write > written  # due again

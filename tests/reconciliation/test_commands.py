@@ -217,6 +217,7 @@ def test_sync_schedules_is_idempotent(settings):
     assert [(s.name, s.func, s.schedule_type, s.minutes) for s in ours] == [
         ("sweep-balance-requests", "reconciliation.tasks.sweep_requests", "I", 10),
         ("sweep-reconciliation-runs", "reconciliation.tasks.sweep_runs", "I", 1),
+        ("sweep-written-wallets", "reconciliation.tasks.sweep_written_wallets", "I", 1),
     ]
     assert Schedule.objects.filter(name="sweep-reconciliation-runs").count() == 1
 
