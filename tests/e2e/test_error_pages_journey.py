@@ -40,7 +40,7 @@ def test_a_bad_address_and_a_bad_filter_show_our_pages(people):
         expect(reviewer.locator(".messagelist .error")).to_contain_text(
             "The filters in the address could not be used"
         )
-        expect(reviewer.locator(".messagelist .error")).to_contain_text("the whole list is shown instead")
+        expect(reviewer.locator(".messagelist .error")).to_contain_text("the list is shown without them")
         expect(reviewer.locator("#changelist")).to_be_visible()
         people.fits_the_screen(reviewer)
     people.screenshot(reviewer)
