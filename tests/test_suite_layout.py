@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
-SHARED = {"tests.helpers", "tests.firestore_proxy", "tests.hosts.machines"}
+SHARED = {"tests.helpers", "tests.firestore_proxy", "tests.hosts.machines", "tests.hosts.site"}
 
 
 def test_no_test_module_imports_another():

@@ -498,6 +498,9 @@ def running_site(
             "RECONCILE_CHUNK_SIZE": "100",
             "LOG_LEVEL": "INFO",
             "PAYNOW_WEBHOOK_SECRETS": WEBHOOK_SECRET,
+            # The replays here are about machines, not four eyes: one person may run them
+            # (tests/backfill/test_four_eyes.py is where a second person is the subject).
+            "BACKFILL_PLAN_APPROVAL_ABOVE": str(10**12),
             # Each host's own disk.
             "PROMETHEUS_MULTIPROC_DIR": "/tmp/revassure/metrics",
             "SNAPSHOT_DIR": "/tmp/revassure/snapshots",
