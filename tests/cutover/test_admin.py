@@ -149,20 +149,23 @@ def test_ops_abort_with_the_rollback_and_the_page_says_what_is_left(client, ops,
     assert cutover.checksum in printed and "provider outage" in printed and 'id="nav-sidebar"' not in printed
 
 
+def confirm_up_to_monitoring(cutover, ops, gateway):
+    """Every step before the monitor step, confirmed by ops in the admin's way."""
+    for key, extra in [
+        ("freeze", {}),
+        ("snapshot", {}),
+        ("reconcile", {}),
+        ("promote", {"revision": "r1"}),
+        ("switch_webhooks", {}),
+    ]:
+        services.confirm(cutover, key, actor=ops, gateway=gateway, trigger=RunTrigger.ADMIN, **extra)
+
+
 def test_the_monitor_step_shows_time_left_open_alerts_and_webhook_outcomes(client, ops, clean_wallets):
     start = timezone.now()
     with time_machine.travel(start, tick=False):
         cutover = services.start(actor=ops, name="go-live", target="production", monitor_minutes=60)
-        for key, extra in [
-            ("freeze", {}),
-            ("snapshot", {}),
-            ("reconcile", {}),
-            ("promote", {"revision": "r1"}),
-            ("switch_webhooks", {}),
-        ]:
-            services.confirm(
-                cutover, key, actor=ops, gateway=clean_wallets, trigger=RunTrigger.ADMIN, **extra
-            )
+        confirm_up_to_monitoring(cutover, ops, clean_wallets)
     with time_machine.travel(start + timedelta(minutes=2), tick=False):
         delivery = stored_event("evt_new_endpoint")
     Alert.objects.create(
@@ -187,16 +190,7 @@ def test_the_monitor_steps_record_names_the_alerts_it_was_confirmed_over_not_the
     start = timezone.now()
     with time_machine.travel(start, tick=False):
         cutover = services.start(actor=ops, name="go-live", target="production", monitor_minutes=1)
-        for key, extra in [
-            ("freeze", {}),
-            ("snapshot", {}),
-            ("reconcile", {}),
-            ("promote", {"revision": "r1"}),
-            ("switch_webhooks", {}),
-        ]:
-            services.confirm(
-                cutover, key, actor=ops, gateway=clean_wallets, trigger=RunTrigger.ADMIN, **extra
-            )
+        confirm_up_to_monitoring(cutover, ops, clean_wallets)
     Alert.objects.create(
         rule=AlertRule.objects.get(name="webhooks_unhealthy"),
         state=AlertState.OPEN,
