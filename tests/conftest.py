@@ -19,6 +19,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.contrib.auth.models import Group, User
+from django_q.brokers import get_broker
 from django_q.conf import Conf
 from gcp_storage_emulator.server import create_server
 from google.auth import crypt, jwt
@@ -75,6 +76,20 @@ def sync_tasks(monkeypatch):
     django-q2 reads its Conf at import time, so override_settings cannot do this.
     """
     monkeypatch.setattr(Conf, "SYNC", True)
+
+
+@pytest.fixture(autouse=True)
+def empty_redis_queues(settings):
+    """With the Redis broker (REDIS_URL), each test starts with the clusters'
+    queues empty, as it starts with an empty database (where the ORM broker
+    keeps its queue). Redis outlives the test: a task an earlier test queued
+    and no worker took would otherwise stay, and the sweeps (which queue a lost
+    task again only when the broker holds nothing) and the queue depth metric
+    would read another test's work."""
+    if not settings.REDIS_URL:
+        return
+    for name in (settings.Q_CLUSTER_NAME, settings.NOTIFY_CLUSTER_NAME):
+        get_broker(name).purge_queue()
 
 
 @pytest.fixture(scope="session")
