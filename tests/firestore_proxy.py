@@ -42,12 +42,14 @@ class FirestoreProxy(grpc.GenericRpcHandler):
         self.lose_answer: LoseAnswer = lambda method, n, request: None
         self.lost: list[tuple[str, bytes]] = []  # calls Firestore answered and the client never heard
         self._lock = threading.Lock()
-        self.server = grpc.server(ThreadPoolExecutor(max_workers=32), handlers=[self])
+        self.executor = ThreadPoolExecutor(max_workers=32)
+        self.server = grpc.server(self.executor, handlers=[self])
         self.host = f"127.0.0.1:{self.server.add_insecure_port('127.0.0.1:0')}"
         self.server.start()
 
     def stop(self) -> None:
         self.server.stop(grace=None)
+        self.executor.shutdown(wait=False, cancel_futures=True)
         self.upstream.close()
 
     def service(self, details):
@@ -148,6 +150,10 @@ def lose_once(code: grpc.StatusCode, writes: Callable[[list[str]], bool]) -> Los
     return lose
 
 
+# The gateways gateway_at made: tests/conftest.py closes them after each test.
+MADE: list[FirestoreGateway] = []
+
+
 def gateway_at(
     host: str, project: str, monkeypatch, *, retry_deadline: float = 30.0, call_timeout: float = 10.0
 ) -> FirestoreGateway:
@@ -157,7 +163,14 @@ def gateway_at(
         patch.setenv("FIRESTORE_EMULATOR_HOST", host)
         gateway = FirestoreGateway(project, retry_deadline=retry_deadline, call_timeout=call_timeout)
         gateway.client  # noqa: B018 - binds every client to `host` now
+    MADE.append(gateway)
     return gateway
+
+
+def close_gateways_made() -> None:
+    """Close every gateway gateway_at made: each holds a thread and channels."""
+    while MADE:
+        MADE.pop().close()
 
 
 def _forwarded(context) -> list[tuple[str, str]]:

@@ -99,6 +99,7 @@ __all__ = [
     "WalletState",
     "WalletView",
     "Write",
+    "close_gateway",
     "get_gateway",
 ]
 
@@ -185,3 +186,12 @@ def get_gateway(project: str | None = None) -> FirestoreGateway:
                 call_timeout=settings.FIRESTORE_CALL_TIMEOUT,
             )
         return gateway
+
+
+def close_gateway(project: str) -> None:
+    """Forget the process-wide gateway of `project` and close its clients (the
+    tests do, after each test's project); the next get_gateway makes a new one."""
+    with _gateways_lock:
+        gateway = _gateways.pop(project, None)
+    if gateway is not None:
+        gateway.close()

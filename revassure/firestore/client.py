@@ -60,6 +60,7 @@ BACKOFF: Backoff = {"initial": 0.2, "maximum": 10.0, "multiplier": 2.0}  # secon
 # Inside a transaction an ABORTED read or commit is not retried on its own:
 # the whole transaction starts again (see transactions.py).
 TRANSIENT_IN_TRANSACTION = tuple(error for error in TRANSIENT_ERRORS if error is not gexc.Aborted)
+CLOSE_TIMEOUT = 5.0  # seconds a closing channel may take to end its calls
 _CHANNEL_OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
 
 
@@ -193,6 +194,24 @@ class Connection:
         """A document's full name, as raw requests want it."""
         return f"{self.documents}/{collection}/{doc_id}"
 
+    def close(self) -> None:
+        """Let go of this process's clients: their channels close and the event
+        loop's thread ends (a call afterwards connects again). A process that
+        talks to one project never needs it; one that moves between many (the
+        tests make a project each) would otherwise keep a thread and three
+        channels to Firestore for every project it ever used, and slow down."""
+        with self._lock:
+            clients, ours = self._clients, self._pid == os.getpid()
+            self._clients, self._pid = None, None
+        if clients is None or not ours:
+            return  # nothing made here, or made by the parent process: the parent's to close
+        clients.api.transport.close()
+        loop = clients.loop
+        try:
+            asyncio.run_coroutine_threadsafe(clients.async_api.transport.close(), loop).result(CLOSE_TIMEOUT)
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+
     def _process_clients(self) -> _Clients:
         pid = os.getpid()
         if self._pid != pid or self._clients is None:
@@ -220,7 +239,7 @@ class Connection:
             metadata = (resource,)
             api = FirestoreClient()  # Google's Firestore, default credentials
         loop = asyncio.new_event_loop()
-        threading.Thread(target=loop.run_forever, name="firestore-gateway", daemon=True).start()
+        threading.Thread(target=_serve, args=(loop,), name="firestore-gateway", daemon=True).start()
         async_api = asyncio.run_coroutine_threadsafe(_async_api(emulator), loop).result()
         return _Clients(
             client=client,
@@ -229,6 +248,14 @@ class Connection:
             async_api=MeasuredAsync(async_api),
             metadata=metadata,
         )
+
+
+def _serve(loop: asyncio.AbstractEventLoop) -> None:
+    """The gateway's event loop thread: runs until close() stops it."""
+    try:
+        loop.run_forever()
+    finally:
+        loop.close()
 
 
 async def _async_api(emulator: str | None) -> FirestoreAsyncClient:

@@ -16,6 +16,7 @@ call as bytes, records the requests, and fails the calls a test picks.
 import datetime as dt
 import inspect
 import socket
+import threading
 import time
 from collections.abc import Callable
 
@@ -45,7 +46,7 @@ from revassure.firestore import (
 )
 from revassure.firestore.model import ledger_totals
 from tests.firestore_proxy import FirestoreProxy, gateway_at
-from tests.helpers import put_wallets
+from tests.helpers import put_wallets, wait_for
 
 DEADLINE, CALL_TIMEOUT = 0.5, 0.25
 HASTY = {"retry_deadline": DEADLINE, "call_timeout": CALL_TIMEOUT}
@@ -160,6 +161,7 @@ NOT_OPERATIONS = {
     "snapshot_document": "converts a document read by snapshot_wallets / snapshot_collection; calls nothing",
     "raw_document": "converts a snapshot line for write_documents; calls nothing",
     "ping": "a readiness probe that must not retry: test_ping_answers_once_without_retrying",
+    "close": "ends the clients: test_a_closed_gateway_lets_its_thread_go_and_connects_again_when_used",
     "start_managed_export": "Google Cloud's Admin API only; refused on any emulator before a call",
     "managed_export_state": "Google Cloud's Admin API only; refused on any emulator before a call",
 }
@@ -203,6 +205,18 @@ def test_the_gateway_writes_only_the_collections_it_declares(proxy, gateway, fir
     assert written - declared == set(), "declare them in revassure/firestore/model.py COLLECTIONS"
     # Every declared collection is written by some operation (identity shards are never documents).
     assert declared - written == {("ledgerIdentities",)}
+
+
+def test_a_closed_gateway_lets_its_thread_go_and_connects_again_when_used(gateway):
+    put_wallets(gateway, {"u1": (10, [10])})
+    loops = lambda: sum(thread.name == "firestore-gateway" for thread in threading.enumerate())  # noqa: E731
+    before = loops()
+
+    gateway.close()
+
+    assert wait_for(lambda: loops() == before - 1, 10)
+    assert gateway.read_wallets_and_ledgers(["u1"], concurrency=1)["u1"].ledger.total == 10
+    assert loops() == before
 
 
 def test_ping_answers_once_without_retrying(proxy, gateway, firestore_project, monkeypatch):
