@@ -14,7 +14,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from backfill.runs import PERMISSION as BACKFILL_PERMISSION
-from reconciliation.admin_changes import FORM_PAGE
+from reconciliation.change_display import FORM_PAGE
 from revassure import formatting
 from revassure.admin_base import ReadOnlyAdmin, require_row_id, row_id
 from revassure.exports import ListExport, safe_cell
