@@ -18,10 +18,10 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.text import capfirst
 
-from cutover import background, record, services
+from cutover import background, record, runbook, services, steps
 from cutover.forms import AbortForm, StartForm, StepForm
 from cutover.models import Cutover, CutoverStatus, StepKey, StepState
-from cutover.services import ACCEPT, RUN, CutoverRefused
+from cutover.runbook import ACCEPT, RUN, CutoverRefused
 from observability.models import RuleName
 from reconciliation.models import RunTrigger
 from revassure.admin_base import ReadOnlyAdmin, row_id
@@ -65,9 +65,9 @@ class CutoverAdmin(ReadOnlyAdmin):
         cutover = self._viewable(request, object_id)
         user = request.user
         background.settle(cutover)  # a snapshot or run that ended records its step
-        following = services.next_step(cutover) if cutover.status == CutoverStatus.IN_PROGRESS else None
+        following = runbook.next_step(cutover) if cutover.status == CutoverStatus.IN_PROGRESS else None
         running = following if following is not None and following.state == StepState.RUNNING else None
-        seen = services.monitoring(cutover)
+        seen = steps.monitoring(cutover)
         can = {
             "run": user.has_perm(RUN) and cutover.status == CutoverStatus.IN_PROGRESS,
             "accept": user.has_perm(ACCEPT),
@@ -79,7 +79,7 @@ class CutoverAdmin(ReadOnlyAdmin):
                 form = StepForm(initial={"step": following.key})
         rows = [
             {"step": step, "evidence": _evidence_rows(step.evidence), "next": step == following}
-            for step in services.steps(cutover)
+            for step in runbook.steps(cutover)
         ]
         context = {
             **self.admin_site.each_context(request),
@@ -109,7 +109,7 @@ class CutoverAdmin(ReadOnlyAdmin):
             self.message_user(request, "Refused: the form was incomplete.", messages.ERROR)
             return HttpResponseRedirect(_page(cutover))
         data = form.cleaned_data
-        step = services.step_by_key(cutover, data["step"]) if data["step"] in StepKey.values else None
+        step = runbook.step_by_key(cutover, data["step"]) if data["step"] in StepKey.values else None
         if step is not None and step.key in background.IN_WORKERS and step.state == StepState.PENDING:
             try:
                 step = background.start(
@@ -238,7 +238,7 @@ class CutoverAdmin(ReadOnlyAdmin):
                 "exported": record.export(cutover),
                 "rows": [
                     {"step": step, "evidence": _evidence_rows(step.evidence)}
-                    for step in services.steps(cutover)
+                    for step in runbook.steps(cutover)
                 ],
                 "problems": record.verify(cutover) if cutover.checksum else None,
             },
@@ -246,7 +246,7 @@ class CutoverAdmin(ReadOnlyAdmin):
 
 
 def _monitoring_shown(seen: dict | None) -> dict | None:
-    """services.monitoring as people read it: the end in the viewer's zone, the
+    """steps.monitoring as people read it: the end in the viewer's zone, the
     time left in words, rules by their names."""
     if seen is None:
         return None

@@ -20,13 +20,9 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from cutover.models import Cutover, CutoverStatus, CutoverStep, StepKey, StepState
-from cutover.services import (
-    CutoverRefused,
-    confirmable,
-    reconcile_evidence,
-    record_step,
-    snapshot_evidence,
-)
+from cutover.runbook import CutoverRefused
+from cutover.services import confirmable, record_step
+from cutover.steps import reconcile_evidence, snapshot_evidence
 from reconciliation.models import ReconciliationRun, RunStatus
 from reconciliation.services import request_run
 from revassure import flags

@@ -1,6 +1,6 @@
 from django import forms
 
-from cutover.services import MAX_MONITOR_MINUTES
+from cutover.runbook import MAX_MONITOR_MINUTES
 from revassure import flags
 
 

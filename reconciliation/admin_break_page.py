@@ -26,7 +26,7 @@ from django.urls import path, reverse
 from django.views.decorators.http import require_POST
 
 from reconciliation import break_actions, break_display, corrections, effects
-from reconciliation.admin_changes import FORM_PAGE, effect_text, wallet_url
+from reconciliation.change_display import FORM_PAGE, effect_text, wallet_url
 from reconciliation.models import Break, BreakAction, HealStrategy, RequestKind, RequestState, ViolationKind
 from revassure import ledger, policy
 from revassure.firestore import FirestoreError, get_gateway

@@ -15,7 +15,8 @@ from django.utils.html import format_html
 
 from reconciliation import break_actions, break_causes, break_display, breaks
 from reconciliation.admin_break_page import AcceptForm, AssignForm, BreakPage
-from reconciliation.admin_changes import FORM_PAGE, HealForm, wallet_url
+from reconciliation.admin_changes import HealForm
+from reconciliation.change_display import FORM_PAGE, wallet_url
 from reconciliation.models import (
     Break,
     BreakAction,

@@ -10,7 +10,8 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from reconciliation import changes
-from reconciliation.admin_changes import frozen_text, propose_heal_action, wallet_url
+from reconciliation.admin_changes import propose_heal_action
+from reconciliation.change_display import frozen_text, wallet_url
 from reconciliation.models import (
     OPEN_STATES,
     BalanceRequest,

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from cutover import record, services
 from cutover.models import CutoverStatus, CutoverStep, SealedRecordError, StepState
-from cutover.services import CutoverRefused
+from cutover.runbook import CutoverRefused
 from observability.models import Alert, AlertRule, AlertState
 from reconciliation.models import RunTrigger
 from revassure import flags, freeze

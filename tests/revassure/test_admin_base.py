@@ -226,7 +226,7 @@ def posts(client) -> dict:
             reverse("admin:reconciliation_break_propose_correction", args=[Break.objects.get(uid="u4").pk]),
             {"entry_id": "e001", "amount": value, "reason": "typo"},
         ),
-        "reconciliation.admin_changes.AdjustmentForm.amount": lambda value: client.post(
+        "reconciliation.admin_change_pages.AdjustmentForm.amount": lambda value: client.post(
             reverse("admin:reconciliation_balancerequest_propose"),
             {"uid": "u1", "amount": value, "reason_code": "correction", "reason": "typo"},
         ),

@@ -56,7 +56,7 @@ def test_every_refusal_of_every_app_is_one_kind():
         "reconciliation.break_actions.BreakRefused",
         "settlement.actions.ActionRefused",
         "backfill.plan_approval.PlanRefused",
-        "cutover.services.CutoverRefused",
+        "cutover.runbook.CutoverRefused",
         "snapshots.restore.RestoreRefused",
         "snapshots.writer.SnapshotRefused",
         "revassure.freeze.Frozen",

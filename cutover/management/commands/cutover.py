@@ -4,9 +4,9 @@ import os
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from cutover import background, record, services
+from cutover import background, record, runbook, services
 from cutover.models import Cutover
-from cutover.services import CutoverRefused
+from cutover.runbook import CutoverRefused
 from reconciliation.models import RunTrigger
 from revassure.firestore import get_gateway
 
@@ -55,7 +55,7 @@ class Command(BaseCommand):
 
     def _status(self, cutover_id: int | None) -> Cutover:
         found = Cutover.objects.filter(pk=cutover_id) if cutover_id else Cutover.objects.all()
-        cutover = services.current() if cutover_id is None else None
+        cutover = runbook.current() if cutover_id is None else None
         cutover = cutover or found.first()
         if cutover is None:
             raise CommandError(
@@ -106,7 +106,7 @@ def _actor(username: str | None):
 
 
 def _in_progress() -> Cutover:
-    cutover = services.current()
+    cutover = runbook.current()
     if cutover is None:
         raise CommandError("no cutover is in progress; start one with `cutover start`")
     return cutover
@@ -114,7 +114,7 @@ def _in_progress() -> Cutover:
 
 def _describe(cutover: Cutover) -> str:
     lines = [f"{cutover} ({cutover.get_status_display().lower()}), started by {cutover.started_by}"]
-    for step in services.steps(cutover):
+    for step in runbook.steps(cutover):
         who = (
             f" by {step.confirmed_by} at {step.confirmed_at:%Y-%m-%d %H:%M} UTC" if step.confirmed_by else ""
         )
