@@ -1,7 +1,7 @@
 """Reconciliation through the workers, as users meet it (bench.py `--only workers`).
 
-A full run is requested as the daily schedule does (`scheduled_reconcile`:
-a pending run, a task on the broker) and executed by a real `qcluster` (the
+A full run is requested as the daily schedule does (`request_run` with the
+schedule's trigger: a pending run, a task on the broker) and executed by a real `qcluster` (the
 ORM broker, or Redis when REDIS_URL is set): one task lists the wallets and
 cuts chunks, each chunk is a task of its own, and the last one seals the
 report. Timed from the request to the sealed report, against the inline run
@@ -27,9 +27,10 @@ TARGET_VS_INLINE = 1.25
 REQUEST_CHILD = """
 import json, time
 from reconciliation.models import ReconciliationRun
-from reconciliation.tasks import scheduled_reconcile
+from reconciliation import services
+from reconciliation.models import RunTrigger
 started = time.perf_counter()
-run_id = scheduled_reconcile()
+run_id = services.request_run(actor=None, trigger=RunTrigger.SCHEDULE).pk
 while True:
     run = ReconciliationRun.objects.get(pk=run_id)
     if run.status != "pending" and run.status != "running":

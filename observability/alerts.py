@@ -5,7 +5,10 @@ Edge-triggered: an alert is a row per episode of a rule's condition (per key).
 Notifications are sent by a worker of the notify cluster (settings.NOTIFY_CLUSTER_NAME,
 never one that applies money; observability.tasks.send_notification, enqueued by
 dotted path after the commit), retried with backoff on that cluster too, every
-attempt kept as an AlertNotification.
+attempt kept as an AlertNotification. Each send (alert, kind, channel) is an
+AlertSend row written with the decision (an outbox, revassure/outbox.py): a
+send whose task or worker was lost is sent by the minute's sweep
+(observability/recovery.py), and each attempt is taken by one worker only.
 """
 
 from __future__ import annotations
@@ -27,11 +30,13 @@ from observability.models import (
     AlertNotification,
     AlertRule,
     AlertRuleChange,
+    AlertSend,
     AlertState,
     NotificationKind,
     RuleName,
 )
 from observability.rules import CHECKS, DEFAULTS, SECOND_THRESHOLDS, TIME_THRESHOLDS
+from revassure import dbclock, outbox
 from revassure.formatting import when
 from revassure.logs import on_commit
 from revassure.refusals import may, require
@@ -169,36 +174,53 @@ def _notify(alert: Alert, kind: str, now: datetime, result: Evaluation) -> None:
     alert.save(update_fields=["last_notified_at"])
     wanted = [name for name in alert.rule.channels if name in channels.configured()]
     for channel in wanted:
-        on_commit(
-            lambda channel=channel: async_task(
-                SEND_TASK, alert.pk, str(kind), channel, 1, cluster=settings.NOTIFY_CLUSTER_NAME
-            )
-        )
+        # In the evaluation's transaction: the decision and the send are stored together.
+        queued = AlertSend.objects.create(alert=alert, kind=kind, channel=channel, queued_at=dbclock.now())
+        on_commit(lambda send_id=queued.pk: enqueue(send_id, 1))
     result.notified += 1 if wanted else 0
 
 
-def send(alert_id: int, kind: str, channel: str, attempt: int) -> AlertNotification:
-    """One attempt; a failure schedules the next with backoff, up to MAX_ATTEMPTS."""
-    alert = Alert.objects.select_related("rule").get(pk=alert_id)
+def enqueue(send_id: int, attempt: int) -> None:
+    async_task(SEND_TASK, send_id, attempt, cluster=settings.NOTIFY_CLUSTER_NAME)
+
+
+def send(send_id: int, attempt: int) -> AlertNotification | None:
+    """One attempt of a send, by the worker that takes it (None when another
+    worker has it, or it is done: a second task for the same attempt changes
+    nothing). A failure schedules the next attempt with backoff, up to MAX_ATTEMPTS."""
+    if not outbox.claim(AlertSend, send_id, attempt):
+        log.info("alert notification taken already", extra={"send_id": send_id, "attempt": attempt})
+        return None
+    queued = AlertSend.objects.select_related("alert__rule").get(pk=send_id)
+    alert, kind, channel = queued.alert, queued.kind, queued.channel
     ok, status_code, error = channels.SENDERS[channel](alert, kind)
-    notification = AlertNotification.objects.create(
-        alert=alert, kind=kind, channel=channel, attempt=attempt, ok=ok, status_code=status_code, error=error
-    )
-    if not ok and attempt < MAX_ATTEMPTS:
-        Schedule.objects.create(
-            name=f"alert-{alert_id}-{kind}-{channel}-attempt-{attempt + 1}",
-            func=SEND_TASK,
-            args=repr((alert_id, str(kind), str(channel), attempt + 1)),
-            schedule_type=Schedule.ONCE,
-            repeats=1,
-            next_run=timezone.now() + timedelta(seconds=BACKOFF_SECONDS[attempt - 1]),
-            # Only the notify cluster's scheduler takes it, and enqueues it on that cluster.
-            cluster=settings.NOTIFY_CLUSTER_NAME,
+    backoff = BACKOFF_SECONDS[attempt - 1] if not ok and attempt < MAX_ATTEMPTS else None
+    with transaction.atomic():
+        notification = AlertNotification.objects.create(
+            alert=alert,
+            kind=kind,
+            channel=channel,
+            attempt=attempt,
+            ok=ok,
+            status_code=status_code,
+            error=error,
         )
+        if backoff is not None:
+            Schedule.objects.create(
+                name=f"alert-{alert.pk}-{kind}-{channel}-attempt-{attempt + 1}",
+                func=SEND_TASK,
+                args=repr((send_id, attempt + 1)),
+                schedule_type=Schedule.ONCE,
+                repeats=1,
+                next_run=timezone.now() + timedelta(seconds=backoff),
+                # Only the notify cluster's scheduler takes it, and enqueues it on that cluster.
+                cluster=settings.NOTIFY_CLUSTER_NAME,
+            )
+        outbox.finish(AlertSend, send_id, attempt, sent=ok, retry_in=backoff)
     log.info(
         "alert notification %s",
         "sent" if ok else "failed",
-        extra={"alert_id": alert_id, "channel": channel, "attempt": attempt, "error": error},
+        extra={"alert_id": alert.pk, "channel": channel, "attempt": attempt, "error": error},
     )
     return notification
 

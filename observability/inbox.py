@@ -8,7 +8,8 @@ settlement.actions.awaiting, reconciliation.break_actions.assigned_to) rather
 than restating their rules; one more kind is one more `@provider` function.
 
 The page, the dashboard tile and the header count all read `sections(user)`;
-`notify` emails the people a newly waiting item is for (once each).
+`notify` emails the people a newly waiting item is for (once each), from the
+announcement's outbox row (`tell`; revassure/outbox.py).
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ from observability import channels
 from observability.models import Alert, AlertState, InboxNotice, RuleName
 from reconciliation import break_actions, changes
 from reconciliation.models import ReconciliationRun
+from revassure import outbox
 from revassure.formatting import points, signed, when
+from revassure.models import WaitingAnnouncement
 from revassure.waiting import WaitingKind
 from settlement import actions as settlement
 from settlement.models import Outcome
@@ -250,7 +253,25 @@ def provider_of(kind: str) -> Provider:
     return next(p for p in PROVIDERS if p.kind == kind)
 
 
-def notify(kind: str, object_id: int) -> int:
+def tell(announcement_id: int, attempt: int) -> int:
+    """An announcement's attempt, by the worker that takes it (revassure/outbox.py):
+    `notify` for its item, then the announcement is marked sent (or failed, when
+    its item's people could not be listed). Returns how many were emailed; 0
+    when another worker has it or it is done."""
+    if not outbox.claim(WaitingAnnouncement, announcement_id, attempt):
+        log.info("waiting notice taken already", extra={"announcement_id": announcement_id})
+        return 0
+    announcement = WaitingAnnouncement.objects.get(pk=announcement_id)
+    try:
+        sent = notify(announcement.kind, announcement.object_id, announcement_id=announcement_id)
+    except Exception:
+        outbox.finish(WaitingAnnouncement, announcement_id, attempt, sent=False)
+        raise
+    outbox.finish(WaitingAnnouncement, announcement_id, attempt, sent=True)
+    return sent
+
+
+def notify(kind: str, object_id: int, *, announcement_id: int | None = None) -> int:
     """Email each person the item now waits for (its provider lists it for them),
     once per item and person; returns how many were sent. Never raises for a
     mail that cannot be sent: the notice keeps the error."""
@@ -263,15 +284,35 @@ def notify(kind: str, object_id: int) -> int:
         item = next((i for i in source.items(person, now) if i.key == key), None)
         if item is None:
             continue
-        try:
-            with transaction.atomic():
-                notice = InboxNotice.objects.create(kind=kind, object_id=object_id, recipient=person)
-        except IntegrityError:
+        notice = _claim_notice(kind, object_id, person, announcement_id)
+        if notice is None:
             continue  # told already
         error = _send(person, source, item)
         InboxNotice.objects.filter(pk=notice.pk).update(sent=not error, error=error)
         sent += not error
     return sent
+
+
+def _claim_notice(kind: str, object_id: int, person, announcement_id: int | None) -> InboxNotice | None:
+    """The notice to send this person now, claimed (unique per item and person);
+    None when they were told already. A notice an earlier attempt of the same
+    announcement claimed and neither sent nor failed (its worker died) is
+    claimed again: this worker holds the announcement now, no other sends it."""
+    try:
+        with transaction.atomic():
+            return InboxNotice.objects.create(
+                kind=kind, object_id=object_id, recipient=person, announcement_id=announcement_id
+            )
+    except IntegrityError:
+        if announcement_id is None:
+            return None
+        return (
+            InboxNotice.objects.filter(
+                kind=kind, object_id=object_id, recipient=person, announcement_id=announcement_id
+            )
+            .filter(sent=False, error="")
+            .first()
+        )
 
 
 def _send(person, source: Provider, item: Item) -> str:

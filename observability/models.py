@@ -5,6 +5,8 @@ from django.db import models
 from django.utils.text import capfirst
 
 from revassure.formatting import points
+from revassure.models import WaitingAnnouncement
+from revassure.outbox import Outbox
 from revassure.sealing.models import AppendOnly
 from revassure.waiting import WaitingKind
 
@@ -143,6 +145,24 @@ class NotificationKind(models.TextChoices):
     RESOLVED = "resolved"
 
 
+class AlertSend(Outbox):
+    """One notification of an alert to send by one channel: written in the
+    transaction of the evaluation that decided it, taken by a worker of the
+    notify cluster under a lease for each attempt (every attempt is kept as an
+    AlertNotification), and handed to a worker again by the minute's sweep if
+    its task or its worker was lost (the outbox: revassure/outbox.py)."""
+
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="sends")
+    kind = models.CharField(max_length=16, choices=NotificationKind)
+    channel = models.CharField(max_length=16, choices=Channel)
+
+    class Meta(Outbox.Meta):
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} by {self.channel} ({self.state})"
+
+
 class AlertNotification(models.Model):
     """One attempt to tell someone: the channel, and what came back."""
 
@@ -190,6 +210,11 @@ class InboxNotice(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     sent = models.BooleanField(default=False)
     error = models.TextField(blank=True)
+    # The announcement whose worker claimed it: a later attempt of the same
+    # announcement (its worker died) sends it if it was never sent nor failed.
+    announcement = models.ForeignKey(
+        WaitingAnnouncement, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -2,7 +2,7 @@
 
 import logging
 
-from observability import alerts, inbox
+from observability import alerts, inbox, recovery
 
 log = logging.getLogger(__name__)
 
@@ -11,15 +11,21 @@ def evaluate_alerts() -> dict:
     return alerts.evaluate().as_json()
 
 
-def send_notification(alert_id: int, kind: str, channel: str, attempt: int = 1) -> bool:
-    return alerts.send(alert_id, kind, channel, attempt).ok
+def send_notification(send_id: int, attempt: int = 1) -> bool:
+    notification = alerts.send(send_id, attempt)
+    return notification is not None and notification.ok
 
 
-def notify_waiting(kind: str, object_id: int) -> int:
+def notify_waiting(announcement_id: int, attempt: int = 1) -> int:
     """Email the people an item newly waits for. Never raises: it runs after the
     action that caused it committed (in sync mode, in that very request)."""
     try:
-        return inbox.notify(kind, object_id)
+        return inbox.tell(announcement_id, attempt)
     except Exception:
-        log.exception("waiting notice failed", extra={"kind": kind, "id": object_id})
+        log.exception("waiting notice failed", extra={"announcement_id": announcement_id})
         return 0
+
+
+def sweep_notifications() -> dict:
+    """Every minute: notifications whose task or worker was lost are sent (recovery.sweep)."""
+    return recovery.sweep()

@@ -1,7 +1,8 @@
 """The probable cause of a break, from the wallet and its ledger entries.
 
 Computed once, when a break opens (breaks.track_run enqueues the task that
-calls fill_causes; a break left without one is picked up by the next): each
+calls fill_causes; a break left without one, its task lost with a machine, is
+handed to a worker by the minute's sweep, reconciliation/recovery.py): each
 wallet read once in a batched read, its ledger entries once (at most
 BREAK_CAUSE_MAX_ENTRIES of them, BREAK_CAUSE_CONCURRENCY ledgers at a time).
 A guess costs nothing when wrong: a heal still goes through maker-checker.
@@ -13,6 +14,7 @@ entries, and are found among our applied requests.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,7 +22,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Sum
+from django.db.models import Count, QuerySet, Sum
 from django.db.models.functions import Abs
 from django.utils import timezone
 
@@ -35,6 +37,7 @@ from reconciliation.models import (
     RequestKind,
     RequestState,
 )
+from revassure import dbclock, leases
 from revassure.firestore import MISSING, FirestoreGateway
 from revassure.formatting import signed, when
 from revassure.ledger import is_points, reading, superseded_entries
@@ -381,18 +384,46 @@ def fill_causes(*, gateway: FirestoreGateway) -> int:
     """Compute the probable cause of each open break that has none yet (those
     the last run opened; any left blank by a failure before): the wallet and its
     ledger entries read once, at most BREAK_CAUSE_MAX_ENTRIES entries a wallet.
-    Returns how many were computed."""
-    pending = list(Break.objects.filter(cause="", status__in=OPEN_BREAK_STATES).order_by("pk"))
-    for start in range(0, len(pending), BATCH):
-        chunk = pending[start : start + BATCH]
-        causes = _causes(chunk, gateway)
+    Batch by batch, each claimed under a lease (revassure/leases.py): a second
+    task (the run's delivered late, the sweep's) takes only what nobody holds,
+    so each cause is computed once, and a batch whose worker died is taken
+    again once its lease lapses. Returns how many were computed."""
+    token, lease = uuid.uuid4().hex, settings.RECONCILE_LEASE_SECONDS
+    computed = 0
+    while chunk := _claim_blank(token, lease):
+        mine = Break.objects.filter(pk__in=[brk.pk for brk in chunk], cause_claim=token)
+
+        def renew(held=mine) -> bool:
+            return held.update(cause_lease_until=dbclock.ahead(lease)) > 0
+
+        with leases.Heartbeat(renew, lease):
+            causes = _causes(chunk, gateway)
         with transaction.atomic():
             for brk, cause in zip(chunk, causes, strict=True):
-                # Only where none is set yet: a second task on the same breaks changes nothing.
-                Break.objects.filter(pk=brk.pk, cause="").update(
-                    cause=cause.code, cause_text=cause.text, cause_evidence=cause.evidence
+                # Only while it is this worker's: one taken over meanwhile is the other's to fill.
+                mine.filter(pk=brk.pk, cause="").update(
+                    cause=cause.code,
+                    cause_text=cause.text,
+                    cause_evidence=cause.evidence,
+                    cause_claim="",
+                    cause_lease_until=None,
                 )
-    return len(pending)
+        computed += len(chunk)
+    return computed
+
+
+def blank() -> QuerySet[Break]:
+    """Open breaks whose cause nobody computes: none yet, and no live claim."""
+    waiting = Break.objects.filter(cause="", status__in=OPEN_BREAK_STATES)
+    return waiting.filter(leases.free("cause_lease_until"))
+
+
+def _claim_blank(token: str, lease: float) -> list[Break]:
+    """The next BATCH of blank breaks, claimed for this task (those another
+    task claimed in between are its own)."""
+    ids = list(blank().order_by("pk").values_list("pk", flat=True)[:BATCH])
+    blank().filter(pk__in=ids).update(cause_claim=token, cause_lease_until=dbclock.ahead(lease))
+    return list(Break.objects.filter(pk__in=ids, cause_claim=token).order_by("pk"))
 
 
 def _causes(chunk: list[Break], gateway: FirestoreGateway) -> list[Cause]:

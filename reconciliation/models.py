@@ -56,6 +56,9 @@ class ReconciliationRun(SealedRun):
     correlation_id = models.CharField(max_length=128, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    # The daily run's day (its occurrence's date, UTC), whoever started it (the
+    # schedule's task or the sweep that found it missing): one run a day (constraint).
+    scheduled_for = models.DateField(null=True, blank=True)
 
     chunks_total = models.PositiveIntegerField(null=True, blank=True)
     chunks_done = models.PositiveIntegerField(default=0)
@@ -92,6 +95,13 @@ class ReconciliationRun(SealedRun):
         permissions = [
             ("run_reconciliation", "Can start a reconciliation run"),
             ("export_reconciliationrun", "Can export a reconciliation report"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["scheduled_for"],
+                condition=models.Q(scheduled_for__isnull=False),
+                name="one_scheduled_run_per_day",
+            )
         ]
 
     def __str__(self) -> str:
@@ -464,6 +474,10 @@ class Break(models.Model):
     cause = models.CharField(max_length=32, choices=ProbableCause, blank=True)
     cause_text = models.TextField(blank=True)
     cause_evidence = models.JSONField(default=dict, blank=True)
+    # The worker computing the cause (a token of its task) and its lease
+    # (revassure/leases.py): a blank cause is computed by one worker at a time.
+    cause_claim = models.CharField(max_length=64, blank=True)
+    cause_lease_until = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
     closed_by_run = models.ForeignKey(
         ReconciliationRun, null=True, blank=True, on_delete=models.PROTECT, related_name="+"

@@ -14,10 +14,17 @@ held and hands it to a worker again:
   more than a lease ago (it was in a dead machine's hands), or whatever waits,
   once queued longer than a task may wait (Q_RETRY): handed again;
 - a run whose every chunk is counted but which is not sealed (its last worker
-  died in between): sealed.
+  died in between): sealed;
+- the day's scheduled run, not requested a grace after its time (the
+  schedule's task was lost: a lease when nothing waits in the broker, Q_RETRY
+  otherwise): requested, once (the day is claimed: reconciliation/schedule.py);
+- open breaks whose probable cause was never computed, created more than a
+  lease ago when nothing waits in the broker (Q_RETRY otherwise), and held by
+  no worker (the task after their run was lost): the causes task.
 
 Handing a piece of work out twice is harmless: a start finds the run taken, a
-chunk finds its live lease or its `done` flag and does nothing.
+chunk finds its live lease or its `done` flag and does nothing, a late daily
+task finds its day taken, a causes task computes only the breaks nobody holds.
 """
 
 from __future__ import annotations
@@ -26,11 +33,13 @@ import logging
 
 from django.conf import settings
 from django.db.models import F, Q
+from django.utils import timezone
 from django_q.brokers import get_broker
+from django_q.tasks import async_task
 
-from reconciliation import services
+from reconciliation import break_causes, breaks, schedule, services
 from reconciliation.models import ReconciliationChunk, ReconciliationRun, RunStatus
-from revassure import dbclock, leases
+from revassure import dbclock, flags, leases
 from revassure.firestore import FirestoreGateway
 
 log = logging.getLogger(__name__)
@@ -47,7 +56,8 @@ def sweep(*, gateway: FirestoreGateway) -> dict[str, int]:
     )
     for run_id in starts:
         services.enqueue_start(run_id)
-    chunks = lost_chunks(broker_empty=get_broker().queue_size() == 0)
+    broker_empty = get_broker().queue_size() == 0
+    chunks = lost_chunks(broker_empty=broker_empty)
     for chunk_id in chunks:
         services.enqueue_chunk(chunk_id)
     finished = list(
@@ -57,7 +67,19 @@ def sweep(*, gateway: FirestoreGateway) -> dict[str, int]:
     )
     for run_id in finished:
         services.seal_if_complete(run_id, gateway)
-    found = {"runs_started": len(starts), "chunks_handed_out": len(chunks), "runs_sealed": len(finished)}
+    waited = lease if broker_empty else settings.Q_CLUSTER["retry"]
+    day = schedule.missed_day(timezone.now(), waited)
+    daily = day is not None and flags.is_enabled(services.FLAG) and bool(services.request_daily_run(day))
+    causes = break_causes.blank().filter(created_at__lt=dbclock.ago(waited)).count()
+    if causes:
+        async_task(breaks.CAUSES_TASK, task_name="break-causes-lost")
+    found = {
+        "runs_started": len(starts),
+        "chunks_handed_out": len(chunks),
+        "runs_sealed": len(finished),
+        "daily_runs_started": int(daily),
+        "causes_handed_out": causes,
+    }
     if any(found.values()):
         log.warning("reconciliation work lost with a worker handed out again", extra=found)
     return found

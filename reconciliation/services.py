@@ -28,7 +28,7 @@ import uuid
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from django.conf import settings
@@ -44,6 +44,7 @@ from reconciliation.models import (
     ReconciliationChunk,
     ReconciliationRun,
     RunStatus,
+    RunTrigger,
     Violation,
     ViolationKind,
 )
@@ -76,7 +77,9 @@ class RunNotStartable(Exception):
 # -- starting runs -----------------------------------------------------------
 
 
-def _create_run(*, actor, trigger: str, uids: list[str] | None) -> ReconciliationRun:
+def _create_run(
+    *, actor, trigger: str, uids: list[str] | None, scheduled_for: date | None = None
+) -> ReconciliationRun:
     flags.require_enabled(FLAG)
     require(actor, "reconciliation.run_reconciliation", "start reconciliation runs", system_may=True)
     scope = sorted(set(uids or []))
@@ -85,6 +88,7 @@ def _create_run(*, actor, trigger: str, uids: list[str] | None) -> Reconciliatio
         trigger=trigger,
         requested_by=actor,
         scope_uids=scope,
+        scheduled_for=scheduled_for,
         correlation_id=get_correlation_id() or "",
     )
 
@@ -103,6 +107,21 @@ def request_run(*, actor, trigger: str, uids: list[str] | None = None) -> Reconc
         run = _create_run(actor=actor, trigger=trigger, uids=uids)
         on_commit(lambda: enqueue_start(run.pk))
     log.info("reconciliation run requested", extra={"run_id": run.pk, "trigger": trigger})
+    return run
+
+
+def request_daily_run(day: date) -> ReconciliationRun | None:
+    """The daily run of `day` (UTC), requested once: None when it was requested
+    already (the schedule's task and the sweep that found it missing may both
+    ask; the day is claimed by a unique key)."""
+    try:
+        with transaction.atomic():
+            run = _create_run(actor=None, trigger=RunTrigger.SCHEDULE, uids=None, scheduled_for=day)
+            on_commit(lambda: enqueue_start(run.pk))
+    except IntegrityError:
+        log.info("the daily run was requested already", extra={"day": day.isoformat()})
+        return None
+    log.info("daily reconciliation run requested", extra={"run_id": run.pk, "day": day.isoformat()})
     return run
 
 

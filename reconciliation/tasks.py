@@ -8,9 +8,9 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
+from django.utils import timezone
 
-from reconciliation import break_causes, changes, execution, recovery, services, watcher
-from reconciliation.models import RunTrigger
+from reconciliation import break_causes, changes, execution, recovery, schedule, services, watcher
 from revassure.firestore import get_gateway
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,9 @@ def check_chunk(chunk_id: int) -> None:
 
 
 def sweep_runs() -> dict:
-    """Every minute: runs whose work was lost with a machine go on (recovery.sweep)."""
+    """Every minute: runs whose work was lost with a machine go on, the day's
+    run starts if its scheduled task was lost, and the causes of breaks whose
+    task was lost are computed (recovery.sweep)."""
     return recovery.sweep(gateway=get_gateway())
 
 
@@ -34,11 +36,13 @@ def fill_break_causes() -> int:
     return break_causes.fill_causes(gateway=get_gateway())
 
 
-def scheduled_reconcile() -> int:
-    """The daily schedule's entry point. A disabled flag raises, so the refusal
-    shows as a failed task in the admin rather than passing unnoticed."""
-    run = services.request_run(actor=None, trigger=RunTrigger.SCHEDULE)
-    return run.pk
+def scheduled_reconcile(intended_date: str | None = None) -> int | None:
+    """The daily schedule's entry point: the day's run, once (None when it was
+    requested already: by the minute's sweep, its task having been lost, or by
+    this task delivered twice). A disabled flag raises, so the refusal shows as
+    a failed task in the admin rather than passing unnoticed."""
+    run = services.request_daily_run(schedule.day_of(timezone.now(), intended_date))
+    return run.pk if run is not None else None
 
 
 def execute_request(request_id: int) -> str:

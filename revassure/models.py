@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.db import models
 
+from revassure.outbox import Outbox
 from revassure.sealing.models import AppendOnly
 
 
@@ -67,3 +68,20 @@ class FreezeEvent(AppendOnly):
     def __str__(self) -> str:
         state = "frozen" if self.frozen else "unfrozen"
         return f"{state} by {self.actor} at {self.created_at:%Y-%m-%d %H:%M} UTC"
+
+
+class WaitingAnnouncement(Outbox):
+    """An item that started waiting for people (revassure.waiting.announce), to be
+    told by email: written in the transaction of the action that made it wait,
+    taken by the notify cluster's worker under a lease, and handed to a worker
+    again by the minute's sweep if its task or its worker was lost (the outbox:
+    revassure/outbox.py). Who is told, once each, is the inbox's (InboxNotice)."""
+
+    kind = models.CharField(max_length=32)  # a revassure.waiting.WaitingKind
+    object_id = models.BigIntegerField()
+
+    class Meta(Outbox.Meta):
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.object_id} waiting ({self.state})"

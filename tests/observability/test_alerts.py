@@ -12,6 +12,7 @@ import time_machine
 from django.core.management import call_command
 from django.db import connection
 from django.test import Client
+from django.utils import timezone
 from django_q.brokers import get_broker
 from django_q.conf import Conf
 from django_q.models import Schedule
@@ -20,8 +21,8 @@ from django_q.scheduler import scheduler
 from backfill.events import sign
 from backfill.models import DataMigration, MigrationKind, MigrationSource, MigrationStatus, RejectedWebhook
 from backfill.services import store_delivery
-from observability import alerts
-from observability.models import Alert, AlertNotification, AlertRule, AlertState, RuleName
+from observability import alerts, recovery, tasks
+from observability.models import Alert, AlertNotification, AlertRule, AlertSend, AlertState, RuleName
 from reconciliation.models import (
     BalanceRequest,
     Break,
@@ -31,6 +32,7 @@ from reconciliation.models import (
     RequestState,
     RunStatus,
 )
+from revassure import outbox
 from revassure.models import FreezeEvent
 
 T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
@@ -328,6 +330,76 @@ def test_a_failing_channel_is_retried_with_backoff_and_every_attempt_is_kept(
     assert [body["status"] for body in receiver.bodies()] == ["firing", "firing"]
 
 
+def sweep_notifications(capture):
+    """The minute's sweep, and the tasks it hands out run as a notify worker would."""
+    with capture(execute=True):
+        return recovery.sweep()
+
+
+def queued_leases_ago():
+    """Longer ago than a send's lease lasts (the broker holds nothing: it was lost)."""
+    return timezone.now() - timedelta(seconds=3 * outbox.lease_seconds())
+
+
+@pytest.mark.django_db
+def test_a_notification_whose_task_was_lost_with_a_machine_is_sent_by_the_sweep_once(
+    ops, smtp, receiver, django_capture_on_commit_callbacks
+):
+    only("violations_found")
+    violations_found(ops)
+    # The evaluation commits; its send tasks went to a machine that died (never run).
+    with time_machine.travel(T0, tick=False), django_capture_on_commit_callbacks(execute=False):
+        [alert] = alerts.evaluate().opened
+    sends = AlertSend.objects.filter(alert=alert)
+    assert sorted(sends.values_list("kind", "channel", "state")) == [
+        ("firing", "email", "pending"),
+        ("firing", "webhook", "pending"),
+    ]
+    # Queued just now: its task may still be on its way.
+    assert sweep_notifications(django_capture_on_commit_callbacks)["alert_sends"] == 0
+    assert sent(smtp, receiver) == ([], [])
+
+    sends.update(queued_at=queued_leases_ago())
+    found = sweep_notifications(django_capture_on_commit_callbacks)
+
+    assert found == {"alert_sends": 2, "waiting_announcements": 0}
+    assert len(smtp.messages) == 1 and sent(smtp, receiver)[1] == ["firing"]
+    assert sorted(sends.values_list("channel", "state", "attempts")) == [
+        ("email", "sent", 1),
+        ("webhook", "sent", 1),
+    ]
+    # The lost tasks arrive after all, and the sweep runs again: nobody is told twice.
+    for send in sends:
+        assert tasks.send_notification(send.pk, 1) is False
+    assert sweep_notifications(django_capture_on_commit_callbacks)["alert_sends"] == 0
+    assert len(smtp.messages) == 1 and len(receiver.requests) == 1
+    assert AlertNotification.objects.filter(alert=alert).count() == 2
+
+
+@pytest.mark.django_db
+def test_a_notification_whose_worker_died_mid_attempt_is_sent_again_once_its_lease_lapses(
+    ops, smtp, receiver, django_capture_on_commit_callbacks
+):
+    only("violations_found")
+    AlertRule.objects.filter(name="violations_found").update(channels=["webhook"])
+    violations_found(ops)
+    with time_machine.travel(T0, tick=False), django_capture_on_commit_callbacks(execute=False):
+        [alert] = alerts.evaluate().opened
+    send = AlertSend.objects.get(alert=alert)
+    # A worker took it and died before any answer: its attempt is held under its lease.
+    assert outbox.claim(AlertSend, send.pk, 1)
+    AlertSend.objects.filter(pk=send.pk).update(queued_at=queued_leases_ago())
+    assert sweep_notifications(django_capture_on_commit_callbacks)["alert_sends"] == 0, "its lease lives"
+
+    AlertSend.objects.filter(pk=send.pk).update(lease_until=queued_leases_ago())
+    assert sweep_notifications(django_capture_on_commit_callbacks)["alert_sends"] == 1
+
+    send.refresh_from_db()
+    assert (send.state, send.attempts) == ("sent", 2)
+    assert list(AlertNotification.objects.values_list("attempt", "ok")) == [(2, True)]
+    assert sent(smtp, receiver) == ([], ["firing"])
+
+
 @pytest.mark.django_db
 def test_a_channel_that_cannot_connect_never_blocks_the_evaluation(ops, smtp, settings, run_evaluation):
     only("violations_found")
@@ -431,6 +503,12 @@ def test_every_minute_schedule_exists():
     schedule = Schedule.objects.get(name="evaluate-alerts")
     assert (schedule.func, schedule.schedule_type, schedule.minutes) == (
         "observability.tasks.evaluate_alerts",
+        Schedule.MINUTES,
+        1,
+    )
+    sweep = Schedule.objects.get(name="sweep-notifications")
+    assert (sweep.func, sweep.schedule_type, sweep.minutes) == (
+        "observability.tasks.sweep_notifications",
         Schedule.MINUTES,
         1,
     )

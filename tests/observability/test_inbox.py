@@ -13,10 +13,12 @@ from django.utils import timezone
 from backfill import file_replay, plan_approval, runs
 from cutover import services as cutover
 from cutover.models import StepState
-from observability import inbox
+from observability import inbox, recovery, tasks
 from observability.models import Alert, AlertRule, AlertState, InboxNotice, RuleName
 from reconciliation import break_actions, changes, services
 from reconciliation.models import Break, ReasonCode, RunTrigger
+from revassure import outbox
+from revassure.models import WaitingAnnouncement
 from revassure.roles import APPROVER, REVIEWER
 from revassure.waiting import WaitingKind
 from settlement import actions as settlement
@@ -271,6 +273,63 @@ def test_a_proposal_emails_each_approver_who_may_decide_it_once(
     assert inbox.notify(WaitingKind.BALANCE_REQUEST, request.pk) == 0
     assert len(smtp.messages) == 1
     assert InboxNotice.objects.get().sent
+
+
+def test_a_waiting_notice_whose_task_was_lost_with_a_machine_is_sent_by_the_sweep_once(
+    smtp, gateway, reviewer, approver, django_capture_on_commit_callbacks
+):
+    put_wallets(gateway, {"w2": (50, [50])})
+    # The proposal commits; its notice's task went to a machine that died (never run).
+    with django_capture_on_commit_callbacks(execute=False):
+        request = changes.propose_adjustment(
+            actor=reviewer, uid="w2", amount=10, reason_code="goodwill", reason="late flight", gateway=gateway
+        )
+    announcement = WaitingAnnouncement.objects.get()
+    assert (announcement.kind, announcement.object_id, announcement.state) == (
+        "balance_request",
+        request.pk,
+        "pending",
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        assert recovery.sweep()["waiting_announcements"] == 0  # queued just now: its task may come
+    assert smtp.messages == []
+
+    WaitingAnnouncement.objects.update(queued_at=timezone.now() - timedelta(hours=1))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert recovery.sweep()["waiting_announcements"] == 1
+
+    assert [message["to"] for message in smtp.messages] == [["bob@example.com"]]
+    announcement.refresh_from_db()
+    assert (announcement.state, announcement.attempts) == ("sent", 1)
+    # The lost task arrives after all, and the sweep runs again: bob is told once.
+    assert tasks.notify_waiting(announcement.pk, 1) == 0
+    with django_capture_on_commit_callbacks(execute=True):
+        assert recovery.sweep()["waiting_announcements"] == 0
+    assert len(smtp.messages) == 1
+
+
+def test_a_waiting_notice_whose_worker_died_before_sending_it_is_sent_by_the_next_attempt(
+    smtp, gateway, reviewer, approver, django_capture_on_commit_callbacks
+):
+    put_wallets(gateway, {"w2": (50, [50])})
+    with django_capture_on_commit_callbacks(execute=False):
+        request = changes.propose_adjustment(
+            actor=reviewer, uid="w2", amount=10, reason_code="goodwill", reason="late flight", gateway=gateway
+        )
+    announcement = WaitingAnnouncement.objects.get()
+    # Its worker took it, claimed bob's notice, and died before the mail left.
+    assert outbox.claim(WaitingAnnouncement, announcement.pk, 1)
+    InboxNotice.objects.create(
+        kind="balance_request", object_id=request.pk, recipient=approver, announcement=announcement
+    )
+    WaitingAnnouncement.objects.update(lease_until=timezone.now() - timedelta(hours=1))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert recovery.sweep()["waiting_announcements"] == 1
+
+    assert [message["to"] for message in smtp.messages] == [["bob@example.com"]]
+    assert InboxNotice.objects.get().sent
+    assert WaitingAnnouncement.objects.values_list("state", "attempts").get() == ("sent", 2)
 
 
 def test_a_cutover_waiting_for_acceptance_emails_the_approvers(

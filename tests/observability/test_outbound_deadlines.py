@@ -16,7 +16,7 @@ from django_q.models import Schedule
 
 from devtools.emulator import free_port
 from observability import alerts
-from observability.models import Alert, AlertNotification, AlertRule, AlertState
+from observability.models import Alert, AlertNotification, AlertRule, AlertSend, AlertState
 from tests.helpers import Trickler
 
 DEADLINE = 2.0
@@ -44,6 +44,13 @@ def alert(settings):
     )
 
 
+def send(alert, channel):
+    """The first attempt of the alert's firing notification by `channel`, as the
+    notify cluster's worker makes it (the send stored first, as an evaluation does)."""
+    queued = AlertSend.objects.create(alert=alert, kind="firing", channel=channel)
+    return alerts.send(queued.pk, 1)
+
+
 def timed(func, *args):
     """(func's result, seconds it took); fails if it is still at work well past the deadline."""
     done = []
@@ -60,7 +67,7 @@ def timed(func, *args):
 def test_an_alert_webhook_that_trickles_is_given_up_at_the_deadline_and_retried(alert, settings, trickler):
     settings.ALERT_WEBHOOK_URL = f"http://127.0.0.1:{trickler.port}/hooks/alerts"
 
-    notification, seconds = timed(alerts.send, alert.pk, "firing", "webhook", 1)
+    notification, seconds = timed(send, alert, "webhook")
 
     assert seconds < DEADLINE + 1.5, f"the worker was held {seconds:.1f} s"
     assert not notification.ok
@@ -94,7 +101,7 @@ def test_an_smtp_server_slower_than_the_deadline_is_given_up_and_the_attempt_rec
         settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
         settings.ALERT_EMAILS = ["ops@example.com"]
 
-        notification, seconds = timed(alerts.send, alert.pk, "firing", "email", 1)
+        notification, seconds = timed(send, alert, "email")
     finally:
         controller.stop()
 
@@ -115,7 +122,7 @@ def test_an_smtp_server_in_time_still_gets_the_alert(alert, settings):
         settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
         settings.ALERT_EMAILS = ["ops@example.com"]
 
-        notification = alerts.send(alert.pk, "firing", "email", 1)
+        notification = send(alert, "email")
     finally:
         controller.stop()
 

@@ -9,10 +9,11 @@ import pytest
 from django.core.management import call_command
 from django.test import TestCase
 from django.urls import reverse
+from django.utils import timezone
 
 from backfill import file_replay, runs
 from backfill.services import apply_delivery
-from reconciliation import break_causes, changes, services
+from reconciliation import break_causes, changes, recovery, services
 from reconciliation.models import Break, RequestState, RunTrigger
 from tests.helpers import event_line, stored_event
 
@@ -31,6 +32,12 @@ def dated(*amounts, prefix="e"):
         f"{prefix}{n:03d}": {"type": "purchase", "amount": amount, "createdAt": T0 + timedelta(hours=n)}
         for n, amount in enumerate(amounts)
     }
+
+
+def sweep(gateway):
+    """The minute's sweep, and the tasks it hands out run as a worker would."""
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        return recovery.sweep(gateway=gateway)
 
 
 def cause_of(gateway, points, ledger, uid="w1"):
@@ -286,6 +293,34 @@ def test_a_cause_whose_task_was_lost_is_computed_after_the_next_run(gateway):
     reconcile(gateway, uids=["w2"])
 
     assert Break.objects.get(uid="w1").cause == "missed_entries"
+    assert Break.objects.get(uid="w2").cause != ""
+
+
+@pytest.mark.django_db
+def test_a_cause_whose_task_was_lost_is_computed_by_the_sweep_once(gateway, settings):
+    gateway.write_wallets([("w1", 150, dated(100, 50, 20)), ("w2", 3, dated(1))])
+    # The run's commit callbacks never run: the causes task is lost with its worker.
+    services.run_inline(actor=None, trigger=RunTrigger.COMMAND, gateway=gateway, uids=["w1", "w2"])
+    assert sweep(gateway)["causes_handed_out"] == 0  # opened just now: its task may still come
+    a_while_ago = timezone.now() - timedelta(seconds=2 * settings.RECONCILE_LEASE_SECONDS)
+    Break.objects.update(created_at=a_while_ago)
+    # A live worker computes w2's cause: it is its own.
+    Break.objects.filter(uid="w2").update(
+        cause_claim="live", cause_lease_until=timezone.now() + timedelta(hours=1)
+    )
+
+    assert sweep(gateway)["causes_handed_out"] == 1
+
+    assert list(Break.objects.order_by("uid").values_list("uid", "cause")) == [
+        ("w1", "missed_entries"),
+        ("w2", ""),
+    ]
+    # The lost task arrives after all, and the sweep runs again: nothing is computed twice.
+    assert break_causes.fill_causes(gateway=gateway) == 0
+    assert sweep(gateway)["causes_handed_out"] == 0
+    # The live worker died: its break is handed out once its lease lapses.
+    Break.objects.filter(uid="w2").update(cause_lease_until=a_while_ago)
+    assert sweep(gateway)["causes_handed_out"] == 1
     assert Break.objects.get(uid="w2").cause != ""
 
 

@@ -9,10 +9,12 @@ import uuid
 from datetime import timedelta
 
 import pytest
+import time_machine
 from django.utils import timezone
 from django_q.conf import Conf
+from django_q.models import Schedule
 
-from reconciliation import recovery, services
+from reconciliation import recovery, schedule, services, tasks
 from reconciliation.models import ReadMode, ReconciliationChunk, ReconciliationRun, RunStatus, RunTrigger
 from revassure import dbclock, leases
 from tests.helpers import put_wallets
@@ -84,7 +86,13 @@ def test_a_listing_whose_worker_died_is_taken_over_from_its_last_chunk(
     found = sweep(wallets, django_capture_on_commit_callbacks)
 
     run.refresh_from_db()
-    assert found == {"runs_started": 1, "chunks_handed_out": 1, "runs_sealed": 0}
+    assert found == {
+        "runs_started": 1,
+        "chunks_handed_out": 1,
+        "runs_sealed": 0,
+        "daily_runs_started": 0,
+        "causes_handed_out": 0,
+    }
     assert run.status == RunStatus.COMPLETED, run.error
     # Every wallet once: the chunk it counted, the one it cut, the two cut after it.
     assert (run.chunks_total, run.chunks_done, run.wallets_checked) == (4, 4, 10)
@@ -156,7 +164,13 @@ def test_a_run_counted_whole_but_not_sealed_is_sealed_by_the_sweep(
     found = sweep(wallets, django_capture_on_commit_callbacks)
 
     run.refresh_from_db()
-    assert found == {"runs_started": 0, "chunks_handed_out": 0, "runs_sealed": 1}
+    assert found == {
+        "runs_started": 0,
+        "chunks_handed_out": 0,
+        "runs_sealed": 1,
+        "daily_runs_started": 0,
+        "causes_handed_out": 0,
+    }
     assert run.status == RunStatus.COMPLETED and len(run.checksum) == 64
     assert findings(run) == findings(inline(wallets))
 
@@ -171,3 +185,36 @@ def test_a_pending_run_whose_start_task_was_lost_is_started(wallets, django_capt
 
     run.refresh_from_db()
     assert (run.status, run.wallets_checked) == (RunStatus.COMPLETED, 10)
+
+
+@pytest.mark.django_db
+def test_a_daily_run_whose_scheduled_task_was_lost_is_started_by_the_sweep_once(
+    wallets, settings, django_capture_on_commit_callbacks
+):
+    settings.RECONCILE_DAILY_AT = "02:00"
+    occurrence = schedule.next_occurrence(2, 0, timezone.now())
+    daily = schedule.sync_daily_schedule()
+    grace = timedelta(seconds=settings.RECONCILE_LEASE_SECONDS)
+    with time_machine.travel(occurrence + grace + timedelta(seconds=5)):
+        assert sweep(wallets, django_capture_on_commit_callbacks)["daily_runs_started"] == 0, (
+            "a schedule that never fired (a new installation) missed nothing"
+        )
+    # The scheduler fired it (as it leaves the schedule), and the machine that took its task died.
+    Schedule.objects.filter(pk=daily.pk).update(
+        task="taken-by-a-dead-machine", next_run=occurrence + timedelta(days=1)
+    )
+
+    with time_machine.travel(occurrence + grace - timedelta(seconds=5)):
+        assert sweep(wallets, django_capture_on_commit_callbacks)["daily_runs_started"] == 0
+    with time_machine.travel(occurrence + grace + timedelta(seconds=5)):
+        assert sweep(wallets, django_capture_on_commit_callbacks)["daily_runs_started"] == 1
+        # The lost task arrives after all (or a second scheduler fired it): still one run that day.
+        assert tasks.scheduled_reconcile(intended_date=occurrence.isoformat()) is None
+        assert sweep(wallets, django_capture_on_commit_callbacks)["daily_runs_started"] == 0
+
+    run = ReconciliationRun.objects.get()
+    assert (run.trigger, run.scheduled_for) == (RunTrigger.SCHEDULE, occurrence.date())
+    assert (run.status, run.wallets_checked) == (RunStatus.COMPLETED, 10)
+    # The next day's task starts the next day's run.
+    with time_machine.travel(occurrence + timedelta(days=1, seconds=1)):
+        assert tasks.scheduled_reconcile(intended_date=(occurrence + timedelta(days=1)).isoformat())
