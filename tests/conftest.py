@@ -271,10 +271,34 @@ def emulator_kind(firestore_emulator) -> str:
     return configured_kind()
 
 
+# What a test that uses the database asks pytest-django for.
+DATABASE_FIXTURES = {"db", "transactional_db", "django_db_reset_sequences", "django_db_serialized_rollback"}
+
+
+def uses_the_database(item) -> bool:
+    names = set(getattr(item, "fixturenames", ()))
+    return item.get_closest_marker("django_db") is not None or bool(names & DATABASE_FIXTURES)
+
+
+@pytest.hookimpl(trylast=True)  # after tests/e2e/conftest.py has marked its journeys
 def pytest_collection_modifyitems(config, items):
-    """FIRESTORE_TESTS_ONLY=1 keeps the tests that touch Firestore (those that use the
+    """DATABASE_INDEPENDENT_TESTS_RAN=1 (CI's PostgreSQL pass) skips, saying so,
+    the tests marked `same_on_every_database` that use no database of the
+    test run: they ran in the same CI's defaults pass, and DATABASE_URL and
+    REDIS_URL cannot change what they do (they touch no database, or start
+    processes on a SQLite file and the ORM broker of their own).
+
+    FIRESTORE_TESTS_ONLY=1 keeps the tests that touch Firestore (those that use the
     emulator, through any fixture): `.ci/run`'s pass on Google's emulator, where the
     rest would only repeat the first pass."""
+    if os.environ.get("DATABASE_INDEPENDENT_TESTS_RAN") == "1":
+        skip = pytest.mark.skip(
+            reason="DATABASE_INDEPENDENT_TESTS_RAN: ran in this CI's defaults pass; no database "
+            "of this run can change what it does"
+        )
+        for item in items:
+            if item.get_closest_marker("same_on_every_database") and not uses_the_database(item):
+                item.add_marker(skip)
     if os.environ.get("FIRESTORE_TESTS_ONLY") != "1":
         return
     kept = [item for item in items if "firestore_emulator" in getattr(item, "fixturenames", ())]

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+# CI's PostgreSQL pass skips it, having run it in the defaults pass: `manage.py help` connects to no database.
+pytestmark = pytest.mark.same_on_every_database
+
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_COMMANDS = {"seed_demo", "setup_demo", "inject_drift"}
 

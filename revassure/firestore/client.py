@@ -252,9 +252,16 @@ class Connection:
 
 def _serve(loop: asyncio.AbstractEventLoop) -> None:
     """The gateway's event loop thread: runs until close() stops it."""
+    asyncio.set_event_loop(loop)
     try:
         loop.run_forever()
     finally:
+        # What was still in flight (the calls of a failed read) ends cancelled, as asyncio.run ends it.
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         loop.close()
 
 

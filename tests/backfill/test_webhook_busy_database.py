@@ -25,6 +25,10 @@ from devtools.emulator import ROOT, free_port
 from revassure.firestore import FirestoreGateway
 from tests.helpers import put_wallets, stop_process_group, wait_for
 
+# CI's PostgreSQL pass skips it, having run it in the defaults pass: its processes run on a
+# SQLite file and the ORM broker of their own.
+pytestmark = pytest.mark.same_on_every_database
+
 SECRET = "whsec_test_only_current"
 
 

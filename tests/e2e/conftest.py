@@ -279,20 +279,13 @@ def browser():
 
 
 def pytest_collection_modifyitems(config, items):
-    """In CI's PostgreSQL pass the journeys would repeat the defaults pass to the
-    letter (their site runs on a SQLite file of its own and the ORM broker,
-    whatever DATABASE_URL and REDIS_URL say): .ci/run sets
-    E2E_RAN_IN_DEFAULTS_PASS=1 there, and they are skipped saying so."""
-    if os.environ.get("E2E_RAN_IN_DEFAULTS_PASS") != "1":
-        return
-    skip = pytest.mark.skip(
-        reason="E2E_RAN_IN_DEFAULTS_PASS: these journeys ran in this CI's defaults pass, on the same "
-        "SQLite site they would run on here"
-    )
+    """The journeys' site runs on a SQLite file of its own and the ORM broker,
+    whatever DATABASE_URL and REDIS_URL say: CI's PostgreSQL pass would repeat
+    them to the letter, and skips them (tests/conftest.py)."""
     here = Path(__file__).resolve().parent
     for item in items:
         if here in Path(str(item.fspath)).resolve().parents:
-            item.add_marker(skip)
+            item.add_marker(pytest.mark.same_on_every_database)
 
 
 @pytest.hookimpl(wrapper=True)
