@@ -14,11 +14,11 @@ from reconciliation.models import (
     Break,
     BreakNote,
     BreakSighting,
-    FinishedRecordError,
     RequestState,
     RunTrigger,
     TrackedRun,
 )
+from revassure.sealing.models import FinishedRecordError
 from tests.helpers import put_wallets
 
 # Runs happen on later days by travelling forward from here (never back: the

@@ -4,12 +4,12 @@ from django.db import DatabaseError, connection, transaction
 from reconciliation import reports, services
 from reconciliation.models import (
     BreakSighting,
-    FinishedRecordError,
     ReconciliationRun,
     RunTrigger,
     TrackedRun,
     Violation,
 )
+from revassure.sealing.models import FinishedRecordError
 from tests.helpers import put_wallets, without_immutability_triggers
 
 
