@@ -12,7 +12,7 @@ from django.db import transaction
 
 from reconciliation import breaks, reports
 from reconciliation.models import ReconciliationRun, RunStatus, RunTrigger, Violation, ViolationKind
-from reconciliation.services import classify
+from reconciliation.wallet_checks import classify
 from revassure.ledger import is_points
 
 _UID_ALPHABET = string.ascii_letters + string.digits

@@ -49,7 +49,7 @@ from revassure.refusals import require
 
 PROPOSE = "reconciliation.propose_balancerequest"
 MAX_ENTRY_ID = 500  # BalanceRequest.supersedes
-# How services.classify names the problem of a double amount in a violation's details.
+# How wallet_checks.classify names the problem of a double amount in a violation's details.
 NOT_AN_INTEGER = "not an integer"
 
 

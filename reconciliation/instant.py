@@ -15,7 +15,7 @@ why, when
   RECONCILE_EXPECTED_RATE before there is one, with a margin (SAFETY).
 
 Candidates are still re-checked live, in a transaction; `first_read` is what
-the run saw at T0, recorded beside the re-check (services.check_wallets).
+the run saw at T0, recorded beside the re-check (wallet_checks.check_wallets).
 """
 
 from __future__ import annotations

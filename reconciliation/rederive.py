@@ -27,7 +27,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from reconciliation import instant, services
+from reconciliation import instant, wallet_checks
 from reconciliation.models import ReadMode, ReconciliationRun, RunStatus
 from revassure.firestore import FirestoreGateway
 
@@ -127,15 +127,15 @@ def first_reads(
     scope_uids: list[str], gateway: FirestoreGateway, *, read_time: datetime
 ) -> tuple[int, dict[str, dict[str, Any]]]:
     """(wallets checked, {uid: first read} of each wallet that disagreed) at `read_time`,
-    with the reads and the judgement of a run (services.wallet_chunks, instant.first_read)."""
+    with the reads and the judgement of a run (wallet_checks.wallet_chunks, instant.first_read)."""
     checked, found = 0, {}
-    for wallets in services.wallet_chunks(scope_uids, gateway, read_time=read_time):
+    for wallets in wallet_checks.wallet_chunks(scope_uids, gateway, read_time=read_time):
         uids = [uid for uid, _ in wallets]
         totals = gateway.start_aggregation(
             uids, concurrency=settings.RECONCILE_CONCURRENCY, read_time=read_time
         ).result()
         for uid, encoded in wallets:
-            exists, points = services.decode_points(encoded)
+            exists, points = wallet_checks.decode_points(encoded)
             ledger = totals[uid]
             if not exists and ledger.count == 0:
                 continue

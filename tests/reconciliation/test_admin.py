@@ -10,7 +10,7 @@ from django.urls import reverse
 from reconciliation import services
 from reconciliation.models import ReconciliationRun, RunStatus, RunTrigger
 from reconciliation.reports import describe_details
-from reconciliation.services import MAX_LISTED_MALFORMED
+from reconciliation.wallet_checks import MAX_LISTED_MALFORMED
 from revassure.flags import set_flag
 from tests.helpers import put_wallets
 

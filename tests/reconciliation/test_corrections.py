@@ -19,6 +19,7 @@ from reconciliation import (
     effects,
     execution,
     services,
+    wallet_checks,
 )
 from reconciliation.models import BalanceRequest, Break, BreakAction, RequestState, RunTrigger
 from revassure import freeze, ledger
@@ -137,10 +138,11 @@ def test_classify_counts_a_superseded_entry_as_its_correction_says_and_still_rep
         ("e2", {"amount": "20"}),
         ("fix", {"amount": 20, "supersedes": "e2", "type": "correction"}),
     ]
-    assert services.classify("w", 120, entries, exists=True) is None  # clean: the correction stands for e2
-    assert services.classify("w", 120, [*entries[:2]], exists=True)["kind"] == "malformed"
+    # clean: the correction stands for e2
+    assert wallet_checks.classify("w", 120, entries, exists=True) is None
+    assert wallet_checks.classify("w", 120, [*entries[:2]], exists=True)["kind"] == "malformed"
 
-    found = services.classify("w", 120, [*entries, ("e3", {"amount": None})], exists=True)
+    found = wallet_checks.classify("w", 120, [*entries, ("e3", {"amount": None})], exists=True)
 
     assert (found["kind"], found["ledger_sum"], found["delta"]) == ("malformed", 120, 0)
     assert found["details"]["malformed_entries"] == [
@@ -150,7 +152,7 @@ def test_classify_counts_a_superseded_entry_as_its_correction_says_and_still_rep
         {"entry": "e2", "amount": "str '20'", "corrected_by": "fix"}
     ]
     # A double is in Firestore's sum already: naming it does not take it out, it stays malformed.
-    doubled = services.classify(
+    doubled = wallet_checks.classify(
         "w",
         120,
         [("e1", {"amount": 100}), ("e2", {"amount": 20.5}), ("fix", {"amount": 20, "supersedes": "e2"})],

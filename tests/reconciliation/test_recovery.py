@@ -14,7 +14,7 @@ from django.utils import timezone
 from django_q.conf import Conf
 from django_q.models import Schedule
 
-from reconciliation import recovery, schedule, services, tasks
+from reconciliation import recovery, schedule, services, tasks, wallet_checks
 from reconciliation.models import ReadMode, ReconciliationChunk, ReconciliationRun, RunStatus, RunTrigger
 from revassure import dbclock, leases
 from tests.helpers import put_wallets
@@ -67,7 +67,7 @@ def started_by_a_dead_worker(gateway, settings, *, chunks: int, counted: int) ->
         lister="dead-listers-claim",
         lease_until=long_ago(),
     )
-    for seq, cut in enumerate(services.wallet_chunks([], gateway, read_time=None), start=1):
+    for seq, cut in enumerate(wallet_checks.wallet_chunks([], gateway, read_time=None), start=1):
         if seq > chunks:
             break
         queued = leases_ago(settings)
