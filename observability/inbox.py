@@ -3,7 +3,7 @@ the apps, each with what it is, since when it waits and where to act on it.
 
 The inbox is a list of providers, one function per kind of item (the kinds are
 revassure.waiting.WaitingKind). Each asks its app's actions what this user may
-do (reconciliation.changes.awaiting, cutover.services.awaiting_acceptance,
+do (reconciliation.change_queries.awaiting, cutover.services.awaiting_acceptance,
 settlement.actions.awaiting, reconciliation.break_actions.assigned_to) rather
 than restating their rules; one more kind is one more `@provider` function.
 
@@ -33,7 +33,7 @@ from backfill import plan_approval
 from cutover import services as cutover
 from observability import channels
 from observability.models import Alert, AlertState, InboxNotice, RuleName
-from reconciliation import break_actions, changes
+from reconciliation import break_actions, change_queries
 from reconciliation.models import ReconciliationRun
 from revassure import outbox
 from revassure.formatting import points, signed, when
@@ -122,7 +122,7 @@ def count(user, now: datetime | None = None) -> int:
 
 @provider(WaitingKind.BALANCE_REQUEST, "Balance requests to decide")
 def balance_requests(user, now: datetime) -> Iterable[Item]:
-    for request in changes.awaiting(user).select_related("proposed_by").order_by("created_at", "pk"):
+    for request in change_queries.awaiting(user).select_related("proposed_by").order_by("created_at", "pk"):
         approvals = (
             f" (needs {request.required_approvals} approvers)" if request.required_approvals > 1 else ""
         )

@@ -1,7 +1,7 @@
 """A balance request's pages beyond its list: deciding it (approve, or reject
 with a reason, beside the wallet as proposed and as it is now, the effect on
 the customer and the trail) and proposing a manual adjustment. Each offers
-only what reconciliation.changes would accept (changes.why_undecidable, the
+only what reconciliation.changes would accept (change_queries.why_undecidable, the
 freeze) and says why otherwise; the services still refuse on their own.
 BalanceRequestAdmin (admin_changes.py) mixes this in."""
 
@@ -18,7 +18,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.timesince import timesince
 
-from reconciliation import break_actions, break_display, changes, corrections, effects
+from reconciliation import break_actions, break_display, change_queries, changes, corrections, effects
 from reconciliation.change_display import FORM_PAGE, effect_text, frozen_text, trail, wallet_url
 from reconciliation.models import BalanceRequest, ReasonCode, RequestKind, RequestState
 from revassure import freeze, policy
@@ -140,7 +140,7 @@ class ChangePages(_AdminBase):
         return True
 
     def _decide_page(self, request, obj, form):
-        refusal = changes.why_undecidable(obj, request.user)
+        refusal = change_queries.why_undecidable(obj, request.user)
         event = freeze.current()
         live, live_error = read_wallet(obj.uid)
         wallet = _wallet_rows(obj, live)

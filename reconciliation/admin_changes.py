@@ -3,7 +3,7 @@ each request's page and history, the trail of every request, and proposing
 heals from the violations (their admin's action). Deciding a request and
 proposing an adjustment are pages of their own (admin_change_pages.py).
 Every page calls reconciliation.changes; none carries rules of its own. Pages
-offer only what the services would accept (changes.why_undecidable, the
+offer only what the services would accept (change_queries.why_undecidable, the
 freeze) and say why otherwise; the services still refuse on their own."""
 
 from typing import cast
@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
-from reconciliation import changes
+from reconciliation import change_queries, changes
 from reconciliation.admin_change_pages import ChangePages
 from reconciliation.change_display import FORM_PAGE, frozen_text, state_label, trail, wallet_url
 from reconciliation.models import BalanceRequest, HealStrategy, RequestEvent, RequestState, ViolationKind
@@ -37,7 +37,7 @@ class AwaitingMeFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value() == "mine":
-            return queryset.filter(pk__in=changes.awaiting(request.user).values("pk"))
+            return queryset.filter(pk__in=change_queries.awaiting(request.user).values("pk"))
         return queryset
 
 
@@ -91,7 +91,7 @@ class BalanceRequestAdmin(ChangePages, ReadOnlyAdmin):
     def get_queryset(self, request):
         queryset = super().get_queryset(request).annotate(approvals_count=Count("approvals", distinct=True))
         if request.user.has_perm("reconciliation.approve_balancerequest"):
-            mine = changes.awaiting(request.user).filter(pk=OuterRef("pk"))
+            mine = change_queries.awaiting(request.user).filter(pk=OuterRef("pk"))
             return queryset.annotate(decidable=Exists(mine))
         return queryset.annotate(decidable=Value(False))
 
@@ -200,7 +200,7 @@ class BalanceRequestAdmin(ChangePages, ReadOnlyAdmin):
     def change_view(self, request, object_id, form_url="", extra_context=None):
         obj = self.get_object(request, object_id)
         decide_url = None
-        if obj is not None and changes.why_undecidable(obj, request.user) is None:
+        if obj is not None and change_queries.why_undecidable(obj, request.user) is None:
             decide_url = reverse("admin:reconciliation_balancerequest_decide", args=[obj.pk])
         extra_context = {
             **(extra_context or {}),
@@ -285,8 +285,8 @@ def propose_heal_action(modeladmin, request, queryset):
         note = f"; {approved} approved by the auto-heal policy" if approved else ""
         modeladmin.message_user(request, f"{len(proposed)} heal request(s) proposed{note}.", messages.SUCCESS)
         return None
-    blocking = changes.blocking_heals(selected)
-    refusals = {v.pk: changes.heal_refusal(v, blocking.get(v.pk)) for v in selected}
+    blocking = change_queries.blocking_heals(selected)
+    refusals = {v.pk: change_queries.heal_refusal(v, blocking.get(v.pk)) for v in selected}
     healable = [v for v in selected if not refusals[v.pk]]
     left_out = [v for v in selected if refusals[v.pk]]
     hidden = [("action", "propose_heal"), *(("_selected_action", v.pk) for v in healable)]

@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from reconciliation import changes
+from reconciliation import change_queries
 from reconciliation.admin_changes import propose_heal_action
 from reconciliation.change_display import frozen_text, wallet_url
 from reconciliation.models import (
@@ -338,7 +338,9 @@ class ViolationAdmin(ListExport, ReadOnlyAdmin):
         event = freeze.current()
         if event is not None:
             return frozen_text(event)
-        return changes.heal_refusal(violation, changes.blocking_heals([violation]).get(violation.pk))
+        return change_queries.heal_refusal(
+            violation, change_queries.blocking_heals([violation]).get(violation.pk)
+        )
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         violation = self.get_object(request, object_id)

@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models import F, Max, Q, QuerySet
 from django.utils import timezone
 
-from reconciliation import changes, corrections
+from reconciliation import change_queries, changes, corrections
 from reconciliation.models import (
     BREAK_TRANSITIONS,
     OPEN_BREAK_STATES,
@@ -285,7 +285,9 @@ def refusal(brk: Break, actor, action: str) -> str:
         violation = latest_violations([brk]).get(brk.pk)
         if violation is None:
             return "no run has seen it yet"
-        return changes.heal_refusal(violation, changes.blocking_heals([violation]).get(violation.pk))
+        return change_queries.heal_refusal(
+            violation, change_queries.blocking_heals([violation]).get(violation.pk)
+        )
     if action == BreakAction.PROPOSE_CORRECTION:
         event = freeze.current()
         if event is not None:

@@ -11,6 +11,8 @@ Corrections of malformed entries are proposed by reconciliation.corrections
 and decided and executed here, as heals are.
 
 Approval enqueues the execution (reconciliation.execution), after the commit.
+What pages ask before offering these actions (can it be healed, who may
+decide) is reconciliation.change_queries.
 """
 
 from __future__ import annotations
@@ -20,15 +22,14 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from reconciliation import change_queries
 from reconciliation.effects import heal_amount
 from reconciliation.models import (
     OPEN_STATES,
     REPAIR_KINDS,
-    STANDING_STATES,
     TRANSITIONS,
     BalanceRequest,
     HealStrategy,
@@ -40,13 +41,12 @@ from reconciliation.models import (
     RunStatus,
     ViolationKind,
 )
-from reconciliation.reports import describe_details
 from revassure import flags, freeze, metrics, policy
 from revassure.firestore import MISSING, FirestoreGateway
-from revassure.formatting import points, signed
+from revassure.formatting import points
 from revassure.ledger import balances_unchanged, is_points, summed
 from revassure.logs import on_commit
-from revassure.refusals import Refused, may, require
+from revassure.refusals import Refused, require
 from revassure.waiting import WaitingKind, announce
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ def propose_heals(
         if violation.kind != ViolationKind.DRIFT:
             raise RequestRefused(
                 f"{violation.uid} has malformed ledger entries or points: a heal would only hide them; "
-                f"{_malformed_way(violation)}"
+                f"{change_queries.malformed_way(violation)}"
             )
     uids = [v.uid for v in violations]
     if len(set(uids)) != len(uids):
@@ -178,33 +178,12 @@ def propose_adjustment(
         ) from None
 
 
-def settling_adjustments(identities) -> dict[str, BalanceRequest]:
-    """{identity: the standing manual adjustment that settles it} for those of
-    the given business identities that have one, in one query."""
-    identities = {identity for identity in identities if identity}
-    if not identities:
-        return {}
-    found = BalanceRequest.objects.filter(
-        kind=RequestKind.ADJUSTMENT, settles__in=identities, state__in=STANDING_STATES
-    ).only("pk", "settles", "state", "amount", "uid")
-    return {request.settles: request for request in found}
-
-
-def settled_refusal(request: BalanceRequest) -> str:
-    """Why another adjustment for what `request` settles is refused, for a person."""
-    return (
-        f"{request.settles} already has manual adjustment #{request.pk} of {signed(request.amount)} points "
-        f"for wallet {request.uid} ({request.get_state_display().lower()}): one adjustment per payment, "
-        "so it is not paid out twice"
-    )
-
-
 def _require_unsettled(settles: str) -> None:
     if not settles:
         return
-    standing = settling_adjustments([settles]).get(settles)
+    standing = change_queries.settling_adjustments([settles]).get(settles)
     if standing is not None:
-        raise RequestRefused(settled_refusal(standing))
+        raise RequestRefused(change_queries.settled_refusal(standing))
 
 
 def create_request(*, actor, amount: int, **fields) -> BalanceRequest:
@@ -250,55 +229,6 @@ def _auto_heal(request: BalanceRequest, live) -> None:
     request.approved_at = timezone.now()
     request.save(update_fields=["approved_at"])
     enqueue_execution(request.pk)
-
-
-# -- what can be healed (pages ask before offering a heal) -----------------------
-
-
-def heal_refusal(violation, heal=None) -> str:
-    """Why a violation cannot be proposed for a heal now, or "" when it can.
-    `heal` is what blocks it, from blocking_heals: the open heal of its
-    wallet (or its open correction), or the heal that was applied for it."""
-    if heal is not None and heal.state in OPEN_STATES:
-        return f"its wallet already has {heal.title.lower()} ({heal.get_state_display().lower()})"
-    if violation.kind != ViolationKind.DRIFT:
-        problem = describe_details(violation.details) or "malformed points or entries"
-        return f"malformed, cannot be healed: {problem}; {_malformed_way(violation)}"
-    if violation.run.status != RunStatus.COMPLETED:
-        return f"run {violation.run_id} is not completed"
-    if heal is not None:
-        return f"healed already by {heal.title.lower()}"
-    return ""
-
-
-def _malformed_way(violation) -> str:
-    """What can be done about a malformed violation instead of a heal."""
-    if violation.wallet_points is not None and violation.details.get("malformed_entries"):
-        return "propose a correction of the malformed entry from its break, or accept the difference"
-    return "fix the data first"
-
-
-def blocking_heals(violations) -> dict[int, BalanceRequest]:
-    """{violation pk: the request that stops a new heal}: the open heal or
-    correction of its wallet (one per wallet at most), else the heal applied
-    for this very violation."""
-    violations = list(violations)
-    heals = BalanceRequest.objects.filter(kind__in=REPAIR_KINDS).filter(
-        Q(uid__in={v.uid for v in violations}, state__in=OPEN_STATES)
-        | Q(violation__in=violations, state=RequestState.APPLIED)
-    )
-    open_by_uid, applied_by_violation = {}, {}
-    for heal in heals:
-        if heal.state in OPEN_STATES:
-            open_by_uid[heal.uid] = heal
-        else:
-            applied_by_violation[heal.violation_id] = heal
-    found = {}
-    for violation in violations:
-        blocking = open_by_uid.get(violation.uid) or applied_by_violation.get(violation.pk)
-        if blocking is not None:
-            found[violation.pk] = blocking
-    return found
 
 
 # -- deciding ------------------------------------------------------------------
@@ -469,34 +399,4 @@ def enqueue_execution(request_id: int) -> None:
         lambda: async_task(
             "reconciliation.tasks.execute_request", request_id, task_name=f"balance-request-{request_id}"
         )
-    )
-
-
-def why_undecidable(request: BalanceRequest, user, *, now=None) -> str | None:
-    """Why `user` cannot approve or reject `request` now, for a person; None when
-    they can. Read-only (an overdue proposal is said to be expired, not expired
-    here): pages ask it to offer only what the services above would accept.
-    The freeze is left to the caller: it stops approving, not rejecting."""
-    now = now or timezone.now()
-    if not may(user, "reconciliation.approve_balancerequest"):
-        return "only finance approvers decide requests"
-    if request.state != RequestState.PROPOSED:
-        return f"this request is {request.get_state_display().lower()}: there is nothing left to decide"
-    if request.expires_at <= now:
-        return f"this request expired at {request.expires_at:%Y-%m-%d %H:%M} UTC, not decided in time"
-    if request.proposed_by_id == user.pk:
-        return "you proposed this request: someone else must decide on it"
-    if request.approvals.filter(approver=user).exists():
-        return "you have approved this request already: it needs a different approver"
-    return None
-
-
-def awaiting(user):
-    """Open proposals this user may decide: only for approvers, not their own,
-    not approved by them yet, not past their expiry (why_undecidable's rules,
-    as a query)."""
-    if not may(user, "reconciliation.approve_balancerequest"):
-        return BalanceRequest.objects.none()
-    return BalanceRequest.objects.filter(state=RequestState.PROPOSED, expires_at__gt=timezone.now()).exclude(
-        Q(proposed_by=user) | Q(approvals__approver=user)
     )

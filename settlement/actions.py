@@ -28,7 +28,7 @@ from django.db.models import Exists, OuterRef
 
 from backfill import events, runs
 from backfill.models import DataMigration, MigrationKind, MigrationStatus
-from reconciliation import changes
+from reconciliation import change_queries, changes
 from reconciliation.models import BalanceRequest, ReasonCode
 from revassure.firestore import FirestoreGateway
 from revassure.refusals import Refused, may
@@ -138,9 +138,9 @@ def adjustment_refusals(rows) -> dict[int, str]:
     whose payment (refund, chargeback) has one proposed, approved or applied
     already, from whichever row, run or import of a statement: one query."""
     rows = list(rows)
-    standing = changes.settling_adjustments(row.entry_id for row in rows)
+    standing = change_queries.settling_adjustments(row.entry_id for row in rows)
     return {
-        row.pk: f"{_where(row)}: {changes.settled_refusal(standing[row.entry_id])}"
+        row.pk: f"{_where(row)}: {change_queries.settled_refusal(standing[row.entry_id])}"
         for row in rows
         if row.entry_id in standing
     }

@@ -37,7 +37,7 @@ from django.db.models import Min
 
 from backfill import events
 from backfill.models import EventStatus, ProviderEventDelivery
-from reconciliation import changes
+from reconciliation import change_queries
 from reconciliation.models import BalanceRequest, RequestState
 from revassure.firestore import FirestoreGateway
 from revassure.formatting import signed
@@ -255,7 +255,7 @@ def _settle(run: SettlementRun, chunk: list, reads: tuple[dict, dict], *, done: 
             found.append((item, row, amount))
     if found:
         # The adjustments made for these payments, in one query for the chunk.
-        adjusted = changes.settling_adjustments(item.entry_id for item, _, _ in found)
+        adjusted = change_queries.settling_adjustments(item.entry_id for item, _, _ in found)
         for item, row, amount in found:
             _found(item, row, amount, adjusted.get(item.entry_id))
     if unresolved:

@@ -14,7 +14,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.http import urlencode
 
-from reconciliation import breaks, changes
+from reconciliation import breaks, change_queries
 from revassure import freeze
 from revassure.admin_base import BaseAdmin
 from revassure.firestore import MISSING, FirestoreError, get_gateway
@@ -103,7 +103,7 @@ class WalletAdmin(BaseAdmin):
                 page=page,
             )
             context.update(page_urls=page_urls(uid, page), malformed_entries=ledger.malformed)
-        awaiting = set(changes.awaiting(user).filter(uid=uid).values_list("pk", flat=True))
+        awaiting = set(change_queries.awaiting(user).filter(uid=uid).values_list("pk", flat=True))
         violations = lookup.violations(uid)
         requests = lookup.requests(uid)
         deliveries = lookup.deliveries(uid)
@@ -330,7 +330,9 @@ def heal_action(uid: str, event) -> dict:
             **action,
             "label": f"Heals are frozen since {when(event.created_at)}: {sentence(event.reason)}",
         }
-    refusal = changes.heal_refusal(violation, changes.blocking_heals([violation]).get(violation.pk))
+    refusal = change_queries.heal_refusal(
+        violation, change_queries.blocking_heals([violation]).get(violation.pk)
+    )
     if refusal:
         return {**action, "label": f"No heal for run {violation.run_id}'s violation: {refusal}."}
     return {

@@ -15,7 +15,7 @@ from cutover import services as cutover
 from cutover.models import StepState
 from observability import inbox, recovery, tasks
 from observability.models import Alert, AlertRule, AlertState, InboxNotice, RuleName
-from reconciliation import break_actions, changes, services
+from reconciliation import break_actions, change_queries, changes, services
 from reconciliation.models import Break, ReasonCode, RunTrigger
 from revassure import outbox
 from revassure.models import WaitingAnnouncement
@@ -212,8 +212,8 @@ def test_the_same_statement_matched_again_stands_for_the_earlier_run(approver, w
 def test_who_cannot_decide_has_nothing_awaiting_their_decision(reviewer, ops, approver, world):
     # Before, `awaiting` left the role to its callers: the wallet page offered a
     # reviewer "Decide request #N" links for everyone else's proposals.
-    assert list(changes.awaiting(reviewer)) == [] and list(changes.awaiting(ops)) == []
-    assert set(changes.awaiting(approver)) == {world["alice"], world["dora"]}
+    assert list(change_queries.awaiting(reviewer)) == [] and list(change_queries.awaiting(ops)) == []
+    assert set(change_queries.awaiting(approver)) == {world["alice"], world["dora"]}
 
 
 def test_the_dashboard_and_the_header_count_what_waits_for_this_user(client, reviewer, approver, ops, world):
