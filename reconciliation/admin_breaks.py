@@ -14,8 +14,9 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from reconciliation import break_actions, break_causes, break_display, breaks
-from reconciliation.admin_break_page import AcceptForm, AssignForm, BreakPage
+from reconciliation.admin_break_page import BreakPage
 from reconciliation.admin_changes import HealForm
+from reconciliation.break_forms import AcceptForm, AssignForm
 from reconciliation.change_display import FORM_PAGE, wallet_url
 from reconciliation.models import (
     Break,

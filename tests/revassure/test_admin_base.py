@@ -222,7 +222,7 @@ def posts(client) -> dict:
         "observability.admin.SilenceForm.hours": lambda value: client.post(
             reverse("admin:observability_alert_silence", args=[alert.pk]), {"hours": value, "reason": "noisy"}
         ),
-        "reconciliation.admin_break_page.BreakCorrectionForm.amount": lambda value: client.post(
+        "reconciliation.break_forms.BreakCorrectionForm.amount": lambda value: client.post(
             reverse("admin:reconciliation_break_propose_correction", args=[Break.objects.get(uid="u4").pk]),
             {"entry_id": "e001", "amount": value, "reason": "typo"},
         ),
