@@ -3,17 +3,25 @@ first), a break's page (its sightings as a table and a chart of its delta, its
 probable cause with evidence, its notes, runs and heals), bulk actions (take,
 assign, acknowledge, propose heal, accept) and a CSV export of the list as
 filtered. Every action calls reconciliation.break_actions; nothing here
-carries a rule of its own. Registered by ReconciliationConfig.ready()."""
+carries a rule of its own. The list's filters and its CSV rows are
+admin_break_list.py. Registered by ReconciliationConfig.ready()."""
 
 from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.html import format_html
 
 from reconciliation import break_actions, break_causes, break_display, breaks
+from reconciliation.admin_break_list import (
+    AgeFilter,
+    CauseFilter,
+    OwnerFilter,
+    SeverityFilter,
+    StatusFilter,
+    break_rows,
+)
 from reconciliation.admin_break_page import BreakPage
 from reconciliation.admin_changes import HealForm
 from reconciliation.break_forms import AcceptForm, AssignForm
@@ -22,91 +30,14 @@ from reconciliation.models import (
     Break,
     BreakAction,
     BreakSeverity,
-    BreakStatus,
-    ProbableCause,
 )
-from revassure.admin_base import ReadOnlyAdmin, require_row_id
-from revassure.exports import ListExport, safe_cell
+from revassure.admin_base import ReadOnlyAdmin
+from revassure.exports import ListExport
 from revassure.firestore import get_gateway
 from revassure.formatting import EMPTY, points, signed, when
 from revassure.refusals import REFUSALS
 
 CHANGE_FORM = "admin/reconciliation/break/change_form.html"
-
-
-# -- filters ----------------------------------------------------------------------
-
-
-class StatusFilter(admin.SimpleListFilter):
-    title = "status"
-    parameter_name = "status"
-
-    def lookups(self, request, model_admin):
-        return [("not_closed", "open or acknowledged"), *BreakStatus.choices]
-
-    def queryset(self, request, queryset):
-        if self.value() == "not_closed":
-            return queryset.exclude(status=BreakStatus.CLOSED)
-        if self.value() in BreakStatus.values:
-            return queryset.filter(status=self.value())
-        return queryset
-
-
-class AgeFilter(admin.SimpleListFilter):
-    title = "age"
-    parameter_name = "age"
-
-    def lookups(self, request, model_admin):
-        return [(name, breaks.bucket_label(name)) for name in breaks.bucket_names()]
-
-    def queryset(self, request, queryset):
-        return queryset.filter(age_bucket=self.value()) if self.value() else queryset
-
-
-class SeverityFilter(admin.SimpleListFilter):
-    title = "severity"
-    parameter_name = "severity"
-
-    def lookups(self, request, model_admin):
-        return BreakSeverity.choices
-
-    def queryset(self, request, queryset):
-        return queryset.filter(severity=self.value()) if self.value() else queryset
-
-
-class OwnerFilter(admin.SimpleListFilter):
-    title = "owner"
-    parameter_name = "owner"
-
-    def lookups(self, request, model_admin):
-        return [
-            ("mine", "mine"),
-            ("nobody", "nobody"),
-            *((str(u.pk), u.get_username()) for u in break_actions.assignees()),
-        ]
-
-    def queryset(self, request, queryset):
-        value = self.value()
-        if value == "mine":
-            return queryset.filter(owner=request.user)
-        if value == "nobody":
-            return queryset.filter(owner__isnull=True)
-        if value:
-            return queryset.filter(owner_id=require_row_id(value, "user"))
-        return queryset
-
-
-class CauseFilter(admin.SimpleListFilter):
-    title = "probable cause"
-    parameter_name = "cause"
-
-    def lookups(self, request, model_admin):
-        return [*ProbableCause.choices, ("pending", "not computed yet")]
-
-    def queryset(self, request, queryset):
-        if self.value() == "pending":
-            return queryset.filter(cause="")
-        return queryset.filter(cause=self.value()) if self.value() else queryset
 
 
 # -- the admin ----------------------------------------------------------------------
@@ -427,60 +358,3 @@ class BreakAdmin(ListExport, BreakPage, ReadOnlyAdmin):
     def changelist_view(self, request, extra_context=None):
         extra_context = {**(extra_context or {}), "cause_shares": break_causes.shares()}
         return super().changelist_view(request, extra_context)
-
-
-# -- CSV ------------------------------------------------------------------------------
-
-BREAK_HEADER = [
-    "id",
-    "uid",
-    "status",
-    "resolution",
-    "kind",
-    "severity",
-    "delta",
-    "wallet_points",
-    "ledger_sum",
-    "first_seen",
-    "last_seen",
-    "age_days",
-    "age_bucket",
-    "sightings",
-    "owner",
-    "cause",
-    "cause_text",
-    "heal_request_id",
-    "accepted_by",
-    "accepted_reason",
-    "closed_at",
-]
-
-
-def break_rows(queryset):
-    """The header, then one row per break: raw values, text cells guarded against formulas."""
-    yield BREAK_HEADER
-    now = timezone.now()
-    for b in breaks.annotate(queryset, now).select_related("owner", "accepted_by").iterator(chunk_size=2000):
-        yield [
-            b.pk,
-            safe_cell(b.uid),
-            b.status,
-            b.resolution,
-            b.kind,
-            b.severity,
-            b.delta,
-            b.wallet_points,
-            b.ledger_sum,
-            b.first_seen.isoformat(),
-            b.last_seen.isoformat(),
-            breaks.age_days(b, now),
-            b.age_bucket,
-            b.sightings_count,
-            b.owner.get_username() if b.owner else "",
-            b.cause,
-            safe_cell(b.cause_text),
-            b.heal_request_id or "",
-            b.accepted_by.get_username() if b.accepted_by else "",
-            safe_cell(b.accepted_reason),
-            b.closed_at.isoformat() if b.closed_at else "",
-        ]
