@@ -199,7 +199,7 @@ def child_breaks(project: str, db_path: str) -> dict:
     django_setup(db_path)
     from django.conf import settings
 
-    from reconciliation import break_causes, breaks, services
+    from reconciliation import break_cause_batches, breaks, services
     from reconciliation.models import Break, RunTrigger
     from revassure.firestore import get_gateway
 
@@ -230,7 +230,7 @@ def child_breaks(project: str, db_path: str) -> dict:
     result["opening_with"], result["opening_tracking"] = reconcile(True)
     opened = Break.objects.count()
     started = time.perf_counter()
-    result["causes"] = break_causes.fill_causes(gateway=gateway)
+    result["causes"] = break_cause_batches.fill_causes(gateway=gateway)
     result["causes_seconds"] = time.perf_counter() - started
     # After 500 ledger listings the emulator is slower for a run or so: let it
     # settle with a tracked run (an untracked one would be taken in by the next).

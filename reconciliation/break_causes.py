@@ -1,7 +1,7 @@
 """The probable cause of a break, from the wallet and its ledger entries.
 
 Computed once, when a break opens (breaks.track_run enqueues the task that
-calls fill_causes; a break left without one, its task lost with a machine, is
+calls break_cause_batches.fill_causes; a break left without one, its task lost with a machine, is
 handed to a worker by the minute's sweep, reconciliation/recovery.py): each
 wallet read once in a batched read, its ledger entries once (at most
 BREAK_CAUSE_MAX_ENTRIES of them, BREAK_CAUSE_CONCURRENCY ledgers at a time).
@@ -14,17 +14,13 @@ entries, and are found among our applied requests.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.conf import settings
-from django.db import transaction
-from django.db.models import Count, QuerySet, Sum
+from django.db.models import Count, Sum
 from django.db.models.functions import Abs
-from django.utils import timezone
 
 from backfill.models import ProviderEventDelivery
 from reconciliation.models import (
@@ -32,17 +28,12 @@ from reconciliation.models import (
     REQUEST_ENTRY,
     BalanceRequest,
     Break,
-    HealStrategy,
     ProbableCause,
-    RequestKind,
-    RequestState,
 )
-from revassure import dbclock, leases
-from revassure.firestore import MISSING, FirestoreGateway
+from revassure.firestore import MISSING
 from revassure.formatting import signed, when
 from revassure.ledger import is_points, reading, superseded_entries
 
-BATCH = 500  # breaks whose causes are computed together (one batched wallet read)
 MISSED_LOOKED_AT = 10  # latest entries tried as "the wallet missed its latest entries"
 PAIRS_LOOKED_AT = 500  # latest entries searched for two that together account for the delta
 NAMED = 5  # entries named in one cause at most
@@ -377,105 +368,4 @@ def writers_of(entries: Iterable[tuple[str, dict[str, Any]]]) -> dict[str, str]:
         elif match and int(match.group(2)) in requests:
             request = requests[int(match.group(2))]
             found[entry_id] = f"written by request {request.pk} ({request.get_kind_display()})"
-    return found
-
-
-def fill_causes(*, gateway: FirestoreGateway) -> int:
-    """Compute the probable cause of each open break that has none yet (those
-    the last run opened; any left blank by a failure before): the wallet and its
-    ledger entries read once, at most BREAK_CAUSE_MAX_ENTRIES entries a wallet.
-    Batch by batch, each claimed under a lease (revassure/leases.py): a second
-    task (the run's delivered late, the sweep's) takes only what nobody holds,
-    so each cause is computed once, and a batch whose worker died is taken
-    again once its lease lapses. Returns how many were computed."""
-    token, lease = uuid.uuid4().hex, settings.RECONCILE_LEASE_SECONDS
-    computed = 0
-    while chunk := _claim_blank(token, lease):
-        mine = Break.objects.filter(pk__in=[brk.pk for brk in chunk], cause_claim=token)
-
-        def renew(held=mine) -> bool:
-            return held.update(cause_lease_until=dbclock.ahead(lease)) > 0
-
-        with leases.Heartbeat(renew, lease):
-            causes = _causes(chunk, gateway)
-        with transaction.atomic():
-            for brk, cause in zip(chunk, causes, strict=True):
-                # Only while it is this worker's: one taken over meanwhile is the other's to fill.
-                mine.filter(pk=brk.pk, cause="").update(
-                    cause=cause.code,
-                    cause_text=cause.text,
-                    cause_evidence=cause.evidence,
-                    cause_claim="",
-                    cause_lease_until=None,
-                )
-        computed += len(chunk)
-    return computed
-
-
-def blank() -> QuerySet[Break]:
-    """Open breaks whose cause nobody computes: none yet, and no live claim."""
-    waiting = Break.objects.filter(cause="", status__in=OPEN_BREAK_STATES)
-    return waiting.filter(leases.free("cause_lease_until"))
-
-
-def _claim_blank(token: str, lease: float) -> list[Break]:
-    """The next BATCH of blank breaks, claimed for this task (those another
-    task claimed in between are its own)."""
-    ids = list(blank().order_by("pk").values_list("pk", flat=True)[:BATCH])
-    blank().filter(pk__in=ids).update(cause_claim=token, cause_lease_until=dbclock.ahead(lease))
-    return list(Break.objects.filter(pk__in=ids, cause_claim=token).order_by("pk"))
-
-
-def _causes(chunk: list[Break], gateway: FirestoreGateway) -> list[Cause]:
-    limit = settings.BREAK_CAUSE_MAX_ENTRIES
-    counts = {b.uid: b.entries for b in chunk}
-    uids = list(counts)
-    wallets = gateway.get_wallet_points(uids)
-    readable = [uid for uid in uids if counts[uid] <= limit]
-    ledgers = gateway.ledgers(readable, concurrency=settings.BREAK_CAUSE_CONCURRENCY)
-    writers = writers_of(entry for entries in ledgers.values() for entry in entries)
-    rebalances = _rebalances(uids)
-    read_at = timezone.now().isoformat()
-    causes = []
-    for brk in chunk:
-        if brk.uid not in ledgers:
-            causes.append(
-                Cause(
-                    ProbableCause.UNEXPLAINED,
-                    f"Not examined: the ledger has {brk.entries:,} entries, more than "
-                    f"BREAK_CAUSE_MAX_ENTRIES ({limit:,})",
-                    {"ledger_entries": brk.entries, "read_at": read_at},
-                )
-            )
-            continue
-        exists, points = wallets[brk.uid]
-        cause = probable_cause(points, ledgers[brk.uid], exists=exists, writers=writers)
-        evidence = {**cause.evidence, "read_at": read_at}
-        rebalance = rebalances.get(brk.uid)
-        if rebalance is not None:
-            assert rebalance.applied_at is not None  # an applied request has its time
-            evidence["last_rebalance"] = {
-                "request": rebalance.pk,
-                "applied_at": rebalance.applied_at.isoformat(),
-                "audit_log_id": rebalance.ledger_entry_id,
-            }
-            if cause.code == ProbableCause.UNEXPLAINED and cause.evidence.get("delta"):
-                cause = Cause(
-                    ProbableCause.OUR_ENTRY,
-                    f"No entry explains a delta of {signed(cause.evidence['delta'])}; the wallet's "
-                    f"points were last set by request {rebalance.pk} (heal, rebalance) at "
-                    f"{when(rebalance.applied_at)}",
-                )
-        causes.append(Cause(cause.code, cause.text, evidence))
-    return causes
-
-
-def _rebalances(uids: list[str]) -> dict[str, BalanceRequest]:
-    """The latest applied rebalance of each wallet (they write auditLog records, not entries)."""
-    found = {}
-    applied = BalanceRequest.objects.filter(
-        uid__in=uids, kind=RequestKind.HEAL, strategy=HealStrategy.REBALANCE, state=RequestState.APPLIED
-    ).order_by("applied_at", "id")
-    for request in applied:
-        found[request.uid] = request
     return found

@@ -37,7 +37,7 @@ from django.utils import timezone
 from django_q.brokers import get_broker
 from django_q.tasks import async_task
 
-from reconciliation import break_causes, breaks, schedule, services
+from reconciliation import break_cause_batches, breaks, schedule, services
 from reconciliation.models import ReconciliationChunk, ReconciliationRun, RunStatus
 from revassure import dbclock, flags, leases
 from revassure.firestore import FirestoreGateway
@@ -70,7 +70,7 @@ def sweep(*, gateway: FirestoreGateway) -> dict[str, int]:
     waited = lease if broker_empty else settings.Q_CLUSTER["retry"]
     day = schedule.missed_day(timezone.now(), waited)
     daily = day is not None and flags.is_enabled(services.FLAG) and bool(services.request_daily_run(day))
-    causes = break_causes.blank().filter(created_at__lt=dbclock.ago(waited)).count()
+    causes = break_cause_batches.blank().filter(created_at__lt=dbclock.ago(waited)).count()
     if causes:
         async_task(breaks.CAUSES_TASK, task_name="break-causes-lost")
     found = {

@@ -10,7 +10,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from reconciliation import break_causes, changes, execution, recovery, schedule, services, watcher
+from reconciliation import break_cause_batches, changes, execution, recovery, schedule, services, watcher
 from revassure.firestore import get_gateway
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ def sweep_runs() -> dict:
 
 def fill_break_causes() -> int:
     """The probable causes of the breaks a run opened (reconciliation.breaks)."""
-    return break_causes.fill_causes(gateway=get_gateway())
+    return break_cause_batches.fill_causes(gateway=get_gateway())
 
 
 def scheduled_reconcile(intended_date: str | None = None) -> int | None:

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from backfill import file_replay, runs
 from backfill.services import apply_delivery
-from reconciliation import break_causes, changes, recovery, services
+from reconciliation import break_cause_batches, break_causes, changes, recovery, services
 from reconciliation.models import Break, RequestState, RunTrigger
 from tests.helpers import event_line, stored_event
 
@@ -316,7 +316,7 @@ def test_a_cause_whose_task_was_lost_is_computed_by_the_sweep_once(gateway, sett
         ("w2", ""),
     ]
     # The lost task arrives after all, and the sweep runs again: nothing is computed twice.
-    assert break_causes.fill_causes(gateway=gateway) == 0
+    assert break_cause_batches.fill_causes(gateway=gateway) == 0
     assert sweep(gateway)["causes_handed_out"] == 0
     # The live worker died: its break is handed out once its lease lapses.
     Break.objects.filter(uid="w2").update(cause_lease_until=a_while_ago)
@@ -392,7 +392,7 @@ def test_breaks_json_gives_no_cause_until_it_is_computed_and_what_a_malformed_on
     services.run_inline(actor=None, trigger=RunTrigger.COMMAND, gateway=gateway, uids=["bad"])
     assert breaks_json()["bad"]["cause"] is None  # the task has not run
 
-    break_causes.fill_causes(gateway=gateway)
+    break_cause_batches.fill_causes(gateway=gateway)
 
     cause = breaks_json()["bad"]["cause"]
     assert (cause["code"], cause["explains"], cause["delta"]) == ("malformed_amount", 10, 10)
