@@ -17,7 +17,7 @@ from prometheus_client.registry import Collector
 from backfill import drain
 from backfill.models import DataMigration, MigrationStatus
 from observability.models import ACTIVE, Alert, AlertRule
-from reconciliation import breaks, watcher
+from reconciliation import break_age, watcher
 from reconciliation.models import (
     BalanceRequest,
     ReconciliationRun,
@@ -127,7 +127,7 @@ class DatabaseCollector(Collector):
             opened.add_metric([name], counts.get(name, 0))
         yield opened
         open_breaks = gauge("breaks_open", "Open breaks (wallets still wrong), by age.", labels=["bucket"])
-        for bucket, count in breaks.open_by_bucket().items():
+        for bucket, count in break_age.open_by_bucket().items():
             open_breaks.add_metric([bucket], count)
         yield open_breaks
         up = gauge(

@@ -21,7 +21,7 @@ from backfill.models import (
 from observability import inbox
 from observability.collector import last_full_run, migration_ratio
 from observability.models import ACTIVE, Alert, AlertRule, AlertState, RuleName
-from reconciliation import breaks, watcher
+from reconciliation import break_age, watcher
 from reconciliation.models import ReconciliationRun, RunStatus, WatcherState
 from revassure import flags
 from revassure.formatting import points, signed
@@ -153,9 +153,9 @@ def tiles(user) -> dict:
         state = WatcherState.objects.filter(project=settings.GOOGLE_CLOUD_PROJECT).first()
         context["watcher"] = {"health": watcher.health(state, now), "state": state}
     if user.has_perm("reconciliation.view_break"):
-        by_bucket = breaks.open_by_bucket(now)
+        by_bucket = break_age.open_by_bucket(now)
         context["breaks"] = {
             "count": sum(by_bucket.values()),
-            "buckets": [(name, breaks.bucket_label(name), n) for name, n in by_bucket.items()],
+            "buckets": [(name, break_age.bucket_label(name), n) for name, n in by_bucket.items()],
         }
     return context

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from observability.models import AlertRule, RuleName
 from observability.rule_formats import duration, seconds_literal
 from observability.rules import DEFAULTS, SECOND_THRESHOLDS
-from reconciliation import breaks
+from reconciliation import break_age
 from revassure.metrics import PREFIX
 
 CRITICAL, WARNING = "critical", "warning"
@@ -253,7 +253,7 @@ def break_older_than(setting: Setting, scale: float) -> ExportedRule:
     """Open breaks are exposed by age bucket: the buckets whose every age is above
     N days (never early; later than the app when N is not a bucket's edge)."""
     days = setting.threshold
-    names = breaks.bucket_names()
+    names = break_age.bucket_names()
     lows = [int(name[5:]) + 1 if name.startswith("over-") else int(name.split("-")[0]) for name in names]
     buckets = [name for name, low in zip(names, lows, strict=True) if low > days]
     first_day = min((low for low in lows if low > days), default=lows[-1])

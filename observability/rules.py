@@ -22,7 +22,7 @@ from backfill.models import (
 )
 from observability.collector import last_full_run
 from observability.models import AlertRule, RuleName
-from reconciliation import breaks, watcher
+from reconciliation import break_age, watcher
 from reconciliation.models import (
     OPEN_BREAK_STATES,
     BalanceRequest,
@@ -134,7 +134,7 @@ def migration_stalled(rule: AlertRule, now: datetime) -> Firing:
 
 
 def break_older_than(rule: AlertRule, now: datetime) -> Firing:
-    oldest = breaks.oldest_open_days(now)
+    oldest = break_age.oldest_open_days(now)
     if oldest is None or oldest <= rule.threshold:
         return {}
     aged = Break.objects.filter(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.utils import timezone
 
-from reconciliation import break_actions, breaks
+from reconciliation import break_actions, break_age
 from reconciliation.models import BreakSeverity, BreakStatus, ProbableCause
 from revassure.admin_base import require_row_id
 from revassure.exports import safe_cell
@@ -34,7 +34,7 @@ class AgeFilter(admin.SimpleListFilter):
     parameter_name = "age"
 
     def lookups(self, request, model_admin):
-        return [(name, breaks.bucket_label(name)) for name in breaks.bucket_names()]
+        return [(name, break_age.bucket_label(name)) for name in break_age.bucket_names()]
 
     def queryset(self, request, queryset):
         return queryset.filter(age_bucket=self.value()) if self.value() else queryset
@@ -117,7 +117,9 @@ def break_rows(queryset):
     """The header, then one row per break: raw values, text cells guarded against formulas."""
     yield BREAK_HEADER
     now = timezone.now()
-    for b in breaks.annotate(queryset, now).select_related("owner", "accepted_by").iterator(chunk_size=2000):
+    for b in (
+        break_age.annotate(queryset, now).select_related("owner", "accepted_by").iterator(chunk_size=2000)
+    ):
         yield [
             b.pk,
             safe_cell(b.uid),
@@ -130,7 +132,7 @@ def break_rows(queryset):
             b.ledger_sum,
             b.first_seen.isoformat(),
             b.last_seen.isoformat(),
-            breaks.age_days(b, now),
+            break_age.age_days(b, now),
             b.age_bucket,
             b.sightings_count,
             b.owner.get_username() if b.owner else "",

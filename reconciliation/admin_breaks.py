@@ -13,7 +13,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
-from reconciliation import break_actions, break_causes, break_display, breaks
+from reconciliation import break_actions, break_age, break_causes, break_display
 from reconciliation.admin_break_list import (
     AgeFilter,
     CauseFilter,
@@ -96,7 +96,7 @@ class BreakAdmin(ListExport, BreakPage, ReadOnlyAdmin):
 
     def get_queryset(self, request):
         # Annotated before the ordering, which sorts on the annotations.
-        return breaks.annotate(Break.objects.all()).order_by(*self.get_ordering(request))
+        return break_age.annotate(Break.objects.all()).order_by(*self.get_ordering(request))
 
     def get_ordering(self, request):
         return ["open_rank", "first_seen", "-size"]  # open first, then oldest, then largest
@@ -117,7 +117,7 @@ class BreakAdmin(ListExport, BreakPage, ReadOnlyAdmin):
 
     @admin.display(description="age", ordering="first_seen")
     def age_display(self, brk):
-        days = breaks.age_days(brk)
+        days = break_age.age_days(brk)
         return f"{days} day{'' if days == 1 else 's'}"
 
     @admin.display(description="delta (wallet − ledger)", ordering="size")

@@ -17,7 +17,7 @@ def daily_schedule(app_configs, **kwargs):
 
 @register()
 def break_settings(app_configs, **kwargs):
-    """The breaks' thresholds (reconciliation/breaks.py) make sense together."""
+    """The breaks' thresholds (reconciliation/break_age.py) make sense together."""
     errors = []
     buckets = settings.BREAK_AGE_BUCKETS
     if not buckets or buckets[0] < 0 or buckets != sorted(set(buckets)):

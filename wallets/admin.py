@@ -14,7 +14,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.http import urlencode
 
-from reconciliation import breaks, change_queries
+from reconciliation import break_age, change_queries
 from revassure import freeze
 from revassure.admin_base import BaseAdmin
 from revassure.firestore import MISSING, FirestoreError, get_gateway
@@ -240,7 +240,7 @@ def break_row(brk) -> dict:
         "delta": signed(brk.delta),
         "first_seen": when(brk.first_seen),
         "last_seen": when(brk.last_seen),
-        "age_days": breaks.age_days(brk),
+        "age_days": break_age.age_days(brk),
         "owner": brk.owner or EMPTY,
         "cause": brk.cause_text or EMPTY,
     }

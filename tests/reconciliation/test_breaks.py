@@ -8,7 +8,7 @@ import time_machine
 from django.db import connection
 from django.utils import timezone
 
-from reconciliation import break_actions, breaks, changes, services
+from reconciliation import break_actions, break_age, breaks, changes, services
 from reconciliation.checks import break_settings
 from reconciliation.models import (
     Break,
@@ -73,7 +73,7 @@ def test_the_same_drift_seen_by_three_runs_is_one_break_with_three_sightings(gat
     sightings = list(brk.sightings.all())
     assert [s.run_id for s in sightings] == [r.pk for r in runs]
     assert [s.violation for s in sightings] == [r.violations.get(uid="w1") for r in runs]
-    assert breaks.age_days(brk, now=DAY0 + timedelta(days=2, hours=1)) == 2
+    assert break_age.age_days(brk, now=DAY0 + timedelta(days=2, hours=1)) == 2
 
 
 @pytest.mark.django_db
@@ -200,7 +200,7 @@ def test_an_accepted_break_is_not_reopened_by_the_same_delta_and_is_by_a_differe
         10,
         2,
     )
-    assert breaks.open_by_bucket() == {"0-1": 0, "2-7": 0, "8-30": 0, "over-30": 0}
+    assert break_age.open_by_bucket() == {"0-1": 0, "2-7": 0, "8-30": 0, "over-30": 0}
 
     set_points(gateway, "w1", 135)
     reconcile(gateway, day=2)
@@ -328,8 +328,8 @@ def test_open_breaks_are_counted_by_age_bucket(gateway, approver):
         Break.objects.filter(uid=uid).update(first_seen=now - timedelta(days=days, hours=1))
     break_actions.accept([the_break("accepted").pk], actor=approver, reason="written off")
 
-    assert breaks.open_by_bucket(now=now) == {"0-1": 2, "2-7": 2, "8-30": 2, "over-30": 2}
-    assert breaks.oldest_open_days(now=now) == 400
+    assert break_age.open_by_bucket(now=now) == {"0-1": 2, "2-7": 2, "8-30": 2, "over-30": 2}
+    assert break_age.oldest_open_days(now=now) == 400
 
 
 @pytest.mark.django_db
@@ -350,18 +350,18 @@ def test_severity_grows_with_the_size_and_the_age_and_the_database_agrees(gatewa
     reconcile(gateway, day=0)
     now = DAY0 + timedelta(days=days, hours=1)
 
-    brk = breaks.annotate(Break.objects.all(), now).get()
+    brk = break_age.annotate(Break.objects.all(), now).get()
 
-    assert breaks.severity(brk, now) == expected
+    assert break_age.severity(brk, now) == expected
     assert brk.severity == expected
-    assert brk.age_bucket == breaks.age_bucket(days)
+    assert brk.age_bucket == break_age.age_bucket(days)
 
 
 def test_the_age_buckets_follow_the_setting(settings):
     settings.BREAK_AGE_BUCKETS = [3, 10]
-    assert breaks.bucket_names() == ["0-3", "4-10", "over-10"]
-    assert [breaks.age_bucket(d) for d in (0, 3, 4, 10, 11)] == ["0-3", "0-3", "4-10", "4-10", "over-10"]
-    assert breaks.bucket_label("over-10") == "over 10 days"
+    assert break_age.bucket_names() == ["0-3", "4-10", "over-10"]
+    assert [break_age.age_bucket(d) for d in (0, 3, 4, 10, 11)] == ["0-3", "0-3", "4-10", "4-10", "over-10"]
+    assert break_age.bucket_label("over-10") == "over 10 days"
 
 
 # -- what people do, and who may ------------------------------------------------------
