@@ -22,7 +22,7 @@ from django.views.decorators.http import require_GET, require_POST
 from backfill import plan_approval, runs
 from backfill.models import DataMigration
 from jobs.models import Job
-from reconciliation import reports, services, watcher
+from reconciliation import pending_checks, reports, services
 from reconciliation.models import RunTrigger
 from revassure import jobauth
 from revassure.firestore.events import EVENT_TYPES, BadEvent, written_of
@@ -329,7 +329,7 @@ def firestore_event(request):
         return _error(400, str(exc))
     if write is None:
         return JsonResponse({"wallets": []}, status=200)
-    noted = watcher.note_written([write])
+    noted = pending_checks.note_written([write])
     log.info(
         "firestore event noted",
         extra={"event_id": request.headers["ce-id"], "caller": caller.email, "wallets": noted},

@@ -26,7 +26,7 @@ SWEEPS = {
     "sweep-balance-requests": ("reconciliation.tasks.sweep_requests", 10),
     # Runs whose work was lost with a machine (reconciliation/recovery.py).
     "sweep-reconciliation-runs": ("reconciliation.tasks.sweep_runs", 1),
-    # Wallets Eventarc events noted whose check was lost with a machine (watcher.sweep_noted).
+    # Wallets Eventarc events noted whose check was lost with a machine (pending_checks.sweep_noted).
     "sweep-written-wallets": ("reconciliation.tasks.sweep_written_wallets", 1),
 }
 

@@ -10,7 +10,15 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from reconciliation import break_cause_batches, changes, execution, recovery, schedule, services, watcher
+from reconciliation import (
+    break_cause_batches,
+    changes,
+    execution,
+    pending_checks,
+    recovery,
+    schedule,
+    services,
+)
 from revassure.firestore import get_gateway
 
 log = logging.getLogger(__name__)
@@ -61,9 +69,9 @@ def sweep_requests() -> dict:
 
 def check_written_wallets() -> int:
     """The wallets Eventarc events noted, checked once due (reconciliation.watcher)."""
-    return len(watcher.check_noted(gateway=get_gateway()))
+    return len(pending_checks.check_noted(gateway=get_gateway()))
 
 
 def sweep_written_wallets() -> bool:
     """Every minute: noted wallets whose check was lost with a machine get one."""
-    return watcher.sweep_noted()
+    return pending_checks.sweep_noted()

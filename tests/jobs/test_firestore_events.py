@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from django.urls import reverse
 
-from reconciliation import tasks, watcher
+from reconciliation import pending_checks, tasks, watcher
 from reconciliation.models import Break, PendingCheck, RunTrigger
 from revassure import dbclock
 from revassure.firestore import Write
@@ -145,10 +145,10 @@ def test_a_check_whose_worker_died_is_taken_again_once_its_lease_lapses(gateway)
         uid="u1", first_write=written, due_at=written, claim="dead", lease_until=dbclock.ahead(60)
     )
     assert tasks.sweep_written_wallets() is False  # its worker's lease lives
-    assert watcher.check_noted(gateway=gateway) == []
+    assert pending_checks.check_noted(gateway=gateway) == []
 
     PendingCheck.objects.update(lease_until=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))
-    assert [drift["uid"] for drift in watcher.check_noted(gateway=gateway)] == ["u1"]
+    assert [drift["uid"] for drift in pending_checks.check_noted(gateway=gateway)] == ["u1"]
     assert not PendingCheck.objects.exists()
 
 
@@ -163,11 +163,11 @@ def test_a_write_during_a_check_is_checked_again_after_it(
     def written_again_while_checked(noted, **kwargs):
         found = real_check(noted, **kwargs)
         with django_capture_on_commit_callbacks():  # the new event's own task, not run here
-            watcher.note_written([Write("u1", "wallets/u1", dt.datetime.now(dt.UTC))])
+            pending_checks.note_written([Write("u1", "wallets/u1", dt.datetime.now(dt.UTC))])
         return found
 
     monkeypatch.setattr(watcher, "check_written", written_again_while_checked)
-    assert watcher.check_noted(gateway=gateway) == []  # clean when read
+    assert pending_checks.check_noted(gateway=gateway) == []  # clean when read
 
     row = PendingCheck.objects.get(uid="u1")
     assert (row.claim, row.lease_until) == ("", None) and row.first_write > written  # due again
