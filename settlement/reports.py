@@ -102,7 +102,7 @@ def rows_digest(run: SettlementRun) -> str:
 
 def checksum_of(run: SettlementRun, rows_sha256: str) -> str:
     """SHA-256 of the header line followed by the SHA-256 of the rows' lines:
-    the rows' digest is made while they are stored (matching.Rows), so sealing
+    the rows' digest is made while they are stored (match_progress.Rows), so sealing
     reads nothing back; verify() recomputes it from the database."""
     return hashlib.sha256(line(header(run)) + rows_sha256.encode() + b"\n").hexdigest()
 

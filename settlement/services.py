@@ -10,7 +10,7 @@ dead machine had taken is gone. So the minute's sweep (`resume_abandoned`)
 hands back a run whose worker's lease lapsed, and queues again a run whose task
 was lost before any worker took it; the next worker starts it over from the
 kept file (the rows an earlier worker stored are removed first, and a worker
-taken for dead can no longer store any: matching.Matched.save), so each row is
+taken for dead can no longer store any: match_progress.Matched.save), so each row is
 counted once and the report is what one worker alone would have made.
 
 The same file twice (same SHA-256) is recognised and linked, not refused: the
@@ -48,7 +48,7 @@ from revassure import alerting, dbclock, leases
 from revassure.firestore import FirestoreGateway
 from revassure.logs import on_commit
 from revassure.refusals import require
-from settlement import matching, reports, statement, storage
+from settlement import match_progress, matching, reports, statement, storage
 from settlement.models import RunStatus, RunTakenOver, RunTrigger, SettlementRow, SettlementRun
 
 log = logging.getLogger(__name__)
@@ -259,7 +259,7 @@ def start_over(run: SettlementRun) -> None:
         "settlement run started over", extra={"run_id": run.pk, "attempt": run.attempts, "rows": run.rows}
     )
     discard_rows(run.pk)
-    SettlementRun.objects.filter(pk=run.pk, worker=run.worker).update(**matching.Tally().fields())
+    SettlementRun.objects.filter(pk=run.pk, worker=run.worker).update(**match_progress.Tally().fields())
 
 
 def resume_abandoned() -> dict[str, int]:
