@@ -17,7 +17,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.text import capfirst
 
-from backfill import events, plan_approval, progress, runs
+from backfill import events, plan_approval, progress, run_requests, runs
 from backfill.models import (
     OUTCOMES,
     DataMigration,
@@ -137,9 +137,9 @@ class MigrationPage(_AdminBase):
             return {}
         refusal = plan_approval.approval_refusal(migration, request.user)
         return {
-            "bound_runs": list(runs.bound_runs(migration).order_by("pk")),
+            "bound_runs": list(run_requests.bound_runs(migration).order_by("pk")),
             "can_run_bound": request.user.has_perm(runs.PERMISSION),
-            "bound_run_refusal": runs.bound_run_refusal(migration),
+            "bound_run_refusal": run_requests.bound_run_refusal(migration),
             "approval_text": plan_approval.approval_text(migration),
             # The form for a second person; said why not to one who approves plans.
             "approve_form": PlanApprovalForm()
@@ -180,7 +180,7 @@ class MigrationPage(_AdminBase):
             raise PermissionDenied("only ops start backfills")
         plan = get_object_or_404(DataMigration, pk=object_id)
         try:
-            migration = runs.request_bound_run(plan.pk, actor=request.user)
+            migration = run_requests.request_bound_run(plan.pk, actor=request.user)
         except (ValueError, FeatureDisabled) as exc:
             self.message_user(request, f"Refused: {exc}.", messages.ERROR)
             return HttpResponseRedirect(reverse("admin:backfill_datamigration_change", args=[plan.pk]))

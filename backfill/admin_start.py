@@ -19,7 +19,7 @@ from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from backfill import completeness, plan_approval, reversals, runs
+from backfill import completeness, plan_approval, reversals, run_requests, runs
 from backfill.models import DataMigration, EventStatus, MigrationKind
 from backfill.uploads import BadUpload
 from revassure.firestore import get_gateway
@@ -119,11 +119,13 @@ class StartPages(_AdminBase):
     def rerun_stored_view(self, request):
         """Re-run the stored events not applied yet, quarantined and failed ones
         included (after a fix): a dry run first, as for a file."""
-        waiting = runs.stored_deliveries({"statuses": [*runs.REPLAYABLE, EventStatus.QUARANTINED]}).count()
+        waiting = run_requests.stored_deliveries(
+            {"statuses": [*run_requests.REPLAYABLE, EventStatus.QUARANTINED]}
+        ).count()
         return self.start_page(
             request,
             RerunForm(request.POST if request.method == "POST" else None),  # unticked: an empty POST
-            lambda data, actor: runs.request_stored_replay(
+            lambda data, actor: run_requests.request_stored_replay(
                 actor=actor, include_quarantined=True, dry_run=data["dry_run"]
             ),
             real_run="Re-run",
@@ -140,7 +142,9 @@ class StartPages(_AdminBase):
     @staticmethod
     def _file_replay(kind: str) -> Callable[[dict, Any], DataMigration]:
         def start(data: dict, actor) -> DataMigration:
-            return runs.request_file_replay(data["export"], dry_run=data["dry_run"], actor=actor, kind=kind)
+            return run_requests.request_file_replay(
+                data["export"], dry_run=data["dry_run"], actor=actor, kind=kind
+            )
 
         return start
 

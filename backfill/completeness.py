@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
-from backfill import plan_approval, runs
+from backfill import plan_approval, run_requests, runs
 from backfill.models import EventStatus, ProviderEventDelivery
 from revassure.firestore import FirestoreGateway
 
@@ -80,7 +80,7 @@ def replay_gaps(gateway: FirestoreGateway, *, actor=None):
         )
         try:
             with transaction.atomic():
-                migration = runs.request_stored_replay(actor=actor)
+                migration = run_requests.request_stored_replay(actor=actor)
         except plan_approval.PlanRequired:
-            migration = runs.request_stored_replay(actor=actor, dry_run=True)
+            migration = run_requests.request_stored_replay(actor=actor, dry_run=True)
     return gaps, migration

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
-from backfill import planner, runs, services, uploads
+from backfill import planner, run_requests, runs, services, uploads
 from backfill.models import DataMigration, EventStatus, MigrationSource, ProviderEventDelivery
 from revassure.firestore import FirestoreGateway
 from revassure.policy import negative_balance_allowed
@@ -110,7 +110,9 @@ def verify_plan(
     `plan_id`, and PlanNotApproved (before planning) while the plan waits for a
     second person. The new dry run, which matched."""
     planner.require_approved(plan_id)
-    fresh = runs.start_replay(path=path, dry_run=True, kind=kind, source=source, name=name, checks=plan_id)
+    fresh = run_requests.start_replay(
+        path=path, dry_run=True, kind=kind, source=source, name=name, checks=plan_id
+    )
     fresh = run_replay(fresh, lines, gateway=gateway)
     planner.check_plan(plan_id, fresh)
     return fresh

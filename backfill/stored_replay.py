@@ -14,7 +14,7 @@ import time
 
 from django.db import transaction
 
-from backfill import file_replay, planner, runs, services
+from backfill import file_replay, planner, run_requests, runs, services
 from backfill.models import DataMigration, EventStatus, MigrationKind, MigrationSource, ProviderEventDelivery
 from revassure.firestore import FirestoreGateway
 
@@ -40,7 +40,7 @@ def run_stored_replay(
     if lease is None:
         return migration
     params = migration.parameters
-    chosen = runs.stored_deliveries(params)
+    chosen = run_requests.stored_deliveries(params)
     if migration.dry_run:
         raws = chosen.order_by("pk").values_list("raw", flat=True).iterator()
         numbered = ((n, raw.encode()) for n, raw in enumerate(raws, 1) if n > migration.checkpoint)
@@ -89,7 +89,9 @@ def check_bound_plan(migration: DataMigration, lease: str, *, gateway: Firestore
 
     def replan(plan_id: int) -> DataMigration:
         planner.require_approved(plan_id)
-        named = {key: migration.parameters[key] for key in runs.SELECTION if key in migration.parameters}
+        named = {
+            key: migration.parameters[key] for key in run_requests.SELECTION if key in migration.parameters
+        }
         fresh = DataMigration.objects.create(
             kind=MigrationKind.REPLAY_STORED,
             source=MigrationSource.DATABASE,

@@ -370,11 +370,11 @@ def _payment_lines(count: int) -> list[str]:
 
 def child_replay(project: str, db_path: str, events: int) -> dict:
     django_setup(db_path)
-    from backfill import file_replay, runs
+    from backfill import file_replay, run_requests
     from revassure.firestore import get_gateway
 
     lines = _payment_lines(events)
-    migration = runs.start_replay(path="bench.jsonl", dry_run=False)
+    migration = run_requests.start_replay(path="bench.jsonl", dry_run=False)
     cpu_before, started = burst.own_cpu_seconds(), time.perf_counter()
     migration = file_replay.run_replay(migration, lines, gateway=get_gateway(project))
     seconds = time.perf_counter() - started

@@ -19,7 +19,7 @@ from django.utils.dateparse import parse_datetime
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from backfill import plan_approval, runs
+from backfill import plan_approval, run_requests
 from backfill.models import DataMigration
 from jobs.models import Job
 from reconciliation import pending_checks, reports, services
@@ -127,7 +127,7 @@ def _start_job(request, caller, kind: str, start, *, refused: str) -> JsonRespon
             job.save()
     except FeatureDisabled as exc:
         return _error(503, f"{refused}: {exc}")
-    except (plan_approval.PlanRequired, runs.BoundRunRefused) as exc:
+    except (plan_approval.PlanRequired, run_requests.BoundRunRefused) as exc:
         return _error(409, f"{refused}: {exc}")
     except ValueError as exc:
         return _error(400, str(exc))
@@ -200,7 +200,7 @@ def backfill_job(request):
             return _error(404, f"there is no migration {plan}")
 
         def start_bound(key):
-            migration = runs.request_bound_run(plan, actor=None)
+            migration = run_requests.request_bound_run(plan, actor=None)
             return Job(idempotency_key=key or f"migration:{migration.pk}", migration=migration)
 
         return _start_job(request, caller, Job.Kind.BACKFILL, start_bound, refused="backfill refused")
@@ -223,7 +223,7 @@ def backfill_job(request):
         return _error(400, "dry_run must be true or false")
 
     def start(key):
-        migration = runs.request_stored_replay(
+        migration = run_requests.request_stored_replay(
             include_quarantined=include, dry_run=dry_run, how=API_PLAN_HOW, **window
         )
         return Job(idempotency_key=key or f"migration:{migration.pk}", migration=migration)

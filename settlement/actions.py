@@ -3,7 +3,7 @@
 - missing_in_ledger rows with a stored delivery: a replay of those deliveries
   as a tracked data migration, queued as a dry run first; ops read its plan on
   the migration's page and run it for real, bound to that plan, from there
-  (backfill.runs.request_file_replay, the backfill's permission and flag);
+  (backfill.run_requests.request_file_replay, the backfill's permission and flag);
 - unreversed rows: a reversal backfill of finance's CSV built from the rows,
   also a dry run first (its over-reversal quarantine decides as for any CSV);
 - points_mismatch and not_settled rows: manual adjustments proposed with the
@@ -26,7 +26,7 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.db.models import Exists, OuterRef
 
-from backfill import events, runs
+from backfill import events, run_requests, runs
 from backfill.models import DataMigration, MigrationKind, MigrationStatus
 from reconciliation import change_queries, changes
 from reconciliation.models import BalanceRequest, ReasonCode
@@ -90,7 +90,7 @@ def replay_missing(rows, *, actor) -> DataMigration:
         ("\n".join(lines) + "\n").encode(), name=f"settlement-run-{rows[0].run_id}-missing-in-ledger.jsonl"
     )
     with transaction.atomic():
-        migration = runs.request_file_replay(upload, dry_run=True, actor=actor)
+        migration = run_requests.request_file_replay(upload, dry_run=True, actor=actor)
         _follow(rows, FollowUpKind.REPLAY, actor, migration=migration)
     return migration
 
@@ -111,7 +111,7 @@ def propose_reversals(rows, *, actor) -> DataMigration:
         )
     upload = ContentFile(text.getvalue().encode(), name=f"settlement-run-{rows[0].run_id}-unreversed.csv")
     with transaction.atomic():
-        migration = runs.request_file_replay(
+        migration = run_requests.request_file_replay(
             upload, dry_run=True, actor=actor, kind=MigrationKind.REVERSAL_CSV
         )
         _follow(rows, FollowUpKind.REVERSAL, actor, migration=migration)
@@ -269,7 +269,7 @@ def _in_hand(row: SettlementRow, kind: str) -> str:
     plan = follow_up.migration if follow_up is not None else None
     if plan is None or plan.status in ENDED_BADLY:
         return ""
-    run = runs.bound_runs(plan).order_by("-pk").first()
+    run = run_requests.bound_runs(plan).order_by("-pk").first()
     if run is None:
         return f"dry run {plan.pk} plans it already: read its plan, and run it for real from its page"
     if run.status in ENDED_BADLY:

@@ -22,7 +22,7 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from backfill import drain, runs
+from backfill import drain, run_requests, runs
 from backfill.models import DataMigration, MigrationStatus
 from devtools.emulator import free_port
 from reconciliation import changes, execution
@@ -75,7 +75,7 @@ def test_the_webhook_drainers_lease(holder, judge):
 @pytest.mark.parametrize("holder, judge", MACHINES, ids=IDS)
 def test_a_data_migrations_lease(holder, judge, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks():
-        migration = runs.request_stored_replay()
+        migration = run_requests.request_stored_replay()
     with on_machine(holder):
         held = runs.claim(migration)
         runs.save_progress(migration, held, {"applied": 1}, checkpoint=1)  # its heartbeat

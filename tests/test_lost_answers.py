@@ -22,7 +22,7 @@ import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
-from backfill import plan_approval, runs, tasks
+from backfill import plan_approval, run_requests, tasks
 from backfill.events import sign
 from backfill.models import DataMigration, EventStatus, ProviderEventDelivery
 from backfill.services import apply_delivery
@@ -194,7 +194,7 @@ def test_a_stored_replay_whose_commit_answer_is_lost_applies_each_delivery_once_
         stored_event(event_id, kind, **fields)
     lose(proxy, lost, ENTRIES[which])
 
-    migration = run_tasks(runs.request_stored_replay, actor=None)
+    migration = run_tasks(run_requests.request_stored_replay, actor=None)
 
     was_lost(proxy)
     migration.refresh_from_db()
@@ -380,7 +380,7 @@ def test_a_settlement_action_whose_commit_answer_is_lost_closes_its_break_once(
         assert (plan.dry_run, plan.status, plan.applied) == (True, "completed", 1)
         lose(proxy, lost, document)
         plan_approval.approve_plan(plan.pk, actor=approver, reason="one payment, as the statement says")
-        real = run_tasks(runs.request_bound_run, plan.pk, actor=ops)
+        real = run_tasks(run_requests.request_bound_run, plan.pk, actor=ops)
         real.refresh_from_db()
         assert (real.status, real.error) == ("completed", "")
         assert (real.applied, real.failed, real.duplicate) == (1, 0, 0)

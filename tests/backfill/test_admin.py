@@ -7,7 +7,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django.utils import timezone
 
-from backfill import completeness, file_replay, plan_approval, progress, runs
+from backfill import completeness, file_replay, plan_approval, progress, run_requests, runs
 from backfill.models import DataMigration, MigrationStatus, ProviderEventDelivery
 from revassure.formatting import when
 from tests.helpers import EXPORT, csp_refusals, event_line, put_wallets
@@ -19,7 +19,7 @@ from tests.helpers import stored_event as stored
 def test_every_backfill_admin_page_renders(client, gateway, django_capture_on_commit_callbacks):
     delivery = stored("evt_1")
     with django_capture_on_commit_callbacks():
-        migration = runs.request_stored_replay()
+        migration = run_requests.request_stored_replay()
     client.force_login(User.objects.create_superuser("root", "root@example.com", "pw"))
     for url in [
         reverse("admin:backfill_datamigration_changelist"),
@@ -38,7 +38,7 @@ def test_ops_pause_a_migration_from_the_admin_and_reviewers_cannot(
     client, gateway, ops, reviewer, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks():
-        migration = runs.request_stored_replay()
+        migration = run_requests.request_stored_replay()
     url = reverse("admin:backfill_datamigration_changelist")
     data = {"action": "pause", "_selected_action": [migration.pk]}
 
@@ -157,7 +157,7 @@ def test_a_dry_runs_plan_is_never_a_delivery_to_apply_or_count(
     assert ProviderEventDelivery.objects.count() == 0
     assert completeness.check(wallets) == completeness.Completeness([], [])
     with django_capture_on_commit_callbacks(execute=True):
-        replay = runs.request_stored_replay(include_quarantined=True)
+        replay = run_requests.request_stored_replay(include_quarantined=True)
     replay.refresh_from_db()
     assert (replay.status, replay.total) == ("completed", 0)
     assert points_of(wallets, "u1") == 0
@@ -336,7 +336,7 @@ def test_only_ops_run_plans_for_real(
 def test_a_plan_of_a_commands_file_says_where_it_can_be_run(client, wallets, ops, tmp_path):
     export = tmp_path / "export.jsonl"
     export.write_text("\n".join(EXPORT) + "\n")
-    plan = runs.start_replay(path=str(export), dry_run=True)
+    plan = run_requests.start_replay(path=str(export), dry_run=True)
     with export.open() as lines:
         file_replay.run_replay(plan, lines, gateway=wallets)
     client.force_login(ops)
@@ -444,7 +444,7 @@ def test_progress_shows_how_many_of_the_total_counted_at_upload_and_refreshes_it
 ):
     client.force_login(ops)
     with django_capture_on_commit_callbacks():  # queued, no worker yet
-        migration = runs.request_file_replay(export_file(EXPORT), dry_run=False, actor=ops)
+        migration = run_requests.request_file_replay(export_file(EXPORT), dry_run=False, actor=ops)
     assert migration.parameters["expected"] == 8
 
     listing = client.get(reverse(CHANGELIST)).content.decode()
@@ -480,7 +480,7 @@ def test_a_finished_migration_page_does_not_reload(
 def test_the_rate_is_over_running_time_and_does_not_fall_while_paused(client, ops, gateway):
     start = timezone.now()
     with time_machine.travel(start, tick=False) as clock:
-        migration = runs.request_stored_replay()
+        migration = run_requests.request_stored_replay()
         DataMigration.objects.filter(pk=migration.pk).update(parameters={"expected": 1000})
         migration.refresh_from_db()
         lease = runs.claim(migration)

@@ -13,7 +13,7 @@ import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
-from backfill import events, runs
+from backfill import events, run_requests
 from backfill.models import EventStatus, MigrationStatus, ProviderEventDelivery
 from tests.helpers import put_wallets
 
@@ -99,7 +99,7 @@ def test_a_stored_delivery_that_no_longer_parses_is_quarantined_and_the_stored_r
     )
 
     with django_capture_on_commit_callbacks(execute=True):
-        migration = runs.request_stored_replay(actor=None)
+        migration = run_requests.request_stored_replay(actor=None)
     migration.refresh_from_db()
 
     assert migration.status == MigrationStatus.COMPLETED

@@ -34,7 +34,7 @@ LEASE = 3
 SETUP = """
 import json
 from backfill.services import store_delivery
-from backfill.runs import request_stored_replay
+from backfill.run_requests import request_stored_replay
 for n in range({events}):
     data = {{"payment_id": f"pay_{{n}}", "user_id": f"u{{n % {users}}}", "points": n + 1}}
     created = "2026-11-20T10:00:00Z"

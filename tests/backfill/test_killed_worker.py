@@ -38,7 +38,7 @@ SETUP = {
     # Webhook deliveries stored while Firestore was away, replayed from the database.
     "stored": """
 from backfill.services import store_delivery
-from backfill.runs import request_stored_replay
+from backfill.run_requests import request_stored_replay
 for body in events:
     store_delivery(body.encode(), source="webhook")
 print(request_stored_replay().pk)
@@ -46,7 +46,7 @@ print(request_stored_replay().pk)
     # An export uploaded in the admin, replayed from the file.
     "file": """
 from django.core.files.uploadedfile import SimpleUploadedFile
-from backfill.runs import request_file_replay
+from backfill.run_requests import request_file_replay
 export = SimpleUploadedFile("export.jsonl", "\\n".join(events).encode())
 print(request_file_replay(export, dry_run=False, actor=None).pk)
 """,

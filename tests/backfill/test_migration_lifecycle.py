@@ -8,7 +8,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
-from backfill import completeness, file_replay, runs
+from backfill import completeness, file_replay, run_requests, runs
 from backfill.models import DataMigration, InvalidTransition, MigrationKind, MigrationSource, MigrationStatus
 from tests.helpers import put_wallets
 
@@ -22,7 +22,7 @@ def line(n, user="u1"):
 @pytest.mark.django_db
 def test_a_cancel_during_the_last_batch_is_not_overwritten_by_a_late_completed(gateway, ops):
     put_wallets(gateway, {"u1": (0, [])})
-    migration = runs.start_replay(path="export.jsonl", dry_run=False)
+    migration = run_requests.start_replay(path="export.jsonl", dry_run=False)
 
     def read_then_cancel():
         yield from (line(n) for n in range(50))
@@ -38,7 +38,7 @@ def test_a_cancel_during_the_last_batch_is_not_overwritten_by_a_late_completed(g
 
 @pytest.mark.django_db
 def test_a_running_migration_is_not_handed_to_a_second_worker_while_the_first_may_be_alive(gateway):
-    migration = runs.start_replay(path="export.jsonl", dry_run=False)
+    migration = run_requests.start_replay(path="export.jsonl", dry_run=False)
     first = runs.claim(migration)
 
     assert first is not None
@@ -49,7 +49,7 @@ def test_a_running_migration_is_not_handed_to_a_second_worker_while_the_first_ma
 
 @pytest.mark.django_db
 def test_a_running_migration_silent_past_the_task_timeout_can_be_claimed(gateway, settings):
-    migration = runs.start_replay(path="export.jsonl", dry_run=False)
+    migration = run_requests.start_replay(path="export.jsonl", dry_run=False)
     first = runs.claim(migration)
     silent = timezone.now() - timedelta(seconds=settings.Q_CLUSTER["timeout"] + 1)
     DataMigration.objects.filter(pk=migration.pk).update(heartbeat_at=silent)
@@ -62,7 +62,7 @@ def test_a_running_migration_silent_past_the_task_timeout_can_be_claimed(gateway
 @pytest.mark.django_db
 def test_a_worker_that_lost_its_lease_counts_nothing_more(gateway):
     put_wallets(gateway, {"u1": (0, [])})
-    migration = runs.start_replay(path="export.jsonl", dry_run=False)
+    migration = run_requests.start_replay(path="export.jsonl", dry_run=False)
     lease = runs.claim(migration)
     DataMigration.objects.filter(pk=migration.pk).update(heartbeat_at=timezone.now() - timedelta(days=1))
     runs.claim(migration)  # another worker took it over
@@ -75,7 +75,7 @@ def test_a_worker_that_lost_its_lease_counts_nothing_more(gateway):
 
 @pytest.mark.django_db
 def test_the_state_machine_holds_whatever_code_saves_the_row(gateway):
-    migration = runs.start_replay(path="export.jsonl", dry_run=False)
+    migration = run_requests.start_replay(path="export.jsonl", dry_run=False)
     DataMigration.objects.filter(pk=migration.pk).update(status=MigrationStatus.COMPLETED)
     migration.refresh_from_db()
 
@@ -91,9 +91,11 @@ def test_kinds_and_sources_are_stated_not_inferred(
 ):
     settings.MEDIA_ROOT = tmp_path
     with django_capture_on_commit_callbacks():
-        uploaded = runs.request_file_replay(SimpleUploadedFile("x.jsonl", b"{}\n"), dry_run=True, actor=None)
-        stored = runs.request_stored_replay()
-    from_command = runs.start_replay(path="x.jsonl", dry_run=True)
+        uploaded = run_requests.request_file_replay(
+            SimpleUploadedFile("x.jsonl", b"{}\n"), dry_run=True, actor=None
+        )
+        stored = run_requests.request_stored_replay()
+    from_command = run_requests.start_replay(path="x.jsonl", dry_run=True)
 
     assert (uploaded.kind, uploaded.source) == (MigrationKind.REPLAY_FILE, MigrationSource.UPLOAD)
     assert (stored.kind, stored.source) == (MigrationKind.REPLAY_STORED, MigrationSource.DATABASE)
@@ -107,11 +109,11 @@ def test_every_entry_point_checks_the_permission_in_the_service(gateway, reviewe
     upload = SimpleUploadedFile("x.jsonl", b"")
 
     with pytest.raises(PermissionError):
-        runs.request_file_replay(upload, dry_run=True, actor=reviewer)
+        run_requests.request_file_replay(upload, dry_run=True, actor=reviewer)
     with pytest.raises(PermissionError):
-        runs.request_stored_replay(actor=reviewer)
+        run_requests.request_stored_replay(actor=reviewer)
     with pytest.raises(PermissionError):
         completeness.replay_gaps(gateway, actor=reviewer)
     with pytest.raises(PermissionError):
-        runs.start_replay(path="x.jsonl", dry_run=False, actor=reviewer)
+        run_requests.start_replay(path="x.jsonl", dry_run=False, actor=reviewer)
     assert DataMigration.objects.count() == 0

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from backfill import file_replay, runs
+from backfill import file_replay, run_requests
 from backfill.models import EventStatus, ProviderEventDelivery
 from devtools.emulator import free_port
 from revassure.firestore import FirestoreGateway
@@ -37,7 +37,7 @@ def test_items_fail_visibly_during_an_outage_and_apply_after_it(
         down = FirestoreGateway(firestore_project, retry_deadline=1.0, call_timeout=1.0)
         down.client  # noqa: B018 - bound to the dead address now
 
-    migration = runs.start_replay(path="export.jsonl", dry_run=False)
+    migration = run_requests.start_replay(path="export.jsonl", dry_run=False)
     migration = file_replay.run_replay(migration, EXPORT, gateway=down)
 
     assert (migration.status, migration.total, migration.failed, migration.applied) == ("completed", 3, 3, 0)
@@ -52,7 +52,7 @@ def test_items_fail_visibly_during_an_outage_and_apply_after_it(
     assert gateway.client.collection("wallets").document("u1").get().to_dict()["points"] == 30
 
     with django_capture_on_commit_callbacks(execute=True):
-        rerun = runs.request_stored_replay()  # Firestore is back: "Re-run quarantined and failed"
+        rerun = run_requests.request_stored_replay()  # Firestore is back: "Re-run quarantined and failed"
 
     rerun.refresh_from_db()
     assert (rerun.status, rerun.total, rerun.applied, rerun.failed) == ("completed", 3, 3, 0)

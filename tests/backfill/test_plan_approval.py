@@ -4,7 +4,7 @@ bound to it refused until a second person has (issue 25)."""
 import pytest
 from django.urls import reverse
 
-from backfill import file_replay, plan_approval, runs
+from backfill import file_replay, plan_approval, run_requests
 from backfill.models import DataMigration
 from tests.helpers import EXPORT, put_wallets
 
@@ -16,7 +16,7 @@ def plan(gateway, ops, tmp_path):
     put_wallets(gateway, {"u1": (0, []), "u2": (0, [])})
     export = tmp_path / "export.jsonl"
     export.write_text("\n".join(EXPORT) + "\n")
-    planned = runs.start_replay(path=str(export), dry_run=True, actor=ops)
+    planned = run_requests.start_replay(path=str(export), dry_run=True, actor=ops)
     with export.open() as lines:
         return file_replay.run_replay(planned, lines, gateway=gateway)
 
@@ -49,7 +49,7 @@ def test_who_planned_it_cannot_approve_it_and_a_second_person_with_the_role_can(
 def test_a_real_run_is_not_a_plan_to_approve(gateway, ops, approver, tmp_path):
     export = tmp_path / "export.jsonl"
     export.write_text("\n".join(EXPORT) + "\n")
-    real = runs.start_replay(path=str(export), dry_run=False, actor=ops)
+    real = run_requests.start_replay(path=str(export), dry_run=False, actor=ops)
     with pytest.raises(plan_approval.PlanRefused, match="only a completed dry run's plan is approved"):
         plan_approval.approve_plan(real.pk, actor=approver, reason="fine")
 

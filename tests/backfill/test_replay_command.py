@@ -5,7 +5,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from backfill import file_replay, plan_approval, runs
+from backfill import file_replay, plan_approval, run_requests, runs
 from backfill.models import DataMigration, ProviderEventDelivery
 from tests.helpers import EXPORT, put_wallets
 from tests.helpers import event_line as line
@@ -162,7 +162,7 @@ def test_a_batch_with_one_duplicate_is_split_and_the_rest_applied(tmp_path, gate
 def test_a_paused_file_replay_stops_at_a_checkpoint_and_resumes_from_it(tmp_path, gateway, ops):
     put_wallets(gateway, {f"w{n}": (0, []) for n in range(5)})
     lines = [line(f"evt_{n}", user=f"w{n % 5}", payment=f"pay_{n}", points=1) for n in range(250)]
-    migration = runs.start_replay(path="export.jsonl", dry_run=False)
+    migration = run_requests.start_replay(path="export.jsonl", dry_run=False)
 
     def read_while_ops_pause():
         for number, text in enumerate(lines, 1):
@@ -196,7 +196,7 @@ def test_a_paused_file_replay_stops_at_a_checkpoint_and_resumes_from_it(tmp_path
 @pytest.mark.django_db
 def test_a_cancelled_file_replay_is_not_restarted_by_a_late_delivery(tmp_path, gateway, ops):
     put_wallets(gateway, {"u1": (0, [])})
-    migration = runs.start_replay(path="export.jsonl", dry_run=False)
+    migration = run_requests.start_replay(path="export.jsonl", dry_run=False)
     runs.set_status(migration.pk, "cancel", actor=ops)
     migration.refresh_from_db()
 

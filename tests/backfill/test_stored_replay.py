@@ -3,7 +3,7 @@ import json
 import pytest
 from django.urls import reverse
 
-from backfill import runs
+from backfill import run_requests, runs
 from backfill.models import DataMigration, EventStatus, MigrationStatus, ProviderEventDelivery
 from jobs.models import Job
 from revassure.flags import set_flag
@@ -60,12 +60,12 @@ def test_the_backfill_job_applies_what_was_stored_but_not_applied(
 @pytest.mark.usefixtures("one_person_suffices")
 def test_quarantined_events_can_be_rerun_after_a_fix(gateway, backlog, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        runs.request_stored_replay()
+        run_requests.request_stored_replay()
     assert ProviderEventDelivery.objects.get(event_id="evt_g").status == EventStatus.QUARANTINED
 
     put_wallets(gateway, {"ghost": (0, [])})  # the fix: the user's wallet now exists
     with django_capture_on_commit_callbacks(execute=True):
-        migration = runs.request_stored_replay(include_quarantined=True)
+        migration = run_requests.request_stored_replay(include_quarantined=True)
 
     migration.refresh_from_db()
     assert (migration.status, migration.applied, migration.total) == ("completed", 1, 1)
@@ -83,7 +83,7 @@ def test_backfill_refuses_while_its_flag_is_off(client, gateway, ops, token, job
     )
     assert response.status_code == 503 and "backfill_enabled" in response.json()["error"]
     with pytest.raises(Exception, match="backfill_enabled"):
-        runs.start_replay(path="x.jsonl", dry_run=False)
+        run_requests.start_replay(path="x.jsonl", dry_run=False)
     assert not DataMigration.objects.exists() and not Job.objects.exists()
 
 
@@ -91,7 +91,7 @@ def test_backfill_refuses_while_its_flag_is_off(client, gateway, ops, token, job
 @pytest.mark.usefixtures("one_person_suffices")
 def test_ops_pause_resume_and_cancel(gateway, backlog, ops, reviewer, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks():  # queued, not yet taken by a worker
-        migration = runs.request_stored_replay()
+        migration = run_requests.request_stored_replay()
     with pytest.raises(PermissionError):
         runs.set_status(migration.pk, "pause", actor=reviewer)
 
@@ -116,7 +116,7 @@ def test_a_migration_whose_worker_went_silent_is_handed_to_a_worker_again(
     from backfill import tasks
 
     with django_capture_on_commit_callbacks():
-        migration = runs.request_stored_replay()
+        migration = run_requests.request_stored_replay()
     # A worker took it, then died without a trace (Redis does not redeliver).
     DataMigration.objects.filter(pk=migration.pk).update(
         status=MigrationStatus.RUNNING, heartbeat_at=timezone.now() - timedelta(hours=1)
@@ -141,7 +141,7 @@ def test_a_migration_whose_task_was_lost_before_any_worker_took_it_is_queued_aga
     from backfill import tasks
 
     with django_capture_on_commit_callbacks() as queued:
-        migration = runs.request_stored_replay()
+        migration = run_requests.request_stored_replay()
     assert len(queued) == 1  # its task went to a machine that died (never run here)
     with django_capture_on_commit_callbacks(execute=True):
         assert tasks.sweep_migrations() == 0  # requested just now: its task may still come
@@ -173,8 +173,8 @@ def test_an_uploaded_file_replay_whose_worker_went_silent_resumes_but_a_commands
     body["data"] = {"payment_id": "pay_u", "user_id": "u1", "points": 7}
     upload = SimpleUploadedFile("export.jsonl", json.dumps(body).encode())
     with django_capture_on_commit_callbacks():
-        uploaded = runs.request_file_replay(upload, dry_run=False, actor=None)
-    from_command = runs.start_replay(path="/elsewhere/export.jsonl", dry_run=False)
+        uploaded = run_requests.request_file_replay(upload, dry_run=False, actor=None)
+    from_command = run_requests.start_replay(path="/elsewhere/export.jsonl", dry_run=False)
     # Both taken by a worker or a shell that then died without a trace.
     DataMigration.objects.update(
         status=MigrationStatus.RUNNING, heartbeat_at=timezone.now() - timedelta(hours=1)

@@ -13,7 +13,7 @@ from django.urls import reverse
 from django_q.brokers import get_broker
 from django_q.conf import Conf
 
-from backfill import drain, file_replay, runs, services, tasks
+from backfill import drain, file_replay, run_requests, services, tasks
 from backfill.events import sign
 from backfill.models import DataMigration, EventSource, EventStatus, MigrationStatus, ProviderEventDelivery
 from revassure.firestore import FirestoreGateway
@@ -100,7 +100,7 @@ def test_a_burst_is_one_task_that_applies_everything_as_the_file_replay_does(
     # The same events replayed from a file, into a Firestore of their own.
     replayed_gateway = FirestoreGateway(f"{firestore_project}-file")
     put_wallets(replayed_gateway, WALLETS)
-    migration = runs.start_replay(path="burst.jsonl", dry_run=False)
+    migration = run_requests.start_replay(path="burst.jsonl", dry_run=False)
     file_replay.run_replay(migration, BURST, gateway=replayed_gateway)
     replayed = list(migration.deliveries.order_by("line").values_list("event_id", "status"))
 
@@ -273,7 +273,7 @@ def test_the_waiting_queue_shows_in_the_admin_and_the_metrics(client, gateway, b
 def test_the_drain_steps_aside_while_ops_replay_stored_deliveries(client, gateway, broker):
     put_wallets(gateway, {"u1": (0, [])})
     deliver(client, event_line("evt_1", payment="pay_1", points=5))
-    replay = runs.request_stored_replay()  # queued for a worker, not run yet
+    replay = run_requests.request_stored_replay()  # queued for a worker, not run yet
 
     assert tasks.drain_webhooks() == 0, "the stored replay applies and counts what waits"
     assert drain.queue_state()[0] == 1

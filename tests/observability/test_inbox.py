@@ -10,7 +10,7 @@ from django.contrib.auth.models import Group, User
 from django.urls import reverse
 from django.utils import timezone
 
-from backfill import file_replay, plan_approval, runs
+from backfill import file_replay, plan_approval, run_requests
 from cutover import services as cutover
 from cutover.models import StepState
 from observability import inbox, recovery, tasks
@@ -395,7 +395,7 @@ def test_a_plan_that_needs_a_second_person_waits_for_the_others_who_approve_plan
     put_wallets(gateway, {"u1": (0, [])})
     export = tmp_path / "export.jsonl"
     export.write_text(event_line("evt_1", points=70) + "\n")
-    planned = runs.start_replay(path=str(export), dry_run=True, actor=ops)
+    planned = run_requests.start_replay(path=str(export), dry_run=True, actor=ops)
     with django_capture_on_commit_callbacks(execute=True), export.open() as lines:
         file_replay.run_replay(planned, lines, gateway=gateway)
 

@@ -11,7 +11,7 @@ from django.test import TestCase
 from django.urls import reverse
 from django.utils import timezone
 
-from backfill import file_replay, runs
+from backfill import file_replay, run_requests
 from backfill.services import apply_delivery
 from reconciliation import break_cause_batches, break_causes, changes, recovery, services
 from reconciliation.models import Break, RequestState, RunTrigger
@@ -173,7 +173,7 @@ def test_malformed_wallet_points(gateway):
 @pytest.mark.django_db
 def test_an_entry_written_by_our_replay_is_named_with_its_migration(gateway):
     gateway.write_wallets([("w1", 100, dated(100))])
-    migration = runs.start_replay(path="export.jsonl", dry_run=False)
+    migration = run_requests.start_replay(path="export.jsonl", dry_run=False)
     file_replay.run_replay(
         migration, [event_line("evt_1", user="w1", payment="pay_1", points=40)], gateway=gateway
     )

@@ -11,7 +11,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.urls import reverse
 
-from backfill import plan_approval, runs
+from backfill import plan_approval, run_requests
 from backfill.events import UTF8_BOM
 from backfill.models import DataMigration, MigrationKind
 from backfill.services import store_delivery
@@ -163,7 +163,7 @@ def test_replaying_the_missing_rows_then_rerunning_turns_them_into_matched(
     assert FollowUp.objects.get(row=replayable[0]).migration == plan
     plan_approval.approve_plan(plan.pk, actor=approver, reason="the missing payment, as the statement says")
     with django_capture_on_commit_callbacks(execute=True):
-        real = runs.request_bound_run(plan.pk, actor=ops)
+        real = run_requests.request_bound_run(plan.pk, actor=ops)
     real.refresh_from_db()
     assert real.status == "completed" and real.applied == 1
 

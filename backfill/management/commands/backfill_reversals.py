@@ -3,7 +3,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from backfill import file_replay, plan_approval, planner, runs, uploads
+from backfill import file_replay, plan_approval, planner, run_requests, uploads
 from backfill.models import MigrationKind
 from backfill.reversals import BadCsv, csv_to_event_lines
 from revassure.firestore import get_gateway
@@ -46,7 +46,7 @@ class Command(BaseCommand):
                         file_replay.verify_plan(plan, lines, path=str(source), kind=kind, gateway=gateway)
                 # utf-8-sig: Excel starts its UTF-8 CSV files with a byte order mark.
                 with source.open(newline="", encoding="utf-8-sig", errors="replace") as rows:
-                    migration = runs.start_replay(path=str(source), dry_run=dry_run, kind=kind)
+                    migration = run_requests.start_replay(path=str(source), dry_run=dry_run, kind=kind)
                     if plan is not None:
                         file_replay.bind_to_plan(migration, plan)
                     lines = csv_to_event_lines(rows, rejected=rejected)

@@ -3,7 +3,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from backfill import file_replay, plan_approval, planner, runs, uploads
+from backfill import file_replay, plan_approval, planner, run_requests, uploads
 from backfill.models import MigrationKind
 from revassure.firestore import get_gateway
 from revassure.logs import bound_correlation_id
@@ -51,7 +51,7 @@ class Command(BaseCommand):
                         )
                 except planner.PlanMismatch as exc:
                     raise CommandError(f"refused, nothing written: {exc}") from exc
-            migration = runs.start_replay(path=str(source), dry_run=dry_run)
+            migration = run_requests.start_replay(path=str(source), dry_run=dry_run)
             if plan is not None:
                 file_replay.bind_to_plan(migration, plan)
             with source.open(encoding="utf-8", errors="replace") as lines:
