@@ -31,7 +31,8 @@ from revassure.firestore import FirestoreGateway
 from revassure.firestore.snapshots import SnapshotDocument
 from revassure.refusals import Refused
 from snapshots import files
-from snapshots.verify import Result, name_problem, verify
+from snapshots.manifest_checks import name_problem
+from snapshots.verify import Result, verify
 from snapshots.writer import MANIFEST
 
 
