@@ -14,6 +14,7 @@ from html.parser import HTMLParser
 import pytest
 from django.core.management import call_command
 from django.db import connection
+from google.cloud import firestore
 
 from backfill.services import store_delivery
 from devtools.emulator import ROOT
@@ -24,6 +25,23 @@ AUDIENCE = "https://revassure.example.com/api/jobs"
 # BACKFILL_PLAN_APPROVAL_ABOVE above what any test's events name: a real backfill run needs no plan.
 ONE_PERSON_SUFFICES = 10**15
 SCHEDULER = "scheduler@revassure-prod.iam.gserviceaccount.com"
+
+
+# Firestore's own clients that tests asked for, by project: tests/firestore_fixtures.py closes them.
+FIRESTORE_CLIENTS: dict[str, firestore.Client] = {}
+
+
+def firestore_client(project: str) -> firestore.Client:
+    """Firestore's own client of `project`, for a test that sets up or inspects
+    documents behind the gateway's back (as the points app, or someone at the
+    console, would): the gateway keeps its clients to itself. One per project
+    per test, bound to the emulator (FIRESTORE_EMULATOR_HOST) when first asked
+    for; the test module says `pytest_plugins = ["tests.firestore_fixtures"]`,
+    which closes it when the test ends."""
+    client = FIRESTORE_CLIENTS.get(project)
+    if client is None:
+        client = FIRESTORE_CLIENTS[project] = firestore.Client(project=project)
+    return client
 
 
 def ledger(*amounts, prefix="e"):

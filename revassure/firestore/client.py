@@ -194,6 +194,11 @@ class Connection:
         """A document's full name, as raw requests want it."""
         return f"{self.documents}/{collection}/{doc_id}"
 
+    def connect(self) -> None:
+        """Make this process's clients now, rather than at the first call: they
+        bind to the address FIRESTORE_EMULATOR_HOST names at this moment."""
+        self._process_clients()
+
     def close(self) -> None:
         """Let go of this process's clients: their channels close and the event
         loop's thread ends (a call afterwards connects again). A process that

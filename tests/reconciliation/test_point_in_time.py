@@ -24,7 +24,9 @@ from reconciliation import instant, reports, services
 from reconciliation.models import ReadMode, ReconciliationRun, RunStatus, RunTrigger
 from reconciliation.rederive import compare
 from revassure.firestore import CONFIG, get_gateway
-from tests.helpers import put_wallets
+from tests.helpers import firestore_client, put_wallets
+
+pytest_plugins = ["tests.firestore_fixtures"]
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +68,7 @@ def gateway_at(host: str, settings, *, configured: bool = True):
     os.environ["FIRESTORE_EMULATOR_HOST"] = host  # the clients read it once, when made
     try:
         gateway = get_gateway(project)
-        gateway.client  # noqa: B018 -- connect now, to this emulator
+        gateway.connect()  # connect now, to this emulator
     finally:
         if session is None:
             os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
@@ -226,7 +228,7 @@ def test_the_probe_tells_the_emulators_apart_and_leaves_nothing_behind(google, n
     refused = npm.read_time_support()
     assert not refused.supported and "read time" in refused.reason
     for gateway in (google, npm):
-        assert [d.id for d in gateway.client.collection(CONFIG).stream()] == []
+        assert [d.id for d in firestore_client(gateway.project).collection(CONFIG).stream()] == []
 
 
 @pytest.mark.django_db

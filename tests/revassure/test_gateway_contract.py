@@ -46,7 +46,9 @@ from revassure.firestore import (
 )
 from revassure.firestore.model import ledger_totals
 from tests.firestore_proxy import FirestoreProxy, gateway_at
-from tests.helpers import put_wallets, wait_for
+from tests.helpers import firestore_client, put_wallets, wait_for
+
+pytest_plugins = ["tests.firestore_fixtures"]
 
 # CI's PostgreSQL pass skips it, having run it in the defaults pass: touches Firestore only, never a database.
 pytestmark = pytest.mark.same_on_every_database
@@ -164,6 +166,7 @@ NOT_OPERATIONS = {
     "snapshot_document": "converts a document read by snapshot_wallets / snapshot_collection; calls nothing",
     "raw_document": "converts a snapshot line for write_documents; calls nothing",
     "ping": "a readiness probe that must not retry: test_ping_answers_once_without_retrying",
+    "connect": "makes the clients now, bound to the address of the moment; calls nothing",
     "close": "ends the clients: test_a_closed_gateway_lets_its_thread_go_and_connects_again_when_used",
     "start_managed_export": "Google Cloud's Admin API only; refused on any emulator before a call",
     "managed_export_state": "Google Cloud's Admin API only; refused on any emulator before a call",
@@ -436,7 +439,7 @@ def test_the_writes_of_a_batched_payment_are_what_the_batch_api_builds(
     proxy, gateway, firestore_project, monkeypatch
 ):
     put_wallets(gateway, {"u1": (0, [])})
-    seen = gateway.client.collection("wallets").document("u1").get().update_time
+    seen = firestore_client(gateway.project).collection("wallets").document("u1").get().update_time
     event = payment(1)
 
     outcomes = gateway_at(proxy.host, firestore_project, monkeypatch).apply_payments(

@@ -87,7 +87,7 @@ def test_each_snapshot_call_gives_up_within_the_deadline_when_firestore_refuses_
     with monkeypatch.context() as patch:
         patch.setenv("FIRESTORE_EMULATOR_HOST", f"127.0.0.1:{free_port()}")
         gateway = FirestoreGateway(firestore_project, retry_deadline=DEADLINE, call_timeout=0.25)
-        gateway.client  # noqa: B018 - binds every client to the closed port now
+        gateway.connect()  # binds every client to the closed port now
     started = time.monotonic()
     with pytest.raises(FirestoreError):
         OPERATIONS[operation](gateway)
