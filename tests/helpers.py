@@ -31,16 +31,25 @@ SCHEDULER = "scheduler@revassure-prod.iam.gserviceaccount.com"
 FIRESTORE_CLIENTS: dict[str, firestore.Client] = {}
 
 
-def firestore_client(project: str) -> firestore.Client:
+def firestore_client(project: str, *, host: str | None = None) -> firestore.Client:
     """Firestore's own client of `project`, for a test that sets up or inspects
     documents behind the gateway's back (as the points app, or someone at the
     console, would): the gateway keeps its clients to itself. One per project
-    per test, bound to the emulator (FIRESTORE_EMULATOR_HOST) when first asked
-    for; the test module says `pytest_plugins = ["tests.firestore_fixtures"]`,
-    which closes it when the test ends."""
+    per test, bound when first asked for to the emulator at `host`, or else
+    FIRESTORE_EMULATOR_HOST's; the test module says
+    `pytest_plugins = ["tests.firestore_fixtures"]`, which closes it when the test ends."""
     client = FIRESTORE_CLIENTS.get(project)
     if client is None:
-        client = FIRESTORE_CLIENTS[project] = firestore.Client(project=project)
+        session = os.environ.get("FIRESTORE_EMULATOR_HOST")
+        if host is not None:
+            os.environ["FIRESTORE_EMULATOR_HOST"] = host  # the client reads it once, when made
+        try:
+            client = FIRESTORE_CLIENTS[project] = firestore.Client(project=project)
+        finally:
+            if session is None:
+                os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
+            else:
+                os.environ["FIRESTORE_EMULATOR_HOST"] = session
     return client
 
 

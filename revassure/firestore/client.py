@@ -14,7 +14,8 @@ process needs one:
   fraction of the per-call CPU of threads.
 
 They are made lazily, once per process: django-q2 forks its workers, and a gRPC
-channel created before the fork hangs in the child.
+channel created before the fork hangs in the child. The `Connection` holding
+them belongs to one gateway, which shares it with its parts and with no one else.
 
 Every call gets an explicit retry (transient errors, exponential backoff with
 full jitter, FIRESTORE_RETRY_DEADLINE in total) and timeout
@@ -147,6 +148,10 @@ class _Clients:
 
 
 class Connection:
+    """One project's clients, event loop and retry policy, shared by the
+    gateway's parts (gateway.py). Only they see it: the gateway keeps it to
+    itself, so nothing outside revassure/firestore/ reaches a raw client."""
+
     def __init__(self, project: str, *, retry_deadline: float = 60.0, call_timeout: float = 30.0):
         self.project = project
         self.database = f"projects/{project}/databases/(default)"
@@ -185,6 +190,11 @@ class Connection:
     def metadata(self) -> tuple[tuple[str, str], ...]:
         """gRPC metadata for raw requests (the generated client adds the routing header)."""
         return self._process_clients().metadata
+
+    @property
+    def gates(self) -> dict[int, asyncio.Semaphore]:
+        """Concurrency limits shared by the aggregation calls in flight (by limit)."""
+        return self._process_clients().gates
 
     def submit(self, coro: Coroutine) -> Future:
         """Run a coroutine on this process's gateway event loop."""

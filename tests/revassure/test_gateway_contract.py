@@ -116,7 +116,6 @@ OPERATIONS: dict[str, Callable[[FirestoreGateway], object]] = {
         g.credits_between(dt.datetime(2026, 1, 1, tzinfo=dt.UTC), dt.datetime(2027, 1, 1, tzinfo=dt.UTC))
     ),
     "event_view": lambda g: g.event_view(payment(1)),
-    "event_state": lambda g: g.event_state(payment(1)),
     "apply_provider_event": lambda g: g.apply_provider_event(
         payment(1), decide=decide, allow_negative=False, delivery_id=1
     ),
@@ -133,7 +132,6 @@ OPERATIONS: dict[str, Callable[[FirestoreGateway], object]] = {
     "put_migration": lambda g: g.put_migration("1", {"status": "running"}),
     "put_config": lambda g: g.put_config("adjustments", {"frozen": False}),
     "get_config": lambda g: g.get_config("adjustments"),
-    "wallet_versions": lambda g: g.wallet_versions(["u1", "u2"]),
     "ledger_entry_amounts": lambda g: g.ledger_entry_amounts([("u1", "e000"), ("u2", "e000")]),
     "identity_owners": lambda g: g.identity_owners(["purchase-pay_1"]),
     "put_settlement_report": lambda g: g.put_settlement_report(
