@@ -162,7 +162,7 @@ def gateway_at(
     with monkeypatch.context() as patch:
         patch.setenv("FIRESTORE_EMULATOR_HOST", host)
         gateway = FirestoreGateway(project, retry_deadline=retry_deadline, call_timeout=call_timeout)
-        gateway.client  # noqa: B018 - binds every client to `host` now
+        gateway.connect()  # binds every client to `host` now
     MADE.append(gateway)
     return gateway
 

@@ -14,6 +14,7 @@ from html.parser import HTMLParser
 import pytest
 from django.core.management import call_command
 from django.db import connection
+from google.cloud import firestore
 
 from backfill.services import store_delivery
 from devtools.emulator import ROOT
@@ -24,6 +25,32 @@ AUDIENCE = "https://revassure.example.com/api/jobs"
 # BACKFILL_PLAN_APPROVAL_ABOVE above what any test's events name: a real backfill run needs no plan.
 ONE_PERSON_SUFFICES = 10**15
 SCHEDULER = "scheduler@revassure-prod.iam.gserviceaccount.com"
+
+
+# Firestore's own clients that tests asked for, by project: tests/firestore_fixtures.py closes them.
+FIRESTORE_CLIENTS: dict[str, firestore.Client] = {}
+
+
+def firestore_client(project: str, *, host: str | None = None) -> firestore.Client:
+    """Firestore's own client of `project`, for a test that sets up or inspects
+    documents behind the gateway's back (as the points app, or someone at the
+    console, would): the gateway keeps its clients to itself. One per project
+    per test, bound when first asked for to the emulator at `host`, or else
+    FIRESTORE_EMULATOR_HOST's; the test module says
+    `pytest_plugins = ["tests.firestore_fixtures"]`, which closes it when the test ends."""
+    client = FIRESTORE_CLIENTS.get(project)
+    if client is None:
+        session = os.environ.get("FIRESTORE_EMULATOR_HOST")
+        if host is not None:
+            os.environ["FIRESTORE_EMULATOR_HOST"] = host  # the client reads it once, when made
+        try:
+            client = FIRESTORE_CLIENTS[project] = firestore.Client(project=project)
+        finally:
+            if session is None:
+                os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
+            else:
+                os.environ["FIRESTORE_EMULATOR_HOST"] = session
+    return client
 
 
 def ledger(*amounts, prefix="e"):

@@ -27,7 +27,9 @@ from backfill.models import DataMigration, MigrationStatus
 from devtools.emulator import free_port
 from reconciliation import changes, execution
 from tests.firestore_proxy import gateway_at
-from tests.helpers import put_wallets
+from tests.helpers import firestore_client, put_wallets
+
+pytest_plugins = ["tests.firestore_fixtures"]
 
 pytestmark = pytest.mark.django_db
 
@@ -127,4 +129,4 @@ def test_a_balance_requests_claim(
     execution.execute(request.pk, gateway=gateway)
     request.refresh_from_db()
     assert request.state == "applied"
-    assert gateway.client.document("wallets/a").get().to_dict()["points"] == 55
+    assert firestore_client(gateway.project).document("wallets/a").get().to_dict()["points"] == 55

@@ -33,7 +33,9 @@ from settlement import actions
 from settlement.models import Outcome, SettlementRow, SettlementRun
 from snapshots import services as snapshots
 from tests.firestore_proxy import FirestoreProxy, gateway_at, lose_once
-from tests.helpers import event_line, put_wallets, stored_event
+from tests.helpers import event_line, firestore_client, put_wallets, stored_event
+
+pytest_plugins = ["tests.firestore_fixtures"]
 
 pytestmark = pytest.mark.django_db
 SECRET = "whsec_test_only_lost_answers"
@@ -89,8 +91,10 @@ def books(direct, *uids: str) -> dict[str, tuple[int, list]]:
     """{uid: (points, sorted ledger amounts)}, with points == ledger sum checked."""
     found = {}
     for uid in uids:
-        wallet = direct.client.collection("wallets").document(uid).get().to_dict()
-        entries = direct.client.collection("wallets").document(uid).collection("ledger").stream()
+        wallet = firestore_client(direct.project).collection("wallets").document(uid).get().to_dict()
+        entries = (
+            firestore_client(direct.project).collection("wallets").document(uid).collection("ledger").stream()
+        )
         amounts = sorted(entry.to_dict()["amount"] for entry in entries)
         assert wallet["points"] == sum(amounts), f"{uid}: points {wallet['points']}, ledger {amounts}"
         found[uid] = (wallet["points"], amounts)
@@ -262,7 +266,7 @@ def test_a_heal_whose_commit_answer_is_lost_is_executed_once_and_marked_applied_
     assert list(request.events.values_list("to_state", flat=True))[-1] == RequestState.APPLIED
     if strategy == "rebalance":
         assert books(direct, "w1")["w1"] == (120, [20, 100])
-        audits = list(direct.client.collection("auditLog").stream())
+        audits = list(firestore_client(direct.project).collection("auditLog").stream())
         assert [(a.id, a.to_dict()["before"], a.to_dict()["after"]) for a in audits] == [
             (request.ledger_entry_id, 130, 120)
         ]
@@ -421,5 +425,5 @@ def test_a_restore_whose_commit_answer_is_lost_writes_the_snapshot_exactly_and_r
     was_lost(proxy)
     assert (restore.error, restore.written) == ("", 6)  # 2 wallets, 3 entries, 1 config
     assert books(there, "u1", "u2") == {"u1": (10, [10]), "u2": (5, [2, 3])}
-    assert not there.client.collection("wallets").document("u3").get().exists
+    assert not firestore_client(there.project).collection("wallets").document("u3").get().exists
     assert there.get_config("adjustments") == {"frozen": True}

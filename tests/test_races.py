@@ -20,7 +20,9 @@ from django.db import connections
 from backfill.models import EventStatus, ProviderEventDelivery
 from backfill.services import apply_delivery, store_delivery
 from revassure.firestore import AUDIT_LOG, LEDGER, WALLETS, BalanceChange
-from tests.helpers import put_wallets
+from tests.helpers import firestore_client, put_wallets
+
+pytest_plugins = ["tests.firestore_fixtures"]
 
 # CI's PostgreSQL pass skips it, having run it in the defaults pass: touches Firestore only, never a database.
 pytestmark = pytest.mark.same_on_every_database
@@ -67,7 +69,7 @@ def all_at_once(work, items, *, database=False):
 
 
 def wallet_and_ledger(gateway, uid):
-    wallet = gateway.client.collection(WALLETS).document(uid)
+    wallet = firestore_client(gateway.project).collection(WALLETS).document(uid)
     entries = {snap.id: snap.to_dict() for snap in wallet.collection(LEDGER).stream()}
     return wallet.get().to_dict()["points"], entries
 
@@ -232,7 +234,7 @@ def test_heals_racing_adjustments_of_their_wallet_leave_exactly_one_applied(gate
 
     results = apply_all_at_once(gateway, [c for per_wallet in changes.values() for c in per_wallet])
 
-    audit = {snap.id for snap in gateway.client.collection(AUDIT_LOG).stream()}
+    audit = {snap.id for snap in firestore_client(gateway.project).collection(AUDIT_LOG).stream()}
     for uid in RACED:
         [applied] = [c for c in changes[uid] if results[c.marker_id] == "applied"]
         assert sorted(results[c.marker_id] for c in changes[uid]) == ["applied"] + ["stale"] * 7

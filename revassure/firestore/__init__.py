@@ -6,8 +6,11 @@ Everything else in revassure goes through a `FirestoreGateway` (usually
 `get_gateway()`), and services take it as an argument so tests can point one
 at an isolated emulator project.
 
-- client.py: the clients and the event loop, once per process; the retry
-  policy every call follows (FIRESTORE_RETRY_DEADLINE, FIRESTORE_CALL_TIMEOUT);
+- gateway.py: `FirestoreGateway`, one connection and the parts below, each an
+  object given the connection, their public methods its own;
+- client.py: the connection: the clients and the event loop, once per process,
+  kept from everyone but the parts; the retry policy every call follows
+  (FIRESTORE_RETRY_DEADLINE, FIRESTORE_CALL_TIMEOUT);
 - reads.py: wallets, ledger totals and entries, reports and config;
 - transactions.py: transactions and commits through the generated client;
 - writes.py: balance changes, provider events, seeding, reports and mirrors;
@@ -23,23 +26,19 @@ protobuf classes behind the public types.
 
 from __future__ import annotations
 
-import contextvars
-import functools
-import inspect
 import os
 import threading
 
 from django.conf import settings
-from google.api_core import exceptions as gexc
 
 from revassure.firestore.errors import (
     FirestoreContention,
     FirestoreError,
     FirestoreRefused,
     FirestoreUnavailable,
-    translated,
 )
-from revassure.firestore.listen import Listener, Listening, Write
+from revassure.firestore.gateway import FirestoreGateway
+from revassure.firestore.listen import Listener, Write
 from revassure.firestore.model import (
     AUDIT_LOG,
     COLLECTIONS,
@@ -65,7 +64,7 @@ from revassure.firestore.model import (
     WalletState,
     WalletView,
 )
-from revassure.firestore.readtime import ReadTimes, ReadTimeSupport
+from revassure.firestore.readtime import ReadTimeSupport
 
 __all__ = [
     "AUDIT_LOG",
@@ -102,69 +101,6 @@ __all__ = [
     "close_gateway",
     "get_gateway",
 ]
-
-
-class FirestoreGateway(Listening, ReadTimes):
-    """Everything revassure asks of Firestore (see the modules for each part).
-
-    Its public operations raise the gateway's own errors (errors.py), never
-    google-api-core's: the outermost operation translates, so the gateway's
-    own code still sees (and retries) the library's errors within."""
-
-
-# True while a public operation runs: operations it calls do not translate.
-_within = contextvars.ContextVar("within_gateway_operation", default=False)
-
-
-def _translating(operation):
-    if inspect.isgeneratorfunction(operation):
-
-        @functools.wraps(operation)
-        def generator(*args, **kwargs):
-            items = operation(*args, **kwargs)
-            while True:
-                token = _within.set(True)
-                outermost = token.old_value is not True
-                try:
-                    item = next(items)
-                except StopIteration:
-                    return
-                except gexc.GoogleAPIError as exc:
-                    if outermost:
-                        raise translated(exc) from exc
-                    raise
-                finally:
-                    _within.reset(token)
-                yield item
-
-        return generator
-
-    @functools.wraps(operation)
-    def call(*args, **kwargs):
-        token = _within.set(True)
-        try:
-            return operation(*args, **kwargs)
-        except gexc.GoogleAPIError as exc:
-            if token.old_value is not True:
-                raise translated(exc) from exc
-            raise
-        finally:
-            _within.reset(token)
-
-    return call
-
-
-def public_operations(cls: type = FirestoreGateway) -> list[str]:
-    """The names of the gateway's public operations (methods, not properties)."""
-    return sorted(
-        name
-        for name, member in inspect.getmembers(cls)
-        if not name.startswith("_") and inspect.isfunction(member)
-    )
-
-
-for _name in public_operations():
-    setattr(FirestoreGateway, _name, _translating(getattr(FirestoreGateway, _name)))
 
 
 _gateways: dict[str, FirestoreGateway] = {}

@@ -14,7 +14,8 @@ process needs one:
   fraction of the per-call CPU of threads.
 
 They are made lazily, once per process: django-q2 forks its workers, and a gRPC
-channel created before the fork hangs in the child.
+channel created before the fork hangs in the child. The `Connection` holding
+them belongs to one gateway, which shares it with its parts and with no one else.
 
 Every call gets an explicit retry (transient errors, exponential backoff with
 full jitter, FIRESTORE_RETRY_DEADLINE in total) and timeout
@@ -147,6 +148,10 @@ class _Clients:
 
 
 class Connection:
+    """One project's clients, event loop and retry policy, shared by the
+    gateway's parts (gateway.py). Only they see it: the gateway keeps it to
+    itself, so nothing outside revassure/firestore/ reaches a raw client."""
+
     def __init__(self, project: str, *, retry_deadline: float = 60.0, call_timeout: float = 30.0):
         self.project = project
         self.database = f"projects/{project}/databases/(default)"
@@ -186,6 +191,11 @@ class Connection:
         """gRPC metadata for raw requests (the generated client adds the routing header)."""
         return self._process_clients().metadata
 
+    @property
+    def gates(self) -> dict[int, asyncio.Semaphore]:
+        """Concurrency limits shared by the aggregation calls in flight (by limit)."""
+        return self._process_clients().gates
+
     def submit(self, coro: Coroutine) -> Future:
         """Run a coroutine on this process's gateway event loop."""
         return asyncio.run_coroutine_threadsafe(coro, self._process_clients().loop)
@@ -193,6 +203,11 @@ class Connection:
     def document(self, collection: str, doc_id: str) -> str:
         """A document's full name, as raw requests want it."""
         return f"{self.documents}/{collection}/{doc_id}"
+
+    def connect(self) -> None:
+        """Make this process's clients now, rather than at the first call: they
+        bind to the address FIRESTORE_EMULATOR_HOST names at this moment."""
+        self._process_clients()
 
     def close(self) -> None:
         """Let go of this process's clients: their channels close and the event

@@ -53,9 +53,8 @@ from google.cloud.firestore_v1.types import firestore as firestore_pb
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from revassure.firestore import encoding
-from revassure.firestore.client import BACKOFF
+from revassure.firestore.client import BACKOFF, Connection
 from revassure.firestore.model import CONFIG, LEDGER, TRANSIENT_ERRORS, WALLETS
-from revassure.firestore.snapshots import Snapshots
 
 NO_CHANGE, REMOVE, CURRENT, RESET = (
     firestore_pb.TargetChange.TargetChangeType.NO_CHANGE,
@@ -100,7 +99,7 @@ class _Stream:
         # The commit time of every document the target covers, by path: a change
         # is a write when it is not the version already known.
         self._versions: dict[str, tuple[int, int]] = {}
-        self._prefix = len(listener.gateway.documents) + 1
+        self._prefix = len(listener.connection.documents) + 1
         self._delivered = False  # past the first consistent point
 
     def _requests(self):
@@ -111,13 +110,13 @@ class _Stream:
         """Open the stream and read it; until its first consistent point, a
         transient failure opens it again, as every call retries (the gateway's
         backoff and deadline). After that, a failure ends it."""
-        gateway = self.listener.gateway
-        deadline = time.monotonic() + gateway.retry_deadline
+        connection = self.listener.connection
+        deadline = time.monotonic() + connection.retry_deadline
         pauses = gretry.exponential_sleep_generator(**BACKOFF)
         try:
             while not self._closed.is_set():
                 try:
-                    self._listen(gateway)
+                    self._listen(connection)
                     return
                 except TRANSIENT_ERRORS as exc:
                     pause = next(pauses)
@@ -131,10 +130,10 @@ class _Stream:
         finally:
             self._closed.set()
 
-    def _listen(self, gateway) -> None:
+    def _listen(self, connection: Connection) -> None:
         # A stream lasts until stopped: no deadline, and no retry of the call itself.
-        self._call = gateway.api.listen(
-            requests=self._requests(), retry=None, timeout=None, metadata=gateway.metadata
+        self._call = connection.api.listen(
+            requests=self._requests(), retry=None, timeout=None, metadata=connection.metadata
         )
         current, resetting = False, False
         changed: list[tuple[str, Timestamp]] = []
@@ -214,8 +213,8 @@ class Listener:
 
     STREAMS = (WALLETS, LEDGER)
 
-    def __init__(self, gateway: Listening, callback: OnWrites, since: datetime | None):
-        self.gateway = gateway
+    def __init__(self, connection: Connection, callback: OnWrites, since: datetime | None):
+        self.connection = connection
         self._callback = callback
         self.since_moment = _moment(encoding.timestamp(since)) if since is not None else None
         self._lock = threading.Lock()
@@ -249,18 +248,25 @@ class Listener:
         self._streams = []
 
 
-class Listening(Snapshots):
+class Listening:
+    def __init__(self, connection: Connection):
+        self.connection = connection
+
     def listen_writes(self, callback: OnWrites, *, since: datetime | None = None) -> Listener:
         """Listen to the writes of wallets and ledger entries (see the module);
         returns once both streams delivered their first consistent point."""
         # Firestore must answer first: a plain read under the retry deadline says
         # "unavailable" without opening a stream.
-        probe = self.client.collection(CONFIG).document("adjustments")
-        self.retry(lambda: probe.get(retry=None, timeout=self.call_timeout))()
-        listener = Listener(self, callback, since)
+        probe = self.connection.client.collection(CONFIG).document("adjustments")
+        self.connection.retry(lambda: probe.get(retry=None, timeout=self.connection.call_timeout))()
+        listener = Listener(self.connection, callback, since)
         for stream, all_descendants in ((WALLETS, False), (LEDGER, True)):
             request = encoding.listen_request(
-                self.database, self.documents, stream, all_descendants=all_descendants, target_id=TARGET_ID
+                self.connection.database,
+                self.connection.documents,
+                stream,
+                all_descendants=all_descendants,
+                target_id=TARGET_ID,
             )
             listener._streams.append(_Stream(listener, stream, request))
         started = time.monotonic()
@@ -271,7 +277,7 @@ class Listening(Snapshots):
                 failed = [s.error for s in listener._streams if s.error is not None]
                 if failed:
                     raise failed[0]
-                if time.monotonic() - started > self.retry_deadline:
+                if time.monotonic() - started > self.connection.retry_deadline:
                     raise gexc.DeadlineExceeded(
                         f"no snapshot from Firestore's Listen within {time.monotonic() - started:.1f} s"
                     )

@@ -1,7 +1,7 @@
 """Reads: wallets, ledger totals and entries, what an event's wallet looks like,
 reports and config.
 
-The raw reads here (`_get`, `_ledger_totals`, `_where_equal`) also serve the
+The raw reads here (`get`, `ledger_totals`, `where_equal`) also serve the
 transactions, given a transaction id. Each call runs whole under the gateway's
 retry (a stream is retried from its start, never half-read), with
 `retry=None` to the generated client so its own 60-300 s default never runs
@@ -45,7 +45,14 @@ CREDITS_PAGE = 1000  # ledger entries in one page of credits_between
 CREDIT_FIELDS = ("amount", "paymentId", "createdAt", "deliveryId")
 
 
-class Reads(Connection):
+class Reads:
+    """The gateway's reads, over its connection; the raw ones (`get`,
+    `ledger_totals`, `where_equal`, `aggregate_many`, `documents_of`) also
+    serve the other parts, in a transaction when given its id."""
+
+    def __init__(self, connection: Connection):
+        self.connection = connection
+
     # -- wallets ---------------------------------------------------------------
 
     def stream_wallets(self, *, read_time: dt.datetime | None = None) -> Iterator[tuple[str, Any]]:
@@ -64,11 +71,11 @@ class Reads(Connection):
         DocumentSnapshots: a tenth of the CPU per wallet.
         """
         at = encoding.read_timestamp(read_time)
-        next_page = self.submit(self._wallet_page("", at))
+        next_page = self.connection.submit(self._wallet_page("", at))
         while True:
             page, token = next_page.result()
             if token:
-                next_page = self.submit(self._wallet_page(token, at))
+                next_page = self.connection.submit(self._wallet_page(token, at))
             for document in page:
                 yield document.name.rsplit("/", 1)[1], points_of(document)
             if not token:
@@ -78,17 +85,20 @@ class Reads(Connection):
         """The raw wallet Documents of the page at `token` ("" for the first), and
         the next page's token ("" after the last page)."""
         request = firestore_pb.ListDocumentsRequest.wrap(
-            encoding.wallets_request(self.documents, token, read_time)
+            encoding.wallets_request(self.connection.documents, token, read_time)
         )
 
         async def call():
-            pager = await self.async_api.list_documents(
-                request=request, retry=None, timeout=self.call_timeout, metadata=self.metadata
+            pager = await self.connection.async_api.list_documents(
+                request=request,
+                retry=None,
+                timeout=self.connection.call_timeout,
+                metadata=self.connection.metadata,
             )
             async for response in pager.pages:  # the page of this call only
                 return firestore_pb.ListDocumentsResponse.pb(response)
 
-        response = await self.async_retry(call)()
+        response = await self.connection.async_retry(call)()
         return list(response.documents), response.next_page_token
 
     def get_wallet_points(
@@ -104,8 +114,8 @@ class Reads(Connection):
         self, uids: list[str], *, read_time: dt.datetime | None = None
     ) -> dict[str, tuple[Any, Any]]:
         """(raw points, update time) of each existing wallet among `uids` (as of `read_time`)."""
-        names = [self.document(WALLETS, uid) for uid in uids]
-        found = self._get(names, mask=("points",), read_time=encoding.read_timestamp(read_time))
+        names = [self.connection.document(WALLETS, uid) for uid in uids]
+        found = self.get(names, mask=("points",), read_time=encoding.read_timestamp(read_time))
         return {
             name.rsplit("/", 1)[1]: (points_of(document), document.update_time)
             for name, document in found.items()
@@ -124,23 +134,21 @@ class Reads(Connection):
         caller can queue the next batch while it handles the last one and keep
         Firestore busy without ever exceeding the limit.
         """
-        return self.submit(
-            _translating(
-                self._aggregate_many(uids, concurrency, read_time=encoding.read_timestamp(read_time))
-            )
+        return self.connection.submit(
+            _translating(self.aggregate_many(uids, concurrency, read_time=encoding.read_timestamp(read_time)))
         )
 
-    async def _aggregate_many(
+    async def aggregate_many(
         self, uids: list[str], concurrency: int, transaction: bytes | None = None, *, read_time=None
     ) -> dict[str, LedgerTotals]:
         if transaction is None:
-            gates = self._process_clients().gates
+            gates = self.connection.gates
             gate = gates.setdefault(concurrency, asyncio.Semaphore(concurrency))
-            retry = self.async_retry
+            retry = self.connection.async_retry
         else:
             # A transaction's reads wait behind no one else's: it must stay short.
-            gate, retry = asyncio.Semaphore(concurrency), self.async_retry_in_transaction
-        api = self.async_api
+            gate, retry = asyncio.Semaphore(concurrency), self.connection.async_retry_in_transaction
+        api = self.connection.async_api
 
         async def one(uid: str) -> tuple[str, LedgerTotals]:
             async with gate:
@@ -156,10 +164,13 @@ class Reads(Connection):
         sends, for half the client's CPU, which bounds a run once Firestore
         keeps up."""
         request = firestore_pb.RunAggregationQueryRequest.wrap(
-            encoding.ledger_totals_request(self.document(WALLETS, uid), transaction, read_time)
+            encoding.ledger_totals_request(self.connection.document(WALLETS, uid), transaction, read_time)
         )
         responses = await api.run_aggregation_query(
-            request=request, retry=None, timeout=self.call_timeout, metadata=self.metadata
+            request=request,
+            retry=None,
+            timeout=self.connection.call_timeout,
+            metadata=self.connection.metadata,
         )
         result = None
         async for response in responses:
@@ -168,16 +179,19 @@ class Reads(Connection):
                 result = raw.result
         return encoding.decode_totals(result)
 
-    def _ledger_totals(self, uid: str, *, transaction: bytes | None = None) -> LedgerTotals:
+    def ledger_totals(self, uid: str, *, transaction: bytes | None = None) -> LedgerTotals:
         """The same aggregation, synchronously, in a transaction when given one."""
         request = firestore_pb.RunAggregationQueryRequest.wrap(
-            encoding.ledger_totals_request(self.document(WALLETS, uid), transaction)
+            encoding.ledger_totals_request(self.connection.document(WALLETS, uid), transaction)
         )
 
         def run() -> LedgerTotals:
             result = None
-            for response in self.api.run_aggregation_query(
-                request=request, retry=None, timeout=self.call_timeout, metadata=self.metadata
+            for response in self.connection.api.run_aggregation_query(
+                request=request,
+                retry=None,
+                timeout=self.connection.call_timeout,
+                metadata=self.connection.metadata,
             ):
                 raw = firestore_pb.RunAggregationQueryResponse.pb(response)
                 if raw.HasField("result"):
@@ -192,17 +206,19 @@ class Reads(Connection):
         gateway's event loop, decoded straight from their responses:
         DocumentSnapshots cost ten times the CPU, and a query streamed in a
         thread of its own waits for the interpreter lock at every entry."""
-        return self.submit(self._ledger_entries(uids, concurrency)).result()
+        return self.connection.submit(self._ledger_entries(uids, concurrency)).result()
 
     async def _ledger_entries(
         self, uids: list[str], concurrency: int
     ) -> dict[str, list[tuple[str, dict[str, Any]]]]:
         gate = asyncio.Semaphore(concurrency)
-        api = self.async_api
+        api = self.connection.async_api
 
         async def ledger(uid: str) -> tuple[str, list[tuple[str, dict[str, Any]]]]:
             async with gate:
-                documents = await self.async_retry(self._ledger)(api, self.document(WALLETS, uid))
+                documents = await self.connection.async_retry(self._ledger)(
+                    api, self.connection.document(WALLETS, uid)
+                )
             return uid, [
                 (document.name.rsplit("/", 1)[1], encoding.decode_fields(document.fields))
                 for document in documents
@@ -214,15 +230,18 @@ class Reads(Connection):
         """One wallet's ledger (`wallet`: the wallet's document name) as raw
         Documents, whole (a broken stream is read again from its start), as of
         `read_time` when given."""
-        return await self._documents_of(api, wallet, LEDGER, read_time)
+        return await self.documents_of(api, wallet, LEDGER, read_time)
 
-    async def _documents_of(self, api, parent: str, collection_id: str, read_time=None) -> list:
+    async def documents_of(self, api, parent: str, collection_id: str, read_time=None) -> list:
         """Every raw Document of `parent`/`collection_id`, in one query."""
         request = firestore_pb.RunQueryRequest.wrap(
             encoding.collection_request(parent, collection_id, read_time)
         )
         responses = await api.run_query(
-            request=request, retry=None, timeout=self.call_timeout, metadata=self.metadata
+            request=request,
+            retry=None,
+            timeout=self.connection.call_timeout,
+            metadata=self.connection.metadata,
         )
         documents = []
         async for response in responses:
@@ -233,11 +252,13 @@ class Reads(Connection):
 
     def entries_exist(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], bool]:
         """Whether each (uid, entry id) is in that wallet's ledger, in batched reads."""
-        names = {self.document(WALLETS, f"{uid}/{LEDGER}/{entry}"): (uid, entry) for uid, entry in keys}
+        names = {
+            self.connection.document(WALLETS, f"{uid}/{LEDGER}/{entry}"): (uid, entry) for uid, entry in keys
+        }
         found = dict.fromkeys(keys, False)
         listed = list(names)
         for start in range(0, len(listed), BATCH_LIMIT):
-            for name in self._get(listed[start : start + BATCH_LIMIT], mask=()):
+            for name in self.get(listed[start : start + BATCH_LIMIT], mask=()):
                 found[names[name]] = True
         return found
 
@@ -246,11 +267,13 @@ class Reads(Connection):
         (`wallets/{uid}/ledger/{entry id}`), in batched reads of BATCH_LIMIT;
         entries that do not exist are left out, an entry without the field maps
         to MISSING. Settlement matching reads a statement's entries this way."""
-        names = {self.document(WALLETS, f"{uid}/{LEDGER}/{entry}"): (uid, entry) for uid, entry in keys}
+        names = {
+            self.connection.document(WALLETS, f"{uid}/{LEDGER}/{entry}"): (uid, entry) for uid, entry in keys
+        }
         listed = list(names)
         found: dict[tuple[str, str], Any] = {}
         for start in range(0, len(listed), BATCH_LIMIT):
-            for name, document in self._get(listed[start : start + BATCH_LIMIT], mask=("amount",)).items():
+            for name, document in self.get(listed[start : start + BATCH_LIMIT], mask=("amount",)).items():
                 found[names[name]] = field(document, "amount", MISSING)
         return found
 
@@ -258,11 +281,11 @@ class Reads(Connection):
         """The wallet credited with each business identity (its ledger entry id)
         that has been credited, from the identity markers, in batched reads;
         identities never credited through revassure are left out."""
-        names = {self.document(IDENTITIES, identity_path(entry)): entry for entry in entry_ids}
+        names = {self.connection.document(IDENTITIES, identity_path(entry)): entry for entry in entry_ids}
         listed = list(names)
         owners: dict[str, Any] = {}
         for start in range(0, len(listed), BATCH_LIMIT):
-            for name, document in self._get(listed[start : start + BATCH_LIMIT], mask=("uid",)).items():
+            for name, document in self.get(listed[start : start + BATCH_LIMIT], mask=("uid",)).items():
                 owners[names[name]] = field(document, "uid", None)
         return owners
 
@@ -274,7 +297,7 @@ class Reads(Connection):
         CREDITS_PAGE per call, each page under the retry on its own. `fields`
         holds CREDIT_FIELDS, those the entry has."""
         query = (
-            self.client.collection_group(LEDGER)
+            self.connection.client.collection_group(LEDGER)
             .where(filter=FieldFilter("type", "==", "purchase"))
             .where(filter=FieldFilter("createdAt", ">=", start))
             .where(filter=FieldFilter("createdAt", "<=", end))
@@ -286,7 +309,9 @@ class Reads(Connection):
         last = None
         while True:
             page = query if last is None else query.start_after(last)
-            snaps = self.retry(lambda page=page: list(page.stream(retry=None, timeout=self.call_timeout)))()
+            snaps = self.connection.retry(
+                lambda page=page: list(page.stream(retry=None, timeout=self.connection.call_timeout))
+            )()
             for snap in snaps:
                 yield snap.reference.parent.parent.id, snap.id, snap.to_dict()
             if len(snaps) < CREDITS_PAGE:
@@ -311,22 +336,22 @@ class Reads(Connection):
         after the wallet was read; the reversals are read after it, so they
         include every reversal that wallet's version includes.
         """
-        wallet = self.document(WALLETS, event.user_id)
+        wallet = self.connection.document(WALLETS, event.user_id)
         ledger = f"{wallet}/{LEDGER}"
         names = {
             "entry": f"{ledger}/{event.entry_id}",
             "wallet": wallet,
-            "identity": self.document(IDENTITIES, identity_path(event.entry_id)),
+            "identity": self.connection.document(IDENTITIES, identity_path(event.entry_id)),
         }
         if event.amount < 0:
             names["original"] = f"{ledger}/{event.original_entry_id}"
-        found = self._get(list(names.values()))
+        found = self.get(list(names.values()))
         entry, snap, identity = (found.get(names[key]) for key in ("entry", "wallet", "identity"))
         original_amount, reversed_before = None, 0
         original = found.get(names["original"]) if event.amount < 0 and entry is None else None
         if original is not None:
             original_amount = field(original, "amount", 0)
-            earlier = self._where_equal(wallet, LEDGER, "reverses", event.original_entry_id)
+            earlier = self.where_equal(wallet, LEDGER, "reverses", event.original_entry_id)
             reversed_before = sum(fields.get("amount", 0) for fields in earlier)
         view = WalletView(
             entry is not None,
@@ -341,7 +366,7 @@ class Reads(Connection):
 
     # -- raw reads -------------------------------------------------------------
 
-    def _get(
+    def get(
         self,
         names: list[str],
         *,
@@ -351,7 +376,7 @@ class Reads(Connection):
     ):
         """{name: raw Document} of those of the named documents that exist, in one
         batched read; `mask` limits the fields sent; as of `read_time` (a Timestamp) when given."""
-        request = encoding.BatchGetDocumentsRequest(database=self.database, documents=names)
+        request = encoding.BatchGetDocumentsRequest(database=self.connection.database, documents=names)
         if mask is not None:
             request.mask.SetInParent()
             request.mask.field_paths.extend(mask)
@@ -363,8 +388,11 @@ class Reads(Connection):
 
         def read() -> dict[str, Any]:
             found = {}
-            for response in self.api.batch_get_documents(
-                request=wrapped, retry=None, timeout=self.call_timeout, metadata=self.metadata
+            for response in self.connection.api.batch_get_documents(
+                request=wrapped,
+                retry=None,
+                timeout=self.connection.call_timeout,
+                metadata=self.connection.metadata,
             ):
                 raw = firestore_pb.BatchGetDocumentsResponse.pb(response)
                 if raw.HasField("found"):
@@ -373,11 +401,11 @@ class Reads(Connection):
 
         return self._retry(transaction)(read)()
 
-    def _get_one(self, name: str, *, transaction: bytes | None = None):
+    def get_one(self, name: str, *, transaction: bytes | None = None):
         """The raw Document, or None when it does not exist."""
-        return self._get([name], transaction=transaction).get(name)
+        return self.get([name], transaction=transaction).get(name)
 
-    def _where_equal(
+    def where_equal(
         self, parent: str, collection: str, name: str, value: Any, *, transaction: bytes | None = None
     ) -> list[dict[str, Any]]:
         """The fields of each document of parent/collection whose field `name` equals `value`."""
@@ -387,8 +415,11 @@ class Reads(Connection):
 
         def run() -> list[dict[str, Any]]:
             found = []
-            for response in self.api.run_query(
-                request=request, retry=None, timeout=self.call_timeout, metadata=self.metadata
+            for response in self.connection.api.run_query(
+                request=request,
+                retry=None,
+                timeout=self.connection.call_timeout,
+                metadata=self.connection.metadata,
             ):
                 raw = firestore_pb.RunQueryResponse.pb(response)
                 if raw.HasField("document"):
@@ -398,23 +429,27 @@ class Reads(Connection):
         return self._retry(transaction)(run)()
 
     def _retry(self, transaction: bytes | None) -> gretry.Retry:
-        return self.retry if transaction is None else self.retry_in_transaction
+        return self.connection.retry if transaction is None else self.connection.retry_in_transaction
 
     # -- reports and config ----------------------------------------------------
 
     def get_report(self, run_id: str) -> dict[str, Any] | None:
         snap = (
-            self.client.collection(REPORTS).document(run_id).get(retry=self.retry, timeout=self.call_timeout)
+            self.connection.client.collection(REPORTS)
+            .document(run_id)
+            .get(retry=self.connection.retry, timeout=self.connection.call_timeout)
         )
         return snap.to_dict() if snap.exists else None
 
     def stream_reports(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        for snap in self.client.collection(REPORTS).stream(retry=self.retry, timeout=self.call_timeout):
+        for snap in self.connection.client.collection(REPORTS).stream(
+            retry=self.connection.retry, timeout=self.connection.call_timeout
+        ):
             yield snap.id, snap.to_dict() or {}  # a streamed document exists: never None
 
     def stream_settlement_reports(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        collection = self.client.collection(SETTLEMENT_REPORTS)
-        for snap in collection.stream(retry=self.retry, timeout=self.call_timeout):
+        collection = self.connection.client.collection(SETTLEMENT_REPORTS)
+        for snap in collection.stream(retry=self.connection.retry, timeout=self.connection.call_timeout):
             yield snap.id, snap.to_dict() or {}  # a streamed document exists: never None
 
     def stream_report_violations(self, run_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -426,16 +461,20 @@ class Reads(Connection):
         yield from self._stream_children(SETTLEMENT_REPORTS, run_id, SETTLEMENT_ROWS)
 
     def _stream_children(self, root: str, parent: str, sub: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        collection = self.client.collection(root).document(parent).collection(sub)
-        for snap in collection.stream(retry=self.retry, timeout=self.call_timeout):
+        collection = self.connection.client.collection(root).document(parent).collection(sub)
+        for snap in collection.stream(retry=self.connection.retry, timeout=self.connection.call_timeout):
             yield snap.id, snap.to_dict()
 
     def ping(self, timeout: float = 3.0) -> None:
         """One quick read, no retries: raises unless Firestore answers (readiness probes)."""
-        self.client.collection(CONFIG).document("adjustments").get(retry=None, timeout=timeout)
+        self.connection.client.collection(CONFIG).document("adjustments").get(retry=None, timeout=timeout)
 
     def get_config(self, name: str) -> dict[str, Any] | None:
-        snap = self.client.collection(CONFIG).document(name).get(retry=self.retry, timeout=self.call_timeout)
+        snap = (
+            self.connection.client.collection(CONFIG)
+            .document(name)
+            .get(retry=self.connection.retry, timeout=self.connection.call_timeout)
+        )
         return snap.to_dict() if snap.exists else None
 
 

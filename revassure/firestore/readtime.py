@@ -22,9 +22,11 @@ from google.api_core import exceptions as gexc
 from google.cloud.firestore_v1.types import firestore as firestore_pb
 
 from revassure.firestore import encoding
+from revassure.firestore.client import Connection
 from revassure.firestore.model import CONFIG
-from revassure.firestore.reads import field
+from revassure.firestore.reads import Reads, field
 from revassure.firestore.snapshots import Snapshots
+from revassure.firestore.transactions import Transactions
 
 PROBE_PREFIX = "readTimeProbe-"  # config/readTimeProbe-{random}: written, read back, deleted
 
@@ -35,13 +37,18 @@ class ReadTimeSupport:
     reason: str = ""  # why not, when not
 
 
-class ReadTimes(Snapshots):
-    _support: ReadTimeSupport | None = None
-    _support_lock = threading.Lock()
+class ReadTimes:
+    def __init__(
+        self, connection: Connection, reads: Reads, transactions: Transactions, snapshots: Snapshots
+    ):
+        self.connection = connection
+        self.reads, self.transactions, self.snapshots = reads, transactions, snapshots
+        self._support: ReadTimeSupport | None = None
+        self._support_lock = threading.Lock()
 
     def server_time(self) -> datetime:
         """The server's present (to the microsecond, as Firestore takes read times)."""
-        return self.snapshot_read_time()
+        return self.snapshots.snapshot_read_time()
 
     def read_time_support(self) -> ReadTimeSupport:
         """Whether this backend answers reads as of a `read_time`: found out once per
@@ -55,30 +62,30 @@ class ReadTimes(Snapshots):
         return self._support
 
     def _probe(self) -> ReadTimeSupport:
-        name = self.document(CONFIG, f"{PROBE_PREFIX}{uuid.uuid4().hex[:12]}")
+        name = self.connection.document(CONFIG, f"{PROBE_PREFIX}{uuid.uuid4().hex[:12]}")
 
         def version(n: int):
             write = encoding.Write(
                 update=encoding.Document(name=name, fields=encoding.encode_fields({"n": n}))
             )
-            return self._commit([write])[0].update_time
+            return self.transactions.commit([write])[0].update_time
 
         try:
             first = version(1)
             version(2)
-            found = self._get([name], read_time=first).get(name)
+            found = self.reads.get([name], read_time=first).get(name)
             if field(found, "n", None) != 1:
                 return ReadTimeSupport(
                     False, "the Firestore backend answers reads at a read time with the present"
                 )
-            request = encoding.listing_request(self.documents, CONFIG, "", show_missing=False)
+            request = encoding.listing_request(self.connection.documents, CONFIG, "", show_missing=False)
             request.read_time.CopyFrom(first)
             try:
-                self.retry(self.api.list_documents)(
+                self.connection.retry(self.connection.api.list_documents)(
                     request=firestore_pb.ListDocumentsRequest.wrap(request),
                     retry=None,
-                    timeout=self.call_timeout,
-                    metadata=self.metadata,
+                    timeout=self.connection.call_timeout,
+                    metadata=self.connection.metadata,
                 )
             except (gexc.MethodNotImplemented, gexc.InvalidArgument) as exc:
                 return ReadTimeSupport(
@@ -86,7 +93,7 @@ class ReadTimes(Snapshots):
                 )
             return SUPPORTED
         finally:
-            self._commit([encoding.Write(delete=name)])
+            self.transactions.commit([encoding.Write(delete=name)])
 
 
 SUPPORTED = ReadTimeSupport(True)

@@ -49,7 +49,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from google.type.latlng_pb2 import LatLng
 
 from revassure.firestore import encoding
-from revassure.firestore.client import BACKOFF
+from revassure.firestore.client import BACKOFF, Connection
 from revassure.firestore.model import (
     COLLECTIONS,
     IDENTITIES,
@@ -58,8 +58,8 @@ from revassure.firestore.model import (
     TRANSIENT_ERRORS,
     WALLETS,
 )
-from revassure.firestore.reads import BATCH_LIMIT
-from revassure.firestore.writes import Writes
+from revassure.firestore.reads import BATCH_LIMIT, Reads
+from revassure.firestore.transactions import Transactions
 
 # From the gateway's one declaration (model.COLLECTIONS): wallets first, ledgerIdentities last.
 ROOTS = tuple(c.name for c in COLLECTIONS if c.in_snapshots)
@@ -102,7 +102,10 @@ class ManagedExport:
     state: str  # PROCESSING, SUCCESSFUL, FAILED, ... as the Admin API says
 
 
-class Snapshots(Writes):
+class Snapshots:
+    def __init__(self, connection: Connection, reads: Reads, transactions: Transactions):
+        self.connection, self.reads, self.transactions = connection, reads, transactions
+
     # -- reading out ---------------------------------------------------------
 
     def snapshot_read_time(self) -> datetime:
@@ -110,13 +113,18 @@ class Snapshots(Writes):
         read time of a new snapshot. Taken from the server, so a fast local clock
         can never ask for a time in Firestore's future."""
         request = firestore_pb.RunQueryRequest.wrap(
-            encoding.RunQueryRequest(parent=self.documents, structured_query=_query(WALLETS, limit=1))
+            encoding.RunQueryRequest(
+                parent=self.connection.documents, structured_query=_query(WALLETS, limit=1)
+            )
         )
 
         def ask() -> datetime:
             stamp = Timestamp()
-            for response in self.api.run_query(
-                request=request, retry=None, timeout=self.call_timeout, metadata=self.metadata
+            for response in self.connection.api.run_query(
+                request=request,
+                retry=None,
+                timeout=self.connection.call_timeout,
+                metadata=self.connection.metadata,
             ):
                 raw = firestore_pb.RunQueryResponse.pb(response)
                 if raw.HasField("read_time"):
@@ -126,7 +134,7 @@ class Snapshots(Writes):
             # Firestore keeps microseconds: a finer read time names no other version.
             return datetime.fromtimestamp(stamp.seconds, UTC).replace(microsecond=stamp.nanos // 1000)
 
-        return self.retry(ask)()
+        return self.connection.retry(ask)()
 
     def count_wallets(self) -> int:
         """How many wallets there are (one count aggregation): a snapshot's progress bar."""
@@ -135,20 +143,25 @@ class Snapshots(Writes):
             aggregations=[encoding.Aggregation(alias="count", count=encoding.Aggregation.Count())],
         )
         request = firestore_pb.RunAggregationQueryRequest.wrap(
-            encoding.RunAggregationQueryRequest(parent=self.documents, structured_aggregation_query=query)
+            encoding.RunAggregationQueryRequest(
+                parent=self.connection.documents, structured_aggregation_query=query
+            )
         )
 
         def ask() -> int:
             count = 0
-            for response in self.api.run_aggregation_query(
-                request=request, retry=None, timeout=self.call_timeout, metadata=self.metadata
+            for response in self.connection.api.run_aggregation_query(
+                request=request,
+                retry=None,
+                timeout=self.connection.call_timeout,
+                metadata=self.connection.metadata,
             ):
                 raw = firestore_pb.RunAggregationQueryResponse.pb(response)
                 if raw.HasField("result") and "count" in raw.result.aggregate_fields:
                     count = raw.result.aggregate_fields["count"].integer_value
             return count
 
-        return self.retry(ask)()
+        return self.connection.retry(ask)()
 
     def snapshot_wallets(
         self,
@@ -167,15 +180,19 @@ class Snapshots(Writes):
         batches whatever the number of wallets.
         """
         if start is not None:
-            start = Position(f"{self.documents}/{start.first}", f"{self.documents}/{start.last}", start.count)
-        wallets = self.stream_documents(self.documents, WALLETS, read_time=read_time, start=start)
+            start = Position(
+                f"{self.connection.documents}/{start.first}",
+                f"{self.connection.documents}/{start.last}",
+                start.count,
+            )
+        wallets = self.stream_documents(self.connection.documents, WALLETS, read_time=read_time, start=start)
         pending = None
         while True:
             chunk = [document for _, document in zip(range(batch), wallets, strict=False)]
             queued = None
             if chunk:
                 names = [document.name for document in chunk]
-                queued = (chunk, self.submit(self._ledgers(names, read_time, concurrency)))
+                queued = (chunk, self.connection.submit(self._ledgers(names, read_time, concurrency)))
             if pending is not None:
                 documents, ledgers = pending[0], pending[1].result()
                 for document in documents:
@@ -195,13 +212,13 @@ class Snapshots(Writes):
     ) -> dict[str, list]:
         """{parent: its raw documents in `collection_id`}, `concurrency` queries at
         a time, each whole (a broken stream is read again from its start)."""
-        gates = self._process_clients().gates
+        gates = self.connection.gates
         gate = gates.setdefault(concurrency, asyncio.Semaphore(concurrency))
-        api = self.async_api
+        api = self.connection.async_api
 
         async def one(parent: str):
             async with gate:
-                return parent, await self.async_retry(self._documents_of)(
+                return parent, await self.connection.async_retry(self.reads.documents_of)(
                     api, parent, collection_id, read_time
                 )
 
@@ -215,11 +232,11 @@ class Snapshots(Writes):
         if root == IDENTITIES:
             for shard in IDENTITY_SHARDS:
                 for document in self.stream_documents(
-                    f"{self.documents}/{IDENTITIES}/{shard}", IDENTITY_ENTRIES, read_time=read_time
+                    f"{self.connection.documents}/{IDENTITIES}/{shard}", IDENTITY_ENTRIES, read_time=read_time
                 ):
                     yield self.snapshot_document(document)
             return
-        for document in self.stream_documents(self.documents, root, read_time=read_time):
+        for document in self.stream_documents(self.connection.documents, root, read_time=read_time):
             yield self.snapshot_document(document)
             for sub in SUBCOLLECTIONS.get(root, ()):
                 for child in self.stream_documents(document.name, sub, read_time=read_time):
@@ -246,7 +263,7 @@ class Snapshots(Writes):
             except TRANSIENT_ERRORS:
                 if sleeps is None:  # the first failure since the last progress
                     sleeps = gretry.exponential_sleep_generator(**BACKOFF)
-                    deadline = time.monotonic() + self.retry_deadline
+                    deadline = time.monotonic() + self.connection.retry_deadline
                 pause = next(sleeps)
                 if time.monotonic() + pause > deadline:
                     raise
@@ -258,8 +275,11 @@ class Snapshots(Writes):
         )
         responses = (
             firestore_pb.RunQueryResponse.pb(response)
-            for response in self.api.run_query(
-                request=request, retry=None, timeout=self.call_timeout, metadata=self.metadata
+            for response in self.connection.api.run_query(
+                request=request,
+                retry=None,
+                timeout=self.connection.call_timeout,
+                metadata=self.connection.metadata,
             )
         )
         documents = (raw.document for raw in responses if raw.HasField("document"))
@@ -293,7 +313,7 @@ class Snapshots(Writes):
     def snapshot_document(self, document) -> SnapshotDocument:
         """A raw Document as a snapshot line's content."""
         return {
-            "path": document.name[len(self.documents) + 1 :],
+            "path": document.name[len(self.connection.documents) + 1 :],
             "fields": {name: self._tagged(value) for name, value in document.fields.items()},
         }
 
@@ -318,7 +338,7 @@ class Snapshots(Writes):
         if kind == "bytes_value":
             return {"bytes": base64.b64encode(value.bytes_value).decode("ascii")}
         if kind == "reference_value":
-            ours = self.documents + "/"
+            ours = self.connection.documents + "/"
             ref = value.reference_value
             return {"ref": ref[len(ours) :] if ref.startswith(ours) else ref}
         if kind == "geo_point_value":
@@ -352,7 +372,11 @@ class Snapshots(Writes):
         if kind == "bytes":
             return Value(bytes_value=base64.b64decode(item, validate=True))
         if kind == "ref":
-            return Value(reference_value=item if item.startswith("projects/") else f"{self.documents}/{item}")
+            return Value(
+                reference_value=item
+                if item.startswith("projects/")
+                else f"{self.connection.documents}/{item}"
+            )
         if kind == "geo":
             lat, lng = item
             return Value(geo_point_value=LatLng(latitude=lat, longitude=lng))
@@ -365,7 +389,7 @@ class Snapshots(Writes):
         """A snapshot line's content as the raw Document it was read from
         (ValueError when a value is not one the format writes)."""
         return encoding.Document(
-            name=f"{self.documents}/{document['path']}", fields=self._fields(document["fields"])
+            name=f"{self.connection.documents}/{document['path']}", fields=self._fields(document["fields"])
         )
 
     # -- writing back ------------------------------------------------------------
@@ -377,22 +401,22 @@ class Snapshots(Writes):
         for document in documents:
             writes.append(encoding.Write(update=self.raw_document(document)))
             if len(writes) == BATCH_LIMIT:
-                self._commit(writes)
+                self.transactions.commit(writes)
                 written, writes = written + len(writes), []
         if writes:
-            self._commit(writes)
+            self.transactions.commit(writes)
         return written + len(writes)
 
     def delete_documents(self, paths: Iterable[str]) -> int:
         """Delete the documents at these relative paths, BATCH_LIMIT to a commit."""
         writes, deleted = [], 0
         for path in paths:
-            writes.append(encoding.Write(delete=f"{self.documents}/{path}"))
+            writes.append(encoding.Write(delete=f"{self.connection.documents}/{path}"))
             if len(writes) == BATCH_LIMIT:
-                self._commit(writes)
+                self.transactions.commit(writes)
                 deleted, writes = deleted + len(writes), []
         if writes:
-            self._commit(writes)
+            self.transactions.commit(writes)
         return deleted + len(writes)
 
     def snapshot_paths(self, *, concurrency: int = 32) -> Iterator[str]:
@@ -405,22 +429,22 @@ class Snapshots(Writes):
         for root in ROOTS:
             if root == IDENTITIES:
                 for shard in IDENTITY_SHARDS:
-                    parent = f"{self.documents}/{IDENTITIES}/{shard}"
+                    parent = f"{self.connection.documents}/{IDENTITIES}/{shard}"
                     yield from (
                         self._relative(d.name) for d in self.stream_documents(parent, IDENTITY_ENTRIES)
                     )
                 continue
             subcollections = SUBCOLLECTIONS.get(root, ())
-            for page in self._listed(self.documents, root, show_missing=bool(subcollections)):
+            for page in self._listed(self.connection.documents, root, show_missing=bool(subcollections)):
                 yield from (self._relative(name) for name, exists in page if exists)
                 names = [name for name, _ in page]
                 for sub in subcollections:
-                    children = self.submit(self._children(names, sub, concurrency)).result()
+                    children = self.connection.submit(self._children(names, sub, concurrency)).result()
                     for name in names:
                         yield from (self._relative(child.name) for child in children[name])
 
     def _relative(self, name: str) -> str:
-        return name[len(self.documents) + 1 :]
+        return name[len(self.connection.documents) + 1 :]
 
     def _listed(
         self, parent: str, collection_id: str, *, show_missing: bool
@@ -434,13 +458,16 @@ class Snapshots(Writes):
             )
 
             def page(request=request):
-                pager = self.api.list_documents(
-                    request=request, retry=None, timeout=self.call_timeout, metadata=self.metadata
+                pager = self.connection.api.list_documents(
+                    request=request,
+                    retry=None,
+                    timeout=self.connection.call_timeout,
+                    metadata=self.connection.metadata,
                 )
                 for response in pager.pages:  # this call's page only
                     return firestore_pb.ListDocumentsResponse.pb(response)
 
-            response = self.retry(page)()
+            response = self.connection.retry(page)()
             # A document that does not exist is listed by name alone, without a create time.
             yield [(document.name, document.HasField("create_time")) for document in response.documents]
             token = response.next_page_token
@@ -449,8 +476,11 @@ class Snapshots(Writes):
 
     def holds_documents(self) -> bool:
         """Whether any root collection (or identity shard) holds a document."""
-        parents = [(self.documents, root) for root in ROOTS if root != IDENTITIES]
-        parents += [(f"{self.documents}/{IDENTITIES}/{shard}", IDENTITY_ENTRIES) for shard in IDENTITY_SHARDS]
+        parents = [(self.connection.documents, root) for root in ROOTS if root != IDENTITIES]
+        parents += [
+            (f"{self.connection.documents}/{IDENTITIES}/{shard}", IDENTITY_ENTRIES)
+            for shard in IDENTITY_SHARDS
+        ]
 
         def any_in(parent: str, collection_id: str) -> bool:
             request = firestore_pb.RunQueryRequest.wrap(
@@ -458,12 +488,15 @@ class Snapshots(Writes):
             )
 
             def ask() -> bool:
-                responses = self.api.run_query(
-                    request=request, retry=None, timeout=self.call_timeout, metadata=self.metadata
+                responses = self.connection.api.run_query(
+                    request=request,
+                    retry=None,
+                    timeout=self.connection.call_timeout,
+                    metadata=self.connection.metadata,
                 )
                 return any(firestore_pb.RunQueryResponse.pb(r).HasField("document") for r in responses)
 
-            return self.retry(ask)()
+            return self.connection.retry(ask)()
 
         return any(any_in(parent, collection_id) for parent, collection_id in parents)
 
@@ -474,11 +507,13 @@ class Snapshots(Writes):
         (gs://...), as of `snapshot_time` (rounded down to the minute, as the
         Admin API wants); returns the long-running operation's name and state."""
         admin = self._admin_client()
-        request = ExportDocumentsRequest(name=self.database, output_uri_prefix=bucket)
+        request = ExportDocumentsRequest(name=self.connection.database, output_uri_prefix=bucket)
         if snapshot_time is not None:
             # proto-plus marshals a datetime into the Timestamp field; its annotation names only Timestamp.
             request.snapshot_time = snapshot_time.replace(second=0, microsecond=0)  # type: ignore[assignment]
-        operation = admin.export_documents(request=request, retry=self.retry, timeout=self.call_timeout)
+        operation = admin.export_documents(
+            request=request, retry=self.connection.retry, timeout=self.connection.call_timeout
+        )
         metadata = operation.metadata
         state = metadata.operation_state.name if metadata is not None else "PROCESSING"
         return ManagedExport(operation=operation.operation.name, state=state)
@@ -486,7 +521,9 @@ class Snapshots(Writes):
     def managed_export_state(self, operation: str) -> str:
         """DONE, FAILED: <why>, or RUNNING, for an export started earlier."""
         answer = self._admin_client().get_operation(
-            operations_pb2.GetOperationRequest(name=operation), retry=self.retry, timeout=self.call_timeout
+            operations_pb2.GetOperationRequest(name=operation),
+            retry=self.connection.retry,
+            timeout=self.connection.call_timeout,
         )
         if not answer.done:
             return "RUNNING"

@@ -20,7 +20,7 @@ Firestore lets one of the transactions that conflict on a document commit at
 a time, so the ninth of nine concurrent payments to one wallet needs nine.
 
 The writes that race for one wallet (provider events, heals, adjustments) do
-not lock at all: `_commit_when_unchanged` reads, decides, and commits on the
+not lock at all: `commit_when_unchanged` reads, decides, and commits on the
 condition that the wallet is unchanged since it was read, in rounds. Locking
 transactions that read one ledger wait on each other's read locks until a lock
 timeout aborts them all; under load Google's emulator did that for a minute on
@@ -39,6 +39,7 @@ from google.api_core import exceptions as gexc
 from google.cloud.firestore_v1.types import firestore as firestore_pb
 
 from revassure.firestore import encoding
+from revassure.firestore.client import Connection
 from revassure.firestore.model import WALLETS, WalletState
 from revassure.firestore.reads import Reads, points_of
 
@@ -63,7 +64,13 @@ T = TypeVar("T")
 Body = Callable[[bytes], T]
 
 
-class Transactions(Reads):
+class Transactions:
+    """Read-only transactions, optimistic rounds and the raw commit (`commit`,
+    `commit_when_unchanged`: what the writing parts commit with)."""
+
+    def __init__(self, connection: Connection, reads: Reads):
+        self.connection, self.reads = connection, reads
+
     def read_wallets_and_ledgers(self, uids: list[str], *, concurrency: int) -> dict[str, WalletState]:
         """Read each wallet and its ledger totals together, in read-only
         transactions of at most READS_PER_TRANSACTION wallets.
@@ -83,10 +90,10 @@ class Transactions(Reads):
 
     def _wallets_and_ledgers(self, uids: list[str], concurrency: int) -> Body[dict[str, WalletState]]:
         def body(transaction: bytes) -> dict[str, WalletState]:
-            totals = self.submit(self._aggregate_many(uids, concurrency, transaction))
+            totals = self.connection.submit(self.reads.aggregate_many(uids, concurrency, transaction))
             try:
-                names = [self.document(WALLETS, uid) for uid in uids]
-                wallets = self._get(names, mask=("points",), transaction=transaction)
+                names = [self.connection.document(WALLETS, uid) for uid in uids]
+                wallets = self.reads.get(names, mask=("points",), transaction=transaction)
                 ledgers = totals.result()
             finally:
                 totals.cancel()  # when the batched read failed, this attempt's aggregations stop
@@ -105,7 +112,7 @@ class Transactions(Reads):
         after a jittered pause, until the retry deadline and at least
         MIN_ATTEMPTS times. A commit whose answer is lost leaves the reads
         as good as they were: nothing was written."""
-        deadline = time.monotonic() + self.retry_deadline
+        deadline = time.monotonic() + self.connection.retry_deadline
         bound = ABORTED_PAUSE["initial"]
         attempt = 0
         while True:
@@ -125,12 +132,12 @@ class Transactions(Reads):
                 self._rollback(transaction)
                 raise
             try:
-                self._commit([], transaction=transaction)
+                self.commit([], transaction=transaction)
             except gexc.GoogleAPIError:
                 pass  # a read-only transaction writes nothing: its reads stand, and it expires
             return result
 
-    def _commit_when_unchanged(self, round_: Callable[[], tuple[T, list]], what: str) -> T:
+    def commit_when_unchanged(self, round_: Callable[[], tuple[T, list]], what: str) -> T:
         """Optimistic rounds: `round_()` reads without locks and decides, giving
         (result, writes); the writes, conditioned on what was read (documents
         new, wallets unchanged since), commit atomically, or are refused and
@@ -148,7 +155,7 @@ class Transactions(Reads):
         the next round recognises its own write (an entry's delivery id, a
         change's marker): applied once.
         """
-        deadline = time.monotonic() + self.retry_deadline
+        deadline = time.monotonic() + self.connection.retry_deadline
         bound = CONFLICT_PAUSE["initial"]
         attempt = 0
         while True:
@@ -157,7 +164,7 @@ class Transactions(Reads):
             if not writes:
                 return result
             try:
-                self._commit(writes)
+                self.commit(writes)
                 return result
             except REFUSED_CONDITION as exc:
                 pause = random.uniform(0.0, bound)
@@ -168,43 +175,43 @@ class Transactions(Reads):
 
     def _begin(self) -> bytes:
         """Begin a read-only transaction."""
-        request = encoding.BeginTransactionRequest(database=self.database)
+        request = encoding.BeginTransactionRequest(database=self.connection.database)
         request.options.CopyFrom(encoding.READ_ONLY)
-        response = self.api.begin_transaction(
+        response = self.connection.api.begin_transaction(
             request=firestore_pb.BeginTransactionRequest.wrap(request),
-            retry=self.retry,
-            timeout=self.call_timeout,
-            metadata=self.metadata,
+            retry=self.connection.retry,
+            timeout=self.connection.call_timeout,
+            metadata=self.connection.metadata,
         )
         return firestore_pb.BeginTransactionResponse.pb(response).transaction
 
-    def _commit(self, writes: list, *, transaction: bytes | None = None) -> list:
+    def commit(self, writes: list, *, transaction: bytes | None = None) -> list:
         """Commit raw Writes atomically (in the transaction, when given one); the
         raw WriteResults, one per write."""
-        request = encoding.CommitRequest(database=self.database, writes=writes)
+        request = encoding.CommitRequest(database=self.connection.database, writes=writes)
         if transaction is not None:
             request.transaction = transaction
-        response = self.api.commit(
+        response = self.connection.api.commit(
             request=firestore_pb.CommitRequest.wrap(request),
             # Sent again when its answer is lost: the product's commits are
             # conditional (documents new, wallets unchanged) or idempotent
             # (batches of whole documents), and a read-only one only ends its transaction.
-            retry=self.retry,
-            timeout=self.call_timeout,
-            metadata=self.metadata,
+            retry=self.connection.retry,
+            timeout=self.connection.call_timeout,
+            metadata=self.connection.metadata,
         )
         return list(firestore_pb.CommitResponse.pb(response).write_results)
 
     def _rollback(self, transaction: bytes) -> None:
         """Best effort, one attempt: the error that got us here is the one to
         raise, and a transaction left open expires on the server."""
-        request = encoding.RollbackRequest(database=self.database, transaction=transaction)
+        request = encoding.RollbackRequest(database=self.connection.database, transaction=transaction)
         try:
-            self.api.rollback(
+            self.connection.api.rollback(
                 request=firestore_pb.RollbackRequest.wrap(request),
                 retry=None,
-                timeout=self.call_timeout,
-                metadata=self.metadata,
+                timeout=self.connection.call_timeout,
+                metadata=self.connection.metadata,
             )
         except gexc.GoogleAPICallError:
             pass

@@ -10,6 +10,7 @@ from django.utils import timezone
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
+from revassure.firestore.client import Connection
 from revassure.firestore.encoding import create_write, increment_write, set_points_write, touch_write
 from revassure.firestore.model import (
     AUDIT_LOG,
@@ -30,12 +31,15 @@ from revassure.firestore.model import (
     WalletView,
     identity_path,
 )
-from revassure.firestore.reads import BATCH_LIMIT, points_of
+from revassure.firestore.reads import BATCH_LIMIT, Reads, points_of
 from revassure.firestore.transactions import Transactions
 from revassure.ledger import balances_unchanged, is_points
 
 
-class Writes(Transactions):
+class Writes:
+    def __init__(self, connection: Connection, reads: Reads, transactions: Transactions):
+        self.connection, self.reads, self.transactions = connection, reads, transactions
+
     # -- balance changes ---------------------------------------------------
 
     def apply_balance_change(self, change: BalanceChange) -> ChangeOutcome:
@@ -52,16 +56,16 @@ class Writes(Transactions):
         same optimistic rounds as `apply_provider_event`, and for the same
         reason.
         """
-        wallet = self.document(WALLETS, change.uid)
+        wallet = self.connection.document(WALLETS, change.uid)
         marker = self._marker(change)
 
         def round_() -> tuple[ChangeOutcome, list]:
-            found = self._get([marker, wallet])
+            found = self.reads.get([marker, wallet])
             if marker in found:
                 return ChangeOutcome("already_applied"), []
             snap = found.get(wallet)
             points, version = points_of(snap), None if snap is None else snap.update_time
-            ledger = self._ledger_totals(change.uid)  # after the wallet: its version covers it
+            ledger = self.reads.ledger_totals(change.uid)  # after the wallet: its version covers it
             if version is None or not balances_unchanged(
                 points,
                 ledger.total,
@@ -87,16 +91,16 @@ class Writes(Transactions):
             )
             return outcome, writes
 
-        return self._commit_when_unchanged(round_, change.marker_id)
+        return self.transactions.commit_when_unchanged(round_, change.marker_id)
 
     def balance_change_applied(self, change: BalanceChange) -> bool:
         """Whether the change's marker exists: the answer after an ambiguous failure."""
-        return self._get_one(self._marker(change)) is not None
+        return self.reads.get_one(self._marker(change)) is not None
 
     def _marker(self, change: BalanceChange) -> str:
         if change.mode == "rebalance":
-            return self.document(AUDIT_LOG, change.marker_id)
-        return self.document(WALLETS, f"{change.uid}/{LEDGER}/{change.marker_id}")
+            return self.connection.document(AUDIT_LOG, change.marker_id)
+        return self.connection.document(WALLETS, f"{change.uid}/{LEDGER}/{change.marker_id}")
 
     # -- provider events (backfill) ------------------------------------------
 
@@ -114,15 +118,15 @@ class Writes(Transactions):
         on a condition means someone else moved the wallet meanwhile: read
         again and decide again, with a short jittered pause.
 
-        Optimistic rounds, not a locking transaction (`_commit_when_unchanged`
+        Optimistic rounds, not a locking transaction (`Transactions.commit_when_unchanged`
         says why); a lost answer ends with the next read finding the entry
         holding this delivery's id: applied, once.
         """
-        wallet = self.document(WALLETS, event.user_id)
+        wallet = self.connection.document(WALLETS, event.user_id)
         entry = f"{wallet}/{LEDGER}/{event.entry_id}"
 
         def round_() -> tuple[EventOutcome, list]:
-            view, version = self.event_state(event)
+            view, version = self.reads.event_state(event)
             if view.entry_exists and delivery_id is not None and view.entry_delivery_id == delivery_id:
                 # This very delivery committed before (a lost answer, or a worker that died).
                 return EventOutcome("applied", "committed by an earlier attempt of this delivery"), []
@@ -138,7 +142,7 @@ class Writes(Transactions):
             outcome = EventOutcome("applied", decision.reason, points_before=view.points, points_after=after)
             return outcome, writes
 
-        return self._commit_when_unchanged(round_, event.entry_id)
+        return self.transactions.commit_when_unchanged(round_, event.entry_id)
 
     def apply_payments(
         self,
@@ -189,7 +193,7 @@ class Writes(Transactions):
             return
         unread = [event.user_id for event, _ in group if event.user_id not in known]
         if unread:
-            known.update(self.wallet_versions(unread))
+            known.update(self.reads.wallet_versions(unread))
         writes, planned = [], []
         for event, delivery_id in group:
             points, version = known.get(event.user_id, (MISSING, None))
@@ -201,7 +205,7 @@ class Writes(Transactions):
                 )
                 continue
             entry = decide(event, WalletView(False, True, points), allow_negative=False).entry
-            wallet = self.document(WALLETS, event.user_id)
+            wallet = self.connection.document(WALLETS, event.user_id)
             writes.append(
                 create_write(f"{wallet}/{LEDGER}/{event.entry_id}", {**entry, "deliveryId": delivery_id})
             )
@@ -211,7 +215,7 @@ class Writes(Transactions):
         if not planned:
             return
         try:
-            results = self._commit(writes)
+            results = self.transactions.commit(writes)
         except (gexc.AlreadyExists, gexc.FailedPrecondition, gexc.NotFound):
             for event, _, _ in planned:
                 known.pop(event.user_id, None)  # read again: someone else may have moved it
@@ -236,7 +240,7 @@ class Writes(Transactions):
         second wallet credited with the same payment, refund or chargeback
         fails the commit (and the single path then quarantines it)."""
         fields = {"uid": event.user_id, "entryId": event.entry_id, "deliveryId": delivery_id}
-        return create_write(self.document(IDENTITIES, identity_path(event.entry_id)), fields)
+        return create_write(self.connection.document(IDENTITIES, identity_path(event.entry_id)), fields)
 
     # -- seeding, reports, migrations and config (the public batch API) -------
 
@@ -247,12 +251,12 @@ class Writes(Transactions):
         field out. A wallet and its entries always land in the same commit.
         """
         written = 0
-        batch, size = self.client.batch(), 0
+        batch, size = self.connection.client.batch(), 0
         for uid, points, entries in wallets:
             if size and size + 1 + len(entries) > BATCH_LIMIT:
-                batch.commit(retry=self.retry, timeout=self.call_timeout)
-                batch, size = self.client.batch(), 0
-            wallet = self.client.collection(WALLETS).document(uid)
+                batch.commit(retry=self.connection.retry, timeout=self.connection.call_timeout)
+                batch, size = self.connection.client.batch(), 0
+            wallet = self.connection.client.collection(WALLETS).document(uid)
             doc = {"updatedAt": firestore.SERVER_TIMESTAMP}
             if points is not MISSING:
                 doc["points"] = points
@@ -262,7 +266,7 @@ class Writes(Transactions):
             size += 1 + len(entries)
             written += 1
         if size:
-            batch.commit(retry=self.retry, timeout=self.call_timeout)
+            batch.commit(retry=self.connection.retry, timeout=self.connection.call_timeout)
         return written
 
     def append_entry(self, uid: str, entry_id: str, fields: dict[str, Any]) -> None:
@@ -270,15 +274,15 @@ class Writes(Transactions):
 
         Raises AlreadyExists when the entry is already in the ledger.
         """
-        wallet = self.client.collection(WALLETS).document(uid)
-        batch = self.client.batch()
+        wallet = self.connection.client.collection(WALLETS).document(uid)
+        batch = self.connection.client.batch()
         batch.create(wallet.collection(LEDGER).document(entry_id), fields)
         batch.set(
             wallet,
             {"points": firestore.Increment(fields["amount"]), "updatedAt": firestore.SERVER_TIMESTAMP},
             merge=True,
         )
-        batch.commit(retry=self.retry, timeout=self.call_timeout)
+        batch.commit(retry=self.connection.retry, timeout=self.connection.call_timeout)
 
     def put_report(self, run_id: str, report: dict[str, Any], violations: Iterable[dict[str, Any]]) -> None:
         """Mirror a report: its header document, and one document per violation
@@ -286,17 +290,17 @@ class Writes(Transactions):
         document far below Firestore's 1 MiB limit however many there are.
         The header is written last, so a reader that finds it finds them all.
         """
-        doc = self.client.collection(REPORTS).document(run_id)
-        batch, size = self.client.batch(), 0
+        doc = self.connection.client.collection(REPORTS).document(run_id)
+        batch, size = self.connection.client.batch(), 0
         for violation in violations:
             batch.set(doc.collection(VIOLATIONS).document(violation["uid"]), violation)
             size += 1
             if size == BATCH_LIMIT:
-                batch.commit(retry=self.retry, timeout=self.call_timeout)
-                batch, size = self.client.batch(), 0
+                batch.commit(retry=self.connection.retry, timeout=self.connection.call_timeout)
+                batch, size = self.connection.client.batch(), 0
         if size:
-            batch.commit(retry=self.retry, timeout=self.call_timeout)
-        doc.set(report, retry=self.retry, timeout=self.call_timeout)
+            batch.commit(retry=self.connection.retry, timeout=self.connection.call_timeout)
+        doc.set(report, retry=self.connection.retry, timeout=self.connection.call_timeout)
 
     def put_settlement_report(
         self, run_id: str, report: dict[str, Any], rows: Iterable[tuple[str, dict[str, Any]]]
@@ -304,22 +308,24 @@ class Writes(Transactions):
         """Mirror a settlement report: its header document in `settlementReports`,
         and its rows (id, fields) in a `rows` subcollection; the header last, so
         a reader that finds it finds them all."""
-        doc = self.client.collection(SETTLEMENT_REPORTS).document(run_id)
-        batch, size = self.client.batch(), 0
+        doc = self.connection.client.collection(SETTLEMENT_REPORTS).document(run_id)
+        batch, size = self.connection.client.batch(), 0
         for row_id, fields in rows:
             batch.set(doc.collection(SETTLEMENT_ROWS).document(row_id), fields)
             size += 1
             if size == BATCH_LIMIT:
-                batch.commit(retry=self.retry, timeout=self.call_timeout)
-                batch, size = self.client.batch(), 0
+                batch.commit(retry=self.connection.retry, timeout=self.connection.call_timeout)
+                batch, size = self.connection.client.batch(), 0
         if size:
-            batch.commit(retry=self.retry, timeout=self.call_timeout)
-        doc.set(report, retry=self.retry, timeout=self.call_timeout)
+            batch.commit(retry=self.connection.retry, timeout=self.connection.call_timeout)
+        doc.set(report, retry=self.connection.retry, timeout=self.connection.call_timeout)
 
     def put_migration(self, migration_id: str, data: dict[str, Any]) -> None:
-        self.client.collection(MIGRATIONS).document(migration_id).set(
-            data, retry=self.retry, timeout=self.call_timeout
+        self.connection.client.collection(MIGRATIONS).document(migration_id).set(
+            data, retry=self.connection.retry, timeout=self.connection.call_timeout
         )
 
     def put_config(self, name: str, data: dict[str, Any]) -> None:
-        self.client.collection(CONFIG).document(name).set(data, retry=self.retry, timeout=self.call_timeout)
+        self.connection.client.collection(CONFIG).document(name).set(
+            data, retry=self.connection.retry, timeout=self.connection.call_timeout
+        )

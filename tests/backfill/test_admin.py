@@ -10,8 +10,10 @@ from django.utils import timezone
 from backfill import completeness, file_replay, plan_approval, progress, run_requests, runs
 from backfill.models import DataMigration, MigrationStatus, ProviderEventDelivery
 from revassure.formatting import when
-from tests.helpers import EXPORT, csp_refusals, event_line, put_wallets
+from tests.helpers import EXPORT, csp_refusals, event_line, firestore_client, put_wallets
 from tests.helpers import stored_event as stored
+
+pytest_plugins = ["tests.firestore_fixtures"]
 
 
 @pytest.mark.django_db
@@ -75,7 +77,9 @@ def test_ops_upload_an_export_and_a_worker_replays_it(
         3,
         False,
     )
-    assert gateway.client.collection("wallets").document("u1").get().to_dict()["points"] == 70
+    assert (
+        firestore_client(gateway.project).collection("wallets").document("u1").get().to_dict()["points"] == 70
+    )
 
 
 @pytest.mark.django_db
@@ -120,7 +124,7 @@ def wallets(gateway):
 
 
 def points_of(gateway, uid):
-    return gateway.client.collection("wallets").document(uid).get().to_dict()["points"]
+    return firestore_client(gateway.project).collection("wallets").document(uid).get().to_dict()["points"]
 
 
 @pytest.mark.django_db
@@ -276,7 +280,9 @@ def test_a_run_bound_to_a_plan_is_refused_with_the_reason_when_the_world_changed
     upload(client, EXPORT, capture=django_capture_on_commit_callbacks)
     plan = DataMigration.objects.get()
     plan_approval.approve_plan(plan.pk, actor=approver, reason="as asked")
-    wallets.client.collection("wallets").document("u2").update({"points": 500})  # someone moved u2
+    firestore_client(wallets.project).collection("wallets").document("u2").update(
+        {"points": 500}
+    )  # someone moved u2
 
     with django_capture_on_commit_callbacks(execute=True):
         pressed = client.post(reverse("admin:backfill_run_bound", args=[plan.pk]))

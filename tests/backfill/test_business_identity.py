@@ -14,7 +14,9 @@ from django.urls import reverse
 from backfill import events
 from backfill.models import EventStatus, ProviderEventDelivery
 from backfill.services import store_delivery
-from tests.helpers import put_wallets
+from tests.helpers import firestore_client, put_wallets
+
+pytest_plugins = ["tests.firestore_fixtures"]
 
 SECRET = "whsec_test_only_current"
 
@@ -30,11 +32,18 @@ def payment(event_id, user, *, payment_id="pay_77", points=500):
 
 
 def points(gateway, uid):
-    return gateway.client.collection("wallets").document(uid).get().to_dict()["points"]
+    return firestore_client(gateway.project).collection("wallets").document(uid).get().to_dict()["points"]
 
 
 def ledger(gateway, uid):
-    return [d.id for d in gateway.client.collection("wallets").document(uid).collection("ledger").stream()]
+    return [
+        d.id
+        for d in firestore_client(gateway.project)
+        .collection("wallets")
+        .document(uid)
+        .collection("ledger")
+        .stream()
+    ]
 
 
 @pytest.fixture

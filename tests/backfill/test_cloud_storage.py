@@ -10,13 +10,15 @@ from google.cloud import storage as cloud_storage
 
 from backfill import plan_approval
 from backfill.models import DataMigration
-from tests.helpers import EXPORT, put_wallets
+from tests.helpers import EXPORT, firestore_client, put_wallets
+
+pytest_plugins = ["tests.firestore_fixtures"]
 
 pytestmark = pytest.mark.django_db
 
 
 def points_of(gateway, uid):
-    return gateway.client.collection("wallets").document(uid).get().to_dict()["points"]
+    return firestore_client(gateway.project).collection("wallets").document(uid).get().to_dict()["points"]
 
 
 def names(bucket):

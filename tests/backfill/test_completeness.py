@@ -8,8 +8,10 @@ from django.urls import reverse
 
 from backfill.models import EventStatus, ProviderEventDelivery
 from backfill.services import apply_delivery
-from tests.helpers import put_wallets
+from tests.helpers import firestore_client, put_wallets
 from tests.helpers import stored_event as stored
+
+pytest_plugins = ["tests.firestore_fixtures"]
 
 
 @pytest.fixture
@@ -41,7 +43,10 @@ def test_ops_replay_every_gap_in_one_click(client, gateway, gap, ops, django_cap
         client.post(url, {"replay": "Replay all gaps"})
 
     assert ProviderEventDelivery.objects.get(pk=gap.pk).status == EventStatus.APPLIED
-    assert gateway.client.collection("wallets").document("u1").get().to_dict()["points"] == 105
+    assert (
+        firestore_client(gateway.project).collection("wallets").document("u1").get().to_dict()["points"]
+        == 105
+    )
     assert "Every stored payment and reversal has its ledger entry" in client.get(url).content.decode()
 
 

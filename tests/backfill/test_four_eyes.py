@@ -18,8 +18,10 @@ from django.urls import reverse
 from backfill import plan_approval
 from backfill.models import DataMigration, EventStatus, ProviderEventDelivery
 from backfill.services import apply_delivery
-from tests.helpers import EXPORT, put_wallets
+from tests.helpers import EXPORT, firestore_client, put_wallets
 from tests.helpers import stored_event as stored
+
+pytest_plugins = ["tests.firestore_fixtures"]
 
 # What EXPORT's events name, each in absolute value (its line that is not JSON names none).
 EXPORT_NAMES = 30 + 100 + 100 + 100 + 50 + 80 + 100
@@ -31,7 +33,7 @@ REFUSED = (
 
 
 def points_of(gateway, uid):
-    return gateway.client.collection("wallets").document(uid).get().to_dict()["points"]
+    return firestore_client(gateway.project).collection("wallets").document(uid).get().to_dict()["points"]
 
 
 @pytest.fixture

@@ -15,7 +15,9 @@ from django.urls import reverse
 
 from backfill import events, run_requests
 from backfill.models import EventStatus, MigrationStatus, ProviderEventDelivery
-from tests.helpers import put_wallets
+from tests.helpers import firestore_client, put_wallets
+
+pytest_plugins = ["tests.firestore_fixtures"]
 
 SECRET = "whsec_test_only_current"
 INT64_MAX = 2**63 - 1
@@ -39,7 +41,7 @@ def deliver(client, raw: bytes):
 
 
 def points(gateway, uid):
-    return gateway.client.collection("wallets").document(uid).get().to_dict()["points"]
+    return firestore_client(gateway.project).collection("wallets").document(uid).get().to_dict()["points"]
 
 
 @pytest.fixture

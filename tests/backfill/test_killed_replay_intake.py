@@ -21,7 +21,9 @@ import pytest
 
 from devtools.emulator import ROOT
 from revassure.firestore import FirestoreGateway
-from tests.helpers import ONE_PERSON_SUFFICES, cluster, wait_for
+from tests.helpers import ONE_PERSON_SUFFICES, cluster, firestore_client, wait_for
+
+pytest_plugins = ["tests.firestore_fixtures"]
 
 # CI's PostgreSQL pass skips it, having run it in the defaults pass: its processes run on a
 # SQLite file and the ORM broker of their own.
@@ -134,5 +136,5 @@ def test_a_replay_whose_worker_was_killed_never_holds_up_live_webhooks_and_resum
     assert [(s["status"], s["n"]) for s in statuses] == [("applied", EVENTS + 1)]
     for user in range(USERS):  # every payment credited exactly once, by the replay or the drain
         expected = sum(n + 1 for n in range(EVENTS) if n % USERS == user) + (1000 if user == 0 else 0)
-        wallet = gateway.client.collection("wallets").document(f"u{user}").get().to_dict()
+        wallet = firestore_client(gateway.project).collection("wallets").document(f"u{user}").get().to_dict()
         assert wallet["points"] == expected, f"u{user}"

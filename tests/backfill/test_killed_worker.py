@@ -17,7 +17,9 @@ import pytest
 
 from devtools.emulator import ROOT
 from revassure.firestore import FirestoreGateway
-from tests.helpers import ONE_PERSON_SUFFICES, cluster, wait_for
+from tests.helpers import ONE_PERSON_SUFFICES, cluster, firestore_client, wait_for
+
+pytest_plugins = ["tests.firestore_fixtures"]
 
 # CI's PostgreSQL pass skips it, having run it in the defaults pass: its processes run on a
 # SQLite file and the ORM broker of their own.
@@ -128,7 +130,7 @@ def test_a_killed_worker_leaves_a_migration_that_resumes_and_applies_each_event_
     )
     for user in range(USERS):
         expected = sum(n + 1 for n in range(events) if n % USERS == user)
-        wallet = gateway.client.collection("wallets").document(f"u{user}").get().to_dict()
+        wallet = firestore_client(gateway.project).collection("wallets").document(f"u{user}").get().to_dict()
         assert wallet["points"] == expected, f"u{user}"
     with sqlite3.connect(db_path) as conn:
         assert conn.execute(

@@ -10,7 +10,9 @@ from backfill import file_replay, run_requests
 from backfill.models import EventStatus, ProviderEventDelivery
 from devtools.emulator import free_port
 from revassure.firestore import FirestoreGateway
-from tests.helpers import put_wallets
+from tests.helpers import firestore_client, put_wallets
+
+pytest_plugins = ["tests.firestore_fixtures"]
 
 
 def line(event_id, kind="payment.succeeded", **data):
@@ -35,7 +37,7 @@ def test_items_fail_visibly_during_an_outage_and_apply_after_it(
     with monkeypatch.context() as patch:
         patch.setenv("FIRESTORE_EMULATOR_HOST", f"127.0.0.1:{free_port()}")
         down = FirestoreGateway(firestore_project, retry_deadline=1.0, call_timeout=1.0)
-        down.client  # noqa: B018 - bound to the dead address now
+        down.connect()  # bound to the dead address now
 
     migration = run_requests.start_replay(path="export.jsonl", dry_run=False)
     migration = file_replay.run_replay(migration, EXPORT, gateway=down)
@@ -49,13 +51,15 @@ def test_items_fail_visibly_during_an_outage_and_apply_after_it(
         assert reason.startswith("FirestoreUnavailable: Timeout of 1.0s exceeded, last exception: 503"), (
             reason
         )
-    assert gateway.client.collection("wallets").document("u1").get().to_dict()["points"] == 30
+    assert (
+        firestore_client(gateway.project).collection("wallets").document("u1").get().to_dict()["points"] == 30
+    )
 
     with django_capture_on_commit_callbacks(execute=True):
         rerun = run_requests.request_stored_replay()  # Firestore is back: "Re-run quarantined and failed"
 
     rerun.refresh_from_db()
     assert (rerun.status, rerun.total, rerun.applied, rerun.failed) == ("completed", 3, 3, 0)
-    wallets = gateway.client.collection("wallets")
+    wallets = firestore_client(gateway.project).collection("wallets")
     assert wallets.document("u1").get().to_dict()["points"] == 30 + 100 - 5
     assert wallets.document("u2").get().to_dict()["points"] == 40

@@ -9,6 +9,9 @@ from django.core.management import call_command
 
 from backfill import plan_approval
 from backfill.models import DataMigration, ProviderEventDelivery
+from tests.helpers import firestore_client
+
+pytest_plugins = ["tests.firestore_fixtures"]
 
 
 def line(event_id, kind="payment.succeeded", *, payment, points=100, user="n1", **extra):
@@ -58,7 +61,7 @@ def test_a_run_bound_to_a_plan_quarantines_the_refund_the_plan_quarantined(tmp_p
     assert (done["applied"], done["quarantined"]) == (1, 1)
     refund = ProviderEventDelivery.objects.get(event_id="evt_r", migration_id=done["migration_id"])
     assert refund.status == "quarantined" and "negative" in refund.reason
-    wallet = spent_wallet.client.collection("wallets").document("n1").get().to_dict()
+    wallet = firestore_client(spent_wallet.project).collection("wallets").document("n1").get().to_dict()
     assert wallet["points"] == 100
     assert DataMigration.objects.get(pk=done["migration_id"]).error == ""
 
@@ -83,5 +86,8 @@ def test_a_real_run_decides_a_wallets_lines_in_file_order_within_one_batch(tmp_p
     assert {k: done[k] for k in ("applied", "quarantined")} == {"applied": 3, "quarantined": 1}
     quarantined = ProviderEventDelivery.objects.get(migration_id=done["migration_id"], status="quarantined")
     assert quarantined.event_id == "evt_rn"
-    points = {w.id: w.to_dict()["points"] for w in spent_wallet.client.collection("wallets").stream()}
+    points = {
+        w.id: w.to_dict()["points"]
+        for w in firestore_client(spent_wallet.project).collection("wallets").stream()
+    }
     assert points == {"n1": 0, "n2": 100}

@@ -7,8 +7,10 @@ from django.core.management.base import CommandError
 
 from backfill import file_replay, plan_approval, run_requests, runs
 from backfill.models import DataMigration, ProviderEventDelivery
-from tests.helpers import EXPORT, put_wallets
+from tests.helpers import EXPORT, firestore_client, put_wallets
 from tests.helpers import event_line as line
+
+pytest_plugins = ["tests.firestore_fixtures"]
 
 
 def replay(tmp_path, *options, lines=EXPORT):
@@ -22,7 +24,7 @@ def replay(tmp_path, *options, lines=EXPORT):
 def snapshot(gateway):
     """Every wallet and ledger document, as stored."""
     state = {}
-    for wallet in gateway.client.collection("wallets").stream():
+    for wallet in firestore_client(gateway.project).collection("wallets").stream():
         state[wallet.id] = (
             wallet.to_dict(),
             {d.id: d.to_dict() for d in wallet.reference.collection("ledger").stream()},
@@ -58,7 +60,13 @@ def test_a_replay_accounts_for_every_line(tmp_path, wallets):
     assert state["u1"][0]["points"] == 70 and set(state["u1"][1]) == {"purchase-pay_1", "refund-re_1"}
     assert state["u2"][0]["points"] == 60
     assert ProviderEventDelivery.objects.count() == 8
-    assert wallets.client.collection("dataMigrations").document(str(result["migration_id"])).get().exists
+    assert (
+        firestore_client(wallets.project)
+        .collection("dataMigrations")
+        .document(str(result["migration_id"]))
+        .get()
+        .exists
+    )
 
 
 @pytest.mark.django_db
@@ -81,7 +89,7 @@ def test_a_dry_run_writes_nothing_and_plans_what_the_run_does(tmp_path, wallets)
     planned = replay(tmp_path, "--dry-run")
 
     assert snapshot(wallets) == before
-    assert not wallets.client.collection("dataMigrations").get()
+    assert not firestore_client(wallets.project).collection("dataMigrations").get()
     plan = DataMigration.objects.get(pk=planned["migration_id"]).plan
     assert plan["wallets"]["u1"] == {
         "points_before": 0,
@@ -155,7 +163,14 @@ def test_a_batch_with_one_duplicate_is_split_and_the_rest_applied(tmp_path, gate
 
     assert (result["applied"], result["duplicate"], result["total"]) == (9, 1, 10)
     for n in range(10):
-        assert gateway.client.collection("wallets").document(f"w{n}").get().to_dict()["points"] == 5
+        assert (
+            firestore_client(gateway.project)
+            .collection("wallets")
+            .document(f"w{n}")
+            .get()
+            .to_dict()["points"]
+            == 5
+        )
 
 
 @pytest.mark.django_db
@@ -187,7 +202,12 @@ def test_a_paused_file_replay_stops_at_a_checkpoint_and_resumes_from_it(tmp_path
     assert DataMigration.objects.count() == 1
     assert (
         sum(
-            gateway.client.collection("wallets").document(f"w{n}").get().to_dict()["points"] for n in range(5)
+            firestore_client(gateway.project)
+            .collection("wallets")
+            .document(f"w{n}")
+            .get()
+            .to_dict()["points"]
+            for n in range(5)
         )
         == 250
     )
@@ -204,4 +224,6 @@ def test_a_cancelled_file_replay_is_not_restarted_by_a_late_delivery(tmp_path, g
 
     migration.refresh_from_db()
     assert (migration.status, migration.total) == ("cancelled", 0)
-    assert gateway.client.collection("wallets").document("u1").get().to_dict()["points"] == 0
+    assert (
+        firestore_client(gateway.project).collection("wallets").document("u1").get().to_dict()["points"] == 0
+    )

@@ -7,7 +7,9 @@ from django.core.management.base import CommandError
 
 from backfill.models import ProviderEventDelivery
 from backfill.reversals import csv_to_event_lines
-from tests.helpers import put_wallets
+from tests.helpers import firestore_client, put_wallets
+
+pytest_plugins = ["tests.firestore_fixtures"]
 
 HEADER = "payment_id,refund_id,chargeback_id,user_id,points,created\n"
 
@@ -49,7 +51,7 @@ def test_reversals_from_the_csv_follow_the_replay_rules(tmp_path, paid):
     assert "exceeds the 70 points left" in reasons["csv-cb_1"]
     assert "got '12.5'" in reasons["csv-re_2"]
     assert "exactly one of refund_id and chargeback_id" in reasons["csv-re_3"]
-    assert paid.client.collection("wallets").document("u1").get().to_dict()["points"] == 70
+    assert firestore_client(paid.project).collection("wallets").document("u1").get().to_dict()["points"] == 70
 
 
 @pytest.mark.django_db
@@ -70,7 +72,7 @@ def test_a_header_with_a_byte_order_mark_is_read_as_excel_writes_it(tmp_path, pa
     call_command("backfill_reversals", str(path), "--json", stdout=out)
 
     assert json.loads(out.getvalue())["applied"] == 1
-    assert paid.client.collection("wallets").document("u1").get().to_dict()["points"] == 70
+    assert firestore_client(paid.project).collection("wallets").document("u1").get().to_dict()["points"] == 70
 
 
 def test_points_are_ascii_digits_with_an_optional_sign_and_nothing_else():
@@ -115,7 +117,10 @@ def test_points_in_other_scripts_are_rejected_rows_with_their_line_and_the_file_
         {"line": 4, "reason": "points '٣' is not a whole number in ASCII digits"},
     ]
     if not dry_run:
-        assert paid.client.collection("wallets").document("u1").get().to_dict()["points"] == 90
+        assert (
+            firestore_client(paid.project).collection("wallets").document("u1").get().to_dict()["points"]
+            == 90
+        )
         quarantined = ProviderEventDelivery.objects.filter(status="quarantined").order_by("line")
         assert [(d.line, d.event_id) for d in quarantined] == [
             (2, "csv-re_1"),

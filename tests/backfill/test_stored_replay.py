@@ -7,8 +7,10 @@ from backfill import run_requests, runs
 from backfill.models import DataMigration, EventStatus, MigrationStatus, ProviderEventDelivery
 from jobs.models import Job
 from revassure.flags import set_flag
-from tests.helpers import put_wallets
+from tests.helpers import firestore_client, put_wallets
 from tests.helpers import stored_event as stored
+
+pytest_plugins = ["tests.firestore_fixtures"]
 
 
 @pytest.fixture
@@ -42,10 +44,18 @@ def test_the_backfill_job_applies_what_was_stored_but_not_applied(
         reverse("job-status", args=[response.json()["job_id"]]), HTTP_AUTHORIZATION=f"Bearer {token()}"
     ).json()
     assert (body["status"], body["applied"], body["quarantined"], body["total"]) == ("completed", 2, 1, 3)
-    assert gateway.client.collection("wallets").document("u1").get().to_dict()["points"] == 60
+    assert (
+        firestore_client(gateway.project).collection("wallets").document("u1").get().to_dict()["points"] == 60
+    )
     # The unknown user parses, and is quarantined when applied.
     assert ProviderEventDelivery.objects.get(event_id="evt_g").status == EventStatus.QUARANTINED
-    assert gateway.client.collection("dataMigrations").document(str(body["migration_id"])).get().exists
+    assert (
+        firestore_client(gateway.project)
+        .collection("dataMigrations")
+        .document(str(body["migration_id"]))
+        .get()
+        .exists
+    )
     again = client.post(
         reverse("job-backfill"),
         data="{}",
@@ -187,4 +197,6 @@ def test_an_uploaded_file_replay_whose_worker_went_silent_resumes_but_a_commands
     from_command.refresh_from_db()
     assert (uploaded.status, uploaded.applied) == (MigrationStatus.COMPLETED, 1)
     assert from_command.status == MigrationStatus.RUNNING
-    assert gateway.client.collection("wallets").document("u1").get().to_dict()["points"] == 7
+    assert (
+        firestore_client(gateway.project).collection("wallets").document("u1").get().to_dict()["points"] == 7
+    )

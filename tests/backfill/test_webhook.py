@@ -9,7 +9,9 @@ from django.urls import reverse
 
 from backfill.events import sign
 from backfill.models import EventStatus, ProviderEventDelivery, RejectedWebhook
-from tests.helpers import put_wallets
+from tests.helpers import firestore_client, put_wallets
+
+pytest_plugins = ["tests.firestore_fixtures"]
 
 SECRET = "whsec_test_only_current"
 OLD_SECRET = "whsec_test_only_previous"
@@ -34,12 +36,12 @@ def deliver(client, body, *, secret=SECRET, timestamp=None):
 
 
 def ledger(gateway, uid):
-    docs = gateway.client.collection("wallets").document(uid).collection("ledger").stream()
+    docs = firestore_client(gateway.project).collection("wallets").document(uid).collection("ledger").stream()
     return {d.id: d.to_dict()["amount"] for d in docs}
 
 
 def points(gateway, uid):
-    return gateway.client.collection("wallets").document(uid).get().to_dict()["points"]
+    return firestore_client(gateway.project).collection("wallets").document(uid).get().to_dict()["points"]
 
 
 @pytest.fixture

@@ -23,7 +23,9 @@ from backfill.events import sign
 from backfill.models import ProviderEventDelivery
 from devtools.emulator import ROOT, free_port
 from revassure.firestore import FirestoreGateway
-from tests.helpers import put_wallets, stop_process_group, wait_for
+from tests.helpers import firestore_client, put_wallets, stop_process_group, wait_for
+
+pytest_plugins = ["tests.firestore_fixtures"]
 
 # CI's PostgreSQL pass skips it, having run it in the defaults pass: its processes run on a
 # SQLite file and the ORM broker of their own.
@@ -114,7 +116,9 @@ def test_a_delivery_that_cannot_be_stored_gets_503_with_retry_after_and_the_rese
     resent = post(client, payment(1))  # the provider retries after Retry-After
     assert resent.status_code == 202, resent.content
     assert list(ProviderEventDelivery.objects.values_list("event_id", "status")) == [("evt_1", "applied")]
-    assert gateway.client.collection("wallets").document("u1").get().to_dict()["points"] == 10
+    assert (
+        firestore_client(gateway.project).collection("wallets").document("u1").get().to_dict()["points"] == 10
+    )
 
 
 STATEMENT_ROWS = 40_000

@@ -17,7 +17,9 @@ from backfill import drain, file_replay, run_requests, services, tasks
 from backfill.events import sign
 from backfill.models import DataMigration, EventSource, EventStatus, MigrationStatus, ProviderEventDelivery
 from revassure.firestore import FirestoreGateway
-from tests.helpers import event_line, put_wallets
+from tests.helpers import event_line, firestore_client, put_wallets
+
+pytest_plugins = ["tests.firestore_fixtures"]
 
 SECRET = "whsec_test_only_current"
 WALLETS = {"u1": (0, []), "u2": (0, []), "u3": (0, [])}
@@ -71,7 +73,7 @@ def deliver(client, line: str):
 
 def wallet_state(gateway):
     wallets = {}
-    for doc in gateway.client.collection("wallets").stream():
+    for doc in firestore_client(gateway.project).collection("wallets").stream():
         entries = {e.id: e.to_dict()["amount"] for e in doc.reference.collection("ledger").stream()}
         wallets[doc.id] = (doc.to_dict()["points"], entries)
     return wallets

@@ -17,7 +17,9 @@ import pytest
 
 from devtools.emulator import ROOT
 from revassure.firestore import FirestoreGateway
-from tests.helpers import cluster, wait_for
+from tests.helpers import cluster, firestore_client, wait_for
+
+pytest_plugins = ["tests.firestore_fixtures"]
 
 # CI's PostgreSQL pass skips it, having run it in the defaults pass: its processes run on a
 # SQLite file and the ORM broker of their own.
@@ -92,7 +94,11 @@ def test_a_killed_drain_loses_nothing_and_a_lone_delivery_is_applied_at_once(tmp
         for user in range(USERS):
             expected = sum(n + 1 for n in range(EVENTS) if n % USERS == user)
             assert (
-                gateway.client.collection("wallets").document(f"u{user}").get().to_dict()["points"]
+                firestore_client(gateway.project)
+                .collection("wallets")
+                .document(f"u{user}")
+                .get()
+                .to_dict()["points"]
                 == expected
             )
 
@@ -113,7 +119,15 @@ def test_a_killed_drain_loses_nothing_and_a_lone_delivery_is_applied_at_once(tmp
     assert waited.total_seconds() < 2, f"a lone delivery waited {waited}"
     assert entries == (EVENTS + 1,)
     ledger_entries = sum(
-        len(list(gateway.client.collection("wallets").document(f"u{n}").collection("ledger").stream()))
+        len(
+            list(
+                firestore_client(gateway.project)
+                .collection("wallets")
+                .document(f"u{n}")
+                .collection("ledger")
+                .stream()
+            )
+        )
         for n in range(USERS)
     )
     assert ledger_entries == EVENTS + 1, "each delivery credited exactly once"

@@ -342,13 +342,16 @@ print(json.dumps(found, default=str))
 
 WALLETS_OF = """
 import json
-from revassure.firestore import get_gateway
-client = get_gateway().client
-found = {{}}
-for uid in {uids}:
-    wallet = client.collection("wallets").document(uid)
-    entries = {{e.id: e.to_dict().get("amount") for e in wallet.collection("ledger").stream()}}
-    found[uid] = {{"points": (wallet.get().to_dict() or {{}}).get("points"), "entries": entries}}
+from revassure.firestore import MISSING, get_gateway
+gateway, uids = get_gateway(), {uids}
+points, ledgers = gateway.get_wallet_points(uids), gateway.ledgers(uids, concurrency=8)
+found = {{
+    uid: {{
+        "points": None if points[uid][1] is MISSING else points[uid][1],
+        "entries": {{entry: fields.get("amount") for entry, fields in ledgers[uid]}},
+    }}
+    for uid in uids
+}}
 print(json.dumps(found))
 """
 

@@ -12,7 +12,9 @@ from reconciliation.models import Break, PendingCheck, RunTrigger
 from revassure import dbclock
 from revassure.firestore import Write
 from revassure.firestore.events import event_body
-from tests.helpers import put_wallets
+from tests.helpers import firestore_client, put_wallets
+
+pytest_plugins = ["tests.firestore_fixtures"]
 
 pytestmark = pytest.mark.django_db
 
@@ -55,7 +57,7 @@ def eventarc(client, gateway, job_settings, settings, django_capture_on_commit_c
 
 def test_an_event_for_a_drifted_wallet_opens_a_break_found_by_the_watcher(eventarc, gateway, token):
     put_wallets(gateway, {"u1": (10, [10])})
-    gateway.client.collection("wallets").document("u1").update({"points": 14})
+    firestore_client(gateway.project).collection("wallets").document("u1").update({"points": 14})
 
     response = eventarc("wallets/u1", bearer=token(), update_time=dt.datetime.now(dt.UTC))
 
@@ -125,7 +127,7 @@ def test_a_noted_wallet_whose_check_task_was_lost_is_checked_by_the_minutes_swee
     settings.WATCHER_DEBOUNCE_SECONDS = 0
     client.project = gateway.project
     put_wallets(gateway, {"u1": (10, [10])})
-    gateway.client.collection("wallets").document("u1").update({"points": 14})
+    firestore_client(gateway.project).collection("wallets").document("u1").update({"points": 14})
     with django_capture_on_commit_callbacks() as queued:  # its task went to a machine that died
         assert event(client, token(), "wallets/u1", update_time=dt.datetime.now(dt.UTC)).status_code == 202
     assert len(queued) == 1 and not Break.objects.exists()
@@ -139,7 +141,7 @@ def test_a_noted_wallet_whose_check_task_was_lost_is_checked_by_the_minutes_swee
 
 def test_a_check_whose_worker_died_is_taken_again_once_its_lease_lapses(gateway):
     put_wallets(gateway, {"u1": (10, [10])})
-    gateway.client.collection("wallets").document("u1").update({"points": 14})
+    firestore_client(gateway.project).collection("wallets").document("u1").update({"points": 14})
     written = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
     PendingCheck.objects.create(
         uid="u1", first_write=written, due_at=written, claim="dead", lease_until=dbclock.ahead(60)

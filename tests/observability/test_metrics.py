@@ -11,12 +11,12 @@ from django.core.management import call_command
 from django.urls import reverse
 from django_q.conf import Conf
 from django_q.tasks import async_task
-from google.api_core.exceptions import GoogleAPICallError
 from prometheus_client.parser import text_string_to_metric_families
 
 from backfill.events import sign
 from reconciliation import changes, services
 from reconciliation.models import RunTrigger
+from revassure.firestore import FirestoreError
 from tests.helpers import EXPORT, put_wallets
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -225,15 +225,15 @@ def test_counters_agree_when_two_worker_processes_share_the_work_and_a_third_ser
 
 @pytest.mark.django_db
 def test_a_failed_firestore_call_is_counted_under_its_error(gateway, counted):
-    with pytest.raises(GoogleAPICallError) as failure:
-        gateway.api.get_document(
-            request={"name": "not-a-document-name"}, metadata=gateway.metadata, retry=None, timeout=5
-        )
+    with pytest.raises(FirestoreError) as failure:
+        # A collection's path is no document's: the commit is refused (InvalidArgument,
+        # or Unknown from the npm emulator), at once, not retried.
+        gateway.write_documents([{"path": "wallets", "fields": {}}])
 
-    error = type(failure.value).__name__
-    assert counted("revassure_firestore_calls_total", method="get_document", outcome=error) == 1
-    assert counted("revassure_firestore_calls_total", method="get_document", outcome="ok") == 0
-    assert counted("revassure_firestore_call_duration_seconds_count", method="get_document") == 1
+    error = type(failure.value.__cause__).__name__
+    assert counted("revassure_firestore_calls_total", method="commit", outcome=error) == 1
+    assert counted("revassure_firestore_calls_total", method="commit", outcome="ok") == 0
+    assert counted("revassure_firestore_call_duration_seconds_count", method="commit") == 1
 
 
 @pytest.mark.django_db

@@ -16,7 +16,9 @@ import pytest
 
 from devtools.emulator import ROOT
 from revassure.firestore import FirestoreGateway
-from tests.helpers import Trickler, cluster, wait_for
+from tests.helpers import Trickler, cluster, firestore_client, wait_for
+
+pytest_plugins = ["tests.firestore_fixtures"]
 
 # CI's PostgreSQL pass skips it, having run it in the defaults pass: its processes run on a
 # SQLite file and the ORM broker of their own.
@@ -104,5 +106,5 @@ def test_a_payment_is_applied_at_once_while_the_notify_cluster_is_held_by_a_slow
     [(received, done)] = query(db_path, "SELECT received_at, applied_at FROM backfill_providereventdelivery")
     waited = datetime.fromisoformat(done) - datetime.fromisoformat(received)
     assert waited.total_seconds() < 5, f"the payment waited {waited}"
-    wallet = FirestoreGateway(env["GOOGLE_CLOUD_PROJECT"]).client.collection("wallets").document("u1")
+    wallet = firestore_client(env["GOOGLE_CLOUD_PROJECT"]).collection("wallets").document("u1")
     assert wallet.get().to_dict()["points"] == 100

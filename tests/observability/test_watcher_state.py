@@ -13,7 +13,9 @@ from observability import alerts
 from observability.models import Alert, AlertRule, RuleName
 from reconciliation.models import WatcherState
 from reconciliation.watcher import Watcher
-from tests.helpers import put_wallets
+from tests.helpers import firestore_client, put_wallets
+
+pytest_plugins = ["tests.firestore_fixtures"]
 
 pytestmark = pytest.mark.django_db
 
@@ -36,7 +38,7 @@ def watch_one_drift(gateway):
     def writer():
         if watcher.listening.wait(30):
             gateway.append_entry("u1", "p1", {"amount": 5, "type": "purchase"})  # paired: checked, clean
-            gateway.client.collection("wallets").document("u2").update({"points": 99})
+            firestore_client(gateway.project).collection("wallets").document("u2").update({"points": 99})
         stop.wait(30)
         stop.set()
 

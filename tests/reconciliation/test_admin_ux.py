@@ -16,7 +16,9 @@ from reconciliation.models import BalanceRequest, RequestApproval, RequestState,
 from revassure import freeze
 from revassure.formatting import when
 from revassure.roles import APPROVER
-from tests.helpers import put_wallets
+from tests.helpers import firestore_client, put_wallets
+
+pytest_plugins = ["tests.firestore_fixtures"]
 
 QUEUE = "admin:reconciliation_balancerequest_changelist"
 VIOLATIONS = "admin:reconciliation_violation_changelist"
@@ -156,7 +158,7 @@ def test_the_decide_page_says_when_the_wallet_is_gone(client, gateway, reviewer,
     request = changes.propose_adjustment(
         actor=reviewer, uid="a", amount=1, reason_code="goodwill", reason="x", gateway=gateway
     )
-    gateway.client.collection("wallets").document("a").delete()
+    firestore_client(gateway.project).collection("wallets").document("a").delete()
     client.force_login(approver)
 
     page = client.get(decide_url(request)).content.decode()

@@ -14,7 +14,9 @@ from django.urls import reverse
 from reconciliation import break_actions, effects, services
 from reconciliation.models import BalanceRequest, Break, BreakNote, RunTrigger
 from revassure import freeze
-from tests.helpers import csp_refusals
+from tests.helpers import csp_refusals, firestore_client
+
+pytest_plugins = ["tests.firestore_fixtures"]
 
 LIST = reverse("admin:reconciliation_break_changelist")
 FILTERS = "status=not_closed&owner=nobody"
@@ -160,7 +162,7 @@ def test_the_heal_form_shows_the_effect_on_the_customer_and_proposes_in_place(cl
 
 @pytest.mark.django_db
 def test_a_refused_proposal_keeps_what_was_typed_and_says_why(client, wallets, reviewer):
-    wallets.client.collection("wallets").document("over").update({"points": 700})
+    firestore_client(wallets.project).collection("wallets").document("over").update({"points": 700})
     client.force_login(reviewer)
 
     response = client.post(

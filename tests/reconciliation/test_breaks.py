@@ -19,7 +19,9 @@ from reconciliation.models import (
     TrackedRun,
 )
 from revassure.sealing.models import FinishedRecordError
-from tests.helpers import put_wallets
+from tests.helpers import firestore_client, put_wallets
+
+pytest_plugins = ["tests.firestore_fixtures"]
 
 # Runs happen on later days by travelling forward from here (never back: the
 # gRPC client computes its deadlines from the clock time-machine moves).
@@ -38,7 +40,7 @@ def reconcile(gateway, uids=None, *, day=None):
 
 
 def set_points(gateway, uid, points):
-    gateway.client.collection("wallets").document(uid).update({"points": points})
+    firestore_client(gateway.project).collection("wallets").document(uid).update({"points": points})
 
 
 def the_break(uid="w1"):

@@ -15,7 +15,9 @@ from django.utils import timezone
 
 from reconciliation import break_actions, services
 from reconciliation.models import BalanceRequest, Break, BreakNote, RunTrigger
-from tests.helpers import csp_refusals, put_wallets
+from tests.helpers import csp_refusals, firestore_client, put_wallets
+
+pytest_plugins = ["tests.firestore_fixtures"]
 
 LIST = reverse("admin:reconciliation_break_changelist")
 
@@ -51,7 +53,7 @@ def three(gateway):
     now = timezone.now()
     Break.objects.filter(uid="old").update(first_seen=now - timedelta(days=12))
     Break.objects.filter(uid="gone").update(first_seen=now - timedelta(days=40))
-    gateway.client.collection("wallets").document("gone").update({"points": 1})
+    firestore_client(gateway.project).collection("wallets").document("gone").update({"points": 1})
     reconcile(gateway, uids=["gone"])
     return {b.uid: b for b in Break.objects.all()}
 
@@ -116,7 +118,7 @@ def test_mine_lists_the_breaks_of_whoever_is_looking(client, three, reviewer):
 def test_a_break_page_shows_its_sightings_chart_cause_and_notes(client, gateway, reviewer):
     put_wallets(gateway, {"w1": (130, [100, 20])})
     first = reconcile(gateway)
-    gateway.client.collection("wallets").document("w1").update({"points": 150})
+    firestore_client(gateway.project).collection("wallets").document("w1").update({"points": 150})
     second = reconcile(gateway)
     brk = Break.objects.get()
     break_actions.add_note(brk.pk, actor=reviewer, text="asked the points team")

@@ -15,7 +15,9 @@ from backfill import file_replay, run_requests
 from backfill.services import apply_delivery
 from reconciliation import break_cause_batches, break_causes, changes, recovery, services
 from reconciliation.models import Break, RequestState, RunTrigger
-from tests.helpers import event_line, stored_event
+from tests.helpers import event_line, firestore_client, stored_event
+
+pytest_plugins = ["tests.firestore_fixtures"]
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 
@@ -179,7 +181,7 @@ def test_an_entry_written_by_our_replay_is_named_with_its_migration(gateway):
     )
     delivery = migration.deliveries.get()
     # The points app overwrites the wallet with the balance it held before the credit.
-    gateway.client.collection("wallets").document("w1").update({"points": 100})
+    firestore_client(gateway.project).collection("wallets").document("w1").update({"points": 100})
 
     brk = cause_of_existing(gateway)
 
@@ -200,7 +202,7 @@ def test_a_reversal_applied_from_a_webhook_is_named_with_its_delivery(gateway):
     for delivery in (payment, refund):
         apply_delivery(delivery.pk, gateway=gateway)
     # The points app puts back the balance it held before the refund (100, not 70).
-    gateway.client.collection("wallets").document("w1").update({"points": 100})
+    firestore_client(gateway.project).collection("wallets").document("w1").update({"points": 100})
 
     brk = cause_of_existing(gateway)
 
@@ -219,7 +221,7 @@ def test_entries_of_ours_are_named_when_no_single_entry_explains_the_delta(
     run_tasks(changes.approve, request.pk, actor=approver, gateway=gateway)
     request.refresh_from_db()
     assert request.state == RequestState.APPLIED
-    gateway.client.collection("wallets").document("w1").update({"points": 132})
+    firestore_client(gateway.project).collection("wallets").document("w1").update({"points": 132})
 
     brk = cause_of_existing(gateway)
 
@@ -240,7 +242,7 @@ def test_a_rebalance_of_ours_is_named_when_nothing_else_explains_the_delta(
     )
     run_tasks(changes.approve, heal.pk, actor=approver, gateway=gateway)
     reconcile(gateway, uids=["w1"])  # clean: the first break closes as healed
-    gateway.client.collection("wallets").document("w1").update({"points": 107})
+    firestore_client(gateway.project).collection("wallets").document("w1").update({"points": 107})
 
     brk = cause_of_existing(gateway)  # the second break
 
@@ -274,7 +276,7 @@ def test_a_ledger_beyond_the_bound_is_not_read(gateway, settings):
 @pytest.mark.django_db
 def test_the_cause_is_computed_when_the_break_opens_not_at_each_sighting(gateway):
     brk = cause_of(gateway, 150, dated(100, 50, 20))
-    gateway.client.collection("wallets").document("w1").update({"points": 157})
+    firestore_client(gateway.project).collection("wallets").document("w1").update({"points": 157})
 
     reconcile(gateway, uids=["w1"])
 

@@ -14,7 +14,9 @@ from reconciliation.models import BalanceRequest, RequestState, RunTrigger
 from revassure import flags, freeze
 from revassure.firestore import get_gateway
 from revassure.roles import APPROVER
-from tests.helpers import put_wallets
+from tests.helpers import firestore_client, put_wallets
+
+pytest_plugins = ["tests.firestore_fixtures"]
 
 
 def reconcile(gateway):
@@ -22,11 +24,18 @@ def reconcile(gateway):
 
 
 def wallet(gateway, uid):
-    return gateway.client.collection("wallets").document(uid).get().to_dict()
+    return firestore_client(gateway.project).collection("wallets").document(uid).get().to_dict()
 
 
 def entry(gateway, uid, entry_id):
-    snap = gateway.client.collection("wallets").document(uid).collection("ledger").document(entry_id).get()
+    snap = (
+        firestore_client(gateway.project)
+        .collection("wallets")
+        .document(uid)
+        .collection("ledger")
+        .document(entry_id)
+        .get()
+    )
     return snap.to_dict() if snap.exists else None
 
 
@@ -73,7 +82,13 @@ def test_a_rebalance_heal_sets_points_to_the_ledger_sum_with_an_audit_record(
     request.refresh_from_db()
     assert request.state == RequestState.APPLIED
     assert wallet(gateway, "w1")["points"] == 120
-    audit = gateway.client.collection("auditLog").document(request.ledger_entry_id).get().to_dict()
+    audit = (
+        firestore_client(gateway.project)
+        .collection("auditLog")
+        .document(request.ledger_entry_id)
+        .get()
+        .to_dict()
+    )
     assert audit["before"] == 130 and audit["after"] == 120
     assert audit["proposedBy"] == "alice" and audit["approvedBy"] == ["bob"]
     assert audit["requestId"] == request.pk and audit["reason"] == "cache bug"
@@ -296,7 +311,13 @@ def test_a_ledger_entry_landing_after_approval_makes_the_heal_stale(
     assert request.state == RequestState.STALE
     assert "wallet changed since approval" in request.events.last().reason
     assert wallet(gateway, "w1")["points"] == 137  # 130 + the purchase, not healed
-    assert not gateway.client.collection("auditLog").document(request.ledger_entry_id).get().exists
+    assert (
+        not firestore_client(gateway.project)
+        .collection("auditLog")
+        .document(request.ledger_entry_id)
+        .get()
+        .exists
+    )
 
 
 @pytest.mark.django_db

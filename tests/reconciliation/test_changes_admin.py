@@ -6,7 +6,9 @@ from reconciliation import changes, services
 from reconciliation.models import BalanceRequest, RequestState, RunTrigger
 from revassure import freeze
 from revassure.roles import APPROVER
-from tests.helpers import put_wallets
+from tests.helpers import firestore_client, put_wallets
+
+pytest_plugins = ["tests.firestore_fixtures"]
 
 QUEUE = "admin:reconciliation_balancerequest_changelist"
 
@@ -79,7 +81,9 @@ def test_the_approver_queue_shows_what_awaits_them_and_one_click_approves(
     assert f"Request {adjustment.pk} approved" in messages_of(response)[0]
     adjustment.refresh_from_db()
     assert adjustment.state == RequestState.APPLIED
-    assert gateway.client.collection("wallets").document("a").get().to_dict()["points"] == 50
+    assert (
+        firestore_client(gateway.project).collection("wallets").document("a").get().to_dict()["points"] == 50
+    )
     assert client.get(reverse(QUEUE) + "?queue=mine").context["cl"].result_list.count() == 0
     page = client.get(
         reverse("admin:reconciliation_balancerequest_change", args=[adjustment.pk])

@@ -8,7 +8,9 @@ from django.core.management.base import CommandError
 from reconciliation import reports
 from reconciliation.models import Break, ReconciliationRun, RunStatus
 from revassure.flags import set_flag
-from tests.helpers import put_wallets, without_immutability_triggers
+from tests.helpers import firestore_client, put_wallets, without_immutability_triggers
+
+pytest_plugins = ["tests.firestore_fixtures"]
 
 
 def run_command(*args):
@@ -126,7 +128,9 @@ def test_verify_reports_names_a_mirror_field_changed_behind_its_checksum_in_text
     put_wallets(gateway, {"u1": (12, [10])})
     run_command("reconcile")
     run = ReconciliationRun.objects.get()
-    gateway.client.collection("reconciliationReports").document(str(run.pk)).update({"violations_count": 7})
+    firestore_client(gateway.project).collection("reconciliationReports").document(str(run.pk)).update(
+        {"violations_count": 7}
+    )
 
     from io import StringIO
 
@@ -159,7 +163,7 @@ def test_verify_reports_names_a_mirror_field_changed_behind_its_checksum_in_text
 def test_verify_reports_json_names_the_run(gateway, capsys):
     put_wallets(gateway, {"u1": (12, [10])})
     run_command("reconcile")
-    gateway.client.collection("reconciliationReports").document(
+    firestore_client(gateway.project).collection("reconciliationReports").document(
         str(ReconciliationRun.objects.get().pk)
     ).delete()
 
@@ -279,7 +283,9 @@ def test_verify_reports_json_shows_a_mirror_value_json_has_no_type_for(gateway):
     run_command("reconcile")
     run = ReconciliationRun.objects.get()
     when = dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC)
-    gateway.client.collection("reconciliationReports").document(str(run.pk)).update({"finished_at": when})
+    firestore_client(gateway.project).collection("reconciliationReports").document(str(run.pk)).update(
+        {"finished_at": when}
+    )
 
     from io import StringIO
 

@@ -13,7 +13,9 @@ from django.urls import reverse
 
 from reconciliation import services
 from reconciliation.models import BalanceRequest, Break, RequestState, RunTrigger
-from tests.helpers import csp_refusals
+from tests.helpers import csp_refusals, firestore_client
+
+pytest_plugins = ["tests.firestore_fixtures"]
 
 pytestmark = pytest.mark.django_db
 
@@ -119,7 +121,7 @@ def test_bad_input_comes_back_with_what_was_typed_and_the_reason(client, wallets
     unknown = client.post(correct_url("bad"), {"entry_id": "e000", "amount": "25", "reason": "typo"})
     assert "Select a valid choice. e000 is not one of the available choices." in unknown.content.decode()
 
-    wallets.client.collection("wallets").document("bad").update({"points": 130})
+    firestore_client(wallets.project).collection("wallets").document("bad").update({"points": 130})
     moved = client.post(correct_url("bad"), {"entry_id": "e001", "amount": "25", "reason": "the receipt"})
     body = moved.content.decode()
     assert "Refused: bad changed since run" in body and "run reconciliation again" in body

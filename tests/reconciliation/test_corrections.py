@@ -26,7 +26,9 @@ from revassure import freeze, ledger
 from revassure.firestore import MISSING
 from revassure.ledger import superseded_entries
 from revassure.roles import APPROVER
-from tests.helpers import command_json
+from tests.helpers import command_json, firestore_client
+
+pytest_plugins = ["tests.firestore_fixtures"]
 
 pytestmark = pytest.mark.django_db
 
@@ -38,12 +40,19 @@ def reconcile(gateway):
 
 
 def entry(gateway, uid, entry_id):
-    snap = gateway.client.collection("wallets").document(uid).collection("ledger").document(entry_id).get()
+    snap = (
+        firestore_client(gateway.project)
+        .collection("wallets")
+        .document(uid)
+        .collection("ledger")
+        .document(entry_id)
+        .get()
+    )
     return snap.to_dict() if snap.exists else None
 
 
 def wallet_points(gateway, uid):
-    return gateway.client.collection("wallets").document(uid).get().to_dict()["points"]
+    return firestore_client(gateway.project).collection("wallets").document(uid).get().to_dict()["points"]
 
 
 def the_break(uid="bad") -> Break:
@@ -355,18 +364,18 @@ def test_a_correction_goes_stale_when_the_wallet_or_the_entry_moved_before_appro
     gateway, malformed, reviewer, approver, run_tasks
 ):
     request = propose(malformed, reviewer, gateway)
-    gateway.client.collection("wallets").document("bad").update({"points": 560})
+    firestore_client(gateway.project).collection("wallets").document("bad").update({"points": 560})
     run_tasks(changes.approve, request.pk, actor=approver, gateway=gateway)
     request.refresh_from_db()
     assert request.state == RequestState.STALE
     assert entry(gateway, "bad", request.ledger_entry_id) is None
 
-    gateway.client.collection("wallets").document("bad").update({"points": 550})
+    firestore_client(gateway.project).collection("wallets").document("bad").update({"points": 550})
     again = propose(malformed, reviewer, gateway)
     # The points app fixed the entry itself, to a whole 0: the sum is unchanged, nothing left to correct.
-    gateway.client.collection("wallets").document("bad").collection("ledger").document("e001").update(
-        {"amount": 0}
-    )
+    firestore_client(gateway.project).collection("wallets").document("bad").collection("ledger").document(
+        "e001"
+    ).update({"amount": 0})
     run_tasks(changes.approve, again.pk, actor=approver, gateway=gateway)
     again.refresh_from_db()
     assert again.state == RequestState.STALE

@@ -24,7 +24,9 @@ from reconciliation import instant, reports, services
 from reconciliation.models import ReadMode, ReconciliationRun, RunStatus, RunTrigger
 from reconciliation.rederive import compare
 from revassure.firestore import CONFIG, get_gateway
-from tests.helpers import put_wallets
+from tests.helpers import firestore_client, put_wallets
+
+pytest_plugins = ["tests.firestore_fixtures"]
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +68,7 @@ def gateway_at(host: str, settings, *, configured: bool = True):
     os.environ["FIRESTORE_EMULATOR_HOST"] = host  # the clients read it once, when made
     try:
         gateway = get_gateway(project)
-        gateway.client  # noqa: B018 -- connect now, to this emulator
+        gateway.connect()  # connect now, to this emulator
     finally:
         if session is None:
             os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
@@ -219,14 +221,17 @@ def test_on_a_backend_that_ignores_read_times_the_run_reads_live_and_says_so(npm
     assert "reads live" in header["read_mode_reason"]
 
 
-def test_the_probe_tells_the_emulators_apart_and_leaves_nothing_behind(google, npm_emulator, settings):
+def test_the_probe_tells_the_emulators_apart_and_leaves_nothing_behind(
+    google, google_emulator, npm_emulator, settings
+):
     npm = gateway_at(npm_emulator, settings, configured=False)
 
     assert google.read_time_support().supported
     refused = npm.read_time_support()
     assert not refused.supported and "read time" in refused.reason
-    for gateway in (google, npm):
-        assert [d.id for d in gateway.client.collection(CONFIG).stream()] == []
+    for gateway, host in ((google, google_emulator), (npm, npm_emulator)):
+        config = firestore_client(gateway.project, host=host).collection(CONFIG)
+        assert [d.id for d in config.stream()] == []
 
 
 @pytest.mark.django_db
@@ -245,7 +250,7 @@ def test_a_run_expected_to_outlast_the_window_reads_live_and_says_why(google, se
 
 
 @pytest.mark.django_db
-def test_with_pitr_the_window_is_a_week_and_t0_falls_on_a_whole_minute(google, settings):
+def test_with_pitr_the_window_is_a_week_and_t0_falls_on_a_whole_minute(google, google_emulator, settings):
     put_wallets(google, WALLETS)
     settings.RECONCILE_EXPECTED_RATE = 0.0005
     settings.FIRESTORE_PITR_ENABLED = True
@@ -256,7 +261,9 @@ def test_with_pitr_the_window_is_a_week_and_t0_falls_on_a_whole_minute(google, s
     assert (run.read_time.second, run.read_time.microsecond) == (0, 0)
     assert "within the 7 days read-time window" in run.read_mode_reason
     # It sees Firestore as at the start of its minute: the wallets only if written before.
-    written = google.wallet_versions(["steady"])["steady"][1].ToDatetime(tzinfo=dt.UTC)
+    written = (
+        firestore_client(google.project, host=google_emulator).document("wallets/steady").get().update_time
+    )
     assert run.wallets_checked == (3 if written <= run.read_time else 0)
 
 

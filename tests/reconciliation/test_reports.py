@@ -10,7 +10,9 @@ from reconciliation.models import (
     Violation,
 )
 from revassure.sealing.models import FinishedRecordError
-from tests.helpers import put_wallets, without_immutability_triggers
+from tests.helpers import firestore_client, put_wallets, without_immutability_triggers
+
+pytest_plugins = ["tests.firestore_fixtures"]
 
 
 def reconcile(gateway):
@@ -50,7 +52,12 @@ def test_each_report_is_mirrored_to_firestore(three_runs, gateway):
     assert mirror["checksum"] == run.checksum
     assert mirror["violations_count"] == 2
     assert mirror["previous_checksum"] == three_runs[0].checksum
-    docs = gateway.client.collection("reconciliationReports").document(str(run.pk)).collection("violations")
+    docs = (
+        firestore_client(gateway.project)
+        .collection("reconciliationReports")
+        .document(str(run.pk))
+        .collection("violations")
+    )
     assert {d.id: d.to_dict()["delta"] for d in docs.stream()} == {"a": 1, "c": -2}
 
 
@@ -130,7 +137,7 @@ def test_verify_catches_a_deleted_report(three_runs, gateway):
 
 @pytest.mark.django_db
 def test_verify_catches_a_tampered_or_missing_mirror(three_runs, gateway):
-    reports_collection = gateway.client.collection("reconciliationReports")
+    reports_collection = firestore_client(gateway.project).collection("reconciliationReports")
     reports_collection.document(str(three_runs[0].pk)).update({"checksum": "0" * 64})
     reports_collection.document(str(three_runs[2].pk)).delete()
 
@@ -151,7 +158,7 @@ def test_verify_compares_every_field_and_violation_of_the_mirror_not_only_its_ch
     """Issue 27 item 8: a mirror whose counts, totals or violations were changed,
     with its checksum left alone, is named field by field and document by document."""
     first, second = (str(run.pk) for run in three_runs[:2])
-    mirrors = gateway.client.collection("reconciliationReports")
+    mirrors = firestore_client(gateway.project).collection("reconciliationReports")
     mirrors.document(first).update({"violations_count": 0, "total_abs_drift": 0})
     mirrors.document(second).collection("violations").document("c").delete()
     mirrors.document(second).collection("violations").document("a").update({"delta": 5})

@@ -4,7 +4,9 @@ from reconciliation import services
 from reconciliation.models import ReconciliationChunk, ReconciliationRun, RunStatus, RunTrigger
 from revassure.firestore import MISSING, FirestoreGateway, FirestoreUnavailable
 from revassure.flags import FeatureDisabled
-from tests.helpers import put_wallets
+from tests.helpers import firestore_client, put_wallets
+
+pytest_plugins = ["tests.firestore_fixtures"]
 
 
 def reconcile(gateway, uids=None):
@@ -141,7 +143,7 @@ def test_uids_limit_the_run_and_an_unknown_uid_is_not_counted(gateway):
 @pytest.mark.django_db
 def test_a_ledger_without_a_wallet_document_is_drift(gateway):
     gateway.append_entry("orphan", "e1", {"amount": 30, "type": "purchase"})
-    gateway.client.collection("wallets").document("orphan").delete()
+    firestore_client(gateway.project).collection("wallets").document("orphan").delete()
 
     run = reconcile(gateway, uids=["orphan"])
 

@@ -24,7 +24,9 @@ from devtools.emulator import ROOT
 from reconciliation.models import Break, RunTrigger, WatcherState
 from reconciliation.watcher import Watcher
 from revassure.firestore import BalanceChange, FirestoreGateway
-from tests.helpers import event_line, put_wallets, wait_for
+from tests.helpers import event_line, firestore_client, put_wallets, wait_for
+
+pytest_plugins = ["tests.firestore_fixtures"]
 
 pytestmark = pytest.mark.django_db
 DEBOUNCE = 0.2
@@ -58,7 +60,7 @@ def watch(gateway, act, *, until, timeout=30.0, debounce=DEBOUNCE):
 
 def set_points(gateway, uid, points):
     """A wallet moved without a ledger entry: a drift, as a buggy writer makes it."""
-    gateway.client.collection("wallets").document(uid).update({"points": points})
+    firestore_client(gateway.project).collection("wallets").document(uid).update({"points": points})
 
 
 def test_a_drift_written_becomes_a_break_found_by_the_watcher_within_the_debounce(gateway, emulator_kind):
@@ -98,15 +100,15 @@ def test_writes_that_land_together_are_never_reported(gateway):
             BalanceChange("u1", "adjustment", -2, 17, 17, "adj-1", {"type": "adjustment", "reason": "t"})
         )
         # Entry first, wallet a second later: within the debounce window (1.5 s).
-        gateway.client.collection("wallets").document("u2").collection("ledger").document("x").set(
-            {"amount": 4, "type": "purchase"}
-        )
+        firestore_client(gateway.project).collection("wallets").document("u2").collection("ledger").document(
+            "x"
+        ).set({"amount": 4, "type": "purchase"})
         time.sleep(1.0)
         set_points(gateway, "u2", 4)
         # And one whose wallet never follows: the watcher reports it, and only it.
-        gateway.client.collection("wallets").document("u3").collection("ledger").document("y").set(
-            {"amount": 9, "type": "purchase"}
-        )
+        firestore_client(gateway.project).collection("wallets").document("u3").collection("ledger").document(
+            "y"
+        ).set({"amount": 9, "type": "purchase"})
 
     drifts = watch(gateway, act, until=bool, debounce=1.5)
 
@@ -337,7 +339,7 @@ def test_a_dropped_stream_is_listened_to_again_and_what_was_written_meanwhile_is
     with monkeypatch.context() as patch:
         patch.setenv("FIRESTORE_EMULATOR_HOST", f"127.0.0.1:{forwarder.port}")
         through = FirestoreGateway(firestore_project, retry_deadline=5, call_timeout=5)
-        through.client  # noqa: B018 - binds its clients to the forwarder now
+        through.connect()  # binds its clients to the forwarder now
     drifts, stop = [], threading.Event()
 
     def on_drift(drift):
@@ -376,7 +378,7 @@ def test_a_watcher_that_cannot_reach_firestore_tries_again_with_backoff_and_then
     with monkeypatch.context() as patch:
         patch.setenv("FIRESTORE_EMULATOR_HOST", f"127.0.0.1:{forwarder.port}")
         through = FirestoreGateway(firestore_project, retry_deadline=1, call_timeout=1)
-        through.client  # noqa: B018 - binds its clients to the forwarder now
+        through.connect()  # binds its clients to the forwarder now
     drifts, stop = [], threading.Event()
     watcher = Watcher(gateway=through, on_drift=lambda d: (drifts.append(d), stop.set()), debounce=DEBOUNCE)
 

@@ -46,7 +46,9 @@ from revassure.firestore import (
 )
 from revassure.firestore.model import ledger_totals
 from tests.firestore_proxy import FirestoreProxy, gateway_at
-from tests.helpers import put_wallets, wait_for
+from tests.helpers import firestore_client, put_wallets, wait_for
+
+pytest_plugins = ["tests.firestore_fixtures"]
 
 # CI's PostgreSQL pass skips it, having run it in the defaults pass: touches Firestore only, never a database.
 pytestmark = pytest.mark.same_on_every_database
@@ -114,7 +116,6 @@ OPERATIONS: dict[str, Callable[[FirestoreGateway], object]] = {
         g.credits_between(dt.datetime(2026, 1, 1, tzinfo=dt.UTC), dt.datetime(2027, 1, 1, tzinfo=dt.UTC))
     ),
     "event_view": lambda g: g.event_view(payment(1)),
-    "event_state": lambda g: g.event_state(payment(1)),
     "apply_provider_event": lambda g: g.apply_provider_event(
         payment(1), decide=decide, allow_negative=False, delivery_id=1
     ),
@@ -131,7 +132,6 @@ OPERATIONS: dict[str, Callable[[FirestoreGateway], object]] = {
     "put_migration": lambda g: g.put_migration("1", {"status": "running"}),
     "put_config": lambda g: g.put_config("adjustments", {"frozen": False}),
     "get_config": lambda g: g.get_config("adjustments"),
-    "wallet_versions": lambda g: g.wallet_versions(["u1", "u2"]),
     "ledger_entry_amounts": lambda g: g.ledger_entry_amounts([("u1", "e000"), ("u2", "e000")]),
     "identity_owners": lambda g: g.identity_owners(["purchase-pay_1"]),
     "put_settlement_report": lambda g: g.put_settlement_report(
@@ -164,6 +164,7 @@ NOT_OPERATIONS = {
     "snapshot_document": "converts a document read by snapshot_wallets / snapshot_collection; calls nothing",
     "raw_document": "converts a snapshot line for write_documents; calls nothing",
     "ping": "a readiness probe that must not retry: test_ping_answers_once_without_retrying",
+    "connect": "makes the clients now, bound to the address of the moment; calls nothing",
     "close": "ends the clients: test_a_closed_gateway_lets_its_thread_go_and_connects_again_when_used",
     "start_managed_export": "Google Cloud's Admin API only; refused on any emulator before a call",
     "managed_export_state": "Google Cloud's Admin API only; refused on any emulator before a call",
@@ -436,7 +437,7 @@ def test_the_writes_of_a_batched_payment_are_what_the_batch_api_builds(
     proxy, gateway, firestore_project, monkeypatch
 ):
     put_wallets(gateway, {"u1": (0, [])})
-    seen = gateway.client.collection("wallets").document("u1").get().update_time
+    seen = firestore_client(gateway.project).collection("wallets").document("u1").get().update_time
     event = payment(1)
 
     outcomes = gateway_at(proxy.host, firestore_project, monkeypatch).apply_payments(

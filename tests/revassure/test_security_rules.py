@@ -270,7 +270,7 @@ def test_the_gateway_writes_every_declared_collection_with_the_rules_enforced(ru
     with monkeypatch.context() as patch:
         patch.setenv("FIRESTORE_EMULATOR_HOST", rules_emulator)
         gateway = FirestoreGateway(project, retry_deadline=30.0, call_timeout=10.0)
-        gateway.client  # noqa: B018 - binds every client to the rules emulator now
+        gateway.connect()  # binds every client to the rules emulator now
     gateway.write_wallets([("u1", 10, {"e1": {"amount": 10, "type": "purchase"}}), ("u2", 0, {})])
     event = ProviderEvent(
         "evt_1", PAYMENT, dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC), "pay_1", "u2", 25

@@ -13,6 +13,9 @@ from reconciliation import changes
 from reconciliation.models import BalanceRequest, RequestState
 from settlement import actions
 from settlement.models import FollowUp, Outcome, SettlementRow, SettlementRun
+from tests.helpers import firestore_client
+
+pytest_plugins = ["tests.firestore_fixtures"]
 
 
 def import_statement(path):
@@ -44,7 +47,7 @@ def messages_of(page):
 
 
 def wallet_points(gateway, uid):
-    return gateway.client.collection("wallets").document(uid).get().to_dict()["points"]
+    return firestore_client(gateway.project).collection("wallets").document(uid).get().to_dict()["points"]
 
 
 def test_a_points_mismatch_is_paid_once_across_rows_runs_and_reimports(
@@ -77,9 +80,9 @@ def test_a_points_mismatch_is_paid_once_across_rows_runs_and_reimports(
         changes.approve(made.pk, actor=approver, gateway=world)
     made.refresh_from_db()
     assert made.state == RequestState.APPLIED and wallet_points(world, "u1") == 140
-    assert world.client.document(f"wallets/u1/ledger/{made.ledger_entry_id}").get().get("settles") == (
-        "purchase-pay_pts"
-    )
+    assert firestore_client(world.project).document(f"wallets/u1/ledger/{made.ledger_entry_id}").get().get(
+        "settles"
+    ) == ("purchase-pay_pts")
 
     # Matched again, the break is closed: the adjustment counts toward what was credited.
     third = import_statement(path)

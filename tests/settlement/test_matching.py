@@ -10,7 +10,9 @@ from django.core.management.base import CommandError
 
 from settlement import reports
 from settlement.models import OUTCOMES, Outcome, SettlementRow, SettlementRun
-from tests.helpers import without_immutability_triggers
+from tests.helpers import firestore_client, without_immutability_triggers
+
+pytest_plugins = ["tests.firestore_fixtures"]
 
 KEYS = [
     "run_id",
@@ -266,7 +268,7 @@ def test_verify_compares_the_settlement_mirror_field_by_field_and_row_by_row(
     deleted from it, with the checksum left alone: each named, exit 2."""
     summary, _ = reconcile(write_statement(every_outcome))
     run_id = str(summary["run_id"])
-    mirror = world.client.collection("settlementReports").document(run_id)
+    mirror = firestore_client(world.project).collection("settlementReports").document(run_id)
     mirror.update({"matched": 0, "points_mismatch": 0})
     rows = [snap.id for snap in mirror.collection("rows").stream()]
     mirror.collection("rows").document(rows[0]).update({"outcome": "matched"})

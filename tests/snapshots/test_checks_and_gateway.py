@@ -9,7 +9,7 @@ from google.api_core import exceptions as gexc
 
 from devtools.emulator import free_port
 from revassure.firestore import FirestoreError, FirestoreGateway
-from revassure.firestore.snapshots import ManagedExportUnavailable
+from revassure.firestore.snapshots import ManagedExportUnavailable, Snapshots
 from snapshots import services
 from snapshots.checks import restore_targets
 from snapshots.models import Snapshot
@@ -87,7 +87,7 @@ def test_each_snapshot_call_gives_up_within_the_deadline_when_firestore_refuses_
     with monkeypatch.context() as patch:
         patch.setenv("FIRESTORE_EMULATOR_HOST", f"127.0.0.1:{free_port()}")
         gateway = FirestoreGateway(firestore_project, retry_deadline=DEADLINE, call_timeout=0.25)
-        gateway.client  # noqa: B018 - binds every client to the closed port now
+        gateway.connect()  # binds every client to the closed port now
     started = time.monotonic()
     with pytest.raises(FirestoreError):
         OPERATIONS[operation](gateway)
@@ -98,16 +98,16 @@ def test_a_wallet_stream_broken_mid_way_picks_up_where_it_stopped(gateway, monke
     """The emulator ignores cursors: the stream is read again and what was read is skipped."""
     put_wallets(gateway, {f"w{n}": (n, [n]) for n in range(6)})
     calls = []
-    documents_after = gateway._documents_after
+    documents_after = Snapshots._documents_after
 
-    def breaking(parent, collection_id, read_time, position):
+    def breaking(snapshots, parent, collection_id, read_time, position):
         calls.append(position.count)
-        for n, document in enumerate(documents_after(parent, collection_id, read_time, position)):
+        for n, document in enumerate(documents_after(snapshots, parent, collection_id, read_time, position)):
             if len(calls) == 1 and n == 3:
                 raise gexc.ServiceUnavailable("stream broken by the test")
             yield document
 
-    monkeypatch.setattr(gateway, "_documents_after", breaking)
+    monkeypatch.setattr(Snapshots, "_documents_after", breaking)
     uids = [wallet["path"] for wallet, _ in gateway.snapshot_wallets()]
 
     assert uids == [f"wallets/w{n}" for n in range(6)]

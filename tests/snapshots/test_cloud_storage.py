@@ -11,10 +11,12 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 from google.cloud import storage as cloud_storage
 
-from revassure.firestore import FirestoreRefused, get_gateway
+from revassure.firestore import FirestoreRefused
 from snapshots import places, services
 from snapshots.models import Restore, Snapshot, SnapshotStatus, Verification
-from tests.helpers import put_wallets
+from tests.helpers import firestore_client, put_wallets
+
+pytest_plugins = ["tests.firestore_fixtures"]
 
 pytestmark = pytest.mark.django_db
 
@@ -73,7 +75,7 @@ def test_a_snapshot_taken_verified_and_restored_in_cloud_storage(gateway, bucket
     assert verified["ok"] is True and verified["errors"] == [] and verified["wallets"] == 5
     assert [v["uid"] for v in verified["violations"]] == ["u2"]  # points 5, ledger 2
     assert restored["written"] == 10 and Restore.objects.get().path == place
-    copy = get_gateway(target).client
+    copy = firestore_client(target)
     assert copy.document("wallets/u1").get().to_dict()["points"] == 130
     assert len(list(copy.collection("wallets/u1/ledger").stream())) == 2
 
@@ -97,7 +99,7 @@ def test_damage_to_a_snapshot_in_a_bucket_is_named_by_file_and_line_and_nothing_
     assert "wallets-000002.jsonl.gz line 1: changed" in capsys.readouterr().err
     with pytest.raises(CommandError, match="refused, nothing written: the snapshot is not intact"):
         call_command("restore_snapshot", place, "--project", target)
-    assert not list(get_gateway(target).client.collection("wallets").stream())
+    assert not list(firestore_client(target).collection("wallets").stream())
 
     # The admin's "verify again" on the recorded snapshot reads the bucket too.
     snapshot = services.verify_snapshot(Snapshot.objects.get())

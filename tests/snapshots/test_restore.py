@@ -11,7 +11,9 @@ from revassure.firestore import get_gateway
 from snapshots import services
 from snapshots.models import Restore
 from snapshots.restore import documents
-from tests.helpers import put_wallets
+from tests.helpers import firestore_client, put_wallets
+
+pytest_plugins = ["tests.firestore_fixtures"]
 
 pytestmark = pytest.mark.django_db
 
@@ -81,14 +83,16 @@ def test_it_refuses_a_target_holding_documents_unless_replace(snap, target, caps
     stranger.write_wallets([("intruder", 1, {"e": {"amount": 1}})])
 
     assert "already holds documents; restore with --replace" in refused(snap, target)
-    assert stranger.client.document("wallets/intruder").get().exists
+    assert firestore_client(stranger.project).document("wallets/intruder").get().exists
 
     call_command("restore_snapshot", str(snap), "--project", target, "--replace", "--json")
     result = json.loads(capsys.readouterr().out)
 
     assert (result["deleted"], result["written"]) == (2, 6)
-    assert not stranger.client.document("wallets/intruder").get().exists
-    assert stranger.client.document("wallets/u2/ledger/e001").get().to_dict()["amount"] == 3
+    assert not firestore_client(stranger.project).document("wallets/intruder").get().exists
+    assert (
+        firestore_client(stranger.project).document("wallets/u2/ledger/e001").get().to_dict()["amount"] == 3
+    )
     assert services.verify(snap).ok  # reading a snapshot changes nothing in it
 
 
@@ -125,19 +129,23 @@ def test_replace_removes_entries_under_a_wallet_that_no_longer_exists(snap, targ
     stranger = get_gateway(target)
     call_command("restore_snapshot", str(snap), "--project", target, "--json")
     capsys.readouterr()
-    stranger.client.document("wallets/u2").delete()
-    stranger.client.document("wallets/u2/ledger/extra").set({"amount": 999, "type": "purchase"})
-    stranger.client.document("wallets/gone/ledger/e1").set({"amount": 5, "type": "purchase"})
-    stranger.client.document("reconciliationReports/9/violations/u2").set({"uid": "u2"})
+    firestore_client(stranger.project).document("wallets/u2").delete()
+    firestore_client(stranger.project).document("wallets/u2/ledger/extra").set(
+        {"amount": 999, "type": "purchase"}
+    )
+    firestore_client(stranger.project).document("wallets/gone/ledger/e1").set(
+        {"amount": 5, "type": "purchase"}
+    )
+    firestore_client(stranger.project).document("reconciliationReports/9/violations/u2").set({"uid": "u2"})
 
     call_command("restore_snapshot", str(snap), "--project", target, "--replace", "--json")
 
     assert json.loads(capsys.readouterr().out)["written"] == 6
     in_snapshot = sorted(document["path"] for document in restore_documents(snap))
     assert sorted(stranger.snapshot_paths()) == in_snapshot
-    ledger = stranger.client.collection("wallets/u2/ledger").stream()
+    ledger = firestore_client(stranger.project).collection("wallets/u2/ledger").stream()
     assert sorted((entry.id, entry.to_dict()["amount"]) for entry in ledger) == [("e000", 2), ("e001", 3)]
-    assert not list(stranger.client.collection("wallets/gone/ledger").stream())
+    assert not list(firestore_client(stranger.project).collection("wallets/gone/ledger").stream())
 
 
 def restore_documents(snap):

@@ -15,7 +15,9 @@ from revassure.firestore.model import identity_path
 from revassure.firestore.snapshots import ROOTS
 from snapshots import services
 from snapshots.models import Restore, Snapshot, Verification
-from tests.helpers import put_wallets
+from tests.helpers import firestore_client, put_wallets
+
+pytest_plugins = ["tests.firestore_fixtures"]
 
 pytestmark = pytest.mark.django_db
 
@@ -47,7 +49,7 @@ def seed(gateway):
             "u5": (MISSING, [1]),  # a wallet without points
         },
     )
-    client = gateway.client
+    client = firestore_client(gateway.project)
     client.document("wallets/u6").set({"points": NEAR_2_53, "updatedAt": WHEN})
     client.document("wallets/u6/ledger/big").set({**ODD_ENTRY, "wallet": client.document("wallets/u6")})
     client.document("config/edge").set(
@@ -140,9 +142,9 @@ def test_types_survive_the_round_trip_as_the_public_client_reads_them(gateway, t
     services.take(tmp_path / "snap", actor=None, gateway=gateway)
     services.restore(tmp_path / "snap", project=target)
 
-    copy = get_gateway(target).client
+    copy = firestore_client(target)
     entry = copy.document("wallets/u6/ledger/big").get().to_dict()
-    source_entry = gateway.client.document("wallets/u6/ledger/big").get().to_dict()
+    source_entry = firestore_client(gateway.project).document("wallets/u6/ledger/big").get().to_dict()
     assert entry["amount"] == NEAR_2_53 and type(entry["amount"]) is int
     assert entry["createdAt"] == source_entry["createdAt"] == WHEN
     assert entry["receipt"] == ODD_ENTRY["receipt"]
@@ -215,5 +217,5 @@ def test_a_snapshot_holds_the_settlement_reports_and_restores_them(gateway, targ
     services.restore(tmp_path / "snap", project=target)
     copy = get_gateway(target)
     assert dict(copy.stream_settlement_reports()) == {"3": {"checksum": "s3", "rows": 14, "sealedAt": WHEN}}
-    restored = copy.client.collection("settlementReports/3/rows").stream()
+    restored = firestore_client(copy.project).collection("settlementReports/3/rows").stream()
     assert {row.id: row.to_dict() for row in restored} == dict(rows)
