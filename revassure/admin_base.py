@@ -5,7 +5,9 @@ import re
 
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
+from django.http import HttpRequest
 
 # The largest row id a database here stores (BigAutoField: SQLite's and
 # PostgreSQL's signed 64-bit integer); a larger number names no row.
@@ -39,6 +41,14 @@ def readable(detail: str) -> str:
     """A filter's refusal in people's words."""
     found = DJANGO_FIELD_ERROR.match(detail)
     return f"expected {found['expected']}, got {found['got']}" if found else detail
+
+
+class AuthenticatedHttpRequest(HttpRequest):
+    """The request of a page wrapped in `admin_site.admin_view`, which lets only a
+    signed-in staff user through: its user is a User, never AnonymousUser (the
+    django-stubs way to say so to the type checker; nothing checks it at run time)."""
+
+    user: User
 
 
 class BaseAdmin(admin.ModelAdmin):
