@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import User
+from django.core.files import File
 from django.db import transaction
 from django.db.models import F, Max, Q, QuerySet, Value
 from django.db.models.functions import Coalesce
@@ -54,7 +57,7 @@ class LeaseLost(Exception):
     """Another worker took the migration over (or ops stopped it): stop, save nothing."""
 
 
-def require_permission(actor) -> None:
+def require_permission(actor: User | None) -> None:
     """Every entry point asks here: a person needs the permission; None is the
     system (the job API's authenticated scheduler, a command on the server)."""
     require(actor, PERMISSION, "run data migrations", system_may=True)
@@ -70,7 +73,7 @@ CHECKS = "checks"
 
 
 def request_file_replay(
-    upload, *, dry_run: bool, actor, kind: str = MigrationKind.REPLAY_FILE
+    upload: File, *, dry_run: bool, actor: User | None, kind: str = MigrationKind.REPLAY_FILE
 ) -> DataMigration:
     """Check an uploaded file (an export of provider events, or finance's reversal
     CSV), keep it where the workers can read it, count its items and queue its
@@ -95,7 +98,7 @@ def request_file_replay(
     return migration
 
 
-def bound_runs(plan: DataMigration):
+def bound_runs(plan: DataMigration) -> QuerySet[DataMigration]:
     """The real runs bound to a dry run (its plan)."""
     return DataMigration.objects.filter(dry_run=False, parameters__plan=plan.pk)
 
@@ -119,7 +122,7 @@ def bound_run_refusal(plan: DataMigration) -> str:
     return plan_approval.run_refusal(plan)
 
 
-def request_bound_run(plan_id: int, *, actor) -> DataMigration:
+def request_bound_run(plan_id: int, *, actor: User | None) -> DataMigration:
     """A real run of a completed dry run's uploaded file (or of the stored
     deliveries it planned), bound to that plan, for a worker: it plans them
     again first and refuses, writing nothing, unless the new plan is exactly
@@ -151,7 +154,7 @@ def start_replay(
     *,
     path: str,
     dry_run: bool,
-    actor=None,
+    actor: User | None = None,
     kind: str = MigrationKind.REPLAY_FILE,
     source: str = MigrationSource.COMMAND,
     name: str = "",
@@ -177,10 +180,10 @@ def start_replay(
 
 def request_stored_replay(
     *,
-    actor=None,
+    actor: User | None = None,
     include_quarantined: bool = False,
-    since=None,
-    until=None,
+    since: datetime | None = None,
+    until: datetime | None = None,
     dry_run: bool = False,
     how: str = STORED_HOW,
 ) -> DataMigration:
@@ -193,7 +196,7 @@ def request_stored_replay(
     require_permission(actor)
     flags.require_enabled(FLAG)
     statuses = [*REPLAYABLE, *([EventStatus.QUARANTINED] if include_quarantined else [])]
-    parameters = {
+    parameters: dict[str, Any] = {
         "statuses": statuses,
         "since": since.isoformat() if since else None,
         "until": until.isoformat() if until else None,
@@ -235,7 +238,7 @@ def enqueue_run(migration_id: int, *, lease: str = "") -> None:
     on_commit(lambda: async_task(RUN_TASK, migration_id, lease, task_name=f"data-migration-{migration_id}"))
 
 
-def transition(migration_id: int, status: str, *, where: Q | None = None, **fields) -> bool:
+def transition(migration_id: int, status: str, *, where: Q | None = None, **fields: Any) -> bool:
     """Move a migration to `status` if the state machine allows it from where it
     is now (and `where` holds, e.g. a lease): True if it moved."""
     rows = DataMigration.objects.filter(pk=migration_id, status__in=sources_of(status))
@@ -342,7 +345,9 @@ def still_mine(migration: DataMigration, lease: str) -> bool:
     return _mine(migration, lease).filter(status=MigrationStatus.RUNNING).exists()
 
 
-def complete(migration: DataMigration, lease: str, *, gateway: FirestoreGateway, **fields) -> DataMigration:
+def complete(
+    migration: DataMigration, lease: str, *, gateway: FirestoreGateway, **fields: Any
+) -> DataMigration:
     """Completed, if still this worker's: a cancel that came first stays a cancel."""
     transition(
         migration.pk, MigrationStatus.COMPLETED, where=Q(lease=lease), finished_at=timezone.now(), **fields
@@ -370,7 +375,7 @@ def fail(migration: DataMigration, lease: str, exc: BaseException, *, error: str
     alerting.evaluate_soon()
 
 
-def set_status(migration_id: int, action: str, *, actor) -> DataMigration:
+def set_status(migration_id: int, action: str, *, actor: User) -> DataMigration:
     """Ops pause, resume or cancel a migration; resuming hands it to a worker again."""
     require_permission(actor)
     target = {
