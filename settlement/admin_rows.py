@@ -99,7 +99,7 @@ class RunFilter(admin.SimpleListFilter):
             for r in runs
         ]
 
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+    def queryset(self, request: HttpRequest, queryset: QuerySet[SettlementRow]) -> QuerySet[SettlementRow]:
         value = self.value()
         if value is None or value == self.ALL:
             return queryset
@@ -114,7 +114,7 @@ class OutcomeFilter(admin.SimpleListFilter):
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         return [(self.BREAKS, "Every break (not matched, not malformed)"), *Outcome.choices]
 
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+    def queryset(self, request: HttpRequest, queryset: QuerySet[SettlementRow]) -> QuerySet[SettlementRow]:
         value = self.value()
         if value == self.BREAKS:
             return queryset.filter(outcome__in=BREAKS)
@@ -134,6 +134,7 @@ class FollowUpFilter(admin.SimpleListFilter):
             ("acted", "replay, reversal or adjustment started"),
         ]
 
+    # Any: the rows come annotated with explained and acted (SettlementRowAdmin.get_queryset).
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         value = self.value()
         if value == "none":

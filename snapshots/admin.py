@@ -30,7 +30,7 @@ class VerificationFilter(admin.SimpleListFilter):
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         return Verification.choices
 
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Snapshot]) -> QuerySet[Snapshot]:
         if self.value() in Verification.values:
             return queryset.filter(verification=self.value())
         return queryset
