@@ -5,10 +5,13 @@ start a migration (admin_start.py). What the webhook intake received has its
 admin in admin_intake.py, registered from here."""
 
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from django.contrib import admin, messages
-from django.urls import reverse
+from django.contrib.auth.models import User
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.urls import URLPattern, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.text import capfirst
 
@@ -25,10 +28,10 @@ class ModeFilter(admin.SimpleListFilter):
     title = "mode"
     parameter_name = "mode"
 
-    def lookups(self, request, model_admin):
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         return [("dry", "Dry run"), ("real", "Real")]
 
-    def queryset(self, request, queryset):
+    def queryset(self, request: HttpRequest, queryset: QuerySet[DataMigration]) -> QuerySet[DataMigration]:
         if self.value() in ("dry", "real"):
             return queryset.filter(dry_run=self.value() == "dry")
         return queryset
@@ -84,10 +87,12 @@ class DataMigrationAdmin(MigrationPage, StartPages, ReadOnlyAdmin):
     readonly_fields = cast(list[str], fields)  # the names above, none grouped
     actions = ["pause", "resume", "cancel"]
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern]:
         return [*self.start_urls(), *self.migration_page_urls(), *super().get_urls()]
 
-    def changelist_view(self, request, extra_context=None):
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
         live = DataMigration.objects.filter(status__in=progress.LIVE).exists()
         context = {"refresh_seconds": REFRESH_SECONDS if live else None, **(extra_context or {})}
         return super().changelist_view(request, context)
@@ -95,23 +100,23 @@ class DataMigrationAdmin(MigrationPage, StartPages, ReadOnlyAdmin):
     # -- columns and facts ---------------------------------------------------------
 
     @admin.display(description="kind", ordering="kind")
-    def kind_label(self, obj):
+    def kind_label(self, obj: DataMigration) -> str:
         return capfirst(obj.get_kind_display())
 
     @admin.display(description="mode", ordering="dry_run")
-    def mode(self, obj):
+    def mode(self, obj: DataMigration) -> str:
         return "Dry run" if obj.dry_run else "Real"
 
     @admin.display(description="status", ordering="status")
-    def status_label(self, obj):
+    def status_label(self, obj: DataMigration) -> str:
         return obj.get_status_display()
 
     @admin.display(description="source")
-    def source_label(self, obj):
+    def source_label(self, obj: DataMigration) -> str:
         return capfirst(obj.get_source_display())
 
     @admin.display(description="file")
-    def file(self, obj):
+    def file(self, obj: DataMigration) -> str:
         """The file's name, never where the server keeps it."""
         params = obj.parameters
         if obj.source == MigrationSource.DATABASE:
@@ -125,7 +130,7 @@ class DataMigrationAdmin(MigrationPage, StartPages, ReadOnlyAdmin):
         return params.get("name") or Path(params.get("path", "")).name or EMPTY
 
     @admin.display(description="progress")
-    def progress(self, obj):
+    def progress(self, obj: DataMigration) -> str:
         now = progress.of(obj)
         if now.expected is None:
             return format_html('<span class="ra-progress-text">{} handled</span>', points(now.done))
@@ -139,14 +144,14 @@ class DataMigrationAdmin(MigrationPage, StartPages, ReadOnlyAdmin):
         )
 
     @admin.display(description="rate")
-    def rate(self, obj):
+    def rate(self, obj: DataMigration) -> str:
         rate = progress.of(obj).rate
         if rate is None:
             return EMPTY
         return f"{rate:,.1f}/s" if rate < 10 else f"{round(rate):,}/s"
 
     @admin.display(description="time left")
-    def eta(self, obj):
+    def eta(self, obj: DataMigration) -> str:
         if obj.status == MigrationStatus.PAUSED:
             return "paused"
         if obj.status == MigrationStatus.COMPLETED:
@@ -155,27 +160,27 @@ class DataMigrationAdmin(MigrationPage, StartPages, ReadOnlyAdmin):
         return EMPTY if left is None else progress.duration(left)
 
     @admin.display(description="applied", ordering="applied")
-    def applied_count(self, obj):
+    def applied_count(self, obj: DataMigration) -> str:
         return f"Would apply {points(obj.applied)}" if obj.dry_run else points(obj.applied)
 
     @admin.display(description="duplicate", ordering="duplicate")
-    def duplicate_count(self, obj):
+    def duplicate_count(self, obj: DataMigration) -> str:
         return _count_cell(obj, "duplicate")
 
     @admin.display(description="deferred", ordering="deferred")
-    def deferred_count(self, obj):
+    def deferred_count(self, obj: DataMigration) -> str:
         return _count_cell(obj, "deferred")
 
     @admin.display(description="quarantined", ordering="quarantined")
-    def quarantined_count(self, obj):
+    def quarantined_count(self, obj: DataMigration) -> str:
         return _count_cell(obj, "quarantined")
 
     @admin.display(description="failed", ordering="failed")
-    def failed_count(self, obj):
+    def failed_count(self, obj: DataMigration) -> str:
         return _count_cell(obj, "failed")
 
     @admin.display(description="outcomes")
-    def outcomes(self, obj):
+    def outcomes(self, obj: DataMigration) -> str:
         rows = [(outcome_label(name, dry_run=obj.dry_run), points(getattr(obj, name))) for name in OUTCOMES]
         return format_html(
             '<table class="ra-facts" id="migration-outcomes">{}'
@@ -185,7 +190,7 @@ class DataMigrationAdmin(MigrationPage, StartPages, ReadOnlyAdmin):
         )
 
     @admin.display(description="plan")
-    def plan_summary(self, obj):
+    def plan_summary(self, obj: DataMigration) -> str:
         if not obj.dry_run or not obj.plan:
             return EMPTY
         wallets = obj.plan.get("wallets", {})
@@ -197,7 +202,7 @@ class DataMigrationAdmin(MigrationPage, StartPages, ReadOnlyAdmin):
         )
 
     @admin.display(description="second person")
-    def approval(self, obj):
+    def approval(self, obj: DataMigration) -> str:
         """A plan's approval (four eyes), on the plan and on each real run bound to it."""
         if obj.dry_run:
             return plan_approval.approval_text(obj) if obj.status == MigrationStatus.COMPLETED else EMPTY
@@ -205,7 +210,7 @@ class DataMigrationAdmin(MigrationPage, StartPages, ReadOnlyAdmin):
         return f"Plan {plan.pk}: {plan_approval.approval_text(plan)}" if plan is not None else EMPTY
 
     @admin.display(description="bound to")
-    def binding(self, obj):
+    def binding(self, obj: DataMigration) -> str:
         plan_id = obj.parameters.get("plan")
         if plan_id is None:
             return EMPTY
@@ -223,30 +228,30 @@ class DataMigrationAdmin(MigrationPage, StartPages, ReadOnlyAdmin):
         )
 
     @admin.display(description="error")
-    def error_text(self, obj):
+    def error_text(self, obj: DataMigration) -> str:
         if not obj.error:
             return EMPTY
         return format_html('<strong class="ra-outcome-failed" id="migration-error">{}</strong>', obj.error)
 
     @admin.display(description="started by", ordering="started_by")
-    def starter(self, obj):
+    def starter(self, obj: DataMigration) -> User | str:
         return obj.started_by or "system"
 
     @admin.display(description="created", ordering="created_at")
-    def created(self, obj):
+    def created(self, obj: DataMigration) -> str:
         return when(obj.created_at)
 
     @admin.display(description="started")
-    def started(self, obj):
+    def started(self, obj: DataMigration) -> str:
         return when(obj.started_at)
 
     @admin.display(description="finished")
-    def finished(self, obj):
+    def finished(self, obj: DataMigration) -> str:
         return when(obj.finished_at)
 
     # -- actions -------------------------------------------------------------------
 
-    def has_control_permission(self, request):
+    def has_control_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(runs.PERMISSION)
 
     def _control(self, request, queryset, action):
@@ -259,13 +264,13 @@ class DataMigrationAdmin(MigrationPage, StartPages, ReadOnlyAdmin):
                 self.message_user(request, f"Migration {migration.pk}: {action} done.", messages.SUCCESS)
 
     @admin.action(description="Pause the selected migrations", permissions=["control"])
-    def pause(self, request, queryset):
+    def pause(self, request: HttpRequest, queryset: QuerySet[DataMigration]) -> None:
         self._control(request, queryset, "pause")
 
     @admin.action(description="Resume the selected migrations", permissions=["control"])
-    def resume(self, request, queryset):
+    def resume(self, request: HttpRequest, queryset: QuerySet[DataMigration]) -> None:
         self._control(request, queryset, "resume")
 
     @admin.action(description="Cancel the selected migrations", permissions=["control"])
-    def cancel(self, request, queryset):
+    def cancel(self, request: HttpRequest, queryset: QuerySet[DataMigration]) -> None:
         self._control(request, queryset, "cancel")

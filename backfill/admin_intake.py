@@ -3,10 +3,11 @@
 admin_start.py) and the webhook requests refused for their signature.
 Registered through backfill.admin, which Django's autodiscovery imports."""
 
-from typing import cast
+from typing import Any, cast
 
 from django.contrib import admin
-from django.urls import reverse
+from django.http import HttpRequest, HttpResponse
+from django.urls import URLPattern, reverse
 from django.utils.html import format_html
 
 from backfill import drain
@@ -53,7 +54,9 @@ class ProviderEventDeliveryAdmin(CompletenessPage, ReadOnlyAdmin):
 
     change_list_template = "admin/backfill/providereventdelivery/change_list.html"
 
-    def changelist_view(self, request, extra_context=None):
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
         """Above the list: the webhook deliveries waiting for a worker and how
         long the oldest has waited (the page reloads while any wait)."""
         count, oldest = drain.queue_state()
@@ -66,41 +69,37 @@ class ProviderEventDeliveryAdmin(CompletenessPage, ReadOnlyAdmin):
         return super().changelist_view(request, context)
 
     @admin.display(description="received", ordering="received_at")
-    def received(self, obj):
+    def received(self, obj: ProviderEventDelivery) -> str:
         return when(obj.received_at)
 
-    @admin.display(description="body size", ordering="body_bytes")
-    def body_size(self, obj):
-        return size(obj.body_bytes)
-
     @admin.display(description="applied")
-    def applied(self, obj):
+    def applied(self, obj: ProviderEventDelivery) -> str:
         return when(obj.applied_at)
 
     @admin.display(description="source", ordering="source")
-    def source_label(self, obj):
+    def source_label(self, obj: ProviderEventDelivery) -> str:
         return obj.get_source_display()
 
     @admin.display(description="type", ordering="event_type")
-    def type_label(self, obj):
+    def type_label(self, obj: ProviderEventDelivery) -> str:
         return label(obj.event_type) if obj.event_type else EMPTY
 
     @admin.display(description="status", ordering="status")
-    def status_label(self, obj):
+    def status_label(self, obj: ProviderEventDelivery) -> str:
         return obj.get_status_display()
 
     @admin.display(description="migration", ordering="migration")
-    def migration_link(self, obj):
+    def migration_link(self, obj: ProviderEventDelivery) -> str:
         if obj.migration_id is None:
             return EMPTY
         url = reverse("admin:backfill_datamigration_change", args=[obj.migration_id])
         return format_html('<a href="{}">#{}</a>', url, obj.migration_id)
 
     @admin.display(description="body as received")
-    def raw_body(self, obj):
+    def raw_body(self, obj: ProviderEventDelivery) -> str:
         return format_html('<pre class="ra-raw">{}</pre>', obj.raw)
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern]:
         return [*self.completeness_urls(), *super().get_urls()]
 
 
@@ -117,11 +116,11 @@ class RejectedWebhookAdmin(ReadOnlyAdmin):
     date_hierarchy = "received_at"
 
     @admin.display(description="received", ordering="received_at")
-    def received(self, obj):
+    def received(self, obj: RejectedWebhook) -> str:
         return when(obj.received_at)
 
     @admin.display(description="body size", ordering="body_bytes")
-    def body_size(self, obj):
+    def body_size(self, obj: RejectedWebhook) -> str:
         return size(obj.body_bytes)
 
 

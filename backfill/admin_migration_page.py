@@ -5,16 +5,16 @@ DataMigrationAdmin (admin.py) mixes this in."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
-from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
-from django.urls import path, reverse
+from django.urls import URLPattern, path, reverse
 from django.utils.text import capfirst
 
 from backfill import events, plan_approval, progress, run_requests, runs
@@ -26,6 +26,7 @@ from backfill.models import (
     PlanItem,
     ProviderEventDelivery,
 )
+from revassure.admin_base import AuthenticatedHttpRequest
 from revassure.flags import FeatureDisabled
 from revassure.formatting import EMPTY, label, points, signed
 
@@ -65,14 +66,20 @@ else:
 class MigrationPage(_AdminBase):
     """The migration's page and its plan's buttons (a mixin of DataMigrationAdmin)."""
 
-    def migration_page_urls(self):
+    def migration_page_urls(self) -> list[URLPattern]:
         wrap = self.admin_site.admin_view
         return [
             path("<int:object_id>/run-bound/", wrap(self.run_bound_view), name="backfill_run_bound"),
             path("<int:object_id>/approve-plan/", wrap(self.approve_plan_view), name="backfill_approve_plan"),
         ]
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
         migration = self.get_object(request, object_id)
         if migration is None:
             return super().change_view(request, object_id, form_url, extra_context)
@@ -150,7 +157,7 @@ class MigrationPage(_AdminBase):
             else "",
         }
 
-    def approve_plan_view(self, request, object_id: int):
+    def approve_plan_view(self, request: AuthenticatedHttpRequest, object_id: int) -> HttpResponse:
         """A second person approves a completed dry run's plan, from its page (POST only)."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
@@ -172,7 +179,7 @@ class MigrationPage(_AdminBase):
             )
         return HttpResponseRedirect(reverse("admin:backfill_datamigration_change", args=[plan.pk]))
 
-    def run_bound_view(self, request, object_id: int):
+    def run_bound_view(self, request: AuthenticatedHttpRequest, object_id: int) -> HttpResponse:
         """ "Run for real, bound to this plan", from a completed dry run's page."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])

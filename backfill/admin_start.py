@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING, Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import URLPattern, path, reverse
 
 from backfill import completeness, plan_approval, reversals, run_requests, runs
 from backfill.models import DataMigration, EventStatus, MigrationKind
 from backfill.uploads import BadUpload
+from revassure.admin_base import AuthenticatedHttpRequest
 from revassure.firestore import get_gateway
 from revassure.flags import FeatureDisabled
 from revassure.formatting import EMPTY, points
@@ -59,7 +60,7 @@ class RerunForm(forms.Form):
     dry_run = dry_run_field("event")
 
 
-def form_page(model_admin: admin.ModelAdmin, request, **context: Any) -> TemplateResponse:
+def form_page(model_admin: admin.ModelAdmin, request: HttpRequest, **context: Any) -> TemplateResponse:
     """One of these pages: the admin's form page with `context` (title, intro,
     form, buttons, back_url and back_label; facts, multipart)."""
     return TemplateResponse(request, FORM_PAGE, {**model_admin.admin_site.each_context(request), **context})
@@ -74,7 +75,7 @@ else:
 class StartPages(_AdminBase):
     """Uploads and the re-run of stored events (a mixin of DataMigrationAdmin)."""
 
-    def start_urls(self):
+    def start_urls(self) -> list[URLPattern]:
         wrap = self.admin_site.admin_view
         return [
             path("upload/", wrap(self.upload_view), name="backfill_upload"),
@@ -82,7 +83,7 @@ class StartPages(_AdminBase):
             path("rerun-stored/", wrap(self.rerun_stored_view), name="backfill_rerun_stored"),
         ]
 
-    def upload_view(self, request):
+    def upload_view(self, request: HttpRequest) -> HttpResponse:
         """Replay an uploaded export (as `replay_webhooks` does), in a worker."""
         return self.start_page(
             request,
@@ -99,7 +100,7 @@ class StartPages(_AdminBase):
             multipart=True,
         )
 
-    def upload_reversals_view(self, request):
+    def upload_reversals_view(self, request: HttpRequest) -> HttpResponse:
         """Backfill reversals from finance's CSV (as `backfill_reversals` does), in a worker."""
         return self.start_page(
             request,
@@ -116,7 +117,7 @@ class StartPages(_AdminBase):
             multipart=True,
         )
 
-    def rerun_stored_view(self, request):
+    def rerun_stored_view(self, request: HttpRequest) -> HttpResponse:
         """Re-run the stored events not applied yet, quarantined and failed ones
         included (after a fix): a dry run first, as for a file."""
         waiting = run_requests.stored_deliveries(
@@ -150,7 +151,7 @@ class StartPages(_AdminBase):
 
     def start_page(
         self,
-        request,
+        request: HttpRequest,
         form: forms.Form,
         start: Callable[[dict, Any], DataMigration],
         *,
@@ -159,7 +160,7 @@ class StartPages(_AdminBase):
         intro: str,
         button: tuple[str, str],
         multipart: bool = False,
-    ):
+    ) -> HttpResponse:
         """The page that starts a migration: ops only; a valid form is handed to
         `start` (the service), whose refusal is shown on the form; the migration
         started is opened on its page, where its progress shows."""
@@ -196,11 +197,11 @@ class StartPages(_AdminBase):
 class CompletenessPage(_AdminBase):
     """The completeness check's page (a mixin of ProviderEventDeliveryAdmin)."""
 
-    def completeness_urls(self):
+    def completeness_urls(self) -> list[URLPattern]:
         view = self.admin_site.admin_view(self.completeness_view)
         return [path("completeness/", view, name="backfill_completeness")]
 
-    def completeness_view(self, request):
+    def completeness_view(self, request: AuthenticatedHttpRequest) -> HttpResponse:
         """The stored events without a ledger entry, and one button to replay them all."""
         if not request.user.has_perm("backfill.view_providereventdelivery"):
             raise PermissionDenied("your role does not include the provider events")

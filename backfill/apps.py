@@ -21,7 +21,7 @@ class BackfillConfig(AppConfig):
         OPS: [*SEE, "change_datamigration", "approve_plan"],
     }
 
-    def ready(self):
+    def ready(self) -> None:
         # why: Django's documented place to connect signal receivers; the module
         # imports models, which cannot load before the app registry is ready.
         from backfill import signals

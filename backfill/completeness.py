@@ -14,10 +14,11 @@ the check finds those already in the data, for finance to reverse.
 from collections import defaultdict
 from dataclasses import dataclass
 
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from backfill import plan_approval, run_requests, runs
-from backfill.models import EventStatus, ProviderEventDelivery
+from backfill.models import DataMigration, EventStatus, ProviderEventDelivery
 from revassure.firestore import FirestoreGateway
 
 
@@ -68,7 +69,9 @@ def check(gateway: FirestoreGateway) -> Completeness:
     return Completeness(gaps, doubles)
 
 
-def replay_gaps(gateway: FirestoreGateway, *, actor=None):
+def replay_gaps(
+    gateway: FirestoreGateway, *, actor: User | None = None
+) -> tuple[list[ProviderEventDelivery], DataMigration]:
     """Put every gap back in line and start a stored replay of them (one click):
     a real one when one person may run it alone, else a dry run, its plan for a
     second person to approve (backfill/plan_approval.py)."""

@@ -36,7 +36,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, Min, Q
+from django.db.models import Count, Min, Q, QuerySet
 from django.utils import timezone
 from django_q.tasks import async_task
 
@@ -58,7 +58,7 @@ STALE_QUEUED = timedelta(seconds=60)
 QUEUED_SQL = "SELECT 1 FROM backfill_webhookdrain WHERE id = 1 AND queued = %s AND queued_at >= %s"
 
 
-def waiting():
+def waiting() -> QuerySet[ProviderEventDelivery]:
     """Webhook deliveries stored and not yet applied, oldest first."""
     return ProviderEventDelivery.objects.filter(
         source=EventSource.WEBHOOK, migration__isnull=True, status=EventStatus.RECEIVED

@@ -167,7 +167,7 @@ def best_effort_id(raw: bytes | str) -> str:
     return printable(event_id, quote=False)[:128] if isinstance(event_id, str) else ""
 
 
-def printable(value, *, quote: bool = True, limit: int = 80) -> str:
+def printable(value: object, *, quote: bool = True, limit: int = 80) -> str:
     """A value from a delivery, safe in a reason or a column: control characters
     (NUL among them, which PostgreSQL text refuses) escaped, length bounded."""
     text = repr(value) if quote else str(value)

@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 
@@ -102,7 +104,7 @@ class MigrationStatus(models.TextChoices):
 # The one state machine of data migrations: from -> allowed next states.
 # running -> running is a worker taking over (a continuation, or a worker
 # replacing one that died); completed and cancelled are final.
-MIGRATION_TRANSITIONS = {
+MIGRATION_TRANSITIONS: dict[str, set[MigrationStatus]] = {
     MigrationStatus.PENDING: {MigrationStatus.RUNNING, MigrationStatus.PAUSED, MigrationStatus.CANCELLED},
     MigrationStatus.RUNNING: {
         MigrationStatus.RUNNING,
@@ -198,7 +200,7 @@ class DataMigration(models.Model):
     def __str__(self) -> str:
         return f"{self.get_kind_display()} #{self.pk} ({self.status})"
 
-    def save(self, *args, **kwargs):
+    def save(self, *args: Any, **kwargs: Any) -> None:
         # The state machine holds here too, whatever code saves the row.
         if self.pk:
             stored = type(self).objects.filter(pk=self.pk).values_list("status", flat=True).first()

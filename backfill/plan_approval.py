@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import transaction
 from django.utils import timezone
 
@@ -56,7 +57,7 @@ def needs_approval(plan: DataMigration) -> bool:
     return moved_points(plan) > settings.BACKFILL_PLAN_APPROVAL_ABOVE
 
 
-def approval_refusal(plan: DataMigration, actor) -> str:
+def approval_refusal(plan: DataMigration, actor: User | AnonymousUser) -> str:
     """Why `actor` cannot approve this plan now ("" when they can). Read-only: the
     migration's page asks it before offering the form."""
     if not may(actor, APPROVE):
@@ -74,7 +75,7 @@ def approval_refusal(plan: DataMigration, actor) -> str:
 PLAN_WAITS = timedelta(days=7)
 
 
-def awaiting(user) -> list[DataMigration]:
+def awaiting(user: User) -> list[DataMigration]:
     """The plans waiting for `user` to approve them: completed dry runs made in
     the last PLAN_WAITS that need a second person, someone else planned, and
     `user` may approve (approval_refusal: none). Not the dry runs made to check a
@@ -101,7 +102,7 @@ def awaiting(user) -> list[DataMigration]:
     return [plan for plan in plans if plan.pk not in bound and needs_approval(plan)]
 
 
-def approve_plan(plan_id: int, *, actor, reason: str) -> DataMigration:
+def approve_plan(plan_id: int, *, actor: User, reason: str) -> DataMigration:
     """Record `actor`'s approval of a dry run's plan, with a reason. PlanRefused says why not."""
     if not reason or not reason.strip():
         raise PlanRefused("a reason is required to approve a plan")

@@ -5,6 +5,11 @@ checks the permission, the flag and the plan, creates the migration and hands it
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.core.files import File
 from django.db import transaction
 from django.db.models import Max, QuerySet
 
@@ -36,7 +41,7 @@ SELECTION = ("statuses", "since", "until", "last")
 
 
 def request_file_replay(
-    upload, *, dry_run: bool, actor, kind: str = MigrationKind.REPLAY_FILE
+    upload: File, *, dry_run: bool, actor: User | None, kind: str = MigrationKind.REPLAY_FILE
 ) -> DataMigration:
     """Check an uploaded file (an export of provider events, or finance's reversal
     CSV), keep it where the workers can read it, count its items and queue its
@@ -61,7 +66,7 @@ def request_file_replay(
     return migration
 
 
-def bound_runs(plan: DataMigration):
+def bound_runs(plan: DataMigration) -> QuerySet[DataMigration]:
     """The real runs bound to a dry run (its plan)."""
     return DataMigration.objects.filter(dry_run=False, parameters__plan=plan.pk)
 
@@ -85,7 +90,7 @@ def bound_run_refusal(plan: DataMigration) -> str:
     return plan_approval.run_refusal(plan)
 
 
-def request_bound_run(plan_id: int, *, actor) -> DataMigration:
+def request_bound_run(plan_id: int, *, actor: User | None) -> DataMigration:
     """A real run of a completed dry run's uploaded file (or of the stored
     deliveries it planned), bound to that plan, for a worker: it plans them
     again first and refuses, writing nothing, unless the new plan is exactly
@@ -117,7 +122,7 @@ def start_replay(
     *,
     path: str,
     dry_run: bool,
-    actor=None,
+    actor: User | None = None,
     kind: str = MigrationKind.REPLAY_FILE,
     source: str = MigrationSource.COMMAND,
     name: str = "",
@@ -143,10 +148,10 @@ def start_replay(
 
 def request_stored_replay(
     *,
-    actor=None,
+    actor: User | None = None,
     include_quarantined: bool = False,
-    since=None,
-    until=None,
+    since: datetime | None = None,
+    until: datetime | None = None,
     dry_run: bool = False,
     how: str = STORED_HOW,
 ) -> DataMigration:
@@ -159,7 +164,7 @@ def request_stored_replay(
     require_permission(actor)
     flags.require_enabled(FLAG)
     statuses = [*REPLAYABLE, *([EventStatus.QUARANTINED] if include_quarantined else [])]
-    parameters = {
+    parameters: dict[str, Any] = {
         "statuses": statuses,
         "since": since.isoformat() if since else None,
         "until": until.isoformat() if until else None,

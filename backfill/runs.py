@@ -14,8 +14,10 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce
@@ -51,7 +53,7 @@ class LeaseLost(Exception):
     """Another worker took the migration over (or ops stopped it): stop, save nothing."""
 
 
-def require_permission(actor) -> None:
+def require_permission(actor: User | None) -> None:
     """Every entry point asks here: a person needs the permission; None is the
     system (the job API's authenticated scheduler, a command on the server)."""
     require(actor, PERMISSION, "run data migrations", system_may=True)
@@ -64,7 +66,7 @@ def enqueue_run(migration_id: int, *, lease: str = "") -> None:
     on_commit(lambda: async_task(RUN_TASK, migration_id, lease, task_name=f"data-migration-{migration_id}"))
 
 
-def transition(migration_id: int, status: str, *, where: Q | None = None, **fields) -> bool:
+def transition(migration_id: int, status: str, *, where: Q | None = None, **fields: Any) -> bool:
     """Move a migration to `status` if the state machine allows it from where it
     is now (and `where` holds, e.g. a lease): True if it moved."""
     rows = DataMigration.objects.filter(pk=migration_id, status__in=sources_of(status))
@@ -171,7 +173,9 @@ def still_mine(migration: DataMigration, lease: str) -> bool:
     return _mine(migration, lease).filter(status=MigrationStatus.RUNNING).exists()
 
 
-def complete(migration: DataMigration, lease: str, *, gateway: FirestoreGateway, **fields) -> DataMigration:
+def complete(
+    migration: DataMigration, lease: str, *, gateway: FirestoreGateway, **fields: Any
+) -> DataMigration:
     """Completed, if still this worker's: a cancel that came first stays a cancel."""
     transition(
         migration.pk, MigrationStatus.COMPLETED, where=Q(lease=lease), finished_at=timezone.now(), **fields
@@ -199,7 +203,7 @@ def fail(migration: DataMigration, lease: str, exc: BaseException, *, error: str
     alerting.evaluate_soon()
 
 
-def set_status(migration_id: int, action: str, *, actor) -> DataMigration:
+def set_status(migration_id: int, action: str, *, actor: User) -> DataMigration:
     """Ops pause, resume or cancel a migration; resuming hands it to a worker again."""
     require_permission(actor)
     target = {

@@ -18,6 +18,7 @@ from django_q.tasks import async_task
 
 from backfill import drain, events, runs
 from backfill.models import (
+    DataMigration,
     EventSource,
     EventStatus,
     ProviderEventDelivery,
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 
 
 def store_delivery(
-    raw: bytes, *, source: str, migration=None, line: int | None = None
+    raw: bytes, *, source: str, migration: DataMigration | None = None, line: int | None = None
 ) -> ProviderEventDelivery:
     """Keep the delivery as it came; an unusable body is quarantined with the reason."""
     delivery = ProviderEventDelivery(source=source, migration=migration, line=line)
@@ -47,7 +48,10 @@ def store_delivery(
 
 
 def store_deliveries(
-    lines: list[tuple[int, bytes]], *, migration, stored: dict[int, ProviderEventDelivery] | None = None
+    lines: list[tuple[int, bytes]],
+    *,
+    migration: DataMigration,
+    stored: dict[int, ProviderEventDelivery] | None = None,
 ) -> list[ProviderEventDelivery]:
     """store_delivery for many lines of a replay, in one insert.
 

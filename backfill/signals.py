@@ -1,9 +1,11 @@
 """Signal receivers of the backfill app (connected in BackfillConfig.ready)."""
 
+from typing import Any
+
 from django_q.models import Schedule
 
 
-def after_migrate(**kwargs):
+def after_migrate(**kwargs: Any) -> None:
     """The sweep that hands migrations whose worker was lost to a worker again:
     every minute (one indexed query), since a task killed at its timeout (say,
     blocked on a lock a dead worker's transaction holds) is not redelivered."""

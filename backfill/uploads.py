@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from django.core.files import File
+
 from backfill import plan_approval, reversals
 from backfill.models import DataMigration, MigrationKind, MigrationSource
 from revassure import files
@@ -31,7 +33,7 @@ class BadUpload(Refused, ValueError):
     """The uploaded file is not what the form asks for; the message says why and what to do."""
 
 
-def check(upload, kind: str) -> None:
+def check(upload: File, kind: str) -> None:
     """Refuse a file that cannot be the kind asked for, from its first line."""
     upload.seek(0)
     head = upload.read(HEAD_BYTES).decode("utf-8", errors="replace").removeprefix(reversals.BOM)
@@ -77,7 +79,7 @@ def _shown(text: str, limit: int = 40) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-def keep(upload, migration: DataMigration) -> str:
+def keep(upload: File, migration: DataMigration) -> str:
     """Keep the upload where every worker reads it (the shared storage: Cloud
     Storage in production, revassure.files); its stored name (never shown to people)."""
     suffix = ".csv" if migration.kind == MigrationKind.REVERSAL_CSV else ".jsonl"
@@ -91,12 +93,13 @@ def named_points(path: Path | str, kind: str) -> int:
         return plan_approval.named_points(line for line in lines if line.strip())
 
 
-def measure_upload(upload, kind: str) -> tuple[int, int]:
+def measure_upload(upload: File, kind: str) -> tuple[int, int]:
     """How many items an uploaded file holds (its non-blank event lines, or CSV
     rows: the total progress is shown against) and the points they name, read
     where it was uploaded (before it is kept)."""
     upload.seek(0)
     options = _TEXT[kind == MigrationKind.REVERSAL_CSV]
+    assert upload.file is not None  # an upload holds its content
     text = io.TextIOWrapper(
         upload.file, encoding=options["encoding"], errors=options["errors"], newline=options.get("newline")
     )

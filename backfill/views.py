@@ -7,7 +7,7 @@ so the view is CSRF-exempt; a wrong method gets a 405.
 import logging
 
 from django.conf import settings
-from django.http import JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 @csrf_exempt
 @require_POST
-def paynow_webhook(request):
+def paynow_webhook(request: HttpRequest) -> HttpResponse:
     """Signed provider events: 401 for a bad or stale signature (nothing stored);
     a well-signed delivery is stored raw first, then 202 when it can be applied
     (it is, by a worker) or 422 with the reason it is quarantined; 503 with
@@ -46,7 +46,7 @@ def paynow_webhook(request):
         busy["Retry-After"] = str(settings.WEBHOOK_RETRY_AFTER_SECONDS)
         return busy
     status = 202 if delivery.status == "received" else 422
-    body = {"delivery_id": delivery.pk, "event_id": delivery.event_id, "status": delivery.status}
+    answer = {"delivery_id": delivery.pk, "event_id": delivery.event_id, "status": delivery.status}
     if delivery.reason:
-        body["reason"] = delivery.reason
-    return JsonResponse(body, status=status)
+        answer["reason"] = delivery.reason
+    return JsonResponse(answer, status=status)

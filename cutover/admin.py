@@ -9,13 +9,14 @@ three roles view); the rules themselves live in cutover/services.py.
 
 import json
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import URLPattern, path, reverse
 from django.utils.text import capfirst
 
 from cutover import background, record, runbook, services, steps
@@ -24,7 +25,7 @@ from cutover.models import Cutover, CutoverStatus, StepKey, StepState
 from cutover.runbook import ACCEPT, RUN, CutoverRefused
 from observability.models import RuleName
 from reconciliation.models import RunTrigger
-from revassure.admin_base import ReadOnlyAdmin, row_id
+from revassure.admin_base import AuthenticatedHttpRequest, ReadOnlyAdmin, row_id
 from revassure.firestore import get_gateway
 from revassure.formatting import EMPTY, duration, label, points, shown, signed, when
 
@@ -39,7 +40,7 @@ class CutoverAdmin(ReadOnlyAdmin):
     list_filter = ["status"]
     list_select_related = ["started_by"]
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern]:
         wrap = self.admin_site.admin_view
         return [
             path("start/", wrap(self.start_view), name="cutover_start"),
@@ -61,7 +62,13 @@ class CutoverAdmin(ReadOnlyAdmin):
 
     # -- the cutover's page --------------------------------------------------------
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
         cutover = self._viewable(request, object_id)
         user = request.user
         background.settle(cutover)  # a snapshot or run that ended records its step
@@ -98,7 +105,7 @@ class CutoverAdmin(ReadOnlyAdmin):
         }
         return TemplateResponse(request, "admin/cutover/cutover/page.html", context)
 
-    def step_view(self, request, object_id):
+    def step_view(self, request: AuthenticatedHttpRequest, object_id: int) -> HttpResponse:
         cutover = self._viewable(request, object_id)
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
@@ -154,7 +161,7 @@ class CutoverAdmin(ReadOnlyAdmin):
 
     # -- start and abort --------------------------------------------------------------
 
-    def start_view(self, request):
+    def start_view(self, request: AuthenticatedHttpRequest) -> HttpResponse:
         if not request.user.has_perm(RUN):
             raise PermissionDenied("only ops start a cutover")
         form = StartForm(request.POST or None)
@@ -175,7 +182,7 @@ class CutoverAdmin(ReadOnlyAdmin):
             buttons=[("start", "Start the cutover")],
         )
 
-    def abort_view(self, request, object_id):
+    def abort_view(self, request: AuthenticatedHttpRequest, object_id: int) -> HttpResponse:
         cutover = self._viewable(request, object_id)
         if not request.user.has_perm(RUN):
             raise PermissionDenied("only ops abort a cutover")
@@ -221,14 +228,14 @@ class CutoverAdmin(ReadOnlyAdmin):
 
     # -- the record -----------------------------------------------------------------
 
-    def json_view(self, request, object_id):
+    def json_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
         cutover = self._viewable(request, object_id)
         body = json.dumps(record.export(cutover), sort_keys=True, indent=2)
         response = HttpResponse(body, content_type="application/json")
         response["Content-Disposition"] = f'attachment; filename="cutover-{cutover.pk}.json"'
         return response
 
-    def print_view(self, request, object_id):
+    def print_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
         cutover = self._viewable(request, object_id)
         return TemplateResponse(
             request,

@@ -20,7 +20,7 @@ class CutoverConfig(AppConfig):
         OPS: [*SEE, "run_cutover"],
     }
 
-    def ready(self):
+    def ready(self) -> None:
         # A cutover in progress holds the freeze it relies on (revassure/freeze.py).
         # why: both import models, which are not loaded yet when apps.py is imported
         from cutover.services import freeze_hold

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from cutover.models import Cutover, CutoverStatus, CutoverStep, StepKey, StepState
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 IN_WORKERS = (StepKey.SNAPSHOT, StepKey.RECONCILE)
 
 
-def start(cutover: Cutover, key: str, *, actor, trigger: str, note: str = "") -> CutoverStep:
+def start(cutover: Cutover, key: str, *, actor: User, trigger: str, note: str = "") -> CutoverStep:
     """Ask the workers for step `key` (snapshot or reconcile) and mark it running;
     refused as confirming it would be (out of order, done, not allowed)."""
     step, waiting = confirmable(cutover, key, actor=actor)
@@ -119,7 +120,7 @@ def settle(cutover: Cutover) -> CutoverStep | None:
         return step
 
 
-def settle_current(**_) -> None:
+def settle_current(**_: object) -> None:
     """A signal's receiver: settle the cutover in progress, never failing the
     worker that sent it (the page and the command settle it again)."""
     try:

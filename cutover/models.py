@@ -7,6 +7,8 @@ the chain of cutover records (revassure.sealing), and from then on the model
 and the database refuse to save or delete the cutover or any of its steps.
 """
 
+from typing import Any, NoReturn
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -120,10 +122,10 @@ class CutoverStep(models.Model):
     def __str__(self) -> str:
         return f"{self.number}. {self.get_key_display()}"
 
-    def save(self, *args, **kwargs):
+    def save(self, *args: Any, **kwargs: Any) -> None:
         if Cutover.objects.filter(pk=self.cutover_id).exclude(checksum="").exists():
             raise SealedRecordError(f"cutover {self.cutover_id} is sealed; its steps cannot change")
         super().save(*args, **kwargs)
 
-    def delete(self, *args, **kwargs):
+    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise SealedRecordError("a cutover's steps are part of its record and cannot be deleted")

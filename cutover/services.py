@@ -12,7 +12,11 @@ keeps its own failed row, and the step stays pending.
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from cutover import record
@@ -31,6 +35,7 @@ from cutover.runbook import (
 from cutover.steps import left_by_hand, perform, roll_back_freeze
 from revassure import flags
 from revassure.firestore import FirestoreGateway
+from revassure.models import FreezeEvent
 from revassure.sealing import chain as sealing
 from revassure.waiting import WaitingKind, announce
 
@@ -40,7 +45,7 @@ def _require(actor, permission: str, doing: str) -> None:
         raise PermissionError(f"{actor} may not {doing}")
 
 
-def awaiting_acceptance(user):
+def awaiting_acceptance(user: User | AnonymousUser) -> QuerySet[CutoverStep]:
     """The reconcile step of the cutover in progress when its run found violations
     and nobody accepted them yet: what waits for this user, if they may accept
     (finance approvers), else nothing."""
@@ -54,7 +59,7 @@ def awaiting_acceptance(user):
 # -- the freeze it holds ------------------------------------------------------
 
 
-def freeze_hold(event) -> tuple[str, str] | None:
+def freeze_hold(event: FreezeEvent) -> tuple[str, str] | None:
     """The cutover in progress holds the freeze from its freeze step on (its own
     freeze, or one it found on and relied on): only it lifts it, at its last
     step or when aborted. Registered with revassure.freeze by CutoverConfig."""
@@ -72,7 +77,7 @@ def freeze_hold(event) -> tuple[str, str] | None:
 # -- starting -----------------------------------------------------------------
 
 
-def start(*, actor, name: str, target: str, monitor_minutes: int = 120) -> Cutover:
+def start(*, actor: User, name: str, target: str, monitor_minutes: int = 120) -> Cutover:
     _require(actor, RUN, "start a cutover")
     name, target = name.strip(), target.strip()
     if not name or not target:
@@ -108,7 +113,7 @@ def start(*, actor, name: str, target: str, monitor_minutes: int = 120) -> Cutov
 # -- confirming ---------------------------------------------------------------
 
 
-def confirmable(cutover: Cutover, key: str, *, actor) -> tuple[CutoverStep, bool]:
+def confirmable(cutover: Cutover, key: str, *, actor: User) -> tuple[CutoverStep, bool]:
     """The step `key` if `actor` may confirm it now, and whether it waits for
     an acceptance; refuses a step out of order (naming the step that must come
     first), one already done, and one running in the workers."""
@@ -145,7 +150,7 @@ def confirm(
     cutover: Cutover,
     key: str,
     *,
-    actor,
+    actor: User,
     gateway: FirestoreGateway,
     trigger: str,
     note: str = "",
@@ -183,10 +188,10 @@ def record_step(
     *,
     state: str,
     evidence: dict,
-    actor,
+    actor: User | None,
     note: str,
-    source=StepState.PENDING,
-    **values,
+    source: str = StepState.PENDING,
+    **values: Any,
 ) -> CutoverStep:
     """Record a step's outcome with a conditional update on its state (`source`):
     two people, or a person and a worker, record it once. Done seals the
@@ -247,7 +252,7 @@ def _accept(step: CutoverStep, *, actor, reason: str, note: str) -> CutoverStep:
 def abort(
     cutover: Cutover,
     *,
-    actor,
+    actor: User,
     reason: str,
     gateway: FirestoreGateway,
     unfreeze: bool = False,

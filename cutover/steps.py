@@ -11,20 +11,23 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.utils import timezone
 
 from backfill.models import EventSource, ProviderEventDelivery
 from cutover.models import Cutover, CutoverStep, StepKey, StepState
 from cutover.runbook import MAX_MONITOR_MINUTES, CutoverRefused, holder
 from observability.models import ACTIVE, Alert
+from reconciliation.models import ReconciliationRun
 from reconciliation.services import run_inline
 from revassure import flags, freeze
+from revassure.firestore import FirestoreGateway
 from revassure.models import FreezeEvent
 from snapshots import services as snapshots
-from snapshots.models import Verification
+from snapshots.models import Snapshot, Verification
 
 FIRST_DELIVERIES = 10
 
@@ -62,7 +65,7 @@ def _snapshot(cutover: Cutover, *, actor, gateway, **_) -> tuple[dict, dict]:
     return snapshot_evidence(snapshot), {}
 
 
-def snapshot_evidence(snapshot) -> dict:
+def snapshot_evidence(snapshot: Snapshot) -> dict:
     """What the snapshot step records of a taken snapshot; refused unless it verified."""
     if snapshot.verification != Verification.INTACT:
         raise CutoverRefused(
@@ -91,7 +94,7 @@ def _reconcile(cutover: Cutover, *, actor, gateway, trigger, **_) -> tuple[dict,
     return reconcile_evidence(run, run_by=actor.get_username())
 
 
-def reconcile_evidence(run, *, run_by: str) -> tuple[dict, dict]:
+def reconcile_evidence(run: ReconciliationRun, *, run_by: str) -> tuple[dict, dict]:
     """What the reconcile step records of a finished run, and the step's state:
     done when clean, waiting for a finance approver's acceptance otherwise;
     refused when the run did not complete."""
@@ -124,7 +127,7 @@ def _switch_webhooks(cutover: Cutover, **_) -> tuple[dict, dict]:
     return {"switched_at": _iso(timezone.now())}, {}
 
 
-def monitoring(cutover: Cutover, now=None) -> dict | None:
+def monitoring(cutover: Cutover, now: datetime | None = None) -> dict | None:
     """What the monitor step shows: the time left, open alerts, webhook outcomes
     since the switch and the first deliveries; None before the switch."""
     switch = cutover.steps.filter(key=StepKey.SWITCH_WEBHOOKS).first()
@@ -222,7 +225,7 @@ PERFORMERS: dict[str, Callable[..., tuple[dict, dict]]] = {
 }
 
 
-def perform(cutover: Cutover, key: str, **given) -> tuple[dict, dict]:
+def perform(cutover: Cutover, key: str, **given: Any) -> tuple[dict, dict]:
     """Do step `key` (or take the confirmation of a manual one): its evidence,
     and the values its row records (its state when not done)."""
     return PERFORMERS[key](cutover, **given)
@@ -231,7 +234,9 @@ def perform(cutover: Cutover, key: str, **given) -> tuple[dict, dict]:
 # -- undoing on abort ---------------------------------------------------------
 
 
-def roll_back_freeze(cutover: Cutover, step: CutoverStep, *, actor, reason: str, gateway) -> tuple[bool, str]:
+def roll_back_freeze(
+    cutover: Cutover, step: CutoverStep, *, actor: User, reason: str, gateway: FirestoreGateway
+) -> tuple[bool, str]:
     """Lift the freeze the cutover made, and only that one: (lifted, what happened)."""
     if step.state != StepState.DONE or step.evidence.get("already_frozen"):
         return False, "not unfrozen: the cutover did not freeze manual balance changes (left as they are)"

@@ -13,6 +13,7 @@ from django.db import transaction
 from reconciliation import breaks, reports
 from reconciliation.models import ReconciliationRun, RunStatus, RunTrigger, Violation, ViolationKind
 from reconciliation.wallet_checks import classify
+from revassure.firestore import FirestoreGateway
 from revassure.ledger import is_points
 
 _UID_ALPHABET = string.ascii_letters + string.digits
@@ -103,7 +104,11 @@ def drift_began(uid: str, days: int) -> int:
 
 
 def seed_history(
-    wallets: list[tuple[str, Any, dict[str, dict[str, Any]]]], *, days: int, gateway, now: datetime
+    wallets: list[tuple[str, Any, dict[str, dict[str, Any]]]],
+    *,
+    days: int,
+    gateway: FirestoreGateway,
+    now: datetime,
 ) -> list[ReconciliationRun]:
     """Completed full runs, one a day for the `days` days before `now`, built from
     the demo wallets just written: each drifted wallet shows its drift from the

@@ -8,11 +8,12 @@ OpenAPI document of these endpoints is revassure/openapi.json.
 
 import json
 import logging
+from datetime import datetime
 from pathlib import Path
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.http import JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -139,7 +140,7 @@ def _start_job(request, caller, kind: str, start, *, refused: str) -> JsonRespon
 
 @csrf_exempt
 @require_POST
-def reconcile_job(request):
+def reconcile_job(request: HttpRequest) -> HttpResponse:
     caller, refusal = _caller(request)
     if refusal:
         return refusal
@@ -171,7 +172,7 @@ def reconcile_job(request):
 
 @csrf_exempt
 @require_POST
-def backfill_job(request):
+def backfill_job(request: HttpRequest) -> HttpResponse:
     """Re-apply stored provider events not applied yet, in a worker.
 
     Optional body: {"include_quarantined": bool, "since": ISO time, "until": ISO
@@ -233,7 +234,7 @@ def backfill_job(request):
 
 @csrf_exempt
 @require_POST
-def settlement_job(request):
+def settlement_job(request: HttpRequest) -> HttpResponse:
     """Match a settlement statement, in a worker: the scheduled daily import.
 
     Body: {"path": "gs://bucket/object"} (fetched by the worker) or the
@@ -258,7 +259,7 @@ def settlement_job(request):
             settlement_storage.split_uri(source)
         except ValueError as exc:
             return _error(400, str(exc))
-        path = ""  # the worker fetches it
+        path: str | None = ""  # the worker fetches it
     elif source.startswith("/"):
         path = _local_statement(source)
         if path is None:
@@ -285,7 +286,7 @@ def _local_statement(source: str) -> str | None:
 
 @csrf_exempt
 @require_GET
-def job_status(request, job_id: int):
+def job_status(request: HttpRequest, job_id: int) -> HttpResponse:
     _, refusal = _caller(request)
     if refusal:
         return refusal
@@ -295,7 +296,7 @@ def job_status(request, job_id: int):
 
 @csrf_exempt
 @require_POST
-def firestore_event(request):
+def firestore_event(request: HttpRequest) -> HttpResponse:
     """A Firestore Eventarc event (CloudEvents binary mode: `ce-*` headers, a
     DocumentEventData body): the wallet it names is noted for the watcher's
     check (debounced, then re-checked as a run re-checks a candidate).
@@ -313,6 +314,7 @@ def firestore_event(request):
     expected = f"//firestore.googleapis.com/projects/{settings.GOOGLE_CLOUD_PROJECT}/databases/(default)"
     if source != expected:
         return _error(400, f"ce-source {source!r} is not this project's database ({expected})")
+    event_time: datetime | None
     event_time = timezone.now()
     if "ce-time" in request.headers:
         try:

@@ -2,34 +2,36 @@
 and silence; rules editable by ops only, each change with a reason."""
 
 from datetime import timedelta
-from typing import cast
+from typing import Any, cast
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Case, IntegerField, Value, When
-from django.http import HttpResponseRedirect
+from django.db import models
+from django.db.models import Case, IntegerField, QuerySet, Value, When
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
 from observability import admin_inbox, alerts, targets  # noqa: F401 (admin_inbox registers the inbox page)
 from observability.models import ACTIVE, Alert, AlertNotification, AlertRule, AlertRuleChange, Channel
-from revassure.admin_base import BaseAdmin
+from revassure.admin_base import AuthenticatedHttpRequest, BaseAdmin
 from revassure.formatting import points, when
 
 
 class ReadOnly:
-    def has_add_permission(self, request, obj=None):
+    def has_add_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None):
+    def has_delete_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
         return False
 
 
@@ -60,10 +62,10 @@ class StateFilter(admin.SimpleListFilter):
     title = "state"
     parameter_name = "active"
 
-    def lookups(self, request, model_admin):
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         return [("yes", "open, acknowledged or silenced"), ("no", "resolved")]
 
-    def queryset(self, request, queryset):
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Alert]) -> QuerySet[Alert]:
         if self.value() == "yes":
             return queryset.filter(state__in=ACTIVE)
         if self.value() == "no":
@@ -96,7 +98,7 @@ class AlertAdmin(ReadOnly, BaseAdmin):
         "note",
     ]
 
-    def get_queryset(self, request):
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Alert]:
         active = Case(When(state__in=ACTIVE, then=Value(0)), default=Value(1), output_field=IntegerField())
         return (
             super()
@@ -105,25 +107,28 @@ class AlertAdmin(ReadOnly, BaseAdmin):
             .order_by("active_first", "-started_at")
         )
 
-    def get_fields(self, request, obj=None):
+    # Names only, no groups: django-stubs' return type holds lists of groups, and a list is invariant.
+    def get_fields(  # type: ignore[override]
+        self, request: HttpRequest, obj: Alert | None = None
+    ) -> list[str] | tuple[str, ...]:
         return self.readonly_fields
 
     @admin.display(description="where to look")
-    def where_to_look(self, obj):
+    def where_to_look(self, obj: Alert) -> str:
         found = targets.where_to_look(obj)
         if found is None:
             return "-"
         return format_html('<a href="{}" id="alert-where">{}</a>', found[1], found[0])
 
     @admin.display(description="started", ordering="started_at")
-    def started(self, obj):
+    def started(self, obj: Alert) -> str:
         return when(obj.started_at)
 
     @admin.display(description="resolved", ordering="resolved_at")
-    def resolved(self, obj):
+    def resolved(self, obj: Alert) -> str:
         return when(obj.resolved_at) if obj.resolved_at else "-"
 
-    def has_acknowledge_permission(self, request):
+    def has_acknowledge_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(alerts.ACKNOWLEDGE_PERMISSION)
 
     def _reason(self, request):
@@ -133,14 +138,14 @@ class AlertAdmin(ReadOnly, BaseAdmin):
         return reason
 
     @admin.action(description="Acknowledge (stop repeats)", permissions=["acknowledge"])
-    def acknowledge(self, request, queryset):
+    def acknowledge(self, request: AuthenticatedHttpRequest, queryset: QuerySet[Alert]) -> None:
         reason = self._reason(request)
         if reason:
             done = sum(alerts.acknowledge(alert, actor=request.user, reason=reason) for alert in queryset)
             self.message_user(request, f"{done} alert(s) acknowledged.")
 
     @admin.action(description="Silence for the hours given", permissions=["acknowledge"])
-    def silence(self, request, queryset):
+    def silence(self, request: AuthenticatedHttpRequest, queryset: QuerySet[Alert]) -> None:
         try:
             hours = SILENCE_HOURS.clean(request.POST.get("hours", "").strip() or "4")
         except ValidationError as exc:
@@ -158,7 +163,7 @@ class AlertAdmin(ReadOnly, BaseAdmin):
 
     # -- one alert: acknowledge or silence it from its page (or its email's links) ---------
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern]:
         wrap = self.admin_site.admin_view
         return [
             path(
@@ -170,7 +175,13 @@ class AlertAdmin(ReadOnly, BaseAdmin):
             *super().get_urls(),
         ]
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
         alert = self.get_object(request, object_id)
         if alert is not None:
             offers = {
@@ -190,10 +201,10 @@ class AlertAdmin(ReadOnly, BaseAdmin):
             }
         return super().change_view(request, object_id, form_url, extra_context)
 
-    def acknowledge_view(self, request, alert_id):
+    def acknowledge_view(self, request: AuthenticatedHttpRequest, alert_id: int) -> HttpResponse:
         return self._alert_form(request, alert_id, "acknowledge", AcknowledgeForm)
 
-    def silence_view(self, request, alert_id):
+    def silence_view(self, request: AuthenticatedHttpRequest, alert_id: int) -> HttpResponse:
         return self._alert_form(request, alert_id, "silence", SilenceForm)
 
     def _alert_form(self, request, alert_id, doing, form_class):
@@ -280,8 +291,9 @@ class RuleForm(forms.ModelForm):
         model = AlertRule
         fields = ["enabled", "threshold", "second_threshold", "for_minutes", "repeat_minutes", "channels"]
 
-    def clean(self):
+    def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
+        assert cleaned is not None  # a ModelForm's clean returns its cleaned_data
         # The service's own rule, asked before save_model calls it.
         for name, problem in alerts.rule_value_problems(self.instance, cleaned).items():
             if name in self.fields and name not in self.errors:
@@ -324,23 +336,24 @@ class AlertRuleAdmin(BaseAdmin):
     ]
     inlines = [RuleChangeInline]
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None):
+    def has_delete_permission(self, request: HttpRequest, obj: AlertRule | None = None) -> bool:
         return False
 
     @admin.display(description="rule", ordering="name")
-    def title(self, rule):
+    def title(self, rule: AlertRule) -> str:
         return rule.title
 
     @admin.display(description="threshold", ordering="threshold")
-    def threshold_display(self, rule):
+    def threshold_display(self, rule: AlertRule) -> str:
         return points(rule.threshold)
 
-    def save_model(self, request, obj, form, change):
+    def save_model(self, request: HttpRequest, obj: AlertRule, form: forms.ModelForm, change: bool) -> None:
         values = {name: form.cleaned_data[name] for name in alerts.EDITABLE}
-        alerts.update_rule(obj, actor=request.user, reason=form.cleaned_data["reason"], **values)
+        # The admin lets only a signed-in staff user reach save_model.
+        alerts.update_rule(obj, actor=cast(User, request.user), reason=form.cleaned_data["reason"], **values)
 
 
 @admin.register(AlertRuleChange)

@@ -16,8 +16,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import transaction
 from django.utils import timezone
 from django_q.models import Schedule
@@ -230,7 +232,7 @@ ACKNOWLEDGEABLE = (AlertState.OPEN, AlertState.SILENCED)
 SILENCEABLE = (AlertState.OPEN, AlertState.ACKNOWLEDGED)
 
 
-def refusal(alert: Alert, actor, doing: str) -> str:
+def refusal(alert: Alert, actor: User | AnonymousUser, doing: str) -> str:
     """Why `actor` cannot `doing` ("acknowledge" or "silence") this alert now, for a
     person; "" when they can. Pages ask it before offering the form."""
     if not may(actor, ACKNOWLEDGE_PERMISSION):
@@ -247,7 +249,7 @@ def refusal(alert: Alert, actor, doing: str) -> str:
     return f"it is {alert.get_state_display()}"
 
 
-def acknowledge(alert: Alert, *, actor, reason: str) -> bool:
+def acknowledge(alert: Alert, *, actor: User, reason: str) -> bool:
     """Stop the repeats of an open alert (it still resolves, and says so)."""
     _require(actor)
     if not reason.strip():
@@ -263,7 +265,7 @@ def acknowledge(alert: Alert, *, actor, reason: str) -> bool:
 MAX_SILENCE_HOURS = 30 * 24
 
 
-def silence(alert: Alert, *, actor, hours: int, reason: str) -> bool:
+def silence(alert: Alert, *, actor: User, hours: int, reason: str) -> bool:
     """No notification for `hours` (not even the resolution); then it repeats again."""
     _require(actor)
     if not reason.strip():
@@ -304,7 +306,7 @@ def rule_value_problems(rule: AlertRule, values: dict) -> dict[str, str]:
     return problems
 
 
-def update_rule(rule: AlertRule, *, actor, reason: str, **values) -> AlertRule:
+def update_rule(rule: AlertRule, *, actor: User, reason: str, **values: Any) -> AlertRule:
     """Change a rule's numbers, channels or switch, with a reason; one history row."""
     if not reason.strip():
         raise ValueError("a reason is required to change an alert rule")

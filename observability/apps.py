@@ -21,7 +21,7 @@ class ObservabilityConfig(AppConfig):
         OPS: [*SEE, "acknowledge_alert", "change_alertrule", "view_alertrulechange"],
     }
 
-    def ready(self):
+    def ready(self) -> None:
         # why: Django's documented place to register checks and connect signal
         # receivers; signals imports django_q's models, which need the registry.
         from observability import checks, signals  # noqa: F401

@@ -19,6 +19,7 @@ import time
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.mail.backends import smtp
+from django.core.mail.backends.base import BaseEmailBackend
 
 from observability import alert_mail
 from observability.models import Alert, NotificationKind
@@ -76,7 +77,7 @@ def send_email(alert: Alert, kind: str) -> Result:
     return True, None, ""
 
 
-def mail_connection(seconds: float):
+def mail_connection(seconds: float) -> BaseEmailBackend:
     """The configured email backend; over SMTP, one whose conversation ends within `seconds`."""
     connection = get_connection()
     if isinstance(connection, smtp.EmailBackend) and not isinstance(connection, outbound.SMTPBackend):

@@ -1,9 +1,12 @@
 """Start-up checks of the observability settings (ids revassure.E03x)."""
 
+from collections.abc import Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
+from django.apps import AppConfig
 from django.conf import settings
-from django.core.checks import Error, register
+from django.core.checks import CheckMessage, Error, register
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
@@ -11,8 +14,8 @@ MIN_TOKEN_LENGTH = 16
 
 
 @register()
-def observability_configuration(app_configs, **kwargs):
-    errors = []
+def observability_configuration(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
     if settings.METRICS_TOKEN and len(settings.METRICS_TOKEN) < MIN_TOKEN_LENGTH:
         errors.append(
             Error(f"METRICS_TOKEN must be at least {MIN_TOKEN_LENGTH} characters", id="revassure.E030")

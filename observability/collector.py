@@ -6,7 +6,7 @@ rows: nothing here lives in process memory.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from django.conf import settings
 from django.db.models import Count, Q
@@ -47,7 +47,9 @@ def migration_ratio(migration: DataMigration) -> float:
     return min(1.0, migration.processed / expected)
 
 
-def gauge(name: str, documentation: str, value: float | None = None, labels=()) -> GaugeMetricFamily:
+def gauge(
+    name: str, documentation: str, value: float | None = None, labels: Iterable[str] = ()
+) -> GaugeMetricFamily:
     family = GaugeMetricFamily(f"{PREFIX}_{name}", documentation, labels=list(labels) or None)
     if value is not None:
         family.add_metric([], value)

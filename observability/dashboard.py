@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db.models import Count
 from django.db.models.functions import TruncDate
 from django.utils import timezone
@@ -107,7 +108,7 @@ def chart(points: list[dict], now: datetime) -> dict:
     }
 
 
-def tiles(user) -> dict:
+def tiles(user: User) -> dict:
     now = timezone.now()
     context: dict = {}
     if user.has_perm("reconciliation.view_reconciliationrun"):

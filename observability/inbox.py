@@ -21,6 +21,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AnonymousUser, User
 from django.core.mail import EmailMessage
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Min
@@ -61,11 +62,15 @@ class Item:
         return timesince(self.since, now, depth=2)
 
 
+# What a provider is: (user, now) -> the items waiting for that user.
+ItemsOf = Callable[[User, datetime], Iterable[Item]]
+
+
 @dataclass(frozen=True)
 class Provider:
     kind: WaitingKind
     heading: str
-    items: Callable[[object, datetime], Iterable[Item]]
+    items: ItemsOf
 
 
 @dataclass
@@ -86,23 +91,23 @@ class Section:
 PROVIDERS: list[Provider] = []
 
 
-def provider(kind: WaitingKind, heading: str):
+def provider(kind: WaitingKind, heading: str) -> Callable[[ItemsOf], ItemsOf]:
     """Register a function (user, now) -> items as the inbox's provider of `kind`."""
 
-    def register(func):
+    def register(func: ItemsOf) -> ItemsOf:
         PROVIDERS.append(Provider(kind, heading, func))
         return func
 
     return register
 
 
-def may_use(user) -> bool:
+def may_use(user: User | AnonymousUser) -> bool:
     """Someone with a role (any permission at all) has an inbox; a staff account
     in no role has nothing that could wait for it."""
     return bool(user.is_active and user.is_staff and (user.is_superuser or user.get_all_permissions()))
 
 
-def sections(user, now: datetime | None = None) -> list[Section]:
+def sections(user: User, now: datetime | None = None) -> list[Section]:
     """Every provider's items for this user, oldest first within each kind."""
     if not may_use(user):
         return []
@@ -113,7 +118,7 @@ def sections(user, now: datetime | None = None) -> list[Section]:
     ]
 
 
-def count(user, now: datetime | None = None) -> int:
+def count(user: User, now: datetime | None = None) -> int:
     return sum(section.count for section in sections(user, now))
 
 
@@ -121,7 +126,7 @@ def count(user, now: datetime | None = None) -> int:
 
 
 @provider(WaitingKind.BALANCE_REQUEST, "Balance requests to decide")
-def balance_requests(user, now: datetime) -> Iterable[Item]:
+def balance_requests(user: User, now: datetime) -> Iterable[Item]:
     for request in change_queries.awaiting(user).select_related("proposed_by").order_by("created_at", "pk"):
         approvals = (
             f" (needs {request.required_approvals} approvers)" if request.required_approvals > 1 else ""
@@ -139,7 +144,7 @@ def balance_requests(user, now: datetime) -> Iterable[Item]:
 
 
 @provider(WaitingKind.CUTOVER_ACCEPTANCE, "Cutover reconciliations to accept")
-def cutover_acceptances(user, now: datetime) -> Iterable[Item]:
+def cutover_acceptances(user: User, now: datetime) -> Iterable[Item]:
     for step in cutover.awaiting_acceptance(user):
         run_id = step.evidence.get("run_id")
         run = ReconciliationRun.objects.filter(pk=run_id).only("finished_at").first() if run_id else None
@@ -156,7 +161,7 @@ def cutover_acceptances(user, now: datetime) -> Iterable[Item]:
 
 
 @provider(WaitingKind.BACKFILL_PLAN, "Backfill plans to approve")
-def backfill_plans(user, now: datetime) -> Iterable[Item]:
+def backfill_plans(user: User, now: datetime) -> Iterable[Item]:
     for plan in plan_approval.awaiting(user):
         yield Item(
             kind=WaitingKind.BACKFILL_PLAN,
@@ -171,7 +176,7 @@ def backfill_plans(user, now: datetime) -> Iterable[Item]:
 
 
 @provider(WaitingKind.SETTLEMENT_ROWS, "Settlement rows to explain or follow up")
-def settlement_rows(user, now: datetime) -> Iterable[Item]:
+def settlement_rows(user: User, now: datetime) -> Iterable[Item]:
     groups = (
         settlement.awaiting(user)
         .values("run_id", "outcome")
@@ -194,7 +199,7 @@ def settlement_rows(user, now: datetime) -> Iterable[Item]:
 
 
 @provider(WaitingKind.BREAK, "Breaks assigned to you")
-def assigned_breaks(user, now: datetime) -> Iterable[Item]:
+def assigned_breaks(user: User, now: datetime) -> Iterable[Item]:
     for brk in break_actions.assigned_to(user):
         yield Item(
             kind=WaitingKind.BREAK,
@@ -228,7 +233,7 @@ AREAS = {
 
 
 @provider(WaitingKind.ALERT, "Open alerts on your area")
-def open_alerts(user, now: datetime) -> Iterable[Item]:
+def open_alerts(user: User, now: datetime) -> Iterable[Item]:
     """Open alerts only: acknowledged or silenced ones have someone on them."""
     if not user.has_perm("observability.view_alert"):
         return

@@ -1,5 +1,7 @@
 """Signal receivers of the observability app (connected in ObservabilityConfig.ready)."""
 
+from typing import Any
+
 from django_q.models import Schedule
 
 # name: task, every minute
@@ -12,7 +14,7 @@ SCHEDULES = {
 }
 
 
-def after_migrate(**kwargs):
+def after_migrate(**kwargs: Any) -> None:
     """Each of SCHEDULES, every minute."""
     for name, func in SCHEDULES.items():
         Schedule.objects.update_or_create(

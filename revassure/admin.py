@@ -1,11 +1,13 @@
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any, cast
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -13,7 +15,7 @@ from django_q import admin as django_q_admin
 from django_q.models import Schedule
 
 from revassure import flags, formatting, freeze
-from revassure.admin_base import BaseAdmin, ReadOnlyAdmin
+from revassure.admin_base import AuthenticatedHttpRequest, BaseAdmin, ReadOnlyAdmin
 from revassure.firestore import get_gateway
 from revassure.models import FeatureFlag, FeatureFlagChange, FreezeEvent
 
@@ -65,22 +67,24 @@ class FeatureFlagAdmin(BaseAdmin):
     ]
     fields = [*readonly_fields, "state"]
 
-    def get_fields(self, request, obj=None):
+    def get_fields(
+        self, request: HttpRequest, obj: FeatureFlag | None = None
+    ) -> list[str | list[str] | tuple[str, ...] | tuple[()]]:
         fields = list(super().get_fields(request, obj))
         if self.has_change_permission(request, obj):
             fields.append("change_reason")
         return fields
 
     @admin.display(boolean=True, description="on now")
-    def effective(self, flag):
+    def effective(self, flag: FeatureFlag) -> bool | None:
         return flags.is_enabled(flag.name) if flag.name in flags.known_flags() else None
 
     @admin.display(boolean=True, description="environment default")
-    def environment_default(self, flag):
+    def environment_default(self, flag: FeatureFlag) -> bool | None:
         return flags.default_for(flag.name) if flag.name in flags.known_flags() else None
 
     @admin.display(description="history")
-    def history(self, flag):
+    def history(self, flag: FeatureFlag) -> str:
         changes = flag.changes.select_related("actor")[:50]
         if not changes:
             return "never changed"
@@ -96,15 +100,17 @@ class FeatureFlagAdmin(BaseAdmin):
             "<table><tr><th>when</th><th>who</th><th>set to</th><th>why</th></tr>{}</table>", rows
         )
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None):
+    def has_delete_permission(self, request: HttpRequest, obj: FeatureFlag | None = None) -> bool:
         return False
 
-    def save_model(self, request, obj, form, change):
+    def save_model(self, request: HttpRequest, obj: FeatureFlag, form: forms.ModelForm, change: bool) -> None:
         override = _OVERRIDES[form.cleaned_data["state"]]
-        flags.set_flag(obj.name, override, actor=request.user, reason=form.cleaned_data["change_reason"])
+        flags.set_flag(
+            obj.name, override, actor=cast(User, request.user), reason=form.cleaned_data["change_reason"]
+        )  # the admin lets only a signed-in staff user reach save_model
         obj.refresh_from_db()
         self.message_user(
             request,
@@ -113,7 +119,7 @@ class FeatureFlagAdmin(BaseAdmin):
             messages.SUCCESS,
         )
 
-    def save_related(self, request, form, formsets, change):
+    def save_related(self, request: HttpRequest, form: forms.ModelForm, formsets: Any, change: bool) -> None:
         pass  # the history is written by flags.set_flag, never through the form
 
 
@@ -155,20 +161,22 @@ class FreezeEventAdmin(ReadOnlyAdmin):
     list_select_related = ["actor"]
 
     @admin.display(description="change", ordering="frozen")
-    def change(self, event):
+    def change(self, event: FreezeEvent) -> str:
         return "Froze" if event.frozen else "Unfroze"
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern]:
         return [
             path("toggle/", self.admin_site.admin_view(self.toggle_view), name="revassure_freeze_toggle"),
             *super().get_urls(),
         ]
 
-    def changelist_view(self, request, extra_context=None):
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
         can = request.user.has_perm("revassure.manage_freeze")
         return super().changelist_view(request, {**(extra_context or {}), "can_manage_freeze": can})
 
-    def toggle_view(self, request):
+    def toggle_view(self, request: AuthenticatedHttpRequest) -> HttpResponse:
         if not request.user.has_perm("revassure.manage_freeze"):
             raise PermissionDenied("only ops freeze and unfreeze manual balance changes")
         active = freeze.current()
@@ -249,7 +257,7 @@ class ScheduleForm(forms.ModelForm):
             "intended_date_kwarg",
         ]
 
-    def clean_next_run(self):
+    def clean_next_run(self) -> datetime | None:
         next_run = self.cleaned_data.get("next_run")
         behind = SCHEDULE_MAX_BEHIND.days
         if (

@@ -5,7 +5,11 @@ import re
 
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.views.main import ChangeList
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
+from django.db import models
+from django.http import HttpRequest
 
 # The largest row id a database here stores (BigAutoField: SQLite's and
 # PostgreSQL's signed 64-bit integer); a larger number names no row.
@@ -41,6 +45,14 @@ def readable(detail: str) -> str:
     return f"expected {found['expected']}, got {found['got']}" if found else detail
 
 
+class AuthenticatedHttpRequest(HttpRequest):
+    """The request of a page wrapped in `admin_site.admin_view`, which lets only a
+    signed-in staff user through: its user is a User, never AnonymousUser (the
+    django-stubs way to say so to the type checker; nothing checks it at run time)."""
+
+    user: User
+
+
 class BaseAdmin(admin.ModelAdmin):
     """A list asked for with a filter value it cannot use (letters where an id
     goes, "²", a number past the largest id) is shown without its filters and
@@ -54,7 +66,7 @@ class BaseAdmin(admin.ModelAdmin):
     address is refused before any query.
     """
 
-    def get_changelist_instance(self, request):
+    def get_changelist_instance(self, request: HttpRequest) -> ChangeList:
         try:
             if any("\x00" in value for _, values in request.GET.lists() for value in values):
                 # PostgreSQL refuses a NUL in text, mid-query.
@@ -76,11 +88,11 @@ class ReadOnlyAdmin(BaseAdmin):
     """Records that must not change (reports, audit trails, histories):
     viewable, never added, edited or deleted through the admin."""
 
-    def has_add_permission(self, request, obj=None):
+    def has_add_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None):
+    def has_delete_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
         return False

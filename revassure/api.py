@@ -10,7 +10,7 @@ from pathlib import Path
 
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
-from django.http import HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
@@ -21,20 +21,20 @@ _OPENAPI = Path(__file__).with_name("openapi.json").read_text()
 
 @csrf_exempt
 @require_GET
-def openapi(request):
+def openapi(request: HttpRequest) -> HttpResponse:
     """The OpenAPI document of the machine endpoints; tests check the running app against it."""
     return HttpResponse(_OPENAPI, content_type="application/json")
 
 
 @csrf_exempt
 @require_GET
-def healthz(request):
+def healthz(request: HttpRequest) -> HttpResponse:
     return HttpResponse("ok\n", content_type="text/plain")
 
 
 @csrf_exempt
 @require_GET
-def readyz(request):
+def readyz(request: HttpRequest) -> HttpResponse:
     """Ready when the database answers with every migration applied and Firestore answers."""
     checks = {}
     try:

@@ -22,7 +22,7 @@ class RevassureConfig(AppConfig):
         ],
     }
 
-    def ready(self):
+    def ready(self) -> None:
         # why: Django's documented place to register system checks and signal
         # receivers; `signals` imports django-q2's models, which cannot load
         # before the app registry is ready.

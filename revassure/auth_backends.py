@@ -8,11 +8,20 @@ ModelBackend itself when password login is on, else this subclass, which
 grants permissions exactly as ModelBackend does and signs nobody in.
 """
 
+from typing import Any
+
 from django.contrib.auth.backends import ModelBackend
+from django.http import HttpRequest
 
 
 class PermissionsOnlyBackend(ModelBackend):
     """ModelBackend's permissions (groups, user permissions, is_active), no password sign-in."""
 
-    def authenticate(self, request, username=None, password=None, **kwargs):
+    def authenticate(
+        self,
+        request: HttpRequest | None,
+        username: str | None = None,
+        password: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         return None

@@ -5,13 +5,17 @@ The apps check their own settings where a check needs their code
 revassure.E001 and on, wherever a check lives.
 """
 
+from collections.abc import Sequence
+from typing import Any
+
+from django.apps import AppConfig
 from django.conf import settings
-from django.core.checks import Error, register
+from django.core.checks import CheckMessage, Error, register
 
 
 @register()
-def configuration(app_configs, **kwargs):
-    errors = []
+def configuration(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
     if settings.RECONCILE_CONCURRENCY < 1:
         errors.append(Error("RECONCILE_CONCURRENCY must be at least 1", id="revassure.E002"))
     if settings.RECONCILE_CHUNK_SIZE < 1:

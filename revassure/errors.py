@@ -3,7 +3,7 @@ that says why and where to go (templates/403.html; a failed CSRF check gets
 templates/403_csrf.html from Django's own view); the APIs answer JSON."""
 
 from django.contrib import admin
-from django.http import JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views import defaults
 
@@ -11,7 +11,7 @@ from django.views import defaults
 API_PREFIX = "/api/"
 
 
-def permission_denied(request, exception=None):
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     """handler403: PermissionDenied raised anywhere, admin views included."""
     reason = str(exception or "").strip()
     if request.path.startswith(API_PREFIX):
@@ -19,7 +19,7 @@ def permission_denied(request, exception=None):
     return refusal(request, reason=reason)
 
 
-def refusal(request, *, reason: str = "", advice: str = "", status: int = 403):
+def refusal(request: HttpRequest, *, reason: str = "", advice: str = "", status: int = 403) -> HttpResponse:
     """The refusal page (extends admin/base_site.html)."""
     context = {
         **admin.site.each_context(request),
@@ -30,7 +30,7 @@ def refusal(request, *, reason: str = "", advice: str = "", status: int = 403):
     return render(request, "403.html", context, status=status)
 
 
-def page_not_found(request, exception=None):
+def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     """handler404: our page with a way back; the APIs answer JSON."""
     if request.path.startswith(API_PREFIX):
         return JsonResponse({"error": "not found"}, status=404)
@@ -38,7 +38,7 @@ def page_not_found(request, exception=None):
     return render(request, "404.html", context, status=404)
 
 
-def server_error(request):
+def server_error(request: HttpRequest) -> HttpResponse:
     """handler500: templates/500.html (rendered without context: the error may be
     in the context itself); the APIs answer JSON."""
     if request.path.startswith(API_PREFIX):

@@ -84,7 +84,7 @@ def shared() -> Storage:
     return storages["default"]
 
 
-def keep(upload, name: str) -> str:
+def keep(upload: File, name: str) -> str:
     """Save an uploaded file in the shared storage under `name` (or a free name
     beside it, which the storage picks); the name it is kept under."""
     upload.seek(0)

@@ -8,6 +8,7 @@ into its own clear refusal (a command's exit code, an admin message, a 503).
 """
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -51,7 +52,7 @@ def ensure_flags() -> None:
         FeatureFlag.objects.get_or_create(name=name)
 
 
-def set_flag(name: str, override: bool | None, *, actor, reason: str) -> FeatureFlag:
+def set_flag(name: str, override: bool | None, *, actor: User, reason: str) -> FeatureFlag:
     """Override a flag (True/False) or return it to its default (None), with a reason."""
     default_for(name)
     if not reason.strip():

@@ -13,6 +13,7 @@ freeze it made (`unfreeze(..., holder=..., event_id=...)`).
 
 from collections.abc import Callable
 
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.dispatch import Signal
 
@@ -112,12 +113,12 @@ def require_unfrozen() -> None:
         raise Frozen(event)
 
 
-def freeze(*, actor, reason: str, gateway: FirestoreGateway) -> FreezeEvent:
+def freeze(*, actor: User, reason: str, gateway: FirestoreGateway) -> FreezeEvent:
     return _set(True, actor=actor, reason=reason, gateway=gateway)
 
 
 def unfreeze(
-    *, actor, reason: str, gateway: FirestoreGateway, holder: str = "", event_id: int | None = None
+    *, actor: User, reason: str, gateway: FirestoreGateway, holder: str = "", event_id: int | None = None
 ) -> FreezeEvent:
     """Lift the freeze in force. Refused (Held) while a procedure other than
     `holder` holds it; with `event_id`, refused (NotTheSameFreeze) unless the

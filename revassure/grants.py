@@ -17,6 +17,7 @@ permissions (`user_permissions`) are never touched.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from django.apps import AppConfig, apps
 from django.contrib.auth.management import create_permissions
@@ -81,7 +82,7 @@ def sync(*, using: str = DEFAULT_DB_ALIAS) -> dict[str, dict[str, list[str]]]:
     return changes
 
 
-def after_migrate(sender: AppConfig, using: str = DEFAULT_DB_ALIAS, **kwargs) -> None:
+def after_migrate(sender: AppConfig, using: str = DEFAULT_DB_ALIAS, **kwargs: Any) -> None:
     """post_migrate is sent once per app with models, in INSTALLED_APPS order:
     the roles are synced once, after the last (when every app's tables exist)."""
     with_models = [config for config in apps.get_app_configs() if config.models_module is not None]

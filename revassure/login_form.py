@@ -2,6 +2,7 @@
 
 from django import forms
 from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth.models import User
 
 
 class StaffAuthenticationForm(AdminAuthenticationForm):
@@ -9,7 +10,7 @@ class StaffAuthenticationForm(AdminAuthenticationForm):
     which sends them to reset a password that works. Say what is wrong instead:
     only once the password is right, so nothing is told to someone who guesses."""
 
-    def confirm_login_allowed(self, user):
+    def confirm_login_allowed(self, user: User) -> None:
         if user.is_active and not user.is_staff:
             raise forms.ValidationError(
                 "Your password is right, but this is not a staff account of the back office, so "

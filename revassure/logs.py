@@ -12,6 +12,7 @@ import contextvars
 import logging
 import re
 import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from django.db import transaction
@@ -39,7 +40,7 @@ def reset_correlation_id(token: contextvars.Token) -> None:
 
 
 @contextmanager
-def bound_correlation_id(value: str | None = None):
+def bound_correlation_id(value: str | None = None) -> Iterator[str | None]:
     """Bind a correlation id (a new one unless given) for the duration of the block."""
     token = _correlation_id.set(value or new_correlation_id())
     try:
@@ -48,7 +49,7 @@ def bound_correlation_id(value: str | None = None):
         _correlation_id.reset(token)
 
 
-def on_commit(func, using: str | None = None) -> None:
+def on_commit(func: Callable[..., object], using: str | None = None) -> None:
     """transaction.on_commit that runs `func` with the correlation id bound now.
 
     Callbacks may run after the code that registered them has left its context

@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO, TypeVar
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
 from urllib.parse import urlsplit
 
 import google.auth.exceptions
@@ -185,19 +185,26 @@ class _GoogleAuthResponse(google.auth.transport.Response):
         self.answer = answer
 
     @property
-    def status(self):
+    def status(self) -> int:
         return self.answer.status
 
     @property
-    def headers(self):
+    def headers(self) -> dict[str, str]:
         return self.answer.headers
 
     @property
-    def data(self):
+    def data(self) -> bytes:
         return self.answer.body
 
 
-class _DeadlineSMTPMixin:
+# What the mixin is mixed into, for the type checker (at run time the classes below add it).
+if TYPE_CHECKING:
+    _SMTPClient = smtplib.SMTP
+else:
+    _SMTPClient = object
+
+
+class _DeadlineSMTPMixin(_SMTPClient):
     """smtplib's client whose whole conversation (greeting to QUIT) ends by the
     deadline: the watchdog starts with the first reply read (the socket exists
     by then) and follows the socket through STARTTLS."""
@@ -206,11 +213,11 @@ class _DeadlineSMTPMixin:
         self.watchdog = Watchdog(seconds, lambda: getattr(self, "sock", None))
         super().__init__(*args, **kwargs)
 
-    def getreply(self):
+    def getreply(self) -> tuple[int, bytes]:
         self.watchdog.start()
         return super().getreply()
 
-    def close(self):
+    def close(self) -> None:
         self.watchdog.stop()
         super().close()
 
@@ -234,5 +241,5 @@ class SMTPBackend(smtp.EmailBackend):
             self.timeout = self.seconds  # type: ignore[assignment]  # connecting, too, within the deadline
 
     @property
-    def connection_class(self):
+    def connection_class(self) -> Callable[..., smtplib.SMTP]:
         return functools.partial(DeadlineSMTPSSL if self.use_ssl else DeadlineSMTP, seconds=self.seconds)

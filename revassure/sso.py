@@ -8,9 +8,12 @@ land on says why.
 """
 
 import logging
+from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, User
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 from mozilla_django_oidc.middleware import SessionRefresh as BaseSessionRefresh
@@ -30,7 +33,7 @@ def mapped_roles(claims: dict) -> set[str]:
 
 
 class StaffOIDCBackend(OIDCAuthenticationBackend):
-    def verify_claims(self, claims):
+    def verify_claims(self, claims: dict[str, Any]) -> bool:
         refusal = self._refusal(claims)
         if refusal:
             log.warning("sso sign-in refused", extra={"email": claims.get("email"), "reason": refusal})
@@ -55,14 +58,14 @@ class StaffOIDCBackend(OIDCAuthenticationBackend):
             )
         return ""
 
-    def filter_users_by_claims(self, claims):
+    def filter_users_by_claims(self, claims: dict[str, Any]) -> QuerySet[User]:
         return self.UserModel.objects.filter(email__iexact=claims.get("email", ""))
 
-    def create_user(self, claims):
+    def create_user(self, claims: dict[str, Any]) -> User:
         user = self.UserModel.objects.create_user(claims["email"].lower(), email=claims["email"].lower())
         return self.update_user(user, claims)
 
-    def update_user(self, user, claims):
+    def update_user(self, user: User, claims: dict[str, Any]) -> User:
         roles = mapped_roles(claims)
         user.is_staff = True
         user.save(update_fields=["is_staff"])
@@ -71,12 +74,12 @@ class StaffOIDCBackend(OIDCAuthenticationBackend):
         return user
 
 
-def not_a_password_attempt(request, credentials) -> bool:
+def not_a_password_attempt(request: HttpRequest | None, credentials: dict[str, Any] | None) -> bool:
     """django-axes: leave out of the brute-force count what is not a password login."""
     return not (credentials or {}).get("password")
 
 
-def refused(request):
+def refused(request: HttpRequest) -> HttpResponse:
     """Where a refused sign-in lands: why, instead of a redirect loop."""
     reason = request.session.pop(REFUSAL_KEY, "") or "your sign-in was not accepted"
     return render(request, "sso_refused.html", {"reason": reason}, status=403)
@@ -86,5 +89,5 @@ class SessionRefresh(BaseSessionRefresh):
     """Only sessions that came from SSO are refreshed; a password session (demo)
     has no ID token to renew and would otherwise be sent to the provider."""
 
-    def is_refreshable_url(self, request):
+    def is_refreshable_url(self, request: HttpRequest) -> bool:
         return "oidc_id_token_expiration" in request.session and super().is_refreshable_url(request)

@@ -21,10 +21,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterable
 
+from django.contrib.auth.models import AnonymousUser, User
 from django.core.files.base import ContentFile
 from django.db import transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, QuerySet
 
 from backfill import events, run_requests, runs
 from backfill.models import DataMigration, MigrationKind, MigrationStatus
@@ -70,7 +72,7 @@ def _where(row: SettlementRow) -> str:
     return f"run {row.run_id} line {row.line}" if row.line else f"run {row.run_id} row {row.pk}"
 
 
-def replay_missing(rows, *, actor) -> DataMigration:
+def replay_missing(rows: Iterable[SettlementRow], *, actor: User) -> DataMigration:
     """Replay the stored deliveries of missing_in_ledger rows: a dry run first."""
     rows = _rows(rows, (Outcome.MISSING_IN_LEDGER,), "replaying")
     unplayable = [row for row in rows if not row.replayable]
@@ -82,6 +84,7 @@ def replay_missing(rows, *, actor) -> DataMigration:
     # read by the intake's own rule (a leading byte-order mark is allowed there).
     lines = []
     for row in rows:
+        assert row.delivery is not None  # a replayable row names its stored delivery
         try:
             lines.append(json.dumps(json.loads(events.text_of(row.delivery.raw))))
         except (events.Unusable, ValueError) as exc:
@@ -98,7 +101,7 @@ def replay_missing(rows, *, actor) -> DataMigration:
 REVERSAL_COLUMNS = ("payment_id", "refund_id", "chargeback_id", "user_id", "points", "created")
 
 
-def propose_reversals(rows, *, actor) -> DataMigration:
+def propose_reversals(rows: Iterable[SettlementRow], *, actor: User) -> DataMigration:
     """A reversal backfill (finance's CSV, built from the rows) as a dry run first."""
     rows = _rows(rows, (Outcome.UNREVERSED,), "a reversal backfill")
     text = io.StringIO()
@@ -106,6 +109,7 @@ def propose_reversals(rows, *, actor) -> DataMigration:
     writer.writerow(REVERSAL_COLUMNS)
     for row in rows:
         refund, chargeback = (row.reference, "") if row.type == "refund" else ("", row.reference)
+        assert row.settled_at is not None  # an unreversed row is a well-formed statement line
         writer.writerow(
             [row.payment_id, refund, chargeback, row.user_id, row.points, row.settled_at.isoformat()]
         )
@@ -133,7 +137,7 @@ def adjustment_of(row: SettlementRow) -> tuple[str, int]:
     return row.ledger_uid, expected - row.ledger_amount
 
 
-def adjustment_refusals(rows) -> dict[int, str]:
+def adjustment_refusals(rows: Iterable[SettlementRow]) -> dict[int, str]:
     """{row pk: why no manual adjustment may be proposed for it}, for the rows
     whose payment (refund, chargeback) has one proposed, approved or applied
     already, from whichever row, run or import of a statement: one query."""
@@ -146,7 +150,9 @@ def adjustment_refusals(rows) -> dict[int, str]:
     }
 
 
-def propose_adjustments(rows, *, actor, reason: str, gateway: FirestoreGateway) -> list[BalanceRequest]:
+def propose_adjustments(
+    rows: Iterable[SettlementRow], *, actor: User, reason: str, gateway: FirestoreGateway
+) -> list[BalanceRequest]:
     """One manual adjustment per row (all or none), reason code `settlement`;
     a second person approves each, as for any adjustment. Each settles its
     row's payment: refused for a payment that has an adjustment standing
@@ -182,7 +188,7 @@ def propose_adjustments(rows, *, actor, reason: str, gateway: FirestoreGateway) 
     return proposed
 
 
-def explain(rows, *, actor, reason: str) -> int:
+def explain(rows: Iterable[SettlementRow], *, actor: User, reason: str) -> int:
     """Mark breaks explained (an approver, a reason): they stay in the report,
     shown as explained. Rows explained before are left as they were."""
     if not actor.has_perm(EXPLAIN_PERMISSION):
@@ -231,7 +237,7 @@ def row_actions(row: SettlementRow) -> list[str]:
     return [action for action, (_, outcomes, _) in ROW_ACTIONS.items() if row.outcome in outcomes]
 
 
-def row_refusal(row: SettlementRow, actor, action: str) -> str:
+def row_refusal(row: SettlementRow, actor: User | AnonymousUser, action: str) -> str:
     """Why `actor` cannot take `action` on this row now, for a person; "" when
     they can. Read-only: the row's page asks it so that it offers only what the
     actions above accept, and says why not (they still refuse on their own)."""
@@ -277,7 +283,7 @@ def _in_hand(row: SettlementRow, kind: str) -> str:
     return f"run {run.pk}, bound to dry run {plan.pk}, does it ({run.get_status_display().lower()})"
 
 
-def outcomes_for(user) -> set[str]:
+def outcomes_for(user: User | AnonymousUser) -> set[str]:
     """The break outcomes this user has an action for."""
     if not user.is_active:
         return set()
@@ -289,7 +295,7 @@ def outcomes_for(user) -> set[str]:
     }
 
 
-def awaiting(user):
+def awaiting(user: User | AnonymousUser) -> QuerySet[SettlementRow]:
     """Break rows nothing was done about yet (no follow-up) that this user has an
     action for: rows of completed runs, except a run whose very file was matched
     again later (the later run's rows stand for it)."""

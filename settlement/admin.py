@@ -4,20 +4,23 @@ processes with progress. The rows have their admin in admin_rows.py,
 registered from here. Pages call services; none carries rules of its own."""
 
 import secrets
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Sum
+from django.db.models import Count, QuerySet, Sum
 from django.db.models.functions import Abs
-from django.http import HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
 from revassure import formatting
-from revassure.admin_base import ReadOnlyAdmin
+from revassure.admin_base import AuthenticatedHttpRequest, ReadOnlyAdmin
 from revassure.exports import csv_response
 from revassure.formatting import EMPTY, points, size, when
 from settlement import reports, services, statement, storage
@@ -28,7 +31,7 @@ RUN_PERMISSION = "settlement.run_settlement"
 UPLOAD_PAGE = "admin/settlement/upload.html"
 
 
-def money(pairs) -> str:
+def money(pairs: Iterable[tuple[str, Decimal]]) -> str:
     """[(currency, amount), ...] as "12,477.40 EUR, 24.00 USD"."""
     return ", ".join(formatting.money(amount, currency) for currency, amount in pairs) or EMPTY
 
@@ -98,20 +101,20 @@ class SettlementRunAdmin(ReadOnlyAdmin):
         ("Seal", {"fields": ["chain_seq", "checksum", "previous_checksum"]}),
     ]
 
-    def get_queryset(self, request):
+    def get_queryset(self, request: HttpRequest) -> QuerySet[SettlementRun]:
         # A dry run's scratch is nobody's report: it is gone when the dry run ends.
         return super().get_queryset(request).exclude(status=RunStatus.DRY_RUN)
 
     @admin.display(description="started", ordering="started_at")
-    def started(self, run):
+    def started(self, run: SettlementRun) -> str:
         return when(run.started_at)
 
     @admin.display(description="finished", ordering="finished_at")
-    def finished(self, run):
+    def finished(self, run: SettlementRun) -> str:
         return when(run.finished_at)
 
     @admin.display(description="matched by")
-    def matched_by(self, run):
+    def matched_by(self, run: SettlementRun) -> str:
         """The process that matched it (hostname:pid), and how many workers took it
         (more than one when a worker died and the sweep handed the run on)."""
         if not run.worker:
@@ -123,31 +126,31 @@ class SettlementRunAdmin(ReadOnlyAdmin):
         )
 
     @admin.display(description="malformed rows")
-    def malformed_display(self, run):
+    def malformed_display(self, run: SettlementRun) -> str:
         return points(run.malformed_rows)
 
     @admin.display(description="file size")
-    def file_size(self, run):
+    def file_size(self, run: SettlementRun) -> str:
         return size(run.file_bytes)
 
     @admin.display(description="rows", ordering="rows")
-    def rows_display(self, run):
+    def rows_display(self, run: SettlementRun) -> str:
         return points(run.rows)
 
     @admin.display(description="breaks")
-    def breaks_link(self, run):
+    def breaks_link(self, run: SettlementRun) -> str:
         count = sum(getattr(run, name) for name in BREAKS)
         return format_html('<a href="{}">{}</a>', rows_url(run.pk), points(count))
 
     @admin.display(description="same file as")
-    def repeat(self, run):
+    def repeat(self, run: SettlementRun) -> str:
         if run.repeat_of_id is None:
             return EMPTY
         url = reverse("admin:settlement_settlementrun_change", args=[run.repeat_of_id])
         return format_html('<a href="{}">run {}</a>', url, run.repeat_of_id)
 
     @admin.display(description="progress")
-    def progress(self, run):
+    def progress(self, run: SettlementRun) -> str:
         if run.status == RunStatus.COMPLETED:
             return "Done"
         if run.status == RunStatus.FAILED:
@@ -164,13 +167,13 @@ class SettlementRunAdmin(ReadOnlyAdmin):
             points(run.expected_rows),
         )
 
-    def has_run_permission(self, request):
+    def has_run_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(RUN_PERMISSION)
 
-    def has_export_permission(self, request):
+    def has_export_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(EXPORT_PERMISSION)
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern]:
         wrap = self.admin_site.admin_view
         return [
             path("upload/", wrap(self.upload_view), name="settlement_upload"),
@@ -178,7 +181,9 @@ class SettlementRunAdmin(ReadOnlyAdmin):
             *super().get_urls(),
         ]
 
-    def changelist_view(self, request, extra_context=None):
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
         live = SettlementRun.objects.filter(status__in=[RunStatus.PENDING, RunStatus.RUNNING]).exists()
         extra_context = {
             **(extra_context or {}),
@@ -187,7 +192,13 @@ class SettlementRunAdmin(ReadOnlyAdmin):
         }
         return super().changelist_view(request, extra_context)
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
         run = self.get_object(request, object_id)
         if run is not None:
             # Breaks first (what needs work), matched last and apart: not at stake.
@@ -208,7 +219,7 @@ class SettlementRunAdmin(ReadOnlyAdmin):
             }
         return super().change_view(request, object_id, form_url, extra_context)
 
-    def upload_view(self, request):
+    def upload_view(self, request: AuthenticatedHttpRequest) -> HttpResponse:
         if not self.has_run_permission(request):
             raise PermissionDenied
         form = UploadForm(request.POST or None, request.FILES or None)
@@ -242,7 +253,7 @@ class SettlementRunAdmin(ReadOnlyAdmin):
             },
         )
 
-    def export_view(self, request, run_id):
+    def export_view(self, request: HttpRequest, run_id: int) -> StreamingHttpResponse:
         """The run's rows, every one (matched and malformed too), as CSV."""
         if not self.has_export_permission(request):
             raise PermissionDenied

@@ -12,15 +12,15 @@ their own permission checks. SettlementRowAdmin (admin.py) mixes this in."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.templatetags.admin_urls import add_preserved_filters
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
-from django.urls import path, reverse
+from django.urls import URLPattern, path, reverse
 from django.views.decorators.http import require_POST
 
 from revassure.firestore import FirestoreError, get_gateway
@@ -54,20 +54,26 @@ else:
 class RowPage(_AdminBase):
     """The settlement row's page and its in-place actions (a mixin of SettlementRowAdmin)."""
 
-    def row_page_urls(self):
+    def row_page_urls(self) -> list[URLPattern]:
         wrap = lambda view: self.admin_site.admin_view(require_POST(view))  # noqa: E731
         return [
             path(f"<int:row_id>/{action}/", wrap(self._view_of(action)), name=f"settlement_row_{action}")
             for action in TITLES
         ]
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
         row = self.get_object(request, object_id)
         if row is not None:
             extra_context = {**(extra_context or {}), **self.row_page_context(request, row)}
         return super().change_view(request, object_id, form_url, extra_context)
 
-    def row_page_context(self, request, row: SettlementRow) -> dict:
+    def row_page_context(self, request: HttpRequest, row: SettlementRow) -> dict:
         offered, refused = [], []
         for action in actions.row_actions(row):
             refusal = actions.row_refusal(row, request.user, action)

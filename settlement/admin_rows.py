@@ -5,18 +5,22 @@ existing rails (settlement.actions), and the rows as CSV in the sealed columns
 row's own page is mixed in (admin_row_page.py). Registered through
 settlement.admin, which Django's autodiscovery imports."""
 
+from collections.abc import Iterator
+from typing import Any
+
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, QuerySet
+from django.http import HttpRequest, HttpResponseBase
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import URLPattern, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from backfill.runs import PERMISSION as BACKFILL_PERMISSION
 from reconciliation.change_display import FORM_PAGE
 from revassure import formatting
-from revassure.admin_base import ReadOnlyAdmin, require_row_id, row_id
+from revassure.admin_base import AuthenticatedHttpRequest, ReadOnlyAdmin, require_row_id, row_id
 from revassure.exports import ListExport, safe_cell
 from revassure.firestore import get_gateway
 from revassure.formatting import EMPTY, points, signed, when
@@ -35,7 +39,7 @@ EXPORT_PERMISSION = "settlement.export_settlementrun"
 GUARDED = frozenset(("payment_id", "reference", "user_id", "entry_id", "ledger_uid", "detail", "raw"))
 
 
-def cell(name: str, value):
+def cell(name: str, value: Any) -> Any:
     """A sealed column's value in the CSV: raw (amounts exactly as Decimals,
     times in ISO form), blank for none, outside text guarded against formulas."""
     if value is None:
@@ -53,7 +57,7 @@ def cell(name: str, value):
     return value
 
 
-def row_table(rows):
+def row_table(rows: QuerySet[SettlementRow]) -> Iterator[list[Any]]:
     """The header, then one row per settlement row: the run, then the sealed
     columns in their order (settlement.records.COLUMNS)."""
     yield ["run_id", *records.COLUMNS]
@@ -82,20 +86,20 @@ class RunFilter(admin.SimpleListFilter):
         self.default = str(latest.pk) if latest else None
         super().__init__(request, params, model, model_admin)
 
-    def value(self):
+    def value(self) -> str | None:
         return super().value() or self.default
 
-    def lookups(self, request, model_admin):
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         runs = list(SettlementRun.objects.filter(status=RunStatus.COMPLETED).order_by("-id")[:12])
         chosen = super().value()
-        if row_id(chosen) and all(str(r.pk) != chosen for r in runs):
-            runs += list(SettlementRun.objects.filter(pk=row_id(chosen)))
+        if (chosen_id := row_id(chosen)) and all(str(r.pk) != chosen for r in runs):
+            runs += list(SettlementRun.objects.filter(pk=chosen_id))
         return [(self.ALL, "All runs")] + [
             (str(r.pk), f"Run {r.pk}: {when(r.finished_at or r.created_at)}, {points(r.rows)} rows")
             for r in runs
         ]
 
-    def queryset(self, request, queryset):
+    def queryset(self, request: HttpRequest, queryset: QuerySet[SettlementRow]) -> QuerySet[SettlementRow]:
         value = self.value()
         if value is None or value == self.ALL:
             return queryset
@@ -107,10 +111,10 @@ class OutcomeFilter(admin.SimpleListFilter):
     parameter_name = "outcome"
     BREAKS = "breaks"
 
-    def lookups(self, request, model_admin):
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         return [(self.BREAKS, "Every break (not matched, not malformed)"), *Outcome.choices]
 
-    def queryset(self, request, queryset):
+    def queryset(self, request: HttpRequest, queryset: QuerySet[SettlementRow]) -> QuerySet[SettlementRow]:
         value = self.value()
         if value == self.BREAKS:
             return queryset.filter(outcome__in=BREAKS)
@@ -123,14 +127,15 @@ class FollowUpFilter(admin.SimpleListFilter):
     title = "follow-up"
     parameter_name = "follow_up"
 
-    def lookups(self, request, model_admin):
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         return [
             ("none", "nothing done yet"),
             ("explained", "explained"),
             ("acted", "replay, reversal or adjustment started"),
         ]
 
-    def queryset(self, request, queryset):
+    # Any: the rows come annotated with explained and acted (SettlementRowAdmin.get_queryset).
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         value = self.value()
         if value == "none":
             return queryset.filter(explained=False, acted=False)
@@ -192,7 +197,7 @@ class SettlementRowAdmin(ListExport, RowPage, ReadOnlyAdmin):
         "follow_ups_display",
     ]
 
-    def get_queryset(self, request):
+    def get_queryset(self, request: HttpRequest) -> QuerySet[SettlementRow]:
         done = FollowUp.objects.filter(row=OuterRef("pk"))
         return (
             super()
@@ -204,54 +209,54 @@ class SettlementRowAdmin(ListExport, RowPage, ReadOnlyAdmin):
             )
         )
 
-    def get_ordering(self, request):
+    def get_ordering(self, request: HttpRequest) -> list[str]:
         return ["run", "id"]
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern]:
         return [*self.row_page_urls(), *super().get_urls()]
 
-    def export_table(self, queryset):
+    def export_table(self, queryset: QuerySet[SettlementRow]) -> Iterator[list[Any]]:
         return row_table(queryset)
 
     @admin.display(description="line", ordering="line")
-    def line_display(self, row):
+    def line_display(self, row: SettlementRow) -> int | str:
         return row.line or "not in the statement"
 
     @admin.display(description="outcome", ordering="outcome")
-    def outcome_display(self, row):
+    def outcome_display(self, row: SettlementRow) -> str:
         return row.get_outcome_display()
 
     @admin.display(description="points", ordering="points")
-    def points_display(self, row):
+    def points_display(self, row: SettlementRow) -> str:
         return points(row.points)
 
     @admin.display(description="amount", ordering="amount")
-    def amount_display(self, row):
+    def amount_display(self, row: SettlementRow) -> str:
         return formatting.money(row.amount, row.currency)
 
     @admin.display(description="ledger amount")
-    def ledger_amount_display(self, row):
+    def ledger_amount_display(self, row: SettlementRow) -> str:
         return signed(row.ledger_amount)
 
     @admin.display(description="replayable")
-    def replayable_display(self, row):
+    def replayable_display(self, row: SettlementRow) -> str:
         return formatting.shown(row.replayable)
 
     @admin.display(description="in the ledger")
-    def ledger_display(self, row):
+    def ledger_display(self, row: SettlementRow) -> str:
         if not row.ledger_uid:
             return EMPTY
         return f"{row.ledger_uid}: {signed(row.ledger_amount)}"
 
     @admin.display(description="follow-up")
-    def follow_up(self, row):
+    def follow_up(self, row: SettlementRow) -> str:
         parts = (["explained"] if getattr(row, "explained", False) else []) + (
             ["in hand"] if getattr(row, "acted", False) else []
         )
         return ", ".join(parts) or EMPTY
 
     @admin.display(description="follow-ups")
-    def follow_ups_display(self, row):
+    def follow_ups_display(self, row: SettlementRow) -> str:
         items = []
         for f in row.follow_ups.select_related("actor"):
             target = ""
@@ -267,13 +272,13 @@ class SettlementRowAdmin(ListExport, RowPage, ReadOnlyAdmin):
         lines = format_html_join(mark_safe("<br>"), "{} {}: {}{} {}", items)  # a constant: nothing to escape
         return format_html('<span id="row-follow-ups">{}</span>', lines)
 
-    def has_replay_permission(self, request):
+    def has_replay_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(BACKFILL_PERMISSION)
 
-    def has_propose_permission(self, request):
+    def has_propose_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("reconciliation.propose_balancerequest")
 
-    def has_explain_permission(self, request):
+    def has_explain_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(actions.EXPLAIN_PERMISSION)
 
     def _do(self, request, func, done):
@@ -289,7 +294,7 @@ class SettlementRowAdmin(ListExport, RowPage, ReadOnlyAdmin):
         description="Replay the stored deliveries of the selected missing rows (dry run first)",
         permissions=["replay"],
     )
-    def replay_missing(self, request, queryset):
+    def replay_missing(self, request: AuthenticatedHttpRequest, queryset: QuerySet[SettlementRow]) -> None:
         self._do(
             request,
             lambda: actions.replay_missing(queryset.select_related("delivery", "run"), actor=request.user),
@@ -300,7 +305,7 @@ class SettlementRowAdmin(ListExport, RowPage, ReadOnlyAdmin):
         description="Propose a reversal backfill for the selected unreversed rows (dry run first)",
         permissions=["replay"],
     )
-    def propose_reversals(self, request, queryset):
+    def propose_reversals(self, request: AuthenticatedHttpRequest, queryset: QuerySet[SettlementRow]) -> None:
         self._do(
             request,
             lambda: actions.propose_reversals(queryset.select_related("run"), actor=request.user),
@@ -310,7 +315,9 @@ class SettlementRowAdmin(ListExport, RowPage, ReadOnlyAdmin):
         )
 
     @admin.action(description="Propose manual adjustments for the selected rows", permissions=["propose"])
-    def propose_adjustments(self, request, queryset):
+    def propose_adjustments(
+        self, request: AuthenticatedHttpRequest, queryset: QuerySet[SettlementRow]
+    ) -> None:
         return self._with_reason(
             request,
             queryset,
@@ -323,7 +330,7 @@ class SettlementRowAdmin(ListExport, RowPage, ReadOnlyAdmin):
         )
 
     @admin.action(description="Mark the selected rows explained", permissions=["explain"])
-    def explain(self, request, queryset):
+    def explain(self, request: AuthenticatedHttpRequest, queryset: QuerySet[SettlementRow]) -> None:
         return self._with_reason(
             request,
             queryset,
@@ -374,6 +381,6 @@ class SettlementRowAdmin(ListExport, RowPage, ReadOnlyAdmin):
         )
 
     @admin.action(description="Export the selected rows as CSV", permissions=["export"])
-    def export_csv(self, request, queryset):
+    def export_csv(self, request: HttpRequest, queryset: QuerySet[SettlementRow]) -> HttpResponseBase:
         """ListExport's, in the words this list has always offered ("rows", not "settlement rows")."""
         return super().export_csv(request, queryset)

@@ -23,7 +23,7 @@ class SettlementConfig(AppConfig):
         OPS: [*SEE, "run_settlement"],
     }
 
-    def ready(self):
+    def ready(self) -> None:
         # why: the report kind names the models, which load only once the
         # registry is ready; the kernel's chain (verify_reports) walks what
         # the apps register here; signal receivers are connected here, as Django documents.

@@ -10,6 +10,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from django.db import connection
 
@@ -69,7 +70,7 @@ class Matched:
     # Entry ids of the payments malformed rows name: in the statement, though not matched.
     malformed_payments: set[str] = field(default_factory=set)
 
-    def save(self, **fields) -> None:
+    def save(self, **fields: Any) -> None:
         """The run's counters (and `fields`), if the run is still this process's;
         RunTakenOver otherwise (inside a transaction: what it stored goes too)."""
         held = SettlementRun.objects.filter(

@@ -1,3 +1,5 @@
+from typing import Any, NoReturn
+
 from django.conf import settings
 from django.db import models
 
@@ -118,7 +120,7 @@ class SettlementRun(SealedRun):
     def sealed_name(self) -> str:
         return f"settlement run {self.pk}"
 
-    def delete(self, *args, **kwargs):
+    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise FinishedRecordError("settlement runs are reports and cannot be deleted")
 
     def counts(self) -> dict[str, int]:
@@ -166,12 +168,12 @@ class SettlementRow(models.Model):
         where = f"line {self.line}" if self.line else f"delivery {self.delivery_id}"
         return f"{where}: {self.get_outcome_display()}"
 
-    def save(self, *args, **kwargs):
+    def save(self, *args: Any, **kwargs: Any) -> None:
         if SettlementRun.objects.filter(pk=self.run_id, status__in=FINISHED).exists():
             raise FinishedRecordError(f"settlement run {self.run_id} is finished; its rows cannot change")
         super().save(*args, **kwargs)
 
-    def delete(self, *args, **kwargs):
+    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise FinishedRecordError("settlement rows are part of a report and cannot be deleted")
 
 

@@ -37,6 +37,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib.auth.models import User
+from django.core.files.uploadedfile import UploadedFile
 from django.db import connection, transaction
 from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce
@@ -71,7 +73,7 @@ class Result:
     dry_run: bool
 
 
-def require_permission(actor) -> None:
+def require_permission(actor: User | None) -> None:
     """A person needs the permission; None is the system (the job API's
     authenticated scheduler, a command on the server)."""
     require(actor, PERMISSION, "import settlement statements", system_may=True)
@@ -98,7 +100,7 @@ def reconcile_file(
     path: str | Path,
     *,
     gateway: FirestoreGateway,
-    actor=None,
+    actor: User | None = None,
     trigger: str = RunTrigger.COMMAND,
     dry_run: bool = False,
     period: tuple[datetime, datetime] | None = None,
@@ -176,7 +178,7 @@ def check_header(path: Path) -> None:
         next(statement.read_rows(lines), None)
 
 
-def check_upload(upload) -> None:
+def check_upload(upload: UploadedFile) -> None:
     """check_header for an uploaded file, from its first HEAD_BYTES, before it is
     kept (the upload is on this machine; the kept copy may be in a bucket)."""
     upload.seek(0)
@@ -185,7 +187,14 @@ def check_upload(upload) -> None:
     next(statement.read_rows(io.StringIO(head, newline="")), None)
 
 
-def request_import(*, source: str, path: str, actor=None, trigger: str, period=None) -> SettlementRun:
+def request_import(
+    *,
+    source: str,
+    path: str,
+    actor: User | None = None,
+    trigger: str,
+    period: tuple[datetime, datetime] | None = None,
+) -> SettlementRun:
     """A run for a worker: an upload kept in the shared storage under the name
     `path`, or a file the job API names (`source` a gs:// URI, read by the
     worker from Cloud Storage, or a local path)."""

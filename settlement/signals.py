@@ -1,9 +1,11 @@
 """Signal receivers of the settlement app (connected in SettlementConfig.ready)."""
 
+from typing import Any
+
 from django_q.models import Schedule
 
 
-def after_migrate(**kwargs):
+def after_migrate(**kwargs: Any) -> None:
     """The sweep that hands a settlement run whose worker was lost to a worker
     again, every minute (settlement.services.resume_abandoned)."""
     Schedule.objects.update_or_create(

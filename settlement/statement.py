@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import TextIO
 
 from backfill import events, reversals
 from revassure.policy import MAX_POINTS
@@ -98,7 +99,7 @@ class Malformed:
     payment_id: str = ""
 
 
-def open_rows(path: Path | str):
+def open_rows(path: Path | str) -> TextIO:
     """The file as text lines for read_rows: UTF-8 (a byte order mark, as Excel
     writes, ignored); bytes that are not UTF-8 become U+FFFD, and the rows
     holding them are reported malformed, so one bad byte never stops the file."""

@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from django.core.files.uploadedfile import UploadedFile
+
 from revassure import files
 
 PREFIX = files.PREFIX
@@ -46,7 +48,7 @@ def digest(path: Path | str) -> tuple[str, int, int]:
     return sha.hexdigest(), size, lines
 
 
-def keep(upload, name: str) -> str:
+def keep(upload: UploadedFile, name: str) -> str:
     """Keep an uploaded statement where every worker reads it; its stored name."""
     return files.keep(upload, f"{FOLDER}/{name}")
 

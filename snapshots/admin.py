@@ -1,14 +1,15 @@
-from typing import cast
+from typing import Any, cast
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseRedirect
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 
-from revassure.admin_base import ReadOnlyAdmin
+from revassure.admin_base import AuthenticatedHttpRequest, ReadOnlyAdmin
 from revassure.formatting import EMPTY, points, signed
 from snapshots import services
 from snapshots.models import Restore, Snapshot, SnapshotStatus, Verification
@@ -26,10 +27,10 @@ class VerificationFilter(admin.SimpleListFilter):
     title = "verification"
     parameter_name = "verification"
 
-    def lookups(self, request, model_admin):
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         return Verification.choices
 
-    def queryset(self, request, queryset):
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Snapshot]) -> QuerySet[Snapshot]:
         if self.value() in Verification.values:
             return queryset.filter(verification=self.value())
         return queryset
@@ -76,18 +77,26 @@ class SnapshotAdmin(ReadOnlyAdmin):
     readonly_fields = cast(list[str], fields)  # the names above, none grouped
     actions = ["verify_again", "take_again"]
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern]:
         wrap = self.admin_site.admin_view
         return [path("start/", wrap(self.start_view), name="snapshots_start"), *super().get_urls()]
 
     # -- pages -------------------------------------------------------------------
 
-    def changelist_view(self, request, extra_context=None):
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
         live = Snapshot.objects.filter(status__in=LIVE).exists()
         context = {"refresh_seconds": REFRESH_SECONDS if live else None, **(extra_context or {})}
         return super().changelist_view(request, context)
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
         snapshot = self.get_object(request, object_id)
         context = dict(extra_context or {})
         if snapshot is not None:
@@ -98,7 +107,7 @@ class SnapshotAdmin(ReadOnlyAdmin):
             )
         return super().change_view(request, object_id, form_url, context)
 
-    def start_view(self, request):
+    def start_view(self, request: AuthenticatedHttpRequest) -> HttpResponse:
         """Take a snapshot of the configured project, in a worker."""
         if not request.user.has_perm(services.PERMISSION):
             raise PermissionDenied("only ops take snapshots")
@@ -128,11 +137,11 @@ class SnapshotAdmin(ReadOnlyAdmin):
 
     # -- actions -------------------------------------------------------------------
 
-    def has_take_permission(self, request):
+    def has_take_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(services.PERMISSION)
 
     @admin.action(description="Verify the selected snapshots again", permissions=["take"])
-    def verify_again(self, request, queryset):
+    def verify_again(self, request: HttpRequest, queryset: QuerySet[Snapshot]) -> None:
         done = [services.verify_snapshot(s) for s in queryset.filter(status=SnapshotStatus.COMPLETED)]
         corrupt = [s.pk for s in done if s.verification == Verification.CORRUPT]
         level = messages.ERROR if corrupt else messages.SUCCESS
@@ -144,7 +153,7 @@ class SnapshotAdmin(ReadOnlyAdmin):
     @admin.action(
         description="Take the selected failed snapshots again (finished files are kept)", permissions=["take"]
     )
-    def take_again(self, request, queryset):
+    def take_again(self, request: AuthenticatedHttpRequest, queryset: QuerySet[Snapshot]) -> None:
         queued = [
             services.take_again(s, actor=request.user).pk
             for s in queryset.filter(status=SnapshotStatus.FAILED)
@@ -157,11 +166,11 @@ class SnapshotAdmin(ReadOnlyAdmin):
     # -- columns and facts ---------------------------------------------------------
 
     @admin.display(description="status", ordering="status")
-    def status_label(self, obj):
+    def status_label(self, obj: Snapshot) -> str:
         return obj.get_status_display()
 
     @admin.display(description="progress")
-    def progress(self, obj):
+    def progress(self, obj: Snapshot) -> str:
         if obj.status == SnapshotStatus.COMPLETED:
             return f"{points(obj.wallets)} wallets in {obj.seconds:,.1f} s"
         if not obj.wallets_expected:
@@ -176,8 +185,11 @@ class SnapshotAdmin(ReadOnlyAdmin):
         )
 
     @admin.display(description="verification", ordering="verification")
-    def verification_label(self, obj):
-        css = {Verification.INTACT: "ra-outcome-applied", Verification.CORRUPT: "ra-outcome-failed"}
+    def verification_label(self, obj: Snapshot) -> str:
+        css: dict[str, str] = {
+            Verification.INTACT: "ra-outcome-applied",
+            Verification.CORRUPT: "ra-outcome-failed",
+        }
         return format_html(
             '<span class="{}">{}</span>',
             css.get(obj.verification, "ra-muted"),
@@ -185,31 +197,23 @@ class SnapshotAdmin(ReadOnlyAdmin):
         )
 
     @admin.display(description="violations", ordering="violations_count")
-    def violations_cell(self, obj):
+    def violations_cell(self, obj: Snapshot) -> str:
         return points(obj.violations_count)
 
     @admin.display(description="wallets", ordering="wallets")
-    def wallets_cell(self, obj):
+    def wallets_cell(self, obj: Snapshot) -> str:
         return points(obj.wallets)
 
     @admin.display(description="ledger entries", ordering="entries")
-    def entries_cell(self, obj):
+    def entries_cell(self, obj: Snapshot) -> str:
         return points(obj.entries)
 
     @admin.display(description="started by", ordering="started_by__username")
-    def starter(self, obj):
+    def starter(self, obj: Snapshot) -> str:
         return obj.started_by.get_username() if obj.started_by else "the system (a command)"
 
-    @admin.display(description="written", ordering="written")
-    def written_display(self, obj):
-        return points(obj.written)
-
-    @admin.display(description="deleted", ordering="deleted")
-    def deleted_display(self, obj):
-        return points(obj.deleted)
-
     @admin.display(description="totals")
-    def totals(self, obj):
+    def totals(self, obj: Snapshot) -> str:
         if obj.wallets is None:
             return EMPTY
         rows = [
@@ -225,7 +229,7 @@ class SnapshotAdmin(ReadOnlyAdmin):
         )
 
     @admin.display(description="verification problems")
-    def verification_errors_list(self, obj):
+    def verification_errors_list(self, obj: Snapshot) -> str:
         if not obj.verification_errors:
             return EMPTY
         return format_html(
@@ -234,7 +238,7 @@ class SnapshotAdmin(ReadOnlyAdmin):
         )
 
     @admin.display(description="wallets differing from their ledger")
-    def violations_table(self, obj):
+    def violations_table(self, obj: Snapshot) -> str:
         if not obj.violations:
             return "None" if obj.violations_count == 0 else EMPTY
         rows = [
@@ -259,7 +263,7 @@ class SnapshotAdmin(ReadOnlyAdmin):
         )
 
     @admin.display(description="files (manifest)")
-    def files_table(self, obj):
+    def files_table(self, obj: Snapshot) -> str:
         entries = (obj.manifest or {}).get("files", [])
         if not entries:
             return EMPTY
@@ -281,7 +285,7 @@ class SnapshotAdmin(ReadOnlyAdmin):
         )
 
     @admin.display(description="managed export")
-    def managed_export(self, obj):
+    def managed_export(self, obj: Snapshot) -> str:
         if not obj.managed_export_state:
             return "Not requested (no SNAPSHOT_BUCKET)"
         if obj.managed_export_operation:
@@ -318,7 +322,7 @@ class RestoreAdmin(ReadOnlyAdmin):
     readonly_fields = cast(list[str], fields)  # the names above, none grouped
 
     @admin.display(description="outcome")
-    def outcome(self, obj):
+    def outcome(self, obj: Restore) -> str:
         if obj.refused:
             return "Refused, nothing written"
         if obj.error:
@@ -326,13 +330,13 @@ class RestoreAdmin(ReadOnlyAdmin):
         return "Restored" if obj.finished_at else "Running"
 
     @admin.display(description="started by", ordering="started_by__username")
-    def starter(self, obj):
+    def starter(self, obj: Restore) -> str:
         return obj.started_by.get_username() if obj.started_by else "the system (a command)"
 
     @admin.display(description="written", ordering="written")
-    def written_display(self, obj):
+    def written_display(self, obj: Restore) -> str:
         return points(obj.written)
 
     @admin.display(description="deleted", ordering="deleted")
-    def deleted_display(self, obj):
+    def deleted_display(self, obj: Restore) -> str:
         return points(obj.deleted)

@@ -21,7 +21,7 @@ class SnapshotsConfig(AppConfig):
         OPS: [*SEE, "take_snapshot"],
     }
 
-    def ready(self):
+    def ready(self) -> None:
         # why: Django's documented place to register system checks and connect
         # signal receivers; the modules import models, which cannot load before
         # the app registry is ready.

@@ -1,14 +1,18 @@
 """Start-up checks of the snapshot settings: a restore must never be able to reach production."""
 
+from collections.abc import Sequence
+from typing import Any
+
+from django.apps import AppConfig
 from django.conf import settings
-from django.core.checks import Error, Warning, register
+from django.core.checks import CheckMessage, Error, Warning, register
 
 from revassure import files
 
 
 @register()
-def restore_targets(app_configs, **kwargs):
-    problems = []
+def restore_targets(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[CheckMessage]:
+    problems: list[CheckMessage] = []
     production = settings.FIRESTORE_PRODUCTION_PROJECT
     allowed = settings.RESTORE_ALLOWED_PROJECTS
     if production and production in allowed:

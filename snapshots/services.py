@@ -19,8 +19,10 @@ import logging
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Q
 from django.dispatch import Signal
@@ -57,7 +59,7 @@ class SnapshotTakenOver(SnapshotBusy):
     """This worker's lease lapsed and another worker took the snapshot over."""
 
 
-def require_permission(actor) -> None:
+def require_permission(actor: User | None) -> None:
     """A person needs the permission; None is the system (a command on the server)."""
     require(actor, PERMISSION, "take snapshots", system_may=True)
 
@@ -67,7 +69,14 @@ def default_directory(project: str) -> str:
     return places.inside(settings.SNAPSHOT_DIR, f"{project}-{timezone.now():%Y%m%dT%H%M%SZ}")
 
 
-def transition(snapshot_id: int, to: SnapshotStatus, *, source=None, held_by=None, **values) -> bool:
+def transition(
+    snapshot_id: int,
+    to: SnapshotStatus,
+    *,
+    source: SnapshotStatus | None = None,
+    held_by: str | None = None,
+    **values: Any,
+) -> bool:
     """Move a snapshot to `to` if TRANSITIONS allows it from where it is (or from
     `source` only, when given; while worker `held_by` holds it, when given): a
     conditional update, True when it moved."""
@@ -83,7 +92,7 @@ def transition(snapshot_id: int, to: SnapshotStatus, *, source=None, held_by=Non
 # -- taking --------------------------------------------------------------------
 
 
-def request_snapshot(*, actor, out_dir: str | Path | None = None) -> Snapshot:
+def request_snapshot(*, actor: User | None, out_dir: str | Path | None = None) -> Snapshot:
     """A snapshot of the configured project, taken by a worker (the admin's button)."""
     require_permission(actor)
     project = settings.GOOGLE_CLOUD_PROJECT
@@ -95,7 +104,7 @@ def request_snapshot(*, actor, out_dir: str | Path | None = None) -> Snapshot:
     return snapshot
 
 
-def take_again(snapshot: Snapshot, *, actor) -> Snapshot:
+def take_again(snapshot: Snapshot, *, actor: User | None) -> Snapshot:
     """Queue a failed snapshot again: a worker carries on after its last finished file."""
     require_permission(actor)
     with transaction.atomic():
@@ -108,7 +117,7 @@ def take_again(snapshot: Snapshot, *, actor) -> Snapshot:
 def take(
     out_dir: str | Path | None = None,
     *,
-    actor,
+    actor: User | None,
     gateway: FirestoreGateway,
     wallets_per_part: int = writer.WALLETS_PER_PART,
 ) -> Snapshot:
@@ -306,7 +315,7 @@ def verify_snapshot(snapshot: Snapshot) -> Snapshot:
 # -- restoring -------------------------------------------------------------------
 
 
-def restore(path: str | Path, *, project: str, replace: bool = False, actor=None) -> Restore:
+def restore(path: str | Path, *, project: str, replace: bool = False, actor: User | None = None) -> Restore:
     """Load the snapshot at `path` into `project` (see snapshots/restore.py for
     the guards); recorded whether it is done or refused. Raises RestoreRefused
     (nothing written) or the error that stopped it."""

@@ -138,7 +138,7 @@ class _Peek:
         self.items = items
         self.ahead: list = []
 
-    def peek(self, n: int = 0):
+    def peek(self, n: int = 0) -> Any:
         while len(self.ahead) <= n:
             item = next(self.items, None)
             if item is None:
@@ -146,7 +146,7 @@ class _Peek:
             self.ahead.append(item)
         return self.ahead[n]
 
-    def take(self):
+    def take(self) -> Any:
         item = self.peek()
         if item is not None:
             self.ahead.pop(0)

@@ -9,17 +9,23 @@ accept now (role, freeze, what can be healed); they still refuse on their own.
 """
 
 from django.contrib import admin
+from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Page
+from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import URLPattern, path, reverse
 from django.utils.http import urlencode
 
+from backfill.models import ProviderEventDelivery
 from reconciliation import break_age, change_queries
+from reconciliation.models import BalanceRequest, Break, Violation
 from revassure import freeze
 from revassure.admin_base import BaseAdmin
-from revassure.firestore import MISSING, FirestoreError, get_gateway
+from revassure.firestore import MISSING, FirestoreError, WalletState, get_gateway
 from revassure.formatting import EMPTY, label, points, signed, when
 from revassure.ledger import is_points
+from revassure.models import FreezeEvent
 from wallets import lookup
 from wallets.models import Wallet
 
@@ -43,22 +49,22 @@ def valid_uid(uid: str) -> bool:
 
 @admin.register(Wallet)
 class WalletAdmin(BaseAdmin):
-    def has_module_permission(self, request):
+    def has_module_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(VIEW_PERMISSION)
 
-    def has_view_permission(self, request, obj=None):
+    def has_view_permission(self, request: HttpRequest, obj: Wallet | None = None) -> bool:
         return request.user.has_perm(VIEW_PERMISSION)
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request: HttpRequest, obj: Wallet | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None):
+    def has_delete_permission(self, request: HttpRequest, obj: Wallet | None = None) -> bool:
         return False
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern]:
         # The page is the model's only view; its changelist name makes the
         # admin index and menu link to it.
         view = self.admin_site.admin_view(self.lookup_view)
@@ -67,7 +73,7 @@ class WalletAdmin(BaseAdmin):
             path("", view, name="wallets_wallet_changelist"),
         ]
 
-    def lookup_view(self, request):
+    def lookup_view(self, request: HttpRequest) -> HttpResponse:
         if not self.has_view_permission(request):
             raise PermissionDenied
         uid = request.GET.get("uid", "").strip()
@@ -82,7 +88,7 @@ class WalletAdmin(BaseAdmin):
             context.update(self.wallet_context(request, uid))
         return TemplateResponse(request, TEMPLATE, context)
 
-    def wallet_context(self, request, uid: str) -> dict:
+    def wallet_context(self, request: HttpRequest, uid: str) -> dict:
         user = request.user
         context: dict = {"firestore_error": ""}
         state = None
@@ -134,7 +140,7 @@ class WalletAdmin(BaseAdmin):
         return context
 
 
-def balance(state) -> dict:
+def balance(state: WalletState) -> dict:
     """The wallet's balance, ledger sum, entry count and drift, formatted."""
     if not state.exists:
         return {}
@@ -152,7 +158,7 @@ def balance(state) -> dict:
     }
 
 
-def ledger_rows(page, corrected: dict[str, str]) -> list[dict]:
+def ledger_rows(page: Page, corrected: dict[str, str]) -> list[dict]:
     entries = list(page.object_list)
     written = lookup.writers(entries)
     rows = []
@@ -176,7 +182,7 @@ def _raw(value) -> str:
     return "missing" if value is None else repr(value)
 
 
-def writer_cell(writer) -> dict:
+def writer_cell(writer: lookup.Writer | None) -> dict:
     """Who wrote an entry, as a label and links: the delivery and its migration,
     or the balance request; the points app's own entries are not ours."""
     if writer is None:
@@ -191,6 +197,7 @@ def writer_cell(writer) -> dict:
             )
         )
         if delivery.migration_id:
+            assert delivery.migration is not None  # it has a migration id
             links.append(
                 (
                     f"migration #{delivery.migration_id} ({delivery.migration.get_kind_display()})",
@@ -207,7 +214,7 @@ def writer_cell(writer) -> dict:
     return {"label": WRITER_LABELS[writer.kind], "links": links}
 
 
-def page_urls(uid: str, page) -> dict:
+def page_urls(uid: str, page: Page) -> dict:
     def url(number):
         return reverse("admin:wallet_lookup") + "?" + urlencode({"uid": uid, "page": number})
 
@@ -217,7 +224,7 @@ def page_urls(uid: str, page) -> dict:
     }
 
 
-def violation_row(violation, heal) -> dict:
+def violation_row(violation: Violation, heal: BalanceRequest | None) -> dict:
     return {
         "url": reverse("admin:reconciliation_violation_change", args=[violation.pk]),
         "run": violation.run_id,
@@ -230,7 +237,7 @@ def violation_row(violation, heal) -> dict:
     }
 
 
-def break_row(brk) -> dict:
+def break_row(brk: Break) -> dict:
     return {
         "id": brk.pk,
         "url": reverse("admin:reconciliation_break_change", args=[brk.pk]),
@@ -246,7 +253,7 @@ def break_row(brk) -> dict:
     }
 
 
-def request_row(request, decidable: bool) -> dict:
+def request_row(request: BalanceRequest, decidable: bool) -> dict:
     return {
         "id": request.pk,
         "url": reverse("admin:reconciliation_balancerequest_change", args=[request.pk]),
@@ -260,7 +267,7 @@ def request_row(request, decidable: bool) -> dict:
     }
 
 
-def delivery_row(delivery) -> dict:
+def delivery_row(delivery: ProviderEventDelivery) -> dict:
     return {
         "id": delivery.pk,
         "url": reverse("admin:backfill_providereventdelivery_change", args=[delivery.pk]),
@@ -278,7 +285,9 @@ def delivery_row(delivery) -> dict:
     }
 
 
-def actions(user, uid: str, state, awaiting: set[int]) -> list[dict]:
+def actions(
+    user: User | AnonymousUser, uid: str, state: WalletState | None, awaiting: set[int]
+) -> list[dict]:
     """What this viewer may do from the page, or why not: each is a link, a
     button (a form posting the violation list's heal action) or a sentence."""
     found = []
@@ -303,7 +312,7 @@ def actions(user, uid: str, state, awaiting: set[int]) -> list[dict]:
     return found
 
 
-def adjustment_action(uid: str, state, event) -> dict:
+def adjustment_action(uid: str, state: WalletState | None, event: FreezeEvent | None) -> dict:
     action = {"id": "wallet-propose-adjustment", "kind": "text"}
     if event is not None:
         return {
@@ -316,7 +325,7 @@ def adjustment_action(uid: str, state, event) -> dict:
     return {**action, "kind": "link", "label": "Propose an adjustment", "url": url}
 
 
-def heal_action(uid: str, event) -> dict:
+def heal_action(uid: str, event: FreezeEvent | None) -> dict:
     action = {"id": "wallet-propose-heal", "kind": "text"}
     violation = lookup.current_violation(uid)
     if violation is None:

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from django.core.paginator import Page, Paginator
-from django.db.models import F
+from django.db.models import F, QuerySet
 
 from backfill.models import ProviderEventDelivery
 from reconciliation.models import (
@@ -131,7 +131,7 @@ def violations(uid: str) -> list[tuple[Violation, BalanceRequest | None]]:
     return [(violation, heals.get(violation.pk)) for violation in found]
 
 
-def breaks(uid: str):
+def breaks(uid: str) -> QuerySet[Break]:
     """The wallet's breaks (episodes of drift), open first, then newest."""
     return (
         Break.objects.filter(uid=uid)
@@ -140,11 +140,11 @@ def breaks(uid: str):
     )
 
 
-def requests(uid: str):
+def requests(uid: str) -> QuerySet[BalanceRequest]:
     return BalanceRequest.objects.filter(uid=uid).select_related("proposed_by").order_by("-created_at", "-id")
 
 
-def deliveries(uid: str):
+def deliveries(uid: str) -> QuerySet[ProviderEventDelivery]:
     return (
         ProviderEventDelivery.objects.filter(user_id=uid)
         .select_related("migration")

@@ -1,4 +1,5 @@
 from django import template
+from django.template import Context
 
 from observability import dashboard
 
@@ -6,6 +7,6 @@ register = template.Library()
 
 
 @register.inclusion_tag("admin/observability/dashboard.html", takes_context=True)
-def revenue_dashboard(context):
+def revenue_dashboard(context: Context) -> dict:
     """The dashboard tiles on the admin index, for what this person may see."""
     return dashboard.tiles(context["request"].user)

@@ -2,6 +2,7 @@
 every admin page (templates/admin/base_site.html), for someone with a role."""
 
 from django import template
+from django.template import Context
 
 from observability import inbox
 
@@ -9,7 +10,7 @@ register = template.Library()
 
 
 @register.inclusion_tag("admin/observability/inbox_link.html", takes_context=True)
-def inbox_link(context):
+def inbox_link(context: Context) -> dict:
     request = context.get("request")
     user = getattr(request, "user", None)
     if user is None or not inbox.may_use(user):

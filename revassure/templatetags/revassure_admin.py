@@ -1,10 +1,16 @@
 """{% load revassure_admin %}: what the admin's own templates (the header, the
 index, change lists) need beyond Django's tags."""
 
+from collections.abc import Iterable
+from typing import Any
+
 from django import template
+from django.contrib.admin.views.main import ChangeList
+from django.contrib.auth.models import AnonymousUser, User
 from django.middleware.csrf import get_token
+from django.template import Context
 from django.utils.html import escape, strip_tags
-from django.utils.safestring import mark_safe
+from django.utils.safestring import SafeString, mark_safe
 from django.utils.text import capfirst
 
 from revassure import freeze
@@ -14,7 +20,7 @@ register = template.Library()
 
 
 @register.simple_tag
-def labelled_cells(result, headers):
+def labelled_cells(result: Iterable[object], headers: Iterable[dict[str, Any]]) -> SafeString:
     """A change list row's cells, each with data-label="<its column header>", so
     that on a phone, where rows stack into cards, every value says what it is
     (admin.css shows the label with ::before). Cells are Django's own HTML."""
@@ -31,7 +37,7 @@ def labelled_cells(result, headers):
 
 
 @register.simple_tag
-def active_filters(cl) -> list[str]:
+def active_filters(cl: ChangeList) -> list[str]:
     """Each filter of a change list that is in use, as "title: choice" (a
     filter's first choice is always the unfiltered "All")."""
     active = []
@@ -45,7 +51,7 @@ def active_filters(cl) -> list[str]:
 
 
 @register.filter
-def roles(user) -> list[str]:
+def roles(user: User | AnonymousUser) -> list[str]:
     """The revassure roles a user holds, by name (finance-reviewer, ...)."""
     if not getattr(user, "is_authenticated", False):
         return []
@@ -54,7 +60,7 @@ def roles(user) -> list[str]:
 
 
 @register.inclusion_tag("admin/revassure/freeze_panel.html", takes_context=True)
-def freeze_panel(context):
+def freeze_panel(context: Context) -> dict:
     """The freeze on the admin index: its state, who set it, when and why, and
     for ops the form that asks for the other state (with a reason)."""
     request = context["request"]

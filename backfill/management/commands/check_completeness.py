@@ -1,6 +1,7 @@
 import json
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from backfill import completeness
 from revassure.firestore import get_gateway
@@ -13,11 +14,11 @@ class Command(BaseCommand):
         "stored replay. Exits 1 when gaps remain unreplayed or doubles exist."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--replay", action="store_true", help="replay the gaps now (in a worker)")
         parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
-    def handle(self, *args, replay: bool = False, json: bool = False, **options):
+    def handle(self, *args: Any, replay: bool = False, json: bool = False, **options: Any) -> None:
         gateway = get_gateway()
         found = completeness.check(gateway)
         if replay:

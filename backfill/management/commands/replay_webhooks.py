@@ -1,7 +1,8 @@
 import json
 from pathlib import Path
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from backfill import file_replay, plan_approval, planner, run_requests, uploads
 from backfill.models import MigrationKind
@@ -16,7 +17,7 @@ class Command(BaseCommand):
         "prints the plan's checksum."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("path")
         parser.add_argument("--dry-run", action="store_true")
         parser.add_argument(
@@ -27,7 +28,15 @@ class Command(BaseCommand):
         )
         parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
-    def handle(self, *args, path: str, dry_run: bool = False, json: bool = False, plan=None, **options):
+    def handle(
+        self,
+        *args: Any,
+        path: str,
+        dry_run: bool = False,
+        json: bool = False,
+        plan: int | None = None,
+        **options: Any,
+    ) -> None:
         source = Path(path)
         if not source.is_file():
             raise CommandError(f"no such file: {path}")

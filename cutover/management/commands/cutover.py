@@ -1,8 +1,9 @@
 import json
 import os
+from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from cutover import background, record, runbook, services
 from cutover.models import Cutover
@@ -18,7 +19,7 @@ class Command(BaseCommand):
         "record (the same as the admin's Download JSON) is printed."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True)
         status = sub.add_parser("status", help="the cutover in progress, or the latest one")
         status.add_argument("--id", type=int, default=None, help="another cutover, by id")
@@ -42,7 +43,9 @@ class Command(BaseCommand):
             each.add_argument("--actor", default=None, help="username recorded as who did it")
             each.add_argument("--json", action="store_true")
 
-    def handle(self, *args, action: str, json: bool = False, actor: str | None = None, **options):
+    def handle(
+        self, *args: Any, action: str, json: bool = False, actor: str | None = None, **options: Any
+    ) -> None:
         try:
             if action == "status":
                 cutover = self._status(options["id"])

@@ -1,20 +1,22 @@
 import random
 import time
+from datetime import datetime
+from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.urls import reverse
 from django.utils import timezone
 
 from reconciliation import watcher
 from reconciliation.models import OPEN_BREAK_STATES, Break, BreakSighting, RunTrigger, WatcherState
-from revassure.firestore import get_gateway
+from revassure.firestore import FirestoreGateway, get_gateway
 from revassure.ledger import is_points
 
 CANDIDATES = 200  # wallets looked at when none is named
 
 
-def link(name: str, *args) -> str:
+def link(name: str, *args: object) -> str:
     """An admin page's address on this site (SITE_URL)."""
     return settings.SITE_URL.rstrip("/") + reverse(name, args=args)
 
@@ -26,7 +28,7 @@ class Command(BaseCommand):
         "refused unless FIRESTORE_EMULATOR_HOST names an emulator."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--uid", help="the wallet to move (default: one picked among those without a break)"
         )
@@ -41,7 +43,9 @@ class Command(BaseCommand):
             help="wait this long for the watcher's break (0: do not wait); default 10",
         )
 
-    def handle(self, *args, uid: str | None = None, points: int = 100, wait: float = 10.0, **options):
+    def handle(
+        self, *args: Any, uid: str | None = None, points: int = 100, wait: float = 10.0, **options: Any
+    ) -> None:
         if not settings.FIRESTORE_EMULATOR_HOST:
             raise CommandError(
                 "inject_drift writes a drift on purpose: it runs against an emulator only, and "
@@ -76,7 +80,7 @@ class Command(BaseCommand):
             f"{wallet_page}, the breaks {link('admin:reconciliation_break_changelist')}?q={uid}"
         )
 
-    def pick(self, gateway) -> str:
+    def pick(self, gateway: FirestoreGateway) -> str:
         """A wallet with whole points and no open break, so the drift is news."""
         candidates = []
         for uid, value in gateway.stream_wallets():
@@ -96,7 +100,9 @@ class Command(BaseCommand):
             )
         return random.choice(clean)
 
-    def wait_for_break(self, project: str, uid: str, injected_at, written: float, seconds: float) -> None:
+    def wait_for_break(
+        self, project: str, uid: str, injected_at: datetime, written: float, seconds: float
+    ) -> None:
         state = WatcherState.objects.filter(project=project).first()
         health = watcher.health(state)
         if health.status != "up":

@@ -1,7 +1,8 @@
 import json
 from pathlib import Path
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from demo.statement import write_demo_statement
@@ -16,7 +17,7 @@ class Command(BaseCommand):
         "Firestore, a share of them drifted and a few with malformed amounts."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--wallets", type=int, default=500)
         parser.add_argument("--entries-per-wallet", type=int, default=20)
         parser.add_argument(
@@ -40,7 +41,7 @@ class Command(BaseCommand):
         )
         parser.add_argument("--json", action="store_true")
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         if options["wallets"] < 0 or not 0 <= options["drift_share"] <= 1 or options["malformed"] < 0:
             raise CommandError("--wallets and --malformed must be >= 0, --drift-share within 0..1")
         if not 0 <= options["history"] <= 366:

@@ -1,9 +1,10 @@
 import json
 import secrets
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 
 from revassure.roles import APPROVER, OPS, REVIEWER
 
@@ -21,10 +22,10 @@ class Command(BaseCommand):
         "random password, printed once. For local demos only."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--json", action="store_true")
 
-    def handle(self, *args, json: bool = False, **options):
+    def handle(self, *args: Any, json: bool = False, **options: Any) -> None:
         User = get_user_model()
         logins = []
         for username, role, superuser in DEMO_USERS:

@@ -1,6 +1,7 @@
 import json
+from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 
 from observability import alerts
 
@@ -8,10 +9,10 @@ from observability import alerts
 class Command(BaseCommand):
     help = "Evaluate every enabled alert rule once: open, repeat and resolve alerts."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--json", action="store_true", help="print the outcome as JSON")
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         result = alerts.evaluate()
         if options["json"]:
             self.stdout.write(json.dumps(result.as_json()))

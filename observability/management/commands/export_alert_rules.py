@@ -3,11 +3,18 @@ import os
 import tempfile
 from argparse import ArgumentTypeError
 from pathlib import Path
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
-from observability.rule_export import Options, default_settings, exported_rules, settings_from_database
+from observability.rule_export import (
+    Options,
+    Setting,
+    default_settings,
+    exported_rules,
+    settings_from_database,
+)
 from observability.rule_formats import FORMATS, cloud_monitoring_policies, prometheus_rule_file
 
 
@@ -28,7 +35,7 @@ class Command(BaseCommand):
         "Monitoring alert policies with PromQL conditions (docs/observability.md)."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--format", required=True, choices=FORMATS)
         parser.add_argument(
             "--output",
@@ -59,7 +66,7 @@ class Command(BaseCommand):
             help="multiply every duration by this (tests and demos: 0.01 makes 5 minutes 3 s)",
         )
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         settings, source = self.settings(options["defaults"])
         chosen = Options(
             job=options["job"],
@@ -79,6 +86,7 @@ class Command(BaseCommand):
         else:
             policies = cloud_monitoring_policies(rules, chosen)
             if folder:
+                assert output is not None  # a folder was named
                 make_folder(output)
                 files = {output / f"{r.alert}.json": dumps(p) for r, p in zip(rules, policies, strict=True)}
             else:
@@ -91,7 +99,7 @@ class Command(BaseCommand):
         if output is not None:
             self.stderr.write(f"{len(rules)} rules written to {output} ({source})")
 
-    def settings(self, defaults: bool):
+    def settings(self, defaults: bool) -> tuple[dict[str, Setting], str]:
         if defaults:
             return default_settings(), "the shipped default thresholds"
         try:
@@ -102,7 +110,7 @@ class Command(BaseCommand):
             ) from exc
 
 
-def dumps(value) -> str:
+def dumps(value: object) -> str:
     return json.dumps(value, indent=2) + "\n"
 
 

@@ -1,8 +1,9 @@
 import json
 import os
+from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from revassure import freeze
 from revassure.firestore import get_gateway
@@ -15,12 +16,12 @@ class Command(BaseCommand):
     )
     frozen = True
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--reason", required=True)
         parser.add_argument("--actor", default=None, help="username recorded as who did it")
         parser.add_argument("--json", action="store_true")
 
-    def handle(self, *args, reason: str, actor: str | None, json: bool = False, **options):
+    def handle(self, *args: Any, reason: str, actor: str | None, json: bool = False, **options: Any) -> None:
         username = actor or os.environ.get("REVASSURE_ACTOR")
         if not username:
             raise CommandError("say who is doing this: --actor USERNAME (or REVASSURE_ACTOR)")

@@ -1,6 +1,7 @@
 import json
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from revassure.firestore import get_gateway
 from revassure.sealing import chain
@@ -14,7 +15,7 @@ class Command(BaseCommand):
         "the field or document that differs) when anything does not hold."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
         parser.add_argument(
             "--skip-firestore", action="store_true", help="check the database only, not the Firestore mirrors"
@@ -27,7 +28,14 @@ class Command(BaseCommand):
             "its sealed report (exit 0 same, 2 different, 1 outside the read-time window or read live)",
         )
 
-    def handle(self, *args, json: bool = False, skip_firestore: bool = False, rederive=None, **options):
+    def handle(
+        self,
+        *args: Any,
+        json: bool = False,
+        skip_firestore: bool = False,
+        rederive: int | None = None,
+        **options: Any,
+    ) -> None:
         if rederive is not None:
             return self._rederive(rederive, as_json=json)
         gateway = None if skip_firestore else get_gateway()

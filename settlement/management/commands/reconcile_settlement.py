@@ -1,6 +1,8 @@
 import json
+from datetime import datetime
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.dateparse import parse_datetime
 
 from revassure.firestore import get_gateway
@@ -9,7 +11,7 @@ from settlement import services, statement
 from settlement.models import OUTCOMES, Outcome
 
 
-def _time(value: str):
+def _time(value: str) -> datetime:
     try:
         parsed = parse_datetime(value)
     except ValueError:
@@ -26,7 +28,7 @@ class Command(BaseCommand):
         "(not a statement, a file that cannot be read)."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("path", metavar="PATH")
         parser.add_argument(
             "--dry-run", action="store_true", help="match and count, keep nothing (no run, no mirror)"
@@ -40,11 +42,19 @@ class Command(BaseCommand):
             "default: the statement's earliest to latest settled_at",
         )
 
-    def handle(self, *args, path: str, dry_run: bool = False, json: bool = False, period=None, **options):
-        period = (_time(period[0]), _time(period[1])) if period else None
+    def handle(
+        self,
+        *args: Any,
+        path: str,
+        dry_run: bool = False,
+        json: bool = False,
+        period: list[str] | None = None,
+        **options: Any,
+    ) -> None:
+        window = (_time(period[0]), _time(period[1])) if period else None
         with bound_correlation_id():
             try:
-                result = services.reconcile_file(path, gateway=get_gateway(), dry_run=dry_run, period=period)
+                result = services.reconcile_file(path, gateway=get_gateway(), dry_run=dry_run, period=window)
             except OSError as exc:
                 raise CommandError(f"cannot read {path}: {exc.strerror or exc}") from exc
             except (statement.BadStatement, ValueError) as exc:

@@ -1,6 +1,7 @@
 import json
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from revassure.files import BadLocation
 from revassure.firestore import FirestoreError
@@ -19,7 +20,7 @@ class Command(BaseCommand):
         "deletes what the project holds under the snapshot's collections first)."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("path", metavar="PATH")
         parser.add_argument("--project", required=True, metavar="ID", help="the Firestore project to load")
         parser.add_argument(
@@ -29,7 +30,9 @@ class Command(BaseCommand):
         )
         parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
-    def handle(self, *args, path: str, project: str, replace: bool = False, json: bool = False, **options):
+    def handle(
+        self, *args: Any, path: str, project: str, replace: bool = False, json: bool = False, **options: Any
+    ) -> None:
         with bound_correlation_id():
             try:
                 restore = services.restore(path, project=project, replace=replace, actor=None)

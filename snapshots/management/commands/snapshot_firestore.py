@@ -1,6 +1,7 @@
 import json
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from revassure.files import BadLocation
 from revassure.firestore import FirestoreError, get_gateway
@@ -18,7 +19,7 @@ class Command(BaseCommand):
         "interrupted snapshot's place completes it."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("out_dir", metavar="OUT_DIR")
         parser.add_argument(
             "--wallets-per-part",
@@ -28,7 +29,9 @@ class Command(BaseCommand):
         )
         parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
-    def handle(self, *args, out_dir: str, wallets_per_part: int, json: bool = False, **options):
+    def handle(
+        self, *args: Any, out_dir: str, wallets_per_part: int, json: bool = False, **options: Any
+    ) -> None:
         if wallets_per_part < 1:
             raise CommandError("--wallets-per-part must be at least 1")
         with bound_correlation_id():

@@ -1,6 +1,7 @@
 import json
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from revassure.files import BadLocation
 from revassure.formatting import points, signed
@@ -18,7 +19,7 @@ class Command(BaseCommand):
         "findings about the data and do not change the exit code."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("path", metavar="PATH")
         parser.add_argument(
             "--manifest-sha256",
@@ -27,7 +28,9 @@ class Command(BaseCommand):
         )
         parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
-    def handle(self, *args, path: str, manifest_sha256=None, json: bool = False, **options):
+    def handle(
+        self, *args: Any, path: str, manifest_sha256: str | None = None, json: bool = False, **options: Any
+    ) -> None:
         try:
             result = services.verify(path, manifest_sha256=manifest_sha256)
         except BadLocation as exc:
