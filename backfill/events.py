@@ -24,6 +24,7 @@ from datetime import datetime
 
 from revassure.ledger import is_points
 from revassure.policy import MAX_POINTS
+from revassure.timezones import in_utc
 
 PAYMENT = "payment.succeeded"
 REFUND = "payment.refunded"
@@ -200,4 +201,9 @@ def _timestamp(value) -> datetime:
         raise Unusable(f"malformed created timestamp {printable(value)}") from exc
     if created.tzinfo is None:
         raise Unusable("created timestamp has no time zone")
-    return created
+    utc = in_utc(created)
+    if utc is None:
+        raise Unusable(
+            f"created timestamp {printable(value)} is out of range (before year 1 or after 9999 in UTC)"
+        )
+    return utc

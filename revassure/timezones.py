@@ -4,12 +4,25 @@ active zone of the request, so revassure.formatting.when and Django's own date
 displays show local times with the zone named. No cookie, or a zone that
 zoneinfo does not know: settings.TIME_ZONE (UTC)."""
 
+from datetime import UTC, datetime
 from urllib.parse import unquote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.utils import timezone
 
 COOKIE = "revassure_tz"
+
+
+def in_utc(value: datetime) -> datetime | None:
+    """An aware time from outside (an API body, a header, a statement, an
+    event), taken to UTC before anything stores or compares it; None when UTC
+    has no such time (past year 9999 or before year 1 once its offset is
+    applied). Python accepts offsets up to a day; PostgreSQL refuses a time
+    whose offset is past 15:59 (`-21:56`): in UTC every database takes it."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        return None
 
 
 def viewer_zone(name: str | None) -> ZoneInfo | None:

@@ -28,7 +28,7 @@ import re
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import TextIO
@@ -36,6 +36,7 @@ from typing import TextIO
 from backfill import events, reversals
 from revassure.policy import MAX_POINTS
 from revassure.refusals import Refused
+from revassure.timezones import in_utc
 
 COLUMNS = (
     "type",
@@ -316,13 +317,12 @@ def _time(text: str, *, required: bool) -> datetime | None:
         raise _Bad(f"settled_at {events.printable(text)} is not an ISO 8601 time") from None
     if value.tzinfo is None:
         raise _Bad(f"settled_at {events.printable(text)} has no time zone")
-    try:
-        value.astimezone(UTC)  # every time is compared and stored in UTC
-    except OverflowError:
+    utc = in_utc(value)  # every time is compared and stored in UTC
+    if utc is None:
         raise _Bad(
             f"settled_at {events.printable(text)} is out of range (before year 1 or after 9999 in UTC)"
-        ) from None
-    return value
+        )
+    return utc
 
 
 def _shown(text: str) -> str:

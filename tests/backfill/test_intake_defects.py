@@ -155,6 +155,19 @@ def test_an_out_of_range_amount_on_the_webhook_is_refused_at_intake(send, gatewa
 
 
 @pytest.mark.django_db
+def test_a_created_time_past_the_calendar_in_utc_is_refused_and_a_far_offset_is_applied(send, gateway):
+    past = {**payment("evt_past"), "created": "0001-01-01T00:30:00+01:00"}
+    refused = send(json.dumps(past).encode())
+    assert refused.status_code == 422
+    assert "out of range" in refused.json()["reason"]
+
+    # PostgreSQL refuses an offset past 15:59; Python, and so the provider's JSON, allows a day.
+    far_west = {**payment("evt_west", points=7), "created": "2026-11-20T01:00:00-21:56"}
+    assert send(json.dumps(far_west).encode()).status_code in (200, 202)
+    assert points(gateway, "u1") == 7
+
+
+@pytest.mark.django_db
 def test_deeply_nested_json_is_stored_and_quarantined_not_a_500(send):
     response = send(b"[" * 100_000)
 

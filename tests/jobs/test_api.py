@@ -177,3 +177,30 @@ def test_a_reconcile_jobs_body_carries_the_documented_part_of_the_runs_summary(
         "checksum": run.checksum,
         "error": "",
     }
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("one_person_suffices")
+def test_a_backfill_window_is_kept_in_utc_whatever_offset_it_was_written_with(
+    client, gateway, token, django_capture_on_commit_callbacks
+):
+    """Python reads offsets up to a day; PostgreSQL refuses one past 15:59 (the
+    API answered 500 there). The window is the same instants, in UTC."""
+
+    def backfill(body):
+        return client.post(
+            reverse("job-backfill"),
+            data=json.dumps(body),
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {token()}",
+        )
+
+    with django_capture_on_commit_callbacks():
+        response = backfill({"dry_run": True, "since": "2026-11-20T01:00:00-21:56"})
+    assert response.status_code == 202
+    migration = Job.objects.get(pk=response.json()["job_id"]).migration
+    assert migration.parameters["since"] == "2026-11-20T22:56:00+00:00"
+
+    past_the_calendar = backfill({"dry_run": True, "until": "0001-01-01T00:30:00+01:00"})
+    assert past_the_calendar.status_code == 400
+    assert "out of range" in past_the_calendar.json()["error"]

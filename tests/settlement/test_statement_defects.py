@@ -3,6 +3,8 @@ from file replays and other paths checked against the statement, malformed rows
 that still name their payment, stray quotes, a header naming a column twice, and
 times past the calendar's ends."""
 
+from datetime import datetime, timedelta, timezone
+
 import pytest
 from django.core.management.base import CommandError
 
@@ -120,3 +122,17 @@ def test_a_time_past_the_calendar_makes_its_row_malformed_and_the_rest_go_on(
     malformed = SettlementRow.objects.get(run_id=summary["run_id"], line=2)
     assert "out of range" in malformed.detail
     assert SettlementRun.objects.get(pk=summary["run_id"]).status == "completed"
+
+
+def test_a_time_with_an_offset_postgresql_refuses_is_matched_and_kept_in_utc(world, write_statement, settled):
+    """Python reads offsets up to a day; PostgreSQL refuses one past 15:59. The
+    same instant written as 21:56 behind UTC is still the payment's settlement."""
+    instant = datetime.fromisoformat(settled.replace("Z", "+00:00"))
+    far_west = instant.astimezone(timezone(-timedelta(hours=21, minutes=56))).isoformat()
+    raw = HEADER + f"payment,pay_ok,,u1,100,1.00,EUR,settled,{far_west}\n"
+
+    summary = reconcile(write_statement([], raw=raw))
+
+    assert (summary["rows"], summary["matched"], summary["malformed_rows"]) == (1, 1, 0)
+    row = SettlementRow.objects.get(run_id=summary["run_id"], payment_id="pay_ok")
+    assert row.settled_at == instant

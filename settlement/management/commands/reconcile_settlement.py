@@ -7,6 +7,7 @@ from django.utils.dateparse import parse_datetime
 
 from revassure.firestore import get_gateway
 from revassure.logs import bound_correlation_id
+from revassure.timezones import in_utc
 from settlement import services, statement
 from settlement.models import OUTCOMES, Outcome
 
@@ -18,7 +19,10 @@ def _time(value: str) -> datetime:
         parsed = None
     if parsed is None or parsed.tzinfo is None:
         raise CommandError(f"--period: {value!r} is not an ISO 8601 time with a time zone")
-    return parsed
+    utc = in_utc(parsed)
+    if utc is None:
+        raise CommandError(f"--period: {value!r} is out of range (before year 1 or after 9999 in UTC)")
+    return utc
 
 
 class Command(BaseCommand):
