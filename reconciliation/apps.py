@@ -34,7 +34,7 @@ class ReconciliationConfig(AppConfig):
         OPS: [*SEE, "run_reconciliation"],
     }
 
-    def ready(self):
+    def ready(self) -> None:
         # why: Django's documented place to register system checks and signal
         # receivers; both modules import models, which cannot load before the
         # app registry is ready.

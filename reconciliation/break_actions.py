@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING, TypedDict
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
+from django.contrib.auth.models import AnonymousUser, Permission, User
 from django.db import transaction
 from django.db.models import F, Max, Q, QuerySet
 from django.utils import timezone
@@ -39,6 +41,9 @@ from revassure.formatting import signed
 from revassure.refusals import Refused, require
 from revassure.waiting import WaitingKind, announce
 
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
 log = logging.getLogger(__name__)
 
 WORK = "reconciliation.work_break"
@@ -50,7 +55,7 @@ class BreakRefused(Refused):
     """A break cannot do what was asked; the message says why, for a person."""
 
 
-def assign(break_ids: Iterable[int], *, owner, actor) -> list[Break]:
+def assign(break_ids: Iterable[int], *, owner: User, actor: User) -> list[Break]:
     """Give open breaks to a reviewer. Assigned to someone else, a break waits
     (open) for them to acknowledge it; assigned to oneself, it is acknowledged."""
     require(actor, WORK, "assign breaks")
@@ -88,7 +93,13 @@ def assignees() -> QuerySet:
     )
 
 
-def assigned_to(user) -> QuerySet:
+class AssignedAt(TypedDict):
+    """What assigned_to adds to each break."""
+
+    assigned_at: datetime | None
+
+
+def assigned_to(user: User) -> QuerySet[WithAnnotations[Break, AssignedAt]]:
     """The open breaks this user owns, each with `assigned_at`: when it last
     became theirs (assigned or taken; its first sighting if no note says)."""
     became = Q(notes__action__in=[BreakAction.ASSIGN, BreakAction.TAKE, BreakAction.ACKNOWLEDGE])
@@ -99,11 +110,11 @@ def assigned_to(user) -> QuerySet:
     )
 
 
-def take(break_ids: Iterable[int], *, actor) -> list[Break]:
+def take(break_ids: Iterable[int], *, actor: User) -> list[Break]:
     return assign(break_ids, owner=actor, actor=actor)
 
 
-def acknowledge(break_ids: Iterable[int], *, actor) -> list[Break]:
+def acknowledge(break_ids: Iterable[int], *, actor: User) -> list[Break]:
     """The owner says they are on it; an unowned break becomes theirs."""
     require(actor, WORK, "acknowledge breaks")
     with transaction.atomic():
@@ -123,7 +134,7 @@ def acknowledge(break_ids: Iterable[int], *, actor) -> list[Break]:
     return breaks
 
 
-def add_note(break_id: int, *, actor, text: str) -> BreakNote:
+def add_note(break_id: int, *, actor: User, text: str) -> BreakNote:
     require(actor, WORK, "add notes to breaks")
     if not text or not text.strip():
         raise BreakRefused("a note needs some text")
@@ -132,7 +143,7 @@ def add_note(break_id: int, *, actor, text: str) -> BreakNote:
         return _note(brk, actor, BreakAction.NOTE, text.strip())
 
 
-def accept(break_ids: Iterable[int], *, actor, reason: str) -> list[Break]:
+def accept(break_ids: Iterable[int], *, actor: User, reason: str) -> list[Break]:
     """An approver accepts each break's current difference (a write-off, with a
     reason): closed as accepted, kept on record; the same delta seen again does
     not reopen it, a different one does."""
@@ -174,7 +185,7 @@ def accept(break_ids: Iterable[int], *, actor, reason: str) -> list[Break]:
 
 
 def propose_heal(
-    break_ids: Iterable[int], *, actor, strategy: str, reason: str, gateway: FirestoreGateway
+    break_ids: Iterable[int], *, actor: User, strategy: str, reason: str, gateway: FirestoreGateway
 ) -> list[BalanceRequest]:
     """Propose a heal of each break's latest sighting, through the maker-checker
     of reconciliation.changes (all or none, one strategy and reason)."""
@@ -202,7 +213,7 @@ def propose_heal(
 
 
 def propose_correction(
-    break_id: int, *, actor, entry_id: str, amount: int, reason: str, gateway: FirestoreGateway
+    break_id: int, *, actor: User, entry_id: str, amount: int, reason: str, gateway: FirestoreGateway
 ) -> BalanceRequest:
     """Propose a correction of one malformed entry of the break's wallet, from its
     latest sighting, through reconciliation.corrections (maker-checker as a heal)."""
@@ -227,7 +238,7 @@ def propose_correction(
     return request
 
 
-def latest_violations(breaks) -> dict[int, Violation]:
+def latest_violations(breaks: Iterable[Break]) -> dict[int, Violation]:
     """{break pk: the violation of its latest sighting} (with its run): what a heal heals."""
     return {
         s.brk_id: s.violation
@@ -251,12 +262,12 @@ PERMISSIONS: dict[str, tuple[str, ...]] = {
 NO_DIFFERENCE = "the wallet's points are malformed, so there is no difference to accept; fix the data first"
 
 
-def may(actor, action: str) -> bool:
+def may(actor: User | AnonymousUser | None, action: str) -> bool:
     """Whether `actor`'s role does `action` (a BreakAction) to breaks at all."""
     return all(refusals.may(actor, permission) for permission in PERMISSIONS[action])  # never empty
 
 
-def refusal(brk: Break, actor, action: str) -> str:
+def refusal(brk: Break, actor: User | AnonymousUser, action: str) -> str:
     """Why `actor` cannot do `action` (a BreakAction) to this break now, for a
     person; "" when they can. Read-only: the break page asks it so that it
     offers only what the actions above accept, and says why not otherwise

@@ -64,7 +64,11 @@ class Entry:
 
 
 def probable_cause(
-    points: Any, entries: Iterable[tuple[str, dict[str, Any]]], *, exists: bool = True, writers=None
+    points: Any,
+    entries: Iterable[tuple[str, dict[str, Any]]],
+    *,
+    exists: bool = True,
+    writers: dict[str, str] | None = None,
 ) -> Cause:
     """What the wallet's points and its ledger entries say about the difference,
     tried in this order: a malformed amount (and how much of the delta it

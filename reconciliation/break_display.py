@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
+from reconciliation.models import Break
 from revassure.formatting import EMPTY, label, points, signed, when
 
 
@@ -69,7 +70,7 @@ def _fact(key: str, value) -> str:
     return points(value)  # a malformed value shows as it is
 
 
-def summary(brk) -> dict | None:
+def summary(brk: Break | None) -> dict | None:
     """A break as another page shows it beside a decision (the decide page): a link,
     its facts, its probable cause and the evidence for it."""
     if brk is None:

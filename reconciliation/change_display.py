@@ -10,6 +10,7 @@ from django.utils.http import urlencode
 from reconciliation import effects
 from reconciliation.models import BalanceRequest, RequestState
 from revassure.formatting import label, points, signed, when
+from revassure.models import FreezeEvent
 
 FORM_PAGE = "admin/reconciliation/form_page.html"
 TRAIL = "admin/reconciliation/balancerequest/trail.html"
@@ -20,7 +21,7 @@ def wallet_url(uid: str) -> str:
     return reverse("admin:wallet_lookup") + "?" + urlencode({"uid": uid})
 
 
-def frozen_text(event) -> str:
+def frozen_text(event: FreezeEvent) -> str:
     return (
         f"Manual balance changes are frozen since {when(event.created_at)} by {event.actor}: "
         f"{event.reason.rstrip().rstrip('.')}. Ops unfreeze them from the freeze page."

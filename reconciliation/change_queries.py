@@ -6,7 +6,11 @@ reconciliation/changes.py enforces when the action is taken; asking here changes
 
 from __future__ import annotations
 
-from django.db.models import Q
+from collections.abc import Iterable
+from datetime import datetime
+
+from django.contrib.auth.models import AnonymousUser, User
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from reconciliation.models import (
@@ -17,6 +21,7 @@ from reconciliation.models import (
     RequestKind,
     RequestState,
     RunStatus,
+    Violation,
     ViolationKind,
 )
 from reconciliation.reports import describe_details
@@ -26,7 +31,7 @@ from revassure.refusals import may
 # -- what can be healed (pages ask before offering a heal) -----------------------
 
 
-def heal_refusal(violation, heal=None) -> str:
+def heal_refusal(violation: Violation, heal: BalanceRequest | None = None) -> str:
     """Why a violation cannot be proposed for a heal now, or "" when it can.
     `heal` is what blocks it, from blocking_heals: the open heal of its
     wallet (or its open correction), or the heal that was applied for it."""
@@ -42,14 +47,14 @@ def heal_refusal(violation, heal=None) -> str:
     return ""
 
 
-def malformed_way(violation) -> str:
+def malformed_way(violation: Violation) -> str:
     """What can be done about a malformed violation instead of a heal."""
     if violation.wallet_points is not None and violation.details.get("malformed_entries"):
         return "propose a correction of the malformed entry from its break, or accept the difference"
     return "fix the data first"
 
 
-def blocking_heals(violations) -> dict[int, BalanceRequest]:
+def blocking_heals(violations: Iterable[Violation]) -> dict[int, BalanceRequest]:
     """{violation pk: the request that stops a new heal}: the open heal or
     correction of its wallet (one per wallet at most), else the heal applied
     for this very violation."""
@@ -75,7 +80,7 @@ def blocking_heals(violations) -> dict[int, BalanceRequest]:
 # -- which adjustment settles a payment ------------------------------------------
 
 
-def settling_adjustments(identities) -> dict[str, BalanceRequest]:
+def settling_adjustments(identities: Iterable[str]) -> dict[str, BalanceRequest]:
     """{identity: the standing manual adjustment that settles it} for those of
     the given business identities that have one, in one query."""
     identities = {identity for identity in identities if identity}
@@ -99,7 +104,7 @@ def settled_refusal(request: BalanceRequest) -> str:
 # -- who may decide a request ----------------------------------------------------
 
 
-def why_undecidable(request: BalanceRequest, user, *, now=None) -> str | None:
+def why_undecidable(request: BalanceRequest, user: User, *, now: datetime | None = None) -> str | None:
     """Why `user` cannot approve or reject `request` now, for a person; None when
     they can. Read-only (an overdue proposal is said to be expired, not expired
     here): pages ask it to offer only what changes.approve and changes.reject would accept.
@@ -118,7 +123,7 @@ def why_undecidable(request: BalanceRequest, user, *, now=None) -> str | None:
     return None
 
 
-def awaiting(user):
+def awaiting(user: User | AnonymousUser) -> QuerySet[BalanceRequest]:
     """Open proposals this user may decide: only for approvers, not their own,
     not approved by them yet, not past their expiry (why_undecidable's rules,
     as a query)."""

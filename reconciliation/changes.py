@@ -18,9 +18,12 @@ decide) is reconciliation.change_queries.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django_q.tasks import async_task
@@ -39,10 +42,11 @@ from reconciliation.models import (
     RequestKind,
     RequestState,
     RunStatus,
+    Violation,
     ViolationKind,
 )
 from revassure import flags, freeze, metrics, policy
-from revassure.firestore import MISSING, FirestoreGateway
+from revassure.firestore import MISSING, FirestoreGateway, WalletState
 from revassure.formatting import points
 from revassure.ledger import balances_unchanged, is_points, summed
 from revassure.logs import on_commit
@@ -63,7 +67,7 @@ class RequestRefused(Refused):
 
 
 def propose_heals(
-    violations, *, actor, strategy: str, reason: str, gateway: FirestoreGateway
+    violations: Iterable[Violation], *, actor: User, strategy: str, reason: str, gateway: FirestoreGateway
 ) -> list[BalanceRequest]:
     """Propose a heal for each violation (all or none), with one strategy and reason."""
     require(actor, "reconciliation.propose_balancerequest", "propose heals")
@@ -86,6 +90,7 @@ def propose_heals(
     live = gateway.read_wallets_and_ledgers(uids, concurrency=16)
     for violation in violations:
         state = live[violation.uid]
+        assert violation.wallet_points is not None  # a drift's points are integers (checked above)
         if not matches(state, violation.wallet_points, violation.ledger_sum):
             raise RequestRefused(
                 f"{violation.uid} changed since run {violation.run_id} "
@@ -105,6 +110,7 @@ def propose_heals(
                 )
             )
         for violation in violations:
+            assert violation.delta is not None  # a drift's delta is an integer (checked above)
             amount = heal_amount(strategy, violation.delta)
             request = create_request(
                 kind=RequestKind.HEAL,
@@ -126,7 +132,7 @@ def propose_heals(
 
 def propose_adjustment(
     *,
-    actor,
+    actor: User,
     uid: str,
     amount: int,
     reason_code: str,
@@ -186,7 +192,7 @@ def _require_unsettled(settles: str) -> None:
         raise RequestRefused(change_queries.settled_refusal(standing))
 
 
-def create_request(*, actor, amount: int, **fields) -> BalanceRequest:
+def create_request(*, actor: User, amount: int, **fields: Any) -> BalanceRequest:
     """A new proposal (state proposed) with its first trail event, its approvals
     needed and its expiry; announced to the approvers once committed. The
     caller has checked everything else, in its transaction."""
@@ -234,7 +240,7 @@ def _auto_heal(request: BalanceRequest, live) -> None:
 # -- deciding ------------------------------------------------------------------
 
 
-def approve(request_id: int, *, actor, gateway: FirestoreGateway, reason: str = "") -> BalanceRequest:
+def approve(request_id: int, *, actor: User, gateway: FirestoreGateway, reason: str = "") -> BalanceRequest:
     """Record actor's approval; the request is approved once it has enough of them.
 
     The approver's view is the wallet as Firestore has it now; for a heal it
@@ -310,7 +316,7 @@ def _approve_locked(request: BalanceRequest, *, actor, gateway: FirestoreGateway
     enqueue_execution(request.pk)
 
 
-def reject(request_id: int, *, actor, reason: str) -> BalanceRequest:
+def reject(request_id: int, *, actor: User, reason: str) -> BalanceRequest:
     require(actor, "reconciliation.approve_balancerequest", "reject requests")
     require_reason(reason)
     with transaction.atomic():
@@ -325,7 +331,7 @@ def reject(request_id: int, *, actor, reason: str) -> BalanceRequest:
     return request
 
 
-def expire_due(now=None) -> int:
+def expire_due(now: datetime | None = None) -> int:
     """Expire proposals past their time; returns how many."""
     now = now or timezone.now()
     expired = 0
@@ -364,7 +370,7 @@ def _transition(
     log.info("balance request %s", to_state, extra={"request_id": request.pk, "state": to_state})
 
 
-def matches(state, points: int, ledger_sum: int) -> bool:
+def matches(state: WalletState, points: int, ledger_sum: int) -> bool:
     """The wallet is exactly as seen: same integers (a float 10.0 is not 10)."""
     return balances_unchanged(
         state.points, state.ledger.total, seen_points=points, seen_ledger_sum=ledger_sum

@@ -1,13 +1,17 @@
 """Start-up checks of reconciliation's own settings (the rest are in revassure/checks.py)."""
 
+from collections.abc import Sequence
+from typing import Any
+
+from django.apps import AppConfig
 from django.conf import settings
-from django.core.checks import Error, register
+from django.core.checks import CheckMessage, Error, register
 
 from reconciliation.schedule import parse_daily_at
 
 
 @register()
-def daily_schedule(app_configs, **kwargs):
+def daily_schedule(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[CheckMessage]:
     try:
         parse_daily_at(settings.RECONCILE_DAILY_AT)
     except ValueError as exc:
@@ -16,9 +20,9 @@ def daily_schedule(app_configs, **kwargs):
 
 
 @register()
-def break_settings(app_configs, **kwargs):
+def break_settings(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[CheckMessage]:
     """The breaks' thresholds (reconciliation/break_age.py) make sense together."""
-    errors = []
+    errors: list[CheckMessage] = []
     buckets = settings.BREAK_AGE_BUCKETS
     if not buckets or buckets[0] < 0 or buckets != sorted(set(buckets)):
         errors.append(
@@ -47,7 +51,7 @@ def break_settings(app_configs, **kwargs):
 
 
 @register()
-def read_time_settings(app_configs, **kwargs):
+def read_time_settings(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[CheckMessage]:
     """A run's expected length (reconciliation/instant.py) divides by this rate."""
     if not settings.RECONCILE_EXPECTED_RATE > 0:
         return [

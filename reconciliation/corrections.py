@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 
 from reconciliation import changes
@@ -144,7 +145,7 @@ def live_amounts(uid: str, entry_ids: list[str], gateway: FirestoreGateway) -> d
 def propose_correction(
     violation: Violation,
     *,
-    actor,
+    actor: User,
     entry_id: str,
     amount: int,
     reason: str,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from reconciliation.models import BalanceRequest, HealStrategy, RequestKind
+from reconciliation.models import BalanceRequest, HealStrategy, RequestKind, Violation
 
 
 def heal_amount(strategy: str, delta: int) -> int:
@@ -42,8 +42,9 @@ def effect(*, kind: str, strategy: str, amount: int, wallet_points: int, ledger_
     )
 
 
-def heal_effect(violation, strategy: str) -> Effect:
+def heal_effect(violation: Violation, strategy: str) -> Effect:
     """The effect of healing a drift violation with `strategy`, on the numbers it was found with."""
+    assert violation.delta is not None and violation.wallet_points is not None  # a drift's are integers
     return effect(
         kind=RequestKind.HEAL,
         strategy=strategy,

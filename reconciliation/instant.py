@@ -102,8 +102,10 @@ def expected_rate() -> tuple[float, str]:
         .order_by("-finished_at")
         .first()
     )
-    if last is not None and last.duration.total_seconds() > 0:
-        return last.wallets_checked / last.duration.total_seconds(), f"observed on run {last.pk}"
+    if last is not None:
+        assert last.duration is not None  # the query asked for a start and a finish
+        if last.duration.total_seconds() > 0:
+            return last.wallets_checked / last.duration.total_seconds(), f"observed on run {last.pk}"
     return settings.RECONCILE_EXPECTED_RATE, "RECONCILE_EXPECTED_RATE"
 
 

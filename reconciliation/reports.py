@@ -17,7 +17,7 @@ import hashlib
 import logging
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC
+from datetime import UTC, datetime
 
 from django.utils import timezone
 
@@ -184,7 +184,7 @@ def _gathered_and_checksummed(run: ReconciliationRun) -> str:
     return compute_checksum(run)
 
 
-def seal_seeded(run_id: int, finished_at) -> ReconciliationRun:
+def seal_seeded(run_id: int, finished_at: datetime) -> ReconciliationRun:
     """Seal a seeded history run as finished at `finished_at`, in the same chain,
     without the alerts, metrics and log line of a live run (the demo)."""
     run = sealing.seal(KIND, run_id, finished_at=finished_at)

@@ -26,10 +26,12 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import date
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.dispatch import Signal
@@ -93,7 +95,7 @@ def validate_uids(uids: list[str]) -> None:
         raise ValueError("a wallet uid must be a non-empty string without '/' or control characters")
 
 
-def request_run(*, actor, trigger: str, uids: list[str] | None = None) -> ReconciliationRun:
+def request_run(*, actor: User | None, trigger: str, uids: list[str] | None = None) -> ReconciliationRun:
     """Create a pending run and enqueue it for the workers once the row is committed."""
     with transaction.atomic():
         run = _create_run(actor=actor, trigger=trigger, uids=uids)
@@ -118,7 +120,7 @@ def request_daily_run(day: date) -> ReconciliationRun | None:
 
 
 def run_inline(
-    *, actor, trigger: str, gateway: FirestoreGateway, uids: list[str] | None = None
+    *, actor: User | None, trigger: str, gateway: FirestoreGateway, uids: list[str] | None = None
 ) -> ReconciliationRun:
     """Create a run and execute it here, chunk after chunk; returns the finished run."""
     run = _create_run(actor=actor, trigger=trigger, uids=uids)
@@ -138,7 +140,13 @@ def enqueue_chunk(chunk_id: int) -> None:
 # -- executing runs ----------------------------------------------------------
 
 
-def execute_run(run_id: int, *, gateway: FirestoreGateway, inline: bool, enqueue_chunk=None) -> None:
+def execute_run(
+    run_id: int,
+    *,
+    gateway: FirestoreGateway,
+    inline: bool,
+    enqueue_chunk: Callable[[int], object] | None = None,
+) -> None:
     """Stream the run's wallets into chunks and process them.
 
     `inline` processes each chunk in this process as soon as it is cut (the

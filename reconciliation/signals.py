@@ -1,5 +1,7 @@
 """Reconciliation's signal receivers; imported by ReconciliationConfig.ready()."""
 
+from typing import Any
+
 from django.dispatch import receiver
 
 from reconciliation import execution
@@ -8,7 +10,7 @@ from revassure.flags import ensure_flags
 from revassure.freeze import unfrozen
 
 
-def after_migrate(**kwargs):
+def after_migrate(**kwargs: Any) -> None:
     """Connected to post_migrate for this app: the schedules and flags exist after any migrate."""
     sync_daily_schedule()
     sync_sweep_schedules()
@@ -16,5 +18,5 @@ def after_migrate(**kwargs):
 
 
 @receiver(unfrozen, dispatch_uid="reconciliation-resume-after-unfreeze")
-def resume_after_unfreeze(**kwargs):
+def resume_after_unfreeze(**kwargs: Any) -> None:
     execution.resume_waiting()

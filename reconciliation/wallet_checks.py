@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -35,7 +37,7 @@ def wallet_chunks(
     read_time: datetime | None,
     ramp: bool = False,
     after: str | None = None,
-):
+) -> Iterator[list[list[Any]]]:
     """Yield lists of [uid, encoded points], at most RECONCILE_CHUNK_SIZE long: the
     wallets named in `scope_uids` (every wallet when empty), as of `read_time`
     (live when None), in uid order; only those after the uid `after` when given
@@ -96,7 +98,9 @@ def wallet_chunks(
         stop.set()  # the consumer gave up: let the producer end
 
 
-def start_aggregation(wallets: list[list[Any]], gateway: FirestoreGateway, read_time: datetime | None):
+def start_aggregation(
+    wallets: list[list[Any]], gateway: FirestoreGateway, read_time: datetime | None
+) -> Future:
     uids = [uid for uid, _ in wallets]
     return gateway.start_aggregation(uids, concurrency=settings.RECONCILE_CONCURRENCY, read_time=read_time)
 

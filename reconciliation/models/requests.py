@@ -2,6 +2,7 @@
 append-only events, with the one state machine they follow."""
 
 import re
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -140,7 +141,7 @@ class BalanceRequest(models.Model):
     def __str__(self) -> str:
         return f"{self.get_kind_display()} #{self.pk} for {self.uid} ({signed(self.amount)})"
 
-    def save(self, *args, **kwargs):
+    def save(self, *args: Any, **kwargs: Any) -> None:
         # The state machine holds here too, whatever code saves the row.
         if self.pk:
             stored = type(self).objects.filter(pk=self.pk).values_list("state", flat=True).first()

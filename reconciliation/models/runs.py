@@ -1,5 +1,8 @@
 """Reconciliation runs: the report (a sealed run), its violations and the chunks its workers check."""
 
+from datetime import timedelta
+from typing import Any, NoReturn
+
 from django.conf import settings
 from django.db import models
 
@@ -111,7 +114,7 @@ class ReconciliationRun(SealedRun):
         return self.total_wallet_points - self.total_ledger_sum
 
     @property
-    def duration(self):
+    def duration(self) -> timedelta | None:
         if self.started_at and self.finished_at:
             return self.finished_at - self.started_at
         return None
@@ -154,12 +157,12 @@ class Violation(models.Model):
     def __str__(self) -> str:
         return f"{self.uid}: {self.get_kind_display().lower()} {signed(self.delta)}"
 
-    def save(self, *args, **kwargs):
+    def save(self, *args: Any, **kwargs: Any) -> None:
         if ReconciliationRun.objects.filter(pk=self.run_id, status__in=FINISHED).exists():
             raise FinishedRecordError(f"run {self.run_id} is finished; its violations cannot change")
         super().save(*args, **kwargs)
 
-    def delete(self, *args, **kwargs):
+    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise FinishedRecordError("violations are part of a report and cannot be deleted")
 
 

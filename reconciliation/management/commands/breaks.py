@@ -1,6 +1,7 @@
 import json
+from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
 from reconciliation import breaks
@@ -13,7 +14,7 @@ class Command(BaseCommand):
         "cause and how each ended. Open breaks by default (open or acknowledged), oldest first."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--status",
             choices=("open", "closed", "all"),
@@ -22,7 +23,7 @@ class Command(BaseCommand):
         )
         parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
-    def handle(self, *args, status: str = "open", json: bool = False, **options):
+    def handle(self, *args: Any, status: str = "open", json: bool = False, **options: Any) -> None:
         found = Break.objects.select_related("owner").order_by("first_seen", "-size", "pk")
         if status == "open":
             found = found.filter(status__in=OPEN_BREAK_STATES)

@@ -1,15 +1,16 @@
 import json
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from reconciliation import reports, services
-from reconciliation.models import ReadMode, RunStatus, RunTrigger
+from reconciliation.models import ReadMode, ReconciliationRun, RunStatus, RunTrigger
 from revassure.firestore import get_gateway
 from revassure.flags import FeatureDisabled
 from revassure.logs import bound_correlation_id
 
 
-def run_summary(run, *, with_violations: bool = True) -> dict:
+def run_summary(run: ReconciliationRun, *, with_violations: bool = True) -> dict:
     summary = reports.run_summary(run)
     if with_violations:
         summary["violations"] = [
@@ -32,7 +33,7 @@ class Command(BaseCommand):
         "Exits 0 when the run completed, whatever it found; non-zero when it could not run."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--uid", action="append", dest="uids", metavar="UID", help="check only this wallet"
         )
@@ -43,7 +44,14 @@ class Command(BaseCommand):
             help="hand the run to the django-q workers instead of running here",
         )
 
-    def handle(self, *args, uids=None, json: bool = False, enqueue: bool = False, **options):
+    def handle(
+        self,
+        *args: Any,
+        uids: list[str] | None = None,
+        json: bool = False,
+        enqueue: bool = False,
+        **options: Any,
+    ) -> None:
         # A command run is a run of its own: one correlation id for all its log lines.
         with bound_correlation_id():
             self._handle(uids=uids, as_json=json, enqueue=enqueue)

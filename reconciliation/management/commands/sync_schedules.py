@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.core.management.base import BaseCommand
 
 from reconciliation.schedule import sync_daily_schedule, sync_sweep_schedules
@@ -6,7 +8,7 @@ from reconciliation.schedule import sync_daily_schedule, sync_sweep_schedules
 class Command(BaseCommand):
     help = "Create or update the daily reconciliation and the sweep schedules (idempotent)."
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         for sweep in sync_sweep_schedules():
             self.stdout.write(f"{sweep.name}: every {sweep.minutes} minutes")
         schedule = sync_daily_schedule()

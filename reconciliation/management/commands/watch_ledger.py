@@ -1,8 +1,9 @@
 import json
 import signal
 import threading
+from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 
 from reconciliation.watcher import Watcher
 from revassure.firestore import get_gateway
@@ -14,7 +15,7 @@ class Command(BaseCommand):
         "happens (docs/realtime.md). Runs until stopped (SIGINT or SIGTERM)."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--json", action="store_true", help="print one JSON object per drift found, one per line"
         )
@@ -25,7 +26,7 @@ class Command(BaseCommand):
             help="check a wallet this long after the first write of a burst (WATCHER_DEBOUNCE_SECONDS)",
         )
 
-    def handle(self, *args, json: bool = False, debounce: float | None = None, **options):
+    def handle(self, *args: Any, json: bool = False, debounce: float | None = None, **options: Any) -> None:
         stop = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
