@@ -3,11 +3,20 @@ exported as clean CSV tables; their violations are in admin_violations.py and th
 breaks in admin_breaks.py. Numbers and times are shown through
 revassure.formatting; CSVs keep raw values."""
 
+from collections.abc import Iterator
+from typing import Any
+
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+    StreamingHttpResponse,
+)
 from django.shortcuts import get_object_or_404
-from django.urls import path, reverse
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
@@ -18,7 +27,7 @@ from reconciliation.models import (
     RunStatus,
     RunTrigger,
 )
-from revassure.admin_base import ReadOnlyAdmin
+from revassure.admin_base import AuthenticatedHttpRequest, ReadOnlyAdmin
 from revassure.exports import csv_response
 from revassure.flags import FeatureDisabled
 from revassure.formatting import EMPTY, points, signed, when
@@ -87,24 +96,24 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
     ]
 
     @admin.display(description="status", ordering="status")
-    def status_display(self, run):
+    def status_display(self, run: ReconciliationRun) -> str:
         return run.get_status_display()
 
     @admin.display(description="trigger", ordering="trigger")
-    def trigger_display(self, run):
+    def trigger_display(self, run: ReconciliationRun) -> str:
         return run.get_trigger_display()
 
     @admin.display(description="read")
-    def read_mode_display(self, run):
+    def read_mode_display(self, run: ReconciliationRun) -> str:
         return run.get_read_mode_display() if run.read_mode else EMPTY
 
     @admin.display(description="read time (T0)")
-    def read_time_display(self, run):
+    def read_time_display(self, run: ReconciliationRun) -> str:
         # To the microsecond: the instant `verify_reports --rederive` reads at.
         return run.read_time.isoformat() if run.read_time else EMPTY
 
     @admin.display(description="chunks counted by")
-    def checked_by_display(self, run):
+    def checked_by_display(self, run: ReconciliationRun) -> str:
         """The machines whose workers counted the run's chunks (hostnames), once sealed."""
         if not run.checked_by:
             return EMPTY
@@ -114,7 +123,7 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
         )
 
     @admin.display(description="cleared at the re-check")
-    def cleared_display(self, run):
+    def cleared_display(self, run: ReconciliationRun) -> str:
         cleared = run.cleared_at_recheck
         if not cleared:
             return EMPTY
@@ -125,52 +134,52 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
         )
 
     @admin.display(description="started", ordering="started_at")
-    def started(self, run):
+    def started(self, run: ReconciliationRun) -> str:
         return when(run.started_at)
 
     @admin.display(description="created", ordering="created_at")
-    def created(self, run):
+    def created(self, run: ReconciliationRun) -> str:
         return when(run.created_at)
 
     @admin.display(description="finished", ordering="finished_at")
-    def finished(self, run):
+    def finished(self, run: ReconciliationRun) -> str:
         return when(run.finished_at)
 
     @admin.display(description="wallets", ordering="wallets_checked")
-    def wallets_display(self, run):
+    def wallets_display(self, run: ReconciliationRun) -> str:
         return points(run.wallets_checked)
 
     @admin.display(description="drift (absolute)", ordering="total_abs_drift")
-    def drift_display(self, run):
+    def drift_display(self, run: ReconciliationRun) -> str:
         return points(run.total_abs_drift)
 
     @admin.display(description="drifted wallets", ordering="drift_count")
-    def drift_count_display(self, run):
+    def drift_count_display(self, run: ReconciliationRun) -> str:
         return points(run.drift_count)
 
     @admin.display(description="malformed wallets", ordering="malformed_count")
-    def malformed_count_display(self, run):
+    def malformed_count_display(self, run: ReconciliationRun) -> str:
         return points(run.malformed_count)
 
     @admin.display(description="wallet points (total)")
-    def total_wallet_points_display(self, run):
+    def total_wallet_points_display(self, run: ReconciliationRun) -> str:
         return points(run.total_wallet_points)
 
     @admin.display(description="ledger sum (total)")
-    def total_ledger_sum_display(self, run):
+    def total_ledger_sum_display(self, run: ReconciliationRun) -> str:
         return points(run.total_ledger_sum)
 
     @admin.display(description="liability (wallets − ledgers)")
-    def liability_display(self, run):
+    def liability_display(self, run: ReconciliationRun) -> str:
         return signed(run.liability_difference)
 
     @admin.display(description="duration")
-    def duration_display(self, run):
+    def duration_display(self, run: ReconciliationRun) -> str:
         duration = run.duration
         return f"{duration.total_seconds():,.1f} s" if duration else EMPTY
 
     @admin.display(description="progress")
-    def progress(self, run):
+    def progress(self, run: ReconciliationRun) -> str:
         if run.is_finished:
             return "Done" if run.status == RunStatus.COMPLETED else run.get_status_display()
         if run.status == RunStatus.PENDING:
@@ -188,11 +197,11 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
         )
 
     @admin.display(description="violations", ordering="violations_count")
-    def violations_link(self, run):
+    def violations_link(self, run: ReconciliationRun) -> str:
         url = reverse("admin:reconciliation_violation_changelist") + f"?{RunFilter.parameter_name}={run.pk}"
         return format_html('<a href="{}">{}</a>', url, points(run.violations_count))
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern]:
         return [
             path("run-now/", self.admin_site.admin_view(self.run_now_view), name="reconciliation_run_now"),
             path(
@@ -208,13 +217,15 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
             *super().get_urls(),
         ]
 
-    def has_run_permission(self, request):
+    def has_run_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("reconciliation.run_reconciliation")
 
-    def has_export_permission(self, request):
+    def has_export_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(EXPORT_PERMISSION)
 
-    def changelist_view(self, request, extra_context=None):
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
         in_progress = ReconciliationRun.objects.filter(status__in=[RunStatus.PENDING, RunStatus.RUNNING])
         extra_context = {
             **(extra_context or {}),
@@ -223,7 +234,13 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
         }
         return super().changelist_view(request, extra_context)
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
         extra_context = {
             **(extra_context or {}),
             "can_export": self.has_export_permission(request),
@@ -231,7 +248,7 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
         }
         return super().change_view(request, object_id, form_url, extra_context)
 
-    def run_now_view(self, request):
+    def run_now_view(self, request: AuthenticatedHttpRequest) -> HttpResponse:
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         if not self.has_run_permission(request):
@@ -247,7 +264,7 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
         )
         return HttpResponseRedirect(changelist)
 
-    def export_view(self, request, run_id):
+    def export_view(self, request: HttpRequest, run_id: int) -> StreamingHttpResponse:
         """The run's violations: one header row, then one row per violation; nothing after."""
         if not self.has_export_permission(request):
             raise PermissionDenied
@@ -255,7 +272,7 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
         violations = with_heals(run.violations.order_by("uid"))
         return csv_response(violation_rows(violations), f"reconciliation-run-{run.pk}.csv")
 
-    def summary_view(self, request, run_id):
+    def summary_view(self, request: HttpRequest, run_id: int) -> StreamingHttpResponse:
         """The run's counts, liability check and seal: a one-row table of its own."""
         if not self.has_export_permission(request):
             raise PermissionDenied
@@ -285,7 +302,7 @@ SUMMARY_HEADER = [
 ]
 
 
-def summary_rows(run):
+def summary_rows(run: ReconciliationRun) -> Iterator[list[Any]]:
     yield SUMMARY_HEADER
     yield [
         run.pk,

@@ -3,13 +3,22 @@ owner, probable cause) and the rows of its CSV export."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, cast
+
 from django.contrib import admin
+from django.contrib.auth.models import User
+from django.db.models import QuerySet
+from django.http import HttpRequest
 from django.utils import timezone
 
 from reconciliation import break_actions, break_age
-from reconciliation.models import BreakSeverity, BreakStatus, ProbableCause
+from reconciliation.models import Break, BreakSeverity, BreakStatus, ProbableCause
 from revassure.admin_base import require_row_id
 from revassure.exports import safe_cell
+
+if TYPE_CHECKING:
+    from reconciliation.break_age import AgedBreak
 
 # -- filters ----------------------------------------------------------------------
 
@@ -18,10 +27,10 @@ class StatusFilter(admin.SimpleListFilter):
     title = "status"
     parameter_name = "status"
 
-    def lookups(self, request, model_admin):
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         return [("not_closed", "open or acknowledged"), *BreakStatus.choices]
 
-    def queryset(self, request, queryset):
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Break]) -> QuerySet[Break]:
         if self.value() == "not_closed":
             return queryset.exclude(status=BreakStatus.CLOSED)
         if self.value() in BreakStatus.values:
@@ -33,39 +42,41 @@ class AgeFilter(admin.SimpleListFilter):
     title = "age"
     parameter_name = "age"
 
-    def lookups(self, request, model_admin):
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         return [(name, break_age.bucket_label(name)) for name in break_age.bucket_names()]
 
-    def queryset(self, request, queryset):
-        return queryset.filter(age_bucket=self.value()) if self.value() else queryset
+    def queryset(self, request: HttpRequest, queryset: QuerySet[AgedBreak]) -> QuerySet[AgedBreak]:
+        value = self.value()
+        return queryset.filter(age_bucket=value) if value else queryset
 
 
 class SeverityFilter(admin.SimpleListFilter):
     title = "severity"
     parameter_name = "severity"
 
-    def lookups(self, request, model_admin):
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         return BreakSeverity.choices
 
-    def queryset(self, request, queryset):
-        return queryset.filter(severity=self.value()) if self.value() else queryset
+    def queryset(self, request: HttpRequest, queryset: QuerySet[AgedBreak]) -> QuerySet[AgedBreak]:
+        value = self.value()
+        return queryset.filter(severity=value) if value else queryset
 
 
 class OwnerFilter(admin.SimpleListFilter):
     title = "owner"
     parameter_name = "owner"
 
-    def lookups(self, request, model_admin):
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         return [
             ("mine", "mine"),
             ("nobody", "nobody"),
             *((str(u.pk), u.get_username()) for u in break_actions.assignees()),
         ]
 
-    def queryset(self, request, queryset):
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Break]) -> QuerySet[Break]:
         value = self.value()
         if value == "mine":
-            return queryset.filter(owner=request.user)
+            return queryset.filter(owner=cast(User, request.user))  # the admin lets only staff in
         if value == "nobody":
             return queryset.filter(owner__isnull=True)
         if value:
@@ -77,10 +88,10 @@ class CauseFilter(admin.SimpleListFilter):
     title = "probable cause"
     parameter_name = "cause"
 
-    def lookups(self, request, model_admin):
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         return [*ProbableCause.choices, ("pending", "not computed yet")]
 
-    def queryset(self, request, queryset):
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Break]) -> QuerySet[Break]:
         if self.value() == "pending":
             return queryset.filter(cause="")
         return queryset.filter(cause=self.value()) if self.value() else queryset
@@ -113,7 +124,7 @@ BREAK_HEADER = [
 ]
 
 
-def break_rows(queryset):
+def break_rows(queryset: QuerySet[Break]) -> Iterator[list[Any]]:
     """The header, then one row per break: raw values, text cells guarded against formulas."""
     yield BREAK_HEADER
     now = timezone.now()

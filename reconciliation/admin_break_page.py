@@ -13,21 +13,23 @@ reconciliation/break_forms.py."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.templatetags.admin_urls import add_preserved_filters
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseRedirect, QueryDict
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import URLPattern, path, reverse
 from django.views.decorators.http import require_POST
 
 from reconciliation import break_actions, break_display, corrections
 from reconciliation.break_forms import AcceptForm, AssignForm, BreakCorrectionForm, BreakHealForm, NoteForm
 from reconciliation.change_display import FORM_PAGE, wallet_url
 from reconciliation.models import Break, BreakAction, RequestKind, RequestState, ViolationKind
+from revassure.admin_base import AuthenticatedHttpRequest
 from revassure.firestore import FirestoreError, get_gateway
 from revassure.formatting import EMPTY, points, signed, when
 from revassure.refusals import REFUSALS
@@ -52,7 +54,7 @@ else:
 class BreakPage(_AdminBase):
     """The break's page and its in-place actions (a mixin of BreakAdmin)."""
 
-    def break_page_urls(self):
+    def break_page_urls(self) -> list[URLPattern]:
         def wrap(view):
             return self.admin_site.admin_view(require_POST(view))
 
@@ -72,13 +74,21 @@ class BreakPage(_AdminBase):
 
     # -- the page -----------------------------------------------------------------
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
         brk = self.get_object(request, object_id)
         if brk is not None:
             extra_context = {**(extra_context or {}), **self.break_page_context(request, brk)}
         return super().change_view(request, object_id, form_url, extra_context)
 
-    def break_page_context(self, request, brk, *, forms_given=None) -> dict:
+    def break_page_context(
+        self, request: HttpRequest, brk: Break, *, forms_given: dict[str, forms.Form] | None = None
+    ) -> dict:
         user = request.user
         done = {action for action, _ in OFFERED if break_actions.may(user, action)}
         if brk.kind != ViolationKind.MALFORMED:
@@ -191,7 +201,7 @@ class BreakPage(_AdminBase):
 
     # -- the actions ------------------------------------------------------------------
 
-    def take_view(self, request, break_id):
+    def take_view(self, request: AuthenticatedHttpRequest, break_id: int) -> HttpResponse:
         brk = self._posted(request, break_id, BreakAction.TAKE)
         self._run(
             request,
@@ -208,14 +218,14 @@ class BreakPage(_AdminBase):
             )
         return self._back(request, brk)
 
-    def acknowledge_view(self, request, break_id):
+    def acknowledge_view(self, request: AuthenticatedHttpRequest, break_id: int) -> HttpResponse:
         brk = self._posted(request, break_id, BreakAction.ACKNOWLEDGE)
         self._run(
             request, f"Break {brk.pk} acknowledged.", break_actions.acknowledge, [brk.pk], actor=request.user
         )
         return self._back(request, brk)
 
-    def note_view(self, request, break_id):
+    def note_view(self, request: AuthenticatedHttpRequest, break_id: int) -> HttpResponse:
         brk = self._posted(request, break_id, BreakAction.NOTE)
         form = NoteForm(request.POST)
         if form.is_valid():
@@ -228,7 +238,7 @@ class BreakPage(_AdminBase):
             self.message_user(request, "Refused: a note needs some text.", messages.ERROR)
         return self._back(request, brk)
 
-    def assign_view(self, request, break_id):
+    def assign_view(self, request: AuthenticatedHttpRequest, break_id: int) -> HttpResponse:
         brk = self._posted(request, break_id, BreakAction.ASSIGN)
         form = AssignForm(request.POST)
         if form.is_valid():
@@ -245,7 +255,7 @@ class BreakPage(_AdminBase):
                 return self._back(request, brk)
         return self._form_page(request, brk, f"Assign break {brk.pk}", form, "assign", "Assign")
 
-    def propose_heal_view(self, request, break_id):
+    def propose_heal_view(self, request: AuthenticatedHttpRequest, break_id: int) -> HttpResponse:
         brk = self._posted(request, break_id, BreakAction.PROPOSE_HEAL)
         latest = break_actions.latest_violations([brk]).get(brk.pk)
         if latest is None:
@@ -281,7 +291,7 @@ class BreakPage(_AdminBase):
             request, brk, f"Propose a heal for break {brk.pk}", form, "propose_heal", "Propose heal"
         )
 
-    def propose_correction_view(self, request, break_id):
+    def propose_correction_view(self, request: AuthenticatedHttpRequest, break_id: int) -> HttpResponse:
         brk = self._posted(request, break_id, BreakAction.PROPOSE_CORRECTION)
         latest = break_actions.latest_violations([brk]).get(brk.pk)
         if latest is None:
@@ -316,7 +326,7 @@ class BreakPage(_AdminBase):
             "Propose correction",
         )
 
-    def accept_view(self, request, break_id):
+    def accept_view(self, request: AuthenticatedHttpRequest, break_id: int) -> HttpResponse:
         brk = self._posted(request, break_id, BreakAction.ACCEPT)
         form = AcceptForm(request.POST)
         if form.is_valid():

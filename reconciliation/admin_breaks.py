@@ -8,9 +8,14 @@ admin_break_list.py. Registered by ReconciliationConfig.ready()."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
 from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import URLPattern, reverse
 from django.utils.html import format_html
 
 from reconciliation import break_actions, break_age, break_causes, break_display
@@ -31,11 +36,17 @@ from reconciliation.models import (
     BreakAction,
     BreakSeverity,
 )
-from revassure.admin_base import ReadOnlyAdmin
+from revassure.admin_base import AuthenticatedHttpRequest, ReadOnlyAdmin
 from revassure.exports import ListExport
 from revassure.firestore import get_gateway
 from revassure.formatting import EMPTY, points, signed, when
 from revassure.refusals import REFUSALS
+
+if TYPE_CHECKING:
+    from reconciliation.break_age import AgedBreak
+
+# A column of the list: a field or method name, or a function of the break.
+Column = str | Callable[[Any], str | bool]
 
 CHANGE_FORM = "admin/reconciliation/break/change_form.html"
 
@@ -94,42 +105,42 @@ class BreakAdmin(ListExport, BreakPage, ReadOnlyAdmin):
         ("How it ended", {"fields": ["closed_display", "heal_link", "accepted_display"]}),
     ]
 
-    def get_queryset(self, request):
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Break]:
         # Annotated before the ordering, which sorts on the annotations.
         return break_age.annotate(Break.objects.all()).order_by(*self.get_ordering(request))
 
-    def get_ordering(self, request):
+    def get_ordering(self, request: HttpRequest) -> list[str]:
         return ["open_rank", "first_seen", "-size"]  # open first, then oldest, then largest
 
     # -- columns and fields -----------------------------------------------------
 
     @admin.display(description="status", ordering="status")
-    def status_display(self, brk):
+    def status_display(self, brk: Break) -> str:
         return brk.get_status_display()
 
     @admin.display(description="how it ended", ordering="resolution")
-    def resolution_display(self, brk):
+    def resolution_display(self, brk: Break) -> str:
         return brk.get_resolution_display() if brk.resolution else EMPTY
 
     @admin.display(description="severity", ordering="severity_rank")
-    def severity_display(self, brk):
+    def severity_display(self, brk: AgedBreak) -> str:
         return BreakSeverity(brk.severity).label
 
     @admin.display(description="age", ordering="first_seen")
-    def age_display(self, brk):
+    def age_display(self, brk: Break) -> str:
         days = break_age.age_days(brk)
         return f"{days} day{'' if days == 1 else 's'}"
 
     @admin.display(description="delta (wallet − ledger)", ordering="size")
-    def delta_display(self, brk):
+    def delta_display(self, brk: Break) -> str:
         return signed(brk.delta)
 
     @admin.display(description="sightings", ordering="sightings_count")
-    def sightings_display(self, brk):
+    def sightings_display(self, brk: Break) -> str:
         return points(brk.sightings_count)
 
     @admin.display(description="owner", ordering="owner__username")
-    def owner_display(self, brk):
+    def owner_display(self, brk: Break) -> str:
         if brk.owner_id is not None:
             return str(brk.owner)
         # Nobody's: a Take button that posts the list's own form (its CSRF token and the
@@ -146,43 +157,43 @@ class BreakAdmin(ListExport, BreakPage, ReadOnlyAdmin):
         )
 
     @admin.display(description="kind", ordering="kind")
-    def kind_display(self, brk):
+    def kind_display(self, brk: Break) -> str:
         return brk.get_kind_display()
 
     @admin.display(description="probable cause", ordering="cause")
-    def cause_display(self, brk):
+    def cause_display(self, brk: Break) -> str:
         return brk.get_cause_display() if brk.cause else "not computed yet"
 
     @admin.display(description="last seen", ordering="last_seen")
-    def last_seen_display(self, brk):
+    def last_seen_display(self, brk: Break) -> str:
         return when(brk.last_seen)
 
     @admin.display(description="first seen", ordering="first_seen")
-    def first_seen_display(self, brk):
+    def first_seen_display(self, brk: Break) -> str:
         return when(brk.first_seen)
 
     @admin.display(description="wallet points")
-    def wallet_points_display(self, brk):
+    def wallet_points_display(self, brk: Break) -> str:
         return points(brk.wallet_points)
 
     @admin.display(description="ledger sum")
-    def ledger_sum_display(self, brk):
+    def ledger_sum_display(self, brk: Break) -> str:
         return points(brk.ledger_sum)
 
     @admin.display(description="wallet")
-    def wallet_link(self, brk):
+    def wallet_link(self, brk: Break) -> str:
         return format_html('<a href="{}" id="break-wallet">{}</a>', wallet_url(brk.uid), brk.uid)
 
     @admin.display(description="what the ledger says")
-    def cause_text_display(self, brk):
+    def cause_text_display(self, brk: Break) -> str:
         return brk.cause_text or EMPTY
 
     @admin.display(description="evidence")
-    def evidence(self, brk):
+    def evidence(self, brk: Break) -> str:
         return break_display.evidence_table(brk.cause_evidence)
 
     @admin.display(description="closed")
-    def closed_display(self, brk):
+    def closed_display(self, brk: Break) -> str:
         if brk.closed_at is None:
             return EMPTY
         if brk.closed_by_run_id:
@@ -193,14 +204,15 @@ class BreakAdmin(ListExport, BreakPage, ReadOnlyAdmin):
         return when(brk.closed_at)
 
     @admin.display(description="healed by")
-    def heal_link(self, brk):
+    def heal_link(self, brk: Break) -> str:
         if brk.heal_request_id is None:
             return EMPTY
         url = reverse("admin:reconciliation_balancerequest_change", args=[brk.heal_request_id])
+        assert brk.heal_request is not None  # its id is set
         return format_html('<a href="{}" id="break-heal">{}</a>', url, brk.heal_request.title)
 
     @admin.display(description="accepted")
-    def accepted_display(self, brk):
+    def accepted_display(self, brk: Break) -> str:
         if brk.accepted_at is None:
             return EMPTY
         accepted = f"{signed(brk.accepted_delta)} by {brk.accepted_by} at {when(brk.accepted_at)}"
@@ -208,13 +220,13 @@ class BreakAdmin(ListExport, BreakPage, ReadOnlyAdmin):
 
     # -- permissions --------------------------------------------------------------
 
-    def has_work_permission(self, request):
+    def has_work_permission(self, request: HttpRequest) -> bool:
         return break_actions.may(request.user, BreakAction.TAKE)
 
-    def has_accept_permission(self, request):
+    def has_accept_permission(self, request: HttpRequest) -> bool:
         return break_actions.may(request.user, BreakAction.ACCEPT)
 
-    def has_propose_permission(self, request):
+    def has_propose_permission(self, request: HttpRequest) -> bool:
         return break_actions.may(request.user, BreakAction.PROPOSE_HEAL)
 
     # -- actions --------------------------------------------------------------------
@@ -229,21 +241,23 @@ class BreakAdmin(ListExport, BreakPage, ReadOnlyAdmin):
         return None
 
     @admin.action(description="Take the selected breaks (they become yours)", permissions=["work"])
-    def take(self, request, queryset):
+    def take(self, request: AuthenticatedHttpRequest, queryset: QuerySet[Break]) -> HttpResponse | None:
         ids = list(queryset.values_list("pk", flat=True))
         return self._do(
             request, "{n} break(s) taken: they are yours.", break_actions.take, ids, actor=request.user
         )
 
     @admin.action(description="Acknowledge the selected breaks", permissions=["work"])
-    def acknowledge(self, request, queryset):
+    def acknowledge(
+        self, request: AuthenticatedHttpRequest, queryset: QuerySet[Break]
+    ) -> HttpResponse | None:
         ids = list(queryset.values_list("pk", flat=True))
         return self._do(
             request, "{n} break(s) acknowledged.", break_actions.acknowledge, ids, actor=request.user
         )
 
     @admin.action(description="Assign the selected breaks to a reviewer", permissions=["work"])
-    def assign(self, request, queryset):
+    def assign(self, request: AuthenticatedHttpRequest, queryset: QuerySet[Break]) -> HttpResponse | None:
         selected = list(queryset.order_by("uid"))
         form = AssignForm(request.POST if "assign" in request.POST else None)
         if "assign" in request.POST and form.is_valid():
@@ -259,7 +273,9 @@ class BreakAdmin(ListExport, BreakPage, ReadOnlyAdmin):
         return self._action_page(request, f"Assign {len(selected)} break(s)", "assign", selected, form)
 
     @admin.action(description="Propose heals for the selected breaks", permissions=["propose"])
-    def propose_heal(self, request, queryset):
+    def propose_heal(
+        self, request: AuthenticatedHttpRequest, queryset: QuerySet[Break]
+    ) -> HttpResponse | None:
         """What cannot be healed now (malformed, closed, a heal open, the freeze) is said
         before the form, by break_actions.refusal, and left out."""
         selected = list(queryset.order_by("uid"))
@@ -297,7 +313,7 @@ class BreakAdmin(ListExport, BreakPage, ReadOnlyAdmin):
     @admin.action(
         description="Accept the difference of the selected breaks (write-off)", permissions=["accept"]
     )
-    def accept(self, request, queryset):
+    def accept(self, request: AuthenticatedHttpRequest, queryset: QuerySet[Break]) -> HttpResponse | None:
         selected = list(queryset.order_by("uid"))
         form = AcceptForm(request.POST if "accept" in request.POST else None)
         if "accept" in request.POST and form.is_valid():
@@ -343,18 +359,20 @@ class BreakAdmin(ListExport, BreakPage, ReadOnlyAdmin):
 
     # -- pages ------------------------------------------------------------------------
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern]:
         return [*self.break_page_urls(), *super().get_urls()]
 
-    def export_table(self, queryset):
+    def export_table(self, queryset: QuerySet[Break]) -> Iterator[list[Any]]:
         return break_rows(queryset)
 
-    def get_list_display(self, request):
+    def get_list_display(self, request: HttpRequest) -> list[Column] | tuple[Column, ...]:
         # The owner column offers Take on nobody's breaks to those who take breaks.
         if break_actions.may(request.user, BreakAction.TAKE):
             return self.list_display
         return [name if name != "owner_display" else "owner" for name in self.list_display]
 
-    def changelist_view(self, request, extra_context=None):
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
         extra_context = {**(extra_context or {}), "cause_shares": break_causes.shares()}
         return super().changelist_view(request, extra_context)

@@ -9,6 +9,7 @@ list's annotations, and
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, TypedDict
 
 from django.conf import settings
 from django.db.models import Case, Count, F, IntegerField, Q, QuerySet, Value, When
@@ -16,6 +17,9 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from reconciliation.models import OPEN_BREAK_STATES, Break, BreakSeverity
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
 
 
 def bucket_names() -> list[str]:
@@ -57,6 +61,19 @@ def severity_of(*, size: int, delta_known: bool, days: int) -> str:
 
 def severity(brk: Break, now: datetime | None = None) -> str:
     return severity_of(size=brk.size, delta_known=brk.delta is not None, days=age_days(brk, now))
+
+
+class Ages(TypedDict):
+    """The columns `annotate` adds to each break."""
+
+    age_bucket: str
+    severity: str
+    severity_rank: int
+    open_rank: int
+
+
+if TYPE_CHECKING:
+    AgedBreak = WithAnnotations[Break, Ages]
 
 
 def annotate(queryset: QuerySet, now: datetime | None = None) -> QuerySet:
