@@ -12,17 +12,18 @@ from typing import TYPE_CHECKING
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseRedirect
+from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import URLPattern, path, reverse
 from django.utils.timesince import timesince
 
 from reconciliation import break_actions, break_display, change_queries, changes, corrections, effects
 from reconciliation.change_display import FORM_PAGE, effect_text, frozen_text, trail, wallet_url
 from reconciliation.models import BalanceRequest, ReasonCode, RequestKind, RequestState
 from revassure import freeze, policy
-from revassure.firestore import FirestoreError, get_gateway
+from revassure.admin_base import AuthenticatedHttpRequest
+from revassure.firestore import FirestoreError, WalletState, get_gateway
 from revassure.formatting import EMPTY, points, signed, when
 from revassure.ledger import is_points
 from revassure.refusals import REFUSALS
@@ -58,7 +59,7 @@ class AdjustmentForm(forms.Form):
         amount.help_text = f"Signed whole points: negative takes points away. An adjustment {below_zero}."
 
 
-def read_wallet(uid: str):
+def read_wallet(uid: str) -> tuple[WalletState | None, str]:
     """The wallet and its ledger totals now, or the error text when Firestore
     does not answer (a page still renders, and says so)."""
     try:
@@ -76,7 +77,7 @@ else:
 class ChangePages(_AdminBase):
     """Deciding a request and proposing an adjustment (a mixin of BalanceRequestAdmin)."""
 
-    def change_page_urls(self):
+    def change_page_urls(self) -> list[URLPattern]:
         wrap = self.admin_site.admin_view
         return [
             path(
@@ -104,7 +105,7 @@ class ChangePages(_AdminBase):
 
     # -- deciding --------------------------------------------------------------
 
-    def decide_view(self, request, request_id):
+    def decide_view(self, request: AuthenticatedHttpRequest, request_id: int) -> HttpResponse:
         if not request.user.has_perm("reconciliation.approve_balancerequest"):
             raise PermissionDenied
         obj = get_object_or_404(BalanceRequest.objects.select_related("proposed_by"), pk=request_id)
@@ -207,7 +208,7 @@ class ChangePages(_AdminBase):
 
     # -- proposing an adjustment -----------------------------------------------
 
-    def propose_view(self, request):
+    def propose_view(self, request: AuthenticatedHttpRequest) -> HttpResponse:
         if not request.user.has_perm("reconciliation.propose_balancerequest"):
             raise PermissionDenied
         initial = {"uid": request.GET.get("uid", "")}

@@ -6,13 +6,17 @@ Every page calls reconciliation.changes; none carries rules of its own. Pages
 offer only what the services would accept (change_queries.why_undecidable, the
 freeze) and say why otherwise; the services still refuse on their own."""
 
-from typing import cast
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import Count, Exists, F, OuterRef, Value
+from django.contrib.auth.models import User
+from django.db.models import Count, Exists, F, OuterRef, QuerySet, Value
+from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import URLPattern, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.timesince import timesince
@@ -20,22 +24,43 @@ from django.utils.timesince import timesince
 from reconciliation import change_queries, changes
 from reconciliation.admin_change_pages import ChangePages
 from reconciliation.change_display import FORM_PAGE, frozen_text, state_label, trail, wallet_url
-from reconciliation.models import BalanceRequest, HealStrategy, RequestEvent, RequestState, ViolationKind
+from reconciliation.models import (
+    BalanceRequest,
+    HealStrategy,
+    RequestEvent,
+    RequestState,
+    Violation,
+    ViolationKind,
+)
 from revassure import freeze
-from revassure.admin_base import ReadOnlyAdmin
+from revassure.admin_base import AuthenticatedHttpRequest, ReadOnlyAdmin
 from revassure.firestore import get_gateway
 from revassure.formatting import EMPTY, label, points, shown, signed, when
 from revassure.refusals import REFUSALS
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+
+class Queue(TypedDict):
+    """What the requests list adds to each request (BalanceRequestAdmin.get_queryset)."""
+
+    approvals_count: int
+    decidable: bool
+
+
+if TYPE_CHECKING:
+    QueuedRequest = WithAnnotations[BalanceRequest, Queue]
 
 
 class AwaitingMeFilter(admin.SimpleListFilter):
     title = "queue"
     parameter_name = "queue"
 
-    def lookups(self, request, model_admin):
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         return [("mine", "awaiting my decision")]
 
-    def queryset(self, request, queryset):
+    def queryset(self, request: HttpRequest, queryset: QuerySet[BalanceRequest]) -> QuerySet[BalanceRequest]:
         if self.value() == "mine":
             return queryset.filter(pk__in=change_queries.awaiting(request.user).values("pk"))
         return queryset
@@ -88,7 +113,7 @@ class BalanceRequestAdmin(ChangePages, ReadOnlyAdmin):
     ]
     readonly_fields = cast(list[str], fields)  # the names above, none grouped
 
-    def get_queryset(self, request):
+    def get_queryset(self, request: HttpRequest) -> QuerySet[QueuedRequest]:
         queryset = super().get_queryset(request).annotate(approvals_count=Count("approvals", distinct=True))
         if request.user.has_perm("reconciliation.approve_balancerequest"):
             mine = change_queries.awaiting(request.user).filter(pk=OuterRef("pk"))
@@ -96,42 +121,42 @@ class BalanceRequestAdmin(ChangePages, ReadOnlyAdmin):
         return queryset.annotate(decidable=Value(False))
 
     @admin.display(description="kind", ordering="kind")
-    def kind_display(self, obj):
+    def kind_display(self, obj: BalanceRequest) -> str:
         return obj.get_kind_display().capitalize()
 
     @admin.display(description="state", ordering="state")
-    def state_display(self, obj):
+    def state_display(self, obj: BalanceRequest) -> str:
         return obj.get_state_display()
 
     @admin.display(description="strategy", ordering="strategy")
-    def strategy_display(self, obj):
+    def strategy_display(self, obj: BalanceRequest) -> str:
         return obj.get_strategy_display() if obj.strategy else EMPTY
 
     @admin.display(description="supersedes entry")
-    def supersedes_display(self, obj):
+    def supersedes_display(self, obj: BalanceRequest) -> str:
         return obj.supersedes or EMPTY
 
     @admin.display(description="amount", ordering="amount")
-    def amount_display(self, obj):
+    def amount_display(self, obj: BalanceRequest) -> str:
         return signed(obj.amount)
 
     @admin.display(
         description="drift (wallet − ledger)", ordering=F("expected_points") - F("expected_ledger_sum")
     )
-    def drift(self, obj):
+    def drift(self, obj: BalanceRequest) -> str:
         return signed(obj.expected_points - obj.expected_ledger_sum)
 
     @admin.display(description="age", ordering="created_at")
-    def age(self, obj):
+    def age(self, obj: BalanceRequest) -> str:
         return timesince(obj.created_at, timezone.now())
 
     @admin.display(description="approvals")
-    def approvals_display(self, obj):
+    def approvals_display(self, obj: BalanceRequest) -> str:
         count = obj.approvals_count if hasattr(obj, "approvals_count") else obj.approvals.count()
         return f"{count}/{obj.required_approvals}"
 
     @admin.display(description="decide")
-    def decide_link(self, obj):
+    def decide_link(self, obj: QueuedRequest) -> str:
         # Only where the decide page would let this person decide (never a
         # link that ends in a refusal): approvers, not their own, still open.
         if not obj.decidable:
@@ -140,67 +165,77 @@ class BalanceRequestAdmin(ChangePages, ReadOnlyAdmin):
         return format_html('<a class="button decide-link" href="{}">Decide</a>', url)
 
     @admin.display(description="wallet")
-    def uid_link(self, obj):
+    def uid_link(self, obj: BalanceRequest) -> str:
         return format_html('<a href="{}">{}</a>', wallet_url(obj.uid), obj.uid)
 
     @admin.display(description="reason")
-    def reason_display(self, obj):
+    def reason_display(self, obj: BalanceRequest) -> str:
         return f"{obj.get_reason_code_display()}: {obj.reason}"
 
     @admin.display(description="violation")
-    def violation_link(self, obj):
+    def violation_link(self, obj: BalanceRequest) -> str:
         if obj.violation_id is None:
             return EMPTY
         url = reverse("admin:reconciliation_violation_change", args=[obj.violation_id])
+        assert obj.violation is not None  # its id is set
         return format_html(
             '<a href="{}">violation {} (run {})</a>', url, obj.violation_id, obj.violation.run_id
         )
 
     @admin.display(description="wallet points at proposal")
-    def expected_points_display(self, obj):
+    def expected_points_display(self, obj: BalanceRequest) -> str:
         return points(obj.expected_points)
 
     @admin.display(description="ledger sum at proposal")
-    def expected_ledger_sum_display(self, obj):
+    def expected_ledger_sum_display(self, obj: BalanceRequest) -> str:
         return points(obj.expected_ledger_sum)
 
     @admin.display(description="proposed")
-    def created(self, obj):
+    def created(self, obj: BalanceRequest) -> str:
         return when(obj.created_at)
 
     @admin.display(description="expires")
-    def expires(self, obj):
+    def expires(self, obj: BalanceRequest) -> str:
         return when(obj.expires_at)
 
     @admin.display(description="approved")
-    def approved(self, obj):
+    def approved(self, obj: BalanceRequest) -> str:
         return when(obj.approved_at)
 
     @admin.display(description="applied")
-    def applied(self, obj):
+    def applied(self, obj: BalanceRequest) -> str:
         return when(obj.applied_at)
 
     @admin.display(description="result")
-    def result_display(self, obj):
+    def result_display(self, obj: BalanceRequest) -> str:
         if not obj.result:
             return EMPTY
         return "; ".join(f"{label(key)}: {shown(value)}" for key, value in obj.result.items())
 
     @admin.display(description="history")
-    def history(self, obj):
+    def history(self, obj: BalanceRequest) -> str:
         return trail(obj)
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern]:
         return [*self.change_page_urls(), *super().get_urls()]
 
-    def changelist_view(self, request, extra_context=None):
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
         can_propose = request.user.has_perm("reconciliation.propose_balancerequest")
         return super().changelist_view(request, {**(extra_context or {}), "can_propose": can_propose})
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
         obj = self.get_object(request, object_id)
         decide_url = None
-        if obj is not None and change_queries.why_undecidable(obj, request.user) is None:
+        # request.user: a User, the admin lets only staff in
+        if obj is not None and change_queries.why_undecidable(obj, cast(User, request.user)) is None:
             decide_url = reverse("admin:reconciliation_balancerequest_decide", args=[obj.pk])
         extra_context = {
             **(extra_context or {}),
@@ -220,22 +255,22 @@ class RequestEventAdmin(ReadOnlyAdmin):
     search_help_text = "Exact wallet uid"
 
     @admin.display(description="when", ordering="created_at")
-    def when(self, event):
+    def when(self, event: RequestEvent) -> str:
         return when(event.created_at)
 
     @admin.display(description="request", ordering="request")
-    def request_link(self, event):
+    def request_link(self, event: RequestEvent) -> str:
         url = reverse("admin:reconciliation_balancerequest_change", args=[event.request_id])
         return format_html('<a href="{}">#{} {}</a>', url, event.request_id, event.request.uid)
 
     @admin.display(description="change", ordering="to_state")
-    def change(self, event):
+    def change(self, event: RequestEvent) -> str:
         if event.from_state and event.from_state != event.to_state:
             return f"{state_label(event.from_state)} → {state_label(event.to_state)}"
         return state_label(event.to_state)
 
     @admin.display(description="who")
-    def who(self, event):
+    def who(self, event: RequestEvent) -> str:
         return str(event.actor or event.actor_label)
 
 
@@ -247,7 +282,9 @@ class HealForm(forms.Form):
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 60}))
 
 
-def propose_heal_action(modeladmin, request, queryset):
+def propose_heal_action(
+    modeladmin: admin.ModelAdmin, request: AuthenticatedHttpRequest, queryset: QuerySet[Violation]
+) -> HttpResponse | None:
     """Violation admin action: an intermediate page for strategy and reason.
 
     What cannot be healed (malformed data, a wallet with a heal already open,
