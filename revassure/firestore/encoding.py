@@ -12,10 +12,12 @@ what it returns.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from google.api_core.datetime_helpers import DatetimeWithNanoseconds
 from google.cloud.firestore import GeoPoint
+from google.cloud.firestore_v1.types import aggregation_result as aggregation_result_pb
 from google.cloud.firestore_v1.types import common as common_pb
 from google.cloud.firestore_v1.types import document as document_pb
 from google.cloud.firestore_v1.types import firestore as firestore_pb
@@ -34,6 +36,8 @@ if TYPE_CHECKING:
     ListDocumentsRequest: TypeAlias = Any
     RunAggregationQueryRequest: TypeAlias = Any
     ListenRequest: TypeAlias = Any
+    Document: TypeAlias = Any
+    AggregationResult: TypeAlias = Any
 else:
     Value = document_pb.Value.pb()
     Write = write_pb.Write.pb()
@@ -41,9 +45,10 @@ else:
     ListDocumentsRequest = firestore_pb.ListDocumentsRequest.pb()
     RunAggregationQueryRequest = firestore_pb.RunAggregationQueryRequest.pb()
     ListenRequest = firestore_pb.ListenRequest.pb()
+    Document = document_pb.Document.pb()
+    AggregationResult = aggregation_result_pb.AggregationResult.pb()
 ArrayValue = document_pb.ArrayValue.pb()
 MapValue = document_pb.MapValue.pb()
-Document = document_pb.Document.pb()
 FieldTransform = write_pb.DocumentTransform.FieldTransform.pb()
 Precondition = common_pb.Precondition.pb()
 DocumentMask = common_pb.DocumentMask.pb()
@@ -135,7 +140,7 @@ def decode(value: Value) -> Any:
     raise ValueError(f"unknown Firestore value type {kind!r}")
 
 
-def decode_fields(fields) -> dict[str, Any]:
+def decode_fields(fields: Mapping[str, Value]) -> dict[str, Any]:
     return {key: decode(value) for key, value in fields.items()}
 
 
@@ -219,7 +224,7 @@ def ledger_totals_request(
     return request
 
 
-def decode_totals(result) -> LedgerTotals:
+def decode_totals(result: AggregationResult | None) -> LedgerTotals:
     """The LedgerTotals of an aggregation result (None when the server sent none)."""
     fields = result.aggregate_fields if result is not None else {}
     total, count = (decode(fields[name]) if name in fields else None for name in ("total", "count"))
@@ -276,7 +281,9 @@ def listen_request(
     return ListenRequest(database=database, add_target=target)
 
 
-def where_equal_request(parent: str, collection: str, field: str, value: Any, transaction: bytes | None):
+def where_equal_request(
+    parent: str, collection: str, field: str, value: Any, transaction: bytes | None
+) -> RunQueryRequest:
     """The documents of `parent`/`collection` whose `field` equals `value`."""
     condition = Query.Filter(
         field_filter=Query.FieldFilter(

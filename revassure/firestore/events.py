@@ -36,7 +36,9 @@ class BadEvent(ValueError):
     pass
 
 
-def event_body(value_name: str | None, *, old_name: str | None = None, update_time: datetime | None = None):
+def event_body(
+    value_name: str | None, *, old_name: str | None = None, update_time: datetime | None = None
+) -> bytes:
     """The protobuf body of an event (tests, and whoever replays events)."""
     data = DocumentEventData()
     if value_name:

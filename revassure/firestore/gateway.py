@@ -32,6 +32,7 @@ from typing import Any
 from google.api_core import exceptions as gexc
 
 from revassure.firestore.client import Connection
+from revassure.firestore.encoding import Document
 from revassure.firestore.errors import translated
 from revassure.firestore.listen import Listener, Listening, OnWrites
 from revassure.firestore.model import (
@@ -39,6 +40,7 @@ from revassure.firestore.model import (
     ChangeOutcome,
     Decide,
     EventOutcome,
+    ProviderEventFacts,
     WalletState,
     WalletView,
 )
@@ -90,10 +92,10 @@ class FirestoreGateway:
     def identity_owners(self, entry_ids: list[str]) -> dict[str, Any]:
         return self._reads.identity_owners(entry_ids)
 
-    def credits_between(self, start, end) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    def credits_between(self, start: datetime, end: datetime) -> Iterator[tuple[str, str, dict[str, Any]]]:
         yield from self._reads.credits_between(start, end)
 
-    def event_view(self, event) -> WalletView:
+    def event_view(self, event: ProviderEventFacts) -> WalletView:
         return self._reads.event_view(event)
 
     def get_report(self, run_id: str) -> dict[str, Any] | None:
@@ -131,7 +133,12 @@ class FirestoreGateway:
         return self._writes.balance_change_applied(change)
 
     def apply_provider_event(
-        self, event, *, decide: Decide, allow_negative: bool, delivery_id: int | None = None
+        self,
+        event: ProviderEventFacts,
+        *,
+        decide: Decide,
+        allow_negative: bool,
+        delivery_id: int | None = None,
     ) -> EventOutcome:
         return self._writes.apply_provider_event(
             event, decide=decide, allow_negative=allow_negative, delivery_id=delivery_id
@@ -193,14 +200,19 @@ class FirestoreGateway:
         yield from self._snapshots.snapshot_collection(root, read_time=read_time)
 
     def stream_documents(
-        self, parent: str, collection_id: str, *, read_time=None, start: Position | None = None
-    ) -> Iterator:
+        self,
+        parent: str,
+        collection_id: str,
+        *,
+        read_time: datetime | None = None,
+        start: Position | None = None,
+    ) -> Iterator[Document]:
         yield from self._snapshots.stream_documents(parent, collection_id, read_time=read_time, start=start)
 
-    def snapshot_document(self, document) -> SnapshotDocument:
+    def snapshot_document(self, document: Document) -> SnapshotDocument:
         return self._snapshots.snapshot_document(document)
 
-    def raw_document(self, document: SnapshotDocument):
+    def raw_document(self, document: SnapshotDocument) -> Document:
         return self._snapshots.raw_document(document)
 
     def write_documents(self, documents: Iterable[SnapshotDocument]) -> int:

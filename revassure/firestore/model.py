@@ -6,7 +6,7 @@ import enum
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from google.api_core import exceptions as gexc
 
@@ -167,6 +167,22 @@ class WalletView:
 # `reason`, and `entry`, the ledger entry's fields when applied. The event has
 # user_id, entry_id, original_entry_id and a signed `amount`.
 Decide = Callable[..., Any]
+
+
+class ProviderEventFacts(Protocol):
+    """What the gateway reads of a provider event (backfill.events.ProviderEvent)."""
+
+    @property
+    def user_id(self) -> str: ...
+
+    @property
+    def entry_id(self) -> str: ...
+
+    @property
+    def original_entry_id(self) -> str: ...
+
+    @property
+    def amount(self) -> int: ...
 
 
 def ledger_totals(total: Any, count: Any) -> LedgerTotals:

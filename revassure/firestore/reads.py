@@ -23,7 +23,8 @@ from google.cloud.firestore_v1.field_path import FieldPath
 from google.cloud.firestore_v1.types import firestore as firestore_pb
 
 from revassure.firestore import encoding
-from revassure.firestore.client import Connection
+from revassure.firestore.client import Connection, MeasuredAsync
+from revassure.firestore.encoding import Document, Timestamp
 from revassure.firestore.errors import translated
 from revassure.firestore.model import (
     CONFIG,
@@ -36,6 +37,7 @@ from revassure.firestore.model import (
     VIOLATIONS,
     WALLETS,
     LedgerTotals,
+    ProviderEventFacts,
     WalletView,
     identity_path,
 )
@@ -139,7 +141,12 @@ class Reads:
         )
 
     async def aggregate_many(
-        self, uids: list[str], concurrency: int, transaction: bytes | None = None, *, read_time=None
+        self,
+        uids: list[str],
+        concurrency: int,
+        transaction: bytes | None = None,
+        *,
+        read_time: Timestamp | None = None,
     ) -> dict[str, LedgerTotals]:
         if transaction is None:
             gates = self.connection.gates
@@ -232,7 +239,9 @@ class Reads:
         `read_time` when given."""
         return await self.documents_of(api, wallet, LEDGER, read_time)
 
-    async def documents_of(self, api, parent: str, collection_id: str, read_time=None) -> list:
+    async def documents_of(
+        self, api: MeasuredAsync, parent: str, collection_id: str, read_time: dt.datetime | None = None
+    ) -> list[Document]:
         """Every raw Document of `parent`/`collection_id`, in one query."""
         request = firestore_pb.RunQueryRequest.wrap(
             encoding.collection_request(parent, collection_id, read_time)
@@ -289,7 +298,9 @@ class Reads:
                 owners[names[name]] = field(document, "uid", None)
         return owners
 
-    def credits_between(self, start, end) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    def credits_between(
+        self, start: dt.datetime, end: dt.datetime
+    ) -> Iterator[tuple[str, str, dict[str, Any]]]:
         """(uid, entry id, fields) of every purchase entry in any wallet's ledger
         whose `createdAt` is within [start, end], whatever wrote it (the webhook,
         a replay, the points app): a collection-group query (index in
@@ -320,11 +331,11 @@ class Reads:
 
     # -- what an event's wallet looks like ---------------------------------------
 
-    def event_view(self, event) -> WalletView:
+    def event_view(self, event: ProviderEventFacts) -> WalletView:
         """What the business rules need about an event's wallet, read now (dry runs)."""
         return self.event_state(event)[0]
 
-    def event_state(self, event) -> tuple[WalletView, Any]:
+    def event_state(self, event: ProviderEventFacts) -> tuple[WalletView, Any]:
         """What the business rules need about an event's wallet, and the wallet's
         update time (None when there is no wallet), read now without locks.
 
@@ -372,8 +383,8 @@ class Reads:
         *,
         mask: tuple[str, ...] | None = None,
         transaction: bytes | None = None,
-        read_time=None,
-    ):
+        read_time: Timestamp | None = None,
+    ) -> dict[str, Document]:
         """{name: raw Document} of those of the named documents that exist, in one
         batched read; `mask` limits the fields sent; as of `read_time` (a Timestamp) when given."""
         request = encoding.BatchGetDocumentsRequest(database=self.connection.database, documents=names)
@@ -401,7 +412,7 @@ class Reads:
 
         return self._retry(transaction)(read)()
 
-    def get_one(self, name: str, *, transaction: bytes | None = None):
+    def get_one(self, name: str, *, transaction: bytes | None = None) -> Document | None:
         """The raw Document, or None when it does not exist."""
         return self.get([name], transaction=transaction).get(name)
 
@@ -478,14 +489,14 @@ class Reads:
         return snap.to_dict() if snap.exists else None
 
 
-def field(document, name: str, default: Any) -> Any:
+def field(document: Document | None, name: str, default: Any) -> Any:
     """A field of a raw Document (None for a missing document), decoded."""
     if document is None or name not in document.fields:
         return default
     return encoding.decode(document.fields[name])
 
 
-def points_of(document) -> Any:
+def points_of(document: Document | None) -> Any:
     """A wallet's raw points; MISSING when the wallet or the field is absent."""
     return field(document, "points", MISSING)
 

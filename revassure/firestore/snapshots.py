@@ -50,6 +50,7 @@ from google.type.latlng_pb2 import LatLng
 
 from revassure.firestore import encoding
 from revassure.firestore.client import BACKOFF, Connection
+from revassure.firestore.encoding import Document
 from revassure.firestore.model import (
     COLLECTIONS,
     IDENTITIES,
@@ -243,8 +244,13 @@ class Snapshots:
                     yield self.snapshot_document(child)
 
     def stream_documents(
-        self, parent: str, collection_id: str, *, read_time=None, start: Position | None = None
-    ) -> Iterator:
+        self,
+        parent: str,
+        collection_id: str,
+        *,
+        read_time: datetime | None = None,
+        start: Position | None = None,
+    ) -> Iterator[Document]:
         """Yield the raw documents of `parent`/`collection_id` after `start`.
 
         One query, streamed; a stream broken by a transient error, or ended by
@@ -310,7 +316,7 @@ class Snapshots:
 
     # -- the values ------------------------------------------------------------
 
-    def snapshot_document(self, document) -> SnapshotDocument:
+    def snapshot_document(self, document: Document) -> SnapshotDocument:
         """A raw Document as a snapshot line's content."""
         return {
             "path": document.name[len(self.connection.documents) + 1 :],
@@ -385,7 +391,7 @@ class Snapshots:
     def _fields(self, fields: dict[str, Tagged]) -> dict:
         return {name: self._value(tagged) for name, tagged in fields.items()}
 
-    def raw_document(self, document: SnapshotDocument):
+    def raw_document(self, document: SnapshotDocument) -> Document:
         """A snapshot line's content as the raw Document it was read from
         (ValueError when a value is not one the format writes)."""
         return encoding.Document(

@@ -28,6 +28,7 @@ from revassure.firestore.model import (
     ChangeOutcome,
     Decide,
     EventOutcome,
+    ProviderEventFacts,
     WalletView,
     identity_path,
 )
@@ -105,7 +106,12 @@ class Writes:
     # -- provider events (backfill) ------------------------------------------
 
     def apply_provider_event(
-        self, event, *, decide: Decide, allow_negative: bool, delivery_id: int | None = None
+        self,
+        event: ProviderEventFacts,
+        *,
+        decide: Decide,
+        allow_negative: bool,
+        delivery_id: int | None = None,
     ) -> EventOutcome:
         """Apply one provider event to its wallet, atomically and at most once.
 
