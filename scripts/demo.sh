@@ -46,6 +46,10 @@ rm -rf "$DEMO_DIR" && mkdir -p "$DEMO_DIR" "$PROMETHEUS_MULTIPROC_DIR" "$DEMO_DI
 pids=()
 emulator_group=
 cleanup() {
+    # No `set -e` here: after a Ctrl-C the workers have already had the signal
+    # and may be gone, and a `kill` that finds nobody must not end the cleanup
+    # before the emulator is stopped (it did: the emulator was left running).
+    set +e
     rm -f "$DEMO_DIR/env"
     # The workers and the watcher first, and wait for them (up to 10 s): stopped
     # after the emulator, they went on retrying a Firestore that was gone and one
