@@ -24,7 +24,7 @@ from datetime import datetime
 
 from revassure.ledger import is_points
 from revassure.policy import MAX_POINTS
-from revassure.timezones import in_utc
+from revassure.timezones import OUT_OF_RANGE, in_utc
 
 PAYMENT = "payment.succeeded"
 REFUND = "payment.refunded"
@@ -203,7 +203,5 @@ def _timestamp(value) -> datetime:
         raise Unusable("created timestamp has no time zone")
     utc = in_utc(created)
     if utc is None:
-        raise Unusable(
-            f"created timestamp {printable(value)} is out of range (before year 1 or after 9999 in UTC)"
-        )
+        raise Unusable(f"created timestamp {printable(value)} {OUT_OF_RANGE}")
     return utc

@@ -28,7 +28,7 @@ from reconciliation.models import RunTrigger
 from revassure import jobauth
 from revassure.firestore.events import EVENT_TYPES, BadEvent, written_of
 from revassure.flags import FeatureDisabled
-from revassure.timezones import in_utc
+from revassure.timezones import OUT_OF_RANGE, in_utc
 from settlement import reports as settlement_reports
 from settlement import services as settlement
 from settlement import storage as settlement_storage
@@ -220,7 +220,7 @@ def backfill_job(request: HttpRequest) -> HttpResponse:
                 return _error(400, f"{name} must be an ISO 8601 time with a time zone")
             utc = in_utc(parsed)
             if utc is None:
-                return _error(400, f"{name} is out of range (before year 1 or after 9999 in UTC)")
+                return _error(400, f"{name} {OUT_OF_RANGE}")
             window[name] = utc
     if not isinstance(include, bool):
         return _error(400, "include_quarantined must be true or false")
@@ -331,7 +331,7 @@ def firestore_event(request: HttpRequest) -> HttpResponse:
         return _error(400, "ce-time must carry its offset (RFC 3339)")
     event_time = in_utc(event_time)
     if event_time is None:
-        return _error(400, "ce-time is out of range (before year 1 or after 9999 in UTC)")
+        return _error(400, f"ce-time {OUT_OF_RANGE}")
     try:
         write = written_of(request.body, event_time=event_time)
     except BadEvent as exc:

@@ -11,6 +11,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.utils import timezone
 
 COOKIE = "revassure_tz"
+# What a caller says of a time in_utc answers None for, after naming the time.
+OUT_OF_RANGE = "is out of range (before year 1 or after 9999 in UTC)"
 
 
 def in_utc(value: datetime) -> datetime | None:

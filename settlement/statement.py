@@ -36,7 +36,7 @@ from typing import TextIO
 from backfill import events, reversals
 from revassure.policy import MAX_POINTS
 from revassure.refusals import Refused
-from revassure.timezones import in_utc
+from revassure.timezones import OUT_OF_RANGE, in_utc
 
 COLUMNS = (
     "type",
@@ -319,9 +319,7 @@ def _time(text: str, *, required: bool) -> datetime | None:
         raise _Bad(f"settled_at {events.printable(text)} has no time zone")
     utc = in_utc(value)  # every time is compared and stored in UTC
     if utc is None:
-        raise _Bad(
-            f"settled_at {events.printable(text)} is out of range (before year 1 or after 9999 in UTC)"
-        )
+        raise _Bad(f"settled_at {events.printable(text)} {OUT_OF_RANGE}")
     return utc
 
 

@@ -7,7 +7,7 @@ from django.utils.dateparse import parse_datetime
 
 from revassure.firestore import get_gateway
 from revassure.logs import bound_correlation_id
-from revassure.timezones import in_utc
+from revassure.timezones import OUT_OF_RANGE, in_utc
 from settlement import services, statement
 from settlement.models import OUTCOMES, Outcome
 
@@ -21,7 +21,7 @@ def _time(value: str) -> datetime:
         raise CommandError(f"--period: {value!r} is not an ISO 8601 time with a time zone")
     utc = in_utc(parsed)
     if utc is None:
-        raise CommandError(f"--period: {value!r} is out of range (before year 1 or after 9999 in UTC)")
+        raise CommandError(f"--period: {value!r} {OUT_OF_RANGE}")
     return utc
 
 
