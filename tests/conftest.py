@@ -29,7 +29,7 @@ from devtools.emulator import EmulatorUnavailable, configured_kind, free_port, r
 from revassure.firestore import close_gateway, get_gateway
 from revassure.roles import APPROVER, OPS, REVIEWER
 from tests.firestore_proxy import close_gateways_made
-from tests.helpers import AUDIENCE, ONE_PERSON_SUFFICES, SCHEDULER
+from tests.helpers import AUDIENCE, FIRESTORE_CLIENTS, ONE_PERSON_SUFFICES, SCHEDULER
 
 
 def pytest_report_header(config):
@@ -74,10 +74,15 @@ def gateway(firestore_project):
 
 
 @pytest.fixture(autouse=True)
-def close_proxied_gateways():
-    """Gateways the proxy tests bound to a host of their own end with the test."""
+def close_test_clients():
+    """What a test opened to Firestore beside its project's gateway ends with
+    the test: the gateways the proxy tests bound to a host of their own, and
+    Firestore's own clients (tests.helpers.firestore_client). Left open, their
+    threads and channels slowed the whole suite down."""
     yield
     close_gateways_made()
+    while FIRESTORE_CLIENTS:
+        FIRESTORE_CLIENTS.popitem()[1].close()
 
 
 @pytest.fixture(autouse=True)

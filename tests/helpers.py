@@ -27,7 +27,7 @@ ONE_PERSON_SUFFICES = 10**15
 SCHEDULER = "scheduler@revassure-prod.iam.gserviceaccount.com"
 
 
-# Firestore's own clients that tests asked for, by project: tests/firestore_fixtures.py closes them.
+# Firestore's own clients that tests asked for, by project: tests/conftest.py closes them after each test.
 FIRESTORE_CLIENTS: dict[str, firestore.Client] = {}
 
 
@@ -36,8 +36,7 @@ def firestore_client(project: str, *, host: str | None = None) -> firestore.Clie
     documents behind the gateway's back (as the points app, or someone at the
     console, would): the gateway keeps its clients to itself. One per project
     per test, bound when first asked for to the emulator at `host`, or else
-    FIRESTORE_EMULATOR_HOST's; the test module says
-    `pytest_plugins = ["tests.firestore_fixtures"]`, which closes it when the test ends."""
+    FIRESTORE_EMULATOR_HOST's; closed when the test ends (tests/conftest.py)."""
     client = FIRESTORE_CLIENTS.get(project)
     if client is None:
         session = os.environ.get("FIRESTORE_EMULATOR_HOST")

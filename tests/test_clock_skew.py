@@ -29,8 +29,6 @@ from reconciliation import changes, execution
 from tests.firestore_proxy import gateway_at
 from tests.helpers import firestore_client, put_wallets
 
-pytest_plugins = ["tests.firestore_fixtures"]
-
 pytestmark = pytest.mark.django_db
 
 LEASE = 1  # seconds: the term of each lease here

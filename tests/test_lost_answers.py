@@ -35,8 +35,6 @@ from snapshots import services as snapshots
 from tests.firestore_proxy import FirestoreProxy, gateway_at, lose_once
 from tests.helpers import event_line, firestore_client, put_wallets, stored_event
 
-pytest_plugins = ["tests.firestore_fixtures"]
-
 pytestmark = pytest.mark.django_db
 SECRET = "whsec_test_only_lost_answers"
 LOST = [grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE]

@@ -22,8 +22,6 @@ from backfill.services import apply_delivery, store_delivery
 from revassure.firestore import AUDIT_LOG, LEDGER, WALLETS, BalanceChange
 from tests.helpers import firestore_client, put_wallets
 
-pytest_plugins = ["tests.firestore_fixtures"]
-
 # CI's PostgreSQL pass skips it, having run it in the defaults pass: touches Firestore only, never a database.
 pytestmark = pytest.mark.same_on_every_database
 

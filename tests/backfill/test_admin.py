@@ -13,8 +13,6 @@ from revassure.formatting import when
 from tests.helpers import EXPORT, csp_refusals, event_line, firestore_client, put_wallets
 from tests.helpers import stored_event as stored
 
-pytest_plugins = ["tests.firestore_fixtures"]
-
 
 @pytest.mark.django_db
 @pytest.mark.usefixtures("one_person_suffices")

@@ -16,8 +16,6 @@ from backfill.models import EventStatus, ProviderEventDelivery
 from backfill.services import store_delivery
 from tests.helpers import firestore_client, put_wallets
 
-pytest_plugins = ["tests.firestore_fixtures"]
-
 SECRET = "whsec_test_only_current"
 
 

@@ -12,8 +12,6 @@ from backfill import plan_approval
 from backfill.models import DataMigration
 from tests.helpers import EXPORT, firestore_client, put_wallets
 
-pytest_plugins = ["tests.firestore_fixtures"]
-
 pytestmark = pytest.mark.django_db
 
 

@@ -11,8 +11,6 @@ from backfill.services import apply_delivery
 from tests.helpers import firestore_client, put_wallets
 from tests.helpers import stored_event as stored
 
-pytest_plugins = ["tests.firestore_fixtures"]
-
 
 @pytest.fixture
 def gap(gateway):

@@ -21,8 +21,6 @@ from backfill.services import apply_delivery
 from tests.helpers import EXPORT, firestore_client, put_wallets
 from tests.helpers import stored_event as stored
 
-pytest_plugins = ["tests.firestore_fixtures"]
-
 # What EXPORT's events name, each in absolute value (its line that is not JSON names none).
 EXPORT_NAMES = 30 + 100 + 100 + 100 + 50 + 80 + 100
 REFUSED = (

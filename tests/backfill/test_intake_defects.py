@@ -17,8 +17,6 @@ from backfill import events, run_requests
 from backfill.models import EventStatus, MigrationStatus, ProviderEventDelivery
 from tests.helpers import firestore_client, put_wallets
 
-pytest_plugins = ["tests.firestore_fixtures"]
-
 SECRET = "whsec_test_only_current"
 INT64_MAX = 2**63 - 1
 

@@ -12,8 +12,6 @@ from devtools.emulator import free_port
 from revassure.firestore import FirestoreGateway
 from tests.helpers import firestore_client, put_wallets
 
-pytest_plugins = ["tests.firestore_fixtures"]
-
 
 def line(event_id, kind="payment.succeeded", **data):
     return json.dumps({"id": event_id, "type": kind, "created": "2026-11-20T10:00:00Z", "data": data})

@@ -11,8 +11,6 @@ from backfill import plan_approval
 from backfill.models import DataMigration, ProviderEventDelivery
 from tests.helpers import firestore_client
 
-pytest_plugins = ["tests.firestore_fixtures"]
-
 
 def line(event_id, kind="payment.succeeded", *, payment, points=100, user="n1", **extra):
     data = {"payment_id": payment, "user_id": user, "points": points, **extra}

@@ -10,8 +10,6 @@ from backfill.models import DataMigration, ProviderEventDelivery
 from tests.helpers import EXPORT, firestore_client, put_wallets
 from tests.helpers import event_line as line
 
-pytest_plugins = ["tests.firestore_fixtures"]
-
 
 def replay(tmp_path, *options, lines=EXPORT):
     export = tmp_path / "export.jsonl"

@@ -9,8 +9,6 @@ from backfill.models import ProviderEventDelivery
 from backfill.reversals import csv_to_event_lines
 from tests.helpers import firestore_client, put_wallets
 
-pytest_plugins = ["tests.firestore_fixtures"]
-
 HEADER = "payment_id,refund_id,chargeback_id,user_id,points,created\n"
 
 

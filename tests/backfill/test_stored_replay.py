@@ -10,8 +10,6 @@ from revassure.flags import set_flag
 from tests.helpers import firestore_client, put_wallets
 from tests.helpers import stored_event as stored
 
-pytest_plugins = ["tests.firestore_fixtures"]
-
 
 @pytest.fixture
 def backlog(gateway):

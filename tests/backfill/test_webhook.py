@@ -11,8 +11,6 @@ from backfill.events import sign
 from backfill.models import EventStatus, ProviderEventDelivery, RejectedWebhook
 from tests.helpers import firestore_client, put_wallets
 
-pytest_plugins = ["tests.firestore_fixtures"]
-
 SECRET = "whsec_test_only_current"
 OLD_SECRET = "whsec_test_only_previous"
 

@@ -25,8 +25,6 @@ from devtools.emulator import ROOT, free_port
 from revassure.firestore import FirestoreGateway
 from tests.helpers import firestore_client, put_wallets, stop_process_group, wait_for
 
-pytest_plugins = ["tests.firestore_fixtures"]
-
 # CI's PostgreSQL pass skips it, having run it in the defaults pass: its processes run on a
 # SQLite file and the ORM broker of their own.
 pytestmark = pytest.mark.same_on_every_database

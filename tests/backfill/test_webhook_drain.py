@@ -19,8 +19,6 @@ from backfill.models import DataMigration, EventSource, EventStatus, MigrationSt
 from revassure.firestore import FirestoreGateway
 from tests.helpers import event_line, firestore_client, put_wallets
 
-pytest_plugins = ["tests.firestore_fixtures"]
-
 SECRET = "whsec_test_only_current"
 WALLETS = {"u1": (0, []), "u2": (0, []), "u3": (0, [])}
 

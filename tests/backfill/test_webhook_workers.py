@@ -19,8 +19,6 @@ from devtools.emulator import ROOT
 from revassure.firestore import FirestoreGateway
 from tests.helpers import cluster, firestore_client, wait_for
 
-pytest_plugins = ["tests.firestore_fixtures"]
-
 # CI's PostgreSQL pass skips it, having run it in the defaults pass: its processes run on a
 # SQLite file and the ORM broker of their own.
 pytestmark = pytest.mark.same_on_every_database

@@ -14,8 +14,6 @@ from revassure.firestore import Write
 from revassure.firestore.events import event_body
 from tests.helpers import firestore_client, put_wallets
 
-pytest_plugins = ["tests.firestore_fixtures"]
-
 pytestmark = pytest.mark.django_db
 
 

@@ -15,8 +15,6 @@ from reconciliation.models import WatcherState
 from reconciliation.watcher import Watcher
 from tests.helpers import firestore_client, put_wallets
 
-pytest_plugins = ["tests.firestore_fixtures"]
-
 pytestmark = pytest.mark.django_db
 
 

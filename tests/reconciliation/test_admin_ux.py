@@ -18,8 +18,6 @@ from revassure.formatting import when
 from revassure.roles import APPROVER
 from tests.helpers import firestore_client, put_wallets
 
-pytest_plugins = ["tests.firestore_fixtures"]
-
 QUEUE = "admin:reconciliation_balancerequest_changelist"
 VIOLATIONS = "admin:reconciliation_violation_changelist"
 RUNS = "admin:reconciliation_reconciliationrun_changelist"

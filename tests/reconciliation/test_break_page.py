@@ -16,8 +16,6 @@ from reconciliation.models import BalanceRequest, Break, BreakNote, RunTrigger
 from revassure import freeze
 from tests.helpers import csp_refusals, firestore_client
 
-pytest_plugins = ["tests.firestore_fixtures"]
-
 LIST = reverse("admin:reconciliation_break_changelist")
 FILTERS = "status=not_closed&owner=nobody"
 PRESERVED = urlencode({"_changelist_filters": FILTERS})

@@ -21,8 +21,6 @@ from reconciliation.models import (
 from revassure.sealing.models import FinishedRecordError
 from tests.helpers import firestore_client, put_wallets
 
-pytest_plugins = ["tests.firestore_fixtures"]
-
 # Runs happen on later days by travelling forward from here (never back: the
 # gRPC client computes its deadlines from the clock time-machine moves).
 DAY0 = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)

@@ -17,8 +17,6 @@ from reconciliation import break_actions, services
 from reconciliation.models import BalanceRequest, Break, BreakNote, RunTrigger
 from tests.helpers import csp_refusals, firestore_client, put_wallets
 
-pytest_plugins = ["tests.firestore_fixtures"]
-
 LIST = reverse("admin:reconciliation_break_changelist")
 
 

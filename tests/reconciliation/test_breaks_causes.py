@@ -17,8 +17,6 @@ from reconciliation import break_cause_batches, break_causes, changes, recovery,
 from reconciliation.models import Break, RequestState, RunTrigger
 from tests.helpers import event_line, firestore_client, stored_event
 
-pytest_plugins = ["tests.firestore_fixtures"]
-
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 
 

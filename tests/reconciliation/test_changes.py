@@ -16,8 +16,6 @@ from revassure.firestore import get_gateway
 from revassure.roles import APPROVER
 from tests.helpers import firestore_client, put_wallets
 
-pytest_plugins = ["tests.firestore_fixtures"]
-
 
 def reconcile(gateway):
     return services.run_inline(actor=None, trigger=RunTrigger.COMMAND, gateway=gateway)

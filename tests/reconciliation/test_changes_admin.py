@@ -8,8 +8,6 @@ from revassure import freeze
 from revassure.roles import APPROVER
 from tests.helpers import firestore_client, put_wallets
 
-pytest_plugins = ["tests.firestore_fixtures"]
-
 QUEUE = "admin:reconciliation_balancerequest_changelist"
 
 

@@ -10,8 +10,6 @@ from reconciliation.models import Break, ReconciliationRun, RunStatus
 from revassure.flags import set_flag
 from tests.helpers import firestore_client, put_wallets, without_immutability_triggers
 
-pytest_plugins = ["tests.firestore_fixtures"]
-
 
 def run_command(*args):
     from io import StringIO

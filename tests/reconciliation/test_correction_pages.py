@@ -15,8 +15,6 @@ from reconciliation import services
 from reconciliation.models import BalanceRequest, Break, RequestState, RunTrigger
 from tests.helpers import csp_refusals, firestore_client
 
-pytest_plugins = ["tests.firestore_fixtures"]
-
 pytestmark = pytest.mark.django_db
 
 FILTERS = "status=not_closed&kind__exact=malformed"

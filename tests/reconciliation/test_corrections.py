@@ -28,8 +28,6 @@ from revassure.ledger import superseded_entries
 from revassure.roles import APPROVER
 from tests.helpers import command_json, firestore_client
 
-pytest_plugins = ["tests.firestore_fixtures"]
-
 pytestmark = pytest.mark.django_db
 
 

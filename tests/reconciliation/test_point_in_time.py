@@ -26,8 +26,6 @@ from reconciliation.rederive import compare
 from revassure.firestore import CONFIG, get_gateway
 from tests.helpers import firestore_client, put_wallets
 
-pytest_plugins = ["tests.firestore_fixtures"]
-
 
 @pytest.fixture(scope="module")
 def google_emulator(firestore_emulator, emulator_kind):

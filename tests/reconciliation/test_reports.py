@@ -12,8 +12,6 @@ from reconciliation.models import (
 from revassure.sealing.models import FinishedRecordError
 from tests.helpers import firestore_client, put_wallets, without_immutability_triggers
 
-pytest_plugins = ["tests.firestore_fixtures"]
-
 
 def reconcile(gateway):
     return services.run_inline(actor=None, trigger=RunTrigger.COMMAND, gateway=gateway)

@@ -6,8 +6,6 @@ from revassure.firestore import MISSING, FirestoreGateway, FirestoreUnavailable
 from revassure.flags import FeatureDisabled
 from tests.helpers import firestore_client, put_wallets
 
-pytest_plugins = ["tests.firestore_fixtures"]
-
 
 def reconcile(gateway, uids=None):
     return services.run_inline(actor=None, trigger=RunTrigger.COMMAND, gateway=gateway, uids=uids)

@@ -26,8 +26,6 @@ from reconciliation.watcher import Watcher
 from revassure.firestore import BalanceChange, FirestoreGateway
 from tests.helpers import event_line, firestore_client, put_wallets, wait_for
 
-pytest_plugins = ["tests.firestore_fixtures"]
-
 pytestmark = pytest.mark.django_db
 DEBOUNCE = 0.2
 MARGIN = {"npm": 1.5, "google": 3.0}  # seconds past the debounce: a busy machine, Google's slower emulator

@@ -48,8 +48,6 @@ from revassure.firestore.model import ledger_totals
 from tests.firestore_proxy import FirestoreProxy, gateway_at
 from tests.helpers import firestore_client, put_wallets, wait_for
 
-pytest_plugins = ["tests.firestore_fixtures"]
-
 # CI's PostgreSQL pass skips it, having run it in the defaults pass: touches Firestore only, never a database.
 pytestmark = pytest.mark.same_on_every_database
 

@@ -15,8 +15,6 @@ from settlement import actions
 from settlement.models import FollowUp, Outcome, SettlementRow, SettlementRun
 from tests.helpers import firestore_client
 
-pytest_plugins = ["tests.firestore_fixtures"]
-
 
 def import_statement(path):
     call_command("reconcile_settlement", str(path), stdout=io.StringIO(), stderr=io.StringIO())

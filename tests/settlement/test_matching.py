@@ -12,8 +12,6 @@ from settlement import reports
 from settlement.models import OUTCOMES, Outcome, SettlementRow, SettlementRun
 from tests.helpers import firestore_client, without_immutability_triggers
 
-pytest_plugins = ["tests.firestore_fixtures"]
-
 KEYS = [
     "run_id",
     "rows",

@@ -16,8 +16,6 @@ from snapshots import places, services
 from snapshots.models import Restore, Snapshot, SnapshotStatus, Verification
 from tests.helpers import firestore_client, put_wallets
 
-pytest_plugins = ["tests.firestore_fixtures"]
-
 pytestmark = pytest.mark.django_db
 
 WALLETS = {"u1": (130, [100, 30]), "u2": (5, [2]), "u3": (7, [7]), "u4": (1, [1]), "u5": (0, [])}

@@ -13,8 +13,6 @@ from snapshots.models import Restore
 from snapshots.restore import documents
 from tests.helpers import firestore_client, put_wallets
 
-pytest_plugins = ["tests.firestore_fixtures"]
-
 pytestmark = pytest.mark.django_db
 
 

@@ -17,8 +17,6 @@ from snapshots import services
 from snapshots.models import Restore, Snapshot, Verification
 from tests.helpers import firestore_client, put_wallets
 
-pytest_plugins = ["tests.firestore_fixtures"]
-
 pytestmark = pytest.mark.django_db
 
 # The npm emulator stores integers up to 2^53 - 1 (JavaScript's safe integers);
