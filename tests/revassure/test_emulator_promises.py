@@ -141,25 +141,29 @@ def test_concurrent_read_then_write_increments_never_lose_an_update(client):
 
 
 def test_two_transactions_each_reading_what_the_other_writes_do_not_deadlock(client):
+    """Each reads one document and writes the other: a cycle of locks. Both end,
+    one after the other, the loser retried by @transactional. How the cycle is
+    broken differs, and the product leans on neither: Google's emulator lets a
+    commit wait its 2 s lock timeout (twice when both retries meet again: 2.0 s
+    and 4.2 s seen), our launcher wounds the younger at once (0.02 s; its own
+    test in test_npm_launcher.py)."""
     a, b = client.collection("c").document("a"), client.collection("c").document("b")
     a.set({"n": 0})
     b.set({"n": 0})
     both_read = threading.Barrier(2)
+    attempts = {a.id: 0, b.id: 0}
 
     def copy_plus_one(source, target):
-        attempts = []
-
         @firestore.transactional
         def copy(transaction):
-            attempts.append(1)
+            attempts[source.id] += 1
             value = source.get(transaction=transaction).get("n")
-            if len(attempts) == 1:
+            if attempts[source.id] == 1:
                 both_read.wait(10)
             transaction.update(target, {"n": value + 1})
 
         copy(client.transaction())
 
-    started = time.monotonic()
     workers = [run(copy_plus_one, a, b), run(copy_plus_one, b, a)]
     for worker in workers:
         worker.join(30)
@@ -167,7 +171,7 @@ def test_two_transactions_each_reading_what_the_other_writes_do_not_deadlock(cli
     assert [w.error for w in workers] == [None, None]
     # Serialised, one way or the other; never both from the initial zeros.
     assert (a.get().get("n"), b.get().get("n")) in {(1, 2), (2, 1)}
-    assert time.monotonic() - started < 4, "resolved by a lock timeout, not by wound-wait"
+    assert max(attempts.values()) >= 2, "the cycle was broken by aborting one of them"
 
 
 def test_a_read_only_transaction_reads_one_snapshot(client):

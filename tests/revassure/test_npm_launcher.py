@@ -3,11 +3,14 @@ emulator the rest of the session runs on: each test starts the launcher itself.
 
 These are knobs of the launcher, not promises of Firestore: how long an idle
 transaction keeps its locks (Firestore: 60 s; shorter here for the killed-worker
-tests), the bare package one switch away, and the one address it listens on.
+tests), how it breaks a cycle of locks (wound-wait, as Firestore does; Google's
+emulator waits out its lock timeout instead), the bare package one switch away,
+and the one address it listens on.
 """
 
 import socket
 import threading
+import time
 import uuid
 from contextlib import ExitStack
 from pathlib import Path
@@ -63,6 +66,44 @@ def test_an_idle_transaction_ends_and_releases_its_locks(launcher):
     thread.join(10)
     assert [type(error) for error in errors] == [gexc.InvalidArgument]  # its commit comes too late
     assert doc.get().get("n") == 1
+
+
+def test_a_cycle_of_locks_is_broken_by_wound_wait_not_by_the_lock_timeout(launcher):
+    client = launcher(FIRESTORE_EMULATOR_LOCK_TIMEOUT_MS="10000")
+    a, b = client.collection("c").document("a"), client.collection("c").document("b")
+    a.set({"n": 0})
+    b.set({"n": 0})
+    both_read = threading.Barrier(2)
+    errors = []
+
+    def copy_plus_one(source, target):
+        attempts = []
+
+        @firestore.transactional
+        def copy(transaction):
+            attempts.append(1)
+            value = source.get(transaction=transaction).get("n")
+            if len(attempts) == 1:
+                both_read.wait(10)
+            transaction.update(target, {"n": value + 1})
+
+        try:
+            copy(client.transaction())
+        except Exception as exc:  # asserted below
+            errors.append(exc)
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=copy_plus_one, args=pair, daemon=True) for pair in ((a, b), (b, a))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    elapsed = time.monotonic() - started
+
+    assert errors == []
+    assert (a.get().get("n"), b.get().get("n")) in {(1, 2), (2, 1)}
+    # Nobody waited for a lock until it timed out: the younger was wounded at once.
+    assert elapsed < 10, f"{elapsed:.1f} s: resolved by the 10 s lock timeout, not by wound-wait"
 
 
 def test_the_bare_package_is_one_switch_away(launcher):
