@@ -10,6 +10,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any
 
 from django.db import connection
@@ -95,14 +96,19 @@ class Rows:
             f"VALUES ({', '.join(['%s'] * len(columns))})"
         )
         # Values that need the database's own form (times, decimals): the
-        # backend's adapters, as the fields' get_db_prep_save would call them.
+        # backend's adapters, as the fields' get_db_prep_save would call them,
+        # by their place in a row's values (the run's id first).
         amount = SettlementRow._meta.get_field("amount")
-        self.prepared = {
-            "settled_at": connection.ops.adapt_datetimefield_value,
-            "amount": lambda value: connection.ops.adapt_decimalfield_value(
-                value, amount.max_digits, amount.decimal_places
+        self.prepared = (
+            (1 + COLUMNS.index("settled_at"), connection.ops.adapt_datetimefield_value),
+            (
+                1 + COLUMNS.index("amount"),
+                lambda value: connection.ops.adapt_decimalfield_value(
+                    value, amount.max_digits, amount.decimal_places
+                ),
             ),
-        }
+        )
+        self.columns = itemgetter(*COLUMNS)
 
     def store(self, rows: list[dict]) -> None:
         if not rows:
@@ -110,12 +116,10 @@ class Rows:
         params = []
         for row in rows:
             self.digest.update(line(record(row)))
-            values = [self.run_id]
-            for name in COLUMNS:
-                value = row[name]
-                if value is not None and name in self.prepared:
-                    value = self.prepared[name](value)
-                values.append(value)
+            values = [self.run_id, *self.columns(row)]
+            for at, prepare in self.prepared:
+                if values[at] is not None:
+                    values[at] = prepare(values[at])
             params.append(values)
         with connection.cursor() as cursor:
             cursor.executemany(self.sql, params)

@@ -46,7 +46,7 @@ from settlement.records import EMPTY_ROW
 from settlement.statement import Malformed, StatementRow
 
 CHUNK_ROWS = 1000
-READS_AHEAD = 2
+READS_AHEAD = 4
 _ABSENT = object()
 
 

@@ -131,7 +131,9 @@ class SettlementRow(models.Model):
     """One statement row's outcome (line set), or one payment credited that the
     statement lacks (missing_at_provider: no line; its delivery when one is stored)."""
 
-    run = models.ForeignKey(SettlementRun, on_delete=models.PROTECT, related_name="results")
+    # No index of its own: the two below lead with the run (one index fewer to
+    # keep up for each of a statement's rows).
+    run = models.ForeignKey(SettlementRun, on_delete=models.PROTECT, related_name="results", db_index=False)
     line = models.PositiveIntegerField(null=True, blank=True)
     outcome = models.CharField(max_length=32, choices=Outcome)
     type = models.CharField(max_length=16, blank=True)

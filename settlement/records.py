@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC
 from decimal import Decimal
+from operator import itemgetter
 
 # The columns of SettlementRow a report holds, in their order (besides run and id).
 COLUMNS = (
@@ -43,9 +44,13 @@ def decimal_text(value: Decimal | None) -> str | None:
     return None if value is None else f"{(value + 0).normalize():f}"
 
 
+_columns = itemgetter(*COLUMNS)
+
+
 def record(row: dict) -> dict:
-    return {
-        **{name: row[name] for name in COLUMNS},
-        "amount": decimal_text(row["amount"]),
-        "settled_at": row["settled_at"].astimezone(UTC).isoformat() if row["settled_at"] else None,
-    }
+    """The row's canonical record (a stored row's values or matching's dict)."""
+    data = dict(zip(COLUMNS, _columns(row), strict=True))
+    data["amount"] = decimal_text(data["amount"])
+    settled_at = data["settled_at"]
+    data["settled_at"] = settled_at.astimezone(UTC).isoformat() if settled_at else None
+    return data
