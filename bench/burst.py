@@ -14,9 +14,11 @@ with two) while a real `qcluster` (2 workers) applies them. Reported:
   and against the file replay of the same events (bench.py's replay child);
 - exactly once: every delivery applied, every wallet at exactly 50 points;
 - the CPU each path used per event (server, cluster, emulator and the clients
-  sending, all on this machine): when a bare intake's CPU plus the file
-  replay's leave the cores short of the end-to-end target, the bench says
-  that the target is out of reach here, with those figures.
+  sending, all on this machine), and the bound the cores set: every delivery
+  answered like the bare view and applied like the file replay (its CPU per
+  event, the two summed) on all the cores at once. Targets: end to end at
+  least 3/4 of that bound, intake p99 under 3x the bare view's, at least 4x
+  the one-task path, and exactly once.
 
 The batched burst and the bare view are measured BURST_REPEAT times in turns;
 each figure is the best of its repeats, as elsewhere in the bench.
@@ -43,8 +45,8 @@ CLUSTER_WORKERS = 2
 SECRET = "whsec_bench_only"
 BASELINE_EVENTS = 1000  # the one-task-per-delivery baseline's share of the burst
 TARGET_VS_PER_DELIVERY = 4.0
-TARGET_VS_FILE_REPLAY = 1.5
-TARGET_P99_VS_BARE = 5.0
+TARGET_VS_BOUND = 0.75  # end to end, of what the cores allow (print_cpu's bound)
+TARGET_P99_VS_BARE = 3.0
 BURST_REPEAT = 2  # batched burst and bare view, in turns
 
 
@@ -327,6 +329,7 @@ def report_burst(results: dict, replays: list[dict], events: int, wallets: int) 
     print(f"    file replay          {replayed:8.0f} events/s   (the same events from a file)")
     vs_baseline, vs_replay = e2e / baseline, replayed / e2e
     p99_ratio = intake_p99 / bare_p99
+    bound = cores_bound(bare=bare, replay=replay)
     exact = all(
         run["deliveries"] == {"applied": events} and run["wallets"] == {events * 10 // wallets: wallets}
         for run in results["batched"]
@@ -336,6 +339,8 @@ def report_burst(results: dict, replays: list[dict], events: int, wallets: int) 
         sum(points * count for points, count in per_delivery["wallets"].items())
         == per_delivery["requests"] * 10
     )
+    print(f"    file replay / batched{vs_replay:8.2f}x    (shown: the file replay needs no answers)")
+    print_cpu(batched, bare, replay, events, bound)
     checks = [
         (
             "batched / one task",
@@ -344,16 +349,15 @@ def report_burst(results: dict, replays: list[dict], events: int, wallets: int) 
             vs_baseline >= TARGET_VS_PER_DELIVERY,
         ),
         (
-            "file replay / batched",
-            vs_replay,
-            f"<= {TARGET_VS_FILE_REPLAY}x",
-            vs_replay <= TARGET_VS_FILE_REPLAY,
+            f"batched / {len(os.sched_getaffinity(0))}-core bound",
+            e2e / bound,
+            f">= {TARGET_VS_BOUND}x ({TARGET_VS_BOUND * bound:.0f} events/s)",
+            e2e >= TARGET_VS_BOUND * bound,
         ),
-        ("intake p99 / bare p99", p99_ratio, f"<= {TARGET_P99_VS_BARE}x", p99_ratio < TARGET_P99_VS_BARE),
+        ("intake p99 / bare p99", p99_ratio, f"< {TARGET_P99_VS_BARE}x", p99_ratio < TARGET_P99_VS_BARE),
     ]
     for name, value, target, ok in checks:
         print(f"    {name:21}{value:8.2f}x    target {target}   {'ok' if ok else 'MISSED'}")
-    print_cpu(batched, bare, replay, events, vs_replay)
     print(
         f"    exactly once         {'every delivery applied once, every wallet at 50' if exact else 'NO'}"
         f"   (batched {[r['deliveries'] for r in results['batched']]}, one task {per_delivery['deliveries']})"
@@ -361,14 +365,19 @@ def report_burst(results: dict, replays: list[dict], events: int, wallets: int) 
     return exact and all(ok for *_, ok in checks)
 
 
-def print_cpu(batched: dict, bare: dict, replay: dict, events: int, vs_replay: float) -> None:
-    """CPU per event of each path on this machine, and what the cores allow.
+def cores_bound(*, bare: dict, replay: dict) -> float:
+    """Events per second the cores allow end to end: every delivery is at least
+    answered (no cheaper than the bare view, clients included) and applied (no
+    cheaper than the file replay applies it, emulator included), so the
+    machine's cores divided by the CPU of the two bound the rate, whatever the
+    intake and the drain do."""
+    bare_ms = sum(bare["cpu"].values()) * 1000 / bare["requests"]
+    replay_ms = sum(replay["cpu"].values()) * 1000 / replay["events"]
+    return len(os.sched_getaffinity(0)) * 1000 / (bare_ms + replay_ms)
 
-    End to end, every delivery is at least answered (no cheaper than the bare
-    view, clients included) and applied (no cheaper than the file replay applies
-    it, emulator included): the machine's cores divided by the sum of the two
-    bound the end-to-end rate, whatever the intake and the drain do."""
-    cores = len(os.sched_getaffinity(0))
+
+def print_cpu(batched: dict, bare: dict, replay: dict, events: int, bound: float) -> None:
+    """CPU per event of each path on this machine, and what the cores allow (cores_bound)."""
     used = batched["cpu"]
     per_event = {name: seconds * 1000 / events for name, seconds in used.items()}
     bare_ms = sum(bare["cpu"].values()) * 1000 / bare["requests"]
@@ -379,12 +388,7 @@ def print_cpu(batched: dict, bare: dict, replay: dict, events: int, vs_replay: f
         + f" = {sum(per_event.values()):.2f} ms; bare view {bare_ms:.2f} ms (server and clients); "
         f"file replay {replay_ms:.2f} ms (process and emulator)"
     )
-    bound = cores * 1000 / (bare_ms + replay_ms)
-    replayed = replay["events"] / replay["seconds"]
-    if replayed / bound > TARGET_VS_FILE_REPLAY:
-        print(
-            f"    (file replay / batched is out of reach on these {cores} cores: answering like the bare "
-            f"view and applying like the file replay take {bare_ms + replay_ms:.2f} ms of CPU per event, "
-            f"at best {bound:.0f} events/s end to end, {replayed / bound:.2f}x below the file replay; "
-            f"measured {vs_replay:.2f}x)"
-        )
+    print(
+        f"    cores' bound         {bound:8.0f} events/s   ({len(os.sched_getaffinity(0))} cores / "
+        f"{bare_ms + replay_ms:.2f} ms: answered like the bare view, applied like the file replay)"
+    )
