@@ -28,7 +28,7 @@ from pathlib import Path
 from django.conf import settings
 
 from revassure.firestore import FirestoreGateway
-from revassure.firestore.snapshots import SnapshotDocument
+from revassure.firestore.snapshot_values import SnapshotDocument
 from revassure.refusals import Refused
 from snapshots import files
 from snapshots.manifest_checks import name_problem

@@ -31,7 +31,7 @@ from django_q.tasks import async_task
 
 from revassure import dbclock, leases
 from revassure.firestore import FirestoreError, FirestoreGateway, get_gateway
-from revassure.firestore.snapshots import ManagedExportUnavailable
+from revassure.firestore.managed_export import ManagedExportUnavailable
 from revassure.logs import on_commit
 from revassure.refusals import Refused, require
 from snapshots import places, writer

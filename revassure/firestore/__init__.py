@@ -11,11 +11,13 @@ at an isolated emulator project.
 - client.py: the connection: the clients and the event loop, once per process,
   kept from everyone but the parts; the retry policy every call follows
   (FIRESTORE_RETRY_DEADLINE, FIRESTORE_CALL_TIMEOUT);
-- reads.py: wallets, ledger totals and entries, reports and config;
+- reads.py: wallets, ledger totals and entries; entry_reads.py: entries by key,
+  identity owners, credits in a period; report_reads.py: mirrored reports and config;
 - transactions.py: transactions and commits through the generated client;
 - writes.py: balance changes, provider events, seeding, reports and mirrors;
 - encoding.py: raw values, writes and requests; model.py: what calls return;
-- snapshots.py: every document read out and written back exactly, the managed export;
+- snapshots.py: every document read out and written back exactly (snapshot_values.py:
+  a document as a snapshot line holds it); managed_export.py: Firestore's own export;
 - readtime.py: the server's present, and whether the backend reads at a read time.
 - listen.py: the writes of wallets and ledger entries as they happen (Listen).
 

@@ -5,9 +5,12 @@ loop, the retry policy) and one object per capability, each given that
 connection and the parts it builds on:
 
     reads          Reads(connection)
+    entry reads    EntryReads(connection, reads)
+    report reads   ReportReads(connection)
     transactions   Transactions(connection, reads)
     writes         Writes(connection, reads, transactions)
     snapshots      Snapshots(connection, reads, transactions)
+    managed export ManagedExports(connection)
     read times     ReadTimes(connection, reads, transactions, snapshots)
     listening      Listening(connection)
 
@@ -33,8 +36,10 @@ from google.api_core import exceptions as gexc
 
 from revassure.firestore.client import Connection
 from revassure.firestore.encoding import Document
+from revassure.firestore.entry_reads import EntryReads
 from revassure.firestore.errors import translated
 from revassure.firestore.listen import Listener, Listening, OnWrites
+from revassure.firestore.managed_export import ManagedExport, ManagedExports
 from revassure.firestore.model import (
     BalanceChange,
     ChangeOutcome,
@@ -46,7 +51,9 @@ from revassure.firestore.model import (
 )
 from revassure.firestore.reads import Reads
 from revassure.firestore.readtime import ReadTimes, ReadTimeSupport
-from revassure.firestore.snapshots import ManagedExport, Position, SnapshotDocument, Snapshots
+from revassure.firestore.report_reads import ReportReads
+from revassure.firestore.snapshot_values import SnapshotDocument
+from revassure.firestore.snapshots import Position, Snapshots
 from revassure.firestore.transactions import Transactions
 from revassure.firestore.writes import Writes
 
@@ -59,9 +66,12 @@ class FirestoreGateway:
         self.project, self.database, self.documents = project, connection.database, connection.documents
         self._connection = connection
         self._reads = Reads(connection)
+        self._entry_reads = EntryReads(connection, self._reads)
+        self._report_reads = ReportReads(connection)
         self._transactions = Transactions(connection, self._reads)
         self._writes = Writes(connection, self._reads, self._transactions)
         self._snapshots = Snapshots(connection, self._reads, self._transactions)
+        self._managed_exports = ManagedExports(connection)
         self._read_times = ReadTimes(connection, self._reads, self._transactions, self._snapshots)
         self._listening = Listening(connection)
 
@@ -83,41 +93,45 @@ class FirestoreGateway:
     def ledgers(self, uids: list[str], *, concurrency: int) -> dict[str, list[tuple[str, dict[str, Any]]]]:
         return self._reads.ledgers(uids, concurrency=concurrency)
 
-    def entries_exist(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], bool]:
-        return self._reads.entries_exist(keys)
-
-    def ledger_entry_amounts(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Any]:
-        return self._reads.ledger_entry_amounts(keys)
-
-    def identity_owners(self, entry_ids: list[str]) -> dict[str, Any]:
-        return self._reads.identity_owners(entry_ids)
-
-    def credits_between(self, start: datetime, end: datetime) -> Iterator[tuple[str, str, dict[str, Any]]]:
-        yield from self._reads.credits_between(start, end)
-
     def event_view(self, event: ProviderEventFacts) -> WalletView:
         return self._reads.event_view(event)
 
+    # -- entry_reads.py -----------------------------------------------------------
+
+    def entries_exist(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], bool]:
+        return self._entry_reads.entries_exist(keys)
+
+    def ledger_entry_amounts(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Any]:
+        return self._entry_reads.ledger_entry_amounts(keys)
+
+    def identity_owners(self, entry_ids: list[str]) -> dict[str, Any]:
+        return self._entry_reads.identity_owners(entry_ids)
+
+    def credits_between(self, start: datetime, end: datetime) -> Iterator[tuple[str, str, dict[str, Any]]]:
+        yield from self._entry_reads.credits_between(start, end)
+
+    # -- report_reads.py ----------------------------------------------------------
+
     def get_report(self, run_id: str) -> dict[str, Any] | None:
-        return self._reads.get_report(run_id)
+        return self._report_reads.get_report(run_id)
 
     def stream_reports(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        yield from self._reads.stream_reports()
+        yield from self._report_reads.stream_reports()
 
     def stream_settlement_reports(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        yield from self._reads.stream_settlement_reports()
+        yield from self._report_reads.stream_settlement_reports()
 
     def stream_report_violations(self, run_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        yield from self._reads.stream_report_violations(run_id)
+        yield from self._report_reads.stream_report_violations(run_id)
 
     def stream_settlement_report_rows(self, run_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        yield from self._reads.stream_settlement_report_rows(run_id)
+        yield from self._report_reads.stream_settlement_report_rows(run_id)
 
     def ping(self, timeout: float = 3.0) -> None:
-        return self._reads.ping(timeout)
+        return self._report_reads.ping(timeout)
 
     def get_config(self, name: str) -> dict[str, Any] | None:
-        return self._reads.get_config(name)
+        return self._report_reads.get_config(name)
 
     # -- transactions.py --------------------------------------------------------
 
@@ -227,11 +241,13 @@ class FirestoreGateway:
     def holds_documents(self) -> bool:
         return self._snapshots.holds_documents()
 
+    # -- managed_export.py --------------------------------------------------------
+
     def start_managed_export(self, bucket: str, *, snapshot_time: datetime | None = None) -> ManagedExport:
-        return self._snapshots.start_managed_export(bucket, snapshot_time=snapshot_time)
+        return self._managed_exports.start_managed_export(bucket, snapshot_time=snapshot_time)
 
     def managed_export_state(self, operation: str) -> str:
-        return self._snapshots.managed_export_state(operation)
+        return self._managed_exports.managed_export_state(operation)
 
     # -- readtime.py ------------------------------------------------------------
 

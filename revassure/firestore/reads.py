@@ -1,5 +1,6 @@
-"""Reads: wallets, ledger totals and entries, what an event's wallet looks like,
-reports and config.
+"""Reads: wallets, ledger totals and entries, what an event's wallet looks like
+(entries by key and credits in a period: entry_reads.py; the mirrored reports
+and config: report_reads.py).
 
 The raw reads here (`get`, `ledger_totals`, `where_equal`) also serve the
 transactions, given a transaction id. Each call runs whole under the gateway's
@@ -18,8 +19,6 @@ from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.api_core import retry as gretry
-from google.cloud.firestore_v1 import FieldFilter
-from google.cloud.firestore_v1.field_path import FieldPath
 from google.cloud.firestore_v1.types import firestore as firestore_pb
 
 from revassure.firestore import encoding
@@ -27,14 +26,9 @@ from revassure.firestore.client import Connection, MeasuredAsync
 from revassure.firestore.encoding import Document, Timestamp
 from revassure.firestore.errors import translated
 from revassure.firestore.model import (
-    CONFIG,
     IDENTITIES,
     LEDGER,
     MISSING,
-    REPORTS,
-    SETTLEMENT_REPORTS,
-    SETTLEMENT_ROWS,
-    VIOLATIONS,
     WALLETS,
     LedgerTotals,
     ProviderEventFacts,
@@ -43,8 +37,6 @@ from revassure.firestore.model import (
 )
 
 BATCH_LIMIT = 500  # documents in one batched read, writes in one atomic commit
-CREDITS_PAGE = 1000  # ledger entries in one page of credits_between
-CREDIT_FIELDS = ("amount", "paymentId", "createdAt", "deliveryId")
 
 
 class Reads:
@@ -259,76 +251,6 @@ class Reads:
                 documents.append(raw.document)
         return documents
 
-    def entries_exist(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], bool]:
-        """Whether each (uid, entry id) is in that wallet's ledger, in batched reads."""
-        names = {
-            self.connection.document(WALLETS, f"{uid}/{LEDGER}/{entry}"): (uid, entry) for uid, entry in keys
-        }
-        found = dict.fromkeys(keys, False)
-        listed = list(names)
-        for start in range(0, len(listed), BATCH_LIMIT):
-            for name in self.get(listed[start : start + BATCH_LIMIT], mask=()):
-                found[names[name]] = True
-        return found
-
-    def ledger_entry_amounts(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Any]:
-        """The raw `amount` of each (uid, entry id) found in that wallet's ledger
-        (`wallets/{uid}/ledger/{entry id}`), in batched reads of BATCH_LIMIT;
-        entries that do not exist are left out, an entry without the field maps
-        to MISSING. Settlement matching reads a statement's entries this way."""
-        names = {
-            self.connection.document(WALLETS, f"{uid}/{LEDGER}/{entry}"): (uid, entry) for uid, entry in keys
-        }
-        listed = list(names)
-        found: dict[tuple[str, str], Any] = {}
-        for start in range(0, len(listed), BATCH_LIMIT):
-            for name, document in self.get(listed[start : start + BATCH_LIMIT], mask=("amount",)).items():
-                found[names[name]] = field(document, "amount", MISSING)
-        return found
-
-    def identity_owners(self, entry_ids: list[str]) -> dict[str, Any]:
-        """The wallet credited with each business identity (its ledger entry id)
-        that has been credited, from the identity markers, in batched reads;
-        identities never credited through revassure are left out."""
-        names = {self.connection.document(IDENTITIES, identity_path(entry)): entry for entry in entry_ids}
-        listed = list(names)
-        owners: dict[str, Any] = {}
-        for start in range(0, len(listed), BATCH_LIMIT):
-            for name, document in self.get(listed[start : start + BATCH_LIMIT], mask=("uid",)).items():
-                owners[names[name]] = field(document, "uid", None)
-        return owners
-
-    def credits_between(
-        self, start: dt.datetime, end: dt.datetime
-    ) -> Iterator[tuple[str, str, dict[str, Any]]]:
-        """(uid, entry id, fields) of every purchase entry in any wallet's ledger
-        whose `createdAt` is within [start, end], whatever wrote it (the webhook,
-        a replay, the points app): a collection-group query (index in
-        firestore.indexes.json) in order of createdAt then name, a page of
-        CREDITS_PAGE per call, each page under the retry on its own. `fields`
-        holds CREDIT_FIELDS, those the entry has."""
-        query = (
-            self.connection.client.collection_group(LEDGER)
-            .where(filter=FieldFilter("type", "==", "purchase"))
-            .where(filter=FieldFilter("createdAt", ">=", start))
-            .where(filter=FieldFilter("createdAt", "<=", end))
-            .order_by("createdAt")
-            .order_by(FieldPath.document_id())
-            .select(CREDIT_FIELDS)
-            .limit(CREDITS_PAGE)
-        )
-        last = None
-        while True:
-            page = query if last is None else query.start_after(last)
-            snaps = self.connection.retry(
-                lambda page=page: list(page.stream(retry=None, timeout=self.connection.call_timeout))
-            )()
-            for snap in snaps:
-                yield snap.reference.parent.parent.id, snap.id, snap.to_dict()
-            if len(snaps) < CREDITS_PAGE:
-                return
-            last = snaps[-1]
-
     # -- what an event's wallet looks like ---------------------------------------
 
     def event_view(self, event: ProviderEventFacts) -> WalletView:
@@ -441,52 +363,6 @@ class Reads:
 
     def _retry(self, transaction: bytes | None) -> gretry.Retry:
         return self.connection.retry if transaction is None else self.connection.retry_in_transaction
-
-    # -- reports and config ----------------------------------------------------
-
-    def get_report(self, run_id: str) -> dict[str, Any] | None:
-        snap = (
-            self.connection.client.collection(REPORTS)
-            .document(run_id)
-            .get(retry=self.connection.retry, timeout=self.connection.call_timeout)
-        )
-        return snap.to_dict() if snap.exists else None
-
-    def stream_reports(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        for snap in self.connection.client.collection(REPORTS).stream(
-            retry=self.connection.retry, timeout=self.connection.call_timeout
-        ):
-            yield snap.id, snap.to_dict() or {}  # a streamed document exists: never None
-
-    def stream_settlement_reports(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        collection = self.connection.client.collection(SETTLEMENT_REPORTS)
-        for snap in collection.stream(retry=self.connection.retry, timeout=self.connection.call_timeout):
-            yield snap.id, snap.to_dict() or {}  # a streamed document exists: never None
-
-    def stream_report_violations(self, run_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        """(uid, fields) of each violation document mirrored under `reconciliationReports/{run_id}`."""
-        yield from self._stream_children(REPORTS, run_id, VIOLATIONS)
-
-    def stream_settlement_report_rows(self, run_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        """(row id, fields) of each row document mirrored under `settlementReports/{run_id}`."""
-        yield from self._stream_children(SETTLEMENT_REPORTS, run_id, SETTLEMENT_ROWS)
-
-    def _stream_children(self, root: str, parent: str, sub: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        collection = self.connection.client.collection(root).document(parent).collection(sub)
-        for snap in collection.stream(retry=self.connection.retry, timeout=self.connection.call_timeout):
-            yield snap.id, snap.to_dict()
-
-    def ping(self, timeout: float = 3.0) -> None:
-        """One quick read, no retries: raises unless Firestore answers (readiness probes)."""
-        self.connection.client.collection(CONFIG).document("adjustments").get(retry=None, timeout=timeout)
-
-    def get_config(self, name: str) -> dict[str, Any] | None:
-        snap = (
-            self.connection.client.collection(CONFIG)
-            .document(name)
-            .get(retry=self.connection.retry, timeout=self.connection.call_timeout)
-        )
-        return snap.to_dict() if snap.exists else None
 
 
 def field(document: Document | None, name: str, default: Any) -> Any:

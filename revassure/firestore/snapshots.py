@@ -1,5 +1,6 @@
 """Snapshots: every document of the product's collections, read out exactly and
-written back exactly (the snapshots app's JSON Lines files), and the managed export.
+written back exactly (the snapshots app's JSON Lines files; each document's
+values in snapshot_values.py). Firestore's own managed export is managed_export.py.
 
 What a snapshot covers comes from the gateway's declaration of its collections
 (model.COLLECTIONS), since Firestore cannot be asked on the emulator (it
@@ -9,17 +10,8 @@ collections in ROOTS, each with the subcollections named in SUBCOLLECTIONS.
 256 shards, so its shards are named rather than queried.
 
 A document travels as a plain dict, `{"path": "wallets/u1/ledger/e1",
-"fields": {name: tagged value}}`, where each value carries its Firestore type
-as a one-key dict: {"int": "120"} (digits in a string, so no JSON reader
-rounds it past 2**53), {"float": "12.5"} (Python's repr, so NaN, infinities
-and -0.0 survive), {"str": ...}, {"bool": ...}, {"null": None},
-{"time": "2026-11-20T10:00:00.123456Z"} (RFC 3339 as stored: Firestore keeps
-microseconds; the format would carry nanoseconds unchanged),
-{"bytes": base64}, {"ref": "wallets/u1"} (relative to the database, so a
-restore into another project points into that project), {"geo": [lat, lng]},
-{"array": [...]}, {"map": {...}}. Values are read from the raw protobuf
-responses and written back as raw protobufs, so nothing passes through a
-Python type that could change it.
+"fields": {name: tagged value}}` (snapshot_values.py: each value with its
+Firestore type).
 
 Reads name a `read_time` (the server's time when the snapshot began): on
 Firestore every query of one snapshot then sees the database as it was at
@@ -31,24 +23,17 @@ database.
 from __future__ import annotations
 
 import asyncio
-import base64
-import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from google.api_core import retry as gretry
-from google.cloud.firestore_admin_v1 import ExportDocumentsRequest, FirestoreAdminClient
 from google.cloud.firestore_v1.types import firestore as firestore_pb
 from google.cloud.firestore_v1.types import query as query_pb
-from google.longrunning import operations_pb2
-from google.protobuf.struct_pb2 import NULL_VALUE
 from google.protobuf.timestamp_pb2 import Timestamp
-from google.type.latlng_pb2 import LatLng
 
-from revassure.firestore import encoding
+from revassure.firestore import encoding, snapshot_values
 from revassure.firestore.client import BACKOFF, Connection
 from revassure.firestore.encoding import Document
 from revassure.firestore.model import (
@@ -60,6 +45,7 @@ from revassure.firestore.model import (
     WALLETS,
 )
 from revassure.firestore.reads import BATCH_LIMIT, Reads
+from revassure.firestore.snapshot_values import SnapshotDocument
 from revassure.firestore.transactions import Transactions
 
 # From the gateway's one declaration (model.COLLECTIONS): wallets first, ledgerIdentities last.
@@ -69,17 +55,10 @@ SUBCOLLECTIONS = {c.name: c.subcollections for c in COLLECTIONS if c.in_snapshot
 # never documents themselves, so they are named here.
 IDENTITY_SHARDS = tuple(f"{n:02x}" for n in range(256))
 
-Tagged = dict[str, Any]
-SnapshotDocument = dict[str, Any]  # {"path": relative path, "fields": {name: Tagged}}
-
 
 class CollectionChanged(Exception):
     """A stream picked up again after a break (or a restart) no longer lines up with
     what was read before: documents were added or removed in between."""
-
-
-class ManagedExportUnavailable(Exception):
-    """Managed export needs Google Cloud's Firestore Admin API."""
 
 
 @dataclass(frozen=True)
@@ -95,12 +74,6 @@ class Position:
 
     def after(self, name: str) -> Position:
         return Position(self.first or name, name, self.count + 1)
-
-
-@dataclass(frozen=True)
-class ManagedExport:
-    operation: str  # the long-running operation's name
-    state: str  # PROCESSING, SUCCESSFUL, FAILED, ... as the Admin API says
 
 
 class Snapshots:
@@ -314,89 +287,16 @@ class Snapshots:
             yield first
         yield from documents
 
-    # -- the values ------------------------------------------------------------
+    # -- the values (snapshot_values.py) -----------------------------------------
 
     def snapshot_document(self, document: Document) -> SnapshotDocument:
         """A raw Document as a snapshot line's content."""
-        return {
-            "path": document.name[len(self.connection.documents) + 1 :],
-            "fields": {name: self._tagged(value) for name, value in document.fields.items()},
-        }
-
-    def _tagged(self, value) -> Tagged:
-        kind = value.WhichOneof("value_type")
-        if kind == "integer_value":
-            return {"int": str(value.integer_value)}
-        if kind == "string_value":
-            return {"str": value.string_value}
-        if kind == "timestamp_value":
-            return {"time": value.timestamp_value.ToJsonString()}
-        if kind == "double_value":
-            return {"float": repr(value.double_value)}
-        if kind == "boolean_value":
-            return {"bool": value.boolean_value}
-        if kind == "null_value":
-            return {"null": None}
-        if kind == "map_value":
-            return {"map": {name: self._tagged(item) for name, item in value.map_value.fields.items()}}
-        if kind == "array_value":
-            return {"array": [self._tagged(item) for item in value.array_value.values]}
-        if kind == "bytes_value":
-            return {"bytes": base64.b64encode(value.bytes_value).decode("ascii")}
-        if kind == "reference_value":
-            ours = self.connection.documents + "/"
-            ref = value.reference_value
-            return {"ref": ref[len(ours) :] if ref.startswith(ours) else ref}
-        if kind == "geo_point_value":
-            return {"geo": [value.geo_point_value.latitude, value.geo_point_value.longitude]}
-        raise ValueError(f"unknown Firestore value type {kind!r}")
-
-    def _value(self, tagged: Tagged):
-        """A tagged value as a raw Firestore Value (ValueError when it is not one)."""
-        if not isinstance(tagged, dict) or len(tagged) != 1:
-            raise ValueError(f"not a tagged value: {tagged!r}")
-        ((kind, item),) = tagged.items()
-        Value = encoding.Value
-        if kind == "int":
-            return Value(integer_value=int(item))
-        if kind == "str":
-            return Value(string_value=item)
-        if kind == "time":
-            stamp = Timestamp()
-            stamp.FromJsonString(item)
-            return Value(timestamp_value=stamp)
-        if kind == "float":
-            return Value(double_value=float(item))
-        if kind == "bool":
-            return Value(boolean_value=bool(item))
-        if kind == "null":
-            return Value(null_value=NULL_VALUE)
-        if kind == "map":
-            return Value(map_value=encoding.MapValue(fields=self._fields(item)))
-        if kind == "array":
-            return Value(array_value=encoding.ArrayValue(values=[self._value(one) for one in item]))
-        if kind == "bytes":
-            return Value(bytes_value=base64.b64decode(item, validate=True))
-        if kind == "ref":
-            return Value(
-                reference_value=item
-                if item.startswith("projects/")
-                else f"{self.connection.documents}/{item}"
-            )
-        if kind == "geo":
-            lat, lng = item
-            return Value(geo_point_value=LatLng(latitude=lat, longitude=lng))
-        raise ValueError(f"unknown value type {kind!r}")
-
-    def _fields(self, fields: dict[str, Tagged]) -> dict:
-        return {name: self._value(tagged) for name, tagged in fields.items()}
+        return snapshot_values.snapshot_document(document, self.connection.documents)
 
     def raw_document(self, document: SnapshotDocument) -> Document:
         """A snapshot line's content as the raw Document it was read from
         (ValueError when a value is not one the format writes)."""
-        return encoding.Document(
-            name=f"{self.connection.documents}/{document['path']}", fields=self._fields(document["fields"])
-        )
+        return snapshot_values.raw_document(document, self.connection.documents)
 
     # -- writing back ------------------------------------------------------------
 
@@ -505,43 +405,6 @@ class Snapshots:
             return self.connection.retry(ask)()
 
         return any(any_in(parent, collection_id) for parent, collection_id in parents)
-
-    # -- managed export (Google Cloud only) ----------------------------------------
-
-    def start_managed_export(self, bucket: str, *, snapshot_time: datetime | None = None) -> ManagedExport:
-        """Start Firestore's own export of the whole database to `bucket`
-        (gs://...), as of `snapshot_time` (rounded down to the minute, as the
-        Admin API wants); returns the long-running operation's name and state."""
-        admin = self._admin_client()
-        request = ExportDocumentsRequest(name=self.connection.database, output_uri_prefix=bucket)
-        if snapshot_time is not None:
-            # proto-plus marshals a datetime into the Timestamp field; its annotation names only Timestamp.
-            request.snapshot_time = snapshot_time.replace(second=0, microsecond=0)  # type: ignore[assignment]
-        operation = admin.export_documents(
-            request=request, retry=self.connection.retry, timeout=self.connection.call_timeout
-        )
-        metadata = operation.metadata
-        state = metadata.operation_state.name if metadata is not None else "PROCESSING"
-        return ManagedExport(operation=operation.operation.name, state=state)
-
-    def managed_export_state(self, operation: str) -> str:
-        """DONE, FAILED: <why>, or RUNNING, for an export started earlier."""
-        answer = self._admin_client().get_operation(
-            operations_pb2.GetOperationRequest(name=operation),
-            retry=self.connection.retry,
-            timeout=self.connection.call_timeout,
-        )
-        if not answer.done:
-            return "RUNNING"
-        return f"FAILED: {answer.error.message}" if answer.HasField("error") else "DONE"
-
-    def _admin_client(self) -> FirestoreAdminClient:
-        if os.environ.get("FIRESTORE_EMULATOR_HOST"):
-            raise ManagedExportUnavailable(
-                "managed export needs Google Cloud (the Firestore Admin API), which the emulator does not "
-                "have: the JSON Lines snapshot is the only one taken here"
-            )
-        return FirestoreAdminClient()  # Google's, default credentials
 
 
 def _query(collection_id: str, *, limit: int | None = None):

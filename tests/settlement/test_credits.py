@@ -77,7 +77,7 @@ def test_credits_from_a_file_replay_and_any_other_path_are_checked_against_the_s
 
 
 def test_the_credits_of_a_period_are_read_page_by_page_each_once(gateway, monkeypatch):
-    monkeypatch.setattr("revassure.firestore.reads.CREDITS_PAGE", 2)
+    monkeypatch.setattr("revassure.firestore.entry_reads.CREDITS_PAGE", 2)
     put_wallets(gateway, {"u1": (0, []), "u2": (0, [])})
     at = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
     later = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)

@@ -9,7 +9,8 @@ from google.api_core import exceptions as gexc
 
 from devtools.emulator import free_port
 from revassure.firestore import FirestoreError, FirestoreGateway
-from revassure.firestore.snapshots import ManagedExportUnavailable, Snapshots
+from revassure.firestore.managed_export import ManagedExportUnavailable
+from revassure.firestore.snapshots import Snapshots
 from snapshots import services
 from snapshots.checks import restore_targets
 from snapshots.models import Snapshot
