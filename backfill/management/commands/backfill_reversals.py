@@ -1,32 +1,21 @@
 import json
-from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError
 
 from backfill import file_replay, plan_approval, planner, run_requests, uploads
+from backfill.management.replay_file import ReplayFileCommand
 from backfill.models import MigrationKind
 from backfill.reversals import BadCsv, csv_to_event_lines
 from revassure.firestore import get_gateway
 from revassure.logs import bound_correlation_id
 
 
-class Command(BaseCommand):
+class Command(ReplayFileCommand):
     help = (
         "Backfill refunds and chargebacks from finance's CSV export (payment_id, refund_id, "
         "chargeback_id, user_id, points, created) with the replay's rules and outcomes."
     )
-
-    def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("path")
-        parser.add_argument("--dry-run", action="store_true")
-        parser.add_argument(
-            "--plan",
-            type=int,
-            metavar="MIGRATION_ID",
-            help="bind the run to an approved dry run of this file: refuse if it would now do otherwise",
-        )
-        parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
     def handle(
         self,
@@ -37,11 +26,7 @@ class Command(BaseCommand):
         plan: int | None = None,
         **options: Any,
     ) -> None:
-        source = Path(path)
-        if not source.is_file():
-            raise CommandError(f"no such file: {path}")
-        if plan is not None and dry_run:
-            raise CommandError("--plan binds a real run; it makes no sense with --dry-run")
+        source = self.source(path, dry_run=dry_run, plan=plan)
         kind = MigrationKind.REVERSAL_CSV
         rejected: list[tuple[int, str]] = []
         gateway = get_gateway()

@@ -1,32 +1,21 @@
 import json
-from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError
 
 from backfill import file_replay, plan_approval, planner, run_requests, uploads
+from backfill.management.replay_file import ReplayFileCommand
 from backfill.models import MigrationKind
 from revassure.firestore import get_gateway
 from revassure.logs import bound_correlation_id
 
 
-class Command(BaseCommand):
+class Command(ReplayFileCommand):
     help = (
         "Replay a JSON Lines export of provider events as a tracked data migration. Each event "
         "is stored raw, then applied exactly once; --dry-run writes nothing to Firestore and "
         "prints the plan's checksum."
     )
-
-    def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("path")
-        parser.add_argument("--dry-run", action="store_true")
-        parser.add_argument(
-            "--plan",
-            type=int,
-            metavar="MIGRATION_ID",
-            help="bind the run to an approved dry run of this file: refuse if it would now do otherwise",
-        )
-        parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
     def handle(
         self,
@@ -37,11 +26,7 @@ class Command(BaseCommand):
         plan: int | None = None,
         **options: Any,
     ) -> None:
-        source = Path(path)
-        if not source.is_file():
-            raise CommandError(f"no such file: {path}")
-        if plan is not None and dry_run:
-            raise CommandError("--plan binds a real run; it makes no sense with --dry-run")
+        source = self.source(path, dry_run=dry_run, plan=plan)
         if plan is None and not dry_run:
             try:
                 plan_approval.require_plan(
@@ -54,7 +39,7 @@ class Command(BaseCommand):
         with bound_correlation_id():
             if plan is not None:
                 try:
-                    with source.open(encoding="utf-8", errors="replace") as lines:
+                    with uploads.open_lines(source, MigrationKind.REPLAY_FILE) as lines:
                         file_replay.verify_plan(
                             plan, lines, path=str(source), kind=MigrationKind.REPLAY_FILE, gateway=gateway
                         )
@@ -63,7 +48,7 @@ class Command(BaseCommand):
             migration = run_requests.start_replay(path=str(source), dry_run=dry_run)
             if plan is not None:
                 file_replay.bind_to_plan(migration, plan)
-            with source.open(encoding="utf-8", errors="replace") as lines:
+            with uploads.open_lines(source, MigrationKind.REPLAY_FILE) as lines:
                 migration = file_replay.run_replay(migration, lines, gateway=gateway)
         summary: dict[str, object] = {
             "migration_id": migration.pk,
