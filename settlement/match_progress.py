@@ -10,14 +10,13 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from operator import itemgetter
 from typing import Any
 
 from django.db import connection
 
 from revassure.sealing.canonical import line
 from settlement.models import OUTCOMES, Outcome, RunStatus, RunTakenOver, SettlementRow, SettlementRun
-from settlement.records import COLUMNS, record
+from settlement.records import COLUMNS, column_values, record
 
 
 @dataclass
@@ -108,7 +107,6 @@ class Rows:
                 ),
             ),
         )
-        self.columns = itemgetter(*COLUMNS)
 
     def store(self, rows: list[dict]) -> None:
         if not rows:
@@ -116,7 +114,7 @@ class Rows:
         params = []
         for row in rows:
             self.digest.update(line(record(row)))
-            values = [self.run_id, *self.columns(row)]
+            values = [self.run_id, *column_values(row)]
             for at, prepare in self.prepared:
                 if values[at] is not None:
                     values[at] = prepare(values[at])

@@ -44,12 +44,13 @@ def decimal_text(value: Decimal | None) -> str | None:
     return None if value is None else f"{(value + 0).normalize():f}"
 
 
-_columns = itemgetter(*COLUMNS)
+# A row's values of COLUMNS, in their order (a dict built by matching).
+column_values = itemgetter(*COLUMNS)
 
 
 def record(row: dict) -> dict:
     """The row's canonical record (a stored row's values or matching's dict)."""
-    data = dict(zip(COLUMNS, _columns(row), strict=True))
+    data = dict(zip(COLUMNS, column_values(row), strict=True))
     data["amount"] = decimal_text(data["amount"])
     settled_at = data["settled_at"]
     data["settled_at"] = settled_at.astimezone(UTC).isoformat() if settled_at else None
