@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
-from backfill import planner, run_requests, runs, services, uploads
+from backfill import intake, planner, run_requests, runs, services, uploads
 from backfill.models import DataMigration, EventStatus, MigrationSource, ProviderEventDelivery
 from revassure.firestore import FirestoreGateway
 from revassure.policy import negative_balance_allowed
@@ -222,7 +222,7 @@ def _apply_lines(
             if previous is not None and (_past(deadline) or not runs.still_mine(migration, lease)):
                 stopped = True
                 break
-            deliveries = services.store_deliveries(lines_batch, migration=migration, stored=stored)
+            deliveries = intake.store_deliveries(lines_batch, migration=migration, stored=stored)
             stages = services.stages(deliveries)
             landed = _landed(previous, gateway=gateway, known=known)
             commits = committer.submit(

@@ -11,7 +11,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from backfill import events, services
+from backfill import events, intake
 from revassure import metrics
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ def paynow_webhook(request: HttpRequest) -> HttpResponse:
         )
     except events.BadSignature as exc:
         log.warning("webhook refused: %s", exc)
-        services.record_rejection(body, reason=str(exc), remote_addr=request.META.get("REMOTE_ADDR"))
+        intake.record_rejection(body, reason=str(exc), remote_addr=request.META.get("REMOTE_ADDR"))
         metrics.webhook_delivery("rejected")
         refused = JsonResponse({"error": str(exc)}, status=401)
         # The answer is byte for byte what it was when this view shared the job
@@ -39,8 +39,8 @@ def paynow_webhook(request: HttpRequest) -> HttpResponse:
         refused["WWW-Authenticate"] = 'Bearer realm="revassure-jobs"'
         return refused
     try:
-        delivery = services.receive_webhook(body)
-    except services.IntakeUnavailable:
+        delivery = intake.receive_webhook(body)
+    except intake.IntakeUnavailable:
         # Nothing was stored: the provider sends it again after Retry-After.
         busy = JsonResponse({"error": "the delivery could not be stored now; send it again"}, status=503)
         busy["Retry-After"] = str(settings.WEBHOOK_RETRY_AFTER_SECONDS)

@@ -4,7 +4,7 @@ purchases, and carries a handful of realistic breaks of each kind.
 Some breaks need more than the seeded ledgers: payments that came through the
 webhook (stored deliveries, applied or not) and refunds applied as reversals.
 Those are stored and applied here through the product's own intake
-(backfill.services), as the provider's webhooks would have arrived, so the
+(backfill.intake and backfill.services), as the provider's webhooks would have arrived, so the
 ledger, the identity markers and the stored deliveries agree as in production.
 Deterministic for a given seed (times aside: the statement covers the last day).
 """
@@ -21,7 +21,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from backfill import services as intake
+from backfill import intake, services
 from backfill.models import EventSource, EventStatus, ProviderEventDelivery
 from revassure.firestore import FirestoreGateway
 from revassure.ledger import is_points
@@ -43,7 +43,7 @@ def _event(
 def _deliver(raw: bytes, *, gateway: FirestoreGateway, apply: bool):
     delivery = intake.store_delivery(raw, source=EventSource.WEBHOOK)
     if apply:
-        return intake.apply_delivery(delivery.pk, gateway=gateway)
+        return services.apply_delivery(delivery.pk, gateway=gateway)
     # Stored, then its apply failed (Firestore was out of reach): left for a
     # person's replay. Left `received`, the webhook drain would apply it within
     # a minute of the demo starting, and the break would heal itself.

@@ -31,8 +31,7 @@ def short_write_wait(seconds: float) -> Iterator[None]:
     if connection.vendor != "sqlite" or connection.in_atomic_block:
         yield
         return
-    with connection.cursor() as cursor:
-        cursor.execute(f"PRAGMA busy_timeout = {max(int(seconds * 1000), 1)}")
+    busy_timeout(max(int(seconds * 1000), 1))
     try:
         yield
     finally:
@@ -43,10 +42,17 @@ def _restore() -> None:
     if connection.connection is None:
         return  # closed by a failure meanwhile: the next connection starts with the default
     try:
-        with connection.cursor() as cursor:
-            cursor.execute(f"PRAGMA busy_timeout = {_busy_millis()}")
+        busy_timeout(_busy_millis())
     except DatabaseError:
         connection.close()  # never leave the short wait on a connection others reuse
+
+
+def busy_timeout(millis: int) -> None:
+    """On the DB-API connection itself: through Django's cursor, the two PRAGMAs
+    of every webhook request cost twice as much (docs/scaling.md)."""
+    connection.ensure_connection()
+    with connection.wrap_database_errors:  # as Django's errors, as through its cursor
+        connection.connection.execute(f"PRAGMA busy_timeout = {millis}")
 
 
 def _busy_millis() -> int:

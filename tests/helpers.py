@@ -16,7 +16,7 @@ from django.core.management import call_command
 from django.db import connection
 from google.cloud import firestore
 
-from backfill.services import store_delivery
+from backfill.intake import store_delivery
 from devtools.emulator import ROOT
 from revassure.firestore import MISSING
 

@@ -17,8 +17,9 @@ import threading
 import pytest
 from django.db import connections
 
+from backfill.intake import store_delivery
 from backfill.models import EventStatus, ProviderEventDelivery
-from backfill.services import apply_delivery, store_delivery
+from backfill.services import apply_delivery
 from revassure.firestore import AUDIT_LOG, LEDGER, WALLETS, BalanceChange
 from tests.helpers import firestore_client, put_wallets
 

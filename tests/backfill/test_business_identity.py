@@ -12,8 +12,8 @@ from django.core.management.base import CommandError
 from django.urls import reverse
 
 from backfill import events
+from backfill.intake import store_delivery
 from backfill.models import EventStatus, ProviderEventDelivery
-from backfill.services import store_delivery
 from tests.helpers import firestore_client, put_wallets
 
 SECRET = "whsec_test_only_current"

@@ -33,7 +33,7 @@ LEASE = 3
 
 SETUP = """
 import json
-from backfill.services import store_delivery
+from backfill.intake import store_delivery
 from backfill.run_requests import request_stored_replay
 for n in range({events}):
     data = {{"payment_id": f"pay_{{n}}", "user_id": f"u{{n % {users}}}", "points": n + 1}}
@@ -46,7 +46,7 @@ print(request_stored_replay().pk)
 # checks are the view's; this is what the view calls once they pass).
 ARRIVAL = """
 import json
-from backfill.services import receive_webhook
+from backfill.intake import receive_webhook
 data = {"payment_id": "pay_live", "user_id": "u0", "points": 1000}
 body = {"id": "evt_live", "type": "payment.succeeded", "created": "2026-11-20T10:00:00Z", "data": data}
 print(receive_webhook(json.dumps(body).encode()).pk)

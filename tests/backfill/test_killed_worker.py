@@ -37,7 +37,7 @@ for n in range({events}):
 SETUP = {
     # Webhook deliveries stored while Firestore was away, replayed from the database.
     "stored": """
-from backfill.services import store_delivery
+from backfill.intake import store_delivery
 from backfill.run_requests import request_stored_replay
 for body in events:
     store_delivery(body.encode(), source="webhook")

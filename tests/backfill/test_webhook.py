@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
+from django.db import models as django_models
 from django.urls import reverse
 
 from backfill.events import sign
@@ -201,3 +202,38 @@ def test_a_refused_request_is_kept_without_its_body_and_old_ones_go(client, sett
     assert kept.received_at == start + timedelta(days=31)
     assert (kept.body_bytes, kept.body_sha256) == (len(body), hashlib.sha256(body).hexdigest())
     assert kept.reason and kept.remote_addr == "127.0.0.1"
+
+
+@pytest.mark.django_db
+def test_the_intakes_own_insert_stores_every_field_as_save_would(send):
+    """backfill.intake.insert writes its statement from the model's fields: a
+    field added later goes in too, as save() would write it, and the delivery
+    handed back is the stored row."""
+    from django.db.models.signals import post_save, pre_save
+
+    from backfill.intake import store_delivery
+
+    at = datetime(2026, 11, 20, 10, 0, 5, 123456, tzinfo=UTC)
+    with time_machine.travel(at, tick=False):
+        stored = store_delivery(json.dumps(event("evt_9", payment="pay_9")).encode(), source="webhook")
+        saved = ProviderEventDelivery(source="webhook", raw=stored.raw, event_id="evt_9")
+        saved.event_type, saved.user_id, saved.entry_id = stored.event_type, stored.user_id, stored.entry_id
+        saved.save()
+
+    def row(pk):
+        values = ProviderEventDelivery.objects.filter(pk=pk).values().get()
+        return {k: v for k, v in values.items() if k != "id"}
+
+    assert row(stored.pk) == row(saved.pk)
+    assert row(stored.pk)["received_at"] == at
+    parsed = ("payment.succeeded", "u1", "purchase-pay_9")
+    assert (stored.event_type, stored.user_id, stored.entry_id) == parsed
+    assert {k: getattr(stored, k) for k in row(stored.pk)} == row(stored.pk)
+    stored.status = EventStatus.APPLIED
+    stored.save()  # as loaded from the database: an update of its row, never a second row
+    assert ProviderEventDelivery.objects.count() == 2
+    assert ProviderEventDelivery.objects.get(pk=stored.pk).status == EventStatus.APPLIED
+    # What the insert leaves out: a save() of the model's own, or receivers of its signals.
+    assert ProviderEventDelivery.save is django_models.Model.save
+    assert not pre_save.has_listeners(ProviderEventDelivery)
+    assert not post_save.has_listeners(ProviderEventDelivery)

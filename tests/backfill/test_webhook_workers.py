@@ -28,7 +28,7 @@ EVENTS = 2000
 
 STORE = """
 import json
-from backfill.services import receive_webhook
+from backfill.intake import receive_webhook
 for n in range({first}, {first} + {count}):
     data = {{"payment_id": f"pay_{{n}}", "user_id": f"u{{n % 8}}", "points": n + 1}}
     created = "2026-11-20T10:00:00Z"

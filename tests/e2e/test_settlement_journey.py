@@ -22,7 +22,8 @@ WALLET = "cust-settle-0008"
 SETUP = """
 import json
 from backfill.models import ProviderEventDelivery
-from backfill.services import apply_delivery, store_delivery
+from backfill.intake import store_delivery
+from backfill.services import apply_delivery
 from revassure.firestore import get_gateway
 
 WALLET = "cust-settle-0008"

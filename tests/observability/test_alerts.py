@@ -19,8 +19,8 @@ from django_q.models import Schedule
 from django_q.scheduler import scheduler
 
 from backfill.events import sign
+from backfill.intake import store_delivery
 from backfill.models import DataMigration, MigrationKind, MigrationSource, MigrationStatus, RejectedWebhook
-from backfill.services import store_delivery
 from observability import alerts, recovery, tasks
 from observability.models import Alert, AlertNotification, AlertRule, AlertSend, AlertState, RuleName
 from reconciliation.models import (

@@ -6,7 +6,7 @@ from django.test import Client
 from django.urls import reverse
 
 from backfill.events import sign
-from backfill.services import store_delivery
+from backfill.intake import store_delivery
 from observability.models import Alert, AlertRule, AlertState
 from reconciliation.models import Break, ReconciliationRun, RunStatus
 from tests.helpers import csp_refusals

@@ -37,7 +37,7 @@ print(len(alerts.evaluate().opened))
 
 PAYMENT = """
 import json
-from backfill.services import receive_webhook
+from backfill.intake import receive_webhook
 data = {"payment_id": "pay_1", "user_id": "u1", "points": 100}
 body = {"id": "evt_1", "type": "payment.succeeded", "created": "2026-11-20T10:00:00Z", "data": data}
 receive_webhook(json.dumps(body).encode())

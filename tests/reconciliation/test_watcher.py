@@ -19,7 +19,8 @@ import uuid
 import pytest
 from django.core.management import CommandError, call_command
 
-from backfill.services import drain_webhooks, receive_webhook
+from backfill.intake import receive_webhook
+from backfill.services import drain_webhooks
 from devtools.emulator import ROOT
 from reconciliation.models import Break, RunTrigger, WatcherState
 from reconciliation.watcher import Watcher

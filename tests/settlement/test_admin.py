@@ -13,8 +13,8 @@ from django.urls import reverse
 
 from backfill import plan_approval, run_requests
 from backfill.events import UTF8_BOM
+from backfill.intake import store_delivery
 from backfill.models import DataMigration, MigrationKind
-from backfill.services import store_delivery
 from reconciliation.models import BalanceRequest
 from settlement import services
 from settlement.models import FollowUp, Outcome, SettlementRow, SettlementRun
