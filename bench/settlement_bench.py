@@ -95,7 +95,7 @@ def seed(project: str, wallets: int) -> float:
                 }
                 for k in range(PAYMENTS_PER_WALLET)
             }
-            yield _uid(w), sum(e["amount"] for e in entries.values()), entries
+            yield _uid(w), sum(_points(w, k) for k in range(PAYMENTS_PER_WALLET)), entries
 
     started = time.perf_counter()
     FirestoreGateway(project).write_wallets(items())

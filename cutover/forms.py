@@ -1,3 +1,5 @@
+from typing import cast
+
 from django import forms
 
 from cutover.runbook import MAX_MONITOR_MINUTES
@@ -42,4 +44,5 @@ class AbortForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["flags_off"].choices = [(name, name) for name in flags.known_flags()]
+        flags_off = cast(forms.MultipleChoiceField, self.fields["flags_off"])
+        flags_off.choices = [(name, name) for name in flags.known_flags()]

@@ -208,7 +208,7 @@ def backfill_job(request: HttpRequest) -> HttpResponse:
         return _start_job(request, caller, Job.Kind.BACKFILL, start_bound, refused="backfill refused")
     include = payload.get("include_quarantined", False)
     dry_run = payload.get("dry_run", False)
-    window = {}
+    window: dict[str, datetime] = {}
     for name in ("since", "until"):
         if name in payload:
             value = payload[name]
@@ -229,7 +229,11 @@ def backfill_job(request: HttpRequest) -> HttpResponse:
 
     def start(key):
         migration = run_requests.request_stored_replay(
-            include_quarantined=include, dry_run=dry_run, how=API_PLAN_HOW, **window
+            include_quarantined=include,
+            since=window.get("since"),
+            until=window.get("until"),
+            dry_run=dry_run,
+            how=API_PLAN_HOW,
         )
         return Job(idempotency_key=key or f"migration:{migration.pk}", migration=migration)
 
@@ -263,11 +267,12 @@ def settlement_job(request: HttpRequest) -> HttpResponse:
             settlement_storage.split_uri(source)
         except ValueError as exc:
             return _error(400, str(exc))
-        path: str | None = ""  # the worker fetches it
+        path = ""  # the worker fetches it
     elif source.startswith("/"):
-        path = _local_statement(source)
-        if path is None:
+        local = _local_statement(source)
+        if local is None:
             return _error(404, "no such statement file in the settlement directory")
+        path = local
     else:
         return _error(400, "path must be a gs://bucket/object URI or an absolute local file path")
 

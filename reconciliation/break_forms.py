@@ -4,6 +4,8 @@ proposals of a heal and of a correction, each choice saying what it does to the 
 
 from __future__ import annotations
 
+from typing import cast
+
 from django import forms
 from django.contrib.auth.base_user import AbstractBaseUser
 
@@ -21,7 +23,7 @@ class AssignForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["owner"].queryset = break_actions.assignees()
+        cast(forms.ModelChoiceField, self.fields["owner"]).queryset = break_actions.assignees()
 
 
 class AcceptForm(forms.Form):
@@ -53,7 +55,7 @@ class BreakHealForm(forms.Form):
             choices.append(
                 (strategy.value, f"{strategy.label.capitalize()}: {effect}" if effect else strategy.label)
             )
-        self.fields["strategy"].choices = choices
+        cast(forms.ChoiceField, self.fields["strategy"]).choices = choices
 
 
 class BreakCorrectionForm(forms.Form):
@@ -94,7 +96,7 @@ class BreakCorrectionForm(forms.Form):
                 if first_reading is None:
                     first_reading = read
             choices.append((entry.entry_id, text))
-        self.fields["entry_id"].choices = choices
+        cast(forms.ChoiceField, self.fields["entry_id"]).choices = choices
         if choices and not self.is_bound:
             self.initial.setdefault("entry_id", choices[0][0])
             if first_reading is not None and len(choices) == 1:
