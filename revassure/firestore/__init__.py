@@ -16,8 +16,9 @@ at an isolated emulator project.
 - transactions.py: transactions and commits through the generated client;
 - writes.py: balance changes, provider events, seeding, reports and mirrors;
 - encoding.py: raw values, writes and requests; model.py: what calls return;
-- snapshots.py: every document read out and written back exactly (snapshot_values.py:
-  a document as a snapshot line holds it); managed_export.py: Firestore's own export;
+- snapshots.py: every document read out exactly (snapshot_values.py: a document as
+  a snapshot line holds it); restores.py: written back exactly, and what a restore
+  asks first; managed_export.py: Firestore's own export;
 - readtime.py: the server's present, and whether the backend reads at a read time.
 - listen.py: the writes of wallets and ledger entries as they happen (Listen).
 

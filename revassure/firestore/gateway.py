@@ -10,6 +10,7 @@ connection and the parts it builds on:
     transactions   Transactions(connection, reads)
     writes         Writes(connection, reads, transactions)
     snapshots      Snapshots(connection, reads, transactions)
+    restores       Restores(connection, transactions, snapshots)
     managed export ManagedExports(connection)
     read times     ReadTimes(connection, reads, transactions, snapshots)
     listening      Listening(connection)
@@ -52,6 +53,7 @@ from revassure.firestore.model import (
 from revassure.firestore.reads import Reads
 from revassure.firestore.readtime import ReadTimes, ReadTimeSupport
 from revassure.firestore.report_reads import ReportReads
+from revassure.firestore.restores import Restores
 from revassure.firestore.snapshot_values import SnapshotDocument
 from revassure.firestore.snapshots import Position, Snapshots
 from revassure.firestore.transactions import Transactions
@@ -71,6 +73,7 @@ class FirestoreGateway:
         self._transactions = Transactions(connection, self._reads)
         self._writes = Writes(connection, self._reads, self._transactions)
         self._snapshots = Snapshots(connection, self._reads, self._transactions)
+        self._restores = Restores(connection, self._transactions, self._snapshots)
         self._managed_exports = ManagedExports(connection)
         self._read_times = ReadTimes(connection, self._reads, self._transactions, self._snapshots)
         self._listening = Listening(connection)
@@ -229,17 +232,19 @@ class FirestoreGateway:
     def raw_document(self, document: SnapshotDocument) -> Document:
         return self._snapshots.raw_document(document)
 
+    # -- restores.py -------------------------------------------------------------
+
     def write_documents(self, documents: Iterable[SnapshotDocument]) -> int:
-        return self._snapshots.write_documents(documents)
+        return self._restores.write_documents(documents)
 
     def delete_documents(self, paths: Iterable[str]) -> int:
-        return self._snapshots.delete_documents(paths)
+        return self._restores.delete_documents(paths)
 
     def snapshot_paths(self, *, concurrency: int = 32) -> Iterator[str]:
-        yield from self._snapshots.snapshot_paths(concurrency=concurrency)
+        yield from self._restores.snapshot_paths(concurrency=concurrency)
 
     def holds_documents(self) -> bool:
-        return self._snapshots.holds_documents()
+        return self._restores.holds_documents()
 
     # -- managed_export.py --------------------------------------------------------
 

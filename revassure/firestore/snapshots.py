@@ -1,6 +1,6 @@
-"""Snapshots: every document of the product's collections, read out exactly and
-written back exactly (the snapshots app's JSON Lines files; each document's
-values in snapshot_values.py). Firestore's own managed export is managed_export.py.
+"""Snapshots: every document of the product's collections, read out exactly (the
+snapshots app's JSON Lines files; each document's values in snapshot_values.py;
+written back by restores.py). Firestore's own managed export is managed_export.py.
 
 What a snapshot covers comes from the gateway's declaration of its collections
 (model.COLLECTIONS), since Firestore cannot be asked on the emulator (it
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -44,7 +44,7 @@ from revassure.firestore.model import (
     TRANSIENT_ERRORS,
     WALLETS,
 )
-from revassure.firestore.reads import BATCH_LIMIT, Reads
+from revassure.firestore.reads import Reads
 from revassure.firestore.snapshot_values import SnapshotDocument
 from revassure.firestore.transactions import Transactions
 
@@ -88,7 +88,7 @@ class Snapshots:
         can never ask for a time in Firestore's future."""
         request = firestore_pb.RunQueryRequest.wrap(
             encoding.RunQueryRequest(
-                parent=self.connection.documents, structured_query=_query(WALLETS, limit=1)
+                parent=self.connection.documents, structured_query=collection_query(WALLETS, limit=1)
             )
         )
 
@@ -113,7 +113,7 @@ class Snapshots:
     def count_wallets(self) -> int:
         """How many wallets there are (one count aggregation): a snapshot's progress bar."""
         query = encoding.AggregationQuery(
-            structured_query=_query(WALLETS),
+            structured_query=collection_query(WALLETS),
             aggregations=[encoding.Aggregation(alias="count", count=encoding.Aggregation.Count())],
         )
         request = firestore_pb.RunAggregationQueryRequest.wrap(
@@ -176,12 +176,12 @@ class Snapshots:
             pending = queued
 
     async def _ledgers(self, wallets: list[str], read_time, concurrency: int) -> dict[str, list]:
-        ledgers = await self._children(wallets, LEDGER, concurrency, read_time)
+        ledgers = await self.children(wallets, LEDGER, concurrency, read_time)
         return {
             wallet: [self.snapshot_document(d) for d in documents] for wallet, documents in ledgers.items()
         }
 
-    async def _children(
+    async def children(
         self, parents: list[str], collection_id: str, concurrency: int, read_time=None
     ) -> dict[str, list]:
         """{parent: its raw documents in `collection_id`}, `concurrency` queries at
@@ -298,116 +298,8 @@ class Snapshots:
         (ValueError when a value is not one the format writes)."""
         return snapshot_values.raw_document(document, self.connection.documents)
 
-    # -- writing back ------------------------------------------------------------
 
-    def write_documents(self, documents: Iterable[SnapshotDocument]) -> int:
-        """Write each document as it is (same path, same fields, same types; a set,
-        so writing one again changes nothing), BATCH_LIMIT to a commit."""
-        writes, written = [], 0
-        for document in documents:
-            writes.append(encoding.Write(update=self.raw_document(document)))
-            if len(writes) == BATCH_LIMIT:
-                self.transactions.commit(writes)
-                written, writes = written + len(writes), []
-        if writes:
-            self.transactions.commit(writes)
-        return written + len(writes)
-
-    def delete_documents(self, paths: Iterable[str]) -> int:
-        """Delete the documents at these relative paths, BATCH_LIMIT to a commit."""
-        writes, deleted = [], 0
-        for path in paths:
-            writes.append(encoding.Write(delete=f"{self.connection.documents}/{path}"))
-            if len(writes) == BATCH_LIMIT:
-                self.transactions.commit(writes)
-                deleted, writes = deleted + len(writes), []
-        if writes:
-            self.transactions.commit(writes)
-        return deleted + len(writes)
-
-    def snapshot_paths(self, *, concurrency: int = 32) -> Iterator[str]:
-        """The path of every document under the collections a snapshot covers
-        (what a restore with --replace removes first): each root collection's
-        documents and the documents of their SUBCOLLECTIONS, including those
-        under a parent that does not exist (a wallet deleted with its ledger
-        left behind), which ListDocuments lists with `show_missing`; and every
-        identity marker of every shard."""
-        for root in ROOTS:
-            if root == IDENTITIES:
-                for shard in IDENTITY_SHARDS:
-                    parent = f"{self.connection.documents}/{IDENTITIES}/{shard}"
-                    yield from (
-                        self._relative(d.name) for d in self.stream_documents(parent, IDENTITY_ENTRIES)
-                    )
-                continue
-            subcollections = SUBCOLLECTIONS.get(root, ())
-            for page in self._listed(self.connection.documents, root, show_missing=bool(subcollections)):
-                yield from (self._relative(name) for name, exists in page if exists)
-                names = [name for name, _ in page]
-                for sub in subcollections:
-                    children = self.connection.submit(self._children(names, sub, concurrency)).result()
-                    for name in names:
-                        yield from (self._relative(child.name) for child in children[name])
-
-    def _relative(self, name: str) -> str:
-        return name[len(self.connection.documents) + 1 :]
-
-    def _listed(
-        self, parent: str, collection_id: str, *, show_missing: bool
-    ) -> Iterator[list[tuple[str, bool]]]:
-        """Pages of (document name, whether it exists) of parent/collection_id, each
-        page one ListDocuments call under the gateway's retry."""
-        token = ""
-        while True:
-            request = firestore_pb.ListDocumentsRequest.wrap(
-                encoding.listing_request(parent, collection_id, token, show_missing=show_missing)
-            )
-
-            def page(request=request):
-                pager = self.connection.api.list_documents(
-                    request=request,
-                    retry=None,
-                    timeout=self.connection.call_timeout,
-                    metadata=self.connection.metadata,
-                )
-                for response in pager.pages:  # this call's page only
-                    return firestore_pb.ListDocumentsResponse.pb(response)
-
-            response = self.connection.retry(page)()
-            # A document that does not exist is listed by name alone, without a create time.
-            yield [(document.name, document.HasField("create_time")) for document in response.documents]
-            token = response.next_page_token
-            if not token:
-                return
-
-    def holds_documents(self) -> bool:
-        """Whether any root collection (or identity shard) holds a document."""
-        parents = [(self.connection.documents, root) for root in ROOTS if root != IDENTITIES]
-        parents += [
-            (f"{self.connection.documents}/{IDENTITIES}/{shard}", IDENTITY_ENTRIES)
-            for shard in IDENTITY_SHARDS
-        ]
-
-        def any_in(parent: str, collection_id: str) -> bool:
-            request = firestore_pb.RunQueryRequest.wrap(
-                encoding.RunQueryRequest(parent=parent, structured_query=_query(collection_id, limit=1))
-            )
-
-            def ask() -> bool:
-                responses = self.connection.api.run_query(
-                    request=request,
-                    retry=None,
-                    timeout=self.connection.call_timeout,
-                    metadata=self.connection.metadata,
-                )
-                return any(firestore_pb.RunQueryResponse.pb(r).HasField("document") for r in responses)
-
-            return self.connection.retry(ask)()
-
-        return any(any_in(parent, collection_id) for parent, collection_id in parents)
-
-
-def _query(collection_id: str, *, limit: int | None = None):
+def collection_query(collection_id: str, *, limit: int | None = None):
     query = encoding.Query(from_=[encoding.Query.CollectionSelector(collection_id=collection_id)])
     if limit is not None:
         query.limit.value = limit
