@@ -1,7 +1,8 @@
 """Heals, corrections and manual adjustments: propose, approve or reject (then
 reconciliation.execution applies them; reconciliation.effects says what they do).
 
-One state machine for all three (models.TRANSITIONS), enforced here whoever calls
+One state machine for all three (models.TRANSITIONS, moved only through
+reconciliation.request_states, which also expires), enforced here whoever calls
 (admin, command, shell, task): permissions, maker-checker (nobody approves
 what they proposed, and above TWO_APPROVERS_ABOVE two distinct people must),
 the cutover freeze, expiry, and a stale check against what the approver saw.
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -33,7 +34,6 @@ from reconciliation.effects import heal_amount
 from reconciliation.models import (
     OPEN_STATES,
     REPAIR_KINDS,
-    TRANSITIONS,
     BalanceRequest,
     HealStrategy,
     ReasonCode,
@@ -45,22 +45,19 @@ from reconciliation.models import (
     Violation,
     ViolationKind,
 )
+from reconciliation.request_states import RequestRefused, refusal_unless_open, transition
 from revassure import flags, freeze, metrics, policy
 from revassure.firestore import MISSING, FirestoreGateway, WalletState
 from revassure.formatting import points
 from revassure.ledger import balances_unchanged, is_points, summed
 from revassure.logs import on_commit
-from revassure.refusals import Refused, require
+from revassure.refusals import require
 from revassure.waiting import WaitingKind, announce
 
 log = logging.getLogger(__name__)
 
 AUTO_HEAL_FLAG = "auto_heal_enabled"
 AUTO_HEAL_POLICY = "policy:auto-heal"
-
-
-class RequestRefused(Refused):
-    """A request cannot do what was asked; the message says why, for a person."""
 
 
 # -- proposing -----------------------------------------------------------------
@@ -226,7 +223,7 @@ def _auto_heal(request: BalanceRequest, live) -> None:
     RequestApproval.objects.create(
         request=request, policy=AUTO_HEAL_POLICY, seen_points=live.points, seen_ledger_sum=live.ledger.total
     )
-    _transition(
+    transition(
         request,
         RequestState.APPROVED,
         actor_label=AUTO_HEAL_POLICY,
@@ -251,7 +248,7 @@ def approve(request_id: int, *, actor: User, gateway: FirestoreGateway, reason: 
     freeze.require_unfrozen()
     with transaction.atomic():
         request = BalanceRequest.objects.select_for_update().get(pk=request_id)
-        refusal = _refusal_unless_open(request)
+        refusal = refusal_unless_open(request)
         if refusal is None:
             _approve_locked(request, actor=actor, gateway=gateway, reason=reason.strip())
     if refusal is not None:
@@ -268,7 +265,7 @@ def _approve_locked(request: BalanceRequest, *, actor, gateway: FirestoreGateway
     if request.kind in REPAIR_KINDS and not matches(
         live, request.expected_points, request.expected_ledger_sum
     ):
-        _transition(
+        transition(
             request,
             RequestState.STALE,
             actor=actor,
@@ -283,7 +280,7 @@ def _approve_locked(request: BalanceRequest, *, actor, gateway: FirestoreGateway
         amount = found.get((request.uid, request.supersedes), MISSING)
         if (request.uid, request.supersedes) not in found or summed(amount):
             now = "is gone from the ledger" if not found else f"now holds {points(amount)}"
-            _transition(
+            transition(
                 request,
                 RequestState.STALE,
                 actor=actor,
@@ -310,7 +307,7 @@ def _approve_locked(request: BalanceRequest, *, actor, gateway: FirestoreGateway
             reason=f"approval {approvals} of {request.required_approvals}{because}",
         )
         return
-    _transition(request, RequestState.APPROVED, actor=actor, reason=f"approved{because}")
+    transition(request, RequestState.APPROVED, actor=actor, reason=f"approved{because}")
     request.approved_at = timezone.now()
     request.save(update_fields=["approved_at"])
     enqueue_execution(request.pk)
@@ -321,53 +318,17 @@ def reject(request_id: int, *, actor: User, reason: str) -> BalanceRequest:
     require_reason(reason)
     with transaction.atomic():
         request = BalanceRequest.objects.select_for_update().get(pk=request_id)
-        refusal = _refusal_unless_open(request)
+        refusal = refusal_unless_open(request)
         if refusal is None:
             if request.proposed_by_id == actor.pk:
                 raise RequestRefused("you proposed this request: someone else must decide on it")
-            _transition(request, RequestState.REJECTED, actor=actor, reason=reason)
+            transition(request, RequestState.REJECTED, actor=actor, reason=reason)
     if refusal is not None:
         raise RequestRefused(refusal)
     return request
 
 
-def expire_due(now: datetime | None = None) -> int:
-    """Expire proposals past their time; returns how many."""
-    now = now or timezone.now()
-    expired = 0
-    for request_id in BalanceRequest.objects.filter(
-        state=RequestState.PROPOSED, expires_at__lte=now
-    ).values_list("pk", flat=True):
-        with transaction.atomic():
-            request = BalanceRequest.objects.select_for_update().get(pk=request_id)
-            if request.state == RequestState.PROPOSED:
-                _transition(
-                    request, RequestState.EXPIRED, actor_label="system:expiry", reason="not decided in time"
-                )
-                expired += 1
-    return expired
-
-
 # -- helpers -------------------------------------------------------------------
-
-
-def _transition(
-    request: BalanceRequest, to_state: str, *, actor=None, actor_label: str = "", reason: str
-) -> None:
-    if to_state not in TRANSITIONS.get(request.state, set()):
-        raise RequestRefused(f"a {request.state} request cannot become {to_state}")
-    RequestEvent.objects.create(
-        request=request,
-        from_state=request.state,
-        to_state=to_state,
-        actor=actor,
-        actor_label=actor_label,
-        reason=reason,
-    )
-    request.state = to_state
-    request.save(update_fields=["state"])
-    on_commit(lambda: metrics.balance_request(kind=request.kind, state=to_state))
-    log.info("balance request %s", to_state, extra={"request_id": request.pk, "state": to_state})
 
 
 def matches(state: WalletState, points: int, ledger_sum: int) -> bool:
@@ -386,17 +347,6 @@ def _require_balance_allowed(uid: str, points: int, amount: int) -> None:
 def require_reason(reason: str) -> None:
     if not reason or not reason.strip():
         raise RequestRefused("a reason is required")
-
-
-def _refusal_unless_open(request: BalanceRequest) -> str | None:
-    """Why the request cannot be decided now, or None. Expires it when due
-    (the caller commits that before refusing)."""
-    if request.state == RequestState.PROPOSED and request.expires_at <= timezone.now():
-        _transition(request, RequestState.EXPIRED, actor_label="system:expiry", reason="not decided in time")
-        return f"request {request.pk} expired at {request.expires_at:%Y-%m-%d %H:%M} UTC"
-    if request.state != RequestState.PROPOSED:
-        return f"request {request.pk} is {request.state}, not awaiting a decision"
-    return None
 
 
 def enqueue_execution(request_id: int) -> None:

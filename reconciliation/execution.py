@@ -17,8 +17,9 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from reconciliation.changes import _transition, enqueue_execution
+from reconciliation.changes import enqueue_execution
 from reconciliation.models import BalanceRequest, HealStrategy, RequestKind, RequestState
+from reconciliation.request_states import transition
 from revassure import dbclock, freeze, policy
 from revassure.firestore import BalanceChange, FirestoreGateway
 from revassure.formatting import points
@@ -45,7 +46,7 @@ def execute(request_id: int, *, gateway: FirestoreGateway) -> BalanceRequest:
     if refusal:
         with transaction.atomic():
             request = BalanceRequest.objects.select_for_update().get(pk=request_id)
-            _transition(request, RequestState.FAILED, actor_label="worker", reason=f"refused: {refusal}")
+            transition(request, RequestState.FAILED, actor_label="worker", reason=f"refused: {refusal}")
         return request
     try:
         outcome = gateway.apply_balance_change(change)
@@ -61,14 +62,14 @@ def execute(request_id: int, *, gateway: FirestoreGateway) -> BalanceRequest:
             request = BalanceRequest.objects.select_for_update().get(pk=request_id)
             if applied:
                 return _applied(request, {"note": "confirmed after an error: " + repr(exc)})
-            _transition(
+            transition(
                 request, RequestState.FAILED, actor_label="worker", reason=f"{type(exc).__name__}: {exc}"
             )
             return request
     with transaction.atomic():
         request = BalanceRequest.objects.select_for_update().get(pk=request_id)
         if outcome.status == "stale":
-            _transition(
+            transition(
                 request,
                 RequestState.STALE,
                 actor_label="worker",
@@ -151,7 +152,7 @@ def _applied(request: BalanceRequest, result: dict) -> BalanceRequest:
     request.result = result
     request.applied_at = timezone.now()
     request.save(update_fields=["result", "applied_at"])
-    _transition(request, RequestState.APPLIED, actor_label="worker", reason="applied to Firestore")
+    transition(request, RequestState.APPLIED, actor_label="worker", reason="applied to Firestore")
     return request
 
 

@@ -12,10 +12,10 @@ from django.utils import timezone
 
 from reconciliation import (
     break_cause_batches,
-    changes,
     execution,
     pending_checks,
     recovery,
+    request_states,
     schedule,
     services,
 )
@@ -61,7 +61,7 @@ def sweep_requests() -> dict:
     """Every few minutes: expire undecided proposals, and give back the claims of
     workers that died mid-execution (longer ago than any task may run), then
     enqueue what is waiting."""
-    expired = changes.expire_due()
+    expired = request_states.expire_due()
     released = execution.release_abandoned(timedelta(seconds=settings.Q_CLUSTER["retry"]))
     resumed = execution.resume_waiting()
     return {"expired": expired, "released": released, "resumed": resumed}

@@ -9,7 +9,7 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.utils import timezone
 
-from reconciliation import changes, execution, services
+from reconciliation import changes, execution, request_states, services
 from reconciliation.models import BalanceRequest, RequestState, RunTrigger
 from revassure import flags, freeze
 from revassure.firestore import get_gateway
@@ -283,7 +283,7 @@ def test_the_sweeper_expires_undecided_proposals(gateway, reviewer, settings):
         actor=reviewer, uid="a", amount=5, reason_code="goodwill", reason="x", gateway=gateway
     )
     with time_machine.travel(timezone.now() + timedelta(hours=2)):
-        assert changes.expire_due() == 1
+        assert request_states.expire_due() == 1
     request.refresh_from_db()
     assert request.state == RequestState.EXPIRED
 
