@@ -22,6 +22,7 @@ from backfill.admin_start import StartPages
 from backfill.models import OUTCOMES, DataMigration, EventStatus, MigrationSource, MigrationStatus
 from revassure.admin_base import ReadOnlyAdmin
 from revassure.formatting import EMPTY, points, signed, when
+from revassure.refusals import may
 
 
 class ModeFilter(admin.SimpleListFilter):
@@ -252,7 +253,7 @@ class DataMigrationAdmin(MigrationPage, StartPages, ReadOnlyAdmin):
     # -- actions -------------------------------------------------------------------
 
     def has_control_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm(runs.PERMISSION)
+        return may(request.user, runs.PERMISSION)
 
     def _control(self, request, queryset, action):
         for migration in queryset:

@@ -29,6 +29,7 @@ from backfill.models import (
 from revassure.admin_base import AuthenticatedHttpRequest
 from revassure.flags import FeatureDisabled
 from revassure.formatting import EMPTY, label, points, signed
+from revassure.refusals import may
 
 REFRESH_SECONDS = 5  # how often a page showing a live migration reloads itself
 ITEMS_PER_PAGE = 50
@@ -145,7 +146,7 @@ class MigrationPage(_AdminBase):
         refusal = plan_approval.approval_refusal(migration, request.user)
         return {
             "bound_runs": list(run_requests.bound_runs(migration).order_by("pk")),
-            "can_run_bound": request.user.has_perm(runs.PERMISSION),
+            "can_run_bound": may(request.user, runs.PERMISSION),
             "bound_run_refusal": run_requests.bound_run_refusal(migration),
             "approval_text": plan_approval.approval_text(migration),
             # The form for a second person; said why not to one who approves plans.
@@ -153,7 +154,7 @@ class MigrationPage(_AdminBase):
             if not refusal and plan_approval.needs_approval(migration)
             else None,
             "approval_refusal": refusal
-            if request.user.has_perm(plan_approval.APPROVE) and migration.plan_approved_by_id is None
+            if may(request.user, plan_approval.APPROVE) and migration.plan_approved_by_id is None
             else "",
         }
 
@@ -161,7 +162,7 @@ class MigrationPage(_AdminBase):
         """A second person approves a completed dry run's plan, from its page (POST only)."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        if not request.user.has_perm(plan_approval.APPROVE):
+        if not may(request.user, plan_approval.APPROVE):
             raise PermissionDenied("only ops and finance approvers approve plans")
         plan = get_object_or_404(DataMigration, pk=object_id)
         form = PlanApprovalForm(request.POST)
@@ -183,7 +184,7 @@ class MigrationPage(_AdminBase):
         """ "Run for real, bound to this plan", from a completed dry run's page."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        if not request.user.has_perm(runs.PERMISSION):
+        if not may(request.user, runs.PERMISSION):
             raise PermissionDenied("only ops start backfills")
         plan = get_object_or_404(DataMigration, pk=object_id)
         try:

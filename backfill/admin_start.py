@@ -26,6 +26,7 @@ from revassure.admin_base import AuthenticatedHttpRequest
 from revassure.firestore import get_gateway
 from revassure.flags import FeatureDisabled
 from revassure.formatting import EMPTY, points
+from revassure.refusals import may
 
 FORM_PAGE = "admin/revassure/form_page.html"
 
@@ -164,7 +165,7 @@ class StartPages(_AdminBase):
         """The page that starts a migration: ops only; a valid form is handed to
         `start` (the service), whose refusal is shown on the form; the migration
         started is opened on its page, where its progress shows."""
-        if not request.user.has_perm(runs.PERMISSION):
+        if not may(request.user, runs.PERMISSION):
             raise PermissionDenied("only ops start backfills")
         if request.method == "POST" and form.is_valid():
             try:
@@ -203,11 +204,11 @@ class CompletenessPage(_AdminBase):
 
     def completeness_view(self, request: AuthenticatedHttpRequest) -> HttpResponse:
         """The stored events without a ledger entry, and one button to replay them all."""
-        if not request.user.has_perm("backfill.view_providereventdelivery"):
+        if not may(request.user, "backfill.view_providereventdelivery"):
             raise PermissionDenied("your role does not include the provider events")
         gateway = get_gateway()
         if request.method == "POST":
-            if not request.user.has_perm(runs.PERMISSION):
+            if not may(request.user, runs.PERMISSION):
                 raise PermissionDenied("only ops replay gaps")
             try:
                 gaps, migration = completeness.replay_gaps(gateway, actor=request.user)
@@ -239,7 +240,7 @@ class CompletenessPage(_AdminBase):
             (d["entry_id"], f"credited to {len(d['wallets'])} wallets: {', '.join(d['wallets'])}")
             for d in found.doubles
         ]
-        can_replay = bool(gaps) and request.user.has_perm(runs.PERMISSION)
+        can_replay = bool(gaps) and may(request.user, runs.PERMISSION)
         return form_page(
             self,
             request,

@@ -28,6 +28,7 @@ from reconciliation.models import RunTrigger
 from revassure.admin_base import AuthenticatedHttpRequest, ReadOnlyAdmin, row_id
 from revassure.firestore import get_gateway
 from revassure.formatting import EMPTY, duration, label, points, shown, signed, when
+from revassure.refusals import may
 
 
 def _page(cutover: Cutover) -> str:
@@ -76,8 +77,8 @@ class CutoverAdmin(ReadOnlyAdmin):
         running = following if following is not None and following.state == StepState.RUNNING else None
         seen = steps.monitoring(cutover)
         can = {
-            "run": user.has_perm(RUN) and cutover.status == CutoverStatus.IN_PROGRESS,
-            "accept": user.has_perm(ACCEPT),
+            "run": may(user, RUN) and cutover.status == CutoverStatus.IN_PROGRESS,
+            "accept": may(user, ACCEPT),
         }
         form = None
         if following is not None and running is None:
@@ -109,7 +110,7 @@ class CutoverAdmin(ReadOnlyAdmin):
         cutover = self._viewable(request, object_id)
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        if not (request.user.has_perm(RUN) or request.user.has_perm(ACCEPT)):
+        if not (may(request.user, RUN) or may(request.user, ACCEPT)):
             raise PermissionDenied("only ops confirm cutover steps")
         form = StepForm(request.POST)
         if not form.is_valid():
@@ -162,7 +163,7 @@ class CutoverAdmin(ReadOnlyAdmin):
     # -- start and abort --------------------------------------------------------------
 
     def start_view(self, request: AuthenticatedHttpRequest) -> HttpResponse:
-        if not request.user.has_perm(RUN):
+        if not may(request.user, RUN):
             raise PermissionDenied("only ops start a cutover")
         form = StartForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
@@ -184,7 +185,7 @@ class CutoverAdmin(ReadOnlyAdmin):
 
     def abort_view(self, request: AuthenticatedHttpRequest, object_id: int) -> HttpResponse:
         cutover = self._viewable(request, object_id)
-        if not request.user.has_perm(RUN):
+        if not may(request.user, RUN):
             raise PermissionDenied("only ops abort a cutover")
         if cutover.status != CutoverStatus.IN_PROGRESS:
             self.message_user(

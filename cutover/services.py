@@ -36,20 +36,16 @@ from cutover.steps import left_by_hand, perform, roll_back_freeze
 from revassure import flags
 from revassure.firestore import FirestoreGateway
 from revassure.models import FreezeEvent
+from revassure.refusals import may, require
 from revassure.sealing import chain as sealing
 from revassure.waiting import WaitingKind, announce
-
-
-def _require(actor, permission: str, doing: str) -> None:
-    if not actor.has_perm(permission):
-        raise PermissionError(f"{actor} may not {doing}")
 
 
 def awaiting_acceptance(user: User | AnonymousUser) -> QuerySet[CutoverStep]:
     """The reconcile step of the cutover in progress when its run found violations
     and nobody accepted them yet: what waits for this user, if they may accept
     (finance approvers), else nothing."""
-    if not user.is_active or not user.has_perm(ACCEPT):
+    if not may(user, ACCEPT):
         return CutoverStep.objects.none()
     return CutoverStep.objects.filter(
         state=StepState.NEEDS_ACCEPTANCE, cutover__status=CutoverStatus.IN_PROGRESS
@@ -78,7 +74,7 @@ def freeze_hold(event: FreezeEvent) -> tuple[str, str] | None:
 
 
 def start(*, actor: User, name: str, target: str, monitor_minutes: int = 120) -> Cutover:
-    _require(actor, RUN, "start a cutover")
+    require(actor, RUN, "start a cutover")
     name, target = name.strip(), target.strip()
     if not name or not target:
         raise CutoverRefused("a cutover needs a name and a target environment")
@@ -123,9 +119,9 @@ def confirmable(cutover: Cutover, key: str, *, actor: User) -> tuple[CutoverStep
     step = step_by_key(cutover, key)
     waiting_for_acceptance = step.state == StepState.NEEDS_ACCEPTANCE
     if waiting_for_acceptance:
-        _require(actor, ACCEPT, "accept a reconciliation with violations (finance approvers do)")
+        require(actor, ACCEPT, "accept a reconciliation with violations (finance approvers do)")
     else:
-        _require(actor, RUN, "confirm cutover steps (ops do)")
+        require(actor, RUN, "confirm cutover steps (ops do)")
     if step.state == StepState.RUNNING:
         raise CutoverRefused(
             f"step {step.number} ({step.get_key_display()}) is running in the workers; "
@@ -260,7 +256,7 @@ def abort(
 ) -> Cutover:
     """Abort with a reason; optionally unfreeze (only a freeze the cutover made)
     and turn feature flags off. Both are recorded, with what is left to do by hand."""
-    _require(actor, RUN, "abort a cutover (ops do)")
+    require(actor, RUN, "abort a cutover (ops do)")
     reason = reason.strip()
     if not reason:
         raise CutoverRefused("say why the cutover is aborted")

@@ -22,6 +22,7 @@ from observability import admin_inbox, alerts, targets  # noqa: F401 (admin_inbo
 from observability.models import ACTIVE, Alert, AlertNotification, AlertRule, AlertRuleChange, Channel
 from revassure.admin_base import AuthenticatedHttpRequest, BaseAdmin
 from revassure.formatting import points, when
+from revassure.refusals import may
 
 
 class ReadOnly:
@@ -129,7 +130,7 @@ class AlertAdmin(ReadOnly, BaseAdmin):
         return when(obj.resolved_at) if obj.resolved_at else "-"
 
     def has_acknowledge_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm(alerts.ACKNOWLEDGE_PERMISSION)
+        return may(request.user, alerts.ACKNOWLEDGE_PERMISSION)
 
     def _reason(self, request):
         reason = request.POST.get("reason", "").strip()
@@ -187,7 +188,8 @@ class AlertAdmin(ReadOnly, BaseAdmin):
             offers = {
                 doing: alerts.refusal(alert, request.user, doing) for doing in ("acknowledge", "silence")
             }
-            may = request.user.has_perm(alerts.ACKNOWLEDGE_PERMISSION)
+            # Ops are told why not; the other roles were never offered it.
+            told = may(request.user, alerts.ACKNOWLEDGE_PERMISSION)
             extra_context = {
                 **(extra_context or {}),
                 "acknowledge_url": None
@@ -196,8 +198,9 @@ class AlertAdmin(ReadOnly, BaseAdmin):
                 "silence_url": None
                 if offers["silence"]
                 else reverse("admin:observability_alert_silence", args=[alert.pk]),
-                # Ops are told why not; the other roles were never offered it.
-                "refused": [(doing.capitalize(), why) for doing, why in offers.items() if why] if may else [],
+                "refused": [(doing.capitalize(), why) for doing, why in offers.items() if why]
+                if told
+                else [],
             }
         return super().change_view(request, object_id, form_url, extra_context)
 
@@ -209,7 +212,7 @@ class AlertAdmin(ReadOnly, BaseAdmin):
 
     def _alert_form(self, request, alert_id, doing, form_class):
         """GET: the alert and a form (what an email's link opens); POST: do it, back to the alert."""
-        if not request.user.has_perm(alerts.ACKNOWLEDGE_PERMISSION):
+        if not may(request.user, alerts.ACKNOWLEDGE_PERMISSION):
             raise PermissionDenied
         alert = get_object_or_404(Alert.objects.select_related("rule"), pk=alert_id)
         page = reverse("admin:observability_alert_change", args=[alert.pk])

@@ -26,6 +26,7 @@ from reconciliation import break_age, watcher
 from reconciliation.models import ReconciliationRun, RunStatus, WatcherState
 from revassure import flags
 from revassure.formatting import points, signed
+from revassure.refusals import may
 
 CHART_DAYS = 30
 CHART_WIDTH, CHART_HEIGHT, CHART_PAD = 600, 140, 24
@@ -111,11 +112,11 @@ def chart(points: list[dict], now: datetime) -> dict:
 def tiles(user: User) -> dict:
     now = timezone.now()
     context: dict = {}
-    if user.has_perm("reconciliation.view_reconciliationrun"):
+    if may(user, "reconciliation.view_reconciliationrun"):
         context["verdict"] = verdict(now)
         context["run"] = last_full_run()
         context["chart"] = chart(history(now), now)
-    if user.has_perm("observability.view_alert"):
+    if may(user, "observability.view_alert"):
         active = Alert.objects.filter(state__in=ACTIVE).select_related("rule")
         by_state = dict(active.values_list("state").annotate(n=Count("pk")).order_by())
         context["alerts"] = {
@@ -131,12 +132,12 @@ def tiles(user: User) -> dict:
             "count": sum(section.count for section in waiting),
             "sections": [section for section in waiting if section.count],
         }
-    if user.has_perm("revassure.view_featureflag"):
+    if may(user, "revassure.view_featureflag"):
         context["flags"] = [(name, flags.is_enabled(name)) for name in flags.known_flags()]
-    if user.has_perm("backfill.view_datamigration"):
+    if may(user, "backfill.view_datamigration"):
         running = DataMigration.objects.filter(status=MigrationStatus.RUNNING)
         context["migrations"] = [(m, round(100 * migration_ratio(m))) for m in running[:5]]
-    if user.has_perm("backfill.view_providereventdelivery"):
+    if may(user, "backfill.view_providereventdelivery"):
         rows = (
             ProviderEventDelivery.objects.filter(
                 source=EventSource.WEBHOOK, received_at__gte=now - timedelta(hours=24)
@@ -146,14 +147,14 @@ def tiles(user: User) -> dict:
             .order_by("status")
         )
         context["deliveries"] = [(row["status"], row["n"]) for row in rows]
-        if user.has_perm("backfill.view_rejectedwebhook"):
+        if may(user, "backfill.view_rejectedwebhook"):
             context["rejected"] = RejectedWebhook.objects.filter(
                 received_at__gte=now - timedelta(hours=24)
             ).count()
-    if user.has_perm("reconciliation.view_reconciliationrun"):
+    if may(user, "reconciliation.view_reconciliationrun"):
         state = WatcherState.objects.filter(project=settings.GOOGLE_CLOUD_PROJECT).first()
         context["watcher"] = {"health": watcher.health(state, now), "state": state}
-    if user.has_perm("reconciliation.view_break"):
+    if may(user, "reconciliation.view_break"):
         by_bucket = break_age.open_by_bucket(now)
         context["breaks"] = {
             "count": sum(by_bucket.values()),

@@ -39,6 +39,7 @@ from reconciliation.models import ReconciliationRun
 from revassure import outbox
 from revassure.formatting import points, signed, when
 from revassure.models import WaitingAnnouncement
+from revassure.refusals import may
 from revassure.waiting import WaitingKind
 from settlement import actions as settlement
 from settlement.models import Outcome
@@ -235,10 +236,10 @@ AREAS = {
 @provider(WaitingKind.ALERT, "Open alerts on your area")
 def open_alerts(user: User, now: datetime) -> Iterable[Item]:
     """Open alerts only: acknowledged or silenced ones have someone on them."""
-    if not user.has_perm("observability.view_alert"):
+    if not may(user, "observability.view_alert"):
         return
-    mine = [name for name, permission in AREAS.items() if user.has_perm(permission)]
-    can_acknowledge = user.has_perm("observability.acknowledge_alert")
+    mine = [name for name, permission in AREAS.items() if may(user, permission)]
+    can_acknowledge = may(user, "observability.acknowledge_alert")
     for alert in Alert.objects.filter(state=AlertState.OPEN, rule__name__in=mine).select_related("rule"):
         yield Item(
             kind=WaitingKind.ALERT,

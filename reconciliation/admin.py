@@ -31,6 +31,7 @@ from revassure.admin_base import AuthenticatedHttpRequest, ReadOnlyAdmin
 from revassure.exports import csv_response
 from revassure.flags import FeatureDisabled
 from revassure.formatting import EMPTY, points, signed, when
+from revassure.refusals import may
 
 
 @admin.register(ReconciliationRun)
@@ -218,10 +219,10 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
         ]
 
     def has_run_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("reconciliation.run_reconciliation")
+        return may(request.user, "reconciliation.run_reconciliation")
 
     def has_export_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm(EXPORT_PERMISSION)
+        return may(request.user, EXPORT_PERMISSION)
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None

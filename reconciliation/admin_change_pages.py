@@ -26,7 +26,7 @@ from revassure.admin_base import AuthenticatedHttpRequest
 from revassure.firestore import FirestoreError, WalletState, get_gateway
 from revassure.formatting import EMPTY, points, signed, when
 from revassure.ledger import is_points
-from revassure.refusals import REFUSALS
+from revassure.refusals import REFUSALS, may
 
 DECIDE_PAGE = "admin/reconciliation/balancerequest/decide.html"
 
@@ -106,7 +106,7 @@ class ChangePages(_AdminBase):
     # -- deciding --------------------------------------------------------------
 
     def decide_view(self, request: AuthenticatedHttpRequest, request_id: int) -> HttpResponse:
-        if not request.user.has_perm("reconciliation.approve_balancerequest"):
+        if not may(request.user, "reconciliation.approve_balancerequest"):
             raise PermissionDenied
         obj = get_object_or_404(BalanceRequest.objects.select_related("proposed_by"), pk=request_id)
         form = DecisionForm(request.POST or None)
@@ -209,7 +209,7 @@ class ChangePages(_AdminBase):
     # -- proposing an adjustment -----------------------------------------------
 
     def propose_view(self, request: AuthenticatedHttpRequest) -> HttpResponse:
-        if not request.user.has_perm("reconciliation.propose_balancerequest"):
+        if not may(request.user, "reconciliation.propose_balancerequest"):
             raise PermissionDenied
         initial = {"uid": request.GET.get("uid", "")}
         form = AdjustmentForm(request.POST or None, initial=initial)

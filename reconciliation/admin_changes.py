@@ -36,7 +36,7 @@ from revassure import freeze
 from revassure.admin_base import AuthenticatedHttpRequest, ReadOnlyAdmin
 from revassure.firestore import get_gateway
 from revassure.formatting import EMPTY, label, points, shown, signed, when
-from revassure.refusals import REFUSALS
+from revassure.refusals import REFUSALS, may
 
 if TYPE_CHECKING:
     from django_stubs_ext import WithAnnotations
@@ -115,7 +115,7 @@ class BalanceRequestAdmin(ChangePages, ReadOnlyAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[QueuedRequest]:
         queryset = super().get_queryset(request).annotate(approvals_count=Count("approvals", distinct=True))
-        if request.user.has_perm("reconciliation.approve_balancerequest"):
+        if may(request.user, "reconciliation.approve_balancerequest"):
             mine = change_queries.awaiting(request.user).filter(pk=OuterRef("pk"))
             return queryset.annotate(decidable=Exists(mine))
         return queryset.annotate(decidable=Value(False))
@@ -222,7 +222,7 @@ class BalanceRequestAdmin(ChangePages, ReadOnlyAdmin):
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
-        can_propose = request.user.has_perm("reconciliation.propose_balancerequest")
+        can_propose = may(request.user, "reconciliation.propose_balancerequest")
         return super().changelist_view(request, {**(extra_context or {}), "can_propose": can_propose})
 
     def change_view(

@@ -33,6 +33,7 @@ from revassure import freeze
 from revassure.admin_base import AuthenticatedHttpRequest, ReadOnlyAdmin, require_row_id, row_id
 from revassure.exports import ListExport, safe_cell
 from revassure.formatting import EMPTY, points, signed, when
+from revassure.refusals import may
 
 if TYPE_CHECKING:
     from django_stubs_ext import WithAnnotations
@@ -272,7 +273,7 @@ class ViolationAdmin(ListExport, ReadOnlyAdmin):
         return propose_heal_action(self, request, queryset)
 
     def has_propose_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("reconciliation.propose_balancerequest")
+        return may(request.user, "reconciliation.propose_balancerequest")
 
     def export_table(self, queryset: QuerySet[HealedViolation]) -> Iterator[list[Any]]:
         return violation_rows(queryset)

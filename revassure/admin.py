@@ -18,6 +18,7 @@ from revassure import flags, formatting, freeze
 from revassure.admin_base import AuthenticatedHttpRequest, BaseAdmin, ReadOnlyAdmin
 from revassure.firestore import get_gateway
 from revassure.models import FeatureFlag, FeatureFlagChange, FreezeEvent
+from revassure.refusals import may
 
 _OVERRIDES = {"default": None, "on": True, "off": False}
 
@@ -173,11 +174,11 @@ class FreezeEventAdmin(ReadOnlyAdmin):
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
-        can = request.user.has_perm("revassure.manage_freeze")
+        can = may(request.user, "revassure.manage_freeze")
         return super().changelist_view(request, {**(extra_context or {}), "can_manage_freeze": can})
 
     def toggle_view(self, request: AuthenticatedHttpRequest) -> HttpResponse:
-        if not request.user.has_perm("revassure.manage_freeze"):
+        if not may(request.user, "revassure.manage_freeze"):
             raise PermissionDenied("only ops freeze and unfreeze manual balance changes")
         active = freeze.current()
         form = FreezeForm(request.POST or None, initial={"state": "unfreeze" if active else "freeze"})

@@ -19,6 +19,8 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, Streami
 from django.http.response import HttpResponseBase
 from django.urls import path, reverse
 
+from revassure.refusals import may
+
 # What makes a spreadsheet read a cell as a formula (OWASP, CSV injection): =, +, -, @, TAB, CR.
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -75,7 +77,7 @@ class ListExport(admin.ModelAdmin):
         return self.export_url_name or f"{meta.app_label}_{meta.model_name}_export"
 
     def has_export_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm(self.export_permission)
+        return may(request.user, self.export_permission)
 
     @admin.action(description="Export the selected %(verbose_name_plural)s as CSV", permissions=["export"])
     def export_csv(self, request: HttpRequest, queryset: Any) -> HttpResponseBase:

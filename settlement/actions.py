@@ -191,7 +191,7 @@ def propose_adjustments(
 def explain(rows: Iterable[SettlementRow], *, actor: User, reason: str) -> int:
     """Mark breaks explained (an approver, a reason): they stay in the report,
     shown as explained. Rows explained before are left as they were."""
-    if not actor.has_perm(EXPLAIN_PERMISSION):
+    if not may(actor, EXPLAIN_PERMISSION):
         raise ActionRefused("only a finance approver may mark settlement rows explained")
     if not reason.strip():
         raise ActionRefused("say why: a reason is required")
@@ -288,10 +288,7 @@ def outcomes_for(user: User | AnonymousUser) -> set[str]:
     if not user.is_active:
         return set()
     return {
-        outcome
-        for permission, outcomes in ACTS_ON.items()
-        if user.has_perm(permission)
-        for outcome in outcomes
+        outcome for permission, outcomes in ACTS_ON.items() if may(user, permission) for outcome in outcomes
     }
 
 
@@ -306,7 +303,7 @@ def awaiting(user: User | AnonymousUser) -> QuerySet[SettlementRow]:
         status=RunStatus.COMPLETED, file_sha256=OuterRef("run__file_sha256"), pk__gt=OuterRef("run_id")
     ).exclude(file_sha256="")
     rows = SettlementRow.objects.filter(run__status=RunStatus.COMPLETED, outcome__in=outcomes)
-    if not user.has_perm(EXPLAIN_PERMISSION):
+    if not may(user, EXPLAIN_PERMISSION):
         # Without a delivery to replay, a missing row has nothing for an operator to do.
         rows = rows.exclude(outcome=Outcome.MISSING_IN_LEDGER, replayable=False)
     return rows.exclude(Exists(again)).exclude(Exists(FollowUp.objects.filter(row=OuterRef("pk"))))

@@ -23,6 +23,7 @@ from revassure import formatting
 from revassure.admin_base import AuthenticatedHttpRequest, ReadOnlyAdmin
 from revassure.exports import csv_response
 from revassure.formatting import EMPTY, points, size, when
+from revassure.refusals import may
 from settlement import reports, services, statement, storage
 from settlement.admin_rows import EXPORT_PERMISSION, row_table, rows_url
 from settlement.models import BREAKS, Outcome, RunStatus, RunTrigger, SettlementRow, SettlementRun
@@ -168,10 +169,10 @@ class SettlementRunAdmin(ReadOnlyAdmin):
         )
 
     def has_run_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm(RUN_PERMISSION)
+        return may(request.user, RUN_PERMISSION)
 
     def has_export_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm(EXPORT_PERMISSION)
+        return may(request.user, EXPORT_PERMISSION)
 
     def get_urls(self) -> list[URLPattern]:
         wrap = self.admin_site.admin_view

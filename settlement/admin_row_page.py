@@ -25,7 +25,7 @@ from django.views.decorators.http import require_POST
 
 from revassure.firestore import FirestoreError, get_gateway
 from revassure.formatting import points, signed
-from revassure.refusals import REFUSALS
+from revassure.refusals import REFUSALS, may
 from settlement import actions
 from settlement.models import SettlementRow
 
@@ -118,7 +118,7 @@ class RowPage(_AdminBase):
     def _view_of(self, action: str):
         def view(request, row_id):
             permission = actions.ROW_ACTIONS[action][0]
-            if not request.user.has_perm(permission):
+            if not may(request.user, permission):
                 raise PermissionDenied
             row = get_object_or_404(SettlementRow.objects.select_related("run"), pk=row_id)
             rows, actor = [row], request.user

@@ -24,7 +24,7 @@ from revassure.admin_base import AuthenticatedHttpRequest, ReadOnlyAdmin, requir
 from revassure.exports import ListExport, safe_cell
 from revassure.firestore import get_gateway
 from revassure.formatting import EMPTY, points, signed, when
-from revassure.refusals import REFUSALS
+from revassure.refusals import REFUSALS, may
 from settlement import actions, records
 from settlement.admin_row_page import RowPage
 from settlement.models import BREAKS, FollowUp, FollowUpKind, Outcome, RunStatus, SettlementRow, SettlementRun
@@ -273,13 +273,13 @@ class SettlementRowAdmin(ListExport, RowPage, ReadOnlyAdmin):
         return format_html('<span id="row-follow-ups">{}</span>', lines)
 
     def has_replay_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm(BACKFILL_PERMISSION)
+        return may(request.user, BACKFILL_PERMISSION)
 
     def has_propose_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("reconciliation.propose_balancerequest")
+        return may(request.user, "reconciliation.propose_balancerequest")
 
     def has_explain_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm(actions.EXPLAIN_PERMISSION)
+        return may(request.user, actions.EXPLAIN_PERMISSION)
 
     def _do(self, request, func, done):
         try:

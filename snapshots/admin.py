@@ -11,6 +11,7 @@ from django.utils.html import format_html, format_html_join
 
 from revassure.admin_base import AuthenticatedHttpRequest, ReadOnlyAdmin
 from revassure.formatting import EMPTY, points, signed
+from revassure.refusals import may
 from snapshots import services
 from snapshots.models import Restore, Snapshot, SnapshotStatus, Verification
 
@@ -109,7 +110,7 @@ class SnapshotAdmin(ReadOnlyAdmin):
 
     def start_view(self, request: AuthenticatedHttpRequest) -> HttpResponse:
         """Take a snapshot of the configured project, in a worker."""
-        if not request.user.has_perm(services.PERMISSION):
+        if not may(request.user, services.PERMISSION):
             raise PermissionDenied("only ops take snapshots")
         form = StartForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
@@ -138,7 +139,7 @@ class SnapshotAdmin(ReadOnlyAdmin):
     # -- actions -------------------------------------------------------------------
 
     def has_take_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm(services.PERMISSION)
+        return may(request.user, services.PERMISSION)
 
     @admin.action(description="Verify the selected snapshots again", permissions=["take"])
     def verify_again(self, request: HttpRequest, queryset: QuerySet[Snapshot]) -> None:

@@ -26,6 +26,7 @@ from revassure.firestore import MISSING, FirestoreError, WalletState, get_gatewa
 from revassure.formatting import EMPTY, label, points, signed, when
 from revassure.ledger import is_points
 from revassure.models import FreezeEvent
+from revassure.refusals import may
 from wallets import lookup
 from wallets.models import Wallet
 
@@ -50,10 +51,10 @@ def valid_uid(uid: str) -> bool:
 @admin.register(Wallet)
 class WalletAdmin(BaseAdmin):
     def has_module_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm(VIEW_PERMISSION)
+        return may(request.user, VIEW_PERMISSION)
 
     def has_view_permission(self, request: HttpRequest, obj: Wallet | None = None) -> bool:
-        return request.user.has_perm(VIEW_PERMISSION)
+        return may(request.user, VIEW_PERMISSION)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -113,7 +114,7 @@ class WalletAdmin(BaseAdmin):
         violations = lookup.violations(uid)
         requests = lookup.requests(uid)
         deliveries = lookup.deliveries(uid)
-        if user.has_perm("reconciliation.view_break"):
+        if may(user, "reconciliation.view_break"):
             episodes = lookup.breaks(uid)
             context.update(
                 breaks=[break_row(b) for b in episodes[: lookup.RECENT]],
@@ -292,7 +293,7 @@ def actions(
     button (a form posting the violation list's heal action) or a sentence."""
     found = []
     event = freeze.current()
-    if user.has_perm(PROPOSE_PERMISSION):
+    if may(user, PROPOSE_PERMISSION):
         found.append(adjustment_action(uid, state, event))
         found.append(heal_action(uid, event))
     for request_id in sorted(awaiting):
@@ -305,7 +306,7 @@ def actions(
                 "css": "decide-link",
             }
         )
-    if user.has_perm("reconciliation.approve_balancerequest") and not awaiting:
+    if may(user, "reconciliation.approve_balancerequest") and not awaiting:
         found.append(
             {"id": "wallet-nothing-to-decide", "kind": "text", "label": "Nothing awaits your decision."}
         )

@@ -14,6 +14,7 @@ from django.utils.safestring import SafeString, mark_safe
 from django.utils.text import capfirst
 
 from revassure import freeze
+from revassure.refusals import may
 from revassure.roles import ROLES
 
 register = template.Library()
@@ -65,13 +66,13 @@ def freeze_panel(context: Context) -> dict:
     for ops the form that asks for the other state (with a reason)."""
     request = context["request"]
     user = request.user
-    can_manage = user.has_perm("revassure.manage_freeze")
+    can_manage = may(user, "revassure.manage_freeze")
     latest = freeze.latest()
     frozen = latest is not None and latest.frozen
     # A procedure holding the freeze (a cutover) lifts it itself: said here, no button to be refused.
     held = freeze.hold(latest) if frozen else None
     return {
-        "visible": can_manage or user.has_perm("revassure.view_freezeevent"),
+        "visible": can_manage or may(user, "revassure.view_freezeevent"),
         "can_manage": can_manage and held is None,
         "held": held[1] if held else "",
         "latest": latest,

@@ -218,6 +218,10 @@ def site(firestore_emulator, tmp_path_factory):
         ALERT_EMAILS="oncall@example.com",
         ALERT_FROM_EMAIL="revassure-alerts@example.com",
         SITE_URL=url,
+        # The daily run twelve hours away: a session that crossed the default 02:00 UTC
+        # had the scheduler start a full run of its own mid-journey, and the dashboard's
+        # "last full run" was no longer the one the journeys compare with.
+        RECONCILE_DAILY_AT=f"{(datetime.now(UTC) + timedelta(hours=12)):%H:%M}",
     )
     (workdir / "metrics").mkdir()
     gateway = FirestoreGateway(project)

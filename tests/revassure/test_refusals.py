@@ -52,7 +52,7 @@ def test_every_refusal_of_every_app_is_one_kind():
     }
     # The refusals each app raises to people, by name: all of them found, all of them Refused.
     for expected in [
-        "reconciliation.changes.RequestRefused",
+        "reconciliation.request_states.RequestRefused",
         "reconciliation.break_actions.BreakRefused",
         "settlement.actions.ActionRefused",
         "backfill.plan_approval.PlanRefused",
