@@ -1,7 +1,6 @@
 from typing import ClassVar
 
 from django.apps import AppConfig
-from django.db.models.signals import post_migrate
 
 from revassure.roles import APPROVER, OPS, REVIEWER
 
@@ -20,10 +19,11 @@ class BackfillConfig(AppConfig):
         APPROVER: [*SEE, "approve_plan"],
         OPS: [*SEE, "change_datamigration", "approve_plan"],
     }
-
-    def ready(self) -> None:
-        # why: Django's documented place to connect signal receivers; the module
-        # imports models, which cannot load before the app registry is ready.
-        from backfill import signals
-
-        post_migrate.connect(signals.after_migrate, sender=self)
+    # Every minute (revassure.schedules syncs them after migrate): migrations
+    # whose worker was lost (a task killed at its timeout, say blocked on a lock
+    # a dead worker's transaction holds, is not redelivered) go to a worker
+    # again; webhook deliveries waiting with no drainer are drained.
+    schedules: ClassVar[dict[str, tuple[str, int]]] = {
+        "sweep-data-migrations": ("backfill.tasks.sweep_migrations", 1),
+        "sweep-webhook-deliveries": ("backfill.tasks.sweep_webhooks", 1),
+    }

@@ -1,7 +1,6 @@
 from typing import ClassVar
 
 from django.apps import AppConfig
-from django.db.models.signals import post_migrate
 
 from revassure.roles import APPROVER, OPS, REVIEWER
 
@@ -20,10 +19,15 @@ class ObservabilityConfig(AppConfig):
         APPROVER: SEE,
         OPS: [*SEE, "acknowledge_alert", "change_alertrule", "view_alertrulechange"],
     }
+    # Every minute (revassure.schedules syncs them after migrate): the alert
+    # rules are evaluated (besides right after each run, migration and freeze
+    # change), and notifications whose task or worker was lost are sent
+    # (observability/recovery.py).
+    schedules: ClassVar[dict[str, tuple[str, int]]] = {
+        "evaluate-alerts": ("observability.tasks.evaluate_alerts", 1),
+        "sweep-notifications": ("observability.tasks.sweep_notifications", 1),
+    }
 
     def ready(self) -> None:
-        # why: Django's documented place to register checks and connect signal
-        # receivers; signals imports django_q's models, which need the registry.
-        from observability import checks, signals  # noqa: F401
-
-        post_migrate.connect(signals.after_migrate, sender=self)
+        # why: Django's documented place to register checks.
+        from observability import checks  # noqa: F401

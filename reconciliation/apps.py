@@ -33,6 +33,16 @@ class ReconciliationConfig(AppConfig):
         ],
         OPS: [*SEE, "run_reconciliation"],
     }
+    # Every few minutes (revassure.schedules syncs them after migrate; the daily
+    # run's own schedule is reconciliation/schedule.py's): undecided proposals
+    # expire and dead executions' claims are released; runs whose work was lost
+    # with a machine go on (reconciliation/recovery.py); wallets Eventarc events
+    # noted whose check was lost are checked (pending_checks.sweep_noted).
+    schedules: ClassVar[dict[str, tuple[str, int]]] = {
+        "sweep-balance-requests": ("reconciliation.tasks.sweep_requests", 10),
+        "sweep-reconciliation-runs": ("reconciliation.tasks.sweep_runs", 1),
+        "sweep-written-wallets": ("reconciliation.tasks.sweep_written_wallets", 1),
+    }
 
     def ready(self) -> None:
         # why: Django's documented place to register system checks and signal

@@ -1,5 +1,6 @@
-"""The daily reconciliation schedule, kept in step with settings idempotently,
-and the sweeps that keep work going when a worker dies or a deadline passes.
+"""The daily reconciliation schedule, kept in step with settings idempotently
+(the sweeps that keep work going when a worker dies or a deadline passes are
+declared on ReconciliationConfig and synced by revassure.schedules).
 
 The daily run is one a day: its day is that of the schedule's occurrence, and
 the run is claimed by it (ReconciliationRun.scheduled_for). The schedule's
@@ -20,15 +21,6 @@ NAME = "daily-reconcile"
 FUNC = "reconciliation.tasks.scheduled_reconcile"
 # The scheduler passes the occurrence it fires for under this name.
 INTENDED = "intended_date"
-# name: (task, every how many minutes)
-SWEEPS = {
-    # Expire undecided proposals, release the claims of dead executions.
-    "sweep-balance-requests": ("reconciliation.tasks.sweep_requests", 10),
-    # Runs whose work was lost with a machine (reconciliation/recovery.py).
-    "sweep-reconciliation-runs": ("reconciliation.tasks.sweep_runs", 1),
-    # Wallets Eventarc events noted whose check was lost with a machine (pending_checks.sweep_noted).
-    "sweep-written-wallets": ("reconciliation.tasks.sweep_written_wallets", 1),
-}
 
 
 def parse_daily_at(value: str) -> tuple[int, int]:
@@ -102,14 +94,3 @@ def missed_day(now: datetime, grace: float) -> date | None:
         return None
     day = occurrence.date()
     return None if ReconciliationRun.objects.filter(scheduled_for=day).exists() else day
-
-
-def sync_sweep_schedules() -> list[Schedule]:
-    """Create or update each sweep's one named schedule."""
-    return [
-        Schedule.objects.update_or_create(
-            name=name,
-            defaults={"func": func, "schedule_type": Schedule.MINUTES, "minutes": minutes, "repeats": -1},
-        )[0]
-        for name, (func, minutes) in SWEEPS.items()
-    ]

@@ -5,15 +5,14 @@ from typing import Any
 from django.dispatch import receiver
 
 from reconciliation import execution
-from reconciliation.schedule import sync_daily_schedule, sync_sweep_schedules
+from reconciliation.schedule import sync_daily_schedule
 from revassure.flags import ensure_flags
 from revassure.freeze import unfrozen
 
 
 def after_migrate(**kwargs: Any) -> None:
-    """Connected to post_migrate for this app: the schedules and flags exist after any migrate."""
+    """Connected to post_migrate for this app: the daily schedule and the flags exist after any migrate."""
     sync_daily_schedule()
-    sync_sweep_schedules()
     ensure_flags()
 
 

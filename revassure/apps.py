@@ -26,6 +26,7 @@ class RevassureConfig(AppConfig):
         # why: Django's documented place to register system checks and signal
         # receivers; `signals` imports django-q2's models, which cannot load
         # before the app registry is ready.
-        from revassure import checks, grants, signals  # noqa: F401
+        from revassure import checks, grants, schedules, signals  # noqa: F401
 
         post_migrate.connect(grants.after_migrate, dispatch_uid="revassure-role-grants")
+        post_migrate.connect(schedules.after_migrate, dispatch_uid="revassure-schedules")

@@ -1,7 +1,6 @@
 from typing import ClassVar
 
 from django.apps import AppConfig
-from django.db.models.signals import post_migrate
 
 from revassure.roles import APPROVER, OPS, REVIEWER
 from revassure.sealing import chain as sealing
@@ -22,12 +21,14 @@ class SettlementConfig(AppConfig):
         APPROVER: [*SEE, "export_settlementrun", "explain_settlementrow"],
         OPS: [*SEE, "run_settlement"],
     }
+    # Every minute (revassure.schedules syncs it after migrate): a run whose
+    # worker was lost goes to a worker again (settlement.services.resume_abandoned).
+    schedules: ClassVar[dict[str, tuple[str, int]]] = {"sweep-settlement-runs": ("settlement.tasks.sweep", 1)}
 
     def ready(self) -> None:
         # why: the report kind names the models, which load only once the
         # registry is ready; the kernel's chain (verify_reports) walks what
-        # the apps register here; signal receivers are connected here, as Django documents.
-        from settlement import reports, signals
+        # the apps register here.
+        from settlement import reports
 
         sealing.register(reports.KIND)
-        post_migrate.connect(signals.after_migrate, sender=self)

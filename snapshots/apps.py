@@ -1,7 +1,6 @@
 from typing import ClassVar
 
 from django.apps import AppConfig
-from django.db.models.signals import post_migrate
 
 from revassure.roles import APPROVER, OPS, REVIEWER
 
@@ -20,11 +19,11 @@ class SnapshotsConfig(AppConfig):
         APPROVER: SEE,
         OPS: [*SEE, "take_snapshot"],
     }
+    # Every minute (revassure.schedules syncs it after migrate): a snapshot whose
+    # worker was lost goes to a worker again (snapshots.services.resume_abandoned).
+    schedules: ClassVar[dict[str, tuple[str, int]]] = {"sweep-snapshots": ("snapshots.tasks.sweep", 1)}
 
     def ready(self) -> None:
-        # why: Django's documented place to register system checks and connect
-        # signal receivers; the modules import models, which cannot load before
-        # the app registry is ready.
-        from snapshots import checks, signals  # noqa: F401
-
-        post_migrate.connect(signals.after_migrate, sender=self)
+        # why: Django's documented place to register system checks; the module
+        # imports models, which cannot load before the app registry is ready.
+        from snapshots import checks  # noqa: F401

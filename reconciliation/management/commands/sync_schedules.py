@@ -2,14 +2,15 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from reconciliation.schedule import sync_daily_schedule, sync_sweep_schedules
+from reconciliation.schedule import sync_daily_schedule
+from revassure import schedules
 
 
 class Command(BaseCommand):
-    help = "Create or update the daily reconciliation and the sweep schedules (idempotent)."
+    help = "Create or update the daily reconciliation and every app's periodic schedules (idempotent)."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        for sweep in sync_sweep_schedules():
+        for sweep in schedules.sync():
             self.stdout.write(f"{sweep.name}: every {sweep.minutes} minutes")
         schedule = sync_daily_schedule()
         self.stdout.write(
