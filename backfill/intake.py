@@ -78,19 +78,25 @@ def insert(delivery: ProviderEventDelivery) -> ProviderEventDelivery:
     of the webhook's own CPU (docs/scaling.md). Every concrete field goes in,
     prepared as save() prepares it (auto_now_add, defaults); the model has no
     save() of its own and no signal receivers, which a test keeps true. The
-    stored row comes back as loaded from the database."""
-    fields, names, sql = insert_statement(connection.vendor)
-    values = [field.pre_save(delivery, True) for field in fields]
+    stored row comes back as loaded from the database. On a database that
+    cannot return the id from an INSERT (SQLite before 3.35), save() does it."""
+    if not connection.features.can_return_columns_from_insert:
+        delivery.save()
+        return delivery
+    fields, sql = insert_statement(connection.vendor)
+    values = {field.attname: field.pre_save(delivery, True) for field in fields}
     with connection.cursor() as cursor:
-        cursor.execute(sql, [f.get_db_prep_save(v, connection) for f, v in zip(fields, values, strict=True)])
+        cursor.execute(sql, [field.get_db_prep_save(values[field.attname], connection) for field in fields])
         (pk,) = cursor.fetchone()
-    return ProviderEventDelivery.from_db(connection.alias, names, [pk, *values])
+    values[ProviderEventDelivery._meta.pk.attname] = pk
+    # from_db takes the row's values in the model's order of fields.
+    names = [field.attname for field in ProviderEventDelivery._meta.concrete_fields]
+    return ProviderEventDelivery.from_db(connection.alias, names, [values[name] for name in names])
 
 
 @functools.cache
-def insert_statement(vendor: str) -> tuple[list, list[str], str]:
-    """(the fields, the names from_db takes with the id first, the SQL) of
-    `insert` on a database of this vendor."""
+def insert_statement(vendor: str) -> tuple[list, str]:
+    """(the fields, the SQL) of `insert` on a database of this vendor."""
     meta = ProviderEventDelivery._meta
     fields = [field for field in meta.concrete_fields if not field.primary_key]
     quote = connection.ops.quote_name
@@ -98,7 +104,7 @@ def insert_statement(vendor: str) -> tuple[list, list[str], str]:
     placeholders = ", ".join(["%s"] * len(fields))
     returning = quote(meta.pk.column)
     sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({placeholders}) RETURNING {returning}"
-    return fields, [meta.pk.attname, *(field.attname for field in fields)], sql
+    return fields, sql
 
 
 def fill(delivery: ProviderEventDelivery, raw: bytes) -> None:

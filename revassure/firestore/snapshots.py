@@ -46,7 +46,6 @@ from revassure.firestore.model import (
 )
 from revassure.firestore.reads import Reads
 from revassure.firestore.snapshot_values import SnapshotDocument
-from revassure.firestore.transactions import Transactions
 
 # From the gateway's one declaration (model.COLLECTIONS): wallets first, ledgerIdentities last.
 ROOTS = tuple(c.name for c in COLLECTIONS if c.in_snapshots)
@@ -77,8 +76,8 @@ class Position:
 
 
 class Snapshots:
-    def __init__(self, connection: Connection, reads: Reads, transactions: Transactions):
-        self.connection, self.reads, self.transactions = connection, reads, transactions
+    def __init__(self, connection: Connection, reads: Reads):
+        self.connection, self.reads = connection, reads
 
     # -- reading out ---------------------------------------------------------
 
