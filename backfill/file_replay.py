@@ -48,7 +48,9 @@ def run_replay(
     if lease is None:
         return migration
     numbered = _numbered(lines, after=migration.checkpoint)
-    try:
+
+    def attempt() -> DataMigration | None:
+        """The migration where it stopped (a plan made, or early), or None: all applied."""
         if migration.dry_run:
             return plan_numbered(migration, lease, numbered, gateway=gateway)
         deferred = _apply_lines(migration, lease, numbered, gateway=gateway, deadline=deadline)
@@ -58,13 +60,11 @@ def run_replay(
         _retry_deferred(
             migration, lease, deferred, lambda pk: services.apply_delivery(pk, gateway=gateway).status
         )
-    except runs.LeaseLost:
-        log.warning("migration taken over; this worker stops", extra={"migration_id": migration.pk})
-        migration.refresh_from_db()
-        return migration
-    except Exception as exc:
-        runs.fail(migration, lease, exc)
-        raise
+        return None
+
+    stopped = runs.held(migration, lease, attempt)
+    if stopped is not None:
+        return stopped
     migration = runs.complete(migration, lease, gateway=gateway)
     _check_bound_outcomes(migration)
     return migration

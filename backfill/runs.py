@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -41,6 +42,8 @@ from revassure.refusals import require
 from revassure.waiting import WaitingKind, announce
 
 log = logging.getLogger(__name__)
+
+R = TypeVar("R")
 
 FLAG = "backfill_enabled"
 PERMISSION = "backfill.change_datamigration"
@@ -189,6 +192,21 @@ def complete(
         log.info("migration finished", extra={"migration_id": migration.pk, **migration.outcomes()})
     alerting.evaluate_soon()
     return migration
+
+
+def held(migration: DataMigration, lease: str, work: Callable[[], R]) -> R | DataMigration:
+    """What `work` returns, done for the migration under `lease`. A lease lost
+    meanwhile (another worker took the migration over) ends it quietly: the
+    migration as it now is. Any other error fails the migration, and is raised."""
+    try:
+        return work()
+    except LeaseLost:
+        log.warning("migration taken over; this worker stops", extra={"migration_id": migration.pk})
+        migration.refresh_from_db()
+        return migration
+    except Exception as exc:
+        fail(migration, lease, exc)
+        raise
 
 
 def fail(migration: DataMigration, lease: str, exc: BaseException, *, error: str = "") -> None:

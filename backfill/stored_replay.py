@@ -44,20 +44,16 @@ def run_stored_replay(
     if migration.dry_run:
         raws = chosen.order_by("pk").values_list("raw", flat=True).iterator()
         numbered = ((n, raw.encode()) for n, raw in enumerate(raws, 1) if n > migration.checkpoint)
-        try:
-            return file_replay.plan_numbered(migration, lease, numbered, gateway=gateway)
-        except runs.LeaseLost:
-            log.warning("migration taken over; this worker stops", extra={"migration_id": migration.pk})
-            migration.refresh_from_db()
-            return migration
-        except Exception as exc:
-            runs.fail(migration, lease, exc)
-            raise
+        return runs.held(
+            migration, lease, lambda: file_replay.plan_numbered(migration, lease, numbered, gateway=gateway)
+        )
     items = chosen.filter(pk__gt=migration.checkpoint)
     if "expected" not in params:
         params["expected"] = items.count()
         DataMigration.objects.filter(pk=migration.pk).update(parameters=params)
-    try:
+
+    def attempt() -> DataMigration | None:
+        """The migration where it stopped early, or None: every delivery applied."""
         for handled, delivery_id in enumerate(
             items.order_by("pk").values_list("pk", flat=True).iterator(), 1
         ):
@@ -73,14 +69,10 @@ def run_stored_replay(
             if _past(deadline) or (handled % CHECK_EVERY == 0 and not runs.still_mine(migration, lease)):
                 migration.refresh_from_db()
                 return migration
-    except runs.LeaseLost:
-        log.warning("migration taken over; this worker stops", extra={"migration_id": migration.pk})
-        migration.refresh_from_db()
-        return migration
-    except Exception as exc:
-        runs.fail(migration, lease, exc)
-        raise
-    return runs.complete(migration, lease, gateway=gateway)
+        return None
+
+    stopped = runs.held(migration, lease, attempt)
+    return stopped if stopped is not None else runs.complete(migration, lease, gateway=gateway)
 
 
 def check_bound_plan(migration: DataMigration, lease: str, *, gateway: FirestoreGateway) -> bool:
