@@ -14,6 +14,7 @@ from typing import Any
 
 from django.apps import AppConfig, apps
 from django.db import DEFAULT_DB_ALIAS
+from django_q.models import Schedule
 
 
 def declared() -> dict[str, tuple[str, int]]:
@@ -27,10 +28,8 @@ def declared() -> dict[str, tuple[str, int]]:
     return found
 
 
-def sync(using: str = DEFAULT_DB_ALIAS) -> list[Any]:
+def sync(using: str = DEFAULT_DB_ALIAS) -> list[Schedule]:
     """Create or update the schedule of each declared name; the schedules."""
-    from django_q.models import Schedule
-
     return [
         Schedule.objects.using(using).update_or_create(
             name=name,
