@@ -83,28 +83,27 @@ def insert(delivery: ProviderEventDelivery) -> ProviderEventDelivery:
     if not connection.features.can_return_columns_from_insert:
         delivery.save()
         return delivery
-    fields, sql = insert_statement(connection.vendor)
+    fields, names, sql = insert_statement(connection.vendor)
     values = {field.attname: field.pre_save(delivery, True) for field in fields}
     with connection.cursor() as cursor:
         cursor.execute(sql, [field.get_db_prep_save(values[field.attname], connection) for field in fields])
-        (pk,) = cursor.fetchone()
-    values[ProviderEventDelivery._meta.pk.attname] = pk
-    # from_db takes the row's values in the model's order of fields.
-    names = [field.attname for field in ProviderEventDelivery._meta.concrete_fields]
+        (values[ProviderEventDelivery._meta.pk.attname],) = cursor.fetchone()
     return ProviderEventDelivery.from_db(connection.alias, names, [values[name] for name in names])
 
 
 @functools.cache
-def insert_statement(vendor: str) -> tuple[list, str]:
-    """(the fields, the SQL) of `insert` on a database of this vendor."""
+def insert_statement(vendor: str) -> tuple[list, list[str], str]:
+    """(the fields it writes, the names from_db takes: every field's, in the
+    model's order, the SQL) of `insert` on a database of this vendor."""
     meta = ProviderEventDelivery._meta
     fields = [field for field in meta.concrete_fields if not field.primary_key]
+    names = [field.attname for field in meta.concrete_fields]
     quote = connection.ops.quote_name
     columns = ", ".join(quote(field.column) for field in fields)
     placeholders = ", ".join(["%s"] * len(fields))
     returning = quote(meta.pk.column)
     sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({placeholders}) RETURNING {returning}"
-    return fields, sql
+    return fields, names, sql
 
 
 def fill(delivery: ProviderEventDelivery, raw: bytes) -> None:

@@ -27,27 +27,27 @@ class Restores:
     def write_documents(self, documents: Iterable[SnapshotDocument]) -> int:
         """Write each document as it is (same path, same fields, same types; a set,
         so writing one again changes nothing), BATCH_LIMIT to a commit."""
-        writes, written = [], 0
-        for document in documents:
-            writes.append(encoding.Write(update=self.snapshots.raw_document(document)))
-            if len(writes) == BATCH_LIMIT:
-                self.transactions.commit(writes)
-                written, writes = written + len(writes), []
-        if writes:
-            self.transactions.commit(writes)
-        return written + len(writes)
+        return self.commit_batched(
+            encoding.Write(update=self.snapshots.raw_document(document)) for document in documents
+        )
 
     def delete_documents(self, paths: Iterable[str]) -> int:
         """Delete the documents at these relative paths, BATCH_LIMIT to a commit."""
-        writes, deleted = [], 0
-        for path in paths:
-            writes.append(encoding.Write(delete=f"{self.connection.documents}/{path}"))
-            if len(writes) == BATCH_LIMIT:
-                self.transactions.commit(writes)
-                deleted, writes = deleted + len(writes), []
-        if writes:
-            self.transactions.commit(writes)
-        return deleted + len(writes)
+        return self.commit_batched(
+            encoding.Write(delete=f"{self.connection.documents}/{path}") for path in paths
+        )
+
+    def commit_batched(self, writes: Iterable[encoding.Write]) -> int:
+        """Commit the writes in order, BATCH_LIMIT to a commit; how many."""
+        batch, committed = [], 0
+        for write in writes:
+            batch.append(write)
+            if len(batch) == BATCH_LIMIT:
+                self.transactions.commit(batch)
+                committed, batch = committed + len(batch), []
+        if batch:
+            self.transactions.commit(batch)
+        return committed + len(batch)
 
     def snapshot_paths(self, *, concurrency: int = 32) -> Iterator[str]:
         """The path of every document under the collections a snapshot covers
